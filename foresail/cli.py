@@ -1,0 +1,53 @@
+"""The `foresail` command: one subcommand per job.
+
+Each subcommand lives in the module that owns the job and exposes two functions,
+``add_arguments(parser)`` and ``run(args) -> int``. Command modules keep heavy imports
+(torch, transformers, kopf) inside ``run`` so that ``foresail --help`` stays fast and the
+operator never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "operator": ("foresail_operator.cli", "run the Kubernetes operator (kopf)"),
+    "serve": ("foresail_inference.cli", "run the OpenAI-compatible inference server"),
+    "backtest": ("foresail.backtest.cli", "replay a trace against Foresail and the anchor autoscalers"),
+    "forecast": ("foresail.backtest.forecast_cli", "measure forecast accuracy on a trace"),
+    "demo": ("foresail.demo.cli", "run the whole system locally on an embedded trace"),
+    "dev": ("foresail.kubetest.cli", "developer tools (the Kubernetes API test server)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the parser with every subcommand whose module is installed."""
+    parser = argparse.ArgumentParser(prog="foresail", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if not module_name.startswith(exc.name or "\0"):
+                raise
+            continue
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `foresail` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
