@@ -1,0 +1,47 @@
+"""`foresail operator`: run the kopf operator."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `foresail operator` (each also has a FORESAIL_* environment variable)."""
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, else $KUBECONFIG)")
+    parser.add_argument("--namespace", "-n", action="append", default=[],
+                        help="watch only this namespace (repeatable; default: all namespaces)")
+    parser.add_argument("--prometheus-url", help="Prometheus base URL (FORESAIL_PROMETHEUS_URL)")
+    parser.add_argument("--peering", help="kopf peering name (FORESAIL_PEERING, default foresail)")
+    parser.add_argument("--standalone", action="store_true",
+                        help="no peering: for a single local operator")
+    parser.add_argument("--priority", type=int,
+                        help="peering priority (default: random, so that exactly one replica acts)")
+    parser.add_argument("--health-port", type=int, default=int(os.environ.get("FORESAIL_HEALTH_PORT", "0")),
+                        help="serve /healthz on this port (0: off)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the operator and block until it stops."""
+    import kopf
+
+    from foresail_operator import handlers  # noqa: F401  (registers the handlers)
+    from foresail_operator.config import OperatorConfig
+
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = os.path.abspath(args.kubeconfig)
+    config = OperatorConfig.from_env(namespaces=tuple(args.namespace), prometheus_url=args.prometheus_url,
+                                     peering=args.peering, standalone=args.standalone or None)
+    kopf.configure(verbose=args.verbose)
+    kopf.run(
+        clusterwide=not config.namespaces,
+        namespaces=config.namespaces,
+        standalone=config.standalone,
+        peering_name=config.peering,
+        priority=args.priority if args.priority is not None else random.randint(1, 2**31 - 1),
+        liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None,
+        memo=kopf.Memo(config=config),
+    )
+    return 0

@@ -1,0 +1,38 @@
+"""The operator's configuration, from flags and environment (the Helm chart sets the environment)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from foresail_operator.runtimes import RUNTIMES
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Settings shared by every handler (kept in kopf's memo)."""
+
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
+    prometheus_url: str | None = None
+    prometheus_token: str | None = None
+    images: dict[str, str] = field(default_factory=dict)  # runtime name -> default image
+    peering: str = "foresail"
+    standalone: bool = False
+    metrics_port: int = 8080
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> "OperatorConfig":
+        """Read FORESAIL_* variables; explicit overrides (flags) win."""
+        env = os.environ
+        images = {name: env[f"FORESAIL_IMAGE_{name.upper()}"] for name in RUNTIMES
+                  if env.get(f"FORESAIL_IMAGE_{name.upper()}")}
+        values: dict[str, object] = {
+            "namespaces": tuple(n for n in env.get("FORESAIL_NAMESPACES", "").split(",") if n),
+            "prometheus_url": env.get("FORESAIL_PROMETHEUS_URL") or None,
+            "prometheus_token": env.get("FORESAIL_PROMETHEUS_TOKEN") or None,
+            "images": images,
+            "peering": env.get("FORESAIL_PEERING", "foresail"),
+            "metrics_port": int(env.get("FORESAIL_METRICS_PORT", "8080")),
+        }
+        values.update({k: v for k, v in overrides.items() if v not in (None, ())})
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,150 @@
+"""kopf handlers: thin wiring from Kubernetes events to the reconciler.
+
+Importing this module registers the handlers with kopf. Per-object work lives in reconciler.py;
+the pod plan in plan.py; status and conditions in status.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from foresail_operator import GROUP, PLURAL, VERSION
+from foresail_operator.kube import ApiError, KubeClient
+from foresail_operator.plan import OWNER_LABEL
+from foresail_operator.reconciler import reconcile, refresh_status
+from foresail_operator.spec import SpecError, parse_spec
+from foresail_operator.status import PodSummary
+
+OWNED = {OWNER_LABEL: kopf.PRESENT}
+_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Operator-wide settings: annotations for kopf's bookkeeping, retries, event level."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="foresail.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="foresail.dev", key="last-handled-configuration")
+    settings.posting.level = logging.INFO
+    settings.networking.error_backoffs = [1, 2, 5, 10, 30]
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.peering.mandatory = False
+
+
+@kopf.on.login()
+def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """Log in from the pod's service account, else from a kubeconfig; share it with our client."""
+    info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    if info is not None:
+        memo.client = KubeClient(info)
+    return info
+
+
+@kopf.on.cleanup()
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    """Close the API connection pool."""
+    if getattr(memo, "client", None) is not None:
+        await memo.client.close()
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def llmdeployments(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
+    """Every LLMDeployment by (namespace, name)."""
+    return {(namespace, name): dict(body)}
+
+
+@kopf.index("apps", "v1", "deployments", labels=OWNED)
+def owned_deployments(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict:
+    """Owned Deployments by (namespace, owner name)."""
+    return {(namespace, labels[OWNER_LABEL]): dict(body)}
+
+
+@kopf.index("", "v1", "pods", labels=OWNED)
+def owned_pods(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict:
+    """Summaries of owned pods by (namespace, owner name)."""
+    return {(namespace, labels[OWNER_LABEL]): PodSummary.of(body)}
+
+
+def _first(index: kopf.Index, key: tuple[str, str]) -> Any:
+    store = index.get(key)
+    return next(iter(store), None) if store else None
+
+
+async def _refresh(memo: kopf.Memo, key: tuple[str, str], llmdeployments: kopf.Index,
+                   owned_deployments: kopf.Index, owned_pods: kopf.Index,
+                   body: dict | None = None) -> None:
+    """Recompute one LLMDeployment's status from the indexes (one at a time per object)."""
+    async with _locks.setdefault(key, asyncio.Lock()):
+        body = body or _first(llmdeployments, key)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        await refresh_status(memo.client, body, _first(owned_deployments, key), owned_pods.get(key, ()))
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+async def on_llmdeployment(body: kopf.Body, reason: str, diff: kopf.Diff, name: str, namespace: str,
+                           logger: logging.Logger, memo: kopf.Memo, llmdeployments: kopf.Index,
+                           owned_deployments: kopf.Index, owned_pods: kopf.Index, **_: Any) -> None:
+    """Create or update the owned Deployment and Service, then the status."""
+    manual = None
+    if reason == "update":
+        manual = next((new for _op, field, _old, new in diff if field == ("spec", "replicas")), None)
+    raw = dict(body)
+    try:
+        await reconcile(memo.client, memo.config, raw, logger, manual_replicas=manual)
+    except SpecError as exc:
+        await refresh_status(memo.client, raw, None, (), [("InvalidSpec", str(exc))])
+        raise kopf.PermanentError(str(exc)) from exc
+    except ApiError as exc:
+        message = f"cannot apply the spec: {exc.message}"
+        await refresh_status(memo.client, raw, _first(owned_deployments, (namespace, name)),
+                             owned_pods.get((namespace, name), ()), [("ReconcileFailed", message)])
+        raise kopf.TemporaryError(message, delay=30) from exc
+    await _refresh(memo, (namespace, name), llmdeployments, owned_deployments, owned_pods, body=raw)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=OWNED)
+async def on_deployment(type: str, namespace: str, labels: kopf.Labels, logger: logging.Logger,
+                        memo: kopf.Memo, llmdeployments: kopf.Index, owned_deployments: kopf.Index,
+                        owned_pods: kopf.Index, **_: Any) -> None:
+    """Mirror the Deployment into the owner's status; recreate it if someone deleted it."""
+    key = (namespace, labels[OWNER_LABEL])
+    owner = _first(llmdeployments, key)
+    if owner is None or owner["metadata"].get("deletionTimestamp"):
+        return
+    if type == "DELETED":
+        logger.info("Deployment %s was deleted; recreating it", key[1])
+        try:
+            await reconcile(memo.client, memo.config, owner, logger)
+        except (ApiError, SpecError) as exc:
+            raise kopf.TemporaryError(str(exc), delay=10) from exc
+    await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods)
+
+
+@kopf.on.event("", "v1", "pods", labels=OWNED)
+async def on_pod(namespace: str, labels: kopf.Labels, memo: kopf.Memo, llmdeployments: kopf.Index,
+                 owned_deployments: kopf.Index, owned_pods: kopf.Index, **_: Any) -> None:
+    """Pods carry readiness, cold starts and start-up failures into the owner's status."""
+    await _refresh(memo, (namespace, labels[OWNER_LABEL]), llmdeployments, owned_deployments, owned_pods)
+
+
+def _degraded(status: kopf.Status, **_: Any) -> bool:
+    return any(c.get("type") == "Degraded" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=20, initial_delay=20, when=_degraded)
+async def recheck_degraded(name: str, namespace: str, memo: kopf.Memo, llmdeployments: kopf.Index,
+                           owned_deployments: kopf.Index, owned_pods: kopf.Index, **_: Any) -> None:
+    """Look again at a degraded LLMDeployment: a missing Secret may have been created since."""
+    try:
+        parse_spec((_first(llmdeployments, (namespace, name)) or {}).get("spec") or {})
+    except SpecError:
+        return
+    await _refresh(memo, (namespace, name), llmdeployments, owned_deployments, owned_pods)

@@ -1,0 +1,109 @@
+"""A small async Kubernetes REST client on kopf's credentials.
+
+kopf watches and dispatches; the operator's own reads and writes (owned objects, status, scale)
+go through this client, which shares kopf's login (in-cluster service account or kubeconfig).
+Errors come back as ApiError with the Status object's reason and message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Mapping
+
+import aiohttp
+import kopf
+
+MERGE_PATCH = "application/merge-patch+json"
+RETRY_STATUSES = {409, 429, 500, 502, 503, 504}
+
+
+class ApiError(Exception):
+    """A Kubernetes API call that failed, with the Status reason and message."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+def path_for(api_version: str, plural: str, namespace: str | None, name: str | None = None,
+             subresource: str | None = None) -> str:
+    """The REST path of a collection or an object."""
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    parts = [base]
+    if namespace:
+        parts.append(f"namespaces/{namespace}")
+    parts.append(plural)
+    if name:
+        parts.append(name)
+    if subresource:
+        parts.append(subresource)
+    return "/".join(parts)
+
+
+class KubeClient:
+    """Async JSON calls to the Kubernetes API with one shared connection pool."""
+
+    def __init__(self, info: kopf.ConnectionInfo, timeout_s: float = 30.0) -> None:
+        self._server = info.server.rstrip("/")
+        self._headers = {"Accept": "application/json", **info.as_http_headers()}
+        self._ssl: Any = info.as_ssl_context() if self._server.startswith("https") else None
+        if self._ssl is not None and info.insecure:
+            self._ssl = False
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def request(self, method: str, path: str, body: Any = None, *,
+                      content_type: str = "application/json", params: Mapping[str, str] | None = None,
+                      retries: int = 3) -> dict[str, Any]:
+        """Call the API; retry conflicts, throttling and server errors with backoff; raise ApiError."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        data = None if body is None else json.dumps(body)
+        headers = dict(self._headers, **({"Content-Type": content_type} if body is not None else {}))
+        for attempt in range(retries + 1):
+            try:
+                async with self._session.request(method, self._server + path, data=data, params=params,
+                                                 headers=headers, ssl=self._ssl) as rsp:
+                    text = await rsp.text()
+                    if rsp.status < 400:
+                        return json.loads(text) if text else {}
+                    error = _api_error(rsp.status, text)
+                    retry_after = float(rsp.headers.get("Retry-After", 0) or 0)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                error = ApiError(503, "ServiceUnavailable", f"cannot reach the API server: {exc!r}")
+                retry_after = 0.0
+            # A 409 on create means it exists: the caller decides. Others are worth retrying.
+            if error.status not in RETRY_STATUSES or (error.status == 409 and method == "POST") \
+                    or attempt == retries:
+                raise error
+            await asyncio.sleep(max(retry_after, 0.2 * 2 ** attempt))
+        raise AssertionError("unreachable")
+
+    async def get(self, path: str) -> dict[str, Any] | None:
+        """GET an object; None when it does not exist."""
+        try:
+            return await self.request("GET", path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply a JSON merge patch."""
+        return await self.request("PATCH", path, patch, content_type=MERGE_PATCH)
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        if self._session is not None:
+            await self._session.close()
+
+
+def _api_error(status: int, text: str) -> ApiError:
+    try:
+        body = json.loads(text)
+        return ApiError(status, body.get("reason") or str(status), body.get("message") or text)
+    except (ValueError, AttributeError):
+        return ApiError(status, str(status), text[:500])

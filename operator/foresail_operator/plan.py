@@ -1,0 +1,213 @@
+"""The Deployment and Service an LLMDeployment owns, planned as data from the spec.
+
+Pure functions: no API calls, so every pod-template rule is testable without a cluster. The
+replica count is not part of the plan; scaler.py is the one place that writes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from typing import Any
+
+from foresail_operator.runtimes import CACHE_DIR, MODEL_DIR, PORT, Runtime
+from foresail_operator.spec import LLMDeploymentSpec
+
+OWNER_LABEL = "foresail.dev/llmdeployment"
+HASH_ANNOTATION = "foresail.dev/plan-hash"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "foresail"}
+FETCH_IMAGE = "busybox:1.37"
+# Long enough for an in-flight generation to finish after SIGTERM.
+TERMINATION_GRACE_S = 120
+
+
+def labels(name: str, runtime: Runtime) -> dict[str, str]:
+    """The app.kubernetes.io labels every owned object carries."""
+    return {
+        "app.kubernetes.io/name": runtime.name,
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/component": "inference",
+        "app.kubernetes.io/part-of": "foresail",
+        **MANAGED_BY,
+        OWNER_LABEL: name,
+    }
+
+
+def selector(name: str) -> dict[str, str]:
+    """The pod selector of the Deployment and the Service (immutable, so minimal)."""
+    return {OWNER_LABEL: name}
+
+
+def selector_string(name: str) -> str:
+    """The selector as a label-selector string, for the scale subresource."""
+    return ",".join(f"{k}={v}" for k, v in selector(name).items())
+
+
+def _model_location(spec: LLMDeploymentSpec) -> tuple[str, list[dict], list[dict], list[dict]]:
+    """Resolve the model source into (model argument, volumes, mounts, init containers)."""
+    source = spec.model.source
+    volumes: list[dict] = []
+    mounts: list[dict] = []
+    init: list[dict] = []
+    if source.startswith("pvc://"):
+        claim, _, sub = source[len("pvc://"):].partition("/")
+        volumes.append({"name": "model-source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+        mounts.append({"name": "model-source", "mountPath": MODEL_DIR, "readOnly": True})
+        return posixpath.join(MODEL_DIR, sub) if sub else MODEL_DIR, volumes, mounts, init
+    if source.startswith(("http://", "https://")):
+        filename = posixpath.basename(source.split("?", 1)[0]) or "model"
+        target = f"{CACHE_DIR}/downloads/{filename}"
+        init.append({
+            "name": "fetch-model",
+            "image": FETCH_IMAGE,
+            "command": ["sh", "-c", 'mkdir -p "$(dirname "$1")" && { [ -s "$1" ] || '
+                        '{ wget -q -O "$1.part" "$2" && mv "$1.part" "$1"; }; }', "fetch", target, source],
+            "volumeMounts": [{"name": "model-cache", "mountPath": CACHE_DIR}],
+            "securityContext": _container_security(non_root=True),
+        })
+        return target, volumes, mounts, init
+    if source.startswith("hf://"):
+        return source[len("hf://"):], volumes, mounts, init
+    return source, volumes, mounts, init
+
+
+def _container_security(non_root: bool) -> dict[str, Any]:
+    """Least privilege for a container; third-party engine images often need to run as root."""
+    context: dict[str, Any] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if non_root:
+        context.update(runAsNonRoot=True, runAsUser=10001, runAsGroup=10001, readOnlyRootFilesystem=True)
+    return context
+
+
+def _env(spec: LLMDeploymentSpec) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "HF_HOME", "value": f"{CACHE_DIR}/hf"},
+        {"name": "HOME", "value": "/tmp"},
+    ]
+    if spec.model.token_secret:
+        ref = {"name": spec.model.token_secret, "key": spec.model.token_secret_key}
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": ref}})
+    return env + [dict(e) for e in spec.runtime.env]
+
+
+def _resources(spec: LLMDeploymentSpec) -> dict[str, Any]:
+    amounts: dict[str, Any] = {}
+    if spec.resources.cpu:
+        amounts["cpu"] = spec.resources.cpu
+    if spec.resources.memory:
+        amounts["memory"] = spec.resources.memory
+    limits = dict(amounts)
+    if spec.resources.gpus:
+        limits["nvidia.com/gpu"] = spec.resources.gpus
+    out: dict[str, Any] = {}
+    if amounts:
+        out["requests"] = amounts
+    if limits:
+        out["limits"] = limits
+    return out
+
+
+def pod_template(name: str, spec: LLMDeploymentSpec, runtime: Runtime) -> dict[str, Any]:
+    """The pod template of the inference Deployment."""
+    model, volumes, mounts, init = _model_location(spec)
+    served_name = spec.model.served_model_name or name
+    if spec.model.cache_pvc:
+        cache_volume: dict[str, Any] = {"persistentVolumeClaim": {"claimName": spec.model.cache_pvc}}
+    elif spec.model.cache_host_path:
+        cache_volume = {"hostPath": {"path": spec.model.cache_host_path, "type": "DirectoryOrCreate"}}
+    else:
+        cache_volume = {"emptyDir": {}}
+    volumes = [{"name": "model-cache", **cache_volume}, {"name": "tmp", "emptyDir": {}}] + volumes
+    mounts = [{"name": "model-cache", "mountPath": CACHE_DIR}, {"name": "tmp", "mountPath": "/tmp"}] + mounts
+    if spec.resources.gpus > 1:  # tensor parallelism talks through shared memory
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    probe = {"httpGet": {"path": runtime.health_path, "port": "http"}}
+    container: dict[str, Any] = {
+        "name": "server",
+        "image": runtime.image,
+        "command": runtime.command(spec, model, served_name),
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "env": _env(spec),
+        "resources": _resources(spec),
+        # Loading weights can take many minutes: the startup probe holds off liveness until then.
+        "startupProbe": {**probe, "periodSeconds": 10, "failureThreshold": 360},
+        "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 6, "timeoutSeconds": 5},
+        "readinessProbe": {"httpGet": {"path": runtime.ready_path, "port": "http"},
+                           "periodSeconds": 5, "failureThreshold": 2, "timeoutSeconds": 3},
+        "volumeMounts": mounts,
+        "securityContext": _container_security(runtime.non_root),
+    }
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": volumes,
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"},
+                            **({"runAsNonRoot": True, "fsGroup": 10001} if runtime.non_root else {})},
+    }
+    if init:
+        pod_spec["initContainers"] = init
+    if spec.resources.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.resources.node_selector)
+    if spec.resources.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in spec.resources.tolerations]
+    if spec.resources.priority_class_name:
+        pod_spec["priorityClassName"] = spec.resources.priority_class_name
+    return {
+        "metadata": {
+            "labels": labels(name, runtime),
+            "annotations": {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(PORT),
+                "prometheus.io/path": "/metrics",
+            },
+        },
+        "spec": pod_spec,
+    }
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def deployment(name: str, namespace: str, spec: LLMDeploymentSpec, runtime: Runtime) -> dict[str, Any]:
+    """The Deployment, without spec.replicas (see scaler.py), with a hash of the plan."""
+    template = pod_template(name, spec, runtime)
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels(name, runtime)},
+        "spec": {
+            "selector": {"matchLabels": selector(name)},
+            "template": template,
+            # Keep serving capacity while a new model rolls out: add one, then remove one.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "progressDeadlineSeconds": 3600,
+            "revisionHistoryLimit": 3,
+        },
+    }
+    body["metadata"]["annotations"] = {HASH_ANNOTATION: _hash(body["spec"])}
+    return body
+
+
+def service(name: str, namespace: str, runtime: Runtime) -> dict[str, Any]:
+    """The ClusterIP Service in front of the inference pods (OpenAI API and metrics)."""
+    body = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels(name, runtime)},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(name),
+            "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+    body["metadata"]["annotations"] = {HASH_ANNOTATION: _hash(body["spec"])}
+    return body

@@ -1,0 +1,164 @@
+"""Reconcile one LLMDeployment: its owned Deployment and Service, and its status.
+
+Called by the kopf handlers on create, update, resume and on changes of owned objects. Every
+step is idempotent, so a restart at any point (even after SIGKILL) converges to the same state.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable, Mapping
+
+import kopf
+
+from foresail_operator import GROUP, PLURAL, VERSION, plan
+from foresail_operator.config import OperatorConfig
+from foresail_operator.kube import ApiError, KubeClient, path_for
+from foresail_operator.runtimes import runtime_for
+from foresail_operator.scaler import set_replicas
+from foresail_operator.spec import LLMDeploymentSpec, parse_spec
+from foresail_operator.status import PodSummary, now_iso, workload_status
+
+
+def llmd_path(namespace: str, name: str, subresource: str | None = None) -> str:
+    """The REST path of an LLMDeployment."""
+    return path_for(f"{GROUP}/{VERSION}", PLURAL, namespace, name, subresource)
+
+
+def initial_replicas(spec: LLMDeploymentSpec) -> int:
+    """The replica count a new Deployment starts with."""
+    if not spec.autoscaling_on:
+        return spec.fixed_replicas()
+    return spec.clamp(spec.replicas if spec.replicas is not None else spec.min_replicas)
+
+
+async def _ensure(client: KubeClient, body: dict[str, Any], plural: str, api_version: str,
+                  replicas: int | None, logger: logging.Logger, owner: Mapping[str, Any]) -> dict[str, Any]:
+    """Create the object, or replace its spec when the plan changed; return the live object."""
+    meta = body["metadata"]
+    path = path_for(api_version, plural, meta["namespace"], meta["name"])
+    current = await client.get(path)
+    kind = body["kind"]
+    if current is None:
+        if replicas is not None:
+            body["spec"]["replicas"] = replicas
+        try:
+            created = await client.request("POST", path_for(api_version, plural, meta["namespace"]), body)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            created = await client.request("GET", path)  # made by us before a restart
+        else:
+            logger.info("created %s %s", kind, meta["name"])
+            kopf.info(owner, reason="Created", message=f"Created {kind} {meta['name']}")
+            return created
+        current = created
+    want = meta["annotations"][plan.HASH_ANNOTATION]
+    have = (current.get("metadata", {}).get("annotations") or {}).get(plan.HASH_ANNOTATION)
+    if want != have:
+        ops = [{"op": "replace", "path": f"/spec/{key}", "value": value}
+               for key, value in body["spec"].items() if key not in ("selector", "replicas", "clusterIP")]
+        ops += [{"op": "replace", "path": "/metadata/labels", "value": meta["labels"]},
+                {"op": "add", "path": "/metadata/annotations", "value": {
+                    **(current["metadata"].get("annotations") or {}), **meta["annotations"]}},
+                {"op": "replace", "path": "/metadata/ownerReferences", "value": meta["ownerReferences"]}]
+        current = await client.request("PATCH", path, ops, content_type="application/json-patch+json")
+        logger.info("updated %s %s (plan %s -> %s)", kind, meta["name"], have, want)
+        kopf.info(owner, reason="Updated", message=f"Updated {kind} {meta['name']} to the new spec")
+    return current
+
+
+async def reconcile(client: KubeClient, config: OperatorConfig, body: Mapping[str, Any],
+                    logger: logging.Logger, manual_replicas: int | None = None) -> dict[str, Any]:
+    """Bring the owned Deployment and Service in line with the spec; return the Deployment.
+
+    `manual_replicas` is a replica count written through the scale subresource (kubectl scale)
+    while autoscaling is on: it is applied at once, clamped to [minReplicas, maxReplicas].
+    """
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    spec = parse_spec(body.get("spec") or {})
+    runtime = runtime_for(spec, config.images)
+    owner = dict(body)
+    service = plan.service(name, namespace, runtime)
+    deployment = plan.deployment(name, namespace, spec, runtime)
+    kopf.adopt([service, deployment], owner=owner, nested=())
+    await _ensure(client, service, "services", "v1", None, logger, owner)
+    live = await _ensure(client, deployment, "deployments", "apps/v1", initial_replicas(spec), logger, owner)
+    current = int(live.get("spec", {}).get("replicas") or 0)
+    target = None
+    if not spec.autoscaling_on:
+        target = spec.fixed_replicas()
+    elif manual_replicas is not None:
+        target = spec.clamp(manual_replicas)
+    elif spec.clamp(current) != current:
+        target = spec.clamp(current)  # min/max changed
+    if target is not None and target != current:
+        await set_replicas(client, namespace, name, target)
+        live.setdefault("spec", {})["replicas"] = target
+        why = "spec.replicas" if not spec.autoscaling_on else (
+            "manual scale" if manual_replicas is not None else "minReplicas/maxReplicas")
+        logger.info("scaled %s from %d to %d (%s)", name, current, target, why)
+        kopf.info(owner, reason="Scaled", message=f"Scaled Deployment {name} from {current} to {target} ({why})")
+        await record_scale(client, namespace, name, current, target, f"{why}: {current} -> {target}")
+    return live
+
+
+async def record_scale(client: KubeClient, namespace: str, name: str, old: int, new: int, reason: str) -> None:
+    """Record a scale decision in status: last scale time and reason, and the bounded history."""
+    live = await client.get(llmd_path(namespace, name))
+    if live is None:
+        return
+    history = list((live.get("status") or {}).get("history") or [])
+    stamp = now_iso()
+    history = (history + [{"time": stamp, "from": old, "to": new, "reason": reason}])[-10:]
+    await client.merge_patch(llmd_path(namespace, name, "status"), {"status": {
+        "lastScaleTime": stamp, "lastScaleReason": reason, "history": history}})
+
+
+async def secret_problems(client: KubeClient, namespace: str, spec: LLMDeploymentSpec) -> list[tuple[str, str]]:
+    """Problems the schema cannot see: a referenced Secret (or its key) that does not exist."""
+    if not spec.model.token_secret:
+        return []
+    secret = await client.get(path_for("v1", "secrets", namespace, spec.model.token_secret))
+    if secret is None:
+        return [("SecretNotFound", f"Secret {spec.model.token_secret} (spec.model.tokenSecretRef) does not exist "
+                                   f"in namespace {namespace}")]
+    if spec.model.token_secret_key not in (secret.get("data") or {}) | (secret.get("stringData") or {}):
+        return [("SecretKeyNotFound", f"Secret {spec.model.token_secret} has no key {spec.model.token_secret_key}")]
+    return []
+
+
+def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Compare two status dicts, ignoring condition timestamps."""
+    def strip(s: Mapping[str, Any]) -> Any:
+        conds = [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in s.get("conditions") or []]
+        return {**s, "conditions": conds}
+    return strip(a) == strip({k: b.get(k) for k in a})
+
+
+async def refresh_status(client: KubeClient, body: Mapping[str, Any], deployment: Mapping[str, Any] | None,
+                         pods: Iterable[PodSummary], extra_problems: list[tuple[str, str]] | None = None) -> bool:
+    """Recompute the workload status and patch it when it changed; True if patched."""
+    meta = body["metadata"]
+    previous = body.get("status") or {}
+    try:
+        spec = parse_spec(body.get("spec") or {})
+    except ValueError:
+        return False
+    problems = list(extra_problems or []) + await secret_problems(client, meta["namespace"], spec)
+    desired = int(((deployment or {}).get("spec") or {}).get("replicas") or 0)
+    new = workload_status(
+        name=meta["name"], generation=meta.get("generation"), desired=desired, deployment=deployment,
+        pods=list(pods), problems=problems, previous=previous, autoscaling_on=spec.autoscaling_on)
+    new["selector"] = plan.selector_string(meta["name"])
+    if _same(new, previous):
+        return False
+    await client.merge_patch(llmd_path(meta["namespace"], meta["name"], "status"), {"status": new})
+    degraded = next(c for c in new["conditions"] if c["type"] == "Degraded")
+    old_degraded = next((c for c in previous.get("conditions") or [] if c.get("type") == "Degraded"), {})
+    if degraded["status"] == "True" and (old_degraded.get("status"), old_degraded.get("reason")) != ("True", degraded["reason"]):
+        kopf.warn(dict(body), reason=degraded["reason"], message=degraded["message"])
+    elif degraded["status"] == "False" and old_degraded.get("status") == "True":
+        kopf.info(dict(body), reason="Recovered", message="the problem is gone: " + old_degraded.get("message", ""))
+    return True

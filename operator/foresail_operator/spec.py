@@ -1,0 +1,178 @@
+"""The LLMDeployment spec as typed Python objects.
+
+The CRD (crds/llmdeployment.yaml) is the source of truth for field names, defaults and validation;
+the API server applies its defaults before the operator sees an object. The defaults repeated here
+only make the operator safe against objects written before a default existed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+RUNTIMES = ("foresail", "vllm", "tgi", "sglang")
+MODES = ("predictive", "reactive", "advisory", "off")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where the weights come from."""
+
+    source: str
+    revision: str | None = None
+    served_model_name: str | None = None
+    token_secret: str | None = None
+    token_secret_key: str = "token"
+    cache_pvc: str | None = None
+    cache_host_path: str | None = None
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """The inference engine and how to start it."""
+
+    name: str = "foresail"
+    image: str | None = None
+    args: tuple[str, ...] = ()
+    env: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """What one replica gets."""
+
+    gpus: int = 0
+    cpu: str | None = None
+    memory: str | None = None
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    priority_class_name: str | None = None
+
+
+@dataclass(frozen=True)
+class AutoscalingSpec:
+    """How the replica count is decided."""
+
+    mode: str = "predictive"
+    interval_s: float = 15.0
+    ttft_s: float = 2.0
+    capacity_per_replica: float | None = None
+    queue_target: float = 2.0
+    horizon: str = "auto"
+    cold_start_s: float = 120.0
+    quantile: float = 0.9
+    scale_down_stabilization_s: float = 300.0
+    scale_to_zero: bool = False
+    idle_s: float = 600.0
+
+    def horizon_s(self, measured_cold_start_s: float | None) -> float:
+        """The forecast horizon: a fixed duration, or the (measured) cold start plus one interval."""
+        if self.horizon != "auto":
+            value = int(self.horizon[:-1])
+            return float(value * 60 if self.horizon.endswith("m") else value)
+        return (measured_cold_start_s or self.cold_start_s) + self.interval_s
+
+
+@dataclass(frozen=True)
+class LLMDeploymentSpec:
+    """The whole spec of one LLMDeployment."""
+
+    model: ModelSpec
+    runtime: RuntimeSpec
+    resources: ResourceSpec
+    autoscaling: AutoscalingSpec
+    min_replicas: int = 1
+    max_replicas: int = 10
+    replicas: int | None = None
+
+    @property
+    def autoscaling_on(self) -> bool:
+        """True when the operator decides the replica count (every mode but off)."""
+        return self.autoscaling.mode != "off"
+
+    def fixed_replicas(self) -> int:
+        """The replica count to run when autoscaling is off."""
+        return self.replicas if self.replicas is not None else self.min_replicas
+
+    def clamp(self, replicas: int) -> int:
+        """Clamp a replica count into [minReplicas, maxReplicas] (0 allowed with scale-to-zero)."""
+        low = 0 if self.autoscaling.scale_to_zero and replicas == 0 else self.min_replicas
+        return max(low, min(self.max_replicas, replicas))
+
+
+class SpecError(ValueError):
+    """A spec the schema let through but the operator cannot act on."""
+
+
+_DURATION = re.compile(r"^(auto|[0-9]+(s|m))$")
+
+
+def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
+    """Turn the `spec` of an LLMDeployment into typed objects; raise SpecError with the field name."""
+    model = spec.get("model") or {}
+    if not model.get("source"):
+        raise SpecError("spec.model.source is required")
+    token = model.get("tokenSecretRef") or {}
+    cache = model.get("cache") or {}
+    runtime = spec.get("runtime") or {}
+    if runtime.get("name", "foresail") not in RUNTIMES:
+        raise SpecError(f"spec.runtime.name must be one of {', '.join(RUNTIMES)}")
+    resources = spec.get("resources") or {}
+    scaling = spec.get("autoscaling") or {}
+    slo = scaling.get("slo") or {}
+    forecast = scaling.get("forecast") or {}
+    mode = scaling.get("mode", "predictive")
+    if mode not in MODES:
+        raise SpecError(f"spec.autoscaling.mode must be one of {', '.join(MODES)}")
+    horizon = str(forecast.get("horizon", "auto"))
+    if not _DURATION.match(horizon):
+        raise SpecError("spec.autoscaling.forecast.horizon must be auto or a duration such as 300s or 5m")
+    parsed = LLMDeploymentSpec(
+        model=ModelSpec(
+            source=str(model["source"]),
+            revision=model.get("revision"),
+            served_model_name=model.get("servedModelName"),
+            token_secret=token.get("name"),
+            token_secret_key=token.get("key", "token"),
+            cache_pvc=cache.get("pvc"),
+            cache_host_path=cache.get("hostPath"),
+        ),
+        runtime=RuntimeSpec(
+            name=runtime.get("name", "foresail"),
+            image=runtime.get("image"),
+            args=tuple(str(a) for a in runtime.get("args") or ()),
+            env=tuple(runtime.get("env") or ()),
+        ),
+        resources=ResourceSpec(
+            gpus=int(resources.get("gpus", 0)),
+            cpu=None if resources.get("cpu") is None else str(resources["cpu"]),
+            memory=None if resources.get("memory") is None else str(resources["memory"]),
+            node_selector=dict(resources.get("nodeSelector") or {}),
+            tolerations=tuple(resources.get("tolerations") or ()),
+            priority_class_name=resources.get("priorityClassName"),
+        ),
+        autoscaling=AutoscalingSpec(
+            mode=mode,
+            interval_s=float(scaling.get("intervalSeconds", 15)),
+            ttft_s=float(slo.get("ttftSeconds", 2.0)),
+            capacity_per_replica=(
+                None if slo.get("capacityPerReplica") is None else float(slo["capacityPerReplica"])
+            ),
+            queue_target=float(slo.get("queueTarget", 2.0)),
+            horizon=horizon,
+            cold_start_s=float(forecast.get("coldStartSeconds", 120)),
+            quantile=float(forecast.get("quantile", 0.9)),
+            scale_down_stabilization_s=float(
+                (scaling.get("scaleDown") or {}).get("stabilizationSeconds", 300)
+            ),
+            scale_to_zero=bool((scaling.get("scaleToZero") or {}).get("enabled", False)),
+            idle_s=float((scaling.get("scaleToZero") or {}).get("idleSeconds", 600)),
+        ),
+        min_replicas=int(spec.get("minReplicas", 1)),
+        max_replicas=int(spec.get("maxReplicas", 10)),
+        replicas=None if spec.get("replicas") is None else int(spec["replicas"]),
+    )
+    if parsed.min_replicas > parsed.max_replicas:
+        raise SpecError("spec.minReplicas must be less than or equal to spec.maxReplicas")
+    return parsed

@@ -1,0 +1,179 @@
+"""The LLMDeployment status: replica counts mirrored from the Deployment, and conditions.
+
+Conditions follow the Kubernetes API conventions: type, status ("True", "False", "Unknown"), a
+CamelCase reason, a human message, and lastTransitionTime that changes only when status changes.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping
+
+CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "MetricsAvailable", "ForecastReady")
+# Container waiting reasons that will not fix themselves: the spec or the cluster needs a change.
+FAILING_REASONS = {
+    "ErrImagePull": "ImagePullFailed",
+    "ImagePullBackOff": "ImagePullFailed",
+    "InvalidImageName": "ImagePullFailed",
+    "CreateContainerConfigError": "ContainerConfigError",
+    "CreateContainerError": "ContainerConfigError",
+    "CrashLoopBackOff": "CrashLoop",
+}
+
+
+def now_iso() -> str:
+    """The current time as RFC 3339, the way Kubernetes writes timestamps."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str | None) -> float | None:
+    """Seconds since the epoch of an RFC 3339 timestamp, or None."""
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(frozen=True)
+class PodSummary:
+    """What the operator needs to know about one inference pod."""
+
+    name: str
+    created: float | None
+    ready_since: float | None
+    problem: tuple[str, str] | None  # (reason, message) when the pod cannot start
+
+    @classmethod
+    def of(cls, pod: Mapping[str, Any]) -> "PodSummary":
+        """Summarise a Pod object."""
+        meta = pod.get("metadata") or {}
+        status = pod.get("status") or {}
+        ready_since = None
+        problem = None
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "Ready" and cond.get("status") == "True":
+                ready_since = parse_time(cond.get("lastTransitionTime"))
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+                problem = ("Unschedulable", cond.get("message") or "the pod cannot be scheduled")
+        statuses = list(status.get("initContainerStatuses") or []) + list(status.get("containerStatuses") or [])
+        for cs in statuses:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in FAILING_REASONS:
+                reason = FAILING_REASONS[waiting["reason"]]
+                problem = (reason, f"container {cs.get('name')}: {waiting['reason']}: {waiting.get('message', '')}".strip())
+        return cls(meta.get("name", ""), parse_time(meta.get("creationTimestamp")), ready_since, problem)
+
+    @property
+    def cold_start_s(self) -> float | None:
+        """Seconds from pod creation to readiness, once ready."""
+        if self.created is None or self.ready_since is None:
+            return None
+        return max(0.0, self.ready_since - self.created)
+
+
+def measured_cold_start(pods: Iterable[PodSummary], recent: int = 5) -> float | None:
+    """The median cold start of the most recently created ready pods."""
+    done = sorted((p for p in pods if p.cold_start_s is not None), key=lambda p: p.created or 0)
+    values = [p.cold_start_s for p in done[-recent:] if p.cold_start_s is not None]
+    return round(statistics.median(values), 1) if values else None
+
+
+@dataclass
+class Conditions:
+    """Builds the conditions list, keeping lastTransitionTime where status did not change."""
+
+    previous: list[Mapping[str, Any]]
+    generation: int | None
+    out: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def set(self, type_: str, status: bool | None, reason: str, message: str) -> None:
+        """Set one condition (None = Unknown)."""
+        value = "Unknown" if status is None else ("True" if status else "False")
+        old = next((c for c in self.previous if c.get("type") == type_), None)
+        changed = old is None or old.get("status") != value
+        self.out[type_] = {
+            "type": type_,
+            "status": value,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": now_iso() if changed else old.get("lastTransitionTime", now_iso()),
+            "observedGeneration": self.generation,
+        }
+
+    def keep(self, type_: str, default: tuple[bool | None, str, str]) -> None:
+        """Keep a condition another component owns, or set a default if it has none yet."""
+        old = next((c for c in self.previous if c.get("type") == type_), None)
+        if old is not None:
+            self.out[type_] = dict(old)
+        else:
+            self.set(type_, *default)
+
+    def as_list(self) -> list[dict[str, Any]]:
+        """The conditions in a stable order."""
+        return [self.out[t] for t in CONDITION_TYPES if t in self.out]
+
+
+def workload_status(
+    *,
+    name: str,
+    generation: int | None,
+    desired: int,
+    deployment: Mapping[str, Any] | None,
+    pods: list[PodSummary],
+    problems: list[tuple[str, str]],
+    previous: Mapping[str, Any],
+    autoscaling_on: bool,
+) -> dict[str, Any]:
+    """The status fields the reconciler owns, from the Deployment, its pods and known problems."""
+    dep_status = (deployment or {}).get("status") or {}
+    replicas = int(dep_status.get("replicas") or 0)
+    ready = int(dep_status.get("readyReplicas") or 0)
+    updated = int(dep_status.get("updatedReplicas") or 0)
+    dep_gen = (deployment or {}).get("metadata", {}).get("generation")
+    rolled = deployment is not None and dep_status.get("observedGeneration") == dep_gen
+    conds = Conditions(list(previous.get("conditions") or []), generation)
+
+    problems = problems + [p.problem for p in pods if p.problem is not None]
+    if problems:
+        reason, message = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        conds.set("Degraded", True, reason, message + more)
+    else:
+        conds.set("Degraded", False, "AsExpected", "no problem found")
+
+    if deployment is None:
+        conds.set("Ready", False, "DeploymentMissing", f"Deployment {name} does not exist yet")
+        conds.set("Progressing", True, "Creating", f"creating Deployment {name}")
+    else:
+        if desired == 0:
+            conds.set("Ready", True, "ScaledToZero", "scaled to zero; the next request needs a cold start")
+        elif ready >= desired:
+            conds.set("Ready", True, "ReplicasReady", f"{ready}/{desired} replicas ready")
+        else:
+            conds.set("Ready", False, "ReplicasNotReady", f"{ready}/{desired} replicas ready")
+        if not rolled or updated < desired or ready < desired or replicas > desired:
+            verb = "rolling out" if rolled and updated < desired else "scaling"
+            conds.set("Progressing", True, "RollingOut" if verb == "rolling out" else "Scaling",
+                      f"{verb}: {ready} ready, {updated} updated, {replicas} running, {desired} desired")
+        else:
+            conds.set("Progressing", False, "Stable", f"{ready} replicas ready and up to date")
+
+    if autoscaling_on:
+        conds.keep("MetricsAvailable", (None, "Pending", "the autoscaler has not read metrics yet"))
+        conds.keep("ForecastReady", (None, "Pending", "the forecaster has not run yet"))
+    else:
+        conds.set("MetricsAvailable", False, "AutoscalingOff", "autoscaling.mode is off")
+        conds.set("ForecastReady", False, "AutoscalingOff", "autoscaling.mode is off")
+
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "replicas": replicas,
+        "readyReplicas": ready,
+        "desiredReplicas": desired,
+        "conditions": conds.as_list(),
+    }
+    cold = measured_cold_start(pods)
+    if cold is not None:
+        status["coldStartSeconds"] = cold
+    return status

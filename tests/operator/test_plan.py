@@ -1,0 +1,179 @@
+"""The pod plan, the spec parser and the status builder, as pure functions."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from foresail_operator import plan
+from foresail_operator.runtimes import RUNTIMES, runtime_for
+from foresail_operator.spec import RUNTIMES as SPEC_RUNTIMES, SpecError, parse_spec
+from foresail_operator.status import PodSummary, measured_cold_start, workload_status
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+def example(name: str) -> dict:
+    return yaml.safe_load((EXAMPLES / name).read_text())
+
+
+def container(dep: dict) -> dict:
+    return dep["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_every_runtime_in_the_schema_has_an_adapter():
+    crd = yaml.safe_load((EXAMPLES.parent / "crds/llmdeployment.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    enum = schema["properties"]["spec"]["properties"]["runtime"]["properties"]["name"]["enum"]
+    assert set(enum) == set(RUNTIMES) == set(SPEC_RUNTIMES)
+
+
+def test_vllm_two_gpus_plan():
+    spec = parse_spec(example("vllm-2gpu.yaml")["spec"])
+    dep = plan.deployment("llama-8b", "ml", spec, runtime_for(spec))
+    c = container(dep)
+    assert c["command"][:3] == ["vllm", "serve", "meta-llama/Llama-3.1-8B-Instruct"]
+    assert c["command"][c["command"].index("--tensor-parallel-size") + 1] == "2"
+    assert c["command"][-4:] == ["--max-model-len", "8192", "--gpu-memory-utilization", "0.92"]
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert c["resources"]["requests"] == {"cpu": "8", "memory": "64Gi"}
+    env = {e["name"]: e for e in c["env"]}
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "token"}
+    assert env["VLLM_LOGGING_LEVEL"]["value"] == "INFO"
+    pod = dep["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["model-cache"]["persistentVolumeClaim"]["claimName"] == "model-cache"
+    assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert pod["priorityClassName"] == "inference"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
+    assert pod["terminationGracePeriodSeconds"] >= 60
+    assert c["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"] >= 1800
+    annotations = dep["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/port"] == "8000"
+    assert "replicas" not in dep["spec"]
+
+
+def test_foresail_runtime_is_least_privilege():
+    spec = parse_spec(example("minimal.yaml")["spec"])
+    dep = plan.deployment("tiny", "default", spec, runtime_for(spec))
+    c = container(dep)
+    assert c["command"][:4] == ["foresail", "serve", "--model", "builtin:tiny"]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert c["securityContext"]["runAsNonRoot"] is True
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert dep["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    assert "nvidia.com/gpu" not in c["resources"].get("limits", {})
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/managed-by"] == "foresail"
+    assert labels["app.kubernetes.io/instance"] == "tiny"
+    assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_model_change_changes_the_plan_and_replicas_do_not():
+    body = example("predictive.yaml")["spec"]
+    a = plan.deployment("q", "d", parse_spec(body), runtime_for(parse_spec(body)))
+    same = plan.deployment("q", "d", parse_spec({**body, "minReplicas": 3}), runtime_for(parse_spec(body)))
+    other = {**body, "model": {**body["model"], "source": "Qwen/Qwen2.5-14B-Instruct"}}
+    b = plan.deployment("q", "d", parse_spec(other), runtime_for(parse_spec(other)))
+    assert a["metadata"]["annotations"] == same["metadata"]["annotations"]
+    assert a["metadata"]["annotations"] != b["metadata"]["annotations"]
+
+
+@pytest.mark.parametrize("source, expect_arg, volume", [
+    ("pvc://weights/llama/8b", "/model-source/llama/8b", "model-source"),
+    ("hf://org/model", "org/model", None),
+    ("https://example.com/m/tiny.gguf?x=1", "/models-cache/downloads/tiny.gguf", None),
+    ("/models/x", "/models/x", None),
+])
+def test_model_sources(source, expect_arg, volume):
+    spec = parse_spec({"model": {"source": source}})
+    dep = plan.deployment("m", "d", spec, runtime_for(spec))
+    cmd = container(dep)["command"]
+    assert cmd[cmd.index("--model") + 1] == expect_arg
+    names = {v["name"] for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert volume is None or volume in names
+    init = dep["spec"]["template"]["spec"].get("initContainers", [])
+    assert bool(init) == source.startswith("https://")
+
+
+def test_image_override_order():
+    spec = parse_spec({"model": {"source": "a/b"}, "runtime": {"name": "tgi"}})
+    assert runtime_for(spec).image == RUNTIMES["tgi"].image
+    assert runtime_for(spec, {"tgi": "mirror/tgi:1"}).image == "mirror/tgi:1"
+    spec = parse_spec({"model": {"source": "a/b"}, "runtime": {"name": "tgi", "image": "mine:2"}})
+    assert runtime_for(spec, {"tgi": "mirror/tgi:1"}).image == "mine:2"
+
+
+@pytest.mark.parametrize("bad, field", [
+    ({}, "spec.model.source"),
+    ({"model": {"source": "a"}, "runtime": {"name": "llamacpp"}}, "spec.runtime.name"),
+    ({"model": {"source": "a"}, "minReplicas": 5, "maxReplicas": 2}, "spec.minReplicas"),
+    ({"model": {"source": "a"}, "autoscaling": {"mode": "fast"}}, "spec.autoscaling.mode"),
+    ({"model": {"source": "a"}, "autoscaling": {"forecast": {"horizon": "soon"}}}, "horizon"),
+])
+def test_spec_errors_name_the_field(bad, field):
+    with pytest.raises(SpecError, match=field.replace(".", r"\.")):
+        parse_spec(bad)
+
+
+def test_horizon_auto_uses_the_measured_cold_start():
+    spec = parse_spec({"model": {"source": "a"}, "autoscaling": {"intervalSeconds": 15}})
+    assert spec.autoscaling.horizon_s(None) == 135
+    assert spec.autoscaling.horizon_s(200) == 215
+    fixed = parse_spec({"model": {"source": "a"}, "autoscaling": {"forecast": {"horizon": "5m"}}})
+    assert fixed.autoscaling.horizon_s(200) == 300
+
+
+def pod(name, created, ready=None, waiting=None):
+    status = {"conditions": [{"type": "Ready", "status": "True" if ready else "False",
+                              "lastTransitionTime": ready}]}
+    if waiting:
+        status["containerStatuses"] = [{"name": "server", "state": {"waiting": waiting}}]
+    return PodSummary.of({"metadata": {"name": name, "creationTimestamp": created}, "status": status})
+
+
+def test_cold_start_is_the_median_of_recent_pods():
+    pods = [pod("a", "2026-01-01T00:00:00Z", "2026-01-01T00:01:40Z"),
+            pod("b", "2026-01-01T00:10:00Z", "2026-01-01T00:12:00Z"),
+            pod("c", "2026-01-01T00:20:00Z", "2026-01-01T00:22:20Z"),
+            pod("d", "2026-01-01T00:30:00Z")]
+    assert measured_cold_start(pods) == 120.0
+    assert measured_cold_start(pods[3:]) is None
+
+
+def deployment(replicas, ready, updated=None, generation=2, observed=2):
+    return {"metadata": {"generation": generation}, "spec": {"replicas": replicas},
+            "status": {"replicas": replicas, "readyReplicas": ready, "observedGeneration": observed,
+                       "updatedReplicas": replicas if updated is None else updated}}
+
+
+def conditions(status):
+    return {c["type"]: c for c in status["conditions"]}
+
+
+def test_status_follows_the_deployment_and_keeps_transition_times():
+    kw = dict(name="m", generation=3, pods=[], problems=[], autoscaling_on=True)
+    scaling = workload_status(desired=3, deployment=deployment(3, 1), previous={}, **kw)
+    c = conditions(scaling)
+    assert (scaling["readyReplicas"], scaling["desiredReplicas"]) == (1, 3)
+    assert c["Ready"]["status"] == "False" and c["Progressing"]["status"] == "True"
+    assert c["MetricsAvailable"]["status"] == "Unknown"
+    done = workload_status(desired=3, deployment=deployment(3, 3), previous=scaling, **kw)
+    d = conditions(done)
+    assert d["Ready"]["status"] == "True" and d["Progressing"]["status"] == "False"
+    assert d["Degraded"]["lastTransitionTime"] == c["Degraded"]["lastTransitionTime"]
+    assert all(cond["observedGeneration"] == 3 for cond in done["conditions"])
+
+
+def test_pod_failures_degrade_with_the_kubelet_message():
+    bad = pod("a", "2026-01-01T00:00:00Z", waiting={"reason": "ImagePullBackOff",
+                                                    "message": 'Back-off pulling image "nope:1"'})
+    status = workload_status(name="m", generation=1, desired=1, deployment=deployment(1, 0), pods=[bad],
+                             problems=[], previous={}, autoscaling_on=False)
+    degraded = conditions(status)["Degraded"]
+    assert degraded["status"] == "True" and degraded["reason"] == "ImagePullFailed"
+    assert "nope:1" in degraded["message"]
+    assert conditions(status)["MetricsAvailable"]["reason"] == "AutoscalingOff"
