@@ -1,0 +1,330 @@
+"""A simulated Deployment controller and kubelet, for tests (opt-in: ``--simulate-pods``).
+
+What it does:
+- For each Deployment it keeps ``spec.replicas`` Pods owned directly by the Deployment, named
+  ``<deployment>-<template hash>-<5 random>``, labelled with the template's labels plus
+  ``pod-template-hash``. A template change starts a simplified rolling update: all new pods
+  are created at once and an old pod is deleted for each new pod that becomes ready.
+- It maintains the Deployment status (observedGeneration, replicas, updatedReplicas,
+  readyReplicas, availableReplicas, unavailableReplicas; zero counts are omitted as the real
+  server omits them) and the ``Available`` and ``Progressing`` conditions.
+- As the kubelet, every Pod becomes Running and Ready ``ready_delay_s`` after it is first seen,
+  unless an image matches ``unpullable_images`` (waiting ``ErrImagePull``, later
+  ``ImagePullBackOff``) or its env/envFrom references a missing Secret or ConfigMap (waiting
+  ``CreateContainerConfigError``, e.g. ``secret "x" not found``); it recovers once the cause is
+  gone.
+
+What it does NOT emulate: ReplicaSet objects (pods are owned by the Deployment), maxSurge and
+maxUnavailable pacing, minReadySeconds, paused Deployments, probes, restarts and crash loops,
+scheduling and resources (nothing is ever unschedulable), volumes, graceful pod termination,
+Events, StatefulSets/Jobs, and Services' Endpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import hashlib
+import json
+import random
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .api import Api, now, random_suffix
+from .errors import ApiError
+from .store import Obj, name_of, namespace_of
+
+_HASH_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+
+
+@dataclass
+class ControllerConfig:
+    """Timing and failure rules of the simulation."""
+
+    ready_delay_s: float = 0.5
+    unpullable_images: str = r".*(doesnotexist|unpullable).*"
+    tick_s: float = 0.1
+
+
+def template_hash(template: dict[str, Any]) -> str:
+    """A stable short hash of a pod template (the ``pod-template-hash`` label)."""
+    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).digest()
+    return "".join(_HASH_CHARS[b % len(_HASH_CHARS)] for b in digest[:10])
+
+
+def _is_ready(pod: Obj) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def _condition(old: list[dict[str, Any]], kind: str, status: str, reason: str = "",
+               message: str = "", with_update_time: bool = False) -> dict[str, Any]:
+    """A condition that keeps its timestamps while its status, reason and message stay."""
+    previous = next((c for c in old if c.get("type") == kind), {})
+    same = (previous.get("status"), previous.get("reason", ""), previous.get("message", "")) == (
+        status, reason, message)
+    condition: dict[str, Any] = {"type": kind, "status": status}
+    if reason:
+        condition["reason"] = reason
+    if message:
+        condition["message"] = message
+    if with_update_time:
+        condition["lastUpdateTime"] = previous.get("lastUpdateTime") if same else now()
+    transitioned = previous.get("status") != status
+    condition["lastTransitionTime"] = now() if transitioned or not previous.get(
+        "lastTransitionTime") else previous["lastTransitionTime"]
+    return condition
+
+
+def _max_unavailable(deployment: Obj, replicas: int) -> int:
+    value = ((deployment["spec"].get("strategy") or {}).get("rollingUpdate") or {}).get(
+        "maxUnavailable", "25%")
+    if isinstance(value, str) and value.endswith("%"):
+        return int(replicas * int(value[:-1]) / 100)
+    return int(value)
+
+
+class Simulator:
+    """Runs the simulated Deployment controller and kubelet on the server's event loop."""
+
+    def __init__(self, api: Api, config: ControllerConfig | None = None) -> None:
+        self.api = api
+        self.config = config or ControllerConfig()
+        self._unpullable = re.compile(self.config.unpullable_images)
+        self._first_seen: dict[str, float] = {}
+        self._rollouts: dict[str, tuple[str, float]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.pods = api.resource("", "v1", "pods")
+        self.deployments = api.resource("apps", "v1", "deployments")
+
+    def start(self) -> None:
+        """Start reconciling in the background."""
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop reconciling."""
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        _, sub = self.api.store.subscribe(None, None, droppable=False)
+        try:
+            while True:
+                self.reconcile()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(sub.queue.get(), self.config.tick_s)
+                    while not sub.queue.empty():
+                        sub.queue.get_nowait()
+        finally:
+            self.api.store.unsubscribe(sub)
+
+    def reconcile(self) -> None:
+        """One pass over every Deployment and Pod; writes only what changed."""
+        for deployment in self.api.store.objects(self.deployments.key):
+            try:
+                self._reconcile_deployment(deployment)
+            except ApiError:
+                continue  # changed or deleted meanwhile: the next pass sees the new state
+        for pod in self.api.store.objects(self.pods.key):
+            try:
+                self._reconcile_pod(pod)
+            except ApiError:
+                continue
+
+    # -- Deployment controller ------------------------------------------------------------
+
+    def _owned_pods(self, deployment: Obj) -> list[Obj]:
+        uid = deployment["metadata"]["uid"]
+        return [p for p in self.api.store.objects(self.pods.key, namespace_of(deployment))
+                if any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or [])
+                and not p["metadata"].get("deletionTimestamp")]
+
+    def _reconcile_deployment(self, deployment: Obj) -> None:
+        meta, spec = deployment["metadata"], deployment.get("spec") or {}
+        if meta.get("deletionTimestamp"):
+            return
+        replicas = int(spec.get("replicas", 1))
+        template = spec.get("template") or {}
+        current_hash = template_hash(template)
+        if self._rollouts.get(meta["uid"], ("",))[0] != current_hash:
+            self._rollouts[meta["uid"]] = (current_hash, time.monotonic())
+        pods = self._owned_pods(deployment)
+        current = [p for p in pods if p["metadata"].get("labels", {}).get(
+            "pod-template-hash") == current_hash]
+        old = [p for p in pods if p not in current]
+        for _ in range(replicas - len(current)):
+            current.append(self._create_pod(deployment, template, current_hash))
+        surplus = sorted(current, key=lambda p: (_is_ready(p), p["metadata"]["name"]))
+        for pod in surplus[:max(0, len(current) - replicas)]:
+            self._delete_pod(pod)
+            current.remove(pod)
+        ready_new = sum(1 for p in current if _is_ready(p))
+        keep_old = max(0, replicas - ready_new)
+        old.sort(key=lambda p: (_is_ready(p), p["metadata"]["name"]))
+        for pod in old[:max(0, len(old) - keep_old)]:
+            self._delete_pod(pod)
+            old.remove(pod)
+        self._write_deployment_status(deployment, replicas, current, old, current_hash)
+
+    def _create_pod(self, deployment: Obj, template: dict[str, Any], pod_hash: str) -> Obj:
+        meta = deployment["metadata"]
+        template_meta = template.get("metadata") or {}
+        pod: dict[str, Any] = {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": f"{meta['name']}-{pod_hash}-{random_suffix()}",
+                "namespace": meta["namespace"],
+                "labels": {**(template_meta.get("labels") or {}), "pod-template-hash": pod_hash},
+                "annotations": dict(template_meta.get("annotations") or {}),
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                     "name": meta["name"], "uid": meta["uid"],
+                                     "controller": True, "blockOwnerDeletion": True}],
+            },
+            "spec": copy.deepcopy(template.get("spec") or {}),
+        }
+        if not pod["metadata"]["annotations"]:
+            del pod["metadata"]["annotations"]
+        return self.api.create(self.pods, meta["namespace"], pod)
+
+    def _delete_pod(self, pod: Obj) -> None:
+        self.api.delete(self.pods, namespace_of(pod), name_of(pod))
+        self._first_seen.pop(pod["metadata"]["uid"], None)
+
+    def _write_deployment_status(self, deployment: Obj, replicas: int, current: list[Obj],
+                                 old: list[Obj], pod_hash: str) -> None:
+        ready = sum(1 for p in current + old if _is_ready(p))
+        counts = {"replicas": len(current) + len(old), "updatedReplicas": len(current),
+                  "readyReplicas": ready, "availableReplicas": ready,
+                  "unavailableReplicas": max(0, replicas - ready)}
+        previous = deployment.get("status") or {}
+        conditions = previous.get("conditions") or []
+        rs_name = f"{deployment['metadata']['name']}-{pod_hash}"
+        if ready >= replicas - _max_unavailable(deployment, replicas):
+            available = _condition(conditions, "Available", "True", "MinimumReplicasAvailable",
+                                   "Deployment has minimum availability.", True)
+        else:
+            available = _condition(conditions, "Available", "False",
+                                   "MinimumReplicasUnavailable",
+                                   "Deployment does not have minimum availability.", True)
+        started = self._rollouts[deployment["metadata"]["uid"]][1]
+        deadline = float(deployment["spec"].get("progressDeadlineSeconds", 600))
+        if not old and len(current) == replicas and ready >= replicas:
+            progressing = _condition(conditions, "Progressing", "True", "NewReplicaSetAvailable",
+                                     f'ReplicaSet "{rs_name}" has successfully progressed.', True)
+        elif time.monotonic() - started > deadline:
+            progressing = _condition(conditions, "Progressing", "False",
+                                     "ProgressDeadlineExceeded",
+                                     f'ReplicaSet "{rs_name}" has timed out progressing.', True)
+        else:
+            progressing = _condition(conditions, "Progressing", "True", "ReplicaSetUpdated",
+                                     f'ReplicaSet "{rs_name}" is progressing.', True)
+        status = {"observedGeneration": deployment["metadata"].get("generation", 1),
+                  **{k: v for k, v in counts.items() if v}, "conditions": [available, progressing]}
+        if status != previous:
+            self._write_status(self.deployments, deployment, status)
+
+    def _write_status(self, rt: Any, obj: Obj, status: dict[str, Any]) -> None:
+        latest = self.api.store.get(rt.key, namespace_of(obj), name_of(obj))
+        if latest is None:
+            return
+        new = copy.deepcopy(latest)
+        new["status"] = status
+        self.api.update(rt, latest, new, subresource="status")
+
+    # -- kubelet ---------------------------------------------------------------------------
+
+    def _reconcile_pod(self, pod: Obj) -> None:
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        if meta.get("deletionTimestamp"):
+            return
+        first = self._first_seen.setdefault(meta["uid"], time.monotonic())
+        age = time.monotonic() - first
+        previous = pod.get("status") or {}
+        conditions = previous.get("conditions") or []
+        containers = [c for c in spec.get("containers") or [] if isinstance(c, dict)]
+        started = age >= self.config.ready_delay_s
+        statuses = [self._container_status(pod, c, started, age) for c in containers]
+        all_ready = started and all(s.get("ready") for s in statuses)
+        running = started and all("running" in s["state"] for s in statuses)
+        ready_state = "True" if all_ready else "False"
+        status: dict[str, Any] = {
+            "phase": "Running" if running else "Pending",
+            "conditions": [
+                _condition(conditions, "PodScheduled", "True"),
+                _condition(conditions, "Initialized", "True"),
+                _condition(conditions, "ContainersReady", ready_state,
+                           "" if all_ready else "ContainersNotReady",
+                           "" if all_ready else "containers with unready status: [" + " ".join(
+                               s["name"] for s in statuses if not s.get("ready")) + "]"),
+                _condition(conditions, "Ready", ready_state,
+                           "" if all_ready else "ContainersNotReady",
+                           "" if all_ready else "containers with unready status: [" + " ".join(
+                               s["name"] for s in statuses if not s.get("ready")) + "]"),
+            ],
+            "hostIP": "10.0.0.1",
+            "podIP": previous.get("podIP") or f"10.244.{random.randint(0, 255)}."
+                                               f"{random.randint(1, 254)}",
+            "startTime": previous.get("startTime") or now(),
+            "containerStatuses": statuses,
+            "qosClass": "BestEffort",
+        }
+        status["podIPs"] = [{"ip": status["podIP"]}]
+        if status != previous:
+            self._write_status(self.pods, pod, status)
+
+    def _container_status(self, pod: Obj, container: dict[str, Any], started: bool,
+                          age: float) -> dict[str, Any]:
+        image = str(container.get("image", ""))
+        previous: dict[str, Any] = next(
+            (s for s in (pod.get("status") or {}).get("containerStatuses") or []
+             if s.get("name") == container.get("name")), {})
+        base = {"name": container.get("name", ""), "image": image, "imageID": "",
+                "restartCount": 0, "started": False, "ready": False}
+        if not started:
+            return {**base, "state": {"waiting": {"reason": "ContainerCreating"}}}
+        if self._unpullable.match(image):
+            backoff = age >= 2 * self.config.ready_delay_s
+            reason = "ImagePullBackOff" if backoff else "ErrImagePull"
+            message = (f'Back-off pulling image "{image}"' if backoff else
+                       f'rpc error: code = NotFound desc = failed to pull and unpack image '
+                       f'"{image}": not found')
+            return {**base, "state": {"waiting": {"reason": reason, "message": message}}}
+        problem = self._config_problem(namespace_of(pod), container)
+        if problem:
+            return {**base, "state": {"waiting": {"reason": "CreateContainerConfigError",
+                                                  "message": problem}}}
+        started_at = (previous.get("state") or {}).get("running", {}).get("startedAt") or now()
+        container_id = hashlib.sha256(f"{pod['metadata']['uid']}/{base['name']}".encode())
+        return {**base, "imageID": f"{image}@sha256:{hashlib.sha256(image.encode()).hexdigest()}",
+                "containerID": f"containerd://{container_id.hexdigest()}",
+                "started": True, "ready": True, "state": {"running": {"startedAt": started_at}}}
+
+    def _config_problem(self, namespace: str, container: dict[str, Any]) -> str | None:
+        """Why the kubelet could not build this container's environment, if it could not."""
+        refs: list[tuple[str, dict[str, Any], str | None]] = []
+        for env in container.get("env") or []:
+            source = (env or {}).get("valueFrom") or {}
+            for kind, field in (("secret", "secretKeyRef"), ("configmap", "configMapKeyRef")):
+                if source.get(field):
+                    refs.append((kind, source[field], source[field].get("key")))
+        for env_from in container.get("envFrom") or []:
+            for kind, field in (("secret", "secretRef"), ("configmap", "configMapRef")):
+                if (env_from or {}).get(field):
+                    refs.append((kind, env_from[field], None))
+        for kind, ref, key in refs:
+            if ref.get("optional"):
+                continue
+            plural = "secrets" if kind == "secret" else "configmaps"
+            obj = self.api.store.get(("", plural), namespace, ref.get("name", ""))
+            if obj is None:
+                return f'{kind} "{ref.get("name")}" not found'
+            if key and key not in (obj.get("data") or {}) and key not in (
+                    obj.get("binaryData") or {}):
+                label = "Secret" if kind == "secret" else "ConfigMap"
+                return f"couldn't find key {key} in {label} {namespace}/{ref.get('name')}"
+        return None

@@ -1,0 +1,144 @@
+"""Watch streams: initial ADDED events, replay from a resourceVersion, bookmarks, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from .errors import ApiError, bad_request
+from .resources import ResourceType
+from .selectors import Matcher, field_matcher, label_matcher
+from .store import Event, Obj, Store, namespace_of
+from .tables import to_table, wants_table
+
+_LIVENESS_CHECK_S = 1.0  # how often an idle stream checks that its client is still there
+
+
+def _line(kind: str, obj: Obj) -> bytes:
+    return json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+
+class WatchFilter:
+    """Which events a watch sees, and as what type (selectors turn changes into ADDED/DELETED)."""
+
+    def __init__(self, rt: ResourceType, namespace: str | None, query: Any,
+                 as_table: bool = False) -> None:
+        self.rt = rt
+        self.as_table = as_table
+        self._columns_sent = False
+        self.namespace = namespace if rt.namespaced else None
+        self.labels: Matcher = label_matcher(query.get("labelSelector"))
+        self.fields: Matcher = field_matcher(query.get("fieldSelector"), rt.selectable_fields())
+
+    def matches(self, obj: Obj | None) -> bool:
+        """Whether the watch would list this object."""
+        if obj is None or (self.namespace and namespace_of(obj) != self.namespace):
+            return False
+        return self.labels(obj) and self.fields(obj)
+
+    def translate(self, event: Event) -> tuple[str, Obj] | None:
+        """The (type, object) this watcher gets for an event, or None."""
+        now, before = self.matches(event.obj), self.matches(event.old)
+        if event.type == "DELETED":
+            kind = "DELETED" if before or now else None
+        elif now:
+            kind = "MODIFIED" if before else "ADDED"
+        else:
+            kind = "DELETED" if before else None
+        return (kind, self.present(event.obj)) if kind else None
+
+    def present(self, obj: Obj) -> Obj:
+        """An object as served at the watched version (a one-row Table if asked for; only the
+        first Table carries the column definitions, as with the real server)."""
+        obj = {**obj, "apiVersion": self.rt.api_version, "kind": self.rt.kind}
+        if not self.as_table:
+            return obj
+        table = to_table(self.rt, [obj], obj["metadata"].get("resourceVersion", ""))
+        if self._columns_sent:
+            table["columnDefinitions"] = []
+        self._columns_sent = True
+        return table
+
+
+async def serve_watch(request: web.Request, store: Store, rt: ResourceType,
+                      namespace: str | None, bookmark_interval_s: float) -> web.StreamResponse:
+    """Stream watch events for one resource type until timeout, a drop, or disconnect."""
+    query = request.query
+    as_table = wants_table(request.headers.get("Accept", ""))
+    watch_filter = WatchFilter(rt, namespace, query, as_table)
+    raw_rv = query.get("resourceVersion") or ""
+    since: int | None = None
+    if raw_rv not in ("", "0"):
+        try:
+            since = int(raw_rv)
+        except ValueError:
+            raise bad_request(f'invalid resource version "{raw_rv}"') from None
+    try:
+        timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds") else None
+    except ValueError:
+        raise bad_request("timeoutSeconds must be a number") from None
+    bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.enable_chunked_encoding()
+    if since is not None and since < store.log_floor:
+        await response.prepare(request)
+        gone = ApiError(410, f"too old resource version: {since} ({store.log_floor})",
+                        "Expired")
+        await response.write(_line("ERROR", gone.status()))
+        await response.write_eof()
+        return response
+
+    initial = [] if since is not None else [
+        o for o in store.objects(rt.key, watch_filter.namespace) if watch_filter.matches(o)]
+    replay, sub = store.subscribe(rt.key, since)
+    try:
+        await response.prepare(request)
+        for obj in initial:
+            await response.write(_line("ADDED", watch_filter.present(obj)))
+        for event in replay:
+            translated = watch_filter.translate(event)
+            if translated:
+                await response.write(_line(*translated))
+        await _stream(request, response, store, sub, watch_filter, timeout,
+                      bookmark_interval_s if bookmarks else None)
+        await response.write_eof()
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        store.unsubscribe(sub)
+    return response
+
+
+async def _stream(request: web.Request, response: web.StreamResponse, store: Store, sub: Any,
+                  watch_filter: WatchFilter, timeout: float | None,
+                  bookmark_every: float | None) -> None:
+    loop_start = time.monotonic()
+    next_bookmark = loop_start + bookmark_every if bookmark_every else None
+    while request.transport is not None and not request.transport.is_closing():
+        now = time.monotonic()
+        deadlines = [t for t in (next_bookmark, loop_start + timeout if timeout else None) if t]
+        wait = max(0.0, min([*deadlines, now + _LIVENESS_CHECK_S]) - now)
+        try:
+            event = await asyncio.wait_for(sub.queue.get(), wait)
+        except TimeoutError:
+            event = False
+        if event is None:
+            return
+        if event:
+            translated = watch_filter.translate(event)
+            if translated:
+                await response.write(_line(*translated))
+        now = time.monotonic()
+        if timeout and now >= loop_start + timeout:
+            return
+        if next_bookmark and now >= next_bookmark and sub.queue.empty():
+            rt = watch_filter.rt
+            await response.write(_line("BOOKMARK", {
+                "kind": rt.kind, "apiVersion": rt.api_version,
+                "metadata": {"resourceVersion": str(store.resource_version)}}))
+            next_bookmark = now + (bookmark_every or 0)

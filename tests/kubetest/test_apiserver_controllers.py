@@ -1,0 +1,122 @@
+"""The simulated Deployment controller and kubelet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.kubetest.helpers import Kube, wait_for
+
+
+def _deployment(name: str, replicas: int, image: str = "nginx:1.27", **container: Any) -> dict:
+    return {"metadata": {"name": name}, "spec": {
+        "replicas": replicas, "selector": {"matchLabels": {"app": name}},
+        "template": {"metadata": {"labels": {"app": name}},
+                     "spec": {"containers": [{"name": "main", "image": image, **container}]}}}}
+
+
+def _pods(kube: Kube, namespace: str, app: str) -> list[dict]:
+    return kube.get(f"/api/v1/namespaces/{namespace}/pods?labelSelector=app%3D{app}")[1]["items"]
+
+
+def _status(kube: Kube, namespace: str, name: str) -> dict:
+    return kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")[1].get(
+        "status") or {}
+
+
+def _condition(status: dict, kind: str) -> dict:
+    return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
+
+
+def test_pods_and_status_follow_replicas(kube: Kube, namespace: str) -> None:
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    _, deployment = kube.post(path, _deployment("web", 2))
+    status = wait_for(lambda: (s := _status(kube, namespace, "web")).get("readyReplicas") == 2
+                      and s)
+    assert status["observedGeneration"] == 1
+    assert (status["replicas"], status["updatedReplicas"], status["availableReplicas"]) == (
+        2, 2, 2)
+    assert "unavailableReplicas" not in status
+    assert _condition(status, "Available")["status"] == "True"
+    assert _condition(status, "Progressing")["reason"] == "NewReplicaSetAvailable"
+    pods = _pods(kube, namespace, "web")
+    assert len(pods) == 2
+    for pod in pods:
+        owner = pod["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["uid"], owner["controller"]) == (
+            "Deployment", deployment["metadata"]["uid"], True)
+        assert pod["metadata"]["name"].startswith("web-" + pod["metadata"]["labels"][
+            "pod-template-hash"] + "-")
+        assert pod["status"]["phase"] == "Running"
+        assert pod["status"]["containerStatuses"][0]["ready"] is True
+    kube.patch(f"{path}/web", {"spec": {"replicas": 0}})
+    wait_for(lambda: not _pods(kube, namespace, "web"))
+    status = wait_for(lambda: (s := _status(kube, namespace, "web")).get(
+        "observedGeneration") == 2 and s)
+    assert "replicas" not in status and "readyReplicas" not in status
+
+
+def test_template_change_replaces_pods(kube: Kube, namespace: str) -> None:
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    kube.post(path, _deployment("roll", 2, "app:1"))
+
+    def running() -> list[dict]:
+        pods = [p for p in _pods(kube, namespace, "roll") if p["status"]["phase"] == "Running"]
+        return pods if len(pods) == 2 else []
+    first = {p["metadata"]["name"] for p in wait_for(running)}
+    kube.patch(f"{path}/roll", {"spec": {"template": {"spec": {"containers": [
+        {"name": "main", "image": "app:2"}]}}}}, "application/strategic-merge-patch+json")
+
+    def rolled() -> Any:
+        pods = _pods(kube, namespace, "roll")
+        return len(pods) == 2 and all(
+            p["spec"]["containers"][0]["image"] == "app:2" and p["status"]["phase"] == "Running"
+            for p in pods) and pods
+    second = {p["metadata"]["name"] for p in wait_for(rolled)}
+    assert not first & second
+    status = wait_for(lambda: (s := _status(kube, namespace, "roll")).get(
+        "updatedReplicas") == 2 and s.get("readyReplicas") == 2 and s)
+    assert status["observedGeneration"] == 2
+
+
+def test_unpullable_image_reports_err_image_pull(kube: Kube, namespace: str) -> None:
+    kube.post(f"/apis/apps/v1/namespaces/{namespace}/deployments",
+              _deployment("broken", 1, "registry.example/doesnotexist:1"))
+
+    def waiting() -> Any:
+        pods = _pods(kube, namespace, "broken")
+        states = [c["state"] for p in pods for c in p["status"].get("containerStatuses") or []]
+        return states and "waiting" in states[0] and states[0]["waiting"]["reason"] in (
+            "ErrImagePull", "ImagePullBackOff") and (pods[0], states[0]["waiting"])
+    pod, state = wait_for(waiting)
+    assert pod["status"]["phase"] == "Pending"
+    assert "doesnotexist" in state["message"]
+    status = wait_for(lambda: (s := _status(kube, namespace, "broken")).get(
+        "unavailableReplicas") == 1 and s)
+    assert _condition(status, "Available")["status"] == "False"
+    assert _condition(status, "Available")["reason"] == "MinimumReplicasUnavailable"
+    assert "readyReplicas" not in status
+
+
+def test_missing_secret_is_create_container_config_error(kube: Kube, namespace: str) -> None:
+    env = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "t"}}}]
+    kube.post(f"/apis/apps/v1/namespaces/{namespace}/deployments",
+              _deployment("needs-secret", 1, env=env))
+
+    def state() -> Any:
+        pods = _pods(kube, namespace, "needs-secret")
+        statuses = pods and pods[0]["status"].get("containerStatuses")
+        return statuses and statuses[0]["state"]
+    waiting = wait_for(lambda: (s := state()) and "waiting" in s and s["waiting"][
+        "reason"] == "CreateContainerConfigError" and s["waiting"])
+    assert waiting["message"] == 'secret "hf-token" not found'
+    kube.post(f"/api/v1/namespaces/{namespace}/secrets",
+              {"metadata": {"name": "hf-token"}, "stringData": {"t": "x"}})
+    wait_for(lambda: (s := state()) and "running" in s)
+
+
+def test_deleting_a_deployment_collects_its_pods(kube: Kube, namespace: str) -> None:
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    kube.post(path, _deployment("gone", 2))
+    wait_for(lambda: len(_pods(kube, namespace, "gone")) == 2)
+    kube.delete(f"{path}/gone")
+    assert _pods(kube, namespace, "gone") == []

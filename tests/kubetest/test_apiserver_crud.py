@@ -1,0 +1,294 @@
+"""CRUD, patches, resourceVersion, generation, subresources, finalizers and GC, over HTTP."""
+
+from __future__ import annotations
+
+import datetime
+
+import kubernetes
+import pytest
+
+from foresail.kubetest.testing import ApiServerProcess
+from tests.kubetest.helpers import Kube, wait_for, widget
+
+
+def test_create_fills_server_managed_metadata(server: ApiServerProcess, namespace: str) -> None:
+    core = kubernetes.client.CoreV1Api(server.api_client())
+    before = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    created = core.create_namespaced_config_map(namespace, {"metadata": {"name": "c1"},
+                                                            "data": {"k": "v"}})
+    assert created is not None, "201 Created must carry the object"
+    meta = created.metadata
+    assert meta.uid and len(meta.uid) == 36
+    assert int(meta.resource_version) > 0
+    assert meta.creation_timestamp >= before
+    assert meta.generation == 1
+    assert meta.namespace == namespace
+    again = core.read_namespaced_config_map("c1", namespace)
+    assert again.metadata.uid == meta.uid and again.data == {"k": "v"}
+
+
+def test_create_answers_201_and_generate_name(kube: Kube, namespace: str) -> None:
+    status, obj = kube.post(f"/api/v1/namespaces/{namespace}/configmaps",
+                            {"metadata": {"generateName": "gen-"}})
+    assert status == 201
+    assert obj["metadata"]["name"].startswith("gen-") and len(obj["metadata"]["name"]) == 9
+    status, other = kube.post(f"/api/v1/namespaces/{namespace}/configmaps",
+                              {"metadata": {"generateName": "gen-"}})
+    assert status == 201 and other["metadata"]["name"] != obj["metadata"]["name"]
+
+
+def test_create_twice_is_already_exists(kube: Kube, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    assert kube.post(path, {"metadata": {"name": "dup"}})[0] == 201
+    status, body = kube.post(path, {"metadata": {"name": "dup"}})
+    assert status == 409
+    assert body["kind"] == "Status" and body["status"] == "Failure"
+    assert body["reason"] == "AlreadyExists" and body["code"] == 409
+    assert body["message"] == 'configmaps "dup" already exists'
+    assert body["details"] == {"name": "dup", "group": "", "kind": "configmaps"}
+
+
+def test_missing_namespace_and_object_are_not_found(kube: Kube) -> None:
+    status, body = kube.post("/api/v1/namespaces/nowhere/configmaps", {"metadata": {"name": "x"}})
+    assert (status, body["reason"]) == (404, "NotFound")
+    assert body["message"] == 'namespaces "nowhere" not found'
+    status, body = kube.get("/apis/apps/v1/namespaces/default/deployments/absent")
+    assert (status, body["reason"]) == (404, "NotFound")
+    assert body["message"] == 'deployments.apps "absent" not found'
+    status, body = kube.get("/apis/nope.example.com/v1/things")
+    assert status == 404 and body["kind"] == "Status"
+
+
+def test_bad_bodies_are_bad_request(kube: Kube, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    status, body = kube.request("POST", path, b"{not json")
+    assert (status, body["reason"]) == (400, "BadRequest")
+    status, body = kube.post(path, {"apiVersion": "v1", "kind": "Secret",
+                                    "metadata": {"name": "x"}})
+    assert status == 400
+    status, body = kube.post(path, {"metadata": {"name": "x", "resourceVersion": "7"}})
+    assert status == 400
+    status, body = kube.post(path, {"metadata": {"name": "Not_A_Name"}})
+    assert (status, body["reason"]) == (422, "Invalid")
+    assert body["details"]["causes"][0]["field"] == "metadata.name"
+    status, body = kube.post(path, {"metadata": {"name": "x", "labels": {"a": "b/c"}}})
+    assert (status, body["details"]["causes"][0]["field"]) == (422, "metadata.labels[a]")
+
+
+def test_put_with_stale_resource_version_is_conflict(kube: Kube, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    _, obj = kube.post(path, {"metadata": {"name": "cm"}, "data": {"a": "1"}})
+    stale = dict(obj, data={"a": "2"})
+    status, updated = kube.put(f"{path}/cm", stale)
+    assert status == 200 and updated["data"] == {"a": "2"}
+    assert int(updated["metadata"]["resourceVersion"]) > int(obj["metadata"]["resourceVersion"])
+    status, body = kube.put(f"{path}/cm", dict(obj, data={"a": "3"}))
+    assert (status, body["reason"]) == (409, "Conflict")
+    assert "the object has been modified" in body["message"]
+    status, body = kube.patch(f"{path}/cm", {"metadata": {
+        "resourceVersion": obj["metadata"]["resourceVersion"]}, "data": {"a": "4"}})
+    assert (status, body["reason"]) == (409, "Conflict")
+    assert kube.get(f"{path}/cm")[1]["data"] == {"a": "2"}
+
+
+def test_resource_versions_increase_globally_and_lists_carry_one(kube: Kube,
+                                                                namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    versions = [int(kube.post(path, {"metadata": {"name": f"r{i}"}})[1]["metadata"][
+        "resourceVersion"]) for i in range(3)]
+    assert versions == sorted(set(versions))
+    _, listed = kube.get(path)
+    assert listed["kind"] == "ConfigMapList" and listed["apiVersion"] == "v1"
+    assert int(listed["metadata"]["resourceVersion"]) >= versions[-1]
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["r0", "r1", "r2"]
+
+
+def test_no_op_update_keeps_resource_version(kube: Kube, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    _, obj = kube.post(path, {"metadata": {"name": "same"}, "data": {"a": "1"}})
+    _, patched = kube.patch(f"{path}/same", {"data": {"a": "1"}})
+    assert patched["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]
+
+
+def test_merge_json_strategic_and_apply_patches(kube: Kube, namespace: str) -> None:
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    deployment = {"metadata": {"name": "p"}, "spec": {
+        "replicas": 0, "selector": {"matchLabels": {"app": "p"}},
+        "template": {"metadata": {"labels": {"app": "p"}}, "spec": {"containers": [
+            {"name": "a", "image": "a:1", "env": [{"name": "X", "value": "1"}]},
+            {"name": "b", "image": "b:1"}]}}}}
+    assert kube.post(path, deployment)[0] == 201
+    status, obj = kube.patch(f"{path}/p", {"spec": {"template": {"spec": {"containers": [
+        {"name": "a", "env": [{"name": "Y", "value": "2"}]}]}}}},
+        "application/strategic-merge-patch+json")
+    containers = obj["spec"]["template"]["spec"]["containers"]
+    assert status == 200 and [c["name"] for c in containers] == ["a", "b"]
+    assert [e["name"] for e in containers[0]["env"]] == ["X", "Y"]
+    status, obj = kube.patch(f"{path}/p", {"metadata": {"labels": {"tier": "x"}}})
+    assert status == 200 and obj["metadata"]["labels"] == {"tier": "x"}
+    status, obj = kube.patch(f"{path}/p", {"metadata": {"labels": {"tier": None}}})
+    assert status == 200 and "tier" not in (obj["metadata"].get("labels") or {})
+    status, obj = kube.patch(f"{path}/p", [
+        {"op": "test", "path": "/spec/replicas", "value": 0},
+        {"op": "replace", "path": "/spec/replicas", "value": 2}], "application/json-patch+json")
+    assert status == 200 and obj["spec"]["replicas"] == 2
+    status, body = kube.patch(f"{path}/p", [{"op": "test", "path": "/spec/replicas",
+                                             "value": 99}], "application/json-patch+json")
+    assert (status, body["reason"]) == (422, "Invalid")
+    status, body = kube.request(
+        "PATCH", f"{path}/p?fieldManager=test", b"spec:\n  replicas: 0\n",
+        "application/apply-patch+yaml")
+    assert status == 200 and body["spec"]["replicas"] == 0
+    status, body = kube.request(
+        "PATCH", f"/api/v1/namespaces/{namespace}/configmaps/applied?fieldManager=test",
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\ndata:\n  k: v\n",
+        "application/apply-patch+yaml")
+    assert status == 201 and body["data"] == {"k": "v"}
+    status, body = kube.patch(f"{path}/p", {"spec": {}}, "text/plain")
+    assert status == 415
+
+
+def test_generation_bumps_only_on_spec_changes(kube: Kube, widgets: str, namespace: str) -> None:
+    path = f"{widgets}/namespaces/{namespace}/widgets"
+    _, obj = kube.post(path, widget("gen"))
+    assert obj["metadata"]["generation"] == 1
+    _, obj = kube.patch(f"{path}/gen", {"metadata": {"labels": {"a": "b"}}})
+    assert obj["metadata"]["generation"] == 1
+    _, obj = kube.patch(f"{path}/gen/status", {"status": {"phase": "Ready"}})
+    assert obj["metadata"]["generation"] == 1
+    _, obj = kube.patch(f"{path}/gen", {"spec": {"replicas": 3}})
+    assert obj["metadata"]["generation"] == 2
+
+
+def test_status_subresource_isolation(kube: Kube, widgets: str, namespace: str) -> None:
+    path = f"{widgets}/namespaces/{namespace}/widgets"
+    status, obj = kube.post(path, {**widget("iso"), "status": {"phase": "Ignored"}})
+    assert status == 201 and "status" not in obj, "status is dropped on create"
+    _, obj = kube.patch(f"{path}/iso", {"spec": {"replicas": 2}, "status": {"phase": "Main"}})
+    assert obj["spec"]["replicas"] == 2 and "status" not in obj
+    _, obj = kube.patch(f"{path}/iso/status", {"spec": {"replicas": 5},
+                                               "status": {"phase": "Sub"}})
+    assert obj["spec"]["replicas"] == 2 and obj["status"]["phase"] == "Sub"
+    obj["spec"]["replicas"], obj["status"]["phase"] = 7, "Put"
+    _, put = kube.put(f"{path}/iso/status", obj)
+    assert put["spec"]["replicas"] == 2 and put["status"]["phase"] == "Put"
+    status, body = kube.patch(f"{path}/iso/status", {"status": {"replicas": -1}})
+    assert (status, body["details"]["causes"][0]["field"]) == (422, "status.replicas")
+
+
+def test_strategic_merge_patch_is_refused_for_custom_resources(kube: Kube, widgets: str,
+                                                               namespace: str) -> None:
+    path = f"{widgets}/namespaces/{namespace}/widgets"
+    kube.post(path, widget("smp"))
+    status, body = kube.patch(f"{path}/smp", {"spec": {"replicas": 2}},
+                              "application/strategic-merge-patch+json")
+    assert (status, body["reason"]) == (415, "UnsupportedMediaType")
+
+
+def test_finalizers_keep_object_until_removed(kube: Kube, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    kube.post(path, {"metadata": {"name": "fin", "finalizers": ["kubetest/hold"]}})
+    status, obj = kube.delete(f"{path}/fin")
+    assert status == 200 and obj["metadata"]["deletionTimestamp"]
+    status, obj = kube.get(f"{path}/fin")
+    assert status == 200 and obj["metadata"]["deletionTimestamp"]
+    status, body = kube.patch(f"{path}/fin", {"metadata": {"finalizers": [
+        "kubetest/hold", "kubetest/more"]}})
+    assert status == 422
+    assert kube.patch(f"{path}/fin", {"metadata": {"finalizers": None}})[0] == 200
+    assert kube.get(f"{path}/fin")[0] == 404
+
+
+def test_delete_preconditions(kube: Kube, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    kube.post(path, {"metadata": {"name": "pre"}})
+    status, body = kube.delete(f"{path}/pre", {"preconditions": {"uid": "not-the-uid"}})
+    assert (status, body["reason"]) == (409, "Conflict")
+    assert kube.delete(f"{path}/pre")[0] == 200
+
+
+def test_garbage_collection_of_dependents(kube: Kube, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    _, owner = kube.post(path, {"metadata": {"name": "owner"}})
+    _, other = kube.post(path, {"metadata": {"name": "other-owner"}})
+
+    def ref(obj: dict) -> dict:
+        return {"apiVersion": "v1", "kind": "ConfigMap", "name": obj["metadata"]["name"],
+                "uid": obj["metadata"]["uid"]}
+
+    kube.post(path, {"metadata": {"name": "child", "ownerReferences": [ref(owner)]}})
+    kube.post(path, {"metadata": {"name": "grandchild", "ownerReferences": [
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "child",
+         "uid": kube.get(f"{path}/child")[1]["metadata"]["uid"]}]}})
+    kube.post(path, {"metadata": {"name": "shared", "ownerReferences": [ref(owner), ref(other)]}})
+    assert kube.delete(f"{path}/owner")[0] == 200
+    assert kube.get(f"{path}/child")[0] == 404
+    assert kube.get(f"{path}/grandchild")[0] == 404
+    status, shared = kube.get(f"{path}/shared")
+    assert status == 200 and [r["name"] for r in shared["metadata"]["ownerReferences"]] == [
+        "other-owner"]
+    kube.post(path, {"metadata": {"name": "orphan", "ownerReferences": [ref(other)]}})
+    assert kube.request("DELETE", f"{path}/other-owner?propagationPolicy=Orphan")[0] == 200
+    status, orphan = kube.get(f"{path}/orphan")
+    assert status == 200 and not orphan["metadata"].get("ownerReferences")
+
+
+def test_namespace_deletion_removes_its_objects(kube: Kube) -> None:
+    assert kube.post("/api/v1/namespaces", {"metadata": {"name": "doomed"}})[0] == 201
+    kube.post("/api/v1/namespaces/doomed/configmaps", {"metadata": {"name": "a"}})
+    kube.post("/api/v1/namespaces/doomed/configmaps",
+              {"metadata": {"name": "held", "finalizers": ["kubetest/hold"]}})
+    status, ns = kube.delete("/api/v1/namespaces/doomed")
+    assert status == 200 and ns["status"]["phase"] == "Terminating"
+    assert kube.get("/api/v1/namespaces/doomed/configmaps/a")[0] == 404
+    status, body = kube.post("/api/v1/namespaces/doomed/configmaps", {"metadata": {"name": "b"}})
+    assert (status, body["reason"]) == (403, "Forbidden")
+    kube.patch("/api/v1/namespaces/doomed/configmaps/held", {"metadata": {"finalizers": None}})
+    wait_for(lambda: kube.get("/api/v1/namespaces/doomed")[0] == 404)
+
+
+def test_cluster_scoped_and_all_namespaces_lists(kube: Kube, namespace: str) -> None:
+    kube.post(f"/api/v1/namespaces/{namespace}/configmaps", {"metadata": {"name": "everywhere"}})
+    _, listed = kube.get("/api/v1/configmaps")
+    assert any(i["metadata"]["namespace"] == namespace for i in listed["items"])
+    status, body = kube.post("/apis/rbac.authorization.k8s.io/v1/clusterroles",
+                             {"metadata": {"name": f"role-{namespace}", "namespace": "ignored"},
+                              "rules": []})
+    assert status == 201 and "namespace" not in body["metadata"]
+
+
+@pytest.mark.parametrize("selector,expected", [
+    ("app=web", ["a", "b"]), ("app==web,tier!=db", ["a"]), ("tier in (db,cache)", ["b", "c"]),
+    ("tier notin (db)", ["a", "c"]), ("tier", ["b", "c"]), ("!tier", ["a"]),
+])
+def test_label_selectors_on_list(kube: Kube, namespace: str, selector: str,
+                                 expected: list[str]) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    for name, labels in (("a", {"app": "web"}), ("b", {"app": "web", "tier": "db"}),
+                         ("c", {"app": "api", "tier": "cache"})):
+        kube.post(path, {"metadata": {"name": name, "labels": labels}})
+    core = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(
+        _configuration(kube.url)))
+    listed = core.list_namespaced_config_map(namespace, label_selector=selector)
+    assert [i.metadata.name for i in listed.items] == expected
+
+
+def _configuration(url: str) -> kubernetes.client.Configuration:
+    configuration = kubernetes.client.Configuration()
+    configuration.host = url
+    return configuration
+
+
+def test_field_selectors_on_list(kube: Kube, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/events"
+    for name, involved in (("e1", "web"), ("e2", "db")):
+        kube.post(path, {"metadata": {"name": name}, "involvedObject": {"kind": "Pod",
+                                                                         "name": involved}})
+    _, listed = kube.get(f"{path}?fieldSelector=involvedObject.name%3Dweb")
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["e1"]
+    _, listed = kube.get(f"/api/v1/events?fieldSelector=metadata.namespace%3D{namespace},"
+                         "metadata.name!%3De1")
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["e2"]
+    status, body = kube.get(f"/api/v1/namespaces/{namespace}/configmaps?fieldSelector="
+                            "spec.nothing%3Dx")
+    assert status == 400 and "field label not supported" in body["message"]

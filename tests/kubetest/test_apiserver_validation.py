@@ -1,0 +1,173 @@
+"""Admission: CRD schemas (types, required, enum, bounds, pattern, CEL, defaults, pruning),
+CRD checks, and the built-in objects' schemas."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from tests.kubetest.helpers import WIDGET_CRD, Kube, widget
+
+
+def _causes(body: dict[str, Any]) -> dict[str, str]:
+    return {c["field"]: c["message"] for c in body["details"]["causes"]}
+
+
+@pytest.mark.parametrize("spec,field,reason,message_part", [
+    ({"replicas": "two"}, "spec.replicas", "FieldValueTypeInvalid", "must be of type integer"),
+    ({"mode": "slow"}, "spec.mode", "FieldValueNotSupported", 'supported values: "fast", '
+                                                              '"cheap"'),
+    ({"replicas": -1}, "spec.replicas", "FieldValueInvalid", "greater than or equal to 0"),
+    ({"maxReplicas": 9}, "spec.maxReplicas", "FieldValueInvalid", "less than or equal to 8"),
+    ({"model": "Has Spaces"}, "spec.model", "FieldValueInvalid", "should match"),
+    ({"model": "x" * 21}, "spec.model", "FieldValueTooLong", "may not be more than 20"),
+    ({"tags": ["a", "b", "c"]}, "spec.tags", "FieldValueTooMany", "must have at most 2 items"),
+    ({"port": 1.5}, "spec.port", "FieldValueTypeInvalid", "integer or string"),
+    ({"minReplicas": 5, "maxReplicas": 3}, "spec.minReplicas", "FieldValueInvalid",
+     "Invalid value: 5: must be less than or equal to maxReplicas"),
+])
+def test_invalid_custom_resources_are_refused_with_causes(
+        kube: Kube, widgets: str, namespace: str, spec: dict[str, Any], field: str, reason: str,
+        message_part: str) -> None:
+    status, body = kube.post(f"{widgets}/namespaces/{namespace}/widgets", widget("bad", **spec))
+    assert (status, body["reason"]) == (422, "Invalid"), body
+    causes = [c for c in body["details"]["causes"] if c["field"] == field]
+    assert causes and causes[0]["reason"] == reason, body
+    assert message_part in causes[0]["message"]
+    assert body["message"].startswith('Widget.kubetest.foresail.dev "bad" is invalid: ')
+    assert body["details"]["kind"] == "Widget"
+    assert body["details"]["group"] == "kubetest.foresail.dev"
+
+
+def test_cel_message_matches_the_real_servers_shape(kube: Kube, widgets: str,
+                                                    namespace: str) -> None:
+    _, body = kube.post(f"{widgets}/namespaces/{namespace}/widgets",
+                        widget("bad", minReplicas=5, maxReplicas=3))
+    assert body["message"] == ('Widget.kubetest.foresail.dev "bad" is invalid: spec.minReplicas: '
+                               "Invalid value: 5: must be less than or equal to maxReplicas")
+
+
+def test_missing_required_field_and_several_causes(kube: Kube, widgets: str,
+                                                   namespace: str) -> None:
+    obj = widget("bad", replicas="x", mode="slow")
+    del obj["spec"]["model"]
+    status, body = kube.post(f"{widgets}/namespaces/{namespace}/widgets", obj)
+    assert status == 422
+    causes = _causes(body)
+    assert causes["spec.model"] == "Required value"
+    assert {"spec.replicas", "spec.mode"} <= set(causes)
+    assert body["message"].count(", ") >= 2 and "[" in body["message"]
+
+
+def test_transition_rule_with_old_self(kube: Kube, widgets: str, namespace: str) -> None:
+    path = f"{widgets}/namespaces/{namespace}/widgets"
+    assert kube.post(path, widget("immutable"))[0] == 201, "transition rules skip on create"
+    status, body = kube.patch(f"{path}/immutable", {"spec": {"model": "other"}})
+    assert (status, _causes(body).get("spec")) == (
+        422, 'Invalid value: "object": model is immutable')
+    assert kube.patch(f"{path}/immutable", {"spec": {"replicas": 2}})[0] == 200
+
+
+def test_defaults_applied_and_unknown_fields_pruned(kube: Kube, widgets: str,
+                                                    namespace: str) -> None:
+    obj = widget("pruned", extra={"anything": {"goes": 1}}, unknown="dropped")
+    obj["topLevelJunk"] = 1
+    obj["metadata"]["notMeta"] = 1
+    status, created = kube.post(f"{widgets}/namespaces/{namespace}/widgets", obj)
+    assert status == 201, created
+    assert created["spec"] == {"model": "tiny", "replicas": 1, "minReplicas": 1,
+                               "maxReplicas": 4, "mode": "fast",
+                               "extra": {"anything": {"goes": 1}}}
+    assert "topLevelJunk" not in created and "notMeta" not in created["metadata"]
+    status, patched = kube.patch(f"{widgets}/namespaces/{namespace}/widgets/pruned",
+                                 {"spec": {"mode": None}})
+    assert status == 200 and patched["spec"]["mode"] == "fast", "null is dropped then defaulted"
+
+
+def test_status_updates_are_validated(kube: Kube, widgets: str, namespace: str) -> None:
+    path = f"{widgets}/namespaces/{namespace}/widgets"
+    kube.post(path, widget("st"))
+    status, body = kube.patch(f"{path}/st/status", {"status": {"replicas": "many"}})
+    assert status == 422 and "status.replicas" in _causes(body)
+
+
+def _crd(**changes: Any) -> dict[str, Any]:
+    crd = copy.deepcopy(WIDGET_CRD)
+    crd["metadata"]["name"] = "gadgets.kubetest.foresail.dev"
+    crd["spec"]["names"] = {"plural": "gadgets", "kind": "Gadget"}
+    version = crd["spec"]["versions"][0]
+    for key, value in changes.items():
+        version[key] = value
+    return crd
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"schema": {}}, "spec.versions[0].schema.openAPIV3Schema"),
+    ({"schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {}}}}},
+     "spec.versions[0].schema.openAPIV3Schema.properties[spec].type"),
+    ({"schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-validations": [
+        {"rule": "self.a ==== 1"}]}}},
+     "spec.versions[0].schema.openAPIV3Schema.x-kubernetes-validations[0].rule"),
+    ({"storage": False}, "spec.versions"),
+])
+def test_broken_crds_are_refused(kube: Kube, change: dict[str, Any], field: str) -> None:
+    status, body = kube.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                             _crd(**change))
+    assert status == 422, body
+    assert field in _causes(body), body
+
+
+def test_crd_name_must_match_plural_and_group(kube: Kube) -> None:
+    crd = _crd()
+    crd["metadata"]["name"] = "wrong.kubetest.foresail.dev"
+    status, body = kube.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    assert status == 422 and "metadata.name" in _causes(body)
+
+
+def test_crd_is_established_and_deleting_it_unregisters(kube: Kube) -> None:
+    path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    status, crd = kube.post(path, _crd())
+    assert status == 201
+    conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+    assert conditions == {"Established": "True", "NamesAccepted": "True"}
+    assert crd["status"]["acceptedNames"]["kind"] == "Gadget"
+    assert crd["status"]["acceptedNames"]["listKind"] == "GadgetList"
+    gadget = {"apiVersion": "kubetest.foresail.dev/v1alpha1", "kind": "Gadget",
+              "metadata": {"name": "g"}, "spec": {"model": "m"}}
+    assert kube.post("/apis/kubetest.foresail.dev/v1alpha1/namespaces/default/gadgets",
+                     gadget)[0] == 201
+    assert kube.delete(f"{path}/gadgets.kubetest.foresail.dev")[0] == 200
+    assert kube.get("/apis/kubetest.foresail.dev/v1alpha1/namespaces/default/gadgets")[0] == 404
+    assert kube.post(path, _crd())[0] == 201
+    _, listed = kube.get("/apis/kubetest.foresail.dev/v1alpha1/namespaces/default/gadgets")
+    assert listed["items"] == [], "instances went with their CRD"
+    kube.delete(f"{path}/gadgets.kubetest.foresail.dev")
+
+
+def _deployment(**template_spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"selector": {"matchLabels": {"app": "d"}}, "template": {
+                "metadata": {"labels": {"app": "d"}},
+                "spec": {"containers": [{"name": "c", "image": "i:1"}], **template_spec}}}}
+
+
+def test_builtin_objects_are_checked_against_kubernetes_schemas(kube: Kube,
+                                                                namespace: str) -> None:
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    bad = _deployment(containers=[{"name": "c", "image": "i:1",
+                                   "ports": [{"containerPort": "http"}]}])
+    status, body = kube.post(path, bad)
+    assert status == 422
+    assert "spec.template.spec.containers[0].ports[0].containerPort" in _causes(body)
+    mismatched = _deployment()
+    mismatched["spec"]["selector"] = {"matchLabels": {"app": "other"}}
+    status, body = kube.post(path, mismatched)
+    assert status == 422 and "spec.template.metadata.labels" in _causes(body)
+    no_image = _deployment(containers=[{"name": "c"}])
+    status, body = kube.post(path, no_image)
+    assert status == 422 and "spec.template.spec.containers[0].image" in _causes(body)
+    status, created = kube.post(path, _deployment())
+    assert status == 201 and created["spec"]["replicas"] == 1, "defaulted like the real server"
+    assert created["spec"]["strategy"]["type"] == "RollingUpdate"

@@ -1,0 +1,122 @@
+"""Watches: initial events, resume from a resourceVersion, 410, bookmarks, timeouts, selectors."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import kubernetes
+
+from foresail.kubetest.testing import ApiServerProcess, start_apiserver
+from tests.kubetest.helpers import Kube
+
+
+def _names(events: list[dict]) -> list[tuple[str, str]]:
+    return [(e["type"], e["object"]["metadata"].get("name", "")) for e in events]
+
+
+def test_watch_without_version_lists_existing_objects_first(kube: Kube, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    kube.post(path, {"metadata": {"name": "old"}})
+    events = list(kube.watch(f"{path}?watch=true", max_events=1))
+    assert _names(events) == [("ADDED", "old")]
+    assert events[0]["object"]["kind"] == "ConfigMap"
+
+
+def test_watch_resumes_after_a_resource_version(kube: Kube, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    kube.post(path, {"metadata": {"name": "before"}})
+    _, listed = kube.get(path)
+    since = listed["metadata"]["resourceVersion"]
+    kube.post(path, {"metadata": {"name": "after"}})
+    kube.patch(f"{path}/before", {"data": {"x": "1"}})
+    kube.delete(f"{path}/after")
+    events = list(kube.watch(f"{path}?watch=1&resourceVersion={since}", max_events=3))
+    assert _names(events) == [("ADDED", "after"), ("MODIFIED", "before"), ("DELETED", "after")]
+    versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
+    assert versions == sorted(versions) and versions[0] > int(since)
+
+
+def test_watch_streams_live_events_and_honours_timeout(kube: Kube, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    _, listed = kube.get(path)
+    timer = threading.Timer(0.3, lambda: kube.post(path, {"metadata": {"name": "live"}}))
+    timer.start()
+    started = time.monotonic()
+    events = list(kube.watch(
+        f"{path}?watch=true&timeoutSeconds=1&resourceVersion="
+        f"{listed['metadata']['resourceVersion']}"))
+    elapsed = time.monotonic() - started
+    assert _names(events) == [("ADDED", "live")]
+    assert 0.9 <= elapsed < 3
+
+
+def test_watch_bookmarks(kube: Kube, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    events = list(kube.watch(f"{path}?watch=true&allowWatchBookmarks=true&timeoutSeconds=1"))
+    bookmarks = [e for e in events if e["type"] == "BOOKMARK"]
+    assert len(bookmarks) >= 2
+    assert bookmarks[0]["object"]["kind"] == "ConfigMap"
+    assert int(bookmarks[-1]["object"]["metadata"]["resourceVersion"]) > 0
+    kube.post(path, {"metadata": {"name": "b"}})
+    assert _names(kube.watch(f"{path}?watch=true&timeoutSeconds=1")) == [("ADDED", "b")], \
+        "no bookmarks unless asked for"
+
+
+def test_watch_with_label_selector_sees_objects_enter_and_leave(kube: Kube,
+                                                                namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    _, listed = kube.get(path)
+    since = listed["metadata"]["resourceVersion"]
+    kube.post(path, {"metadata": {"name": "m", "labels": {"app": "web"}}})
+    kube.post(path, {"metadata": {"name": "n", "labels": {"app": "db"}}})
+    kube.patch(f"{path}/n", {"metadata": {"labels": {"app": "web"}}})
+    kube.patch(f"{path}/m", {"metadata": {"labels": {"app": "gone"}}})
+    events = list(kube.watch(f"{path}?watch=true&labelSelector=app%3Dweb&resourceVersion={since}",
+                             max_events=3))
+    assert _names(events) == [("ADDED", "m"), ("ADDED", "n"), ("DELETED", "m")]
+    kube.post(path, {"metadata": {"name": "z"}})
+    events = list(kube.watch(f"{path}?watch=true&fieldSelector=metadata.name%3Dn"
+                             f"&resourceVersion={since}", max_events=2))
+    assert _names(events) == [("ADDED", "n"), ("MODIFIED", "n")]
+
+
+def test_watch_of_all_namespaces_and_with_kubernetes_client(server: ApiServerProcess,
+                                                           namespace: str) -> None:
+    core = kubernetes.client.CoreV1Api(server.api_client())
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "s1"}})
+    seen = []
+    for event in kubernetes.watch.Watch().stream(
+            core.list_secret_for_all_namespaces, timeout_seconds=1,
+            field_selector=f"metadata.namespace={namespace}"):
+        seen.append((event["type"], event["object"].metadata.name))
+    assert seen == [("ADDED", "s1")]
+
+
+def test_too_old_resource_version_is_gone(tmp_path: Path) -> None:
+    with start_apiserver(tmp_path, simulate_pods=False,
+                         extra_args=("--event-log-size", "5")) as small:
+        kube = Kube(small.url)
+        for index in range(8):
+            kube.post("/api/v1/namespaces/default/configmaps", {"metadata": {"name": f"c{index}"}})
+        events = list(kube.watch("/api/v1/namespaces/default/configmaps?watch=true"
+                                 "&resourceVersion=1&timeoutSeconds=5"))
+        assert len(events) == 1 and events[0]["type"] == "ERROR"
+        status = events[0]["object"]
+        assert status["kind"] == "Status" and status["code"] == 410
+        assert status["reason"] == "Expired" and "too old resource version" in status["message"]
+        _, listed = kube.get("/api/v1/namespaces/default/configmaps")
+        recent = int(listed["metadata"]["resourceVersion"]) - 2
+        events = list(kube.watch("/api/v1/namespaces/default/configmaps?watch=true"
+                                 f"&resourceVersion={recent}", max_events=2))
+        assert _names(events) == [("ADDED", "c6"), ("ADDED", "c7")]
+
+
+def test_drop_watches_ends_open_streams(server: ApiServerProcess, kube: Kube,
+                                        namespace: str) -> None:
+    threading.Timer(0.3, server.drop_watches).start()
+    started = time.monotonic()
+    events = list(kube.watch(f"/api/v1/namespaces/{namespace}/configmaps?watch=true"
+                             "&timeoutSeconds=10", timeout_s=10))
+    assert events == [] and time.monotonic() - started < 5
