@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="peering priority (default: random, so that exactly one replica acts)")
     parser.add_argument("--health-port", type=int, default=int(os.environ.get("FORESAIL_HEALTH_PORT", "0")),
                         help="serve /healthz on this port (0: off)")
+    parser.add_argument("--metrics-port", type=int, help="serve the operator's /metrics on this port (0: off)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
 
 
@@ -33,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = os.path.abspath(args.kubeconfig)
     config = OperatorConfig.from_env(namespaces=tuple(args.namespace), prometheus_url=args.prometheus_url,
-                                     peering=args.peering, standalone=args.standalone or None)
+                                     peering=args.peering, standalone=args.standalone or None,
+                                     metrics_port=args.metrics_port)
     kopf.configure(verbose=args.verbose)
     kopf.run(
         clusterwide=not config.namespaces,

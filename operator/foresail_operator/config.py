@@ -18,7 +18,10 @@ class OperatorConfig:
     images: dict[str, str] = field(default_factory=dict)  # runtime name -> default image
     peering: str = "foresail"
     standalone: bool = False
-    metrics_port: int = 8080
+    metrics_port: int = 0  # the operator's own /metrics (0: off)
+    collect_period_s: float = 15.0  # how often Prometheus is read
+    forecast_step_s: float = 60.0  # the forecaster's time step
+    rate_window: str = "1m"  # PromQL rate() window
 
     @classmethod
     def from_env(cls, **overrides: object) -> "OperatorConfig":
@@ -32,7 +35,10 @@ class OperatorConfig:
             "prometheus_token": env.get("FORESAIL_PROMETHEUS_TOKEN") or None,
             "images": images,
             "peering": env.get("FORESAIL_PEERING", "foresail"),
-            "metrics_port": int(env.get("FORESAIL_METRICS_PORT", "8080")),
+            "metrics_port": int(env.get("FORESAIL_METRICS_PORT", "0")),
+            "collect_period_s": float(env.get("FORESAIL_COLLECT_PERIOD", "15")),
+            "forecast_step_s": float(env.get("FORESAIL_FORECAST_STEP", "60")),
+            "rate_window": env.get("FORESAIL_RATE_WINDOW", "1m"),
         }
         values.update({k: v for k, v in overrides.items() if v not in (None, ())})
         return cls(**values)  # type: ignore[arg-type]

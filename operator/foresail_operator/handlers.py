@@ -11,11 +11,16 @@ import logging
 from typing import Any
 
 import kopf
+import prometheus_client
 
 from foresail_operator import GROUP, PLURAL, VERSION
+from foresail_operator.autoscaler import Loop, backfill, step
+from foresail_operator.collector import Collector
 from foresail_operator.kube import ApiError, KubeClient
+from foresail_operator.metrics import PrometheusSource
 from foresail_operator.plan import OWNER_LABEL
 from foresail_operator.reconciler import reconcile, refresh_status
+from foresail_operator.runtimes import runtime_for
 from foresail_operator.spec import SpecError, parse_spec
 from foresail_operator.status import PodSummary
 
@@ -36,6 +41,20 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.mandatory = False
 
 
+@kopf.on.startup()
+async def start_collector(memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    """Start reading Prometheus, and serve the operator's own /metrics."""
+    config = memo.config
+    source = (PrometheusSource(config.prometheus_url, config.prometheus_token, window=config.rate_window)
+              if config.prometheus_url else None)
+    memo.collector = Collector(source, period_s=config.collect_period_s)
+    memo.loops = {}
+    memo.collector_task = asyncio.create_task(memo.collector.run(logger))
+    if config.metrics_port:
+        prometheus_client.start_http_server(config.metrics_port)
+        logger.info("serving the operator's metrics on :%d/metrics", config.metrics_port)
+
+
 @kopf.on.login()
 def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
     """Log in from the pod's service account, else from a kubeconfig; share it with our client."""
@@ -48,6 +67,8 @@ def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
     """Close the API connection pool."""
+    if getattr(memo, "collector_task", None) is not None:
+        memo.collector_task.cancel()
     if getattr(memo, "client", None) is not None:
         await memo.client.close()
 
@@ -83,7 +104,9 @@ async def _refresh(memo: kopf.Memo, key: tuple[str, str], llmdeployments: kopf.I
         body = body or _first(llmdeployments, key)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
-        await refresh_status(memo.client, body, _first(owned_deployments, key), owned_pods.get(key, ()))
+        loop = memo.loops.get(key)
+        await refresh_status(memo.client, body, _first(owned_deployments, key), owned_pods.get(key, ()),
+                             autoscaler=loop.view if loop is not None else None)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -148,3 +171,40 @@ async def recheck_degraded(name: str, namespace: str, memo: kopf.Memo, llmdeploy
     except SpecError:
         return
     await _refresh(memo, (namespace, name), llmdeployments, owned_deployments, owned_pods)
+
+
+def _autoscaling_on(spec: kopf.Spec, **_: Any) -> bool:
+    return (spec.get("autoscaling") or {}).get("mode", "predictive") != "off"
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, when=_autoscaling_on, cancellation_timeout=5.0)
+async def autoscale(stopped: kopf.DaemonStopped, name: str, namespace: str, logger: logging.Logger,
+                    memo: kopf.Memo, llmdeployments: kopf.Index, owned_deployments: kopf.Index,
+                    owned_pods: kopf.Index, **_: Any) -> None:
+    """The decision loop: every autoscaling.intervalSeconds, metrics -> forecast -> policy -> scale."""
+    key = (namespace, name)
+    loop = memo.loops[key] = Loop(key, forecast_step_s=memo.config.forecast_step_s)
+    first = True
+    try:
+        while not stopped:
+            body = _first(llmdeployments, key)
+            if body is None:
+                return
+            try:
+                spec = parse_spec(body.get("spec") or {})
+            except SpecError:
+                return
+            pods = list(owned_pods.get(key, ()))
+            if first:
+                loop.configure(spec, None)
+                await backfill(loop, memo.collector, runtime_for(spec).name, logger)
+                first = False
+            try:
+                await step(loop, memo.client, memo.collector, body, spec, _first(owned_deployments, key),
+                           pods, logger)
+            except ApiError as exc:
+                logger.warning("decision not applied: %s", exc)
+            await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods)
+            await stopped.wait(spec.autoscaling.interval_s)
+    finally:
+        memo.loops.pop(key, None)

@@ -16,6 +16,7 @@ import kopf
 
 MERGE_PATCH = "application/merge-patch+json"
 RETRY_STATUSES = {409, 429, 500, 502, 503, 504}
+USER_AGENT = "foresail-operator/0.1.0"
 
 
 class ApiError(Exception):
@@ -48,7 +49,7 @@ class KubeClient:
 
     def __init__(self, info: kopf.ConnectionInfo, timeout_s: float = 30.0) -> None:
         self._server = info.server.rstrip("/")
-        self._headers = {"Accept": "application/json", **info.as_http_headers()}
+        self._headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **info.as_http_headers()}
         self._ssl: Any = info.as_ssl_context() if self._server.startswith("https") else None
         if self._ssl is not None and info.insecure:
             self._ssl = False

@@ -138,8 +138,14 @@ def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
 
 async def refresh_status(client: KubeClient, body: Mapping[str, Any], deployment: Mapping[str, Any] | None,
-                         pods: Iterable[PodSummary], extra_problems: list[tuple[str, str]] | None = None) -> bool:
-    """Recompute the workload status and patch it when it changed; True if patched."""
+                         pods: Iterable[PodSummary], extra_problems: list[tuple[str, str]] | None = None,
+                         autoscaler: Mapping[str, Any] | None = None) -> bool:
+    """Recompute the status and patch it when it changed; True if patched.
+
+    `autoscaler` is the decision loop's view (see autoscaler.py): its conditions and its status
+    fields (recommendedReplicas, forecast) are written together with the workload's, so that one
+    writer owns the conditions list.
+    """
     meta = body["metadata"]
     previous = body.get("status") or {}
     try:
@@ -150,8 +156,10 @@ async def refresh_status(client: KubeClient, body: Mapping[str, Any], deployment
     desired = int(((deployment or {}).get("spec") or {}).get("replicas") or 0)
     new = workload_status(
         name=meta["name"], generation=meta.get("generation"), desired=desired, deployment=deployment,
-        pods=list(pods), problems=problems, previous=previous, autoscaling_on=spec.autoscaling_on)
+        pods=list(pods), problems=problems, previous=previous, autoscaling_on=spec.autoscaling_on,
+        autoscaler=(autoscaler or {}).get("conditions"))
     new["selector"] = plan.selector_string(meta["name"])
+    new.update((autoscaler or {}).get("fields") or {})
     if _same(new, previous):
         return False
     await client.merge_patch(llmd_path(meta["namespace"], meta["name"], "status"), {"status": new})

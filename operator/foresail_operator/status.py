@@ -124,8 +124,13 @@ def workload_status(
     problems: list[tuple[str, str]],
     previous: Mapping[str, Any],
     autoscaling_on: bool,
+    autoscaler: Mapping[str, tuple[bool | None, str, str]] | None = None,
 ) -> dict[str, Any]:
-    """The status fields the reconciler owns, from the Deployment, its pods and known problems."""
+    """The status fields the reconciler owns, from the Deployment, its pods and known problems.
+
+    `autoscaler` carries the MetricsAvailable and ForecastReady conditions from the decision loop;
+    without it, the previous ones are kept.
+    """
     dep_status = (deployment or {}).get("status") or {}
     replicas = int(dep_status.get("replicas") or 0)
     ready = int(dep_status.get("readyReplicas") or 0)
@@ -159,7 +164,10 @@ def workload_status(
         else:
             conds.set("Progressing", False, "Stable", f"{ready} replicas ready and up to date")
 
-    if autoscaling_on:
+    if autoscaling_on and autoscaler:
+        for type_, value in autoscaler.items():
+            conds.set(type_, *value)
+    elif autoscaling_on:
         conds.keep("MetricsAvailable", (None, "Pending", "the autoscaler has not read metrics yet"))
         conds.keep("ForecastReady", (None, "Pending", "the forecaster has not run yet"))
     else:

@@ -1,0 +1,192 @@
+"""The decision loop of one LLMDeployment: metrics, forecast, policy, scale, report.
+
+One loop per LLMDeployment with autoscaling on (a kopf daemon, so peering pauses it on standby
+replicas). The policy is foresail.autoscaler.policy.ForesailPolicy, the same code the backtester
+replays. Rules:
+- missing or stale metrics: hold the current replicas (never scale down without data) and set
+  MetricsAvailable=False with the reason;
+- advisory mode: compute and report recommendedReplicas, never write replicas;
+- a manual scale (kubectl scale) is applied at once by the reconciler and then held as a floor for
+  the scale-down stabilisation window; scale-up stays possible;
+- the forecast horizon is the measured cold start plus one interval when the spec says auto.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from foresail.autoscaler.capacity import CapacityModel
+from foresail.autoscaler.policy import Decision, ForesailPolicy, Observation, PolicyConfig
+from foresail_operator import telemetry
+from foresail_operator.collector import Collector
+from foresail_operator.kube import KubeClient
+from foresail_operator.metrics import MetricsError, Signals
+from foresail_operator.reconciler import record_scale
+from foresail_operator.scaler import set_replicas
+from foresail_operator.spec import LLMDeploymentSpec
+from foresail_operator.status import PodSummary, measured_cold_start, parse_time
+
+DEFAULT_CAPACITY = 1.0  # requests/s per replica until learned, when the spec gives none
+BACKFILL_S = 7 * 24 * 3600.0
+
+
+def _sig(value: float | None) -> float | None:
+    """Round to 3 significant digits, so that status changes only when the figure does."""
+    if value is None or not math.isfinite(value) or value == 0:
+        return value
+    return round(value, 2 - int(math.floor(math.log10(abs(value)))))
+
+
+@dataclass
+class Loop:
+    """The state one LLMDeployment's loop keeps between decisions (rebuilt from Prometheus on restart)."""
+
+    key: tuple[str, str]
+    forecast_step_s: float
+    policy: ForesailPolicy | None = None
+    capacity: CapacityModel | None = None
+    last_in_system: float | None = None
+    last_time: float | None = None
+    view: dict[str, Any] = field(default_factory=dict)
+
+    def configure(self, spec: LLMDeploymentSpec, cold_start_s: float | None) -> PolicyConfig:
+        """(Re)build the policy configuration from the spec and the measured cold start."""
+        a = spec.autoscaling
+        if self.capacity is None or self.capacity.initial != (a.capacity_per_replica or DEFAULT_CAPACITY):
+            self.capacity = CapacityModel(a.capacity_per_replica or DEFAULT_CAPACITY, ttft_slo_s=a.ttft_s)
+        horizon = a.horizon_s(cold_start_s)
+        config = PolicyConfig(
+            min_replicas=spec.min_replicas, max_replicas=spec.max_replicas,
+            capacity=self.capacity.capacity, cold_start_s=max(0.0, horizon - a.interval_s),
+            interval_s=a.interval_s, quantile=a.quantile,
+            scale_down_stabilization_s=a.scale_down_stabilization_s, scale_to_zero=a.scale_to_zero,
+            idle_s=a.idle_s, predictive=a.mode in ("predictive", "advisory"),
+        )
+        if self.policy is None:
+            self.policy = ForesailPolicy(config, forecast_step_s=self.forecast_step_s)
+        elif config != self.policy.config:
+            changes = {k: v for k, v in vars(config).items() if getattr(self.policy.config, k) != v}
+            self.policy.reconfigure(**changes)
+        return config
+
+    def demand(self, signals: Signals, now: float) -> float:
+        """Arrivals/s: completions plus growth of what is in the system (queued + running)."""
+        in_system = (signals.waiting or 0.0) + (signals.running or 0.0)
+        growth = 0.0
+        if self.last_in_system is not None and self.last_time is not None and now > self.last_time:
+            growth = max(0.0, (in_system - self.last_in_system) / (now - self.last_time))
+        self.last_in_system, self.last_time = in_system, now
+        return (signals.requests or 0.0) + growth
+
+
+def _manual_hold(status: dict[str, Any], spec: LLMDeploymentSpec, now: float) -> bool:
+    """True while a manual scale is younger than the scale-down stabilisation window."""
+    reason = status.get("lastScaleReason") or ""
+    since = parse_time(status.get("lastScaleTime"))
+    return reason.startswith("manual scale") and since is not None and \
+        now - since < spec.autoscaling.scale_down_stabilization_s
+
+
+def _conditions(signals: Signals | None, error: str | None, decision: Decision, policy: ForesailPolicy,
+                spec: LLMDeploymentSpec, current: int) -> dict[str, tuple[bool | None, str, str]]:
+    if signals is not None:
+        metrics = (True, "MetricsFresh", "demand and queue metrics are being read")
+    else:
+        metrics = (False, error.split(":")[0] if error else "NoData",
+                   f"{error or 'no data'}; holding {current} replicas until metrics return")
+    if spec.autoscaling.mode == "reactive":
+        forecast = (False, "ReactiveMode", "autoscaling.mode is reactive: no forecast")
+    elif decision.forecast_ready:
+        forecast = (True, "Forecasting", f"forecasting {decision.horizon_s:.0f} s ahead")
+    else:
+        why = policy.last_forecast.reason if policy.last_forecast is not None else "no metrics yet"
+        forecast = (False, "InsufficientHistory" if signals is not None else "MetricsMissing",
+                    f"{why}; the reactive floor decides")
+    return {"MetricsAvailable": metrics, "ForecastReady": forecast}
+
+
+async def backfill(loop: Loop, collector: Collector, runtime: str, logger: logging.Logger) -> None:
+    """Load the deployment's demand history from Prometheus, the durable store, into the forecaster."""
+    if collector.source is None or loop.policy is None:
+        return
+    now = time.time()
+    try:
+        times, values = await asyncio.to_thread(
+            collector.source.demand_history, loop.key, runtime, now - BACKFILL_S, now, loop.forecast_step_s)
+    except MetricsError as exc:
+        logger.warning("could not backfill history from Prometheus: %s", exc)
+        return
+    if times:
+        loop.policy.warm_start(times, values)
+        logger.info("backfilled %d points (%.0f min) of demand history from Prometheus",
+                    len(times), (times[-1] - times[0]) / 60)
+
+
+async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[str, Any],
+               spec: LLMDeploymentSpec, deployment: dict[str, Any] | None, pods: list[PodSummary],
+               logger: logging.Logger) -> Decision:
+    """One decision: read signals, decide, scale (unless advisory), update the loop's status view."""
+    started = time.perf_counter()
+    now = time.time()
+    ns, name = loop.key
+    current = int(((deployment or {}).get("spec") or {}).get("replicas") or 0)
+    ready = int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0)
+    cold_start = measured_cold_start(pods)
+    loop.configure(spec, cold_start)
+    assert loop.policy is not None and loop.capacity is not None
+    signals, error = collector.lookup(loop.key, replicas=current)
+    demand = None
+    if signals is not None:
+        demand = loop.demand(signals, now)
+        capacity = loop.capacity.observe(signals.requests, signals.waiting, ready, signals.ttft_p90)
+        if capacity != loop.policy.config.capacity:
+            loop.policy.reconfigure(capacity=capacity)
+    decision = loop.policy.decide(Observation(
+        time_s=now, demand=demand, waiting=signals.waiting if signals else None,
+        running=signals.running if signals else None, ready_replicas=ready, provisioned_replicas=current))
+    target = decision.replicas
+    status = body.get("status") or {}
+    if _manual_hold(status, spec, now) and target < current:
+        target = current
+    acting = spec.autoscaling.mode in ("predictive", "reactive") and deployment is not None
+    if acting and target != current:
+        await set_replicas(client, ns, name, target)
+        reason = decision.reason if target == decision.replicas else f"hold {current}: manual scale"
+        logger.info("scaled %s/%s %d -> %d: %s", ns, name, current, target, reason)
+        kopf.info(body, reason="Scaled", message=f"{current} -> {target}: {reason}")
+        await record_scale(client, ns, name, current, target, reason)
+    action = "up" if acting and target > current else "down" if acting and target < current else "hold"
+    labels = (ns, name)
+    telemetry.DECISIONS.labels(*labels, action).inc()
+    telemetry.DESIRED.labels(*labels).set(target if acting else current)
+    telemetry.RECOMMENDED.labels(*labels).set(decision.replicas)
+    telemetry.REACTIVE_FLOOR.labels(*labels).set(decision.reactive_floor)
+    telemetry.HORIZON.labels(*labels).set(decision.horizon_s)
+    if demand is not None:
+        telemetry.DEMAND.labels(*labels).set(demand)
+    if decision.forecast_upper is not None:
+        telemetry.FORECAST.labels(*labels, "0.5").set(decision.forecast_median or 0.0)
+        telemetry.FORECAST.labels(*labels, str(spec.autoscaling.quantile)).set(decision.forecast_upper)
+    if cold_start is not None:
+        telemetry.COLD_START.labels(*labels).set(cold_start)
+    forecast: dict[str, Any] = {"horizonSeconds": round(decision.horizon_s), "quantile": spec.autoscaling.quantile,
+                                "demand": _sig(demand)}
+    if decision.forecast_upper is not None:
+        q = round(spec.autoscaling.quantile * 100)
+        forecast.update(median=_sig(decision.forecast_median), upper=_sig(decision.forecast_upper),
+                        summary=f"{_sig(decision.forecast_upper)} req/s p{q} @+{decision.horizon_s:.0f}s")
+    else:
+        forecast["summary"] = "reactive" if spec.autoscaling.mode == "reactive" else "warming up"
+    loop.view = {
+        "conditions": _conditions(signals, error, decision, loop.policy, spec, current),
+        "fields": {"recommendedReplicas": decision.replicas, "forecast": forecast},
+    }
+    telemetry.LOOP_SECONDS.observe(time.perf_counter() - started)
+    return decision

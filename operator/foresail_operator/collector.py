@@ -1,0 +1,70 @@
+"""One background task that reads every deployment's signals from Prometheus each period.
+
+The decision loops look their deployment up here instead of querying Prometheus themselves, so
+the number of queries per period is fixed (a few per runtime family), whatever the number of
+LLMDeployments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from foresail_operator import telemetry
+from foresail_operator.metrics import Key, MetricsError, PrometheusSource, Signals
+from foresail_operator.runtimes import RUNTIMES
+
+
+class Collector:
+    """Holds the latest snapshot of all signals and why it is missing, if it is."""
+
+    def __init__(self, source: PrometheusSource | None, period_s: float = 15.0) -> None:
+        self.source = source
+        self.period_s = period_s
+        self.snapshot: dict[Key, Signals] = {}
+        self.taken_at: float | None = None
+        self.error: str | None = None if source else (
+            "NotConfigured: no Prometheus URL is configured (--prometheus-url or FORESAIL_PROMETHEUS_URL)")
+
+    async def collect_once(self) -> None:
+        """Take one snapshot; on failure keep the reason (the loops then hold capacity)."""
+        if self.source is None:
+            return
+        started = time.perf_counter()
+        try:
+            self.snapshot = await asyncio.to_thread(self.source.snapshot, RUNTIMES)
+        except MetricsError as exc:
+            reason = "PrometheusUnavailable"
+            self.error = f"{reason}: {exc}"
+            telemetry.METRICS_ERRORS.labels(reason).inc()
+        else:
+            self.taken_at, self.error = time.time(), None
+        telemetry.COLLECT_SECONDS.observe(time.perf_counter() - started)
+
+    async def run(self, logger: logging.Logger) -> None:
+        """Collect every period until cancelled; log when metrics go and come back."""
+        was_error: str | None = None
+        while True:
+            await self.collect_once()
+            if self.error and self.error != was_error:
+                logger.warning("metrics unavailable, holding capacity: %s", self.error)
+            elif was_error and not self.error:
+                logger.info("metrics are back after: %s", was_error)
+            was_error = self.error
+            await asyncio.sleep(self.period_s)
+
+    def lookup(self, key: Key, replicas: int) -> tuple[Signals | None, str | None]:
+        """The signals of one deployment, or None and the reason they are missing."""
+        if self.error:
+            return None, self.error
+        if self.taken_at is None:
+            return None, "NoData: metrics have not been read yet"
+        age = time.time() - self.taken_at
+        if age > 3 * self.period_s:
+            return None, f"MetricsStale: the last good read is {age:.0f} s old"
+        if key in self.snapshot:
+            return self.snapshot[key], None
+        if replicas == 0:  # nothing runs, so nothing is served: demand seen is zero
+            return Signals(requests=0.0, running=0.0, waiting=0.0), None
+        return None, f"NoSeries: Prometheus has no series for {key[0]}/{key[1]} yet"

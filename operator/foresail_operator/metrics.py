@@ -1,0 +1,132 @@
+"""Live signals of every LLMDeployment, read from Prometheus and normalised across runtimes.
+
+One instant query per signal and metric-name set returns every deployment at once (grouped by the
+`namespace` and `llmdeployment` target labels that the scrape config attaches), so the cost per
+interval does not grow with the number of deployments. Runtimes that name a metric differently
+(runtimes.py) are mapped onto the same canonical signals here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterable
+
+import requests
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+
+from foresail_operator.runtimes import RUNTIMES
+
+Key = tuple[str, str]  # (namespace, llmdeployment)
+BY = "namespace, llmdeployment"
+COUNTERS = ("requests", "prompt_tokens", "generation_tokens")
+GAUGES = {"running": "sum", "waiting": "sum", "kv_cache": "avg"}
+
+
+class MetricsError(Exception):
+    """Prometheus could not be read, or answered something unusable."""
+
+
+@dataclass
+class Signals:
+    """One deployment's live signals; None where the runtime or Prometheus has no value."""
+
+    requests: float | None = None  # completed requests/s
+    prompt_tokens: float | None = None  # tokens/s
+    generation_tokens: float | None = None  # tokens/s
+    running: float | None = None
+    waiting: float | None = None
+    kv_cache: float | None = None  # 0..1
+    ttft_p90: float | None = None  # seconds
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def queries(metric_names: dict[str, str | None], window: str) -> dict[str, str]:
+    """PromQL per canonical signal for one runtime's metric names."""
+    out: dict[str, str] = {}
+    for signal in COUNTERS:
+        if metric_names.get(signal):
+            out[signal] = f"sum by ({BY}) (rate({metric_names[signal]}[{window}]))"
+    for signal, agg in GAUGES.items():
+        if metric_names.get(signal):
+            out[signal] = f"{agg} by ({BY}) ({metric_names[signal]})"
+    if metric_names.get("ttft"):
+        out["ttft_p90"] = (f"histogram_quantile(0.9, sum by (le, {BY}) "
+                           f"(rate({metric_names['ttft']}_bucket[{window}])))")
+    return out
+
+
+def _value(raw: object) -> float | None:
+    """A finite float, or None for NaN, Inf and anything that is not a number."""
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _series_key(item: object) -> Key | None:
+    if not isinstance(item, dict) or not isinstance(item.get("metric"), dict):
+        raise MetricsError(f"Prometheus answered a malformed series: {str(item)[:200]}")
+    labels = item["metric"]
+    if "namespace" not in labels or "llmdeployment" not in labels:
+        return None
+    return labels["namespace"], labels["llmdeployment"]
+
+
+class PrometheusSource:
+    """Reads signals through prometheus-api-client; every failure becomes a MetricsError."""
+
+    def __init__(self, url: str, token: str | None = None, timeout_s: float = 5.0, window: str = "1m") -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        self.client = PrometheusConnect(url=url, headers=headers, disable_ssl=False, timeout=timeout_s)
+        self.window = window
+
+    def _query(self, promql: str) -> list:
+        try:
+            result = self.client.custom_query(promql)
+        except (PrometheusApiClientException, requests.RequestException, ValueError) as exc:
+            raise MetricsError(f"Prometheus query failed: {exc}") from exc
+        if not isinstance(result, list):
+            raise MetricsError(f"Prometheus answered a non-vector result: {str(result)[:200]}")
+        return result
+
+    def snapshot(self, runtimes: Iterable[str]) -> dict[Key, Signals]:
+        """Current signals of every deployment of the given runtimes."""
+        out: dict[Key, Signals] = {}
+        name_sets = {tuple(sorted((k, v or "") for k, v in RUNTIMES[r].metrics.items())) for r in set(runtimes)}
+        for names in name_sets:
+            for signal, promql in queries(dict(names), self.window).items():
+                for item in self._query(promql):
+                    key = _series_key(item)
+                    value = item.get("value") if isinstance(item, dict) else None
+                    if key is None or not isinstance(value, list) or len(value) != 2:
+                        continue
+                    setattr(out.setdefault(key, Signals()), signal, _value(value[1]))
+        return out
+
+    def demand_history(self, key: Key, runtime: str, start: float, end: float, step_s: float) -> tuple[list[float], list[float]]:
+        """Completed requests/s of one deployment over [start, end] (for backfill after a restart)."""
+        metric = RUNTIMES[runtime].metrics.get("requests")
+        if not metric or end <= start:
+            return [], []
+        ns, name = key
+        promql = (f'sum(rate({metric}{{namespace="{ns}",llmdeployment="{name}"}}[{self.window}]))')
+        try:
+            result = self.client.custom_query_range(
+                promql, start_time=datetime.fromtimestamp(start, timezone.utc),
+                end_time=datetime.fromtimestamp(end, timezone.utc), step=f"{max(1, int(step_s))}s")
+        except (PrometheusApiClientException, requests.RequestException, ValueError) as exc:
+            raise MetricsError(f"Prometheus range query failed: {exc}") from exc
+        if not isinstance(result, list):
+            raise MetricsError("Prometheus answered a non-matrix result")
+        times: list[float] = []
+        values: list[float] = []
+        for series in result[:1]:
+            for point in series.get("values") or []:
+                value = _value(point[1]) if isinstance(point, list) and len(point) == 2 else None
+                if value is not None:
+                    times.append(float(point[0]))
+                    values.append(value)
+        return times, values

@@ -1,0 +1,41 @@
+"""Every metric the operator exports about itself, declared in one place.
+
+Served on --metrics-port by prometheus_client. Labels are namespace and llmdeployment so that a
+dashboard can put the operator's view (forecast, decision) next to the pods' own metrics.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LABELS = ("namespace", "llmdeployment")
+
+DECISIONS = Counter(
+    "foresail_decisions_total",
+    "Scaling decisions made, by what they did (up, down, hold).",
+    LABELS + ("action",),
+)
+DESIRED = Gauge("foresail_desired_replicas", "Replicas the operator asked for.", LABELS)
+RECOMMENDED = Gauge("foresail_recommended_replicas", "Replicas the policy recommended.", LABELS)
+REACTIVE_FLOOR = Gauge("foresail_reactive_floor_replicas", "The reactive floor of the last decision.", LABELS)
+DEMAND = Gauge("foresail_demand_requests_per_second", "Observed demand (requests/s) at the last decision.", LABELS)
+FORECAST = Gauge(
+    "foresail_forecast_requests_per_second",
+    "Forecast demand at now + horizon, by quantile (0.5 and the spec's quantile).",
+    LABELS + ("quantile",),
+)
+HORIZON = Gauge("foresail_forecast_horizon_seconds", "The forecast horizon in use.", LABELS)
+COLD_START = Gauge("foresail_cold_start_seconds", "Measured pod cold start (median of recent pods).", LABELS)
+METRICS_ERRORS = Counter(
+    "foresail_metrics_errors_total", "Failed or unusable Prometheus reads, by reason.", ("reason",))
+API_ERRORS = Counter("foresail_api_errors_total", "Failed Kubernetes API writes, by HTTP status.", ("status",))
+LOOP_SECONDS = Histogram(
+    "foresail_decision_seconds",
+    "Time of one decision for one LLMDeployment (metrics lookup, forecast, policy, writes).",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+COLLECT_SECONDS = Histogram(
+    "foresail_metrics_collect_seconds",
+    "Time of one Prometheus collection for all LLMDeployments.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)

@@ -1,0 +1,70 @@
+"""Helpers shared by the suites: a small REST client, kubectl, waiting."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Kube:
+    """A minimal JSON client for the API test server (real HTTP, no client library in between)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self.http = requests.Session()
+
+    def call(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
+             ok: tuple[int, ...] = (200, 201)) -> dict:
+        rsp = self.http.request(method, self.url + path, data=None if body is None else json.dumps(body),
+                                headers={"Content-Type": content_type}, timeout=10)
+        if rsp.status_code not in ok:
+            raise AssertionError(f"{method} {path} -> {rsp.status_code}: {rsp.text[:500]}")
+        return rsp.json() if rsp.text else {}
+
+    def get(self, path: str) -> dict | None:
+        rsp = self.http.get(self.url + path, timeout=10)
+        if rsp.status_code == 404:
+            return None
+        assert rsp.status_code == 200, rsp.text
+        return rsp.json()
+
+    def create(self, path: str, body: dict) -> dict:
+        return self.call("POST", path, body)
+
+    def merge(self, path: str, patch: dict) -> dict:
+        return self.call("PATCH", path, patch, "application/merge-patch+json")
+
+    def delete(self, path: str) -> None:
+        self.call("DELETE", path, ok=(200, 202, 404))
+
+
+def kubectl(kubeconfig: Path, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run kubectl against the API test server."""
+    cmd = ["kubectl", f"--kubeconfig={kubeconfig}", *args]
+    done = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=60)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed: {done.stderr}")
+    return done
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.2, what: str = "") -> Any:
+    """Poll until check() returns something truthy; fail with the last value after timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except AssertionError as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: last={last!r}")

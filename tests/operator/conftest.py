@@ -1,0 +1,69 @@
+"""The real operator process against the Kubernetes API test server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import yaml
+
+from foresail.kubetest.testing import start_apiserver
+from tests.helpers import ROOT, Kube, wait_for
+
+CRDS = [ROOT / "crds" / "llmdeployment.yaml", ROOT / "crds" / "kopf-peering.yaml"]
+LLMD = "/apis/foresail.dev/v1alpha1/namespaces/{ns}/llmdeployments"
+
+
+class Operator:
+    """`foresail operator` as a child process, with its log in a file."""
+
+    def __init__(self, kubeconfig: Path, log: Path, *extra: str) -> None:
+        self.kubeconfig, self.log_path, self.extra = kubeconfig, log, extra
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Operator":
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "foresail", "operator", "--kubeconfig", str(self.kubeconfig), *self.extra],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=20)
+        self.log.close()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def text(self) -> str:
+        return self.log_path.read_text()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator:
+    """An API test server with the CRDs installed and pods simulated."""
+    with start_apiserver(tmp_path, simulate_pods=True, ready_delay_s=0.5) as server:
+        kube = Kube(server.url)
+        for path in CRDS:
+            for doc in yaml.safe_load_all(path.read_text()):
+                kube.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", doc)
+        wait_for(lambda: kube.get("/apis/foresail.dev/v1alpha1"), what="CRD discovery")
+        server.kube = kube
+        yield server
+
+
+@pytest.fixture
+def operator(cluster, tmp_path: Path) -> Iterator[Operator]:
+    """The operator, running; stopped (and its log shown on failure) at the end."""
+    op = Operator(cluster.kubeconfig, tmp_path / "operator.log", "--standalone").start()
+    yield op
+    op.kill(signal.SIGTERM)
+    print(op.text()[-5000:])

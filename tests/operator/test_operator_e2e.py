@@ -1,0 +1,226 @@
+"""The real operator process over real HTTP against the Kubernetes API test server."""
+
+from __future__ import annotations
+
+import copy
+import signal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import ROOT, kubectl, wait_for
+from tests.operator.conftest import LLMD, Operator
+
+NS = "default"
+DEPLOY = "/apis/apps/v1/namespaces/default/deployments"
+SERVICES = "/api/v1/namespaces/default/services"
+PODS = "/api/v1/namespaces/default/pods"
+EVENTS = "/api/v1/namespaces/default/events"
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((ROOT / "examples" / name).read_text())
+
+
+def llmd(cluster, name: str) -> dict:
+    return cluster.kube.get(f"{LLMD.format(ns=NS)}/{name}")
+
+
+def condition(obj: dict | None, type_: str) -> dict:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond["type"] == type_:
+            return cond
+    return {}
+
+
+def deployment(cluster, name: str) -> dict | None:
+    return cluster.kube.get(f"{DEPLOY}/{name}")
+
+
+def events_for(cluster, name: str) -> list[dict]:
+    items = cluster.kube.get(EVENTS)["items"]
+    return [e for e in items if e.get("involvedObject", {}).get("name") == name]
+
+
+def apply(cluster, doc: dict) -> None:
+    kubectl(cluster.kubeconfig, "apply", "--validate=false", "-f", "-", input=yaml.safe_dump(doc))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_each_example_gets_its_deployment_and_service(cluster, operator, path: Path):
+    doc = yaml.safe_load(path.read_text())
+    name = doc["metadata"]["name"]
+    if (doc["spec"]["model"].get("tokenSecretRef") or {}).get("name"):
+        cluster.kube.create("/api/v1/namespaces/default/secrets", {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hf-token"},
+            "stringData": {"token": "hf_not_a_real_token"}})
+    apply(cluster, doc)
+    dep = wait_for(lambda: deployment(cluster, name), what="the Deployment")
+    owner = llmd(cluster, name)
+    ref = dep["metadata"]["ownerReferences"][0]
+    assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == ("LLMDeployment", name, owner["metadata"]["uid"], True)
+    svc = wait_for(lambda: cluster.kube.get(f"{SERVICES}/{name}"), what="the Service")
+    assert svc["metadata"]["ownerReferences"][0]["uid"] == owner["metadata"]["uid"]
+    assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    gpus = doc["spec"].get("resources", {}).get("gpus", 0)
+    assert container["resources"].get("limits", {}).get("nvidia.com/gpu", 0) == gpus
+    assert doc["spec"]["model"]["source"].removeprefix("hf://") in " ".join(container["command"])
+    assert dep["spec"]["replicas"] == doc["spec"].get("minReplicas", 1)
+    ready = wait_for(lambda: condition(llmd(cluster, name), "Ready").get("status") == "True" and llmd(cluster, name),
+                     what="Ready=True")
+    assert ready["status"]["readyReplicas"] == dep["spec"]["replicas"]
+    assert ready["status"]["observedGeneration"] == ready["metadata"]["generation"]
+    assert condition(ready, "Degraded")["status"] == "False"
+    assert any(e["reason"] == "Created" for e in events_for(cluster, name))
+    assert operator.alive()
+
+
+def test_spec_changes_roll_out_only_when_the_pod_changes(cluster, operator):
+    doc = load("minimal.yaml")
+    doc["spec"]["autoscaling"] = {"mode": "off"}
+    doc["spec"]["replicas"] = 2
+    apply(cluster, doc)
+    first = wait_for(lambda: (d := deployment(cluster, "tiny")) and d["status"].get("readyReplicas") == 2 and d,
+                     what="2 ready replicas")
+    pods_before = {p["metadata"]["name"] for p in cluster.kube.get(PODS)["items"]}
+
+    doc["spec"]["replicas"] = 3  # a replica change restarts nothing
+    apply(cluster, doc)
+    wait_for(lambda: deployment(cluster, "tiny")["spec"]["replicas"] == 3, what="3 replicas")
+    assert deployment(cluster, "tiny")["spec"]["template"] == first["spec"]["template"]
+    wait_for(lambda: len(cluster.kube.get(PODS)["items"]) == 3, what="3 pods")
+    assert pods_before <= {p["metadata"]["name"] for p in cluster.kube.get(PODS)["items"]}
+
+    doc["spec"]["model"]["source"] = "/models/another"  # a model change rolls the pods
+    apply(cluster, doc)
+    changed = wait_for(lambda: "/models/another" in deployment(cluster, "tiny")["spec"]["template"]["spec"]["containers"][0]["command"] and deployment(cluster, "tiny"),
+                       what="the new model in the template")
+    assert changed["metadata"]["generation"] > first["metadata"]["generation"]
+    assert changed["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    wait_for(lambda: not pods_before & {p["metadata"]["name"] for p in cluster.kube.get(PODS)["items"]},
+             what="the old pods replaced")
+    assert any(e["reason"] == "Updated" for e in events_for(cluster, "tiny"))
+
+
+def test_kubectl_scale_changes_the_deployment(cluster, operator):
+    doc = load("minimal.yaml")
+    doc["spec"]["autoscaling"] = {"mode": "off"}
+    apply(cluster, doc)
+    wait_for(lambda: deployment(cluster, "tiny"), what="the Deployment")
+    kubectl(cluster.kubeconfig, "scale", "llmd", "tiny", "--replicas=4")
+    wait_for(lambda: deployment(cluster, "tiny")["spec"]["replicas"] == 4, what="4 replicas")
+    status = wait_for(lambda: (o := llmd(cluster, "tiny"))["status"].get("readyReplicas") == 4 and o, what="4 ready")
+    assert status["status"]["desiredReplicas"] == 4
+    scale = cluster.kube.get(f"{LLMD.format(ns=NS)}/tiny/scale")
+    assert scale["kind"] == "Scale" and scale["status"]["replicas"] == 4
+    assert scale["status"]["selector"] == "foresail.dev/llmdeployment=tiny"
+    # With autoscaling on, a manual scale is applied at once, clamped to [min, max].
+    cluster.kube.merge(f"{LLMD.format(ns=NS)}/tiny", {"spec": {"autoscaling": {"mode": "predictive"}, "maxReplicas": 5}})
+    kubectl(cluster.kubeconfig, "scale", "llmd", "tiny", "--replicas=2")
+    wait_for(lambda: deployment(cluster, "tiny")["spec"]["replicas"] == 2, what="manual scale to 2")
+    assert "manual scale" in llmd(cluster, "tiny")["status"]["lastScaleReason"]
+
+
+def test_deleting_cleans_up(cluster, operator):
+    apply(cluster, load("minimal.yaml"))
+    wait_for(lambda: cluster.kube.get(PODS)["items"], what="a pod")
+    kubectl(cluster.kubeconfig, "delete", "llmd", "tiny")
+    wait_for(lambda: deployment(cluster, "tiny") is None and cluster.kube.get(f"{SERVICES}/tiny") is None
+             and not cluster.kube.get(PODS)["items"], what="everything gone")
+    assert operator.alive()
+
+
+def test_a_deleted_deployment_is_recreated(cluster, operator):
+    apply(cluster, load("minimal.yaml"))
+    uid = wait_for(lambda: deployment(cluster, "tiny"), what="the Deployment")["metadata"]["uid"]
+    cluster.kube.delete(f"{DEPLOY}/tiny")
+    wait_for(lambda: (d := deployment(cluster, "tiny")) and d["metadata"]["uid"] != uid, what="a new Deployment")
+
+
+def test_missing_secret_degrades_then_recovers(cluster, operator):
+    doc = load("minimal.yaml")
+    doc["spec"]["model"]["tokenSecretRef"] = {"name": "hub-token"}
+    apply(cluster, doc)
+    degraded = wait_for(lambda: condition(llmd(cluster, "tiny"), "Degraded").get("status") == "True"
+                        and condition(llmd(cluster, "tiny"), "Degraded"), what="Degraded")
+    assert degraded["reason"] in ("SecretNotFound", "ContainerConfigError")
+    assert "hub-token" in degraded["message"]
+    wait_for(lambda: any(e["type"] == "Warning" and "hub-token" in e["message"] for e in events_for(cluster, "tiny")),
+             what="a Warning event")
+    cluster.kube.create("/api/v1/namespaces/default/secrets", {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hub-token"}, "stringData": {"token": "x"}})
+    wait_for(lambda: condition(llmd(cluster, "tiny"), "Degraded").get("status") == "False", timeout=60,
+             what="recovery")
+    assert operator.alive()
+
+
+def test_unpullable_image_degrades_then_recovers(cluster, operator):
+    doc = load("minimal.yaml")
+    doc["spec"]["runtime"] = {"image": "registry.invalid/doesnotexist:1"}
+    apply(cluster, doc)
+    degraded = wait_for(lambda: condition(llmd(cluster, "tiny"), "Degraded").get("status") == "True"
+                        and condition(llmd(cluster, "tiny"), "Degraded"), what="Degraded")
+    assert degraded["reason"] == "ImagePullFailed" and "doesnotexist" in degraded["message"]
+    doc["spec"]["runtime"] = {}
+    apply(cluster, doc)
+    wait_for(lambda: condition(llmd(cluster, "tiny"), "Ready").get("status") == "True"
+             and condition(llmd(cluster, "tiny"), "Degraded").get("status") == "False", timeout=30, what="recovery")
+    assert operator.alive()
+
+
+INVALID = [
+    ({"model": {}}, "spec.model.source"),
+    ({}, "spec.model"),
+    ({"model": {"source": "a/b"}, "minReplicas": 5, "maxReplicas": 2}, "minReplicas"),
+    ({"model": {"source": "a/b"}, "maxReplicas": -1}, "spec.maxReplicas"),
+    ({"model": {"source": "a/b"}, "maxReplicas": 100000}, "spec.maxReplicas"),
+    ({"model": {"source": "a/b"}, "runtime": {"name": "llamacpp"}}, "spec.runtime.name"),
+    ({"model": {"source": "a/b"}, "resources": {"gpus": 64}}, "spec.resources.gpus"),
+    ({"model": {"source": "a/b"}, "resources": {"memory": "lots"}}, "spec.resources.memory"),
+    ({"model": {"source": "a/b"}, "autoscaling": {"mode": "fast"}}, "spec.autoscaling.mode"),
+    ({"model": {"source": "a/b"}, "autoscaling": {"intervalSeconds": 0}}, "spec.autoscaling.intervalSeconds"),
+    ({"model": {"source": "a/b"}, "autoscaling": {"forecast": {"quantile": 1.5}}}, "spec.autoscaling.forecast.quantile"),
+    ({"model": {"source": "a/b"}, "autoscaling": {"forecast": {"horizon": "soon"}}}, "spec.autoscaling.forecast.horizon"),
+    ({"model": {"source": "a/b"}, "replicas": 20, "maxReplicas": 4}, "replicas"),
+    ({"model": {"source": "not a model!"}}, "spec.model.source"),
+    ({"model": {"source": "a/b", "cache": {"pvc": "c", "hostPath": "/x"}}}, "spec.model.cache"),
+    ({"model": {"source": "a/b"}, "runtime": {"env": [{"name": "BAD NAME"}]}}, "spec.runtime.env[0].name"),
+]
+
+
+def test_invalid_manifests_are_refused_naming_the_field(cluster, operator):
+    for i, (spec, field) in enumerate(INVALID):
+        doc = {"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment",
+               "metadata": {"name": f"bad-{i}"}, "spec": spec}
+        done = kubectl(cluster.kubeconfig, "apply", "--validate=false", "-f", "-", input=yaml.safe_dump(doc),
+                       check=False)
+        assert done.returncode != 0, f"{spec} was accepted"
+        assert field in done.stderr, f"{field} not named in: {done.stderr}"
+    assert not cluster.kube.get(LLMD.format(ns=NS))["items"]
+    assert not cluster.kube.get(DEPLOY)["items"]
+    assert operator.alive()
+
+
+def test_sigkill_mid_work_converges_without_duplicates(cluster, tmp_path):
+    op = Operator(cluster.kubeconfig, tmp_path / "op1.log", "--standalone").start()
+    names = [f"m{i}" for i in range(12)]
+    base = load("minimal.yaml")
+    for name in names:
+        doc = copy.deepcopy(base)
+        doc["metadata"]["name"] = name
+        cluster.kube.create(LLMD.format(ns=NS), doc)
+    wait_for(lambda: cluster.kube.get(DEPLOY)["items"], timeout=30, what="the first Deployment")
+    op.kill(signal.SIGKILL)
+    op2 = Operator(cluster.kubeconfig, tmp_path / "op2.log", "--standalone").start()
+    try:
+        wait_for(lambda: sorted(d["metadata"]["name"] for d in cluster.kube.get(DEPLOY)["items"]) == sorted(names)
+                 and all(condition(llmd(cluster, n), "Ready").get("status") == "True" for n in names),
+                 timeout=60, what="all 12 converged")
+        services = [s["metadata"]["name"] for s in cluster.kube.get(SERVICES)["items"]]
+        assert sorted(s for s in services if s in names) == sorted(names)
+        assert len(cluster.kube.get(PODS)["items"]) == len(names)
+    finally:
+        op2.kill(signal.SIGTERM)
