@@ -1,0 +1,72 @@
+"""The capacity model: the demand one replica serves within the SLO, from the spec, learned online.
+
+Two kinds of evidence refine the spec's figure. While requests are queueing, the replicas are saturated,
+so throughput per ready replica *is* their capacity. When time to first token breaks its SLO, the load
+per replica at that moment, scaled by SLO/TTFT, is an upper bound. Both are smoothed (EWMA) and kept
+within ``[min_ratio, max_ratio]`` x the spec, so one noisy scrape cannot swing the replica count.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+class CapacityModel:
+    """Online estimate of per-replica capacity (demand units per second)."""
+
+    def __init__(
+        self,
+        initial: float,
+        smoothing: float = 0.1,
+        min_samples: int = 5,
+        ttft_slo_s: float | None = None,
+        min_ratio: float = 0.25,
+        max_ratio: float = 4.0,
+    ) -> None:
+        if not (initial > 0):
+            raise ValueError("the initial capacity must be positive")
+        self.initial = float(initial)
+        self.smoothing = smoothing
+        self.min_samples = min_samples
+        self.ttft_slo_s = ttft_slo_s
+        self.min_ratio = min_ratio
+        self.max_ratio = max_ratio
+        self.estimate_ = float(initial)
+        self.n_samples_ = 0
+        self.last_source_ = "spec"
+
+    @property
+    def capacity(self) -> float:
+        """Current estimate: the spec's figure until ``min_samples`` saturated observations were seen."""
+        return self.estimate_ if self.n_samples_ >= self.min_samples else self.initial
+
+    def _learn(self, sample: float, source: str) -> None:
+        sample = min(max(sample, self.initial * self.min_ratio), self.initial * self.max_ratio)
+        if self.n_samples_ == 0:
+            self.estimate_ = sample
+        else:
+            self.estimate_ += self.smoothing * (sample - self.estimate_)
+        self.n_samples_ += 1
+        self.last_source_ = source
+
+    def observe(
+        self,
+        throughput: float | None,
+        waiting: float | None = None,
+        ready_replicas: int | None = None,
+        ttft_p90: float | None = None,
+    ) -> float:
+        """Feed one scrape (total throughput, queued requests, ready replicas, p90 TTFT); returns the estimate."""
+        if throughput is None or not ready_replicas or ready_replicas <= 0 or not math.isfinite(throughput):
+            return self.capacity
+        per_replica = max(float(throughput), 0.0) / ready_replicas
+        if waiting is not None and waiting > 0 and per_replica > 0:
+            self._learn(per_replica, "saturated throughput")
+        elif (
+            self.ttft_slo_s
+            and ttft_p90 is not None
+            and ttft_p90 > self.ttft_slo_s
+            and per_replica > 0
+        ):
+            self._learn(per_replica * self.ttft_slo_s / ttft_p90, "TTFT above SLO")
+        return self.capacity

@@ -1,0 +1,310 @@
+"""The demand forecaster: median and quantile forecasts of a demand rate up to a horizon.
+
+A ridge regression (scikit-learn) on level-free log-ratio features (``features.py``) predicts the log
+ratio of the rate ``h`` steps ahead to the recent level, for every ``h`` at once. It starts from a prior
+model trained on public traces (``prior.py``) and, once the deployment has ``own_min_history_s`` of its
+own history, refits every ``refit_every_s`` with a ridge penalty that pulls it towards the prior rather
+than towards zero. Quantiles are conformal: the empirical quantiles, per horizon, of the errors this
+forecaster actually made on this series (the prior's errors until enough have been seen), so the p90
+stays calibrated where the series is harder or easier than the public traces.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.linear_model import Ridge
+
+from foresail.autoscaler import features
+from foresail.autoscaler.prior import PriorModel, load_prior
+
+
+@dataclass
+class Forecast:
+    """A forecast made at ``origin_s`` (the end of the last complete step) for the steps after it."""
+
+    ready: bool
+    reason: str
+    origin_s: float = math.nan
+    step_s: float = 60.0
+    median: np.ndarray = field(default_factory=lambda: np.zeros(0))  # rate at origin + (k+1) * step
+    quantiles: dict[float, np.ndarray] = field(default_factory=dict)
+    source: str = "none"  # "prior" or "own"
+
+    @property
+    def horizons_s(self) -> np.ndarray:
+        """Seconds after the origin at which each forecast step ends."""
+        return (np.arange(len(self.median)) + 1) * self.step_s
+
+    def window(self, start_s: float, end_s: float, q: float | None = None) -> float:
+        """Highest forecast (median, or quantile ``q``) over steps that overlap ``[start_s, end_s]``."""
+        values = self.median if q is None else self.quantiles[q]
+        ends = self.origin_s + self.horizons_s
+        mask = (ends > start_s) & (ends - self.step_s < end_s)
+        if not mask.any():
+            mask = np.zeros(len(ends), bool)
+            mask[-1] = True
+        return float(values[mask].max())
+
+
+class DemandForecaster:
+    """Median + quantile forecaster of a demand rate sampled at any spacing.
+
+    Parameters follow scikit-learn's convention: hyper-parameters here, learned state in attributes
+    ending in ``_``. Feed it with ``fit``/``partial_fit`` (arrays) or ``observe`` (one sample), ask with
+    ``predict(now_s)``.
+    """
+
+    def __init__(
+        self,
+        step_s: float = 60.0,
+        horizon_s: float = 3600.0,
+        quantiles: tuple[float, ...] = (0.5, 0.9),
+        alpha: float = 300.0,
+        prior: PriorModel | str | None = "default",
+        min_history_s: float = 180.0,
+        own_min_history_s: float = 2 * features.DAY_S,
+        max_history_s: float = 15 * features.DAY_S,
+        refit_every_s: float = 6 * 3600.0,
+        calib_size: int = 1440,
+        calib_min: int = 60,
+    ) -> None:
+        self.step_s = step_s
+        self.horizon_s = horizon_s
+        self.quantiles = quantiles
+        self.alpha = alpha
+        self.prior = prior
+        self.min_history_s = min_history_s
+        self.own_min_history_s = own_min_history_s
+        self.max_history_s = max_history_s
+        self.refit_every_s = refit_every_s
+        self.calib_size = calib_size
+        self.calib_min = calib_min
+        self._reset()
+
+    # ---- state -------------------------------------------------------------------------------
+    def _reset(self) -> None:
+        self.prior_: PriorModel | None = load_prior() if self.prior == "default" else self.prior  # type: ignore[assignment]
+        if self.prior_ is not None and self.prior_.step_s != self.step_s:
+            self.prior_ = None  # a prior trained at another resolution does not apply
+        self.horizon_steps_ = max(1, math.ceil(self.horizon_s / self.step_s))
+        self._lookback = features.steps(features.WEEK_S + 2 * 3600, self.step_s)
+        if self.prior_ is not None:
+            self.horizon_steps_ = min(self.horizon_steps_, self.prior_.horizon_steps)
+        self.start_bucket_: int | None = None  # absolute bucket index of history_[0]
+        self.sums_ = np.zeros(0)
+        self.weights_ = np.zeros(0)
+        self.coef_: np.ndarray | None = None  # (horizons, features) of the own model
+        self.intercept_: np.ndarray | None = None
+        self.fitted_at_bucket_: int | None = None
+        self.n_fits_ = 0
+        # conformal errors: ring buffer per horizon, and the forecasts awaiting their actuals
+        self.errors_ = np.full((self.horizon_steps_, self.calib_size), np.nan)
+        self.n_errors_ = np.zeros(self.horizon_steps_, dtype=int)
+        self._pending: dict[int, tuple[np.ndarray, float, float]] = {}
+        self._qcache: dict[float, np.ndarray] = {}
+        self._qcache_at = -1
+        self._cache: tuple[int, Forecast] | None = None
+
+    @property
+    def history_(self) -> np.ndarray:
+        """Mean rate per step (NaN where nothing was observed)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.weights_ > 0, self.sums_ / np.maximum(self.weights_, 1e-12), np.nan)
+
+    def _ensure(self, first: int, last: int) -> None:
+        """Grow the history arrays to cover absolute buckets ``first..last``; drop what is too old."""
+        if self.start_bucket_ is None:
+            self.start_bucket_ = first
+        if first < self.start_bucket_:
+            pad = self.start_bucket_ - first
+            self.sums_ = np.concatenate((np.zeros(pad), self.sums_))
+            self.weights_ = np.concatenate((np.zeros(pad), self.weights_))
+            self.start_bucket_ = first
+        need = last - self.start_bucket_ + 1
+        if need > len(self.sums_):
+            grow = max(need - len(self.sums_), 256)
+            self.sums_ = np.concatenate((self.sums_, np.zeros(grow)))
+            self.weights_ = np.concatenate((self.weights_, np.zeros(grow)))
+        keep = math.ceil(self.max_history_s / self.step_s)
+        drop = last - self.start_bucket_ + 1 - keep
+        if drop > 0:
+            self.sums_ = self.sums_[drop:]
+            self.weights_ = self.weights_[drop:]
+            self.start_bucket_ += drop
+
+    def _add(self, start_s: float, end_s: float, rate: float) -> None:
+        """Record that the rate was ``rate`` over ``[start_s, end_s)`` (spread over the buckets it covers)."""
+        if not math.isfinite(rate) or end_s <= start_s:
+            return
+        b0 = math.floor(start_s / self.step_s)
+        b1 = math.floor((end_s - 1e-9) / self.step_s)
+        self._ensure(b0, b1)
+        for b in range(b0, b1 + 1):
+            lo = max(start_s, b * self.step_s)
+            hi = min(end_s, (b + 1) * self.step_s)
+            i = b - self.start_bucket_  # type: ignore[operator]
+            if hi > lo and i >= 0:
+                self.sums_[i] += rate * (hi - lo)
+                self.weights_[i] += hi - lo
+
+    def observe(self, time_s: float, rate: float | None, duration_s: float | None = None) -> None:
+        """Add one sample: the mean rate over the ``duration_s`` (default one step) ending at ``time_s``.
+
+        ``None`` or NaN records nothing, which the forecaster treats as a gap.
+        """
+        duration = self.step_s if duration_s is None else duration_s
+        if rate is None or not math.isfinite(rate):
+            self._ensure(math.floor((time_s - 1e-9) / self.step_s), math.floor((time_s - 1e-9) / self.step_s))
+            return
+        self._add(time_s - duration, time_s, max(float(rate), 0.0))
+
+    def partial_fit(self, times_s: np.ndarray, rates: np.ndarray) -> "DemandForecaster":
+        """Append samples (rate over the interval ending at each time; any spacing, NaN = gap)."""
+        times = np.asarray(times_s, dtype=float)
+        values = np.asarray(rates, dtype=float)
+        if times.shape != values.shape or times.ndim != 1:
+            raise ValueError("times_s and rates must be 1-D arrays of the same length")
+        if len(times) == 0:
+            return self
+        order = np.argsort(times, kind="stable")
+        times, values = times[order], values[order]
+        gaps = np.diff(times)
+        typical = float(np.median(gaps)) if len(gaps) else self.step_s
+        typical = typical if typical > 0 else self.step_s
+        for k in range(len(times)):
+            span = gaps[k - 1] if k > 0 else typical
+            span = min(span, 2 * typical) if span > 0 else typical  # a long silence is a gap, not one sample
+            self.observe(float(times[k]), float(values[k]), span)
+        self._maybe_refit(force=True)
+        return self
+
+    def fit(self, times_s: np.ndarray, rates: np.ndarray) -> "DemandForecaster":
+        """Forget everything, learn from these samples (own model if there is enough history)."""
+        self._reset()
+        return self.partial_fit(times_s, rates)
+
+    # ---- model -------------------------------------------------------------------------------
+    def _n_observed(self) -> int:
+        return int(np.count_nonzero(self.weights_ > 0))
+
+    def _maybe_refit(self, force: bool = False) -> None:
+        if self.start_bucket_ is None:
+            return
+        last = self.start_bucket_ + len(self.weights_) - 1
+        due = self.fitted_at_bucket_ is None or (last - self.fitted_at_bucket_) * self.step_s >= self.refit_every_s
+        if not (due or force):
+            return
+        if self._n_observed() * self.step_s < self.own_min_history_s:
+            return
+        x = self.history_
+        nz = np.nonzero(self.weights_ > 0)[0]
+        x = x[: nz[-1] + 1]
+        X, level, eps = features.make_features(x, self.step_s, self.start_bucket_ * self.step_s)
+        H = self.horizon_steps_
+        Y = features.make_targets(x, level, eps, np.arange(1, H + 1))
+        rows = ~np.isnan(level) & ~np.isnan(Y).any(axis=1)
+        if rows.sum() < 100:
+            return
+        X, Y = X[rows], Y[rows]
+        base = np.zeros_like(Y) if self.prior_ is None else self.prior_.predict_z(X)[:, :H]
+        model = Ridge(alpha=self.alpha).fit(X, Y - base)
+        coef = np.atleast_2d(model.coef_)
+        icpt = np.atleast_1d(model.intercept_)
+        if self.prior_ is not None:
+            coef = coef + self.prior_.coef[:H]
+            icpt = icpt + self.prior_.intercept[:H]
+        self.coef_, self.intercept_ = coef, icpt
+        self.fitted_at_bucket_ = last
+        self.n_fits_ += 1
+        self._cache = None
+
+    def _predict_z(self, X: np.ndarray) -> tuple[np.ndarray, str]:
+        H = self.horizon_steps_
+        if self.coef_ is not None:
+            return X @ self.coef_.T + self.intercept_, "own"
+        assert self.prior_ is not None
+        return self.prior_.predict_z(X)[:, :H], "prior"
+
+    def _record_errors(self, bucket: int, x_last: float) -> None:
+        """Score the pending forecasts whose target is the bucket that just completed."""
+        if not math.isfinite(x_last):
+            return
+        for origin in [o for o in self._pending if o < bucket - self.horizon_steps_]:
+            del self._pending[origin]
+        for origin, (z, level, eps) in self._pending.items():
+            h = bucket - origin
+            if 1 <= h <= self.horizon_steps_:
+                actual = features.CLIP if level + eps <= 0 else math.log((x_last + eps) / (level + eps))
+                actual = min(max(actual, -features.CLIP), features.CLIP)
+                j = h - 1
+                self.errors_[j, self.n_errors_[j] % self.calib_size] = actual - z[j]
+                self.n_errors_[j] += 1
+
+    def _quantile_offsets(self, bucket: int) -> dict[float, np.ndarray]:
+        """Per-horizon log-scale offsets for each quantile: own errors where enough, else the prior's."""
+        if self._qcache and bucket - self._qcache_at < 30:
+            return self._qcache
+        H = self.horizon_steps_
+        out: dict[float, np.ndarray] = {}
+        levels = sorted(set(self.quantiles) | {0.5})
+        own = self.n_errors_ >= self.calib_min
+        own_q = None
+        if own.any():
+            own_q = np.nanquantile(self.errors_[own], levels, axis=1)  # (levels, n_own)
+        for k, q in enumerate(levels):
+            base = self.prior_.residual_quantile(q)[:H] if self.prior_ is not None else np.zeros(H)
+            vals = base.copy()
+            if own_q is not None:
+                vals[own] = own_q[k]
+            out[q] = vals
+        self._qcache, self._qcache_at = out, bucket
+        return out
+
+    def predict(self, now_s: float) -> Forecast:
+        """Forecast from the last step completed at ``now_s``; ``ready`` is False (with a reason) if it cannot."""
+        if self.start_bucket_ is None:
+            return Forecast(False, "no demand history yet", step_s=self.step_s)
+        last_bucket = math.floor(now_s / self.step_s) - 1
+        if self._cache is not None and self._cache[0] == last_bucket:
+            return self._cache[1]
+        self._maybe_refit()
+        hi = last_bucket - self.start_bucket_ + 1
+        if hi <= 0:
+            return Forecast(False, "no complete step of demand history yet", step_s=self.step_s)
+        lo = max(0, hi - self._lookback)  # the features look back one week and an hour at most
+        w = self.weights_[lo:hi]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            x = np.where(w > 0, self.sums_[lo:hi] / np.maximum(w, 1e-12), np.nan)
+        if len(x) < hi - lo:
+            x = np.concatenate((x, np.full(hi - lo - len(x), np.nan)))
+        recent = x[-features.steps(3600, self.step_s) :]
+        n_recent = int(np.count_nonzero(~np.isnan(recent)))
+        if self.coef_ is None and self.prior_ is None:
+            fc = Forecast(
+                False,
+                f"only {self._n_observed() * self.step_s / 3600:.1f} h of history and no prior model; "
+                f"the forecaster needs {self.own_min_history_s / 3600:.0f} h",
+                step_s=self.step_s,
+            )
+        elif n_recent * self.step_s < self.min_history_s:
+            fc = Forecast(
+                False,
+                f"only {n_recent * self.step_s / 60:.0f} min of demand in the last hour; "
+                f"the forecaster needs {self.min_history_s / 60:.0f} min",
+                step_s=self.step_s,
+            )
+        else:
+            self._record_errors(last_bucket, float(x[-1]))
+            X, lv, ep = features.last_features(x, self.step_s, (self.start_bucket_ + lo) * self.step_s)
+            z, source = self._predict_z(X)
+            z = z[0]
+            self._pending[last_bucket] = (z, lv, ep)
+            offs = self._quantile_offsets(last_bucket)
+            median = features.to_rate(z + offs[0.5], lv, ep)
+            qs = {q: np.maximum(features.to_rate(z + offs[q], lv, ep), median if q >= 0.5 else 0) for q in offs}
+            fc = Forecast(True, f"{source} model", (last_bucket + 1) * self.step_s, self.step_s, median, qs, source)
+        self._cache = (last_bucket, fc)
+        return fc

@@ -1,0 +1,259 @@
+"""The Foresail scaling policy: replicas = max(reactive floor, predicted need over the cold-start window).
+
+The operator calls ``ForesailPolicy.decide`` every decision interval with the live metrics; the backtester
+calls the same class. Scale-up happens at once; scale-down only to the highest recommendation of the
+last ``scale_down_stabilization_s`` and never below the reactive floor. Headroom comes from the forecast
+quantile and widens when recent forecasts were too low. Every decision says why in one sentence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import asdict, dataclass, fields, replace
+
+import numpy as np
+
+from foresail.autoscaler.forecast import DemandForecaster, Forecast
+from foresail.autoscaler.prior import PriorModel
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """What the policy needs to know about the deployment (all times in seconds)."""
+
+    min_replicas: int = 1
+    max_replicas: int = 10
+    capacity: float = 1.0  # demand units per second one replica serves within the SLO
+    cold_start_s: float = 120.0  # measured time from asking for a replica to it serving
+    interval_s: float = 15.0  # decision interval
+    quantile: float = 0.9  # forecast quantile that sizes the headroom
+    scale_down_stabilization_s: float = 300.0
+    scale_to_zero: bool = False
+    idle_s: float = 600.0  # scale_to_zero: no demand for this long (and none forecast) allows 0 replicas
+    predictive: bool = True  # False: reactive only
+    queue_drain_s: float = 60.0  # queued demand is planned to drain within this time
+    error_window: int = 60  # recent forecasts checked for misses
+    max_headroom: float = 2.0  # cap of the widening factor
+    unit: str = "req/s"
+
+    def __post_init__(self) -> None:
+        if self.capacity <= 0:
+            raise ValueError("capacity must be positive")
+        if self.min_replicas < 0 or self.max_replicas < max(self.min_replicas, 1):
+            raise ValueError("need 0 <= min_replicas <= max_replicas and max_replicas >= 1")
+        if self.interval_s <= 0 or self.cold_start_s < 0:
+            raise ValueError("interval_s must be positive and cold_start_s not negative")
+        if not 0.5 <= self.quantile < 1:
+            raise ValueError("quantile must be in [0.5, 1)")
+
+    @property
+    def horizon_s(self) -> float:
+        """How far ahead a decision must look: a replica asked for now serves from now + cold start."""
+        return self.cold_start_s + self.interval_s
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Live metrics for one decision; ``demand=None`` means the metrics are missing."""
+
+    time_s: float
+    demand: float | None  # mean demand rate over the last interval (units/s)
+    waiting: float | None = None  # queued demand across replicas (units)
+    running: float | None = None  # in-flight demand across replicas (units)
+    ready_replicas: int = 0
+    provisioned_replicas: int = 0  # ready + starting
+
+
+@dataclass
+class Decision:
+    """What to do and why."""
+
+    time_s: float
+    replicas: int
+    action: str  # "scale up", "scale down", "hold"
+    reactive_floor: int
+    predicted_replicas: int | None
+    forecast_median: float | None
+    forecast_upper: float | None
+    horizon_s: float
+    forecast_ready: bool
+    headroom: float
+    reason: str
+
+    def to_dict(self) -> dict:
+        """JSON-safe form (for the custom resource's status)."""
+        out = asdict(self)
+        for k, v in out.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                out[k] = None
+            elif isinstance(v, float):
+                out[k] = round(v, 4)
+        return out
+
+
+class ForesailPolicy:
+    """Predictive autoscaling policy for one deployment (cheap per call; the forecaster refits rarely)."""
+
+    def __init__(
+        self,
+        config: PolicyConfig,
+        prior: PriorModel | str | None = "default",
+        forecast_step_s: float = 60.0,
+    ) -> None:
+        self.config = config
+        self._prior = prior
+        self._step_s = forecast_step_s
+        self.forecaster = self._new_forecaster()
+        self._recs: deque[tuple[float, int]] = deque()
+        self._checks: deque[tuple[float, float]] = deque()  # (target time, forecast upper) awaiting actuals
+        self._misses: deque[bool] = deque(maxlen=config.error_window)
+        self._last_demand_s: float | None = None
+        self.last_forecast: Forecast | None = None
+
+    def _new_forecaster(self) -> DemandForecaster:
+        c = self.config
+        return DemandForecaster(
+            step_s=self._step_s,
+            horizon_s=c.horizon_s + self._step_s,
+            quantiles=tuple(sorted({0.5, c.quantile})),
+            prior=self._prior,
+        )
+
+    # ---- history and configuration ----------------------------------------------------------
+    def warm_start(self, times_s: np.ndarray, demand: np.ndarray) -> None:
+        """Backfill demand history (Unix seconds, rate in units/s, any spacing, NaN = gap)."""
+        self.forecaster.partial_fit(np.asarray(times_s, float), np.asarray(demand, float))
+        d = np.asarray(demand, float)
+        nz = np.nonzero(np.nan_to_num(d) > 0)[0]
+        if len(nz):
+            self._last_demand_s = float(np.asarray(times_s, float)[nz[-1]])
+
+    def reconfigure(self, **changes: object) -> None:
+        """Apply a spec change or a newly measured cold start; the demand history is kept."""
+        unknown = set(changes) - {f.name for f in fields(PolicyConfig)}
+        if unknown:
+            raise TypeError(f"unknown PolicyConfig field(s): {', '.join(sorted(unknown))}")
+        old = self.config
+        self.config = replace(old, **changes)  # type: ignore[arg-type]
+        if self.config.horizon_s != old.horizon_s or self.config.quantile != old.quantile:
+            hist, start = self.forecaster.history_, self.forecaster.start_bucket_
+            self.forecaster = self._new_forecaster()
+            if start is not None:
+                ok = ~np.isnan(hist)
+                t_end = (start + np.arange(len(hist)) + 1) * self._step_s
+                self.forecaster.partial_fit(t_end[ok], hist[ok])
+        if self.config.error_window != old.error_window:
+            self._misses = deque(self._misses, maxlen=self.config.error_window)
+
+    # ---- the decision -----------------------------------------------------------------------
+    def _headroom(self, obs: Observation) -> float:
+        """Widening factor from how often recent forecasts fell short of what happened."""
+        c = self.config
+        if obs.demand is not None:
+            while self._checks and self._checks[0][0] <= obs.time_s:
+                _, upper = self._checks.popleft()
+                self._misses.append(obs.demand > upper * 1.0001 + 1e-12)
+        if len(self._misses) < 10:
+            return 1.0
+        miss_rate = sum(self._misses) / len(self._misses)
+        excess = max(0.0, miss_rate - (1.0 - c.quantile))
+        return min(c.max_headroom, 1.0 + 2.0 * excess)
+
+    def decide(self, obs: Observation) -> Decision:
+        """One decision for the metrics in ``obs``."""
+        c = self.config
+        u = c.unit
+        current = max(int(obs.provisioned_replicas), 0)
+        if obs.demand is None or not math.isfinite(obs.demand):
+            self.forecaster.observe(obs.time_s, None, c.interval_s)
+            hold = min(max(current, c.min_replicas), c.max_replicas)
+            return Decision(
+                obs.time_s, hold, "hold", hold, None, None, None, c.horizon_s, False, 1.0,
+                f"hold {hold}: demand metrics are missing, so capacity is held (no scale-down without data)",
+            )
+        demand = max(float(obs.demand), 0.0)
+        waiting = max(float(obs.waiting or 0.0), 0.0)
+        self.forecaster.observe(obs.time_s, demand, c.interval_s)
+        if demand > 0 or waiting > 0:
+            self._last_demand_s = obs.time_s
+        elif self._last_demand_s is None:
+            self._last_demand_s = obs.time_s
+        need_now = demand + waiting / c.queue_drain_s
+        floor = math.ceil(need_now / c.capacity - 1e-9)
+        headroom = self._headroom(obs)
+
+        predicted = None
+        f_med = f_up = None
+        fc = None
+        if c.predictive:
+            fc = self.forecaster.predict(obs.time_s)
+            self.last_forecast = fc
+            if fc.ready:
+                end = obs.time_s + c.horizon_s
+                f_med = fc.window(obs.time_s, end)
+                raw_up = fc.window(obs.time_s, end, c.quantile)
+                f_up = raw_up * headroom
+                predicted = math.ceil(f_up / c.capacity - 1e-9)
+                self._checks.append((end, fc.window(end - c.interval_s, end, c.quantile)))
+        target = max(floor, predicted or 0)
+
+        idle_for = obs.time_s - (self._last_demand_s if self._last_demand_s is not None else obs.time_s)
+        to_zero = (
+            c.scale_to_zero
+            and demand == 0
+            and waiting == 0
+            and idle_for >= c.idle_s
+            and (f_up is None or f_up < 0.5 * c.capacity)
+        )
+        if to_zero or (c.scale_to_zero and current == 0 and target == 0):
+            lower = 0
+        else:
+            lower = max(c.min_replicas, 1) if c.scale_to_zero else c.min_replicas
+        target = min(max(target, lower), c.max_replicas)
+
+        # scale-down stabilisation: the highest recommendation of the window, never below the floor;
+        # a (re)started policy counts the replicas it found as a recommendation, so it does not drop them at once
+        if not self._recs:
+            self._recs.append((obs.time_s, min(current, c.max_replicas)))
+        self._recs.append((obs.time_s, target))
+        while self._recs and self._recs[0][0] <= obs.time_s - c.scale_down_stabilization_s:
+            self._recs.popleft()
+        replicas = target
+        held_by_window = False
+        if target < current and not to_zero:
+            window_max = max(r for _, r in self._recs)
+            replicas = min(current, max(window_max, target))
+            held_by_window = replicas > target
+        replicas = min(max(replicas, 0), c.max_replicas)
+
+        action = "scale up" if replicas > current else "scale down" if replicas < current else "hold"
+        arrow = f"{current}\u2192{replicas}" if replicas != current else f"{replicas}"
+        if predicted is not None and predicted >= floor and predicted == target:
+            why = (
+                f"forecast p{round(c.quantile * 100)} {f_up:.3g} {u} within +{c.horizon_s:.0f} s needs "
+                f"{predicted} replica{'s' if predicted != 1 else ''} at {c.capacity:.3g} {u} each"
+            )
+            if headroom > 1.0:
+                why += f" (headroom widened x{headroom:.2f} after recent forecast misses)"
+        elif target == floor and floor > 0:
+            why = f"current demand {need_now:.3g} {u} needs {floor} replica{'s' if floor != 1 else ''} at {c.capacity:.3g} {u} each"
+            if fc is not None and not fc.ready:
+                why += f"; reactive only: {fc.reason}"
+            elif not c.predictive:
+                why += " (reactive mode)"
+        elif to_zero:
+            why = f"no demand for {idle_for:.0f} s and none forecast: scale to zero"
+        else:
+            why = f"bounds min {c.min_replicas}, max {c.max_replicas}"
+        if target == c.max_replicas and max(floor, predicted or 0) > c.max_replicas:
+            why += f", capped at max {c.max_replicas}"
+        if held_by_window:
+            why = (
+                f"{why}; scale-down limited to {replicas} by the highest recommendation of the last "
+                f"{c.scale_down_stabilization_s:.0f} s"
+            )
+        return Decision(
+            obs.time_s, replicas, action, floor, predicted, f_med, f_up, c.horizon_s,
+            bool(fc is not None and fc.ready), headroom, f"{action} {arrow}: {why}",
+        )

@@ -1,0 +1,119 @@
+"""Forecast accuracy per horizon: WAPE and MASE against persistence, seasonal-naive and Holt-Winters,
+and pinball loss and coverage of the forecaster's quantiles.
+
+The forecaster runs online exactly as in the policy: it learns from the first ``train_fraction`` of the
+series (its own model when that is long enough, the shipped prior otherwise), then for every later step
+it observes the step and forecasts ahead, scored against what happened. Gap steps are not scored.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from foresail.autoscaler.forecast import DemandForecaster
+from foresail.backtest.holtwinters import HoltWinters
+from foresail.backtest.traces import Trace
+
+DAY_S = 86400.0
+HW_PARAMS = (0.2, 0.01, 0.1)  # alpha, beta, gamma of the Holt-Winters reference (daily season)
+
+
+@dataclass
+class HorizonScore:
+    """Scores at one horizon."""
+
+    horizon_s: float
+    n: int
+    wape: dict[str, float] = field(default_factory=dict)  # method -> WAPE
+    mase: dict[str, float] = field(default_factory=dict)
+    pinball: dict[float, float] = field(default_factory=dict)  # quantile -> mean pinball loss / mean demand
+    coverage: dict[float, float] = field(default_factory=dict)  # quantile -> share of actuals at or below it
+
+
+def _wape(err: np.ndarray, actual: np.ndarray) -> float:
+    denom = float(np.abs(actual).sum())
+    return float(np.abs(err).sum() / denom) if denom > 0 else math.nan
+
+
+def evaluate(
+    trace: Trace,
+    horizons_s: tuple[float, ...] = (600.0, 1800.0, 3600.0),
+    quantiles: tuple[float, ...] = (0.5, 0.9),
+    step_s: float = 60.0,
+    train_fraction: float = 0.5,
+    forecaster: DemandForecaster | None = None,
+    progress: bool = False,
+) -> list[HorizonScore]:
+    """Score the forecaster and the references on ``trace`` (rates per ``step_s``)."""
+    tr = trace.resample(step_s)
+    x = tr.arrivals / step_s
+    if tr.gaps is not None:
+        x = np.where(tr.gaps, np.nan, x)
+    n = len(x)
+    split = max(1, int(n * train_fraction))
+    # horizons that leave at least as many scored origins as the horizon is long
+    hs = [k for k in (max(1, int(round(h / step_s))) for h in horizons_s) if 2 * k <= n - split]
+    if not hs:
+        raise ValueError(f"{trace.name}: too short to score any of the horizons after the first {split} steps")
+    H = max(hs)
+    fc = forecaster or DemandForecaster(step_s=step_s, horizon_s=H * step_s, quantiles=quantiles)
+    times_end = tr.start_s + (np.arange(n) + 1) * step_s
+    fc.fit(times_end[:split], x[:split])
+    season = int(round(DAY_S / step_s))
+    hw = HoltWinters(*HW_PARAMS, season_length=season if n > 2 * season else 0)
+    for v in x[:split]:
+        hw.update(float(v))
+    origins = np.arange(split, n - H)
+    med = np.full((len(origins), len(hs)), np.nan)
+    qv = {q: np.full((len(origins), len(hs)), np.nan) for q in quantiles}
+    hwf = np.full((len(origins), len(hs)), np.nan)
+    it = range(split, n - H)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc=f"forecast {trace.name}", leave=False)
+    for k, i in enumerate(it):
+        fc.observe(float(times_end[i]), None if math.isnan(x[i]) else float(x[i]), step_s)
+        hw.update(float(x[i]))
+        f = fc.predict(float(times_end[i]))
+        if f.ready:
+            for j, h in enumerate(hs):
+                if h <= len(f.median):
+                    med[k, j] = f.median[h - 1]
+                    for q in quantiles:
+                        qv[q][k, j] = f.quantiles[q][h - 1]
+        for j, h in enumerate(hs):
+            hwf[k, j] = max(hw.forecast(h), 0.0)
+    train = x[:split]
+    d = np.abs(np.diff(train))
+    scale = float(np.nanmean(d)) if np.isfinite(d).any() else math.nan
+    out = []
+    for j, h in enumerate(hs):
+        actual = x[origins + h]
+        refs = {
+            "foresail": med[:, j],
+            "persistence": x[origins],
+            "seasonal-naive": x[origins + h - season] if origins[0] + h - season >= 0 else np.full(len(origins), np.nan),
+            "holt-winters": hwf[:, j],
+        }
+        ok = ~np.isnan(actual) & ~np.isnan(refs["persistence"]) & ~np.isnan(med[:, j])
+        score = HorizonScore(h * step_s, int(ok.sum()))
+        for name, pred in refs.items():
+            valid = ok & ~np.isnan(pred)
+            if valid.sum() < ok.sum() or ok.sum() == 0:
+                score.wape[name] = score.mase[name] = math.nan
+                continue
+            err = pred[valid] - actual[valid]
+            score.wape[name] = _wape(err, actual[valid])
+            score.mase[name] = float(np.mean(np.abs(err)) / scale) if scale and scale > 0 else math.nan
+        mean_demand = float(np.mean(actual[ok])) if ok.any() else math.nan
+        for q in quantiles:
+            e = actual[ok] - qv[q][ok, j]
+            loss = np.maximum(q * e, (q - 1) * e)
+            score.pinball[q] = float(loss.mean() / mean_demand) if mean_demand > 0 else math.nan
+            score.coverage[q] = float(np.mean(e <= 1e-12)) if ok.any() else math.nan
+        out.append(score)
+    return out

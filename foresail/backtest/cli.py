@@ -1,0 +1,114 @@
+"""`foresail backtest`: replay traces through a simulated deployment under Foresail and the anchors."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+POLICY_NAMES = ["foresail", "hpa", "kpa", "apa", "holt-winters", "static", "oracle"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `foresail backtest`."""
+    parser.add_argument("--trace", action="append", required=True, metavar="FILE",
+                        help="trace file (Azure CSV, Mooncake JSONL, ServeGen CSV, ARCHIVE.tar.gz:<service>/chunk-<i>, "
+                             "or a CSV time_s,arrivals[,input_tokens,output_tokens]); repeat for several")
+    parser.add_argument("--policy", action="append", choices=POLICY_NAMES, metavar="NAME",
+                        help=f"policy to run (repeatable; default all: {', '.join(POLICY_NAMES)})")
+    parser.add_argument("--cold-start", type=float, default=120.0, metavar="SECONDS",
+                        help="time from asking for a replica to it serving (default 120)")
+    parser.add_argument("--capacity", default="auto", metavar="RATE",
+                        help="demand one replica serves within the SLO, requests/s (tokens/s where the trace has "
+                             "tokens); default auto: the trace's 99th-percentile demand / 8")
+    parser.add_argument("--slo-wait", type=float, default=10.0, metavar="SECONDS",
+                        help="queueing delay within which a step's backlog must drain to meet the SLO (default 10)")
+    parser.add_argument("--interval", type=float, default=60.0, metavar="SECONDS", help="decision step (default 60)")
+    parser.add_argument("--unit", choices=["auto", "requests", "tokens"], default="auto",
+                        help="demand unit (default auto: tokens where the trace has them)")
+    parser.add_argument("--min-replicas", type=int, default=1, help="default 1")
+    parser.add_argument("--max-replicas", type=int, default=1000, help="default 1000")
+    parser.add_argument("--scale-to-zero", action="store_true", help="allow zero replicas when idle")
+    parser.add_argument("--match-slo", type=float, metavar="ATTAINMENT",
+                        help="tune each baseline's knob to its cheapest single setting reaching this attainment "
+                             "on every trace (e.g. 0.99); Foresail keeps its shipped defaults")
+    parser.add_argument("--fill-gaps", action="store_true", help="bridge collection gaps (ServeGen) by interpolation")
+    parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
+    parser.add_argument("--timeline", metavar="FILE.csv", help="write one row per step and policy")
+    parser.add_argument("--plot", metavar="FILE.png", help="plot demand, forecast and replicas (first trace)")
+    parser.add_argument("--plot-hours", metavar="START:END", help="plot only this window (hours from the start)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the backtest; 2 on bad input."""
+    from tqdm import tqdm
+
+    from foresail.backtest import report
+    from foresail.backtest.experiment import prepare, run_policy
+    from foresail.backtest.traces import TraceError, load_trace
+    from foresail.backtest.tune import match_slo
+
+    policies = args.policy or POLICY_NAMES
+    if "oracle" not in policies:
+        policies = policies + ["oracle"]  # costs are reported relative to it
+    try:
+        capacity = None if args.capacity == "auto" else float(args.capacity)
+        if capacity is not None and not capacity > 0:
+            raise ValueError
+    except ValueError:
+        print(f"error: --capacity must be a positive number or 'auto', not {args.capacity!r}", file=sys.stderr)
+        return 2
+    if args.cold_start < 0 or args.interval <= 0 or args.slo_wait < 0:
+        print("error: --cold-start and --slo-wait must be >= 0 and --interval > 0", file=sys.stderr)
+        return 2
+    if args.match_slo is not None and not 0 < args.match_slo <= 1:
+        print("error: --match-slo is an attainment in (0, 1], e.g. 0.99", file=sys.stderr)
+        return 2
+    try:
+        prepared = [
+            prepare(load_trace(path), args.interval, args.cold_start, capacity, args.slo_wait, args.unit,
+                    args.fill_gaps, args.min_replicas, args.max_replicas, args.scale_to_zero)
+            for path in args.trace
+        ]
+    except TraceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    names = [p.name for p in prepared]
+    if len(set(names)) != len(names):
+        for i, p in enumerate(prepared):
+            p.name = f"{p.name}#{i + 1}"
+    tuned = args.match_slo is not None
+    per_trace_runs = sum(
+        1 if (not tuned or name in ("foresail", "oracle")) else 8 for name in policies
+    ) * len(prepared)
+    bar = tqdm(total=per_trace_runs, desc="backtest", disable=args.no_progress or per_trace_runs < 4, file=sys.stderr)
+    results: dict = {p.name: {} for p in prepared}
+    settings: dict = {}
+    for name in policies:
+        if tuned and name not in ("foresail", "oracle"):
+            knob, by_trace = match_slo(name, prepared, args.match_slo, on_run=lambda: bar.update(1))
+            settings[name] = knob
+            for p in prepared:
+                results[p.name][name] = by_trace[p.name]
+        else:
+            for p in prepared:
+                results[p.name][name] = run_policy(p, name, record_forecast=bool(args.plot) and p is prepared[0])
+                bar.update(1)
+    bar.close()
+    summary = report.summarise(results, {
+        "cold_start_s": args.cold_start, "interval_s": args.interval, "slo_wait_s": args.slo_wait,
+        "capacity": {p.name: p.sim.capacity for p in prepared}, "unit": {p.name: p.sim.unit for p in prepared},
+        "match_slo": args.match_slo, "tuned_settings": settings, "fill_gaps": args.fill_gaps,
+    })
+    print(report.table(summary))
+    if args.json:
+        report.write_json(args.json, summary)
+    if args.timeline:
+        report.write_timeline(args.timeline, prepared, results)
+    if args.plot:
+        hours = None
+        if args.plot_hours:
+            a, b = args.plot_hours.split(":")
+            hours = (float(a), float(b))
+        report.plot(args.plot, prepared[0], results[prepared[0].name], hours)
+    return 0

@@ -1,0 +1,65 @@
+"""Runs of several policies over several traces: preparing a trace for the simulator and running them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from foresail.backtest.baselines import POLICIES, make_policy
+from foresail.backtest.simulate import SimConfig, SimResult, simulate
+from foresail.backtest.traces import Trace, TraceError
+
+AUTO_CAPACITY_REPLICAS = 8.0  # --capacity auto: the 99th-percentile demand needs this many replicas
+
+
+@dataclass
+class Prepared:
+    """A trace on the decision grid with its simulated deployment."""
+
+    name: str
+    group: str
+    arrivals: np.ndarray  # demand units per step
+    sim: SimConfig
+    start_s: float
+    gaps: np.ndarray | None
+
+
+def prepare(
+    trace: Trace,
+    interval_s: float = 60.0,
+    cold_start_s: float = 120.0,
+    capacity: float | None = None,
+    slo_wait_s: float = 10.0,
+    unit: str = "auto",
+    fill_gaps: bool = False,
+    min_replicas: int = 1,
+    max_replicas: int = 1000,
+    scale_to_zero: bool = False,
+) -> Prepared:
+    """Resample, pick the demand unit, bridge gaps if asked, and size capacity (``None`` = auto)."""
+    tr = trace.fill_gaps() if fill_gaps else trace
+    tr = tr.resample(interval_s)
+    if unit == "auto":
+        unit = "tokens" if tr.tokens is not None else "requests"
+    demand = tr.demand(unit)
+    if capacity is None:
+        p99 = float(np.quantile(demand / interval_s, 0.99))
+        if p99 <= 0:
+            p99 = float(demand.max() / interval_s)
+        if p99 <= 0:
+            raise TraceError(f"{trace.name}: no demand at all, nothing to scale")
+        capacity = p99 / AUTO_CAPACITY_REPLICAS
+    label = "tok/s" if unit == "tokens" else "req/s"
+    sim = SimConfig(capacity, cold_start_s, slo_wait_s, interval_s, min_replicas, max_replicas, scale_to_zero, label)
+    return Prepared(tr.name, tr.group, demand, sim, tr.start_s, tr.gaps)
+
+
+def run_policy(p: Prepared, name: str, knob: float | None = None, record_forecast: bool = False) -> SimResult:
+    """One policy (fresh instance) over one prepared trace."""
+    if name not in POLICIES:
+        raise KeyError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
+    policy = make_policy(name, p.sim, p.arrivals, p.start_s, knob)
+    res = simulate(policy, p.arrivals, p.sim, name, p.name, p.start_s, record_forecast=record_forecast)
+    res.extra["knob"] = knob if knob is not None else POLICIES[name].default
+    return res

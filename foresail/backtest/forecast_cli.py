@@ -1,0 +1,65 @@
+"""`foresail forecast`: forecast accuracy per horizon on a trace."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `foresail forecast`."""
+    parser.add_argument("--trace", action="append", required=True, metavar="FILE", help="trace file (repeatable)")
+    parser.add_argument("--horizon", type=float, action="append", metavar="MINUTES",
+                        help="horizon in minutes (repeatable; default 10, 30, 60)")
+    parser.add_argument("--quantile", type=float, default=0.9, help="upper quantile scored (default 0.9)")
+    parser.add_argument("--train-fraction", type=float, default=0.5,
+                        help="share of the trace learned before scoring starts (default 0.5)")
+    parser.add_argument("--fill-gaps", action="store_true", help="bridge collection gaps before scoring")
+    parser.add_argument("--json", metavar="FILE", help="write the scores as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score the forecaster against the references; 2 on bad input."""
+    from foresail.backtest.accuracy import evaluate
+    from foresail.backtest.traces import TraceError, load_trace
+
+    horizons = tuple(60.0 * h for h in (args.horizon or [10, 30, 60]))
+    if not 0.5 < args.quantile < 1 or not 0 < args.train_fraction < 1:
+        print("error: --quantile must be in (0.5, 1) and --train-fraction in (0, 1)", file=sys.stderr)
+        return 2
+    out = {}
+    methods = ["foresail", "persistence", "seasonal-naive", "holt-winters"]
+    for path in args.trace:
+        try:
+            trace = load_trace(path)
+            if args.fill_gaps:
+                trace = trace.fill_gaps()
+            scores = evaluate(trace, horizons, (0.5, args.quantile), train_fraction=args.train_fraction,
+                              progress=not args.no_progress)
+        except (TraceError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"== {trace.name} (WAPE; MASE in brackets; quantiles of the foresail forecast)")
+        print(f"{'horizon':>8} " + "".join(f"{m:>22}" for m in methods)
+              + f"{'pinball p50':>12}{'pinball p' + str(round(args.quantile * 100)):>12}{'coverage':>10}")
+        q = args.quantile
+        for s in scores:
+            cells = "".join(
+                f"{(f'{100 * s.wape[m]:.1f}% [{s.mase[m]:.2f}]' if math.isfinite(s.wape[m]) else 'n/a'):>22}"
+                for m in methods
+            )
+            print(f"{s.horizon_s / 60:>6.0f}m {cells}{s.pinball[0.5]:>12.4f}{s.pinball[q]:>12.4f}"
+                  f"{100 * s.coverage[q]:>9.1f}%")
+        out[trace.name] = [
+            {"horizon_s": s.horizon_s, "n": s.n, "wape": s.wape, "mase": s.mase,
+             "pinball": {str(k): v for k, v in s.pinball.items()},
+             "coverage": {str(k): v for k, v in s.coverage.items()}}
+            for s in scores
+        ]
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(out, fh, indent=2, default=lambda o: None)
+    return 0

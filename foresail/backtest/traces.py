@@ -1,0 +1,320 @@
+"""Request-arrival traces: loaders for the public formats and a generic CSV, all into one ``Trace``.
+
+Formats (see ../shared/traces/README.md): Azure LLM 2023 (one row per request), Mooncake FAST'25 JSONL
+(``.jsonl`` or ``.jsonl.gz``), ServeGen per-customer CSVs (headerless, 600-s windows; also read straight
+from ``servegen-clients.tar.gz``), ServeGen service aggregates (``servegen-*-10min.csv``), and a generic
+CSV ``time_s,arrivals[,input_tokens,output_tokens]`` with one row per step at any fixed interval.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import math
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+class TraceError(ValueError):
+    """A trace file that cannot be used, with a message that says why."""
+
+
+@dataclass
+class Trace:
+    """Arrivals per step (and optionally tokens per step) of one demand series."""
+
+    name: str
+    step_s: float
+    arrivals: np.ndarray  # requests per step
+    tokens: np.ndarray | None = None  # input + output tokens per step
+    start_s: float = 0.0  # seconds (Unix time, or from the trace's day-0 midnight)
+    gaps: np.ndarray | None = None  # True where the source had a collection gap
+    group: str = ""
+
+    def __post_init__(self) -> None:
+        self.arrivals = np.asarray(self.arrivals, dtype=float)
+        if self.arrivals.ndim != 1 or len(self.arrivals) == 0:
+            raise TraceError(f"{self.name}: the trace is empty")
+        if not np.all(np.isfinite(self.arrivals)):
+            raise TraceError(f"{self.name}: arrivals contain NaN or infinite values")
+        if (self.arrivals < 0).any():
+            raise TraceError(f"{self.name}: arrivals must not be negative")
+        if self.tokens is not None:
+            self.tokens = np.asarray(self.tokens, dtype=float)
+            if self.tokens.shape != self.arrivals.shape:
+                raise TraceError(f"{self.name}: tokens and arrivals differ in length")
+            if (self.tokens < 0).any() or not np.all(np.isfinite(self.tokens)):
+                raise TraceError(f"{self.name}: token counts must be finite and not negative")
+        if not (self.step_s > 0):
+            raise TraceError(f"{self.name}: the step must be positive")
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the trace in seconds."""
+        return len(self.arrivals) * self.step_s
+
+    def demand(self, unit: str = "requests") -> np.ndarray:
+        """Demand per step in ``requests`` or ``tokens``."""
+        if unit == "tokens":
+            if self.tokens is None:
+                raise TraceError(f"{self.name}: the trace has no token counts")
+            return self.tokens
+        return self.arrivals
+
+    def resample(self, step_s: float) -> "Trace":
+        """The same trace on another step: sums when coarser, spreads evenly when finer."""
+        if math.isclose(step_s, self.step_s):
+            return self
+        n_new = max(1, int(math.floor(self.duration_s / step_s + 1e-9)))
+        edges_old = np.arange(len(self.arrivals) + 1) * self.step_s
+        edges_new = np.arange(n_new + 1) * step_s
+
+        def regrid(a: np.ndarray) -> np.ndarray:
+            cum = np.concatenate(([0.0], np.cumsum(a)))
+            return np.maximum(np.diff(np.interp(edges_new, edges_old, cum)), 0.0)
+
+        gaps = None
+        if self.gaps is not None:
+            gaps = regrid(self.gaps.astype(float) * self.step_s) > 0.5 * step_s
+        tokens = regrid(self.tokens) if self.tokens is not None else None
+        return replace(self, step_s=float(step_s), arrivals=regrid(self.arrivals), tokens=tokens, gaps=gaps)
+
+    def fill_gaps(self) -> "Trace":
+        """Bridge collection gaps by linear interpolation between the steps around them."""
+        if self.gaps is None or not self.gaps.any():
+            return self
+        ok = ~self.gaps
+        if not ok.any():
+            raise TraceError(f"{self.name}: the whole trace is a collection gap")
+        idx = np.arange(len(self.arrivals))
+
+        def bridge(a: np.ndarray) -> np.ndarray:
+            out = a.copy()
+            out[~ok] = np.interp(idx[~ok], idx[ok], a[ok])
+            return out
+
+        tokens = bridge(self.tokens) if self.tokens is not None else None
+        return replace(self, arrivals=bridge(self.arrivals), tokens=tokens, gaps=np.zeros(len(idx), bool))
+
+
+# ---- per-request traces ------------------------------------------------------------------------
+def _from_requests(name: str, times_s: np.ndarray, tokens: np.ndarray | None, group: str) -> Trace:
+    """Bin request arrival times into 1-s steps."""
+    if len(times_s) == 0:
+        raise TraceError(f"{name}: the trace is empty")
+    if np.any(np.diff(times_s) < 0):
+        raise TraceError(f"{name}: timestamps are not sorted")
+    t0 = math.floor(times_s[0])
+    idx = np.floor(times_s - t0).astype(int)
+    n = int(idx[-1]) + 1
+    arrivals = np.bincount(idx, minlength=n).astype(float)
+    tok = np.bincount(idx, weights=tokens, minlength=n) if tokens is not None else None
+    return Trace(name, 1.0, arrivals, tok, float(t0), group=group)
+
+
+def _check_columns(path: Path, df: pd.DataFrame, needed: list[str]) -> None:
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise TraceError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}")
+
+
+def _numeric(path: Path, df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    for c in cols:
+        values = pd.to_numeric(df[c], errors="coerce")
+        if values.isna().any():
+            row = int(np.argmax(values.isna().to_numpy()))
+            raise TraceError(f"{path}: column {c} has a non-numeric or empty value at data row {row + 1}")
+        if (values < 0).any():
+            raise TraceError(f"{path}: column {c} has negative values")
+        df[c] = values
+    return df
+
+
+def load_azure(path: Path) -> Trace:
+    """Azure LLM inference trace 2023: ``TIMESTAMP,ContextTokens,GeneratedTokens``."""
+    df = pd.read_csv(path)
+    _check_columns(path, df, ["TIMESTAMP", "ContextTokens", "GeneratedTokens"])
+    if df.empty:
+        raise TraceError(f"{path}: the trace is empty")
+    ts = pd.to_datetime(df["TIMESTAMP"], errors="coerce")
+    if ts.isna().any():
+        raise TraceError(f"{path}: unreadable TIMESTAMP at data row {int(np.argmax(ts.isna().to_numpy())) + 1}")
+    df = _numeric(path, df, ["ContextTokens", "GeneratedTokens"])
+    times = (ts - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy()
+    tokens = (df["ContextTokens"] + df["GeneratedTokens"]).to_numpy(float)
+    return _from_requests(f"azure-{path.stem.split('_')[-1]}", times, tokens, "azure")
+
+
+def load_mooncake(path: Path) -> Trace:
+    """Mooncake FAST'25 JSONL: ``timestamp`` (ms), ``input_length``, ``output_length``."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    times, tokens = [], []
+    with opener(path, "rt") as fh:
+        for k, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                times.append(float(rec["timestamp"]) / 1000.0)
+                tokens.append(float(rec.get("input_length", 0)) + float(rec.get("output_length", 0)))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise TraceError(f"{path}: line {k} is not a Mooncake record ({exc})") from None
+    if any(t < 0 for t in times) or any(t < 0 for t in tokens):
+        raise TraceError(f"{path}: negative timestamp or token count")
+    name = "mooncake-" + path.name.split(".")[0].replace("_trace", "")
+    return _from_requests(name, np.asarray(times), np.asarray(tokens), "mooncake")
+
+
+# ---- per-window traces -------------------------------------------------------------------------
+def _on_grid(path: Path, name: str, t: np.ndarray, rate_per_step: np.ndarray, tokens: np.ndarray | None) -> Trace:
+    """Place rows keyed by step start time on a regular grid (missing rows are zero)."""
+    if len(t) == 0:
+        raise TraceError(f"{path}: the trace is empty")
+    if np.any(np.diff(t) <= 0):
+        raise TraceError(f"{path}: time_s is not strictly increasing (unsorted or duplicated rows)")
+    step = float(np.min(np.diff(t))) if len(t) > 1 else 60.0
+    idx = np.round((t - t[0]) / step).astype(int)
+    if np.any(np.abs(idx * step - (t - t[0])) > 1e-6 * step + 1e-6):
+        raise TraceError(f"{path}: rows are not on a regular interval (step {step:g} s)")
+    arrivals = np.zeros(idx[-1] + 1)
+    arrivals[idx] = rate_per_step
+    tok = None
+    if tokens is not None:
+        tok = np.zeros(idx[-1] + 1)
+        tok[idx] = tokens
+    return Trace(name, step, arrivals, tok, float(t[0]))
+
+
+def load_generic(path: Path) -> Trace:
+    """Generic CSV ``time_s,arrivals[,input_tokens,output_tokens]``, one row per step."""
+    df = pd.read_csv(path)
+    _check_columns(path, df, ["time_s", "arrivals"])
+    if df.empty:
+        raise TraceError(f"{path}: the trace is empty")
+    has_tokens = "input_tokens" in df.columns or "output_tokens" in df.columns
+    cols = ["time_s", "arrivals"] + [c for c in ("input_tokens", "output_tokens") if c in df.columns]
+    df = _numeric(path, df, cols)
+    tokens = None
+    if has_tokens:
+        tokens = sum(df[c].to_numpy(float) for c in ("input_tokens", "output_tokens") if c in df.columns)
+    return _on_grid(path, path.stem, df["time_s"].to_numpy(float), df["arrivals"].to_numpy(float), tokens)
+
+
+def _servegen_client_frame(path: Path, text: io.StringIO | Path) -> pd.DataFrame:
+    df = pd.read_csv(text, header=None)
+    if df.shape[1] < 2:
+        raise TraceError(f"{path}: a ServeGen customer CSV has columns t_start_s,rate,cv,distribution,p1,p2")
+    df = df.rename(columns={0: "t_start_s", 1: "rate"})
+    return _numeric(path, df, ["t_start_s", "rate"])
+
+
+def _servegen_client_trace(path: Path, df: pd.DataFrame, name: str, group: str) -> Trace:
+    t = df["t_start_s"].to_numpy(float)
+    step = float(np.min(np.diff(t))) if len(t) > 1 else 600.0
+    trace = _on_grid(path, name, t, df["rate"].to_numpy(float) * step, None)
+    trace.group = group
+    return trace
+
+
+def load_servegen_aggregate(path: Path) -> Trace:
+    """ServeGen service aggregate ``servegen-<service>-10min.csv`` (requests per 10-min window)."""
+    df = pd.read_csv(path)
+    _check_columns(path, df, ["t_start_s", "rate_rps"])
+    if df.empty:
+        raise TraceError(f"{path}: the trace is empty")
+    df = _numeric(path, df, ["t_start_s", "rate_rps"])
+    t = df["t_start_s"].to_numpy(float)
+    step = float(np.min(np.diff(t))) if len(t) > 1 else 600.0
+    service = path.stem.replace("servegen-", "").replace("-10min", "")
+    trace = _on_grid(path, f"servegen-{service}", t, df["rate_rps"].to_numpy(float) * step, None)
+    active = df["active_clients"].to_numpy(float) if "active_clients" in df.columns else None
+    empty = df["rate_rps"].to_numpy(float) <= 0
+    gaps = np.zeros(len(trace.arrivals), bool)
+    idx = np.round((t - t[0]) / step).astype(int)
+    gaps[idx] = empty if active is None else empty & (active <= 0)
+    trace.gaps = gaps if gaps.any() else None
+    trace.group = "servegen-aggregate"
+    return trace
+
+
+def iter_servegen_clients(tar_path: str | Path, services: list[str] | None = None) -> Iterator[Trace]:
+    """Every customer series in ``servegen-clients.tar.gz`` (optionally only some services).
+
+    A window where every customer of the service reports zero is marked as a collection gap.
+    """
+    tar_path = Path(tar_path)
+    if not tar_path.exists():
+        raise TraceError(f"{tar_path}: no such file")
+    frames: dict[str, list[tuple[str, pd.DataFrame]]] = {}
+    with tarfile.open(tar_path, "r:gz") as tar:
+        for member in tar:
+            if not (member.isfile() and member.name.endswith("-trace.csv")):
+                continue
+            parts = Path(member.name).parts  # data/<category>/<service>/chunk-<i>-trace.csv
+            service = parts[-2]
+            if services and service not in services:
+                continue
+            fh = tar.extractfile(member)
+            assert fh is not None
+            text = io.StringIO(fh.read().decode())
+            chunk = parts[-1].replace("-trace.csv", "")
+            frames.setdefault(service, []).append((chunk, _servegen_client_frame(tar_path, text)))
+    for service in sorted(frames):
+        items = sorted(frames[service], key=lambda kv: int(kv[0].split("-")[1]))
+        traces = [_servegen_client_trace(tar_path, df, f"{service}/{c}", f"servegen-{service}") for c, df in items]
+        n = max(len(tr.arrivals) for tr in traces)
+        total = np.zeros(n)
+        for tr in traces:
+            total[: len(tr.arrivals)] += tr.arrivals
+        for tr in traces:
+            gaps = total[: len(tr.arrivals)] <= 0
+            tr.gaps = gaps if gaps.any() else None
+            yield tr
+
+
+def load_trace(path: str | Path) -> Trace:
+    """Load any supported trace; ``archive.tar.gz:member`` names one ServeGen customer in the tarball."""
+    spec = str(path)
+    if ".tar.gz:" in spec:
+        tar_path, member = spec.split(".tar.gz:", 1)
+        tar_path += ".tar.gz"
+        if not Path(tar_path).exists():
+            raise TraceError(f"{tar_path}: no such file")
+        want = member.replace("data/", "").replace("-trace.csv", "").split("/")[-2:]
+        for tr in iter_servegen_clients(tar_path, [want[0]]):
+            if tr.name == "/".join(want):
+                return tr
+        raise TraceError(f"{spec}: no such customer in the archive (expected <service>/chunk-<i>)")
+    p = Path(spec)
+    if not p.exists():
+        raise TraceError(f"{p}: no such file")
+    if p.is_dir():
+        raise TraceError(f"{p}: is a directory, not a trace file")
+    if p.stat().st_size == 0:
+        raise TraceError(f"{p}: the trace is empty")
+    try:
+        if p.name.endswith((".jsonl", ".jsonl.gz")):
+            return load_mooncake(p)
+        with open(p, "rb") as fh:
+            head = fh.readline().decode(errors="replace").strip()
+        if head.startswith("TIMESTAMP"):
+            return load_azure(p)
+        if "rate_rps" in head and "t_start_s" in head:
+            return load_servegen_aggregate(p)
+        first = head.split(",")
+        if len(first) >= 4 and not first[0].replace(".", "").isalpha() and first[3].isalpha():
+            df = _servegen_client_frame(p, p)
+            return _servegen_client_trace(p, df, p.stem.replace("-trace", ""), "servegen-client")
+        return load_generic(p)
+    except pd.errors.EmptyDataError:
+        raise TraceError(f"{p}: the trace is empty") from None
+    except pd.errors.ParserError as exc:
+        raise TraceError(f"{p}: not a readable CSV ({exc})") from None
+    except UnicodeDecodeError:
+        raise TraceError(f"{p}: not a text file") from None

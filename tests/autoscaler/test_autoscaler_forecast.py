@@ -1,0 +1,58 @@
+"""The forecaster beats persistence on a seasonal series and says so when it cannot forecast."""
+
+import numpy as np
+
+from foresail.autoscaler.features import last_features, make_features
+from foresail.autoscaler.forecast import DemandForecaster
+from foresail.backtest.accuracy import evaluate
+from foresail.backtest.traces import Trace
+
+
+def seasonal(days=4, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(days * 1440)
+    rate = 20 + 15 * np.sin(2 * np.pi * t / 1440)
+    return rng.poisson(rate * 60).astype(float)  # per-minute counts
+
+
+def test_last_row_features_match_the_vectorised_ones():
+    x = seasonal(days=8) / 60
+    x[500:560] = np.nan
+    X, level, eps = make_features(x, 60.0, 0.0)
+    for n in (1, 7, 3000, len(x)):
+        row, lv, ep = last_features(x[:n], 60.0, 0.0)
+        assert np.allclose(row[0], X[n - 1], atol=1e-9) and np.isclose(lv, level[n - 1]) and np.isclose(ep, eps[n - 1])
+
+
+def test_beats_persistence_on_a_seasonal_series_with_calibrated_p90():
+    trace = Trace("sine", 60.0, seasonal())
+    scores = {s.horizon_s: s for s in evaluate(trace, (1800.0, 3600.0))}
+    for s in scores.values():
+        assert s.wape["foresail"] < 0.8 * s.wape["persistence"], s.wape
+        assert 0.8 <= s.coverage[0.9] <= 0.97
+
+
+def test_without_prior_or_history_it_is_not_ready_and_says_why():
+    f = DemandForecaster(prior=None)
+    assert not f.predict(1000.0).ready
+    f.partial_fit(np.arange(1, 61) * 60.0, np.ones(60))
+    fc = f.predict(61 * 60.0)
+    assert not fc.ready and "no prior" in fc.reason
+
+
+def test_prior_forecasts_after_a_few_minutes_and_survives_gaps_and_zeros():
+    f = DemandForecaster()
+    times = np.arange(1, 5) * 60.0
+    f.partial_fit(times, np.array([5.0, np.nan, 0.0, 6.0]))
+    fc = f.predict(5 * 60.0)
+    assert fc.ready and np.all(np.isfinite(fc.median)) and np.all(fc.quantiles[0.9] >= fc.median)
+    assert 0 < fc.median[0] < 20
+
+
+def test_own_model_is_fitted_with_enough_history_and_tracks_a_level_shift():
+    x = seasonal(days=3) / 60
+    x[-240:] *= 4  # level shift over the last 4 hours
+    f = DemandForecaster(horizon_s=600.0).fit((np.arange(len(x)) + 1) * 60.0, x)
+    assert f.coef_ is not None and f.n_fits_ == 1
+    fc = f.predict(len(x) * 60.0)
+    assert fc.source == "own" and fc.median[0] > 2.5 * np.mean(x[-1500:-1440])

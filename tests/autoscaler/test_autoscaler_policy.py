@@ -1,0 +1,100 @@
+"""The policy API the operator calls, and the capacity model."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from foresail.autoscaler.capacity import CapacityModel
+from foresail.autoscaler.policy import ForesailPolicy, Observation, PolicyConfig
+
+CFG = PolicyConfig(min_replicas=1, max_replicas=10, capacity=2.0, cold_start_s=120.0, interval_s=15.0,
+                   quantile=0.9, scale_down_stabilization_s=300.0)
+
+
+def obs(t, demand, current, waiting=0.0):
+    return Observation(time_s=t, demand=demand, waiting=waiting, running=None,
+                       ready_replicas=current, provisioned_replicas=current)
+
+
+def test_missing_metrics_hold_capacity_and_say_so():
+    p = ForesailPolicy(CFG)
+    d = p.decide(obs(1000.0, None, 7))
+    assert d.replicas == 7 and d.action == "hold" and "missing" in d.reason
+    json.dumps(d.to_dict())
+
+
+def test_reactive_mode_scales_up_at_once_and_down_after_stabilisation():
+    p = ForesailPolicy(PolicyConfig(capacity=2.0, interval_s=15.0, predictive=False))
+    d = p.decide(obs(0.0, 7.0, 1))
+    assert d.replicas == 4 and d.reactive_floor == 4 and d.predicted_replicas is None
+    assert d.reason.startswith("scale up 1\u21924")
+    current, t = 4, 15.0
+    while t < 290:
+        current = p.decide(obs(t, 1.0, current)).replicas
+        assert current == 4  # held by the stabilisation window
+        t += 15
+    while t < 330:
+        current = p.decide(obs(t, 1.0, current)).replicas
+        t += 15
+    assert current == 1
+
+
+def test_queue_raises_the_reactive_floor():
+    p = ForesailPolicy(PolicyConfig(capacity=2.0, predictive=False, queue_drain_s=60.0))
+    assert p.decide(obs(0.0, 2.0, 1, waiting=240.0)).reactive_floor == 3  # (2 + 240/60) / 2
+
+
+def test_predictive_decision_uses_the_forecast_and_respects_max():
+    p = ForesailPolicy(CFG)
+    t = np.arange(1, 6 * 60 + 1) * 60.0
+    p.warm_start(t, np.full(len(t), 6.0))
+    d = p.decide(obs(t[-1] + 15.0, 6.0, 3))
+    assert d.forecast_ready and d.forecast_upper >= d.forecast_median > 4
+    assert d.predicted_replicas >= 3 and d.replicas == max(d.reactive_floor, d.predicted_replicas)
+    assert "forecast p90" in d.reason and d.horizon_s == 135.0
+    p.reconfigure(max_replicas=2, cold_start_s=300.0)
+    d = p.decide(obs(t[-1] + 30.0, 6.0, 3))
+    assert d.replicas == 2 and "max 2" in d.reason and d.horizon_s == 315.0
+
+
+def test_without_history_the_policy_is_reactive_and_says_why():
+    p = ForesailPolicy(CFG, prior=None)
+    d = p.decide(obs(60.0, 3.0, 1))
+    assert not d.forecast_ready and d.replicas == 2 and "reactive only" in d.reason
+
+
+def test_scale_to_zero_after_idle():
+    cfg = PolicyConfig(min_replicas=0, capacity=1.0, interval_s=60.0, scale_to_zero=True, idle_s=600.0,
+                       predictive=False)
+    p = ForesailPolicy(cfg)
+    current = p.decide(obs(0.0, 0.5, 1)).replicas
+    for k in range(1, 10):
+        current = p.decide(obs(k * 60.0, 0.0, current)).replicas
+        assert current == 1
+    d = p.decide(obs(11 * 60.0, 0.0, current))
+    assert d.replicas == 0 and "zero" in d.reason
+    assert p.decide(obs(12 * 60.0, 0.2, 0)).replicas == 1
+
+
+def test_decisions_are_cheap():
+    p = ForesailPolicy(CFG)
+    t = np.arange(1, 3 * 1440 + 1) * 60.0
+    p.warm_start(t, 5 + 3 * np.sin(t / 9000.0))
+    start = time.perf_counter()
+    for k in range(200):
+        p.decide(obs(t[-1] + 15.0 * (k + 1), 5.0, 3))
+    assert (time.perf_counter() - start) / 200 < 0.01
+
+
+def test_capacity_model_learns_from_saturated_throughput():
+    m = CapacityModel(initial=2.0, min_samples=3)
+    m.observe(throughput=9.0, waiting=0, ready_replicas=3)  # not saturated: no evidence
+    assert m.capacity == 2.0
+    for _ in range(30):
+        m.observe(throughput=9.0, waiting=5, ready_replicas=3)
+    assert m.capacity == pytest.approx(3.0, rel=0.05)
+    m2 = CapacityModel(initial=2.0, min_samples=1, ttft_slo_s=1.0)
+    m2.observe(throughput=4.0, waiting=0, ready_replicas=2, ttft_p90=2.0)
+    assert m2.capacity == pytest.approx(1.0)

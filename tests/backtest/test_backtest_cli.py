@@ -1,0 +1,68 @@
+"""The `foresail backtest` and `foresail forecast` commands end to end on a small generic trace."""
+
+import csv
+import json
+
+import numpy as np
+
+from foresail.cli import main
+
+
+def make_trace(tmp_path):
+    rng = np.random.default_rng(1)
+    t = np.arange(0, 2 * 86400, 60)
+    rate = 10 + 8 * np.sin(2 * np.pi * t / 86400) + (t % 86400 > 50000) * (t % 86400 < 52000) * 20
+    p = tmp_path / "trace.csv"
+    with open(p, "w") as fh:
+        fh.write("time_s,arrivals\n")
+        for ti, r in zip(t, rng.poisson(rate * 60)):
+            fh.write(f"{ti},{r}\n")
+    return p
+
+
+def test_backtest_outputs(tmp_path, capsys):
+    p = make_trace(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    rc = main(["backtest", "--trace", str(p), "--cold-start", "300", "--json", str(out / "r.json"),
+               "--timeline", str(out / "t.csv"), "--plot", str(out / "p.png"), "--no-progress"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    for name in ("foresail", "hpa", "kpa", "apa", "holt-winters", "static", "oracle"):
+        assert name in text
+    data = json.loads((out / "r.json").read_text())
+    row = data["traces"]["trace"]
+    assert row["oracle"]["cost_vs_oracle"] == 1.0 and row["oracle"]["slo_attainment"] == 1.0
+    assert row["static"]["slo_attainment"] == 1.0 and row["static"]["cost_vs_oracle"] > 1.0
+    assert set(row["foresail"]) >= {"slo_attainment", "replica_hours", "cost_vs_oracle", "scale_events"}
+    with open(out / "t.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["policy", "time_s", "arrivals", "provisioned_replicas", "ready_replicas"]
+    assert len(rows) == 7 * 2 * 1440
+    assert (out / "p.png").stat().st_size > 10_000
+
+
+def test_match_slo_reaches_the_target(tmp_path, capsys):
+    p = make_trace(tmp_path)
+    rc = main(["backtest", "--trace", str(p), "--policy", "hpa", "--match-slo", "0.99", "--json",
+               str(tmp_path / "r.json"), "--no-progress"])
+    assert rc == 0
+    data = json.loads((tmp_path / "r.json").read_text())
+    hpa = data["traces"]["trace"]["hpa"]
+    assert hpa["slo_attainment"] >= 0.99 and hpa["setting"] == data["settings"]["tuned_settings"]["hpa"]
+
+
+def test_bad_input_is_an_error_not_a_crash(tmp_path, capsys):
+    assert main(["backtest", "--trace", str(tmp_path / "missing.csv")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    p = make_trace(tmp_path)
+    assert main(["backtest", "--trace", str(p), "--capacity", "-1"]) == 2
+
+
+def test_forecast_command(tmp_path, capsys):
+    p = make_trace(tmp_path)
+    assert main(["forecast", "--trace", str(p), "--horizon", "10", "--horizon", "30", "--no-progress",
+                 "--json", str(tmp_path / "f.json")]) == 0
+    data = json.loads((tmp_path / "f.json").read_text())["trace"]
+    assert [r["horizon_s"] for r in data] == [600.0, 1800.0]
+    assert "persistence" in capsys.readouterr().out

@@ -1,0 +1,78 @@
+"""Trace loading: supported formats, and a clear error for bad traces."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from foresail.backtest.traces import Trace, TraceError, load_trace
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_generic_csv_with_tokens_and_resampling(tmp_path):
+    p = write(tmp_path, "t.csv", "time_s,arrivals,input_tokens,output_tokens\n0,6,60,6\n30,3,30,3\n60,0,0,0\n90,9,90,9\n")
+    tr = load_trace(p)
+    assert tr.step_s == 30 and list(tr.arrivals) == [6, 3, 0, 9]
+    assert list(tr.tokens) == [66, 33, 0, 99]
+    coarse = tr.resample(60)
+    assert list(coarse.arrivals) == [9, 9]
+    fine = tr.resample(15)
+    assert np.allclose(fine.arrivals, [3, 3, 1.5, 1.5, 0, 0, 4.5, 4.5])
+
+
+def test_missing_rows_of_a_generic_csv_are_zero(tmp_path):
+    tr = load_trace(write(tmp_path, "t.csv", "time_s,arrivals\n0,1\n120,2\n"))
+    assert tr.step_s == 120 and list(tr.arrivals) == [1, 2]
+    tr = load_trace(write(tmp_path, "u.csv", "time_s,arrivals\n0,1\n60,1\n180,2\n"))
+    assert list(tr.arrivals) == [1, 1, 0, 2]
+
+
+def test_azure_and_mooncake_formats(tmp_path):
+    az = write(tmp_path, "AzureLLMInferenceTrace_code.csv",
+               "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9799600,10,1\n"
+               "2023-11-16 18:17:03.9900000,20,2\n2023-11-16 18:17:05.5000000,30,3\n")
+    tr = load_trace(az)
+    assert tr.step_s == 1 and list(tr.arrivals) == [2, 0, 1] and list(tr.tokens) == [33, 0, 33]
+    mc = tmp_path / "conversation_trace.jsonl.gz"
+    with gzip.open(mc, "wt") as fh:
+        for ts in (0, 0, 2500):
+            fh.write(json.dumps({"timestamp": ts, "input_length": 100, "output_length": 10, "hash_ids": [1]}) + "\n")
+    tr = load_trace(mc)
+    assert list(tr.arrivals) == [2, 0, 1] and tr.tokens.sum() == 330
+
+
+def test_servegen_client_and_gap_filling(tmp_path):
+    tr = load_trace(write(tmp_path, "chunk-1-trace.csv",
+                          "0,1.0,1.0,Gamma,1,1\n600,2.0,1.0,Gamma,1,1\n1200,0.5,1.0,Gamma,1,1\n"))
+    assert tr.step_s == 600 and np.allclose(tr.arrivals, [600, 1200, 300])
+    gapped = Trace("g", 600, np.array([600.0, 0.0, 0.0, 1500.0]), gaps=np.array([False, True, True, False]))
+    assert np.allclose(gapped.fill_gaps().arrivals, [600, 900, 1200, 1500])
+
+
+@pytest.mark.parametrize(
+    "name,text,message",
+    [
+        ("empty.csv", "", "empty"),
+        ("header.csv", "time_s,arrivals\n", "empty"),
+        ("unsorted.csv", "time_s,arrivals\n60,1\n0,2\n", "not strictly increasing"),
+        ("negative.csv", "time_s,arrivals\n0,1\n60,-2\n", "negative"),
+        ("columns.csv", "when,count\n0,1\n", "missing column(s) time_s, arrivals"),
+        ("text.csv", "time_s,arrivals\n0,abc\n", "non-numeric"),
+        ("AzureLLMInferenceTrace_x.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+         "2023-11-16 18:17:05,1,1\n2023-11-16 18:17:03,1,1\n", "not sorted"),
+    ],
+)
+def test_bad_traces_get_a_clear_error(tmp_path, name, text, message):
+    with pytest.raises(TraceError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_trace(write(tmp_path, name, text))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(TraceError, match="no such file"):
+        load_trace(tmp_path / "nope.csv")
