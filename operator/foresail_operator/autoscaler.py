@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+import numpy as np
 
 from foresail.autoscaler.capacity import CapacityModel
 from foresail.autoscaler.policy import Decision, ForesailPolicy, Observation, PolicyConfig
@@ -35,6 +36,7 @@ from foresail_operator.status import PodSummary, measured_cold_start, parse_time
 
 DEFAULT_CAPACITY = 1.0  # requests/s per replica until learned, when the spec gives none
 BACKFILL_S = 7 * 24 * 3600.0
+MAX_POINTS = 10_000  # Prometheus refuses range queries of more than 11,000 points
 
 
 def _sig(value: float | None) -> float | None:
@@ -86,6 +88,12 @@ class Loop:
         return (signals.requests or 0.0) + growth
 
 
+def _history_s(policy: ForesailPolicy) -> int:
+    """Seconds of demand history the forecaster holds (survives restarts through the backfill)."""
+    history = policy.forecaster.history_
+    return int((~np.isnan(history)).sum() * policy.forecaster.step_s) if history is not None else 0
+
+
 def _manual_hold(status: dict[str, Any], spec: LLMDeploymentSpec, now: float) -> bool:
     """True while a manual scale is younger than the scale-down stabilisation window."""
     reason = status.get("lastScaleReason") or ""
@@ -117,9 +125,10 @@ async def backfill(loop: Loop, collector: Collector, runtime: str, logger: loggi
     if collector.source is None or loop.policy is None:
         return
     now = time.time()
+    span = min(BACKFILL_S, loop.forecast_step_s * MAX_POINTS)
     try:
         times, values = await asyncio.to_thread(
-            collector.source.demand_history, loop.key, runtime, now - BACKFILL_S, now, loop.forecast_step_s)
+            collector.source.demand_history, loop.key, runtime, now - span, now, loop.forecast_step_s)
     except MetricsError as exc:
         logger.warning("could not backfill history from Prometheus: %s", exc)
         return
@@ -177,7 +186,7 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     if cold_start is not None:
         telemetry.COLD_START.labels(*labels).set(cold_start)
     forecast: dict[str, Any] = {"horizonSeconds": round(decision.horizon_s), "quantile": spec.autoscaling.quantile,
-                                "demand": _sig(demand)}
+                                "demand": _sig(demand), "historySeconds": _history_s(loop.policy)}
     if decision.forecast_upper is not None:
         q = round(spec.autoscaling.quantile * 100)
         forecast.update(median=_sig(decision.forecast_median), upper=_sig(decision.forecast_upper),

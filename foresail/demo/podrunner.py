@@ -1,0 +1,240 @@
+"""A local stand-in for the kubelet and the Deployment controller that runs REAL server processes.
+
+For every Deployment the operator owns, it keeps `spec.replicas` inference server processes
+(`foresail serve`, the command from the pod template, on 127.0.0.1 and a free port), each started
+after a configurable cold-start delay that stands in for image pull and weight loading on a GPU
+node. It writes Pod objects and the Deployment status to the API server the way the real
+controllers do, so the operator sees pods come and go, measures their cold start, and Prometheus
+scrapes their real metrics (the file_sd targets carry `namespace` and `llmdeployment` labels).
+Not emulated: scheduling, rolling updates with surge (a template change replaces pods at once),
+restarts with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import requests
+
+from foresail.demo.prometheus import PrometheusServer, free_port
+
+log = logging.getLogger("foresail.demo.podrunner")
+MANAGED = "app.kubernetes.io/managed-by=foresail"
+OWNER_LABEL = "foresail.dev/llmdeployment"
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class LocalPod:
+    """One inference process standing in for a pod."""
+
+    name: str
+    namespace: str
+    owner: str
+    template_key: str
+    start_at: float  # when the process starts (creation + cold-start delay)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+    ready: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def local_command(container: dict, port: int, workdir: Path, threads: int) -> list[str]:
+    """The container's `foresail serve` command, rewritten for a local process."""
+    cmd = list(container.get("command") or []) + list(container.get("args") or [])
+    if cmd[:2] != ["foresail", "serve"]:
+        raise ValueError(f"the local pod runner only runs the foresail runtime, not {cmd[:2]}")
+    args = cmd[2:]
+    out: list[str] = []
+    skip = {"--host", "--port", "--cache-dir"}
+    i = 0
+    while i < len(args):
+        if args[i] in skip:
+            i += 2
+            continue
+        out.append(args[i])
+        i += 1
+    return [sys.executable, "-m", "foresail", "serve", *out, "--host", "127.0.0.1", "--port", str(port),
+            "--cache-dir", str(workdir / "hf-cache"), "--threads", str(threads)]
+
+
+class PodRunner:
+    """Reconciles owned Deployments into local processes until stopped."""
+
+    def __init__(self, api_url: str, workdir: Path, prometheus: PrometheusServer | None = None,
+                 cold_start_s: float = 15.0, threads: int = 1, poll_s: float = 0.5) -> None:
+        self.api = api_url.rstrip("/")
+        self.workdir = Path(workdir)
+        self.prometheus = prometheus
+        self.cold_start_s = cold_start_s
+        self.threads = threads
+        self.poll_s = poll_s
+        self.http = requests.Session()
+        self.pods: dict[str, LocalPod] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="podrunner", daemon=True)
+        self.lock = threading.Lock()
+
+    # ---- public -------------------------------------------------------------------------
+    def start(self) -> "PodRunner":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the loop and every process it started."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+        for pod in list(self.pods.values()):
+            self._kill(pod)
+
+    def endpoints(self, namespace: str, owner: str) -> list[str]:
+        """Base URLs of the ready processes of one LLMDeployment."""
+        with self.lock:
+            return [p.url for p in self.pods.values() if p.ready and (p.namespace, p.owner) == (namespace, owner)]
+
+    def ready_count(self, namespace: str, owner: str) -> int:
+        return len(self.endpoints(namespace, owner))
+
+    # ---- the loop -----------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._tick()
+            except requests.RequestException as exc:
+                log.warning("API server unreachable: %s", exc)
+            except Exception:  # keep the demo's pods alive whatever one tick hit
+                log.exception("pod runner tick failed")
+            self._stop.wait(self.poll_s)
+
+    def _tick(self) -> None:
+        rsp = self.http.get(f"{self.api}/apis/apps/v1/deployments", params={"labelSelector": MANAGED}, timeout=10)
+        rsp.raise_for_status()
+        seen: set[tuple[str, str]] = set()
+        for dep in rsp.json()["items"]:
+            meta = dep["metadata"]
+            key = (meta["namespace"], meta["name"])
+            seen.add(key)
+            self._reconcile(dep)
+        for pod in [p for p in self.pods.values() if (p.namespace, p.owner) not in seen]:
+            self._remove(pod, delete_object=False)  # the API server garbage-collected it
+        self._write_targets()
+
+    def _reconcile(self, dep: dict) -> None:
+        meta, spec = dep["metadata"], dep["spec"]
+        ns, name = meta["namespace"], meta["name"]
+        template = spec["template"]
+        key = str(meta.get("annotations", {}).get("foresail.dev/plan-hash") or meta.get("generation"))
+        mine = [p for p in self.pods.values() if (p.namespace, p.owner) == (ns, name)]
+        for pod in [p for p in mine if p.template_key != key]:  # template changed: replace
+            self._remove(pod)
+        mine = [p for p in mine if p.template_key == key]
+        desired = int(spec.get("replicas") or 0)
+        while len(mine) < desired:
+            mine.append(self._create(ns, name, key, template, dep))
+        extra = len(mine) - desired
+        if extra > 0:  # not-ready first, then the newest
+            for pod in sorted(mine, key=lambda p: (p.ready, p.start_at), reverse=False)[:extra]:
+                self._remove(pod)
+                mine.remove(pod)
+        container = template["spec"]["containers"][0]
+        for pod in mine:
+            self._advance(pod, container)
+        ready = sum(p.ready for p in mine)
+        status = {"observedGeneration": meta.get("generation"), "replicas": len(mine),
+                  "updatedReplicas": len(mine), "readyReplicas": ready, "availableReplicas": ready,
+                  "unavailableReplicas": len(mine) - ready}
+        if any(status.get(k) != (dep.get("status") or {}).get(k) for k in status):
+            self.http.patch(f"{self.api}/apis/apps/v1/namespaces/{ns}/deployments/{name}/status",
+                            json={"status": status}, timeout=10,
+                            headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
+
+    def _create(self, ns: str, owner: str, key: str, template: dict, dep: dict) -> LocalPod:
+        pod = LocalPod(f"{owner}-{uuid.uuid4().hex[:5]}", ns, owner, key, time.time() + self.cold_start_s)
+        body = {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": pod.name, "namespace": ns, "labels": template["metadata"]["labels"],
+                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                                  "name": owner, "uid": dep["metadata"]["uid"],
+                                                  "controller": True}]},
+                "spec": template["spec"]}
+        self.http.post(f"{self.api}/api/v1/namespaces/{ns}/pods", json=body, timeout=10).raise_for_status()
+        self._pod_status(pod, ready=False, phase="Pending")
+        with self.lock:
+            self.pods[pod.name] = pod
+        log.info("pod %s created; process starts in %.0f s", pod.name, self.cold_start_s)
+        return pod
+
+    def _advance(self, pod: LocalPod, container: dict) -> None:
+        if pod.proc is None and time.time() >= pod.start_at:
+            cmd = local_command(container, pod.port, self.workdir, self.threads)
+            out = open(self.workdir / f"{pod.name}.log", "ab")
+            pod.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                        env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            out.close()
+            self._pod_status(pod, ready=False, phase="Running")
+        elif pod.proc is not None and pod.proc.poll() is not None:
+            log.warning("pod %s process exited with %s; restarting", pod.name, pod.proc.returncode)
+            pod.proc, pod.ready = None, False
+            self._pod_status(pod, ready=False, phase="Running")
+        elif pod.proc is not None and not pod.ready:
+            try:
+                ok = self.http.get(pod.url + "/ready", timeout=0.5).status_code == 200
+            except requests.RequestException:
+                ok = False
+            if ok:
+                with self.lock:
+                    pod.ready = True
+                self._pod_status(pod, ready=True, phase="Running")
+                log.info("pod %s ready", pod.name)
+
+    def _pod_status(self, pod: LocalPod, ready: bool, phase: str) -> None:
+        state = {"running": {"startedAt": _now_iso()}} if pod.proc else {"waiting": {"reason": "ContainerCreating"}}
+        status = {"phase": phase, "podIP": "127.0.0.1",
+                  "conditions": [{"type": "Ready", "status": "True" if ready else "False",
+                                  "lastTransitionTime": _now_iso()}],
+                  "containerStatuses": [{"name": "server", "ready": ready, "restartCount": 0, "state": state,
+                                         "image": "local", "imageID": "local"}]}
+        self.http.patch(f"{self.api}/api/v1/namespaces/{pod.namespace}/pods/{pod.name}/status",
+                        json={"status": status}, headers={"Content-Type": "application/merge-patch+json"},
+                        timeout=10).raise_for_status()
+
+    def _remove(self, pod: LocalPod, delete_object: bool = True) -> None:
+        with self.lock:
+            pod.ready = False
+            self.pods.pop(pod.name, None)
+        self._kill(pod)
+        if delete_object:
+            self.http.delete(f"{self.api}/api/v1/namespaces/{pod.namespace}/pods/{pod.name}", timeout=10)
+        log.info("pod %s removed", pod.name)
+
+    def _kill(self, pod: LocalPod) -> None:
+        if pod.proc is not None and pod.proc.poll() is None:
+            pod.proc.terminate()  # the server drains in-flight requests on SIGTERM
+            try:
+                pod.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pod.proc.kill()
+                pod.proc.wait()
+
+    def _write_targets(self) -> None:
+        if self.prometheus is None:
+            return
+        with self.lock:
+            targets = [(f"127.0.0.1:{p.port}", {"namespace": p.namespace, "llmdeployment": p.owner, "pod": p.name})
+                       for p in self.pods.values() if p.proc is not None]
+        self.prometheus.write_targets(targets)

@@ -1,0 +1,108 @@
+"""A real Prometheus server on 127.0.0.1 with a generated config, for the demo and the tests.
+
+Targets come from a file_sd JSON file that the pod runner rewrites as inference processes come
+and go; each target carries the `namespace` and `llmdeployment` labels the operator groups by.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+INSTALL_HINT = ("Prometheus is not installed. On Debian or Ubuntu: "
+                "sudo apt-get update && sudo apt-get install -y --no-install-recommends prometheus")
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def find_binary() -> str:
+    """The prometheus binary, or a RuntimeError that says how to install it."""
+    path = shutil.which("prometheus")
+    if path is None:
+        raise RuntimeError(INSTALL_HINT)
+    return path
+
+
+class PrometheusServer:
+    """Start, query and stop one Prometheus process."""
+
+    def __init__(self, workdir: Path, scrape_interval_s: float = 1.0, port: int | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.targets_file = self.workdir / "targets.json"
+        self.scrape_interval_s = scrape_interval_s
+        self.proc: subprocess.Popen | None = None
+
+    def write_config(self) -> Path:
+        """Write prometheus.yml scraping the file_sd targets."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.targets_file.exists():
+            self.write_targets([])
+        interval = f"{max(1, int(self.scrape_interval_s))}s"
+        config = {
+            "global": {"scrape_interval": interval, "evaluation_interval": interval},
+            "scrape_configs": [{
+                "job_name": "foresail-inference",
+                "scrape_timeout": interval,
+                "file_sd_configs": [{"files": [str(self.targets_file)], "refresh_interval": "1s"}],
+            }],
+        }
+        path = self.workdir / "prometheus.yml"
+        path.write_text(json.dumps(config))  # JSON is valid YAML
+        return path
+
+    def write_targets(self, targets: list[tuple[str, dict[str, str]]]) -> None:
+        """Replace the scrape targets: (host:port, labels) pairs, written atomically."""
+        tmp = self.targets_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps([{"targets": [t], "labels": labels} for t, labels in targets]))
+        tmp.replace(self.targets_file)
+
+    def start(self, timeout_s: float = 30.0) -> "PrometheusServer":
+        """Start the server and wait until it is ready."""
+        config = self.write_config()
+        self.log = open(self.workdir / "prometheus.log", "ab")
+        self.proc = subprocess.Popen(
+            [find_binary(), f"--config.file={config}", f"--web.listen-address=127.0.0.1:{self.port}",
+             f"--storage.tsdb.path={self.workdir / 'tsdb'}", "--storage.tsdb.retention.time=1d",
+             "--web.enable-lifecycle"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Prometheus exited with {self.proc.returncode}; see {self.workdir / 'prometheus.log'}")
+            try:
+                with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as rsp:
+                    if rsp.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"Prometheus did not become ready in {timeout_s:.0f} s")
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None:
+            self.log.close()
+
+    def __enter__(self) -> "PrometheusServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,129 @@
+"""The whole system on one machine: API test server, operator, Prometheus and the pod runner.
+
+Used by `foresail demo` and by the end-to-end tests. Every process it starts is stopped on exit,
+also when the body raises (Ctrl-C included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from foresail.demo.podrunner import PodRunner
+from foresail.demo.prometheus import PrometheusServer
+from foresail.kubetest.testing import start_apiserver
+
+CRD_FILES = ("llmdeployment.yaml", "kopf-peering.yaml")
+LLMD = "/apis/foresail.dev/v1alpha1/namespaces/{ns}/llmdeployments"
+
+
+def crd_dir() -> Path:
+    """The CRD manifests: the repository's crds/ folder, or the copy inside the package."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[2] / "crds", here.parent / "data" / "crds"):
+        if (candidate / CRD_FILES[0]).exists():
+            return candidate
+    raise FileNotFoundError("cannot find the LLMDeployment CRD (crds/llmdeployment.yaml)")
+
+
+class LocalStack:
+    """Start the parts in order; stop them in reverse."""
+
+    def __init__(self, workdir: Path, cold_start_s: float = 15.0, forecast_step_s: float = 5.0,
+                 collect_period_s: float = 1.0, rate_window: str = "10s", threads: int = 1) -> None:
+        self.workdir = Path(workdir)
+        self.cold_start_s = cold_start_s
+        self.operator_env = {
+            "FORESAIL_COLLECT_PERIOD": str(collect_period_s),
+            "FORESAIL_FORECAST_STEP": str(forecast_step_s),
+            "FORESAIL_RATE_WINDOW": rate_window,
+        }
+        self.threads = threads
+        self._stack = contextlib.ExitStack()
+        self.operator: subprocess.Popen | None = None
+        self.http = requests.Session()
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    def __enter__(self) -> "LocalStack":
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self.api = self._stack.enter_context(start_apiserver(self.workdir / "apiserver", simulate_pods=False))
+            self.url = self.api.url
+            for name in CRD_FILES:
+                for doc in yaml.safe_load_all((crd_dir() / name).read_text()):
+                    self.http.post(f"{self.url}/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                                   json=doc, timeout=10).raise_for_status()
+            self.prometheus = PrometheusServer(self.workdir / "prometheus").start()
+            self._stack.callback(self.prometheus.stop)
+            self.runner = PodRunner(self.url, self.workdir / "pods", self.prometheus,
+                                    cold_start_s=self.cold_start_s, threads=self.threads).start()
+            self._stack.callback(self.runner.stop)
+            self.start_operator()
+            self._stack.callback(self.stop_operator)
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def start_operator(self) -> None:
+        """Start `foresail operator` against the API test server and Prometheus."""
+        log = open(self.workdir / "operator.log", "ab")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", FORESAIL_PROMETHEUS_URL=self.prometheus.url, **self.operator_env)
+        self.operator = subprocess.Popen(
+            [sys.executable, "-m", "foresail", "operator", "--standalone", "--kubeconfig", str(self.api.kubeconfig)],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+
+    def stop_operator(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the operator (SIGKILL to simulate a crash)."""
+        if self.operator is not None and self.operator.poll() is None:
+            self.operator.send_signal(sig)
+            try:
+                self.operator.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.operator.kill()
+                self.operator.wait()
+
+    # ---- the API ------------------------------------------------------------------------
+    def apply(self, doc: dict[str, Any], namespace: str = "default") -> None:
+        """Create an LLMDeployment."""
+        self.http.post(self.url + LLMD.format(ns=namespace), json=doc, timeout=10).raise_for_status()
+
+    def patch(self, name: str, patch: dict[str, Any], namespace: str = "default") -> None:
+        """Merge-patch an LLMDeployment."""
+        self.http.patch(f"{self.url}{LLMD.format(ns=namespace)}/{name}", json=patch, timeout=10,
+                        headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
+
+    def llmd(self, name: str, namespace: str = "default") -> dict[str, Any]:
+        """Read an LLMDeployment."""
+        rsp = self.http.get(f"{self.url}{LLMD.format(ns=namespace)}/{name}", timeout=10)
+        rsp.raise_for_status()
+        return rsp.json()
+
+    def deployment(self, name: str, namespace: str = "default") -> dict[str, Any] | None:
+        """Read the owned Deployment, or None."""
+        rsp = self.http.get(f"{self.url}/apis/apps/v1/namespaces/{namespace}/deployments/{name}", timeout=10)
+        return rsp.json() if rsp.status_code == 200 else None
+
+    def wait_ready(self, name: str, replicas: int = 1, timeout_s: float = 120.0) -> None:
+        """Wait until `replicas` processes of an LLMDeployment answer /ready."""
+        deadline = time.monotonic() + timeout_s
+        while self.runner.ready_count("default", name) < replicas:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name}: {replicas} replicas not ready after {timeout_s:.0f} s; "
+                                   f"see {self.workdir}")
+            if self.operator is not None and self.operator.poll() is not None:
+                raise RuntimeError(f"the operator exited; see {self.workdir / 'operator.log'}")
+            time.sleep(0.25)

@@ -1,0 +1,128 @@
+"""The closed loop with every real part: API test server, operator process, Prometheus, and
+real inference server processes started by the pod runner with a cold-start delay.
+
+Two LLMDeployments, one predictive and one reactive, receive the same load ramp in the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from foresail.demo.load import replay
+from foresail.demo.stack import LocalStack
+from tests.helpers import wait_for
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus (make install)"),
+]
+COLD_START_S = 20.0
+CAPACITY = 1.0
+STEP_S = 5.0
+WARMUP = [0.5] * 8  # 40 s of low load to build a little history
+RAMP = [0.5 + 3.5 * (i + 1) / 8 for i in range(8)]  # 40 s ramp to 4 req/s
+HOLD = [4.0] * 4
+NEED_AT_PEAK = 4
+T_PEAK = (len(WARMUP) + len(RAMP)) * STEP_S
+
+
+def manifest(name: str, mode: str) -> dict:
+    return {"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": name},
+            "spec": {"model": {"source": "builtin:tiny"}, "minReplicas": 1, "maxReplicas": 5,
+                     "autoscaling": {"mode": mode, "intervalSeconds": 5,
+                                     "slo": {"capacityPerReplica": CAPACITY},
+                                     "forecast": {"coldStartSeconds": int(COLD_START_S) + 3},
+                                     "scaleDown": {"stabilizationSeconds": 20}}}}
+
+
+def condition(obj: dict, type_: str) -> dict:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> LocalStack:
+    workdir = tmp_path_factory.mktemp("closed-loop")
+    with LocalStack(workdir, cold_start_s=COLD_START_S) as st:
+        yield st
+        print((workdir / "operator.log").read_text()[-8000:])
+
+
+def test_predictive_asks_ahead_of_the_peak_and_reactive_after(stack: LocalStack):
+    """Replicas asked for at t are ready at t + cold start. Predictive mode must ask for the peak's
+    replicas early enough to have them ready at the peak; reactive mode, which only sees current
+    demand, asks too late for that (this is the gap Foresail closes)."""
+    for mode in ("predictive", "reactive"):
+        stack.apply(manifest(mode, mode))
+    for mode in ("predictive", "reactive"):
+        stack.wait_ready(mode, 1, timeout_s=120)
+    asked_at: dict[str, float] = {}
+    timeline: list[tuple] = []
+    start = time.monotonic()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.5):
+            t = round(time.monotonic() - start, 1)
+            for mode in ("predictive", "reactive"):
+                desired = (stack.deployment(mode) or {}).get("spec", {}).get("replicas", 0)
+                timeline.append((t, mode, desired, stack.runner.ready_count("default", mode)))
+                if mode not in asked_at and desired >= NEED_AT_PEAK:
+                    asked_at[mode] = t
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    rates = WARMUP + RAMP + HOLD
+
+    async def both() -> list:
+        return await asyncio.gather(*(replay(rates, STEP_S, lambda m=mode: stack.runner.endpoints("default", m),
+                                             model=mode, seed=i) for i, mode in enumerate(("predictive", "reactive"))))
+
+    outcomes = asyncio.run(both())
+    stop.set()
+    watcher.join()
+    histories = {m: [h["reason"] for h in stack.llmd(m)["status"].get("history", [])] for m in ("predictive", "reactive")}
+    detail = f"asked at {asked_at}, peak at {T_PEAK} s; decisions {histories}; timeline {timeline[::4]}"
+    assert all(o.ok for run in outcomes for o in run if o.status != "no replica"), "requests failed"
+    assert {"predictive", "reactive"} <= set(asked_at), detail
+    assert asked_at["predictive"] <= T_PEAK - COLD_START_S, detail
+    assert asked_at["reactive"] > T_PEAK - COLD_START_S, detail
+    assert any("forecast" in reason for reason in histories["predictive"]), detail
+    predictive = stack.llmd("predictive")
+    assert condition(predictive, "ForecastReady")["status"] == "True"
+    assert predictive["status"]["coldStartSeconds"] >= COLD_START_S
+
+
+def test_operator_restart_keeps_the_forecast_history(stack: LocalStack):
+    before = stack.llmd("predictive")["status"]["forecast"]["historySeconds"]
+    assert before >= 60
+    stack.stop_operator(signal.SIGKILL)
+    stack.start_operator()
+    after = wait_for(lambda: (o := stack.llmd("predictive"))["status"]["forecast"]["historySeconds"] >= before
+                     and o, timeout=60, what="history restored from Prometheus")
+    log = (stack.workdir / "operator.log").read_text()
+    assert "backfilled" in log, "the new process loads the history from Prometheus"
+    assert after["status"]["forecast"]["historySeconds"] >= before
+
+
+def test_prometheus_down_holds_replicas_and_says_so(stack: LocalStack):
+    replicas = {m: stack.deployment(m)["spec"]["replicas"] for m in ("predictive", "reactive")}
+    assert replicas["predictive"] >= 2, "the ramp left the deployment scaled up"
+    stack.prometheus.stop()
+    try:
+        cond = wait_for(lambda: (c := condition(stack.llmd("predictive"), "MetricsAvailable")).get("status") == "False"
+                        and c, timeout=30, what="MetricsAvailable=False")
+        assert cond["reason"] == "PrometheusUnavailable" and "holding" in cond["message"]
+        time.sleep(25)  # longer than the 20 s scale-down window: no load, but no data either
+        for mode, n in replicas.items():
+            assert stack.deployment(mode)["spec"]["replicas"] == n, f"{mode} changed replicas without metrics"
+    finally:
+        stack.prometheus.start()
+    wait_for(lambda: condition(stack.llmd("predictive"), "MetricsAvailable").get("status") == "True",
+             timeout=60, what="MetricsAvailable=True again")
