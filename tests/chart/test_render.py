@@ -1,0 +1,323 @@
+"""Render charts/foresail with several value sets: lint, security defaults, values, schema, monitoring."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.chart.helm import CHART, RELEASE_NS, find, helm, render, the
+from tests.helpers import ROOT
+
+NAMESPACED = {"watchNamespaces": ["team-a", "team-b"]}
+EVERYTHING = {
+    "watchNamespaces": ["team-a"],
+    "prometheus": {"url": "https://prometheus.monitoring.svc:9090/prom",
+                   "bearerTokenSecret": {"name": "prom-token", "key": "bearer"}},
+    "runtimeImages": {"vllm": "registry.example.com/vllm/vllm-openai:v0.11.0", "foresail": "my/foresail:1"},
+    "operator": {"peering": "fs-ha", "healthPort": 18080, "metricsPort": 19090,
+                 "collectPeriodSeconds": 5, "forecastStepSeconds": 30},
+    "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+    "nodeSelector": {"node-role.kubernetes.io/control-plane": ""},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
+    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}]}}},
+    "priorityClassName": "system-cluster-critical",
+    "podAnnotations": {"example.com/team": "ml"},
+    "imagePullSecrets": [{"name": "regcred"}],
+    "serviceAccount": {"name": "foresail-op", "annotations": {"example.com/role": "x"}},
+    "monitoring": {"podMonitor": {"enabled": True, "labels": {"release": "kps"}, "interval": "30s"},
+                   "scrapeConfig": {"enabled": True}, "dashboard": {"enabled": True}},
+    "networkPolicy": {"enabled": True, "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]},
+}
+VALUE_SETS = {"defaults": {}, "namespaced": NAMESPACED, "everything": EVERYTHING,
+              "minimal": {"replicaCount": 1, "rbac": {"create": False}, "serviceAccount": {"create": False},
+                          "monitoring": {"dashboard": {"enabled": False}}}}
+
+
+def pod_templates(objects: list[dict]) -> list[dict]:
+    return [o["spec"]["template"] for o in objects if o["kind"] in ("Deployment", "DaemonSet", "StatefulSet", "Job")]
+
+
+def env_of(objects: list[dict]) -> dict[str, dict]:
+    container = the(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e for e in container["env"]}
+
+
+def test_chart_crds_are_the_top_level_crds():
+    for name in ("llmdeployment.yaml", "kopf-peering.yaml"):
+        assert (CHART / "crds" / name).read_bytes() == (ROOT / "crds" / name).read_bytes(), \
+            f"charts/foresail/crds/{name} differs from crds/{name}: copy it over"
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_lint_and_render_each_value_set(tmp_path: Path, name: str):
+    values = VALUE_SETS[name]
+    lint = helm("lint", str(CHART), "--strict", "--namespace", RELEASE_NS, values=values, tmp=tmp_path)
+    assert "0 chart(s) failed" in lint.stdout
+    objects = render(tmp_path, values)
+    assert the(objects, "Deployment")["spec"]["replicas"] == values.get("replicaCount", 2)
+    for obj in objects:  # everything namespaced lands in the release namespace or a watched one
+        namespace = obj["metadata"].get("namespace")
+        assert namespace in (None, RELEASE_NS, *values.get("watchNamespaces", ())), obj["metadata"]
+        assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "foresail"
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_every_pod_runs_with_least_privilege(tmp_path: Path, name: str):
+    objects = render(tmp_path, VALUE_SETS[name])
+    templates = pod_templates(objects)
+    assert templates
+    for template in templates:
+        spec = template["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["readOnlyRootFilesystem"] is True
+            assert context["capabilities"] == {"drop": ["ALL"]}
+            assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+            assert "privileged" not in context
+        # The operator talks to the API, so its pod (and only its pod) opts in to the token.
+        assert spec["automountServiceAccountToken"] is True
+        assert not spec.get("hostNetwork") and not spec.get("hostPID")
+    for account in find(objects, "ServiceAccount"):
+        assert account["automountServiceAccountToken"] is False
+
+
+def test_defaults_watch_every_namespace_with_two_replicas(tmp_path: Path):
+    objects = render(tmp_path)
+    env = env_of(objects)
+    assert env["FORESAIL_NAMESPACES"]["value"] == ""
+    assert "FORESAIL_PROMETHEUS_URL" not in env and "FORESAIL_PROMETHEUS_TOKEN" not in env
+    assert not [n for n in env if n.startswith("FORESAIL_IMAGE_")]
+    assert the(objects, "ClusterKopfPeering")["metadata"]["name"] == "foresail"
+    assert not find(objects, "KopfPeering") and not find(objects, "Role") and not find(objects, "NetworkPolicy")
+    assert not find(objects, "PodMonitor")
+    deployment = the(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "ghcr.io/foresail-dev/foresail-operator:0.1.0"
+    anti = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]["topologyKey"] \
+        == "kubernetes.io/hostname"
+
+
+def test_values_reach_the_operator(tmp_path: Path):
+    objects = render(tmp_path, EVERYTHING)
+    env = env_of(objects)
+    assert env["FORESAIL_NAMESPACES"]["value"] == "team-a"
+    assert env["FORESAIL_PROMETHEUS_URL"]["value"] == "https://prometheus.monitoring.svc:9090/prom"
+    assert env["FORESAIL_PROMETHEUS_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "prom-token", "key": "bearer"}}
+    assert env["FORESAIL_IMAGE_VLLM"]["value"] == "registry.example.com/vllm/vllm-openai:v0.11.0"
+    assert env["FORESAIL_IMAGE_FORESAIL"]["value"] == "my/foresail:1"
+    assert "FORESAIL_IMAGE_TGI" not in env
+    assert (env["FORESAIL_PEERING"]["value"], env["FORESAIL_HEALTH_PORT"]["value"],
+            env["FORESAIL_METRICS_PORT"]["value"]) == ("fs-ha", "18080", "19090")
+    assert (env["FORESAIL_COLLECT_PERIOD"]["value"], env["FORESAIL_FORECAST_STEP"]["value"]) == ("5", "30")
+    pod = the(objects, "Deployment")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"health": 18080, "metrics": 19090}
+    assert container["resources"] == EVERYTHING["resources"]
+    for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName", "imagePullSecrets"):
+        assert pod[key] == EVERYTHING[key], key
+    assert the(objects, "Deployment")["spec"]["template"]["metadata"]["annotations"] == EVERYTHING["podAnnotations"]
+    assert pod["serviceAccountName"] == "foresail-op" == the(objects, "ServiceAccount")["metadata"]["name"]
+    peering = the(objects, "KopfPeering")
+    assert (peering["metadata"]["name"], peering["metadata"]["namespace"]) == ("fs-ha", "team-a")
+    assert not find(objects, "ClusterKopfPeering")
+
+
+def test_every_environment_variable_is_one_the_operator_reads(tmp_path: Path):
+    """A renamed FORESAIL_* variable in the operator must not leave the chart setting a dead one."""
+    source = "".join(p.read_text() for p in (ROOT / "operator" / "foresail_operator").glob("*.py"))
+    for name in env_of(render(tmp_path, EVERYTHING)):
+        literal = name if not name.startswith("FORESAIL_IMAGE_") else "FORESAIL_IMAGE_"
+        assert literal in source, f"the chart sets {name}, which the operator never reads"
+
+
+def test_namespaced_mode_confines_namespaced_rights_to_roles(tmp_path: Path):
+    objects = render(tmp_path, NAMESPACED)
+    roles = find(objects, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert sorted(b["metadata"]["namespace"] for b in find(objects, "RoleBinding")) == ["team-a", "team-b"]
+    assert sorted(p["metadata"]["namespace"] for p in find(objects, "KopfPeering")) == ["team-a", "team-b"]
+    for cluster_role in find(objects, "ClusterRole"):
+        resources = {r for rule in cluster_role["rules"] for r in rule["resources"]}
+        assert resources <= {"customresourcedefinitions", "namespaces"}, resources
+
+
+def test_bring_your_own_rbac_and_service_account(tmp_path: Path):
+    objects = render(tmp_path, VALUE_SETS["minimal"])
+    assert not [o for o in objects if o["kind"] in ("ServiceAccount", "Role", "ClusterRole", "RoleBinding",
+                                                     "ClusterRoleBinding", "ConfigMap")]
+    assert the(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "default"
+
+
+BAD_VALUES = [
+    ({"replicaCount": -1}, "replicaCount: Must be greater than or equal to 1"),
+    ({"replicaCount": "two"}, "replicaCount: Invalid type. Expected: integer, given: string"),
+    ({"replicas": 2}, "Additional property replicas is not allowed"),
+    ({"prometheus": {"url": "prometheus:9090"}}, "prometheus.url: Does not match pattern"),
+    ({"prometheus": {"url": "ftp://prometheus"}}, "prometheus.url: Does not match pattern"),
+    ({"image": {"pullPolicy": "Sometimes"}}, "image.pullPolicy: image.pullPolicy must be one of the following"),
+    ({"watchNamespaces": ["Team_A"]}, "watchNamespaces.0: Does not match pattern"),
+    ({"watchNamespaces": "team-a"}, "watchNamespaces: Invalid type. Expected: array, given: string"),
+    ({"operator": {"metricsPort": 70000}}, "operator.metricsPort: Must be less than or equal to 65535"),
+    ({"runtimeImages": {"llamacpp": "x:1"}}, "Additional property llamacpp is not allowed"),
+    ({"monitoring": {"podMonitor": {"interval": "often"}}}, "monitoring.podMonitor.interval: Does not match pattern"),
+    ({"nodeSelector": {"gpu": True}}, "nodeSelector.gpu: Invalid type. Expected: string, given: boolean"),
+]
+
+
+@pytest.mark.parametrize("values,message", BAD_VALUES, ids=[m.split(":")[0] for _, m in BAD_VALUES])
+def test_bad_values_are_refused_with_a_clear_message(tmp_path: Path, values: dict, message: str):
+    for command in ("template", "lint"):
+        args = (command, "fs", str(CHART)) if command == "template" else (command, str(CHART))
+        done = helm(*args, values=values, tmp=tmp_path, check=False)
+        assert done.returncode != 0, f"helm {command} accepted {values}"
+        assert message in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+def scrape_configs(objects: list[dict]) -> list[dict]:
+    configmap = find(objects, "ConfigMap", "fs-foresail-scrape-config")[0]
+    return yaml.safe_load(configmap["data"]["scrape-configs.yaml"])
+
+
+def relabel(labels: dict[str, str], rules: list[dict]) -> dict[str, str] | None:
+    """Prometheus' relabeling (keep and replace, with its defaults); None when the target is dropped.
+
+    Debian's Prometheus is built without Kubernetes discovery, so the rules are applied here to the
+    discovery labels Prometheus documents for role: pod.
+    """
+    labels = dict(labels)
+    for rule in rules:
+        value = rule.get("separator", ";").join(labels.get(n, "") for n in rule["source_labels"])
+        match = re.fullmatch(rule.get("regex", "(.*)"), value)
+        action = rule.get("action", "replace")
+        if action == "keep":
+            if not match:
+                return None
+        elif action == "replace":
+            if match:
+                labels[rule["target_label"]] = match.expand(rule.get("replacement", "$1").replace("$", "\\"))
+        else:
+            raise AssertionError(f"relabel action {action} is not modelled here")
+    return {k: v for k, v in labels.items() if not k.startswith("__") and v}
+
+
+def discovered(pod: dict, namespace: str, port: str) -> dict[str, str]:
+    """The __meta_kubernetes_* labels of one pod port target (role: pod)."""
+    def clean(key: str) -> str:
+        return re.sub(r"[^a-zA-Z0-9_]", "_", key)
+    meta = pod["metadata"]
+    labels = {"__meta_kubernetes_namespace": namespace, "__meta_kubernetes_pod_name": "pod-0",
+              "__meta_kubernetes_pod_container_port_name": port}
+    labels |= {f"__meta_kubernetes_pod_label_{clean(k)}": v for k, v in meta.get("labels", {}).items()}
+    labels |= {f"__meta_kubernetes_pod_annotation_{clean(k)}": v for k, v in (meta.get("annotations") or {}).items()}
+    return labels
+
+
+def test_scrape_config_and_pod_monitor_give_the_labels_the_operator_groups_by(tmp_path: Path):
+    objects = render(tmp_path, EVERYTHING)
+    inference, operator = scrape_configs(objects)
+    assert inference["kubernetes_sd_configs"] == [{"role": "pod", "namespaces": {"names": ["team-a"]}}]
+    produced = {r["target_label"]: r["source_labels"] for r in inference["relabel_configs"] if "target_label" in r}
+    assert produced["namespace"] == ["__meta_kubernetes_namespace"]
+    assert produced["llmdeployment"] == ["__meta_kubernetes_pod_label_foresail_dev_llmdeployment"]
+    keeps = {r["source_labels"][0]: r["regex"] for r in inference["relabel_configs"] if r.get("action") == "keep"}
+    assert keeps["__meta_kubernetes_pod_annotation_prometheus_io_scrape"] == "true"
+    assert keeps["__meta_kubernetes_pod_label_app_kubernetes_io_managed_by"] == "foresail"
+    assert operator["honor_labels"] is True  # its metrics carry the LLMDeployment's namespace
+
+    monitors = {m["metadata"]["name"]: m for m in find(objects, "PodMonitor")}
+    pods = monitors["fs-foresail-inference"]
+    assert pods["metadata"]["labels"]["release"] == "kps"
+    assert pods["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/managed-by": "foresail"}}
+    assert pods["spec"]["namespaceSelector"] == {"matchNames": ["team-a"]}
+    endpoint = pods["spec"]["podMetricsEndpoints"][0]
+    assert (endpoint["port"], endpoint["interval"]) == ("http", "30s")
+    monitor_produced = {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"] if "targetLabel" in r}
+    assert monitor_produced == {k: produced[k] for k in ("namespace", "llmdeployment")}
+    assert monitors["fs-foresail-operator"]["spec"]["podMetricsEndpoints"][0]["honorLabels"] is True
+
+
+def test_scrape_config_gives_each_pod_the_labels_the_operator_groups_by(tmp_path: Path):
+    """Inference pods (as the operator plans them) get `namespace` and `llmdeployment`; the
+    operator pod is scraped by its own job; neither is scraped twice."""
+    from foresail_operator import plan
+    from foresail_operator.runtimes import RUNTIMES
+    from foresail_operator.spec import parse_spec
+
+    objects = render(tmp_path, EVERYTHING)
+    inference_job, operator_job = scrape_configs(objects)
+    inference_pod = plan.pod_template("chat", parse_spec({"model": {"source": "builtin:tiny"}}), RUNTIMES["vllm"])
+    operator_pod = the(objects, "Deployment")["spec"]["template"]
+    inference = discovered(inference_pod, "team-a", "http")
+    operator = discovered(operator_pod, RELEASE_NS, "metrics")
+
+    labels = relabel(inference, inference_job["relabel_configs"])
+    assert labels is not None and (labels["namespace"], labels["llmdeployment"]) == ("team-a", "chat")
+    assert relabel(operator, inference_job["relabel_configs"]) is None
+    assert relabel(operator, operator_job["relabel_configs"]) is not None
+    assert relabel(inference, operator_job["relabel_configs"]) is None
+    assert relabel(discovered(operator_pod, RELEASE_NS, "health"), operator_job["relabel_configs"]) is None
+
+    # The PodMonitor's relabelings (in the Prometheus Operator's spelling) give the same labels.
+    monitor = find(objects, "PodMonitor", "fs-foresail-inference")[0]["spec"]["podMetricsEndpoints"][0]
+    rules = [{"source_labels": r["sourceLabels"], "target_label": r.get("targetLabel"),
+              **({"regex": r["regex"]} if "regex" in r else {}), "action": r.get("action", "replace")}
+             for r in monitor["relabelings"]]
+    monitor_labels = relabel(inference, rules)
+    assert monitor_labels is not None
+    assert (monitor_labels["namespace"], monitor_labels["llmdeployment"]) == ("team-a", "chat")
+
+
+def known_metrics() -> set[str]:
+    """Every series name the dashboard may use: the operator's and the vLLM-compatible pods'."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from foresail_operator import telemetry
+    from foresail_operator.runtimes import RUNTIMES
+
+    names: set[str] = set()
+    for metric in vars(telemetry).values():
+        if isinstance(metric, MetricWrapperBase):
+            suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(metric._type, [""])
+            names |= {metric._name + s for s in suffixes}
+    for name in RUNTIMES["vllm"].metrics.values():
+        if name:
+            names |= {name, name + "_bucket", name + "_sum", name + "_count"}
+    return names
+
+
+def test_dashboard_is_shipped_and_uses_only_real_metrics(tmp_path: Path):
+    objects = render(tmp_path)
+    dashboard = json.loads(find(objects, "ConfigMap", "fs-foresail-dashboard")[0]["data"]["foresail.json"])
+    assert find(objects, "ConfigMap", "fs-foresail-dashboard")[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    used = {m for e in exprs for m in re.findall(r"\b(foresail_[a-z_]+|vllm:[a-z_]+)", e)}
+    assert used and used <= known_metrics(), used - known_metrics()
+    titles = " ".join(p["title"].lower() for p in dashboard["panels"])
+    for topic in ("demand", "forecast", "replicas", "time to first token", "cold start"):
+        assert topic in titles, topic
+    for needed in ("foresail_forecast_requests_per_second", "foresail_desired_replicas",
+                   "foresail_cold_start_seconds", "vllm:time_to_first_token_seconds_bucket",
+                   "vllm:request_success_total"):
+        assert needed in used, needed
+    for expr in exprs:  # every per-deployment query follows the dashboard's variables
+        if "llmdeployment" in expr:
+            assert 'llmdeployment=~"$llmdeployment"' in expr, expr
+
+
+def test_network_policy_allows_scrapes_dns_api_and_prometheus_only(tmp_path: Path):
+    policy = the(render(tmp_path, EVERYTHING), "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["spec"]["ingress"] == [{"ports": [{"port": "metrics", "protocol": "TCP"}],
+                                          "from": EVERYTHING["networkPolicy"]["metricsFrom"]}]
+    ports = sorted((p["port"], p["protocol"]) for rule in policy["spec"]["egress"] for p in rule["ports"])
+    assert ports == [(53, "TCP"), (53, "UDP"), (443, "TCP"), (6443, "TCP"), (9090, "TCP")]
