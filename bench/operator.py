@@ -63,7 +63,8 @@ def measure(size: int, workdir: Path) -> dict:
             deadline = time.monotonic() + 60 + size * 0.5
             while _ready_count(http, server.url) < size:
                 if time.monotonic() > deadline or op.poll() is not None:
-                    raise RuntimeError(f"{size} LLMDeployments did not converge; see {log.name}")
+                    tail = "\n".join(l for l in Path(log.name).read_text().splitlines() if "succeeded" not in l and "processed" not in l)[-4000:]
+                    raise RuntimeError(f"{size} LLMDeployments did not converge; operator log:\n{tail}")
                 time.sleep(0.5)
             wall = time.monotonic() - start
             busy_cpu = _cpu(proc) - idle_cpu

@@ -173,6 +173,13 @@ async def recheck_degraded(name: str, namespace: str, memo: kopf.Memo, llmdeploy
     await _refresh(memo, (namespace, name), llmdeployments, owned_deployments, owned_pods)
 
 
+@kopf.timer(GROUP, VERSION, PLURAL, interval=60, initial_delay=60, when=lambda spec, **_: not _autoscaling_on(spec))
+async def resync(name: str, namespace: str, memo: kopf.Memo, llmdeployments: kopf.Index,
+                 owned_deployments: kopf.Index, owned_pods: kopf.Index, **_: Any) -> None:
+    """Periodic resync of a fixed-size LLMDeployment's status (the decision loop does it otherwise)."""
+    await _refresh(memo, (namespace, name), llmdeployments, owned_deployments, owned_pods)
+
+
 def _autoscaling_on(spec: kopf.Spec, **_: Any) -> bool:
     return (spec.get("autoscaling") or {}).get("mode", "predictive") != "off"
 

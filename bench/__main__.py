@@ -1,0 +1,30 @@
+"""`python -m bench`: every benchmark, one after another (each prints its own table).
+
+    python -m bench                 # all
+    python -m bench operator        # some: operator, decision_loop, inference, backtest
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+SUITES = ("operator", "decision_loop", "inference", "backtest")
+
+
+def main(argv: list[str]) -> int:
+    chosen = argv or list(SUITES)
+    unknown = set(chosen) - set(SUITES)
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(sorted(unknown))}; choose from {', '.join(SUITES)}")
+        return 2
+    for name in chosen:
+        print(f"\n=== bench.{name} ===", flush=True)
+        status = importlib.import_module(f"bench.{name}").main([])
+        if status:
+            return status
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
