@@ -49,6 +49,7 @@ async def start_collector(memo: kopf.Memo, logger: logging.Logger, **_: Any) -> 
               if config.prometheus_url else None)
     memo.collector = Collector(source, period_s=config.collect_period_s)
     memo.loops = {}
+    memo.failures = {}  # (namespace, name) -> (reason, message) of the last failed reconcile
     memo.collector_task = asyncio.create_task(memo.collector.run(logger))
     if config.metrics_port:
         prometheus_client.start_http_server(config.metrics_port)
@@ -105,7 +106,9 @@ async def _refresh(memo: kopf.Memo, key: tuple[str, str], llmdeployments: kopf.I
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
         loop = memo.loops.get(key)
+        failure = memo.failures.get(key)
         await refresh_status(memo.client, body, _first(owned_deployments, key), owned_pods.get(key, ()),
+                             extra_problems=[failure] if failure else None,
                              autoscaler=loop.view if loop is not None else None)
 
 
@@ -120,16 +123,19 @@ async def on_llmdeployment(body: kopf.Body, reason: str, diff: kopf.Diff, name: 
     if reason == "update":
         manual = next((new for _op, field, _old, new in diff if field == ("spec", "replicas")), None)
     raw = dict(body)
+    key = (namespace, name)
     try:
         await reconcile(memo.client, memo.config, raw, logger, manual_replicas=manual)
     except SpecError as exc:
-        await refresh_status(memo.client, raw, None, (), [("InvalidSpec", str(exc))])
+        memo.failures[key] = ("InvalidSpec", str(exc))
+        await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods, body=raw)
         raise kopf.PermanentError(str(exc)) from exc
     except ApiError as exc:
-        message = f"cannot apply the spec: {exc.message}"
-        await refresh_status(memo.client, raw, _first(owned_deployments, (namespace, name)),
-                             owned_pods.get((namespace, name), ()), [("ReconcileFailed", message)])
-        raise kopf.TemporaryError(message, delay=30) from exc
+        # Kept until a reconcile succeeds, so that no status refresh reports "no problem" meanwhile.
+        memo.failures[key] = ("ReconcileFailed", f"cannot apply the spec: {exc.message}")
+        await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods, body=raw)
+        raise kopf.TemporaryError(memo.failures[key][1], delay=30) from exc
+    memo.failures.pop(key, None)
     await _refresh(memo, (namespace, name), llmdeployments, owned_deployments, owned_pods, body=raw)
 
 

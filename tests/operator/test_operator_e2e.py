@@ -188,6 +188,10 @@ INVALID = [
     ({"model": {"source": "not a model!"}}, "spec.model.source"),
     ({"model": {"source": "a/b", "cache": {"pvc": "c", "hostPath": "/x"}}}, "spec.model.cache"),
     ({"model": {"source": "a/b"}, "runtime": {"env": [{"name": "BAD NAME"}]}}, "spec.runtime.env[0].name"),
+    ({"model": {"source": "a/b"}, "runtime": {"env": [{"name": "A", "value": "1", "valueFrom": {
+        "fieldRef": {"fieldPath": "metadata.name"}}}]}}, "spec.runtime.env[0]"),
+    ({"model": {"source": "a/b"}, "runtime": {"env": [{"name": "A", "valueFrom": {
+        "fieldRef": {"fieldPath": "metadata.name"}, "secretKeyRef": {"key": "k"}}}]}}, "spec.runtime.env[0].valueFrom"),
 ]
 
 

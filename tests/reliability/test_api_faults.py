@@ -100,11 +100,6 @@ def test_a_create_that_keeps_failing_is_reported_then_retried(cluster, start_ope
     assert op.alive()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a reconcile that keeps failing is reported as Degraded/ReconcileFailed, but the next status "
-    "refresh (autoscaler daemon, pod/Deployment events, recheck timer) recomputes the conditions without "
-    "the failure and flips Degraded back to False (plus a 'Recovered' event) while the spec is still not "
-    "applied. See the report / docs/reliability.md."))
 def test_a_write_that_keeps_failing_stays_reported(cluster, start_operator):
     kube = cluster.kube
     op = start_operator()

@@ -237,10 +237,6 @@ def test_the_operator_reconciles_a_sample_of_valid_specs(operated, case):
     server.kube.delete(f"{LLMDS}/{name}")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: crds/llmdeployment.yaml types runtime.env[].valueFrom as x-kubernetes-preserve-unknown-fields, "
-    "so a malformed EnvVarSource is accepted and the planned Deployment is then refused by the API server "
-    "on every reconcile (Degraded ReconcileFailed forever) instead of the LLMDeployment being refused."))
 def test_a_malformed_env_value_from_is_refused_by_the_schema(server):
     spec = {"model": {"source": "org/name"},
             "runtime": {"env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": "not-an-object"}}]}}
