@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -82,9 +83,18 @@ async def serve(args: argparse.Namespace) -> None:
     await runner.cleanup()
 
 
+def configure_logging() -> None:
+    """Log warnings and errors (internal errors with their tracebacks) of every library, and
+    the server's own notes (e.g. why each watch ended), to stderr."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("foresail.kubetest").setLevel(logging.INFO)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the chosen ``dev`` tool."""
     if args.dev_command == "apiserver":
+        configure_logging()
         asyncio.run(serve(args))
         return 0
     print(f"unknown dev tool {args.dev_command}", file=sys.stderr)

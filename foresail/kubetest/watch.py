@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import time
 from typing import Any
 
@@ -14,6 +16,8 @@ from .resources import ResourceType
 from .selectors import Matcher, field_matcher, label_matcher
 from .store import Event, Obj, Store, namespace_of
 from .tables import to_table, wants_table
+
+log = logging.getLogger(__name__)
 
 _LIVENESS_CHECK_S = 1.0  # how often an idle stream checks that its client is still there
 
@@ -96,6 +100,7 @@ async def serve_watch(request: web.Request, store: Store, rt: ResourceType,
     initial = [] if since is not None else [
         o for o in store.objects(rt.key, watch_filter.namespace) if watch_filter.matches(o)]
     replay, sub = store.subscribe(rt.key, since)
+    watch = f"{request.method} {request.path_qs}"
     try:
         await response.prepare(request)
         for obj in initial:
@@ -104,41 +109,70 @@ async def serve_watch(request: web.Request, store: Store, rt: ResourceType,
             translated = watch_filter.translate(event)
             if translated:
                 await response.write(_line(*translated))
-        await _stream(request, response, store, sub, watch_filter, timeout,
-                      bookmark_interval_s if bookmarks else None)
+        reason = await _stream(request, response, store, sub, watch_filter, timeout,
+                               bookmark_interval_s if bookmarks else None)
         await response.write_eof()
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+        log.info("watch %s ended: %s", watch, reason)
+    except ConnectionResetError as exc:
+        log.info("watch %s ended: client disconnected (%s)", watch, exc)
+    except asyncio.CancelledError:
+        log.info("watch %s ended: cancelled", watch)
+        raise
+    except Exception as exc:  # end the stream as the real server does: an ERROR event
+        if not response.prepared:
+            raise
+        log.exception("watch %s failed", watch)
+        error = ApiError(500, f"Internal error occurred: {exc}")
+        with contextlib.suppress(ConnectionResetError):
+            await response.write(_line("ERROR", error.status()))
+            await response.write_eof()
     finally:
         store.unsubscribe(sub)
     return response
 
 
+async def _next_event(queue: asyncio.Queue[Event | None], wait: float) -> Event | None | bool:
+    """The next queued event (None: the stream was closed), at once if one is queued, else
+    within ``wait`` seconds; False if none came.
+
+    ``asyncio.wait_for(queue.get(), 0)`` cancels the ``get`` before it runs, so it times out
+    even when events are queued: a due deadline must never hide queued events.
+    """
+    if not queue.empty():
+        return queue.get_nowait()
+    if wait <= 0:
+        return False
+    try:
+        return await asyncio.wait_for(queue.get(), wait)
+    except TimeoutError:
+        return False
+
+
 async def _stream(request: web.Request, response: web.StreamResponse, store: Store, sub: Any,
                   watch_filter: WatchFilter, timeout: float | None,
-                  bookmark_every: float | None) -> None:
+                  bookmark_every: float | None) -> str:
+    """Write live events (and due bookmarks) until the stream should end; returns why."""
     loop_start = time.monotonic()
+    end = loop_start + timeout if timeout else None
     next_bookmark = loop_start + bookmark_every if bookmark_every else None
     while request.transport is not None and not request.transport.is_closing():
         now = time.monotonic()
-        deadlines = [t for t in (next_bookmark, loop_start + timeout if timeout else None) if t]
-        wait = max(0.0, min([*deadlines, now + _LIVENESS_CHECK_S]) - now)
-        try:
-            event = await asyncio.wait_for(sub.queue.get(), wait)
-        except TimeoutError:
-            event = False
+        deadlines = [t for t in (next_bookmark, end) if t]
+        event = await _next_event(sub.queue, min([*deadlines, now + _LIVENESS_CHECK_S]) - now)
         if event is None:
-            return
+            return "closed by the server"
         if event:
             translated = watch_filter.translate(event)
             if translated:
                 await response.write(_line(*translated))
         now = time.monotonic()
-        if timeout and now >= loop_start + timeout:
-            return
+        if end and now >= end:
+            return "timeoutSeconds reached"
+        # A bookmark's version is the store's newest: only true once every queued event is out.
         if next_bookmark and now >= next_bookmark and sub.queue.empty():
             rt = watch_filter.rt
             await response.write(_line("BOOKMARK", {
                 "kind": rt.kind, "apiVersion": rt.api_version,
                 "metadata": {"resourceVersion": str(store.resource_version)}}))
             next_bookmark = now + (bookmark_every or 0)
+    return "client disconnected"
