@@ -3,6 +3,11 @@
 Every feature is relative to the series' recent level (a log ratio), so one model serves series of any
 size, and NaN (a metrics gap) is replaced by "same as the level" with flags that say data is missing.
 Everything is vectorised over forecast origins: row ``i`` of the matrix uses ``x[: i + 1]`` only.
+
+Every window is a number of STEPS, not seconds: a step stands for one minute of the public traces the
+prior was trained on, so the same model (and the shipped prior) applies at any ``step_s``. At 60-s steps
+the windows are the wall-clock ones (a day is 1,440 steps); on an accelerated clock (the local demo, one
+5-s step per trace minute) they follow the trace's own time.
 """
 
 from __future__ import annotations
@@ -11,28 +16,33 @@ import math
 
 import numpy as np
 
-DAY_S = 86400.0
-WEEK_S = 7 * DAY_S
+DAY_STEPS = 1440  # a step stands for one trace minute
+WEEK_STEPS = 7 * DAY_STEPS
+RECENT_STEPS = 60  # the window in which the forecaster needs a few observed steps
+LOOKBACK_STEPS = WEEK_STEPS + 120  # the features look back one week and two hours at most
 CLIP = 5.0  # log-ratio clip: outliers beyond e^5 (x148) of the level do not dominate a fit
 
-_LAGS = (0, 1, 2, 3, 5, 9)  # in steps
-_MEANS_S = (300.0, 1800.0, 3600.0, 3 * 3600.0, DAY_S)
-_DAILY_OFFSETS_S = (0.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
-_WEEKLY_OFFSETS_S = (0.0, 600.0, 1800.0, 3600.0)
+# all in steps
+_LAGS = (0, 1, 2, 3, 5, 9)
+_MEANS = (5, 30, 60, 180, DAY_STEPS)
+_DAILY_OFFSETS = (0, 5, 10, 20, 30, 60)
+_WEEKLY_OFFSETS = (0, 10, 30, 60)
+_LEVEL, _HOUR, _HALF = 10, 60, 5  # the level is the mean of the last 10 steps; dispersion over 60
 
 FEATURE_NAMES: list[str] = (
     [f"lag{k}" for k in _LAGS]
-    + [f"mean{int(s)}s" for s in _MEANS_S]
-    + ["level_10min_ago", "cv_1h", "zeros_1h", "gaps_1h"]
-    + [f"daily{int(o)}s" for o in _DAILY_OFFSETS_S]
-    + [f"weekly{int(o)}s" for o in _WEEKLY_OFFSETS_S]
+    + [f"mean{k}" for k in _MEANS]
+    + ["level_10_steps_ago", "cv_60", "zeros_60", "gaps_60"]
+    + [f"daily+{o}" for o in _DAILY_OFFSETS]
+    + [f"weekly+{o}" for o in _WEEKLY_OFFSETS]
     + ["has_daily", "has_weekly", "tod_sin", "tod_cos", "tod_sin2", "tod_cos2", "weekend"]
 )
 
 
-def steps(seconds: float, step_s: float) -> int:
-    """A duration in whole steps, at least one."""
-    return max(1, int(round(seconds / step_s)))
+def _phase(t_end_steps: np.ndarray | float) -> tuple:
+    """Time of day (radians) and day of week (Monday = 0) of a step count since the epoch."""
+    day = np.asarray(t_end_steps, dtype=float) / DAY_STEPS
+    return 2 * np.pi * (day % 1.0), np.floor(day + 3) % 7  # the Unix epoch was a Thursday
 
 
 def rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
@@ -82,12 +92,12 @@ def last_features(x: np.ndarray, step_s: float, t0_s: float) -> tuple[np.ndarray
         hi = n - back
         return _nanmean(series[max(0, hi - width) : max(0, hi)]) if hi > 0 else math.nan
 
-    w10, w1h, w1d = steps(600, step_s), steps(3600, step_s), steps(DAY_S, step_s)
+    w10, w1h, w1d = _LEVEL, _HOUR, DAY_STEPS
     m10, m1h, m1d = mean(w10), mean(w1h), mean(w1d)
     level = m10 if m10 == m10 else m1h if m1h == m1h else m1d
     eps = 0.05 * (m1h if m1h == m1h else 0.0) + 0.05 * (m1d if m1d == m1d else 0.0) + 1e-9
     row = [_r(mean(1, k), level, eps) for k in _LAGS]
-    row += [_r(mean(steps(s, step_s)), level, eps) for s in _MEANS_S]
+    row += [_r(mean(k), level, eps) for k in _MEANS]
     row.append(_r(mean(w10, w10), level, eps))
     tail = x[max(0, n - w1h) :]
     if m1h == m1h:
@@ -99,20 +109,17 @@ def last_features(x: np.ndarray, step_s: float, t0_s: float) -> tuple[np.ndarray
     valid = tail[tail == tail]
     row.append(float(np.count_nonzero(valid == 0)) / len(valid) if len(valid) else 0.0)
     row.append(float(len(tail) - len(valid)) / len(tail) if len(tail) else math.nan)
-    half = steps(300, step_s)
     has = []
-    for period_s, offsets in ((DAY_S, _DAILY_OFFSETS_S), (WEEK_S, _WEEKLY_OFFSETS_S)):
-        p = steps(period_s, step_s)
-        base = mean(w10, p - half)
+    for p, offsets in ((DAY_STEPS, _DAILY_OFFSETS), (WEEK_STEPS, _WEEKLY_OFFSETS)):
+        base = mean(w10, p - _HALF)
         for o in offsets:
-            val = mean(w10, p - half - int(round(o / step_s)))
+            val = mean(w10, p - _HALF - o)
             row.append(_r(val, level, eps) if o == 0 else _r(val, base, eps))
         has.append(0.0 if base != base else 1.0)
     row += has
-    t = t0_s + n * step_s
-    tod = 2 * math.pi * (t % DAY_S) / DAY_S
+    tod, dow = _phase(t0_s / step_s + n)
     row += [math.sin(tod), math.cos(tod), math.sin(2 * tod), math.cos(2 * tod)]
-    row.append(1.0 if (math.floor(t / DAY_S + 3) % 7) >= 5 else 0.0)
+    row.append(1.0 if dow >= 5 else 0.0)
     return np.array([row]), level, eps
 
 
@@ -131,13 +138,13 @@ def make_features(x: np.ndarray, step_s: float, t0_s: float) -> tuple[np.ndarray
         """Mean of ``series`` over ``width`` steps ending ``back`` steps before each origin."""
         return _shift(rolling_mean(series, width), back)
 
-    w10, w1h, w1d = steps(600, step_s), steps(3600, step_s), steps(DAY_S, step_s)
+    w10, w1h, w1d = _LEVEL, _HOUR, DAY_STEPS
     m10, m1h, m1d = mean(w10), mean(w1h), mean(w1d)
     level = np.where(np.isnan(m10), m1h, m10)
     level = np.where(np.isnan(level), m1d, level)
     eps = 0.05 * np.nan_to_num(m1h) + 0.05 * np.nan_to_num(m1d) + 1e-9
     cols: list[np.ndarray] = [_ratio(mean(1, k), level, eps) for k in _LAGS]
-    cols += [_ratio(mean(steps(s, step_s)), level, eps) for s in _MEANS_S]
+    cols += [_ratio(mean(k), level, eps) for k in _MEANS]
     cols.append(_ratio(mean(w10, w10), level, eps))
     with np.errstate(invalid="ignore"):
         sd = np.sqrt(np.maximum(mean(w1h, 0, sq) - m1h * m1h, 0.0))
@@ -145,20 +152,16 @@ def make_features(x: np.ndarray, step_s: float, t0_s: float) -> tuple[np.ndarray
     cols.append(np.nan_to_num(mean(w1h, 0, zeros)))
     cols.append(mean(w1h, 0, gaps))
     # Seasonal shape: 10-min means around the same time yesterday / last week, at offsets ahead of it.
-    half = steps(300, step_s)
     has = []
-    for period_s, offsets in ((DAY_S, _DAILY_OFFSETS_S), (WEEK_S, _WEEKLY_OFFSETS_S)):
-        p = steps(period_s, step_s)
-        base = mean(w10, p - half)  # the 10-min mean centred on (origin - period)
+    for p, offsets in ((DAY_STEPS, _DAILY_OFFSETS), (WEEK_STEPS, _WEEKLY_OFFSETS)):
+        base = mean(w10, p - _HALF)  # the 10-step mean centred on (origin - period)
         for o in offsets:
-            val = mean(w10, p - half - int(round(o / step_s)))
+            val = mean(w10, p - _HALF - o)
             cols.append(_ratio(val, level, eps) if o == 0 else _ratio(val, base, eps))
         has.append((~np.isnan(base)).astype(float))
     cols += has
-    t = t0_s + (np.arange(n) + 1) * step_s  # end of each origin step
-    tod = 2 * np.pi * (t % DAY_S) / DAY_S
+    tod, dow = _phase(t0_s / step_s + np.arange(n) + 1)  # end of each origin step, in steps
     cols += [np.sin(tod), np.cos(tod), np.sin(2 * tod), np.cos(2 * tod)]
-    dow = np.floor(t / DAY_S + 3) % 7  # the Unix epoch was a Thursday: Monday = 0
     cols.append((dow >= 5).astype(float))
     return np.column_stack(cols), level, eps
 

@@ -2,11 +2,15 @@
 
 A ridge regression (scikit-learn) on level-free log-ratio features (``features.py``) predicts the log
 ratio of the rate ``h`` steps ahead to the recent level, for every ``h`` at once. It starts from a prior
-model trained on public traces (``prior.py``) and, once the deployment has ``own_min_history_s`` of its
-own history, refits every ``refit_every_s`` with a ridge penalty that pulls it towards the prior rather
-than towards zero. Quantiles are conformal: the empirical quantiles, per horizon, of the errors this
-forecaster actually made on this series (the prior's errors until enough have been seen), so the p90
-stays calibrated where the series is harder or easier than the public traces.
+model trained on public traces (``prior.py``) and, once the deployment has ``own_min_history_steps``
+of its own history, refits every ``refit_every_steps`` with a ridge penalty that pulls it towards the
+prior rather than towards zero. Quantiles are conformal: the empirical quantiles, per horizon, of the
+errors this forecaster actually made on this series (the prior's errors until enough have been seen),
+so the p90 stays calibrated where the series is harder or easier than the public traces.
+
+Every history requirement is a number of steps, like the features: the prior applies at any ``step_s``
+(one step stands for one minute of the traces it was trained on), so a forecaster at 5-s steps forecasts
+after its first few steps just as one at 60-s steps does.
 """
 
 from __future__ import annotations
@@ -64,10 +68,10 @@ class DemandForecaster:
         quantiles: tuple[float, ...] = (0.5, 0.9),
         alpha: float = 300.0,
         prior: PriorModel | str | None = "default",
-        min_history_s: float = 180.0,
-        own_min_history_s: float = 2 * features.DAY_S,
-        max_history_s: float = 15 * features.DAY_S,
-        refit_every_s: float = 6 * 3600.0,
+        min_history_steps: int = 3,
+        own_min_history_steps: int = 2 * features.DAY_STEPS,
+        max_history_steps: int = 15 * features.DAY_STEPS,
+        refit_every_steps: int = 360,
         calib_size: int = 1440,
         calib_min: int = 60,
     ) -> None:
@@ -76,10 +80,10 @@ class DemandForecaster:
         self.quantiles = quantiles
         self.alpha = alpha
         self.prior = prior
-        self.min_history_s = min_history_s
-        self.own_min_history_s = own_min_history_s
-        self.max_history_s = max_history_s
-        self.refit_every_s = refit_every_s
+        self.min_history_steps = min_history_steps
+        self.own_min_history_steps = own_min_history_steps
+        self.max_history_steps = max_history_steps
+        self.refit_every_steps = refit_every_steps
         self.calib_size = calib_size
         self.calib_min = calib_min
         self._reset()
@@ -87,10 +91,8 @@ class DemandForecaster:
     # ---- state -------------------------------------------------------------------------------
     def _reset(self) -> None:
         self.prior_: PriorModel | None = load_prior() if self.prior == "default" else self.prior  # type: ignore[assignment]
-        if self.prior_ is not None and self.prior_.step_s != self.step_s:
-            self.prior_ = None  # a prior trained at another resolution does not apply
-        self.horizon_steps_ = max(1, math.ceil(self.horizon_s / self.step_s))
-        self._lookback = features.steps(features.WEEK_S + 2 * 3600, self.step_s)
+        self.horizon_steps_ = max(1, math.ceil(self.horizon_s / self.step_s - 1e-9))
+        self._lookback = features.LOOKBACK_STEPS
         if self.prior_ is not None:
             self.horizon_steps_ = min(self.horizon_steps_, self.prior_.horizon_steps)
         self.start_bucket_: int | None = None  # absolute bucket index of history_[0]
@@ -128,7 +130,7 @@ class DemandForecaster:
             grow = max(need - len(self.sums_), 256)
             self.sums_ = np.concatenate((self.sums_, np.zeros(grow)))
             self.weights_ = np.concatenate((self.weights_, np.zeros(grow)))
-        keep = math.ceil(self.max_history_s / self.step_s)
+        keep = max(self.max_history_steps, self._lookback)
         drop = last - self.start_bucket_ + 1 - keep
         if drop > 0:
             self.sums_ = self.sums_[drop:]
@@ -194,10 +196,10 @@ class DemandForecaster:
         if self.start_bucket_ is None:
             return
         last = self.start_bucket_ + len(self.weights_) - 1
-        due = self.fitted_at_bucket_ is None or (last - self.fitted_at_bucket_) * self.step_s >= self.refit_every_s
+        due = self.fitted_at_bucket_ is None or last - self.fitted_at_bucket_ >= self.refit_every_steps
         if not (due or force):
             return
-        if self._n_observed() * self.step_s < self.own_min_history_s:
+        if self._n_observed() < self.own_min_history_steps:
             return
         x = self.history_
         nz = np.nonzero(self.weights_ > 0)[0]
@@ -280,20 +282,20 @@ class DemandForecaster:
             x = np.where(w > 0, self.sums_[lo:hi] / np.maximum(w, 1e-12), np.nan)
         if len(x) < hi - lo:
             x = np.concatenate((x, np.full(hi - lo - len(x), np.nan)))
-        recent = x[-features.steps(3600, self.step_s) :]
+        recent = x[-features.RECENT_STEPS :]
         n_recent = int(np.count_nonzero(~np.isnan(recent)))
         if self.coef_ is None and self.prior_ is None:
             fc = Forecast(
                 False,
-                f"only {self._n_observed() * self.step_s / 3600:.1f} h of history and no prior model; "
-                f"the forecaster needs {self.own_min_history_s / 3600:.0f} h",
+                f"no prior model and only {self._n_observed()} steps of {self.step_s:g} s of history; "
+                f"without a prior the forecaster needs {self.own_min_history_steps} steps of its own",
                 step_s=self.step_s,
             )
-        elif n_recent * self.step_s < self.min_history_s:
+        elif n_recent < self.min_history_steps:
             fc = Forecast(
                 False,
-                f"only {n_recent * self.step_s / 60:.0f} min of demand in the last hour; "
-                f"the forecaster needs {self.min_history_s / 60:.0f} min",
+                f"only {n_recent} of the last {features.RECENT_STEPS} steps of {self.step_s:g} s have demand data; "
+                f"the forecaster needs {self.min_history_steps}",
                 step_s=self.step_s,
             )
         else:

@@ -32,9 +32,10 @@ class PolicyConfig:
     scale_to_zero: bool = False
     idle_s: float = 600.0  # scale_to_zero: no demand for this long (and none forecast) allows 0 replicas
     predictive: bool = True  # False: reactive only
-    queue_drain_s: float = 60.0  # queued demand is planned to drain within this time
+    queue_drain_s: float = 60.0  # queued demand is planned to drain within this time of replicas being ready
     error_window: int = 60  # recent forecasts checked for misses
     max_headroom: float = 2.0  # cap of the widening factor
+    burst_window_s: float = 3600.0  # while forecasts fall short, hold the highest demand seen this long (0: never)
     unit: str = "req/s"
 
     def __post_init__(self) -> None:
@@ -106,6 +107,7 @@ class ForesailPolicy:
         self._step_s = forecast_step_s
         self.forecaster = self._new_forecaster()
         self._recs: deque[tuple[float, int]] = deque()
+        self._peaks: deque[tuple[float, float]] = deque()  # (time, demand), decreasing: the recent peak first
         self._checks: deque[tuple[float, float]] = deque()  # (target time, forecast upper) awaiting actuals
         self._misses: deque[bool] = deque(maxlen=config.error_window)
         self._last_demand_s: float | None = None
@@ -179,8 +181,13 @@ class ForesailPolicy:
             self._last_demand_s = obs.time_s
         elif self._last_demand_s is None:
             self._last_demand_s = obs.time_s
-        need_now = demand + waiting / c.queue_drain_s
+        # a backlog keeps growing until the replicas asked for now are ready, so plan to drain what it will be
+        # then: the queue now plus the excess over the ready replicas' capacity for one cold start
+        short = max(0.0, demand - max(int(obs.ready_replicas), 0) * c.capacity) if waiting > 0 else 0.0
+        backlog_then = waiting + short * c.cold_start_s
+        need_now = demand + backlog_then / c.queue_drain_s
         floor = math.ceil(need_now / c.capacity - 1e-9)
+        demand_floor = math.ceil(demand / c.capacity - 1e-9)
         headroom = self._headroom(obs)
 
         predicted = None
@@ -196,7 +203,14 @@ class ForesailPolicy:
                 f_up = raw_up * headroom
                 predicted = math.ceil(f_up / c.capacity - 1e-9)
                 self._checks.append((end, fc.window(end - c.interval_s, end, c.quantile)))
-        target = max(floor, predicted or 0)
+        # burst memory: on a series whose bursts the forecast keeps missing, hold the recent peak
+        while self._peaks and self._peaks[-1][1] <= demand:
+            self._peaks.pop()
+        self._peaks.append((obs.time_s, demand))
+        while len(self._peaks) > 1 and self._peaks[0][0] <= obs.time_s - c.burst_window_s:
+            self._peaks.popleft()
+        burst = math.ceil(self._peaks[0][1] / c.capacity - 1e-9) if headroom > 1.0 and c.predictive else 0
+        target = max(floor, predicted or 0, burst)
 
         idle_for = obs.time_s - (self._last_demand_s if self._last_demand_s is not None else obs.time_s)
         to_zero = (
@@ -236,8 +250,19 @@ class ForesailPolicy:
             )
             if headroom > 1.0:
                 why += f" (headroom widened x{headroom:.2f} after recent forecast misses)"
+        elif burst > max(floor, predicted or 0) and target == burst:
+            why = (
+                f"holding the peak demand of the last {c.burst_window_s:.0f} s ({burst} replica"
+                f"{'s' if burst != 1 else ''}) because recent forecasts fell short of demand more often than "
+                f"p{round(c.quantile * 100)} allows (headroom x{headroom:.2f})"
+            )
         elif target == floor and floor > 0:
-            why = f"current demand {need_now:.3g} {u} needs {floor} replica{'s' if floor != 1 else ''} at {c.capacity:.3g} {u} each"
+            drain = (
+                f" plus draining within {c.queue_drain_s:.0f} s the backlog it will have left by the time new "
+                f"replicas are ready ({backlog_then:.3g} {u.split('/')[0]})" if floor > demand_floor else ""
+            )
+            why = (f"current demand {demand:.3g} {u}{drain} needs {floor} replica{'s' if floor != 1 else ''} "
+                   f"at {c.capacity:.3g} {u} each")
             if fc is not None and not fc.ready:
                 why += f"; reactive only: {fc.reason}"
             elif not c.predictive:

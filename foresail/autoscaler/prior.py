@@ -1,7 +1,9 @@
 """The prior forecaster shipped with the package, trained on public LLM traces (see data/NOTICE.md).
 
 It is a pooled ridge regression on level-free features, so it forecasts any deployment from its first
-minutes; ``DemandForecaster`` then refits towards the deployment's own history. The artifact is plain
+steps; ``DemandForecaster`` then refits towards the deployment's own history. Its features count steps,
+not seconds, so it applies at any forecast step (``step_s`` records the step of the traces it learnt
+from: one step stands for one minute of them). The artifact is plain
 JSON (coefficients and residual quantiles), small, and safe to load (no pickle).
 """
 

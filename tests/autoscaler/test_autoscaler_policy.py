@@ -46,6 +46,13 @@ def test_queue_raises_the_reactive_floor():
     assert p.decide(obs(0.0, 2.0, 1, waiting=240.0)).reactive_floor == 3  # (2 + 240/60) / 2
 
 
+def test_the_floor_drains_the_backlog_that_builds_up_during_the_cold_start():
+    p = ForesailPolicy(PolicyConfig(capacity=2.0, cold_start_s=120.0, predictive=False, queue_drain_s=60.0))
+    d = p.decide(obs(0.0, 6.0, 1, waiting=60.0))  # 4 req/s short: 60 + 4 x 120 = 540 queued when new ones serve
+    assert d.reactive_floor == 8 and d.replicas == 8  # (6 + 540/60) / 2 = 7.5
+    assert "backlog" in d.reason and "540" in d.reason
+
+
 def test_predictive_decision_uses_the_forecast_and_respects_max():
     p = ForesailPolicy(CFG)
     t = np.arange(1, 6 * 60 + 1) * 60.0
@@ -98,3 +105,44 @@ def test_capacity_model_learns_from_saturated_throughput():
     m2 = CapacityModel(initial=2.0, min_samples=1, ttft_slo_s=1.0)
     m2.observe(throughput=4.0, waiting=0, ready_replicas=2, ttft_p90=2.0)
     assert m2.capacity == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("step_s", [5.0, 15.0])
+def test_forecasts_from_the_first_steps_at_any_forecast_step(step_s):
+    # the demo's accelerated clock: one 5-s step stands for one trace minute; the prior applies there too
+    cfg = PolicyConfig(capacity=1.0, cold_start_s=15.0, interval_s=step_s, max_replicas=50)
+    p = ForesailPolicy(cfg, forecast_step_s=step_s)
+    current, decisions = 1, []
+    for k in range(1, 13):
+        d = p.decide(obs(k * step_s, 4.0 + k, current))  # a steady ramp
+        decisions.append(d)
+        current = d.replicas
+    assert not decisions[0].forecast_ready and "steps" in decisions[0].reason
+    ready = [d for d in decisions if d.forecast_ready]
+    assert len(ready) >= 8 and p.last_forecast.ready and p.last_forecast.reason == "prior model"
+    last = decisions[-1]
+    assert 10 < last.forecast_median < 40 and last.forecast_upper >= last.forecast_median
+    assert "forecast p90" in last.reason or last.replicas == last.reactive_floor
+    no_prior = ForesailPolicy(cfg, prior=None, forecast_step_s=step_s)
+    d = no_prior.decide(obs(step_s, 3.0, 1))
+    d = no_prior.decide(obs(2 * step_s, 3.0, d.replicas))
+    assert not d.forecast_ready and "no prior model" in d.reason and "steps" in d.reason
+
+
+def test_bursts_the_forecast_keeps_missing_hold_the_recent_peak():
+    t = np.arange(1, 6 * 60 + 1) * 60.0
+    out = {}
+    for window in (0.0, 3600.0):
+        cfg = PolicyConfig(capacity=1.0, cold_start_s=120.0, interval_s=60.0, max_replicas=50, burst_window_s=window)
+        p = ForesailPolicy(cfg)
+        p.warm_start(t, np.full(len(t), 2.0))
+        d = p.decide(obs(t[-1] + 60.0, 2.0, 2))
+        assert "holding the peak" not in d.reason  # no forecast misses yet: nothing is held
+        p._misses.extend([True] * 20)  # the forecasts kept falling short of demand
+        d = p.decide(obs(t[-1] + 120.0, 30.0, d.replicas))
+        for k in range(3, 12):
+            d = p.decide(obs(t[-1] + 60.0 * k, 1.0, d.replicas))
+        out[window] = d
+    held = out[3600.0]
+    assert held.replicas >= 30 and "holding the peak demand of the last 3600 s (30 replicas)" in held.reason
+    assert out[0.0].replicas < 30 and "holding the peak" not in out[0.0].reason
