@@ -220,23 +220,25 @@ class ForesailPolicy:
             and idle_for >= c.idle_s
             and (f_up is None or f_up < 0.5 * c.capacity)
         )
-        if to_zero or (c.scale_to_zero and current == 0 and target == 0):
-            lower = 0
+        if to_zero:
+            target = 0
+        elif c.scale_to_zero and current == 0 and target == 0:
+            pass  # stay at zero while nothing is demanded or forecast
         else:
             lower = max(c.min_replicas, 1) if c.scale_to_zero else c.min_replicas
-        target = min(max(target, lower), c.max_replicas)
+            target = min(max(target, lower), c.max_replicas)
 
         # scale-down stabilisation: the highest recommendation of the window, never below the floor;
         # a (re)started policy counts the replicas it found as a recommendation, so it does not drop them at once
         if not self._recs:
             self._recs.append((obs.time_s, min(current, c.max_replicas)))
         self._recs.append((obs.time_s, target))
-        while self._recs and self._recs[0][0] <= obs.time_s - c.scale_down_stabilization_s:
+        while self._recs and self._recs[0][0] < obs.time_s - c.scale_down_stabilization_s:
             self._recs.popleft()
         replicas = target
         held_by_window = False
         if target < current and not to_zero:
-            window_max = max(r for _, r in self._recs)
+            window_max = max((r for _, r in self._recs), default=target)
             replicas = min(current, max(window_max, target))
             held_by_window = replicas > target
         replicas = min(max(replicas, 0), c.max_replicas)

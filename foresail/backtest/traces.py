@@ -21,6 +21,9 @@ import numpy as np
 import pandas as pd
 
 
+MAX_STEPS = 10_000_000  # a bigger grid is a unit mistake, not a trace
+
+
 class TraceError(ValueError):
     """A trace file that cannot be used, with a message that says why."""
 
@@ -113,6 +116,8 @@ def _from_requests(name: str, times_s: np.ndarray, tokens: np.ndarray | None, gr
     t0 = math.floor(times_s[0])
     idx = np.floor(times_s - t0).astype(int)
     n = int(idx[-1]) + 1
+    if n > MAX_STEPS:
+        raise TraceError(f"{name}: the trace spans {n:,} s (more than {MAX_STEPS:,}); check the time unit")
     arrivals = np.bincount(idx, minlength=n).astype(float)
     tok = np.bincount(idx, weights=tokens, minlength=n) if tokens is not None else None
     return Trace(name, 1.0, arrivals, tok, float(t0), group=group)
@@ -155,16 +160,19 @@ def load_mooncake(path: Path) -> Trace:
     """Mooncake FAST'25 JSONL: ``timestamp`` (ms), ``input_length``, ``output_length``."""
     opener = gzip.open if path.suffix == ".gz" else open
     times, tokens = [], []
-    with opener(path, "rt") as fh:
-        for k, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                times.append(float(rec["timestamp"]) / 1000.0)
-                tokens.append(float(rec.get("input_length", 0)) + float(rec.get("output_length", 0)))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise TraceError(f"{path}: line {k} is not a Mooncake record ({exc})") from None
+    try:
+        with opener(path, "rt") as fh:
+            for k, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                    times.append(float(rec["timestamp"]) / 1000.0)
+                    tokens.append(float(rec.get("input_length", 0)) + float(rec.get("output_length", 0)))
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise TraceError(f"{path}: line {k} is not a Mooncake record ({exc})") from None
+    except (OSError, EOFError) as exc:  # a broken or truncated gzip file
+        raise TraceError(f"{path}: cannot read the file ({exc})") from None
     if any(t < 0 for t in times) or any(t < 0 for t in tokens):
         raise TraceError(f"{path}: negative timestamp or token count")
     name = "mooncake-" + path.name.split(".")[0].replace("_trace", "")
@@ -182,6 +190,9 @@ def _on_grid(path: Path, name: str, t: np.ndarray, rate_per_step: np.ndarray, to
     idx = np.round((t - t[0]) / step).astype(int)
     if np.any(np.abs(idx * step - (t - t[0])) > 1e-6 * step + 1e-6):
         raise TraceError(f"{path}: rows are not on a regular interval (step {step:g} s)")
+    if idx[-1] + 1 > MAX_STEPS:
+        raise TraceError(f"{path}: the trace spans {idx[-1] + 1:,} steps of {step:g} s "
+                         f"(more than {MAX_STEPS:,}); check the time column's unit")
     arrivals = np.zeros(idx[-1] + 1)
     arrivals[idx] = rate_per_step
     tok = None

@@ -22,12 +22,12 @@ DEMAND = st.one_of(st.none(), st.just(math.nan), st.just(math.inf), st.just(-mat
 @st.composite
 def configs(draw: st.DrawFn) -> PolicyConfig:
     low = draw(st.integers(0, 6))
-    to_zero = draw(st.booleans()) and low <= 1  # min >= 2 with scale-to-zero: see the xfail below
+    to_zero = draw(st.booleans())
     return PolicyConfig(
         min_replicas=low, max_replicas=draw(st.integers(max(low, 1), 20)),
         capacity=draw(st.floats(0.05, 50)), cold_start_s=draw(st.sampled_from([0.0, 30.0, 120.0, 600.0])),
         interval_s=draw(st.sampled_from([5.0, 15.0, 60.0])), quantile=draw(st.sampled_from([0.5, 0.9, 0.99])),
-        scale_down_stabilization_s=draw(st.sampled_from([1.0, 60.0, 300.0])),  # 0: see the xfail below
+        scale_down_stabilization_s=draw(st.sampled_from([0.0, 1.0, 60.0, 300.0])),
         scale_to_zero=to_zero, idle_s=draw(st.sampled_from([30.0, 600.0])),
         predictive=draw(st.booleans()))
 
@@ -86,10 +86,6 @@ def test_more_demand_never_yields_fewer_replicas(data, config, prior, low, extra
     assert more >= less, f"demand {low + extra:.3g} got {more} replicas but {low:.3g} got {less}"
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "BUG: foresail/autoscaler/policy.py ForesailPolicy.decide: with scale_down_stabilization_s=0 (the CRD "
-    "allows scaleDown.stabilizationSeconds: 0) the window loop pops every recommendation, including the one "
-    "just appended, and the next scale-down computes max() of an empty sequence: ValueError."))
 def test_zero_scale_down_stabilization_does_not_crash():
     p = ForesailPolicy(PolicyConfig(min_replicas=1, max_replicas=5, scale_down_stabilization_s=0.0,
                                     predictive=False), prior=None)
@@ -97,10 +93,6 @@ def test_zero_scale_down_stabilization_does_not_crash():
     assert p.decide(Observation(15.0, 1.0, provisioned_replicas=4)).replicas == 1  # scale down at once
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: foresail/autoscaler/policy.py ForesailPolicy.decide: with scale_to_zero and min_replicas >= 2, "
-    "when the idle test passes (to_zero) but the forecast still asks for 1 replica, `lower` is set to 0 and "
-    "the target (1) is returned: below min_replicas though not zero."))
 def test_scale_to_zero_never_stops_between_zero_and_min():
     config = PolicyConfig(min_replicas=2, max_replicas=2, capacity=1.0, cold_start_s=0.0, interval_s=15.0,
                           quantile=0.5, scale_down_stabilization_s=1.0, scale_to_zero=True, idle_s=30.0)
