@@ -1,8 +1,13 @@
 """Inference benchmark: the server against sequential generate() and padded static batching.
 
 On the same model in the same run (the builtin tiny model unless --model), for each concurrency C it
-sends C requests at once and measures generated tokens/s and median time to first token (TTFT):
-- ``server``: the real `foresail serve` process over HTTP (streaming, so TTFT is what a client sees);
+sends C requests at once and measures generated tokens/s and median time to first token (TTFT), each
+request's TTFT counted from the moment the wave starts (tokenization included) to its first new token:
+- ``server``: the real `foresail serve` process over HTTP, streaming; TTFT is when the client reads the
+  first chunk with text. The client is this one process, one asyncio loop, one aiohttp session whose
+  keep-alive connections (as many as the largest C) are opened before measuring, as an OpenAI client or
+  gateway keeps them: the figures are the server's, not TCP connection setup's. It reads the stream line
+  by line and parses JSON only for the final usage chunk, so that it takes little CPU from the server;
 - ``sequential``: the C requests one after another with ``model.generate()`` in this process;
 - ``static``: one left-padded batch of the C requests with ``model.generate()``.
 Then it measures cold start (process start to ready) for the tiny model and, if installed,
@@ -70,27 +75,29 @@ def metric(url: str, name: str) -> float:
     raise KeyError(name)
 
 
-async def _server_wave(url: str, concurrency: int, max_tokens: int) -> dict[str, Any]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as http:
-        async def one(i: int) -> tuple[float, int]:
-            body = {"prompt": PROMPT.format(i=i), "max_tokens": max_tokens, "temperature": 0, "stream": True,
-                    "stream_options": {"include_usage": True}}
-            sent, ttft, tokens = time.perf_counter(), None, 0
-            async with http.post(f"{url}/v1/completions", json=body) as rsp:
-                rsp.raise_for_status()
-                async for raw in rsp.content:
-                    line = raw.decode().strip()
-                    if not line.startswith("data: {"):
-                        continue
-                    ttft = ttft if ttft is not None else time.perf_counter() - sent
-                    chunk = json.loads(line[6:])
-                    if chunk.get("usage"):
-                        tokens = chunk["usage"]["completion_tokens"]
-            return ttft or 0.0, tokens
+async def _server_wave(http: aiohttp.ClientSession, url: str, concurrency: int, max_tokens: int) -> dict[str, Any]:
+    async def one(i: int) -> tuple[float, int]:
+        body = {"prompt": PROMPT.format(i=i), "max_tokens": max_tokens, "temperature": 0, "stream": True,
+                "stream_options": {"include_usage": True}}
+        ttft, last = None, b""
+        async with http.post(f"{url}/v1/completions", json=body) as rsp:
+            rsp.raise_for_status()
+            async for line in rsp.content:
+                if line.startswith(b"data: {"):
+                    ttft = ttft if ttft is not None else time.perf_counter() - start
+                    last = line
+        usage = json.loads(last[6:]).get("usage") if last else None  # the last chunk carries the usage
+        return ttft or 0.0, usage["completion_tokens"] if usage else 0
 
-        start = time.perf_counter()
-        results = await asyncio.gather(*[one(i) for i in range(concurrency)])
-        return _summary(time.perf_counter() - start, [t for t, _ in results], sum(n for _, n in results))
+    start = time.perf_counter()
+    results = await asyncio.gather(*[one(i) for i in range(concurrency)])
+    return _summary(time.perf_counter() - start, [t for t, _ in results], sum(n for _, n in results))
+
+
+async def _open_session(connections: int) -> aiohttp.ClientSession:
+    """A client session that keeps up to ``connections`` connections open between waves."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections),
+                                 timeout=aiohttp.ClientTimeout(total=600))
 
 
 def _summary(seconds: float, ttfts: list[float], tokens: int) -> dict[str, Any]:
@@ -143,9 +150,9 @@ def static_batch(model: Any, tokenizer: Any, concurrency: int, max_tokens: int, 
     import torch
 
     tokenizer.padding_side = "left"
-    ids = tokenizer([PROMPT.format(i=i) for i in range(concurrency)], return_tensors="pt", padding=True)
     streamer = _FirstToken()
     start = time.perf_counter()
+    ids = tokenizer([PROMPT.format(i=i) for i in range(concurrency)], return_tensors="pt", padding=True)
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=max_tokens, do_sample=False, eos_token_id=eos,
                              pad_token_id=tokenizer.pad_token_id, streamer=streamer)
@@ -196,14 +203,18 @@ def run_bench(concurrencies: list[int], max_tokens: int, threads: int, repeats: 
     sequential(model, tokenizer, 1, 8, eos)  # warm-up
     results: dict[str, dict[int, dict]] = {"server": {}, "sequential": {}, "static": {}}
     proc, url, _ = start_server(BUILTIN_TINY, threads)
+    runner = asyncio.Runner()  # one loop and one session for every wave, so that connections are kept
     try:
-        asyncio.run(_server_wave(url, 4, 8))  # warm-up
+        http = runner.run(_open_session(max(concurrencies)))
+        runner.run(_server_wave(http, url, max(concurrencies), 8))  # warm-up; opens every connection
         for c in concurrencies:  # the methods side by side, so that load from elsewhere hits them alike
             seq_repeats = repeats if c <= 8 else 1  # a long run already averages; keeps the bench to minutes
             results["sequential"][c] = _best(lambda: sequential(model, tokenizer, c, max_tokens, eos), seq_repeats)
             results["static"][c] = _best(lambda: static_batch(model, tokenizer, c, max_tokens, eos), repeats)
-            results["server"][c] = _best(lambda: asyncio.run(_server_wave(url, c, max_tokens)), repeats)
+            results["server"][c] = _best(lambda: runner.run(_server_wave(http, url, c, max_tokens)), repeats)
+        runner.run(http.close())
     finally:
+        runner.close()
         stop_server(proc)
     return {"max_tokens": max_tokens, "threads": threads, "repeats": repeats, "results": results,
             "cold_start": cold_starts(threads) if with_cold_start else {}}

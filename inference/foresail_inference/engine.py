@@ -25,7 +25,15 @@ from .sampling import SamplingParams, build_processors
 
 
 PAGE_SIZE = 16  # tokens per KV-cache page; admission rounds each request up to whole pages
-MAX_BATCH_TOKENS = 1024  # tokens per forward pass; bounds the attention mask (batch x cache) in memory
+# Tokens per forward pass (transformers' chunked prefill budget). Kept small for time to first token: with
+# SDPA on CPU the manager packs every request of a step into one attention masked block-diagonally, so a
+# step costs the square of its tokens (1024 prompt tokens: ~100 ms on one core, 45% of it attention, vs
+# ~13 ms for 272). Requests arrive over HTTP a few at a time; one that lands while a large prefill runs
+# waits for all of it. 256 keeps each step short and the total prefill work low, and still leaves room
+# for 256 decoding requests per step. Measured over HTTP, 32 concurrent 34-token prompts, one torch thread,
+# servers side by side on a shared machine, best of 6: median TTFT 68 ms at 256 vs 121 at 1024 (one run),
+# 73 ms at 256 vs 86 at 128 and 89 at 512 (another), same throughput.
+MAX_BATCH_TOKENS = 256
 
 
 @dataclass(frozen=True)
