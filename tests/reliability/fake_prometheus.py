@@ -1,0 +1,110 @@
+"""A tiny HTTP server that speaks Prometheus's instant-query API and can be told to misbehave.
+
+Why a fake: a real Prometheus cannot be made to answer malformed JSON, a non-vector result to a
+vector query, or to stall past a client's timeout on demand. In "good" mode it answers
+`GET|POST /api/v1/query` exactly as Prometheus does (the envelope
+`{"status":"success","data":{"resultType":"vector","result":[{"metric":{...},"value":[ts,"1.5"]}]}}`,
+values as strings, NaN as "NaN", +Inf as "+Inf"); `test_prometheus_faults.py` checks that envelope
+against a real Prometheus.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+from foresail_operator.runtimes import RUNTIMES
+
+MODES = ("good", "nan", "inf", "empty", "malformed", "scalar", "matrix", "slow", "error")
+
+
+VALUES = {"requests": "1.5", "prompt_tokens": "300", "generation_tokens": "75", "running": "1", "waiting": "0",
+          "kv_cache": "0.2", "ttft": "0.12"}  # per canonical signal: 1.5 req/s, nothing queued
+
+
+def signal_value(query: str) -> str:
+    """A plausible value per signal, recognised by any runtime's metric name in the PromQL."""
+    names = sorted(((name, signal) for runtime in RUNTIMES.values() for signal, name in runtime.metrics.items()
+                    if name), key=lambda item: -len(item[0]))
+    return next((VALUES.get(signal, "1") for name, signal in names if name in query), "1")
+
+
+class FakePrometheus:
+    """Answers every instant query for the deployments in `series`, the way `mode` says."""
+
+    def __init__(self, series: list[tuple[str, str]], delay_s: float = 2.0, port: int = 0) -> None:
+        self.series = series
+        self.mode = "good"
+        self.delay_s = delay_s  # how long "slow" waits before answering well
+        self.queries: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self, params: dict[str, list[str]]) -> None:
+                path = urlparse(self.path).path
+                if path != "/api/v1/query":
+                    return self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
+                query = (params.get("query") or [""])[0]
+                if not query:
+                    return self._send(400, json.dumps({"status": "error", "errorType": "bad_data",
+                                                       "error": "invalid parameter \"query\": unknown position: parse error: no expression found in input"}).encode())
+                fake.queries.append(query)
+                status, body = fake.answer(query)
+                self._send(status, body)
+
+            def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout)
+                    pass
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                self._answer(parse_qs(urlparse(self.path).query))
+
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                form = parse_qs(self.rfile.read(length).decode())
+                self._answer({**parse_qs(urlparse(self.path).query), **form})
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def answer(self, query: str) -> tuple[int, bytes]:
+        """Status and body for one query in the current mode."""
+        mode, now = self.mode, round(time.time(), 3)
+        if mode == "slow":
+            time.sleep(self.delay_s)
+        if mode == "malformed":
+            return 200, b'{"status":"success","data":{"resultType":"vector","result":[{"metric":'
+        if mode == "error":  # what Prometheus answers to a query it cannot run
+            return 422, json.dumps({"status": "error", "errorType": "execution",
+                                    "error": "query processing would load too many samples into memory"}).encode()
+        if mode == "scalar":
+            return 200, json.dumps({"status": "success", "data": {"resultType": "scalar", "result": [now, "1.5"]}}).encode()
+        value = {"nan": "NaN", "inf": "+Inf"}.get(mode, signal_value(query))
+        result = [] if mode == "empty" else [
+            {"metric": {"namespace": ns, "llmdeployment": name},
+             **({"values": [[now - 1, value], [now, value]]} if mode == "matrix" else {"value": [now, value]})}
+            for ns, name in self.series]
+        kind = "matrix" if mode == "matrix" else "vector"
+        return 200, json.dumps({"status": "success", "data": {"resultType": kind, "result": result}}).encode()
+
+    def start(self) -> "FakePrometheus":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,158 @@
+"""The real inference server (`foresail serve --model builtin:tiny`) killed mid-generation and offered
+10x its capacity; the demo's pod runner restarting a killed pod process.
+
+Every request has a timeout and every load is bounded in requests and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import aiohttp
+import psutil
+import pytest
+import requests
+
+from foresail.demo.podrunner import MANAGED, OWNER_LABEL, PodRunner
+from foresail.kubetest.testing import start_apiserver
+from tests.helpers import wait_for
+from tests.inference.conftest import MODEL, start_server, stop_server
+
+DEPLOYS = "/apis/apps/v1/namespaces/default/deployments"
+PODS = "/api/v1/namespaces/default/pods"
+CONCURRENCY = 4  # below what the token budget admits, so no 429 while measuring
+
+
+def test_a_server_killed_mid_generation_fails_its_client_promptly_and_the_other_keeps_answering() -> None:
+    servers = [start_server(), start_server()]
+    victim, survivor = servers
+    try:
+        body = {"model": MODEL, "prompt": "a long story", "max_tokens": 1900, "temperature": 0, "stream": True}
+        chunks, error, failed_after = 0, None, None
+        with requests.post(f"{victim.url}/v1/completions", json=body, stream=True, timeout=(5, 60)) as rsp:
+            assert rsp.status_code == 200
+            try:
+                for line in rsp.iter_lines():
+                    if line.startswith(b"data: {"):
+                        chunks += 1
+                    if chunks == 5:
+                        killed_at = time.monotonic()
+                        victim.proc.send_signal(signal.SIGKILL)
+                    if line == b"data: [DONE]":
+                        break
+            except requests.RequestException as exc:  # the connection dies with the process
+                error, failed_after = exc, time.monotonic() - killed_at
+        assert chunks >= 5
+        assert error is not None, f"the stream ended cleanly after {chunks} chunks although the server was killed"
+        assert failed_after < 5, f"the client noticed the kill only after {failed_after:.1f} s"
+        assert victim.proc.wait(timeout=10) == -signal.SIGKILL
+        with pytest.raises(requests.ConnectionError):
+            requests.post(f"{victim.url}/v1/completions", json={**body, "stream": False}, timeout=5)
+        # the other server is untouched: ready, and answering
+        assert requests.get(f"{survivor.url}/ready", timeout=5).status_code == 200
+        answer = requests.post(f"{survivor.url}/v1/completions", timeout=60,
+                               json={"model": MODEL, "prompt": "still there?", "max_tokens": 8, "temperature": 0})
+        assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] >= 1
+    finally:
+        for server in servers:
+            stop_server(server)
+            server.log_path.unlink(missing_ok=True)
+
+
+def test_the_pod_runner_restarts_a_killed_pod_process(tmp_path: Path) -> None:
+    """The demo's stand-in for the kubelet: a pod whose process is SIGKILLed turns not-ready in the API,
+    gets a new process, and turns ready again."""
+    with start_apiserver(tmp_path / "api", simulate_pods=False) as api:
+        http = requests.Session()
+        labels = {"app.kubernetes.io/managed-by": "foresail", OWNER_LABEL: "tiny"}
+        container = {"name": "server", "image": "local", "command": ["foresail", "serve", "--model", MODEL]}
+        dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "tiny", "labels": labels},
+               "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                        "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}}}}
+        http.post(api.url + DEPLOYS, json=dep, timeout=10).raise_for_status()
+        assert MANAGED == "app.kubernetes.io/managed-by=foresail"
+        runner = PodRunner(api.url, tmp_path / "pods", cold_start_s=0.0, poll_s=0.2).start()
+        try:
+            def ready_pod() -> dict | None:
+                pods = http.get(api.url + PODS, timeout=10).json()["items"]
+                return next((p for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
+                                                    for c in p["status"].get("conditions") or [])), None)
+
+            first = wait_for(ready_pod, timeout=90, what="the pod ready")
+            (pod,) = runner.pods.values()
+            old_pid = pod.proc.pid
+            assert requests.get(pod.url + "/ready", timeout=5).status_code == 200
+            psutil.Process(old_pid).send_signal(signal.SIGKILL)
+            wait_for(lambda: ready_pod() is None, timeout=10, interval=0.05, what="the pod reported not ready")
+            again = wait_for(ready_pod, timeout=90, what="the pod ready again")
+            assert again["metadata"]["name"] == first["metadata"]["name"]  # restarted in place, as a kubelet does
+            assert pod.proc is not None and pod.proc.pid != old_pid and pod.proc.poll() is None
+            assert requests.get(pod.url + "/ready", timeout=5).status_code == 200
+            wait_for(lambda: (http.get(f"{api.url}{DEPLOYS}/tiny", timeout=10).json().get("status") or {})
+                     .get("readyReplicas") == 1, timeout=10, what="the Deployment's readyReplicas back to 1")
+        finally:
+            runner.stop()
+
+
+async def test_ten_times_the_capacity_gets_429s_while_admitted_requests_complete() -> None:
+    """Measure the server's capacity (requests/s, 64 tokens each, at the concurrency its token budget
+    admits), then offer 10x that rate for up to 10 s, open loop and bounded to 1,000 requests: every request is a 200 that completes or a 429 with
+    Retry-After, never a 5xx or a dropped connection; memory stays flat; the server stays ready."""
+    server = start_server("--max-waiting", "4", "--max-tokens-in-flight", "512")  # ~7 requests at once
+    url = f"{server.url}/v1/completions"
+    body = {"model": MODEL, "prompt": "load", "max_tokens": 64, "temperature": 0}
+    try:
+        timeout = aiohttp.ClientTimeout(total=60)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            async def one() -> tuple[int, str | None, dict | None]:
+                async with http.post(url, json=body) as rsp:
+                    data = await rsp.json()
+                    return rsp.status, rsp.headers.get("Retry-After"), data
+
+            async def worker(n: int) -> None:
+                for _ in range(n):
+                    status, _, _ = await one()
+                    assert status == 200
+
+            await worker(2)  # warm up
+            started = time.monotonic()
+            await asyncio.gather(*[worker(5) for _ in range(CONCURRENCY)])
+            capacity = CONCURRENCY * 5 / (time.monotonic() - started)
+            rss_before = server.rss()
+
+            rate = 10 * capacity
+            total = min(1000, max(100, round(rate * 10)))  # up to 10 s of offered load, bounded
+            ready_during: list[int] = []
+            tasks = []
+            t0 = time.monotonic()
+            for i in range(total):
+                await asyncio.sleep(max(0.0, t0 + i / rate - time.monotonic()))
+                tasks.append(asyncio.create_task(one()))
+                if i % 25 == 0:
+                    async with http.get(f"{server.url}/ready") as rsp:
+                        ready_during.append(rsp.status)
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            offered_s = time.monotonic() - t0
+        errors = [r for r in results if isinstance(r, BaseException)]
+        assert not errors, f"{len(errors)} requests failed without an HTTP answer: {errors[:3]}"
+        statuses = [s for s, _, _ in results]  # type: ignore[misc]
+        assert set(statuses) <= {200, 429}, sorted(set(statuses))
+        ok = [data for s, _, data in results if s == 200]  # type: ignore[misc]
+        assert len(ok) >= 0.5 * capacity * offered_s, f"{len(ok)} answered in {offered_s:.1f} s at {capacity:.1f} req/s"
+        assert statuses.count(429) >= 0.5 * len(statuses), f"only {statuses.count(429)} of {len(statuses)} refused"
+        assert all(d["usage"]["completion_tokens"] >= 1 and d["choices"][0]["finish_reason"] in ("length", "stop")
+                   for d in ok)
+        assert all(ra is not None and int(ra) >= 1 for s, ra, _ in results if s == 429)  # type: ignore[misc]
+        assert set(ready_during) == {200}
+        assert requests.get(f"{server.url}/ready", timeout=5).status_code == 200
+        assert server.proc.poll() is None
+        growth = server.rss() - rss_before
+        assert growth < 100 * 2**20, f"RSS grew by {growth / 2**20:.0f} MiB"
+        print(f"capacity {capacity:.1f} req/s; offered {len(statuses)} at {rate:.0f} req/s over {offered_s:.1f} s: "
+              f"{len(ok)} answered, {statuses.count(429)} refused; RSS +{growth / 2**20:.1f} MiB")
+    finally:
+        stop_server(server)
+        server.log_path.unlink(missing_ok=True)
