@@ -36,6 +36,8 @@ class PolicyConfig:
     error_window: int = 60  # recent forecasts checked for misses
     max_headroom: float = 2.0  # cap of the widening factor
     burst_window_s: float = 3600.0  # while forecasts fall short, hold the highest demand seen this long (0: never)
+    trend_points: int = 6  # a sustained ramp over this many decisions is extrapolated to the horizon (0: never)
+    trend_t: float = 6.0  # how significant (t statistic of the slope) a ramp must be to be extrapolated
     unit: str = "req/s"
 
     def __post_init__(self) -> None:
@@ -107,10 +109,12 @@ class ForesailPolicy:
         self._step_s = forecast_step_s
         self.forecaster = self._new_forecaster()
         self._recs: deque[tuple[float, int]] = deque()
+        self._recent: deque[tuple[float, float]] = deque(maxlen=max(config.trend_points, 1))
         self._peaks: deque[tuple[float, float]] = deque()  # (time, demand), decreasing: the recent peak first
         self._checks: deque[tuple[float, float]] = deque()  # (target time, forecast upper) awaiting actuals
         self._misses: deque[bool] = deque(maxlen=config.error_window)
         self._last_demand_s: float | None = None
+        self._last_obs_s: float | None = None
         self.last_forecast: Forecast | None = None
 
     def _new_forecaster(self) -> DemandForecaster:
@@ -162,9 +166,43 @@ class ForesailPolicy:
         excess = max(0.0, miss_rate - (1.0 - c.quantile))
         return min(c.max_headroom, 1.0 + 2.0 * excess)
 
+    def _ramp(self, now: float) -> float | None:
+        """Demand at now + horizon if the last decisions show a steady, significant ramp up, else None.
+
+        The learned forecaster is level-free and damped; a fresh ramp that its history has never shown
+        (a launch, a batch job starting) is extrapolated linearly instead, capped at 3x today's demand.
+        """
+        c = self.config
+        if c.trend_points < 3 or len(self._recent) < c.trend_points:
+            return None
+        t, y = (np.array(v, float) for v in zip(*self._recent))
+        t = t - t[-1]
+        slope, intercept = np.polyfit(t, y, 1)
+        resid = y - (slope * t + intercept)
+        spread = float(np.sum((t - t.mean()) ** 2))
+        se = math.sqrt(float(np.sum(resid**2)) / (len(t) - 2) / spread) if spread > 0 else math.inf
+        if slope <= 0 or (se > 0 and slope / se < c.trend_t):
+            return None
+        return min(intercept + slope * c.horizon_s, 3.0 * max(float(y[-1]), 1e-9))
+
+    def _absorb_clock_jump(self, now_s: float) -> None:
+        """Count a wall-clock jump (backwards, or forward by more than 10 intervals) as one interval:
+        shift the times the stabilisation window, burst memory, ramp, forecast checks and idle timer keep."""
+        last, self._last_obs_s = self._last_obs_s, now_s
+        if last is None or 0 <= now_s - last <= 10 * self.config.interval_s:
+            return
+        shift = now_s - last - self.config.interval_s
+        self._recs = deque((t + shift, r) for t, r in self._recs)
+        self._peaks = deque((t + shift, d) for t, d in self._peaks)
+        self._checks = deque((t + shift, u) for t, u in self._checks)
+        self._recent = deque(((t + shift, d) for t, d in self._recent), maxlen=self._recent.maxlen)
+        if self._last_demand_s is not None:
+            self._last_demand_s += shift
+
     def decide(self, obs: Observation) -> Decision:
         """One decision for the metrics in ``obs``."""
         c = self.config
+        self._absorb_clock_jump(obs.time_s)
         u = c.unit
         current = max(int(obs.provisioned_replicas), 0)
         if obs.demand is None or not math.isfinite(obs.demand):
@@ -193,6 +231,8 @@ class ForesailPolicy:
         predicted = None
         f_med = f_up = None
         fc = None
+        ramped = False
+        self._recent.append((obs.time_s, demand))
         if c.predictive:
             fc = self.forecaster.predict(obs.time_s)
             self.last_forecast = fc
@@ -201,6 +241,9 @@ class ForesailPolicy:
                 f_med = fc.window(obs.time_s, end)
                 raw_up = fc.window(obs.time_s, end, c.quantile)
                 f_up = raw_up * headroom
+                ramp = self._ramp(obs.time_s) if np.isfinite(demand) else None
+                if ramp is not None and ramp > f_up:
+                    f_up, ramped = ramp, True
                 predicted = math.ceil(f_up / c.capacity - 1e-9)
                 self._checks.append((end, fc.window(end - c.interval_s, end, c.quantile)))
         # burst memory: on a series whose bursts the forecast keeps missing, hold the recent peak
@@ -250,7 +293,11 @@ class ForesailPolicy:
                 f"forecast p{round(c.quantile * 100)} {f_up:.3g} {u} within +{c.horizon_s:.0f} s needs "
                 f"{predicted} replica{'s' if predicted != 1 else ''} at {c.capacity:.3g} {u} each"
             )
-            if headroom > 1.0:
+            if ramped:
+                why = (f"forecast from the ramp of the last {c.trend_points} decisions, {f_up:.3g} {u} at "
+                       f"+{c.horizon_s:.0f} s, needs {predicted} replica{'s' if predicted != 1 else ''} at "
+                       f"{c.capacity:.3g} {u} each")
+            elif headroom > 1.0:
                 why += f" (headroom widened x{headroom:.2f} after recent forecast misses)"
         elif burst > max(floor, predicted or 0) and target == burst:
             why = (

@@ -122,7 +122,7 @@ def test_forecasts_from_the_first_steps_at_any_forecast_step(step_s):
     assert len(ready) >= 8 and p.last_forecast.ready and p.last_forecast.reason == "prior model"
     last = decisions[-1]
     assert 10 < last.forecast_median < 40 and last.forecast_upper >= last.forecast_median
-    assert "forecast p90" in last.reason or last.replicas == last.reactive_floor
+    assert "forecast" in last.reason or last.replicas == last.reactive_floor
     no_prior = ForesailPolicy(cfg, prior=None, forecast_step_s=step_s)
     d = no_prior.decide(obs(step_s, 3.0, 1))
     d = no_prior.decide(obs(2 * step_s, 3.0, d.replicas))
@@ -146,3 +146,20 @@ def test_bursts_the_forecast_keeps_missing_hold_the_recent_peak():
     held = out[3600.0]
     assert held.replicas >= 30 and "holding the peak demand of the last 3600 s (30 replicas)" in held.reason
     assert out[0.0].replicas < 30 and "holding the peak" not in out[0.0].reason
+
+
+def test_a_fresh_ramp_is_extrapolated_and_noise_is_not():
+    cfg = PolicyConfig(capacity=1.0, cold_start_s=25.0, interval_s=5.0, max_replicas=50,
+                       scale_down_stabilization_s=20.0)
+    rng = np.random.default_rng(0)
+    ramp, flat = ForesailPolicy(cfg, forecast_step_s=5.0), ForesailPolicy(cfg, forecast_step_s=5.0)
+    for k in range(1, 9):
+        r = ramp.decide(obs(k * 5.0, 1.0 + 0.5 * k, 4))
+        f = flat.decide(obs(k * 5.0, 3.0 * rng.uniform(0.9, 1.1), 4))
+    # 5 req/s now, rising 0.1 req/s per second: about 8 req/s at +30 s
+    assert r.replicas >= 7 and "ramp" in r.reason
+    assert f.replicas <= 5 and "ramp" not in f.reason
+    off = ForesailPolicy(PolicyConfig(**{**cfg.__dict__, "trend_points": 0}), forecast_step_s=5.0)
+    for k in range(1, 9):
+        o = off.decide(obs(k * 5.0, 1.0 + 0.5 * k, 4))
+    assert o.replicas <= r.replicas  # the guard only ever adds to the learned forecast
