@@ -132,10 +132,13 @@ async def backfill(loop: Loop, collector: Collector, runtime: str, logger: loggi
     except MetricsError as exc:
         logger.warning("could not backfill history from Prometheus: %s", exc)
         return
-    if times:
-        loop.policy.warm_start(times, values)
-        logger.info("backfilled %d points (%.0f min) of demand history from Prometheus",
-                    len(times), (times[-1] - times[0]) / 60)
+    if not times:
+        logger.info("%s/%s: no demand history in Prometheus to backfill, the forecaster starts from its prior",
+                    *loop.key)
+        return
+    loop.policy.warm_start(times, values)
+    logger.info("%s/%s: backfilled %d points (%.0f min) of demand history from Prometheus",
+                *loop.key, len(times), (times[-1] - times[0]) / 60)
 
 
 async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[str, Any],

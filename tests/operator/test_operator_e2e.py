@@ -121,7 +121,9 @@ def test_kubectl_scale_changes_the_deployment(cluster, operator):
     cluster.kube.merge(f"{LLMD.format(ns=NS)}/tiny", {"spec": {"autoscaling": {"mode": "predictive"}, "maxReplicas": 5}})
     kubectl(cluster.kubeconfig, "scale", "llmd", "tiny", "--replicas=2")
     wait_for(lambda: deployment(cluster, "tiny")["spec"]["replicas"] == 2, what="manual scale to 2")
-    assert "manual scale" in llmd(cluster, "tiny")["status"]["lastScaleReason"]
+    # the status is written just after the Deployment
+    wait_for(lambda: "manual scale" in llmd(cluster, "tiny")["status"].get("lastScaleReason", ""),
+             what="the reason of the manual scale")
 
 
 def test_deleting_cleans_up(cluster, operator):
