@@ -215,9 +215,9 @@ async def autoscale(stopped: kopf.DaemonStopped, name: str, namespace: str, logg
             try:
                 await step(loop, memo.client, memo.collector, body, spec, _first(owned_deployments, key),
                            pods, logger)
+                await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods)
             except ApiError as exc:
                 logger.warning("decision not applied: %s", exc)
-            await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods)
             await stopped.wait(spec.autoscaling.interval_s)
     finally:
         memo.loops.pop(key, None)

@@ -55,11 +55,14 @@ class KubeClient:
             self._ssl = False
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     async def request(self, method: str, path: str, body: Any = None, *,
                       content_type: str = "application/json", params: Mapping[str, str] | None = None,
                       retries: int = 3) -> dict[str, Any]:
         """Call the API; retry conflicts, throttling and server errors with backoff; raise ApiError."""
+        if self._closed:
+            raise ApiError(503, "ServiceUnavailable", "the operator is shutting down")
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         data = None if body is None else json.dumps(body)
@@ -73,6 +76,10 @@ class KubeClient:
                         return json.loads(text) if text else {}
                     error = _api_error(rsp.status, text)
                     retry_after = float(rsp.headers.get("Retry-After", 0) or 0)
+            except RuntimeError:
+                if not self._closed:
+                    raise
+                raise ApiError(503, "ServiceUnavailable", "the operator is shutting down") from None
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 error = ApiError(503, "ServiceUnavailable", f"cannot reach the API server: {exc!r}")
                 retry_after = 0.0
@@ -97,7 +104,8 @@ class KubeClient:
         return await self.request("PATCH", path, patch, content_type=MERGE_PATCH)
 
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool; later calls fail with ApiError instead of reopening it."""
+        self._closed = True
         if self._session is not None:
             await self._session.close()
 
