@@ -2,8 +2,9 @@
 
 The operator calls ``ForesailPolicy.decide`` every decision interval with the live metrics; the backtester
 calls the same class. Scale-up happens at once; scale-down only to the highest recommendation of the
-last ``scale_down_stabilization_s`` and never below the reactive floor. Headroom comes from the forecast
-quantile and widens when recent forecasts were too low. Every decision says why in one sentence.
+last ``scale_down_stabilization_s`` (one that a forecast set, at least a cold start) and never below
+the reactive floor. Headroom comes from the forecast quantile and widens when recent forecasts were too
+low. Every decision says why in one sentence.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class ForesailPolicy:
         self._prior = prior
         self._step_s = forecast_step_s
         self.forecaster = self._new_forecaster()
-        self._recs: deque[tuple[float, int]] = deque()
+        self._recs: deque[tuple[float, int]] = deque()  # (expiry time, recommended replicas)
         self._recent: deque[tuple[float, float]] = deque(maxlen=max(config.trend_points, 1))
         self._peaks: deque[tuple[float, float]] = deque()  # (time, demand), decreasing: the recent peak first
         self._checks: deque[tuple[float, float]] = deque()  # (target time, forecast upper) awaiting actuals
@@ -273,11 +274,15 @@ class ForesailPolicy:
 
         # scale-down stabilisation: the highest recommendation of the window, never below the floor;
         # a (re)started policy counts the replicas it found as a recommendation, so it does not drop them at once
+        # a recommendation counts until it expires: after the window, or, when a forecast set it, not before
+        # a cold start has passed (replicas asked for a forecast are not dropped while they still start)
+        window_s = c.scale_down_stabilization_s
+        if predicted is not None and predicted == target:
+            window_s = max(window_s, c.cold_start_s)
         if not self._recs:
-            self._recs.append((obs.time_s, min(current, c.max_replicas)))
-        self._recs.append((obs.time_s, target))
-        while self._recs and self._recs[0][0] < obs.time_s - c.scale_down_stabilization_s:
-            self._recs.popleft()
+            self._recs.append((obs.time_s + c.scale_down_stabilization_s, min(current, c.max_replicas)))
+        self._recs.append((obs.time_s + window_s, target))
+        self._recs = deque((expiry, r) for expiry, r in self._recs if expiry >= obs.time_s)
         replicas = target
         held_by_window = False
         if target < current and not to_zero:
@@ -324,8 +329,9 @@ class ForesailPolicy:
             why += f", capped at max {c.max_replicas}"
         if held_by_window:
             why = (
-                f"{why}; scale-down limited to {replicas} by the highest recommendation of the last "
-                f"{c.scale_down_stabilization_s:.0f} s"
+                f"{why}; scale-down limited to {replicas} by the highest recommendation still in its "
+                f"stabilisation window ({c.scale_down_stabilization_s:.0f} s; a forecast's lasts a cold start, "
+                f"{c.cold_start_s:.0f} s)"
             )
         return Decision(
             obs.time_s, replicas, action, floor, predicted, f_med, f_up, c.horizon_s,

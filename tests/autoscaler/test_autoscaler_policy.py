@@ -163,3 +163,25 @@ def test_a_fresh_ramp_is_extrapolated_and_noise_is_not():
     for k in range(1, 9):
         o = off.decide(obs(k * 5.0, 1.0 + 0.5 * k, 4))
     assert o.replicas <= r.replicas  # the guard only ever adds to the learned forecast
+
+
+@pytest.mark.parametrize("predictive", [True, False])
+def test_replicas_asked_for_a_forecast_stay_for_a_cold_start(predictive: bool):
+    """With a scale-down window shorter than the cold start, predictive mode keeps what a forecast asked
+    for until it could be ready (replicas still starting are not dropped); reactive keeps its window."""
+    cfg = PolicyConfig(capacity=1.0, cold_start_s=60.0, interval_s=5.0, max_replicas=20,
+                       scale_down_stabilization_s=10.0, predictive=predictive)
+    policy = ForesailPolicy(cfg, forecast_step_s=5.0)
+    current = 1
+    for k in range(1, 5):  # a short burst asks for at least 6 replicas
+        current = policy.decide(obs(k * 5.0, 6.0, current)).replicas
+    peak = current
+    assert peak >= 6
+    held = []
+    for k in range(5, 15):  # then demand falls back: 50 s later, still inside the 60-s cold start
+        current = policy.decide(obs(k * 5.0, 1.0, current)).replicas
+        held.append(current)
+    if predictive:
+        assert min(held) == peak, held
+    else:
+        assert held[-1] < peak, held
