@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import requests
@@ -34,10 +35,39 @@ def _cpu(proc: psutil.Process) -> float:
     return t.user + t.system
 
 
-def _ready_count(http: requests.Session, url: str) -> int:
-    items = http.get(url + LLMD, timeout=30).json()["items"]
-    return sum(1 for o in items for c in (o.get("status") or {}).get("conditions") or []
-               if c["type"] == "Ready" and c["status"] == "True")
+def _is_ready(obj: dict[str, Any]) -> bool:
+    """Whether an LLMDeployment has the condition Ready=True."""
+    return any(c["type"] == "Ready" and c["status"] == "True"
+               for c in (obj.get("status") or {}).get("conditions") or [])
+
+
+def _wait_ready(http: requests.Session, url: str, size: int, deadline: float,
+                op: subprocess.Popen) -> bool:
+    """Watch LLMDeployments until `size` are Ready; False at the deadline or if the operator exits.
+
+    A watch sends each change once; listing 1,000 LLMDeployments every half second would make
+    the API test server, not the operator, the bottleneck.
+    """
+    ready: set[str] = set()
+    rv = ""  # "" starts with every current object (ADDED); later streams resume from rv
+    while time.monotonic() < deadline and op.poll() is None:
+        params = {"watch": "true", "allowWatchBookmarks": "true", "timeoutSeconds": "5",
+                  "resourceVersion": rv}
+        with http.get(url + LLMD, params=params, stream=True, timeout=30) as rsp:
+            for line in rsp.iter_lines():
+                event = json.loads(line)
+                if event["type"] == "ERROR":  # 410 Gone: start over from a full list
+                    ready, rv = set(), ""
+                    break
+                rv = event["object"]["metadata"]["resourceVersion"]
+                name = event["object"]["metadata"].get("name")
+                if event["type"] in ("ADDED", "MODIFIED") and _is_ready(event["object"]):
+                    ready.add(name)
+                elif event["type"] != "BOOKMARK":
+                    ready.discard(name)
+                if len(ready) >= size:
+                    return True
+    return False
 
 
 def measure(size: int, workdir: Path) -> dict:
@@ -60,12 +90,9 @@ def measure(size: int, workdir: Path) -> dict:
                         "metadata": {"name": f"m{i:04d}"},
                         "spec": {"model": {"source": "builtin:tiny"}, "autoscaling": {"mode": "off"}, "replicas": 1}}
                 http.post(server.url + LLMD, json=body).raise_for_status()
-            deadline = time.monotonic() + 60 + size * 0.5
-            while _ready_count(http, server.url) < size:
-                if time.monotonic() > deadline or op.poll() is not None:
-                    tail = "\n".join(l for l in Path(log.name).read_text().splitlines() if "succeeded" not in l and "processed" not in l)[-4000:]
-                    raise RuntimeError(f"{size} LLMDeployments did not converge; operator log:\n{tail}")
-                time.sleep(0.5)
+            if not _wait_ready(http, server.url, size, time.monotonic() + 60 + size * 0.5, op):
+                tail = "\n".join(l for l in Path(log.name).read_text().splitlines() if "succeeded" not in l and "processed" not in l)[-4000:]
+                raise RuntimeError(f"{size} LLMDeployments did not converge; operator log:\n{tail}")
             wall = time.monotonic() - start
             busy_cpu = _cpu(proc) - idle_cpu
             time.sleep(5.0)  # steady state: nothing changes, the operator should be quiet

@@ -86,11 +86,25 @@ def rule_compile_errors(schema: Any, path: str) -> list[Cause]:
     return causes
 
 
+_RESULTS: dict[tuple[str, str, str], Any] = {}
+_RESULTS_SIZE = 4096
+
+
 def _evaluate(expression: str, new: Any, old: Any) -> Any:
-    activation = {"self": celpy.json_to_cel(new)}
-    if old is not None:
-        activation["oldSelf"] = celpy.json_to_cel(old)
-    return compile_rule(expression).evaluate(activation)
+    """Evaluate an expression on ``self`` (and ``oldSelf``), memoized: CEL is pure and objects
+    of one type share most values, while cel-python is slow (the key is exact: ``repr``)."""
+    if not uses_old_self(expression):
+        old = None
+    key = (expression, repr(new), repr(old))
+    if key not in _RESULTS:
+        activation = {"self": celpy.json_to_cel(new)}
+        if old is not None:
+            activation["oldSelf"] = celpy.json_to_cel(old)
+        result = compile_rule(expression).evaluate(activation)
+        if len(_RESULTS) >= _RESULTS_SIZE:
+            _RESULTS.clear()
+        _RESULTS[key] = result
+    return _RESULTS[key]
 
 
 def _field_path(path: str, field_path: str) -> str:

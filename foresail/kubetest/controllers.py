@@ -96,6 +96,7 @@ class Simulator:
         self._unpullable = re.compile(self.config.unpullable_images)
         self._first_seen: dict[str, float] = {}
         self._rollouts: dict[str, tuple[str, float]] = {}
+        self._hashes: dict[str, tuple[int, str]] = {}  # uid: (generation, template hash)
         self._task: asyncio.Task[None] | None = None
         self.pods = api.resource("", "v1", "pods")
         self.deployments = api.resource("apps", "v1", "deployments")
@@ -124,13 +125,24 @@ class Simulator:
             self.api.store.unsubscribe(sub)
 
     def reconcile(self) -> None:
-        """One pass over every Deployment and Pod; writes only what changed."""
-        for deployment in self.api.store.objects(self.deployments.key):
+        """One pass over every Deployment and Pod; writes only what changed.
+
+        Reads the stored objects without copying them (the simulator never modifies them), and
+        groups the pods by owner once per pass, so a pass costs O(Deployments + Pods).
+        """
+        owned: dict[str, list[Obj]] = {}
+        for pod in self.api.store.stored(self.pods.key):
+            if not pod["metadata"].get("deletionTimestamp"):
+                for uid in {r.get("uid") for r in pod["metadata"].get("ownerReferences") or []}:
+                    owned.setdefault(uid, []).append(pod)
+        for deployment in self.api.store.stored(self.deployments.key):
             try:
-                self._reconcile_deployment(deployment)
+                self._reconcile_deployment(deployment, [
+                    p for p in owned.get(deployment["metadata"]["uid"], [])
+                    if namespace_of(p) == namespace_of(deployment)])
             except ApiError:
                 continue  # changed or deleted meanwhile: the next pass sees the new state
-        for pod in self.api.store.objects(self.pods.key):
+        for pod in self.api.store.stored(self.pods.key):
             try:
                 self._reconcile_pod(pod)
             except ApiError:
@@ -138,22 +150,16 @@ class Simulator:
 
     # -- Deployment controller ------------------------------------------------------------
 
-    def _owned_pods(self, deployment: Obj) -> list[Obj]:
-        uid = deployment["metadata"]["uid"]
-        return [p for p in self.api.store.objects(self.pods.key, namespace_of(deployment))
-                if any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or [])
-                and not p["metadata"].get("deletionTimestamp")]
-
-    def _reconcile_deployment(self, deployment: Obj) -> None:
+    def _reconcile_deployment(self, deployment: Obj, pods: list[Obj]) -> None:
+        """Converge one Deployment's ``pods`` (those it owns, not being deleted)."""
         meta, spec = deployment["metadata"], deployment.get("spec") or {}
         if meta.get("deletionTimestamp"):
             return
         replicas = int(spec.get("replicas", 1))
         template = spec.get("template") or {}
-        current_hash = template_hash(template)
+        current_hash = self._template_hash(deployment)
         if self._rollouts.get(meta["uid"], ("",))[0] != current_hash:
             self._rollouts[meta["uid"]] = (current_hash, time.monotonic())
-        pods = self._owned_pods(deployment)
         current = [p for p in pods if p["metadata"].get("labels", {}).get(
             "pod-template-hash") == current_hash]
         old = [p for p in pods if p not in current]
@@ -170,6 +176,18 @@ class Simulator:
             self._delete_pod(pod)
             old.remove(pod)
         self._write_deployment_status(deployment, replicas, current, old, current_hash)
+
+    def _template_hash(self, deployment: Obj) -> str:
+        """The Deployment's template hash, computed once per generation (a template change
+        bumps the generation)."""
+        meta = deployment["metadata"]
+        generation = int(meta.get("generation") or 0)
+        cached = self._hashes.get(meta["uid"])
+        if cached is None or cached[0] != generation:
+            template = (deployment.get("spec") or {}).get("template") or {}
+            cached = (generation, template_hash(template))
+            self._hashes[meta["uid"]] = cached
+        return cached[1]
 
     def _create_pod(self, deployment: Obj, template: dict[str, Any], pod_hash: str) -> Obj:
         meta = deployment["metadata"]

@@ -78,6 +78,11 @@ class Store:
         return [copy.deepcopy(obj) for (ns, _), obj in sorted(self._objects[key].items())
                 if namespace is None or ns == namespace]
 
+    def stored(self, key: Key) -> list[Obj]:
+        """A type's stored objects themselves, sorted, without copying: for read-only use (a
+        change stores a new object, so these never change under the caller)."""
+        return [obj for _, obj in sorted(self._objects[key].items())]
+
     def keys(self) -> Iterator[Key]:
         """Every storage key that holds objects."""
         return iter([k for k, objs in self._objects.items() if objs])
