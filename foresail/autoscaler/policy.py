@@ -277,7 +277,8 @@ class ForesailPolicy:
         # a recommendation counts until it expires: after the window, or, when a forecast set it, not before
         # a cold start has passed (replicas asked for a forecast are not dropped while they still start)
         window_s = c.scale_down_stabilization_s
-        if predicted is not None and predicted == target:
+        from_forecast = predicted is not None and predicted >= floor and min(predicted, c.max_replicas) == target
+        if from_forecast:
             window_s = max(window_s, c.cold_start_s)
         if not self._recs:
             self._recs.append((obs.time_s + c.scale_down_stabilization_s, min(current, c.max_replicas)))
@@ -293,7 +294,7 @@ class ForesailPolicy:
 
         action = "scale up" if replicas > current else "scale down" if replicas < current else "hold"
         arrow = f"{current}\u2192{replicas}" if replicas != current else f"{replicas}"
-        if predicted is not None and predicted >= floor and predicted == target:
+        if from_forecast:
             why = (
                 f"forecast p{round(c.quantile * 100)} {f_up:.3g} {u} within +{c.horizon_s:.0f} s needs "
                 f"{predicted} replica{'s' if predicted != 1 else ''} at {c.capacity:.3g} {u} each"

@@ -185,3 +185,13 @@ def test_replicas_asked_for_a_forecast_stay_for_a_cold_start(predictive: bool):
         assert min(held) == peak, held
     else:
         assert held[-1] < peak, held
+
+
+def test_a_forecast_capped_at_max_says_so():
+    cfg = PolicyConfig(capacity=1.0, cold_start_s=25.0, interval_s=5.0, max_replicas=3,
+                       scale_down_stabilization_s=20.0)
+    policy = ForesailPolicy(cfg, forecast_step_s=5.0)
+    for k in range(1, 9):
+        decision = policy.decide(obs(k * 5.0, 1.0 + 0.5 * k, 3))
+    assert decision.replicas == 3 and decision.predicted_replicas > 3
+    assert "forecast" in decision.reason and "capped at max 3" in decision.reason, decision.reason
