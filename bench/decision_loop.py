@@ -23,6 +23,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from bench.table import print_table
 from foresail.demo.prometheus import PrometheusServer
 from foresail_operator.autoscaler import Loop, step
 from foresail_operator.collector import Collector
@@ -141,11 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         for size in [int(s) for s in args.sizes.split(",")]:
             rows.append(measure(size, exporter, prom))
             print(json.dumps(rows[-1]), flush=True)
-    print(f"\n{'LLMDeployments':>14} {'collect ms':>10} {'decide ms/LLMD':>14} {'ms/LLMD/interval':>16} "
-          f"{'naive ms/LLMD':>13} {'naive/grouped':>13}")
-    for r in rows:
-        print(f"{r['llmdeployments']:>14} {r['collect_ms']:>10} {r['decide_ms_per_llmd']:>14} "
-              f"{r['per_llmd_per_interval_ms']:>16} {r['naive_per_llmd_ms']:>13} {r['naive_over_grouped']:>13}")
+    print_table(rows, {"llmdeployments": "LLMDeployments", "collect_ms": "collect ms",
+                       "decide_ms_per_llmd": "decide ms/LLMD", "per_llmd_per_interval_ms": "ms/LLMD/interval",
+                       "naive_per_llmd_ms": "naive ms/LLMD", "naive_over_grouped": "naive/grouped"})
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

@@ -24,6 +24,7 @@ import psutil
 import requests
 import yaml
 
+from bench.table import print_table
 from foresail.kubetest.testing import start_apiserver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,11 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         for size in [int(s) for s in args.sizes.split(",")]:
             rows.append(measure(size, Path(tmp)))
             print(json.dumps(rows[-1]), flush=True)
-    print(f"\n{'LLMDeployments':>14} {'converge s':>10} {'CPU s':>7} {'CPU ms/LLMD':>11} "
-          f"{'idle RSS MB':>11} {'RSS MB':>7} {'RSS/idle':>8}")
-    for r in rows:
-        print(f"{r['llmdeployments']:>14} {r['converge_s']:>10} {r['cpu_s']:>7} {r['cpu_ms_per_llmd']:>11} "
-              f"{r['idle_rss_mb']:>11} {r['rss_mb']:>7} {r['rss_over_idle']:>8}")
+    print_table(rows, {"llmdeployments": "LLMDeployments", "converge_s": "converge s", "cpu_s": "CPU s",
+                       "cpu_ms_per_llmd": "CPU ms/LLMD", "steady_cpu_percent": "CPU % at rest",
+                       "idle_rss_mb": "idle RSS MB", "rss_mb": "RSS MB", "rss_over_idle": "RSS/idle"})
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0
