@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
+from scipy.stats import linregress
 
 from foresail.autoscaler.forecast import DemandForecaster, Forecast
 from foresail.autoscaler.prior import PriorModel
@@ -167,7 +168,7 @@ class ForesailPolicy:
         excess = max(0.0, miss_rate - (1.0 - c.quantile))
         return min(c.max_headroom, 1.0 + 2.0 * excess)
 
-    def _ramp(self, now: float) -> float | None:
+    def _ramp(self) -> float | None:
         """Demand at now + horizon if the last decisions show a steady, significant ramp up, else None.
 
         The learned forecaster is level-free and damped; a fresh ramp that its history has never shown
@@ -177,14 +178,12 @@ class ForesailPolicy:
         if c.trend_points < 3 or len(self._recent) < c.trend_points:
             return None
         t, y = (np.array(v, float) for v in zip(*self._recent))
-        t = t - t[-1]
-        slope, intercept = np.polyfit(t, y, 1)
-        resid = y - (slope * t + intercept)
-        spread = float(np.sum((t - t.mean()) ** 2))
-        se = math.sqrt(float(np.sum(resid**2)) / (len(t) - 2) / spread) if spread > 0 else math.inf
-        if slope <= 0 or (se > 0 and slope / se < c.trend_t):
+        if t[0] == t[-1]:  # no time has passed: no slope
             return None
-        return min(intercept + slope * c.horizon_s, 3.0 * max(float(y[-1]), 1e-9))
+        fit = linregress(t - t[-1], y)  # intercept: the fitted demand now
+        if fit.slope <= 0 or (fit.stderr > 0 and fit.slope / fit.stderr < c.trend_t):
+            return None
+        return min(fit.intercept + fit.slope * c.horizon_s, 3.0 * max(float(y[-1]), 1e-9))
 
     def _absorb_clock_jump(self, now_s: float) -> None:
         """Count a wall-clock jump (backwards, or forward by more than 10 intervals) as one interval:
@@ -242,7 +241,7 @@ class ForesailPolicy:
                 f_med = fc.window(obs.time_s, end)
                 raw_up = fc.window(obs.time_s, end, c.quantile)
                 f_up = raw_up * headroom
-                ramp = self._ramp(obs.time_s) if np.isfinite(demand) else None
+                ramp = self._ramp()
                 if ramp is not None and ramp > f_up:
                     f_up, ramped = ramp, True
                 predicted = math.ceil(f_up / c.capacity - 1e-9)
@@ -272,10 +271,10 @@ class ForesailPolicy:
             lower = max(c.min_replicas, 1) if c.scale_to_zero else c.min_replicas
             target = min(max(target, lower), c.max_replicas)
 
-        # scale-down stabilisation: the highest recommendation of the window, never below the floor;
-        # a (re)started policy counts the replicas it found as a recommendation, so it does not drop them at once
-        # a recommendation counts until it expires: after the window, or, when a forecast set it, not before
-        # a cold start has passed (replicas asked for a forecast are not dropped while they still start)
+        # scale-down stabilisation: the highest recommendation not yet expired, never below the floor. One
+        # expires after the window or, when a forecast set it, a cold start at the earliest (replicas asked
+        # for a forecast are not dropped while they still start). A (re)started policy counts the replicas
+        # it found as a recommendation, so it does not drop them at once.
         window_s = c.scale_down_stabilization_s
         from_forecast = predicted is not None and predicted >= floor and min(predicted, c.max_replicas) == target
         if from_forecast:
