@@ -83,7 +83,7 @@ def test_spec_changes_roll_out_only_when_the_pod_changes(cluster, operator):
     doc["spec"]["autoscaling"] = {"mode": "off"}
     doc["spec"]["replicas"] = 2
     apply(cluster, doc)
-    first = wait_for(lambda: (d := deployment(cluster, "tiny")) and d["status"].get("readyReplicas") == 2 and d,
+    first = wait_for(lambda: (d := deployment(cluster, "tiny")) and d.get("status", {}).get("readyReplicas") == 2 and d,
                      what="2 ready replicas")
     pods_before = {p["metadata"]["name"] for p in cluster.kube.get(PODS)["items"]}
 
