@@ -165,8 +165,10 @@ class Api:
         for key in ("deletionTimestamp", "deletionGracePeriodSeconds"):
             meta.pop(key, None)
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1)
-        if rt.status:
-            obj.pop("status", None)
+        if rt.status:  # status is written through its subresource; a built-in type's Go struct is encoded
+            obj.pop("status", None)  # even when empty (`status: {}`), a custom resource's unstructured one is not
+            if not rt.custom:
+                obj["status"] = {}
         obj = self._admit(rt, obj, None, strict)
         if _is_crd(rt):
             obj = crds.establish(self.registry, obj, now())

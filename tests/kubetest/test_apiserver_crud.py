@@ -176,6 +176,14 @@ def test_status_subresource_isolation(kube: Kube, widgets: str, namespace: str) 
     assert (status, body["details"]["causes"][0]["field"]) == (422, "status.replicas")
 
 
+def test_built_in_objects_are_created_with_an_empty_status(kube: Kube, namespace: str) -> None:
+    status, svc = kube.post(f"/api/v1/namespaces/{namespace}/services", {
+        "metadata": {"name": "empty-status"}, "spec": {"ports": [{"port": 80}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}})
+    assert status == 201, svc
+    assert svc["status"] == {}, "the status sent is dropped; a Go struct is encoded even when empty"
+
+
 def test_strategic_merge_patch_is_refused_for_custom_resources(kube: Kube, widgets: str,
                                                                namespace: str) -> None:
     path = f"{widgets}/namespaces/{namespace}/widgets"
