@@ -1,19 +1,27 @@
 """Inference benchmark: the server against sequential generate() and padded static batching.
 
-On the same model in the same run (the builtin tiny model unless --model), for each concurrency C it
-sends C requests at once and measures generated tokens/s and median time to first token (TTFT), each
-request's TTFT counted from the moment the wave starts (tokenization included) to its first new token:
+On the same model in the same run (the builtin tiny model), for each concurrency C, C clients each send a
+request, wait for its last token and send the next (a closed loop, as `--max-concurrency` in vLLM's
+benchmark or `--concurrency` in GenAI-Perf): N = max(16, 4 C) requests in all, the same for every method,
+with completion lengths drawn uniformly between 1/4 and 7/4 of `--mean-tokens` (seeded), so that requests
+end at different steps as real ones do. It measures generated tokens/s and the median time to first token
+(TTFT), each request's counted from the moment its client sends it (tokenization included) to its first
+new token:
 - ``server``: the real `foresail serve` process over HTTP, streaming; TTFT is when the client reads the
   first chunk with text. The client is this one process, one asyncio loop, one aiohttp session whose
   keep-alive connections (as many as the largest C) are opened before measuring, as an OpenAI client or
   gateway keeps them: the figures are the server's, not TCP connection setup's. It reads the stream line
-  by line and parses JSON only for the final usage chunk, so that it takes little CPU from the server;
-- ``sequential``: the C requests one after another with ``model.generate()`` in this process;
-- ``static``: one left-padded batch of the C requests with ``model.generate()``.
-Then it measures cold start (process start to ready) for the tiny model and, if installed,
+  by line and parses JSON only for the final usage chunk, so that it takes little CPU from the server.
+  It also measures a burst: C requests sent in the same instant, TTFT from that instant;
+- ``sequential``: one request at a time with ``model.generate()`` in this process, first come first
+  served: a request is sent when its client's previous one ends, so it waits for those ahead of it;
+- ``static``: batches of C left-padded requests with ``model.generate()``, each batch run until its
+  longest request ends; a request sent while a batch runs waits for the next batch.
+For the two baselines the send times follow from the measured end times (request i is sent when request
+i - C ends). Then it measures cold start (process start to ready) for the tiny model and, if installed,
 SmolLM2-135M. Both sides use the same number of torch threads.
 
-    python -m bench.inference [--concurrency 1,8,32,64] [--max-tokens 64] [--threads 2] [--json out.json]
+    python -m bench.inference [--concurrency 1,8,32,64] [--mean-tokens 64] [--threads 2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import random
 import re
 import signal
 import statistics
@@ -75,27 +84,54 @@ def metric(url: str, name: str) -> float:
     raise KeyError(name)
 
 
-async def _server_wave(http: aiohttp.ClientSession, url: str, concurrency: int, max_tokens: int) -> dict[str, Any]:
-    async def one(i: int) -> tuple[float, int]:
-        body = {"prompt": PROMPT.format(i=i), "max_tokens": max_tokens, "temperature": 0, "stream": True,
-                "stream_options": {"include_usage": True}}
-        ttft, last = None, b""
-        async with http.post(f"{url}/v1/completions", json=body) as rsp:
-            rsp.raise_for_status()
-            async for line in rsp.content:
-                if line.startswith(b"data: {"):
-                    ttft = ttft if ttft is not None else time.perf_counter() - start
-                    last = line
-        usage = json.loads(last[6:]).get("usage") if last else None  # the last chunk carries the usage
-        return ttft or 0.0, usage["completion_tokens"] if usage else 0
+def completion_lengths(count: int, mean: int, seed: int = 0) -> list[int]:
+    """Completion lengths drawn uniformly between mean/4 and 7 mean/4 (the same list for every method)."""
+    rng = random.Random(seed)
+    return [rng.randint(max(1, mean // 4), mean * 7 // 4) for _ in range(count)]
+
+
+async def _stream_one(http: aiohttp.ClientSession, url: str, i: int, max_tokens: int, sent: float) -> tuple[float, int]:
+    """One streamed completion: seconds from ``sent`` to the first chunk with text, and the tokens generated."""
+    body = {"prompt": PROMPT.format(i=i), "max_tokens": max_tokens, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}}
+    ttft, last = None, b""
+    async with http.post(f"{url}/v1/completions", json=body) as rsp:
+        rsp.raise_for_status()
+        async for line in rsp.content:
+            if line.startswith(b"data: {"):
+                ttft = ttft if ttft is not None else time.perf_counter() - sent
+                last = line
+    usage = json.loads(last[6:]).get("usage") if last else None  # the last chunk carries the usage
+    return ttft or 0.0, usage["completion_tokens"] if usage else 0
+
+
+async def _server_closed_loop(http: aiohttp.ClientSession, url: str, concurrency: int,
+                              lengths: list[int]) -> dict[str, Any]:
+    """C clients, each sending its next request when the previous one ends."""
+    ttfts: list[float] = []
+    tokens = 0
+
+    async def client(first: int) -> None:
+        nonlocal tokens
+        for i in range(first, len(lengths), concurrency):
+            ttft, generated = await _stream_one(http, url, i, lengths[i], time.perf_counter())
+            ttfts.append(ttft)
+            tokens += generated
 
     start = time.perf_counter()
-    results = await asyncio.gather(*[one(i) for i in range(concurrency)])
-    return _summary(time.perf_counter() - start, [t for t, _ in results], sum(n for _, n in results))
+    await asyncio.gather(*[client(j) for j in range(concurrency)])
+    return _summary(time.perf_counter() - start, ttfts, tokens)
+
+
+async def _server_burst(http: aiohttp.ClientSession, url: str, concurrency: int, max_tokens: int) -> float:
+    """Median TTFT of C requests sent in the same instant, counted from that instant."""
+    start = time.perf_counter()
+    results = await asyncio.gather(*[_stream_one(http, url, i, max_tokens, start) for i in range(concurrency)])
+    return statistics.median(t for t, _ in results)
 
 
 async def _open_session(connections: int) -> aiohttp.ClientSession:
-    """A client session that keeps up to ``connections`` connections open between waves."""
+    """A client session that keeps up to ``connections`` connections open between runs."""
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections),
                                  timeout=aiohttp.ClientTimeout(total=600))
 
@@ -105,61 +141,74 @@ def _summary(seconds: float, ttfts: list[float], tokens: int) -> dict[str, Any]:
             "median_ttft_s": statistics.median(ttfts)}
 
 
-class _FirstToken:
-    """A generate() streamer that records when the first new token comes out."""
+def _closed_loop_summary(start: float, end: float, first: list[float], finish: list[float], tokens: int,
+                         concurrency: int) -> dict[str, Any]:
+    """TTFTs of a run where request i is sent when request i - C ends (the first C at the start)."""
+    sent = [start if i < concurrency else finish[i - concurrency] for i in range(len(first))]
+    return _summary(end - start, [f - s for f, s in zip(first, sent)], tokens)
+
+
+class _StepTimes:
+    """A generate() streamer that records when each step's tokens come out (times[0]: the prompt)."""
 
     def __init__(self) -> None:
-        self.calls, self.first = 0, None
+        self.times: list[float] = []
 
     def put(self, value: Any) -> None:
-        self.calls += 1
-        if self.calls == 2 and self.first is None:  # the first call carries the prompt
-            self.first = time.perf_counter()
+        self.times.append(time.perf_counter())
 
     def end(self) -> None:
         pass
 
 
-def _count_new(output: Any, prompt_len: int, eos_ids: set[int]) -> int:
+def _count_new(output: Any, prompt_len: int, eos_ids: set[int], limit: int) -> int:
+    """Tokens generated for one request, up to its end-of-sequence token or its own limit."""
     count = 0
-    for token in output[prompt_len:].tolist():
+    for token in output[prompt_len:prompt_len + limit].tolist():
         count += 1
         if token in eos_ids:
             break
     return count
 
 
-def sequential(model: Any, tokenizer: Any, concurrency: int, max_tokens: int, eos: list[int]) -> dict[str, Any]:
-    """The C requests one after another with generate(); TTFT includes the wait for earlier ones."""
+def sequential(model: Any, tokenizer: Any, concurrency: int, lengths: list[int], eos: list[int]) -> dict[str, Any]:
+    """The requests one after another with generate(), first come first served."""
     import torch
 
-    start, ttfts, tokens = time.perf_counter(), [], 0
-    for i in range(concurrency):
+    first, finish, tokens = [], [], 0
+    start = time.perf_counter()
+    for i, limit in enumerate(lengths):
         ids = tokenizer(PROMPT.format(i=i), return_tensors="pt")
-        streamer = _FirstToken()
+        streamer = _StepTimes()
         with torch.no_grad():
-            out = model.generate(**ids, max_new_tokens=max_tokens, do_sample=False, eos_token_id=eos,
+            out = model.generate(**ids, max_new_tokens=limit, do_sample=False, eos_token_id=eos,
                                  pad_token_id=tokenizer.pad_token_id, streamer=streamer)
-        ttfts.append((streamer.first or time.perf_counter()) - start)
-        tokens += _count_new(out[0], ids["input_ids"].shape[1], set(eos))
-    return _summary(time.perf_counter() - start, ttfts, tokens)
+        first.append(streamer.times[1])
+        finish.append(time.perf_counter())
+        tokens += _count_new(out[0], ids["input_ids"].shape[1], set(eos), limit)
+    return _closed_loop_summary(start, time.perf_counter(), first, finish, tokens, concurrency)
 
 
-def static_batch(model: Any, tokenizer: Any, concurrency: int, max_tokens: int, eos: list[int]) -> dict[str, Any]:
-    """The C requests as one left-padded batch; every request waits for the whole batch to start."""
+def static_batch(model: Any, tokenizer: Any, concurrency: int, lengths: list[int], eos: list[int]) -> dict[str, Any]:
+    """Batches of C left-padded requests, each run until its longest request ends."""
     import torch
 
     tokenizer.padding_side = "left"
-    streamer = _FirstToken()
+    first, finish, tokens = [], [], 0
     start = time.perf_counter()
-    ids = tokenizer([PROMPT.format(i=i) for i in range(concurrency)], return_tensors="pt", padding=True)
-    with torch.no_grad():
-        out = model.generate(**ids, max_new_tokens=max_tokens, do_sample=False, eos_token_id=eos,
-                             pad_token_id=tokenizer.pad_token_id, streamer=streamer)
-    seconds = time.perf_counter() - start
-    prompt_len = ids["input_ids"].shape[1]
-    tokens = sum(_count_new(row, prompt_len, set(eos)) for row in out)
-    return _summary(seconds, [(streamer.first or start + seconds) - start] * concurrency, tokens)
+    for b in range(0, len(lengths), concurrency):
+        limits = lengths[b:b + concurrency]
+        streamer = _StepTimes()
+        ids = tokenizer([PROMPT.format(i=b + r) for r in range(len(limits))], return_tensors="pt", padding=True)
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=max(limits), do_sample=False, eos_token_id=eos,
+                                 pad_token_id=tokenizer.pad_token_id, streamer=streamer)
+        for row, limit in zip(out, limits):
+            count = _count_new(row, ids["input_ids"].shape[1], set(eos), limit)
+            first.append(streamer.times[1])
+            finish.append(streamer.times[min(count, len(streamer.times) - 1)])
+            tokens += count
+    return _closed_loop_summary(start, time.perf_counter(), first, finish, tokens, concurrency)
 
 
 def cold_starts(threads: int) -> dict[str, dict[str, float]]:
@@ -188,7 +237,7 @@ def _best(measure: Any, repeats: int) -> dict[str, Any]:
     return {**best, "median_ttft_s": min(r["median_ttft_s"] for r in runs), "repeats": repeats}
 
 
-def run_bench(concurrencies: list[int], max_tokens: int, threads: int, repeats: int = 3,
+def run_bench(concurrencies: list[int], mean_tokens: int, threads: int, repeats: int = 3,
               with_cold_start: bool = True) -> dict:
     """Measure every method at every concurrency; return the figures."""
     import torch
@@ -200,39 +249,43 @@ def run_bench(concurrencies: list[int], max_tokens: int, threads: int, repeats: 
     loaded = load_model(BUILTIN_TINY, device="cpu")
     model, tokenizer = loaded.model, loaded.tokenizer
     eos = [tokenizer.eos_token_id]
-    sequential(model, tokenizer, 1, 8, eos)  # warm-up
+    sequential(model, tokenizer, 1, [8], eos)  # warm-up
     results: dict[str, dict[int, dict]] = {"server": {}, "sequential": {}, "static": {}}
     proc, url, _ = start_server(BUILTIN_TINY, threads)
-    runner = asyncio.Runner()  # one loop and one session for every wave, so that connections are kept
+    runner = asyncio.Runner()  # one loop and one session for every run, so that connections are kept
     try:
         http = runner.run(_open_session(max(concurrencies)))
-        runner.run(_server_wave(http, url, max(concurrencies), 8))  # warm-up; opens every connection
+        runner.run(_server_burst(http, url, max(concurrencies), 8))  # warm-up; opens every connection
         for c in concurrencies:  # the methods side by side, so that load from elsewhere hits them alike
-            seq_repeats = repeats if c <= 8 else 1  # a long run already averages; keeps the bench to minutes
-            results["sequential"][c] = _best(lambda: sequential(model, tokenizer, c, max_tokens, eos), seq_repeats)
-            results["static"][c] = _best(lambda: static_batch(model, tokenizer, c, max_tokens, eos), repeats)
-            results["server"][c] = _best(lambda: runner.run(_server_wave(http, url, c, max_tokens)), repeats)
+            lengths = completion_lengths(max(16, 4 * c), mean_tokens)
+            results["sequential"][c] = _best(lambda: sequential(model, tokenizer, c, lengths, eos), repeats)
+            results["static"][c] = _best(lambda: static_batch(model, tokenizer, c, lengths, eos), repeats)
+            results["server"][c] = _best(lambda: runner.run(_server_closed_loop(http, url, c, lengths)), repeats)
+            results["server"][c]["burst_median_ttft_s"] = min(
+                runner.run(_server_burst(http, url, c, mean_tokens)) for _ in range(repeats))
         runner.run(http.close())
     finally:
         runner.close()
         stop_server(proc)
-    return {"max_tokens": max_tokens, "threads": threads, "repeats": repeats, "results": results,
+    return {"mean_tokens": mean_tokens, "threads": threads, "repeats": repeats, "results": results,
             "cold_start": cold_starts(threads) if with_cold_start else {}}
 
 
 def print_table(figures: dict) -> None:
     """Tokens/s, median TTFT and ratios vs sequential, then cold starts."""
     results = figures["results"]
-    print(f"\nInference, builtin tiny model, {figures['max_tokens']} new tokens per request, "
-          f"{figures['threads']} torch threads, best of {figures['repeats']} runs\n")
-    print(f"{'method':<11}{'conc':>5}{'tokens/s':>10}{'x seq':>8}{'TTFT p50':>11}{'x own c=1':>11}")
+    print(f"\nInference, builtin tiny model, closed loop of C clients, completions of {figures['mean_tokens']} "
+          f"tokens on average, {figures['threads']} torch threads, best of {figures['repeats']} runs\n")
+    print(f"{'method':<11}{'conc':>5}{'tokens/s':>10}{'x seq':>8}{'TTFT p50':>11}{'x own c=1':>11}"
+          f"{'burst TTFT':>12}")
     for method in ("server", "sequential", "static"):
         first_c = min(results[method])
         for c, row in results[method].items():
             seq = results["sequential"][c]
+            burst = f"{row['burst_median_ttft_s'] * 1000:>10.1f}ms" if "burst_median_ttft_s" in row else ""
             print(f"{method:<11}{c:>5}{row['tokens_per_s']:>10.0f}{row['tokens_per_s'] / seq['tokens_per_s']:>8.2f}"
                   f"{row['median_ttft_s'] * 1000:>9.1f}ms"
-                  f"{row['median_ttft_s'] / results[method][first_c]['median_ttft_s']:>11.2f}")
+                  f"{row['median_ttft_s'] / results[method][first_c]['median_ttft_s']:>11.2f}{burst}")
     if figures["cold_start"]:
         print(f"\n{'cold start (process start -> ready)':<40}{'wall':>8}{'metric':>9}{'load':>8}")
         for label, row in figures["cold_start"].items():
@@ -243,14 +296,14 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", default="1,8,32,64")
-    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--mean-tokens", type=int, default=64, help="mean completion length")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3,
-                        help="runs per figure, the best kept (sequential above concurrency 8: one run)")
+                        help="runs per figure, the best kept")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the cold start measurements")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
-    figures = run_bench([int(c) for c in args.concurrency.split(",")], args.max_tokens, args.threads,
+    figures = run_bench([int(c) for c in args.concurrency.split(",")], args.mean_tokens, args.threads,
                         args.repeats, not args.no_cold_start)
     print_table(figures)
     if args.json:
