@@ -1,8 +1,9 @@
 """The batching engine: transformers' ContinuousBatchingManager plus admission control.
 
-Scheduling, the paged KV cache and the join-and-leave-at-every-step batching are transformers' own
-(``ContinuousBatchingManager``). This module adds only what a server needs around it: a bounded
-waiting queue and a cap on tokens in flight (the cache is sized to that cap, so an admitted request
+The paged KV cache, the join-and-leave-at-every-step batching and the scheduler's machinery are
+transformers' own (``ContinuousBatchingManager``), with one scheduling rule of ours (``scheduling.py``: a
+waiting request's prefill runs in a step of its own). This module adds what a server needs around it: a
+bounded waiting queue and a cap on tokens in flight (the cache is sized to that cap, so an admitted request
 always fits and memory stays flat), stop strings, cancellation, draining and the metrics.
 """
 
@@ -22,6 +23,7 @@ from transformers.generation.continuous_batching.requests import GenerationOutpu
 from .metrics import ServerMetrics
 from .models import LoadedModel
 from .sampling import SamplingParams, build_processors
+from .scheduling import NAME as SCHEDULER
 
 
 PAGE_SIZE = 16  # tokens per KV-cache page; admission rounds each request up to whole pages
@@ -204,6 +206,7 @@ class Engine:
             max_batch_tokens=MAX_BATCH_TOKENS,
             allow_block_sharing=False,  # exact cache accounting: a finished request's pages are freed at once
             per_request_processors=True,
+            scheduler_type=SCHEDULER,  # FIFO, but a waiting request's prefill runs alone (scheduling.py)
         )
         manager = model.init_continuous_batching(generation_config=generation_config,
                                                  continuous_batching_config=config)
