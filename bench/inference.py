@@ -7,9 +7,10 @@ with completion lengths drawn uniformly between 1/4 and 7/4 of `--mean-tokens` (
 end at different steps as real ones do. It measures generated tokens/s and the median time to first token
 (TTFT), each request's counted from the moment its client sends it (tokenization included) to its first
 new token:
-- ``server``: the real `foresail serve` process over HTTP, streaming; TTFT is when the client reads the
+- ``server``: the real `foresail serve` process over HTTP, streaming (``server-fifo``: the same with
+  ``--scheduler fifo``, transformers' own scheduler); TTFT is when the client reads the
   first chunk with text. The client is this one process, one asyncio loop, one aiohttp session whose
-  keep-alive connections (as many as the largest C) are opened before measuring, as an OpenAI client or
+  keep-alive connections (twice the largest C, for two servers) are opened before measuring, as an OpenAI client or
   gateway keeps them: the figures are the server's, not TCP connection setup's. It reads the stream line
   by line and parses JSON only for the final usage chunk, so that it takes little CPU from the server.
   It also measures a burst: C requests sent in the same instant, TTFT from that instant;
@@ -250,23 +251,27 @@ def run_bench(concurrencies: list[int], mean_tokens: int, threads: int, repeats:
     model, tokenizer = loaded.model, loaded.tokenizer
     eos = [tokenizer.eos_token_id]
     sequential(model, tokenizer, 1, [8], eos)  # warm-up
-    results: dict[str, dict[int, dict]] = {"server": {}, "sequential": {}, "static": {}}
-    proc, url, _ = start_server(BUILTIN_TINY, threads)
+    results: dict[str, dict[int, dict]] = {"server": {}, "server-fifo": {}, "sequential": {}, "static": {}}
+    servers = {"server": start_server(BUILTIN_TINY, threads),  # the default scheduler, and transformers' FIFO
+               "server-fifo": start_server(BUILTIN_TINY, threads, "--scheduler", "fifo")}
     runner = asyncio.Runner()  # one loop and one session for every run, so that connections are kept
     try:
-        http = runner.run(_open_session(max(concurrencies)))
-        runner.run(_server_burst(http, url, max(concurrencies), 8))  # warm-up; opens every connection
+        http = runner.run(_open_session(2 * max(concurrencies)))
+        for _, url, _ in servers.values():
+            runner.run(_server_burst(http, url, max(concurrencies), 8))  # warm-up; opens every connection
         for c in concurrencies:  # the methods side by side, so that load from elsewhere hits them alike
             lengths = completion_lengths(max(16, 4 * c), mean_tokens)
             results["sequential"][c] = _best(lambda: sequential(model, tokenizer, c, lengths, eos), repeats)
             results["static"][c] = _best(lambda: static_batch(model, tokenizer, c, lengths, eos), repeats)
-            results["server"][c] = _best(lambda: runner.run(_server_closed_loop(http, url, c, lengths)), repeats)
-            results["server"][c]["burst_median_ttft_s"] = min(
-                runner.run(_server_burst(http, url, c, mean_tokens)) for _ in range(repeats))
+            for name, (_, url, _) in servers.items():
+                results[name][c] = _best(lambda: runner.run(_server_closed_loop(http, url, c, lengths)), repeats)
+                results[name][c]["burst_median_ttft_s"] = min(
+                    runner.run(_server_burst(http, url, c, mean_tokens)) for _ in range(repeats))
         runner.run(http.close())
     finally:
         runner.close()
-        stop_server(proc)
+        for proc, _, _ in servers.values():
+            stop_server(proc)
     return {"mean_tokens": mean_tokens, "threads": threads, "repeats": repeats, "results": results,
             "cold_start": cold_starts(threads) if with_cold_start else {}}
 
@@ -278,7 +283,7 @@ def print_table(figures: dict) -> None:
           f"tokens on average, {figures['threads']} torch threads, best of {figures['repeats']} runs\n")
     print(f"{'method':<11}{'conc':>5}{'tokens/s':>10}{'x seq':>8}{'TTFT p50':>11}{'x own c=1':>11}"
           f"{'burst TTFT':>12}")
-    for method in ("server", "sequential", "static"):
+    for method in ("server", "server-fifo", "sequential", "static"):
         first_c = min(results[method])
         for c, row in results[method].items():
             seq = results["sequential"][c]

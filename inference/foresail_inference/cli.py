@@ -19,6 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="requests admitted but not yet generating; past it: 429")
     parser.add_argument("--max-tokens-in-flight", type=int, default=8192,
                         help="prompt + max_tokens summed over admitted requests; sizes the KV cache; past it: 429")
+    parser.add_argument("--scheduler", choices=["prefill-step-first", "fifo"], default="prefill-step-first",
+                        help="prefill-step-first: a waiting request's prefill runs in a step of its own (sooner "
+                             "first token); fifo: transformers' default, prefills ride with the decodes (more "
+                             "throughput)")
     parser.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body accepted")
     parser.add_argument("--api-key", default=os.environ.get("FORESAIL_API_KEY"),
                         help="bearer token required on the API (default: $FORESAIL_API_KEY; none: open)")

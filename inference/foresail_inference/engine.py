@@ -23,7 +23,7 @@ from transformers.generation.continuous_batching.requests import GenerationOutpu
 from .metrics import ServerMetrics
 from .models import LoadedModel
 from .sampling import SamplingParams, build_processors
-from .scheduling import NAME as SCHEDULER
+from .scheduling import SCHEDULERS
 
 
 PAGE_SIZE = 16  # tokens per KV-cache page; admission rounds each request up to whole pages
@@ -161,8 +161,9 @@ def _safe_end(text: str, stops: tuple[str, ...]) -> int:
 class Engine:
     """Runs one model with continuous batching and admits requests within ``Limits``."""
 
-    def __init__(self, loaded: LoadedModel, limits: Limits, metrics: ServerMetrics) -> None:
-        self.loaded, self.limits, self.metrics = loaded, limits, metrics
+    def __init__(self, loaded: LoadedModel, limits: Limits, metrics: ServerMetrics,
+                 scheduler: str = "prefill-step-first") -> None:
+        self.loaded, self.limits, self.metrics, self.scheduler = loaded, limits, metrics, scheduler
         self.tokenizer = loaded.tokenizer
         self.eos_ids = _eos_ids(loaded)
         self.manager: ContinuousBatchingManager | None = None
@@ -206,7 +207,7 @@ class Engine:
             max_batch_tokens=MAX_BATCH_TOKENS,
             allow_block_sharing=False,  # exact cache accounting: a finished request's pages are freed at once
             per_request_processors=True,
-            scheduler_type=SCHEDULER,  # FIFO, but a waiting request's prefill runs alone (scheduling.py)
+            scheduler_type=SCHEDULERS[self.scheduler],
         )
         manager = model.init_continuous_batching(generation_config=generation_config,
                                                  continuous_batching_config=config)

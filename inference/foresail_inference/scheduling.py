@@ -13,7 +13,8 @@ from __future__ import annotations
 from transformers.generation.continuous_batching.requests import FutureRequestState, RequestStatus
 from transformers.generation.continuous_batching.scheduler import SCHEDULER_MAPPING, FIFOScheduler
 
-NAME = "prefill_step_first"
+NAME = "prefill_step_first"  # in transformers' scheduler table
+SCHEDULERS = {"prefill-step-first": NAME, "fifo": "fifo"}  # `foresail serve --scheduler` -> transformers' name
 
 
 class PrefillStepFirstScheduler(FIFOScheduler):
