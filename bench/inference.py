@@ -8,9 +8,9 @@ end at different steps as real ones do. It measures generated tokens/s and the m
 (TTFT), each request's counted from the moment its client sends it (tokenization included) to its first
 new token:
 - ``server``: the real `foresail serve` process over HTTP, streaming (``server-fifo``: the same with
-  ``--scheduler fifo``, transformers' own scheduler); TTFT is when the client reads the
-  first chunk with text. The client is this one process, one asyncio loop, one aiohttp session whose
-  keep-alive connections (twice the largest C, for two servers) are opened before measuring, as an OpenAI client or
+  ``--scheduler fifo``, transformers' own scheduler); TTFT is when the client reads the first chunk with
+  text. The client is this one process, one asyncio loop, one aiohttp session whose keep-alive
+  connections (twice the largest C, for two servers) are opened before measuring, as an OpenAI client or
   gateway keeps them: the figures are the server's, not TCP connection setup's. It reads the stream line
   by line and parses JSON only for the final usage chunk, so that it takes little CPU from the server.
   It also measures a burst: C requests sent in the same instant, TTFT from that instant;

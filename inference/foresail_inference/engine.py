@@ -159,10 +159,10 @@ def _safe_end(text: str, stops: tuple[str, ...]) -> int:
 
 
 class Engine:
-    """Runs one model with continuous batching and admits requests within ``Limits``."""
+    """Runs one model with continuous batching and admits requests within ``Limits``; ``scheduler`` is a
+    key of ``scheduling.SCHEDULERS``."""
 
-    def __init__(self, loaded: LoadedModel, limits: Limits, metrics: ServerMetrics,
-                 scheduler: str = "prefill-step-first") -> None:
+    def __init__(self, loaded: LoadedModel, limits: Limits, metrics: ServerMetrics, scheduler: str) -> None:
         self.loaded, self.limits, self.metrics, self.scheduler = loaded, limits, metrics, scheduler
         self.tokenizer = loaded.tokenizer
         self.eos_ids = _eos_ids(loaded)

@@ -34,7 +34,7 @@ class PrefillStepFirstScheduler(FIFOScheduler):
         candidates = [s for s in self.active_requests.values() if s.status == RequestStatus.PREFILLING]
         candidates += self._get_waiting_candidates()
         removed: set[str] = set()
-        scheduled, allocation_failed, fast_path, q_tokens, kv_read = self._process_candidates(
+        scheduled, _, fast_path, q_tokens, kv_read = self._process_candidates(
             candidates, token_budget, cache_budget, removed)
         self._cleanup_waiting_queue(removed)
         if not scheduled:  # nothing fitted (the cache is full): let FIFO decide, decodes included

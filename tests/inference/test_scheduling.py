@@ -25,8 +25,11 @@ async def test_a_new_request_is_prefilled_in_a_step_of_its_own(tiny) -> None:
     manager.start()
     steps: list[list[str]] = []
     try:
-        while manager.batch_processor is None:
+        for _ in range(3000):  # the generation thread creates its batch processor at start (bounded wait)
+            if manager.batch_processor is not None:
+                break
             await asyncio.sleep(0.01)
+        assert manager.batch_processor is not None, "the generation loop did not start in 30 s"
         scheduler = manager.batch_processor.scheduler
         schedule = scheduler.schedule_batch
 
