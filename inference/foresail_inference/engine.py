@@ -20,6 +20,7 @@ from transformers import ContinuousBatchingConfig, GenerationConfig
 from transformers.generation.continuous_batching import ContinuousBatchingManager, RequestStatus
 from transformers.generation.continuous_batching.requests import GenerationOutput
 
+from .detokenizer import Detokenizer
 from .metrics import ServerMetrics
 from .models import LoadedModel
 from .sampling import SamplingParams, build_processors
@@ -78,6 +79,7 @@ class Generation:
                  budget: int) -> None:
         self.engine, self.request_id, self.prompt_ids, self.params = engine, request_id, prompt_ids, params
         self.budget = budget
+        self.detokenizer = Detokenizer(engine.tokenizer)
         self.arrival = time.perf_counter()
         self.queue: asyncio.Queue[GenerationOutput] = asyncio.Queue()
         self.first_token_at: float | None = None
@@ -107,8 +109,8 @@ class Generation:
                 finished = self.finished_in_manager = output.status == RequestStatus.FINISHED
                 if not (finished or incremental or self.params.stop):
                     continue
-                text = self.engine.decode(tokens)
-                cut, stopped = _find_stop(text, self.params.stop)
+                text = self.detokenizer.update(tokens)
+                cut, stopped = _find_stop(text, self.params.stop, sent)
                 if stopped:
                     self.finish_reason = "stop"
                 elif finished:
@@ -141,9 +143,10 @@ class Generation:
         self.tokens_seen, self.last_token_at = total, now
 
 
-def _find_stop(text: str, stops: tuple[str, ...]) -> tuple[int, bool]:
-    """Where the text ends: before the earliest stop string, or at its end."""
-    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+def _find_stop(text: str, stops: tuple[str, ...], start: int) -> tuple[int, bool]:
+    """Where the text ends: before the earliest stop string at or after ``start``, or at its end. (Text before
+    what was sent holds no stop string: ``_safe_end`` holds back any prefix of one.)"""
+    hits = [i for i in (text.find(s, start) for s in stops) if i >= 0]
     return (min(hits), True) if hits else (len(text), False)
 
 
@@ -152,8 +155,8 @@ def _safe_end(text: str, stops: tuple[str, ...]) -> int:
     end = len(text.rstrip("\ufffd"))
     for stop in stops:
         for k in range(min(len(stop) - 1, end), 0, -1):
-            if text[:end].endswith(stop[:k]):
-                end = min(end, len(text[:end]) - k)
+            if text.endswith(stop[:k], 0, end):
+                end -= k
                 break
     return end
 
@@ -252,10 +255,6 @@ class Engine:
         self.manager.add_request(prompt_ids, request_id=request_id, max_new_tokens=params.max_tokens,
                                  streaming=True, eos_token_id=self.eos_ids or -1, **params.processor_kwargs())
         return generation
-
-    def decode(self, tokens: list[int]) -> str:
-        """Text of generated tokens, without special tokens."""
-        return self.tokenizer.decode(tokens, skip_special_tokens=True)
 
     def _release(self, generation: Generation) -> None:
         """Forget a request; cancel it in the manager if it has not finished."""

@@ -1,0 +1,42 @@
+"""The text of a request's tokens as they are generated, decoded incrementally.
+
+Decoding every generated token again at each step costs O(n) per step, O(n^2) over a completion: 200 us per
+step at 1,000 tokens with the tiny model's tokenizer, for every running request. tokenizers' ``DecodeStream``
+(what vLLM and TGI also use) decodes only the new token against a short window of the previous ones, and
+holds back a token that ends inside a UTF-8 character until it is complete. Tokenizers without a Rust
+backend, or that clean up spaces after decoding (``DecodeStream`` does not), are decoded in full each time.
+"""
+
+from __future__ import annotations
+
+from tokenizers import Tokenizer
+from tokenizers.decoders import DecodeStream
+from transformers import PreTrainedTokenizerBase
+
+
+class Detokenizer:
+    """The text of a growing list of token ids, special tokens left out."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.tokenizer = tokenizer
+        backend = getattr(tokenizer, "_tokenizer", None)
+        exact = isinstance(backend, Tokenizer) and not getattr(tokenizer, "clean_up_tokenization_spaces", False)
+        self.backend = backend if exact else None
+        self.stream = DecodeStream(skip_special_tokens=True) if exact else None
+        self.decoded = 0  # tokens already decoded
+        self.text = ""
+
+    @property
+    def incremental(self) -> bool:
+        """True when each call decodes only the new tokens."""
+        return self.stream is not None
+
+    def update(self, tokens: list[int]) -> str:
+        """The text of ``tokens``, which extend those of the previous call."""
+        if self.stream is None:
+            self.text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        else:
+            pieces = [self.stream.step(self.backend, token) for token in tokens[self.decoded:]]
+            self.text += "".join(piece for piece in pieces if piece)
+        self.decoded = len(tokens)
+        return self.text

@@ -1,0 +1,54 @@
+"""Incremental detokenization gives the text that decoding all tokens at once gives, at every step."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from foresail_inference.detokenizer import Detokenizer
+from foresail_inference.models import build_tiny_tokenizer
+
+TEXT = "Ünïcödé 日本語 ⛵ sailors' café — «quotes» 🚢🌊 done.\n  indented <|im_end|> tail"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tiny_tokenizer()
+
+
+def _texts(detokenizer: Detokenizer, ids: list[int], stride: int) -> list[str]:
+    """The text after each call, feeding ``stride`` more tokens each time."""
+    return [detokenizer.update(ids[:end]) for end in range(stride, len(ids) + stride, stride)]
+
+
+@pytest.mark.parametrize("stride", [1, 3])
+def test_incremental_text_equals_full_decoding(tokenizer, stride: int) -> None:
+    ids = tokenizer(TEXT)["input_ids"] + [tokenizer.eos_token_id]
+    full = tokenizer.decode(ids, skip_special_tokens=True)
+    detokenizer = Detokenizer(tokenizer)
+    texts = _texts(detokenizer, ids, stride)
+    assert detokenizer.incremental
+    assert texts[-1] == full
+    assert "<|im_end|>" not in full and "日本語 ⛵" in full
+    for before, after in zip(texts, texts[1:]):  # only ever grows, never with half a character
+        assert after.startswith(before) and "\ufffd" not in after
+
+
+def test_text_at_each_step_is_the_decoded_prefix_where_that_is_whole(tokenizer) -> None:
+    ids = tokenizer(TEXT)["input_ids"]
+    detokenizer = Detokenizer(tokenizer)
+    for end in range(1, len(ids) + 1):
+        text = detokenizer.update(ids[:end])
+        whole = tokenizer.decode(ids[:end], skip_special_tokens=True)
+        if "\ufffd" not in whole:
+            assert text == whole
+
+
+def test_tokenizers_that_clean_up_spaces_are_decoded_in_full(tokenizer) -> None:
+    cleaning = copy.deepcopy(tokenizer)
+    cleaning.clean_up_tokenization_spaces = True
+    ids = cleaning("a , b .")["input_ids"]
+    detokenizer = Detokenizer(cleaning)
+    assert not detokenizer.incremental
+    assert _texts(detokenizer, ids, 1)[-1] == cleaning.decode(ids, skip_special_tokens=True)
