@@ -254,6 +254,7 @@ class ForesailPolicy:
             self._peaks.popleft()
         burst = math.ceil(self._peaks[0][1] / c.capacity - 1e-9) if headroom > 1.0 and c.predictive else 0
         target = max(floor, predicted or 0, burst)
+        steady = max(demand_floor, predicted or 0, burst)  # the same without the backlog's drain
 
         idle_for = obs.time_s - (self._last_demand_s if self._last_demand_s is not None else obs.time_s)
         to_zero = (
@@ -264,24 +265,26 @@ class ForesailPolicy:
             and (f_up is None or f_up < 0.5 * c.capacity)
         )
         if to_zero:
-            target = 0
+            target = steady = 0
         elif c.scale_to_zero and current == 0 and target == 0:
             pass  # stay at zero while nothing is demanded or forecast
         else:
             lower = max(c.min_replicas, 1) if c.scale_to_zero else c.min_replicas
-            target = min(max(target, lower), c.max_replicas)
+            target, steady = (min(max(r, lower), c.max_replicas) for r in (target, steady))
 
         # scale-down stabilisation: the highest recommendation not yet expired, never below the floor. One
         # expires after the window or, when a forecast set it, a cold start at the earliest (replicas asked
         # for a forecast are not dropped while they still start). A (re)started policy counts the replicas
-        # it found as a recommendation, so it does not drop them at once.
+        # it found as a recommendation, so it does not drop them at once. What the window keeps leaves out
+        # the replicas asked only to drain a backlog: once it has drained they go, as they were asked for a
+        # queue that is gone, not for a level of demand that may come back.
         window_s = c.scale_down_stabilization_s
         from_forecast = predicted is not None and predicted >= floor and min(predicted, c.max_replicas) == target
         if from_forecast:
             window_s = max(window_s, c.cold_start_s)
         if not self._recs:
             self._recs.append((obs.time_s + c.scale_down_stabilization_s, min(current, c.max_replicas)))
-        self._recs.append((obs.time_s + window_s, target))
+        self._recs.append((obs.time_s + window_s, steady))
         self._recs = deque((expiry, r) for expiry, r in self._recs if expiry >= obs.time_s)
         replicas = target
         held_by_window = False

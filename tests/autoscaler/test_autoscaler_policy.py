@@ -53,6 +53,18 @@ def test_the_floor_drains_the_backlog_that_builds_up_during_the_cold_start():
     assert "backlog" in d.reason and "540" in d.reason
 
 
+def test_replicas_asked_only_to_drain_a_backlog_go_once_it_has_drained():
+    p = ForesailPolicy(PolicyConfig(capacity=2.0, cold_start_s=120.0, predictive=False, queue_drain_s=60.0,
+                                    scale_down_stabilization_s=300.0))
+    assert p.decide(obs(0.0, 8.0, 4)).replicas == 4  # a level of demand: 4 replicas
+    d = p.decide(obs(15.0, 8.0, 4, waiting=240.0))  # a queue: (8 + 240/60) / 2 = 6
+    assert d.replicas == 6 and "backlog" in d.reason
+    d = p.decide(obs(30.0, 8.0, 6))  # drained: back to what the demand needs, not held by the window
+    assert d.replicas == 4 and d.action == "scale down"
+    d = p.decide(obs(45.0, 2.0, 4))  # a fall in demand itself is still held by the window
+    assert d.replicas == 4 and "stabilisation window" in d.reason
+
+
 def test_predictive_decision_uses_the_forecast_and_respects_max():
     p = ForesailPolicy(CFG)
     t = np.arange(1, 6 * 60 + 1) * 60.0
