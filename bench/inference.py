@@ -20,7 +20,8 @@ new token:
   longest request ends; a request sent while a batch runs waits for the next batch.
 For the two baselines the send times follow from the measured end times (request i is sent when request
 i - C ends). Then it measures cold start (process start to ready) for the tiny model and, if installed,
-SmolLM2-135M. Both sides use the same number of torch threads.
+SmolLM2-135M. Both sides use the same number of torch threads. Each figure is the best of ``--repeats``
+runs, the methods taking turns round by round, so that a slow spell of the shared machine hits them alike.
 
     python -m bench.inference [--concurrency 1,8,32,64] [--mean-tokens 64] [--threads 2] [--json out.json]
 """
@@ -231,11 +232,10 @@ def cold_starts(threads: int) -> dict[str, dict[str, float]]:
     return figures
 
 
-def _best(measure: Any, repeats: int) -> dict[str, Any]:
-    """The best of ``repeats`` runs (highest tokens/s, lowest median TTFT): robust to a busy shared machine."""
-    runs = [measure() for _ in range(repeats)]
+def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best of several runs (highest tokens/s, lowest median TTFT): robust to a busy shared machine."""
     best = max(runs, key=lambda r: r["tokens_per_s"])
-    return {**best, "median_ttft_s": min(r["median_ttft_s"] for r in runs), "repeats": repeats}
+    return {**best, "median_ttft_s": min(r["median_ttft_s"] for r in runs), "repeats": len(runs)}
 
 
 def run_bench(concurrencies: list[int], mean_tokens: int, threads: int, repeats: int = 3,
@@ -259,14 +259,23 @@ def run_bench(concurrencies: list[int], mean_tokens: int, threads: int, repeats:
         http = runner.run(_open_session(2 * max(concurrencies)))
         for _, url, _ in servers.values():
             runner.run(_server_burst(http, url, max(concurrencies), 8))  # warm-up; opens every connection
-        for c in concurrencies:  # the methods side by side, so that load from elsewhere hits them alike
+        for c in concurrencies:
             lengths = completion_lengths(max(16, 4 * c), mean_tokens)
-            results["sequential"][c] = _best(lambda: sequential(model, tokenizer, c, lengths, eos), repeats)
-            results["static"][c] = _best(lambda: static_batch(model, tokenizer, c, lengths, eos), repeats)
+            measures = {"sequential": lambda: sequential(model, tokenizer, c, lengths, eos),
+                        "static": lambda: static_batch(model, tokenizer, c, lengths, eos)}
             for name, (_, url, _) in servers.items():
-                results[name][c] = _best(lambda: runner.run(_server_closed_loop(http, url, c, lengths)), repeats)
-                results[name][c]["burst_median_ttft_s"] = min(
-                    runner.run(_server_burst(http, url, c, mean_tokens)) for _ in range(repeats))
+                measures[name] = lambda url=url: runner.run(_server_closed_loop(http, url, c, lengths))
+            runs: dict[str, list[dict]] = {name: [] for name in measures}
+            bursts: dict[str, list[float]] = {name: [] for name in servers}
+            for _ in range(repeats):  # rounds of every method in turn, so that a slow spell hits them alike
+                for name, measure in measures.items():
+                    runs[name].append(measure())
+                for name, (_, url, _) in servers.items():
+                    bursts[name].append(runner.run(_server_burst(http, url, c, mean_tokens)))
+            for name in measures:
+                results[name][c] = _best(runs[name])
+            for name in servers:
+                results[name][c]["burst_median_ttft_s"] = min(bursts[name])
         runner.run(http.close())
     finally:
         runner.close()
