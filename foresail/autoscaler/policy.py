@@ -37,6 +37,7 @@ class PolicyConfig:
     queue_drain_s: float = 60.0  # queued demand is planned to drain within this time of replicas being ready
     error_window: int = 60  # recent forecasts checked for misses
     max_headroom: float = 2.0  # cap of the widening factor
+    widen_to_peak: float = 1.5  # widening stops at this multiple of the burst window's peak demand (0: no limit)
     burst_window_s: float = 3600.0  # while forecasts fall short, hold the highest demand seen this long (0: never)
     trend_points: int = 6  # a sustained ramp over this many decisions is extrapolated to the horizon (0: never)
     trend_t: float = 6.0  # how significant (t statistic of the slope) a ramp must be to be extrapolated
@@ -51,6 +52,8 @@ class PolicyConfig:
             raise ValueError("interval_s must be positive and cold_start_s not negative")
         if not 0.5 <= self.quantile < 1:
             raise ValueError("quantile must be in [0.5, 1)")
+        if self.widen_to_peak < 0:
+            raise ValueError("widen_to_peak must not be negative (0: no limit)")
 
     @property
     def horizon_s(self) -> float:
@@ -228,10 +231,18 @@ class ForesailPolicy:
         demand_floor = math.ceil(demand / c.capacity - 1e-9)
         headroom = self._headroom(obs)
 
+        # burst memory: the highest demand of the last burst window (held while forecasts keep falling short)
+        while self._peaks and self._peaks[-1][1] <= demand:
+            self._peaks.pop()
+        self._peaks.append((obs.time_s, demand))
+        while len(self._peaks) > 1 and self._peaks[0][0] <= obs.time_s - c.burst_window_s:
+            self._peaks.popleft()
+        peak = self._peaks[0][1]
+
         predicted = None
         f_med = f_up = None
         fc = None
-        ramped = False
+        ramped = widen_capped = False
         self._recent.append((obs.time_s, demand))
         if c.predictive:
             fc = self.forecaster.predict(obs.time_s)
@@ -241,18 +252,15 @@ class ForesailPolicy:
                 f_med = fc.window(obs.time_s, end)
                 raw_up = fc.window(obs.time_s, end, c.quantile)
                 f_up = raw_up * headroom
+                if c.widen_to_peak > 0 and f_up > max(raw_up, c.widen_to_peak * peak):
+                    # the misses widen the forecast towards the bursts it missed, not past them
+                    f_up, widen_capped = max(raw_up, c.widen_to_peak * peak), True
                 ramp = self._ramp()
                 if ramp is not None and ramp > f_up:
                     f_up, ramped = ramp, True
                 predicted = math.ceil(f_up / c.capacity - 1e-9)
                 self._checks.append((end, fc.window(end - c.interval_s, end, c.quantile)))
-        # burst memory: on a series whose bursts the forecast keeps missing, hold the recent peak
-        while self._peaks and self._peaks[-1][1] <= demand:
-            self._peaks.pop()
-        self._peaks.append((obs.time_s, demand))
-        while len(self._peaks) > 1 and self._peaks[0][0] <= obs.time_s - c.burst_window_s:
-            self._peaks.popleft()
-        burst = math.ceil(self._peaks[0][1] / c.capacity - 1e-9) if headroom > 1.0 and c.predictive else 0
+        burst = math.ceil(peak / c.capacity - 1e-9) if headroom > 1.0 and c.predictive else 0
         target = max(floor, predicted or 0, burst)
         steady = max(demand_floor, predicted or 0, burst)  # the same without the backlog's drain
 
@@ -305,6 +313,9 @@ class ForesailPolicy:
                 why = (f"forecast from the ramp of the last {c.trend_points} decisions, {f_up:.3g} {u} at "
                        f"+{c.horizon_s:.0f} s, needs {predicted} replica{'s' if predicted != 1 else ''} at "
                        f"{c.capacity:.3g} {u} each")
+            elif widen_capped:
+                why += (f" (headroom widened after recent forecast misses, to {c.widen_to_peak:g}x the peak demand "
+                        f"of the last {c.burst_window_s:.0f} s)")
             elif headroom > 1.0:
                 why += f" (headroom widened x{headroom:.2f} after recent forecast misses)"
         elif burst > max(floor, predicted or 0) and target == burst:

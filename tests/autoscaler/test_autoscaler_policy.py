@@ -160,6 +160,31 @@ def test_bursts_the_forecast_keeps_missing_hold_the_recent_peak():
     assert out[0.0].replicas < 30 and "holding the peak" not in out[0.0].reason
 
 
+def test_widened_headroom_stops_at_a_multiple_of_the_recent_peak():
+    """Forecast misses widen the upper quantile, but not past widen_to_peak x the burst window's peak demand;
+    the quantile itself is never cut."""
+    t = np.arange(1, 6 * 60 + 1) * 60.0
+
+    def decide(**changes):
+        p = ForesailPolicy(PolicyConfig(capacity=0.25, cold_start_s=120.0, interval_s=60.0, max_replicas=200,
+                                        **changes))
+        p.warm_start(t, np.full(len(t), 2.0))
+        p._misses.extend([True] * 20)  # the forecasts kept falling short: headroom x2
+        return p.decide(obs(t[-1] + 60.0, 2.0, 8))
+
+    plain = decide(max_headroom=1.0)  # no widening: the quantile alone
+    raw = plain.forecast_upper
+    unlimited, limited, tight = decide(widen_to_peak=0.0), decide(), decide(widen_to_peak=0.1)
+    assert unlimited.headroom == limited.headroom == 2.0
+    assert unlimited.forecast_upper == pytest.approx(2.0 * raw)
+    assert limited.forecast_upper == pytest.approx(max(raw, min(2.0 * raw, 1.5 * 2.0)))  # peak demand 2.0
+    assert limited.predicted_replicas < unlimited.predicted_replicas
+    assert "1.5x the peak demand of the last 3600 s" in limited.reason
+    assert tight.forecast_upper == pytest.approx(raw) and tight.predicted_replicas == plain.predicted_replicas
+    with pytest.raises(ValueError, match="widen_to_peak"):
+        PolicyConfig(widen_to_peak=-1.0)
+
+
 def test_a_fresh_ramp_is_extrapolated_and_noise_is_not():
     cfg = PolicyConfig(capacity=1.0, cold_start_s=25.0, interval_s=5.0, max_replicas=50,
                        scale_down_stabilization_s=20.0)
