@@ -314,8 +314,8 @@ class ForesailPolicy:
                        f"+{c.horizon_s:.0f} s, needs {predicted} replica{'s' if predicted != 1 else ''} at "
                        f"{c.capacity:.3g} {u} each")
             elif widen_capped:
-                why += (f" (headroom widened after recent forecast misses, to {c.widen_to_peak:g}x the peak demand "
-                        f"of the last {c.burst_window_s:.0f} s)")
+                why += (f" (headroom widened after recent forecast misses, up to the larger of the forecast and "
+                        f"{c.widen_to_peak:g}x the peak demand of the last {c.burst_window_s:.0f} s)")
             elif headroom > 1.0:
                 why += f" (headroom widened x{headroom:.2f} after recent forecast misses)"
         elif burst > max(floor, predicted or 0) and target == burst:
