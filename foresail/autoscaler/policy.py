@@ -252,9 +252,9 @@ class ForesailPolicy:
                 f_med = fc.window(obs.time_s, end)
                 raw_up = fc.window(obs.time_s, end, c.quantile)
                 f_up = raw_up * headroom
-                if c.widen_to_peak > 0 and f_up > max(raw_up, c.widen_to_peak * peak):
-                    # the misses widen the forecast towards the bursts it missed, not past them
-                    f_up, widen_capped = max(raw_up, c.widen_to_peak * peak), True
+                limit = max(raw_up, c.widen_to_peak * peak)  # the misses widen towards the bursts, not past them
+                if c.widen_to_peak > 0 and f_up > limit:
+                    f_up, widen_capped = limit, True
                 ramp = self._ramp()
                 if ramp is not None and ramp > f_up:
                     f_up, ramped = ramp, True
