@@ -1,12 +1,14 @@
 """Inference benchmark: the server against sequential generate() and padded static batching.
 
-On the same model in the same run (the builtin tiny model), for each concurrency C, C clients each send a
-request, wait for its last token and send the next (a closed loop, as `--max-concurrency` in vLLM's
-benchmark or `--concurrency` in GenAI-Perf): N = max(16, 4 C) requests in all, the same for every method,
-with completion lengths drawn uniformly between 1/4 and 7/4 of `--mean-tokens` (seeded), so that requests
-end at different steps as real ones do. It measures generated tokens/s and the median time to first token
-(TTFT), each request's counted from the moment its client sends it (tokenization included) to its first
-new token:
+On the same model in the same run (the builtin tiny model), for each concurrency C, N = max(16, K C)
+requests are sent in order, at most C at a time, each as soon as one of the C slots frees (a closed loop
+over a shared queue: a semaphore over the request list, as `--max-concurrency` in vLLM's benchmark). The
+requests are the same for every method, with completion lengths drawn uniformly between 1/4 and 7/4 of
+`--mean-tokens` (seeded), so that requests end at different steps as real ones do. K (`--per-slot`,
+default 8) sets how much of a run is steady state: the first C requests start together (a burst) and the
+last C drain with fewer than C in flight; at K = 4 these were half of all requests. It measures generated
+tokens/s and the median time to first token (TTFT), each request's counted from the moment it is sent
+(tokenization included) to its first new token:
 - ``server``: the real `foresail serve` process over HTTP, streaming (``server-fifo``: the same with
   ``--scheduler fifo``, transformers' own scheduler); TTFT is when the client reads the first chunk with
   text. The client is this one process, one asyncio loop, one aiohttp session whose keep-alive
@@ -15,15 +17,16 @@ new token:
   by line and parses JSON only for the final usage chunk, so that it takes little CPU from the server.
   It also measures a burst: C requests sent in the same instant, TTFT from that instant;
 - ``sequential``: one request at a time with ``model.generate()`` in this process, first come first
-  served: a request is sent when its client's previous one ends, so it waits for those ahead of it;
+  served: a request is sent when a slot frees, so it waits for those ahead of it;
 - ``static``: batches of C left-padded requests with ``model.generate()``, each batch run until its
   longest request ends; a request sent while a batch runs waits for the next batch.
-For the two baselines the send times follow from the measured end times (request i is sent when request
-i - C ends). Then it measures cold start (process start to ready) for the tiny model and, if installed,
-SmolLM2-135M. Both sides use the same number of torch threads. Each figure is the best of ``--repeats``
+For the two baselines the send times follow from the measured end times (request i is sent at the
+(i - C + 1)-th end). Then it measures cold start (process start to ready) for the tiny model and, if
+installed, SmolLM2-135M. Both sides use the same number of torch threads. Each figure is the best of ``--repeats``
 runs, the methods taking turns round by round, so that a slow spell of the shared machine hits them alike.
 
-    python -m bench.inference [--concurrency 1,8,32,64] [--mean-tokens 64] [--threads 2] [--json out.json]
+    python -m bench.inference [--concurrency 1,8,32,64] [--per-slot 8] [--mean-tokens 64] [--threads 2]
+                              [--json out.json]
 """
 
 from __future__ import annotations
@@ -109,19 +112,20 @@ async def _stream_one(http: aiohttp.ClientSession, url: str, i: int, max_tokens:
 
 async def _server_closed_loop(http: aiohttp.ClientSession, url: str, concurrency: int,
                               lengths: list[int]) -> dict[str, Any]:
-    """C clients, each sending its next request when the previous one ends."""
+    """The requests in order, at most C at a time: each is sent as soon as one of the C slots frees."""
     ttfts: list[float] = []
     tokens = 0
+    slots = asyncio.Semaphore(concurrency)
 
-    async def client(first: int) -> None:
+    async def one(i: int) -> None:
         nonlocal tokens
-        for i in range(first, len(lengths), concurrency):
+        async with slots:
             ttft, generated = await _stream_one(http, url, i, lengths[i], time.perf_counter())
-            ttfts.append(ttft)
-            tokens += generated
+        ttfts.append(ttft)
+        tokens += generated
 
     start = time.perf_counter()
-    await asyncio.gather(*[client(j) for j in range(concurrency)])
+    await asyncio.gather(*[one(i) for i in range(len(lengths))])
     return _summary(time.perf_counter() - start, ttfts, tokens)
 
 
@@ -145,8 +149,10 @@ def _summary(seconds: float, ttfts: list[float], tokens: int) -> dict[str, Any]:
 
 def _closed_loop_summary(start: float, end: float, first: list[float], finish: list[float], tokens: int,
                          concurrency: int) -> dict[str, Any]:
-    """TTFTs of a run where request i is sent when request i - C ends (the first C at the start)."""
-    sent = [start if i < concurrency else finish[i - concurrency] for i in range(len(first))]
+    """TTFTs of a run where request i is sent when a slot frees: at the (i - C + 1)-th end (the first C at the
+    start)."""
+    ends = sorted(finish)
+    sent = [start if i < concurrency else ends[i - concurrency] for i in range(len(first))]
     return _summary(end - start, [f - s for f, s in zip(first, sent)], tokens)
 
 
@@ -239,7 +245,7 @@ def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_bench(concurrencies: list[int], mean_tokens: int, threads: int, repeats: int = 3,
-              with_cold_start: bool = True) -> dict:
+              with_cold_start: bool = True, per_slot: int = 8) -> dict:
     """Measure every method at every concurrency; return the figures."""
     import torch
 
@@ -260,7 +266,7 @@ def run_bench(concurrencies: list[int], mean_tokens: int, threads: int, repeats:
         for _, url, _ in servers.values():
             runner.run(_server_burst(http, url, max(concurrencies), 8))  # warm-up; opens every connection
         for c in concurrencies:
-            lengths = completion_lengths(max(16, 4 * c), mean_tokens)
+            lengths = completion_lengths(max(16, per_slot * c), mean_tokens)
             measures = {"sequential": lambda: sequential(model, tokenizer, c, lengths, eos),
                         "static": lambda: static_batch(model, tokenizer, c, lengths, eos)}
             for name, (_, url, _) in servers.items():
@@ -314,11 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs per figure, the best kept")
+    parser.add_argument("--per-slot", type=int, default=8, help="requests per concurrency slot: N = max(16, K C)")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the cold start measurements")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     figures = run_bench([int(c) for c in args.concurrency.split(",")], args.mean_tokens, args.threads,
-                        args.repeats, not args.no_cold_start)
+                        args.repeats, not args.no_cold_start, args.per_slot)
     print_table(figures)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
