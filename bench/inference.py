@@ -22,8 +22,9 @@ tokens/s and the median time to first token (TTFT), each request's counted from 
   longest request ends; a request sent while a batch runs waits for the next batch.
 For the two baselines the send times follow from the measured end times (request i is sent at the
 (i - C + 1)-th end). Then it measures cold start (process start to ready) for the tiny model and, if
-installed, SmolLM2-135M. Both sides use the same number of torch threads. Each figure is the best of ``--repeats``
-runs, the methods taking turns round by round, so that a slow spell of the shared machine hits them alike.
+installed, SmolLM2-135M. Both sides use the same number of torch threads. Each figure is the best of
+``--repeats`` runs, the methods taking turns round by round, so that a slow spell of the shared machine hits
+them alike.
 
     python -m bench.inference [--concurrency 1,8,32,64] [--per-slot 8] [--mean-tokens 64] [--threads 2]
                               [--json out.json]
@@ -287,15 +288,16 @@ def run_bench(concurrencies: list[int], mean_tokens: int, threads: int, repeats:
         runner.close()
         for proc, _, _ in servers.values():
             stop_server(proc)
-    return {"mean_tokens": mean_tokens, "threads": threads, "repeats": repeats, "results": results,
-            "cold_start": cold_starts(threads) if with_cold_start else {}}
+    return {"mean_tokens": mean_tokens, "per_slot": per_slot, "threads": threads, "repeats": repeats,
+            "results": results, "cold_start": cold_starts(threads) if with_cold_start else {}}
 
 
 def print_table(figures: dict) -> None:
     """Tokens/s, median TTFT and ratios vs sequential, then cold starts."""
     results = figures["results"]
-    print(f"\nInference, builtin tiny model, closed loop of C clients, completions of {figures['mean_tokens']} "
-          f"tokens on average, {figures['threads']} torch threads, best of {figures['repeats']} runs\n")
+    print(f"\nInference, builtin tiny model, closed loop of C slots over max(16, {figures['per_slot']} C) requests, "
+          f"completions of {figures['mean_tokens']} tokens on average, {figures['threads']} torch threads, "
+          f"best of {figures['repeats']} runs\n")
     print(f"{'method':<11}{'conc':>5}{'tokens/s':>10}{'x seq':>8}{'TTFT p50':>11}{'x own c=1':>11}"
           f"{'burst TTFT':>12}")
     for method in ("server", "server-fifo", "sequential", "static"):
