@@ -43,14 +43,15 @@ def test_bad_models_stop_the_server_with_a_clear_message(tmp_path: Path) -> None
 
 def test_cold_start_metric_is_within_the_time_the_parent_waited() -> None:
     # The process cannot have started before Popen nor become ready after /ready answered: the metric must lie
-    # between the model's own load time and the time this test waited (give or take the kernel's 10-ms clock
-    # tick; psutil's create_time, which counts from a boot time rounded to the second, was 0.35 s over here).
+    # between the model's own load time and the time this test waited, give or take a few of the kernel's
+    # 10-ms clock ticks (it was 26 to 96 ms under in ten runs). psutil's create_time, which counts from a boot
+    # time rounded to the second, was 0.35 s over here.
     began = time.monotonic()
     server = start_server()
     waited = time.monotonic() - began
     try:
         cold_start = server.metric("foresail:cold_start_seconds")
-        assert server.metric("foresail:model_load_seconds") < cold_start <= waited + 0.02
+        assert server.metric("foresail:model_load_seconds") < cold_start <= waited + 0.05
     finally:
         assert stop_server(server) == 0
         server.log_path.unlink(missing_ok=True)
