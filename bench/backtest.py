@@ -126,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=12,
                         help="largest customers per ServeGen service (0: every customer series)")
     parser.add_argument("--skip-forecast", action="store_true")
+    parser.add_argument("--report", type=Path, metavar="JSON", help="print the tables of a saved --out file and exit")
     args = parser.parse_args(argv)
+    if args.report:
+        print_report(json.loads(args.report.read_text()))
+        return 0
     t_all = time.perf_counter()
     groups = load_groups(args.traces, args.customers)
     jobs: list[tuple[str, float, Trace, bool]] = []
@@ -172,6 +176,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def spread(per_trace: list[dict]) -> str:
+    """How Foresail's SLO attainment and cost spread over the series of a large group."""
+    slo = np.array([t["slo"] for t in per_trace])
+    cost = np.array([t["cost_vs_oracle"] for t in per_trace])
+    at = ", ".join(f">= {100 * a:g} %: {int((slo >= a).sum())}" for a in (0.99, 0.98, 0.95, 0.90))
+    return (f"foresail per series: SLO p10 {100 * np.quantile(slo, 0.1):.2f}%, median {100 * np.median(slo):.2f}% "
+            f"({at}); cost median x{np.median(cost):.2f}, p90 x{np.quantile(cost, 0.9):.2f}")
+
+
 def print_report(report: dict) -> None:
     """The summary tables."""
     names = ["foresail"] + BASELINES + ["oracle"]
@@ -186,6 +199,8 @@ def print_report(report: dict) -> None:
                 print(f"   {n:<13} min {100 * f['min_slo']:6.2f}%  mean {100 * f['mean_slo']:6.2f}%  "
                       f">=99%: {f['at_99_where_reachable']:>3}/{s['reachable_99']:<3} "
                       f"cost x{f['geomean_cost_vs_oracle']:.3f}{setting}")
+            if s["traces"] >= 10:
+                print("   " + spread(s["policies"]["foresail"]["per_trace"]))
     if "forecast" in report:
         print("\n=== forecast WAPE (second half of each series) foresail / persistence, p90 coverage")
         buckets: dict = {}
