@@ -34,6 +34,7 @@ from foresail.backtest.traces import Trace, iter_servegen_clients, load_trace
 from foresail.backtest.tune import fleet_setting
 
 COLD_STARTS = (120.0, 300.0)
+SWITCH_ON_BINS = (0.0, 0.01, 0.03, 0.10, 1.0)
 TARGET = 0.99
 BASELINES = ["hpa", "kpa", "apa", "holt-winters", "static"]
 
@@ -54,6 +55,16 @@ def load_groups(traces_dir: Path, per_service: int) -> dict[str, list[Trace]]:
         "azure": [load_trace(p) for p in sorted((traces_dir / "azure-llm-2023").glob("*.csv"))],
         "mooncake": [load_trace(p) for p in sorted((traces_dir / "mooncake-fast25").glob("*.jsonl*"))],
     }
+
+
+def switch_on_share(trace: Trace) -> float:
+    """Share of demand in steps (at the trace's own resolution) at least twice the step before.
+
+    Such a rise gives no sign one step ahead, so a causal policy meets it with the capacity it held before.
+    """
+    d = trace.demand("tokens" if trace.tokens is not None else "requests")
+    rise = np.r_[False, d[1:] >= 2 * d[:-1]] & (d > 0)
+    return float(d[rise].sum() / d.sum()) if d.sum() > 0 else 0.0
 
 
 def run_trace(job: tuple[Trace, float, bool]) -> dict:
@@ -129,7 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, metavar="JSON", help="print the tables of a saved --out file and exit")
     args = parser.parse_args(argv)
     if args.report:
-        print_report(json.loads(args.report.read_text()))
+        report = json.loads(args.report.read_text())
+        if "switch_on_share" not in report:  # saved before the share was kept
+            report["switch_on_share"] = {t.name: switch_on_share(t) for t in iter_servegen_clients(
+                args.traces / "servegen" / "servegen-clients.tar.gz")}
+        print_report(report)
         return 0
     t_all = time.perf_counter()
     groups = load_groups(args.traces, args.customers)
@@ -141,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                 if tr.gaps is not None and g == "servegen-aggregates":
                     jobs.append((g + " (gaps filled)", cold, tr, True))
     jobs.sort(key=lambda j: -len(j[2].arrivals) * j[2].step_s)  # longest first
-    report: dict = {"target": TARGET, "cold_starts": {}, "customers_per_service": args.customers}
+    report: dict = {"target": TARGET, "cold_starts": {}, "customers_per_service": args.customers,
+                    "switch_on_share": {t.name: switch_on_share(t) for t in groups["servegen-customers"]}}
     with ProcessPoolExecutor(args.workers) as pool:
         results = list(tqdm(pool.map(run_trace, [(tr, cold, fill) for _, cold, tr, fill in jobs]),
                             total=len(jobs), desc="backtests", unit="trace"))
@@ -185,6 +201,23 @@ def spread(per_trace: list[dict]) -> str:
             f"({at}); cost median x{np.median(cost):.2f}, p90 x{np.quantile(cost, 0.9):.2f}")
 
 
+def by_switch_on(per_trace: list[dict], shares: dict[str, float]) -> str:
+    """Foresail's figures over series grouped by their switch-on share (``switch_on_share``)."""
+    known = [t for t in per_trace if t["trace"] in shares]
+    if not known:
+        return "foresail by switch-on share: no shares for these series"
+    share = np.array([shares[t["trace"]] for t in known])
+    slo = np.array([t["slo"] for t in known])
+    cost = np.array([t["cost_vs_oracle"] for t in known])
+    parts = []
+    for lo, hi in zip(SWITCH_ON_BINS, SWITCH_ON_BINS[1:]):
+        m = (share >= lo) & ((share < hi) | (hi == SWITCH_ON_BINS[-1]))
+        if m.any():
+            parts.append(f"{100 * lo:g}-{100 * hi:g} %: {int(m.sum())} series, {int((slo[m] >= TARGET).sum())} at 99 %, "
+                         f"cost x{geomean(list(cost[m])):.3f}")
+    return "foresail by switch-on share (demand in steps >= 2x the step before): " + "; ".join(parts)
+
+
 def print_report(report: dict) -> None:
     """The summary tables."""
     names = ["foresail"] + BASELINES + ["oracle"]
@@ -201,6 +234,7 @@ def print_report(report: dict) -> None:
                       f"cost x{f['geomean_cost_vs_oracle']:.3f}{setting}")
             if s["traces"] >= 10:
                 print("   " + spread(s["policies"]["foresail"]["per_trace"]))
+                print("   " + by_switch_on(s["policies"]["foresail"]["per_trace"], report.get("switch_on_share", {})))
     if "forecast" in report:
         print("\n=== forecast WAPE (second half of each series) foresail / persistence, p90 coverage")
         buckets: dict = {}

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from bench.backtest import main, spread
+from bench.backtest import by_switch_on, main, spread, switch_on_share
+from foresail.backtest.traces import Trace
 
 
 def _series(slos: list[float], costs: list[float]) -> list[dict]:
@@ -20,13 +22,27 @@ def test_spread_counts_series_at_each_attainment() -> None:
     assert "median 98.50%" in line and "cost median x1.30" in line
 
 
+def test_switch_on_share_is_the_demand_in_steps_at_least_twice_the_one_before() -> None:
+    # Steps 1 (0 -> 4), 3 (1 -> 2) and 5 (0 -> 3) rise to at least twice the step before: 9 of 14.
+    trace = Trace("t", 600.0, np.array([0.0, 4.0, 1.0, 2.0, 0.0, 3.0, 3.0, 1.0]))
+    assert switch_on_share(trace) == pytest.approx(9 / 14)
+    assert switch_on_share(Trace("flat", 600.0, np.full(5, 2.0))) == 0.0
+
+
+def test_series_are_grouped_by_switch_on_share() -> None:
+    line = by_switch_on(_series([0.995, 0.97, 0.96], [1.1, 1.2, 1.8]), {"s0": 0.005, "s1": 0.2, "s2": 0.5})
+    assert "0-1 %: 1 series, 1 at 99 %, cost x1.100" in line
+    assert "10-100 %: 2 series, 0 at 99 %, cost x1.470" in line
+    assert "1-3 %" not in line
+
+
 def test_a_saved_report_is_printed_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     per_trace = _series([0.999] * 9 + [0.9], [1.2] * 10)
     figures = {"setting": None, "min_slo": 0.9, "mean_slo": 0.99, "at_99_where_reachable": 9,
                "geomean_cost_vs_oracle": 1.2, "per_trace": per_trace}
     group = {"traces": 10, "reachable_99": 10,
              "policies": {n: figures for n in ("foresail", "hpa", "kpa", "apa", "holt-winters", "static", "oracle")}}
-    report = {"cold_starts": {"300": {"customers": group}},
+    report = {"cold_starts": {"300": {"customers": group}}, "switch_on_share": {"s9": 0.5},
               "timing_14_day": {"trace": "t", "steps": 20160, "seconds": 9.5, "per_policy_s": {"foresail": 9.0}}}
     saved = tmp_path / "report.json"
     saved.write_text(json.dumps(report))
@@ -34,4 +50,5 @@ def test_a_saved_report_is_printed_again(tmp_path: Path, capsys: pytest.CaptureF
     out = capsys.readouterr().out
     assert "-- customers: 10 traces, 99 % reachable on 10" in out
     assert ">= 99 %: 9, >= 98 %: 9, >= 95 %: 9, >= 90 %: 10" in out
+    assert "10-100 %: 1 series, 0 at 99 %" in out
     assert "20160 steps" in out
