@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench.backtest import by_switch_on, main, spread, switch_on_share
+from bench.backtest import by_switch_on, load_groups, main, spread, switch_on_share
 from foresail.backtest.traces import Trace
 
 
@@ -52,3 +54,17 @@ def test_a_saved_report_is_printed_again(tmp_path: Path, capsys: pytest.CaptureF
     assert ">= 99 %: 9, >= 98 %: 9, >= 95 %: 9, >= 90 %: 10" in out
     assert "10-100 %: 1 series, 0 at 99 %" in out
     assert "20160 steps" in out
+
+
+def test_customer_series_without_demand_are_left_out(tmp_path: Path) -> None:
+    # ServeGen's m-mid/chunk-97 reports zero in every window: the simulator cannot size a replica for it.
+    rows = {1: "0,1.0,1.0,Gamma,1,1\n600,2.0,1.0,Gamma,1,1\n", 2: "0,0,0,,0,0\n600,0,0,,0,0\n",
+            3: "0,0.5,1.0,Gamma,1,1\n600,0.5,1.0,Gamma,1,1\n"}
+    (tmp_path / "servegen").mkdir()
+    with tarfile.open(tmp_path / "servegen" / "servegen-clients.tar.gz", "w:gz") as tar:
+        for chunk, text in rows.items():
+            info = tarfile.TarInfo(f"data/language/m-mid/chunk-{chunk}-trace.csv")
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    assert [t.name for t in load_groups(tmp_path, 0)["servegen-customers"]] == ["m-mid/chunk-1", "m-mid/chunk-3"]
+    assert [t.name for t in load_groups(tmp_path, 1)["servegen-customers"]] == ["m-mid/chunk-1"]
