@@ -209,11 +209,11 @@ def spread(per_trace: list[dict]) -> str:
             f"({at}); cost median x{np.median(cost):.2f}, p90 x{np.quantile(cost, 0.9):.2f}")
 
 
-def by_switch_on(per_trace: list[dict], shares: dict[str, float]) -> str:
-    """Foresail's figures over series grouped by their switch-on share (``switch_on_share``)."""
+def by_switch_on(per_trace: list[dict], shares: dict[str, float], policy: str = "foresail") -> str:
+    """A policy's figures over series grouped by their switch-on share (``switch_on_share``)."""
     known = [t for t in per_trace if t["trace"] in shares]
     if not known:
-        return "foresail by switch-on share: no shares for these series"
+        return f"{policy} by switch-on share: no shares for these series"
     share = np.array([shares[t["trace"]] for t in known])
     slo = np.array([t["slo"] for t in known])
     cost = np.array([t["cost_vs_oracle"] for t in known])
@@ -223,7 +223,7 @@ def by_switch_on(per_trace: list[dict], shares: dict[str, float]) -> str:
         if m.any():
             parts.append(f"{100 * lo:g}-{100 * hi:g} %: {int(m.sum())} series, {int((slo[m] >= TARGET).sum())} at 99 %, "
                          f"cost x{geomean(list(cost[m])):.3f}")
-    return "foresail by switch-on share (demand in steps >= 2x the step before): " + "; ".join(parts)
+    return f"{policy} by switch-on share: " + "; ".join(parts)
 
 
 def print_report(report: dict) -> None:
@@ -242,7 +242,10 @@ def print_report(report: dict) -> None:
                       f"cost x{f['geomean_cost_vs_oracle']:.3f}{setting}")
             if s["traces"] >= 10:
                 print("   " + spread(s["policies"]["foresail"]["per_trace"]))
-                print("   " + by_switch_on(s["policies"]["foresail"]["per_trace"], report.get("switch_on_share", {})))
+                print("   by switch-on share (demand in steps >= 2x the step before), SLO >= 99 % and geo-mean cost:")
+                for n in names[:-1]:
+                    shares = report.get("switch_on_share", {})
+                    print("     " + by_switch_on(s["policies"][n]["per_trace"], shares, n))
     if "forecast" in report:
         print("\n=== forecast WAPE (second half of each series) foresail / persistence, p90 coverage")
         buckets: dict = {}

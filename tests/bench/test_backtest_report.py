@@ -52,7 +52,7 @@ def test_a_saved_report_is_printed_again(tmp_path: Path, capsys: pytest.CaptureF
     out = capsys.readouterr().out
     assert "-- customers: 10 traces, 99 % reachable on 10" in out
     assert ">= 99 %: 9, >= 98 %: 9, >= 95 %: 9, >= 90 %: 10" in out
-    assert "10-100 %: 1 series, 0 at 99 %" in out
+    assert "foresail by switch-on share: 10-100 %: 1 series, 0 at 99 %" in out
     assert "20160 steps" in out
 
 
