@@ -11,7 +11,7 @@ shipped prior never saw) and times a 14-day, one-minute backtest with all polici
 
 ServeGen customers: a deterministic subset, the ``--customers`` (default 12) largest by request volume
 of each of the four services, because all 379 series do not fit in ~10 minutes on 2 cores;
-``--customers 0`` runs every one with demand (378; about 55 minutes per cold start on 2 cores).
+``--customers 0`` runs every one with demand (378; about 50 minutes per cold start on 2 cores).
 """
 
 from __future__ import annotations
@@ -244,8 +244,7 @@ def print_report(report: dict) -> None:
                 print("   " + spread(s["policies"]["foresail"]["per_trace"]))
                 print("   by switch-on share (demand in steps >= 2x the step before), SLO >= 99 % and geo-mean cost:")
                 for n in names[:-1]:
-                    shares = report.get("switch_on_share", {})
-                    print("     " + by_switch_on(s["policies"][n]["per_trace"], shares, n))
+                    print("     " + by_switch_on(s["policies"][n]["per_trace"], report.get("switch_on_share", {}), n))
     if "forecast" in report:
         print("\n=== forecast WAPE (second half of each series) foresail / persistence, p90 coverage")
         buckets: dict = {}
