@@ -43,7 +43,7 @@ def load_groups(traces_dir: Path, per_service: int) -> dict[str, list[Trace]]:
     """Trace groups (a group shares one fleet-wide baseline setting)."""
     by_service: dict[str, list[Trace]] = {}
     for tr in iter_servegen_clients(traces_dir / "servegen" / "servegen-clients.tar.gz"):
-        if demand(tr).sum() > 0:  # a series with no demand at all (m-mid/chunk-97) has nothing to scale
+        if tr.demand(tr.default_unit).sum() > 0:  # a series with no demand at all (m-mid/chunk-97) has nothing to scale
             by_service.setdefault(tr.group, []).append(tr)
     customers = []
     for service in sorted(by_service):
@@ -58,17 +58,12 @@ def load_groups(traces_dir: Path, per_service: int) -> dict[str, list[Trace]]:
     }
 
 
-def demand(trace: Trace) -> np.ndarray:
-    """Demand per step in the unit the simulator picks: tokens where the trace has them, else requests."""
-    return trace.demand("tokens" if trace.tokens is not None else "requests")
-
-
 def switch_on_share(trace: Trace) -> float:
     """Share of demand in steps (at the trace's own resolution) at least twice the step before.
 
     Such a rise gives no sign one step ahead, so a causal policy meets it with the capacity it held before.
     """
-    d = demand(trace)
+    d = trace.demand(trace.default_unit)
     rise = np.r_[False, d[1:] >= 2 * d[:-1]] & (d > 0)
     return float(d[rise].sum() / d.sum()) if d.sum() > 0 else 0.0
 
@@ -148,11 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, metavar="JSON", help="print the tables of a saved --out file and exit")
     args = parser.parse_args(argv)
     if args.report:
-        report = json.loads(args.report.read_text())
-        if "switch_on_share" not in report:  # saved before the share was kept
-            report["switch_on_share"] = {t.name: switch_on_share(t) for t in iter_servegen_clients(
-                args.traces / "servegen" / "servegen-clients.tar.gz")}
-        print_report(report)
+        print_report(json.loads(args.report.read_text()))
         return 0
     t_all = time.perf_counter()
     groups = load_groups(args.traces, args.customers)
@@ -217,9 +208,10 @@ def by_switch_on(per_trace: list[dict], shares: dict[str, float], policy: str = 
     share = np.array([shares[t["trace"]] for t in known])
     slo = np.array([t["slo"] for t in known])
     cost = np.array([t["cost_vs_oracle"] for t in known])
+    bins = np.digitize(share, SWITCH_ON_BINS[1:-1])  # 0 .. len(SWITCH_ON_BINS) - 2
     parts = []
-    for lo, hi in zip(SWITCH_ON_BINS, SWITCH_ON_BINS[1:]):
-        m = (share >= lo) & ((share < hi) | (hi == SWITCH_ON_BINS[-1]))
+    for k, (lo, hi) in enumerate(zip(SWITCH_ON_BINS, SWITCH_ON_BINS[1:])):
+        m = bins == k
         if m.any():
             parts.append(f"{100 * lo:g}-{100 * hi:g} %: {int(m.sum())} series, {int((slo[m] >= TARGET).sum())} at 99 %, "
                          f"cost x{geomean(list(cost[m])):.3f}")

@@ -41,7 +41,7 @@ def prepare(
     tr = trace.fill_gaps() if fill_gaps else trace
     tr = tr.resample(interval_s)
     if unit == "auto":
-        unit = "tokens" if tr.tokens is not None else "requests"
+        unit = tr.default_unit
     demand = tr.demand(unit)
     if capacity is None:
         p99 = float(np.quantile(demand / interval_s, 0.99))

@@ -62,6 +62,11 @@ class Trace:
         """Length of the trace in seconds."""
         return len(self.arrivals) * self.step_s
 
+    @property
+    def default_unit(self) -> str:
+        """The demand unit used unless one is asked for: ``tokens`` where the trace has them, else ``requests``."""
+        return "tokens" if self.tokens is not None else "requests"
+
     def demand(self, unit: str = "requests") -> np.ndarray:
         """Demand per step in ``requests`` or ``tokens``."""
         if unit == "tokens":
