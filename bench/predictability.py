@@ -1,0 +1,144 @@
+"""How much of ServeGen's demand the past foretells, the bound behind the backtest's unmet targets.
+
+    PYTHONPATH=. python -m bench.predictability [--traces ../shared/traces]
+
+At ServeGen's native 10-min resolution, two measurements against persistence (the forecast "as now"):
+
+- Service aggregates: the lag-1 autocorrelation of the 10-min changes (a random walk, for which
+  persistence is the best forecast, has 0), and a linear regression of the change ``h`` windows ahead on
+  the last 6 changes and the same change a day earlier, fitted on the first half and scored on the
+  second (a week each on 14 days): the share of the change variance it explains (R^2) and its WAPE against persistence's.
+- Customer series whose demand comes mostly in switch-ons (at least ``--min-share`` of it in windows
+  at least twice the window before): the share of that switch-on demand that the same time of day a day
+  (or a week) earlier foretold, i.e. where a window within ``k`` windows of it had at least ``frac`` of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from sklearn.linear_model import LinearRegression
+
+from bench.backtest import switch_on_share
+from bench.table import print_table
+from foresail.backtest.traces import iter_servegen_clients, load_trace
+
+DAY = 144  # 10-min windows
+HORIZONS = (1, 3, 6)  # windows ahead: 10, 30, 60 min
+RECENT_CHANGES = 6
+RECURRENCE = ((2, 0.8), (6, 0.5))  # (windows either side, share of the switch-on's level)
+
+
+def _valid(y: np.ndarray, gaps: np.ndarray | None) -> np.ndarray:
+    return np.ones(len(y), bool) if gaps is None else ~np.asarray(gaps, bool)
+
+
+def change_autocorrelation(y: np.ndarray, gaps: np.ndarray | None = None) -> float:
+    """Lag-1 autocorrelation of the step-to-step changes (pairs touching a gap left out)."""
+    ok = _valid(y, gaps)
+    dy, ok_d = np.diff(y), ok[1:] & ok[:-1]
+    pair = ok_d[:-1] & ok_d[1:]
+    if pair.sum() < 3:
+        raise ValueError("too few changes to correlate")
+    return float(np.corrcoef(dy[:-1][pair], dy[1:][pair])[0, 1])
+
+
+def change_model(y: np.ndarray, h: int, gaps: np.ndarray | None = None, day: int = DAY) -> tuple[float, float, float]:
+    """(R^2 of the change ``h`` steps ahead, model WAPE, persistence WAPE) on the second half of ``y``.
+
+    The model: a linear regression of ``y[t+h] - y[t]`` on the last 6 changes and ``y[t+h-day] - y[t-day]``,
+    fitted on origins in the first half; origins that touch a gap are left out.
+    """
+    y = np.asarray(y, float)
+    train_steps = len(y) // 2
+    ok = _valid(y, gaps)
+    t = np.arange(day + RECENT_CHANGES, len(y) - h)
+    if len(t) == 0 or not (t >= train_steps).any() or not (t < train_steps).any():
+        raise ValueError("the series is too short: a day of history and two halves to fit and score on")
+    x = np.column_stack([y[t - k] - y[t - k - 1] for k in range(RECENT_CHANGES)] + [y[t + h - day] - y[t - day]])
+    target = y[t + h] - y[t]
+    usable = ok[t + h] & ok[t + h - day] & ok[t - day]
+    for k in range(RECENT_CHANGES + 1):
+        usable &= ok[t - k]
+    train, test = usable & (t < train_steps), usable & (t >= train_steps)
+    pred = LinearRegression().fit(x[train], target[train]).predict(x[test])
+    actual, now = y[t + h][test], y[t][test]
+    r2 = 1.0 - ((target[test] - pred) ** 2).sum() / ((target[test] - target[test].mean()) ** 2).sum()
+    wape = np.abs(actual - (now + pred)).sum() / actual.sum()
+    return float(r2), float(wape), float(np.abs(actual - now).sum() / actual.sum())
+
+
+def switch_on_recurrence(d: np.ndarray, lag: int, k: int, frac: float) -> float:
+    """Share of switch-on demand (steps at least twice the step before) that ``lag`` steps earlier foretold:
+    a step within ``k`` of ``t - lag`` had at least ``frac`` of ``d[t]``. Switch-ons in the first ``lag``
+    steps are left out; 0 when there are none."""
+    d = np.asarray(d, float)
+    rise = np.r_[False, d[1:] >= 2 * d[:-1]] & (d > 0)
+    t = np.nonzero(rise)[0]
+    t = t[t >= lag]
+    if len(t) == 0:
+        return 0.0
+    padded = np.r_[np.zeros(k), d, np.zeros(k)]
+    around = sliding_window_view(padded, 2 * k + 1).max(axis=1)  # around[i]: max of d[i-k .. i+k]
+    foretold = around[t - lag] >= frac * d[t]
+    return float(d[t][foretold].sum() / d[t].sum())
+
+
+def aggregates(traces_dir: Path) -> None:
+    """Print the change statistics of every ServeGen service aggregate."""
+    rows = []
+    for path in sorted((traces_dir / "servegen").glob("servegen-*-10min.csv")):
+        tr = load_trace(path)
+        row = {"series": tr.name, "ac": f"{change_autocorrelation(tr.arrivals, tr.gaps):+.3f}"}
+        for h in HORIZONS:
+            try:
+                r2, wape, pers = change_model(tr.arrivals, h, tr.gaps)
+                row[h] = f"{100 * r2:.1f} % | {100 * wape:.1f} / {100 * pers:.1f} %"
+            except ValueError:  # deepseek-r1 and mm-image hold one day
+                row[h] = f"{len(tr.arrivals) / DAY:.0f} day: too short"
+        rows.append(row)
+    print("ServeGen aggregates, 10-min requests: lag-1 autocorrelation of the changes; per horizon, the "
+          "linear model's R^2 of the change | its WAPE / persistence's (fitted on the first half, scored on the second)")
+    print_table(rows, {"series": "series", "ac": "autocorr"} | {h: f"+{10 * h} min" for h in HORIZONS})
+
+
+def customers(traces_dir: Path, min_share: float) -> None:
+    """Print how much switch-on demand of the switch-on-heavy customer series a day or a week foretold."""
+    found: dict[str, list[float]] = {}
+    n = 0
+    for tr in iter_servegen_clients(traces_dir / "servegen" / "servegen-clients.tar.gz"):
+        d = tr.demand(tr.default_unit)
+        if d.sum() <= 0 or switch_on_share(tr) < min_share:
+            continue
+        n += 1
+        for lag, when in ((DAY, "day"), (7 * DAY, "week")):
+            for k, frac in RECURRENCE:
+                found.setdefault(f"{when}|{k}|{frac}", []).append(switch_on_recurrence(d, lag, k, frac))
+    print(f"\nServeGen customer series with at least {100 * min_share:.0f} % of their demand in switch-ons: {n}. "
+          "Share of each one's switch-on demand foretold by the same time a day / a week earlier:")
+    rows = []
+    for key, v in found.items():
+        when, k, frac = key.split("|")
+        a = np.array(v)
+        rows.append({"when": f"a {when} earlier", "window": f"+-{10 * int(k)} min", "level": f">= {frac}x",
+                     "median": f"{100 * np.median(a):.0f} %", "mean": f"{100 * a.mean():.0f} %",
+                     "p90": f"{100 * np.percentile(a, 90):.0f} %", "half": int((a >= 0.5).sum())})
+    print_table(rows, {"when": "foretold by", "window": "within", "level": "level", "median": "median",
+                       "mean": "mean", "p90": "p90", "half": "series >= 50 %"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--traces", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "traces")
+    ap.add_argument("--min-share", type=float, default=0.10, help="switch-on share of a customer series")
+    args = ap.parse_args(argv)
+    aggregates(args.traces)
+    customers(args.traces, args.min_share)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""The predictability benchmark's measurements on series whose answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.predictability import change_autocorrelation, change_model, switch_on_recurrence
+
+
+def test_alternating_changes_correlate_negatively_and_a_gap_is_left_out() -> None:
+    y = np.tile([0.0, 1.0], 50)
+    assert change_autocorrelation(y) == pytest.approx(-1.0)
+    spiked, gaps = y.copy(), np.zeros(len(y), bool)
+    spiked[40], gaps[40] = 1e6, True
+    assert change_autocorrelation(spiked, gaps) == pytest.approx(-1.0)
+
+
+def test_a_random_walk_has_uncorrelated_changes_that_no_model_explains() -> None:
+    rng = np.random.default_rng(0)
+    walk = 1000.0 + np.cumsum(rng.normal(0.0, 1.0, 14 * 144))
+    assert abs(change_autocorrelation(walk)) < 0.1
+    r2, wape, persistence = change_model(walk, 3)
+    assert r2 < 0.05
+    assert wape == pytest.approx(persistence, rel=0.05)
+
+
+def test_a_daily_pattern_is_explained_and_beats_persistence() -> None:
+    t = np.arange(14 * 144)
+    rng = np.random.default_rng(1)
+    y = 100.0 + 50.0 * np.sin(2 * np.pi * t / 144) + rng.normal(0.0, 0.5, len(t))
+    r2, wape, persistence = change_model(y, 6)
+    assert r2 > 0.9
+    assert wape < 0.5 * persistence
+    gaps = np.zeros(len(y), bool)
+    y[1500], gaps[1500] = 1e6, True  # a gap in the scored half, holding garbage
+    assert change_model(y, 6, gaps)[0] > 0.9
+
+
+def test_change_model_needs_a_day_and_two_halves() -> None:
+    with pytest.raises(ValueError, match="too short"):
+        change_model(np.ones(144), 1)
+
+
+def test_recurrence_counts_the_switch_on_demand_a_lag_earlier_foretold() -> None:
+    # Switch-ons at steps 2, 6 and 11 (5 each); the one at 2 has no step 4 earlier and is left out.
+    # Step 6: step 2 had 5 >= 0.8 x 5. Step 11: step 7 had 0, but step 6, within one of it, had 5.
+    d = np.array([0, 0, 5, 0, 0, 0, 5, 0, 0, 0, 0, 5], float)
+    assert switch_on_recurrence(d, lag=4, k=0, frac=0.8) == pytest.approx(0.5)
+    assert switch_on_recurrence(d, lag=4, k=1, frac=0.8) == pytest.approx(1.0)
+    assert switch_on_recurrence(np.full(12, 3.0), lag=4, k=1, frac=0.8) == 0.0
