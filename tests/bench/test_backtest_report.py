@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.backtest import by_switch_on, load_groups, main, spread, switch_on_share
+from bench.backtest import by_switch_on, equal_slo, hours_at_slo, load_groups, main, spread, switch_on_share
 from foresail.backtest.traces import Trace
 
 
@@ -38,12 +38,31 @@ def test_series_are_grouped_by_switch_on_share() -> None:
     assert "1-3 %" not in line
 
 
+def test_hours_at_slo_interpolates_between_the_settings_around_it() -> None:
+    grid = [(1.0, 20.0), (0.9, 10.0), (0.95, 12.0)]  # (SLO attainment, replica-hours) per knob setting
+    assert hours_at_slo(grid, 0.97) == pytest.approx(12.0 + 0.4 * 8.0)
+    assert hours_at_slo(grid, 0.95) == pytest.approx(12.0)
+    assert hours_at_slo(grid, 0.5) == pytest.approx(10.0)  # the cheapest setting already reaches it
+    assert hours_at_slo(grid, 1.01) is None
+
+
+def test_equal_slo_compares_each_series_at_foresails_attainment() -> None:
+    series = {"a": {"foresail": [0.97, 12.0], "grid": {"hpa": [(0.9, 10.0), (0.95, 12.0), (1.0, 20.0)]}},
+              "b": {"foresail": [1.0, 5.0], "grid": {"hpa": [(0.9, 1.0), (0.99, 2.0)]}}}
+    line = equal_slo(series, "hpa")
+    assert "reaches Foresail's SLO on 1 of 2 series" in line
+    assert "costs less on 1" in line and "geo-mean x0.789" in line
+
+
 def test_a_saved_report_is_printed_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     per_trace = _series([0.999] * 9 + [0.9], [1.2] * 10)
     figures = {"setting": None, "min_slo": 0.9, "mean_slo": 0.99, "at_99_where_reachable": 9,
                "geomean_cost_vs_oracle": 1.2, "per_trace": per_trace}
+    grid = [(0.98, 8.0), (1.0, 10.0)]
     group = {"traces": 10, "reachable_99": 10,
-             "policies": {n: figures for n in ("foresail", "hpa", "kpa", "apa", "holt-winters", "static", "oracle")}}
+             "policies": {n: figures for n in ("foresail", "hpa", "kpa", "apa", "holt-winters", "static", "oracle")},
+             "series": {"s0": {"oracle_hours": 5.0, "foresail": [0.999, 6.0],
+                               "grid": {n: grid for n in ("hpa", "kpa", "apa", "holt-winters", "static")}}}}
     report = {"cold_starts": {"300": {"customers": group}}, "switch_on_share": {"s9": 0.5},
               "timing_14_day": {"trace": "t", "steps": 20160, "seconds": 9.5, "per_policy_s": {"foresail": 9.0}}}
     saved = tmp_path / "report.json"
@@ -53,6 +72,7 @@ def test_a_saved_report_is_printed_again(tmp_path: Path, capsys: pytest.CaptureF
     assert "-- customers: 10 traces, 99 % reachable on 10" in out
     assert ">= 99 %: 9, >= 98 %: 9, >= 95 %: 9, >= 90 %: 10" in out
     assert "foresail by switch-on share: 10-100 %: 1 series, 0 at 99 %" in out
+    assert "kpa: reaches Foresail's SLO on 1 of 1 series; there Foresail costs less on 1" in out
     assert "20160 steps" in out
 
 
