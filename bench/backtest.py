@@ -5,11 +5,11 @@
 For each cold start (120 s and 300 s) and each trace group (ServeGen customers, ServeGen service
 aggregates, Azure, Mooncake), every baseline's knob is scanned over its whole grid and the fleet-wide
 setting is the cheapest one that reaches 99 % SLO attainment on every trace of the group (or, on a trace
-where no setting can, the best it can). Foresail runs untuned. On large groups it also compares at equal SLO series
-by series: each baseline at the setting that gives, on that series, Foresail's own SLO attainment (a
-per-series tuning no fleet-wide setting gets, so the most the baseline can do). Also prints forecast accuracy (WAPE
-against persistence at 10/30/60 min and p90 coverage, on the second half of each series, which the
-shipped prior never saw) and times a 14-day, one-minute backtest with all policies.
+where no setting can, the best it can). Foresail runs untuned. It also compares at equal SLO series by
+series: each baseline at the setting that gives, on that series, Foresail's own SLO attainment (a
+per-series tuning no fleet-wide setting gets, so the most the baseline can do). Also prints forecast
+accuracy (WAPE against persistence at 10/30/60 min and p90 coverage, on the second half of each series,
+which the shipped prior never saw) and times a 14-day, one-minute backtest with all policies.
 
 ServeGen customers: a deterministic subset, the ``--customers`` (default 12) largest by request volume
 of each of the four services, because all 379 series do not fit in ~10 minutes on 2 cores;
