@@ -7,10 +7,12 @@ At ServeGen's native 10-min resolution, two measurements against persistence (th
 - Service aggregates: the lag-1 autocorrelation of the 10-min changes (a random walk, for which
   persistence is the best forecast, has 0), and a linear regression of the change ``h`` windows ahead on
   the last 6 changes and the same change a day earlier, fitted on the first half and scored on the
-  second (a week each on 14 days): the share of the change variance it explains (R^2) and its WAPE against persistence's.
-- Customer series whose demand comes mostly in switch-ons (at least ``--min-share`` of it in windows
-  at least twice the window before): the share of that switch-on demand that the same time of day a day
-  (or a week) earlier foretold, i.e. where a window within ``k`` windows of it had at least ``frac`` of it.
+  second (a week each on 14 days): the share of the change variance it explains (R^2) and its WAPE
+  against persistence's.
+- Customer series with much of their demand in switch-ons (at least ``--min-share`` of it in windows at
+  least twice the window before): the share of that switch-on demand that the same time of day a day
+  (or a week) earlier foretold, i.e. where a window within ``k`` windows of it had at least ``frac`` of
+  its level.
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ def aggregates(traces_dir: Path) -> None:
                 row[h] = f"{len(tr.arrivals) / DAY:.0f} day: too short"
         rows.append(row)
     print("ServeGen aggregates, 10-min requests: lag-1 autocorrelation of the changes; per horizon, the "
-          "linear model's R^2 of the change | its WAPE / persistence's (fitted on the first half, scored on the second)")
+          "linear model's R^2 of the change | its WAPE / persistence's (fitted on the first half, scored on "
+          "the second)")
     print_table(rows, {"series": "series", "ac": "autocorr"} | {h: f"+{10 * h} min" for h in HORIZONS})
 
 
