@@ -147,9 +147,13 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="S,S", help="cold starts in seconds (default 120,300)")
     parser.add_argument("--skip-forecast", action="store_true")
     parser.add_argument("--report", type=Path, metavar="JSON", help="print the tables of a saved --out file and exit")
+    parser.add_argument("--plot", type=Path, metavar="PNG", help="plot the customer series' figures (with --report too)")
     args = parser.parse_args(argv)
     if args.report:
-        print_report(json.loads(args.report.read_text()))
+        saved = json.loads(args.report.read_text())
+        print_report(saved)
+        if args.plot:
+            plot_customers(saved, args.plot)
         return 0
     t_all = time.perf_counter()
     groups = load_groups(args.traces, args.customers)
@@ -193,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     report["wall_s"] = time.perf_counter() - t_all
     args.out.write_text(json.dumps(report, indent=1, default=lambda o: None))
     print_report(report)
+    if args.plot:
+        plot_customers(report, args.plot)
     print(f"\nbenchmark wall time {report['wall_s']:.0f} s (backtests + forecasts {t_backtest:.0f} s) -> {args.out}")
     return 0
 
@@ -241,18 +247,69 @@ def equal_slo(series: dict[str, dict], baseline: str) -> str:
     """Foresail against a baseline tuned series by series to Foresail's own SLO attainment on each.
 
     A fleet runs one setting; this is the most the baseline can do on each series with hindsight."""
-    ratios = []
-    for s in series.values():
-        slo, hours = s["foresail"]
-        need = hours_at_slo(s["grid"][baseline], slo)
-        if need is not None and need > 0:
-            ratios.append(hours / need)
-    r = np.array(ratios)
+    r = np.array(list(equal_slo_ratios(series, baseline).values()))
     if not len(r):
         return f"{baseline}: reaches Foresail's SLO on none of {len(series)} series"
     return (f"{baseline}: reaches Foresail's SLO on {len(r)} of {len(series)} series; there Foresail costs less on "
             f"{int((r < 1).sum())}, cost foresail / {baseline} geo-mean x{geomean(list(r)):.3f}, "
             f"median x{np.median(r):.2f}")
+
+
+def equal_slo_ratios(series: dict[str, dict], baseline: str) -> dict[str, float]:
+    """Per series, Foresail's replica-hours over the baseline's at Foresail's SLO attainment (where it reaches it)."""
+    out = {}
+    for name, s in series.items():
+        slo, hours = s["foresail"]
+        need = hours_at_slo(s["grid"][baseline], slo)
+        if need is not None and need > 0:
+            out[name] = hours / need
+    return out
+
+
+def plot_customers(report: dict, path: Path) -> None:
+    """Per cold start: every customer series' SLO attainment against cost for Foresail, HPA (fleet-wide
+    setting) and static; and Foresail's cost at equal SLO relative to each baseline, by switch-on share."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colds = [c for c, g in report["cold_starts"].items() if "servegen-customers" in g]
+    if not colds:
+        raise ValueError("the report has no ServeGen customer group to plot")
+    shares = report.get("switch_on_share", {})
+    fig, axes = plt.subplots(len(colds), 2, figsize=(12, 4.2 * len(colds)), squeeze=False)
+    for (left, right), cold in zip(axes, colds):
+        g = report["cold_starts"][cold]["servegen-customers"]
+        for name, colour in (("static", "0.6"), ("hpa", "tab:orange"), ("foresail", "tab:blue")):
+            f = g["policies"][name]
+            pts = f["per_trace"]
+            label = name if f["setting"] is None else f"{name} (fleet setting {f['setting']:g})"
+            left.scatter([t["cost_vs_oracle"] for t in pts], [100 * t["slo"] for t in pts], s=6, alpha=0.5,
+                         color=colour, label=label)
+        left.axhline(99, color="k", lw=0.6, ls="--")
+        left.set_xscale("log")
+        left.set_xlabel("replica-hours / oracle's")
+        left.set_ylabel("SLO attainment (%)")
+        left.set_title(f"cold start {cold} s: {g['traces']} customer series", loc="left", fontsize=9)
+        left.legend(fontsize=7, loc="lower right")
+        if "series" in g:
+            for n in BASELINES:
+                r = equal_slo_ratios(g["series"], n)
+                x = np.array([100 * shares.get(k, np.nan) for k in r])
+                right.scatter(np.maximum(x, 0.01), list(r.values()), s=5, alpha=0.4, label=n)
+            right.axhline(1, color="k", lw=0.6, ls="--")
+            right.set_xscale("log")
+            right.set_yscale("log")
+            right.set_xlabel("switch-on share of demand (%, log; 0 drawn at 0.01)")
+            right.set_ylabel("Foresail's cost / baseline's at Foresail's SLO")
+            right.set_title("equal SLO, series by series (below 1: Foresail cheaper)", loc="left", fontsize=9)
+            right.legend(fontsize=7, ncol=3)
+        else:
+            right.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def print_report(report: dict) -> None:

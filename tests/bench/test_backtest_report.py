@@ -10,7 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.backtest import by_switch_on, equal_slo, hours_at_slo, load_groups, main, spread, switch_on_share
+from bench.backtest import (
+    by_switch_on,
+    equal_slo,
+    hours_at_slo,
+    load_groups,
+    main,
+    plot_customers,
+    spread,
+    switch_on_share,
+)
 from foresail.backtest.traces import Trace
 
 
@@ -88,3 +97,17 @@ def test_customer_series_without_demand_are_left_out(tmp_path: Path) -> None:
             tar.addfile(info, io.BytesIO(text.encode()))
     assert [t.name for t in load_groups(tmp_path, 0)["servegen-customers"]] == ["m-mid/chunk-1", "m-mid/chunk-3"]
     assert [t.name for t in load_groups(tmp_path, 1)["servegen-customers"]] == ["m-mid/chunk-1"]
+
+
+def test_the_customer_plot_is_drawn_and_needs_a_customer_group(tmp_path: Path) -> None:
+    figures = {"setting": 0.5, "per_trace": _series([0.99, 0.9], [1.2, 3.0])}
+    series = {f"s{i}": {"foresail": [0.95, 10.0], "grid": {n: [(0.9, 5.0), (1.0, 20.0)] for n in
+                                                             ("hpa", "kpa", "apa", "holt-winters", "static")}}
+              for i in range(2)}
+    group = {"traces": 2, "policies": {n: figures for n in ("foresail", "hpa", "static")}, "series": series}
+    report = {"cold_starts": {"120": {"servegen-customers": group}}, "switch_on_share": {"s0": 0.0, "s1": 0.2}}
+    out = tmp_path / "customers.png"
+    plot_customers(report, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="no ServeGen customer group"):
+        plot_customers({"cold_starts": {"120": {"azure": group}}}, out)
