@@ -4,7 +4,10 @@ The operator calls ``ForesailPolicy.decide`` every decision interval with the li
 calls the same class. Scale-up happens at once; scale-down only to the highest recommendation of the
 last ``scale_down_stabilization_s`` (one that a forecast set, at least a cold start) and never below
 the reactive floor. Headroom comes from the forecast quantile and widens when recent forecasts were too
-low. Every decision says why in one sentence.
+low. With ``slo_target`` set, an SLO governor multiplies the need by a factor that rises after each
+decision whose queue could not drain within the SLO and falls slowly otherwise, steering the share of such
+decisions to ``1 - slo_target`` (it buys attainment with replicas; off by default). Every decision says
+why in one sentence.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ class PolicyConfig:
     burst_window_s: float = 3600.0  # while forecasts fall short, hold the highest demand seen this long (0: never)
     trend_points: int = 6  # a sustained ramp over this many decisions is extrapolated to the horizon (0: never)
     trend_t: float = 6.0  # how significant (t statistic of the slope) a ramp must be to be extrapolated
+    slo_target: float = 0.0  # share of decisions whose queue drains within slo_wait_s to steer for (0: off)
+    slo_wait_s: float = 2.0  # queueing delay within which demand meets the SLO (the TTFT target)
+    governor_rate: float = 0.05  # per minute: how fast the SLO governor's log-multiplier moves
+    max_governor: float = 3.0  # cap of the SLO governor's multiplier
     unit: str = "req/s"
 
     def __post_init__(self) -> None:
@@ -54,6 +61,10 @@ class PolicyConfig:
             raise ValueError("quantile must be in [0.5, 1)")
         if self.widen_to_peak < 0:
             raise ValueError("widen_to_peak must not be negative (0: no limit)")
+        if not (self.slo_target == 0 or 0.5 <= self.slo_target < 1):
+            raise ValueError("slo_target must be 0 (off) or in [0.5, 1)")
+        if self.slo_wait_s < 0 or self.max_governor < 1:
+            raise ValueError("slo_wait_s must not be negative and max_governor must be at least 1")
 
     @property
     def horizon_s(self) -> float:
@@ -120,6 +131,7 @@ class ForesailPolicy:
         self._misses: deque[bool] = deque(maxlen=config.error_window)
         self._last_demand_s: float | None = None
         self._last_obs_s: float | None = None
+        self._log_governor = 0.0
         self.last_forecast: Forecast | None = None
 
     def _new_forecaster(self) -> DemandForecaster:
@@ -170,6 +182,18 @@ class ForesailPolicy:
         miss_rate = sum(self._misses) / len(self._misses)
         excess = max(0.0, miss_rate - (1.0 - c.quantile))
         return min(c.max_headroom, 1.0 + 2.0 * excess)
+
+    def _governor(self, obs: Observation, waiting: float) -> float:
+        """The SLO governor's multiplier (1 when off): adaptive in the manner of conformal inference, it rises
+        after each decision whose queue cannot drain within ``slo_wait_s`` on the ready replicas and falls
+        slowly otherwise, so that in the long run a share ``1 - slo_target`` of decisions miss."""
+        c = self.config
+        if not c.slo_target:
+            return 1.0
+        missed = waiting > max(int(obs.ready_replicas), 0) * c.capacity * c.slo_wait_s + 1e-9
+        step = c.governor_rate * c.interval_s / 60.0 * (float(missed) - (1.0 - c.slo_target))
+        self._log_governor = min(max(self._log_governor + step, 0.0), math.log(c.max_governor))
+        return math.exp(self._log_governor)
 
     def _ramp(self) -> float | None:
         """Demand at now + horizon if the last decisions show a steady, significant ramp up, else None.
@@ -263,6 +287,9 @@ class ForesailPolicy:
         burst = math.ceil(peak / c.capacity - 1e-9) if headroom > 1.0 and c.predictive else 0
         target = max(floor, predicted or 0, burst)
         steady = max(demand_floor, predicted or 0, burst)  # the same without the backlog's drain
+        governor = self._governor(obs, waiting)
+        governed = math.ceil(governor * max(floor, predicted or 0) - 1e-9) if governor > 1.0 else 0
+        target = max(target, governed)
 
         idle_for = obs.time_s - (self._last_demand_s if self._last_demand_s is not None else obs.time_s)
         to_zero = (
@@ -304,7 +331,13 @@ class ForesailPolicy:
 
         action = "scale up" if replicas > current else "scale down" if replicas < current else "hold"
         arrow = f"{current}\u2192{replicas}" if replicas != current else f"{replicas}"
-        if from_forecast:
+        if governed > max(floor, predicted or 0, burst) and min(governed, c.max_replicas) == target:
+            base = max(floor, predicted or 0)
+            why = (f"SLO governor x{governor:.2f} on the {base} replica{'s' if base != 1 else ''} the "
+                   f"{'forecast' if (predicted or 0) > floor else 'current demand'} needs: recent decisions found "
+                   f"queues that could not drain within {c.slo_wait_s:g} s more often than the "
+                   f"{100 * c.slo_target:g} % target allows")
+        elif from_forecast:
             why = (
                 f"forecast p{round(c.quantile * 100)} {f_up:.3g} {u} within +{c.horizon_s:.0f} s needs "
                 f"{predicted} replica{'s' if predicted != 1 else ''} at {c.capacity:.3g} {u} each"

@@ -228,7 +228,7 @@ class PolicySpec:
 
 UTIL_GRID = tuple(round(x, 2) for x in np.arange(1.0, 0.04, -0.05))
 POLICIES: dict[str, PolicySpec] = {
-    "foresail": PolicySpec("foresail", None, None, ()),
+    "foresail": PolicySpec("foresail", "slo_target", None, ()),  # untuned; the knob turns on its SLO governor
     "hpa": PolicySpec("hpa", "target_utilization", 0.8, UTIL_GRID),
     "kpa": PolicySpec("kpa", "target_utilization", 0.7, UTIL_GRID),
     "apa": PolicySpec("apa", "target_utilization", 0.8, UTIL_GRID),
@@ -238,8 +238,8 @@ POLICIES: dict[str, PolicySpec] = {
 }
 
 
-def foresail_config(sim: SimConfig) -> PolicyConfig:
-    """Foresail's shipped defaults for the simulated deployment."""
+def foresail_config(sim: SimConfig, slo_target: float = 0.0) -> PolicyConfig:
+    """Foresail's shipped defaults for the simulated deployment (``slo_target``: its SLO governor, 0 = off)."""
     return PolicyConfig(
         min_replicas=0 if sim.scale_to_zero else sim.min_replicas,
         max_replicas=sim.max_replicas,
@@ -247,6 +247,8 @@ def foresail_config(sim: SimConfig) -> PolicyConfig:
         cold_start_s=sim.cold_start_s,
         interval_s=sim.interval_s,
         scale_to_zero=sim.scale_to_zero,
+        slo_target=slo_target,
+        slo_wait_s=sim.slo_wait_s,
         unit=sim.unit,
     )
 
@@ -257,7 +259,7 @@ def make_policy(name: str, sim: SimConfig, arrivals: np.ndarray, start_s: float 
     spec = POLICIES[name]
     value = spec.default if knob is None else knob
     if name == "foresail":
-        return ForesailPolicy(foresail_config(sim), prior=prior)  # type: ignore[arg-type]
+        return ForesailPolicy(foresail_config(sim, value or 0.0), prior=prior)  # type: ignore[arg-type]
     if name == "hpa":
         return HPA(sim, target_utilization=value)  # type: ignore[arg-type]
     if name == "kpa":

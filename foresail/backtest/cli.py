@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--match-slo", type=float, metavar="ATTAINMENT",
                         help="tune each baseline's knob to its cheapest single setting reaching this attainment "
                              "on every trace (e.g. 0.99); Foresail keeps its shipped defaults")
+    parser.add_argument("--slo-target", type=float, metavar="ATTAINMENT",
+                        help="turn on Foresail's SLO governor for this attainment, e.g. 0.99 (default: off)")
     parser.add_argument("--fill-gaps", action="store_true", help="bridge collection gaps (ServeGen) by interpolation")
     parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
     parser.add_argument("--timeline", metavar="FILE.csv", help="write one row per step and policy")
@@ -60,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.cold_start < 0 or args.interval <= 0 or args.slo_wait < 0:
         print("error: --cold-start and --slo-wait must be >= 0 and --interval > 0", file=sys.stderr)
+        return 2
+    if args.slo_target is not None and not 0.5 <= args.slo_target < 1:
+        print("error: --slo-target is an attainment in [0.5, 1), e.g. 0.99", file=sys.stderr)
         return 2
     if args.match_slo is not None and not 0 < args.match_slo <= 1:
         print("error: --match-slo is an attainment in (0, 1], e.g. 0.99", file=sys.stderr)
@@ -92,13 +97,14 @@ def run(args: argparse.Namespace) -> int:
                 results[p.name][name] = by_trace[p.name]
         else:
             for p in prepared:
-                results[p.name][name] = run_policy(p, name, record_forecast=bool(args.plot) and p is prepared[0])
+                knob = args.slo_target if name == "foresail" else None
+                results[p.name][name] = run_policy(p, name, knob, record_forecast=bool(args.plot) and p is prepared[0])
                 bar.update(1)
     bar.close()
     summary = report.summarise(results, {
         "cold_start_s": args.cold_start, "interval_s": args.interval, "slo_wait_s": args.slo_wait,
         "capacity": {p.name: p.sim.capacity for p in prepared}, "unit": {p.name: p.sim.unit for p in prepared},
-        "match_slo": args.match_slo, "tuned_settings": settings, "fill_gaps": args.fill_gaps,
+        "match_slo": args.match_slo, "slo_target": args.slo_target, "tuned_settings": settings, "fill_gaps": args.fill_gaps,
     })
     print(report.table(summary))
     if args.json:

@@ -70,6 +70,7 @@ class Loop:
             interval_s=a.interval_s, quantile=a.quantile,
             scale_down_stabilization_s=a.scale_down_stabilization_s, scale_to_zero=a.scale_to_zero,
             idle_s=a.idle_s, predictive=a.mode in ("predictive", "advisory"),
+            slo_target=a.attainment_target or 0.0, slo_wait_s=a.ttft_s,
         )
         if self.policy is None:
             self.policy = ForesailPolicy(config, forecast_step_s=self.forecast_step_s)

@@ -59,6 +59,7 @@ class AutoscalingSpec:
     ttft_s: float = 2.0
     capacity_per_replica: float | None = None
     queue_target: float = 2.0
+    attainment_target: float | None = None  # the SLO governor's target (None: off)
     horizon: str = "auto"
     cold_start_s: float = 120.0
     quantile: float = 0.9
@@ -160,6 +161,9 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
                 None if slo.get("capacityPerReplica") is None else float(slo["capacityPerReplica"])
             ),
             queue_target=float(slo.get("queueTarget", 2.0)),
+            attainment_target=(
+                None if slo.get("attainmentTarget") is None else float(slo["attainmentTarget"])
+            ),
             horizon=horizon,
             cold_start_s=float(forecast.get("coldStartSeconds", 120)),
             quantile=float(forecast.get("quantile", 0.9)),

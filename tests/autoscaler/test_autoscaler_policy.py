@@ -232,3 +232,31 @@ def test_a_forecast_capped_at_max_says_so():
         decision = policy.decide(obs(k * 5.0, 1.0 + 0.5 * k, 3))
     assert decision.replicas == 3 and decision.predicted_replicas > 3
     assert "forecast" in decision.reason and "capped at max 3" in decision.reason, decision.reason
+
+
+def _governed(target: float, steps: list[float]) -> list:
+    """Reactive decisions at demand 4/s on 4 ready replicas, with the given queue at each step."""
+    p = ForesailPolicy(PolicyConfig(capacity=1.0, interval_s=60.0, max_replicas=50, predictive=False,
+                                    slo_target=target, slo_wait_s=2.0))
+    return [p.decide(obs(60.0 * k, 4.0, 4, waiting=w)) for k, w in enumerate(steps)]
+
+
+def test_slo_governor_adds_replicas_after_missed_decisions_and_gives_them_back_slowly():
+    # A queue of 100 cannot drain within 2 s on 4 replicas at 1/s each: every decision misses. The floor
+    # (demand plus draining the queue within 60 s) is ceil(4 + 100 / 60) = 6 either way.
+    assert [d.replicas for d in _governed(0.0, [100.0] * 10)] == [6] * 10  # off by default
+    missed = _governed(0.99, [100.0] * 10)
+    # each miss adds 0.05 * 0.99 to the log-multiplier: exp(0.495) = 1.64 after 10, ceil(1.64 * 6) = 10
+    assert missed[-1].replicas == 10 and missed[0].replicas == 7
+    assert "SLO governor x1.64" in missed[-1].reason and "99 % target" in missed[-1].reason
+    # without a queue each decision takes 0.05 * 0.01 off: back to the demand's 4 after 990 of them
+    after = _governed(0.99, [100.0] * 10 + [0.0] * 1000)
+    assert after[20].replicas == 7 and after[-1].replicas == 4  # ceil(1.63 * 4) with the queue gone
+    capped = _governed(0.99, [100.0] * 100)
+    assert capped[-1].replicas == 18  # the multiplier stops at max_governor 3
+
+
+@pytest.mark.parametrize("target", [1.0, 0.3, -0.1])
+def test_slo_target_outside_its_range_is_refused(target):
+    with pytest.raises(ValueError, match="slo_target"):
+        PolicyConfig(slo_target=target)

@@ -66,3 +66,19 @@ def test_forecast_command(tmp_path, capsys):
     data = json.loads((tmp_path / "f.json").read_text())["trace"]
     assert [r["horizon_s"] for r in data] == [600.0, 1800.0]
     assert "persistence" in capsys.readouterr().out
+
+
+def test_slo_target_turns_on_foresails_governor(tmp_path, capsys):
+    p = make_trace(tmp_path)
+    runs = {}
+    for extra in ([], ["--slo-target", "0.99"]):
+        out = tmp_path / f"r{len(extra)}.json"
+        assert main(["backtest", "--trace", str(p), "--cold-start", "300", "--policy", "foresail", "--json",
+                     str(out), "--no-progress", *extra]) == 0
+        runs[len(extra)] = json.loads(out.read_text())["traces"]["trace"]["foresail"]
+    off, on = runs[0], runs[2]
+    assert off["setting"] is None and on["setting"] == 0.99
+    # the daily spike's misses raise the governor: more replica-hours, and no lower attainment
+    assert on["replica_hours"] > off["replica_hours"] and on["slo_attainment"] >= off["slo_attainment"]
+    assert main(["backtest", "--trace", str(p), "--slo-target", "1"]) == 2
+    assert "--slo-target" in capsys.readouterr().err

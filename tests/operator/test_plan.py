@@ -177,3 +177,14 @@ def test_pod_failures_degrade_with_the_kubelet_message():
     assert degraded["status"] == "True" and degraded["reason"] == "ImagePullFailed"
     assert "nope:1" in degraded["message"]
     assert conditions(status)["MetricsAvailable"]["reason"] == "AutoscalingOff"
+
+
+def test_the_slo_attainment_target_turns_on_the_policys_governor():
+    from foresail_operator.autoscaler import Loop
+
+    base = {"model": {"source": "builtin:tiny"}}
+    off = Loop(("ns", "a"), forecast_step_s=60.0).configure(parse_spec(base), None)
+    assert off.slo_target == 0.0
+    spec = parse_spec({**base, "autoscaling": {"slo": {"ttftSeconds": 1.5, "attainmentTarget": 0.99}}})
+    on = Loop(("ns", "b"), forecast_step_s=60.0).configure(spec, None)
+    assert (on.slo_target, on.slo_wait_s) == (0.99, 1.5)
