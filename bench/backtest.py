@@ -240,9 +240,9 @@ def hours_at_slo(grid: list[tuple[float, float]], slo: float) -> float | None:
     points = sorted(grid, key=lambda p: p[1])
     for i, (a, h) in enumerate(points):
         if a >= slo:
-            if i == 0 or points[i - 1][0] >= a:
+            if i == 0:
                 return h
-            a0, h0 = points[i - 1]
+            a0, h0 = points[i - 1]  # cheaper, and short of slo (else it would have been returned)
             return h0 + (slo - a0) / (a - a0) * (h - h0)
     return None
 
