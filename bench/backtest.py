@@ -60,14 +60,18 @@ def load_groups(traces_dir: Path, per_service: int) -> dict[str, list[Trace]]:
     }
 
 
+def switch_ons(d: np.ndarray) -> np.ndarray:
+    """True at the steps with demand at least twice the step before (a "switch-on")."""
+    return np.r_[False, d[1:] >= 2 * d[:-1]] & (d > 0)
+
+
 def switch_on_share(trace: Trace) -> float:
-    """Share of demand in steps (at the trace's own resolution) at least twice the step before.
+    """Share of demand in switch-ons, at the trace's own resolution.
 
     Such a rise gives no sign one step ahead, so a causal policy meets it with the capacity it held before.
     """
     d = trace.demand(trace.default_unit)
-    rise = np.r_[False, d[1:] >= 2 * d[:-1]] & (d > 0)
-    return float(d[rise].sum() / d.sum()) if d.sum() > 0 else 0.0
+    return float(d[switch_ons(d)].sum() / d.sum()) if d.sum() > 0 else 0.0
 
 
 def run_trace(job: tuple[Trace, float, bool, float | None]) -> dict:
@@ -130,10 +134,9 @@ def summarise_group(rows: list[dict]) -> dict:
         out["policies"][b] = figures(np.array([row[i] for row in att]),
                                      np.array([r["grid"][b][i][1] for r in rows]), POLICIES[b].grid[i])
     out["policies"]["oracle"] = figures(np.ones(len(rows)), oracle)
-    # every series' raw figures (replica-hours, and each baseline's (SLO, hours) over its knob grid), so
-    # a report can compare at equal SLO series by series
-    out["series"] = {r["name"]: {"oracle_hours": r["oracle"][1], "foresail": r["foresail"][:2], "grid": r["grid"]}
-                     for r in rows}
+    # every series' raw figures (Foresail's SLO and hours, each baseline's over its knob grid), so a report
+    # can compare at equal SLO series by series
+    out["series"] = {r["name"]: {"foresail": r["foresail"][:2], "grid": r["grid"]} for r in rows}
     return out
 
 
@@ -247,6 +250,17 @@ def hours_at_slo(grid: list[tuple[float, float]], slo: float) -> float | None:
     return None
 
 
+def equal_slo_ratios(series: dict[str, dict], baseline: str) -> dict[str, float]:
+    """Per series, Foresail's replica-hours over the baseline's at Foresail's SLO attainment (where it reaches it)."""
+    out = {}
+    for name, s in series.items():
+        slo, hours = s["foresail"]
+        need = hours_at_slo(s["grid"][baseline], slo)
+        if need is not None and need > 0:
+            out[name] = hours / need
+    return out
+
+
 def equal_slo(series: dict[str, dict], baseline: str) -> str:
     """Foresail against a baseline tuned series by series to Foresail's own SLO attainment on each.
 
@@ -257,17 +271,6 @@ def equal_slo(series: dict[str, dict], baseline: str) -> str:
     return (f"{baseline}: reaches Foresail's SLO on {len(r)} of {len(series)} series; there Foresail costs less on "
             f"{int((r < 1).sum())}, cost foresail / {baseline} geo-mean x{geomean(list(r)):.3f}, "
             f"median x{np.median(r):.2f}")
-
-
-def equal_slo_ratios(series: dict[str, dict], baseline: str) -> dict[str, float]:
-    """Per series, Foresail's replica-hours over the baseline's at Foresail's SLO attainment (where it reaches it)."""
-    out = {}
-    for name, s in series.items():
-        slo, hours = s["foresail"]
-        need = hours_at_slo(s["grid"][baseline], slo)
-        if need is not None and need > 0:
-            out[name] = hours / need
-    return out
 
 
 def plot_customers(report: dict, path: Path) -> None:

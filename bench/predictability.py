@@ -24,7 +24,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.linear_model import LinearRegression
 
-from bench.backtest import switch_on_share
+from bench.backtest import switch_on_share, switch_ons
 from bench.table import print_table
 from foresail.backtest.traces import iter_servegen_clients, load_trace
 
@@ -78,8 +78,7 @@ def switch_on_recurrence(d: np.ndarray, lag: int, k: int, frac: float) -> float:
     a step within ``k`` of ``t - lag`` had at least ``frac`` of ``d[t]``. Switch-ons in the first ``lag``
     steps are left out; 0 when there are none."""
     d = np.asarray(d, float)
-    rise = np.r_[False, d[1:] >= 2 * d[:-1]] & (d > 0)
-    t = np.nonzero(rise)[0]
+    t = np.nonzero(switch_ons(d))[0]
     t = t[t >= lag]
     if len(t) == 0:
         return 0.0
@@ -110,7 +109,7 @@ def aggregates(traces_dir: Path) -> None:
 
 def customers(traces_dir: Path, min_share: float) -> None:
     """Print how much switch-on demand of the switch-on-heavy customer series a day or a week foretold."""
-    found: dict[str, list[float]] = {}
+    found: dict[tuple[str, int, float], list[float]] = {}
     n = 0
     for tr in iter_servegen_clients(traces_dir / "servegen" / "servegen-clients.tar.gz"):
         d = tr.demand(tr.default_unit)
@@ -119,14 +118,13 @@ def customers(traces_dir: Path, min_share: float) -> None:
         n += 1
         for lag, when in ((DAY, "day"), (7 * DAY, "week")):
             for k, frac in RECURRENCE:
-                found.setdefault(f"{when}|{k}|{frac}", []).append(switch_on_recurrence(d, lag, k, frac))
+                found.setdefault((when, k, frac), []).append(switch_on_recurrence(d, lag, k, frac))
     print(f"\nServeGen customer series with at least {100 * min_share:.0f} % of their demand in switch-ons: {n}. "
           "Share of each one's switch-on demand foretold by the same time a day / a week earlier:")
     rows = []
-    for key, v in found.items():
-        when, k, frac = key.split("|")
+    for (when, k, frac), v in found.items():
         a = np.array(v)
-        rows.append({"when": f"a {when} earlier", "window": f"+-{10 * int(k)} min", "level": f">= {frac}x",
+        rows.append({"when": f"a {when} earlier", "window": f"+-{10 * k} min", "level": f">= {frac}x",
                      "median": f"{100 * np.median(a):.0f} %", "mean": f"{100 * a.mean():.0f} %",
                      "p90": f"{100 * np.percentile(a, 90):.0f} %", "half": int((a >= 0.5).sum())})
     print_table(rows, {"when": "foretold by", "window": "within", "level": "level", "median": "median",

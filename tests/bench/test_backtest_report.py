@@ -70,7 +70,7 @@ def test_a_saved_report_is_printed_again(tmp_path: Path, capsys: pytest.CaptureF
     grid = [(0.98, 8.0), (1.0, 10.0)]
     group = {"traces": 10, "reachable_99": 10,
              "policies": {n: figures for n in ("foresail", "hpa", "kpa", "apa", "holt-winters", "static", "oracle")},
-             "series": {"s0": {"oracle_hours": 5.0, "foresail": [0.999, 6.0],
+             "series": {"s0": {"foresail": [0.999, 6.0],
                                "grid": {n: grid for n in ("hpa", "kpa", "apa", "holt-winters", "static")}}}}
     report = {"cold_starts": {"300": {"customers": group}}, "switch_on_share": {"s9": 0.5},
               "timing_14_day": {"trace": "t", "steps": 20160, "seconds": 9.5, "per_policy_s": {"foresail": 9.0}}}
