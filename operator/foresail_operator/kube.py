@@ -14,6 +14,8 @@ from typing import Any, Mapping
 import aiohttp
 import kopf
 
+from foresail_operator.telemetry import API_ERRORS
+
 MERGE_PATCH = "application/merge-patch+json"
 RETRY_STATUSES = {409, 429, 500, 502, 503, 504}
 USER_AGENT = "foresail-operator/0.1.0"
@@ -83,9 +85,12 @@ class KubeClient:
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 error = ApiError(503, "ServiceUnavailable", f"cannot reach the API server: {exc!r}")
                 retry_after = 0.0
-            # A 409 on create means it exists: the caller decides. Others are worth retrying.
-            if error.status not in RETRY_STATUSES or (error.status == 409 and method == "POST") \
-                    or attempt == retries:
+            # A 409 on create means it exists: the caller decides. Others are worth retrying; a write
+            # that still fails is counted in foresail_api_errors_total.
+            exists = error.status == 409 and method == "POST"
+            if error.status not in RETRY_STATUSES or exists or attempt == retries:
+                if method != "GET" and not exists:  # a create that finds the object is no failure
+                    API_ERRORS.labels(str(error.status)).inc()
                 raise error
             await asyncio.sleep(max(retry_after, 0.2 * 2 ** attempt))
         raise AssertionError("unreachable")

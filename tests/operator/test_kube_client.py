@@ -3,6 +3,7 @@ from pathlib import Path
 
 import kopf
 import pytest
+from prometheus_client import REGISTRY
 
 from foresail.kubetest.testing import start_apiserver
 from foresail_operator.kube import ApiError, KubeClient
@@ -20,3 +21,25 @@ async def test_retries_a_conflict_and_fails_clearly_after_close(tmp_path: Path) 
         with pytest.raises(ApiError) as caught:  # never a bare "Session is closed" from aiohttp
             await client.get("/api/v1/namespaces/default")
         assert caught.value.status == 503 and "shutting down" in str(caught.value)
+
+
+async def test_counts_writes_that_fail_but_not_reads(tmp_path: Path) -> None:
+    def failed(status: str) -> float:
+        return REGISTRY.get_sample_value("foresail_api_errors_total", {"status": status}) or 0.0
+
+    with start_apiserver(tmp_path, simulate_pods=False) as server:
+        client = KubeClient(kopf.ConnectionInfo(server=server.url, insecure=True))
+        path = "/api/v1/namespaces/default"
+        before_403, before_500 = failed("403"), failed("500")
+        server.faults(method="GET", path=f"{path}$", status=403)
+        with pytest.raises(ApiError):
+            await client.get(path)
+        server.faults(method="PATCH", path=f"{path}$", status=403)
+        with pytest.raises(ApiError) as caught:
+            await client.merge_patch(path, {"metadata": {"labels": {"a": "b"}}})
+        assert caught.value.status == 403
+        server.faults(method="PATCH", path=f"{path}$", status=500, count=1)  # retried, then it succeeds
+        await client.merge_patch(path, {"metadata": {"labels": {"a": "c"}}})
+        assert failed("403") - before_403 == 1, "the failed PATCH counts, the failed GET does not"
+        assert failed("500") == before_500, "a write that succeeds on a retry is no failure"
+        await client.close()
