@@ -58,7 +58,6 @@ class AutoscalingSpec:
     interval_s: float = 15.0
     ttft_s: float = 2.0
     capacity_per_replica: float | None = None
-    queue_target: float = 2.0
     attainment_target: float | None = None  # the SLO governor's target (None: off)
     horizon: str = "auto"
     cold_start_s: float = 120.0
@@ -160,7 +159,6 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
             capacity_per_replica=(
                 None if slo.get("capacityPerReplica") is None else float(slo["capacityPerReplica"])
             ),
-            queue_target=float(slo.get("queueTarget", 2.0)),
             attainment_target=(
                 None if slo.get("attainmentTarget") is None else float(slo["attainmentTarget"])
             ),

@@ -86,13 +86,12 @@ FIELDS: dict[tuple[str, ...], tuple[list[Any], list[tuple[Any, str]]]] = {
                                                            (601, "spec.autoscaling.intervalSeconds"),
                                                            (7.5, "spec.autoscaling.intervalSeconds")]),
     ("autoscaling", "slo"): pick(
-        [{"ttftSeconds": 0.5, "capacityPerReplica": 3.5, "queueTarget": 0, "attainmentTarget": 0.99},
+        [{"ttftSeconds": 0.5, "capacityPerReplica": 3.5, "attainmentTarget": 0.99},
          {"ttftSeconds": 600, "attainmentTarget": 0.5}],
         [({"ttftSeconds": 0}, "spec.autoscaling.slo.ttftSeconds"),
          ({"attainmentTarget": 1.0}, "spec.autoscaling.slo.attainmentTarget"),
          ({"attainmentTarget": 0.3}, "spec.autoscaling.slo.attainmentTarget"),
-         ({"capacityPerReplica": 0}, "spec.autoscaling.slo.capacityPerReplica"),
-         ({"queueTarget": -1}, "spec.autoscaling.slo.queueTarget")]),
+         ({"capacityPerReplica": 0}, "spec.autoscaling.slo.capacityPerReplica")]),
     ("autoscaling", "forecast"): pick(
         [{"horizon": "5m", "coldStartSeconds": 300, "quantile": 0.5}, {"horizon": "90s", "quantile": 0.99}],
         [({"horizon": "soon"}, "spec.autoscaling.forecast.horizon"),
