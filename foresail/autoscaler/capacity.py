@@ -33,21 +33,19 @@ class CapacityModel:
         self.max_ratio = max_ratio
         self.estimate_ = float(initial)
         self.n_samples_ = 0
-        self.last_source_ = "spec"
 
     @property
     def capacity(self) -> float:
         """Current estimate: the spec's figure until ``min_samples`` saturated observations were seen."""
         return self.estimate_ if self.n_samples_ >= self.min_samples else self.initial
 
-    def _learn(self, sample: float, source: str) -> None:
+    def _learn(self, sample: float) -> None:
         sample = min(max(sample, self.initial * self.min_ratio), self.initial * self.max_ratio)
         if self.n_samples_ == 0:
             self.estimate_ = sample
         else:
             self.estimate_ += self.smoothing * (sample - self.estimate_)
         self.n_samples_ += 1
-        self.last_source_ = source
 
     def observe(
         self,
@@ -61,12 +59,12 @@ class CapacityModel:
             return self.capacity
         per_replica = max(float(throughput), 0.0) / ready_replicas
         if waiting is not None and waiting > 0 and per_replica > 0:
-            self._learn(per_replica, "saturated throughput")
+            self._learn(per_replica)  # saturated: the throughput is the capacity
         elif (
             self.ttft_slo_s
             and ttft_p90 is not None
             and ttft_p90 > self.ttft_slo_s
             and per_replica > 0
         ):
-            self._learn(per_replica * self.ttft_slo_s / ttft_p90, "TTFT above SLO")
+            self._learn(per_replica * self.ttft_slo_s / ttft_p90)  # TTFT above its SLO: scale down to it
         return self.capacity

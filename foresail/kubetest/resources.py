@@ -136,14 +136,6 @@ class Registry:
         """The type served at ``group/version/plural``, if any."""
         return self._types.get((group, version, plural))
 
-    def by_kind(self, api_version: str, kind: str) -> ResourceType | None:
-        """The type of an object's ``apiVersion`` and ``kind``, if served."""
-        group, _, version = api_version.rpartition("/")
-        for rt in self._types.values():
-            if rt.group == group and rt.version == version and rt.kind == kind:
-                return rt
-        return None
-
     def all(self) -> Iterator[ResourceType]:
         """Every served type."""
         return iter(list(self._types.values()))

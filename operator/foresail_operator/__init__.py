@@ -3,4 +3,3 @@
 GROUP = "foresail.dev"
 VERSION = "v1alpha1"
 PLURAL = "llmdeployments"
-KIND = "LLMDeployment"

@@ -9,7 +9,7 @@ interval does not grow with the number of deployments. Runtimes that name a metr
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
 
@@ -39,7 +39,6 @@ class Signals:
     waiting: float | None = None
     kv_cache: float | None = None  # 0..1
     ttft_p90: float | None = None  # seconds
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 def queries(metric_names: dict[str, str | None], window: str) -> dict[str, str]:
