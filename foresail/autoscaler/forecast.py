@@ -6,7 +6,10 @@ model trained on public traces (``prior.py``) and, once the deployment has ``own
 of its own history, refits every ``refit_every_steps`` with a ridge penalty that pulls it towards the
 prior rather than towards zero. Quantiles are conformal: the empirical quantiles, per horizon, of the
 errors this forecaster actually made on this series (the prior's errors until enough have been seen),
-so the p90 stays calibrated where the series is harder or easier than the public traces.
+so the p90 stays calibrated where the series is harder or easier than the public traces. The median it
+reports combines the model's with persistence (the last step's rate), each weighted by the other's recent
+absolute error at that horizon, so it is no worse than persistence where the past explains little of the
+future; the quantiles above it are the model's.
 
 Every history requirement is a number of steps, like the features: the prior applies at any ``step_s``
 (one step stands for one minute of the traces it was trained on), so a forecaster at 5-s steps forecasts
@@ -74,6 +77,7 @@ class DemandForecaster:
         refit_every_steps: int = 360,
         calib_size: int = 1440,
         calib_min: int = 60,
+        combine_halflife_steps: float = 360.0,
     ) -> None:
         self.step_s = step_s
         self.horizon_s = horizon_s
@@ -86,6 +90,7 @@ class DemandForecaster:
         self.refit_every_steps = refit_every_steps
         self.calib_size = calib_size
         self.calib_min = calib_min
+        self.combine_halflife_steps = combine_halflife_steps
         self._reset()
 
     # ---- state -------------------------------------------------------------------------------
@@ -105,7 +110,9 @@ class DemandForecaster:
         # conformal errors: ring buffer per horizon, and the forecasts awaiting their actuals
         self.errors_ = np.full((self.horizon_steps_, self.calib_size), np.nan)
         self.n_errors_ = np.zeros(self.horizon_steps_, dtype=int)
-        self._pending: dict[int, tuple[np.ndarray, float, float]] = {}
+        self._pending: dict[int, tuple[np.ndarray, float, float, np.ndarray, float]] = {}
+        # recent absolute errors per horizon (exponentially weighted) of the model's median and of persistence
+        self.abs_errors_ = np.zeros((2, self.horizon_steps_))
         self._qcache: dict[float, np.ndarray] = {}
         self._qcache_at = -1
         self._cache: tuple[int, Forecast] | None = None
@@ -236,7 +243,8 @@ class DemandForecaster:
             return
         for origin in [o for o in self._pending if o < bucket - self.horizon_steps_]:
             del self._pending[origin]
-        for origin, (z, level, eps) in self._pending.items():
+        decay = 0.5 ** (1.0 / self.combine_halflife_steps)
+        for origin, (z, level, eps, median, persisted) in self._pending.items():
             h = bucket - origin
             if 1 <= h <= self.horizon_steps_:
                 actual = features.CLIP if level + eps <= 0 else math.log((x_last + eps) / (level + eps))
@@ -244,6 +252,8 @@ class DemandForecaster:
                 j = h - 1
                 self.errors_[j, self.n_errors_[j] % self.calib_size] = actual - z[j]
                 self.n_errors_[j] += 1
+                self.abs_errors_[:, j] = decay * self.abs_errors_[:, j] + np.abs(
+                    np.array([median[j], persisted]) - x_last)
 
     def _quantile_offsets(self, bucket: int) -> dict[float, np.ndarray]:
         """Per-horizon log-scale offsets for each quantile: own errors where enough, else the prior's."""
@@ -264,6 +274,18 @@ class DemandForecaster:
             out[q] = vals
         self._qcache, self._qcache_at = out, bucket
         return out
+
+    def _combine(self, median: np.ndarray, persisted: float, above: list[np.ndarray]) -> np.ndarray:
+        """The model's median and persistence weighted by each other's recent absolute error, per horizon
+        (the model's alone until ``calib_min`` of its forecasts were scored), kept below the quantiles above."""
+        model_err, persist_err = self.abs_errors_
+        total = model_err + persist_err
+        with np.errstate(invalid="ignore", divide="ignore"):
+            w = np.where((self.n_errors_ >= self.calib_min) & (total > 0), persist_err / total, 1.0)
+        combined = w * median + (1.0 - w) * persisted
+        for upper in above:
+            combined = np.minimum(combined, upper)
+        return combined
 
     def predict(self, now_s: float) -> Forecast:
         """Forecast from the last step completed at ``now_s``; ``ready`` is False (with a reason) if it cannot."""
@@ -303,10 +325,13 @@ class DemandForecaster:
             X, lv, ep = features.last_features(x, self.step_s, (self.start_bucket_ + lo) * self.step_s)
             z, source = self._predict_z(X)
             z = z[0]
-            self._pending[last_bucket] = (z, lv, ep)
             offs = self._quantile_offsets(last_bucket)
             median = features.to_rate(z + offs[0.5], lv, ep)
             qs = {q: np.maximum(features.to_rate(z + offs[q], lv, ep), median if q >= 0.5 else 0) for q in offs}
+            persisted = float(x[-1]) if math.isfinite(x[-1]) else lv
+            self._pending[last_bucket] = (z, lv, ep, median, persisted)
+            qs[0.5] = self._combine(median, persisted, [qs[q] for q in qs if q > 0.5])
+            median = qs[0.5]
             fc = Forecast(True, f"{source} model", (last_bucket + 1) * self.step_s, self.step_s, median, qs, source)
         self._cache = (last_bucket, fc)
         return fc

@@ -32,6 +32,15 @@ def test_beats_persistence_on_a_seasonal_series_with_calibrated_p90():
         assert 0.8 <= s.coverage[0.9] <= 0.97
 
 
+def test_median_is_level_with_persistence_on_a_random_walk():
+    # a random walk's best forecast is its last value; the model alone is about 10 % worse at +10 min here
+    rng = np.random.default_rng(3)
+    rate = 50 * np.exp(np.cumsum(rng.normal(0, 0.03, 4 * 1440)))
+    trace = Trace("walk", 60.0, rng.poisson(rate * 60).astype(float))
+    for s in evaluate(trace, (600.0, 1800.0)):
+        assert s.wape["foresail"] < 1.05 * s.wape["persistence"], (s.horizon_s, s.wape)
+
+
 def test_without_prior_or_history_it_is_not_ready_and_says_why():
     f = DemandForecaster(prior=None)
     assert not f.predict(1000.0).ready
