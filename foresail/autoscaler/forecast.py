@@ -112,7 +112,8 @@ class DemandForecaster:
         self.n_errors_ = np.zeros(self.horizon_steps_, dtype=int)
         self._pending: dict[int, tuple[np.ndarray, float, float, np.ndarray, float]] = {}
         # recent absolute errors per horizon (exponentially weighted) of the model's median and of persistence
-        self.abs_errors_ = np.zeros((2, self.horizon_steps_))
+        self.model_abs_error_ = [0.0] * self.horizon_steps_
+        self.persistence_abs_error_ = [0.0] * self.horizon_steps_
         self._qcache: dict[float, np.ndarray] = {}
         self._qcache_at = -1
         self._cache: tuple[int, Forecast] | None = None
@@ -252,8 +253,8 @@ class DemandForecaster:
                 j = h - 1
                 self.errors_[j, self.n_errors_[j] % self.calib_size] = actual - z[j]
                 self.n_errors_[j] += 1
-                self.abs_errors_[:, j] = decay * self.abs_errors_[:, j] + np.abs(
-                    np.array([median[j], persisted]) - x_last)
+                self.model_abs_error_[j] = decay * self.model_abs_error_[j] + abs(float(median[j]) - x_last)
+                self.persistence_abs_error_[j] = decay * self.persistence_abs_error_[j] + abs(persisted - x_last)
 
     def _quantile_offsets(self, bucket: int) -> dict[float, np.ndarray]:
         """Per-horizon log-scale offsets for each quantile: own errors where enough, else the prior's."""
@@ -278,10 +279,10 @@ class DemandForecaster:
     def _combine(self, median: np.ndarray, persisted: float, above: list[np.ndarray]) -> np.ndarray:
         """The model's median and persistence weighted by each other's recent absolute error, per horizon
         (the model's alone until ``calib_min`` of its forecasts were scored), kept below the quantiles above."""
-        model_err, persist_err = self.abs_errors_
-        total = model_err + persist_err
-        with np.errstate(invalid="ignore", divide="ignore"):
-            w = np.where((self.n_errors_ >= self.calib_min) & (total > 0), persist_err / total, 1.0)
+        persist_err = np.array(self.persistence_abs_error_)
+        total = np.array(self.model_abs_error_) + persist_err
+        scored = (self.n_errors_ >= self.calib_min) & (total > 0)
+        w = np.divide(persist_err, total, out=np.ones_like(total), where=scored)
         combined = w * median + (1.0 - w) * persisted
         for upper in above:
             combined = np.minimum(combined, upper)
