@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import pytest
+from scipy.stats import linregress
 
 from foresail.autoscaler.capacity import CapacityModel
 from foresail.autoscaler.policy import ForesailPolicy, Observation, PolicyConfig
@@ -200,6 +201,24 @@ def test_a_fresh_ramp_is_extrapolated_and_noise_is_not():
     for k in range(1, 9):
         o = off.decide(obs(k * 5.0, 1.0 + 0.5 * k, 4))
     assert o.replicas <= r.replicas  # the guard only ever adds to the learned forecast
+
+
+def test_the_ramp_line_is_scipys_least_squares_fit():
+    cfg = PolicyConfig(capacity=1.0, cold_start_s=25.0, interval_s=5.0, trend_t=2.0)
+    rng = np.random.default_rng(1)
+    extrapolated = 0
+    for _ in range(200):
+        policy = ForesailPolicy(cfg, prior=None, forecast_step_s=5.0)
+        t = np.sort(rng.uniform(0, 60, cfg.trend_points))
+        y = 5 + rng.normal(0.05, 0.1) * t + rng.normal(0, 0.5, len(t))
+        policy._recent.extend(zip(t, y))
+        fit = linregress(t - t[-1], y)
+        significant = fit.slope > 0 and fit.slope / fit.stderr >= cfg.trend_t
+        expected = min(fit.intercept + fit.slope * cfg.horizon_s, 3 * y[-1]) if significant else None
+        got = policy._ramp()
+        assert (got is None) == (expected is None) and (got is None or np.isclose(got, expected, rtol=1e-9))
+        extrapolated += got is not None
+    assert 20 < extrapolated < 180  # both branches are exercised
 
 
 @pytest.mark.parametrize("predictive", [True, False])
