@@ -89,7 +89,7 @@ class KubeClient:
             # that still fails is counted in foresail_api_errors_total.
             exists = error.status == 409 and method == "POST"
             if error.status not in RETRY_STATUSES or exists or attempt == retries:
-                if method != "GET" and not exists:  # a create that finds the object is no failure
+                if method != "GET" and not exists:
                     API_ERRORS.labels(str(error.status)).inc()
                 raise error
             await asyncio.sleep(max(retry_after, 0.2 * 2 ** attempt))
