@@ -1,9 +1,12 @@
 """The capacity model: the demand one replica serves within the SLO, from the spec, learned online.
 
-Two kinds of evidence refine the spec's figure. While requests are queueing, the replicas are saturated,
+Three kinds of evidence refine the spec's figure. While requests are queueing, the replicas are saturated,
 so throughput per ready replica *is* their capacity. When time to first token breaks its SLO, the load
-per replica at that moment, scaled by SLO/TTFT, is an upper bound. Both are smoothed (EWMA) and kept
-within ``[min_ratio, max_ratio]`` x the spec, so one noisy scrape cannot swing the replica count.
+per replica at that moment, scaled by SLO/TTFT, is an upper bound. When the KV cache is fuller than
+``kv_saturation`` (0.8, the threshold at which llm-d's saturation analyzer and its endpoint picker call a
+replica saturated), the load scaled by ``kv_saturation``/usage is one too: a replica whose cache is full
+preempts or stops admitting before its queue shows it. All are smoothed (EWMA) and kept within
+``[min_ratio, max_ratio]`` x the spec, so one noisy scrape cannot swing the replica count.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ class CapacityModel:
         ttft_slo_s: float | None = None,
         min_ratio: float = 0.25,
         max_ratio: float = 4.0,
+        kv_saturation: float = 0.8,
     ) -> None:
         if not (initial > 0):
             raise ValueError("the initial capacity must be positive")
@@ -31,13 +35,19 @@ class CapacityModel:
         self.ttft_slo_s = ttft_slo_s
         self.min_ratio = min_ratio
         self.max_ratio = max_ratio
+        self.kv_saturation = kv_saturation
         self.estimate_ = float(initial)
         self.n_samples_ = 0
 
     @property
     def capacity(self) -> float:
         """Current estimate: the spec's figure until ``min_samples`` saturated observations were seen."""
-        return self.estimate_ if self.n_samples_ >= self.min_samples else self.initial
+        return self.estimate_ if self.learned else self.initial
+
+    @property
+    def learned(self) -> bool:
+        """True once ``min_samples`` saturated observations replaced the spec's figure."""
+        return self.n_samples_ >= self.min_samples
 
     def _learn(self, sample: float) -> None:
         sample = min(max(sample, self.initial * self.min_ratio), self.initial * self.max_ratio)
@@ -53,8 +63,10 @@ class CapacityModel:
         waiting: float | None = None,
         ready_replicas: int | None = None,
         ttft_p90: float | None = None,
+        kv_cache: float | None = None,
     ) -> float:
-        """Feed one scrape (total throughput, queued requests, ready replicas, p90 TTFT); returns the estimate."""
+        """Feed one scrape (total throughput, queued requests, ready replicas, p90 TTFT, mean KV-cache
+        usage 0..1); returns the estimate."""
         if throughput is None or not ready_replicas or ready_replicas <= 0 or not math.isfinite(throughput):
             return self.capacity
         per_replica = max(float(throughput), 0.0) / ready_replicas
@@ -67,4 +79,6 @@ class CapacityModel:
             and per_replica > 0
         ):
             self._learn(per_replica * self.ttft_slo_s / ttft_p90)  # TTFT above its SLO: scale down to it
+        elif kv_cache is not None and kv_cache > self.kv_saturation and per_replica > 0:
+            self._learn(per_replica * self.kv_saturation / kv_cache)  # cache nearly full: scale down to the threshold
         return self.capacity

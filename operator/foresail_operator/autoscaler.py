@@ -89,6 +89,20 @@ class Loop:
         return (signals.requests or 0.0) + growth
 
 
+def _capacity_status(model: CapacityModel, spec: LLMDeploymentSpec, signals: Signals | None) -> dict[str, Any]:
+    """status.capacity: requests/s per replica in use, where that figure comes from, the KV cache's use."""
+    if model.learned:
+        source = f"learned from {model.n_samples_} saturated scrapes"
+    elif spec.autoscaling.capacity_per_replica is not None:
+        source = "spec (slo.capacityPerReplica)"
+    else:
+        source = f"default {DEFAULT_CAPACITY:g} req/s until learned"
+    out: dict[str, Any] = {"perReplica": _sig(model.capacity), "source": source}
+    if signals is not None and signals.kv_cache is not None:
+        out["kvCacheUsage"] = round(signals.kv_cache, 2)
+    return out
+
+
 def _history_s(policy: ForesailPolicy) -> int:
     """Seconds of demand history the forecaster holds (survives restarts through the backfill)."""
     history = policy.forecaster.history_
@@ -158,7 +172,8 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     demand = None
     if signals is not None:
         demand = loop.demand(signals, now)
-        capacity = loop.capacity.observe(signals.requests, signals.waiting, ready, signals.ttft_p90)
+        capacity = loop.capacity.observe(signals.requests, signals.waiting, ready, signals.ttft_p90,
+                                         signals.kv_cache)
         if capacity != loop.policy.config.capacity:
             loop.policy.reconfigure(capacity=capacity)
     decision = loop.policy.decide(Observation(
@@ -187,6 +202,7 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     if decision.forecast_upper is not None:
         telemetry.FORECAST.labels(*labels, "0.5").set(decision.forecast_median or 0.0)
         telemetry.FORECAST.labels(*labels, str(spec.autoscaling.quantile)).set(decision.forecast_upper)
+    telemetry.CAPACITY.labels(*labels).set(loop.capacity.capacity)
     if cold_start is not None:
         telemetry.COLD_START.labels(*labels).set(cold_start)
     forecast: dict[str, Any] = {"horizonSeconds": round(decision.horizon_s), "quantile": spec.autoscaling.quantile,
@@ -199,7 +215,8 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
         forecast["summary"] = "reactive" if spec.autoscaling.mode == "reactive" else "warming up"
     loop.view = {
         "conditions": _conditions(signals, error, decision, loop.policy, spec, current),
-        "fields": {"recommendedReplicas": decision.replicas, "forecast": forecast},
+        "fields": {"recommendedReplicas": decision.replicas, "forecast": forecast,
+                   "capacity": _capacity_status(loop.capacity, spec, signals)},
     }
     telemetry.LOOP_SECONDS.observe(time.perf_counter() - started)
     return decision

@@ -25,6 +25,8 @@ FORECAST = Gauge(
     LABELS + ("quantile",),
 )
 HORIZON = Gauge("foresail_forecast_horizon_seconds", "The forecast horizon in use.", LABELS)
+CAPACITY = Gauge("foresail_capacity_requests_per_second",
+                 "Requests/s one replica serves within the SLO, as the policy uses it (spec or learned).", LABELS)
 COLD_START = Gauge("foresail_cold_start_seconds", "Measured pod cold start (median of recent pods).", LABELS)
 METRICS_ERRORS = Counter(
     "foresail_metrics_errors_total", "Failed or unusable Prometheus reads, by reason.", ("reason",))
