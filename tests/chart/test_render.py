@@ -307,7 +307,7 @@ def test_dashboard_is_shipped_and_uses_only_real_metrics(tmp_path: Path):
         assert topic in titles, topic
     for needed in ("foresail_forecast_requests_per_second", "foresail_desired_replicas",
                    "foresail_cold_start_seconds", "vllm:time_to_first_token_seconds_bucket",
-                   "vllm:request_success_total"):
+                   "vllm:request_success_total", "foresail_capacity_requests_per_second"):
         assert needed in used, needed
     for expr in exprs:  # every per-deployment query follows the dashboard's variables
         if "llmdeployment" in expr:
