@@ -104,7 +104,9 @@ def test_predictive_asks_ahead_of_the_peak_and_of_reactive(stack: LocalStack):
     predictive = stack.llmd("predictive")
     assert condition(predictive, "ForecastReady")["status"] == "True"
     assert predictive["status"]["coldStartSeconds"] >= COLD_START_S
-    capacity = predictive["status"]["capacity"]  # the pods' KV-cache gauge, through Prometheus, into the status
+    # the pods' KV-cache gauge, through Prometheus, into the status (absent from a decision made without metrics)
+    capacity = wait_for(lambda: "kvCacheUsage" in (c := stack.llmd("predictive")["status"].get("capacity") or {}) and c,
+                        timeout=30, what="status.capacity.kvCacheUsage")
     assert capacity["perReplica"] > 0 and capacity["source"], capacity
     assert 0 <= capacity["kvCacheUsage"] <= 1, capacity
 
