@@ -110,6 +110,26 @@ class Decision:
         return out
 
 
+@dataclass
+class _Need:
+    """What one decision weighs (in replicas unless said otherwise), kept for its reason."""
+
+    demand: float
+    floor: int  # the reactive floor: current demand plus draining the backlog
+    demand_floor: int  # current demand alone
+    backlog_then: float  # the backlog expected when the replicas asked for now are ready (units)
+    headroom: float = 1.0
+    forecast: Forecast | None = None
+    f_med: float | None = None  # median over the cold-start window (units/s)
+    f_up: float | None = None  # upper quantile over it, widened or ramped (units/s)
+    predicted: int | None = None
+    widen_capped: bool = False
+    ramped: bool = False
+    burst: int = 0
+    governor: float = 1.0
+    governed: int = 0
+
+
 class ForesailPolicy:
     """Predictive autoscaling policy for one deployment (cheap per call; the forecaster refits rarely)."""
 
@@ -237,7 +257,6 @@ class ForesailPolicy:
         """One decision for the metrics in ``obs``."""
         c = self.config
         self._absorb_clock_jump(obs.time_s)
-        u = c.unit
         current = max(int(obs.provisioned_replicas), 0)
         if obs.demand is None or not math.isfinite(obs.demand):
             self.forecaster.observe(obs.time_s, None, c.interval_s)
@@ -249,145 +268,154 @@ class ForesailPolicy:
         demand = max(float(obs.demand), 0.0)
         waiting = max(float(obs.waiting or 0.0), 0.0)
         self.forecaster.observe(obs.time_s, demand, c.interval_s)
-        if demand > 0 or waiting > 0:
+        if demand > 0 or waiting > 0 or self._last_demand_s is None:
             self._last_demand_s = obs.time_s
-        elif self._last_demand_s is None:
-            self._last_demand_s = obs.time_s
-        # a backlog keeps growing until the replicas asked for now are ready, so plan to drain what it will be
-        # then: the queue now plus the excess over the ready replicas' capacity for one cold start
-        short = max(0.0, demand - max(int(obs.ready_replicas), 0) * c.capacity) if waiting > 0 else 0.0
-        backlog_then = waiting + short * c.cold_start_s
-        need_now = demand + backlog_then / c.queue_drain_s
-        floor = math.ceil(need_now / c.capacity - 1e-9)
-        demand_floor = math.ceil(demand / c.capacity - 1e-9)
-        headroom = self._headroom(obs)
-
-        # burst memory: the highest demand of the last burst window (held while forecasts keep falling short)
-        while self._peaks and self._peaks[-1][1] <= demand:
-            self._peaks.pop()
-        self._peaks.append((obs.time_s, demand))
-        while len(self._peaks) > 1 and self._peaks[0][0] <= obs.time_s - c.burst_window_s:
-            self._peaks.popleft()
-        peak = self._peaks[0][1]
-
-        predicted = None
-        f_med = f_up = None
-        fc = None
-        ramped = widen_capped = False
+        need = self._reactive_need(obs, demand, waiting)
+        need.headroom = self._headroom(obs)
+        peak = self._remember_peak(obs.time_s, demand)
         self._recent.append((obs.time_s, demand))
         if c.predictive:
-            fc = self.forecaster.predict(obs.time_s)
-            self.last_forecast = fc
-            if fc.ready:
-                end = obs.time_s + c.horizon_s
-                f_med = fc.window(obs.time_s, end)
-                raw_up = fc.window(obs.time_s, end, c.quantile)
-                f_up = raw_up * headroom
-                limit = max(raw_up, c.widen_to_peak * peak)  # the misses widen towards the bursts, not past them
-                if c.widen_to_peak > 0 and f_up > limit:
-                    f_up, widen_capped = limit, True
-                ramp = self._ramp()
-                if ramp is not None and ramp > f_up:
-                    f_up, ramped = ramp, True
-                predicted = math.ceil(f_up / c.capacity - 1e-9)
-                self._checks.append((end, fc.window(end - c.interval_s, end, c.quantile)))
-        burst = math.ceil(peak / c.capacity - 1e-9) if headroom > 1.0 and c.predictive else 0
-        target = max(floor, predicted or 0, burst)
-        steady = max(demand_floor, predicted or 0, burst)  # the same without the backlog's drain
-        governor = self._governor(obs, waiting)
-        governed = math.ceil(governor * max(floor, predicted or 0) - 1e-9) if governor > 1.0 else 0
-        target = max(target, governed)
+            self._predict(obs, need, peak)
+        need.burst = math.ceil(peak / c.capacity - 1e-9) if need.headroom > 1.0 and c.predictive else 0
+        target = max(need.floor, need.predicted or 0, need.burst)
+        steady = max(need.demand_floor, need.predicted or 0, need.burst)  # the same without the backlog's drain
+        need.governor = self._governor(obs, waiting)
+        if need.governor > 1.0:
+            need.governed = math.ceil(need.governor * max(need.floor, need.predicted or 0) - 1e-9)
+        target = max(target, need.governed)
 
-        idle_for = obs.time_s - (self._last_demand_s if self._last_demand_s is not None else obs.time_s)
-        to_zero = (
-            c.scale_to_zero
-            and demand == 0
-            and waiting == 0
-            and idle_for >= c.idle_s
-            and (f_up is None or f_up < 0.5 * c.capacity)
-        )
+        idle_for = obs.time_s - self._last_demand_s
+        to_zero = (c.scale_to_zero and demand == 0 and waiting == 0 and idle_for >= c.idle_s
+                   and (need.f_up is None or need.f_up < 0.5 * c.capacity))
         if to_zero:
             target = steady = 0
-        elif c.scale_to_zero and current == 0 and target == 0:
-            pass  # stay at zero while nothing is demanded or forecast
-        else:
+        elif not (c.scale_to_zero and current == 0 and target == 0):  # else stay at zero: nothing demanded
             lower = max(c.min_replicas, 1) if c.scale_to_zero else c.min_replicas
             target, steady = (min(max(r, lower), c.max_replicas) for r in (target, steady))
-
-        # scale-down stabilisation: the highest recommendation not yet expired, never below the floor. One
-        # expires after the window or, when a forecast set it, a cold start at the earliest (replicas asked
-        # for a forecast are not dropped while they still start). A (re)started policy counts the replicas
-        # it found as a recommendation, so it does not drop them at once. What the window keeps leaves out
-        # the replicas asked only to drain a backlog: once it has drained they go, as they were asked for a
-        # queue that is gone, not for a level of demand that may come back.
-        window_s = c.scale_down_stabilization_s
-        from_forecast = predicted is not None and predicted >= floor and min(predicted, c.max_replicas) == target
-        if from_forecast:
-            window_s = max(window_s, c.cold_start_s)
-        if not self._recs:
-            self._recs.append((obs.time_s + c.scale_down_stabilization_s, min(current, c.max_replicas)))
-        self._recs.append((obs.time_s + window_s, steady))
-        self._recs = deque((expiry, r) for expiry, r in self._recs if expiry >= obs.time_s)
-        replicas = target
-        held_by_window = False
-        if target < current and not to_zero:
-            window_max = max((r for _, r in self._recs), default=target)
-            replicas = min(current, max(window_max, target))
-            held_by_window = replicas > target
-        replicas = min(max(replicas, 0), c.max_replicas)
+        from_forecast = (need.predicted is not None and need.predicted >= need.floor
+                         and min(need.predicted, c.max_replicas) == target)
+        replicas = self._stabilise(obs.time_s, current, target, steady, from_forecast, to_zero)
 
         action = "scale up" if replicas > current else "scale down" if replicas < current else "hold"
         arrow = f"{current}\u2192{replicas}" if replicas != current else f"{replicas}"
-        if governed > max(floor, predicted or 0, burst) and min(governed, c.max_replicas) == target:
-            base = max(floor, predicted or 0)
-            why = (f"SLO governor x{governor:.2f} on the {base} replica{'s' if base != 1 else ''} the "
-                   f"{'forecast' if (predicted or 0) > floor else 'current demand'} needs: recent decisions found "
-                   f"queues that could not drain within {c.slo_wait_s:g} s more often than the "
-                   f"{100 * c.slo_target:g} % target allows")
-        elif from_forecast:
-            why = (
-                f"forecast p{round(c.quantile * 100)} {f_up:.3g} {u} within +{c.horizon_s:.0f} s needs "
-                f"{predicted} replica{'s' if predicted != 1 else ''} at {c.capacity:.3g} {u} each"
-            )
-            if ramped:
-                why = (f"forecast from the ramp of the last {c.trend_points} decisions, {f_up:.3g} {u} at "
-                       f"+{c.horizon_s:.0f} s, needs {predicted} replica{'s' if predicted != 1 else ''} at "
-                       f"{c.capacity:.3g} {u} each")
-            elif widen_capped:
-                why += (f" (headroom widened after recent forecast misses, up to the larger of the forecast and "
-                        f"{c.widen_to_peak:g}x the peak demand of the last {c.burst_window_s:.0f} s)")
-            elif headroom > 1.0:
-                why += f" (headroom widened x{headroom:.2f} after recent forecast misses)"
-        elif burst > max(floor, predicted or 0) and target == burst:
-            why = (
-                f"holding the peak demand of the last {c.burst_window_s:.0f} s ({burst} replica"
-                f"{'s' if burst != 1 else ''}) because recent forecasts fell short of demand more often than "
-                f"p{round(c.quantile * 100)} allows (headroom x{headroom:.2f})"
-            )
-        elif target == floor and floor > 0:
-            drain = (
-                f" plus draining within {c.queue_drain_s:.0f} s the backlog it will have left by the time new "
-                f"replicas are ready ({backlog_then:.3g} {u.split('/')[0]})" if floor > demand_floor else ""
-            )
-            why = (f"current demand {demand:.3g} {u}{drain} needs {floor} replica{'s' if floor != 1 else ''} "
-                   f"at {c.capacity:.3g} {u} each")
-            if fc is not None and not fc.ready:
-                why += f"; reactive only: {fc.reason}"
-            elif not c.predictive:
-                why += " (reactive mode)"
-        elif to_zero:
-            why = f"no demand for {idle_for:.0f} s and none forecast: scale to zero"
-        else:
-            why = f"bounds min {c.min_replicas}, max {c.max_replicas}"
-        if target == c.max_replicas and max(floor, predicted or 0) > c.max_replicas:
-            why += f", capped at max {c.max_replicas}"
-        if held_by_window:
+        why = self._reason(need, target, from_forecast, f"no demand for {idle_for:.0f} s" if to_zero else None)
+        if replicas > target:
             why = (
                 f"{why}; scale-down limited to {replicas} by the highest recommendation still in its "
                 f"stabilisation window ({c.scale_down_stabilization_s:.0f} s; a forecast's lasts a cold start, "
                 f"{c.cold_start_s:.0f} s)"
             )
         return Decision(
-            obs.time_s, replicas, action, floor, predicted, f_med, f_up, c.horizon_s,
-            bool(fc is not None and fc.ready), headroom, f"{action} {arrow}: {why}",
+            obs.time_s, replicas, action, need.floor, need.predicted, need.f_med, need.f_up, c.horizon_s,
+            bool(need.forecast is not None and need.forecast.ready), need.headroom, f"{action} {arrow}: {why}",
         )
+
+    def _reactive_need(self, obs: Observation, demand: float, waiting: float) -> _Need:
+        """The reactive floor: current demand, plus draining the backlog it will have left by the time
+        replicas asked for now are ready (the queue now plus the excess over the ready replicas' capacity
+        for one cold start) within ``queue_drain_s``."""
+        c = self.config
+        short = max(0.0, demand - max(int(obs.ready_replicas), 0) * c.capacity) if waiting > 0 else 0.0
+        backlog_then = waiting + short * c.cold_start_s
+        return _Need(
+            demand=demand,
+            floor=math.ceil((demand + backlog_then / c.queue_drain_s) / c.capacity - 1e-9),
+            demand_floor=math.ceil(demand / c.capacity - 1e-9),
+            backlog_then=backlog_then,
+        )
+
+    def _remember_peak(self, now_s: float, demand: float) -> float:
+        """Burst memory: the highest demand of the last ``burst_window_s`` (a decreasing deque of peaks)."""
+        while self._peaks and self._peaks[-1][1] <= demand:
+            self._peaks.pop()
+        self._peaks.append((now_s, demand))
+        while len(self._peaks) > 1 and self._peaks[0][0] <= now_s - self.config.burst_window_s:
+            self._peaks.popleft()
+        return self._peaks[0][1]
+
+    def _predict(self, obs: Observation, need: _Need, peak: float) -> None:
+        """Fill in the forecast over the cold-start window and the replicas its upper quantile needs."""
+        c = self.config
+        fc = self.forecaster.predict(obs.time_s)
+        self.last_forecast = need.forecast = fc
+        if not fc.ready:
+            return
+        end = obs.time_s + c.horizon_s
+        need.f_med = fc.window(obs.time_s, end)
+        raw_up = fc.window(obs.time_s, end, c.quantile)
+        need.f_up = raw_up * need.headroom
+        limit = max(raw_up, c.widen_to_peak * peak)  # the misses widen towards the bursts, not past them
+        if c.widen_to_peak > 0 and need.f_up > limit:
+            need.f_up, need.widen_capped = limit, True
+        ramp = self._ramp()
+        if ramp is not None and ramp > need.f_up:
+            need.f_up, need.ramped = ramp, True
+        need.predicted = math.ceil(need.f_up / c.capacity - 1e-9)
+        self._checks.append((end, fc.window(end - c.interval_s, end, c.quantile)))
+
+    def _stabilise(self, now_s: float, current: int, target: int, steady: int, from_forecast: bool,
+                   to_zero: bool) -> int:
+        """Scale-down stabilisation: the highest recommendation not yet expired, never below the target.
+
+        One expires after the window or, when a forecast set it, a cold start at the earliest (replicas
+        asked for a forecast are not dropped while they still start). A (re)started policy counts the
+        replicas it found as a recommendation, so it does not drop them at once. What the window keeps
+        leaves out the replicas asked only to drain a backlog (``steady``): once it has drained they go,
+        as they were asked for a queue that is gone, not for a level of demand that may come back.
+        """
+        c = self.config
+        window_s = c.scale_down_stabilization_s
+        if from_forecast:
+            window_s = max(window_s, c.cold_start_s)
+        if not self._recs:
+            self._recs.append((now_s + c.scale_down_stabilization_s, min(current, c.max_replicas)))
+        self._recs.append((now_s + window_s, steady))
+        self._recs = deque((expiry, r) for expiry, r in self._recs if expiry >= now_s)
+        replicas = target
+        if target < current and not to_zero:
+            replicas = min(current, max(max((r for _, r in self._recs), default=target), target))
+        return min(max(replicas, 0), c.max_replicas)
+
+    def _reason(self, need: _Need, target: int, from_forecast: bool, idle: str | None) -> str:
+        """One sentence on what set ``target`` (``idle``: why it is zero, when it is)."""
+        c = self.config
+        u = c.unit
+        base = max(need.floor, need.predicted or 0)
+        if need.governed > max(base, need.burst) and min(need.governed, c.max_replicas) == target:
+            why = (f"SLO governor x{need.governor:.2f} on the {base} replica{'s' if base != 1 else ''} the "
+                   f"{'forecast' if (need.predicted or 0) > need.floor else 'current demand'} needs: recent "
+                   f"decisions found queues that could not drain within {c.slo_wait_s:g} s more often than the "
+                   f"{100 * c.slo_target:g} % target allows")
+        elif from_forecast:
+            n = need.predicted
+            why = (f"forecast p{round(c.quantile * 100)} {need.f_up:.3g} {u} within +{c.horizon_s:.0f} s needs "
+                   f"{n} replica{'s' if n != 1 else ''} at {c.capacity:.3g} {u} each")
+            if need.ramped:
+                why = (f"forecast from the ramp of the last {c.trend_points} decisions, {need.f_up:.3g} {u} at "
+                       f"+{c.horizon_s:.0f} s, needs {n} replica{'s' if n != 1 else ''} at {c.capacity:.3g} {u} each")
+            elif need.widen_capped:
+                why += (f" (headroom widened after recent forecast misses, up to the larger of the forecast and "
+                        f"{c.widen_to_peak:g}x the peak demand of the last {c.burst_window_s:.0f} s)")
+            elif need.headroom > 1.0:
+                why += f" (headroom widened x{need.headroom:.2f} after recent forecast misses)"
+        elif need.burst > base and target == need.burst:
+            why = (f"holding the peak demand of the last {c.burst_window_s:.0f} s ({need.burst} replica"
+                   f"{'s' if need.burst != 1 else ''}) because recent forecasts fell short of demand more often "
+                   f"than p{round(c.quantile * 100)} allows (headroom x{need.headroom:.2f})")
+        elif target == need.floor and need.floor > 0:
+            drain = (f" plus draining within {c.queue_drain_s:.0f} s the backlog it will have left by the time new "
+                     f"replicas are ready ({need.backlog_then:.3g} {u.split('/')[0]})"
+                     if need.floor > need.demand_floor else "")
+            why = (f"current demand {need.demand:.3g} {u}{drain} needs {need.floor} "
+                   f"replica{'s' if need.floor != 1 else ''} at {c.capacity:.3g} {u} each")
+            if need.forecast is not None and not need.forecast.ready:
+                why += f"; reactive only: {need.forecast.reason}"
+            elif not c.predictive:
+                why += " (reactive mode)"
+        elif idle is not None:
+            why = f"{idle} and none forecast: scale to zero"
+        else:
+            why = f"bounds min {c.min_replicas}, max {c.max_replicas}"
+        if target == c.max_replicas and base > c.max_replicas:
+            why += f", capped at max {c.max_replicas}"
+        return why
