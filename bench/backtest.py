@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from foresail.backtest.accuracy import evaluate
 from foresail.backtest.baselines import POLICIES
-from foresail.backtest.experiment import Prepared, prepare, run_policy
+from foresail.backtest.experiment import prepare, run_policy
 from foresail.backtest.report import geomean
 from foresail.backtest.traces import Trace, iter_servegen_clients, load_trace
 from foresail.backtest.tune import fleet_setting

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import time
 
-import pytest
 
 from tests.helpers import wait_for
 from tests.reliability.support import (
-    DEPLOYS, LLMDS, SERVICES, assert_no_orphans_or_duplicates, condition, events_for, llmd_doc,
+    DEPLOYS, LLMDS, assert_no_orphans_or_duplicates, condition, events_for, llmd_doc,
     requests_to, wait_converged)
 
 STATUS = r"/llmdeployments/tiny/status$"
