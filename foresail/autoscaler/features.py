@@ -72,13 +72,13 @@ def _shift(a: np.ndarray, k: int) -> np.ndarray:
 
 
 def _nanmean(seg: np.ndarray) -> float:
-    seg = seg[seg == seg]  # drop NaN
+    seg = seg[~np.isnan(seg)]
     return float(seg.sum()) / len(seg) if len(seg) else math.nan
 
 
 def _r(v: float, ref: float, eps: float) -> float:
     """Scalar ``_ratio``."""
-    if v != v or ref != ref:
+    if math.isnan(v) or math.isnan(ref):
         return 0.0
     r = math.log((v + eps) / (ref + eps))
     return CLIP if r > CLIP else -CLIP if r < -CLIP else r
@@ -94,19 +94,19 @@ def last_features(x: np.ndarray, step_s: float, t0_s: float) -> tuple[np.ndarray
 
     w10, w1h, w1d = _LEVEL, _HOUR, DAY_STEPS
     m10, m1h, m1d = mean(w10), mean(w1h), mean(w1d)
-    level = m10 if m10 == m10 else m1h if m1h == m1h else m1d
-    eps = 0.05 * (m1h if m1h == m1h else 0.0) + 0.05 * (m1d if m1d == m1d else 0.0) + 1e-9
+    level = m1d if math.isnan(m10) and math.isnan(m1h) else m1h if math.isnan(m10) else m10
+    eps = 0.05 * (0.0 if math.isnan(m1h) else m1h) + 0.05 * (0.0 if math.isnan(m1d) else m1d) + 1e-9
     row = [_r(mean(1, k), level, eps) for k in _LAGS]
     row += [_r(mean(k), level, eps) for k in _MEANS]
     row.append(_r(mean(w10, w10), level, eps))
     tail = x[max(0, n - w1h) :]
-    if m1h == m1h:
+    if not math.isnan(m1h):
         sq = _nanmean(tail * tail)
         sd = math.sqrt(max(sq - m1h * m1h, 0.0))
         row.append(min(max(sd / (m1h + eps), 0.0), CLIP))
     else:
         row.append(0.0)
-    valid = tail[tail == tail]
+    valid = tail[~np.isnan(tail)]
     row.append(float(np.count_nonzero(valid == 0)) / len(valid) if len(valid) else 0.0)
     row.append(float(len(tail) - len(valid)) / len(tail) if len(tail) else math.nan)
     has = []
@@ -115,7 +115,7 @@ def last_features(x: np.ndarray, step_s: float, t0_s: float) -> tuple[np.ndarray
         for o in offsets:
             val = mean(w10, p - _HALF - o)
             row.append(_r(val, level, eps) if o == 0 else _r(val, base, eps))
-        has.append(0.0 if base != base else 1.0)
+        has.append(0.0 if math.isnan(base) else 1.0)
     row += has
     tod, dow = _phase(t0_s / step_s + n)
     row += [math.sin(tod), math.cos(tod), math.sin(2 * tod), math.cos(2 * tod)]
