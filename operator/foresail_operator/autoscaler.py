@@ -56,6 +56,7 @@ class Loop:
     capacity: CapacityModel | None = None
     last_in_system: float | None = None
     last_time: float | None = None
+    logged_capacity: float = DEFAULT_CAPACITY  # the capacity the log last reported
     view: dict[str, Any] = field(default_factory=dict)
 
     def configure(self, spec: LLMDeploymentSpec, cold_start_s: float | None) -> PolicyConfig:
@@ -63,6 +64,7 @@ class Loop:
         a = spec.autoscaling
         if self.capacity is None or self.capacity.initial != (a.capacity_per_replica or DEFAULT_CAPACITY):
             self.capacity = CapacityModel(a.capacity_per_replica or DEFAULT_CAPACITY, ttft_slo_s=a.ttft_s)
+            self.logged_capacity = self.capacity.capacity
         horizon = a.horizon_s(cold_start_s)
         config = PolicyConfig(
             min_replicas=spec.min_replicas, max_replicas=spec.max_replicas,
@@ -176,6 +178,10 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
                                          signals.kv_cache)
         if capacity != loop.policy.config.capacity:
             loop.policy.reconfigure(capacity=capacity)
+        if abs(capacity / loop.logged_capacity - 1) >= 0.1:  # say so when it has moved by a tenth or more
+            logger.info("%s/%s: capacity per replica %.3g -> %.3g req/s (%s)", ns, name, loop.logged_capacity,
+                        capacity, _capacity_status(loop.capacity, spec, signals)["source"])
+            loop.logged_capacity = capacity
     decision = loop.policy.decide(Observation(
         time_s=now, demand=demand, waiting=signals.waiting if signals else None,
         running=signals.running if signals else None, ready_replicas=ready, provisioned_replicas=current))

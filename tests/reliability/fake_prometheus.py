@@ -25,18 +25,20 @@ VALUES = {"requests": "1.5", "prompt_tokens": "300", "generation_tokens": "75", 
           "kv_cache": "0.2", "ttft": "0.12"}  # per canonical signal: 1.5 req/s, nothing queued
 
 
-def signal_value(query: str) -> str:
-    """A plausible value per signal, recognised by any runtime's metric name in the PromQL."""
+def signal_value(query: str, values: dict[str, str] = VALUES) -> str:
+    """A plausible value per signal (``values``), recognised by any runtime's metric name in the PromQL."""
     names = sorted(((name, signal) for runtime in RUNTIMES.values() for signal, name in runtime.metrics.items()
                     if name), key=lambda item: -len(item[0]))
-    return next((VALUES.get(signal, "1") for name, signal in names if name in query), "1")
+    return next((values.get(signal, "1") for name, signal in names if name in query), "1")
 
 
 class FakePrometheus:
     """Answers every instant query for the deployments in `series`, the way `mode` says."""
 
-    def __init__(self, series: list[tuple[str, str]], delay_s: float = 2.0, port: int = 0) -> None:
+    def __init__(self, series: list[tuple[str, str]], delay_s: float = 2.0, port: int = 0,
+                 values: dict[str, str] | None = None) -> None:
         self.series = series
+        self.values = {**VALUES, **(values or {})}  # what "good" answers per canonical signal
         self.mode = "good"
         self.delay_s = delay_s  # how long "slow" waits before answering well
         self.queries: list[str] = []
@@ -93,7 +95,7 @@ class FakePrometheus:
                                     "error": "query processing would load too many samples into memory"}).encode()
         if mode == "scalar":
             return 200, json.dumps({"status": "success", "data": {"resultType": "scalar", "result": [now, "1.5"]}}).encode()
-        value = {"nan": "NaN", "inf": "+Inf"}.get(mode, signal_value(query))
+        value = {"nan": "NaN", "inf": "+Inf"}.get(mode, signal_value(query, self.values))
         result = [] if mode == "empty" else [
             {"metric": {"namespace": ns, "llmdeployment": name},
              **({"values": [[now - 1, value], [now, value]]} if mode == "matrix" else {"value": [now, value]})}
