@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from foresail.autoscaler.forecast import DemandForecaster, Forecast
 from foresail.autoscaler.prior import PriorModel
@@ -163,7 +164,7 @@ class ForesailPolicy:
         )
 
     # ---- history and configuration ----------------------------------------------------------
-    def warm_start(self, times_s: np.ndarray, demand: np.ndarray) -> None:
+    def warm_start(self, times_s: ArrayLike, demand: ArrayLike) -> None:
         """Backfill demand history (Unix seconds, rate in units/s, any spacing, NaN = gap)."""
         self.forecaster.partial_fit(np.asarray(times_s, float), np.asarray(demand, float))
         d = np.asarray(demand, float)
