@@ -94,7 +94,7 @@ def last_features(x: np.ndarray, step_s: float, t0_s: float) -> tuple[np.ndarray
 
     w10, w1h, w1d = _LEVEL, _HOUR, DAY_STEPS
     m10, m1h, m1d = mean(w10), mean(w1h), mean(w1d)
-    level = m1d if math.isnan(m10) and math.isnan(m1h) else m1h if math.isnan(m10) else m10
+    level = m10 if not math.isnan(m10) else m1h if not math.isnan(m1h) else m1d
     eps = 0.05 * (0.0 if math.isnan(m1h) else m1h) + 0.05 * (0.0 if math.isnan(m1d) else m1d) + 1e-9
     row = [_r(mean(1, k), level, eps) for k in _LAGS]
     row += [_r(mean(k), level, eps) for k in _MEANS]

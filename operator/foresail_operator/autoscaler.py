@@ -91,15 +91,18 @@ class Loop:
         return (signals.requests or 0.0) + growth
 
 
+def _capacity_source(model: CapacityModel, spec: LLMDeploymentSpec) -> str:
+    """Where the capacity per replica in use comes from."""
+    if model.learned:
+        return f"learned from {model.n_samples_} saturated scrapes"
+    if spec.autoscaling.capacity_per_replica is not None:
+        return "spec (slo.capacityPerReplica)"
+    return f"default {DEFAULT_CAPACITY:g} req/s until learned"
+
+
 def _capacity_status(model: CapacityModel, spec: LLMDeploymentSpec, signals: Signals | None) -> dict[str, Any]:
     """status.capacity: requests/s per replica in use, where that figure comes from, the KV cache's use."""
-    if model.learned:
-        source = f"learned from {model.n_samples_} saturated scrapes"
-    elif spec.autoscaling.capacity_per_replica is not None:
-        source = "spec (slo.capacityPerReplica)"
-    else:
-        source = f"default {DEFAULT_CAPACITY:g} req/s until learned"
-    out: dict[str, Any] = {"perReplica": _sig(model.capacity), "source": source}
+    out: dict[str, Any] = {"perReplica": _sig(model.capacity), "source": _capacity_source(model, spec)}
     if signals is not None and signals.kv_cache is not None:
         out["kvCacheUsage"] = round(signals.kv_cache, 2)
     return out
@@ -180,7 +183,7 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
             loop.policy.reconfigure(capacity=capacity)
         if abs(capacity / loop.logged_capacity - 1) >= 0.1:  # say so when it has moved by a tenth or more
             logger.info("%s/%s: capacity per replica %.3g -> %.3g req/s (%s)", ns, name, loop.logged_capacity,
-                        capacity, _capacity_status(loop.capacity, spec, signals)["source"])
+                        capacity, _capacity_source(loop.capacity, spec))
             loop.logged_capacity = capacity
     decision = loop.policy.decide(Observation(
         time_s=now, demand=demand, waiting=signals.waiting if signals else None,

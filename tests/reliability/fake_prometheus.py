@@ -25,7 +25,7 @@ VALUES = {"requests": "1.5", "prompt_tokens": "300", "generation_tokens": "75", 
           "kv_cache": "0.2", "ttft": "0.12"}  # per canonical signal: 1.5 req/s, nothing queued
 
 
-def signal_value(query: str, values: dict[str, str] = VALUES) -> str:
+def signal_value(query: str, values: dict[str, str]) -> str:
     """A plausible value per signal (``values``), recognised by any runtime's metric name in the PromQL."""
     names = sorted(((name, signal) for runtime in RUNTIMES.values() for signal, name in runtime.metrics.items()
                     if name), key=lambda item: -len(item[0]))

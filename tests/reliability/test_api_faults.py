@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 
-
 from tests.helpers import wait_for
 from tests.reliability.support import (
     DEPLOYS, LLMDS, assert_no_orphans_or_duplicates, condition, events_for, llmd_doc,
