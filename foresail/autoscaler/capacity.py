@@ -3,9 +3,9 @@
 Three kinds of evidence refine the spec's figure. While requests are queueing, the replicas are saturated,
 so throughput per ready replica *is* their capacity. When time to first token breaks its SLO, the load
 per replica at that moment, scaled by SLO/TTFT, is an upper bound. When the KV cache is fuller than
-``kv_saturation`` (0.8, the threshold at which llm-d's saturation analyzer and its endpoint picker call a
-replica saturated), the load scaled by ``kv_saturation``/usage is one too: a replica whose cache is full
-preempts or stops admitting before its queue shows it. All are smoothed (EWMA) and kept within
+``kv_saturation`` (the spec's ``slo.kvCacheSaturation``; 0.8, the threshold at which llm-d's saturation
+analyzer and its endpoint picker call a replica saturated), the load scaled by ``kv_saturation``/usage is
+one too: a replica whose cache is full preempts or stops admitting before its queue shows it. All are smoothed (EWMA) and kept within
 ``[min_ratio, max_ratio]`` x the spec, so one noisy scrape cannot swing the replica count.
 """
 

@@ -63,8 +63,10 @@ class Loop:
         """(Re)build the policy configuration from the spec and the measured cold start."""
         a = spec.autoscaling
         if self.capacity is None or self.capacity.initial != (a.capacity_per_replica or DEFAULT_CAPACITY):
-            self.capacity = CapacityModel(a.capacity_per_replica or DEFAULT_CAPACITY, ttft_slo_s=a.ttft_s)
+            self.capacity = CapacityModel(a.capacity_per_replica or DEFAULT_CAPACITY)
             self.logged_capacity = self.capacity.capacity
+        # the saturation thresholds apply from the next scrape; what was learned under the old ones stays
+        self.capacity.ttft_slo_s, self.capacity.kv_saturation = a.ttft_s, a.kv_cache_saturation
         horizon = a.horizon_s(cold_start_s)
         config = PolicyConfig(
             min_replicas=spec.min_replicas, max_replicas=spec.max_replicas,

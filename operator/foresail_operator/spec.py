@@ -59,6 +59,7 @@ class AutoscalingSpec:
     ttft_s: float = 2.0
     capacity_per_replica: float | None = None
     attainment_target: float | None = None  # the SLO governor's target (None: off)
+    kv_cache_saturation: float = 0.8  # KV-cache usage above which replicas count as saturated
     horizon: str = "auto"
     cold_start_s: float = 120.0
     quantile: float = 0.9
@@ -162,6 +163,7 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
             attainment_target=(
                 None if slo.get("attainmentTarget") is None else float(slo["attainmentTarget"])
             ),
+            kv_cache_saturation=float(slo.get("kvCacheSaturation", 0.8)),
             horizon=horizon,
             cold_start_s=float(forecast.get("coldStartSeconds", 120)),
             quantile=float(forecast.get("quantile", 0.9)),

@@ -14,24 +14,32 @@ import pytest
 from foresail_operator.autoscaler import Loop, step
 from foresail_operator.collector import Collector
 from foresail_operator.metrics import PrometheusSource
-from foresail_operator.spec import parse_spec
+from foresail_operator.spec import LLMDeploymentSpec, parse_spec
 from tests.reliability.fake_prometheus import FakePrometheus
 
 KEY = ("default", "tiny")
-SPEC = parse_spec({"model": {"source": "builtin:tiny"}, "minReplicas": 1, "maxReplicas": 10,
-                   "autoscaling": {"mode": "advisory", "intervalSeconds": 5, "slo": {"capacityPerReplica": 1}}})
+
+
+def spec(**slo: float) -> LLMDeploymentSpec:
+    """An advisory spec whose SLO block is ``capacityPerReplica: 1`` plus ``slo``."""
+    return parse_spec({"model": {"source": "builtin:tiny"}, "minReplicas": 1, "maxReplicas": 10,
+                       "autoscaling": {"mode": "advisory", "intervalSeconds": 5,
+                                       "slo": {"capacityPerReplica": 1, **slo}}})
+
+
+SPEC = spec()
 BODY = {"metadata": {"name": "tiny", "namespace": "default"}, "status": {}}
 DEPLOYMENT = {"spec": {"replicas": 3}, "status": {"readyReplicas": 3}}
 
 
-async def decisions(kv_cache: str, n: int, logger: logging.Logger) -> Loop:
+async def decisions(kv_cache: str, n: int, logger: logging.Logger, spec: LLMDeploymentSpec = SPEC) -> Loop:
     fake = FakePrometheus([KEY], values={"kv_cache": kv_cache}).start()
     try:
         collector = Collector(PrometheusSource(fake.url, timeout_s=2.0, window="10s"), period_s=1.0)
         loop = Loop(KEY, forecast_step_s=60.0)
         for _ in range(n):
             await collector.collect_once()
-            await step(loop, None, collector, BODY, SPEC, DEPLOYMENT, [], logger)  # type: ignore[arg-type]
+            await step(loop, None, collector, BODY, spec, DEPLOYMENT, [], logger)  # type: ignore[arg-type]
         return loop
     finally:
         fake.stop()
@@ -57,3 +65,25 @@ async def test_a_cache_with_room_keeps_the_spec_capacity(caplog: pytest.LogCaptu
     assert capacity == {"perReplica": 1.0, "source": "spec (slo.capacityPerReplica)", "kvCacheUsage": 0.5}
     assert loop.view["fields"]["recommendedReplicas"] == 3  # the stabilisation window keeps the 3 found
     assert "capacity per replica" not in caplog.text
+
+
+@pytest.mark.parametrize(("threshold", "learned"), [(0.9, 1.5 / 3 * 0.9 / 0.96), (1.0, None)])
+async def test_the_spec_sets_the_kv_cache_saturation_threshold(threshold: float, learned: float | None) -> None:
+    loop = await decisions("0.96", 6, logging.getLogger("test.capacity"), spec(kvCacheSaturation=threshold))
+    capacity = loop.view["fields"]["capacity"]
+    if learned is None:  # 1 turns the rule off: a full cache is not evidence
+        assert capacity["perReplica"] == 1.0 and capacity["source"] == "spec (slo.capacityPerReplica)"
+    else:
+        assert capacity["perReplica"] == pytest.approx(learned, rel=0.01), capacity
+
+
+def test_a_changed_slo_moves_the_thresholds_and_keeps_what_was_learned() -> None:
+    loop = Loop(KEY, forecast_step_s=60.0)
+    loop.configure(SPEC, None)
+    assert loop.capacity is not None and (loop.capacity.ttft_slo_s, loop.capacity.kv_saturation) == (2.0, 0.8)
+    for _ in range(5):
+        loop.capacity.observe(1.5, waiting=0, ready_replicas=3, kv_cache=0.96)
+    learned = loop.capacity.capacity
+    loop.configure(spec(ttftSeconds=1.0, kvCacheSaturation=0.95), None)
+    assert (loop.capacity.ttft_slo_s, loop.capacity.kv_saturation) == (1.0, 0.95)
+    assert loop.capacity.capacity == learned < 1.0

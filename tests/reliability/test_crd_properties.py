@@ -86,12 +86,14 @@ FIELDS: dict[tuple[str, ...], tuple[list[Any], list[tuple[Any, str]]]] = {
                                                            (601, "spec.autoscaling.intervalSeconds"),
                                                            (7.5, "spec.autoscaling.intervalSeconds")]),
     ("autoscaling", "slo"): pick(
-        [{"ttftSeconds": 0.5, "capacityPerReplica": 3.5, "attainmentTarget": 0.99},
-         {"ttftSeconds": 600, "attainmentTarget": 0.5}],
+        [{"ttftSeconds": 0.5, "capacityPerReplica": 3.5, "attainmentTarget": 0.99, "kvCacheSaturation": 1},
+         {"ttftSeconds": 600, "attainmentTarget": 0.5, "kvCacheSaturation": 0.1}],
         [({"ttftSeconds": 0}, "spec.autoscaling.slo.ttftSeconds"),
          ({"attainmentTarget": 1.0}, "spec.autoscaling.slo.attainmentTarget"),
          ({"attainmentTarget": 0.3}, "spec.autoscaling.slo.attainmentTarget"),
-         ({"capacityPerReplica": 0}, "spec.autoscaling.slo.capacityPerReplica")]),
+         ({"capacityPerReplica": 0}, "spec.autoscaling.slo.capacityPerReplica"),
+         ({"kvCacheSaturation": 1.5}, "spec.autoscaling.slo.kvCacheSaturation"),
+         ({"kvCacheSaturation": 0}, "spec.autoscaling.slo.kvCacheSaturation")]),
     ("autoscaling", "forecast"): pick(
         [{"horizon": "5m", "coldStartSeconds": 300, "quantile": 0.5}, {"horizon": "90s", "quantile": 0.99}],
         [({"horizon": "soon"}, "spec.autoscaling.forecast.horizon"),
