@@ -23,6 +23,7 @@ import json
 import math
 import time
 from concurrent.futures import ProcessPoolExecutor
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -122,7 +123,7 @@ def summarise_group(rows: list[dict]) -> dict:
             "geomean_cost_vs_oracle": geomean(list(hours / oracle)),
             "per_trace": [
                 {"trace": r["name"], "slo": float(a), "cost_vs_oracle": float(h / o)}
-                for r, a, h, o in zip(rows, att, hours, oracle)
+                for r, a, h, o in zip(rows, att, hours, oracle, strict=True)
             ],
         }
 
@@ -153,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slo-target", type=float, metavar="ATTAINMENT",
                         help="run Foresail with its SLO governor for this attainment (default: shipped defaults, off)")
     parser.add_argument("--report", type=Path, metavar="JSON", help="print the tables of a saved --out file and exit")
-    parser.add_argument("--plot", type=Path, metavar="PNG", help="plot the customer series' figures (with --report too)")
+    parser.add_argument("--plot", type=Path, metavar="PNG",
+                        help="plot the customer series' figures (with --report too)")
     args = parser.parse_args(argv)
     if args.report:
         saved = json.loads(args.report.read_text())
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         results = list(tqdm(pool.map(run_trace, [(tr, cold, fill, args.slo_target) for _, cold, tr, fill in jobs]),
                             total=len(jobs), desc="backtests", unit="trace"))
         by: dict = {}
-        for (g, cold, _, _), res in zip(jobs, results):
+        for (g, cold, _, _), res in zip(jobs, results, strict=True):
             by.setdefault(cold, {}).setdefault(g, []).append(res)
         for cold in args.cold_starts:
             report["cold_starts"][str(int(cold))] = {g: summarise_group(sorted(rows, key=lambda r: r["name"]))
@@ -229,10 +231,11 @@ def by_switch_on(per_trace: list[dict], shares: dict[str, float], policy: str = 
     cost = np.array([t["cost_vs_oracle"] for t in known])
     bins = np.digitize(share, SWITCH_ON_BINS[1:-1])  # 0 .. len(SWITCH_ON_BINS) - 2
     parts = []
-    for k, (lo, hi) in enumerate(zip(SWITCH_ON_BINS, SWITCH_ON_BINS[1:])):
+    for k, (lo, hi) in enumerate(pairwise(SWITCH_ON_BINS)):
         m = bins == k
         if m.any():
-            parts.append(f"{100 * lo:g}-{100 * hi:g} %: {int(m.sum())} series, {int((slo[m] >= TARGET).sum())} at 99 %, "
+            at_99 = int((slo[m] >= TARGET).sum())
+            parts.append(f"{100 * lo:g}-{100 * hi:g} %: {int(m.sum())} series, {at_99} at 99 %, "
                          f"cost x{geomean(list(cost[m])):.3f}")
     return f"{policy} by switch-on share: " + "; ".join(parts)
 
@@ -287,7 +290,7 @@ def plot_customers(report: dict, path: Path) -> None:
         raise ValueError("the report has no ServeGen customer group to plot")
     shares = report.get("switch_on_share", {})
     fig, axes = plt.subplots(len(colds), 2, figsize=(12, 4.2 * len(colds)), squeeze=False)
-    for (left, right), cold in zip(axes, colds):
+    for (left, right), cold in zip(axes, colds, strict=True):
         g = report["cold_starts"][cold]["servegen-customers"]
         for name, colour in (("static", "0.6"), ("hpa", "tab:orange"), ("foresail", "tab:blue")):
             f = g["policies"][name]
@@ -324,7 +327,8 @@ def print_report(report: dict) -> None:
     """The summary tables."""
     names = ["foresail"] + BASELINES + ["oracle"]
     if report.get("foresail_slo_target"):
-        print(f"Foresail with its SLO governor on, for {100 * report['foresail_slo_target']:g} % (not the shipped default)")
+        target = 100 * report["foresail_slo_target"]
+        print(f"Foresail with its SLO governor on, for {target:g} % (not the shipped default)")
     for cold, groups in report["cold_starts"].items():
         print(f"\n=== cold start {cold} s: SLO attainment min/mean, traces >= 99 % (of those where any policy "
               f"reaches it), geo-mean cost / oracle; baselines at their best fleet-wide setting")

@@ -154,7 +154,7 @@ def _closed_loop_summary(start: float, end: float, first: list[float], finish: l
     start)."""
     ends = sorted(finish)
     sent = [start if i < concurrency else ends[i - concurrency] for i in range(len(first))]
-    return _summary(end - start, [f - s for f, s in zip(first, sent)], tokens)
+    return _summary(end - start, [f - s for f, s in zip(first, sent, strict=True)], tokens)
 
 
 class _StepTimes:
@@ -212,7 +212,7 @@ def static_batch(model: Any, tokenizer: Any, concurrency: int, lengths: list[int
         with torch.no_grad():
             out = model.generate(**ids, max_new_tokens=max(limits), do_sample=False, eos_token_id=eos,
                                  pad_token_id=tokenizer.pad_token_id, streamer=streamer)
-        for row, limit in zip(out, limits):
+        for row, limit in zip(out, limits, strict=True):
             count = _count_new(row, ids["input_ids"].shape[1], set(eos), limit)
             first.append(streamer.times[1])
             finish.append(streamer.times[min(count, len(streamer.times) - 1)])
@@ -268,10 +268,11 @@ def run_bench(concurrencies: list[int], mean_tokens: int, threads: int, repeats:
             runner.run(_server_burst(http, url, max(concurrencies), 8))  # warm-up; opens every connection
         for c in concurrencies:
             lengths = completion_lengths(max(16, per_slot * c), mean_tokens)
-            measures = {"sequential": lambda: sequential(model, tokenizer, c, lengths, eos),
-                        "static": lambda: static_batch(model, tokenizer, c, lengths, eos)}
+            measures = {"sequential": lambda c=c, lengths=lengths: sequential(model, tokenizer, c, lengths, eos),
+                        "static": lambda c=c, lengths=lengths: static_batch(model, tokenizer, c, lengths, eos)}
             for name, (_, url, _) in servers.items():
-                measures[name] = lambda url=url: runner.run(_server_closed_loop(http, url, c, lengths))
+                measures[name] = lambda url=url, c=c, lengths=lengths: runner.run(
+                    _server_closed_loop(http, url, c, lengths))
             runs: dict[str, list[dict]] = {name: [] for name in measures}
             bursts: dict[str, list[float]] = {name: [] for name in servers}
             for _ in range(repeats):  # rounds of every method in turn, so that a slow spell hits them alike

@@ -77,7 +77,8 @@ def measure(size: int, workdir: Path) -> dict:
         http = requests.Session()
         for path in ("crds/llmdeployment.yaml", "crds/kopf-peering.yaml"):
             for doc in yaml.safe_load_all((ROOT / path).read_text()):
-                http.post(server.url + "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=doc).raise_for_status()
+                crds = server.url + "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+                http.post(crds, json=doc).raise_for_status()
         log = open(workdir / f"operator-{size}.log", "w")
         op = subprocess.Popen([sys.executable, "-m", "foresail", "operator", "--standalone",
                                "--kubeconfig", str(server.kubeconfig)], stdout=log, stderr=subprocess.STDOUT)
@@ -92,7 +93,8 @@ def measure(size: int, workdir: Path) -> dict:
                         "spec": {"model": {"source": "builtin:tiny"}, "autoscaling": {"mode": "off"}, "replicas": 1}}
                 http.post(server.url + LLMD, json=body).raise_for_status()
             if not _wait_ready(http, server.url, size, time.monotonic() + 60 + size * 0.5, op):
-                tail = "\n".join(l for l in Path(log.name).read_text().splitlines() if "succeeded" not in l and "processed" not in l)[-4000:]
+                lines = Path(log.name).read_text().splitlines()
+                tail = "\n".join(ln for ln in lines if "succeeded" not in ln and "processed" not in ln)[-4000:]
                 raise RuntimeError(f"{size} LLMDeployments did not converge; operator log:\n{tail}")
             wall = time.monotonic() - start
             busy_cpu = _cpu(proc) - idle_cpu

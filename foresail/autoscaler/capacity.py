@@ -5,8 +5,9 @@ so throughput per ready replica *is* their capacity. When time to first token br
 per replica at that moment, scaled by SLO/TTFT, is an upper bound. When the KV cache is fuller than
 ``kv_saturation`` (the spec's ``slo.kvCacheSaturation``; 0.8, the threshold at which llm-d's saturation
 analyzer and its endpoint picker call a replica saturated), the load scaled by ``kv_saturation``/usage is
-one too: a replica whose cache is full preempts or stops admitting before its queue shows it. All are smoothed (EWMA) and kept within
-``[min_ratio, max_ratio]`` x the spec, so one noisy scrape cannot swing the replica count.
+one too: a replica whose cache is full preempts or stops admitting before its queue shows it. All are
+smoothed (EWMA) and kept within ``[min_ratio, max_ratio]`` x the spec, so one noisy scrape cannot swing
+the replica count.
 """
 
 from __future__ import annotations

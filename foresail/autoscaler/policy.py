@@ -226,7 +226,7 @@ class ForesailPolicy:
         c = self.config
         if c.trend_points < 3 or len(self._recent) < c.trend_points:
             return None
-        t, y = (np.array(v, float) for v in zip(*self._recent))
+        t, y = (np.array(v, float) for v in zip(*self._recent, strict=True))
         if t[0] == t[-1]:  # no time has passed: no slope
             return None
         x = t - t[-1]  # so the intercept is the fitted demand now

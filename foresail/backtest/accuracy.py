@@ -96,7 +96,8 @@ def evaluate(
         refs = {
             "foresail": med[:, j],
             "persistence": x[origins],
-            "seasonal-naive": x[origins + h - season] if origins[0] + h - season >= 0 else np.full(len(origins), np.nan),
+            "seasonal-naive": (x[origins + h - season] if origins[0] + h - season >= 0
+                               else np.full(len(origins), np.nan)),
             "holt-winters": hwf[:, j],
         }
         ok = ~np.isnan(actual) & ~np.isnan(refs["persistence"]) & ~np.isnan(med[:, j])

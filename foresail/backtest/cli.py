@@ -104,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     summary = report.summarise(results, {
         "cold_start_s": args.cold_start, "interval_s": args.interval, "slo_wait_s": args.slo_wait,
         "capacity": {p.name: p.sim.capacity for p in prepared}, "unit": {p.name: p.sim.unit for p in prepared},
-        "match_slo": args.match_slo, "slo_target": args.slo_target, "tuned_settings": settings, "fill_gaps": args.fill_gaps,
+        "match_slo": args.match_slo, "slo_target": args.slo_target, "tuned_settings": settings,
+        "fill_gaps": args.fill_gaps,
     })
     print(report.table(summary))
     if args.json:

@@ -70,7 +70,8 @@ def table(summary: dict) -> str:
         n = len(summary["traces"])
         for name, r in summary["overall"].items():
             lines.append(
-                f"{name:<13}{_fmt(100 * r['min_slo_attainment'], '8.2f')}%{_fmt(100 * r['mean_slo_attainment'], '8.2f')}%"
+                f"{name:<13}{_fmt(100 * r['min_slo_attainment'], '8.2f')}%"
+                f"{_fmt(100 * r['mean_slo_attainment'], '8.2f')}%"
                 f"{r['traces_at_or_above_99']:>4}/{n:<2}{_fmt(r['geomean_cost_vs_oracle'], '13.3f')}"
             )
     return "\n".join(lines)
@@ -99,7 +100,8 @@ def write_timeline(path: str | Path, prepared: list[Prepared], results: Results)
     many = len(prepared) > 1
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow((["trace"] if many else []) + ["policy", "time_s", "arrivals", "provisioned_replicas", "ready_replicas"])
+        columns = ["policy", "time_s", "arrivals", "provisioned_replicas", "ready_replicas"]
+        w.writerow((["trace"] if many else []) + columns)
         for p in prepared:
             t = p.start_s + np.arange(len(p.arrivals)) * p.sim.interval_s
             for name, res in results[p.name].items():
@@ -108,7 +110,9 @@ def write_timeline(path: str | Path, prepared: list[Prepared], results: Results)
                         name, f"{t[k]:.0f}", f"{p.arrivals[k]:.6g}", int(res.provisioned[k]), int(res.ready[k])])
 
 
-def plot(path: str | Path, p: Prepared, results: dict[str, SimResult], hours: tuple[float, float] | None = None) -> None:
+def plot(
+    path: str | Path, p: Prepared, results: dict[str, SimResult], hours: tuple[float, float] | None = None
+) -> None:
     """Demand, Foresail's forecast and replicas over time, one panel per policy (demand in replicas' worth)."""
     import matplotlib
 
@@ -121,7 +125,7 @@ def plot(path: str | Path, p: Prepared, results: dict[str, SimResult], hours: tu
     need = p.arrivals / (p.sim.capacity * dt)
     names = list(results)
     fig, axes = plt.subplots(len(names), 1, figsize=(11, 1.9 * len(names) + 0.8), sharex=True, squeeze=False)
-    for ax, name in zip(axes[:, 0], names):
+    for ax, name in zip(axes[:, 0], names, strict=True):
         res = results[name]
         ax.fill_between(t_h[sel], need[sel], step="post", color="0.85", label="demand (replicas' worth)")
         ax.step(t_h[sel], res.provisioned[sel], where="post", color="tab:blue", lw=1.0, label="provisioned")
@@ -138,7 +142,8 @@ def plot(path: str | Path, p: Prepared, results: dict[str, SimResult], hours: tu
         ax.grid(alpha=0.3)
     axes[0, 0].legend(loc="upper right", fontsize=7, ncol=5)
     axes[-1, 0].set_xlabel("hours from the start of the trace")
-    fig.suptitle(f"{p.name}: cold start {p.sim.cold_start_s:.0f} s, capacity {p.sim.capacity:.3g} {p.sim.unit} per replica",
+    sim = p.sim
+    fig.suptitle(f"{p.name}: cold start {sim.cold_start_s:.0f} s, capacity {sim.capacity:.3g} {sim.unit} per replica",
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

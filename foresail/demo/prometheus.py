@@ -80,7 +80,8 @@ class PrometheusServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"Prometheus exited with {self.proc.returncode}; see {self.workdir / 'prometheus.log'}")
+                log_path = self.workdir / "prometheus.log"
+                raise RuntimeError(f"Prometheus exited with {self.proc.returncode}; see {log_path}")
             try:
                 with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as rsp:
                     if rsp.status == 200:

@@ -79,9 +79,8 @@ def parse_resource_path(parts: list[str], query: Any) -> RequestInfo:
     if rest and rest[0] == "watch":
         watch, rest = True, rest[1:]
     namespace = ""
-    if len(rest) > 1 and rest[0] == "namespaces":
-        if len(rest) > 2 and rest[2] not in _NAMESPACE_SUBRESOURCES:
-            namespace, rest = rest[1], rest[2:]
+    if len(rest) > 2 and rest[0] == "namespaces" and rest[2] not in _NAMESPACE_SUBRESOURCES:
+        namespace, rest = rest[1], rest[2:]
     if not rest or len(rest) > 3:
         raise ApiError(404, "the server could not find the requested resource")
     return RequestInfo(group, version, rest[0], namespace, rest[1] if len(rest) > 1 else "",

@@ -105,7 +105,9 @@ class PrometheusSource:
                     setattr(out.setdefault(key, Signals()), signal, _value(value[1]))
         return out
 
-    def demand_history(self, key: Key, runtime: str, start: float, end: float, step_s: float) -> tuple[list[float], list[float]]:
+    def demand_history(
+        self, key: Key, runtime: str, start: float, end: float, step_s: float
+    ) -> tuple[list[float], list[float]]:
         """Completed requests/s of one deployment over [start, end] (for backfill after a restart)."""
         metric = RUNTIMES[runtime].metrics.get("requests")
         if not metric or end <= start:

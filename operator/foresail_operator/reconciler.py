@@ -165,7 +165,8 @@ async def refresh_status(client: KubeClient, body: Mapping[str, Any], deployment
     await client.merge_patch(llmd_path(meta["namespace"], meta["name"], "status"), {"status": new})
     degraded = next(c for c in new["conditions"] if c["type"] == "Degraded")
     old_degraded = next((c for c in previous.get("conditions") or [] if c.get("type") == "Degraded"), {})
-    if degraded["status"] == "True" and (old_degraded.get("status"), old_degraded.get("reason")) != ("True", degraded["reason"]):
+    was = (old_degraded.get("status"), old_degraded.get("reason"))
+    if degraded["status"] == "True" and was != ("True", degraded["reason"]):
         kopf.warn(dict(body), reason=degraded["reason"], message=degraded["message"])
     elif degraded["status"] == "False" and old_degraded.get("status") == "True":
         kopf.info(dict(body), reason="Recovered", message="the problem is gone: " + old_degraded.get("message", ""))

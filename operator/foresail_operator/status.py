@@ -61,7 +61,8 @@ class PodSummary:
             waiting = (cs.get("state") or {}).get("waiting") or {}
             if waiting.get("reason") in FAILING_REASONS:
                 reason = FAILING_REASONS[waiting["reason"]]
-                problem = (reason, f"container {cs.get('name')}: {waiting['reason']}: {waiting.get('message', '')}".strip())
+                detail = f"container {cs.get('name')}: {waiting['reason']}: {waiting.get('message', '')}"
+                problem = (reason, detail.strip())
         return cls(meta.get("name", ""), parse_time(meta.get("creationTimestamp")), ready_since, problem)
 
     @property
