@@ -124,6 +124,19 @@ class DemandForecaster:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.weights_ > 0, self.sums_ / np.maximum(self.weights_, 1e-12), np.nan)
 
+    def history_peak(self, start_s: float, end_s: float) -> float | None:
+        """Highest rate recorded over the steps that overlap ``[start_s, end_s)``; None if none was."""
+        if self.start_bucket_ is None or end_s <= start_s:
+            return None
+        first = max(math.floor(start_s / self.step_s) - self.start_bucket_, 0)
+        last = min(math.ceil(end_s / self.step_s) - self.start_bucket_, len(self.sums_))
+        if last <= first:
+            return None
+        seen = self.weights_[first:last] > 0
+        if not seen.any():
+            return None
+        return float((self.sums_[first:last][seen] / self.weights_[first:last][seen]).max())
+
     def _ensure(self, first: int, last: int) -> None:
         """Grow the history arrays to cover absolute buckets ``first..last``; drop what is too old."""
         if self.start_bucket_ is None:

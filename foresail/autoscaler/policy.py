@@ -6,8 +6,10 @@ last ``scale_down_stabilization_s`` (one that a forecast set, at least a cold st
 the reactive floor. Headroom comes from the forecast quantile and widens when recent forecasts were too
 low. With ``slo_target`` set, an SLO governor multiplies the need by a factor that rises after each
 decision whose queue could not drain within the SLO and falls slowly otherwise, steering the share of such
-decisions to ``1 - slo_target`` (it buys attainment with replicas; off by default). Every decision says
-why in one sentence.
+decisions to ``1 - slo_target`` (it buys attainment with replicas; off by default). With scale to zero,
+no replica runs to count requests, so a deployment at zero wakes ahead of demand that arrived a day or a
+week earlier in the coming cold start, and does not go to zero while such demand is due. Every decision
+says why in one sentence.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from numpy.typing import ArrayLike
 
 from foresail.autoscaler.forecast import DemandForecaster, Forecast
 from foresail.autoscaler.prior import PriorModel
+
+RECURRENCE_LAGS_S = ((86400.0, "a day"), (7 * 86400.0, "a week"))  # where demand that recurs is looked for
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,9 @@ class _Need:
     burst: int = 0
     governor: float = 1.0
     governed: int = 0
+    recurring: float = 0.0  # highest demand a day or a week ago over the coming horizon (units/s)
+    recurring_lag: str = ""  # "a day" or "a week"
+    woken: int = 0  # replicas a deployment at zero wakes to for that demand
 
 
 class ForesailPolicy:
@@ -286,8 +293,13 @@ class ForesailPolicy:
         target = max(target, need.governed)
 
         idle_for = obs.time_s - self._last_demand_s
+        if c.scale_to_zero:
+            self._recurrence(obs.time_s, need)
+            if current == 0 and need.recurring > 0:
+                need.woken = max(math.ceil(need.recurring / c.capacity - 1e-9), c.min_replicas, 1)
+                target, steady = max(target, need.woken), max(steady, need.woken)
         to_zero = (c.scale_to_zero and demand == 0 and waiting == 0 and idle_for >= c.idle_s
-                   and (need.f_up is None or need.f_up < 0.5 * c.capacity))
+                   and (need.f_up is None or need.f_up < 0.5 * c.capacity) and need.recurring == 0)
         if to_zero:
             target = steady = 0
         elif not (c.scale_to_zero and current == 0 and target == 0):  # else stay at zero: nothing demanded
@@ -333,6 +345,17 @@ class ForesailPolicy:
         while len(self._peaks) > 1 and self._peaks[0][0] <= now_s - self.config.burst_window_s:
             self._peaks.popleft()
         return self._peaks[0][1]
+
+    def _recurrence(self, now_s: float, need: _Need) -> None:
+        """The highest demand recorded a day and a week before the coming horizon, into ``need``.
+
+        At zero replicas nothing runs to count requests (there is no request-holding proxy), so demand
+        is seen only once a replica runs; this is what brings one back before demand that recurs.
+        """
+        for lag_s, lag in RECURRENCE_LAGS_S:
+            peak = self.forecaster.history_peak(now_s - lag_s, now_s - lag_s + self.config.horizon_s)
+            if peak is not None and peak > need.recurring:
+                need.recurring, need.recurring_lag = peak, lag
 
     def _predict(self, obs: Observation, need: _Need, peak: float) -> None:
         """Fill in the forecast over the cold-start window and the replicas its upper quantile needs."""
@@ -382,7 +405,11 @@ class ForesailPolicy:
         c = self.config
         u = c.unit
         base = max(need.floor, need.predicted or 0)
-        if need.governed > max(base, need.burst) and min(need.governed, c.max_replicas) == target:
+        if need.woken and need.woken == target and need.woken > base:
+            why = (f"{need.recurring:.3g} {u} arrived {need.recurring_lag} ago within the next {c.horizon_s:.0f} s "
+                   f"and needs {need.woken} replica{'s' if need.woken != 1 else ''} at {c.capacity:.3g} {u} each "
+                   f"(at zero replicas no demand is seen, so recurring demand wakes the deployment)")
+        elif need.governed > max(base, need.burst) and min(need.governed, c.max_replicas) == target:
             why = (f"SLO governor x{need.governor:.2f} on the {base} replica{'s' if base != 1 else ''} the "
                    f"{'forecast' if (need.predicted or 0) > need.floor else 'current demand'} needs: recent "
                    f"decisions found queues that could not drain within {c.slo_wait_s:g} s more often than the "

@@ -153,7 +153,9 @@ def workload_status(
         conds.set("Progressing", True, "Creating", f"creating Deployment {name}")
     else:
         if desired == 0:
-            conds.set("Ready", True, "ScaledToZero", "scaled to zero; the next request needs a cold start")
+            conds.set("Ready", True, "ScaledToZero",
+                      "scaled to zero: requests fail and are not seen until a replica runs; one is asked for a "
+                      "cold start ahead of demand that came a day or a week earlier, or by kubectl scale")
         elif ready >= desired:
             conds.set("Ready", True, "ReplicasReady", f"{ready}/{desired} replicas ready")
         else:

@@ -1,0 +1,87 @@
+"""Scale to zero and back: at zero replicas nothing runs to count requests, as in the operator (the
+collector reports zero demand for a deployment with no replicas), so only demand that recurs a day or a
+week later can bring a replica back before it arrives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from foresail.autoscaler.forecast import DemandForecaster
+from foresail.autoscaler.policy import ForesailPolicy, Observation, PolicyConfig
+
+DAY = 86400.0
+T0 = 1_699_920_000.0  # a midnight (UTC)
+STEP = 60.0
+
+
+def office_hours(t: float) -> float:
+    """5 req/s from 09:00 to 17:00, nothing otherwise."""
+    return 5.0 if 9 <= ((t - T0) % DAY) / 3600 < 17 else 0.0
+
+
+def run_day(demand, days_of_history: int, predictive: bool = True, hours: float = 24.0):
+    """Warm-start on ``days_of_history`` days of ``demand``, then run the next day in closed loop where
+    demand is seen only while a replica runs. An observation at ``t`` is the rate over the step before it,
+    ``demand(t - STEP)``. Returns (hour of the decision, replicas, reason) per decision."""
+    config = PolicyConfig(min_replicas=1, max_replicas=10, capacity=1.0, interval_s=STEP, cold_start_s=120.0,
+                          scale_to_zero=True, idle_s=600.0, predictive=predictive)
+    policy = ForesailPolicy(config, forecast_step_s=STEP)
+    start = T0 + days_of_history * DAY
+    if days_of_history:
+        times = np.arange(T0, start, STEP) + STEP
+        policy.warm_start(times, np.array([demand(t - STEP) for t in times]))
+    current, out = 1, []
+    for k in range(int(hours * 3600 / STEP)):
+        t = start + (k + 1) * STEP
+        seen = demand(t - STEP) if current > 0 else 0.0
+        d = policy.decide(Observation(t, seen, 0.0, None, current, current))
+        current = d.replicas
+        out.append((((t - T0) % DAY) / 3600, current, d.reason))
+    return out
+
+
+@pytest.mark.parametrize("predictive", [True, False])
+def test_a_deployment_at_zero_wakes_a_cold_start_ahead_of_demand_that_came_yesterday(predictive: bool) -> None:
+    decisions = run_day(office_hours, days_of_history=7, predictive=predictive)
+    night = [r for h, r, _ in decisions if 1 <= h < 8.9]
+    assert night and max(night) == 0, "idle all night: scaled to zero"
+    woke = next((h, r, why) for h, r, why in decisions if 8 <= h < 10 and r > 0)
+    # asked for at 08:58 (the 180-s horizon reaches 09:00), ready at 09:00 after the 120-s cold start
+    assert woke[0] == pytest.approx(8 + 58 / 60) and woke[1] == 5
+    assert "5 req/s arrived a day ago within the next 180 s" in woke[2]
+    assert all(r >= 5 for h, r, _ in decisions if 9 <= h < 17), "serving through office hours"
+    assert all(r == 0 for h, r, _ in decisions if 17.3 <= h < 24), "back to zero in the evening"
+
+
+def test_demand_a_week_ago_wakes_it_too() -> None:
+    def mondays(t: float) -> float:
+        return office_hours(t) if int((t - T0) // DAY) % 7 == 0 else 0.0
+
+    decisions = run_day(mondays, days_of_history=7)
+    woke = next((h, r, why) for h, r, why in decisions if r > 0 and h > 1)
+    assert woke[0] == pytest.approx(8 + 58 / 60) and "arrived a week ago" in woke[2]
+
+
+def test_without_history_a_deployment_at_zero_stays_there() -> None:
+    """Nothing recurs to wake it (requests at zero are not seen): the rule this guards is the only way back."""
+    decisions = run_day(office_hours, days_of_history=0, hours=12)
+    assert all(r == 0 for h, r, _ in decisions if h >= 0.5)
+
+
+def test_a_pause_does_not_scale_to_zero_while_demand_is_due() -> None:
+    def lunch_break_today(t: float) -> float:
+        return 0.0 if t >= T0 + 7 * DAY and 12 <= ((t - T0) % DAY) / 3600 < 12.5 else office_hours(t)
+
+    decisions = run_day(lunch_break_today, days_of_history=7, hours=14)
+    assert all(r > 0 for h, r, _ in decisions if 9 <= h < 14), "yesterday's noon demand keeps a replica"
+
+
+def test_history_peak_reads_the_steps_that_overlap_a_window() -> None:
+    f = DemandForecaster(step_s=60.0, prior=None)
+    assert f.history_peak(0.0, 600.0) is None
+    f.partial_fit(np.array([60.0, 120.0, 180.0, 300.0]), np.array([1.0, 3.0, 2.0, 5.0]))
+    assert f.history_peak(0.0, 60.0) == 1.0  # the step [0, 60)
+    assert f.history_peak(30.0, 150.0) == 3.0  # overlaps [0, 60), [60, 120), [120, 180)
+    assert f.history_peak(120.0, 180.0) == 2.0
+    assert f.history_peak(300.0, 900.0) is None  # nothing recorded after 300 s
