@@ -312,6 +312,9 @@ class ForesailPolicy:
         action = "scale up" if replicas > current else "scale down" if replicas < current else "hold"
         arrow = f"{current}\u2192{replicas}" if replicas != current else f"{replicas}"
         why = self._reason(need, target, from_forecast, f"no demand for {idle_for:.0f} s" if to_zero else None)
+        if c.scale_to_zero and replicas > 0 and demand == 0 and idle_for >= c.idle_s and need.recurring > 0:
+            why += (f"; not scaling to zero: {need.recurring:.3g} {c.unit} arrived {need.recurring_lag} ago within "
+                    f"the next {c.horizon_s:.0f} s")
         if replicas > target:
             why = (
                 f"{why}; scale-down limited to {replicas} by the highest recommendation still in its "
@@ -405,7 +408,7 @@ class ForesailPolicy:
         c = self.config
         u = c.unit
         base = max(need.floor, need.predicted or 0)
-        if need.woken and need.woken == target and need.woken > base:
+        if need.woken and min(need.woken, c.max_replicas) == target and need.woken > base:
             why = (f"{need.recurring:.3g} {u} arrived {need.recurring_lag} ago within the next {c.horizon_s:.0f} s "
                    f"and needs {need.woken} replica{'s' if need.woken != 1 else ''} at {c.capacity:.3g} {u} each "
                    f"(at zero replicas no demand is seen, so recurring demand wakes the deployment)")

@@ -75,6 +75,8 @@ def test_a_pause_does_not_scale_to_zero_while_demand_is_due() -> None:
 
     decisions = run_day(lunch_break_today, days_of_history=7, hours=14)
     assert all(r > 0 for h, r, _ in decisions if 9 <= h < 14), "yesterday's noon demand keeps a replica"
+    kept = [why for h, _, why in decisions if 12.2 <= h < 12.5]
+    assert kept and all("not scaling to zero: 5 req/s arrived a day ago within the next 180 s" in w for w in kept)
 
 
 def test_history_peak_reads_the_steps_that_overlap_a_window() -> None:
