@@ -34,7 +34,9 @@ from foresail_operator.scaler import set_replicas
 from foresail_operator.spec import LLMDeploymentSpec
 from foresail_operator.status import PodSummary, measured_cold_start, parse_time
 
-DEFAULT_CAPACITY = 1.0  # requests/s per replica until learned, when the spec gives none
+DEFAULT_CAPACITY = {"requests": 1.0, "tokens": 1000.0}  # per replica until learned, when the spec gives none
+DEFAULT_TOKENS_PER_REQUEST = 1000.0  # what a queued request counts for in tokens until completions show it
+UNIT_LABEL = {"requests": "req/s", "tokens": "tok/s"}
 BACKFILL_S = 7 * 24 * 3600.0
 MAX_POINTS = 10_000  # Prometheus refuses range queries of more than 11,000 points
 
@@ -56,14 +58,19 @@ class Loop:
     capacity: CapacityModel | None = None
     last_in_system: float | None = None
     last_time: float | None = None
-    logged_capacity: float = DEFAULT_CAPACITY  # the capacity the log last reported
+    unit: str = "requests"  # the spec's autoscaling.demandUnit
+    tokens_per_request: float = DEFAULT_TOKENS_PER_REQUEST  # completed tokens per completed request, lately
+    logged_capacity: float = DEFAULT_CAPACITY["requests"]  # the capacity the log last reported
     view: dict[str, Any] = field(default_factory=dict)
 
     def configure(self, spec: LLMDeploymentSpec, cold_start_s: float | None) -> PolicyConfig:
         """(Re)build the policy configuration from the spec and the measured cold start."""
         a = spec.autoscaling
-        if self.capacity is None or self.capacity.initial != (a.capacity_per_replica or DEFAULT_CAPACITY):
-            self.capacity = CapacityModel(a.capacity_per_replica or DEFAULT_CAPACITY)
+        initial = a.capacity_per_replica or DEFAULT_CAPACITY[a.demand_unit]
+        if a.demand_unit != self.unit:  # history, capacity and forecasts were counted in the other unit
+            self.unit, self.policy, self.capacity = a.demand_unit, None, None
+        if self.capacity is None or self.capacity.initial != initial:
+            self.capacity = CapacityModel(initial)
             self.logged_capacity = self.capacity.capacity
         # the saturation thresholds apply from the next scrape; what was learned under the old ones stays
         self.capacity.ttft_slo_s, self.capacity.kv_saturation = a.ttft_s, a.kv_cache_saturation
@@ -74,7 +81,7 @@ class Loop:
             interval_s=a.interval_s, quantile=a.quantile,
             scale_down_stabilization_s=a.scale_down_stabilization_s, scale_to_zero=a.scale_to_zero,
             idle_s=a.idle_s, predictive=a.mode in ("predictive", "advisory"),
-            slo_target=a.attainment_target or 0.0, slo_wait_s=a.ttft_s,
+            slo_target=a.attainment_target or 0.0, slo_wait_s=a.ttft_s, unit=UNIT_LABEL[a.demand_unit],
         )
         if self.policy is None:
             self.policy = ForesailPolicy(config, forecast_step_s=self.forecast_step_s)
@@ -83,14 +90,37 @@ class Loop:
             self.policy.reconfigure(**changes)
         return config
 
-    def demand(self, signals: Signals, now: float) -> float:
-        """Arrivals/s: completions plus growth of what is in the system (queued + running)."""
+    def throughput(self, signals: Signals) -> float | None:
+        """What was completed per second in the deployment's unit: requests, or prompt + generated tokens
+        (None when the runtime's token counters have no series)."""
+        if self.unit == "requests":
+            return signals.requests or 0.0
+        if signals.prompt_tokens is None and signals.generation_tokens is None:
+            return None
+        return (signals.prompt_tokens or 0.0) + (signals.generation_tokens or 0.0)
+
+    def per_request(self, signals: Signals) -> float:
+        """What one queued or running request counts for in the deployment's unit: 1, or the tokens per
+        completed request lately (``DEFAULT_TOKENS_PER_REQUEST`` until a completion was seen)."""
+        if self.unit == "requests":
+            return 1.0
+        done = self.throughput(signals)
+        if done and signals.requests and signals.requests > 0:
+            self.tokens_per_request = done / signals.requests
+        return self.tokens_per_request
+
+    def demand(self, signals: Signals, now: float) -> float | None:
+        """Arrivals per second in the deployment's unit: completions plus the growth of what is in the
+        system (queued + running requests, each counted at ``per_request``)."""
+        done = self.throughput(signals)
+        if done is None:
+            return None
         in_system = (signals.waiting or 0.0) + (signals.running or 0.0)
         growth = 0.0
         if self.last_in_system is not None and self.last_time is not None and now > self.last_time:
             growth = max(0.0, (in_system - self.last_in_system) / (now - self.last_time))
         self.last_in_system, self.last_time = in_system, now
-        return (signals.requests or 0.0) + growth
+        return done + growth * self.per_request(signals)
 
 
 def _capacity_source(model: CapacityModel, spec: LLMDeploymentSpec) -> str:
@@ -99,11 +129,13 @@ def _capacity_source(model: CapacityModel, spec: LLMDeploymentSpec) -> str:
         return f"learned from {model.n_samples_} saturated scrapes"
     if spec.autoscaling.capacity_per_replica is not None:
         return "spec (slo.capacityPerReplica)"
-    return f"default {DEFAULT_CAPACITY:g} req/s until learned"
+    unit = spec.autoscaling.demand_unit
+    return f"default {DEFAULT_CAPACITY[unit]:g} {UNIT_LABEL[unit]} until learned"
 
 
 def _capacity_status(model: CapacityModel, spec: LLMDeploymentSpec, signals: Signals | None) -> dict[str, Any]:
-    """status.capacity: requests/s per replica in use, where that figure comes from, the KV cache's use."""
+    """status.capacity: demand per replica in use (req/s or tok/s), where that figure comes from, the KV
+    cache's use."""
     out: dict[str, Any] = {"perReplica": _sig(model.capacity), "source": _capacity_source(model, spec)}
     if signals is not None and signals.kv_cache is not None:
         out["kvCacheUsage"] = round(signals.kv_cache, 2)
@@ -150,7 +182,7 @@ async def backfill(loop: Loop, collector: Collector, runtime: str, logger: loggi
     span = min(BACKFILL_S, loop.forecast_step_s * MAX_POINTS)
     try:
         times, values = await asyncio.to_thread(
-            collector.source.demand_history, loop.key, runtime, now - span, now, loop.forecast_step_s)
+            collector.source.demand_history, loop.key, runtime, now - span, now, loop.forecast_step_s, loop.unit)
     except MetricsError as exc:
         logger.warning("could not backfill history from Prometheus: %s", exc)
         return
@@ -177,19 +209,23 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     assert loop.policy is not None and loop.capacity is not None
     signals, error = collector.lookup(loop.key, replicas=current)
     demand = None
+    unit = UNIT_LABEL[loop.unit]
+    if signals is not None and (demand := loop.demand(signals, now)) is None:
+        signals, error = None, f"NoData: no token counters for {ns}/{name} (autoscaling.demandUnit is tokens)"
     if signals is not None:
-        demand = loop.demand(signals, now)
-        capacity = loop.capacity.observe(signals.requests, signals.waiting, ready, signals.ttft_p90,
+        capacity = loop.capacity.observe(loop.throughput(signals), signals.waiting, ready, signals.ttft_p90,
                                          signals.kv_cache)
         if capacity != loop.policy.config.capacity:
             loop.policy.reconfigure(capacity=capacity)
         if abs(capacity / loop.logged_capacity - 1) >= 0.1:  # say so when it has moved by a tenth or more
-            logger.info("%s/%s: capacity per replica %.3g -> %.3g req/s (%s)", ns, name, loop.logged_capacity,
-                        capacity, _capacity_source(loop.capacity, spec))
+            logger.info("%s/%s: capacity per replica %.3g -> %.3g %s (%s)", ns, name, loop.logged_capacity,
+                        capacity, unit, _capacity_source(loop.capacity, spec))
             loop.logged_capacity = capacity
-    decision = loop.policy.decide(Observation(
-        time_s=now, demand=demand, waiting=signals.waiting if signals else None,
-        running=signals.running if signals else None, ready_replicas=ready, provisioned_replicas=current))
+    each = loop.per_request(signals) if signals is not None else 1.0  # queued requests in the demand unit
+    waiting = None if signals is None or signals.waiting is None else signals.waiting * each
+    running = None if signals is None or signals.running is None else signals.running * each
+    decision = loop.policy.decide(Observation(time_s=now, demand=demand, waiting=waiting, running=running,
+                                              ready_replicas=ready, provisioned_replicas=current))
     target = decision.replicas
     status = body.get("status") or {}
     if _manual_hold(status, spec, now) and target < current:
@@ -209,11 +245,11 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     telemetry.REACTIVE_FLOOR.labels(*labels).set(decision.reactive_floor)
     telemetry.HORIZON.labels(*labels).set(decision.horizon_s)
     if demand is not None:
-        telemetry.DEMAND.labels(*labels).set(demand)
+        telemetry.DEMAND[loop.unit].labels(*labels).set(demand)
     if decision.forecast_upper is not None:
-        telemetry.FORECAST.labels(*labels, "0.5").set(decision.forecast_median or 0.0)
-        telemetry.FORECAST.labels(*labels, str(spec.autoscaling.quantile)).set(decision.forecast_upper)
-    telemetry.CAPACITY.labels(*labels).set(loop.capacity.capacity)
+        telemetry.FORECAST[loop.unit].labels(*labels, "0.5").set(decision.forecast_median or 0.0)
+        telemetry.FORECAST[loop.unit].labels(*labels, str(spec.autoscaling.quantile)).set(decision.forecast_upper)
+    telemetry.CAPACITY[loop.unit].labels(*labels).set(loop.capacity.capacity)
     if cold_start is not None:
         telemetry.COLD_START.labels(*labels).set(cold_start)
     forecast: dict[str, Any] = {"horizonSeconds": round(decision.horizon_s), "quantile": spec.autoscaling.quantile,
@@ -221,7 +257,7 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     if decision.forecast_upper is not None:
         q = round(spec.autoscaling.quantile * 100)
         forecast.update(median=_sig(decision.forecast_median), upper=_sig(decision.forecast_upper),
-                        summary=f"{_sig(decision.forecast_upper)} req/s p{q} @+{decision.horizon_s:.0f}s")
+                        summary=f"{_sig(decision.forecast_upper)} {unit} p{q} @+{decision.horizon_s:.0f}s")
     else:
         forecast["summary"] = "reactive" if spec.autoscaling.mode == "reactive" else "warming up"
     loop.view = {

@@ -106,14 +106,26 @@ class PrometheusSource:
         return out
 
     def demand_history(
-        self, key: Key, runtime: str, start: float, end: float, step_s: float
+        self, key: Key, runtime: str, start: float, end: float, step_s: float, unit: str = "requests"
     ) -> tuple[list[float], list[float]]:
-        """Completed requests/s of one deployment over [start, end] (for backfill after a restart)."""
-        metric = RUNTIMES[runtime].metrics.get("requests")
-        if not metric or end <= start:
+        """Completed requests/s (or prompt + generated tokens/s) of one deployment over [start, end], for
+        the backfill after a restart. Token counters are read one metric at a time and added up by
+        timestamp (a single rate() over both would drop their names and collide)."""
+        signals = ("requests",) if unit == "requests" else ("prompt_tokens", "generation_tokens")
+        metrics = [m for m in (RUNTIMES[runtime].metrics.get(s) for s in signals) if m]
+        if end <= start:
             return [], []
         ns, name = key
-        promql = (f'sum(rate({metric}{{namespace="{ns}",llmdeployment="{name}"}}[{self.window}]))')
+        total: dict[float, float] = {}
+        for metric in metrics:
+            promql = f'sum(rate({metric}{{namespace="{ns}",llmdeployment="{name}"}}[{self.window}]))'
+            for t, value in self._range(promql, start, end, step_s):
+                total[t] = total.get(t, 0.0) + value
+        times = sorted(total)
+        return times, [total[t] for t in times]
+
+    def _range(self, promql: str, start: float, end: float, step_s: float) -> list[tuple[float, float]]:
+        """The finite points of the first series a range query answers."""
         try:
             result = self.client.custom_query_range(
                 promql, start_time=datetime.fromtimestamp(start, timezone.utc),
@@ -122,12 +134,10 @@ class PrometheusSource:
             raise MetricsError(f"Prometheus range query failed: {exc}") from exc
         if not isinstance(result, list):
             raise MetricsError("Prometheus answered a non-matrix result")
-        times: list[float] = []
-        values: list[float] = []
+        points = []
         for series in result[:1]:
             for point in series.get("values") or []:
                 value = _value(point[1]) if isinstance(point, list) and len(point) == 2 else None
                 if value is not None:
-                    times.append(float(point[0]))
-                    values.append(value)
-        return times, values
+                    points.append((float(point[0]), value))
+        return points

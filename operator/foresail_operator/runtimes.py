@@ -69,8 +69,8 @@ RUNTIMES: dict[str, Runtime] = {
     "vllm": Runtime("vllm", "vllm/vllm-openai:v0.11.0", "/health", "/health", dict(_VLLM_METRICS)),
     "tgi": Runtime("tgi", "ghcr.io/huggingface/text-generation-inference:3.3.4", "/health", "/health", {
         "requests": "tgi_request_success",
-        "prompt_tokens": None,
-        "generation_tokens": None,
+        "prompt_tokens": "tgi_request_input_length_sum",  # the sums of its per-request token histograms
+        "generation_tokens": "tgi_request_generated_tokens_sum",
         "running": "tgi_batch_current_size",
         "waiting": "tgi_queue_size",
         "kv_cache": None,

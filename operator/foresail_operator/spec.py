@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 RUNTIMES = ("foresail", "vllm", "tgi", "sglang")
 MODES = ("predictive", "reactive", "advisory", "off")
+DEMAND_UNITS = ("requests", "tokens")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class AutoscalingSpec:
     """How the replica count is decided."""
 
     mode: str = "predictive"
+    demand_unit: str = "requests"  # what demand and capacity are counted in: requests/s or tokens/s
     interval_s: float = 15.0
     ttft_s: float = 2.0
     capacity_per_replica: float | None = None
@@ -126,6 +128,9 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
     mode = scaling.get("mode", "predictive")
     if mode not in MODES:
         raise SpecError(f"spec.autoscaling.mode must be one of {', '.join(MODES)}")
+    demand_unit = scaling.get("demandUnit", "requests")
+    if demand_unit not in DEMAND_UNITS:
+        raise SpecError(f"spec.autoscaling.demandUnit must be one of {', '.join(DEMAND_UNITS)}")
     horizon = str(forecast.get("horizon", "auto"))
     if not _DURATION.match(horizon):
         raise SpecError("spec.autoscaling.forecast.horizon must be auto or a duration such as 300s or 5m")
@@ -155,6 +160,7 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
         ),
         autoscaling=AutoscalingSpec(
             mode=mode,
+            demand_unit=demand_unit,
             interval_s=float(scaling.get("intervalSeconds", 15)),
             ttft_s=float(slo.get("ttftSeconds", 2.0)),
             capacity_per_replica=(

@@ -18,15 +18,17 @@ DECISIONS = Counter(
 DESIRED = Gauge("foresail_desired_replicas", "Replicas the operator asked for.", LABELS)
 RECOMMENDED = Gauge("foresail_recommended_replicas", "Replicas the policy recommended.", LABELS)
 REACTIVE_FLOOR = Gauge("foresail_reactive_floor_replicas", "The reactive floor of the last decision.", LABELS)
-DEMAND = Gauge("foresail_demand_requests_per_second", "Observed demand (requests/s) at the last decision.", LABELS)
-FORECAST = Gauge(
-    "foresail_forecast_requests_per_second",
-    "Forecast demand at now + horizon, by quantile (0.5 and the spec's quantile).",
-    LABELS + ("quantile",),
-)
+# demand, forecast and capacity in each deployment's autoscaling.demandUnit (one gauge name per unit)
+UNITS = ("requests", "tokens")
+DEMAND = {u: Gauge(f"foresail_demand_{u}_per_second", f"Observed demand ({u}/s) at the last decision.", LABELS)
+          for u in UNITS}
+FORECAST = {u: Gauge(f"foresail_forecast_{u}_per_second",
+                     f"Forecast demand ({u}/s) at now + horizon, by quantile (0.5 and the spec's quantile).",
+                     LABELS + ("quantile",)) for u in UNITS}
 HORIZON = Gauge("foresail_forecast_horizon_seconds", "The forecast horizon in use.", LABELS)
-CAPACITY = Gauge("foresail_capacity_requests_per_second",
-                 "Requests/s one replica serves within the SLO, as the policy uses it (spec or learned).", LABELS)
+CAPACITY = {u: Gauge(f"foresail_capacity_{u}_per_second",
+                     f"{u.capitalize()}/s one replica serves within the SLO, as the policy uses it (spec or learned).",
+                     LABELS) for u in UNITS}
 COLD_START = Gauge("foresail_cold_start_seconds", "Measured pod cold start (median of recent pods).", LABELS)
 METRICS_ERRORS = Counter(
     "foresail_metrics_errors_total", "Failed or unusable Prometheus reads, by reason.", ("reason",))

@@ -285,8 +285,10 @@ def known_metrics() -> set[str]:
     from foresail_operator.runtimes import RUNTIMES
 
     names: set[str] = set()
-    for metric in vars(telemetry).values():
-        if isinstance(metric, MetricWrapperBase):
+    for value in vars(telemetry).values():
+        for metric in value.values() if isinstance(value, dict) else [value]:  # one gauge per demand unit
+            if not isinstance(metric, MetricWrapperBase):
+                continue
             suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(metric._type, [""])
             names |= {metric._name + s for s in suffixes}
     for name in RUNTIMES["vllm"].metrics.values():
@@ -307,7 +309,8 @@ def test_dashboard_is_shipped_and_uses_only_real_metrics(tmp_path: Path):
         assert topic in titles, topic
     for needed in ("foresail_forecast_requests_per_second", "foresail_desired_replicas",
                    "foresail_cold_start_seconds", "vllm:time_to_first_token_seconds_bucket",
-                   "vllm:request_success_total", "foresail_capacity_requests_per_second"):
+                   "vllm:request_success_total", "foresail_capacity_requests_per_second",
+                   "foresail_forecast_tokens_per_second"):
         assert needed in used, needed
     for expr in exprs:  # every per-deployment query follows the dashboard's variables
         if "llmdeployment" in expr:

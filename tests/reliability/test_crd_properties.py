@@ -82,6 +82,7 @@ FIELDS: dict[tuple[str, ...], tuple[list[Any], list[tuple[Any, str]]]] = {
          ([{"tolerationSeconds": -1}], "spec.resources.tolerations[0].tolerationSeconds")]),
     ("resources", "priorityClassName"): pick(["inference-high"], [("p" * 254, "spec.resources.priorityClassName")]),
     ("autoscaling", "mode"): pick(["predictive", "reactive", "advisory", "off"], [("fast", "spec.autoscaling.mode")]),
+    ("autoscaling", "demandUnit"): pick(["requests", "tokens"], [("bytes", "spec.autoscaling.demandUnit")]),
     ("autoscaling", "intervalSeconds"): pick([5, 15, 600], [(4, "spec.autoscaling.intervalSeconds"),
                                                            (601, "spec.autoscaling.intervalSeconds"),
                                                            (7.5, "spec.autoscaling.intervalSeconds")]),

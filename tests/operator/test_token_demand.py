@@ -1,0 +1,139 @@
+"""`autoscaling.demandUnit: tokens`: demand, forecast and capacity counted in prompt + generated tokens/s.
+
+The metrics path is the operator's own: `PrometheusSource` (prometheus-api-client over HTTP), the
+`Collector` and the decision loop's `step` in advisory mode. The first test reads token counters through
+a real Prometheus scraping a target that counts like a vLLM pod; the others use `FakePrometheus`
+(checked against a real Prometheus in tests/reliability/test_prometheus_faults.py), which reports
+1.5 req/s, 300 prompt and 75 generated tokens/s (250 tokens per request) on 3 ready replicas.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+
+from foresail.autoscaler.policy import Decision
+from foresail.demo.prometheus import PrometheusServer
+from foresail_operator.autoscaler import Loop, step
+from foresail_operator.collector import Collector
+from foresail_operator.metrics import PrometheusSource, Signals
+from foresail_operator.spec import LLMDeploymentSpec, parse_spec
+from tests.helpers import wait_for
+from tests.reliability.fake_prometheus import FakePrometheus
+
+KEY = ("default", "tiny")
+BODY = {"metadata": {"name": "tiny", "namespace": "default"}, "status": {}}
+DEPLOYMENT = {"spec": {"replicas": 3}, "status": {"readyReplicas": 3}}
+
+
+def spec(unit: str, capacity: float) -> LLMDeploymentSpec:
+    return parse_spec({"model": {"source": "builtin:tiny"}, "minReplicas": 1, "maxReplicas": 10,
+                       "autoscaling": {"mode": "advisory", "intervalSeconds": 5, "demandUnit": unit,
+                                       "slo": {"capacityPerReplica": capacity}}})
+
+
+async def decide(llmd: LLMDeploymentSpec, values: dict[str, str] | None = None) -> tuple[Loop, Decision]:
+    fake = FakePrometheus([KEY], values=values).start()
+    try:
+        collector = Collector(PrometheusSource(fake.url, timeout_s=2.0, window="10s"), period_s=1.0)
+        loop = Loop(KEY, forecast_step_s=60.0)
+        await collector.collect_once()
+        decision = await step(loop, None, collector, BODY, llmd, DEPLOYMENT, [],  # type: ignore[arg-type]
+                              logging.getLogger("test"))
+        return loop, decision
+    finally:
+        fake.stop()
+
+
+async def test_tokens_per_second_set_the_replica_count() -> None:
+    loop, decision = await decide(spec("tokens", 100))
+    fields = loop.view["fields"]
+    assert fields["forecast"]["demand"] == 375  # 300 prompt + 75 generated tokens/s
+    assert fields["recommendedReplicas"] == 4 and "375 tok/s needs 4 replicas at 100 tok/s each" in decision.reason
+    assert fields["capacity"]["perReplica"] == 100 and loop.view["conditions"]["MetricsAvailable"][0] is True
+    # the same pods counted in requests: 1.5 req/s at 100 each needs 1, and the 3 found are kept
+    loop, decision = await decide(spec("requests", 100))
+    assert loop.view["fields"]["forecast"]["demand"] == 1.5 and loop.view["fields"]["recommendedReplicas"] == 3
+
+
+async def test_without_token_counters_the_replicas_are_held_and_the_condition_says_why() -> None:
+    loop, decision = await decide(spec("tokens", 100), {"prompt_tokens": "NaN", "generation_tokens": "NaN"})
+    ok, reason, message = loop.view["conditions"]["MetricsAvailable"]
+    assert (ok, reason) == (False, "NoData") and "no token counters for default/tiny" in message, message
+    assert decision.replicas == 3 and "missing" in decision.reason
+
+
+def test_queued_requests_count_at_the_recent_tokens_per_request() -> None:
+    loop = Loop(KEY, forecast_step_s=60.0)
+    loop.configure(spec("tokens", 100), None)
+    assert loop.per_request(Signals(waiting=4.0)) == 1000.0  # no completion seen yet: the default
+    busy = Signals(requests=2.0, prompt_tokens=400.0, generation_tokens=100.0, waiting=4.0)
+    assert loop.per_request(busy) == 250.0
+    assert loop.demand(busy, now=100.0) == 500.0
+    more = Signals(requests=2.0, prompt_tokens=400.0, generation_tokens=100.0, waiting=8.0)
+    assert loop.demand(more, now=110.0) == pytest.approx(500.0 + 4 / 10 * 250.0)  # 4 more queued in 10 s
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus (make install)")
+def test_token_counters_read_through_a_real_prometheus(tmp_path: Path) -> None:
+    """A target counting like a vLLM pod (5 req/s of 200 prompt and 50 generated tokens each), scraped by
+    a real Prometheus: the instant signals and the backfill's range query in both units."""
+    registry = CollectorRegistry()
+    requests_ = Counter("vllm:request_success", "requests", registry=registry)
+    prompt = Counter("vllm:prompt_tokens", "prompt tokens", registry=registry)
+    generated = Counter("vllm:generation_tokens", "generated tokens", registry=registry)
+
+    class Metrics(BaseHTTPRequestHandler):  # the text format, as the inference server serves it
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            body = generate_latest(registry)
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    stop = threading.Event()
+
+    def count() -> None:  # by the clock, so that the rates hold however often this thread runs
+        last = time.monotonic()
+        while not stop.wait(0.1):
+            now = time.monotonic()
+            requests_.inc(5 * (now - last))
+            prompt.inc(1000 * (now - last))
+            generated.inc(250 * (now - last))
+            last = now
+
+    counter = threading.Thread(target=count, daemon=True)
+    counter.start()
+    try:
+        with PrometheusServer(tmp_path) as real:
+            real.write_targets([(f"127.0.0.1:{port}", {"namespace": "default", "llmdeployment": "tiny"})])
+            source = PrometheusSource(real.url, timeout_s=5.0, window="5s")
+            # a rate() over 5 s reads low until the series is older than its window: wait for the requests'
+            signals = wait_for(lambda: (s := source.snapshot(["foresail"]).get(KEY)) and s.requests
+                               and abs(s.requests - 5.0) < 1.0 and s, timeout=40, what="5 req/s in Prometheus")
+            assert signals.prompt_tokens == pytest.approx(1000.0, rel=0.3)
+            assert signals.generation_tokens == pytest.approx(250.0, rel=0.3)
+            now = time.time()
+            _, tokens = source.demand_history(KEY, "foresail", now - 60, now, 1.0, unit="tokens")
+            _, reqs = source.demand_history(KEY, "foresail", now - 60, now, 1.0)
+            assert tokens and reqs
+            assert tokens[-1] == pytest.approx(1250.0, rel=0.3) and reqs[-1] == pytest.approx(5.0, rel=0.3)
+    finally:
+        stop.set()
+        counter.join()
+        server.shutdown()
+        server.server_close()
