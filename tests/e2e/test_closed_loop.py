@@ -140,3 +140,24 @@ def test_prometheus_down_holds_replicas_and_says_so(stack: LocalStack):
         stack.prometheus.start()
     wait_for(lambda: condition(stack.llmd("predictive"), "MetricsAvailable").get("status") == "True",
              timeout=60, what="MetricsAvailable=True again")
+
+
+def test_token_demand_is_read_from_the_pods_token_counters(stack: LocalStack):
+    """demandUnit: tokens, advisory: the pods' prompt and generation counters, through Prometheus, give a
+    demand in tokens/s, several times the request rate (each request has a prompt and up to 12 new tokens)."""
+    doc = manifest("tokens", "advisory")
+    doc["spec"]["autoscaling"].update(demandUnit="tokens", slo={"capacityPerReplica": 200})
+    stack.apply(doc)
+    stack.wait_ready("tokens", 1, timeout_s=120)
+    rates = [2.0] * 8  # 40 s at 2 req/s
+    load = threading.Thread(target=lambda: asyncio.run(
+        replay(rates, STEP_S, lambda: stack.runner.endpoints("default", "tokens"), model="tokens")), daemon=True)
+    load.start()
+    try:
+        # a demand several times the request rate, and a forecast in tokens once it has 3 steps of history
+        forecast = wait_for(lambda: ((f := stack.llmd("tokens")["status"].get("forecast") or {}).get("demand") or 0)
+                            > 3 * max(rates) and "tok/s p90" in f.get("summary", "") and f,
+                            timeout=60, what="a token demand and forecast in status.forecast")
+    finally:
+        load.join()
+    assert condition(stack.llmd("tokens"), "MetricsAvailable")["status"] == "True", forecast
