@@ -137,3 +137,16 @@ def test_token_counters_read_through_a_real_prometheus(tmp_path: Path) -> None:
         counter.join()
         server.shutdown()
         server.server_close()
+
+
+def test_a_changed_unit_starts_the_history_and_capacity_over() -> None:
+    """What was learned in requests means nothing in tokens: the forecaster and capacity start again."""
+    loop = Loop(KEY, forecast_step_s=60.0)
+    loop.configure(parse_spec({"model": {"source": "builtin:tiny"}}), None)
+    assert loop.policy is not None and loop.capacity is not None
+    loop.policy.warm_start([60.0, 120.0, 180.0], [1.0, 2.0, 3.0])
+    before = loop.policy
+    config = loop.configure(parse_spec({"model": {"source": "builtin:tiny"},
+                                        "autoscaling": {"demandUnit": "tokens"}}), None)
+    assert loop.policy is not before and loop.policy.forecaster.start_bucket_ is None
+    assert (config.unit, config.capacity, loop.capacity.initial) == ("tok/s", 1000.0, 1000.0)
