@@ -83,7 +83,6 @@ class Observation:
     time_s: float
     demand: float | None  # mean demand rate over the last interval (units/s)
     waiting: float | None = None  # queued demand across replicas (units)
-    running: float | None = None  # in-flight demand across replicas (units)
     ready_replicas: int = 0
     provisioned_replicas: int = 0  # ready + starting
 

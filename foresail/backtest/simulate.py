@@ -123,7 +123,7 @@ def simulate(
             starting.popleft()
             ready += 1
         provisioned = ready + len(starting)
-        obs = Observation(start_s + k * dt, prev_rate, backlog, None, ready, provisioned)
+        obs = Observation(start_s + k * dt, prev_rate, backlog, ready, provisioned)
         d = policy.decide(obs)
         want = min(max(int(d.replicas), lo), cfg.max_replicas)
         if record_forecast and d.forecast_upper is not None:

@@ -223,9 +223,8 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
             loop.logged_capacity = capacity
     each = loop.per_request(signals) if signals is not None else 1.0  # queued requests in the demand unit
     waiting = None if signals is None or signals.waiting is None else signals.waiting * each
-    running = None if signals is None or signals.running is None else signals.running * each
-    decision = loop.policy.decide(Observation(time_s=now, demand=demand, waiting=waiting, running=running,
-                                              ready_replicas=ready, provisioned_replicas=current))
+    decision = loop.policy.decide(Observation(time_s=now, demand=demand, waiting=waiting, ready_replicas=ready,
+                                              provisioned_replicas=current))
     target = decision.replicas
     status = body.get("status") or {}
     if _manual_hold(status, spec, now) and target < current:

@@ -14,7 +14,7 @@ CFG = PolicyConfig(min_replicas=1, max_replicas=10, capacity=2.0, cold_start_s=1
 
 
 def obs(t, demand, current, waiting=0.0):
-    return Observation(time_s=t, demand=demand, waiting=waiting, running=None,
+    return Observation(time_s=t, demand=demand, waiting=waiting,
                        ready_replicas=current, provisioned_replicas=current)
 
 

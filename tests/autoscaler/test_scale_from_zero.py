@@ -35,7 +35,7 @@ def run_day(demand, days_of_history: int, predictive: bool = True, hours: float 
     for k in range(int(hours * 3600 / STEP)):
         t = start + (k + 1) * STEP
         seen = demand(t - STEP) if current > 0 else 0.0
-        d = policy.decide(Observation(t, seen, 0.0, None, current, current))
+        d = policy.decide(Observation(t, seen, 0.0, current, current))
         current = d.replicas
         out.append((((t - T0) % DAY) / 3600, current, d.reason))
     return out

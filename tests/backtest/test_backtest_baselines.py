@@ -14,7 +14,7 @@ def drive(policy, demand, start=1):
     current, out = start, []
     dt = policy.sim.interval_s
     for k, d in enumerate(demand):
-        current = policy.decide(Observation(k * dt, d, 0.0, None, current, current)).replicas
+        current = policy.decide(Observation(k * dt, d, 0.0, current, current)).replicas
         out.append(current)
     return out
 

@@ -24,8 +24,7 @@ def run(policy: ForesailPolicy, times: list[float], demand: list[float], replica
     out = []
     c = policy.config
     for t, d in zip(times, demand):
-        decision = policy.decide(Observation(t, d, waiting=0.0, running=min(d, replicas),
-                                             ready_replicas=replicas, provisioned_replicas=replicas))
+        decision = policy.decide(Observation(t, d, waiting=0.0, ready_replicas=replicas, provisioned_replicas=replicas))
         assert decision.reason and math.isfinite(decision.replicas)
         assert (0 if c.scale_to_zero else c.min_replicas) <= decision.replicas <= c.max_replicas
         assert decision.replicas >= min(decision.reactive_floor, c.max_replicas), decision.reason
