@@ -11,13 +11,9 @@ import logging
 
 import pytest
 
-from foresail_operator.autoscaler import Loop, step
-from foresail_operator.collector import Collector
-from foresail_operator.metrics import PrometheusSource
+from foresail_operator.autoscaler import Loop
 from foresail_operator.spec import LLMDeploymentSpec, parse_spec
-from tests.reliability.fake_prometheus import FakePrometheus
-
-KEY = ("default", "tiny")
+from tests.operator.advisory import KEY, decisions
 
 
 def spec(**slo: float) -> LLMDeploymentSpec:
@@ -28,27 +24,18 @@ def spec(**slo: float) -> LLMDeploymentSpec:
 
 
 SPEC = spec()
-BODY = {"metadata": {"name": "tiny", "namespace": "default"}, "status": {}}
-DEPLOYMENT = {"spec": {"replicas": 3}, "status": {"readyReplicas": 3}}
 
 
-async def decisions(kv_cache: str, n: int, logger: logging.Logger, spec: LLMDeploymentSpec = SPEC) -> Loop:
-    fake = FakePrometheus([KEY], values={"kv_cache": kv_cache}).start()
-    try:
-        collector = Collector(PrometheusSource(fake.url, timeout_s=2.0, window="10s"), period_s=1.0)
-        loop = Loop(KEY, forecast_step_s=60.0)
-        for _ in range(n):
-            await collector.collect_once()
-            await step(loop, None, collector, BODY, spec, DEPLOYMENT, [], logger)  # type: ignore[arg-type]
-        return loop
-    finally:
-        fake.stop()
+async def cache_at(usage: str, logger: logging.Logger, llmd: LLMDeploymentSpec = SPEC) -> Loop:
+    """Six decisions with the pods' KV cache at ``usage``."""
+    loop, _ = await decisions(llmd, n=6, values={"kv_cache": usage}, logger=logger)
+    return loop
 
 
 async def test_a_nearly_full_kv_cache_lowers_capacity_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
     logger = logging.getLogger("test.capacity")
     with caplog.at_level(logging.INFO, logger="test.capacity"):
-        loop = await decisions("0.96", 6, logger)
+        loop = await cache_at("0.96", logger)
     capacity = loop.view["fields"]["capacity"]
     learned = 1.5 / 3 * 0.8 / 0.96  # the load per replica, scaled to 80 % of the cache
     assert capacity["perReplica"] == pytest.approx(learned, rel=0.01), capacity
@@ -60,7 +47,7 @@ async def test_a_nearly_full_kv_cache_lowers_capacity_and_says_so(caplog: pytest
 async def test_a_cache_with_room_keeps_the_spec_capacity(caplog: pytest.LogCaptureFixture) -> None:
     logger = logging.getLogger("test.capacity")
     with caplog.at_level(logging.INFO, logger="test.capacity"):
-        loop = await decisions("0.5", 6, logger)
+        loop = await cache_at("0.5", logger)
     capacity = loop.view["fields"]["capacity"]
     assert capacity == {"perReplica": 1.0, "source": "spec (slo.capacityPerReplica)", "kvCacheUsage": 0.5}
     assert loop.view["fields"]["recommendedReplicas"] == 3  # the stabilisation window keeps the 3 found
@@ -69,7 +56,7 @@ async def test_a_cache_with_room_keeps_the_spec_capacity(caplog: pytest.LogCaptu
 
 @pytest.mark.parametrize(("threshold", "learned"), [(0.9, 1.5 / 3 * 0.9 / 0.96), (1.0, None)])
 async def test_the_spec_sets_the_kv_cache_saturation_threshold(threshold: float, learned: float | None) -> None:
-    loop = await decisions("0.96", 6, logging.getLogger("test.capacity"), spec(kvCacheSaturation=threshold))
+    loop = await cache_at("0.96", logging.getLogger("test.capacity"), spec(kvCacheSaturation=threshold))
     capacity = loop.view["fields"]["capacity"]
     if learned is None:  # 1 turns the rule off: a full cache is not evidence
         assert capacity["perReplica"] == 1.0 and capacity["source"] == "spec (slo.capacityPerReplica)"

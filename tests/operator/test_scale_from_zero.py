@@ -7,46 +7,32 @@ that as zero demand, so only the demand history can wake it.
 
 from __future__ import annotations
 
-import logging
 import time
 
 import numpy as np
 
 from foresail.autoscaler.policy import Decision
-from foresail_operator.autoscaler import Loop, step
-from foresail_operator.collector import Collector
-from foresail_operator.metrics import PrometheusSource
+from foresail_operator.autoscaler import Loop
 from foresail_operator.spec import parse_spec
-from tests.reliability.fake_prometheus import FakePrometheus
+from tests.operator.advisory import KEY, decisions
 
-KEY = ("default", "tiny")
 SPEC = parse_spec({"model": {"source": "builtin:tiny"}, "minReplicas": 1, "maxReplicas": 10,
                    "autoscaling": {"mode": "advisory", "intervalSeconds": 5, "slo": {"capacityPerReplica": 1},
                                    "scaleToZero": {"enabled": True}}})
-BODY = {"metadata": {"name": "tiny", "namespace": "default"}, "status": {}}
 AT_ZERO = {"spec": {"replicas": 0}, "status": {}}
 DAY = 86400.0
 
 
 async def decide_at_zero(yesterday: float) -> tuple[Loop, Decision]:
-    """One decision at zero replicas, after a history whose rate a day ago, in the next two minutes, was
-    ``yesterday`` req/s (and nothing since)."""
-    fake = FakePrometheus([]).start()
-    try:
-        collector = Collector(PrometheusSource(fake.url, timeout_s=2.0, window="10s"), period_s=1.0)
-        loop = Loop(KEY, forecast_step_s=60.0)
-        loop.configure(SPEC, None)
-        assert loop.policy is not None
-        now = time.time()
-        times = np.arange(now - DAY - 3600, now - 60, 60.0)
-        rates = np.where((times > now - DAY - 600) & (times < now - DAY + 120), yesterday, 0.0)
-        loop.policy.warm_start(times, rates)
-        await collector.collect_once()
-        decision = await step(loop, None, collector, BODY, SPEC, AT_ZERO, [],  # type: ignore[arg-type]
-                              logging.getLogger("test"))
-        return loop, decision
-    finally:
-        fake.stop()
+    """One decision at zero replicas (no series in Prometheus), after a history whose rate a day ago, in
+    the next two minutes, was ``yesterday`` req/s (and nothing since)."""
+    loop = Loop(KEY, forecast_step_s=60.0)
+    loop.configure(SPEC, None)
+    assert loop.policy is not None
+    now = time.time()
+    times = np.arange(now - DAY - 3600, now - 60, 60.0)
+    loop.policy.warm_start(times, np.where((times > now - DAY - 600) & (times < now - DAY + 120), yesterday, 0.0))
+    return await decisions(SPEC, AT_ZERO, series=False, loop=loop)
 
 
 async def test_demand_a_day_ago_wakes_a_deployment_at_zero() -> None:

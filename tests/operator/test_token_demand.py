@@ -9,7 +9,6 @@ a real Prometheus scraping a target that counts like a vLLM pod; the others use 
 
 from __future__ import annotations
 
-import logging
 import shutil
 import threading
 import time
@@ -19,18 +18,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
-from foresail.autoscaler.policy import Decision
 from foresail.demo.prometheus import PrometheusServer
-from foresail_operator.autoscaler import Loop, step
-from foresail_operator.collector import Collector
+from foresail_operator.autoscaler import Loop
 from foresail_operator.metrics import PrometheusSource, Signals
 from foresail_operator.spec import LLMDeploymentSpec, parse_spec
 from tests.helpers import wait_for
-from tests.reliability.fake_prometheus import FakePrometheus
-
-KEY = ("default", "tiny")
-BODY = {"metadata": {"name": "tiny", "namespace": "default"}, "status": {}}
-DEPLOYMENT = {"spec": {"replicas": 3}, "status": {"readyReplicas": 3}}
+from tests.operator.advisory import KEY, decisions
 
 
 def spec(unit: str, capacity: float) -> LLMDeploymentSpec:
@@ -39,32 +32,19 @@ def spec(unit: str, capacity: float) -> LLMDeploymentSpec:
                                        "slo": {"capacityPerReplica": capacity}}})
 
 
-async def decide(llmd: LLMDeploymentSpec, values: dict[str, str] | None = None) -> tuple[Loop, Decision]:
-    fake = FakePrometheus([KEY], values=values).start()
-    try:
-        collector = Collector(PrometheusSource(fake.url, timeout_s=2.0, window="10s"), period_s=1.0)
-        loop = Loop(KEY, forecast_step_s=60.0)
-        await collector.collect_once()
-        decision = await step(loop, None, collector, BODY, llmd, DEPLOYMENT, [],  # type: ignore[arg-type]
-                              logging.getLogger("test"))
-        return loop, decision
-    finally:
-        fake.stop()
-
-
 async def test_tokens_per_second_set_the_replica_count() -> None:
-    loop, decision = await decide(spec("tokens", 100))
+    loop, decision = await decisions(spec("tokens", 100))
     fields = loop.view["fields"]
     assert fields["forecast"]["demand"] == 375  # 300 prompt + 75 generated tokens/s
     assert fields["recommendedReplicas"] == 4 and "375 tok/s needs 4 replicas at 100 tok/s each" in decision.reason
     assert fields["capacity"]["perReplica"] == 100 and loop.view["conditions"]["MetricsAvailable"][0] is True
     # the same pods counted in requests: 1.5 req/s at 100 each needs 1, and the 3 found are kept
-    loop, decision = await decide(spec("requests", 100))
+    loop, decision = await decisions(spec("requests", 100))
     assert loop.view["fields"]["forecast"]["demand"] == 1.5 and loop.view["fields"]["recommendedReplicas"] == 3
 
 
 async def test_without_token_counters_the_replicas_are_held_and_the_condition_says_why() -> None:
-    loop, decision = await decide(spec("tokens", 100), {"prompt_tokens": "NaN", "generation_tokens": "NaN"})
+    loop, decision = await decisions(spec("tokens", 100), values={"prompt_tokens": "NaN", "generation_tokens": "NaN"})
     ok, reason, message = loop.view["conditions"]["MetricsAvailable"]
     assert (ok, reason) == (False, "NoData") and "no token counters for default/tiny" in message, message
     assert decision.replicas == 3 and "missing" in decision.reason
