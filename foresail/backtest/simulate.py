@@ -99,8 +99,16 @@ def simulate(
     trace_name: str = "",
     start_s: float = 0.0,
     record_forecast: bool = False,
+    blind_at_zero: bool = False,
 ) -> SimResult:
-    """Replay ``arrivals`` (demand units per step) through ``policy``."""
+    """Replay ``arrivals`` (demand units per step) through ``policy``.
+
+    The policy sees the previous step's demand rate and the backlog. With ``blind_at_zero``, the
+    deployment has no request-holding proxy, as Foresail's operator: while no replica is ready, what
+    arrives fails (missing the SLO) instead of queueing, and the policy sees what the operator sees when
+    no replica served the previous step: no demand and no queue at zero replicas (no pod counts requests),
+    and no data while replicas start (no pod exports metrics yet).
+    """
     a = np.asarray(arrivals, dtype=float)
     n = len(a)
     dt = cfg.interval_s
@@ -118,12 +126,17 @@ def simulate(
     events = 0
     lo = 0 if cfg.scale_to_zero else cfg.min_replicas
     prev_rate = a[0] / dt if n else 0.0
+    served_before = ready > 0  # whether a replica served the previous step
     for k in range(n):
         while starting and starting[0] <= k:
             starting.popleft()
             ready += 1
         provisioned = ready + len(starting)
-        obs = Observation(start_s + k * dt, prev_rate, backlog, ready, provisioned)
+        if blind_at_zero and not served_before:
+            unseen = 0.0 if provisioned == 0 else None  # nothing runs: zero; replicas starting: no data yet
+            obs = Observation(start_s + k * dt, unseen, unseen, ready, provisioned)
+        else:
+            obs = Observation(start_s + k * dt, prev_rate, backlog, ready, provisioned)
         d = policy.decide(obs)
         want = min(max(int(d.replicas), lo), cfg.max_replicas)
         if record_forecast and d.forecast_upper is not None:
@@ -144,12 +157,16 @@ def simulate(
                 ready -= drop
             provisioned = want
         served = ready * per_replica
-        backlog = max(0.0, backlog + a[k] - served)
-        met[k] = backlog <= ready * cfg.capacity * cfg.slo_wait_s + 1e-9
+        if blind_at_zero and ready == 0:  # no endpoint: what arrives fails rather than waiting
+            backlog, met[k] = 0.0, a[k] == 0
+        else:
+            backlog = max(0.0, backlog + a[k] - served)
+            met[k] = backlog <= ready * cfg.capacity * cfg.slo_wait_s + 1e-9
         prov_out[k] = provisioned
         ready_out[k] = ready
         backlog_out[k] = backlog
         prev_rate = a[k] / dt
+        served_before = ready > 0
     total = a.sum()
     attainment = float(a[met].sum() / total) if total > 0 else 1.0
     return SimResult(
