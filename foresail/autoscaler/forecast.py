@@ -124,8 +124,13 @@ class DemandForecaster:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.weights_ > 0, self.sums_ / np.maximum(self.weights_, 1e-12), np.nan)
 
-    def history_peak(self, start_s: float, end_s: float) -> float | None:
-        """Highest rate recorded over the steps that overlap ``[start_s, end_s)``; None if none was."""
+    def history_reaches(self, time_s: float) -> bool:
+        """True when the history (gaps included) goes back to ``time_s``."""
+        return self.start_bucket_ is not None and math.floor(time_s / self.step_s) >= self.start_bucket_
+
+    def history_peak(self, start_s: float, end_s: float, complete: bool = False) -> float | None:
+        """Highest rate recorded over the steps that overlap ``[start_s, end_s)``; None if none was (with
+        ``complete``, unless every one was)."""
         if self.start_bucket_ is None or end_s <= start_s:
             return None
         first = max(math.floor(start_s / self.step_s) - self.start_bucket_, 0)
@@ -133,7 +138,8 @@ class DemandForecaster:
         if last <= first:
             return None
         seen = self.weights_[first:last] > 0
-        if not seen.any():
+        whole = math.ceil(end_s / self.step_s) - math.floor(start_s / self.step_s)
+        if not seen.any() or (complete and (int(seen.sum()) < whole)):
             return None
         return float((self.sums_[first:last][seen] / self.weights_[first:last][seen]).max())
 

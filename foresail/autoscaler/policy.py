@@ -7,9 +7,10 @@ the reactive floor. Headroom comes from the forecast quantile and widens when re
 low. With ``slo_target`` set, an SLO governor multiplies the need by a factor that rises after each
 decision whose queue could not drain within the SLO and falls slowly otherwise, steering the share of such
 decisions to ``1 - slo_target`` (it buys attainment with replicas; off by default). With scale to zero,
-no replica runs to count requests, so a deployment at zero wakes ahead of demand that arrived a day or a
-week earlier in the coming cold start, and does not go to zero while such demand is due. Every decision
-says why in one sentence.
+no replica runs to count requests, so time at zero is recorded as unknown, a deployment goes to zero
+only where the same time a day and a week earlier was watched and quiet, wakes ahead of demand that
+arrived a day or a week earlier in the coming cold start, and does not go to zero while such demand is
+due. Every decision says why in one sentence.
 """
 
 from __future__ import annotations
@@ -274,16 +275,18 @@ class ForesailPolicy:
             )
         demand = max(float(obs.demand), 0.0)
         waiting = max(float(obs.waiting or 0.0), 0.0)
-        self.forecaster.observe(obs.time_s, demand, c.interval_s)
+        # at zero replicas no pod counts requests: what arrived is unknown, not zero
+        unseen = c.scale_to_zero and current == 0
+        self.forecaster.observe(obs.time_s, None if unseen else demand, c.interval_s)
         if demand > 0 or waiting > 0 or self._last_demand_s is None:
             self._last_demand_s = obs.time_s
         need = self._reactive_need(obs, demand, waiting)
         need.headroom = self._headroom(obs)
         peak = self._remember_peak(obs.time_s, demand)
         self._recent.append((obs.time_s, demand))
-        if c.predictive:
+        if c.predictive and not unseen:  # at zero the forecaster's recent history is a gap: it would be stale
             self._predict(obs, need, peak)
-        need.burst = math.ceil(peak / c.capacity - 1e-9) if need.headroom > 1.0 and c.predictive else 0
+        need.burst = math.ceil(peak / c.capacity - 1e-9) if need.headroom > 1.0 and c.predictive and not unseen else 0
         target = max(need.floor, need.predicted or 0, need.burst)
         steady = max(need.demand_floor, need.predicted or 0, need.burst)  # the same without the backlog's drain
         need.governor = self._governor(obs, waiting)
@@ -298,7 +301,8 @@ class ForesailPolicy:
                 need.woken = max(math.ceil(need.recurring / c.capacity - 1e-9), c.min_replicas, 1)
                 target, steady = max(target, need.woken), max(steady, need.woken)
         to_zero = (c.scale_to_zero and demand == 0 and waiting == 0 and idle_for >= c.idle_s
-                   and (need.f_up is None or need.f_up < 0.5 * c.capacity) and need.recurring == 0)
+                   and (need.f_up is None or need.f_up < 0.5 * c.capacity) and need.recurring == 0
+                   and self._was_idle(obs.time_s))
         if to_zero:
             target = steady = 0
         elif not (c.scale_to_zero and current == 0 and target == 0):  # else stay at zero: nothing demanded
@@ -358,6 +362,16 @@ class ForesailPolicy:
             peak = self.forecaster.history_peak(now_s - lag_s, now_s - lag_s + self.config.horizon_s)
             if peak is not None and peak > need.recurring:
                 need.recurring, need.recurring_lag = peak, lag
+
+    def _was_idle(self, now_s: float) -> bool:
+        """True when a day and a week before (where the history reaches back that far), the coming
+        ``idle_s`` were watched throughout and had no demand: zero replicas see nothing, so only a quiet
+        spell seen before is safe for them. A spell spent at zero is a gap, which is not quiet."""
+        window = max(self.config.idle_s, self.config.horizon_s)
+        known = [lag_s for lag_s, _ in RECURRENCE_LAGS_S if self.forecaster.history_reaches(now_s - lag_s)]
+        return bool(known) and all(
+            self.forecaster.history_peak(now_s - lag_s, now_s - lag_s + window, complete=True) == 0
+            for lag_s in known)
 
     def _predict(self, obs: Observation, need: _Need, peak: float) -> None:
         """Fill in the forecast over the cold-start window and the replicas its upper quantile needs."""
@@ -444,6 +458,9 @@ class ForesailPolicy:
                 why += " (reactive mode)"
         elif idle is not None:
             why = f"{idle} and none forecast: scale to zero"
+        elif target == 0 and c.scale_to_zero:
+            why = ("at zero replicas no demand is seen; a replica is asked for a cold start ahead of demand that "
+                   "came a day or a week earlier")
         else:
             why = f"bounds min {c.min_replicas}, max {c.max_replicas}"
         if target == c.max_replicas and base > c.max_replicas:

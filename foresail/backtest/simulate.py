@@ -115,6 +115,8 @@ def simulate(
     per_replica = cfg.capacity * dt
     cold = cfg.cold_steps
     ready = cfg.initial_replicas(a)
+    if blind_at_zero:  # its operator creates a deployment with at least one replica
+        ready = min(max(ready, 1), cfg.max_replicas)
     starting: deque[int] = deque()  # step at which each starting replica becomes ready, oldest first
     backlog = 0.0
     prov_out = np.zeros(n, dtype=np.int32)

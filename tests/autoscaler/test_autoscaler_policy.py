@@ -88,6 +88,7 @@ def test_scale_to_zero_after_idle():
     cfg = PolicyConfig(min_replicas=0, capacity=1.0, interval_s=60.0, scale_to_zero=True, idle_s=600.0,
                        predictive=False)
     p = ForesailPolicy(cfg)
+    p.warm_start(np.arange(-86400.0, -86400.0 + 3600, 60.0) + 60, np.zeros(60))  # a day ago: watched, idle
     current = p.decide(obs(0.0, 0.5, 1)).replicas
     for k in range(1, 10):
         current = p.decide(obs(k * 60.0, 0.0, current)).replicas

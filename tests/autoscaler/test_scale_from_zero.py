@@ -63,10 +63,12 @@ def test_demand_a_week_ago_wakes_it_too() -> None:
     assert woke[0] == pytest.approx(8 + 58 / 60) and "arrived a week ago" in woke[2]
 
 
-def test_without_history_a_deployment_at_zero_stays_there() -> None:
-    """Nothing recurs to wake it (requests at zero are not seen): the rule this guards is the only way back."""
+def test_without_a_day_of_history_it_does_not_go_to_zero() -> None:
+    """Zero replicas see nothing, so only a quiet spell watched a day or a week earlier makes zero safe."""
     decisions = run_day(office_hours, days_of_history=0, hours=12)
-    assert all(r == 0 for h, r, _ in decisions if h >= 0.5)
+    assert all(r >= 1 for _, r, _ in decisions)
+    quiet = run_day(office_hours, days_of_history=1, hours=12)
+    assert [r for h, r, _ in quiet if 2 <= h < 8] and all(r == 0 for h, r, _ in quiet if 2 <= h < 8)
 
 
 def test_a_pause_does_not_scale_to_zero_while_demand_is_due() -> None:
@@ -87,3 +89,18 @@ def test_history_peak_reads_the_steps_that_overlap_a_window() -> None:
     assert f.history_peak(30.0, 150.0) == 3.0  # overlaps [0, 60), [60, 120), [120, 180)
     assert f.history_peak(120.0, 180.0) == 2.0
     assert f.history_peak(300.0, 900.0) is None  # nothing recorded after 300 s
+
+
+def test_demand_missed_at_zero_is_unknown_so_the_next_day_stays_up() -> None:
+    """A new evening peak arrives while the deployment is at zero and is lost; that evening is recorded as
+    unknown, not as idle, so the next day the deployment stays up through it and serves it."""
+    def with_new_evening_peak(t: float) -> float:
+        evening = 20 <= ((t - T0) % DAY) / 3600 < 20.5
+        return 3.0 if t >= T0 + 7 * DAY and evening else office_hours(t)
+
+    decisions = run_day(with_new_evening_peak, days_of_history=7, hours=48)
+    per_day = int(DAY / STEP)
+    first = [r for h, r, _ in decisions[:per_day] if 20.1 <= h < 20.5]
+    second = [r for h, r, _ in decisions[per_day:] if 20.1 <= h < 20.5]
+    assert first and max(first) == 0, "at zero, the first evening's peak is not seen"
+    assert second and min(second) >= 3, "the next evening it is served"

@@ -71,6 +71,8 @@ def test_a_clock_jump_does_not_count_as_idle_time(jump: float) -> None:
     policy = ForesailPolicy(PolicyConfig(min_replicas=1, max_replicas=10, capacity=1.0, cold_start_s=60.0,
                                          interval_s=STEP, scale_down_stabilization_s=WINDOW, scale_to_zero=True,
                                          idle_s=600.0, predictive=False), forecast_step_s=60.0)
+    quiet_yesterday = [T0 - 86400 - HOUR + i * 60.0 for i in range(6 * 60)]  # watched and idle, so zero is safe
+    policy.warm_start(quiet_yesterday, [0.0] * len(quiet_yesterday))
     before = [T0 + i * STEP for i in range(40)]
     run(policy, before, [2.0] * len(before), replicas=2)
     idle = [before[-1] + STEP, before[-1] + STEP + jump, before[-1] + 2 * STEP + jump]  # two idle steps
