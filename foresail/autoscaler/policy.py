@@ -295,14 +295,14 @@ class ForesailPolicy:
         target = max(target, need.governed)
 
         idle_for = obs.time_s - self._last_demand_s
-        if c.scale_to_zero:
+        quiet = (c.scale_to_zero and demand == 0 and waiting == 0 and idle_for >= c.idle_s
+                 and (need.f_up is None or need.f_up < 0.5 * c.capacity))
+        if c.scale_to_zero and (current == 0 or quiet):  # what came a day or a week earlier decides
             self._recurrence(obs.time_s, need)
-            if current == 0 and need.recurring > 0:
-                need.woken = max(math.ceil(need.recurring / c.capacity - 1e-9), c.min_replicas, 1)
-                target, steady = max(target, need.woken), max(steady, need.woken)
-        to_zero = (c.scale_to_zero and demand == 0 and waiting == 0 and idle_for >= c.idle_s
-                   and (need.f_up is None or need.f_up < 0.5 * c.capacity) and need.recurring == 0
-                   and self._was_idle(obs.time_s))
+        if current == 0 and need.recurring > 0:
+            need.woken = max(math.ceil(need.recurring / c.capacity - 1e-9), c.min_replicas, 1)
+            target, steady = max(target, need.woken), max(steady, need.woken)
+        to_zero = quiet and need.recurring == 0 and self._was_idle(obs.time_s)
         if to_zero:
             target = steady = 0
         elif not (c.scale_to_zero and current == 0 and target == 0):  # else stay at zero: nothing demanded
@@ -315,9 +315,11 @@ class ForesailPolicy:
         action = "scale up" if replicas > current else "scale down" if replicas < current else "hold"
         arrow = f"{current}\u2192{replicas}" if replicas != current else f"{replicas}"
         why = self._reason(need, target, from_forecast, f"no demand for {idle_for:.0f} s" if to_zero else None)
-        if c.scale_to_zero and replicas > 0 and demand == 0 and idle_for >= c.idle_s and need.recurring > 0:
-            why += (f"; not scaling to zero: {need.recurring:.3g} {c.unit} arrived {need.recurring_lag} ago within "
-                    f"the next {c.horizon_s:.0f} s")
+        if quiet and not to_zero and replicas > 0:
+            why += ("; not scaling to zero: " + (
+                f"{need.recurring:.3g} {c.unit} arrived {need.recurring_lag} ago within the next {c.horizon_s:.0f} s"
+                if need.recurring > 0 else
+                "this time a day and a week earlier was not watched quiet, and at zero no demand is seen"))
         if replicas > target:
             why = (
                 f"{why}; scale-down limited to {replicas} by the highest recommendation still in its "

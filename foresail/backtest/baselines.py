@@ -224,11 +224,13 @@ class PolicySpec:
     knob: str | None
     default: float | None
     grid: tuple[float, ...]  # knob values, cheapest first
+    # a proxy holds and counts requests at zero replicas (as Knative's activator); Foresail's operator has none
+    proxy: bool = True
 
 
 UTIL_GRID = tuple(round(x, 2) for x in np.arange(1.0, 0.04, -0.05))
 POLICIES: dict[str, PolicySpec] = {
-    "foresail": PolicySpec("foresail", "slo_target", None, ()),  # untuned; the knob turns on its SLO governor
+    "foresail": PolicySpec("foresail", "slo_target", None, (), proxy=False),  # untuned; the knob: SLO governor
     "hpa": PolicySpec("hpa", "target_utilization", 0.8, UTIL_GRID),
     "kpa": PolicySpec("kpa", "target_utilization", 0.7, UTIL_GRID),
     "apa": PolicySpec("apa", "target_utilization", 0.8, UTIL_GRID),

@@ -60,9 +60,7 @@ def run_policy(p: Prepared, name: str, knob: float | None = None, record_forecas
     if name not in POLICIES:
         raise KeyError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
     policy = make_policy(name, p.sim, p.arrivals, p.start_s, knob)
-    # Foresail's operator has no request-holding proxy: at zero replicas it sees nothing (the baselines'
-    # systems are given one, as Knative's activator)
     res = simulate(policy, p.arrivals, p.sim, name, p.name, p.start_s, record_forecast=record_forecast,
-                   blind_at_zero=name == "foresail")
+                   blind_at_zero=not POLICIES[name].proxy)
     res.extra["knob"] = knob if knob is not None else POLICIES[name].default
     return res

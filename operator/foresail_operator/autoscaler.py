@@ -90,37 +90,28 @@ class Loop:
             self.policy.reconfigure(**changes)
         return config
 
-    def throughput(self, signals: Signals) -> float | None:
-        """What was completed per second in the deployment's unit: requests, or prompt + generated tokens
-        (None when the runtime's token counters have no series)."""
-        if self.unit == "requests":
-            return signals.requests or 0.0
-        if signals.prompt_tokens is None and signals.generation_tokens is None:
-            return None
-        return (signals.prompt_tokens or 0.0) + (signals.generation_tokens or 0.0)
+    def read(self, signals: Signals, now: float) -> tuple[float, float, float] | None:
+        """(completed per second, arrivals per second, units per request) in the deployment's unit, or
+        None when it counts tokens and the runtime's token counters have no series.
 
-    def per_request(self, signals: Signals) -> float:
-        """What one queued or running request counts for in the deployment's unit: 1, or the tokens per
-        completed request lately (``DEFAULT_TOKENS_PER_REQUEST`` until a completion was seen)."""
-        if self.unit == "requests":
-            return 1.0
-        done = self.throughput(signals)
-        if done and signals.requests and signals.requests > 0:
-            self.tokens_per_request = done / signals.requests
-        return self.tokens_per_request
-
-    def demand(self, signals: Signals, now: float) -> float | None:
-        """Arrivals per second in the deployment's unit: completions plus the growth of what is in the
-        system (queued + running requests, each counted at ``per_request``)."""
-        done = self.throughput(signals)
-        if done is None:
-            return None
+        Arrivals are completions plus the growth of what is in the system (queued + running requests).
+        A request counts for 1, or in tokens for the tokens per completed request lately
+        (``DEFAULT_TOKENS_PER_REQUEST`` until a completion was seen)."""
+        each = 1.0
+        done = signals.requests or 0.0
+        if self.unit == "tokens":
+            if signals.prompt_tokens is None and signals.generation_tokens is None:
+                return None
+            tokens = (signals.prompt_tokens or 0.0) + (signals.generation_tokens or 0.0)
+            if tokens > 0 and done > 0:
+                self.tokens_per_request = tokens / done
+            done, each = tokens, self.tokens_per_request
         in_system = (signals.waiting or 0.0) + (signals.running or 0.0)
         growth = 0.0
         if self.last_in_system is not None and self.last_time is not None and now > self.last_time:
             growth = max(0.0, (in_system - self.last_in_system) / (now - self.last_time))
         self.last_in_system, self.last_time = in_system, now
-        return done + growth * self.per_request(signals)
+        return done, done + growth * each, each
 
 
 def _capacity_source(model: CapacityModel, spec: LLMDeploymentSpec) -> str:
@@ -208,20 +199,19 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     loop.configure(spec, cold_start)
     assert loop.policy is not None and loop.capacity is not None
     signals, error = collector.lookup(loop.key, replicas=current)
-    demand = None
-    unit = UNIT_LABEL[loop.unit]
-    if signals is not None and (demand := loop.demand(signals, now)) is None:
+    demand, each, unit = None, 1.0, UNIT_LABEL[loop.unit]  # each: what a queued request counts for
+    measured = loop.read(signals, now) if signals is not None else None
+    if signals is not None and measured is None:
         signals, error = None, f"NoData: no token counters for {ns}/{name} (autoscaling.demandUnit is tokens)"
-    if signals is not None:
-        capacity = loop.capacity.observe(loop.throughput(signals), signals.waiting, ready, signals.ttft_p90,
-                                         signals.kv_cache)
+    if measured is not None:
+        done, demand, each = measured
+        capacity = loop.capacity.observe(done, signals.waiting, ready, signals.ttft_p90, signals.kv_cache)
         if capacity != loop.policy.config.capacity:
             loop.policy.reconfigure(capacity=capacity)
         if abs(capacity / loop.logged_capacity - 1) >= 0.1:  # say so when it has moved by a tenth or more
             logger.info("%s/%s: capacity per replica %.3g -> %.3g %s (%s)", ns, name, loop.logged_capacity,
                         capacity, unit, _capacity_source(loop.capacity, spec))
             loop.logged_capacity = capacity
-    each = loop.per_request(signals) if signals is not None else 1.0  # queued requests in the demand unit
     waiting = None if signals is None or signals.waiting is None else signals.waiting * each
     decision = loop.policy.decide(Observation(time_s=now, demand=demand, waiting=waiting, ready_replicas=ready,
                                               provisioned_replicas=current))

@@ -67,18 +67,24 @@ def test_without_a_day_of_history_it_does_not_go_to_zero() -> None:
     """Zero replicas see nothing, so only a quiet spell watched a day or a week earlier makes zero safe."""
     decisions = run_day(office_hours, days_of_history=0, hours=12)
     assert all(r >= 1 for _, r, _ in decisions)
+    night = [why for h, _, why in run_day(office_hours, days_of_history=0, predictive=False, hours=6) if h >= 1]
+    assert night and all("not scaling to zero: this time a day and a week earlier was not watched" in w
+                         for w in night), night[:1]
     quiet = run_day(office_hours, days_of_history=1, hours=12)
     assert [r for h, r, _ in quiet if 2 <= h < 8] and all(r == 0 for h, r, _ in quiet if 2 <= h < 8)
 
 
-def test_a_pause_does_not_scale_to_zero_while_demand_is_due() -> None:
+@pytest.mark.parametrize("predictive", [True, False])
+def test_a_pause_does_not_scale_to_zero_while_demand_is_due(predictive: bool) -> None:
     def lunch_break_today(t: float) -> float:
         return 0.0 if t >= T0 + 7 * DAY and 12 <= ((t - T0) % DAY) / 3600 < 12.5 else office_hours(t)
 
-    decisions = run_day(lunch_break_today, days_of_history=7, hours=14)
+    decisions = run_day(lunch_break_today, days_of_history=7, predictive=predictive, hours=14)
     assert all(r > 0 for h, r, _ in decisions if 9 <= h < 14), "yesterday's noon demand keeps a replica"
-    kept = [why for h, _, why in decisions if 12.2 <= h < 12.5]
-    assert kept and all("not scaling to zero: 5 req/s arrived a day ago within the next 180 s" in w for w in kept)
+    if not predictive:  # with no forecast to hold it, the reason names what keeps it from zero
+        kept = [why for h, _, why in decisions if 12.2 <= h < 12.5]
+        assert kept and all("not scaling to zero: 5 req/s arrived a day ago within the next 180 s" in w
+                            for w in kept), kept
 
 
 def test_history_peak_reads_the_steps_that_overlap_a_window() -> None:

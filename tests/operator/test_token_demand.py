@@ -53,12 +53,13 @@ async def test_without_token_counters_the_replicas_are_held_and_the_condition_sa
 def test_queued_requests_count_at_the_recent_tokens_per_request() -> None:
     loop = Loop(KEY, forecast_step_s=60.0)
     loop.configure(spec("tokens", 100), None)
-    assert loop.per_request(Signals(waiting=4.0)) == 1000.0  # no completion seen yet: the default
+    idle = loop.read(Signals(requests=0.0, prompt_tokens=0.0, generation_tokens=0.0, waiting=4.0), now=90.0)
+    assert idle == (0.0, 0.0, 1000.0)  # no completion seen yet: the default
     busy = Signals(requests=2.0, prompt_tokens=400.0, generation_tokens=100.0, waiting=4.0)
-    assert loop.per_request(busy) == 250.0
-    assert loop.demand(busy, now=100.0) == 500.0
+    assert loop.read(busy, now=100.0) == (500.0, 500.0, 250.0)
     more = Signals(requests=2.0, prompt_tokens=400.0, generation_tokens=100.0, waiting=8.0)
-    assert loop.demand(more, now=110.0) == pytest.approx(500.0 + 4 / 10 * 250.0)  # 4 more queued in 10 s
+    assert loop.read(more, now=110.0) == pytest.approx((500.0, 500.0 + 4 / 10 * 250.0, 250.0))  # 4 more in 10 s
+    assert loop.read(Signals(requests=2.0, waiting=8.0), now=120.0) is None  # no token series
 
 
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus (make install)")
