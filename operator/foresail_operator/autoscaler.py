@@ -26,6 +26,7 @@ import numpy as np
 from foresail.autoscaler.capacity import CapacityModel
 from foresail.autoscaler.policy import Decision, ForesailPolicy, Observation, PolicyConfig
 from foresail_operator import telemetry
+from foresail_operator.activator import requests_waiting
 from foresail_operator.collector import Collector
 from foresail_operator.kube import KubeClient
 from foresail_operator.metrics import MetricsError, Signals
@@ -213,6 +214,9 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
                         capacity, unit, _capacity_source(loop.capacity, spec))
             loop.logged_capacity = capacity
     waiting = None if signals is None or signals.waiting is None else signals.waiting * each
+    held = requests_waiting(body, now)
+    if waiting is not None and held:  # requests held at the activator: no pod counts them
+        waiting = max(waiting, held * each)
     decision = loop.policy.decide(Observation(time_s=now, demand=demand, waiting=waiting, ready_replicas=ready,
                                               provisioned_replicas=current))
     target = decision.replicas

@@ -14,6 +14,7 @@ import kopf
 import prometheus_client
 
 from foresail_operator import GROUP, PLURAL, VERSION
+from foresail_operator.activator import requested_at
 from foresail_operator.autoscaler import Loop, backfill, step
 from foresail_operator.collector import Collector
 from foresail_operator.kube import ApiError, KubeClient
@@ -115,17 +116,18 @@ async def _refresh(memo: kopf.Memo, key: tuple[str, str], llmdeployments: kopf.I
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-async def on_llmdeployment(body: kopf.Body, reason: str, diff: kopf.Diff, name: str, namespace: str,
-                           logger: logging.Logger, memo: kopf.Memo, llmdeployments: kopf.Index,
+async def on_llmdeployment(body: kopf.Body, reason: str, diff: kopf.Diff, old: Any, new: Any, name: str,
+                           namespace: str, logger: logging.Logger, memo: kopf.Memo, llmdeployments: kopf.Index,
                            owned_deployments: kopf.Index, owned_pods: kopf.Index, **_: Any) -> None:
     """Create or update the owned Deployment and Service, then the status."""
-    manual = None
+    manual, wake = None, False
     if reason == "update":
-        manual = next((new for _op, field, _old, new in diff if field == ("spec", "replicas")), None)
+        manual = next((value for _op, field, _old, value in diff if field == ("spec", "replicas")), None)
+        wake = requested_at(new or {}) != requested_at(old or {})  # the activator stamped it anew
     raw = dict(body)
     key = (namespace, name)
     try:
-        await reconcile(memo.client, memo.config, raw, logger, manual_replicas=manual)
+        await reconcile(memo.client, memo.config, raw, logger, manual_replicas=manual, wake=wake)
     except SpecError as exc:
         memo.failures[key] = ("InvalidSpec", str(exc))
         await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods, body=raw)

@@ -69,11 +69,12 @@ async def _ensure(client: KubeClient, body: dict[str, Any], plural: str, api_ver
 
 
 async def reconcile(client: KubeClient, config: OperatorConfig, body: Mapping[str, Any],
-                    logger: logging.Logger, manual_replicas: int | None = None) -> dict[str, Any]:
+                    logger: logging.Logger, manual_replicas: int | None = None, wake: bool = False) -> dict[str, Any]:
     """Bring the owned Deployment and Service in line with the spec; return the Deployment.
 
     `manual_replicas` is a replica count written through the scale subresource (kubectl scale)
     while autoscaling is on: it is applied at once, clamped to [minReplicas, maxReplicas].
+    `wake`: the activator holds a request for this deployment, so one at zero gets a replica at once.
     """
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
@@ -86,18 +87,18 @@ async def reconcile(client: KubeClient, config: OperatorConfig, body: Mapping[st
     await _ensure(client, service, "services", "v1", None, logger, owner)
     live = await _ensure(client, deployment, "deployments", "apps/v1", initial_replicas(spec), logger, owner)
     current = int(live.get("spec", {}).get("replicas") or 0)
-    target = None
+    target, why = None, ""
     if not spec.autoscaling_on:
-        target = spec.fixed_replicas()
+        target, why = spec.fixed_replicas(), "spec.replicas"
     elif manual_replicas is not None:
-        target = spec.clamp(manual_replicas)
+        target, why = spec.clamp(manual_replicas), "manual scale"
+    elif wake and current == 0 and spec.autoscaling.mode != "advisory":
+        target, why = spec.clamp(1), "a request is waiting at the activator"
     elif spec.clamp(current) != current:
-        target = spec.clamp(current)  # min/max changed
+        target, why = spec.clamp(current), "minReplicas/maxReplicas"
     if target is not None and target != current:
         await set_replicas(client, namespace, name, target)
         live.setdefault("spec", {})["replicas"] = target
-        why = "spec.replicas" if not spec.autoscaling_on else (
-            "manual scale" if manual_replicas is not None else "minReplicas/maxReplicas")
         logger.info("scaled %s from %d to %d (%s)", name, current, target, why)
         kopf.info(owner, reason="Scaled", message=f"Scaled Deployment {name} from {current} to {target} ({why})")
         await record_scale(client, namespace, name, current, target, f"{why}: {current} -> {target}")

@@ -154,8 +154,9 @@ def workload_status(
     else:
         if desired == 0:
             conds.set("Ready", True, "ScaledToZero",
-                      "scaled to zero: requests fail and are not seen until a replica runs; one is asked for a "
-                      "cold start ahead of demand that came a day or a week earlier, or by kubectl scale")
+                      "scaled to zero: a request through the activator waits while a replica starts; sent to "
+                      "the Service it fails. A replica is also asked for a cold start ahead of demand that came "
+                      "a day or a week earlier, or by kubectl scale")
         elif ready >= desired:
             conds.set("Ready", True, "ReplicasReady", f"{ready}/{desired} replicas ready")
         else:

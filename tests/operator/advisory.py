@@ -24,7 +24,7 @@ THREE_READY = {"spec": {"replicas": 3}, "status": {"readyReplicas": 3}}
 
 async def decisions(spec: LLMDeploymentSpec, deployment: dict[str, Any] = THREE_READY, n: int = 1,
                     values: dict[str, str] | None = None, series: bool = True, loop: Loop | None = None,
-                    logger: logging.Logger | None = None) -> tuple[Loop, Decision]:
+                    logger: logging.Logger | None = None, body: dict[str, Any] = BODY) -> tuple[Loop, Decision]:
     """``n`` decisions for ``KEY`` against a FakePrometheus answering ``values`` per signal (no series at
     all with ``series=False``); returns the loop and the last decision."""
     fake = FakePrometheus([KEY] if series else [], values=values).start()
@@ -33,7 +33,7 @@ async def decisions(spec: LLMDeploymentSpec, deployment: dict[str, Any] = THREE_
         loop = loop or Loop(KEY, forecast_step_s=60.0)
         for _ in range(n):
             await collector.collect_once()
-            decision = await step(loop, None, collector, BODY, spec, deployment, [],  # type: ignore[arg-type]
+            decision = await step(loop, None, collector, body, spec, deployment, [],  # type: ignore[arg-type]
                                   logger or logging.getLogger("test"))
         return loop, decision
     finally:

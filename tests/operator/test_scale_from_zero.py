@@ -8,10 +8,13 @@ that as zero demand, so only the demand history can wake it.
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
 import numpy as np
+import pytest
 
 from foresail.autoscaler.policy import Decision
+from foresail_operator.activator import HELD_REQUESTS, REQUESTED_AT, STAMP_FRESH_S
 from foresail_operator.autoscaler import Loop
 from foresail_operator.spec import parse_spec
 from tests.operator.advisory import KEY, decisions
@@ -45,3 +48,22 @@ async def test_demand_a_day_ago_wakes_a_deployment_at_zero() -> None:
 async def test_without_it_the_deployment_stays_at_zero() -> None:
     loop, decision = await decide_at_zero(yesterday=0.0)
     assert loop.view["fields"]["recommendedReplicas"] == 0 and decision.action == "hold", decision.reason
+
+
+def stamped(age_s: float, held: str) -> dict:
+    """The LLMDeployment as the activator leaves it: stamped ``age_s`` ago with ``held`` requests."""
+    stamp = datetime.fromtimestamp(time.time() - age_s, timezone.utc).isoformat(timespec="milliseconds")
+    return {"metadata": {"name": "tiny", "namespace": "default",
+                         "annotations": {REQUESTED_AT: stamp, HELD_REQUESTS: held}}, "status": {}}
+
+
+@pytest.mark.parametrize("age_s, held, replicas", [(1.0, "1", 1), (1.0, "150", 3), (1.0, "garbage", 1),
+                                                   (STAMP_FRESH_S + 5, "150", 0)])
+async def test_requests_held_at_the_activator_count_as_queued_demand_at_zero(age_s: float, held: str,
+                                                                             replicas: int) -> None:
+    """No pod counts a request the activator holds: a fresh stamp's count stands for queued requests
+    (150 to drain within the 60-s horizon at 1 req/s per replica need 3); a stale one for none."""
+    loop = Loop(KEY, forecast_step_s=60.0)
+    loop.configure(SPEC, None)
+    loop, decision = await decisions(SPEC, AT_ZERO, series=False, loop=loop, body=stamped(age_s, held))
+    assert loop.view["fields"]["recommendedReplicas"] == replicas, decision.reason

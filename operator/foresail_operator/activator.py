@@ -1,0 +1,301 @@
+"""The activator: an OpenAI-compatible front door that holds requests while a deployment is at zero.
+
+Clients send their /v1/* requests here instead of to a deployment's Service. Each request is routed
+by its JSON ``model`` field to the LLMDeployment serving that model (``spec.model.servedModelName``,
+else its name) and forwarded to that deployment's Service, the answer streamed back as it comes.
+While the deployment has no ready replica the request is held: the activator stamps the annotation
+``activator.foresail.dev/requested-at`` on the LLMDeployment, with the number of requests held
+(again every ``STAMP_EVERY_S`` while requests wait), the operator scales a deployment at zero to one
+replica at once and counts the held requests as queued demand, and the request goes through when a
+replica is ready, or gets a 503 with Retry-After after the hold timeout. The part of Knative's
+activator and KubeAI's proxy that scale-to-zero needs, without their load balancing: the Service
+spreads the requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
+
+import aiohttp
+import prometheus_client
+from aiohttp import web
+
+from foresail_operator import GROUP, PLURAL, VERSION
+from foresail_operator.kube import ApiError, KubeClient, path_for
+
+REQUESTED_AT = "activator.foresail.dev/requested-at"  # not foresail.dev/: kopf ignores its own prefix
+HELD_REQUESTS = "activator.foresail.dev/held-requests"  # how many requests wait, as of REQUESTED_AT
+STAMP_EVERY_S = 5.0  # how often a deployment with held requests is stamped again
+STAMP_FRESH_S = 3 * STAMP_EVERY_S  # how long the operator counts a stamp as a request waiting
+POLL_S = 0.5  # how often a held request's deployment is read
+DIRECTORY_TTL_S = 1.0  # how long a listing of LLMDeployments routes requests
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+              "transfer-encoding", "upgrade", "content-length", "host"}
+
+REQUESTS = prometheus_client.Counter(
+    "foresail_activator_requests_total", "Requests by outcome: forwarded, held (then forwarded), timeout, "
+    "unknown_model, bad_request, overloaded, api_error, upstream_error", ["namespace", "llmdeployment", "outcome"])
+HELD = prometheus_client.Gauge("foresail_activator_held_requests", "Requests waiting for a ready replica",
+                               ["namespace", "llmdeployment"])
+HOLD_SECONDS = prometheus_client.Histogram(
+    "foresail_activator_hold_seconds", "How long held requests waited for a ready replica",
+    buckets=(1, 5, 15, 30, 60, 120, 180, 300, 450, 600, 900))
+
+log = logging.getLogger("foresail.activator")
+
+
+def requested_at(body: Mapping[str, Any]) -> float | None:
+    """When the activator last stamped this LLMDeployment (epoch seconds), or None."""
+    stamp = ((body.get("metadata") or {}).get("annotations") or {}).get(REQUESTED_AT)
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp() if stamp else None
+    except ValueError:
+        return None
+
+
+def requests_waiting(body: Mapping[str, Any], now: float) -> int:
+    """How many requests the activator holds for this LLMDeployment (0 unless its stamp is fresh)."""
+    stamp = requested_at(body)
+    if stamp is None or not -STAMP_EVERY_S <= now - stamp <= STAMP_FRESH_S:
+        return 0
+    held = ((body.get("metadata") or {}).get("annotations") or {}).get(HELD_REQUESTS, "1")
+    return max(int(held), 1) if str(held).isdigit() else 1
+
+
+def served_name(body: Mapping[str, Any]) -> str:
+    """The model name an LLMDeployment's pods answer to."""
+    model = (body.get("spec") or {}).get("model") or {}
+    return str(model.get("servedModelName") or body["metadata"]["name"])
+
+
+def ready_replicas(body: Mapping[str, Any]) -> int:
+    """Ready replicas as the operator last wrote them in status."""
+    return int((body.get("status") or {}).get("readyReplicas") or 0)
+
+
+class Refusal(Exception):
+    """A request the activator answers itself, with an OpenAI-style error and the outcome it counts as."""
+
+    def __init__(self, status: int, outcome: str, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.status, self.outcome, self.message, self.retry_after_s = status, outcome, message, retry_after_s
+
+    def response(self) -> web.Response:
+        headers = {"Retry-After": str(round(self.retry_after_s))} if self.retry_after_s else None
+        kind = "invalid_request_error" if self.status < 500 else "service_unavailable"
+        return web.json_response({"error": {"message": self.message, "type": kind, "code": self.status}},
+                                 status=self.status, headers=headers)
+
+
+@dataclass
+class _Hold:
+    """The requests held for one deployment and the task that wakes it."""
+
+    waiters: int = 0
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # set when a replica is ready or `gone` is
+    task: asyncio.Task | None = None
+    gone: bool = False  # the LLMDeployment was deleted meanwhile
+
+
+class Activator:
+    """Routes, holds and forwards requests; see the module docstring."""
+
+    def __init__(self, client: KubeClient, upstream: Callable[[str, str], str], namespaces: tuple[str, ...] = (),
+                 hold_timeout_s: float = 600.0, max_held: int = 1000) -> None:
+        """``upstream(namespace, name)``: the base URL of a deployment's Service."""
+        self.client, self.namespaces, self.upstream = client, namespaces, upstream
+        self.hold_timeout_s, self.max_held = hold_timeout_s, max_held
+        self._listing: tuple[float, list[dict[str, Any]]] = (-1.0, [])
+        self._holds: dict[tuple[str, str], _Hold] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    def app(self) -> web.Application:
+        """The aiohttp application: /v1/* (routed), /v1/models, /healthz, /metrics."""
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_route("*", "/v1/{tail:.*}", self._route)
+        app.on_cleanup.append(self._close)
+        return app
+
+    # ---- routing ------------------------------------------------------------------------
+    async def _deployments(self) -> list[dict[str, Any]]:
+        """The LLMDeployments in the watched namespaces (listed at most once per DIRECTORY_TTL_S)."""
+        at, items = self._listing
+        if time.monotonic() - at > DIRECTORY_TTL_S:
+            items = []
+            for ns in self.namespaces or (None,):
+                items += (await self.client.request("GET", path_for(f"{GROUP}/{VERSION}", PLURAL, ns)))["items"]
+            self._listing = (time.monotonic(), items)
+        return items
+
+    async def _find(self, model: str) -> dict[str, Any]:
+        """The one LLMDeployment serving ``model``; Refusal when none or several do."""
+        matches = [d for d in await self._deployments() if served_name(d) == model]
+        if not matches:
+            known = sorted({served_name(d) for d in await self._deployments()})
+            raise Refusal(404, "unknown_model", f"no LLMDeployment serves model {model!r}; served models: "
+                               f"{', '.join(known) or 'none'}")
+        if len(matches) > 1:
+            where = ", ".join(f"{d['metadata']['namespace']}/{d['metadata']['name']}" for d in matches)
+            raise Refusal(400, "bad_request", f"model {model!r} is served by several LLMDeployments ({where}); "
+                               "give each a distinct spec.model.servedModelName")
+        return matches[0]
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def _models(self, _: web.Request) -> web.Response:
+        try:
+            items = await self._deployments()
+        except ApiError as exc:
+            return Refusal(503, "api_error", f"cannot list LLMDeployments: {exc.message}", 5).response()
+        data = [{"id": served_name(d), "object": "model", "owned_by": "foresail",
+                 "llmdeployment": f"{d['metadata']['namespace']}/{d['metadata']['name']}",
+                 "ready_replicas": ready_replicas(d)} for d in items]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        return web.Response(body=prometheus_client.generate_latest(),
+                            headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        labels = ("", "")
+        try:
+            try:
+                model = json.loads(body or b"{}").get("model")
+            except (ValueError, AttributeError):
+                model = None
+            if not isinstance(model, str) or not model:
+                raise Refusal(400, "bad_request", "the request body must be a JSON object with a \"model\" "
+                                                  "field naming the model (GET /v1/models lists them)")
+            try:
+                target = await self._find(model)
+            except ApiError as exc:
+                raise Refusal(503, "api_error", f"cannot look up model {model!r}: {exc.message}", 5) from exc
+            labels = (target["metadata"]["namespace"], target["metadata"]["name"])
+            held = ready_replicas(target) == 0
+            if not held:
+                try:
+                    response = await self._forward(request, body, labels)
+                except Refusal as refusal:
+                    if refusal.outcome != "upstream_error":
+                        raise
+                    held = True  # the listing is up to a second old: its replicas may have just gone
+            if held:
+                await self._hold(labels)
+                # the Service's endpoints may trail the status by a moment
+                response = await self._forward(request, body, labels, retry_s=10.0)
+            REQUESTS.labels(*labels, "held" if held else "forwarded").inc()
+            return response
+        except Refusal as refusal:
+            REQUESTS.labels(*labels, refusal.outcome).inc()
+            return refusal.response()
+
+    # ---- holding ------------------------------------------------------------------------
+    async def _hold(self, key: tuple[str, str]) -> None:
+        """Wait until the deployment has a ready replica, waking it; Refusal after the hold timeout."""
+        hold = self._holds.setdefault(key, _Hold())
+        if hold.waiters >= self.max_held:
+            raise Refusal(503, "overloaded", f"{self.max_held} requests are already waiting for {key[0]}/{key[1]} to "
+                               "start a replica; try again later", 30)
+        hold.waiters += 1
+        HELD.labels(*key).inc()
+        if hold.task is None:
+            hold.task = asyncio.create_task(self._wake(key, hold))
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(hold.ready.wait(), self.hold_timeout_s)
+            if hold.gone:
+                raise Refusal(404, "unknown_model", f"{key[0]}/{key[1]} was deleted while the request waited")
+        except asyncio.TimeoutError:
+            raise Refusal(503, "timeout", await self._timeout_message(key), 30) from None
+        finally:
+            hold.waiters -= 1
+            HELD.labels(*key).dec()
+            HOLD_SECONDS.observe(time.monotonic() - started)
+
+    async def _wake(self, key: tuple[str, str], hold: _Hold) -> None:
+        """While anyone waits: stamp the deployment every STAMP_EVERY_S and read it until a replica is ready."""
+        ns, name = key
+        path = path_for(f"{GROUP}/{VERSION}", PLURAL, ns, name)
+        stamped: float | None = None
+        try:
+            while hold.waiters > 0:
+                try:
+                    body = await self.client.get(path)
+                    if body is None or ready_replicas(body) > 0:
+                        hold.gone = body is None
+                        hold.ready.set()
+                        return
+                    if (stamped is None or time.monotonic() - stamped >= STAMP_EVERY_S):
+                        stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+                        await self.client.merge_patch(path, {"metadata": {"annotations": {
+                            REQUESTED_AT: stamp, HELD_REQUESTS: str(hold.waiters)}}})
+                        if stamped is None:
+                            log.info("%s/%s has no ready replica: holding requests and asking for one", ns, name)
+                        stamped = time.monotonic()
+                except ApiError as exc:
+                    log.warning("%s/%s: cannot read or stamp the LLMDeployment: %s", ns, name, exc)
+                await asyncio.sleep(POLL_S)
+        finally:
+            if self._holds.get(key) is hold:
+                del self._holds[key]
+
+    async def _timeout_message(self, key: tuple[str, str]) -> str:
+        """Why a held request gave up, with the deployment's Ready condition when it can be read."""
+        text = f"{key[0]}/{key[1]} has no ready replica after {self.hold_timeout_s:.0f} s"
+        try:
+            body = await self.client.get(path_for(f"{GROUP}/{VERSION}", PLURAL, *key)) or {}
+        except ApiError:
+            return text
+        ready = next((c for c in (body.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
+        return f"{text} (Ready: {ready['message']})" if ready.get("message") else text
+
+    # ---- forwarding ---------------------------------------------------------------------
+    async def _forward(self, request: web.Request, body: bytes, key: tuple[str, str],
+                       retry_s: float = 0.0) -> web.StreamResponse:
+        """Send the request to the deployment's Service and stream the answer back; retry a refused
+        connection for ``retry_s`` (nothing was sent then)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(auto_decompress=False, timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=10))
+        url = self.upstream(*key).rstrip("/") + request.rel_url.path_qs
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        deadline = time.monotonic() + retry_s
+        while True:
+            try:
+                upstream = await self._session.request(request.method, url, data=body, headers=headers)
+                break
+            except aiohttp.ClientConnectorError as exc:
+                if time.monotonic() >= deadline:
+                    raise Refusal(502, "upstream_error", f"cannot reach {key[0]}/{key[1]} at {url}: {exc}", 5) from exc
+                await asyncio.sleep(POLL_S)
+        async with upstream:
+            response = web.StreamResponse(status=upstream.status, headers={
+                k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP})
+            await response.prepare(request)
+            try:
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+            except aiohttp.ClientError as exc:  # the answer has begun: it can only be cut short
+                log.warning("%s/%s: the answer broke off: %s", key[0], key[1], exc)
+                return response
+            await response.write_eof()
+            return response
+
+    async def _close(self, _: web.Application) -> None:
+        for hold in self._holds.values():
+            if hold.task is not None:
+                hold.task.cancel()
+        if self._session is not None:
+            await self._session.close()
+        await self.client.close()

@@ -1,0 +1,49 @@
+"""`foresail activator`: serve the activator (see foresail_operator.activator)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `foresail activator` (the environment variable of each is its default)."""
+    env = os.environ.get
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, else $KUBECONFIG)")
+    parser.add_argument("--namespace", "-n", action="append", default=[],
+                        help="route only to LLMDeployments in this namespace (repeatable; default: all)")
+    parser.add_argument("--host", default=env("FORESAIL_ACTIVATOR_HOST", "0.0.0.0"), help="address to listen on")
+    parser.add_argument("--port", type=int, default=int(env("FORESAIL_ACTIVATOR_PORT", "8080")),
+                        help="port of /v1/*, /healthz and /metrics (FORESAIL_ACTIVATOR_PORT, default 8080)")
+    parser.add_argument("--upstream", default=env("FORESAIL_ACTIVATOR_UPSTREAM", "http://{name}.{namespace}.svc:8000"),
+                        help="URL of a deployment's Service, with {name} and {namespace} "
+                             "(FORESAIL_ACTIVATOR_UPSTREAM, default http://{name}.{namespace}.svc:8000)")
+    parser.add_argument("--hold-timeout", type=float, default=float(env("FORESAIL_ACTIVATOR_HOLD_TIMEOUT", "600")),
+                        help="seconds a request waits for a ready replica before a 503 "
+                             "(FORESAIL_ACTIVATOR_HOLD_TIMEOUT, default 600)")
+    parser.add_argument("--max-held", type=int, default=int(env("FORESAIL_ACTIVATOR_MAX_HELD", "1000")),
+                        help="requests held per deployment before new ones get a 503 (default 1000)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Log in like the operator does, then serve until stopped."""
+    import kopf
+    from aiohttp import web
+
+    from foresail_operator.activator import Activator
+    from foresail_operator.kube import KubeClient
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = os.path.abspath(args.kubeconfig)
+    settings = kopf.OperatorSettings()
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+    if info is None:
+        raise SystemExit("no Kubernetes credentials: run in a pod with a service account, or pass --kubeconfig")
+    def upstream(namespace: str, name: str) -> str:
+        return str(args.upstream).format(namespace=namespace, name=name)
+
+    activator = Activator(KubeClient(info), upstream, tuple(args.namespace), args.hold_timeout, args.max_held)
+    web.run_app(activator.app(), host=args.host, port=args.port, print=None, access_log=None)
+    return 0

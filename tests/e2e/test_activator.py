@@ -1,0 +1,91 @@
+"""Scale from zero through the activator, with every real part: API test server, operator process,
+Prometheus, and a real inference process started by the pod runner after a cold-start delay.
+
+The activator runs in this process (its class, on a real port) because its upstream, a deployment's
+Service, is a kube-proxy address that cannot exist here: it is given the ready process's URL instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+import time
+from typing import Iterator
+
+import pytest
+import requests
+from aiohttp import web
+
+import kopf
+from foresail.demo.prometheus import free_port
+from foresail.demo.stack import LocalStack
+from foresail_operator.activator import Activator
+from foresail_operator.kube import KubeClient
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus (make install)"),
+]
+COLD_START_S = 3.0
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[LocalStack]:
+    workdir = tmp_path_factory.mktemp("activator")
+    with LocalStack(workdir, cold_start_s=COLD_START_S) as st:
+        yield st
+        print((workdir / "operator.log").read_text()[-6000:])
+
+
+@pytest.fixture(scope="module")
+def activator(stack: LocalStack) -> Iterator[str]:
+    """The activator on a free port, in a thread with its own event loop."""
+    def upstream(namespace: str, name: str) -> str:
+        ready = stack.runner.endpoints(namespace, name)
+        return ready[0] if ready else "http://127.0.0.1:9"  # none: a refused connection, as from a Service
+
+    app = Activator(KubeClient(kopf.ConnectionInfo(server=stack.url, insecure=True)), upstream).app()
+    runner, port, loop = web.AppRunner(app), free_port(), asyncio.new_event_loop()
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
+    loop.run_until_complete(runner.cleanup())
+    loop.close()
+
+
+def test_a_request_at_zero_wakes_the_deployment_and_is_answered(stack: LocalStack, activator: str):
+    stack.apply({"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": "tiny"},
+                 "spec": {"model": {"source": "builtin:tiny"}, "replicas": 0, "minReplicas": 1,
+                          "autoscaling": {"intervalSeconds": 5, "scaleToZero": {"enabled": True}}}})
+    deadline = time.monotonic() + 60
+    while stack.deployment("tiny") is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert stack.deployment("tiny")["spec"]["replicas"] == 0 and stack.runner.ready_count("default", "tiny") == 0
+    started = time.monotonic()
+    rsp = requests.post(activator + "/v1/chat/completions", timeout=180, json={
+        "model": "tiny", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 8})
+    waited = time.monotonic() - started
+    assert rsp.status_code == 200, rsp.text
+    assert rsp.json()["choices"][0]["message"]["content"]
+    assert waited >= COLD_START_S  # it was held through the cold start, not answered by a running pod
+    history = stack.llmd("tiny")["status"]["history"]
+    assert history[0]["reason"] == "a request is waiting at the activator: 0 -> 1", history
+    print(f"answered after {waited:.1f} s at zero (cold start {COLD_START_S:.0f} s + model load)")
+
+    # with a replica ready, requests go straight through; a streamed answer arrives as server-sent events
+    started = time.monotonic()
+    with requests.post(activator + "/v1/completions", stream=True, timeout=60, json={
+            "model": "tiny", "prompt": "Once upon", "max_tokens": 8, "stream": True}) as streamed:
+        assert streamed.status_code == 200 and streamed.headers["Content-Type"].startswith("text/event-stream")
+        events = [line for line in streamed.iter_lines() if line.startswith(b"data: ")]
+    assert len(events) >= 2 and events[-1] == b"data: [DONE]", events
+    assert time.monotonic() - started < COLD_START_S
+    metrics = requests.get(activator + "/metrics", timeout=5).text
+    assert 'foresail_activator_requests_total{llmdeployment="tiny",namespace="default",outcome="held"} 1.0' in metrics
+    assert 'foresail_activator_requests_total{llmdeployment="tiny",namespace="default",outcome="forwarded"} 1.0' \
+        in metrics

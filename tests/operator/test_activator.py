@@ -1,0 +1,164 @@
+"""The activator (`foresail activator`, a real process over HTTP) and the operator's answer to it.
+
+Errors the activator answers itself need no inference server: an unknown model, a body without one,
+a deployment that never gets a replica, too many held requests, a deployment deleted meanwhile. The
+operator's side runs the real operator process against the API test server with simulated pods. The
+whole path with real inference processes is tests/e2e/test_activator.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+
+from foresail.demo.prometheus import free_port
+from foresail_operator.activator import HELD_REQUESTS, REQUESTED_AT, requested_at
+from tests.helpers import wait_for
+from tests.operator.conftest import LLMD
+
+TIMEOUT_S = 2
+
+
+def llmd(name: str, **spec: object) -> dict:
+    return {"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": name},
+            "spec": {"model": {"source": "builtin:tiny"}, **spec}}
+
+
+# nothing will ever start a replica
+AT_ZERO_OFF = {"replicas": 0, "autoscaling": {"mode": "off", "scaleToZero": {"enabled": True}}}
+
+
+@pytest.fixture
+def activator(cluster, tmp_path: Path) -> Iterator[str]:
+    """`foresail activator` on a free port, holding requests for TIMEOUT_S at most and one at a time."""
+    port = free_port()
+    log = open(tmp_path / "activator.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "foresail", "activator", "--kubeconfig", str(cluster.kubeconfig),
+                             "--host", "127.0.0.1", "--port", str(port), "--hold-timeout", str(TIMEOUT_S),
+                             "--max-held", "1", "--upstream", "http://127.0.0.1:9"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            return requests.get(url + "/healthz", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_for(healthy, timeout=30, what="the activator's /healthz")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+        print((tmp_path / "activator.log").read_text()[-3000:])
+
+
+def chat(url: str, model: object, timeout: float = 30) -> requests.Response:
+    return requests.post(url + "/v1/chat/completions", timeout=timeout,
+                         json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
+
+
+def metric(url: str, outcome: str) -> float:
+    text = requests.get(url + "/metrics", timeout=5).text
+    lines = [ln for ln in text.splitlines()
+             if ln.startswith("foresail_activator_requests_total{") and f'outcome="{outcome}"' in ln]
+    return sum(float(ln.rsplit(" ", 1)[1]) for ln in lines)
+
+
+def test_a_request_without_a_model_or_for_an_unknown_one_gets_a_clear_error(cluster, activator: str):
+    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
+    rsp = requests.post(activator + "/v1/chat/completions", data=b"not json", timeout=10)
+    assert rsp.status_code == 400 and '"model" field' in rsp.json()["error"]["message"]
+    rsp = chat(activator, ["tiny"])
+    assert rsp.status_code == 400
+    rsp = chat(activator, "nope")
+    assert rsp.status_code == 404, rsp.text
+    assert rsp.json()["error"]["message"] == "no LLMDeployment serves model 'nope'; served models: tiny"
+    models = requests.get(activator + "/v1/models", timeout=10).json()["data"]
+    assert [(m["id"], m["llmdeployment"], m["ready_replicas"]) for m in models] == [("tiny", "default/tiny", 0)]
+    assert metric(activator, "bad_request") == 2 and metric(activator, "unknown_model") == 1
+
+
+def test_two_deployments_serving_one_model_name_are_refused(cluster, activator: str):
+    for name in ("a", "b"):
+        cluster.kube.create(LLMD.format(ns="default"), llmd(name, **AT_ZERO_OFF, model={
+            "source": "builtin:tiny", "servedModelName": "shared"}))
+    rsp = chat(activator, "shared")
+    assert rsp.status_code == 400 and "default/a, default/b" in rsp.json()["error"]["message"], rsp.text
+
+
+def test_a_held_request_times_out_with_the_reason_and_the_next_one_is_refused_while_it_waits(cluster, activator: str):
+    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
+    answers: list[requests.Response] = []
+    held = threading.Thread(target=lambda: answers.append(chat(activator, "tiny")))
+    started = time.monotonic()
+    held.start()
+    wait_for(lambda: requested_at(cluster.kube.get(LLMD.format(ns="default") + "/tiny") or {}),
+             what="the activator's stamp on the LLMDeployment")
+    second = chat(activator, "tiny")  # --max-held 1: refused at once, not held
+    assert second.status_code == 503 and "1 requests are already waiting" in second.json()["error"]["message"]
+    held.join(timeout=30)
+    waited = time.monotonic() - started
+    rsp = answers[0]
+    assert rsp.status_code == 503 and rsp.headers["Retry-After"] == "30"
+    assert rsp.json()["error"]["message"].startswith(f"default/tiny has no ready replica after {TIMEOUT_S} s")
+    assert TIMEOUT_S <= waited < TIMEOUT_S + 5
+    annotations = cluster.kube.get(LLMD.format(ns="default") + "/tiny")["metadata"]["annotations"]
+    assert annotations[REQUESTED_AT].endswith("+00:00") and annotations[HELD_REQUESTS] == "1"
+    assert metric(activator, "timeout") == 1 and metric(activator, "overloaded") == 1
+
+
+def test_a_request_held_for_a_deployment_that_is_deleted_gets_a_404(cluster, activator: str):
+    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
+    answers: list[requests.Response] = []
+    held = threading.Thread(target=lambda: answers.append(chat(activator, "tiny")))
+    held.start()
+    wait_for(lambda: requested_at(cluster.kube.get(LLMD.format(ns="default") + "/tiny") or {}), what="the stamp")
+    cluster.kube.delete(LLMD.format(ns="default") + "/tiny")
+    held.join(timeout=30)
+    assert answers[0].status_code == 404
+    assert answers[0].json()["error"]["message"] == "default/tiny was deleted while the request waited"
+
+
+@pytest.mark.parametrize("mode, woken", [("predictive", 1), ("reactive", 1), ("advisory", 0)])
+def test_the_operator_gives_a_stamped_deployment_at_zero_a_replica_at_once(cluster, operator, mode: str, woken: int):
+    """A long interval, so that only the stamp's handler (not the decision loop) can act in time."""
+    path = LLMD.format(ns="default") + "/tiny"
+    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", replicas=0, minReplicas=1, autoscaling={
+        "mode": mode, "intervalSeconds": 600, "scaleToZero": {"enabled": True}}))
+    deployment = "/apis/apps/v1/namespaces/default/deployments/tiny"
+    wait_for(lambda: cluster.kube.get(deployment), timeout=30, what="the owned Deployment")
+    assert cluster.kube.get(deployment)["spec"]["replicas"] == 0
+    cluster.kube.merge(path, {"metadata": {"annotations": {REQUESTED_AT: "2026-01-01T00:00:00.000+00:00"}}})
+    if woken:
+        wait_for(lambda: cluster.kube.get(deployment)["spec"]["replicas"] == 1, timeout=20, what="replicas 1")
+        status = wait_for(lambda: (cluster.kube.get(path) or {}).get("status", {}).get("lastScaleReason"), timeout=10)
+        assert status == "a request is waiting at the activator: 0 -> 1"
+        wait_for(lambda: (cluster.kube.get(path) or {}).get("status", {}).get("readyReplicas") == 1, timeout=20,
+                 what="status.readyReplicas 1 (what the activator waits for)")
+    else:
+        time.sleep(3)
+        assert cluster.kube.get(deployment)["spec"]["replicas"] == 0
+
+
+def test_a_deployment_whose_service_cannot_be_reached_gets_a_502_after_the_retries(cluster, activator: str):
+    """Status says one replica is ready, but nothing answers at the upstream (port 9): the request is held
+    as at zero (the status read anew says ready), the connection retried for 10 s, then a 502."""
+    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
+    cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
+    started = time.monotonic()
+    rsp = chat(activator, "tiny")
+    assert rsp.status_code == 502, rsp.text
+    assert rsp.json()["error"]["message"].startswith(
+        "cannot reach default/tiny at http://127.0.0.1:9/v1/chat/completions")
+    assert 10 <= time.monotonic() - started < 20
+    assert metric(activator, "upstream_error") == 1
