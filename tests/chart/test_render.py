@@ -35,7 +35,10 @@ EVERYTHING = {
 }
 VALUE_SETS = {"defaults": {}, "namespaced": NAMESPACED, "everything": EVERYTHING,
               "minimal": {"replicaCount": 1, "rbac": {"create": False}, "serviceAccount": {"create": False},
-                          "monitoring": {"dashboard": {"enabled": False}}}}
+                          "monitoring": {"dashboard": {"enabled": False}}},
+              # The optional activator (tests/chart/test_activator.py), with what shapes its objects.
+              "activator": {"activator": {"enabled": True}, "watchNamespaces": ["team-a"],
+                            "networkPolicy": {"enabled": True}, "monitoring": {"podMonitor": {"enabled": True}}}}
 
 
 def pod_templates(objects: list[dict]) -> list[dict]:
@@ -59,7 +62,7 @@ def test_lint_and_render_each_value_set(tmp_path: Path, name: str):
     lint = helm("lint", str(CHART), "--strict", "--namespace", RELEASE_NS, values=values, tmp=tmp_path)
     assert "0 chart(s) failed" in lint.stdout
     objects = render(tmp_path, values)
-    assert the(objects, "Deployment")["spec"]["replicas"] == values.get("replicaCount", 2)
+    assert find(objects, "Deployment", "fs-foresail")[0]["spec"]["replicas"] == values.get("replicaCount", 2)
     for obj in objects:  # everything namespaced lands in the release namespace or a watched one
         namespace = obj["metadata"].get("namespace")
         assert namespace in (None, RELEASE_NS, *values.get("watchNamespaces", ())), obj["metadata"]
@@ -82,7 +85,7 @@ def test_every_pod_runs_with_least_privilege(tmp_path: Path, name: str):
             assert context["capabilities"] == {"drop": ["ALL"]}
             assert context["seccompProfile"] == {"type": "RuntimeDefault"}
             assert "privileged" not in context
-        # The operator talks to the API, so its pod (and only its pod) opts in to the token.
+        # The operator and the activator talk to the API, so their pods (and only theirs) opt in to the token.
         assert spec["automountServiceAccountToken"] is True
         assert not spec.get("hostNetwork") and not spec.get("hostPID")
     for account in find(objects, "ServiceAccount"):
@@ -171,6 +174,12 @@ BAD_VALUES = [
     ({"runtimeImages": {"llamacpp": "x:1"}}, "Additional property llamacpp is not allowed"),
     ({"monitoring": {"podMonitor": {"interval": "often"}}}, "monitoring.podMonitor.interval: Does not match pattern"),
     ({"nodeSelector": {"gpu": True}}, "nodeSelector.gpu: Invalid type. Expected: string, given: boolean"),
+    ({"activator": {"holdTimeoutSeconds": 0}}, "activator.holdTimeoutSeconds: Must be greater than or equal to 1"),
+    ({"activator": {"port": 0}}, "activator.port: Must be greater than or equal to 1"),
+    ({"activator": {"enabled": "yes"}}, "activator.enabled: Invalid type. Expected: boolean, given: string"),
+    ({"activator": {"service": {"type": "ExternalName"}}},
+     "activator.service.type: activator.service.type must be one of"),
+    ({"activator": {"replicas": 2}}, "activator: Additional property replicas is not allowed"),
 ]
 
 

@@ -31,11 +31,40 @@ app.kubernetes.io/part-of: foresail
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
+{{/* Labels of the activator pods (its Deployment's and Service's selector: keep them stable). */}}
+{{- define "foresail.activatorSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "foresail.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: activator
+{{- end -}}
+
+{{- define "foresail.activatorLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "foresail.activatorSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: foresail
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
 {{- define "foresail.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "foresail.fullname" .) .Values.serviceAccount.name -}}
 {{- else -}}
 {{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The name of the activator's objects: the full name cut to leave room for "-activator". */}}
+{{- define "foresail.activatorName" -}}
+{{- printf "%s-activator" (include "foresail.fullname" . | trunc 53 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/* The activator's own account; without serviceAccount.create, the one the operator runs as. */}}
+{{- define "foresail.activatorServiceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- include "foresail.activatorName" . -}}
+{{- else -}}
+{{- include "foresail.serviceAccountName" . -}}
 {{- end -}}
 {{- end -}}
 
@@ -97,4 +126,14 @@ the operator queries the vLLM-style metrics grouped by exactly these two target 
   targetLabel: namespace
 - sourceLabels: [__meta_kubernetes_pod_label_foresail_dev_llmdeployment]
   targetLabel: llmdeployment
+{{- end -}}
+
+{{/*
+What the activator does in each namespace it serves: it reads LLMDeployments to route and to see
+ready replicas, and patches an annotation on one to ask the operator for a replica.
+*/}}
+{{- define "foresail.activatorRules" -}}
+- apiGroups: [foresail.dev]
+  resources: [llmdeployments]
+  verbs: [get, list, patch]
 {{- end -}}
