@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-replicas", type=int, default=1, help="default 1")
     parser.add_argument("--max-replicas", type=int, default=1000, help="default 1000")
     parser.add_argument("--scale-to-zero", action="store_true", help="allow zero replicas when idle")
+    parser.add_argument("--no-activator", action="store_true",
+                        help="with --scale-to-zero: Foresail without its activator, so requests at zero replicas "
+                             "fail (the baselines keep their request-holding proxy)")
     parser.add_argument("--match-slo", type=float, metavar="ATTAINMENT",
                         help="tune each baseline's knob to its cheapest single setting reaching this attainment "
                              "on every trace (e.g. 0.99); Foresail keeps its shipped defaults")
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         prepared = [
             prepare(load_trace(path), args.interval, args.cold_start, capacity, args.slo_wait, args.unit,
-                    args.fill_gaps, args.min_replicas, args.max_replicas, args.scale_to_zero)
+                    args.fill_gaps, args.min_replicas, args.max_replicas, args.scale_to_zero, not args.no_activator)
             for path in args.trace
         ]
     except TraceError as exc:

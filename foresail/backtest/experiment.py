@@ -36,6 +36,7 @@ def prepare(
     min_replicas: int = 1,
     max_replicas: int = 1000,
     scale_to_zero: bool = False,
+    activator: bool = True,
 ) -> Prepared:
     """Resample, pick the demand unit, bridge gaps if asked, and size capacity (``None`` = auto)."""
     tr = trace.fill_gaps() if fill_gaps else trace
@@ -51,7 +52,8 @@ def prepare(
             raise TraceError(f"{trace.name}: no demand at all, nothing to scale")
         capacity = p99 / AUTO_CAPACITY_REPLICAS
     label = "tok/s" if unit == "tokens" else "req/s"
-    sim = SimConfig(capacity, cold_start_s, slo_wait_s, interval_s, min_replicas, max_replicas, scale_to_zero, label)
+    sim = SimConfig(capacity, cold_start_s, slo_wait_s, interval_s, min_replicas, max_replicas, scale_to_zero, label,
+                    activator)
     return Prepared(tr.name, tr.group, demand, sim, tr.start_s, tr.gaps)
 
 
@@ -60,7 +62,8 @@ def run_policy(p: Prepared, name: str, knob: float | None = None, record_forecas
     if name not in POLICIES:
         raise KeyError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
     policy = make_policy(name, p.sim, p.arrivals, p.start_s, knob)
+    at_zero = "proxy" if POLICIES[name].proxy else "activator" if p.sim.activator else "none"
     res = simulate(policy, p.arrivals, p.sim, name, p.name, p.start_s, record_forecast=record_forecast,
-                   blind_at_zero=not POLICIES[name].proxy)
+                   at_zero=at_zero)
     res.extra["knob"] = knob if knob is not None else POLICIES[name].default
     return res

@@ -13,6 +13,12 @@ Per decision step ``k`` of ``interval_s`` seconds with arrivals ``A[k]`` (demand
 
 SLO attainment is the share of arrivals in steps that meet the SLO; cost is replica-hours of provisioned
 (ready + starting) replicas. Every run starts with the replicas the oracle would hold at step 0, ready.
+
+With scale to zero, what happens to requests at zero replicas is ``at_zero``: ``proxy``, a front door
+holds and counts them (Knative's activator, KEDA's HTTP add-on; the baselines); ``activator``,
+Foresail's activator holds them and shows the operator how many wait, not their rate; ``none``, no
+front door: they fail. With a front door, a deployment at zero asks for a replica at the step its
+first request arrives (the activator's wake), whatever the policy said.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from typing import Protocol
 import numpy as np
 
 from foresail.autoscaler.policy import Decision, Observation
+
+AT_ZERO = ("proxy", "activator", "none")  # what holds requests at zero replicas; see the module docstring
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,7 @@ class SimConfig:
     max_replicas: int = 1000
     scale_to_zero: bool = False
     unit: str = "req/s"
+    activator: bool = True  # Foresail's requests at zero are held by its activator (else they fail)
 
     @property
     def cold_steps(self) -> int:
@@ -99,23 +108,26 @@ def simulate(
     trace_name: str = "",
     start_s: float = 0.0,
     record_forecast: bool = False,
-    blind_at_zero: bool = False,
+    at_zero: str = "proxy",
 ) -> SimResult:
     """Replay ``arrivals`` (demand units per step) through ``policy``.
 
-    The policy sees the previous step's demand rate and the backlog. With ``blind_at_zero``, the
-    deployment has no request-holding proxy, as Foresail's operator: while no replica is ready, what
-    arrives fails (missing the SLO) instead of queueing, and the policy sees what the operator sees when
-    no replica served the previous step: no demand and no queue at zero replicas (no pod counts requests),
-    and no data while replicas start (no pod exports metrics yet).
+    The policy sees the previous step's demand rate and the backlog. With ``at_zero`` other than
+    ``proxy`` it sees what Foresail's operator sees when no replica served the previous step: no data
+    while replicas start (no pod exports metrics yet), and at zero replicas no demand (no pod counts
+    requests) and, as queue, what the activator holds (``activator``) or nothing (``none``, where what
+    arrives while no replica is ready fails, missing the SLO, instead of queueing).
     """
+    if at_zero not in AT_ZERO:
+        raise ValueError(f"at_zero must be one of {', '.join(AT_ZERO)}, not {at_zero!r}")
     a = np.asarray(arrivals, dtype=float)
     n = len(a)
     dt = cfg.interval_s
     per_replica = cfg.capacity * dt
     cold = cfg.cold_steps
     ready = cfg.initial_replicas(a)
-    if blind_at_zero:  # its operator creates a deployment with at least one replica
+    operator = at_zero != "proxy"  # Foresail's operator and what it sees
+    if operator:  # it creates a deployment with at least one replica
         ready = min(max(ready, 1), cfg.max_replicas)
     starting: deque[int] = deque()  # step at which each starting replica becomes ready, oldest first
     backlog = 0.0
@@ -134,13 +146,17 @@ def simulate(
             starting.popleft()
             ready += 1
         provisioned = ready + len(starting)
-        if blind_at_zero and not served_before:
-            unseen = 0.0 if provisioned == 0 else None  # nothing runs: zero; replicas starting: no data yet
-            obs = Observation(start_s + k * dt, unseen, unseen, ready, provisioned)
+        if operator and not served_before:
+            if provisioned == 0:  # nothing runs: no demand counted; the activator's held requests, if any
+                obs = Observation(start_s + k * dt, 0.0, backlog if at_zero == "activator" else 0.0, 0, 0)
+            else:  # replicas starting: no data yet
+                obs = Observation(start_s + k * dt, None, None, ready, provisioned)
         else:
             obs = Observation(start_s + k * dt, prev_rate, backlog, ready, provisioned)
         d = policy.decide(obs)
         want = min(max(int(d.replicas), lo), cfg.max_replicas)
+        if want == 0 and a[k] > 0 and at_zero != "none":  # a request at the front door wakes a replica
+            want = min(max(cfg.min_replicas, 1), cfg.max_replicas)
         if record_forecast and d.forecast_upper is not None:
             f_up[k] = d.forecast_upper  # type: ignore[index]
             f_med[k] = d.forecast_median if d.forecast_median is not None else np.nan  # type: ignore[index]
@@ -159,7 +175,7 @@ def simulate(
                 ready -= drop
             provisioned = want
         served = ready * per_replica
-        if blind_at_zero and ready == 0:  # no endpoint: what arrives fails rather than waiting
+        if at_zero == "none" and ready == 0:  # no endpoint: what arrives fails rather than waiting
             backlog, met[k] = 0.0, a[k] == 0
         else:
             backlog = max(0.0, backlog + a[k] - served)

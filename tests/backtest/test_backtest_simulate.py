@@ -66,18 +66,30 @@ def test_oracle_provisions_the_max_need_over_the_cold_start_window():
     assert res.replica_hours == pytest.approx(19 / 60)
 
 
-@pytest.mark.parametrize("blind", [False, True])
-def test_what_a_policy_sees_while_no_replica_serves(blind: bool):
+@pytest.mark.parametrize("at_zero", ["proxy", "activator", "none"])
+def test_what_a_policy_sees_while_no_replica_serves(at_zero: str):
     """Zero replicas at step 1, one asked for at step 2 and ready at step 4 (cold start 120 s)."""
     sim = SimConfig(capacity=1.0, cold_start_s=120.0, slo_wait_s=0.0, interval_s=60.0, scale_to_zero=True)
     arrivals = np.array([60.0, 0.0, 120.0, 60.0, 60.0, 60.0])
     pol = Schedule([1, 0, 1, 1, 1, 1])
-    res = simulate(pol, arrivals, sim, blind_at_zero=blind)
+    res = simulate(pol, arrivals, sim, at_zero=at_zero)
     seen = [(o.demand, o.waiting, o.provisioned_replicas) for o in pol.seen]
-    if not blind:  # a proxy holds and counts what arrives (the queue grows by 120 at step 2)
+    if at_zero == "proxy":  # a proxy holds and counts what arrives (the queue grows by 120 at step 2)
         assert seen[2:5] == [(0.0, 0.0, 0), (2.0, 120.0, 1), (1.0, 180.0, 1)]
-        assert list(res.backlog) == [0, 0, 120, 180, 180, 180] and list(res.met[1:]) == [True] + [False] * 4
+    elif at_zero == "activator":  # it holds what arrives and shows how much waits at zero, not while starting
+        assert seen[2:6] == [(0.0, 0.0, 0), (None, None, 1), (None, None, 1), (1.0, 180.0, 1)]
     else:  # at zero nothing is counted; while the replica starts there is no data; once it has served, all
         assert seen[2:6] == [(0.0, 0.0, 0), (None, None, 1), (None, None, 1), (1.0, 0.0, 1)]
-        # what arrives with no replica ready fails (missed, not queued); the step without arrivals meets it
+    if at_zero != "none":
+        assert list(res.backlog) == [0, 0, 120, 180, 180, 180] and list(res.met[1:]) == [True] + [False] * 4
+    else:  # what arrives with no replica ready fails (missed, not queued); the step without arrivals meets it
         assert list(res.backlog) == [0] * 6 and list(res.met[1:]) == [True, False, False, True, True]
+
+
+@pytest.mark.parametrize("at_zero, woken", [("proxy", True), ("activator", True), ("none", False)])
+def test_a_request_at_a_front_door_wakes_a_replica_at_once(at_zero: str, woken: bool):
+    """A policy that stays at zero: the step a request arrives, a front door asks for a replica anyway."""
+    sim = SimConfig(capacity=1.0, cold_start_s=120.0, slo_wait_s=0.0, interval_s=60.0, scale_to_zero=True)
+    arrivals = np.array([0.0, 0.0, 30.0, 0.0])
+    res = simulate(Schedule([0, 0, 0, 0]), arrivals, sim, at_zero=at_zero)
+    assert list(res.provisioned) == ([0, 0, 1, 0] if woken else [0, 0, 0, 0])
