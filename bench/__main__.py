@@ -1,7 +1,7 @@
 """`python -m bench`: every benchmark, one after another (each prints its own table).
 
     python -m bench                 # all
-    python -m bench operator        # some: operator, decision_loop, inference, backtest, predictability
+    python -m bench operator        # some: operator, decision_loop, inference, backtest, predictability, activator
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ("operator", "decision_loop", "inference", "backtest", "predictability")
+SUITES = ("operator", "decision_loop", "inference", "backtest", "predictability", "activator")
 
 
 def main(argv: list[str]) -> int:
