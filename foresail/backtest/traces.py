@@ -152,7 +152,7 @@ def load_azure(path: Path) -> Trace:
     _check_columns(path, df, ["TIMESTAMP", "ContextTokens", "GeneratedTokens"])
     if df.empty:
         raise TraceError(f"{path}: the trace is empty")
-    ts = pd.to_datetime(df["TIMESTAMP"], errors="coerce", format="ISO8601")
+    ts = pd.to_datetime(df["TIMESTAMP"].astype(str), errors="coerce", format="ISO8601")  # numbers: NaT, not epochs
     if ts.isna().any():
         raise TraceError(f"{path}: unreadable TIMESTAMP at data row {int(np.argmax(ts.isna().to_numpy())) + 1}")
     df = _numeric(path, df, ["ContextTokens", "GeneratedTokens"])
