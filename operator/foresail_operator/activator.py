@@ -40,7 +40,8 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
 
 REQUESTS = prometheus_client.Counter(
     "foresail_activator_requests_total", "Requests by outcome: forwarded, held (then forwarded), timeout, "
-    "unknown_model, bad_request, overloaded, api_error, upstream_error", ["namespace", "llmdeployment", "outcome"])
+    "unknown_model, bad_request, overloaded, api_error, unreachable, upstream_error",
+    ["namespace", "llmdeployment", "outcome"])
 HELD = prometheus_client.Gauge("foresail_activator_held_requests", "Requests waiting for a ready replica",
                                ["namespace", "llmdeployment"])
 HOLD_SECONDS = prometheus_client.Histogram(
@@ -187,7 +188,7 @@ class Activator:
                 try:
                     response = await self._forward(request, body, labels)
                 except Refusal as refusal:
-                    if refusal.outcome != "upstream_error":
+                    if refusal.outcome != "unreachable":
                         raise
                     held = True  # the listing is up to a second old: its replicas may have just gone
             if held:
@@ -275,10 +276,13 @@ class Activator:
             try:
                 upstream = await self._session.request(request.method, url, data=body, headers=headers)
                 break
-            except aiohttp.ClientConnectorError as exc:
+            except aiohttp.ClientConnectorError as exc:  # no connection: nothing was sent
                 if time.monotonic() >= deadline:
-                    raise Refusal(502, "upstream_error", f"cannot reach {key[0]}/{key[1]} at {url}: {exc}", 5) from exc
+                    raise Refusal(502, "unreachable", f"cannot reach {key[0]}/{key[1]} at {url}: {exc}", 5) from exc
                 await asyncio.sleep(POLL_S)
+            except aiohttp.ClientError as exc:  # sent, maybe: not retried
+                raise Refusal(502, "upstream_error", f"{key[0]}/{key[1]} at {url} failed before answering: {exc}",
+                              5) from exc
         async with upstream:
             response = web.StreamResponse(status=upstream.status, headers={
                 k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP})

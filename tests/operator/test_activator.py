@@ -8,6 +8,8 @@ whole path with real inference processes is tests/e2e/test_activator.py.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import subprocess
 import sys
 import threading
@@ -35,14 +37,14 @@ def llmd(name: str, **spec: object) -> dict:
 AT_ZERO_OFF = {"replicas": 0, "autoscaling": {"mode": "off", "scaleToZero": {"enabled": True}}}
 
 
-@pytest.fixture
-def activator(cluster, tmp_path: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def running_activator(cluster, tmp_path: Path, upstream: str) -> Iterator[str]:
     """`foresail activator` on a free port, holding requests for TIMEOUT_S at most and one at a time."""
     port = free_port()
     log = open(tmp_path / "activator.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "foresail", "activator", "--kubeconfig", str(cluster.kubeconfig),
                              "--host", "127.0.0.1", "--port", str(port), "--hold-timeout", str(TIMEOUT_S),
-                             "--max-held", "1", "--upstream", "http://127.0.0.1:9"],
+                             "--max-held", "1", "--upstream", upstream],
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 
@@ -60,6 +62,13 @@ def activator(cluster, tmp_path: Path) -> Iterator[str]:
         proc.wait(timeout=10)
         log.close()
         print((tmp_path / "activator.log").read_text()[-3000:])
+
+
+@pytest.fixture
+def activator(cluster, tmp_path: Path) -> Iterator[str]:
+    """The activator with an upstream nothing listens on (port 9)."""
+    with running_activator(cluster, tmp_path, "http://127.0.0.1:9") as url:
+        yield url
 
 
 def chat(url: str, model: object, timeout: float = 30) -> requests.Response:
@@ -161,4 +170,32 @@ def test_a_deployment_whose_service_cannot_be_reached_gets_a_502_after_the_retri
     assert rsp.json()["error"]["message"].startswith(
         "cannot reach default/tiny at http://127.0.0.1:9/v1/chat/completions")
     assert 10 <= time.monotonic() - started < 20
-    assert metric(activator, "upstream_error") == 1
+    assert metric(activator, "unreachable") == 1
+
+
+def test_an_upstream_that_drops_the_connection_gets_a_502_without_a_retry(cluster, tmp_path: Path):
+    """The Service accepts and closes at once: the request may have been sent, so it is not sent again."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[int] = []
+
+    def drop() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            conn.close()
+
+    threading.Thread(target=drop, daemon=True).start()
+    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
+    cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
+    try:
+        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{listener.getsockname()[1]}") as url:
+            rsp = chat(url, "tiny")
+            assert rsp.status_code == 502, rsp.text
+            assert "failed before answering" in rsp.json()["error"]["message"]
+            assert metric(url, "upstream_error") == 1
+    finally:
+        listener.close()
+    assert len(accepted) == 1
