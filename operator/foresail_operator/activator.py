@@ -258,8 +258,9 @@ class Activator:
             body = await self.client.get(path_for(f"{GROUP}/{VERSION}", PLURAL, *key)) or {}
         except ApiError:
             return text
-        ready = next((c for c in (body.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
-        return f"{text} (Ready: {ready['message']})" if ready.get("message") else text
+        conditions: list[dict[str, Any]] = (body.get("status") or {}).get("conditions") or []
+        message = next((c.get("message") for c in conditions if c.get("type") == "Ready"), None)
+        return f"{text} (Ready: {message})" if message else text
 
     # ---- forwarding ---------------------------------------------------------------------
     async def _forward(self, request: web.Request, body: bytes, key: tuple[str, str],

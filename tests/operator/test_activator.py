@@ -107,6 +107,8 @@ def test_two_deployments_serving_one_model_name_are_refused(cluster, activator: 
 
 def test_a_held_request_times_out_with_the_reason_and_the_next_one_is_refused_while_it_waits(cluster, activator: str):
     cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
+    cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"conditions": [
+        {"type": "Ready", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes have a free GPU"}]}})
     answers: list[requests.Response] = []
     held = threading.Thread(target=lambda: answers.append(chat(activator, "tiny")))
     started = time.monotonic()
@@ -119,7 +121,8 @@ def test_a_held_request_times_out_with_the_reason_and_the_next_one_is_refused_wh
     waited = time.monotonic() - started
     rsp = answers[0]
     assert rsp.status_code == 503 and rsp.headers["Retry-After"] == "30"
-    assert rsp.json()["error"]["message"].startswith(f"default/tiny has no ready replica after {TIMEOUT_S} s")
+    assert rsp.json()["error"]["message"] == (
+        f"default/tiny has no ready replica after {TIMEOUT_S} s (Ready: 0/1 nodes have a free GPU)")
     assert TIMEOUT_S <= waited < TIMEOUT_S + 5
     annotations = cluster.kube.get(LLMD.format(ns="default") + "/tiny")["metadata"]["annotations"]
     assert annotations[REQUESTED_AT].endswith("+00:00") and annotations[HELD_REQUESTS] == "1"
