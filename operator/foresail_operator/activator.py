@@ -112,7 +112,9 @@ class Activator:
         """``upstream(namespace, name)``: the base URL of a deployment's Service."""
         self.client, self.namespaces, self.upstream = client, namespaces, upstream
         self.hold_timeout_s, self.max_held = hold_timeout_s, max_held
-        self._listing: tuple[float, list[dict[str, Any]]] = (-1.0, [])
+        self._listing: tuple[float, list[dict[str, Any]]] = (-1.0, [])  # (when checked, what was listed)
+        self._listed_at = -1.0  # when the last listing succeeded
+        self._listing_lock = asyncio.Lock()
         self._holds: dict[tuple[str, str], _Hold] = {}
         self._session: aiohttp.ClientSession | None = None
 
@@ -128,14 +130,34 @@ class Activator:
 
     # ---- routing ------------------------------------------------------------------------
     async def _deployments(self) -> list[dict[str, Any]]:
-        """The LLMDeployments in the watched namespaces (listed at most once per DIRECTORY_TTL_S)."""
+        """The LLMDeployments in the watched namespaces (listed at most once per DIRECTORY_TTL_S). While the
+        API server cannot be read, the last listing keeps routing (fail-static); ApiError without one."""
         at, items = self._listing
-        if time.monotonic() - at > DIRECTORY_TTL_S:
-            items = []
+        if time.monotonic() - at <= DIRECTORY_TTL_S:
+            return items
+        async with self._listing_lock:  # one listing at a time; who waited uses it
+            if self._listing[0] != at:
+                return self._listing[1]
+            return await self._relist(at, items)
+
+    async def _relist(self, at: float, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        try:
+            fresh: list[dict[str, Any]] = []
             for ns in self.namespaces or (None,):
-                items += (await self.client.request("GET", path_for(f"{GROUP}/{VERSION}", PLURAL, ns)))["items"]
-            self._listing = (time.monotonic(), items)
-        return items
+                path = path_for(f"{GROUP}/{VERSION}", PLURAL, ns)
+                fresh += (await self.client.request("GET", path, retries=0))["items"]
+        except ApiError as exc:
+            if at < 0:
+                raise
+            if self._listed_at == at:  # the first failure since the last good listing
+                log.warning("cannot list LLMDeployments (%s); routing on the last listing until it can", exc)
+            self._listing = (time.monotonic(), items)  # try again in DIRECTORY_TTL_S, not on every request
+            return items
+        if self._listed_at != at:
+            log.info("LLMDeployments can be listed again")
+        self._listing = (time.monotonic(), fresh)
+        self._listed_at = self._listing[0]
+        return fresh
 
     async def _find(self, model: str) -> dict[str, Any]:
         """The one LLMDeployment serving ``model``; Refusal when none or several do."""

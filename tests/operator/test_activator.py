@@ -9,6 +9,8 @@ whole path with real inference processes is tests/e2e/test_activator.py.
 from __future__ import annotations
 
 import contextlib
+import http.server
+import json
 import socket
 import subprocess
 import sys
@@ -202,3 +204,49 @@ def test_an_upstream_that_drops_the_connection_gets_a_502_without_a_retry(cluste
     finally:
         listener.close()
     assert len(accepted) == 1
+
+
+class _Answer(http.server.BaseHTTPRequestHandler):
+    """Stands in for a deployment's Service: answers every POST with a fixed completion."""
+
+    def do_POST(self) -> None:  # noqa: N802 (the http.server convention)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps({"object": "chat.completion", "choices": [{"message": {"content": "hi"}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_while_the_api_server_cannot_be_read_requests_are_routed_on_the_last_listing(cluster, tmp_path: Path):
+    """Fail-static in the data path: an API outage must not turn away requests for a ready deployment."""
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
+    cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
+    listing = r"^/apis/foresail\.dev/v1alpha1/llmdeployments$"
+    try:
+        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{upstream.server_address[1]}") as url:
+            cluster.faults(method="GET", path=listing, status=503, count=4)  # no listing yet: a clear 503
+            rsp = chat(url, "tiny")
+            assert rsp.status_code == 503 and rsp.headers["Retry-After"] == "5", rsp.text
+            assert rsp.json()["error"]["message"].startswith("cannot look up model 'tiny': ")
+            cluster.clear_faults()
+            assert chat(url, "tiny").status_code == 200  # listed
+            cluster.clear_audit()
+            cluster.faults(method="GET", path=listing, status=503, count=1000)
+            time.sleep(1.5)  # the listing is older than its 1-s lifetime: the next request tries again
+            for _ in range(3):
+                assert chat(url, "tiny").status_code == 200
+            assert chat(url, "nope").status_code == 404
+            failed = [e for e in cluster.audit() if e["verb"] == "list" and e["resource"] == "llmdeployments"]
+            assert 1 <= len(failed) <= 5, failed  # retried once a second at most, not on every request
+            cluster.clear_faults()
+        log = (tmp_path / "activator.log").read_text()
+        assert "routing on the last listing until it can" in log
+    finally:
+        upstream.shutdown()
