@@ -34,7 +34,10 @@ HELD_REQUESTS = "activator.foresail.dev/held-requests"  # how many requests wait
 STAMP_EVERY_S = 5.0  # how often a deployment with held requests is stamped again
 STAMP_FRESH_S = 3 * STAMP_EVERY_S  # how long the operator counts a stamp as a request waiting
 POLL_S = 0.5  # how often a held request's deployment is read
-DIRECTORY_TTL_S = 1.0  # how long a listing of LLMDeployments routes requests
+# How long a listing of LLMDeployments routes requests; an unknown model lists again after MISS_TTL_S
+# (its readiness may be stale: a held request reads its deployment anew, a refused connection is held)
+DIRECTORY_TTL_S = 10.0
+MISS_TTL_S = 1.0
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "content-length", "host"}
 
@@ -129,11 +132,11 @@ class Activator:
         return app
 
     # ---- routing ------------------------------------------------------------------------
-    async def _deployments(self) -> list[dict[str, Any]]:
-        """The LLMDeployments in the watched namespaces (listed at most once per DIRECTORY_TTL_S). While the
-        API server cannot be read, the last listing keeps routing (fail-static); ApiError without one."""
+    async def _deployments(self, max_age_s: float = DIRECTORY_TTL_S) -> list[dict[str, Any]]:
+        """The LLMDeployments in the watched namespaces, listed at most ``max_age_s`` ago. While the API
+        server cannot be read, the last listing keeps routing (fail-static); ApiError without one."""
         at, items = self._listing
-        if time.monotonic() - at <= DIRECTORY_TTL_S:
+        if time.monotonic() - at <= max_age_s:
             return items
         async with self._listing_lock:  # one listing at a time; who waited uses it
             if self._listing[0] != at:
@@ -151,7 +154,7 @@ class Activator:
                 raise
             if self._listed_at == at:  # the first failure since the last good listing
                 log.warning("cannot list LLMDeployments (%s); routing on the last listing until it can", exc)
-            self._listing = (time.monotonic(), items)  # try again in DIRECTORY_TTL_S, not on every request
+            self._listing = (time.monotonic(), items)  # try again later, not on every request
             return items
         if self._listed_at != at:
             log.info("LLMDeployments can be listed again")
@@ -162,8 +165,10 @@ class Activator:
     async def _find(self, model: str) -> dict[str, Any]:
         """The one LLMDeployment serving ``model``; Refusal when none or several do."""
         matches = [d for d in await self._deployments() if served_name(d) == model]
+        if not matches:  # it may have been created since
+            matches = [d for d in await self._deployments(MISS_TTL_S) if served_name(d) == model]
         if not matches:
-            known = sorted({served_name(d) for d in await self._deployments()})
+            known = sorted({served_name(d) for d in await self._deployments(MISS_TTL_S)})
             raise Refusal(404, "unknown_model", f"no LLMDeployment serves model {model!r}; served models: "
                                f"{', '.join(known) or 'none'}")
         if len(matches) > 1:
