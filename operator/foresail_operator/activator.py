@@ -256,6 +256,7 @@ class Activator:
         ns, name = key
         path = path_for(f"{GROUP}/{VERSION}", PLURAL, ns, name)
         stamped: float | None = None
+        failing = False
         try:
             while hold.waiters > 0:
                 try:
@@ -271,8 +272,11 @@ class Activator:
                         if stamped is None:
                             log.info("%s/%s has no ready replica: holding requests and asking for one", ns, name)
                         stamped = time.monotonic()
+                    failing = False
                 except ApiError as exc:
-                    log.warning("%s/%s: cannot read or stamp the LLMDeployment: %s", ns, name, exc)
+                    if not failing:  # once per spell, not every POLL_S
+                        log.warning("%s/%s: cannot read or stamp the LLMDeployment: %s", ns, name, exc)
+                    failing = True
                 await asyncio.sleep(POLL_S)
         finally:
             if self._holds.get(key) is hold:
