@@ -162,6 +162,12 @@ class Activator:
         self._listed_at = self._listing[0]
         return fresh
 
+    def _remember(self, key: tuple[str, str], body: dict[str, Any] | None) -> None:
+        """Put what a hold read of one LLMDeployment into the listing (None: it was deleted)."""
+        at, items = self._listing
+        rest = [d for d in items if (d["metadata"]["namespace"], d["metadata"]["name"]) != key]
+        self._listing = (at, rest + ([body] if body is not None else []))
+
     async def _find(self, model: str) -> dict[str, Any]:
         """The one LLMDeployment serving ``model``; Refusal when none or several do."""
         matches = [d for d in await self._deployments() if served_name(d) == model]
@@ -264,6 +270,7 @@ class Activator:
                     if body is None or ready_replicas(body) > 0:
                         hold.gone = body is None
                         hold.ready.set()
+                        self._remember(key, body)
                         return
                     if (stamped is None or time.monotonic() - stamped >= STAMP_EVERY_S):
                         stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")

@@ -11,6 +11,7 @@ import asyncio
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import pytest
@@ -20,7 +21,7 @@ from aiohttp import web
 import kopf
 from foresail.demo.prometheus import free_port
 from foresail.demo.stack import LocalStack
-from foresail_operator.activator import Activator
+from foresail_operator.activator import HELD_REQUESTS, Activator
 from foresail_operator.kube import KubeClient
 
 pytestmark = [
@@ -67,15 +68,18 @@ def test_a_request_at_zero_wakes_the_deployment_and_is_answered(stack: LocalStac
         time.sleep(0.2)
     assert stack.deployment("tiny")["spec"]["replicas"] == 0 and stack.runner.ready_count("default", "tiny") == 0
     started = time.monotonic()
-    rsp = requests.post(activator + "/v1/chat/completions", timeout=180, json={
-        "model": "tiny", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 8})
+    with ThreadPoolExecutor(4) as pool:  # four at once: one hold, one wake
+        answers = list(pool.map(lambda i: requests.post(activator + "/v1/chat/completions", timeout=180, json={
+            "model": "tiny", "messages": [{"role": "user", "content": f"Hello {i}"}], "max_tokens": 8}), range(4)))
     waited = time.monotonic() - started
-    assert rsp.status_code == 200, rsp.text
-    assert rsp.json()["choices"][0]["message"]["content"]
-    assert waited >= COLD_START_S  # it was held through the cold start, not answered by a running pod
-    history = stack.llmd("tiny")["status"]["history"]
+    assert [rsp.status_code for rsp in answers] == [200] * 4, [rsp.text for rsp in answers]
+    assert all(rsp.json()["choices"][0]["message"]["content"] for rsp in answers)
+    assert waited >= COLD_START_S  # they were held through the cold start, not answered by a running pod
+    llmd = stack.llmd("tiny")
+    history = llmd["status"]["history"]
     assert history[0]["reason"] == "a request is waiting at the activator: 0 -> 1", history
-    print(f"answered after {waited:.1f} s at zero (cold start {COLD_START_S:.0f} s + model load)")
+    assert 1 <= int(llmd["metadata"]["annotations"][HELD_REQUESTS]) <= 4
+    print(f"4 requests answered after {waited:.1f} s at zero (cold start {COLD_START_S:.0f} s + model load)")
 
     # with a replica ready, requests go straight through; a streamed answer arrives as server-sent events
     started = time.monotonic()
@@ -86,6 +90,6 @@ def test_a_request_at_zero_wakes_the_deployment_and_is_answered(stack: LocalStac
     assert len(events) >= 2 and events[-1] == b"data: [DONE]", events
     assert time.monotonic() - started < COLD_START_S
     metrics = requests.get(activator + "/metrics", timeout=5).text
-    assert 'foresail_activator_requests_total{llmdeployment="tiny",namespace="default",outcome="held"} 1.0' in metrics
+    assert 'foresail_activator_requests_total{llmdeployment="tiny",namespace="default",outcome="held"} 4.0' in metrics
     assert 'foresail_activator_requests_total{llmdeployment="tiny",namespace="default",outcome="forwarded"} 1.0' \
         in metrics
