@@ -27,12 +27,9 @@ import prometheus_client
 from aiohttp import web
 
 from foresail_operator import GROUP, PLURAL, VERSION
+from foresail_operator.activation import HELD_REQUESTS, REQUESTED_AT, STAMP_EVERY_S
 from foresail_operator.kube import ApiError, KubeClient, path_for
 
-REQUESTED_AT = "activator.foresail.dev/requested-at"  # not foresail.dev/: kopf ignores its own prefix
-HELD_REQUESTS = "activator.foresail.dev/held-requests"  # how many requests wait, as of REQUESTED_AT
-STAMP_EVERY_S = 5.0  # how often a deployment with held requests is stamped again
-STAMP_FRESH_S = 3 * STAMP_EVERY_S  # how long the operator counts a stamp as a request waiting
 POLL_S = 0.5  # how often a held request's deployment is read
 # How long a listing of LLMDeployments routes requests; an unknown model lists again after MISS_TTL_S
 # (its readiness may be stale: a held request reads its deployment anew, a refused connection is held)
@@ -52,24 +49,6 @@ HOLD_SECONDS = prometheus_client.Histogram(
     buckets=(1, 5, 15, 30, 60, 120, 180, 300, 450, 600, 900))
 
 log = logging.getLogger("foresail.activator")
-
-
-def requested_at(body: Mapping[str, Any]) -> float | None:
-    """When the activator last stamped this LLMDeployment (epoch seconds), or None."""
-    stamp = ((body.get("metadata") or {}).get("annotations") or {}).get(REQUESTED_AT)
-    try:
-        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp() if stamp else None
-    except ValueError:
-        return None
-
-
-def requests_waiting(body: Mapping[str, Any], now: float) -> int:
-    """How many requests the activator holds for this LLMDeployment (0 unless its stamp is fresh)."""
-    stamp = requested_at(body)
-    if stamp is None or not -STAMP_EVERY_S <= now - stamp <= STAMP_FRESH_S:
-        return 0
-    held = ((body.get("metadata") or {}).get("annotations") or {}).get(HELD_REQUESTS, "1")
-    return max(int(held), 1) if str(held).isdigit() else 1
 
 
 def served_name(body: Mapping[str, Any]) -> str:

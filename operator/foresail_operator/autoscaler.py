@@ -26,7 +26,7 @@ import numpy as np
 from foresail.autoscaler.capacity import CapacityModel
 from foresail.autoscaler.policy import Decision, ForesailPolicy, Observation, PolicyConfig
 from foresail_operator import telemetry
-from foresail_operator.activator import requests_waiting
+from foresail_operator.activation import requests_waiting
 from foresail_operator.collector import Collector
 from foresail_operator.kube import KubeClient
 from foresail_operator.metrics import MetricsError, Signals

@@ -14,7 +14,7 @@ import kopf
 import prometheus_client
 
 from foresail_operator import GROUP, PLURAL, VERSION
-from foresail_operator.activator import requested_at
+from foresail_operator.activation import requested_at
 from foresail_operator.autoscaler import Loop, backfill, step
 from foresail_operator.collector import Collector
 from foresail_operator.kube import ApiError, KubeClient

@@ -14,14 +14,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
+import kopf
 import pytest
 import requests
 from aiohttp import web
 
-import kopf
 from foresail.demo.prometheus import free_port
 from foresail.demo.stack import LocalStack
-from foresail_operator.activator import HELD_REQUESTS, Activator
+from foresail_operator.activation import HELD_REQUESTS
+from foresail_operator.activator import Activator
 from foresail_operator.kube import KubeClient
 
 pytestmark = [

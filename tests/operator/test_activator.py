@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from foresail.demo.prometheus import free_port
-from foresail_operator.activator import HELD_REQUESTS, REQUESTED_AT, requested_at
+from foresail_operator.activation import HELD_REQUESTS, REQUESTED_AT, requested_at
 from tests.helpers import wait_for
 from tests.operator.conftest import LLMD
 

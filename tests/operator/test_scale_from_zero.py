@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from foresail.autoscaler.policy import Decision
-from foresail_operator.activator import HELD_REQUESTS, REQUESTED_AT, STAMP_FRESH_S
+from foresail_operator.activation import HELD_REQUESTS, REQUESTED_AT, STAMP_FRESH_S
 from foresail_operator.autoscaler import Loop
 from foresail_operator.spec import parse_spec
 from tests.operator.advisory import KEY, decisions
