@@ -320,3 +320,21 @@ def test_helm_install_with_the_activator(tmp_path: Path):
         run("uninstall", RELEASE, "-n", RELEASE_NS)
         for path in paths:
             assert kube.get(path) is None, path
+
+
+def test_the_plain_prometheus_scrape_config_has_a_job_for_the_activator_only_when_it_runs(tmp_path: Path):
+    from tests.chart.test_render import discovered, relabel, scrape_configs
+
+    scrape = {"monitoring": {"scrapeConfig": {"enabled": True}}}
+    assert [j["job_name"] for j in scrape_configs(render(tmp_path, scrape))] == \
+        ["foresail-inference", "foresail-operator"]
+    objects = render(tmp_path, {**ENABLED, **scrape})
+    jobs = {j["job_name"]: j for j in scrape_configs(objects)}
+    assert jobs["foresail-activator"]["honor_labels"] is True  # its series carry the LLMDeployment's namespace
+    activator_pod = deployment(objects, ACTIVATOR)["spec"]["template"]
+    operator_pod = deployment(objects, OPERATOR)["spec"]["template"]
+    target = discovered(activator_pod, RELEASE_NS, "http")
+    kept = {name for name, job in jobs.items() if relabel(target, job["relabel_configs"]) is not None}
+    assert kept == {"foresail-activator"}  # scraped once, by its own job
+    assert relabel(discovered(operator_pod, RELEASE_NS, "metrics"), jobs["foresail-activator"]["relabel_configs"]) \
+        is None
