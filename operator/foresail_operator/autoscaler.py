@@ -62,6 +62,7 @@ class Loop:
     unit: str = "requests"  # the spec's autoscaling.demandUnit
     tokens_per_request: float = DEFAULT_TOKENS_PER_REQUEST  # completed tokens per completed request, lately
     logged_capacity: float = DEFAULT_CAPACITY["requests"]  # the capacity the log last reported
+    backfilled: bool = False  # whether the policy's history was loaded from Prometheus (once per policy)
     view: dict[str, Any] = field(default_factory=dict)
 
     def configure(self, spec: LLMDeploymentSpec, cold_start_s: float | None) -> PolicyConfig:
@@ -86,10 +87,16 @@ class Loop:
         )
         if self.policy is None:
             self.policy = ForesailPolicy(config, forecast_step_s=self.forecast_step_s)
+            self.backfilled = False
         elif config != self.policy.config:
             changes = {k: v for k, v in vars(config).items() if getattr(self.policy.config, k) != v}
             self.policy.reconfigure(**changes)
         return config
+
+    def needs_backfill(self, spec: LLMDeploymentSpec) -> bool:
+        """True at start and when the spec's demandUnit changed: the history is to be loaded (again)
+        from Prometheus, before the next decision."""
+        return not self.backfilled or spec.autoscaling.demand_unit != self.unit
 
     def read(self, signals: Signals, now: float) -> tuple[float, float, float] | None:
         """(completed per second, arrivals per second, units per request) in the deployment's unit, or
@@ -167,7 +174,9 @@ def _conditions(signals: Signals | None, error: str | None, decision: Decision, 
 
 
 async def backfill(loop: Loop, collector: Collector, runtime: str, logger: logging.Logger) -> None:
-    """Load the deployment's demand history from Prometheus, the durable store, into the forecaster."""
+    """Load the deployment's demand history from Prometheus, the durable store, into the forecaster
+    (one attempt per policy: at start, and after a demandUnit change started the history over)."""
+    loop.backfilled = True
     if collector.source is None or loop.policy is None:
         return
     now = time.time()

@@ -199,7 +199,6 @@ async def autoscale(stopped: kopf.DaemonStopped, name: str, namespace: str, logg
     """The decision loop: every autoscaling.intervalSeconds, metrics -> forecast -> policy -> scale."""
     key = (namespace, name)
     loop = memo.loops[key] = Loop(key, forecast_step_s=memo.config.forecast_step_s)
-    first = True
     try:
         while not stopped:
             body = _first(llmdeployments, key)
@@ -210,10 +209,9 @@ async def autoscale(stopped: kopf.DaemonStopped, name: str, namespace: str, logg
             except SpecError:
                 return
             pods = list(owned_pods.get(key, ()))
-            if first:
+            if loop.needs_backfill(spec):
                 loop.configure(spec, None)
                 await backfill(loop, memo.collector, runtime_for(spec).name, logger)
-                first = False
             try:
                 await step(loop, memo.client, memo.collector, body, spec, _first(owned_deployments, key),
                            pods, logger)

@@ -9,17 +9,21 @@ a real Prometheus scraping a target that counts like a vLLM pod; the others use 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import shutil
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from foresail.demo.prometheus import PrometheusServer
-from foresail_operator.autoscaler import Loop
+from foresail_operator.autoscaler import Loop, backfill
+from foresail_operator.collector import Collector
 from foresail_operator.metrics import PrometheusSource, Signals
 from foresail_operator.spec import LLMDeploymentSpec, parse_spec
 from tests.helpers import wait_for
@@ -113,6 +117,19 @@ def test_token_counters_read_through_a_real_prometheus(tmp_path: Path) -> None:
             _, reqs = source.demand_history(KEY, "foresail", now - 60, now, 1.0)
             assert tokens and reqs
             assert tokens[-1] == pytest.approx(1250.0, rel=0.3) and reqs[-1] == pytest.approx(5.0, rel=0.3)
+
+            # the decision loop's backfill, at start in requests and again after a switch to tokens (the
+            # forecaster's buckets hold the first, ramping, seconds of the series: compare the two units)
+            loop, collector = Loop(KEY, forecast_step_s=1.0), Collector(source, period_s=1.0)
+            loaded = {}
+            for unit in ("requests", "tokens"):
+                assert loop.needs_backfill(spec(unit, 1.0))
+                loop.configure(spec(unit, 1.0), None)
+                asyncio.run(backfill(loop, collector, "foresail", logging.getLogger("test")))
+                assert not loop.needs_backfill(spec(unit, 1.0))
+                history = loop.policy.forecaster.history_  # type: ignore[union-attr]
+                loaded[unit] = float(np.nansum(history))
+            assert loaded["requests"] > 0 and loaded["tokens"] / loaded["requests"] == pytest.approx(250.0, rel=0.3)
     finally:
         stop.set()
         counter.join()
