@@ -15,7 +15,7 @@ import sys
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "operator": ("foresail_operator.cli", "run the Kubernetes operator (kopf)"),
-    "activator": ("foresail_operator.activator_cli", "hold requests for LLMDeployments at zero until a replica is ready"),
+    "activator": ("foresail_operator.activator_cli", "hold requests for deployments at zero until a replica is ready"),
     "serve": ("foresail_inference.cli", "run the OpenAI-compatible inference server"),
     "backtest": ("foresail.backtest.cli", "replay a trace against Foresail and the anchor autoscalers"),
     "forecast": ("foresail.backtest.forecast_cli", "measure forecast accuracy on a trace"),
