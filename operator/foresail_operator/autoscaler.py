@@ -228,6 +228,8 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
         waiting = max(waiting, held * each)
     decision = loop.policy.decide(Observation(time_s=now, demand=demand, waiting=waiting, ready_replicas=ready,
                                               provisioned_replicas=current))
+    if held and waiting is not None:
+        decision.reason += f" ({held} of the queued requests held at the activator)"
     target = decision.replicas
     status = body.get("status") or {}
     if _manual_hold(status, spec, now) and target < current:

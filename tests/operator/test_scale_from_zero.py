@@ -67,3 +67,5 @@ async def test_requests_held_at_the_activator_count_as_queued_demand_at_zero(age
     loop.configure(SPEC, None)
     loop, decision = await decisions(SPEC, AT_ZERO, series=False, loop=loop, body=stamped(age_s, held))
     assert loop.view["fields"]["recommendedReplicas"] == replicas, decision.reason
+    count = {"1": 1, "150": 150, "garbage": 1}[held] if replicas else 0
+    assert decision.reason.endswith(f" ({count} of the queued requests held at the activator)") == bool(replicas)
