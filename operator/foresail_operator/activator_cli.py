@@ -45,5 +45,7 @@ def run(args: argparse.Namespace) -> int:
         return str(args.upstream).format(namespace=namespace, name=name)
 
     activator = Activator(KubeClient(info), upstream, tuple(args.namespace), args.hold_timeout, args.max_held)
-    web.run_app(activator.app(), host=args.host, port=args.port, print=None, access_log=None)
+    # on SIGTERM (a rollout) new connections stop, and what is held or streaming gets its answer first
+    web.run_app(activator.app(), host=args.host, port=args.port, print=None, access_log=None,
+                shutdown_timeout=args.hold_timeout + 30)
     return 0

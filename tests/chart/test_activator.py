@@ -97,6 +97,7 @@ def test_the_activator_runs_foresail_activator_with_the_values(tmp_path: Path):
     assert main["resources"] == values["activator"]["resources"]
     for probe in ("livenessProbe", "readinessProbe"):
         assert main[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+    assert pod["terminationGracePeriodSeconds"] == 150  # what it holds is answered before it is killed
 
     service = find(objects, "Service", ACTIVATOR)[0]
     assert service["metadata"]["namespace"] == RELEASE_NS and service["spec"]["type"] == "NodePort"

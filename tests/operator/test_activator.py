@@ -40,8 +40,9 @@ AT_ZERO_OFF = {"replicas": 0, "autoscaling": {"mode": "off", "scaleToZero": {"en
 
 
 @contextlib.contextmanager
-def running_activator(cluster, tmp_path: Path, upstream: str) -> Iterator[str]:
-    """`foresail activator` on a free port, holding requests for TIMEOUT_S at most and one at a time."""
+def running_activator(cluster, tmp_path: Path, upstream: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`foresail activator` on a free port, holding requests for TIMEOUT_S at most and one at a time:
+    its URL and process."""
     port = free_port()
     log = open(tmp_path / "activator.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "foresail", "activator", "--kubeconfig", str(cluster.kubeconfig),
@@ -58,7 +59,7 @@ def running_activator(cluster, tmp_path: Path, upstream: str) -> Iterator[str]:
 
     try:
         wait_for(healthy, timeout=30, what="the activator's /healthz")
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -69,7 +70,7 @@ def running_activator(cluster, tmp_path: Path, upstream: str) -> Iterator[str]:
 @pytest.fixture
 def activator(cluster, tmp_path: Path) -> Iterator[str]:
     """The activator with an upstream nothing listens on (port 9)."""
-    with running_activator(cluster, tmp_path, "http://127.0.0.1:9") as url:
+    with running_activator(cluster, tmp_path, "http://127.0.0.1:9") as (url, _):
         yield url
 
 
@@ -196,7 +197,7 @@ def test_an_upstream_that_drops_the_connection_gets_a_502_without_a_retry(cluste
     cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
     cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
     try:
-        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{listener.getsockname()[1]}") as url:
+        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{listener.getsockname()[1]}") as (url, _):
             rsp = chat(url, "tiny")
             assert rsp.status_code == 502, rsp.text
             assert "failed before answering" in rsp.json()["error"]["message"]
@@ -230,7 +231,7 @@ def test_while_the_api_server_cannot_be_read_requests_are_routed_on_the_last_lis
     cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
     listing = r"^/apis/foresail\.dev/v1alpha1/llmdeployments$"
     try:
-        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{upstream.server_address[1]}") as url:
+        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{upstream.server_address[1]}") as (url, _):
             cluster.faults(method="GET", path=listing, status=503, count=4)  # no listing yet: a clear 503
             rsp = chat(url, "tiny")
             assert rsp.status_code == 503 and rsp.headers["Retry-After"] == "5", rsp.text
@@ -258,3 +259,18 @@ def test_a_deployment_created_after_the_last_listing_is_routed_a_second_later(cl
     time.sleep(1.2)
     rsp = chat(activator, "late")  # found, held, and given up: it never gets a replica
     assert rsp.status_code == 503 and "default/late has no ready replica" in rsp.json()["error"]["message"], rsp.text
+
+
+def test_a_stopping_activator_answers_the_requests_it_holds_before_it_exits(cluster, tmp_path: Path):
+    """SIGTERM (a rollout): no new connections, but what is held keeps its hold timeout and gets its answer."""
+    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
+    with running_activator(cluster, tmp_path, "http://127.0.0.1:9") as (url, proc):
+        answers: list[requests.Response] = []
+        held = threading.Thread(target=lambda: answers.append(chat(url, "tiny")))
+        held.start()
+        wait_for(lambda: requested_at(cluster.kube.get(LLMD.format(ns="default") + "/tiny") or {}), what="the stamp")
+        proc.terminate()
+        held.join(timeout=30)
+        assert answers and answers[0].status_code == 503, answers  # its timeout answer, not a dropped connection
+        assert "has no ready replica after" in answers[0].json()["error"]["message"]
+        assert proc.wait(timeout=15) == 0
