@@ -149,11 +149,13 @@ class Activator:
 
     async def _find(self, model: str) -> dict[str, Any]:
         """The one LLMDeployment serving ``model``; Refusal when none or several do."""
-        matches = [d for d in await self._deployments() if served_name(d) == model]
+        items = await self._deployments()
+        matches = [d for d in items if served_name(d) == model]
         if not matches:  # it may have been created since
-            matches = [d for d in await self._deployments(MISS_TTL_S) if served_name(d) == model]
+            items = await self._deployments(MISS_TTL_S)
+            matches = [d for d in items if served_name(d) == model]
         if not matches:
-            known = sorted({served_name(d) for d in await self._deployments(MISS_TTL_S)})
+            known = sorted({served_name(d) for d in items})
             raise Refusal(404, "unknown_model", f"no LLMDeployment serves model {model!r}; served models: "
                                f"{', '.join(known) or 'none'}")
         if len(matches) > 1:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from foresail_operator.spec import DEMAND_UNITS
+
 LABELS = ("namespace", "llmdeployment")
 
 DECISIONS = Counter(
@@ -19,16 +21,15 @@ DESIRED = Gauge("foresail_desired_replicas", "Replicas the operator asked for.",
 RECOMMENDED = Gauge("foresail_recommended_replicas", "Replicas the policy recommended.", LABELS)
 REACTIVE_FLOOR = Gauge("foresail_reactive_floor_replicas", "The reactive floor of the last decision.", LABELS)
 # demand, forecast and capacity in each deployment's autoscaling.demandUnit (one gauge name per unit)
-UNITS = ("requests", "tokens")
 DEMAND = {u: Gauge(f"foresail_demand_{u}_per_second", f"Observed demand ({u}/s) at the last decision.", LABELS)
-          for u in UNITS}
+          for u in DEMAND_UNITS}
 FORECAST = {u: Gauge(f"foresail_forecast_{u}_per_second",
                      f"Forecast demand ({u}/s) at now + horizon, by quantile (0.5 and the spec's quantile).",
-                     LABELS + ("quantile",)) for u in UNITS}
+                     LABELS + ("quantile",)) for u in DEMAND_UNITS}
 HORIZON = Gauge("foresail_forecast_horizon_seconds", "The forecast horizon in use.", LABELS)
 CAPACITY = {u: Gauge(f"foresail_capacity_{u}_per_second",
                      f"{u.capitalize()}/s one replica serves within the SLO, as the policy uses it (spec or learned).",
-                     LABELS) for u in UNITS}
+                     LABELS) for u in DEMAND_UNITS}
 COLD_START = Gauge("foresail_cold_start_seconds", "Measured pod cold start (median of recent pods).", LABELS)
 METRICS_ERRORS = Counter(
     "foresail_metrics_errors_total", "Failed or unusable Prometheus reads, by reason.", ("reason",))

@@ -21,7 +21,7 @@ import yaml
 
 from foresail.kubetest.testing import start_apiserver
 from tests.chart.helm import CHART, RELEASE, RELEASE_NS, allowed, crds, find, grants, helm_binary, render
-from tests.chart.test_rbac import OPERATOR_AGENTS, fetch, free_port
+from tests.chart.test_rbac import api_calls, fetch, free_port
 from tests.helpers import ROOT, Kube, wait_for
 
 ACTIVATOR = f"{RELEASE}-foresail-activator"
@@ -280,8 +280,7 @@ def test_the_chart_grants_every_call_the_activator_makes_and_no_more(tmp_path: P
             proc.wait(20)
             log.close()
             print((tmp_path / "activator.log").read_text()[-4000:])
-        calls = {(e["verb"], e["apiGroup"], e["resource"] + (f"/{e['subresource']}" if e["subresource"] else ""),
-                  e["namespace"] or "") for e in server.audit() if e["userAgent"].startswith(OPERATOR_AGENTS)}
+        calls = api_calls(server)
 
     assert {v for v, *_ in calls} == {"get", "list", "patch"}, calls
     denied = sorted(c for c in calls if not allowed(rules, *c))

@@ -41,6 +41,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def api_calls(server: Any) -> set[tuple[str, str, str, str]]:
+    """(verb, group, resource[/subresource], namespace) of every API call Foresail's processes made,
+    from the API test server's audit log."""
+    return {(e["verb"], e["apiGroup"], e["resource"] + (f"/{e['subresource']}" if e["subresource"] else ""),
+             e["namespace"] or "") for e in server.audit() if e["userAgent"].startswith(OPERATOR_AGENTS)}
+
+
 def fetch(url: str) -> bytes | None:
     """The body of a 200 answer; None while the port is not open yet."""
     try:
@@ -141,8 +148,7 @@ def test_the_chart_grants_every_call_the_operator_makes_and_no_more(tmp_path: Pa
             proc.wait(20)
             log.close()
             print((tmp_path / "operator.log").read_text()[-4000:])
-        calls = {(e["verb"], e["apiGroup"], e["resource"] + (f"/{e['subresource']}" if e["subresource"] else ""),
-                  e["namespace"] or "") for e in server.audit() if e["userAgent"].startswith(OPERATOR_AGENTS)}
+        calls = api_calls(server)
 
     # The operator acted: it created, scaled and patched (else the check below proves nothing).
     verbs = {(v, r) for v, _, r, _ in calls}
