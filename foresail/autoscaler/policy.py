@@ -7,10 +7,11 @@ the reactive floor. Headroom comes from the forecast quantile and widens when re
 low. With ``slo_target`` set, an SLO governor multiplies the need by a factor that rises after each
 decision whose queue could not drain within the SLO and falls slowly otherwise, steering the share of such
 decisions to ``1 - slo_target`` (it buys attainment with replicas; off by default). With scale to zero,
-no replica runs to count requests, so time at zero is recorded as unknown, a deployment goes to zero
-only where the same time a day and a week earlier was watched and quiet, wakes ahead of demand that
-arrived a day or a week earlier in the coming cold start, and does not go to zero while such demand is
-due. Every decision says why in one sentence.
+no replica runs to count requests, so time at zero is recorded as unknown unless the activator counted
+what arrived (``Observation.counted``); a deployment goes to zero only where the same time a day and a
+week earlier was watched and quiet, wakes ahead of demand that arrived a day or a week earlier in the
+coming cold start, and does not go to zero while such demand is due. Every decision says why in one
+sentence.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class Observation:
     waiting: float | None = None  # queued demand across replicas (units)
     ready_replicas: int = 0
     provisioned_replicas: int = 0  # ready + starting
+    counted: bool = False  # demand was counted where requests arrive (the activator): known at zero replicas
 
 
 @dataclass
@@ -136,6 +138,7 @@ class _Need:
     recurring: float = 0.0  # highest demand a day or a week ago over the coming horizon (units/s)
     recurring_lag: str = ""  # "a day" or "a week"
     woken: int = 0  # replicas a deployment at zero wakes to for that demand
+    unseen: bool = False  # at zero replicas with nothing counting what arrives
 
 
 class ForesailPolicy:
@@ -275,12 +278,13 @@ class ForesailPolicy:
             )
         demand = max(float(obs.demand), 0.0)
         waiting = max(float(obs.waiting or 0.0), 0.0)
-        # at zero replicas no pod counts requests: what arrived is unknown, not zero
-        unseen = c.scale_to_zero and current == 0
+        # at zero replicas no pod counts requests: what arrived is unknown, not zero, unless the activator counted it
+        unseen = c.scale_to_zero and current == 0 and not obs.counted
         self.forecaster.observe(obs.time_s, None if unseen else demand, c.interval_s)
         if demand > 0 or waiting > 0 or self._last_demand_s is None:
             self._last_demand_s = obs.time_s
         need = self._reactive_need(obs, demand, waiting)
+        need.unseen = unseen
         need.headroom = self._headroom(obs)
         peak = self._remember_peak(obs.time_s, demand)
         self._recent.append((obs.time_s, demand))
@@ -319,7 +323,7 @@ class ForesailPolicy:
             why += ("; not scaling to zero: " + (
                 f"{need.recurring:.3g} {c.unit} arrived {need.recurring_lag} ago within the next {c.horizon_s:.0f} s"
                 if need.recurring > 0 else
-                "this time a day and a week earlier was not watched quiet, and at zero no demand is seen"))
+                "this time a day and a week earlier was not watched and quiet"))
         if replicas > target:
             why = (
                 f"{why}; scale-down limited to {replicas} by the highest recommendation still in its "
@@ -357,8 +361,8 @@ class ForesailPolicy:
     def _recurrence(self, now_s: float, need: _Need) -> None:
         """The highest demand recorded a day and a week before the coming horizon, into ``need``.
 
-        At zero replicas nothing runs to count requests (there is no request-holding proxy), so demand
-        is seen only once a replica runs; this is what brings one back before demand that recurs.
+        At zero replicas no pod counts requests, and the activator counts them only once they arrive, a
+        cold start before a replica can serve them; this is what brings one back before demand that recurs.
         """
         for lag_s, lag in RECURRENCE_LAGS_S:
             peak = self.forecaster.history_peak(now_s - lag_s, now_s - lag_s + self.config.horizon_s)
@@ -368,7 +372,8 @@ class ForesailPolicy:
     def _was_idle(self, now_s: float) -> bool:
         """True when a day and a week before (where the history reaches back that far), the coming
         ``idle_s`` were watched throughout and had no demand: zero replicas see nothing, so only a quiet
-        spell seen before is safe for them. A spell spent at zero is a gap, which is not quiet."""
+        spell seen before is safe for them. A spell spent at zero is a gap, which is not quiet, unless the
+        activator counted what arrived."""
         window = max(self.config.idle_s, self.config.horizon_s)
         known = [lag_s for lag_s, _ in RECURRENCE_LAGS_S if self.forecaster.history_reaches(now_s - lag_s)]
         return bool(known) and all(
@@ -425,8 +430,10 @@ class ForesailPolicy:
         base = max(need.floor, need.predicted or 0)
         if need.woken and min(need.woken, c.max_replicas) == target and need.woken > base:
             why = (f"{need.recurring:.3g} {u} arrived {need.recurring_lag} ago within the next {c.horizon_s:.0f} s "
-                   f"and needs {need.woken} replica{'s' if need.woken != 1 else ''} at {c.capacity:.3g} {u} each "
-                   f"(at zero replicas no demand is seen, so recurring demand wakes the deployment)")
+                   f"and needs {need.woken} replica{'s' if need.woken != 1 else ''} at {c.capacity:.3g} {u} each")
+            if need.unseen:
+                why += " (at zero replicas no demand is seen, so recurring demand wakes the deployment)"
+
         elif need.governed > max(base, need.burst) and min(need.governed, c.max_replicas) == target:
             why = (f"SLO governor x{need.governor:.2f} on the {base} replica{'s' if base != 1 else ''} the "
                    f"{'forecast' if (need.predicted or 0) > need.floor else 'current demand'} needs: recent "
@@ -460,9 +467,12 @@ class ForesailPolicy:
                 why += " (reactive mode)"
         elif idle is not None:
             why = f"{idle} and none forecast: scale to zero"
-        elif target == 0 and c.scale_to_zero:
+        elif target == 0 and c.scale_to_zero and need.unseen:
             why = ("at zero replicas no demand is seen; a replica is asked for a cold start ahead of demand that "
                    "came a day or a week earlier")
+        elif target == 0 and c.scale_to_zero:
+            why = "no demand arrives at the activator and none is forecast or came a day or a week earlier"
+
         else:
             why = f"bounds min {c.min_replicas}, max {c.max_replicas}"
         if target == c.max_replicas and base > c.max_replicas:

@@ -224,8 +224,8 @@ class PolicySpec:
     knob: str | None
     default: float | None
     grid: tuple[float, ...]  # knob values, cheapest first
-    # a proxy holds and counts requests at zero replicas (as Knative's activator); Foresail's activator holds
-    # them and shows the operator how many wait (SimConfig.activator), not their rate
+    # a proxy holds and counts requests at zero replicas (as Knative's activator); so does Foresail's activator
+    # (SimConfig.activator), whose count the operator reads from Prometheus
     proxy: bool = True
 
 

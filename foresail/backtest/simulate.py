@@ -16,8 +16,8 @@ SLO attainment is the share of arrivals in steps that meet the SLO; cost is repl
 
 With scale to zero, what happens to requests at zero replicas is ``at_zero``: ``proxy``, a front door
 holds and counts them (Knative's activator, KEDA's HTTP add-on; the baselines); ``activator``,
-Foresail's activator holds them and shows the operator how many wait, not their rate; ``none``, no
-front door: they fail. With a front door, a deployment at zero asks for a replica at the step its
+Foresail's activator holds and counts them too, and the operator reads that count from Prometheus as
+demand counted at the door (``Observation.counted``); ``none``, no front door: they fail. With a front door, a deployment at zero asks for a replica at the step its
 first request arrives (the activator's wake), whatever the policy said.
 """
 
@@ -112,11 +112,11 @@ def simulate(
 ) -> SimResult:
     """Replay ``arrivals`` (demand units per step) through ``policy``.
 
-    The policy sees the previous step's demand rate and the backlog. With ``at_zero`` other than
-    ``proxy`` it sees what Foresail's operator sees when no replica served the previous step: no data
-    while replicas start (no pod exports metrics yet), and at zero replicas no demand (no pod counts
-    requests) and, as queue, what the activator holds (``activator``) or nothing (``none``, where what
-    arrives while no replica is ready fails, missing the SLO, instead of queueing).
+    The policy sees the previous step's demand rate and the backlog (with ``activator``, marked as
+    counted at the door). With ``none`` it sees what Foresail's operator sees without the activator when
+    no replica served the previous step: no data while replicas start (no pod exports metrics yet), and
+    at zero replicas no demand (no pod counts requests) and no queue (what arrives while no replica is
+    ready fails, missing the SLO, instead of queueing).
     """
     if at_zero not in AT_ZERO:
         raise ValueError(f"at_zero must be one of {', '.join(AT_ZERO)}, not {at_zero!r}")
@@ -126,7 +126,7 @@ def simulate(
     per_replica = cfg.capacity * dt
     cold = cfg.cold_steps
     ready = cfg.initial_replicas(a)
-    operator = at_zero != "proxy"  # Foresail's operator and what it sees
+    operator = at_zero != "proxy"  # Foresail's operator
     if operator:  # it creates a deployment with at least one replica
         ready = min(max(ready, 1), cfg.max_replicas)
     starting: deque[int] = deque()  # step at which each starting replica becomes ready, oldest first
@@ -146,13 +146,14 @@ def simulate(
             starting.popleft()
             ready += 1
         provisioned = ready + len(starting)
-        if operator and not served_before:
-            if provisioned == 0:  # nothing runs: no demand counted; the activator's held requests, if any
-                obs = Observation(start_s + k * dt, 0.0, backlog if at_zero == "activator" else 0.0, 0, 0)
+        if at_zero == "none" and not served_before:
+            if provisioned == 0:  # nothing runs: no demand counted
+                obs = Observation(start_s + k * dt, 0.0, 0.0, 0, 0)
             else:  # replicas starting: no data yet
                 obs = Observation(start_s + k * dt, None, None, ready, provisioned)
         else:
-            obs = Observation(start_s + k * dt, prev_rate, backlog, ready, provisioned)
+            obs = Observation(start_s + k * dt, prev_rate, backlog, ready, provisioned,
+                              counted=at_zero == "activator")
         d = policy.decide(obs)
         want = min(max(int(d.replicas), lo), cfg.max_replicas)
         if want == 0 and a[k] > 0 and at_zero != "none":  # a request at the front door wakes a replica

@@ -1,6 +1,7 @@
 """Scale to zero and back: at zero replicas nothing runs to count requests, as in the operator (the
 collector reports zero demand for a deployment with no replicas), so only demand that recurs a day or a
-week later can bring a replica back before it arrives."""
+week later can bring a replica back before it arrives. With the activator's count of arriving requests
+(``Observation.counted``) time at zero is known rather than a gap."""
 
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ def office_hours(t: float) -> float:
     return 5.0 if 9 <= ((t - T0) % DAY) / 3600 < 17 else 0.0
 
 
-def run_day(demand, days_of_history: int, predictive: bool = True, hours: float = 24.0):
+def run_day(demand, days_of_history: int, predictive: bool = True, hours: float = 24.0, counted: bool = False):
     """Warm-start on ``days_of_history`` days of ``demand``, then run the next day in closed loop where
-    demand is seen only while a replica runs. An observation at ``t`` is the rate over the step before it,
-    ``demand(t - STEP)``. Returns (hour of the decision, replicas, reason) per decision."""
+    demand is seen only while a replica runs, or always with ``counted`` (the activator counts it). An
+    observation at ``t`` is the rate over the step before it, ``demand(t - STEP)``. Returns (hour of the
+    decision, replicas, reason) per decision."""
     config = PolicyConfig(min_replicas=1, max_replicas=10, capacity=1.0, interval_s=STEP, cold_start_s=120.0,
                           scale_to_zero=True, idle_s=600.0, predictive=predictive)
     policy = ForesailPolicy(config, forecast_step_s=STEP)
@@ -34,8 +36,8 @@ def run_day(demand, days_of_history: int, predictive: bool = True, hours: float 
     current, out = 1, []
     for k in range(int(hours * 3600 / STEP)):
         t = start + (k + 1) * STEP
-        seen = demand(t - STEP) if current > 0 else 0.0
-        d = policy.decide(Observation(t, seen, 0.0, current, current))
+        seen = demand(t - STEP) if current > 0 or counted else 0.0
+        d = policy.decide(Observation(t, seen, 0.0, current, current, counted=counted))
         current = d.replicas
         out.append((((t - T0) % DAY) / 3600, current, d.reason))
     return out
@@ -110,3 +112,34 @@ def test_demand_missed_at_zero_is_unknown_so_the_next_day_stays_up() -> None:
     second = [r for h, r, _ in decisions[per_day:] if 20.1 <= h < 20.5]
     assert first and max(first) == 0, "at zero, the first evening's peak is not seen"
     assert second and min(second) >= 3, "the next evening it is served"
+
+
+def test_nights_at_zero_are_quiet_when_the_activator_counts_them() -> None:
+    """A spell spent at zero is a gap: without a count, the evening after the first evening and night at
+    zero stays up (and so the third night with it); with the activator's count that spell was watched and
+    quiet, so every night goes to zero."""
+    def nights_at_zero(counted: bool) -> list[bool]:
+        decisions = run_day(office_hours, days_of_history=1, hours=72, counted=counted)
+        per_day = int(DAY / STEP)
+        return [all(r == 0 for h, r, _ in decisions[d * per_day:(d + 1) * per_day] if 2 <= h < 8) for d in range(3)]
+
+    assert nights_at_zero(counted=False) == [True, True, False]
+    assert nights_at_zero(counted=True) == [True, True, True]
+
+
+def test_demand_counted_at_zero_wakes_the_deployment_and_is_remembered() -> None:
+    """The new evening peak of the test above, counted by the activator: replicas are asked for the step
+    it is counted (rather than the whole peak being lost), and the next evening, from that history, a
+    replica is up before it arrives."""
+    def with_new_evening_peak(t: float) -> float:
+        evening = 20 <= ((t - T0) % DAY) / 3600 < 20.5
+        return 3.0 if t >= T0 + 7 * DAY and evening else office_hours(t)
+
+    decisions = run_day(with_new_evening_peak, days_of_history=7, hours=48, counted=True)
+    per_day = int(DAY / STEP)
+    woke = next((h, r, why) for h, r, why in decisions[:per_day] if h >= 19 and r > 0)
+    assert woke[0] == pytest.approx(20 + 1 / 60) and woke[1] == 3, woke
+    before = [r for h, r, _ in decisions[per_day:] if 19.9 <= h < 20]
+    assert before and min(before) >= 1, before
+    night = [why for h, r, why in decisions[:per_day] if 22 <= h < 23 and r == 0]
+    assert night and all(w.startswith("hold 0: no demand for ") for w in night), night[:1]  # counted, not unseen
