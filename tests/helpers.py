@@ -54,6 +54,11 @@ def kubectl(kubeconfig: Path, *args: str, input: str | None = None, check: bool 
     return done
 
 
+def condition(obj: dict | None, type_: str) -> dict:
+    """The status condition of that type on an object, or {}."""
+    return next((c for c in ((obj or {}).get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
+
+
 def wait_for(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.2, what: str = "") -> Any:
     """Poll until check() returns something truthy; fail with the last value after timeout."""
     deadline = time.monotonic() + timeout

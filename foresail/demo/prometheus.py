@@ -1,7 +1,9 @@
 """A real Prometheus server on 127.0.0.1 with a generated config, for the demo and the tests.
 
 Targets come from a file_sd JSON file that the pod runner rewrites as inference processes come
-and go; each target carries the `namespace` and `llmdeployment` labels the operator groups by.
+and go; each target carries the `namespace` and `llmdeployment` labels the operator groups by. An
+activator, if one is given, is scraped as the chart's `foresail-activator` job does, keeping the labels
+its series carry (`honor_labels`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ def find_binary() -> str:
     return path
 
 
+def _write_atomically(path: Path, data: object) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
 class PrometheusServer:
     """Start, query and stop one Prometheus process."""
 
@@ -41,6 +49,7 @@ class PrometheusServer:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.targets_file = self.workdir / "targets.json"
+        self.activator_file = self.workdir / "activator-targets.json"
         self.scrape_interval_s = scrape_interval_s
         self.proc: subprocess.Popen | None = None
 
@@ -49,6 +58,8 @@ class PrometheusServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not self.targets_file.exists():
             self.write_targets([])
+        if not self.activator_file.exists():
+            self.scrape_activator(None)
         interval = f"{max(1, int(self.scrape_interval_s))}s"
         config = {
             "global": {"scrape_interval": interval, "evaluation_interval": interval},
@@ -56,6 +67,11 @@ class PrometheusServer:
                 "job_name": "foresail-inference",
                 "scrape_timeout": interval,
                 "file_sd_configs": [{"files": [str(self.targets_file)], "refresh_interval": "1s"}],
+            }, {
+                "job_name": "foresail-activator",
+                "scrape_timeout": interval,
+                "honor_labels": True,
+                "file_sd_configs": [{"files": [str(self.activator_file)], "refresh_interval": "1s"}],
             }],
         }
         path = self.workdir / "prometheus.yml"
@@ -64,9 +80,11 @@ class PrometheusServer:
 
     def write_targets(self, targets: list[tuple[str, dict[str, str]]]) -> None:
         """Replace the scrape targets: (host:port, labels) pairs, written atomically."""
-        tmp = self.targets_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps([{"targets": [t], "labels": labels} for t, labels in targets]))
-        tmp.replace(self.targets_file)
+        _write_atomically(self.targets_file, [{"targets": [t], "labels": labels} for t, labels in targets])
+
+    def scrape_activator(self, address: str | None) -> None:
+        """Scrape the activator at ``address`` (host:port), or none."""
+        _write_atomically(self.activator_file, [{"targets": [address]}] if address else [])
 
     def start(self, timeout_s: float = 30.0) -> "PrometheusServer":
         """Start the server and wait until it is ready."""

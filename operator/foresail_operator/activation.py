@@ -4,6 +4,9 @@ The activator (activator.py) writes two annotations while it holds requests for 
 ready replica, again every ``STAMP_EVERY_S``; the operator reads them (handlers.py wakes a deployment
 at zero when the stamp changes, autoscaler.py counts the held requests as queued demand while it is
 fresh). The prefix is not ``foresail.dev/``: kopf keeps its own state there and ignores changes to it.
+The activator also counts the requests that arrive for each deployment (``ARRIVALS_METRIC``, from 0
+for every deployment it lists); the operator reads that count from Prometheus as the demand of a
+deployment whose pods report none (at zero replicas, or while they start).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ REQUESTED_AT = "activator.foresail.dev/requested-at"  # when it last stamped (IS
 HELD_REQUESTS = "activator.foresail.dev/held-requests"  # how many requests wait, as of REQUESTED_AT
 STAMP_EVERY_S = 5.0  # how often a deployment with held requests is stamped again
 STAMP_FRESH_S = 3 * STAMP_EVERY_S  # how long the operator counts a stamp as a request waiting
+ARRIVALS_METRIC = "foresail_activator_arrivals_total"  # counter {namespace, llmdeployment}: requests that arrived
 
 
 def requested_at(body: Mapping[str, Any]) -> float | None:

@@ -7,9 +7,11 @@ While the deployment has no ready replica the request is held: the activator sta
 ``activator.foresail.dev/requested-at`` on the LLMDeployment, with the number of requests held
 (again every ``STAMP_EVERY_S`` while requests wait), the operator scales a deployment at zero to one
 replica at once and counts the held requests as queued demand, and the request goes through when a
-replica is ready, or gets a 503 with Retry-After after the hold timeout. The part of Knative's
-activator and KubeAI's proxy that scale-to-zero needs, without their load balancing: the Service
-spreads the requests.
+replica is ready, or gets a 503 with Retry-After after the hold timeout. It counts the requests that
+arrive for each deployment (``foresail_activator_arrivals_total``, from 0 for every deployment listed,
+listed again every ``DIRECTORY_TTL_S``), which the operator reads from Prometheus as demand while no pod
+reports any. The part of Knative's activator and KubeAI's proxy that scale-to-zero needs, without their
+load balancing: the Service spreads the requests.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import prometheus_client
 from aiohttp import web
 
 from foresail_operator import GROUP, PLURAL, VERSION
-from foresail_operator.activation import HELD_REQUESTS, REQUESTED_AT, STAMP_EVERY_S
+from foresail_operator.activation import ARRIVALS_METRIC, HELD_REQUESTS, REQUESTED_AT, STAMP_EVERY_S
 from foresail_operator.kube import ApiError, KubeClient, path_for
 
 POLL_S = 0.5  # how often a held request's deployment is read
@@ -42,6 +44,10 @@ REQUESTS = prometheus_client.Counter(
     "foresail_activator_requests_total", "Requests by outcome: forwarded, held (then forwarded), timeout, "
     "unknown_model, bad_request, overloaded, api_error, unreachable, upstream_error",
     ["namespace", "llmdeployment", "outcome"])
+ARRIVALS = prometheus_client.Counter(
+    ARRIVALS_METRIC, "Requests for each LLMDeployment as they arrive, whatever their outcome; 0 from the first "
+    "listing that shows the deployment, so a quiet one reads 0, not missing (the operator's demand while no pod "
+    "reports any)", ["namespace", "llmdeployment"])
 HELD = prometheus_client.Gauge("foresail_activator_held_requests", "Requests waiting for a ready replica",
                                ["namespace", "llmdeployment"])
 HOLD_SECONDS = prometheus_client.Histogram(
@@ -98,6 +104,8 @@ class Activator:
         self._listed_at = -1.0  # when the last listing succeeded
         self._listing_lock = asyncio.Lock()
         self._holds: dict[tuple[str, str], _Hold] = {}
+        self._counted: set[tuple[str, str]] = set()  # the deployments whose arrivals are exported
+        self._refresh: asyncio.Task | None = None
         self._session: aiohttp.ClientSession | None = None
 
     def app(self) -> web.Application:
@@ -107,8 +115,22 @@ class Activator:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/v1/models", self._models)
         app.router.add_route("*", "/v1/{tail:.*}", self._route)
+        app.on_startup.append(self._start)
         app.on_cleanup.append(self._close)
         return app
+
+    async def _start(self, _: web.Application) -> None:
+        self._refresh = asyncio.create_task(self._keep_listing())
+
+    async def _keep_listing(self) -> None:
+        """List every DIRECTORY_TTL_S whether requests come or not, so that the arrival counters follow the
+        LLMDeployments (a quiet deployment reads 0 rather than nothing)."""
+        while True:
+            try:
+                await self._deployments()
+            except ApiError:  # nothing listed yet: requests get a 503 that says why
+                pass
+            await asyncio.sleep(DIRECTORY_TTL_S)
 
     # ---- routing ------------------------------------------------------------------------
     async def _deployments(self, max_age_s: float = DIRECTORY_TTL_S) -> list[dict[str, Any]]:
@@ -139,6 +161,12 @@ class Activator:
             log.info("LLMDeployments can be listed again")
         self._listing = (time.monotonic(), fresh)
         self._listed_at = self._listing[0]
+        listed = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in fresh}
+        for key in listed - self._counted:
+            ARRIVALS.labels(*key)  # exported from 0
+        for key in self._counted - listed:
+            ARRIVALS.remove(*key)
+        self._counted = listed
         return fresh
 
     def _remember(self, key: tuple[str, str], body: dict[str, Any] | None) -> None:
@@ -197,6 +225,7 @@ class Activator:
             except ApiError as exc:
                 raise Refusal(503, "api_error", f"cannot look up model {model!r}: {exc.message}", 5) from exc
             labels = (target["metadata"]["namespace"], target["metadata"]["name"])
+            ARRIVALS.labels(*labels).inc()
             held = ready_replicas(target) == 0
             if not held:
                 try:
@@ -317,6 +346,8 @@ class Activator:
             return response
 
     async def _close(self, _: web.Application) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
         for hold in self._holds.values():
             if hold.task is not None:
                 hold.task.cancel()

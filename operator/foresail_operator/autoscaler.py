@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import kopf
 import numpy as np
@@ -47,6 +47,15 @@ def _sig(value: float | None) -> float | None:
     if value is None or not math.isfinite(value) or value == 0:
         return value
     return round(value, 2 - int(math.floor(math.log10(abs(value)))))
+
+
+class Reading(NamedTuple):
+    """One deployment's demand as the loop reads it, in its unit."""
+
+    done: float  # completed per second (0 when counted at the activator)
+    demand: float  # arriving per second
+    each: float  # what a queued request counts for
+    counted: bool = False  # from the activator's count of arriving requests: no pod reports
 
 
 @dataclass
@@ -98,13 +107,17 @@ class Loop:
         from Prometheus, before the next decision."""
         return not self.backfilled or spec.autoscaling.demand_unit != self.unit
 
-    def read(self, signals: Signals, now: float) -> tuple[float, float, float] | None:
-        """(completed per second, arrivals per second, units per request) in the deployment's unit, or
-        None when it counts tokens and the runtime's token counters have no series.
+    def read(self, signals: Signals, now: float) -> Reading | None:
+        """The demand in ``signals``, or None when it counts tokens and the runtime's token counters have
+        no series.
 
-        Arrivals are completions plus the growth of what is in the system (queued + running requests).
-        A request counts for 1, or in tokens for the tokens per completed request lately
-        (``DEFAULT_TOKENS_PER_REQUEST`` until a completion was seen)."""
+        Arrivals are completions plus the growth of what is in the system (queued + running requests); where
+        no pod reports, the requests the activator counted arriving. A request counts for 1, or in tokens for
+        the tokens per completed request lately (``DEFAULT_TOKENS_PER_REQUEST`` until a completion was seen)."""
+        if signals.requests is None and signals.arrivals is not None:  # no pod reports
+            each = self.tokens_per_request if self.unit == "tokens" else 1.0
+            self.last_in_system = None  # the pods' count starts again when they report
+            return Reading(0.0, signals.arrivals * each, each, counted=True)
         each = 1.0
         done = signals.requests or 0.0
         if self.unit == "tokens":
@@ -119,7 +132,7 @@ class Loop:
         if self.last_in_system is not None and self.last_time is not None and now > self.last_time:
             growth = max(0.0, (in_system - self.last_in_system) / (now - self.last_time))
         self.last_in_system, self.last_time = in_system, now
-        return done, done + growth * each, each
+        return Reading(done, done + growth * each, each)
 
 
 def _capacity_source(model: CapacityModel, spec: LLMDeploymentSpec) -> str:
@@ -156,8 +169,11 @@ def _manual_hold(status: dict[str, Any], spec: LLMDeploymentSpec, now: float) ->
 
 
 def _conditions(signals: Signals | None, error: str | None, decision: Decision, policy: ForesailPolicy,
-                spec: LLMDeploymentSpec, current: int) -> dict[str, tuple[bool | None, str, str]]:
-    if signals is not None:
+                spec: LLMDeploymentSpec, current: int, counted: bool) -> dict[str, tuple[bool | None, str, str]]:
+    if counted:
+        metrics = (True, "CountedAtActivator", "no pod reports demand; the activator's count of arriving requests "
+                   "is read instead")
+    elif signals is not None:
         metrics = (True, "MetricsFresh", "demand and queue metrics are being read")
     else:
         metrics = (False, error.split(":")[0] if error else "NoData",
@@ -183,7 +199,8 @@ async def backfill(loop: Loop, collector: Collector, runtime: str, logger: loggi
     span = min(BACKFILL_S, loop.forecast_step_s * MAX_POINTS)
     try:
         times, values = await asyncio.to_thread(
-            collector.source.demand_history, loop.key, runtime, now - span, now, loop.forecast_step_s, loop.unit)
+            collector.source.demand_history, loop.key, runtime, now - span, now, loop.forecast_step_s, loop.unit,
+            loop.tokens_per_request)
     except MetricsError as exc:
         logger.warning("could not backfill history from Prometheus: %s", exc)
         return
@@ -214,20 +231,24 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     if signals is not None and measured is None:
         signals, error = None, f"NoData: no token counters for {ns}/{name} (autoscaling.demandUnit is tokens)"
     if measured is not None:
-        done, demand, each = measured
-        capacity = loop.capacity.observe(done, signals.waiting, ready, signals.ttft_p90, signals.kv_cache)
+        demand, each = measured.demand, measured.each
+    if measured is not None and not measured.counted:  # capacity is learned from the pods' signals
+        capacity = loop.capacity.observe(measured.done, signals.waiting, ready, signals.ttft_p90, signals.kv_cache)
         if capacity != loop.policy.config.capacity:
             loop.policy.reconfigure(capacity=capacity)
         if abs(capacity / loop.logged_capacity - 1) >= 0.1:  # say so when it has moved by a tenth or more
             logger.info("%s/%s: capacity per replica %.3g -> %.3g %s (%s)", ns, name, loop.logged_capacity,
                         capacity, unit, _capacity_source(loop.capacity, spec))
             loop.logged_capacity = capacity
-    waiting = None if signals is None or signals.waiting is None else signals.waiting * each
+    waiting = None if signals is None else (signals.waiting or 0.0) * each
     held = requests_waiting(body, now)
     if waiting is not None and held:  # requests held at the activator: no pod counts them
         waiting = max(waiting, held * each)
+    counted = measured is not None and measured.counted
     decision = loop.policy.decide(Observation(time_s=now, demand=demand, waiting=waiting, ready_replicas=ready,
-                                              provisioned_replicas=current))
+                                              provisioned_replicas=current, counted=counted))
+    if counted:
+        decision.reason += " (demand counted at the activator: no pod reports it)"
     if held and waiting is not None:
         decision.reason += f" ({held} of the queued requests held at the activator)"
     target = decision.replicas
@@ -265,7 +286,7 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     else:
         forecast["summary"] = "reactive" if spec.autoscaling.mode == "reactive" else "warming up"
     loop.view = {
-        "conditions": _conditions(signals, error, decision, loop.policy, spec, current),
+        "conditions": _conditions(signals, error, decision, loop.policy, spec, current, counted),
         "fields": {"recommendedReplicas": decision.replicas, "forecast": forecast,
                    "capacity": _capacity_status(loop.capacity, spec, signals)},
     }

@@ -65,9 +65,9 @@ class Collector:
             return None, f"MetricsStale: the last good read is {age:.0f} s old"
         if key in self.snapshot:
             signals = self.snapshot[key]
-            if signals.requests is None:  # the series exists but its value was NaN or Inf
+            if signals.requests is None and signals.arrivals is None:  # a series, but its value was NaN or Inf
                 return None, f"NoData: Prometheus answered no finite demand for {key[0]}/{key[1]} (NaN or Inf)"
-            return signals, None
+            return signals, None  # the pods' signals, or only the activator's count of arrivals
         if replicas == 0:  # nothing runs, so nothing is served: demand seen is zero
             return Signals(requests=0.0, running=0.0, waiting=0.0), None
         return None, f"NoSeries: Prometheus has no series for {key[0]}/{key[1]} yet"

@@ -3,7 +3,8 @@
 One instant query per signal and metric-name set returns every deployment at once (grouped by the
 `namespace` and `llmdeployment` target labels that the scrape config attaches), so the cost per
 interval does not grow with the number of deployments. Runtimes that name a metric differently
-(runtimes.py) are mapped onto the same canonical signals here.
+(runtimes.py) are mapped onto the same canonical signals here. One more query reads the activator's
+count of arriving requests, the demand of a deployment whose pods report none.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Iterable
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 
+from foresail_operator.activation import ARRIVALS_METRIC
 from foresail_operator.runtimes import RUNTIMES
 
 Key = tuple[str, str]  # (namespace, llmdeployment)
@@ -39,6 +41,7 @@ class Signals:
     waiting: float | None = None
     kv_cache: float | None = None  # 0..1
     ttft_p90: float | None = None  # seconds
+    arrivals: float | None = None  # requests/s arriving at the activator (None: it counts none for this one)
 
 
 def queries(metric_names: dict[str, str | None], window: str) -> dict[str, str]:
@@ -63,6 +66,11 @@ def _value(raw: object) -> float | None:
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None
+
+
+def _selector(key: Key) -> str:
+    """The PromQL label selector of one deployment's series."""
+    return f'{{namespace="{key[0]}",llmdeployment="{key[1]}"}}'
 
 
 def _series_key(item: object) -> Key | None:
@@ -95,34 +103,49 @@ class PrometheusSource:
         """Current signals of every deployment of the given runtimes."""
         out: dict[Key, Signals] = {}
         name_sets = {tuple(sorted((k, v or "") for k, v in RUNTIMES[r].metrics.items())) for r in set(runtimes)}
-        for names in name_sets:
-            for signal, promql in queries(dict(names), self.window).items():
-                for item in self._query(promql):
-                    key = _series_key(item)
-                    value = item.get("value") if isinstance(item, dict) else None
-                    if key is None or not isinstance(value, list) or len(value) != 2:
-                        continue
-                    setattr(out.setdefault(key, Signals()), signal, _value(value[1]))
+        promqls = [item for names in name_sets for item in queries(dict(names), self.window).items()]
+        promqls.append(("arrivals", f"sum by ({BY}) (rate({ARRIVALS_METRIC}[{self.window}]))"))
+        for signal, promql in promqls:
+            for item in self._query(promql):
+                key = _series_key(item)
+                value = item.get("value") if isinstance(item, dict) else None
+                if key is None or not isinstance(value, list) or len(value) != 2:
+                    continue
+                setattr(out.setdefault(key, Signals()), signal, _value(value[1]))
         return out
 
     def demand_history(
-        self, key: Key, runtime: str, start: float, end: float, step_s: float, unit: str = "requests"
+        self, key: Key, runtime: str, start: float, end: float, step_s: float, unit: str = "requests",
+        tokens_per_request: float = 1000.0,
     ) -> tuple[list[float], list[float]]:
         """Completed requests/s (or prompt + generated tokens/s) of one deployment over [start, end], for
-        the backfill after a restart. Token counters are read one metric at a time and added up by
-        timestamp (a single rate() over both would drop their names and collide)."""
-        signals = ("requests",) if unit == "requests" else ("prompt_tokens", "generation_tokens")
-        metrics = [m for m in (RUNTIMES[runtime].metrics.get(s) for s in signals) if m]
+        the backfill after a restart; where its pods reported nothing, the requests/s the activator counted
+        (in tokens, at the tokens per request the pods' counters show over the span, else
+        ``tokens_per_request``). Token counters are read one metric at a time and added up by timestamp (a
+        single rate() over both would drop their names and collide)."""
         if end <= start:
             return [], []
-        ns, name = key
-        total: dict[float, float] = {}
-        for metric in metrics:
-            promql = f'sum(rate({metric}{{namespace="{ns}",llmdeployment="{name}"}}[{self.window}]))'
-            for t, value in self._range(promql, start, end, step_s):
-                total[t] = total.get(t, 0.0) + value
+        total = self._history(key, runtime, start, end, step_s, unit)
+        door = dict(self._range(f"sum(rate({ARRIVALS_METRIC}{_selector(key)}[{self.window}]))", start, end, step_s))
+        if door.keys() - total.keys():
+            each = 1.0
+            if unit == "tokens":
+                requests_ = self._history(key, runtime, start, end, step_s, "requests")
+                done = sum(requests_.values())
+                each = sum(total.values()) / done if done > 0 else tokens_per_request
+            total.update({t: v * each for t, v in door.items() if t not in total})
         times = sorted(total)
         return times, [total[t] for t in times]
+
+    def _history(self, key: Key, runtime: str, start: float, end: float, step_s: float,
+                 unit: str) -> dict[float, float]:
+        """The pods' completed requests/s or tokens/s by timestamp."""
+        signals = ("requests",) if unit == "requests" else ("prompt_tokens", "generation_tokens")
+        total: dict[float, float] = {}
+        for metric in (m for m in (RUNTIMES[runtime].metrics.get(s) for s in signals) if m):
+            for t, value in self._range(f"sum(rate({metric}{_selector(key)}[{self.window}]))", start, end, step_s):
+                total[t] = total.get(t, 0.0) + value
+        return total
 
     def _range(self, promql: str, start: float, end: float, step_s: float) -> list[tuple[float, float]]:
         """The finite points of the first series a range query answers."""

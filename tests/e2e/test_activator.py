@@ -24,6 +24,7 @@ from foresail.demo.stack import LocalStack
 from foresail_operator.activation import HELD_REQUESTS
 from foresail_operator.activator import Activator
 from foresail_operator.kube import KubeClient
+from tests.helpers import condition, wait_for
 
 pytestmark = [
     pytest.mark.slow,
@@ -53,6 +54,7 @@ def activator(stack: LocalStack) -> Iterator[str]:
     loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
+    stack.prometheus.scrape_activator(f"127.0.0.1:{port}")  # as the chart's foresail-activator job
     yield f"http://127.0.0.1:{port}"
     loop.call_soon_threadsafe(loop.stop)
     thread.join(timeout=10)
@@ -68,6 +70,10 @@ def test_a_request_at_zero_wakes_the_deployment_and_is_answered(stack: LocalStac
     while stack.deployment("tiny") is None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert stack.deployment("tiny")["spec"]["replicas"] == 0 and stack.runner.ready_count("default", "tiny") == 0
+    # no pod reports at zero: the operator reads the activator's count of arrivals (0) through Prometheus
+    counted = wait_for(lambda: condition(stack.llmd("tiny"), "MetricsAvailable").get("reason") == "CountedAtActivator"
+                       and stack.llmd("tiny"), timeout=60, what="the operator reading the activator's count")
+    assert counted["status"]["forecast"]["demand"] == 0 and counted["status"]["replicas"] == 0
     started = time.monotonic()
     with ThreadPoolExecutor(4) as pool:  # four at once: one hold, one wake
         answers = list(pool.map(lambda i: requests.post(activator + "/v1/chat/completions", timeout=180, json={

@@ -17,7 +17,7 @@ import pytest
 
 from foresail.demo.load import replay
 from foresail.demo.stack import LocalStack
-from tests.helpers import wait_for
+from tests.helpers import condition, wait_for
 
 pytestmark = [
     pytest.mark.slow,
@@ -40,10 +40,6 @@ def manifest(name: str, mode: str) -> dict:
                                      "slo": {"capacityPerReplica": CAPACITY},
                                      "forecast": {"coldStartSeconds": int(COLD_START_S) + 3},
                                      "scaleDown": {"stabilizationSeconds": 20}}}}
-
-
-def condition(obj: dict, type_: str) -> dict:
-    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
 
 
 @pytest.fixture(scope="module")

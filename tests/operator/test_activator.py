@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,8 +23,10 @@ from typing import Iterator
 import pytest
 import requests
 
-from foresail.demo.prometheus import free_port
+from foresail.demo.prometheus import PrometheusServer, free_port
 from foresail_operator.activation import HELD_REQUESTS, REQUESTED_AT, requested_at
+from foresail_operator.activator import MISS_TTL_S
+from foresail_operator.metrics import PrometheusSource, Signals
 from tests.helpers import wait_for
 from tests.operator.conftest import LLMD
 
@@ -59,6 +62,7 @@ def running_activator(cluster, tmp_path: Path, upstream: str) -> Iterator[tuple[
 
     try:
         wait_for(healthy, timeout=30, what="the activator's /healthz")
+        time.sleep(MISS_TTL_S)  # past its first listing's lifetime for unknown models: they are listed anew
         yield url, proc
     finally:
         proc.terminate()
@@ -231,8 +235,8 @@ def test_while_the_api_server_cannot_be_read_requests_are_routed_on_the_last_lis
     cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
     listing = r"^/apis/foresail\.dev/v1alpha1/llmdeployments$"
     try:
+        cluster.faults(method="GET", path=listing, status=503, count=4)  # no listing yet: a clear 503
         with running_activator(cluster, tmp_path, f"http://127.0.0.1:{upstream.server_address[1]}") as (url, _):
-            cluster.faults(method="GET", path=listing, status=503, count=4)  # no listing yet: a clear 503
             rsp = chat(url, "tiny")
             assert rsp.status_code == 503 and rsp.headers["Retry-After"] == "5", rsp.text
             assert rsp.json()["error"]["message"].startswith("cannot look up model 'tiny': ")
@@ -274,3 +278,54 @@ def test_a_stopping_activator_answers_the_requests_it_holds_before_it_exits(clus
         assert answers and answers[0].status_code == 503, answers  # its timeout answer, not a dropped connection
         assert "has no ready replica after" in answers[0].json()["error"]["message"]
         assert proc.wait(timeout=15) == 0
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus (make install)")
+def test_the_arrivals_it_counts_reach_the_operators_metrics_path_through_a_real_prometheus(cluster, tmp_path: Path):
+    """The activator exports a count of arrivals from 0 for every deployment it lists; a real Prometheus
+    scraping it as the chart does keeps their labels, and the operator's `PrometheusSource` reads them:
+    the instant rate (a quiet deployment at zero reads 0, not missing) and the backfill's history where no
+    pod reported. A deleted deployment's count goes at the next listing."""
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    path = LLMD.format(ns="default")
+    cluster.kube.create(path, llmd("busy", **AT_ZERO_OFF))
+    cluster.kube.merge(path + "/busy/status", {"status": {"readyReplicas": 1}})
+    cluster.kube.create(path, llmd("quiet", **AT_ZERO_OFF))
+    try:
+        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{upstream.server_address[1]}") as (url, _), \
+                PrometheusServer(tmp_path / "prometheus") as prometheus:
+            prometheus.scrape_activator(url.removeprefix("http://"))
+            source = PrometheusSource(prometheus.url, timeout_s=5.0, window="5s")
+            stop = threading.Event()
+
+            def send() -> None:  # 4 req/s for "busy"
+                while not stop.wait(0.25):
+                    chat(url, "busy")
+
+            sender = threading.Thread(target=send, daemon=True)
+            sender.start()
+            try:
+                wait_for(lambda: (source.snapshot(["foresail"]).get(("default", "busy")) or Signals()).arrivals,
+                         timeout=40, what="busy's arrivals in Prometheus")
+                time.sleep(6)  # a 5-s rate() reads low until the series is older than its window
+                snapshot = source.snapshot(["foresail"])
+            finally:
+                stop.set()
+                sender.join()
+            assert snapshot[("default", "busy")].arrivals == pytest.approx(4.0, rel=0.5)
+            assert snapshot[("default", "quiet")].arrivals == 0 and snapshot[("default", "quiet")].requests is None
+            now = time.time()
+            times, values = source.demand_history(("default", "quiet"), "foresail", now - 30, now, 1.0)
+            assert times and set(values) == {0.0}  # watched and quiet, not a gap
+            _, busy = source.demand_history(("default", "busy"), "foresail", now - 30, now, 1.0)
+            _, tokens = source.demand_history(("default", "busy"), "foresail", now - 30, now, 1.0, unit="tokens",
+                                              tokens_per_request=100.0)
+            assert max(busy) > 2 and tokens == pytest.approx([100 * v for v in busy])  # no pod counted tokens
+
+            cluster.kube.delete(path + "/quiet")
+            wait_for(lambda: 'llmdeployment="quiet"' not in requests.get(url + "/metrics", timeout=5).text
+                     .split("foresail_activator_arrivals_total", 1)[1].split("# HELP", 1)[0],
+                     timeout=30, what="quiet's count gone after its deletion")
+    finally:
+        upstream.shutdown()

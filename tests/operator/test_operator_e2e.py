@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import ROOT, kubectl, wait_for
+from tests.helpers import ROOT, condition, kubectl, wait_for
 from tests.operator.conftest import LLMD, Operator
 
 NS = "default"
@@ -26,13 +26,6 @@ def load(name: str) -> dict:
 
 def llmd(cluster, name: str) -> dict:
     return cluster.kube.get(f"{LLMD.format(ns=NS)}/{name}")
-
-
-def condition(obj: dict | None, type_: str) -> dict:
-    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if cond["type"] == type_:
-            return cond
-    return {}
 
 
 def deployment(cluster, name: str) -> dict | None:

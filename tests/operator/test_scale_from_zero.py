@@ -69,3 +69,33 @@ async def test_requests_held_at_the_activator_count_as_queued_demand_at_zero(age
     assert loop.view["fields"]["recommendedReplicas"] == replicas, decision.reason
     count = {"1": 1, "150": 150, "garbage": 1}[held] if replicas else 0
     assert decision.reason.endswith(f" ({count} of the queued requests held at the activator)") == bool(replicas)
+
+
+@pytest.mark.parametrize("arrivals, replicas, reason", [
+    ("3", 3, "current demand 3 req/s needs 3 replicas"),
+    ("0", 0, "no demand arrives at the activator and none is forecast"),
+])
+async def test_at_zero_the_activators_count_of_arrivals_is_the_demand(arrivals: str, replicas: int,
+                                                                      reason: str) -> None:
+    """No pod reports at zero replicas: the requests the activator counted arriving are the demand (3 req/s
+    at 1 req/s per replica need 3), and a count of 0 is a watched quiet step, not an unknown one."""
+    loop = Loop(KEY, forecast_step_s=60.0)
+    loop.configure(SPEC, None)
+    loop, decision = await decisions(SPEC, AT_ZERO, series=False, loop=loop, arrivals=arrivals)
+    fields = loop.view["fields"]
+    assert fields["recommendedReplicas"] == replicas and fields["forecast"]["demand"] == float(arrivals)
+    assert reason in decision.reason and decision.reason.endswith("(demand counted at the activator: no pod reports it)")
+    assert loop.view["conditions"]["MetricsAvailable"][:2] == (True, "CountedAtActivator")
+    _, unseen = await decisions(SPEC, AT_ZERO, series=False)  # without the count: nothing is seen at zero
+    assert "at zero replicas no demand is seen" in unseen.reason, unseen.reason
+
+
+async def test_while_replicas_start_the_activators_count_stands_in_for_the_pods() -> None:
+    """Two replicas asked for, none reporting yet: with the activator's count the loop decides on it (5 req/s
+    need 5); without it the replicas are held for want of data."""
+    starting = {"spec": {"replicas": 2}, "status": {"readyReplicas": 0}}
+    loop, decision = await decisions(SPEC, starting, series=False, arrivals="5")
+    assert loop.view["fields"]["recommendedReplicas"] == 5, decision.reason
+    loop, decision = await decisions(SPEC, starting, series=False)
+    assert loop.view["conditions"]["MetricsAvailable"][:2] == (False, "NoSeries")
+    assert decision.replicas == 2 and "missing" in decision.reason

@@ -16,6 +16,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+from foresail_operator.activation import ARRIVALS_METRIC
 from foresail_operator.runtimes import RUNTIMES
 
 MODES = ("good", "nan", "inf", "empty", "malformed", "scalar", "matrix", "slow", "error")
@@ -33,11 +34,13 @@ def signal_value(query: str, values: dict[str, str]) -> str:
 
 
 class FakePrometheus:
-    """Answers every instant query for the deployments in `series`, the way `mode` says."""
+    """Answers every instant query for the deployments in `series`, the way `mode` says; the query for the
+    activator's count of arrivals only for those in `arrivals`, with their rate."""
 
     def __init__(self, series: list[tuple[str, str]], delay_s: float = 2.0, port: int = 0,
-                 values: dict[str, str] | None = None) -> None:
+                 values: dict[str, str] | None = None, arrivals: dict[tuple[str, str], str] | None = None) -> None:
         self.series = series
+        self.arrivals = arrivals or {}
         self.values = {**VALUES, **(values or {})}  # what "good" answers per canonical signal
         self.mode = "good"
         self.delay_s = delay_s  # how long "slow" waits before answering well
@@ -95,11 +98,14 @@ class FakePrometheus:
                                     "error": "query processing would load too many samples into memory"}).encode()
         if mode == "scalar":
             return 200, json.dumps({"status": "success", "data": {"resultType": "scalar", "result": [now, "1.5"]}}).encode()
-        value = {"nan": "NaN", "inf": "+Inf"}.get(mode, signal_value(query, self.values))
+        door = ARRIVALS_METRIC in query
+        values = {key: self.arrivals[key] if door else signal_value(query, self.values)
+                  for key in (self.arrivals if door else self.series)}
+        values = {key: {"nan": "NaN", "inf": "+Inf"}.get(mode, value) for key, value in values.items()}
         result = [] if mode == "empty" else [
             {"metric": {"namespace": ns, "llmdeployment": name},
              **({"values": [[now - 1, value], [now, value]]} if mode == "matrix" else {"value": [now, value]})}
-            for ns, name in self.series]
+            for (ns, name), value in values.items()]
         kind = "matrix" if mode == "matrix" else "vector"
         return 200, json.dumps({"status": "success", "data": {"resultType": kind, "result": result}}).encode()
 
