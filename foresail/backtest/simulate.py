@@ -17,8 +17,9 @@ SLO attainment is the share of arrivals in steps that meet the SLO; cost is repl
 With scale to zero, what happens to requests at zero replicas is ``at_zero``: ``proxy``, a front door
 holds and counts them (Knative's activator, KEDA's HTTP add-on; the baselines); ``activator``,
 Foresail's activator holds and counts them too, and the operator reads that count from Prometheus as
-demand counted at the door (``Observation.counted``); ``none``, no front door: they fail. With a front door, a deployment at zero asks for a replica at the step its
-first request arrives (the activator's wake), whatever the policy said.
+demand counted at the door (``Observation.counted``); ``none``, no front door: they fail. With a front
+door, a deployment at zero asks for a replica at the step its first request arrives (the activator's
+wake), whatever the policy said.
 """
 
 from __future__ import annotations

@@ -129,8 +129,8 @@ def test_nights_at_zero_are_quiet_when_the_activator_counts_them() -> None:
 
 def test_demand_counted_at_zero_wakes_the_deployment_and_is_remembered() -> None:
     """The new evening peak of the test above, counted by the activator: replicas are asked for the step
-    it is counted (rather than the whole peak being lost), and the next evening, from that history, a
-    replica is up before it arrives."""
+    it is counted (rather than the whole peak being lost), and the next evening the deployment is at zero
+    until, from that history, a replica comes up before the peak arrives."""
     def with_new_evening_peak(t: float) -> float:
         evening = 20 <= ((t - T0) % DAY) / 3600 < 20.5
         return 3.0 if t >= T0 + 7 * DAY and evening else office_hours(t)
@@ -139,7 +139,8 @@ def test_demand_counted_at_zero_wakes_the_deployment_and_is_remembered() -> None
     per_day = int(DAY / STEP)
     woke = next((h, r, why) for h, r, why in decisions[:per_day] if h >= 19 and r > 0)
     assert woke[0] == pytest.approx(20 + 1 / 60) and woke[1] == 3, woke
+    quiet = [r for h, r, _ in decisions[per_day:] if 18 <= h < 19.5]  # watched quiet the day before: at zero
     before = [r for h, r, _ in decisions[per_day:] if 19.9 <= h < 20]
-    assert before and min(before) >= 1, before
+    assert quiet and max(quiet) == 0 and before and min(before) >= 1, (quiet, before)
     night = [why for h, r, why in decisions[:per_day] if 22 <= h < 23 and r == 0]
     assert night and all(w.startswith("hold 0: no demand for ") for w in night), night[:1]  # counted, not unseen
