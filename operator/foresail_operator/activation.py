@@ -6,7 +6,8 @@ at zero when the stamp changes, autoscaler.py counts the held requests as queued
 fresh). The prefix is not ``foresail.dev/``: kopf keeps its own state there and ignores changes to it.
 The activator also counts the requests that arrive for each deployment (``ARRIVALS_METRIC``, from 0
 for every deployment it lists); the operator reads that count from Prometheus as the demand of a
-deployment whose pods report none (at zero replicas, or while they start).
+deployment whose pods report none (at zero replicas, or while they start), and the requests held
+(``HELD_METRIC``) summed over the activator's replicas, where each stamp has only its own.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ HELD_REQUESTS = "activator.foresail.dev/held-requests"  # how many requests wait
 STAMP_EVERY_S = 5.0  # how often a deployment with held requests is stamped again
 STAMP_FRESH_S = 3 * STAMP_EVERY_S  # how long the operator counts a stamp as a request waiting
 ARRIVALS_METRIC = "foresail_activator_arrivals_total"  # counter {namespace, llmdeployment}: requests that arrived
+HELD_METRIC = "foresail_activator_held_requests"  # gauge {namespace, llmdeployment}: requests waiting for a replica
 
 
 def requested_at(body: Mapping[str, Any]) -> float | None:

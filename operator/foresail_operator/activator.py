@@ -29,7 +29,7 @@ import prometheus_client
 from aiohttp import web
 
 from foresail_operator import GROUP, PLURAL, VERSION
-from foresail_operator.activation import ARRIVALS_METRIC, HELD_REQUESTS, REQUESTED_AT, STAMP_EVERY_S
+from foresail_operator.activation import ARRIVALS_METRIC, HELD_METRIC, HELD_REQUESTS, REQUESTED_AT, STAMP_EVERY_S
 from foresail_operator.kube import ApiError, KubeClient, path_for
 
 POLL_S = 0.5  # how often a held request's deployment is read
@@ -48,7 +48,7 @@ ARRIVALS = prometheus_client.Counter(
     ARRIVALS_METRIC, "Requests for each LLMDeployment as they arrive, whatever their outcome; 0 from the first "
     "listing that shows the deployment, so a quiet one reads 0, not missing (the operator's demand while no pod "
     "reports any)", ["namespace", "llmdeployment"])
-HELD = prometheus_client.Gauge("foresail_activator_held_requests", "Requests waiting for a ready replica",
+HELD = prometheus_client.Gauge(HELD_METRIC, "Requests waiting for a ready replica",
                                ["namespace", "llmdeployment"])
 HOLD_SECONDS = prometheus_client.Histogram(
     "foresail_activator_hold_seconds", "How long held requests waited for a ready replica",

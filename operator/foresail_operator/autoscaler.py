@@ -241,7 +241,7 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
                         capacity, unit, _capacity_source(loop.capacity, spec))
             loop.logged_capacity = capacity
     waiting = None if signals is None else (signals.waiting or 0.0) * each
-    held = requests_waiting(body, now)
+    held = max(requests_waiting(body, now), round(signals.held or 0) if signals is not None else 0)
     if waiting is not None and held:  # requests held at the activator: no pod counts them
         waiting = max(waiting, held * each)
     counted = measured is not None and measured.counted

@@ -3,8 +3,8 @@
 One instant query per signal and metric-name set returns every deployment at once (grouped by the
 `namespace` and `llmdeployment` target labels that the scrape config attaches), so the cost per
 interval does not grow with the number of deployments. Runtimes that name a metric differently
-(runtimes.py) are mapped onto the same canonical signals here. One more query reads the activator's
-count of arriving requests, the demand of a deployment whose pods report none.
+(runtimes.py) are mapped onto the same canonical signals here. Two more read the activator's count of
+arriving requests, the demand of a deployment whose pods report none, and the requests it holds.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Iterable
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 
-from foresail_operator.activation import ARRIVALS_METRIC
+from foresail_operator.activation import ARRIVALS_METRIC, HELD_METRIC
 from foresail_operator.runtimes import RUNTIMES
 
 Key = tuple[str, str]  # (namespace, llmdeployment)
@@ -42,6 +42,7 @@ class Signals:
     kv_cache: float | None = None  # 0..1
     ttft_p90: float | None = None  # seconds
     arrivals: float | None = None  # requests/s arriving at the activator (None: it counts none for this one)
+    held: float | None = None  # requests the activator's replicas hold, all together
 
 
 def queries(metric_names: dict[str, str | None], window: str) -> dict[str, str]:
@@ -105,11 +106,13 @@ class PrometheusSource:
         name_sets = {tuple(sorted((k, v or "") for k, v in RUNTIMES[r].metrics.items())) for r in set(runtimes)}
         promqls = [item for names in name_sets for item in queries(dict(names), self.window).items()]
         promqls.append(("arrivals", f"sum by ({BY}) (rate({ARRIVALS_METRIC}[{self.window}]))"))
+        promqls.append(("held", f"sum by ({BY}) ({HELD_METRIC})"))  # last: only for deployments with demand
         for signal, promql in promqls:
             for item in self._query(promql):
                 key = _series_key(item)
                 value = item.get("value") if isinstance(item, dict) else None
-                if key is None or not isinstance(value, list) or len(value) != 2:
+                if key is None or not isinstance(value, list) or len(value) != 2 or \
+                        (signal == "held" and key not in out):
                     continue
                 setattr(out.setdefault(key, Signals()), signal, _value(value[1]))
         return out

@@ -100,3 +100,16 @@ async def test_while_replicas_start_the_activators_count_stands_in_for_the_pods(
     loop, decision = await decisions(SPEC, starting, series=False)
     assert loop.view["conditions"]["MetricsAvailable"][:2] == (False, "NoSeries")
     assert decision.replicas == 2 and "missing" in decision.reason
+
+
+async def test_requests_held_by_every_activator_replica_add_up() -> None:
+    """Each activator replica stamps only the requests it holds; Prometheus sums what they all hold (150
+    against a stamp of 40): the larger is the queue (150 to drain within the 60-s horizon need 3)."""
+    loop = Loop(KEY, forecast_step_s=60.0)
+    loop.configure(SPEC, None)
+    loop, decision = await decisions(SPEC, AT_ZERO, series=False, loop=loop, body=stamped(1.0, "40"),
+                                     arrivals="0", held="150")
+    assert loop.view["fields"]["recommendedReplicas"] == 3, decision.reason
+    assert decision.reason.endswith(" (150 of the queued requests held at the activator)"), decision.reason
+    _, alone = await decisions(SPEC, AT_ZERO, series=False, held="150")  # no count of arrivals: ignored
+    assert alone.replicas == 0, alone.reason

@@ -16,7 +16,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-from foresail_operator.activation import ARRIVALS_METRIC
+from foresail_operator.activation import ARRIVALS_METRIC, HELD_METRIC
 from foresail_operator.runtimes import RUNTIMES
 
 MODES = ("good", "nan", "inf", "empty", "malformed", "scalar", "matrix", "slow", "error")
@@ -34,13 +34,14 @@ def signal_value(query: str, values: dict[str, str]) -> str:
 
 
 class FakePrometheus:
-    """Answers every instant query for the deployments in `series`, the way `mode` says; the query for the
-    activator's count of arrivals only for those in `arrivals`, with their rate."""
+    """Answers every instant query for the deployments in `series`, the way `mode` says; the queries of the
+    activator's metrics only for those in `arrivals` (their rate) and `held` (the requests held)."""
 
     def __init__(self, series: list[tuple[str, str]], delay_s: float = 2.0, port: int = 0,
-                 values: dict[str, str] | None = None, arrivals: dict[tuple[str, str], str] | None = None) -> None:
+                 values: dict[str, str] | None = None, arrivals: dict[tuple[str, str], str] | None = None,
+                 held: dict[tuple[str, str], str] | None = None) -> None:
         self.series = series
-        self.arrivals = arrivals or {}
+        self.door = {ARRIVALS_METRIC: arrivals or {}, HELD_METRIC: held or {}}
         self.values = {**VALUES, **(values or {})}  # what "good" answers per canonical signal
         self.mode = "good"
         self.delay_s = delay_s  # how long "slow" waits before answering well
@@ -98,9 +99,8 @@ class FakePrometheus:
                                     "error": "query processing would load too many samples into memory"}).encode()
         if mode == "scalar":
             return 200, json.dumps({"status": "success", "data": {"resultType": "scalar", "result": [now, "1.5"]}}).encode()
-        door = ARRIVALS_METRIC in query
-        values = {key: self.arrivals[key] if door else signal_value(query, self.values)
-                  for key in (self.arrivals if door else self.series)}
+        door = next((answers for metric, answers in self.door.items() if metric in query), None)
+        values = door if door is not None else {key: signal_value(query, self.values) for key in self.series}
         values = {key: {"nan": "NaN", "inf": "+Inf"}.get(mode, value) for key, value in values.items()}
         result = [] if mode == "empty" else [
             {"metric": {"namespace": ns, "llmdeployment": name},
