@@ -433,7 +433,6 @@ class ForesailPolicy:
                    f"and needs {need.woken} replica{'s' if need.woken != 1 else ''} at {c.capacity:.3g} {u} each")
             if need.unseen:
                 why += " (at zero replicas no demand is seen, so recurring demand wakes the deployment)"
-
         elif need.governed > max(base, need.burst) and min(need.governed, c.max_replicas) == target:
             why = (f"SLO governor x{need.governor:.2f} on the {base} replica{'s' if base != 1 else ''} the "
                    f"{'forecast' if (need.predicted or 0) > need.floor else 'current demand'} needs: recent "
@@ -472,7 +471,6 @@ class ForesailPolicy:
                    "came a day or a week earlier")
         elif target == 0 and c.scale_to_zero:
             why = "no demand arrives at the activator and none is forecast or came a day or a week earlier"
-
         else:
             why = f"bounds min {c.min_replicas}, max {c.max_replicas}"
         if target == c.max_replicas and base > c.max_replicas:

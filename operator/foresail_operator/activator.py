@@ -226,6 +226,7 @@ class Activator:
                 raise Refusal(503, "api_error", f"cannot look up model {model!r}: {exc.message}", 5) from exc
             labels = (target["metadata"]["namespace"], target["metadata"]["name"])
             ARRIVALS.labels(*labels).inc()
+            self._counted.add(labels)  # dropped at the next listing if the deployment is gone
             held = ready_replicas(target) == 0
             if not held:
                 try:
