@@ -1,7 +1,8 @@
 """`python -m bench`: every benchmark, one after another (each prints its own table).
 
     python -m bench                 # all
-    python -m bench operator        # some: operator, decision_loop, inference, backtest, predictability, activator
+    python -m bench operator        # some: operator, decision_loop, inference, backtest, predictability, activator,
+                                    # scale_to_zero
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ("operator", "decision_loop", "inference", "backtest", "predictability", "activator")
+SUITES = ("operator", "decision_loop", "inference", "backtest", "predictability", "activator", "scale_to_zero")
 
 
 def main(argv: list[str]) -> int:
