@@ -7,11 +7,11 @@ the reactive floor. Headroom comes from the forecast quantile and widens when re
 low. With ``slo_target`` set, an SLO governor multiplies the need by a factor that rises after each
 decision whose queue could not drain within the SLO and falls slowly otherwise, steering the share of such
 decisions to ``1 - slo_target`` (it buys attainment with replicas; off by default). With scale to zero,
-no replica runs to count requests, so time at zero is recorded as unknown unless the activator counted
-what arrived (``Observation.counted``); a deployment goes to zero only where the same time a day and a
-week earlier was watched and quiet, wakes ahead of demand that arrived a day or a week earlier in the
-coming cold start, and does not go to zero while such demand is due. Every decision says why in one
-sentence.
+no replica runs to count requests, so time at zero is recorded as unknown unless the activator counts
+what arrives (``Observation.counted``). Without that count a deployment goes to zero only where the same
+time a day and a week earlier was watched and quiet; with it, after ``idle_s`` with no demand and none
+forecast. Either way it wakes ahead of demand that arrived a day or a week earlier in the coming cold
+start, and does not go to zero while such demand is due. Every decision says why in one sentence.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class Observation:
     waiting: float | None = None  # queued demand across replicas (units)
     ready_replicas: int = 0
     provisioned_replicas: int = 0  # ready + starting
-    counted: bool = False  # demand was counted where requests arrive (the activator): known at zero replicas
+    counted: bool = False  # the activator counts what arrives for this deployment: demand at zero replicas is known
 
 
 @dataclass
@@ -306,7 +306,8 @@ class ForesailPolicy:
         if current == 0 and need.recurring > 0:
             need.woken = max(math.ceil(need.recurring / c.capacity - 1e-9), c.min_replicas, 1)
             target, steady = max(target, need.woken), max(steady, need.woken)
-        to_zero = quiet and need.recurring == 0 and self._was_idle(obs.time_s)
+        # at zero only the activator's count sees demand: without it, zero is safe only where a quiet spell was seen
+        to_zero = quiet and need.recurring == 0 and (obs.counted or self._was_idle(obs.time_s))
         if to_zero:
             target = steady = 0
         elif not (c.scale_to_zero and current == 0 and target == 0):  # else stay at zero: nothing demanded

@@ -16,8 +16,8 @@ SLO attainment is the share of arrivals in steps that meet the SLO; cost is repl
 
 With scale to zero, what happens to requests at zero replicas is ``at_zero``: ``proxy``, a front door
 holds and counts them (Knative's activator, KEDA's HTTP add-on; the baselines); ``activator``,
-Foresail's activator holds and counts them too, and the operator reads that count from Prometheus as
-demand counted at the door (``Observation.counted``); ``none``, no front door: they fail. With a front
+Foresail's activator holds and counts them too, and the operator reads that count from Prometheus
+(``Observation.counted``: demand at zero is known); ``none``, no front door: they fail. With a front
 door, a deployment at zero asks for a replica at the step its first request arrives (the activator's
 wake), whatever the policy said.
 """
@@ -114,7 +114,7 @@ def simulate(
     """Replay ``arrivals`` (demand units per step) through ``policy``.
 
     The policy sees the previous step's demand rate and the backlog (with ``activator``, marked as
-    counted at the door). With ``none`` it sees what Foresail's operator sees without the activator when
+    counted by the activator). With ``none`` it sees what Foresail's operator sees without the activator when
     no replica served the previous step: no data while replicas start (no pod exports metrics yet), and
     at zero replicas no demand (no pod counts requests) and no queue (what arrives while no replica is
     ready fails, missing the SLO, instead of queueing).

@@ -52,10 +52,10 @@ def _sig(value: float | None) -> float | None:
 class Reading(NamedTuple):
     """One deployment's demand as the loop reads it, in its unit."""
 
-    done: float  # completed per second (0 when counted at the activator)
+    done: float  # completed per second (0 when read at the activator)
     demand: float  # arriving per second
     each: float  # what a queued request counts for
-    counted: bool = False  # from the activator's count of arriving requests: no pod reports
+    at_door: bool = False  # the activator's count of arriving requests: no pod reports
 
 
 @dataclass
@@ -117,7 +117,7 @@ class Loop:
         if signals.requests is None and signals.arrivals is not None:  # no pod reports
             each = self.tokens_per_request if self.unit == "tokens" else 1.0
             self.last_in_system = None  # the pods' count starts again when they report
-            return Reading(0.0, signals.arrivals * each, each, counted=True)
+            return Reading(0.0, signals.arrivals * each, each, at_door=True)
         each = 1.0
         done = signals.requests or 0.0
         if self.unit == "tokens":
@@ -169,8 +169,8 @@ def _manual_hold(status: dict[str, Any], spec: LLMDeploymentSpec, now: float) ->
 
 
 def _conditions(signals: Signals | None, error: str | None, decision: Decision, policy: ForesailPolicy,
-                spec: LLMDeploymentSpec, current: int, counted: bool) -> dict[str, tuple[bool | None, str, str]]:
-    if counted:
+                spec: LLMDeploymentSpec, current: int, at_door: bool) -> dict[str, tuple[bool | None, str, str]]:
+    if at_door:
         metrics = (True, "CountedAtActivator", "no pod reports demand; the activator's count of arriving requests "
                    "is read instead")
     elif signals is not None:
@@ -232,7 +232,7 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
         signals, error = None, f"NoData: no token counters for {ns}/{name} (autoscaling.demandUnit is tokens)"
     if measured is not None:
         demand, each = measured.demand, measured.each
-    if measured is not None and not measured.counted:  # capacity is learned from the pods' signals
+    if measured is not None and not measured.at_door:  # capacity is learned from the pods' signals
         capacity = loop.capacity.observe(measured.done, signals.waiting, ready, signals.ttft_p90, signals.kv_cache)
         if capacity != loop.policy.config.capacity:
             loop.policy.reconfigure(capacity=capacity)
@@ -244,10 +244,11 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     held = max(requests_waiting(body, now), round(signals.held or 0) if signals is not None else 0)
     if waiting is not None and held:  # requests held at the activator: no pod counts them
         waiting = max(waiting, held * each)
-    counted = measured is not None and measured.counted
+    at_door = measured is not None and measured.at_door
+    counted = signals is not None and signals.arrivals is not None  # the activator counts this deployment's requests
     decision = loop.policy.decide(Observation(time_s=now, demand=demand, waiting=waiting, ready_replicas=ready,
                                               provisioned_replicas=current, counted=counted))
-    if counted:
+    if at_door:
         decision.reason += " (demand counted at the activator: no pod reports it)"
     if held and waiting is not None:
         decision.reason += f" ({held} of the queued requests held at the activator)"
@@ -286,7 +287,7 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     else:
         forecast["summary"] = "reactive" if spec.autoscaling.mode == "reactive" else "warming up"
     loop.view = {
-        "conditions": _conditions(signals, error, decision, loop.policy, spec, current, counted),
+        "conditions": _conditions(signals, error, decision, loop.policy, spec, current, at_door),
         "fields": {"recommendedReplicas": decision.replicas, "forecast": forecast,
                    "capacity": _capacity_status(loop.capacity, spec, signals)},
     }

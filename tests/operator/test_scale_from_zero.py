@@ -17,7 +17,7 @@ from foresail.autoscaler.policy import Decision
 from foresail_operator.activation import HELD_REQUESTS, REQUESTED_AT, STAMP_FRESH_S
 from foresail_operator.autoscaler import Loop
 from foresail_operator.spec import parse_spec
-from tests.operator.advisory import KEY, decisions
+from tests.operator.advisory import KEY, THREE_READY, decisions
 
 SPEC = parse_spec({"model": {"source": "builtin:tiny"}, "minReplicas": 1, "maxReplicas": 10,
                    "autoscaling": {"mode": "advisory", "intervalSeconds": 5, "slo": {"capacityPerReplica": 1},
@@ -113,3 +113,26 @@ async def test_requests_held_by_every_activator_replica_add_up() -> None:
     assert decision.reason.endswith(" (150 of the queued requests held at the activator)"), decision.reason
     _, alone = await decisions(SPEC, AT_ZERO, series=False, held="150")  # no count of arrivals: ignored
     assert alone.replicas == 0, alone.reason
+
+
+def _quiet_for_an_hour() -> Loop:
+    """A loop whose two hours of history had 1 req/s, then nothing for the last hour."""
+    loop = Loop(KEY, forecast_step_s=60.0)
+    loop.configure(SPEC, None)
+    assert loop.policy is not None
+    now = time.time()
+    times = np.arange(now - 7200, now - 60, 60.0)
+    loop.policy.warm_start(times, np.where(times < now - 3600, 1.0, 0.0))
+    return loop
+
+
+async def test_with_the_activators_count_a_deployment_goes_to_zero_without_a_quiet_day_before() -> None:
+    """Three ready replicas whose pods have seen nothing for an hour, and no history a day back. Zero is
+    safe only where what arrives there is seen: with the activator's series (0 req/s) the deployment goes
+    to zero; without it, it keeps a replica until a quiet day was watched."""
+    idle = {"requests": "0", "running": "0", "waiting": "0"}
+    loop, decision = await decisions(SPEC, THREE_READY, loop=_quiet_for_an_hour(), values=idle, arrivals="0")
+    assert loop.view["fields"]["recommendedReplicas"] == 0 and "scale to zero" in decision.reason, decision.reason
+    assert loop.view["conditions"]["MetricsAvailable"][1] == "MetricsFresh"  # the pods' signals are what is read
+    loop, decision = await decisions(SPEC, THREE_READY, loop=_quiet_for_an_hour(), values=idle)
+    assert loop.view["fields"]["recommendedReplicas"] >= 1 and "not watched and quiet" in decision.reason
