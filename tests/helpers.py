@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import requests
 
@@ -52,6 +54,20 @@ def kubectl(kubeconfig: Path, *args: str, input: str | None = None, check: bool 
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed: {done.stderr}")
     return done
+
+
+@contextlib.contextmanager
+def logged_process(args: list[str], log_path: Path, **popen: Any) -> Iterator[subprocess.Popen]:
+    """Run a process with its output in ``log_path``; on exit SIGTERM it, wait, and print the log's tail."""
+    log = open(log_path, "w")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, **popen)
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        log.close()
+        print(Path(log_path).read_text()[-4000:])
 
 
 def condition(obj: dict | None, type_: str) -> dict:

@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
     if info is None:
         raise SystemExit("no Kubernetes credentials: run in a pod with a service account, or pass --kubeconfig")
+
     def upstream(namespace: str, name: str) -> str:
         return str(args.upstream).format(namespace=namespace, name=name)
 

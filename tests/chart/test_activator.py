@@ -8,7 +8,6 @@ bad values are in test_render.py's BAD_VALUES."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -22,7 +21,7 @@ import yaml
 from foresail.kubetest.testing import start_apiserver
 from tests.chart.helm import CHART, RELEASE, RELEASE_NS, allowed, crds, find, grants, helm_binary, render
 from tests.chart.test_rbac import api_calls, fetch, free_port
-from tests.helpers import ROOT, Kube, wait_for
+from tests.helpers import ROOT, Kube, logged_process, wait_for
 
 ACTIVATOR = f"{RELEASE}-foresail-activator"
 OPERATOR = f"{RELEASE}-foresail"
@@ -263,11 +262,8 @@ def test_the_chart_grants_every_call_the_activator_makes_and_no_more(tmp_path: P
         name = tiny["metadata"]["name"]
         server.clear_audit()
 
-        log = open(tmp_path / "activator.log", "w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "foresail", *command[1:], "--kubeconfig", str(server.kubeconfig)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        try:
+        with logged_process([sys.executable, "-m", "foresail", *command[1:], "--kubeconfig", str(server.kubeconfig)],
+                            tmp_path / "activator.log", cwd=ROOT):
             # The probes the chart declares answer on the port it declares.
             wait_for(lambda: fetch(f"http://127.0.0.1:{port}/healthz") is not None, timeout=30, what="/healthz")
             status, body = post(f"http://127.0.0.1:{port}/v1/completions", {"model": name, "prompt": "hi"})
@@ -275,11 +271,6 @@ def test_the_chart_grants_every_call_the_activator_makes_and_no_more(tmp_path: P
             annotations = kube.get(f"{llmd}/{name}")["metadata"].get("annotations") or {}
             assert "activator.foresail.dev/requested-at" in annotations  # it asked the operator for a replica
             assert b"foresail_activator_" in (fetch(f"http://127.0.0.1:{port}/metrics") or b"")
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(20)
-            log.close()
-            print((tmp_path / "activator.log").read_text()[-4000:])
         calls = api_calls(server)
 
     assert {v for v, *_ in calls} == {"get", "list", "patch"}, calls

@@ -11,9 +11,7 @@ in the operator that the chart does not grant fails this test.
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -24,7 +22,7 @@ import yaml
 
 from foresail.kubetest.testing import start_apiserver
 from tests.chart.helm import RELEASE_NS, allowed, crds, find, grants, render, the
-from tests.helpers import ROOT, Kube, wait_for
+from tests.helpers import ROOT, Kube, logged_process, wait_for
 
 WATCHED = "team-a"
 OPERATOR_AGENTS = ("kopf/", "foresail-operator/")
@@ -135,19 +133,12 @@ def test_the_chart_grants_every_call_the_operator_makes_and_no_more(tmp_path: Pa
         assert created["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
         server.clear_audit()
 
-        log = open(tmp_path / "operator.log", "w")
-        proc = subprocess.Popen([sys.executable, "-m", "foresail", "operator"], stdout=log, stderr=subprocess.STDOUT,
-                                env=operator_env(objects, server.kubeconfig), cwd=ROOT)
-        try:
+        with logged_process([sys.executable, "-m", "foresail", "operator"], tmp_path / "operator.log",
+                            env=operator_env(objects, server.kubeconfig), cwd=ROOT):
             # The probes the chart declares answer on the ports it declares.
             wait_for(lambda: fetch(f"http://127.0.0.1:{health}/healthz") is not None, timeout=30, what="/healthz")
             wait_for(lambda: b"foresail_" in (fetch(f"http://127.0.0.1:{metrics}/metrics") or b""), what="/metrics")
             run_scenario(kube)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(20)
-            log.close()
-            print((tmp_path / "operator.log").read_text()[-4000:])
         calls = api_calls(server)
 
     # The operator acted: it created, scaled and patched (else the check below proves nothing).

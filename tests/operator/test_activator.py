@@ -27,7 +27,7 @@ from foresail.demo.prometheus import PrometheusServer, free_port
 from foresail_operator.activation import HELD_REQUESTS, REQUESTED_AT, requested_at
 from foresail_operator.activator import MISS_TTL_S
 from foresail_operator.metrics import PrometheusSource, Signals
-from tests.helpers import wait_for
+from tests.helpers import logged_process, wait_for
 from tests.operator.conftest import LLMD
 
 TIMEOUT_S = 2
@@ -47,11 +47,6 @@ def running_activator(cluster, tmp_path: Path, upstream: str) -> Iterator[tuple[
     """`foresail activator` on a free port, holding requests for TIMEOUT_S at most and one at a time:
     its URL and process."""
     port = free_port()
-    log = open(tmp_path / "activator.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "foresail", "activator", "--kubeconfig", str(cluster.kubeconfig),
-                             "--host", "127.0.0.1", "--port", str(port), "--hold-timeout", str(TIMEOUT_S),
-                             "--max-held", "1", "--upstream", upstream],
-                            stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
@@ -60,15 +55,12 @@ def running_activator(cluster, tmp_path: Path, upstream: str) -> Iterator[tuple[
         except requests.ConnectionError:
             return False
 
-    try:
+    with logged_process([sys.executable, "-m", "foresail", "activator", "--kubeconfig", str(cluster.kubeconfig),
+                         "--host", "127.0.0.1", "--port", str(port), "--hold-timeout", str(TIMEOUT_S),
+                         "--max-held", "1", "--upstream", upstream], tmp_path / "activator.log") as proc:
         wait_for(healthy, timeout=30, what="the activator's /healthz")
         time.sleep(MISS_TTL_S)  # past its first listing's lifetime for unknown models: they are listed anew
         yield url, proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
-        print((tmp_path / "activator.log").read_text()[-3000:])
 
 
 @pytest.fixture
