@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.linear_model import LinearRegression
+from tqdm import tqdm
 
 from bench.backtest import switch_on_share, switch_ons
 from bench.table import print_table
@@ -73,19 +74,36 @@ def change_model(y: np.ndarray, h: int, gaps: np.ndarray | None = None, day: int
     return float(r2), float(wape), float(np.abs(actual - now).sum() / actual.sum())
 
 
-def switch_on_recurrence(d: np.ndarray, lag: int, k: int, frac: float) -> float:
+def _around(d: np.ndarray, k: int) -> np.ndarray:
+    """``around[i]``: the highest of ``d[i-k .. i+k]`` (zero beyond the ends)."""
+    return sliding_window_view(np.r_[np.zeros(k), d, np.zeros(k)], 2 * k + 1).max(axis=1)
+
+
+def switch_on_recurrence(d: np.ndarray, lag: int, k: int, frac: float, start: int = 0, stop: int | None = None,
+                         around: np.ndarray | None = None) -> float:
     """Share of switch-on demand (steps at least twice the step before) that ``lag`` steps earlier foretold:
-    a step within ``k`` of ``t - lag`` had at least ``frac`` of ``d[t]``. Switch-ons in the first ``lag``
-    steps are left out; 0 when there are none."""
+    a step within ``k`` of ``t - lag`` had at least ``frac`` of ``d[t]``. Only switch-ons in
+    ``[start, stop)`` and not in the first ``lag`` steps count; 0 when there are none."""
     d = np.asarray(d, float)
     t = np.nonzero(switch_ons(d))[0]
-    t = t[t >= lag]
+    t = t[(t >= max(lag, start)) & (t < (len(d) if stop is None else stop))]
     if len(t) == 0:
         return 0.0
-    padded = np.r_[np.zeros(k), d, np.zeros(k)]
-    around = sliding_window_view(padded, 2 * k + 1).max(axis=1)  # around[i]: max of d[i-k .. i+k]
+    around = _around(d, k) if around is None else around
     foretold = around[t - lag] >= frac * d[t]
     return float(d[t][foretold].sum() / d[t].sum())
+
+
+def learned_lag_recurrence(d: np.ndarray, k: int, frac: float, max_lag: int = 7 * DAY) -> tuple[int, float]:
+    """The series' own best lag and what it foretells: the lag (``k + 1`` to ``max_lag`` steps, so that the
+    window ends before the switch-on) that foretold the most switch-on demand in the first half, and the
+    share of the second half's switch-on demand it foretells."""
+    d = np.asarray(d, float)
+    half, around = len(d) // 2, _around(d, k)
+    lags = range(k + 1, max_lag + 1)
+    learned = [switch_on_recurrence(d, lag, k, frac, stop=half, around=around) for lag in lags]
+    best = lags[int(np.argmax(learned))]
+    return best, switch_on_recurrence(d, best, k, frac, start=half, around=around)
 
 
 def aggregates(traces_dir: Path) -> None:
@@ -108,23 +126,30 @@ def aggregates(traces_dir: Path) -> None:
 
 
 def customers(traces_dir: Path, min_share: float) -> None:
-    """Print how much switch-on demand of the switch-on-heavy customer series a day or a week foretold."""
+    """Print how much switch-on demand of the switch-on-heavy customer series a day or a week foretold, and
+    each series' own best lag (learned on the first half, scored on the second)."""
     found: dict[tuple[str, int, float], list[float]] = {}
     n = 0
-    for tr in iter_servegen_clients(traces_dir / "servegen" / "servegen-clients.tar.gz"):
+    series = [tr for tr in iter_servegen_clients(traces_dir / "servegen" / "servegen-clients.tar.gz")
+              if tr.demand(tr.default_unit).sum() > 0 and switch_on_share(tr) >= min_share]
+    for tr in tqdm(series, desc="customer series", leave=False):
         d = tr.demand(tr.default_unit)
-        if d.sum() <= 0 or switch_on_share(tr) < min_share:
-            continue
         n += 1
-        for lag, when in ((DAY, "day"), (7 * DAY, "week")):
-            for k, frac in RECURRENCE:
-                found.setdefault((when, k, frac), []).append(switch_on_recurrence(d, lag, k, frac))
+        half = len(d) // 2
+        for k, frac in RECURRENCE:
+            for lag, when in ((DAY, "day"), (7 * DAY, "week")):
+                found.setdefault((f"a {when} earlier", k, frac), []).append(switch_on_recurrence(d, lag, k, frac))
+                found.setdefault((f"a {when} earlier, 2nd half", k, frac), []).append(
+                    switch_on_recurrence(d, lag, k, frac, start=half))
+            found.setdefault(("own best lag, 2nd half", k, frac), []).append(learned_lag_recurrence(d, k, frac)[1])
     print(f"\nServeGen customer series with at least {100 * min_share:.0f} % of their demand in switch-ons: {n}. "
-          "Share of each one's switch-on demand foretold by the same time a day / a week earlier:")
+          "Share of each one's switch-on demand foretold by the same time a day / a week earlier (over the "
+          "series, or its second half only), or by the series' own best lag (10 min to a week, the one that "
+          "foretold most of its first half):")
     rows = []
     for (when, k, frac), v in found.items():
         a = np.array(v)
-        rows.append({"when": f"a {when} earlier", "window": f"+-{10 * k} min", "level": f">= {frac}x",
+        rows.append({"when": when, "window": f"+-{10 * k} min", "level": f">= {frac}x",
                      "median": f"{100 * np.median(a):.0f} %", "mean": f"{100 * a.mean():.0f} %",
                      "p90": f"{100 * np.percentile(a, 90):.0f} %", "half": int((a >= 0.5).sum())})
     print_table(rows, {"when": "foretold by", "window": "within", "level": "level", "median": "median",

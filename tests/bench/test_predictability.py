@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.predictability import change_autocorrelation, change_model, switch_on_recurrence
+from bench.predictability import change_autocorrelation, change_model, learned_lag_recurrence, switch_on_recurrence
 
 
 def test_alternating_changes_correlate_negatively_and_a_gap_is_left_out() -> None:
@@ -49,3 +49,20 @@ def test_recurrence_counts_the_switch_on_demand_a_lag_earlier_foretold() -> None
     assert switch_on_recurrence(d, lag=4, k=0, frac=0.8) == pytest.approx(0.5)
     assert switch_on_recurrence(d, lag=4, k=1, frac=0.8) == pytest.approx(1.0)
     assert switch_on_recurrence(np.full(12, 3.0), lag=4, k=1, frac=0.8) == 0.0
+
+
+def test_recurrence_scores_only_the_switch_ons_in_range() -> None:
+    d = np.array([0, 0, 5, 0, 0, 0, 5, 0, 0, 0, 0, 5], float)
+    assert switch_on_recurrence(d, lag=4, k=0, frac=0.8, start=8) == 0.0  # only step 11, which step 7 did not foretell
+    assert switch_on_recurrence(d, lag=4, k=0, frac=0.8, stop=8) == 1.0  # only step 6
+
+
+def test_the_learned_lag_is_the_period_of_a_periodic_series_and_foretells_its_second_half() -> None:
+    d = np.zeros(600)
+    d[10::30] = 5.0  # switch-ons every 30 steps
+    assert learned_lag_recurrence(d, k=0, frac=0.8, max_lag=100) == (30, pytest.approx(1.0))
+    lag, share = learned_lag_recurrence(d, k=1, frac=0.8, max_lag=100)
+    assert lag in (29, 30, 31) and share == pytest.approx(1.0)  # a window of +-1 step around the lag
+    rng = np.random.default_rng(2)
+    noise = np.where(rng.random(600) < 0.05, 5.0, 0.0)  # switch-ons at random
+    assert learned_lag_recurrence(noise, k=0, frac=0.8, max_lag=100)[1] < 0.5
