@@ -111,9 +111,10 @@ class Loop:
         """The demand in ``signals``, or None when it counts tokens and the runtime's token counters have
         no series.
 
-        Arrivals are completions plus the growth of what is in the system (queued + running requests); where
-        no pod reports, the requests the activator counted arriving. A request counts for 1, or in tokens for
-        the tokens per completed request lately (``DEFAULT_TOKENS_PER_REQUEST`` until a completion was seen)."""
+        Arrivals are completions plus the growth of what is in the system (queued + running requests), or the
+        requests the activator counted arriving where that is more (it counts them before any pod does, also
+        those it holds while replicas start) or no pod reports. A request counts for 1, or in tokens for the
+        tokens per completed request lately (``DEFAULT_TOKENS_PER_REQUEST`` until a completion was seen)."""
         if signals.requests is None and signals.arrivals is not None:  # no pod reports
             each = self.tokens_per_request if self.unit == "tokens" else 1.0
             self.last_in_system = None  # the pods' count starts again when they report
@@ -132,7 +133,10 @@ class Loop:
         if self.last_in_system is not None and self.last_time is not None and now > self.last_time:
             growth = max(0.0, (in_system - self.last_in_system) / (now - self.last_time))
         self.last_in_system, self.last_time = in_system, now
-        return Reading(done, done + growth * each, each)
+        demand = done + growth * each
+        if signals.arrivals is not None:
+            demand = max(demand, signals.arrivals * each)
+        return Reading(done, demand, each)
 
 
 def _capacity_source(model: CapacityModel, spec: LLMDeploymentSpec) -> str:

@@ -122,21 +122,22 @@ class PrometheusSource:
         tokens_per_request: float = 1000.0,
     ) -> tuple[list[float], list[float]]:
         """Completed requests/s (or prompt + generated tokens/s) of one deployment over [start, end], for
-        the backfill after a restart; where its pods reported nothing, the requests/s the activator counted
-        (in tokens, at the tokens per request the pods' counters show over the span, else
-        ``tokens_per_request``). Token counters are read one metric at a time and added up by timestamp (a
-        single rate() over both would drop their names and collide)."""
+        the backfill after a restart, or the requests/s the activator counted where that is more or its pods
+        reported nothing, as the decision loop reads demand (in tokens, at the tokens per request the pods'
+        counters show over the span, else ``tokens_per_request``). Token counters are read one metric at a
+        time and added up by timestamp (a single rate() over both would drop their names and collide)."""
         if end <= start:
             return [], []
         total = self._history(key, runtime, start, end, step_s, unit)
         door = dict(self._range(f"sum(rate({ARRIVALS_METRIC}{_selector(key)}[{self.window}]))", start, end, step_s))
-        if door.keys() - total.keys():
+        if door:
             each = 1.0
             if unit == "tokens":
                 requests_ = self._history(key, runtime, start, end, step_s, "requests")
                 done = sum(requests_.values())
                 each = sum(total.values()) / done if done > 0 else tokens_per_request
-            total.update({t: v * each for t, v in door.items() if t not in total})
+            for t, v in door.items():
+                total[t] = max(total.get(t, 0.0), v * each)
         times = sorted(total)
         return times, [total[t] for t in times]
 

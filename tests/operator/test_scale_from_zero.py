@@ -102,6 +102,19 @@ async def test_while_replicas_start_the_activators_count_stands_in_for_the_pods(
     assert decision.replicas == 2 and "missing" in decision.reason
 
 
+async def test_while_replicas_start_the_activators_count_wins_over_pods_that_report_zeros() -> None:
+    """The replicas asked for at a wake already export metrics, zeros, while the activator holds what
+    arrives: its count (5 req/s, needing 5) is the demand, as it is whenever it exceeds the pods'."""
+    starting = {"spec": {"replicas": 2}, "status": {"readyReplicas": 0}}
+    idle = {"requests": "0", "running": "0", "waiting": "0"}
+    loop, decision = await decisions(SPEC, starting, values=idle, arrivals="5")
+    assert loop.view["fields"]["forecast"]["demand"] == 5 and loop.view["fields"]["recommendedReplicas"] == 5
+    assert "current demand 5 req/s needs 5 replicas" in decision.reason, decision.reason
+    assert loop.view["conditions"]["MetricsAvailable"][1] == "MetricsFresh"  # the pods report: not at the door
+    loop, decision = await decisions(SPEC, starting, values=idle)
+    assert loop.view["fields"]["forecast"]["demand"] == 0 and loop.view["fields"]["recommendedReplicas"] < 5
+
+
 async def test_requests_held_by_every_activator_replica_add_up() -> None:
     """Each activator replica stamps only the requests it holds; Prometheus sums what they all hold (150
     against a stamp of 40): the larger is the queue (150 to drain within the 60-s horizon need 3)."""

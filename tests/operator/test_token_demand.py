@@ -22,6 +22,7 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from foresail.demo.prometheus import PrometheusServer
+from foresail_operator.activation import ARRIVALS_METRIC
 from foresail_operator.autoscaler import Loop, backfill
 from foresail_operator.collector import Collector
 from foresail_operator.metrics import PrometheusSource, Signals
@@ -66,18 +67,19 @@ def test_queued_requests_count_at_the_recent_tokens_per_request() -> None:
     assert loop.read(Signals(requests=2.0, waiting=8.0), now=120.0) is None  # no token series
     # no pod reports: the requests the activator counted arriving, at the tokens per request lately
     assert loop.read(Signals(arrivals=0.5), now=130.0) == (0.0, 125.0, 250.0, True)
+    # pods report and the activator counts more (requests it holds, or the pods' counts lag): the larger
+    both = Signals(requests=2.0, prompt_tokens=400.0, generation_tokens=100.0, running=0.0, arrivals=3.0)
+    assert loop.read(both, now=140.0) == (500.0, 750.0, 250.0, False)
+    assert loop.read(Signals(requests=2.0, prompt_tokens=400.0, generation_tokens=100.0, running=0.0, arrivals=1.0),
+                     now=150.0) == (500.0, 500.0, 250.0, False)
 
 
-@pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus (make install)")
-def test_token_counters_read_through_a_real_prometheus(tmp_path: Path) -> None:
-    """A target counting like a vLLM pod (5 req/s of 200 prompt and 50 generated tokens each), scraped by
-    a real Prometheus: the instant signals and the backfill's range query in both units."""
-    registry = CollectorRegistry()
-    requests_ = Counter("vllm:request_success", "requests", registry=registry)
-    prompt = Counter("vllm:prompt_tokens", "prompt tokens", registry=registry)
-    generated = Counter("vllm:generation_tokens", "generated tokens", registry=registry)
+def serve(registry: CollectorRegistry) -> ThreadingHTTPServer:
+    """Serve ``registry`` on 127.0.0.1 in the text format, as the inference server and the activator do
+    (prometheus_client's own server answers Prometheus in OpenMetrics, whose names turn vLLM's colons into
+    underscores)."""
 
-    class Metrics(BaseHTTPRequestHandler):  # the text format, as the inference server serves it
+    class Metrics(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             body = generate_latest(registry)
             self.send_response(200)
@@ -91,6 +93,19 @@ def test_token_counters_read_through_a_real_prometheus(tmp_path: Path) -> None:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus (make install)")
+def test_token_counters_read_through_a_real_prometheus(tmp_path: Path) -> None:
+    """A target counting like a vLLM pod (5 req/s of 200 prompt and 50 generated tokens each), scraped by
+    a real Prometheus: the instant signals and the backfill's range query in both units."""
+    registry = CollectorRegistry()
+    requests_ = Counter("vllm:request_success", "requests", registry=registry)
+    prompt = Counter("vllm:prompt_tokens", "prompt tokens", registry=registry)
+    generated = Counter("vllm:generation_tokens", "generated tokens", registry=registry)
+
+    server = serve(registry)
     port = server.server_address[1]
     stop = threading.Event()
 
@@ -150,3 +165,52 @@ def test_a_changed_unit_starts_the_history_and_capacity_over() -> None:
                                         "autoscaling": {"demandUnit": "tokens"}}), None)
     assert loop.policy is not before and loop.policy.forecaster.start_bucket_ is None
     assert (config.unit, config.capacity, loop.capacity.initial) == ("tok/s", 1000.0, 1000.0)
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus (make install)")
+def test_the_backfill_takes_the_larger_of_the_pods_and_the_activators_count(tmp_path: Path) -> None:
+    """Through a real Prometheus: the pods of "tiny" complete 2 req/s while the activator counts 6 arriving
+    (it holds the rest while replicas start), those of "other" 5 while it counts 1 (clients that call the
+    Service directly). The backfill's history is the larger of the two, 6 and 5, as the live read is."""
+    rates = {("pods", "tiny"): 2.0, ("pods", "other"): 5.0, ("door", "tiny"): 6.0, ("door", "other"): 1.0}
+    registries = {"tiny": CollectorRegistry(), "other": CollectorRegistry(), "door": CollectorRegistry()}
+    arrivals = Counter(ARRIVALS_METRIC, "arrivals", ["namespace", "llmdeployment"], registry=registries["door"])
+    counters = {("pods", name): Counter("vllm:request_success", "requests", registry=registries[name])
+                for name in ("tiny", "other")}
+    counters |= {("door", name): arrivals.labels("default", name) for name in ("tiny", "other")}
+    servers = {name: serve(registry) for name, registry in registries.items()}
+    address = {name: f"127.0.0.1:{server.server_address[1]}" for name, server in servers.items()}
+    stop = threading.Event()
+
+    def count() -> None:  # by the clock, as above
+        last = time.monotonic()
+        while not stop.wait(0.1):
+            now = time.monotonic()
+            for key, counter in counters.items():
+                counter.inc(rates[key] * (now - last))
+            last = now
+
+    counter = threading.Thread(target=count, daemon=True)
+    counter.start()
+    try:
+        with PrometheusServer(tmp_path) as real:
+            real.write_targets([(address[n], {"namespace": "default", "llmdeployment": n}) for n in ("tiny", "other")])
+            real.scrape_activator(address["door"])
+            source = PrometheusSource(real.url, timeout_s=5.0, window="5s")
+
+            def settled() -> bool:
+                snapshot = source.snapshot(["foresail"])
+                return all((s := snapshot.get(("default", n))) and s.requests and s.arrivals
+                           and abs(s.requests - rates["pods", n]) < 0.5 and abs(s.arrivals - rates["door", n]) < 0.5
+                           for n in ("tiny", "other"))
+
+            wait_for(settled, timeout=40, what="both deployments' rates in Prometheus")
+            now = time.time()
+            for name, larger in (("tiny", 6.0), ("other", 5.0)):
+                _, history = source.demand_history(("default", name), "foresail", now - 30, now, 1.0)
+                assert history and history[-1] == pytest.approx(larger, rel=0.2), (name, history)
+    finally:
+        stop.set()
+        counter.join()
+        for server in servers.values():
+            server.shutdown()
