@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
+from foresail.demo.prometheus import PrometheusServer
 from tests.chart.helm import CHART, RELEASE_NS, find, helm, render, the
 from tests.helpers import ROOT
 
@@ -287,14 +290,14 @@ def test_scrape_config_gives_each_pod_the_labels_the_operator_groups_by(tmp_path
 
 
 def known_metrics() -> set[str]:
-    """Every series name the dashboard may use: the operator's and the vLLM-compatible pods'."""
+    """Every series name the dashboard may use: the operator's, the activator's and the vLLM-compatible pods'."""
     from prometheus_client.metrics import MetricWrapperBase
 
-    from foresail_operator import telemetry
+    from foresail_operator import activator, telemetry
     from foresail_operator.runtimes import RUNTIMES
 
     names: set[str] = set()
-    for value in vars(telemetry).values():
+    for value in [*vars(telemetry).values(), *vars(activator).values()]:
         for metric in value.values() if isinstance(value, dict) else [value]:  # one gauge per demand unit
             if not isinstance(metric, MetricWrapperBase):
                 continue
@@ -314,16 +317,31 @@ def test_dashboard_is_shipped_and_uses_only_real_metrics(tmp_path: Path):
     used = {m for e in exprs for m in re.findall(r"\b(foresail_[a-z_]+|vllm:[a-z_]+)", e)}
     assert used and used <= known_metrics(), used - known_metrics()
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
-    for topic in ("demand", "forecast", "replicas", "time to first token", "cold start"):
+    for topic in ("demand", "forecast", "replicas", "time to first token", "cold start", "activator"):
         assert topic in titles, topic
     for needed in ("foresail_forecast_requests_per_second", "foresail_desired_replicas",
                    "foresail_cold_start_seconds", "vllm:time_to_first_token_seconds_bucket",
                    "vllm:request_success_total", "foresail_capacity_requests_per_second",
-                   "foresail_forecast_tokens_per_second"):
+                   "foresail_forecast_tokens_per_second", "foresail_activator_arrivals_total",
+                   "foresail_activator_held_requests"):
         assert needed in used, needed
     for expr in exprs:  # every per-deployment query follows the dashboard's variables
         if "llmdeployment" in expr:
             assert 'llmdeployment=~"$llmdeployment"' in expr, expr
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus (make install)")
+def test_every_dashboard_query_is_valid_promql_for_a_real_prometheus(tmp_path: Path):
+    """The dashboard's queries, with its variables set to match everything, as a real Prometheus parses
+    and evaluates them (a typo in a function, a label list or a range would fail here, not in Grafana)."""
+    dashboard = json.loads((CHART / "dashboards" / "foresail.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    with PrometheusServer(tmp_path) as prometheus:
+        for expr in exprs:
+            query = expr.replace("$namespace", ".*").replace("$llmdeployment", ".*")
+            answer = requests.get(f"{prometheus.url}/api/v1/query", params={"query": query}, timeout=10).json()
+            assert answer["status"] == "success", (expr, answer.get("error"))
+    assert len(exprs) >= 20
 
 
 def test_network_policy_allows_scrapes_dns_api_and_prometheus_only(tmp_path: Path):
