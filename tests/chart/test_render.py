@@ -33,7 +33,8 @@ EVERYTHING = {
     "imagePullSecrets": [{"name": "regcred"}],
     "serviceAccount": {"name": "foresail-op", "annotations": {"example.com/role": "x"}},
     "monitoring": {"podMonitor": {"enabled": True, "labels": {"release": "kps"}, "interval": "30s"},
-                   "scrapeConfig": {"enabled": True}, "dashboard": {"enabled": True}},
+                   "scrapeConfig": {"enabled": True}, "dashboard": {"enabled": True},
+                   "prometheusRule": {"enabled": True, "labels": {"release": "kps"}}},
     "networkPolicy": {"enabled": True, "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]},
 }
 VALUE_SETS = {"defaults": {}, "namespaced": NAMESPACED, "everything": EVERYTHING,
@@ -328,6 +329,19 @@ def test_dashboard_is_shipped_and_uses_only_real_metrics(tmp_path: Path):
     for expr in exprs:  # every per-deployment query follows the dashboard's variables
         if "llmdeployment" in expr:
             assert 'llmdeployment=~"$llmdeployment"' in expr, expr
+
+
+def test_alerting_rules_ship_as_a_prometheus_rule_and_in_the_scrape_config(tmp_path: Path):
+    """The rules file (tests/chart/test_alerts.py tests its alerts) as the PrometheusRule's spec, with the
+    labels Prometheus selects rules by, and for a plain Prometheus in the scrape-config ConfigMap."""
+    rules = yaml.safe_load((CHART / "rules" / "foresail.rules.yaml").read_text())
+    objects = render(tmp_path, EVERYTHING)
+    rule = the(objects, "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kps" and rule["spec"] == rules
+    config = find(objects, "ConfigMap", "fs-foresail-scrape-config")[0]["data"]
+    assert yaml.safe_load(config["foresail.rules.yaml"]) == rules
+    assert {j["job_name"] for j in yaml.safe_load(config["scrape-configs.yaml"])} >= {"foresail-inference"}
+    assert not find(render(tmp_path), "PrometheusRule")  # off by default: it needs the Prometheus Operator
 
 
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus (make install)")
