@@ -13,7 +13,7 @@ from typing import Any
 import kopf
 import prometheus_client
 
-from foresail_operator import GROUP, PLURAL, VERSION
+from foresail_operator import GROUP, PLURAL, VERSION, telemetry
 from foresail_operator.activation import requested_at
 from foresail_operator.autoscaler import Loop, backfill, step
 from foresail_operator.collector import Collector
@@ -221,3 +221,4 @@ async def autoscale(stopped: kopf.DaemonStopped, name: str, namespace: str, logg
             await stopped.wait(spec.autoscaling.interval_s)
     finally:
         memo.loops.pop(key, None)
+        telemetry.forget(*key)

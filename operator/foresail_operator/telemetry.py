@@ -44,3 +44,12 @@ COLLECT_SECONDS = Histogram(
     "Time of one Prometheus collection for all LLMDeployments.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+
+
+def forget(namespace: str, name: str) -> None:
+    """Stop exporting one LLMDeployment's series once its decision loop ends (deleted, autoscaling off,
+    or this replica stood down), so that dashboards and alerts do not keep its last values for ever."""
+    labels = {"namespace": namespace, "llmdeployment": name}
+    for metric in (DECISIONS, DESIRED, RECOMMENDED, REACTIVE_FLOOR, HORIZON, COLD_START,
+                   *DEMAND.values(), *FORECAST.values(), *CAPACITY.values()):
+        metric.remove_by_labels(labels)

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
+from foresail.demo.prometheus import free_port
 from foresail.kubetest.testing import start_apiserver
 from tests.chart.helm import CHART, RELEASE, RELEASE_NS, allowed, crds, find, grants, helm_binary, render
-from tests.chart.test_rbac import api_calls, fetch, free_port
+from tests.chart.test_rbac import api_calls, fetch
 from tests.helpers import ROOT, Kube, logged_process, wait_for
 
 ACTIVATOR = f"{RELEASE}-foresail-activator"

@@ -11,7 +11,6 @@ in the operator that the chart does not grant fails this test.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import urllib.request
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from foresail.demo.prometheus import free_port
 from foresail.kubetest.testing import start_apiserver
 from tests.chart.helm import RELEASE_NS, allowed, crds, find, grants, render, the
 from tests.helpers import ROOT, Kube, logged_process, wait_for
@@ -31,12 +31,6 @@ LLMD = f"/apis/foresail.dev/v1alpha1/namespaces/{WATCHED}/llmdeployments"
 # admission plugin, setting blockOwnerDeletion on an owned object needs update on the owner's
 # finalizers (kopf.adopt sets it).
 NOT_OBSERVABLE = {("update", "foresail.dev", "llmdeployments/finalizers")}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def api_calls(server: Any) -> set[tuple[str, str, str, str]]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+import re
 import signal
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
+from foresail.demo.prometheus import free_port
 from tests.helpers import ROOT, condition, kubectl, wait_for
 from tests.operator.conftest import LLMD, Operator
 
@@ -223,3 +226,33 @@ def test_sigkill_mid_work_converges_without_duplicates(cluster, tmp_path):
         assert len(cluster.kube.get(PODS)["items"]) == len(names)
     finally:
         op2.kill(signal.SIGTERM)
+
+
+def test_a_deployments_series_go_when_its_decision_loop_ends(cluster, tmp_path):
+    """The operator's /metrics carries each autoscaled LLMDeployment's decision series; they go when its
+    autoscaling is turned off or it is deleted, so that no dashboard or alert keeps its last values."""
+    port = free_port()
+    op = Operator(cluster.kubeconfig, tmp_path / "operator.log", "--standalone", "--metrics-port", str(port)).start()
+
+    def exported() -> set[str]:
+        try:
+            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        except requests.ConnectionError:
+            return set()
+        return set(re.findall(r'^foresail_desired_replicas\{[^}]*llmdeployment="([^"]+)"', text, re.M))
+
+    try:
+        tiny = load("minimal.yaml")
+        other = copy.deepcopy(tiny)
+        other["metadata"]["name"] = "other"
+        apply(cluster, tiny)
+        apply(cluster, other)
+        wait_for(lambda: exported() == {"tiny", "other"}, timeout=60, what="both deployments' series")
+        other["spec"]["autoscaling"] = {"mode": "off"}
+        apply(cluster, other)
+        wait_for(lambda: exported() == {"tiny"}, timeout=30, what="other's series gone with its autoscaling")
+        kubectl(cluster.kubeconfig, "delete", "llmd", "tiny")
+        wait_for(lambda: exported() == set(), timeout=30, what="tiny's series gone with it")
+    finally:
+        op.kill(signal.SIGTERM)
+        print(op.text()[-3000:])
