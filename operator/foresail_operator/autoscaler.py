@@ -190,7 +190,18 @@ def _conditions(signals: Signals | None, error: str | None, decision: Decision, 
         why = policy.last_forecast.reason if policy.last_forecast is not None else "no metrics yet"
         forecast = (False, "InsufficientHistory" if signals is not None else "MetricsMissing",
                     f"{why}; the reactive floor decides")
-    return {"MetricsAvailable": metrics, "ForecastReady": forecast}
+    return {"MetricsAvailable": metrics, "ForecastReady": forecast, "ScalingLimited": _limited(decision, spec)}
+
+
+def _limited(decision: Decision, spec: LLMDeploymentSpec) -> tuple[bool, str, str]:
+    """ScalingLimited, as the HPA reports it: whether spec.minReplicas or spec.maxReplicas bound what the
+    current demand and the forecast need."""
+    need = max(decision.reactive_floor, decision.predicted_replicas or 0)
+    if need > spec.max_replicas:
+        return True, "TooManyReplicas", f"{need} replicas needed, capped at spec.maxReplicas {spec.max_replicas}"
+    if need < spec.min_replicas and decision.replicas == spec.min_replicas:
+        return True, "TooFewReplicas", f"{need} replicas needed, held at spec.minReplicas {spec.min_replicas}"
+    return False, "DesiredWithinRange", f"the {need} replicas needed are within spec.minReplicas and maxReplicas"
 
 
 async def backfill(loop: Loop, collector: Collector, runtime: str, logger: logging.Logger) -> None:

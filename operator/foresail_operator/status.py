@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
-CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "MetricsAvailable", "ForecastReady")
+CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "MetricsAvailable", "ForecastReady", "ScalingLimited")
 # Container waiting reasons that will not fix themselves: the spec or the cluster needs a change.
 FAILING_REASONS = {
     "ErrImagePull": "ImagePullFailed",
@@ -129,7 +129,7 @@ def workload_status(
 ) -> dict[str, Any]:
     """The status fields the reconciler owns, from the Deployment, its pods and known problems.
 
-    `autoscaler` carries the MetricsAvailable and ForecastReady conditions from the decision loop;
+    `autoscaler` carries the MetricsAvailable, ForecastReady and ScalingLimited conditions from the decision loop;
     without it, the previous ones are kept.
     """
     dep_status = (deployment or {}).get("status") or {}
@@ -174,9 +174,10 @@ def workload_status(
     elif autoscaling_on:
         conds.keep("MetricsAvailable", (None, "Pending", "the autoscaler has not read metrics yet"))
         conds.keep("ForecastReady", (None, "Pending", "the forecaster has not run yet"))
+        conds.keep("ScalingLimited", (None, "Pending", "the autoscaler has not decided yet"))
     else:
-        conds.set("MetricsAvailable", False, "AutoscalingOff", "autoscaling.mode is off")
-        conds.set("ForecastReady", False, "AutoscalingOff", "autoscaling.mode is off")
+        for type_ in ("MetricsAvailable", "ForecastReady", "ScalingLimited"):
+            conds.set(type_, False, "AutoscalingOff", "autoscaling.mode is off")
 
     status: dict[str, Any] = {
         "observedGeneration": generation,
