@@ -129,23 +129,24 @@ def customers(traces_dir: Path, min_share: float) -> None:
     """Print how much switch-on demand of the switch-on-heavy customer series a day or a week foretold, and
     each series' own best lag (learned on the first half, scored on the second)."""
     found: dict[tuple[str, int, float], list[float]] = {}
-    n = 0
+    lags: dict[int, list[int]] = {}  # window half-width -> each series' own best lag
     series = [tr for tr in iter_servegen_clients(traces_dir / "servegen" / "servegen-clients.tar.gz")
               if tr.demand(tr.default_unit).sum() > 0 and switch_on_share(tr) >= min_share]
     for tr in tqdm(series, desc="customer series", leave=False):
         d = tr.demand(tr.default_unit)
-        n += 1
         half = len(d) // 2
         for k, frac in RECURRENCE:
             for lag, when in ((DAY, "day"), (7 * DAY, "week")):
                 found.setdefault((f"a {when} earlier", k, frac), []).append(switch_on_recurrence(d, lag, k, frac))
                 found.setdefault((f"a {when} earlier, 2nd half", k, frac), []).append(
                     switch_on_recurrence(d, lag, k, frac, start=half))
-            found.setdefault(("own best lag, 2nd half", k, frac), []).append(learned_lag_recurrence(d, k, frac)[1])
-    print(f"\nServeGen customer series with at least {100 * min_share:.0f} % of their demand in switch-ons: {n}. "
-          "Share of each one's switch-on demand foretold by the same time a day / a week earlier (over the "
-          "series, or its second half only), or by the series' own best lag (10 min to a week, the one that "
-          "foretold most of its first half):")
+            lag, share = learned_lag_recurrence(d, k, frac)
+            found.setdefault(("own best lag, 2nd half", k, frac), []).append(share)
+            lags.setdefault(k, []).append(lag)
+    print(f"\nServeGen customer series with at least {100 * min_share:.0f} % of their demand in switch-ons: "
+          f"{len(series)}. Share of each one's switch-on demand foretold by the same time a day / a week "
+          "earlier (over the series, or its second half only), or by the series' own best lag (10 min to a "
+          "week, the one that foretold most of its first half):")
     rows = []
     for (when, k, frac), v in found.items():
         a = np.array(v)
@@ -154,6 +155,11 @@ def customers(traces_dir: Path, min_share: float) -> None:
                      "p90": f"{100 * np.percentile(a, 90):.0f} %", "half": int((a >= 0.5).sum())})
     print_table(rows, {"when": "foretold by", "window": "within", "level": "level", "median": "median",
                        "mean": "mean", "p90": "p90", "half": "series >= 50 %"})
+    for k, picked in lags.items():
+        a = np.array(picked)
+        print(f"own best lag within +-{10 * k} min: the shortest allowed ({10 * (k + 1)} min, recent demand rather "
+              f"than a period) on {int((a == k + 1).sum())} of {len(a)} series, within two windows of a day on "
+              f"{int((np.abs(a - DAY) <= 2).sum())}, of a week on {int((np.abs(a - 7 * DAY) <= 2).sum())}")
 
 
 def main(argv: list[str] | None = None) -> int:

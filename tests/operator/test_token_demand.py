@@ -10,12 +10,14 @@ a real Prometheus scraping a target that counts like a vLLM pod; the others use 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
@@ -96,6 +98,29 @@ def serve(registry: CollectorRegistry) -> ThreadingHTTPServer:
     return server
 
 
+@contextlib.contextmanager
+def counting(rates: list[tuple[Any, float]]) -> Iterator[None]:
+    """While inside, increase each counter at its rate per second, by the clock (so that the rates hold
+    however often the thread runs)."""
+    stop = threading.Event()
+
+    def count() -> None:
+        last = time.monotonic()
+        while not stop.wait(0.1):
+            now = time.monotonic()
+            for counter, rate in rates:
+                counter.inc(rate * (now - last))
+            last = now
+
+    thread = threading.Thread(target=count, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus (make install)")
 def test_token_counters_read_through_a_real_prometheus(tmp_path: Path) -> None:
     """A target counting like a vLLM pod (5 req/s of 200 prompt and 50 generated tokens each), scraped by
@@ -107,21 +132,8 @@ def test_token_counters_read_through_a_real_prometheus(tmp_path: Path) -> None:
 
     server = serve(registry)
     port = server.server_address[1]
-    stop = threading.Event()
-
-    def count() -> None:  # by the clock, so that the rates hold however often this thread runs
-        last = time.monotonic()
-        while not stop.wait(0.1):
-            now = time.monotonic()
-            requests_.inc(5 * (now - last))
-            prompt.inc(1000 * (now - last))
-            generated.inc(250 * (now - last))
-            last = now
-
-    counter = threading.Thread(target=count, daemon=True)
-    counter.start()
     try:
-        with PrometheusServer(tmp_path) as real:
+        with counting([(requests_, 5.0), (prompt, 1000.0), (generated, 250.0)]), PrometheusServer(tmp_path) as real:
             real.write_targets([(f"127.0.0.1:{port}", {"namespace": "default", "llmdeployment": "tiny"})])
             source = PrometheusSource(real.url, timeout_s=5.0, window="5s")
             # a rate() over 5 s reads low until the series is older than its window: wait for the requests'
@@ -148,8 +160,6 @@ def test_token_counters_read_through_a_real_prometheus(tmp_path: Path) -> None:
                 loaded[unit] = float(np.nansum(history))
             assert loaded["requests"] > 0 and loaded["tokens"] / loaded["requests"] == pytest.approx(250.0, rel=0.3)
     finally:
-        stop.set()
-        counter.join()
         server.shutdown()
         server.server_close()
 
@@ -180,20 +190,8 @@ def test_the_backfill_takes_the_larger_of_the_pods_and_the_activators_count(tmp_
     counters |= {("door", name): arrivals.labels("default", name) for name in ("tiny", "other")}
     servers = {name: serve(registry) for name, registry in registries.items()}
     address = {name: f"127.0.0.1:{server.server_address[1]}" for name, server in servers.items()}
-    stop = threading.Event()
-
-    def count() -> None:  # by the clock, as above
-        last = time.monotonic()
-        while not stop.wait(0.1):
-            now = time.monotonic()
-            for key, counter in counters.items():
-                counter.inc(rates[key] * (now - last))
-            last = now
-
-    counter = threading.Thread(target=count, daemon=True)
-    counter.start()
     try:
-        with PrometheusServer(tmp_path) as real:
+        with counting([(counters[key], rate) for key, rate in rates.items()]), PrometheusServer(tmp_path) as real:
             real.write_targets([(address[n], {"namespace": "default", "llmdeployment": n}) for n in ("tiny", "other")])
             real.scrape_activator(address["door"])
             source = PrometheusSource(real.url, timeout_s=5.0, window="5s")
@@ -210,7 +208,5 @@ def test_the_backfill_takes_the_larger_of_the_pods_and_the_activators_count(tmp_
                 _, history = source.demand_history(("default", name), "foresail", now - 30, now, 1.0)
                 assert history and history[-1] == pytest.approx(larger, rel=0.2), (name, history)
     finally:
-        stop.set()
-        counter.join()
         for server in servers.values():
             server.shutdown()
