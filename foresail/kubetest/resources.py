@@ -102,6 +102,7 @@ BUILTIN: tuple[ResourceType, ...] = (
                         "reportingComponent", "source", "type")),
     _t("", "v1", "serviceaccounts", "ServiceAccount", short_names=("sa",)),
     _t("", "v1", "endpoints", "Endpoints", short_names=("ep",)),
+    _t("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"),
     _t("apps", "v1", "deployments", "Deployment", short_names=("deploy",), status=True,
        scale=DEPLOYMENT_SCALE, categories=("all",)),
     _t("apps", "v1", "replicasets", "ReplicaSet", short_names=("rs",), status=True,

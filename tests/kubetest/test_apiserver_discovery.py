@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import kubernetes
+
+from foresail.kubetest.testing import ApiServerProcess
 from tests.kubetest.helpers import Kube
 
 
@@ -46,3 +49,20 @@ def test_registered_crd_is_discoverable(kube: Kube, widgets: str) -> None:
     assert by_name["widgets"]["namespaced"] is True
     assert by_name["widgets"]["singularName"] == "widget"
     assert {"widgets/status", "widgets/scale"} <= set(by_name)
+
+
+def test_endpointslices_are_served_and_listed_by_service_name(server: ApiServerProcess, namespace: str) -> None:
+    """The activator reads a Service's ready pods from its EndpointSlices, by the label the
+    EndpointSlice controller sets; the kubernetes client's own model must read them back."""
+    discovery = kubernetes.client.DiscoveryV1Api(server.api_client())
+    for service, suffix, port in (("chat", "a1b2c", 8000), ("chat", "d3f4g", 8001), ("other", "h5j6k", 8000)):
+        discovery.create_namespaced_endpoint_slice(namespace, {
+            "metadata": {"name": f"{service}-{suffix}", "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["10.0.0.1"], "conditions": {"ready": True}}]})
+    listed = discovery.list_namespaced_endpoint_slice(namespace, label_selector="kubernetes.io/service-name=chat")
+    assert sorted(s.metadata.name for s in listed.items) == ["chat-a1b2c", "chat-d3f4g"]
+    assert {s.ports[0].port for s in listed.items} == {8000, 8001}
+    assert listed.items[0].endpoints[0].conditions.ready is True
+    _, resources = Kube(server.url).get("/apis/discovery.k8s.io/v1")
+    assert {r["name"]: r["kind"] for r in resources["resources"]} == {"endpointslices": "EndpointSlice"}
