@@ -2,7 +2,9 @@
 
 Clients send their /v1/* requests here instead of to a deployment's Service. Each request is routed
 by its JSON ``model`` field to the LLMDeployment serving that model (``spec.model.servedModelName``,
-else its name) and forwarded to that deployment's Service, the answer streamed back as it comes.
+else its name) and forwarded to the ready pod of that deployment with the fewest of the activator's
+requests in flight (endpoints.py: its Service's EndpointSlices, read at most every ``ENDPOINTS_TTL_S``;
+the Service itself where they cannot be read or list no ready pod), the answer streamed back as it comes.
 While the deployment has no ready replica the request is held: the activator stamps the annotation
 ``activator.foresail.dev/requested-at`` on the LLMDeployment, with the number of requests held
 (again every ``STAMP_EVERY_S`` while requests wait), the operator scales a deployment at zero to one
@@ -10,8 +12,8 @@ replica at once and counts the held requests as queued demand, and the request g
 replica is ready, or gets a 503 with Retry-After after the hold timeout. It counts the requests that
 arrive for each deployment (``foresail_activator_arrivals_total``, from 0 for every deployment listed,
 listed again every ``DIRECTORY_TTL_S``), which the operator reads from Prometheus as demand while no pod
-reports any. The part of Knative's activator and KubeAI's proxy that scale-to-zero needs, without their
-load balancing: the Service spreads the requests.
+reports any. The part of Knative's activator and KubeAI's proxy that scale-to-zero needs, and KubeAI's
+least-load balancing (not its prefix-hash routing).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from aiohttp import web
 
 from foresail_operator import GROUP, PLURAL, VERSION
 from foresail_operator.activation import ARRIVALS_METRIC, HELD_METRIC, HELD_REQUESTS, REQUESTED_AT, STAMP_EVERY_S
+from foresail_operator.endpoints import SERVICE_NAME_LABEL, LeastLoaded, ready_urls
 from foresail_operator.kube import ApiError, KubeClient, path_for
 
 POLL_S = 0.5  # how often a held request's deployment is read
@@ -37,6 +40,8 @@ POLL_S = 0.5  # how often a held request's deployment is read
 # (its readiness may be stale: a held request reads its deployment anew, a refused connection is held)
 DIRECTORY_TTL_S = 10.0
 MISS_TTL_S = 1.0
+ENDPOINTS_TTL_S = 1.0  # how long a deployment's ready pods, as read from its EndpointSlices, route requests
+ENDPOINTS_RETRY_S = 30.0  # how long the Service is used after EndpointSlices could not be read
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "content-length", "host"}
 
@@ -96,10 +101,15 @@ class Activator:
     """Routes, holds and forwards requests; see the module docstring."""
 
     def __init__(self, client: KubeClient, upstream: Callable[[str, str], str], namespaces: tuple[str, ...] = (),
-                 hold_timeout_s: float = 600.0, max_held: int = 1000) -> None:
-        """``upstream(namespace, name)``: the base URL of a deployment's Service."""
+                 hold_timeout_s: float = 600.0, max_held: int = 1000, to_pods: bool = True) -> None:
+        """``upstream(namespace, name)``: the base URL of a deployment's Service; ``to_pods``: balance
+        over its ready pods (False: always send to the Service)."""
         self.client, self.namespaces, self.upstream = client, namespaces, upstream
-        self.hold_timeout_s, self.max_held = hold_timeout_s, max_held
+        self.hold_timeout_s, self.max_held, self.to_pods = hold_timeout_s, max_held, to_pods
+        self._pods: dict[tuple[str, str], tuple[float, list[str]]] = {}  # (until when, ready pod URLs)
+        self._reading: dict[tuple[str, str], asyncio.Future[list[str]]] = {}  # reads of EndpointSlices under way
+        self._slices_readable = True
+        self._load = LeastLoaded()
         self._listing: tuple[float, list[dict[str, Any]]] = (-1.0, [])  # (when checked, what was listed)
         self._listed_at = -1.0  # when the last listing succeeded
         self._listing_lock = asyncio.Lock()
@@ -166,6 +176,8 @@ class Activator:
             ARRIVALS.labels(*key)  # exported from 0
         for key in self._counted - listed:
             ARRIVALS.remove(*key)
+        for key in set(self._pods) - listed:
+            del self._pods[key]
         self._counted = listed
         return fresh
 
@@ -312,39 +324,89 @@ class Activator:
         return f"{text} (Ready: {message})" if message else text
 
     # ---- forwarding ---------------------------------------------------------------------
+    async def _ready_pods(self, key: tuple[str, str]) -> list[str]:
+        """The URLs of the deployment's ready pods from its Service's EndpointSlices, read at most every
+        ENDPOINTS_TTL_S, one read at a time (while one is under way, the last one routes; the first is
+        waited for); [] when they cannot be read (then for ENDPOINTS_RETRY_S) or with ``to_pods`` off."""
+        if not self.to_pods:
+            return []
+        cached = self._pods.get(key)
+        if cached is not None and time.monotonic() < cached[0]:
+            return cached[1]
+        if key not in self._reading:
+            self._reading[key] = asyncio.ensure_future(self._read_pods(key))
+        if cached is not None:
+            return cached[1]
+        return await asyncio.shield(self._reading[key])  # a request that gives up does not stop the read
+
+    async def _read_pods(self, key: tuple[str, str]) -> list[str]:
+        path = path_for("discovery.k8s.io/v1", "endpointslices", key[0])
+        try:
+            found = await self.client.request("GET", path, params={"labelSelector": f"{SERVICE_NAME_LABEL}={key[1]}"},
+                                              retries=0)
+            urls, until = ready_urls(found.get("items") or []), time.monotonic() + ENDPOINTS_TTL_S
+            if not self._slices_readable:
+                log.info("EndpointSlices can be read again: balancing requests over the ready pods")
+            self._slices_readable = True
+        except ApiError as exc:
+            if self._slices_readable:
+                log.warning("cannot read EndpointSlices (%s): sending requests to the deployments' Services", exc)
+            self._slices_readable = False
+            urls, until = [], time.monotonic() + ENDPOINTS_RETRY_S
+        finally:
+            self._reading.pop(key, None)
+        self._pods[key] = (until, urls)
+        return urls
+
     async def _forward(self, request: web.Request, body: bytes, key: tuple[str, str],
                        retry_s: float = 0.0) -> web.StreamResponse:
-        """Send the request to the deployment's Service and stream the answer back; retry a refused
-        connection for ``retry_s`` (nothing was sent then)."""
+        """Send the request to the deployment's least-loaded ready pod (else its Service) and stream the
+        answer back. A refused connection (nothing was sent) goes on to the next pod, then the Service,
+        and is retried for ``retry_s``."""
         if self._session is None:
             self._session = aiohttp.ClientSession(auto_decompress=False, timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=10))
-        url = self.upstream(*key).rstrip("/") + request.rel_url.path_qs
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        service = self.upstream(*key)
         deadline = time.monotonic() + retry_s
+        refused: set[str] = set()
         while True:
-            try:
-                upstream = await self._session.request(request.method, url, data=body, headers=headers)
-                break
-            except aiohttp.ClientConnectorError as exc:  # no connection: nothing was sent
-                if time.monotonic() >= deadline:
-                    raise Refusal(502, "unreachable", f"cannot reach {key[0]}/{key[1]} at {url}: {exc}", 5) from exc
-                await asyncio.sleep(POLL_S)
-            except aiohttp.ClientError as exc:  # sent, maybe: not retried
-                raise Refusal(502, "upstream_error", f"{key[0]}/{key[1]} at {url} failed before answering: {exc}",
-                              5) from exc
-        async with upstream:
-            response = web.StreamResponse(status=upstream.status, headers={
-                k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP})
-            await response.prepare(request)
-            try:
-                async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
-            except aiohttp.ClientError as exc:  # the answer has begun: it can only be cut short
-                log.warning("%s/%s: the answer broke off: %s", key[0], key[1], exc)
-                return response
-            await response.write_eof()
+            base = self._load.pick(u for u in await self._ready_pods(key) if u not in refused) or service
+            url = base.rstrip("/") + request.rel_url.path_qs
+            with self._load.sending(base):
+                try:
+                    upstream = await self._session.request(request.method, url, data=body, headers=headers)
+                except aiohttp.ClientConnectorError as exc:  # no connection: nothing was sent
+                    refused.add(base)
+                    if base != service:
+                        continue
+                    if time.monotonic() >= deadline:
+                        raise Refusal(502, "unreachable", f"cannot reach {key[0]}/{key[1]} at {url}: {exc}",
+                                      5) from exc
+                    refused.clear()
+                    self._pods.pop(key, None)  # read the pods again
+                    await asyncio.sleep(POLL_S)
+                    continue
+                except aiohttp.ClientError as exc:  # sent, maybe: not retried
+                    raise Refusal(502, "upstream_error", f"{key[0]}/{key[1]} at {url} failed before answering: "
+                                                         f"{exc}", 5) from exc
+                async with upstream:
+                    return await self._relay(request, upstream, key)
+
+    async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse,
+                     key: tuple[str, str]) -> web.StreamResponse:
+        """Stream an upstream answer back as it comes."""
+        response = web.StreamResponse(status=upstream.status, headers={
+            k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP})
+        await response.prepare(request)
+        try:
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+        except aiohttp.ClientError as exc:  # the answer has begun: it can only be cut short
+            log.warning("%s/%s: the answer broke off: %s", key[0], key[1], exc)
             return response
+        await response.write_eof()
+        return response
 
     async def _close(self, _: web.Application) -> None:
         if self._refresh is not None:
@@ -352,6 +414,8 @@ class Activator:
         for hold in self._holds.values():
             if hold.task is not None:
                 hold.task.cancel()
+        for read in list(self._reading.values()):
+            read.cancel()
         if self._session is not None:
             await self._session.close()
         await self.client.close()

@@ -24,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(FORESAIL_ACTIVATOR_HOLD_TIMEOUT, default 600)")
     parser.add_argument("--max-held", type=int, default=int(env("FORESAIL_ACTIVATOR_MAX_HELD", "1000")),
                         help="requests held per deployment before new ones get a 503 (default 1000)")
+    parser.add_argument("--routing", choices=("pods", "service"), default=env("FORESAIL_ACTIVATOR_ROUTING", "pods"),
+                        help="pods: each request to the ready pod with the fewest requests in flight, read from the "
+                             "Service's EndpointSlices (the Service where they cannot be read); service: always to "
+                             "the Service (FORESAIL_ACTIVATOR_ROUTING, default pods)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     def upstream(namespace: str, name: str) -> str:
         return str(args.upstream).format(namespace=namespace, name=name)
 
-    activator = Activator(KubeClient(info), upstream, tuple(args.namespace), args.hold_timeout, args.max_held)
+    activator = Activator(KubeClient(info), upstream, tuple(args.namespace), args.hold_timeout, args.max_held,
+                          to_pods=args.routing == "pods")
     # on SIGTERM (a rollout) new connections stop, and what is held or streaming gets its answer first
     web.run_app(activator.app(), host=args.host, port=args.port, print=None, access_log=None,
                 shutdown_timeout=args.hold_timeout + 30)

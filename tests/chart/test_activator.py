@@ -7,9 +7,11 @@ bad values are in test_render.py's BAD_VALUES."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,14 +25,17 @@ from foresail.kubetest.testing import start_apiserver
 from tests.chart.helm import CHART, RELEASE, RELEASE_NS, allowed, crds, find, grants, helm_binary, render
 from tests.chart.test_rbac import api_calls, fetch
 from tests.helpers import ROOT, Kube, logged_process, wait_for
+from tests.operator.test_activator import Answer
+from tests.operator.test_activator_balance import endpoint_slice
 
 ACTIVATOR = f"{RELEASE}-foresail-activator"
 OPERATOR = f"{RELEASE}-foresail"
 ENABLED = {"activator": {"enabled": True}}
 NAMESPACED = {**ENABLED, "watchNamespaces": ["team-a", "team-b"]}
-# What the activator may do, and nothing more: read LLMDeployments, and annotate one.
+# What the activator may do, and nothing more: read LLMDeployments, annotate one, list the EndpointSlices
+# of their Services (the ready pods it balances requests over).
 RIGHTS = {("get", "foresail.dev", "llmdeployments"), ("list", "foresail.dev", "llmdeployments"),
-          ("patch", "foresail.dev", "llmdeployments")}
+          ("patch", "foresail.dev", "llmdeployments"), ("list", "discovery.k8s.io", "endpointslices")}
 
 
 def is_activator(obj: dict) -> bool:
@@ -140,7 +145,8 @@ def test_the_command_line_is_one_the_activator_parses(tmp_path: Path):
 
 
 @pytest.mark.parametrize("values", [ENABLED, NAMESPACED], ids=["all-namespaces", "namespaced"])
-def test_the_activator_may_read_and_annotate_llmdeployments_and_nothing_else(tmp_path: Path, values: dict):
+def test_the_activator_may_read_and_annotate_llmdeployments_list_endpointslices_and_nothing_else(tmp_path: Path,
+                                                                                                 values: dict):
     objects = render(tmp_path, values)
     namespaces = values.get("watchNamespaces", [])
     granted = flat(grants(objects, RELEASE_NS, ACTIVATOR))
@@ -241,7 +247,8 @@ def post(url: str, body: dict) -> tuple[int, dict]:
 @pytest.mark.parametrize("mode", ["all-namespaces", "namespaced"])
 def test_the_chart_grants_every_call_the_activator_makes_and_no_more(tmp_path: Path, mode: str):
     """The real activator, run with the chart's command line, holds a request for an LLMDeployment
-    with no ready replica (it reads and annotates it), and times out after holdTimeoutSeconds."""
+    with no ready replica (it reads and annotates it), and times out after holdTimeoutSeconds; once a
+    replica is ready, it sends the next request to the pod its Service's EndpointSlice lists."""
     port = free_port()
     values: dict[str, Any] = {"activator": {"enabled": True, "port": port, "holdTimeoutSeconds": 1}}
     if mode == "namespaced":
@@ -272,9 +279,20 @@ def test_the_chart_grants_every_call_the_activator_makes_and_no_more(tmp_path: P
             annotations = kube.get(f"{llmd}/{name}")["metadata"].get("annotations") or {}
             assert "activator.foresail.dev/requested-at" in annotations  # it asked the operator for a replica
             assert b"foresail_activator_" in (fetch(f"http://127.0.0.1:{port}/metrics") or b"")
+            pod = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+            threading.Thread(target=pod.serve_forever, daemon=True).start()
+            kube.create("/apis/discovery.k8s.io/v1/namespaces/team-a/endpointslices", endpoint_slice(
+                name, pod.server_address[1]))
+            kube.merge(f"{llmd}/{name}/status", {"status": {"readyReplicas": 1}})
+            try:
+                status, body = post(f"http://127.0.0.1:{port}/v1/completions", {"model": name, "prompt": "hi"})
+            finally:
+                pod.shutdown()
+            assert status == 200, body
         calls = api_calls(server)
 
     assert {v for v, *_ in calls} == {"get", "list", "patch"}, calls
+    assert ("list", "discovery.k8s.io", "endpointslices", "team-a") in calls
     denied = sorted(c for c in calls if not allowed(rules, *c))
     assert not denied, f"the activator made calls the chart does not grant (verb, group, resource, namespace): {denied}"
     assert {(v, g, r) for _, v, g, r in flat(rules)} <= {(v, g, r) for v, g, r, _ in calls}, "granted but never used"

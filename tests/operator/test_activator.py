@@ -43,9 +43,9 @@ AT_ZERO_OFF = {"replicas": 0, "autoscaling": {"mode": "off", "scaleToZero": {"en
 
 
 @contextlib.contextmanager
-def running_activator(cluster, tmp_path: Path, upstream: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`foresail activator` on a free port, holding requests for TIMEOUT_S at most and one at a time:
-    its URL and process."""
+def running_activator(cluster, tmp_path: Path, upstream: str, *extra: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`foresail activator` on a free port, holding requests for TIMEOUT_S at most and one at a time
+    (``extra``: more flags): its URL and process."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
 
@@ -57,7 +57,7 @@ def running_activator(cluster, tmp_path: Path, upstream: str) -> Iterator[tuple[
 
     with logged_process([sys.executable, "-m", "foresail", "activator", "--kubeconfig", str(cluster.kubeconfig),
                          "--host", "127.0.0.1", "--port", str(port), "--hold-timeout", str(TIMEOUT_S),
-                         "--max-held", "1", "--upstream", upstream], tmp_path / "activator.log") as proc:
+                         "--max-held", "1", "--upstream", upstream, *extra], tmp_path / "activator.log") as proc:
         wait_for(healthy, timeout=30, what="the activator's /healthz")
         time.sleep(MISS_TTL_S)  # past its first listing's lifetime for unknown models: they are listed anew
         yield url, proc
@@ -203,7 +203,7 @@ def test_an_upstream_that_drops_the_connection_gets_a_502_without_a_retry(cluste
     assert len(accepted) == 1
 
 
-class _Answer(http.server.BaseHTTPRequestHandler):
+class Answer(http.server.BaseHTTPRequestHandler):
     """Stands in for a deployment's Service: answers every POST with a fixed completion."""
 
     def do_POST(self) -> None:  # noqa: N802 (the http.server convention)
@@ -221,7 +221,7 @@ class _Answer(http.server.BaseHTTPRequestHandler):
 
 def test_while_the_api_server_cannot_be_read_requests_are_routed_on_the_last_listing(cluster, tmp_path: Path):
     """Fail-static in the data path: an API outage must not turn away requests for a ready deployment."""
-    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
     cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
@@ -278,7 +278,7 @@ def test_the_arrivals_it_counts_reach_the_operators_metrics_path_through_a_real_
     scraping it as the chart does keeps their labels, and the operator's `PrometheusSource` reads them:
     the instant rate (a quiet deployment at zero reads 0, not missing) and the backfill's history where no
     pod reported. A deleted deployment's count goes at the next listing."""
-    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     path = LLMD.format(ns="default")
     cluster.kube.create(path, llmd("busy", **AT_ZERO_OFF))

@@ -136,4 +136,8 @@ ready replicas, and patches an annotation on one to ask the operator for a repli
 - apiGroups: [foresail.dev]
   resources: [llmdeployments]
   verbs: [get, list, patch]
+# a deployment's ready pods, to balance requests over them (`--routing pods`)
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list]
 {{- end -}}

@@ -1,0 +1,157 @@
+"""The activator's load balancing: each request to the ready pod with the fewest of its requests in
+flight, the pods read from the deployment's Service's EndpointSlices (the real `foresail activator`
+process over HTTP, the API test server, and real HTTP servers standing in for the pods), and the
+Service where the EndpointSlices cannot be read."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from foresail.demo.prometheus import free_port
+from foresail_operator.endpoints import LeastLoaded, ready_urls
+from tests.helpers import wait_for
+from tests.operator.conftest import LLMD
+from tests.operator.test_activator import AT_ZERO_OFF, chat, llmd, metric, running_activator
+
+SLICES = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
+
+
+class Pod(http.server.ThreadingHTTPServer):
+    """Stands in for one inference pod: counts the requests it gets, answers once ``go`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.got = 0
+        self.go = threading.Event()
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: Pod
+
+    def do_POST(self) -> None:  # noqa: N802 (the http.server convention)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with self.server.lock:
+            self.server.got += 1
+        self.server.go.wait(30)
+        body = json.dumps({"object": "chat.completion", "choices": [{"message": {"content": "hi"}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def pods() -> Iterator[list[Pod]]:
+    started = [Pod() for _ in range(4)]
+    yield started
+    for pod in started:
+        pod.go.set()
+        pod.shutdown()
+
+
+def endpoint_slice(service: str, port: int, ready: bool | None = True, suffix: str = "") -> dict:
+    """An EndpointSlice as the EndpointSlice controller writes it: one endpoint on 127.0.0.1."""
+    conditions = {} if ready is None else {"ready": ready}
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{service}-{port}{suffix}", "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": conditions}]}
+
+
+def ready_deployment(cluster) -> None:
+    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
+    cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 2}})
+
+
+def test_ready_urls_follow_the_endpointslice_conventions():
+    slices = [
+        {"ports": [{"name": "metrics", "port": 9000}, {"name": "http", "port": 8000}], "endpoints": [
+            {"addresses": ["10.0.0.1", "10.0.0.9"], "conditions": {"ready": True}},
+            {"addresses": ["10.0.0.2"]},  # ready unset: counts as ready
+            {"addresses": ["10.0.0.3"], "conditions": {"ready": False, "terminating": True}},
+            {"addresses": []}]},
+        {"ports": [{"port": 8001}], "endpoints": [{"addresses": ["fd00::1"], "conditions": {"ready": True}}]},
+        {"ports": [{"name": "grpc", "port": 1}, {"name": "other", "port": 2}], "endpoints": [{"addresses": ["x"]}]},
+        {"endpoints": None, "ports": None}]
+    assert ready_urls(slices) == ["http://10.0.0.1:8000", "http://10.0.0.2:8000", "http://[fd00::1]:8001"]
+
+
+def test_least_loaded_picks_the_url_with_fewest_in_flight():
+    load = LeastLoaded()
+    assert load.pick([]) is None
+    with load.sending("a"), load.sending("a"), load.sending("b"):
+        assert load.pick(["a", "b", "c"]) == "c"
+        assert load.pick(["a", "b"]) == "b"
+    assert load.in_flight == {}  # nothing left counted once the requests are done
+
+
+def test_requests_are_spread_over_the_ready_pods_by_requests_in_flight(cluster, tmp_path: Path, pods: list[Pod]):
+    """20 requests at once for a deployment with two ready pods, one not ready, and a pod of another
+    Service: 10 each to the ready pods (drawn at random, 10/10 would come one time in six)."""
+    ready_deployment(cluster)
+    a, b, not_ready, other = pods
+    for piece in (endpoint_slice("tiny", a.server_address[1]), endpoint_slice("tiny", b.server_address[1], ready=None),
+                  endpoint_slice("tiny", not_ready.server_address[1], ready=False),
+                  endpoint_slice("other", other.server_address[1])):
+        cluster.kube.create(SLICES, piece)
+    with running_activator(cluster, tmp_path, "http://127.0.0.1:9") as (url, _):  # the Service: unreachable
+        with ThreadPoolExecutor(20) as pool:
+            answers = [pool.submit(chat, url, "tiny") for _ in range(20)]
+            wait_for(lambda: a.got + b.got == 20, timeout=20, what="20 requests at the pods")
+            assert (a.got, b.got, not_ready.got, other.got) == (10, 10, 0, 0)
+            for pod in pods:
+                pod.go.set()
+            assert [f.result().status_code for f in answers] == [200] * 20
+        assert metric(url, "forwarded") == 20
+
+
+def test_a_pod_that_refuses_the_connection_is_passed_over(cluster, tmp_path: Path, pods: list[Pod]):
+    """A ready endpoint nothing listens on (a pod just gone): its requests go to the other pod at once,
+    forwarded rather than held and retried."""
+    ready_deployment(cluster)
+    pods[0].go.set()
+    cluster.kube.create(SLICES, endpoint_slice("tiny", pods[0].server_address[1]))
+    cluster.kube.create(SLICES, endpoint_slice("tiny", free_port()))
+    with running_activator(cluster, tmp_path, "http://127.0.0.1:9") as (url, _):
+        assert [chat(url, "tiny").status_code for _ in range(6)] == [200] * 6
+        assert pods[0].got == 6
+        assert (metric(url, "forwarded"), metric(url, "held"), metric(url, "unreachable")) == (6, 0, 0)
+
+
+@pytest.mark.parametrize("routing", ["pods", "service"])
+def test_without_readable_endpointslices_requests_go_to_the_service(cluster, tmp_path: Path, pods: list[Pod],
+                                                                      routing: str):
+    """EndpointSlices the activator may not read (403), or --routing service: the Service gets every
+    request, and with pods routing the slices are read again only after a while, not per request."""
+    ready_deployment(cluster)
+    service, pod = pods[0], pods[1]
+    service.go.set()
+    cluster.kube.create(SLICES, endpoint_slice("tiny", pod.server_address[1]))
+    cluster.faults(method="GET", path="endpointslices", status=403, count=1000,
+                   message='endpointslices.discovery.k8s.io is forbidden')
+    with running_activator(cluster, tmp_path, service.url, "--routing", routing) as (url, _):
+        cluster.clear_audit()
+        assert [chat(url, "tiny").status_code for _ in range(5)] == [200] * 5
+        assert (service.got, pod.got) == (5, 0)
+        reads = [e for e in cluster.audit() if e["resource"] == "endpointslices"]
+        assert len(reads) == (1 if routing == "pods" else 0), reads
+    cluster.clear_faults()
+    logged = "cannot read EndpointSlices" in (tmp_path / "activator.log").read_text()
+    assert logged == (routing == "pods")
