@@ -5,7 +5,10 @@ For every Deployment the operator owns, it keeps `spec.replicas` inference serve
 after a configurable cold-start delay that stands in for image pull and weight loading on a GPU
 node. It writes Pod objects and the Deployment status to the API server the way the real
 controllers do, so the operator sees pods come and go, measures their cold start, and Prometheus
-scrapes their real metrics (the file_sd targets carry `namespace` and `llmdeployment` labels).
+scrapes their real metrics (the file_sd targets carry `namespace` and `llmdeployment` labels). As the
+EndpointSlice controller, it lists each started pod in an EndpointSlice of every Service that selects
+it, ready as the pod is: one slice per pod, because each process listens on its own port of 127.0.0.1
+(in a cluster, pods differ by IP; the controller groups endpoints with the same ports in one slice).
 Not emulated: scheduling, rolling updates with surge (a template change replaces pods at once),
 restarts with backoff.
 """
@@ -29,6 +32,8 @@ from foresail.demo.prometheus import PrometheusServer, free_port
 
 log = logging.getLogger("foresail.demo.podrunner")
 MANAGED = "app.kubernetes.io/managed-by=foresail"
+SLICE_MANAGER = "podrunner.demo.foresail.dev"  # endpointslice.kubernetes.io/managed-by of the slices it writes
+SLICES = "apis/discovery.k8s.io/v1"
 OWNER_LABEL = "foresail.dev/llmdeployment"
 
 
@@ -45,6 +50,7 @@ class LocalPod:
     owner: str
     template_key: str
     start_at: float  # when the process starts (creation + cold-start delay)
+    labels: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
     ready: bool = False
@@ -134,6 +140,7 @@ class PodRunner:
         for pod in [p for p in self.pods.values() if (p.namespace, p.owner) not in seen]:
             self._remove(pod, delete_object=False)  # the API server garbage-collected it
         self._write_targets()
+        self._sync_endpoint_slices()
 
     def _reconcile(self, dep: dict) -> None:
         meta, spec = dep["metadata"], dep["spec"]
@@ -165,7 +172,8 @@ class PodRunner:
                             headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
 
     def _create(self, ns: str, owner: str, key: str, template: dict, dep: dict) -> LocalPod:
-        pod = LocalPod(f"{owner}-{uuid.uuid4().hex[:5]}", ns, owner, key, time.time() + self.cold_start_s)
+        pod = LocalPod(f"{owner}-{uuid.uuid4().hex[:5]}", ns, owner, key, time.time() + self.cold_start_s,
+                       labels=dict(template["metadata"].get("labels") or {}))
         body = {"apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": pod.name, "namespace": ns, "labels": template["metadata"]["labels"],
                              "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
@@ -231,6 +239,35 @@ class PodRunner:
                 pod.proc.kill()
                 pod.proc.wait()
 
+    def _sync_endpoint_slices(self) -> None:
+        """Create, update and delete EndpointSlices until each started pod is in one per Service selecting it."""
+        services = self.http.get(f"{self.api}/api/v1/services", timeout=10)
+        services.raise_for_status()
+        with self.lock:
+            started = [p for p in self.pods.values() if p.proc is not None]
+        want: dict[tuple[str, str], dict] = {}
+        for svc in services.json()["items"]:
+            selector, meta = (svc.get("spec") or {}).get("selector"), svc["metadata"]
+            for pod in started:
+                if selector and pod.namespace == meta["namespace"] and \
+                        all(pod.labels.get(k) == v for k, v in selector.items()):
+                    body = _endpoint_slice(svc, pod)
+                    want[(pod.namespace, body["metadata"]["name"])] = body
+        have = self.http.get(f"{self.api}/{SLICES}/endpointslices", timeout=10,
+                             params={"labelSelector": f"endpointslice.kubernetes.io/managed-by={SLICE_MANAGER}"})
+        have.raise_for_status()
+        existing = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in have.json()["items"]}
+        for (ns, name), body in want.items():
+            old = existing.get((ns, name))
+            if old is None:
+                self.http.post(f"{self.api}/{SLICES}/namespaces/{ns}/endpointslices", json=body, timeout=10)
+            elif (old.get("endpoints"), old.get("ports")) != (body["endpoints"], body["ports"]):
+                self.http.patch(f"{self.api}/{SLICES}/namespaces/{ns}/endpointslices/{name}", timeout=10,
+                                json={"endpoints": body["endpoints"], "ports": body["ports"]},
+                                headers={"Content-Type": "application/merge-patch+json"})
+        for ns, name in existing.keys() - want.keys():
+            self.http.delete(f"{self.api}/{SLICES}/namespaces/{ns}/endpointslices/{name}", timeout=10)
+
     def _write_targets(self) -> None:
         if self.prometheus is None:
             return
@@ -238,3 +275,21 @@ class PodRunner:
             targets = [(f"127.0.0.1:{p.port}", {"namespace": p.namespace, "llmdeployment": p.owner, "pod": p.name})
                        for p in self.pods.values() if p.proc is not None]
         self.prometheus.write_targets(targets)
+
+
+def _endpoint_slice(service: dict, pod: LocalPod) -> dict:
+    """The EndpointSlice of ``service`` listing ``pod``: its address, readiness and (every Service port
+    resolving to the one the process listens on) its port."""
+    meta = service["metadata"]
+    ports = [{"name": p.get("name", ""), "port": pod.port, "protocol": p.get("protocol", "TCP")}
+             for p in service["spec"].get("ports") or []]
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{meta['name']}-{pod.name.rsplit('-', 1)[-1]}", "namespace": pod.namespace,
+                         "labels": {"kubernetes.io/service-name": meta["name"],
+                                    "endpointslice.kubernetes.io/managed-by": SLICE_MANAGER},
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": meta["name"],
+                                              "uid": meta["uid"], "controller": True}]},
+            "addressType": "IPv4", "ports": ports,
+            "endpoints": [{"addresses": ["127.0.0.1"],
+                           "conditions": {"ready": pod.ready, "serving": pod.ready, "terminating": False},
+                           "targetRef": {"kind": "Pod", "namespace": pod.namespace, "name": pod.name}}]}

@@ -1,8 +1,9 @@
 """Scale from zero through the activator, with every real part: API test server, operator process,
 Prometheus, and a real inference process started by the pod runner after a cold-start delay.
 
-The activator runs in this process (its class, on a real port) because its upstream, a deployment's
-Service, is a kube-proxy address that cannot exist here: it is given the ready process's URL instead.
+The activator runs in this process (its class, on a real port) and finds the ready process through the
+EndpointSlice the pod runner writes for the deployment's Service, as it finds a pod in a cluster; the
+Service itself, a kube-proxy address that cannot exist here, is given as a port nothing listens on.
 """
 
 from __future__ import annotations
@@ -44,11 +45,8 @@ def stack(tmp_path_factory) -> Iterator[LocalStack]:
 @pytest.fixture(scope="module")
 def activator(stack: LocalStack) -> Iterator[str]:
     """The activator on a free port, in a thread with its own event loop."""
-    def upstream(namespace: str, name: str) -> str:
-        ready = stack.runner.endpoints(namespace, name)
-        return ready[0] if ready else "http://127.0.0.1:9"  # none: a refused connection, as from a Service
-
-    app = Activator(KubeClient(kopf.ConnectionInfo(server=stack.url, insecure=True)), upstream).app()
+    app = Activator(KubeClient(kopf.ConnectionInfo(server=stack.url, insecure=True)),
+                    lambda namespace, name: "http://127.0.0.1:9").app()
     runner, port, loop = web.AppRunner(app), free_port(), asyncio.new_event_loop()
     loop.run_until_complete(runner.setup())
     loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())

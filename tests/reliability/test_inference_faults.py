@@ -23,6 +23,7 @@ from tests.inference.conftest import MODEL, start_server, stop_server
 
 DEPLOYS = "/apis/apps/v1/namespaces/default/deployments"
 PODS = "/api/v1/namespaces/default/pods"
+SLICES = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
 CONCURRENCY = 4  # below what the token budget admits, so no 429 while measuring
 
 
@@ -64,7 +65,8 @@ def test_a_server_killed_mid_generation_fails_its_client_promptly_and_the_other_
 
 def test_the_pod_runner_restarts_a_killed_pod_process(tmp_path: Path) -> None:
     """The demo's stand-in for the kubelet: a pod whose process is SIGKILLed turns not-ready in the API,
-    gets a new process, and turns ready again."""
+    gets a new process, and turns ready again. As the EndpointSlice controller, it lists the pod in its
+    Service's slice, ready as the pod is, and drops it with the pod."""
     with start_apiserver(tmp_path / "api", simulate_pods=False) as api:
         http = requests.Session()
         labels = {"app.kubernetes.io/managed-by": "foresail", OWNER_LABEL: "tiny"}
@@ -73,6 +75,16 @@ def test_the_pod_runner_restarts_a_killed_pod_process(tmp_path: Path) -> None:
                "spec": {"replicas": 1, "selector": {"matchLabels": labels},
                         "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}}}}
         http.post(api.url + DEPLOYS, json=dep, timeout=10).raise_for_status()
+        http.post(api.url + "/api/v1/namespaces/default/services", timeout=10, json={
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "tiny"}, "spec": {
+                "selector": labels, "ports": [{"name": "http", "port": 8000, "targetPort": "http"}]}}
+                  ).raise_for_status()
+
+        def endpoints() -> list[tuple[int, bool]]:
+            slices = http.get(api.url + SLICES, params={"labelSelector": "kubernetes.io/service-name=tiny"},
+                              timeout=10).json()["items"]
+            return [(s["ports"][0]["port"], e["conditions"]["ready"]) for s in slices for e in s["endpoints"]]
+
         assert MANAGED == "app.kubernetes.io/managed-by=foresail"
         runner = PodRunner(api.url, tmp_path / "pods", cold_start_s=0.0, poll_s=0.2).start()
         try:
@@ -83,16 +95,22 @@ def test_the_pod_runner_restarts_a_killed_pod_process(tmp_path: Path) -> None:
 
             first = wait_for(ready_pod, timeout=90, what="the pod ready")
             (pod,) = runner.pods.values()
+            wait_for(lambda: endpoints() == [(pod.port, True)], timeout=10, what="the pod ready in the EndpointSlice")
             old_pid = pod.proc.pid
             assert requests.get(pod.url + "/ready", timeout=5).status_code == 200
             psutil.Process(old_pid).send_signal(signal.SIGKILL)
             wait_for(lambda: ready_pod() is None, timeout=10, interval=0.05, what="the pod reported not ready")
+            wait_for(lambda: endpoints() == [(pod.port, False)], timeout=10, what="the endpoint not ready")
             again = wait_for(ready_pod, timeout=90, what="the pod ready again")
             assert again["metadata"]["name"] == first["metadata"]["name"]  # restarted in place, as a kubelet does
             assert pod.proc is not None and pod.proc.pid != old_pid and pod.proc.poll() is None
             assert requests.get(pod.url + "/ready", timeout=5).status_code == 200
             wait_for(lambda: (http.get(f"{api.url}{DEPLOYS}/tiny", timeout=10).json().get("status") or {})
                      .get("readyReplicas") == 1, timeout=10, what="the Deployment's readyReplicas back to 1")
+            wait_for(lambda: endpoints() == [(pod.port, True)], timeout=10, what="the endpoint ready again")
+            http.patch(f"{api.url}{DEPLOYS}/tiny", json={"spec": {"replicas": 0}}, timeout=10,
+                       headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
+            wait_for(lambda: endpoints() == [], timeout=20, what="the EndpointSlice gone with the pod")
         finally:
             runner.stop()
 
