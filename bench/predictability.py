@@ -9,6 +9,9 @@ At ServeGen's native 10-min resolution, two measurements against persistence (th
   the last 6 changes and the same change a day earlier, fitted on the first half and scored on the
   second (a week each on 14 days): the share of the change variance it explains (R^2) and its WAPE
   against persistence's.
+- The 14-day aggregates bottom-up: each customer forecast by the simple rule (as now, plus the change a
+  day or a week earlier, or the value a day or a week earlier) that erred least on its own first half,
+  the forecasts summed, scored on the second half against persistence on the aggregate.
 - Customer series with much of their demand in switch-ons (at least ``--min-share`` of it in windows at
   least twice the window before): the share of that switch-on demand that the same time of day a day
   (or a week) earlier foretold, i.e. where a window within ``k`` windows of it had at least ``frac`` of
@@ -18,7 +21,9 @@ At ServeGen's native 10-min resolution, two measurements against persistence (th
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -33,6 +38,15 @@ DAY = 144  # 10-min windows
 HORIZONS = (1, 3, 6)  # windows ahead: 10, 30, 60 min
 RECENT_CHANGES = 6
 RECURRENCE = ((2, 0.8), (6, 0.5))  # (windows either side, share of the switch-on's level)
+WEEK = 7 * DAY
+# Per-series forecasts of y[t + h] (t: an array of origins); "as now" first, so that it wins ties.
+RULES: dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = {
+    "as now": lambda y, t, h: y[t],
+    "now + a day's change": lambda y, t, h: y[t] + y[t + h - DAY] - y[t - DAY],
+    "now + a week's change": lambda y, t, h: y[t] + y[t + h - WEEK] - y[t - WEEK],
+    "a day earlier": lambda y, t, h: y[t + h - DAY],
+    "a week earlier": lambda y, t, h: y[t + h - WEEK],
+}
 
 
 def _valid(y: np.ndarray, gaps: np.ndarray | None) -> np.ndarray:
@@ -72,6 +86,26 @@ def change_model(y: np.ndarray, h: int, gaps: np.ndarray | None = None, day: int
     r2 = 1.0 - ((target[test] - pred) ** 2).sum() / ((target[test] - target[test].mean()) ** 2).sum()
     wape = np.abs(actual - (now + pred)).sum() / actual.sum()
     return float(r2), float(wape), float(np.abs(actual - now).sum() / actual.sum())
+
+
+def bottom_up(series: np.ndarray, h: int) -> tuple[float, float, Counter[str]]:
+    """(WAPE of the summed forecasts, persistence's WAPE on the sum, how many series chose each rule) on
+    the second half, forecasting ``h`` steps ahead each row of ``series`` (aligned series, one per row)
+    by the rule of RULES that erred least on its own first half; the halves split the origins after the
+    first week (the weekly rules' history)."""
+    origins = np.arange(WEEK, series.shape[1] - h)
+    if len(origins) < 2:
+        raise ValueError("the series are too short: a week of history, then two halves to fit and score on")
+    train, test = origins[: len(origins) // 2], origins[len(origins) // 2:]
+    total, picks = np.zeros(len(test)), Counter[str]()
+    for y in series:
+        best = min(RULES, key=lambda r: np.abs(np.maximum(RULES[r](y, train, h), 0) - y[train + h]).sum())
+        picks[best] += 1
+        total += np.maximum(RULES[best](y, test, h), 0)
+    whole = series.sum(axis=0)
+    actual = whole[test + h]
+    return float(np.abs(total - actual).sum() / actual.sum()), float(np.abs(whole[test] - actual).sum() /
+                                                                     actual.sum()), picks
 
 
 def _around(d: np.ndarray, k: int) -> np.ndarray:
@@ -123,6 +157,24 @@ def aggregates(traces_dir: Path) -> None:
           "linear model's R^2 of the change | its WAPE / persistence's (fitted on the first half, scored on "
           "the second)")
     print_table(rows, {"series": "series", "ac": "autocorr"} | {h: f"+{10 * h} min" for h in HORIZONS})
+    by_service: dict[str, list] = {}
+    for tr in iter_servegen_clients(traces_dir / "servegen" / "servegen-clients.tar.gz", ["m-large", "m-mid"]):
+        by_service.setdefault(tr.group, []).append(tr)
+    rows = []
+    for service, traces in by_service.items():
+        start = min(tr.start_s for tr in traces)
+        offsets = [int(round((tr.start_s - start) / tr.step_s)) for tr in traces]
+        series = np.zeros((len(traces), max(o + len(tr.arrivals) for o, tr in zip(offsets, traces))))
+        for row, o, tr in zip(series, offsets, traces):
+            row[o:o + len(tr.arrivals)] = tr.arrivals
+        row = {"series": service}
+        for h in HORIZONS:
+            wape, pers, picks = bottom_up(series, h)
+            row[h] = f"{100 * wape:.1f} / {100 * pers:.1f} % ({picks['as now']} of {len(traces)} as now)"
+        rows.append(row)
+    print("\nBottom-up: each customer forecast by the rule that erred least on its first half, summed; WAPE on "
+          "the second half / persistence's on the aggregate (how many customers the rule 'as now' served best)")
+    print_table(rows, {"series": "service"} | {h: f"+{10 * h} min" for h in HORIZONS})
 
 
 def customers(traces_dir: Path, min_share: float) -> None:

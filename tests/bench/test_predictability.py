@@ -66,3 +66,22 @@ def test_the_learned_lag_is_the_period_of_a_periodic_series_and_foretells_its_se
     rng = np.random.default_rng(2)
     noise = np.where(rng.random(600) < 0.05, 5.0, 0.0)  # switch-ons at random
     assert learned_lag_recurrence(noise, k=0, frac=0.8, max_lag=100)[1] < 0.5
+
+
+def test_bottom_up_picks_a_day_earlier_for_a_daily_series_and_beats_persistence_on_the_sum() -> None:
+    """A customer switching on at the same time every day and one on a random walk: the first is
+    forecast by a seasonal rule, the second as now, and the sum's WAPE is below persistence's; two random
+    walks alone gain nothing."""
+    from bench.predictability import DAY, bottom_up
+
+    rng = np.random.default_rng(1)
+    days = 16
+    daily = np.tile(np.r_[np.zeros(DAY // 2), np.full(DAY // 2, 500.0)], days)
+    walks = 1000.0 + np.cumsum(rng.normal(0.0, 5.0, (2, days * DAY)), axis=1)
+    wape, persistence, picks = bottom_up(np.vstack([daily, walks[0]]), 3)
+    assert picks["as now"] == 1 and sum(picks.values()) == 2  # the daily one by a seasonal rule
+    assert wape < 0.8 * persistence
+    wape, persistence, picks = bottom_up(walks, 3)
+    assert picks["as now"] >= 1 and wape == pytest.approx(persistence, rel=0.1)
+    with pytest.raises(ValueError, match="too short"):
+        bottom_up(walks[:, : 2 * 7 * DAY // 2], 3)
