@@ -2,7 +2,7 @@
 
     python -m bench                 # all
     python -m bench operator        # some: operator, decision_loop, inference, backtest, predictability, activator,
-                                    # scale_to_zero
+                                    # balance, scale_to_zero
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ("operator", "decision_loop", "inference", "backtest", "predictability", "activator", "scale_to_zero")
+SUITES = ("operator", "decision_loop", "inference", "backtest", "predictability", "activator", "balance",
+          "scale_to_zero")
 
 
 def main(argv: list[str]) -> int:
