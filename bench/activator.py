@@ -46,6 +46,20 @@ web.run_app(app, host="127.0.0.1", port=int(__import__("sys").argv[1]), print=No
 REQUEST = {"model": "echo", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16}
 
 
+def ready_llmdeployment(api_url: str, name: str, replicas: int) -> requests.Session:
+    """Install the CRD and an LLMDeployment ``name`` whose status has ``replicas`` ready; a session to the API."""
+    http = requests.Session()
+    for doc in yaml.safe_load_all((ROOT / "crds" / "llmdeployment.yaml").read_text()):
+        http.post(api_url + "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=doc,
+                  timeout=10).raise_for_status()
+    http.post(api_url + LLMD, json={"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment",
+                                    "metadata": {"name": name}, "spec": {"model": {"source": "builtin:tiny"}}},
+              timeout=10).raise_for_status()
+    http.patch(f"{api_url}{LLMD}/{name}/status", json={"status": {"readyReplicas": replicas}}, timeout=10,
+               headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
+    return http
+
+
 def _wait_http(url: str, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -86,15 +100,7 @@ def main(argv: list[str]) -> int:
     rows: list[dict] = []
     out: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp, start_apiserver(Path(tmp), simulate_pods=False) as api:
-        http = requests.Session()
-        for doc in yaml.safe_load_all((ROOT / "crds" / "llmdeployment.yaml").read_text()):
-            http.post(api.url + "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=doc,
-                      timeout=10).raise_for_status()
-        http.post(api.url + LLMD, json={"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment",
-                                        "metadata": {"name": "echo"}, "spec": {"model": {"source": "builtin:tiny"}}},
-                  timeout=10).raise_for_status()
-        http.patch(api.url + LLMD + "/echo/status", json={"status": {"readyReplicas": 1}}, timeout=10,
-                   headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
+        ready_llmdeployment(api.url, "echo", 1)
         up_port, act_port = free_port(), free_port()
         upstream = subprocess.Popen([sys.executable, "-c", UPSTREAM, str(up_port)])
         activator = subprocess.Popen(

@@ -30,10 +30,8 @@ from typing import Callable
 import aiohttp
 import numpy as np
 import pandas as pd
-import requests
-import yaml
 
-from bench.activator import LLMD, ROOT, _wait_http
+from bench.activator import ROOT, _wait_http, ready_llmdeployment
 from bench.table import print_table
 from foresail.demo.prometheus import free_port
 from foresail.kubetest.testing import start_apiserver
@@ -109,15 +107,7 @@ def main(argv: list[str]) -> int:
     ports = [free_port() for _ in range(args.pods)]
     urls = [f"http://127.0.0.1:{p}" for p in ports]
     with tempfile.TemporaryDirectory() as tmp, start_apiserver(Path(tmp), simulate_pods=False) as api:
-        http = requests.Session()
-        for doc in yaml.safe_load_all((ROOT / "crds" / "llmdeployment.yaml").read_text()):
-            http.post(api.url + "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=doc,
-                      timeout=10).raise_for_status()
-        http.post(api.url + LLMD, json={"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment",
-                                        "metadata": {"name": "chat"}, "spec": {"model": {"source": "builtin:tiny"}}},
-                  timeout=10).raise_for_status()
-        http.patch(api.url + LLMD + "/chat/status", json={"status": {"readyReplicas": args.pods}}, timeout=10,
-                   headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
+        http = ready_llmdeployment(api.url, "chat", args.pods)
         for port in ports:
             http.post(api.url + SLICES, timeout=10, json={
                 "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",

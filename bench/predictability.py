@@ -164,9 +164,9 @@ def aggregates(traces_dir: Path) -> None:
     for service, traces in by_service.items():
         start = min(tr.start_s for tr in traces)
         offsets = [int(round((tr.start_s - start) / tr.step_s)) for tr in traces]
-        series = np.zeros((len(traces), max(o + len(tr.arrivals) for o, tr in zip(offsets, traces))))
-        for row, o, tr in zip(series, offsets, traces):
-            row[o:o + len(tr.arrivals)] = tr.arrivals
+        series = np.zeros((len(traces), max(o + len(tr.arrivals) for o, tr in zip(offsets, traces, strict=True))))
+        for line, o, tr in zip(series, offsets, traces, strict=True):
+            line[o:o + len(tr.arrivals)] = tr.arrivals
         row = {"series": service}
         for h in HORIZONS:
             wape, pers, picks = bottom_up(series, h)

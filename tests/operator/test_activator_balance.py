@@ -6,7 +6,6 @@ Service where the EndpointSlices cannot be read."""
 from __future__ import annotations
 
 import http.server
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +17,7 @@ from foresail.demo.prometheus import free_port
 from foresail_operator.endpoints import LeastLoaded, ready_urls
 from tests.helpers import wait_for
 from tests.operator.conftest import LLMD
-from tests.operator.test_activator import AT_ZERO_OFF, chat, llmd, metric, running_activator
+from tests.operator.test_activator import AT_ZERO_OFF, Answer, chat, llmd, metric, running_activator
 
 SLICES = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
 
@@ -38,23 +37,14 @@ class Pod(http.server.ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(Answer):
     server: Pod
 
     def do_POST(self) -> None:  # noqa: N802 (the http.server convention)
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
         with self.server.lock:
             self.server.got += 1
         self.server.go.wait(30)
-        body = json.dumps({"object": "chat.completion", "choices": [{"message": {"content": "hi"}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_: object) -> None:
-        pass
+        super().do_POST()
 
 
 @pytest.fixture
