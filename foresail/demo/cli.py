@@ -128,8 +128,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"Replaying {len(counts)} minutes of {trace.name} at {args.step:g} s per minute "
           f"(peak {args.peak_rps:g} req/s, {args.capacity:g} req/s per replica, cold start {args.cold_start:g} s)")
     with tempfile.TemporaryDirectory(prefix="foresail-demo-") as tmp:
-        print("Starting the Kubernetes API test server, Prometheus, the pod runner and the operator ...")
-        with LocalStack(Path(tmp), cold_start_s=args.cold_start) as stack:
+        print("Starting the Kubernetes API test server, Prometheus, the pod runner, the operator and the activator ...")
+        with LocalStack(Path(tmp), cold_start_s=args.cold_start, activator=True) as stack:
             stack.apply(_manifest(args))
             print("Applied LLMDeployment 'demo'; waiting for the first replica ...")
             stack.wait_ready("demo", 1, timeout_s=60 + 2 * args.cold_start)
@@ -144,11 +144,13 @@ def run(args: argparse.Namespace) -> int:
                           f"forecast p90 {fc if fc is not None else '-':>5} | desired {row.get('desired')} "
                           f"ready {row.get('ready')} | {row.get('reason', '')[:70]}", flush=True)
 
-            outcomes = asyncio.run(replay(step_rates, args.step, lambda: stack.runner.endpoints("default", "demo"),
-                                          model="demo", on_step=on_step))
+            # as clients of a chart install: to the activator, which spreads them over the ready pods
+            outcomes = asyncio.run(replay(step_rates, args.step, lambda: [stack.activator_url], model="demo",
+                                          on_step=on_step))
             sampler.stop()
             final = stack.llmd("demo")
-            (args.out / "operator.log").write_bytes((Path(tmp) / "operator.log").read_bytes())
+            for log in ("operator.log", "activator.log"):
+                (args.out / log).write_bytes((Path(tmp) / log).read_bytes())
     ok = [o for o in outcomes if o.ok]
     lat = sorted(o.latency_s for o in ok)
     rows = sampler.rows

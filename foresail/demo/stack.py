@@ -1,4 +1,5 @@
-"""The whole system on one machine: API test server, operator, Prometheus and the pod runner.
+"""The whole system on one machine: API test server, operator, Prometheus, the pod runner, and
+optionally the activator (the front door clients send requests to, as installed with the chart).
 
 Used by `foresail demo` and by the end-to-end tests. Every process it starts is stopped on exit,
 also when the body raises (Ctrl-C included).
@@ -19,7 +20,7 @@ import requests
 import yaml
 
 from foresail.demo.podrunner import PodRunner
-from foresail.demo.prometheus import PrometheusServer
+from foresail.demo.prometheus import PrometheusServer, free_port
 from foresail.kubetest.testing import start_apiserver
 
 CRD_FILES = ("llmdeployment.yaml", "kopf-peering.yaml")
@@ -39,7 +40,8 @@ class LocalStack:
     """Start the parts in order; stop them in reverse."""
 
     def __init__(self, workdir: Path, cold_start_s: float = 15.0, forecast_step_s: float = 5.0,
-                 collect_period_s: float = 1.0, rate_window: str = "10s", threads: int = 1) -> None:
+                 collect_period_s: float = 1.0, rate_window: str = "10s", threads: int = 1,
+                 activator: bool = False) -> None:
         self.workdir = Path(workdir)
         self.cold_start_s = cold_start_s
         self.operator_env = {
@@ -48,6 +50,8 @@ class LocalStack:
             "FORESAIL_RATE_WINDOW": rate_window,
         }
         self.threads = threads
+        self.with_activator = activator
+        self.activator_url = ""
         self._stack = contextlib.ExitStack()
         self.operator: subprocess.Popen | None = None
         self.http = requests.Session()
@@ -69,6 +73,8 @@ class LocalStack:
             self._stack.callback(self.runner.stop)
             self.start_operator()
             self._stack.callback(self.stop_operator)
+            if self.with_activator:
+                self._start_activator()
         except BaseException:
             self._stack.close()
             raise
@@ -86,15 +92,33 @@ class LocalStack:
             stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
 
+    def _start_activator(self) -> None:
+        """Start `foresail activator` (it finds the pods through the runner's EndpointSlices; the Service
+        URL it falls back to is a port nothing listens on) and have Prometheus scrape it."""
+        port = free_port()
+        log = open(self.workdir / "activator.log", "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "foresail", "activator", "--kubeconfig", str(self.api.kubeconfig),
+             "--host", "127.0.0.1", "--port", str(port), "--upstream", "http://127.0.0.1:9"],
+            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        log.close()
+        self._stack.callback(_stop, proc)
+        self.activator_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.http.get(self.activator_url + "/healthz", timeout=1).raise_for_status()
+                break
+            except requests.RequestException:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"the activator did not start; see {self.workdir / 'activator.log'}") from None
+                time.sleep(0.2)
+        self.prometheus.scrape_activator(f"127.0.0.1:{port}")
+
     def stop_operator(self, sig: int = signal.SIGTERM) -> None:
         """Stop the operator (SIGKILL to simulate a crash)."""
-        if self.operator is not None and self.operator.poll() is None:
-            self.operator.send_signal(sig)
-            try:
-                self.operator.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.operator.kill()
-                self.operator.wait()
+        if self.operator is not None:
+            _stop(self.operator, sig)
 
     # ---- the API ------------------------------------------------------------------------
     def apply(self, doc: dict[str, Any], namespace: str = "default") -> None:
@@ -127,3 +151,15 @@ class LocalStack:
             if self.operator is not None and self.operator.poll() is not None:
                 raise RuntimeError(f"the operator exited; see {self.workdir / 'operator.log'}")
             time.sleep(0.25)
+
+
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Signal a process that still runs; SIGKILL it after 20 s."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

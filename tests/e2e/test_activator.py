@@ -1,30 +1,23 @@
 """Scale from zero through the activator, with every real part: API test server, operator process,
 Prometheus, and a real inference process started by the pod runner after a cold-start delay.
 
-The activator runs in this process (its class, on a real port) and finds the ready process through the
-EndpointSlice the pod runner writes for the deployment's Service, as it finds a pod in a cluster; the
-Service itself, a kube-proxy address that cannot exist here, is given as a port nothing listens on.
+The activator is the stack's (`foresail activator`, as the demo runs it): it finds the ready process
+through the EndpointSlice the pod runner writes for the deployment's Service, as it finds a pod in a
+cluster; the Service itself, a kube-proxy address that cannot exist here, is a port nothing listens on.
 """
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
-import kopf
 import pytest
 import requests
-from aiohttp import web
 
-from foresail.demo.prometheus import free_port
 from foresail.demo.stack import LocalStack
 from foresail_operator.activation import HELD_REQUESTS
-from foresail_operator.activator import Activator
-from foresail_operator.kube import KubeClient
 from tests.helpers import condition, wait_for
 
 pytestmark = [
@@ -37,27 +30,14 @@ COLD_START_S = 3.0
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[LocalStack]:
     workdir = tmp_path_factory.mktemp("activator")
-    with LocalStack(workdir, cold_start_s=COLD_START_S) as st:
+    with LocalStack(workdir, cold_start_s=COLD_START_S, activator=True) as st:
         yield st
         print((workdir / "operator.log").read_text()[-6000:])
 
 
 @pytest.fixture(scope="module")
-def activator(stack: LocalStack) -> Iterator[str]:
-    """The activator on a free port, in a thread with its own event loop."""
-    app = Activator(KubeClient(kopf.ConnectionInfo(server=stack.url, insecure=True)),
-                    lambda namespace, name: "http://127.0.0.1:9").app()
-    runner, port, loop = web.AppRunner(app), free_port(), asyncio.new_event_loop()
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    stack.prometheus.scrape_activator(f"127.0.0.1:{port}")  # as the chart's foresail-activator job
-    yield f"http://127.0.0.1:{port}"
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(timeout=10)
-    loop.run_until_complete(runner.cleanup())
-    loop.close()
+def activator(stack: LocalStack) -> str:
+    return stack.activator_url
 
 
 def test_a_request_at_zero_wakes_the_deployment_and_is_answered(stack: LocalStack, activator: str):
