@@ -362,7 +362,8 @@ class Activator:
                        retry_s: float = 0.0) -> web.StreamResponse:
         """Send the request to the deployment's least-loaded ready pod (else its Service) and stream the
         answer back. A refused connection (nothing was sent) goes on to the next pod, then the Service,
-        and is retried for ``retry_s``."""
+        and is retried for ``retry_s``; a pod's 429 (full: it refused the request before any work) goes
+        on to the next pod, the last one's 429 being the answer."""
         if self._session is None:
             self._session = aiohttp.ClientSession(auto_decompress=False, timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=10))
@@ -391,6 +392,10 @@ class Activator:
                     raise Refusal(502, "upstream_error", f"{key[0]}/{key[1]} at {url} failed before answering: "
                                                          f"{exc}", 5) from exc
                 async with upstream:
+                    full = upstream.status == 429 and base != service
+                    if full and any(u not in refused and u != base for u in self._pods.get(key, (0.0, []))[1]):
+                        refused.add(base)  # it did no work: another pod may have room
+                        continue
                     return await self._relay(request, upstream, key)
 
     async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse,
