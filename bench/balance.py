@@ -111,7 +111,8 @@ def main(argv: list[str]) -> int:
         for port in ports:
             http.post(api.url + SLICES, timeout=10, json={
                 "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                "metadata": {"name": f"chat-{port}", "labels": {"kubernetes.io/service-name": "chat"}},
+                "metadata": {"name": f"chat-{port}", "labels": {"kubernetes.io/service-name": "chat",
+                                                               "app.kubernetes.io/managed-by": "foresail"}},
                 "addressType": "IPv4", "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
                 "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]}).raise_for_status()
         act_port = free_port()

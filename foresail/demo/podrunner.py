@@ -7,8 +7,9 @@ node. It writes Pod objects and the Deployment status to the API server the way 
 controllers do, so the operator sees pods come and go, measures their cold start, and Prometheus
 scrapes their real metrics (the file_sd targets carry `namespace` and `llmdeployment` labels). As the
 EndpointSlice controller, it lists each started pod in an EndpointSlice of every Service that selects
-it, ready as the pod is: one slice per pod, because each process listens on its own port of 127.0.0.1
-(in a cluster, pods differ by IP; the controller groups endpoints with the same ports in one slice).
+it (labelled with the Service's labels), ready as the pod is: one slice per pod, because each process
+listens on its own port of 127.0.0.1 (in a cluster, pods differ by IP; the controller groups endpoints
+with the same ports in one slice).
 Not emulated: scheduling, rolling updates with surge (a template change replaces pods at once),
 restarts with backoff.
 """
@@ -279,13 +280,14 @@ class PodRunner:
 
 def _endpoint_slice(service: dict, pod: LocalPod) -> dict:
     """The EndpointSlice of ``service`` listing ``pod``: its address, readiness and (every Service port
-    resolving to the one the process listens on) its port."""
+    resolving to the one the process listens on) its port; labelled as the controller does, with the
+    Service's labels and the two well-known ones."""
     meta = service["metadata"]
     ports = [{"name": p.get("name", ""), "port": pod.port, "protocol": p.get("protocol", "TCP")}
              for p in service["spec"].get("ports") or []]
     return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": f"{meta['name']}-{pod.name.rsplit('-', 1)[-1]}", "namespace": pod.namespace,
-                         "labels": {"kubernetes.io/service-name": meta["name"],
+                         "labels": {**(meta.get("labels") or {}), "kubernetes.io/service-name": meta["name"],
                                     "endpointslice.kubernetes.io/managed-by": SLICE_MANAGER},
                          "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": meta["name"],
                                               "uid": meta["uid"], "controller": True}]},

@@ -3,8 +3,9 @@
 Clients send their /v1/* requests here instead of to a deployment's Service. Each request is routed
 by its JSON ``model`` field to the LLMDeployment serving that model (``spec.model.servedModelName``,
 else its name) and forwarded to the ready pod of that deployment with the fewest of the activator's
-requests in flight (endpoints.py: its Service's EndpointSlices, read at most every ``ENDPOINTS_TTL_S``;
-the Service itself where they cannot be read or list no ready pod), the answer streamed back as it comes.
+requests in flight (endpoints.py: its Service's EndpointSlices; those of every Foresail Service are read
+in one list per namespace at most every ``ENDPOINTS_TTL_S``; the Service itself where they cannot be read
+or list no ready pod), the answer streamed back as it comes.
 While the deployment has no ready replica the request is held: the activator stamps the annotation
 ``activator.foresail.dev/requested-at`` on the LLMDeployment, with the number of requests held
 (again every ``STAMP_EVERY_S`` while requests wait), the operator scales a deployment at zero to one
@@ -40,8 +41,10 @@ POLL_S = 0.5  # how often a held request's deployment is read
 # (its readiness may be stale: a held request reads its deployment anew, a refused connection is held)
 DIRECTORY_TTL_S = 10.0
 MISS_TTL_S = 1.0
-ENDPOINTS_TTL_S = 1.0  # how long a deployment's ready pods, as read from its EndpointSlices, route requests
-ENDPOINTS_RETRY_S = 30.0  # how long the Service is used after EndpointSlices could not be read
+ENDPOINTS_TTL_S = 1.0  # how long the ready pods, as read from the EndpointSlices, route requests
+ENDPOINTS_RETRY_S = 30.0  # how long the Services are used after EndpointSlices could not be read
+# The EndpointSlice controller copies a Service's labels onto its slices: this one selects Foresail's.
+FORESAIL_SLICES = "app.kubernetes.io/managed-by=foresail"
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "content-length", "host"}
 
@@ -106,8 +109,9 @@ class Activator:
         over its ready pods (False: always send to the Service)."""
         self.client, self.namespaces, self.upstream = client, namespaces, upstream
         self.hold_timeout_s, self.max_held, self.to_pods = hold_timeout_s, max_held, to_pods
-        self._pods: dict[tuple[str, str], tuple[float, list[str]]] = {}  # (until when, ready pod URLs)
-        self._reading: dict[tuple[str, str], asyncio.Future[list[str]]] = {}  # reads of EndpointSlices under way
+        self._pods: dict[tuple[str, str], list[str]] = {}  # ready pod URLs by (namespace, Service)
+        self._pods_until = -1.0  # when they are to be read again (-1: never read)
+        self._reading: asyncio.Future[None] | None = None  # the read of EndpointSlices under way
         self._slices_readable = True
         self._load = LeastLoaded()
         self._listing: tuple[float, list[dict[str, Any]]] = (-1.0, [])  # (when checked, what was listed)
@@ -176,8 +180,6 @@ class Activator:
             ARRIVALS.labels(*key)  # exported from 0
         for key in self._counted - listed:
             ARRIVALS.remove(*key)
-        for key in set(self._pods) - listed:
-            del self._pods[key]
         self._counted = listed
         return fresh
 
@@ -330,21 +332,28 @@ class Activator:
         waited for); [] when they cannot be read (then for ENDPOINTS_RETRY_S) or with ``to_pods`` off."""
         if not self.to_pods:
             return []
-        cached = self._pods.get(key)
-        if cached is not None and time.monotonic() < cached[0]:
-            return cached[1]
-        if key not in self._reading:
-            self._reading[key] = asyncio.ensure_future(self._read_pods(key))
-        if cached is not None:
-            return cached[1]
-        return await asyncio.shield(self._reading[key])  # a request that gives up does not stop the read
+        if time.monotonic() >= self._pods_until and self._reading is None:
+            self._reading = asyncio.ensure_future(self._read_pods())
+        if self._pods_until < 0 and self._reading is not None:
+            await asyncio.shield(self._reading)  # a request that gives up does not stop the read
+        return self._pods.get(key, [])
 
-    async def _read_pods(self, key: tuple[str, str]) -> list[str]:
-        path = path_for("discovery.k8s.io/v1", "endpointslices", key[0])
+    async def _read_pods(self) -> None:
+        """Read the EndpointSlices of every Foresail Service in the served namespaces (one list each)."""
         try:
-            found = await self.client.request("GET", path, params={"labelSelector": f"{SERVICE_NAME_LABEL}={key[1]}"},
-                                              retries=0)
-            urls, until = ready_urls(found.get("items") or []), time.monotonic() + ENDPOINTS_TTL_S
+            found: list[dict[str, Any]] = []
+            for ns in self.namespaces or (None,):
+                path = path_for("discovery.k8s.io/v1", "endpointslices", ns)
+                found += (await self.client.request("GET", path, params={"labelSelector": FORESAIL_SLICES},
+                                                    retries=0)).get("items") or []
+            by_service: dict[tuple[str, str], list[dict[str, Any]]] = {}
+            for piece in found:
+                meta = piece["metadata"]
+                service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+                if service:
+                    by_service.setdefault((meta["namespace"], service), []).append(piece)
+            self._pods = {key: ready_urls(slices) for key, slices in by_service.items()}
+            self._pods_until = time.monotonic() + ENDPOINTS_TTL_S
             if not self._slices_readable:
                 log.info("EndpointSlices can be read again: balancing requests over the ready pods")
             self._slices_readable = True
@@ -352,11 +361,9 @@ class Activator:
             if self._slices_readable:
                 log.warning("cannot read EndpointSlices (%s): sending requests to the deployments' Services", exc)
             self._slices_readable = False
-            urls, until = [], time.monotonic() + ENDPOINTS_RETRY_S
+            self._pods, self._pods_until = {}, time.monotonic() + ENDPOINTS_RETRY_S
         finally:
-            self._reading.pop(key, None)
-        self._pods[key] = (until, urls)
-        return urls
+            self._reading = None
 
     async def _forward(self, request: web.Request, body: bytes, key: tuple[str, str],
                        retry_s: float = 0.0) -> web.StreamResponse:
@@ -385,7 +392,7 @@ class Activator:
                         raise Refusal(502, "unreachable", f"cannot reach {key[0]}/{key[1]} at {url}: {exc}",
                                       5) from exc
                     refused.clear()
-                    self._pods.pop(key, None)  # read the pods again
+                    self._pods_until = min(self._pods_until, 0.0)  # read the pods again
                     await asyncio.sleep(POLL_S)
                     continue
                 except aiohttp.ClientError as exc:  # sent, maybe: not retried
@@ -393,7 +400,7 @@ class Activator:
                                                          f"{exc}", 5) from exc
                 async with upstream:
                     full = upstream.status == 429 and base != service
-                    if full and any(u not in refused and u != base for u in self._pods.get(key, (0.0, []))[1]):
+                    if full and any(u not in refused and u != base for u in self._pods.get(key, [])):
                         refused.add(base)  # it did no work: another pod may have room
                         continue
                     return await self._relay(request, upstream, key)
@@ -419,8 +426,8 @@ class Activator:
         for hold in self._holds.values():
             if hold.task is not None:
                 hold.task.cancel()
-        for read in list(self._reading.values()):
-            read.cancel()
+        if self._reading is not None:
+            self._reading.cancel()
         if self._session is not None:
             await self._session.close()
         await self.client.close()

@@ -68,10 +68,12 @@ def pods() -> Iterator[list[Pod]]:
 
 
 def endpoint_slice(service: str, port: int, ready: bool | None = True, suffix: str = "") -> dict:
-    """An EndpointSlice as the EndpointSlice controller writes it: one endpoint on 127.0.0.1."""
+    """An EndpointSlice as the EndpointSlice controller writes it for a Foresail Service (whose labels it
+    copies): one endpoint on 127.0.0.1."""
     conditions = {} if ready is None else {"ready": ready}
+    labels = {"kubernetes.io/service-name": service, "app.kubernetes.io/managed-by": "foresail"}
     return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": f"{service}-{port}{suffix}", "labels": {"kubernetes.io/service-name": service}},
+            "metadata": {"name": f"{service}-{port}{suffix}", "labels": labels},
             "addressType": "IPv4", "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
             "endpoints": [{"addresses": ["127.0.0.1"], "conditions": conditions}]}
 
@@ -105,7 +107,8 @@ def test_least_loaded_picks_the_url_with_fewest_in_flight():
 
 def test_requests_are_spread_over_the_ready_pods_by_requests_in_flight(cluster, tmp_path: Path, pods: list[Pod]):
     """20 requests at once for a deployment with two ready pods, one not ready, and a pod of another
-    Service: 10 each to the ready pods (drawn at random, 10/10 would come one time in six)."""
+    Service: 10 each to the ready pods (drawn at random, 10/10 would come one time in six), the
+    EndpointSlices read once for all of them."""
     ready_deployment(cluster)
     a, b, not_ready, other = pods
     for piece in (endpoint_slice("tiny", a.server_address[1]), endpoint_slice("tiny", b.server_address[1], ready=None),
@@ -113,6 +116,7 @@ def test_requests_are_spread_over_the_ready_pods_by_requests_in_flight(cluster, 
                   endpoint_slice("other", other.server_address[1])):
         cluster.kube.create(SLICES, piece)
     with running_activator(cluster, tmp_path, "http://127.0.0.1:9") as (url, _):  # the Service: unreachable
+        cluster.clear_audit()
         with ThreadPoolExecutor(20) as pool:
             answers = [pool.submit(chat, url, "tiny") for _ in range(20)]
             wait_for(lambda: a.got + b.got == 20, timeout=20, what="20 requests at the pods")
@@ -121,6 +125,8 @@ def test_requests_are_spread_over_the_ready_pods_by_requests_in_flight(cluster, 
                 pod.go.set()
             assert [f.result().status_code for f in answers] == [200] * 20
         assert metric(url, "forwarded") == 20
+        reads = [e for e in cluster.audit() if e["resource"] == "endpointslices"]
+        assert 1 <= len(reads) <= 2, reads  # one list of every namespace's Foresail slices, not one per request
 
 
 def test_a_pod_that_refuses_the_connection_is_passed_over(cluster, tmp_path: Path, pods: list[Pod]):

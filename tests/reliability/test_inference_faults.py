@@ -76,13 +76,13 @@ def test_the_pod_runner_restarts_a_killed_pod_process(tmp_path: Path) -> None:
                         "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}}}}
         http.post(api.url + DEPLOYS, json=dep, timeout=10).raise_for_status()
         http.post(api.url + "/api/v1/namespaces/default/services", timeout=10, json={
-            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "tiny"}, "spec": {
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "tiny", "labels": labels}, "spec": {
                 "selector": labels, "ports": [{"name": "http", "port": 8000, "targetPort": "http"}]}}
                   ).raise_for_status()
 
         def endpoints() -> list[tuple[int, bool]]:
-            slices = http.get(api.url + SLICES, params={"labelSelector": "kubernetes.io/service-name=tiny"},
-                              timeout=10).json()["items"]
+            slices = http.get(api.url + SLICES, timeout=10, params={  # the Service's labels, copied
+                "labelSelector": "kubernetes.io/service-name=tiny,app.kubernetes.io/managed-by=foresail"}).json()["items"]
             return [(s["ports"][0]["port"], e["conditions"]["ready"]) for s in slices for e in s["endpoints"]]
 
         assert MANAGED == "app.kubernetes.io/managed-by=foresail"
