@@ -83,6 +83,7 @@ def test_no_activator_unless_enabled(tmp_path: Path, values: dict):
 
 def test_the_activator_runs_foresail_activator_with_the_values(tmp_path: Path):
     values = {"activator": {"enabled": True, "replicaCount": 3, "port": 18081, "holdTimeoutSeconds": 120,
+                            "routing": "service",
                             "service": {"type": "NodePort", "port": 8080},
                             "resources": {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}},
               "image": {"repository": "registry.example.com/foresail", "tag": "1.2.3", "pullPolicy": "Always"},
@@ -97,7 +98,8 @@ def test_the_activator_runs_foresail_activator_with_the_values(tmp_path: Path):
     assert main["image"] == operator["spec"]["template"]["spec"]["containers"][0]["image"] \
         == "registry.example.com/foresail:1.2.3"
     assert main["imagePullPolicy"] == "Always" and pod["imagePullSecrets"] == [{"name": "regcred"}]
-    assert command_line(objects) == ["foresail", "activator", "--port", "18081", "--hold-timeout", "120"]
+    assert command_line(objects) == ["foresail", "activator", "--port", "18081", "--hold-timeout", "120",
+                                     "--routing", "service"]
     assert main["ports"] == [{"name": "http", "containerPort": 18081, "protocol": "TCP"}]
     assert main["resources"] == values["activator"]["resources"]
     for probe in ("livenessProbe", "readinessProbe"):
@@ -125,8 +127,8 @@ def test_the_activator_runs_foresail_activator_with_the_values(tmp_path: Path):
 @pytest.mark.parametrize("namespaces", [[], ["team-a"], ["team-a", "team-b"]])
 def test_the_activator_serves_the_watched_namespaces(tmp_path: Path, namespaces: list[str]):
     args = command_line(render(tmp_path, {**ENABLED, "watchNamespaces": namespaces}))
-    assert args[:6] == ["foresail", "activator", "--port", "8080", "--hold-timeout", "600"]
-    assert args[6:] == [a for ns in namespaces for a in ("--namespace", ns)]
+    assert args[:8] == ["foresail", "activator", "--port", "8080", "--hold-timeout", "600", "--routing", "pods"]
+    assert args[8:] == [a for ns in namespaces for a in ("--namespace", ns)]
 
 
 def test_the_command_line_is_one_the_activator_parses(tmp_path: Path):
@@ -141,17 +143,22 @@ def test_the_command_line_is_one_the_activator_parses(tmp_path: Path):
                                           "watchNamespaces": ["team-a", "team-b"]}))
     assert args[:2] == ["foresail", "activator"]
     parsed = parser.parse_args(args[2:])
-    assert (parsed.port, parsed.hold_timeout, parsed.namespace) == (9001, 30, ["team-a", "team-b"])
+    assert (parsed.port, parsed.hold_timeout, parsed.routing, parsed.namespace) == (
+        9001, 30, "pods", ["team-a", "team-b"])
 
 
+@pytest.mark.parametrize("routing", ["pods", "service"])
 @pytest.mark.parametrize("values", [ENABLED, NAMESPACED], ids=["all-namespaces", "namespaced"])
-def test_the_activator_may_read_and_annotate_llmdeployments_list_endpointslices_and_nothing_else(tmp_path: Path,
-                                                                                                 values: dict):
+def test_the_activator_may_read_and_annotate_llmdeployments_list_endpointslices_and_nothing_else(
+        tmp_path: Path, values: dict, routing: str):
+    """The EndpointSlices only where it routes to the pods."""
+    values = {**values, "activator": {"enabled": True, "routing": routing}}
     objects = render(tmp_path, values)
     namespaces = values.get("watchNamespaces", [])
     granted = flat(grants(objects, RELEASE_NS, ACTIVATOR))
     where = namespaces or [None]
-    assert granted == {(scope, *right) for scope in where for right in RIGHTS}
+    rights = RIGHTS if routing == "pods" else RIGHTS - {("list", "discovery.k8s.io", "endpointslices")}
+    assert granted == {(scope, *right) for scope in where for right in rights}
     if namespaces:  # confined to the watched namespaces: no cluster-wide right at all
         assert sorted(r["metadata"]["namespace"] for r in find(objects, "Role") if is_activator(r)) == namespaces
         assert not [r for r in find(objects, "ClusterRole") + find(objects, "ClusterRoleBinding") if is_activator(r)]

@@ -136,8 +136,10 @@ ready replicas, and patches an annotation on one to ask the operator for a repli
 - apiGroups: [foresail.dev]
   resources: [llmdeployments]
   verbs: [get, list, patch]
+{{- if eq .Values.activator.routing "pods" }}
 # a deployment's ready pods, to balance requests over them (`--routing pods`)
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
   verbs: [list]
+{{- end }}
 {{- end -}}
