@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from foresail_operator.activator import Activator
     from foresail_operator.kube import KubeClient
 
+    if args.routing not in ("pods", "service"):  # argparse checks choices on the command line, not on defaults
+        raise SystemExit(f"FORESAIL_ACTIVATOR_ROUTING must be pods or service, not {args.routing!r}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = os.path.abspath(args.kubeconfig)

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -181,3 +184,11 @@ def test_a_full_pod_s_429_goes_on_to_a_pod_with_room(cluster, tmp_path: Path, po
         rsp = chat(url, "tiny")
         assert rsp.status_code == 429 and rsp.headers["Retry-After"] == "1"
         assert (full.got - asked[0], room.got - asked[1]) == (1, 1)
+
+
+def test_a_bad_routing_from_the_environment_is_a_clear_error():
+    done = subprocess.run([sys.executable, "-m", "foresail", "activator", "--kubeconfig", "/dev/null"],
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, FORESAIL_ACTIVATOR_ROUTING="random"))
+    assert done.returncode == 1
+    assert "FORESAIL_ACTIVATOR_ROUTING must be pods or service, not 'random'" in done.stderr
