@@ -1,22 +1,31 @@
-"""Load balancing: latency through `foresail activator` (least requests in flight) against a Service's picks.
+"""Load balancing: latency through `foresail activator` against where a Service would send requests.
 
-Open-loop Poisson arrivals of chat completions whose output lengths are drawn from the Azure 2023
-conversation trace (../shared/traces), sent to emulated GPU pods: each runs up to ``--slots`` requests
-at once (continuous batching) at ``--token-ms`` per output token, and queues the rest in order. The
-pods are emulated (no GPU here) so that what is measured is where requests go, not the shared CPU.
-Three ways of spreading the same requests, in the same run: a random pod per request (a Service under
-kube-proxy's iptables mode; it picks per connection, which balances worse), round robin (IPVS mode's
-default), and the real activator process picking the ready pod with the fewest of its requests in flight
-from the deployment's EndpointSlices (in the Kubernetes API test server).
+Open-loop Poisson arrivals of chat completions to emulated GPU pods: each runs up to ``--slots``
+requests at once (continuous batching) at ``--token-ms`` per output token and queues the rest in
+order. The pods are emulated (no GPU here) so that what is measured is where requests go, not the
+shared CPU. Two scenarios, each in one run:
+
+- Output lengths drawn from the Azure 2023 conversation trace, spread three ways: a random pod per
+  request (a Service under kube-proxy's iptables mode; it picks per connection, which balances worse),
+  round robin (IPVS mode's default), and the real activator process picking the ready pod with the
+  fewest of its requests in flight from the deployment's EndpointSlices (in the Kubernetes API test
+  server).
+- Prefix caches: the Mooncake conversation trace's requests in order (their 512-token blocks as the
+  prompt, their output lengths), the pods keeping an LRU cache of ``--cache-blocks`` blocks and paying
+  ``--block-ms`` for each block of a prompt not already cached from its start, as vLLM's automatic
+  prefix caching does: random pods, the activator's least in flight, and its prefix routing.
 
     PYTHONPATH=. python -m bench.balance [--pods 4] [--slots 8] [--token-ms 1] [--load 0.6,0.85]
-                                         [--requests 3000] [--json out.json]
+        [--requests 3000] [--block-ms 10] [--cache-blocks 3000] [--prefix-load 0.8] [--prefix-requests 2000]
+        [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gzip
 import itertools
 import json
 import random
@@ -25,34 +34,51 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import aiohttp
 import numpy as np
 import pandas as pd
+import requests
 
 from bench.activator import ROOT, _wait_http, ready_llmdeployment
 from bench.table import print_table
 from foresail.demo.prometheus import free_port
 from foresail.kubetest.testing import start_apiserver
 
-TRACE = ROOT.parent / "shared" / "traces" / "azure-llm-2023" / "AzureLLMInferenceTrace_conv.csv"
+TRACES = ROOT.parent / "shared" / "traces"
+TRACE = TRACES / "azure-llm-2023" / "AzureLLMInferenceTrace_conv.csv"
+MOONCAKE = TRACES / "mooncake-fast25" / "conversation_trace.jsonl.gz"
 SLICES = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
 PODS = """
-import asyncio, sys
+import asyncio, collections, sys
 from aiohttp import web
-slots, token_s, ports = int(sys.argv[1]), float(sys.argv[2]) / 1e3, [int(p) for p in sys.argv[3:]]
+slots, cache_blocks, ports = int(sys.argv[1]), int(sys.argv[4]), [int(p) for p in sys.argv[5:]]
+token_s, block_s = float(sys.argv[2]) / 1e3, float(sys.argv[3]) / 1e3
 async def serve(port):
-    busy = asyncio.Semaphore(slots)
+    busy, cache, stats = asyncio.Semaphore(slots), collections.OrderedDict(), {"blocks": 0, "hits": 0}
     async def answer(request):
-        tokens = int((await request.json())["max_tokens"])
+        body = await request.json()
+        tokens = int(body["max_tokens"])
+        blocks = body["messages"][-1]["content"].split() if block_s > 0 else []
         async with busy:
-            await asyncio.sleep(tokens * token_s)
+            hits = 0
+            while hits < len(blocks) and blocks[hits] in cache:
+                hits += 1
+            for block in blocks:
+                cache[block] = True
+                cache.move_to_end(block)
+            while len(cache) > cache_blocks:
+                cache.popitem(last=False)
+            stats["blocks"] += len(blocks)
+            stats["hits"] += hits
+            await asyncio.sleep((len(blocks) - hits) * block_s + tokens * token_s)
         return web.json_response({"object": "chat.completion", "usage": {"completion_tokens": tokens},
                                   "choices": [{"index": 0, "message": {"role": "assistant", "content": "x"}}]})
     app = web.Application()
     app.router.add_post("/v1/chat/completions", answer)
     app.router.add_get("/ready", lambda _: web.Response(text="ok"))
+    app.router.add_get("/stats", lambda _: web.json_response(stats))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -63,14 +89,13 @@ asyncio.run(main())
 """
 
 
-async def _replay(gaps_s: np.ndarray, tokens: np.ndarray, pick: Callable[[], str]) -> np.ndarray:
-    """Send one request per gap (open loop) to ``pick()``; end-to-end latencies in s."""
-    latencies = np.full(len(tokens), np.nan)
+async def _replay(gaps_s: np.ndarray, bodies: list[dict[str, Any]], pick: Callable[[], str]) -> np.ndarray:
+    """Send ``bodies[i]`` after ``gaps_s[:i+1].sum()`` seconds (open loop) to ``pick()``; latencies in s."""
+    latencies = np.full(len(bodies), np.nan)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         async def one(i: int) -> None:
             t0 = time.perf_counter()
-            body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": int(tokens[i])}
-            async with session.post(pick() + "/v1/chat/completions", json=body) as rsp:
+            async with session.post(pick() + "/v1/chat/completions", json=bodies[i]) as rsp:
                 await rsp.read()
                 if rsp.status != 200:
                     raise RuntimeError(f"HTTP {rsp.status}: {await rsp.text()}")
@@ -85,6 +110,127 @@ async def _replay(gaps_s: np.ndarray, tokens: np.ndarray, pick: Callable[[], str
     return latencies
 
 
+def _chat(content: str, tokens: int) -> dict[str, Any]:
+    return {"model": "chat", "messages": [{"role": "user", "content": content}], "max_tokens": int(tokens)}
+
+
+@contextlib.contextmanager
+def _fleet(pods: int, slots: int, token_ms: float, block_ms: float, cache_blocks: int,
+           routings: tuple[str, ...]) -> Iterator[tuple[list[str], dict[str, str]]]:
+    """Emulated pods listed in EndpointSlices of the API test server, and one activator process per
+    routing: (the pods' URLs, each routing's activator URL)."""
+    ports = [free_port() for _ in range(pods)]
+    urls = [f"http://127.0.0.1:{p}" for p in ports]
+    with tempfile.TemporaryDirectory() as tmp, start_apiserver(Path(tmp), simulate_pods=False) as api:
+        http = ready_llmdeployment(api.url, "chat", pods)
+        for port in ports:
+            http.post(api.url + SLICES, timeout=10, json={
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": f"chat-{port}", "labels": {"kubernetes.io/service-name": "chat",
+                                                               "app.kubernetes.io/managed-by": "foresail"}},
+                "addressType": "IPv4", "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+                "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]}).raise_for_status()
+        procs = [subprocess.Popen([sys.executable, "-c", PODS, str(slots), str(token_ms), str(block_ms),
+                                   str(cache_blocks), *map(str, ports)])]
+        activators = {routing: free_port() for routing in routings}
+        for routing, port in activators.items():
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "foresail", "activator", "--kubeconfig", str(api.kubeconfig), "--host",
+                 "127.0.0.1", "--port", str(port), "--routing", routing,
+                 "--upstream", "http://127.0.0.1:9"],  # the Service: unused
+                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
+        try:
+            for url in urls:
+                _wait_http(url + "/ready")
+            via = {routing: f"http://127.0.0.1:{port}" for routing, port in activators.items()}
+            for url in via.values():
+                _wait_http(url + "/healthz")
+            yield urls, via
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(timeout=10)
+
+
+def _figures(lat_s: np.ndarray) -> dict[str, float]:
+    lat = 1e3 * lat_s
+    return {"p50_ms": float(np.quantile(lat, 0.5)), "p90_ms": float(np.quantile(lat, 0.9)),
+            "p99_ms": float(np.quantile(lat, 0.99)), "mean_ms": float(lat.mean())}
+
+
+def _row(label: str, way: str, f: dict[str, float], base: dict[str, float]) -> dict[str, str]:
+    return {"load": label, "way": way, "p50": f"{f['p50_ms']:,.0f}", "p90": f"{f['p90_ms']:,.0f}",
+            "p99": f"{f['p99_ms']:,.0f}", "mean": f"{f['mean_ms']:,.0f}", "vs": f"x{f['p99_ms'] / base['p99_ms']:.2f}"}
+
+
+COLUMNS = {"load": "load", "way": "spread by", "p50": "p50 ms", "p90": "p90 ms", "p99": "p99 ms", "mean": "mean ms",
+           "vs": "p99 / random"}
+
+
+def least_load(args: argparse.Namespace, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """The first scenario: output lengths from the Azure conversation trace, no prefix caches."""
+    lengths = pd.read_csv(args.trace)["GeneratedTokens"].to_numpy(int)
+    bodies = [_chat("hi", n) for n in rng.choice(lengths, args.requests)]
+    capacity_rps = args.pods * args.slots / (lengths.mean() * args.token_ms / 1e3)
+    rows, out = [], []
+    with _fleet(args.pods, args.slots, args.token_ms, 0.0, 0, ("pods",)) as (urls, via):
+        turn, pick = itertools.cycle(urls), random.Random(0)
+        ways: dict[str, Callable[[], str]] = {"random pod (Service, iptables)": lambda: pick.choice(urls),
+                                              "round robin (Service, IPVS)": lambda: next(turn),
+                                              "activator, least in flight": lambda: via["pods"]}
+        asyncio.run(_replay(np.full(min(50, len(bodies)), 0.01), bodies[:50], lambda: via["pods"]))  # warm up
+        for load in (float(x) for x in args.load.split(",")):
+            gaps = rng.exponential(1.0 / (load * capacity_rps), args.requests)
+            base: dict[str, float] = {}
+            for way, to in ways.items():
+                f = _figures(asyncio.run(_replay(gaps, bodies, to)))
+                base = base or f
+                out.append({"load": load, "way": way, **f})
+                rows.append(_row(f"{load:.2f}", way, f, base))
+    print(f"{args.pods} pods x {args.slots} slots at {args.token_ms:g} ms/token; output tokens from the Azure "
+          f"conversation trace (mean {lengths.mean():.0f}); capacity {capacity_rps:.0f} req/s; "
+          f"{args.requests:,} requests per run")
+    print_table(rows, COLUMNS)
+    return [{"capacity_rps": capacity_rps, **o} for o in out]
+
+
+def prefix_caches(args: argparse.Namespace, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """The second scenario: the Mooncake conversation trace against pods with prefix caches."""
+    with gzip.open(args.mooncake, "rt") as fh:
+        trace = [json.loads(line) for line in itertools.islice(fh, args.prefix_requests)]
+    bodies = [_chat(" ".join(f"b{h}" for h in r["hash_ids"]), r["output_length"]) for r in trace]
+    uncached_s = np.mean([len(r["hash_ids"]) * args.block_ms + r["output_length"] * args.token_ms
+                          for r in trace]) / 1e3
+    capacity_rps = args.pods * args.slots / uncached_s  # with no cache hit
+    gaps = rng.exponential(1.0 / (args.prefix_load * capacity_rps), len(bodies))
+    rows, out = [], []
+    pick = random.Random(0)
+    for way, routing in (("random pod (Service, iptables)", None), ("activator, least in flight", "pods"),
+                         ("activator, prefix", "prefix")):
+        with _fleet(args.pods, args.slots, args.token_ms, args.block_ms, args.cache_blocks,
+                    (routing,) if routing else ()) as (urls, via):  # cold caches for each way
+            f = _figures(asyncio.run(_replay(gaps, bodies, (lambda r=routing: via[r]) if routing
+                                             else (lambda: pick.choice(urls)))))
+            stats = [requests.get(u + "/stats", timeout=10).json() for u in urls]
+        f["hit_rate"] = sum(s["hits"] for s in stats) / max(1, sum(s["blocks"] for s in stats))
+        base = out[0] if out else f
+        out.append({"way": way, **f})
+        rows.append({**_row(f"{args.prefix_load:.2f}", way, f, base), "hits": f"{100 * f['hit_rate']:.0f} %"})
+    blocks = np.mean([len(r["hash_ids"]) for r in trace])
+    seen: set[int] = set()
+    reusable = 0  # blocks that one cache holding every block would find cached from the prompt's start
+    for r in trace:
+        ids = r["hash_ids"]
+        reusable += next((i for i, h in enumerate(ids) if h not in seen), len(ids))
+        seen.update(ids)
+    print(f"\nPrefix caches: the first {len(bodies):,} Mooncake conversation requests in order ({blocks:.0f} "
+          f"blocks of 512 tokens on average, {args.block_ms:g} ms per uncached block, {args.cache_blocks:,} blocks "
+          f"cached per pod); capacity without cache hits {capacity_rps:.1f} req/s; one cache holding every "
+          f"block would find {100 * reusable / sum(len(r['hash_ids']) for r in trace):.0f} % of them cached")
+    print_table(rows, {**COLUMNS, "hits": "cached blocks"})
+    return [{"capacity_rps": capacity_rps, **o} for o in out]
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.balance", description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=4, help="emulated pods (default 4)")
@@ -94,67 +240,24 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--requests", type=int, default=3000, help="requests per run (default 3000)")
     parser.add_argument("--trace", type=Path, default=TRACE, help="Azure-format CSV whose GeneratedTokens are "
                         "the output lengths (default: the 2023 conversation trace in ../shared/traces)")
+    parser.add_argument("--mooncake", type=Path, default=MOONCAKE, help="Mooncake-format JSONL.gz for the prefix "
+                        "scenario (default: its conversation trace in ../shared/traces; missing: skipped)")
+    parser.add_argument("--block-ms", type=float, default=10.0, help="ms to prefill one uncached block (default 10)")
+    parser.add_argument("--cache-blocks", type=int, default=3000, help="blocks a pod's prefix cache holds")
+    parser.add_argument("--prefix-load", type=float, default=0.8,
+                        help="offered load / capacity without cache hits, prefix scenario (default 0.8)")
+    parser.add_argument("--prefix-requests", type=int, default=2000, help="requests, prefix scenario")
     parser.add_argument("--json", help="write the figures as JSON")
     args = parser.parse_args(argv)
     if not args.trace.exists():
         print(f"needs the Azure conversation trace at {args.trace}")
         return 2
     rng = np.random.default_rng(0)
-    lengths = pd.read_csv(args.trace)["GeneratedTokens"].to_numpy(int)
-    tokens = rng.choice(lengths, args.requests)
-    capacity_rps = args.pods * args.slots / (lengths.mean() * args.token_ms / 1e3)
-    rows, out = [], []
-    ports = [free_port() for _ in range(args.pods)]
-    urls = [f"http://127.0.0.1:{p}" for p in ports]
-    with tempfile.TemporaryDirectory() as tmp, start_apiserver(Path(tmp), simulate_pods=False) as api:
-        http = ready_llmdeployment(api.url, "chat", args.pods)
-        for port in ports:
-            http.post(api.url + SLICES, timeout=10, json={
-                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                "metadata": {"name": f"chat-{port}", "labels": {"kubernetes.io/service-name": "chat",
-                                                               "app.kubernetes.io/managed-by": "foresail"}},
-                "addressType": "IPv4", "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
-                "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]}).raise_for_status()
-        act_port = free_port()
-        pods = subprocess.Popen([sys.executable, "-c", PODS, str(args.slots), str(args.token_ms), *map(str, ports)])
-        activator = subprocess.Popen(
-            [sys.executable, "-m", "foresail", "activator", "--kubeconfig", str(api.kubeconfig), "--host",
-             "127.0.0.1", "--port", str(act_port), "--upstream", "http://127.0.0.1:9"],  # the Service: unused
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        try:
-            for url in urls:
-                _wait_http(url + "/ready")
-            via = f"http://127.0.0.1:{act_port}"
-            _wait_http(via + "/healthz")
-            turn = itertools.cycle(urls)
-            pick = random.Random(0)
-            ways: dict[str, Callable[[], str]] = {"random pod (Service, iptables)": lambda: pick.choice(urls),
-                                                  "round robin (Service, IPVS)": lambda: next(turn),
-                                                  "activator, least in flight": lambda: via}
-            warm = tokens[:50]
-            asyncio.run(_replay(np.full(len(warm), 0.01), warm, lambda: via))  # warm up
-            for load in (float(x) for x in args.load.split(",")):
-                gaps = rng.exponential(1.0 / (load * capacity_rps), args.requests)
-                base = None
-                for way, to in ways.items():
-                    lat = 1e3 * asyncio.run(_replay(gaps, tokens, to))
-                    p50, p90, p99 = (float(np.quantile(lat, q)) for q in (0.5, 0.9, 0.99))
-                    base = base or p99
-                    out.append({"load": load, "way": way, "p50_ms": p50, "p90_ms": p90, "p99_ms": p99,
-                                "mean_ms": float(lat.mean())})
-                    rows.append({"load": f"{load:.2f}", "way": way, "p50": f"{p50:,.0f}", "p90": f"{p90:,.0f}",
-                                 "p99": f"{p99:,.0f}", "mean": f"{lat.mean():,.0f}", "vs": f"x{p99 / base:.2f}"})
-        finally:
-            for proc in (activator, pods):
-                proc.terminate()
-                proc.wait(timeout=10)
-    print(f"{args.pods} pods x {args.slots} slots at {args.token_ms:g} ms/token; output tokens from the Azure "
-          f"conversation trace (mean {lengths.mean():.0f}); capacity {capacity_rps:.0f} req/s; "
-          f"{args.requests:,} requests per run")
-    print_table(rows, {"load": "load", "way": "spread by", "p50": "p50 ms", "p90": "p90 ms", "p99": "p99 ms",
-                       "mean": "mean ms", "vs": "p99 / random"})
+    figures = {"least_load": least_load(args, rng)}
+    if args.mooncake.exists():
+        figures["prefix"] = prefix_caches(args, rng)
     if args.json:
-        Path(args.json).write_text(json.dumps({"runs": out, "capacity_rps": capacity_rps}, indent=2))
+        Path(args.json).write_text(json.dumps(figures, indent=2))
     return 0
 
 

@@ -33,7 +33,7 @@ from aiohttp import web
 
 from foresail_operator import GROUP, PLURAL, VERSION
 from foresail_operator.activation import ARRIVALS_METRIC, HELD_METRIC, HELD_REQUESTS, REQUESTED_AT, STAMP_EVERY_S
-from foresail_operator.endpoints import SERVICE_NAME_LABEL, LeastLoaded, ready_urls
+from foresail_operator.endpoints import SERVICE_NAME_LABEL, LeastLoaded, ready_urls, routing_key
 from foresail_operator.kube import ApiError, KubeClient, path_for
 
 POLL_S = 0.5  # how often a held request's deployment is read
@@ -45,6 +45,7 @@ ENDPOINTS_TTL_S = 1.0  # how long the ready pods, as read from the EndpointSlice
 ENDPOINTS_RETRY_S = 30.0  # how long the Services are used after EndpointSlices could not be read
 # The EndpointSlice controller copies a Service's labels onto its slices: this one selects Foresail's.
 FORESAIL_SLICES = "app.kubernetes.io/managed-by=foresail"
+ROUTINGS = ("pods", "prefix", "service")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "content-length", "host"}
 
@@ -104,11 +105,15 @@ class Activator:
     """Routes, holds and forwards requests; see the module docstring."""
 
     def __init__(self, client: KubeClient, upstream: Callable[[str, str], str], namespaces: tuple[str, ...] = (),
-                 hold_timeout_s: float = 600.0, max_held: int = 1000, to_pods: bool = True) -> None:
-        """``upstream(namespace, name)``: the base URL of a deployment's Service; ``to_pods``: balance
-        over its ready pods (False: always send to the Service)."""
+                 hold_timeout_s: float = 600.0, max_held: int = 1000, routing: str = "pods") -> None:
+        """``upstream(namespace, name)``: the base URL of a deployment's Service; ``routing``: ``pods``
+        (the least loaded ready pod), ``prefix`` (the pod for the request's routing key, within a bound
+        on load) or ``service`` (always the Service)."""
+        if routing not in ROUTINGS:
+            raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}, not {routing!r}")
         self.client, self.namespaces, self.upstream = client, namespaces, upstream
-        self.hold_timeout_s, self.max_held, self.to_pods = hold_timeout_s, max_held, to_pods
+        self.hold_timeout_s, self.max_held = hold_timeout_s, max_held
+        self.to_pods, self.by_prefix = routing != "service", routing == "prefix"
         self._pods: dict[tuple[str, str], list[str]] = {}  # ready pod URLs by (namespace, Service)
         self._pods_until = -1.0  # when they are to be read again (-1: never read)
         self._reading: asyncio.Future[None] | None = None  # the read of EndpointSlices under way
@@ -228,9 +233,10 @@ class Activator:
         labels = ("", "")
         try:
             try:
-                model = json.loads(body or b"{}").get("model")
+                parsed = json.loads(body or b"{}")
+                model = parsed.get("model")
             except (ValueError, AttributeError):
-                model = None
+                parsed, model = {}, None
             if not isinstance(model, str) or not model:
                 raise Refusal(400, "bad_request", "the request body must be a JSON object with a \"model\" "
                                                   "field naming the model (GET /v1/models lists them)")
@@ -241,10 +247,11 @@ class Activator:
             labels = (target["metadata"]["namespace"], target["metadata"]["name"])
             ARRIVALS.labels(*labels).inc()
             self._counted.add(labels)  # dropped at the next listing if the deployment is gone
+            affinity = routing_key(parsed, request.headers) if self.by_prefix else None
             held = ready_replicas(target) == 0
             if not held:
                 try:
-                    response = await self._forward(request, body, labels)
+                    response = await self._forward(request, body, labels, affinity=affinity)
                 except Refusal as refusal:
                     if refusal.outcome != "unreachable":
                         raise
@@ -252,7 +259,7 @@ class Activator:
             if held:
                 await self._hold(labels)
                 # the Service's endpoints may trail the status by a moment
-                response = await self._forward(request, body, labels, retry_s=10.0)
+                response = await self._forward(request, body, labels, retry_s=10.0, affinity=affinity)
             REQUESTS.labels(*labels, "held" if held else "forwarded").inc()
             return response
         except Refusal as refusal:
@@ -365,12 +372,12 @@ class Activator:
         finally:
             self._reading = None
 
-    async def _forward(self, request: web.Request, body: bytes, key: tuple[str, str],
-                       retry_s: float = 0.0) -> web.StreamResponse:
+    async def _forward(self, request: web.Request, body: bytes, key: tuple[str, str], retry_s: float = 0.0,
+                       affinity: str | None = None) -> web.StreamResponse:
         """Send the request to the deployment's least-loaded ready pod (else its Service) and stream the
         answer back. A refused connection (nothing was sent) goes on to the next pod, then the Service,
         and is retried for ``retry_s``; a pod's 429 (full: it refused the request before any work) goes
-        on to the next pod, the last one's 429 being the answer."""
+        on to the next pod, the last one's 429 being the answer. ``affinity``: the routing key, if any."""
         if self._session is None:
             self._session = aiohttp.ClientSession(auto_decompress=False, timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=10))
@@ -379,7 +386,7 @@ class Activator:
         deadline = time.monotonic() + retry_s
         refused: set[str] = set()
         while True:
-            base = self._load.pick(u for u in await self._ready_pods(key) if u not in refused) or service
+            base = self._load.pick((u for u in await self._ready_pods(key) if u not in refused), affinity) or service
             url = base.rstrip("/") + request.rel_url.path_qs
             with self._load.sending(base):
                 try:

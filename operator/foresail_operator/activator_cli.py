@@ -24,10 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(FORESAIL_ACTIVATOR_HOLD_TIMEOUT, default 600)")
     parser.add_argument("--max-held", type=int, default=int(env("FORESAIL_ACTIVATOR_MAX_HELD", "1000")),
                         help="requests held per deployment before new ones get a 503 (default 1000)")
-    parser.add_argument("--routing", choices=("pods", "service"), default=env("FORESAIL_ACTIVATOR_ROUTING", "pods"),
+    parser.add_argument("--routing", choices=("pods", "prefix", "service"),
+                        default=env("FORESAIL_ACTIVATOR_ROUTING", "pods"),
                         help="pods: each request to the ready pod with the fewest requests in flight, read from the "
-                             "Service's EndpointSlices (the Service where they cannot be read); service: always to "
-                             "the Service (FORESAIL_ACTIVATOR_ROUTING, default pods)")
+                             "Service's EndpointSlices (the Service where they cannot be read); prefix: requests "
+                             "with the same start of their first user message or prompt (or Routing-Key header) to "
+                             "the same pod while its load allows; service: always to the Service "
+                             "(FORESAIL_ACTIVATOR_ROUTING, default pods)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,11 +38,11 @@ def run(args: argparse.Namespace) -> int:
     import kopf
     from aiohttp import web
 
-    from foresail_operator.activator import Activator
+    from foresail_operator.activator import ROUTINGS, Activator
     from foresail_operator.kube import KubeClient
 
-    if args.routing not in ("pods", "service"):  # argparse checks choices on the command line, not on defaults
-        raise SystemExit(f"FORESAIL_ACTIVATOR_ROUTING must be pods or service, not {args.routing!r}")
+    if args.routing not in ROUTINGS:  # argparse checks choices on the command line, not on defaults
+        raise SystemExit(f"FORESAIL_ACTIVATOR_ROUTING must be one of {', '.join(ROUTINGS)}, not {args.routing!r}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = os.path.abspath(args.kubeconfig)
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         return str(args.upstream).format(namespace=namespace, name=name)
 
     activator = Activator(KubeClient(info), upstream, tuple(args.namespace), args.hold_timeout, args.max_held,
-                          to_pods=args.routing == "pods")
+                          routing=args.routing)
     # on SIGTERM (a rollout) new connections stop, and what is held or streaming gets its answer first
     web.run_app(activator.app(), host=args.host, port=args.port, print=None, access_log=None,
                 shutdown_timeout=args.hold_timeout + 30)

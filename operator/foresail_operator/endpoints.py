@@ -1,13 +1,19 @@
-"""A deployment's ready inference pods, read from its Service's EndpointSlices, and the least-loaded pick.
+"""A deployment's ready inference pods, read from its Service's EndpointSlices, and which one gets a request.
 
 The activator sends each request to the ready pod that has the fewest of its requests in flight
 (KubeAI's LeastLoad): a Service picks a pod at random, blind to the long generations some already
-run. The pods are those the cluster's EndpointSlice controller lists for the deployment's Service
-(label ``kubernetes.io/service-name``), with the port named as the Service's (``http``).
+run. With a routing key (the start of the request's first user message or prompt, or a ``Routing-Key``
+header), it sends requests with the same key to the same pod, so that the pod's prefix cache holds
+their common start, unless that pod already has more than LOAD_FACTOR times the mean load (KubeAI's
+PrefixHash, consistent hashing with bounded loads; here rendezvous hashing, which moves only the keys
+of a pod that comes or goes). The pods are those the cluster's EndpointSlice controller lists for the
+deployment's Service (label ``kubernetes.io/service-name``), with the port named as the Service's (``http``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import random
 from collections import Counter
 from contextlib import contextmanager
@@ -15,6 +21,26 @@ from typing import Any, Iterable, Iterator, Mapping
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 PORT_NAME = "http"  # the Service's port (plan.py)
+PREFIX_CHARS = 100  # the routing key: this many characters of the first user message or prompt (KubeAI's default)
+LOAD_FACTOR = 1.25  # a key's pod is passed over above this times the mean requests in flight (KubeAI's 125 %)
+ROUTING_KEY_HEADER = "Routing-Key"
+
+
+def routing_key(body: Mapping[str, Any], headers: Mapping[str, str]) -> str | None:
+    """What keeps a request with others on one pod: the ``Routing-Key`` header, else the first PREFIX_CHARS
+    characters of a chat's first user message (a system prompt shared by every conversation is left
+    out, or all would pile on one pod) or of a completion's prompt; None when there is none."""
+    if headers.get(ROUTING_KEY_HEADER):
+        return headers[ROUTING_KEY_HEADER]
+    text: Any = body.get("prompt")
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        text = next((m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"), None)
+        if isinstance(text, list):  # content parts: their text, in order
+            text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
+    if isinstance(text, list) and text and isinstance(text[0], str):  # a batch of prompts: the first
+        text = text[0]
+    return text[:PREFIX_CHARS] if isinstance(text, str) and text else None
 
 
 def ready_urls(slices: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -46,11 +72,17 @@ class LeastLoaded:
     def __init__(self) -> None:
         self.in_flight: Counter[str] = Counter()
 
-    def pick(self, urls: Iterable[str]) -> str | None:
-        """The URL with the fewest requests in flight (at random among equals); None for no URL."""
+    def pick(self, urls: Iterable[str], key: str | None = None) -> str | None:
+        """The URL with the fewest requests in flight (at random among equals); with a ``key``, the URL
+        that ranks first for it among those within LOAD_FACTOR times the mean load, this request
+        counted. None for no URL."""
         candidates = list(urls)
         if not candidates:
             return None
+        if key is not None:
+            bound = math.ceil(LOAD_FACTOR * (sum(self.in_flight[u] for u in candidates) + 1) / len(candidates))
+            ranked = sorted(candidates, key=lambda u: _rank(key, u), reverse=True)
+            return next(u for u in ranked if self.in_flight[u] < bound)
         fewest = min(self.in_flight[u] for u in candidates)
         return random.choice([u for u in candidates if self.in_flight[u] == fewest])
 
@@ -64,3 +96,8 @@ class LeastLoaded:
             self.in_flight[url] -= 1
             if self.in_flight[url] <= 0:
                 del self.in_flight[url]
+
+
+def _rank(key: str, url: str) -> int:
+    """Rendezvous (highest random weight) hashing: the URL's stable weight for a key."""
+    return int.from_bytes(hashlib.blake2b(f"{key}\0{url}".encode(), digest_size=8).digest(), "big")

@@ -147,7 +147,7 @@ def test_the_command_line_is_one_the_activator_parses(tmp_path: Path):
         9001, 30, "pods", ["team-a", "team-b"])
 
 
-@pytest.mark.parametrize("routing", ["pods", "service"])
+@pytest.mark.parametrize("routing", ["pods", "prefix", "service"])
 @pytest.mark.parametrize("values", [ENABLED, NAMESPACED], ids=["all-namespaces", "namespaced"])
 def test_the_activator_may_read_and_annotate_llmdeployments_list_endpointslices_and_nothing_else(
         tmp_path: Path, values: dict, routing: str):
@@ -157,7 +157,7 @@ def test_the_activator_may_read_and_annotate_llmdeployments_list_endpointslices_
     namespaces = values.get("watchNamespaces", [])
     granted = flat(grants(objects, RELEASE_NS, ACTIVATOR))
     where = namespaces or [None]
-    rights = RIGHTS if routing == "pods" else RIGHTS - {("list", "discovery.k8s.io", "endpointslices")}
+    rights = RIGHTS if routing != "service" else RIGHTS - {("list", "discovery.k8s.io", "endpointslices")}
     assert granted == {(scope, *right) for scope in where for right in rights}
     if namespaces:  # confined to the watched namespaces: no cluster-wide right at all
         assert sorted(r["metadata"]["namespace"] for r in find(objects, "Role") if is_activator(r)) == namespaces

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+import requests
 
 from foresail.demo.prometheus import free_port
-from foresail_operator.endpoints import LeastLoaded, ready_urls
+from foresail_operator.endpoints import PREFIX_CHARS, LeastLoaded, ready_urls, routing_key
 from tests.helpers import wait_for
 from tests.operator.conftest import LLMD
 from tests.operator.test_activator import AT_ZERO_OFF, Answer, chat, llmd, metric, running_activator
@@ -191,4 +192,58 @@ def test_a_bad_routing_from_the_environment_is_a_clear_error():
                           capture_output=True, text=True, timeout=60,
                           env=dict(os.environ, FORESAIL_ACTIVATOR_ROUTING="random"))
     assert done.returncode == 1
-    assert "FORESAIL_ACTIVATOR_ROUTING must be pods or service, not 'random'" in done.stderr
+    assert "FORESAIL_ACTIVATOR_ROUTING must be one of pods, prefix, service, not 'random'" in done.stderr
+
+
+def test_the_routing_key_is_the_start_of_the_first_user_message_or_prompt_or_the_header():
+    system = {"role": "system", "content": "You are a helpful assistant."}
+    assert routing_key({"messages": [system, {"role": "user", "content": "x" * 150},
+                                     {"role": "user", "content": "later"}]}, {}) == "x" * PREFIX_CHARS
+    parts = [{"type": "text", "text": "Hi "}, {"type": "image_url"}, {"type": "text", "text": "there"}]
+    assert routing_key({"messages": [{"role": "user", "content": parts}]}, {}) == "Hi there"
+    assert routing_key({"prompt": "Once upon a time"}, {}) == "Once upon a time"
+    assert routing_key({"prompt": ["first", "second"]}, {}) == "first"
+    assert routing_key({"prompt": "Once"}, {"Routing-Key": "session-7"}) == "session-7"
+    for body in ({"messages": [system]}, {"prompt": ""}, {"prompt": 3}, {"messages": "hi"}, {}):
+        assert routing_key(body, {}) is None, body
+
+
+def test_a_key_stays_on_its_pod_within_the_load_bound_and_moves_only_when_its_pod_goes():
+    load = LeastLoaded()
+    urls = [f"http://10.0.0.{i}:8000" for i in range(4)]
+    keys = [f"conversation {i}" for i in range(400)]
+    home = {k: load.pick(urls, k) for k in keys}
+    assert all(load.pick(urls, k) == home[k] for k in keys)  # stable
+    assert all(50 <= list(home.values()).count(u) <= 150 for u in urls)  # spread over the pods
+    # the pod of a key with more than 1.25 x the mean in flight is passed over for the key's next pod
+    key = keys[0]
+    others = [u for u in urls if u != home[key]]
+    with load.sending(home[key]), load.sending(home[key]):
+        assert load.pick(urls, key) != home[key]  # 2 of 3 in flight, counting this one: over 1.25 x 3/4
+    with load.sending(home[key]), load.sending(others[0]), load.sending(others[1]), load.sending(others[2]):
+        assert load.pick(urls, key) == home[key]  # as loaded as every pod: within the bound
+    # a pod that goes takes only its own keys with it
+    gone = urls[0]
+    moved = {k for k in keys if load.pick(urls[1:], k) != home[k]}
+    assert moved == {k for k in keys if home[k] == gone}
+
+
+def test_with_prefix_routing_a_conversation_stays_on_one_pod_and_conversations_spread(
+        cluster, tmp_path: Path, pods: list[Pod]):
+    ready_deployment(cluster)
+    for pod in pods[:2]:
+        pod.go.set()
+        cluster.kube.create(SLICES, endpoint_slice("tiny", pod.server_address[1]))
+
+    def ask(first: str, turns: int = 1) -> int:
+        messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": first}]
+        messages += [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "and?"}] * (turns - 1)
+        return requests.post(url + "/v1/chat/completions", json={"model": "tiny", "messages": messages},
+                             timeout=30).status_code
+
+    with running_activator(cluster, tmp_path, "http://127.0.0.1:9", "--routing", "prefix") as (url, _):
+        assert [ask("Tell me about the sea", turns) for turns in range(1, 7)] == [200] * 6
+        assert sorted(p.got for p in pods[:2]) == [0, 6]  # every turn of the conversation on one pod
+        before = [p.got for p in pods[:2]]
+        assert [ask(f"Question number {i}") for i in range(40)] == [200] * 40
+        assert all(p.got > b for p, b in zip(pods[:2], before, strict=True))  # all on one: 1 in 2^39

@@ -136,8 +136,8 @@ ready replicas, and patches an annotation on one to ask the operator for a repli
 - apiGroups: [foresail.dev]
   resources: [llmdeployments]
   verbs: [get, list, patch]
-{{- if eq .Values.activator.routing "pods" }}
-# a deployment's ready pods, to balance requests over them (`--routing pods`)
+{{- if ne .Values.activator.routing "service" }}
+# a deployment's ready pods, to balance requests over them (`--routing pods` or `prefix`)
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
   verbs: [list]
