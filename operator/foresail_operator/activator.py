@@ -14,7 +14,7 @@ replica is ready, or gets a 503 with Retry-After after the hold timeout. It coun
 arrive for each deployment (``foresail_activator_arrivals_total``, from 0 for every deployment listed,
 listed again every ``DIRECTORY_TTL_S``), which the operator reads from Prometheus as demand while no pod
 reports any. The part of Knative's activator and KubeAI's proxy that scale-to-zero needs, and KubeAI's
-least-load balancing (not its prefix-hash routing).
+load balancing: least requests in flight, or (``routing="prefix"``) by prefix with a bound on load.
 """
 
 from __future__ import annotations
