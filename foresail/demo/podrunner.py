@@ -176,7 +176,7 @@ class PodRunner:
         pod = LocalPod(f"{owner}-{uuid.uuid4().hex[:5]}", ns, owner, key, time.time() + self.cold_start_s,
                        labels=dict(template["metadata"].get("labels") or {}))
         body = {"apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": pod.name, "namespace": ns, "labels": template["metadata"]["labels"],
+                "metadata": {"name": pod.name, "namespace": ns, "labels": pod.labels,
                              "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
                                                   "name": owner, "uid": dep["metadata"]["uid"],
                                                   "controller": True}]},

@@ -33,7 +33,7 @@ from aiohttp import web
 
 from foresail_operator import GROUP, PLURAL, VERSION
 from foresail_operator.activation import ARRIVALS_METRIC, HELD_METRIC, HELD_REQUESTS, REQUESTED_AT, STAMP_EVERY_S
-from foresail_operator.endpoints import SERVICE_NAME_LABEL, LeastLoaded, ready_urls, routing_key
+from foresail_operator.endpoints import ROUTINGS, SERVICE_NAME_LABEL, LeastLoaded, ready_urls, routing_key
 from foresail_operator.kube import ApiError, KubeClient, path_for
 
 POLL_S = 0.5  # how often a held request's deployment is read
@@ -45,7 +45,6 @@ ENDPOINTS_TTL_S = 1.0  # how long the ready pods, as read from the EndpointSlice
 ENDPOINTS_RETRY_S = 30.0  # how long the Services are used after EndpointSlices could not be read
 # The EndpointSlice controller copies a Service's labels onto its slices: this one selects Foresail's.
 FORESAIL_SLICES = "app.kubernetes.io/managed-by=foresail"
-ROUTINGS = ("pods", "prefix", "service")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "content-length", "host"}
 
@@ -406,10 +405,10 @@ class Activator:
                     raise Refusal(502, "upstream_error", f"{key[0]}/{key[1]} at {url} failed before answering: "
                                                          f"{exc}", 5) from exc
                 async with upstream:
-                    full = upstream.status == 429 and base != service
-                    if full and any(u not in refused and u != base for u in self._pods.get(key, [])):
-                        refused.add(base)  # it did no work: another pod may have room
-                        continue
+                    if upstream.status == 429 and base != service:  # full: it did no work
+                        refused.add(base)
+                        if any(u not in refused for u in self._pods.get(key, [])):
+                            continue  # another pod may have room
                     return await self._relay(request, upstream, key)
 
     async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse,

@@ -6,6 +6,8 @@ import argparse
 import logging
 import os
 
+from foresail_operator.endpoints import ROUTINGS
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `foresail activator` (the environment variable of each is its default)."""
@@ -24,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(FORESAIL_ACTIVATOR_HOLD_TIMEOUT, default 600)")
     parser.add_argument("--max-held", type=int, default=int(env("FORESAIL_ACTIVATOR_MAX_HELD", "1000")),
                         help="requests held per deployment before new ones get a 503 (default 1000)")
-    parser.add_argument("--routing", choices=("pods", "prefix", "service"),
+    parser.add_argument("--routing", choices=ROUTINGS,
                         default=env("FORESAIL_ACTIVATOR_ROUTING", "pods"),
                         help="pods: each request to the ready pod with the fewest requests in flight, read from the "
                              "Service's EndpointSlices (the Service where they cannot be read); prefix: requests "
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     import kopf
     from aiohttp import web
 
-    from foresail_operator.activator import ROUTINGS, Activator
+    from foresail_operator.activator import Activator
     from foresail_operator.kube import KubeClient
 
     if args.routing not in ROUTINGS:  # argparse checks choices on the command line, not on defaults

@@ -24,6 +24,7 @@ PORT_NAME = "http"  # the Service's port (plan.py)
 PREFIX_CHARS = 100  # the routing key: this many characters of the first user message or prompt (KubeAI's default)
 LOAD_FACTOR = 1.25  # a key's pod is passed over above this times the mean requests in flight (KubeAI's 125 %)
 ROUTING_KEY_HEADER = "Routing-Key"
+ROUTINGS = ("pods", "prefix", "service")  # least in flight, by routing key, or the Service (no pods read)
 
 
 def routing_key(body: Mapping[str, Any], headers: Mapping[str, str]) -> str | None:
