@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Mapping
+from typing import Any, AsyncIterator, Mapping
 
 import aiohttp
 import kopf
@@ -107,6 +107,28 @@ class KubeClient:
     async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         """Apply a JSON merge patch."""
         return await self.request("PATCH", path, patch, content_type=MERGE_PATCH)
+
+    async def watch(self, path: str, params: Mapping[str, str], timeout_s: float) -> AsyncIterator[dict[str, Any]]:
+        """Stream a watch's events (``{"type", "object"}``), one per line, until the server ends it; ApiError
+        when it cannot be opened or breaks off (no read for ``timeout_s``: a dead connection)."""
+        if self._closed:
+            raise ApiError(503, "ServiceUnavailable", "the operator is shutting down")
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout.total, sock_read=timeout_s)
+        try:
+            async with self._session.get(self._server + path, params={**params, "watch": "true"},
+                                         headers=self._headers, ssl=self._ssl, timeout=timeout) as rsp:
+                if rsp.status >= 400:
+                    raise _api_error(rsp.status, await rsp.text())
+                pending = b""
+                async for chunk in rsp.content.iter_any():  # lines may exceed aiohttp's readline limit
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            yield json.loads(line)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            raise ApiError(503, "ServiceUnavailable", f"the watch of {path} broke off: {exc!r}") from exc
 
     async def close(self) -> None:
         """Close the connection pool; later calls fail with ApiError instead of reopening it."""

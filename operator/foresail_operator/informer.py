@@ -1,0 +1,144 @@
+"""A list-then-watch cache of one kind of object, as client-go's informers keep.
+
+Each watched namespace (or the whole cluster) is listed once, then watched from the list's
+resourceVersion: every ADDED, MODIFIED and DELETED event updates the cache and is passed to a callback, a
+BOOKMARK moves the resourceVersion on, and a watch the server ends (its timeout) is opened again from
+there. A 410 Gone (the version is too old) lists anew at once, the callback seeing what changed meanwhile.
+A list or watch that fails (an error, an ERROR event, a broken connection) lists anew after a backoff (1 s,
+doubling to 30 s), the cache kept as it was meanwhile (fail-static) and the failure logged once per spell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Callable
+
+from foresail_operator.kube import ApiError, KubeClient, path_for
+
+Key = tuple[str, str]  # (namespace, name)
+OnChange = Callable[[str, dict[str, Any]], None]  # (ADDED | MODIFIED | DELETED, object)
+WATCH_TIMEOUT_S = 300  # the server ends each watch after this long; it is opened again at once
+BACKOFF_S = (1.0, 30.0)  # first and longest wait before trying a failed list or watch again
+
+log = logging.getLogger("foresail.informer")
+
+
+def key_of(obj: dict[str, Any]) -> Key:
+    """An object's (namespace, name)."""
+    meta = obj["metadata"]
+    return meta.get("namespace") or "", meta["name"]
+
+
+class Informer:
+    """The objects of one resource in ``namespaces`` (all when empty), kept current by a watch."""
+
+    def __init__(self, client: KubeClient, api_version: str, plural: str, namespaces: tuple[str, ...] = (),
+                 label_selector: str | None = None, on_change: OnChange | None = None) -> None:
+        self.client, self.api_version, self.plural = client, api_version, plural
+        self.namespaces: tuple[str | None, ...] = namespaces or (None,)
+        self.selector = {"labelSelector": label_selector} if label_selector else {}
+        self.on_change = on_change
+        self.objects: dict[Key, dict[str, Any]] = {}
+        self._errors: dict[str | None, ApiError] = {}  # why a namespace's last list or watch failed
+        self._unlisted = set(self.namespaces)  # the namespaces never listed yet
+        self._untried = set(self.namespaces)  # the namespaces whose first list has not ended yet
+        self._tried = asyncio.Event()  # set once every namespace was listed or failed to be
+
+    @property
+    def error(self) -> ApiError | None:
+        """Why a list or watch is failing now; None while all work."""
+        return next(iter(self._errors.values()), None)
+
+    async def run(self) -> None:
+        """List and watch every namespace until cancelled."""
+        await asyncio.gather(*(self._follow(ns) for ns in self.namespaces))
+
+    async def synced(self) -> None:
+        """Wait for the first list of every namespace; ApiError (the last failure) while one was never listed."""
+        await self._tried.wait()
+        if self._unlisted:
+            raise self.error or ApiError(503, "ServiceUnavailable", f"{self.plural} not listed yet")
+
+    async def _follow(self, ns: str | None) -> None:
+        path = path_for(self.api_version, self.plural, ns)
+        version: str | None = None  # None: list (again) before watching
+        backoff = BACKOFF_S[0]
+        while True:
+            try:
+                if version is None:
+                    version = await self._list(ns, path)
+                    backoff = BACKOFF_S[0]
+                version = await self._watch(path, version)
+                self._recovered(ns)
+            except ApiError as exc:
+                version = None  # list again, as client-go's reflector does
+                if exc.status == 410:  # the version is too old to watch from: at once
+                    continue
+                self._failed(ns, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(2 * backoff, BACKOFF_S[1])
+
+    async def _list(self, ns: str | None, path: str) -> str:
+        """Replace the namespace's part of the cache with a fresh list; its resourceVersion."""
+        listed = await self.client.request("GET", path, params=self.selector, retries=0)
+        fresh = {key_of(o): o for o in listed.get("items") or []}
+        stale = [k for k in self.objects if (ns is None or k[0] == ns) and k not in fresh]
+        for key in stale:
+            self._apply("DELETED", self.objects[key])
+        for key, obj in fresh.items():
+            if key not in self.objects:
+                self._apply("ADDED", obj)
+            elif _version(self.objects[key]) != _version(obj):  # unchanged ones are not passed on again
+                self._apply("MODIFIED", obj)
+        self._unlisted.discard(ns)
+        self._recovered(ns)
+        return _version(listed)
+
+    async def _watch(self, path: str, version: str) -> str:
+        """Apply a watch's events until the server ends it; the resourceVersion to watch on from."""
+        params = {**self.selector, "resourceVersion": version, "allowWatchBookmarks": "true",
+                  "timeoutSeconds": str(WATCH_TIMEOUT_S)}
+        events = self.client.watch(path, params, timeout_s=WATCH_TIMEOUT_S + 30)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":  # the server's Status: 410 Gone (too old), or a failure
+                    raise ApiError(int(obj.get("code") or 500), obj.get("reason") or "Error",
+                                   obj.get("message") or "the watch ended with an error")
+                version = _version(obj) or version
+                if kind in ("ADDED", "MODIFIED", "DELETED"):
+                    self._apply(kind, obj)
+        return version
+
+    def _apply(self, kind: str, obj: dict[str, Any]) -> None:
+        key = key_of(obj)
+        if kind == "DELETED":
+            self.objects.pop(key, None)
+        else:
+            self.objects[key] = obj
+        if self.on_change is not None:
+            self.on_change(kind, obj)
+
+    def _failed(self, ns: str | None, exc: ApiError, backoff: float) -> None:
+        if ns not in self._errors:
+            log.warning("cannot list or watch %s%s (%s): keeping the last state, trying again in %.0f s, then "
+                        "less often", self.plural, f" in {ns}" if ns else "", exc, backoff)
+        self._errors[ns] = exc
+        self._first_try_ended(ns)
+
+    def _recovered(self, ns: str | None) -> None:
+        if self._errors.pop(ns, None) is not None:
+            log.info("%s%s can be listed and watched again", self.plural, f" in {ns}" if ns else "")
+        self._first_try_ended(ns)
+
+    def _first_try_ended(self, ns: str | None) -> None:
+        self._untried.discard(ns)
+        if not self._untried:
+            self._tried.set()
+
+
+def _version(obj: dict[str, Any]) -> str:
+    """An object's (or a list's) resourceVersion."""
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")

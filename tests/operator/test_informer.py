@@ -1,0 +1,132 @@
+"""The informer (list, then watch) against the Kubernetes API test server: what it follows, how it resumes
+a dropped watch, lists anew after a 410 Gone, and keeps its last state through an outage."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+import kopf
+import pytest
+
+from foresail.kubetest.testing import ApiServerProcess, start_apiserver
+from foresail_operator.informer import Informer
+from foresail_operator.kube import ApiError, KubeClient
+from tests.helpers import Kube
+
+CONFIGMAPS = "/api/v1/namespaces/{ns}/configmaps"
+
+
+def configmap(name: str, labels: dict[str, str] | None = None, value: str = "1") -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels or {"app": "x"}},
+            "data": {"value": value}}
+
+
+async def until(check: Callable[[], object], timeout: float = 5.0) -> None:
+    """Let the informer run until ``check()`` holds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def following(server: ApiServerProcess, *namespaces: str, selector: str | None = "app=x"
+                    ) -> AsyncIterator[tuple[Informer, list[tuple[str, str]]]]:
+    """An informer of ConfigMaps, running: it and the (event, name) pairs it passed on."""
+    seen: list[tuple[str, str]] = []
+    client = KubeClient(kopf.ConnectionInfo(server=server.url, insecure=True))
+    informer = Informer(client, "v1", "configmaps", namespaces, selector,
+                        on_change=lambda kind, obj: seen.append((kind, obj["metadata"]["name"])))
+    task = asyncio.create_task(informer.run())
+    try:
+        yield informer, seen
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await client.close()
+
+
+def calls(server: ApiServerProcess) -> list[str]:
+    """The informer's calls, in order."""
+    return [e["verb"] for e in server.audit()
+            if e["resource"] == "configmaps" and e["userAgent"].startswith("foresail")]
+
+
+async def test_it_lists_then_follows_every_change_in_its_namespaces_and_selector(tmp_path: Path) -> None:
+    with start_apiserver(tmp_path, simulate_pods=False) as server:
+        kube = Kube(server.url)
+        for ns in ("one", "two"):
+            kube.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        kube.create(CONFIGMAPS.format(ns="one"), configmap("a"))
+        async with following(server, "one") as (informer, seen):
+            await informer.synced()
+            assert list(informer.objects) == [("one", "a")] and seen == [("ADDED", "a")]
+            kube.create(CONFIGMAPS.format(ns="one"), configmap("b"))
+            kube.create(CONFIGMAPS.format(ns="one"), configmap("other", {"app": "y"}))
+            kube.create(CONFIGMAPS.format(ns="two"), configmap("elsewhere"))
+            kube.merge(CONFIGMAPS.format(ns="one") + "/a", {"data": {"value": "2"}})
+            kube.delete(CONFIGMAPS.format(ns="one") + "/b")
+            await until(lambda: len(seen) == 4)
+            await asyncio.sleep(0.3)  # nothing more comes
+            assert seen == [("ADDED", "a"), ("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b")]
+            assert list(informer.objects) == [("one", "a")]
+            assert informer.objects[("one", "a")]["data"] == {"value": "2"}
+            assert calls(server) == ["list", "watch"] and informer.error is None
+
+
+async def test_a_dropped_watch_resumes_where_it_was_and_an_expired_version_lists_again(tmp_path: Path) -> None:
+    """The server keeps its last 5 events: a watch that resumes after more than that gets a 410 Gone."""
+    with start_apiserver(tmp_path, simulate_pods=False, extra_args=("--event-log-size", "5")) as server:
+        kube = Kube(server.url)
+        path = CONFIGMAPS.format(ns="default")
+        async with following(server) as (informer, seen):
+            await informer.synced()
+            assert server.drop_watches() == 1
+            kube.create(path, configmap("a"))  # while no watch is open: replayed from the version it had
+            await until(lambda: ("default", "a") in informer.objects)
+            assert calls(server) == ["list", "watch", "watch"]
+            # The loop is blocked by these calls: the informer only resumes once 10 events have gone by.
+            server.drop_watches()
+            kube.delete(path + "/a")
+            for i in range(9):
+                kube.create(path, configmap(f"c{i}"))
+            await until(lambda: len(informer.objects) == 9, timeout=0.9)  # at once, not after a backoff
+            assert calls(server) == ["list", "watch", "watch", "watch", "list", "watch"]
+            assert ("DELETED", "a") in seen and informer.error is None
+
+
+async def test_through_an_outage_it_keeps_its_last_state_then_reports_what_changed(tmp_path: Path) -> None:
+    with start_apiserver(tmp_path, simulate_pods=False) as server:
+        kube = Kube(server.url)
+        path = CONFIGMAPS.format(ns="default")
+        kube.create(path, configmap("a"))
+        kube.create(path, configmap("b"))
+        async with following(server) as (informer, seen):
+            await informer.synced()
+            server.faults(method="GET", path="configmaps", status=503, count=1000)
+            server.drop_watches()
+            kube.delete(path + "/b")
+            await until(lambda: informer.error is not None)
+            assert informer.error.status == 503 and len(informer.objects) == 2  # fail-static
+            await informer.synced()  # listed once: no error for its readers
+            server.clear_faults()
+            await until(lambda: informer.error is None, timeout=6)  # the next try, 1 or 2 s later
+            assert list(informer.objects) == [("default", "a")] and seen[-1] == ("DELETED", "b")
+
+
+async def test_until_it_has_listed_readers_get_the_failure(tmp_path: Path) -> None:
+    with start_apiserver(tmp_path, simulate_pods=False) as server:
+        server.faults(method="GET", path="configmaps", status=403, count=1000, message="configmaps is forbidden")
+        async with following(server) as (informer, _):
+            with pytest.raises(ApiError) as caught:
+                await informer.synced()
+            assert caught.value.status == 403 and "configmaps is forbidden" in caught.value.message
+            server.clear_faults()
+            await until(lambda: informer.error is None, timeout=4)
+            await informer.synced()
+            assert informer.objects == {}
