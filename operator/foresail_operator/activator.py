@@ -3,23 +3,24 @@
 Clients send their /v1/* requests here instead of to a deployment's Service. Each request is routed
 by its JSON ``model`` field to the LLMDeployment serving that model (``spec.model.servedModelName``,
 else its name) and forwarded to the ready pod of that deployment with the fewest of the activator's
-requests in flight (endpoints.py: its Service's EndpointSlices; those of every Foresail Service are read
-in one list per namespace at most every ``ENDPOINTS_TTL_S``; the Service itself where they cannot be read
-or list no ready pod), the answer streamed back as it comes.
+requests in flight (endpoints.py: its Service's EndpointSlices; the Service itself where they cannot be
+read or list no ready pod), the answer streamed back as it comes. The LLMDeployments and the
+EndpointSlices of every Foresail Service are watched (informer.py), not read per request.
 While the deployment has no ready replica the request is held: the activator stamps the annotation
 ``activator.foresail.dev/requested-at`` on the LLMDeployment, with the number of requests held
 (again every ``STAMP_EVERY_S`` while requests wait), the operator scales a deployment at zero to one
-replica at once and counts the held requests as queued demand, and the request goes through when a
-replica is ready, or gets a 503 with Retry-After after the hold timeout. It counts the requests that
-arrive for each deployment (``foresail_activator_arrivals_total``, from 0 for every deployment listed,
-listed again every ``DIRECTORY_TTL_S``), which the operator reads from Prometheus as demand while no pod
-reports any. The part of Knative's activator and KubeAI's proxy that scale-to-zero needs, and KubeAI's
-load balancing: least requests in flight, or (``routing="prefix"``) by prefix with a bound on load.
+replica at once and counts the held requests as queued demand, and the request goes through as soon as
+the watch shows a ready replica, or gets a 503 with Retry-After after the hold timeout. It counts the
+requests that arrive for each deployment (``foresail_activator_arrivals_total``, from 0 for every
+deployment it knows of), which the operator reads from Prometheus as demand while no pod reports any.
+The part of Knative's activator and KubeAI's proxy that scale-to-zero needs, and KubeAI's load
+balancing: least requests in flight, or (``routing="prefix"``) by prefix with a bound on load.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -34,15 +35,10 @@ from aiohttp import web
 from foresail_operator import GROUP, PLURAL, VERSION
 from foresail_operator.activation import ARRIVALS_METRIC, HELD_METRIC, HELD_REQUESTS, REQUESTED_AT, STAMP_EVERY_S
 from foresail_operator.endpoints import ROUTINGS, SERVICE_NAME_LABEL, LeastLoaded, ready_urls, routing_key
+from foresail_operator.informer import Informer, Key, key_of
 from foresail_operator.kube import ApiError, KubeClient, path_for
 
-POLL_S = 0.5  # how often a held request's deployment is read
-# How long a listing of LLMDeployments routes requests; an unknown model lists again after MISS_TTL_S
-# (its readiness may be stale: a held request reads its deployment anew, a refused connection is held)
-DIRECTORY_TTL_S = 10.0
-MISS_TTL_S = 1.0
-ENDPOINTS_TTL_S = 1.0  # how long the ready pods, as read from the EndpointSlices, route requests
-ENDPOINTS_RETRY_S = 30.0  # how long the Services are used after EndpointSlices could not be read
+RETRY_S = 0.5  # how often a Service that refuses connections is tried again while a request may wait
 # The EndpointSlice controller copies a Service's labels onto its slices: this one selects Foresail's.
 FORESAIL_SLICES = "app.kubernetes.io/managed-by=foresail"
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -98,6 +94,7 @@ class _Hold:
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set when a replica is ready or `gone` is
     task: asyncio.Task | None = None
     gone: bool = False  # the LLMDeployment was deleted meanwhile
+    changed: asyncio.Event = field(default_factory=asyncio.Event)  # the watch saw the LLMDeployment change
 
 
 class Activator:
@@ -113,17 +110,14 @@ class Activator:
         self.client, self.namespaces, self.upstream = client, namespaces, upstream
         self.hold_timeout_s, self.max_held = hold_timeout_s, max_held
         self.to_pods, self.by_prefix = routing != "service", routing == "prefix"
-        self._pods: dict[tuple[str, str], list[str]] = {}  # ready pod URLs by (namespace, Service)
-        self._pods_until = -1.0  # when they are to be read again (-1: never read)
-        self._reading: asyncio.Future[None] | None = None  # the read of EndpointSlices under way
-        self._slices_readable = True
+        self._deployments = Informer(client, f"{GROUP}/{VERSION}", PLURAL, namespaces, on_change=self._deployment_event)
+        self._slices = Informer(client, "discovery.k8s.io/v1", "endpointslices", namespaces, FORESAIL_SLICES,
+                                on_change=self._slice_event)
+        self._pods: dict[Key, list[str]] = {}  # ready pod URLs by (namespace, Service)
         self._load = LeastLoaded()
-        self._listing: tuple[float, list[dict[str, Any]]] = (-1.0, [])  # (when checked, what was listed)
-        self._listed_at = -1.0  # when the last listing succeeded
-        self._listing_lock = asyncio.Lock()
-        self._holds: dict[tuple[str, str], _Hold] = {}
-        self._counted: set[tuple[str, str]] = set()  # the deployments whose arrivals are exported
-        self._refresh: asyncio.Task | None = None
+        self._holds: dict[Key, _Hold] = {}
+        self._counted: set[Key] = set()  # the deployments whose arrivals are exported
+        self._watches: list[asyncio.Task] = []
         self._session: aiohttp.ClientSession | None = None
 
     def app(self) -> web.Application:
@@ -138,68 +132,41 @@ class Activator:
         return app
 
     async def _start(self, _: web.Application) -> None:
-        self._refresh = asyncio.create_task(self._keep_listing())
+        informers = [self._deployments, self._slices] if self.to_pods else [self._deployments]
+        self._watches = [asyncio.create_task(informer.run()) for informer in informers]
 
-    async def _keep_listing(self) -> None:
-        """List every DIRECTORY_TTL_S whether requests come or not, so that the arrival counters follow the
-        LLMDeployments (a quiet deployment reads 0 rather than nothing)."""
-        while True:
-            try:
-                await self._deployments()
-            except ApiError:  # nothing listed yet: requests get a 503 that says why
-                pass
-            await asyncio.sleep(DIRECTORY_TTL_S)
+    # ---- what the watches show -------------------------------------------------------------
+    def _deployment_event(self, kind: str, body: dict[str, Any]) -> None:
+        """Export a deployment's arrivals from 0 while it exists, and wake what is held for it."""
+        key = key_of(body)
+        if kind == "DELETED":
+            if key in self._counted:
+                ARRIVALS.remove(*key)
+                self._counted.discard(key)
+        elif key not in self._counted:
+            ARRIVALS.labels(*key)  # exported from 0
+            self._counted.add(key)
+        if key in self._holds:
+            self._holds[key].changed.set()
+
+    def _slice_event(self, kind: str, piece: dict[str, Any]) -> None:
+        """Recompute the ready pods of the Service whose EndpointSlice was added, changed or deleted."""
+        ns, service = key_of(piece)[0], _service_of(piece)
+        if service:
+            self._pods[(ns, service)] = ready_urls([s for s in self._slices.objects.values()
+                                                    if key_of(s)[0] == ns and _service_of(s) == service])
+
+    async def _listed(self) -> list[dict[str, Any]]:
+        """The LLMDeployments in the watched namespaces, as the watch last showed them (while the API server
+        cannot be read, the last it showed: fail-static); ApiError when they were never listed."""
+        await self._deployments.synced()
+        return list(self._deployments.objects.values())
 
     # ---- routing ------------------------------------------------------------------------
-    async def _deployments(self, max_age_s: float = DIRECTORY_TTL_S) -> list[dict[str, Any]]:
-        """The LLMDeployments in the watched namespaces, listed at most ``max_age_s`` ago. While the API
-        server cannot be read, the last listing keeps routing (fail-static); ApiError without one."""
-        at, items = self._listing
-        if time.monotonic() - at <= max_age_s:
-            return items
-        async with self._listing_lock:  # one listing at a time; who waited uses it
-            if self._listing[0] != at:
-                return self._listing[1]
-            return await self._relist(at, items)
-
-    async def _relist(self, at: float, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        try:
-            fresh: list[dict[str, Any]] = []
-            for ns in self.namespaces or (None,):
-                path = path_for(f"{GROUP}/{VERSION}", PLURAL, ns)
-                fresh += (await self.client.request("GET", path, retries=0))["items"]
-        except ApiError as exc:
-            if at < 0:
-                raise
-            if self._listed_at == at:  # the first failure since the last good listing
-                log.warning("cannot list LLMDeployments (%s); routing on the last listing until it can", exc)
-            self._listing = (time.monotonic(), items)  # try again later, not on every request
-            return items
-        if self._listed_at != at:
-            log.info("LLMDeployments can be listed again")
-        self._listing = (time.monotonic(), fresh)
-        self._listed_at = self._listing[0]
-        listed = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in fresh}
-        for key in listed - self._counted:
-            ARRIVALS.labels(*key)  # exported from 0
-        for key in self._counted - listed:
-            ARRIVALS.remove(*key)
-        self._counted = listed
-        return fresh
-
-    def _remember(self, key: tuple[str, str], body: dict[str, Any] | None) -> None:
-        """Put what a hold read of one LLMDeployment into the listing (None: it was deleted)."""
-        at, items = self._listing
-        rest = [d for d in items if (d["metadata"]["namespace"], d["metadata"]["name"]) != key]
-        self._listing = (at, rest + ([body] if body is not None else []))
-
     async def _find(self, model: str) -> dict[str, Any]:
         """The one LLMDeployment serving ``model``; Refusal when none or several do."""
-        items = await self._deployments()
+        items = await self._listed()
         matches = [d for d in items if served_name(d) == model]
-        if not matches:  # it may have been created since
-            items = await self._deployments(MISS_TTL_S)
-            matches = [d for d in items if served_name(d) == model]
         if not matches:
             known = sorted({served_name(d) for d in items})
             raise Refusal(404, "unknown_model", f"no LLMDeployment serves model {model!r}; served models: "
@@ -215,7 +182,7 @@ class Activator:
 
     async def _models(self, _: web.Request) -> web.Response:
         try:
-            items = await self._deployments()
+            items = await self._listed()
         except ApiError as exc:
             return Refusal(503, "api_error", f"cannot list LLMDeployments: {exc.message}", 5).response()
         data = [{"id": served_name(d), "object": "model", "owned_by": "foresail",
@@ -243,9 +210,8 @@ class Activator:
                 target = await self._find(model)
             except ApiError as exc:
                 raise Refusal(503, "api_error", f"cannot look up model {model!r}: {exc.message}", 5) from exc
-            labels = (target["metadata"]["namespace"], target["metadata"]["name"])
+            labels = key_of(target)
             ARRIVALS.labels(*labels).inc()
-            self._counted.add(labels)  # dropped at the next listing if the deployment is gone
             affinity = routing_key(parsed, request.headers) if self.by_prefix else None
             held = ready_replicas(target) == 0
             if not held:
@@ -254,7 +220,7 @@ class Activator:
                 except Refusal as refusal:
                     if refusal.outcome != "unreachable":
                         raise
-                    held = True  # the listing is up to a second old: its replicas may have just gone
+                    held = True  # its replicas may have just gone
             if held:
                 await self._hold(labels)
                 # the Service's endpoints may trail the status by a moment
@@ -266,7 +232,7 @@ class Activator:
             return refusal.response()
 
     # ---- holding ------------------------------------------------------------------------
-    async def _hold(self, key: tuple[str, str]) -> None:
+    async def _hold(self, key: Key) -> None:
         """Wait until the deployment has a ready replica, waking it; Refusal after the hold timeout."""
         hold = self._holds.setdefault(key, _Hold())
         if hold.waiters >= self.max_held:
@@ -282,96 +248,66 @@ class Activator:
             if hold.gone:
                 raise Refusal(404, "unknown_model", f"{key[0]}/{key[1]} was deleted while the request waited")
         except asyncio.TimeoutError:
-            raise Refusal(503, "timeout", await self._timeout_message(key), 30) from None
+            raise Refusal(503, "timeout", self._timeout_message(key), 30) from None
         finally:
             hold.waiters -= 1
             HELD.labels(*key).dec()
             HOLD_SECONDS.observe(time.monotonic() - started)
 
-    async def _wake(self, key: tuple[str, str], hold: _Hold) -> None:
-        """While anyone waits: stamp the deployment every STAMP_EVERY_S and read it until a replica is ready."""
+    async def _wake(self, key: Key, hold: _Hold) -> None:
+        """While anyone waits: stamp the deployment every STAMP_EVERY_S until the watch shows a ready replica."""
         ns, name = key
         path = path_for(f"{GROUP}/{VERSION}", PLURAL, ns, name)
         stamped: float | None = None
         failing = False
         try:
             while hold.waiters > 0:
-                try:
-                    body = await self.client.get(path)
-                    if body is None or ready_replicas(body) > 0:
-                        hold.gone = body is None
-                        hold.ready.set()
-                        self._remember(key, body)
-                        return
-                    if (stamped is None or time.monotonic() - stamped >= STAMP_EVERY_S):
+                body = self._deployments.objects.get(key)
+                if body is None or ready_replicas(body) > 0:
+                    hold.gone = body is None
+                    hold.ready.set()
+                    return
+                if stamped is None or time.monotonic() - stamped >= STAMP_EVERY_S:
+                    try:
                         stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
                         await self.client.merge_patch(path, {"metadata": {"annotations": {
                             REQUESTED_AT: stamp, HELD_REQUESTS: str(hold.waiters)}}})
                         if stamped is None:
                             log.info("%s/%s has no ready replica: holding requests and asking for one", ns, name)
-                        stamped = time.monotonic()
-                    failing = False
-                except ApiError as exc:
-                    if not failing:  # once per spell, not every POLL_S
-                        log.warning("%s/%s: cannot read or stamp the LLMDeployment: %s", ns, name, exc)
-                    failing = True
-                await asyncio.sleep(POLL_S)
+                        stamped, failing = time.monotonic(), False
+                    except ApiError as exc:
+                        if not failing:  # once per spell, not at every try
+                            log.warning("%s/%s: cannot stamp the LLMDeployment: %s", ns, name, exc)
+                        failing = True
+                hold.changed.clear()
+                wait = RETRY_S if failing else STAMP_EVERY_S - (time.monotonic() - (stamped or 0.0))
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(hold.changed.wait(), max(wait, 0.0))
         finally:
             if self._holds.get(key) is hold:
                 del self._holds[key]
 
-    async def _timeout_message(self, key: tuple[str, str]) -> str:
-        """Why a held request gave up, with the deployment's Ready condition when it can be read."""
+    def _timeout_message(self, key: Key) -> str:
+        """Why a held request gave up, with the deployment's Ready condition as the watch last showed it."""
         text = f"{key[0]}/{key[1]} has no ready replica after {self.hold_timeout_s:.0f} s"
-        try:
-            body = await self.client.get(path_for(f"{GROUP}/{VERSION}", PLURAL, *key)) or {}
-        except ApiError:
-            return text
+        body = self._deployments.objects.get(key) or {}
         conditions: list[dict[str, Any]] = (body.get("status") or {}).get("conditions") or []
         message = next((c.get("message") for c in conditions if c.get("type") == "Ready"), None)
         return f"{text} (Ready: {message})" if message else text
 
     # ---- forwarding ---------------------------------------------------------------------
-    async def _ready_pods(self, key: tuple[str, str]) -> list[str]:
-        """The URLs of the deployment's ready pods from its Service's EndpointSlices, read at most every
-        ENDPOINTS_TTL_S, one read at a time (while one is under way, the last one routes; the first is
-        waited for); [] when they cannot be read (then for ENDPOINTS_RETRY_S) or with ``to_pods`` off."""
+    async def _ready_pods(self, key: Key) -> list[str]:
+        """The URLs of the deployment's ready pods from its Service's EndpointSlices, as the watch shows
+        them; [] (the Service) while they cannot be read or with ``to_pods`` off."""
         if not self.to_pods:
             return []
-        if time.monotonic() >= self._pods_until and self._reading is None:
-            self._reading = asyncio.ensure_future(self._read_pods())
-        if self._pods_until < 0 and self._reading is not None:
-            await asyncio.shield(self._reading)  # a request that gives up does not stop the read
-        return self._pods.get(key, [])
-
-    async def _read_pods(self) -> None:
-        """Read the EndpointSlices of every Foresail Service in the served namespaces (one list each)."""
         try:
-            found: list[dict[str, Any]] = []
-            for ns in self.namespaces or (None,):
-                path = path_for("discovery.k8s.io/v1", "endpointslices", ns)
-                found += (await self.client.request("GET", path, params={"labelSelector": FORESAIL_SLICES},
-                                                    retries=0)).get("items") or []
-            by_service: dict[tuple[str, str], list[dict[str, Any]]] = {}
-            for piece in found:
-                meta = piece["metadata"]
-                service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-                if service:
-                    by_service.setdefault((meta["namespace"], service), []).append(piece)
-            self._pods = {key: ready_urls(slices) for key, slices in by_service.items()}
-            self._pods_until = time.monotonic() + ENDPOINTS_TTL_S
-            if not self._slices_readable:
-                log.info("EndpointSlices can be read again: balancing requests over the ready pods")
-            self._slices_readable = True
-        except ApiError as exc:
-            if self._slices_readable:
-                log.warning("cannot read EndpointSlices (%s): sending requests to the deployments' Services", exc)
-            self._slices_readable = False
-            self._pods, self._pods_until = {}, time.monotonic() + ENDPOINTS_RETRY_S
-        finally:
-            self._reading = None
+            await self._slices.synced()
+        except ApiError:
+            return []
+        return [] if self._slices.error else self._pods.get(key, [])
 
-    async def _forward(self, request: web.Request, body: bytes, key: tuple[str, str], retry_s: float = 0.0,
+    async def _forward(self, request: web.Request, body: bytes, key: Key, retry_s: float = 0.0,
                        affinity: str | None = None) -> web.StreamResponse:
         """Send the request to the deployment's least-loaded ready pod (else its Service) and stream the
         answer back. A refused connection (nothing was sent) goes on to the next pod, then the Service,
@@ -398,8 +334,7 @@ class Activator:
                         raise Refusal(502, "unreachable", f"cannot reach {key[0]}/{key[1]} at {url}: {exc}",
                                       5) from exc
                     refused.clear()
-                    self._pods_until = min(self._pods_until, 0.0)  # read the pods again
-                    await asyncio.sleep(POLL_S)
+                    await asyncio.sleep(RETRY_S)
                     continue
                 except aiohttp.ClientError as exc:  # sent, maybe: not retried
                     raise Refusal(502, "upstream_error", f"{key[0]}/{key[1]} at {url} failed before answering: "
@@ -412,7 +347,7 @@ class Activator:
                     return await self._relay(request, upstream, key)
 
     async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse,
-                     key: tuple[str, str]) -> web.StreamResponse:
+                     key: Key) -> web.StreamResponse:
         """Stream an upstream answer back as it comes."""
         response = web.StreamResponse(status=upstream.status, headers={
             k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP})
@@ -427,13 +362,16 @@ class Activator:
         return response
 
     async def _close(self, _: web.Application) -> None:
-        if self._refresh is not None:
-            self._refresh.cancel()
+        for task in self._watches:
+            task.cancel()
         for hold in self._holds.values():
             if hold.task is not None:
                 hold.task.cancel()
-        if self._reading is not None:
-            self._reading.cancel()
         if self._session is not None:
             await self._session.close()
         await self.client.close()
+
+
+def _service_of(piece: dict[str, Any]) -> str | None:
+    """The Service an EndpointSlice belongs to."""
+    return (piece["metadata"].get("labels") or {}).get(SERVICE_NAME_LABEL)

@@ -34,8 +34,9 @@ ENABLED = {"activator": {"enabled": True}}
 NAMESPACED = {**ENABLED, "watchNamespaces": ["team-a", "team-b"]}
 # What the activator may do, and nothing more: read LLMDeployments, annotate one, list the EndpointSlices
 # of their Services (the ready pods it balances requests over).
-RIGHTS = {("get", "foresail.dev", "llmdeployments"), ("list", "foresail.dev", "llmdeployments"),
-          ("patch", "foresail.dev", "llmdeployments"), ("list", "discovery.k8s.io", "endpointslices")}
+RIGHTS = {("list", "foresail.dev", "llmdeployments"), ("watch", "foresail.dev", "llmdeployments"),
+          ("patch", "foresail.dev", "llmdeployments"), ("list", "discovery.k8s.io", "endpointslices"),
+          ("watch", "discovery.k8s.io", "endpointslices")}
 
 
 def is_activator(obj: dict) -> bool:
@@ -149,7 +150,7 @@ def test_the_command_line_is_one_the_activator_parses(tmp_path: Path):
 
 @pytest.mark.parametrize("routing", ["pods", "prefix", "service"])
 @pytest.mark.parametrize("values", [ENABLED, NAMESPACED], ids=["all-namespaces", "namespaced"])
-def test_the_activator_may_read_and_annotate_llmdeployments_list_endpointslices_and_nothing_else(
+def test_the_activator_may_watch_and_annotate_llmdeployments_watch_endpointslices_and_nothing_else(
         tmp_path: Path, values: dict, routing: str):
     """The EndpointSlices only where it routes to the pods."""
     values = {**values, "activator": {"enabled": True, "routing": routing}}
@@ -157,7 +158,7 @@ def test_the_activator_may_read_and_annotate_llmdeployments_list_endpointslices_
     namespaces = values.get("watchNamespaces", [])
     granted = flat(grants(objects, RELEASE_NS, ACTIVATOR))
     where = namespaces or [None]
-    rights = RIGHTS if routing != "service" else RIGHTS - {("list", "discovery.k8s.io", "endpointslices")}
+    rights = RIGHTS if routing != "service" else {r for r in RIGHTS if r[2] != "endpointslices"}
     assert granted == {(scope, *right) for scope in where for right in rights}
     if namespaces:  # confined to the watched namespaces: no cluster-wide right at all
         assert sorted(r["metadata"]["namespace"] for r in find(objects, "Role") if is_activator(r)) == namespaces
@@ -298,8 +299,8 @@ def test_the_chart_grants_every_call_the_activator_makes_and_no_more(tmp_path: P
             assert status == 200, body
         calls = api_calls(server)
 
-    assert {v for v, *_ in calls} == {"get", "list", "patch"}, calls
-    assert ("list", "discovery.k8s.io", "endpointslices", "team-a" if mode == "namespaced" else "") in calls
+    assert {v for v, *_ in calls} == {"list", "watch", "patch"}, calls
+    assert ("watch", "discovery.k8s.io", "endpointslices", "team-a" if mode == "namespaced" else "") in calls
     denied = sorted(c for c in calls if not allowed(rules, *c))
     assert not denied, f"the activator made calls the chart does not grant (verb, group, resource, namespace): {denied}"
     assert {(v, g, r) for _, v, g, r in flat(rules)} <= {(v, g, r) for v, g, r, _ in calls}, "granted but never used"

@@ -25,7 +25,6 @@ import requests
 
 from foresail.demo.prometheus import PrometheusServer, free_port
 from foresail_operator.activation import HELD_REQUESTS, REQUESTED_AT, requested_at
-from foresail_operator.activator import MISS_TTL_S
 from foresail_operator.metrics import PrometheusSource, Signals
 from tests.helpers import logged_process, wait_for
 from tests.operator.conftest import LLMD
@@ -59,7 +58,6 @@ def running_activator(cluster, tmp_path: Path, upstream: str, *extra: str) -> It
                          "--host", "127.0.0.1", "--port", str(port), "--hold-timeout", str(TIMEOUT_S),
                          "--max-held", "1", "--upstream", upstream, *extra], tmp_path / "activator.log") as proc:
         wait_for(healthy, timeout=30, what="the activator's /healthz")
-        time.sleep(MISS_TTL_S)  # past its first listing's lifetime for unknown models: they are listed anew
         yield url, proc
 
 
@@ -68,6 +66,17 @@ def activator(cluster, tmp_path: Path) -> Iterator[str]:
     """The activator with an upstream nothing listens on (port 9)."""
     with running_activator(cluster, tmp_path, "http://127.0.0.1:9") as (url, _):
         yield url
+
+
+def served(url: str) -> list[str]:
+    """The models the activator lists (as its watch last showed the LLMDeployments)."""
+    return [m["id"] for m in requests.get(url + "/v1/models", timeout=10).json()["data"]]
+
+
+def deploy(cluster, url: str, name: str, timeout: float = 1.0, **spec: object) -> None:
+    """Create an LLMDeployment and wait until the activator's watch shows it (within a second)."""
+    cluster.kube.create(LLMD.format(ns="default"), llmd(name, **spec))
+    wait_for(lambda: name in served(url), timeout=timeout, what=f"{name} in the activator's /v1/models")
 
 
 def chat(url: str, model: object, timeout: float = 30) -> requests.Response:
@@ -83,7 +92,7 @@ def metric(url: str, outcome: str) -> float:
 
 
 def test_a_request_without_a_model_or_for_an_unknown_one_gets_a_clear_error(cluster, activator: str):
-    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
+    deploy(cluster, activator, "tiny", **AT_ZERO_OFF)
     rsp = requests.post(activator + "/v1/chat/completions", data=b"not json", timeout=10)
     assert rsp.status_code == 400 and '"model" field' in rsp.json()["error"]["message"]
     rsp = chat(activator, ["tiny"])
@@ -100,6 +109,7 @@ def test_two_deployments_serving_one_model_name_are_refused(cluster, activator: 
     for name in ("a", "b"):
         cluster.kube.create(LLMD.format(ns="default"), llmd(name, **AT_ZERO_OFF, model={
             "source": "builtin:tiny", "servedModelName": "shared"}))
+    wait_for(lambda: served(activator) == ["shared", "shared"], timeout=1, what="both in /v1/models")
     rsp = chat(activator, "shared")
     assert rsp.status_code == 400 and "default/a, default/b" in rsp.json()["error"]["message"], rsp.text
 
@@ -219,40 +229,48 @@ class Answer(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_while_the_api_server_cannot_be_read_requests_are_routed_on_the_last_listing(cluster, tmp_path: Path):
-    """Fail-static in the data path: an API outage must not turn away requests for a ready deployment."""
+def test_while_the_api_server_cannot_be_read_requests_are_routed_on_what_the_watch_last_showed(
+        cluster, tmp_path: Path):
+    """Fail-static in the data path: an API outage must not turn away requests for a ready deployment, and
+    the activator tries the API server again with a backoff (1 s, 2 s, ...), not at every request."""
     upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
     cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
-    listing = r"^/apis/foresail\.dev/v1alpha1/llmdeployments$"
+    llmds = r"^/apis/foresail\.dev/v1alpha1/llmdeployments"  # lists and watches
     try:
-        cluster.faults(method="GET", path=listing, status=503, count=4)  # no listing yet: a clear 503
+        cluster.faults(method="GET", path=llmds, status=503, count=1000)
         with running_activator(cluster, tmp_path, f"http://127.0.0.1:{upstream.server_address[1]}") as (url, _):
-            rsp = chat(url, "tiny")
+            rsp = chat(url, "tiny")  # never listed: a clear 503
             assert rsp.status_code == 503 and rsp.headers["Retry-After"] == "5", rsp.text
             assert rsp.json()["error"]["message"].startswith("cannot look up model 'tiny': ")
             cluster.clear_faults()
-            assert chat(url, "tiny").status_code == 200  # listed
+            wait_for(lambda: chat(url, "tiny").status_code == 200, timeout=5, what="tiny routed once listed")
+
+            cluster.faults(method="GET", path=llmds, status=503, count=1000)
+            assert cluster.drop_watches() >= 1
             cluster.clear_audit()
-            cluster.faults(method="GET", path=listing, status=503, count=1000)
-            time.sleep(1.5)  # the listing is older than MISS_TTL_S: an unknown model lists again, and fails
-            for model, status in [("nope", 404), ("tiny", 200), ("nope", 404), ("tiny", 200), ("tiny", 200)]:
-                assert chat(url, model).status_code == status, model
-            failed = [e for e in cluster.audit() if e["verb"] == "list" and e["resource"] == "llmdeployments"]
-            assert len(failed) == 1, failed  # tried again later, not on every request
+            started = time.monotonic()
+            for _ in range(10):
+                assert chat(url, "nope").status_code == 404
+                assert chat(url, "tiny").status_code == 200
+            time.sleep(max(0.0, 3.5 - (time.monotonic() - started)))
+            tries = [e for e in cluster.audit() if e["resource"] == "llmdeployments" and e["verb"] in ("list", "watch")]
+            assert 2 <= len(tries) <= 4, tries  # at about 0, 1 and 3 s: not once per request
             cluster.clear_faults()
+            deploy(cluster, url, "late", timeout=6, **AT_ZERO_OFF)  # watched again at the next try (about 7 s)
         log = (tmp_path / "activator.log").read_text()
-        assert "routing on the last listing until it can" in log
+        assert "cannot list or watch llmdeployments" in log and "keeping the last state" in log
+        assert "llmdeployments can be listed and watched again" in log
     finally:
         upstream.shutdown()
 
 
-def test_a_deployment_created_after_the_last_listing_is_routed_a_second_later(cluster, activator: str):
-    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
-    assert chat(activator, "late").status_code == 404  # listed now: only tiny
-    cluster.kube.create(LLMD.format(ns="default"), llmd("late", **AT_ZERO_OFF))
-    time.sleep(1.2)
+def test_a_deployment_created_while_the_activator_runs_is_routed_at_once(cluster, activator: str):
+    """The watch shows it within a second (the old listing every 10 s did not)."""
+    deploy(cluster, activator, "tiny", **AT_ZERO_OFF)
+    assert chat(activator, "late").status_code == 404
+    deploy(cluster, activator, "late", **AT_ZERO_OFF)
     rsp = chat(activator, "late")  # found, held, and given up: it never gets a replica
     assert rsp.status_code == 503 and "default/late has no ready replica" in rsp.json()["error"]["message"], rsp.text
 

@@ -129,17 +129,17 @@ the operator queries the vLLM-style metrics grouped by exactly these two target 
 {{- end -}}
 
 {{/*
-What the activator does in each namespace it serves: it reads LLMDeployments to route and to see
-ready replicas, and patches an annotation on one to ask the operator for a replica.
+What the activator does in each namespace it serves: it lists and watches LLMDeployments to route and
+to see ready replicas, and patches an annotation on one to ask the operator for a replica.
 */}}
 {{- define "foresail.activatorRules" -}}
 - apiGroups: [foresail.dev]
   resources: [llmdeployments]
-  verbs: [get, list, patch]
+  verbs: [list, watch, patch]
 {{- if ne .Values.activator.routing "service" }}
 # a deployment's ready pods, to balance requests over them (`--routing pods` or `prefix`)
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
-  verbs: [list]
+  verbs: [list, watch]
 {{- end }}
 {{- end -}}
