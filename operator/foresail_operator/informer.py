@@ -11,7 +11,6 @@ doubling to 30 s), the cache kept as it was meanwhile (fail-static) and the fail
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any, Callable
 
@@ -69,13 +68,13 @@ class Informer:
             try:
                 if version is None:
                     version = await self._list(ns, path)
-                    backoff = BACKOFF_S[0]
-                version = await self._watch(path, version)
-                self._recovered(ns)
+                version = await self._watch(ns, path, version)
             except ApiError as exc:
                 version = None  # list again, as client-go's reflector does
                 if exc.status == 410:  # the version is too old to watch from: at once
                     continue
+                if ns not in self._errors:  # a watch was open until now: the backoff starts afresh
+                    backoff = BACKOFF_S[0]
                 self._failed(ns, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(2 * backoff, BACKOFF_S[1])
@@ -83,7 +82,10 @@ class Informer:
     async def _list(self, ns: str | None, path: str) -> str:
         """Replace the namespace's part of the cache with a fresh list; its resourceVersion."""
         listed = await self.client.request("GET", path, params=self.selector, retries=0)
-        fresh = {key_of(o): o for o in listed.get("items") or []}
+        items = listed.get("items") if isinstance(listed, dict) else None
+        if not isinstance(items, list) or not all(_named(o) for o in items):
+            raise ApiError(500, "BadList", f"the list of {self.plural} is not a list of named objects")
+        fresh = {key_of(o): o for o in items}
         stale = [k for k in self.objects if (ns is None or k[0] == ns) and k not in fresh]
         for key in stale:
             self._apply("DELETED", self.objects[key])
@@ -93,22 +95,26 @@ class Informer:
             elif _version(self.objects[key]) != _version(obj):  # unchanged ones are not passed on again
                 self._apply("MODIFIED", obj)
         self._unlisted.discard(ns)
-        self._recovered(ns)
+        self._first_try_ended(ns)
         return _version(listed)
 
-    async def _watch(self, path: str, version: str) -> str:
+    async def _watch(self, ns: str | None, path: str, version: str) -> str:
         """Apply a watch's events until the server ends it; the resourceVersion to watch on from."""
         params = {**self.selector, "resourceVersion": version, "allowWatchBookmarks": "true",
                   "timeoutSeconds": str(WATCH_TIMEOUT_S)}
-        events = self.client.watch(path, params, timeout_s=WATCH_TIMEOUT_S + 30)
-        async with contextlib.aclosing(events):
+        async with self.client.watch(path, params, timeout_s=WATCH_TIMEOUT_S + 30) as events:
+            self._recovered(ns)
             async for event in events:
-                kind, obj = event.get("type"), event.get("object") or {}
+                kind, obj = event.get("type"), event.get("object")
+                if not isinstance(obj, dict):
+                    raise ApiError(500, "BadEvent", f"a watch event without an object: {str(event)[:200]}")
                 if kind == "ERROR":  # the server's Status: 410 Gone (too old), or a failure
                     raise ApiError(int(obj.get("code") or 500), obj.get("reason") or "Error",
                                    obj.get("message") or "the watch ended with an error")
                 version = _version(obj) or version
                 if kind in ("ADDED", "MODIFIED", "DELETED"):
+                    if not _named(obj):
+                        raise ApiError(500, "BadEvent", f"a {kind} event without an object name: {str(event)[:200]}")
                     self._apply(kind, obj)
         return version
 
@@ -141,4 +147,10 @@ class Informer:
 
 def _version(obj: dict[str, Any]) -> str:
     """An object's (or a list's) resourceVersion."""
-    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+    meta = obj.get("metadata")
+    return str(meta.get("resourceVersion") or "") if isinstance(meta, dict) else ""
+
+
+def _named(obj: Any) -> bool:
+    """Whether ``obj`` is an object with a name (as every listed or watched object must be)."""
+    return isinstance(obj, dict) and isinstance(obj.get("metadata"), dict) and bool(obj["metadata"].get("name"))

@@ -8,6 +8,7 @@ Errors come back as ApiError with the Status object's reason and message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any, AsyncIterator, Mapping
 
@@ -108,9 +109,11 @@ class KubeClient:
         """Apply a JSON merge patch."""
         return await self.request("PATCH", path, patch, content_type=MERGE_PATCH)
 
-    async def watch(self, path: str, params: Mapping[str, str], timeout_s: float) -> AsyncIterator[dict[str, Any]]:
-        """Stream a watch's events (``{"type", "object"}``), one per line, until the server ends it; ApiError
-        when it cannot be opened or breaks off (no read for ``timeout_s``: a dead connection)."""
+    @contextlib.asynccontextmanager
+    async def watch(self, path: str, params: Mapping[str, str],
+                    timeout_s: float) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """Open a watch and give its events (``{"type", "object"}``, one per line) until the server ends it;
+        ApiError when it cannot be opened or breaks off (no read for ``timeout_s``: a dead connection)."""
         if self._closed:
             raise ApiError(503, "ServiceUnavailable", "the operator is shutting down")
         if self._session is None or self._session.closed:
@@ -121,20 +124,32 @@ class KubeClient:
                                          headers=self._headers, ssl=self._ssl, timeout=timeout) as rsp:
                 if rsp.status >= 400:
                     raise _api_error(rsp.status, await rsp.text())
-                pending = b""
-                async for chunk in rsp.content.iter_any():  # lines may exceed aiohttp's readline limit
-                    *lines, pending = (pending + chunk).split(b"\n")
-                    for line in lines:
-                        if line.strip():
-                            yield json.loads(line)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-            raise ApiError(503, "ServiceUnavailable", f"the watch of {path} broke off: {exc!r}") from exc
+                async with contextlib.aclosing(_events(rsp, path)) as events:
+                    yield events
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise ApiError(503, "ServiceUnavailable", f"cannot watch {path}: {exc!r}") from exc
 
     async def close(self) -> None:
         """Close the connection pool; later calls fail with ApiError instead of reopening it."""
         self._closed = True
         if self._session is not None:
             await self._session.close()
+
+
+async def _events(rsp: aiohttp.ClientResponse, path: str) -> AsyncIterator[dict[str, Any]]:
+    """The events of an open watch, line by line (a line may be longer than aiohttp's readline allows)."""
+    pending = b""
+    try:
+        async for chunk in rsp.content.iter_any():
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                if line.strip():
+                    event = json.loads(line)
+                    if not isinstance(event, dict):
+                        raise ValueError(f"not a watch event: {line[:200]!r}")
+                    yield event
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        raise ApiError(503, "ServiceUnavailable", f"the watch of {path} broke off: {exc!r}") from exc
 
 
 def _api_error(status: int, text: str) -> ApiError:

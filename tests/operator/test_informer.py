@@ -11,7 +11,9 @@ from typing import AsyncIterator, Callable
 
 import kopf
 import pytest
+from aiohttp import web
 
+import foresail_operator.informer as informer_module
 from foresail.kubetest.testing import ApiServerProcess, start_apiserver
 from foresail_operator.informer import Informer
 from foresail_operator.kube import ApiError, KubeClient
@@ -130,3 +132,69 @@ async def test_until_it_has_listed_readers_get_the_failure(tmp_path: Path) -> No
             await until(lambda: informer.error is None, timeout=4)
             await informer.synced()
             assert informer.objects == {}
+
+
+async def test_a_watch_it_may_not_open_keeps_the_listed_state_and_says_why(tmp_path: Path) -> None:
+    """A service account with list but not watch (an RBAC left from an older chart): the list serves its
+    readers, the error stays until a watch opens, and the tries back off."""
+    with start_apiserver(tmp_path, simulate_pods=False) as server:
+        Kube(server.url).create(CONFIGMAPS.format(ns="default"), configmap("a"))
+        server.faults(method="GET", path="watch=true", status=403, count=1000, message="configmaps is forbidden")
+        async with following(server) as (informer, _):
+            await informer.synced()
+            assert list(informer.objects) == [("default", "a")]
+            await until(lambda: informer.error is not None)
+            assert informer.error.status == 403
+            await asyncio.sleep(4.5)
+            assert calls(server) == ["list", "watch"] * 3  # at 0, 1 and 3 s; the next at 7 s
+            assert informer.error is not None
+            server.clear_faults()
+            await until(lambda: informer.error is None, timeout=6)
+
+
+async def test_garbage_from_the_server_is_an_error_it_recovers_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No API server sends these, so a small HTTP server stands in: a list with a nameless item, then
+    watches that send a line that is not JSON, a JSON array, an event without an object and a nameless
+    object. Each is a failure (listed again after the backoff), never a crash; a good event then lands."""
+    monkeypatch.setattr(informer_module, "BACKOFF_S", (0.01, 0.02))
+    lists = [{"items": [{"metadata": {}}]}]  # then good ones
+    watches = [b"not json\n", b"[1, 2]\n", b'{"type": "ADDED"}\n', b'{"type": "ADDED", "object": {"metadata": {}}}\n',
+               b'{"type": "ADDED", "object": {"metadata": {"name": "b", "namespace": "default", '
+               b'"resourceVersion": "3"}}}\n']
+
+    stop = asyncio.Event()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch") != "true":
+            body = lists.pop(0) if lists else {"metadata": {"resourceVersion": "2"}, "items": [
+                {"metadata": {"name": "a", "namespace": "default", "resourceVersion": "1"}}]}
+            return web.json_response(body)
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(watches.pop(0) if watches else b"")
+        if not watches:  # the good event sent: keep the watch open until the test ends
+            await stop.wait()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/api/v1/configmaps", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = "http://127.0.0.1:%d" % runner.addresses[0][1]
+    client = KubeClient(kopf.ConnectionInfo(server=url, insecure=True))
+    seen: list[str] = []
+    informer = Informer(client, "v1", "configmaps", on_change=lambda kind, obj: seen.append(kind))
+    task = asyncio.create_task(informer.run())
+    try:
+        await until(lambda: ("default", "b") in informer.objects)
+        assert ("default", "a") in informer.objects and not watches and not task.done()
+        assert seen == ["ADDED", "ADDED"] and informer.error is None
+    finally:
+        stop.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await client.close()
+        await runner.cleanup()
