@@ -58,6 +58,8 @@ def schema_causes(obj: dict[str, Any], strict: bool = False) -> list[Cause]:
     causes = []
     for error in validator.iter_errors(obj):
         where = _field(error.absolute_path)
+        if error.validator == "required" and where.split(".")[0].split("[")[0] == "status":
+            continue  # Go's zero values: the real server requires no status field (a controller fills them)
         if error.validator == "required":
             missing = re.match(r"'([^']+)'", error.message)
             name = missing.group(1) if missing else "?"

@@ -114,6 +114,24 @@ def test_defaults_watch_every_namespace_with_two_replicas(tmp_path: Path):
         == "kubernetes.io/hostname"
 
 
+@pytest.mark.parametrize("replicas, activator_replicas", [(2, 2), (1, 3), (1, 1)])
+def test_a_drain_evicts_one_replica_at_a_time_where_there_are_several(tmp_path: Path, replicas: int,
+                                                                      activator_replicas: int):
+    """A PodDisruptionBudget of one unavailable replica for the operator and for the activator, each
+    selecting exactly its Deployment's pods; none for a single replica (it would block the drain)."""
+    objects = render(tmp_path, {"replicaCount": replicas,
+                                "activator": {"enabled": True, "replicaCount": activator_replicas}})
+    budgets = {b["metadata"]["name"]: b for b in find(objects, "PodDisruptionBudget")}
+    for deployment in find(objects, "Deployment"):
+        budget = budgets.pop(deployment["metadata"]["name"], None)
+        if deployment["spec"]["replicas"] == 1:
+            assert budget is None
+            continue
+        assert budget["spec"] == {"maxUnavailable": 1, "selector": deployment["spec"]["selector"]}
+        assert budget["metadata"]["namespace"] == RELEASE_NS
+    assert not budgets, budgets  # none without its Deployment
+
+
 def test_values_reach_the_operator(tmp_path: Path):
     objects = render(tmp_path, EVERYTHING)
     env = env_of(objects)

@@ -171,3 +171,16 @@ def test_builtin_objects_are_checked_against_kubernetes_schemas(kube: Kube,
     status, created = kube.post(path, _deployment())
     assert status == 201 and created["spec"]["replicas"] == 1, "defaulted like the real server"
     assert created["spec"]["strategy"]["type"] == "RollingUpdate"
+
+
+def test_a_status_the_schema_marks_required_is_not_required_on_create(kube: Kube, namespace: str) -> None:
+    """A PodDisruptionBudget's status fields are "required" in the JSON schema, but the real server fills
+    them from Go's zero values (the disruption controller sets them): a new one without status is created.
+    Its spec is still checked."""
+    path = f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets"
+    budget = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "b"},
+              "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "a"}}}}
+    status, created = kube.post(path, budget)
+    assert status == 201, created
+    status, body = kube.post(path, {**budget, "metadata": {"name": "c"}, "spec": {"maxUnavailable": [1]}})
+    assert status == 422 and "spec.maxUnavailable" in _causes(body), body
