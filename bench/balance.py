@@ -5,11 +5,12 @@ requests at once (continuous batching) at ``--token-ms`` per output token and qu
 order. The pods are emulated (no GPU here) so that what is measured is where requests go, not the
 shared CPU. Two scenarios, each in one run:
 
-- Output lengths drawn from the Azure 2023 conversation trace, spread three ways: a random pod per
+- Output lengths drawn from the Azure 2023 conversation trace, spread four ways: a random pod per
   request (a Service under kube-proxy's iptables mode; it picks per connection, which balances worse),
-  round robin (IPVS mode's default), and the real activator process picking the ready pod with the
+  round robin (IPVS mode's default), the real activator process picking the ready pod with the
   fewest of its requests in flight from the deployment's EndpointSlices (in the Kubernetes API test
-  server).
+  server), and two activator processes each picked at random (the chart's two replicas behind their
+  Service), each counting only its own requests in flight.
 - Prefix caches: the Mooncake conversation trace's requests in order (their 512-token blocks as the
   prompt, their output lengths), the pods keeping an LRU cache of ``--cache-blocks`` blocks and paying
   ``--block-ms`` for each block of a prompt not already cached from its start, as vLLM's automatic
@@ -116,9 +117,9 @@ def _chat(content: str, tokens: int) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _fleet(pods: int, slots: int, token_ms: float, block_ms: float, cache_blocks: int,
-           routings: tuple[str, ...]) -> Iterator[tuple[list[str], dict[str, str]]]:
-    """Emulated pods listed in EndpointSlices of the API test server, and one activator process per
-    routing: (the pods' URLs, each routing's activator URL)."""
+           routings: tuple[str, ...]) -> Iterator[tuple[list[str], dict[str, list[str]]]]:
+    """Emulated pods listed in EndpointSlices of the API test server, and an activator process for each
+    of ``routings`` (a routing given twice: two replicas): (the pods' URLs, each routing's activator URLs)."""
     ports = [free_port() for _ in range(pods)]
     urls = [f"http://127.0.0.1:{p}" for p in ports]
     with tempfile.TemporaryDirectory() as tmp, start_apiserver(Path(tmp), simulate_pods=False) as api:
@@ -132,8 +133,8 @@ def _fleet(pods: int, slots: int, token_ms: float, block_ms: float, cache_blocks
                 "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]}).raise_for_status()
         procs = [subprocess.Popen([sys.executable, "-c", PODS, str(slots), str(token_ms), str(block_ms),
                                    str(cache_blocks), *map(str, ports)])]
-        activators = {routing: free_port() for routing in routings}
-        for routing, port in activators.items():
+        activators = [(routing, free_port()) for routing in routings]
+        for routing, port in activators:
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "foresail", "activator", "--kubeconfig", str(api.kubeconfig), "--host",
                  "127.0.0.1", "--port", str(port), "--routing", routing,
@@ -142,9 +143,10 @@ def _fleet(pods: int, slots: int, token_ms: float, block_ms: float, cache_blocks
         try:
             for url in urls:
                 _wait_http(url + "/ready")
-            via = {routing: f"http://127.0.0.1:{port}" for routing, port in activators.items()}
-            for url in via.values():
-                _wait_http(url + "/healthz")
+            via: dict[str, list[str]] = {}
+            for routing, port in activators:
+                via.setdefault(routing, []).append(f"http://127.0.0.1:{port}")
+                _wait_http(via[routing][-1] + "/healthz")
             yield urls, via
         finally:
             for proc in procs:
@@ -173,12 +175,16 @@ def least_load(args: argparse.Namespace, rng: np.random.Generator) -> list[dict[
     bodies = [_chat("hi", n) for n in rng.choice(lengths, args.requests)]
     capacity_rps = args.pods * args.slots / (lengths.mean() * args.token_ms / 1e3)
     rows, out = [], []
-    with _fleet(args.pods, args.slots, args.token_ms, 0.0, 0, ("pods",)) as (urls, via):
-        turn, pick = itertools.cycle(urls), random.Random(0)
-        ways: dict[str, Callable[[], str]] = {"random pod (Service, iptables)": lambda: pick.choice(urls),
-                                              "round robin (Service, IPVS)": lambda: next(turn),
-                                              "activator, least in flight": lambda: via["pods"]}
-        asyncio.run(_replay(np.full(min(50, len(bodies)), 0.01), bodies[:50], lambda: via["pods"]))  # warm up
+    with _fleet(args.pods, args.slots, args.token_ms, 0.0, 0, ("pods", "pods")) as (urls, via):
+        turn, pick, front = itertools.cycle(urls), random.Random(0), random.Random(1)
+        ways: dict[str, Callable[[], str]] = {
+            "random pod (Service, iptables)": lambda: pick.choice(urls),
+            "round robin (Service, IPVS)": lambda: next(turn),
+            "activator, least in flight": lambda: via["pods"][0],
+            # the chart's default: 2 replicas behind a Service, each counting only its own requests
+            "2 activators at random, each least in flight": lambda: front.choice(via["pods"])}
+        for url in via["pods"]:  # warm up
+            asyncio.run(_replay(np.full(min(50, len(bodies)), 0.01), bodies[:50], lambda u=url: u))
         for load in (float(x) for x in args.load.split(",")):
             gaps = rng.exponential(1.0 / (load * capacity_rps), args.requests)
             base: dict[str, float] = {}
@@ -209,7 +215,7 @@ def prefix_caches(args: argparse.Namespace, rng: np.random.Generator) -> list[di
                          ("activator, prefix", "prefix")):
         with _fleet(args.pods, args.slots, args.token_ms, args.block_ms, args.cache_blocks,
                     (routing,) if routing else ()) as (urls, via):  # cold caches for each way
-            f = _figures(asyncio.run(_replay(gaps, bodies, (lambda r=routing: via[r]) if routing
+            f = _figures(asyncio.run(_replay(gaps, bodies, (lambda r=routing: via[r][0]) if routing
                                              else (lambda: pick.choice(urls)))))
             stats = [requests.get(u + "/stats", timeout=10).json() for u in urls]
         f["hit_rate"] = sum(s["hits"] for s in stats) / max(1, sum(s["blocks"] for s in stats))

@@ -29,7 +29,8 @@ def test_a_small_run_reports_every_way(tmp_path: Path, capsys) -> None:
                  "--mooncake", str(mooncake), "--prefix-load", "0.01", "--block-ms", "1", "--json", str(out)]) == 0
     figures = json.loads(out.read_text())
     assert [run["way"] for run in figures["least_load"]] == [
-        "random pod (Service, iptables)", "round robin (Service, IPVS)", "activator, least in flight"]
+        "random pod (Service, iptables)", "round robin (Service, IPVS)", "activator, least in flight",
+        "2 activators at random, each least in flight"]
     for run in figures["least_load"]:
         assert 20 * 0.5 <= run["p50_ms"] <= run["p90_ms"] <= run["p99_ms"]  # no answer before its tokens
         assert run["capacity_rps"] == 4 * 8 / (80 * 0.5e-3)
