@@ -185,4 +185,7 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
     )
     if parsed.min_replicas > parsed.max_replicas:
         raise SpecError("spec.minReplicas must be less than or equal to spec.maxReplicas")
+    if parsed.resources.gpus > 1 and parsed.runtime.name == "foresail":
+        raise SpecError("spec.resources.gpus: the foresail runtime runs a model on one GPU (0 or 1); vllm, tgi "
+                        "and sglang use more, in tensor parallel")
     return parsed

@@ -177,6 +177,7 @@ INVALID = [
     ({"model": {"source": "a/b"}, "maxReplicas": 100000}, "spec.maxReplicas"),
     ({"model": {"source": "a/b"}, "runtime": {"name": "llamacpp"}}, "spec.runtime.name"),
     ({"model": {"source": "a/b"}, "resources": {"gpus": 64}}, "spec.resources.gpus"),
+    ({"model": {"source": "a/b"}, "resources": {"gpus": 2}}, "the foresail runtime runs a model on one GPU"),
     ({"model": {"source": "a/b"}, "resources": {"memory": "lots"}}, "spec.resources.memory"),
     ({"model": {"source": "a/b"}, "autoscaling": {"mode": "fast"}}, "spec.autoscaling.mode"),
     ({"model": {"source": "a/b"}, "autoscaling": {"intervalSeconds": 0}}, "spec.autoscaling.intervalSeconds"),

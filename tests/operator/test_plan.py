@@ -113,10 +113,18 @@ def test_image_override_order():
     ({"model": {"source": "a"}, "minReplicas": 5, "maxReplicas": 2}, "spec.minReplicas"),
     ({"model": {"source": "a"}, "autoscaling": {"mode": "fast"}}, "spec.autoscaling.mode"),
     ({"model": {"source": "a"}, "autoscaling": {"forecast": {"horizon": "soon"}}}, "horizon"),
+    ({"model": {"source": "a"}, "resources": {"gpus": 2}}, "spec.resources.gpus"),
 ])
 def test_spec_errors_name_the_field(bad, field):
     with pytest.raises(SpecError, match=field.replace(".", r"\.")):
         parse_spec(bad)
+
+
+def test_more_than_one_gpu_is_for_the_runtimes_that_use_them():
+    """The foresail runtime loads a model on one device; the others shard it over every GPU asked for."""
+    for name in ("vllm", "tgi", "sglang"):
+        assert parse_spec({"model": {"source": "a"}, "runtime": {"name": name}, "resources": {"gpus": 2}})
+    assert parse_spec({"model": {"source": "a"}, "resources": {"gpus": 1}}).resources.gpus == 1
 
 
 def test_horizon_auto_uses_the_measured_cold_start():

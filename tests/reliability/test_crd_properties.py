@@ -133,6 +133,9 @@ def specs(draw: st.DrawFn, bad: bool | None = None) -> tuple[dict[str, Any], lis
         if value is not OMIT:
             spec.setdefault(path[0], {})[path[1]] = value
             errors += errs
+    gpus, runtime = spec.get("resources", {}).get("gpus", 0), spec.get("runtime", {}).get("name", "foresail")
+    if isinstance(gpus, int) and gpus > 1 and runtime == "foresail":  # its server runs a model on one GPU
+        errors.append("spec.resources.gpus")
     stz = draw(SCALE_TO_ZERO)
     if stz is not OMIT:
         spec.setdefault("autoscaling", {})["scaleToZero"] = stz
