@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncGenerator, AsyncIterator, Mapping
 
 import aiohttp
 import kopf
@@ -136,7 +136,7 @@ class KubeClient:
             await self._session.close()
 
 
-async def _events(rsp: aiohttp.ClientResponse, path: str) -> AsyncIterator[dict[str, Any]]:
+async def _events(rsp: aiohttp.ClientResponse, path: str) -> AsyncGenerator[dict[str, Any], None]:
     """The events of an open watch, line by line (a line may be longer than aiohttp's readline allows)."""
     pending = b""
     try:
