@@ -4,8 +4,9 @@ Each watched namespace (or the whole cluster) is listed once, then watched from 
 resourceVersion: every ADDED, MODIFIED and DELETED event updates the cache and is passed to a callback, a
 BOOKMARK moves the resourceVersion on, and a watch the server ends (its timeout) is opened again from
 there. A 410 Gone (the version is too old) lists anew at once, the callback seeing what changed meanwhile.
-A list or watch that fails (an error, an ERROR event, a broken connection) lists anew after a backoff (1 s,
-doubling to 30 s), the cache kept as it was meanwhile (fail-static) and the failure logged once per spell.
+A list or watch that fails (an error, an ERROR event, a broken connection, garbage) lists anew after a
+backoff (1 s, doubling to 30 s, until a watch opens again), the cache kept as it was meanwhile
+(fail-static) and the failure logged once per spell.
 """
 
 from __future__ import annotations
