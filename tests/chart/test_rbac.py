@@ -60,7 +60,8 @@ def rest_path(obj: dict[str, Any], plural: str) -> str:
 PLURALS = {"ServiceAccount": "serviceaccounts", "ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings",
            "Role": "roles", "RoleBinding": "rolebindings", "Deployment": "deployments", "ConfigMap": "configmaps",
            "NetworkPolicy": "networkpolicies", "ClusterKopfPeering": "clusterkopfpeerings",
-           "KopfPeering": "kopfpeerings", "Namespace": "namespaces", "CustomResourceDefinition": "customresourcedefinitions"}
+           "KopfPeering": "kopfpeerings", "Namespace": "namespaces", "CustomResourceDefinition": "customresourcedefinitions",
+           "PodDisruptionBudget": "poddisruptionbudgets"}
 
 
 def install(kube: Kube, objects: list[dict[str, Any]], namespaces: list[str]) -> None:
