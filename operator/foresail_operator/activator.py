@@ -10,7 +10,8 @@ While the deployment has no ready replica the request is held: the activator sta
 ``activator.foresail.dev/requested-at`` on the LLMDeployment, with the number of requests held
 (again every ``STAMP_EVERY_S`` while requests wait), the operator scales a deployment at zero to one
 replica at once and counts the held requests as queued demand, and the request goes through as soon as
-the watch shows a ready replica, or gets a 503 with Retry-After after the hold timeout. It counts the
+a watch shows a ready replica (in the status, or a ready pod in the Service's EndpointSlices, should the
+operator be late to write it), or gets a 503 with Retry-After after the hold timeout. It counts the
 requests that arrive for each deployment (``foresail_activator_arrivals_total``, from 0 for every
 deployment it knows of), which the operator reads from Prometheus as demand while no pod reports any.
 The part of Knative's activator and KubeAI's proxy that scale-to-zero needs, and KubeAI's load
@@ -155,6 +156,13 @@ class Activator:
         if service:
             self._pods[(ns, service)] = ready_urls([s for s in self._slices.objects.values()
                                                     if key_of(s)[0] == ns and _service_of(s) == service])
+            if (ns, service) in self._holds:  # a pod ready before the status says so wakes what is held
+                self._holds[(ns, service)].changed.set()
+
+    def _pods_of(self, key: Key) -> list[str]:
+        """The ready pods of the deployment's Service as the watch shows them; [] with ``to_pods`` off or
+        while the EndpointSlices cannot be read."""
+        return [] if not self.to_pods or self._slices.error else self._pods.get(key, [])
 
     async def _listed(self) -> list[dict[str, Any]]:
         """The LLMDeployments in the watched namespaces, as the watch last showed them (while the API server
@@ -213,7 +221,7 @@ class Activator:
             labels = key_of(target)
             ARRIVALS.labels(*labels).inc()
             affinity = routing_key(parsed, request.headers) if self.by_prefix else None
-            held = ready_replicas(target) == 0
+            held = ready_replicas(target) == 0 and not self._pods_of(labels)
             if not held:
                 try:
                     response = await self._forward(request, body, labels, affinity=affinity)
@@ -255,7 +263,8 @@ class Activator:
             HOLD_SECONDS.observe(time.monotonic() - started)
 
     async def _wake(self, key: Key, hold: _Hold) -> None:
-        """While anyone waits: stamp the deployment every STAMP_EVERY_S until the watch shows a ready replica."""
+        """While anyone waits: stamp the deployment every STAMP_EVERY_S until the watch shows a ready replica, in
+        its status or (routing to pods) in its Service's EndpointSlices, whichever comes first."""
         ns, name = key
         path = path_for(f"{GROUP}/{VERSION}", PLURAL, ns, name)
         stamped: float | None = None
@@ -263,7 +272,7 @@ class Activator:
         try:
             while hold.waiters > 0:
                 body = self._deployments.objects.get(key)
-                if body is None or ready_replicas(body) > 0:
+                if body is None or ready_replicas(body) > 0 or self._pods_of(key):
                     hold.gone = body is None
                     hold.ready.set()
                     return
@@ -305,7 +314,7 @@ class Activator:
             await self._slices.synced()
         except ApiError:
             return []
-        return [] if self._slices.error else self._pods.get(key, [])
+        return self._pods_of(key)
 
     async def _forward(self, request: web.Request, body: bytes, key: Key, retry_s: float = 0.0,
                        affinity: str | None = None) -> web.StreamResponse:

@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from foresail.demo.prometheus import free_port
+from foresail_operator.activation import requested_at
 from foresail_operator.endpoints import PREFIX_CHARS, LeastLoaded, ready_urls, routing_key
 from tests.helpers import wait_for
 from tests.operator.conftest import LLMD
@@ -166,6 +167,25 @@ def test_a_pod_that_refuses_the_connection_is_passed_over(cluster, tmp_path: Pat
         assert [chat(url, "tiny").status_code for _ in range(6)] == [200] * 6
         assert pods[0].got == 6
         assert (metric(url, "forwarded"), metric(url, "held"), metric(url, "unreachable")) == (6, 0, 0)
+
+
+def test_a_held_request_goes_to_a_pod_as_soon_as_its_endpointslice_shows_it_ready(cluster, tmp_path: Path,
+                                                                                 pods: list[Pod]):
+    """The status still says no replica is ready (the operator may be late, or restarting): a ready
+    endpoint in the deployment's Service's EndpointSlice is enough to send the held request there."""
+    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))  # nothing writes its status
+    pod = pods[0]
+    pod.go.set()
+    with running_activator(cluster, tmp_path, "http://127.0.0.1:9") as (url, _):
+        answers: list[requests.Response] = []
+        held = threading.Thread(target=lambda: answers.append(chat(url, "tiny")))
+        held.start()
+        wait_for(lambda: requested_at(cluster.kube.get(LLMD.format(ns="default") + "/tiny") or {}), what="the stamp")
+        cluster.kube.create(SLICES, endpoint_slice("tiny", pod.server_address[1]))
+        held.join(timeout=30)
+        assert answers[0].status_code == 200, answers[0].text  # within the 2-s hold timeout
+        assert pod.got == 1 and metric(url, "held") == 1
+        assert chat(url, "tiny").status_code == 200 and metric(url, "forwarded") == 1  # not held again
 
 
 @pytest.mark.parametrize("routing", ["pods", "service"])
