@@ -7,7 +7,8 @@ same run. The load generator, the activator and the upstream share the machine's
 Kubernetes API requests the activator makes during the load, and how long a held request still waits
 once its deployment's status shows a ready replica (the wake), against a direct request's latency.
 
-    python -m bench.activator [--requests 3000] [--concurrency 1,16] [--wakes 20] [--json out.json]
+    python -m bench.activator [--requests 3000] [--concurrency 1,16] [--wakes 20] [--settle 0.5]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -71,9 +72,9 @@ def _held(url: str) -> float:
                if ln.startswith("foresail_activator_held_requests{"))
 
 
-def _wakes(http: requests.Session, api_url: str, via: str, n: int) -> np.ndarray:
+def _wakes(http: requests.Session, api_url: str, via: str, n: int, settle_s: float) -> np.ndarray:
     """Seconds from the status of a deployment at zero showing a ready replica to the answer of the request
-    held for it, ``n`` times."""
+    held for it, ``n`` times; the deployment is at zero for ``settle_s`` before each request."""
     status = f"{api_url}{LLMD}/sleepy/status"
     patch = {"Content-Type": "application/merge-patch+json"}
     body = {**REQUEST, "model": "sleepy"}
@@ -81,7 +82,7 @@ def _wakes(http: requests.Session, api_url: str, via: str, n: int) -> np.ndarray
     with ThreadPoolExecutor(1) as pool:
         for _ in tqdm(range(n), desc="wakes", leave=False):
             http.patch(status, json={"status": {"readyReplicas": 0}}, headers=patch, timeout=10).raise_for_status()
-            time.sleep(0.5)  # the activator sees it at zero
+            time.sleep(settle_s)  # the activator sees it at zero
             answer = pool.submit(requests.post, via + "/v1/chat/completions", json=body, timeout=60)
             deadline = time.monotonic() + 10
             while _held(via) < 1:
@@ -132,6 +133,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--requests", type=int, default=3000, help="requests per run (default 3000)")
     parser.add_argument("--concurrency", default="1,16", help="comma list (default 1,16)")
     parser.add_argument("--wakes", type=int, default=20, help="held requests woken (default 20)")
+    parser.add_argument("--settle", type=float, default=0.5,
+                        help="seconds a deployment is at zero before each wake (default 0.5; an activator that "
+                             "polls its listing needs more than its period)")
     parser.add_argument("--json", help="write the figures as JSON")
     args = parser.parse_args(argv)
     rows: list[dict] = []
@@ -170,7 +174,7 @@ def main(argv: list[str]) -> int:
                              "d99": f"{figures['direct_p99_ms']:.2f}", "a99": f"{figures['activator_p99_ms']:.2f}"})
             api_calls, load_s = len(api.audit()), time.perf_counter() - load_started
             rss = psutil.Process(activator.pid).memory_info().rss / 2**20
-            wakes = _wakes(http, api.url, via, args.wakes)
+            wakes = _wakes(http, api.url, via, args.wakes, args.settle)
             direct_s = asyncio.run(_load(direct, args.wakes, 1))[1]
         finally:
             for proc in (activator, upstream):

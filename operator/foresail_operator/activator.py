@@ -117,7 +117,6 @@ class Activator:
         self._pods: dict[Key, list[str]] = {}  # ready pod URLs by (namespace, Service)
         self._load = LeastLoaded()
         self._holds: dict[Key, _Hold] = {}
-        self._counted: set[Key] = set()  # the deployments whose arrivals are exported
         self._watches: list[asyncio.Task] = []
         self._session: aiohttp.ClientSession | None = None
 
@@ -141,12 +140,9 @@ class Activator:
         """Export a deployment's arrivals from 0 while it exists, and wake what is held for it."""
         key = key_of(body)
         if kind == "DELETED":
-            if key in self._counted:
-                ARRIVALS.remove(*key)
-                self._counted.discard(key)
-        elif key not in self._counted:
-            ARRIVALS.labels(*key)  # exported from 0
-            self._counted.add(key)
+            ARRIVALS.remove(*key)
+        else:
+            ARRIVALS.labels(*key)  # exported from 0 (a no-op once it exists)
         if key in self._holds:
             self._holds[key].changed.set()
 
@@ -351,7 +347,7 @@ class Activator:
                 async with upstream:
                     if upstream.status == 429 and base != service:  # full: it did no work
                         refused.add(base)
-                        if any(u not in refused for u in self._pods.get(key, [])):
+                        if any(u not in refused for u in self._pods_of(key)):
                             continue  # another pod may have room
                     return await self._relay(request, upstream, key)
 

@@ -43,7 +43,6 @@ class Informer:
         self.objects: dict[Key, dict[str, Any]] = {}
         self._errors: dict[str | None, ApiError] = {}  # why a namespace's last list or watch failed
         self._unlisted = set(self.namespaces)  # the namespaces never listed yet
-        self._untried = set(self.namespaces)  # the namespaces whose first list has not ended yet
         self._tried = asyncio.Event()  # set once every namespace was listed or failed to be
 
     @property
@@ -96,7 +95,7 @@ class Informer:
             elif _version(self.objects[key]) != _version(obj):  # unchanged ones are not passed on again
                 self._apply("MODIFIED", obj)
         self._unlisted.discard(ns)
-        self._first_try_ended(ns)
+        self._note_tried()
         return _version(listed)
 
     async def _watch(self, ns: str | None, path: str, version: str) -> str:
@@ -110,7 +109,8 @@ class Informer:
                 if not isinstance(obj, dict):
                     raise ApiError(500, "BadEvent", f"a watch event without an object: {str(event)[:200]}")
                 if kind == "ERROR":  # the server's Status: 410 Gone (too old), or a failure
-                    raise ApiError(int(obj.get("code") or 500), obj.get("reason") or "Error",
+                    code = obj.get("code")
+                    raise ApiError(code if isinstance(code, int) else 500, obj.get("reason") or "Error",
                                    obj.get("message") or "the watch ended with an error")
                 version = _version(obj) or version
                 if kind in ("ADDED", "MODIFIED", "DELETED"):
@@ -133,16 +133,15 @@ class Informer:
             log.warning("cannot list or watch %s%s (%s): keeping the last state, trying again in %.0f s, then "
                         "less often", self.plural, f" in {ns}" if ns else "", exc, backoff)
         self._errors[ns] = exc
-        self._first_try_ended(ns)
+        self._note_tried()
 
     def _recovered(self, ns: str | None) -> None:
         if self._errors.pop(ns, None) is not None:
             log.info("%s%s can be listed and watched again", self.plural, f" in {ns}" if ns else "")
-        self._first_try_ended(ns)
 
-    def _first_try_ended(self, ns: str | None) -> None:
-        self._untried.discard(ns)
-        if not self._untried:
+    def _note_tried(self) -> None:
+        """Let readers in once every namespace was listed or failed to be."""
+        if all(ns not in self._unlisted or ns in self._errors for ns in self.namespaces):
             self._tried.set()
 
 

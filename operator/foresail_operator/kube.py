@@ -64,16 +64,13 @@ class KubeClient:
                       content_type: str = "application/json", params: Mapping[str, str] | None = None,
                       retries: int = 3) -> dict[str, Any]:
         """Call the API; retry conflicts, throttling and server errors with backoff; raise ApiError."""
-        if self._closed:
-            raise ApiError(503, "ServiceUnavailable", "the operator is shutting down")
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        session = self._open_session()
         data = None if body is None else json.dumps(body)
         headers = dict(self._headers, **({"Content-Type": content_type} if body is not None else {}))
         for attempt in range(retries + 1):
             try:
-                async with self._session.request(method, self._server + path, data=data, params=params,
-                                                 headers=headers, ssl=self._ssl) as rsp:
+                async with session.request(method, self._server + path, data=data, params=params,
+                                           headers=headers, ssl=self._ssl) as rsp:
                     text = await rsp.text()
                     if rsp.status < 400:
                         return json.loads(text) if text else {}
@@ -114,20 +111,25 @@ class KubeClient:
                     timeout_s: float) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
         """Open a watch and give its events (``{"type", "object"}``, one per line) until the server ends it;
         ApiError when it cannot be opened or breaks off (no read for ``timeout_s``: a dead connection)."""
-        if self._closed:
-            raise ApiError(503, "ServiceUnavailable", "the operator is shutting down")
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        session = self._open_session()
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout.total, sock_read=timeout_s)
         try:
-            async with self._session.get(self._server + path, params={**params, "watch": "true"},
-                                         headers=self._headers, ssl=self._ssl, timeout=timeout) as rsp:
+            async with session.get(self._server + path, params={**params, "watch": "true"},
+                                   headers=self._headers, ssl=self._ssl, timeout=timeout) as rsp:
                 if rsp.status >= 400:
                     raise _api_error(rsp.status, await rsp.text())
                 async with contextlib.aclosing(_events(rsp, path)) as events:
                     yield events
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise ApiError(503, "ServiceUnavailable", f"cannot watch {path}: {exc!r}") from exc
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        """The connection pool, opened on first use; ApiError once the client is closed."""
+        if self._closed:
+            raise ApiError(503, "ServiceUnavailable", "the operator is shutting down")
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
 
     async def close(self) -> None:
         """Close the connection pool; later calls fail with ApiError instead of reopening it."""
