@@ -119,7 +119,7 @@ async def _refresh(memo: kopf.Memo, key: tuple[str, str], llmdeployments: kopf.I
 async def on_llmdeployment(body: kopf.Body, reason: str, diff: kopf.Diff, old: Any, new: Any, name: str,
                            namespace: str, logger: logging.Logger, memo: kopf.Memo, llmdeployments: kopf.Index,
                            owned_deployments: kopf.Index, owned_pods: kopf.Index, **_: Any) -> None:
-    """Create or update the owned Deployment and Service, then the status."""
+    """Create or update the owned Deployment, Service and PodDisruptionBudget, then the status."""
     manual, wake = None, False
     if reason == "update":
         manual = next((value for _op, field, _old, value in diff if field == ("spec", "replicas")), None)

@@ -1,4 +1,4 @@
-"""The Deployment and Service an LLMDeployment owns, planned as data from the spec.
+"""The Deployment, Service and PodDisruptionBudget an LLMDeployment owns, planned as data from the spec.
 
 Pure functions: no API calls, so every pod-template rule is testable without a cluster. The
 replica count is not part of the plan; scaler.py is the one place that writes it.
@@ -180,7 +180,7 @@ def _hash(obj: Any) -> str:
 def deployment(name: str, namespace: str, spec: LLMDeploymentSpec, runtime: Runtime) -> dict[str, Any]:
     """The Deployment, without spec.replicas (see scaler.py), with a hash of the plan."""
     template = pod_template(name, spec, runtime)
-    body = {
+    body: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace, "labels": labels(name, runtime)},
@@ -199,7 +199,7 @@ def deployment(name: str, namespace: str, spec: LLMDeploymentSpec, runtime: Runt
 
 def service(name: str, namespace: str, runtime: Runtime) -> dict[str, Any]:
     """The ClusterIP Service in front of the inference pods (OpenAI API and metrics)."""
-    body = {
+    body: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name, "namespace": namespace, "labels": labels(name, runtime)},
@@ -207,6 +207,28 @@ def service(name: str, namespace: str, runtime: Runtime) -> dict[str, Any]:
             "type": "ClusterIP",
             "selector": selector(name),
             "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+    body["metadata"]["annotations"] = {HASH_ANNOTATION: _hash(body["spec"])}
+    return body
+
+
+def disruption_budget(name: str, namespace: str, spec: LLMDeploymentSpec, runtime: Runtime) -> dict[str, Any] | None:
+    """The PodDisruptionBudget that makes a node drain evict the pods a few at a time; None when disabled.
+
+    Pods that are not ready (loading a model, crash-looping) may always be evicted, so that they
+    never hold a drain up.
+    """
+    if spec.max_unavailable is None:
+        return None
+    body: dict[str, Any] = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels(name, runtime)},
+        "spec": {
+            "selector": {"matchLabels": selector(name)},
+            "maxUnavailable": spec.max_unavailable,
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
         },
     }
     body["metadata"]["annotations"] = {HASH_ANNOTATION: _hash(body["spec"])}

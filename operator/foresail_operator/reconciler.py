@@ -1,4 +1,4 @@
-"""Reconcile one LLMDeployment: its owned Deployment and Service, and its status.
+"""Reconcile one LLMDeployment: its owned Deployment, Service and PodDisruptionBudget, and its status.
 
 Called by the kopf handlers on create, update, resume and on changes of owned objects. Every
 step is idempotent, so a restart at any point (even after SIGKILL) converges to the same state.
@@ -68,9 +68,27 @@ async def _ensure(client: KubeClient, body: dict[str, Any], plural: str, api_ver
     return current
 
 
+async def _remove_owned(client: KubeClient, path: str, owner: Mapping[str, Any], logger: logging.Logger) -> None:
+    """Delete the object at `path` if this owner owns it (never one a user made under the same name)."""
+    current = await client.get(path)
+    uid = owner["metadata"]["uid"]
+    if current is None or uid not in {r.get("uid") for r in current["metadata"].get("ownerReferences") or ()}:
+        return
+    kind, name = current.get("kind", "object"), current["metadata"]["name"]
+    try:
+        await client.request("DELETE", path, {"apiVersion": "v1", "kind": "DeleteOptions",
+                                              "preconditions": {"uid": current["metadata"]["uid"]}})
+    except ApiError as exc:
+        if exc.status not in (404, 409):  # gone already, or replaced by another object since the GET
+            raise
+        return
+    logger.info("deleted %s %s (disabled in the spec)", kind, name)
+    kopf.info(owner, reason="Deleted", message=f"Deleted {kind} {name} (disabled in the spec)")
+
+
 async def reconcile(client: KubeClient, config: OperatorConfig, body: Mapping[str, Any],
                     logger: logging.Logger, manual_replicas: int | None = None, wake: bool = False) -> dict[str, Any]:
-    """Bring the owned Deployment and Service in line with the spec; return the Deployment.
+    """Bring the owned Deployment, Service and PodDisruptionBudget in line with the spec; return the Deployment.
 
     `manual_replicas` is a replica count written through the scale subresource (kubectl scale)
     while autoscaling is on: it is applied at once, clamped to [minReplicas, maxReplicas].
@@ -83,8 +101,13 @@ async def reconcile(client: KubeClient, config: OperatorConfig, body: Mapping[st
     owner = dict(body)
     service = plan.service(name, namespace, runtime)
     deployment = plan.deployment(name, namespace, spec, runtime)
-    kopf.adopt([service, deployment], owner=owner, nested=())
+    budget = plan.disruption_budget(name, namespace, spec, runtime)
+    kopf.adopt([service, deployment] + ([budget] if budget else []), owner=owner, nested=())
     await _ensure(client, service, "services", "v1", None, logger, owner)
+    if budget is not None:
+        await _ensure(client, budget, "poddisruptionbudgets", "policy/v1", None, logger, owner)
+    else:
+        await _remove_owned(client, path_for("policy/v1", "poddisruptionbudgets", namespace, name), owner, logger)
     live = await _ensure(client, deployment, "deployments", "apps/v1", initial_replicas(spec), logger, owner)
     current = int(live.get("spec", {}).get("replicas") or 0)
     target, why = None, ""

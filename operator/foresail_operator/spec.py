@@ -88,6 +88,7 @@ class LLMDeploymentSpec:
     min_replicas: int = 1
     max_replicas: int = 10
     replicas: int | None = None
+    max_unavailable: int | str | None = 1  # the PodDisruptionBudget's maxUnavailable (None: no budget)
 
     @property
     def autoscaling_on(self) -> bool:
@@ -109,6 +110,20 @@ class SpecError(ValueError):
 
 
 _DURATION = re.compile(r"^(auto|[0-9]+(s|m))$")
+_PERCENT = re.compile(r"^([1-9][0-9]?|100)%$")
+
+
+def _max_unavailable(budget: Mapping[str, Any]) -> int | str | None:
+    """spec.disruptionBudget as the budget's maxUnavailable: a count of at least 1, a percentage, or None."""
+    if not budget.get("enabled", True):
+        return None
+    value = budget.get("maxUnavailable", 1)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    if isinstance(value, str) and _PERCENT.match(value):
+        return value
+    raise SpecError("spec.disruptionBudget.maxUnavailable must be a count of at least 1 or a percentage "
+                    "from 1% to 100% (0 would block every node drain)")
 
 
 def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
@@ -182,6 +197,7 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
         min_replicas=int(spec.get("minReplicas", 1)),
         max_replicas=int(spec.get("maxReplicas", 10)),
         replicas=None if spec.get("replicas") is None else int(spec["replicas"]),
+        max_unavailable=_max_unavailable(spec.get("disruptionBudget") or {}),
     )
     if parsed.min_replicas > parsed.max_replicas:
         raise SpecError("spec.minReplicas must be less than or equal to spec.maxReplicas")

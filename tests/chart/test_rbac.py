@@ -86,7 +86,8 @@ def operator_env(objects: list[dict[str, Any]], kubeconfig: Path) -> dict[str, s
 
 
 def run_scenario(kube: Kube) -> None:
-    """Create (with a token Secret), scale, change the runtime, delete: every API path the operator has."""
+    """Create (with a token Secret), scale, change the runtime and the disruption budget, delete: every API
+    path the operator has."""
     kube.create(f"/api/v1/namespaces/{WATCHED}/secrets", {
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hf-token"}, "stringData": {"token": "x"}})
     doc = yaml.safe_load((ROOT / "examples" / "minimal.yaml").read_text())
@@ -105,6 +106,12 @@ def run_scenario(kube: Kube) -> None:
              what="the Deployment patched")
     wait_for(lambda: kube.get(service)["metadata"]["annotations"]["foresail.dev/plan-hash"] != "older",
              timeout=30, what="the Service patched")
+    # The disruption budget widened, then disabled: the operator patches it, then deletes it.
+    budget = f"/apis/policy/v1/namespaces/{WATCHED}/poddisruptionbudgets/tiny"
+    kube.merge(f"{LLMD}/tiny", {"spec": {"disruptionBudget": {"maxUnavailable": "50%"}}})
+    wait_for(lambda: kube.get(budget)["spec"]["maxUnavailable"] == "50%", timeout=30, what="the budget patched")
+    kube.merge(f"{LLMD}/tiny", {"spec": {"disruptionBudget": {"enabled": False}}})
+    wait_for(lambda: kube.get(budget) is None, timeout=30, what="the budget deleted")
     kube.delete(f"{LLMD}/tiny")
     wait_for(lambda: kube.get(f"{LLMD}/tiny") is None, timeout=30, what="deletion")
 

@@ -18,6 +18,7 @@ from tests.operator.conftest import LLMD, Operator
 NS = "default"
 DEPLOY = "/apis/apps/v1/namespaces/default/deployments"
 SERVICES = "/api/v1/namespaces/default/services"
+BUDGETS = "/apis/policy/v1/namespaces/default/poddisruptionbudgets"
 PODS = "/api/v1/namespaces/default/pods"
 EVENTS = "/api/v1/namespaces/default/events"
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -60,6 +61,10 @@ def test_each_example_gets_its_deployment_and_service(cluster, operator, path: P
     svc = wait_for(lambda: cluster.kube.get(f"{SERVICES}/{name}"), what="the Service")
     assert svc["metadata"]["ownerReferences"][0]["uid"] == owner["metadata"]["uid"]
     assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    budget = wait_for(lambda: cluster.kube.get(f"{BUDGETS}/{name}"), what="the PodDisruptionBudget")
+    assert budget["metadata"]["ownerReferences"][0]["uid"] == owner["metadata"]["uid"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    assert budget["spec"]["maxUnavailable"] == 1
     container = dep["spec"]["template"]["spec"]["containers"][0]
     gpus = doc["spec"].get("resources", {}).get("gpus", 0)
     assert container["resources"].get("limits", {}).get("nvidia.com/gpu", 0) == gpus
@@ -127,7 +132,30 @@ def test_deleting_cleans_up(cluster, operator):
     wait_for(lambda: cluster.kube.get(PODS)["items"], what="a pod")
     kubectl(cluster.kubeconfig, "delete", "llmd", "tiny")
     wait_for(lambda: deployment(cluster, "tiny") is None and cluster.kube.get(f"{SERVICES}/tiny") is None
-             and not cluster.kube.get(PODS)["items"], what="everything gone")
+             and cluster.kube.get(f"{BUDGETS}/tiny") is None and not cluster.kube.get(PODS)["items"],
+             what="everything gone")
+    assert operator.alive()
+
+
+def test_the_disruption_budget_follows_the_spec_and_spares_a_users_own(cluster, operator):
+    doc = load("minimal.yaml")
+    apply(cluster, doc)
+    wait_for(lambda: cluster.kube.get(f"{BUDGETS}/tiny"), what="the PodDisruptionBudget")
+    doc["spec"]["disruptionBudget"] = {"maxUnavailable": "50%"}
+    apply(cluster, doc)
+    wait_for(lambda: cluster.kube.get(f"{BUDGETS}/tiny")["spec"]["maxUnavailable"] == "50%", what="50%")
+    doc["spec"]["disruptionBudget"] = {"enabled": False}  # the user manages their own
+    apply(cluster, doc)
+    wait_for(lambda: cluster.kube.get(f"{BUDGETS}/tiny") is None, what="the budget deleted")
+    assert any(e["reason"] == "Deleted" for e in events_for(cluster, "tiny"))
+    mine = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "tiny"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"foresail.dev/llmdeployment": "tiny"}}}}
+    uid = cluster.kube.create(BUDGETS, mine)["metadata"]["uid"]
+    doc["spec"]["minReplicas"] = 2  # another reconcile, with the budget still disabled
+    apply(cluster, doc)
+    wait_for(lambda: deployment(cluster, "tiny")["spec"]["replicas"] == 2, what="2 replicas")
+    kept = cluster.kube.get(f"{BUDGETS}/tiny")
+    assert kept["metadata"]["uid"] == uid and "ownerReferences" not in kept["metadata"]
     assert operator.alive()
 
 
@@ -184,6 +212,9 @@ INVALID = [
     ({"model": {"source": "a/b"}, "autoscaling": {"forecast": {"quantile": 1.5}}}, "spec.autoscaling.forecast.quantile"),
     ({"model": {"source": "a/b"}, "autoscaling": {"forecast": {"horizon": "soon"}}}, "spec.autoscaling.forecast.horizon"),
     ({"model": {"source": "a/b"}, "replicas": 20, "maxReplicas": 4}, "replicas"),
+    ({"model": {"source": "a/b"}, "disruptionBudget": {"maxUnavailable": 0}}, "spec.disruptionBudget.maxUnavailable"),
+    ({"model": {"source": "a/b"}, "disruptionBudget": {"maxUnavailable": "half"}},
+     "spec.disruptionBudget.maxUnavailable"),
     ({"model": {"source": "not a model!"}}, "spec.model.source"),
     ({"model": {"source": "a/b", "cache": {"pvc": "c", "hostPath": "/x"}}}, "spec.model.cache"),
     ({"model": {"source": "a/b"}, "runtime": {"env": [{"name": "BAD NAME"}]}}, "spec.runtime.env[0].name"),

@@ -114,6 +114,9 @@ def test_image_override_order():
     ({"model": {"source": "a"}, "autoscaling": {"mode": "fast"}}, "spec.autoscaling.mode"),
     ({"model": {"source": "a"}, "autoscaling": {"forecast": {"horizon": "soon"}}}, "horizon"),
     ({"model": {"source": "a"}, "resources": {"gpus": 2}}, "spec.resources.gpus"),
+    ({"model": {"source": "a"}, "disruptionBudget": {"maxUnavailable": 0}}, "spec.disruptionBudget.maxUnavailable"),
+    ({"model": {"source": "a"}, "disruptionBudget": {"maxUnavailable": "0%"}}, "spec.disruptionBudget.maxUnavailable"),
+    ({"model": {"source": "a"}, "disruptionBudget": {"maxUnavailable": True}}, "spec.disruptionBudget.maxUnavailable"),
 ])
 def test_spec_errors_name_the_field(bad, field):
     with pytest.raises(SpecError, match=field.replace(".", r"\.")):
@@ -125,6 +128,23 @@ def test_more_than_one_gpu_is_for_the_runtimes_that_use_them():
     for name in ("vllm", "tgi", "sglang"):
         assert parse_spec({"model": {"source": "a"}, "runtime": {"name": name}, "resources": {"gpus": 2}})
     assert parse_spec({"model": {"source": "a"}, "resources": {"gpus": 1}}).resources.gpus == 1
+
+
+def test_the_disruption_budget_covers_the_pods_and_can_be_disabled():
+    """By default a drain evicts one ready pod at a time; a percentage passes through; disabled: no budget."""
+    spec = parse_spec({"model": {"source": "a"}})
+    runtime = runtime_for(spec)
+    budget = plan.disruption_budget("m", "ns", spec, runtime)
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    pods = plan.deployment("m", "ns", spec, runtime)["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pods.items()
+    wider = parse_spec({"model": {"source": "a"}, "disruptionBudget": {"maxUnavailable": "25%"}})
+    changed = plan.disruption_budget("m", "ns", wider, runtime)
+    assert changed["spec"]["maxUnavailable"] == "25%"
+    assert changed["metadata"]["annotations"] != budget["metadata"]["annotations"]  # the plan hash
+    off = parse_spec({"model": {"source": "a"}, "disruptionBudget": {"enabled": False, "maxUnavailable": 0}})
+    assert plan.disruption_budget("m", "ns", off, runtime) is None
 
 
 def test_horizon_auto_uses_the_measured_cold_start():

@@ -28,6 +28,8 @@ from tests.operator.conftest import Operator
 from tests.reliability.conftest import install_crds
 from tests.reliability.support import DEPLOYS, LLMDS, condition
 
+PDBS = "/apis/policy/v1/namespaces/default/poddisruptionbudgets"
+
 OMIT = object()
 _names = itertools.count()
 PROPERTY_SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
@@ -100,6 +102,12 @@ FIELDS: dict[tuple[str, ...], tuple[list[Any], list[tuple[Any, str]]]] = {
         [({"horizon": "soon"}, "spec.autoscaling.forecast.horizon"),
          ({"quantile": 1.0}, "spec.autoscaling.forecast.quantile"),
          ({"coldStartSeconds": 0}, "spec.autoscaling.forecast.coldStartSeconds")]),
+    ("disruptionBudget", "enabled"): pick([True, False], [("yes", "spec.disruptionBudget.enabled")]),
+    ("disruptionBudget", "maxUnavailable"): pick(
+        [1, 3, "25%", "100%"],
+        [(0, "spec.disruptionBudget.maxUnavailable"), ("0%", "spec.disruptionBudget.maxUnavailable"),
+         ("101%", "spec.disruptionBudget.maxUnavailable"), ("half", "spec.disruptionBudget.maxUnavailable"),
+         (1.5, "spec.disruptionBudget.maxUnavailable")]),
     ("autoscaling", "scaleDown"): pick([{"stabilizationSeconds": 0}, {"stabilizationSeconds": 3600}],
                                        [({"stabilizationSeconds": 3601}, "spec.autoscaling.scaleDown.stabilizationSeconds")]),
 }
@@ -205,6 +213,12 @@ def test_the_schema_accepts_exactly_the_valid_specs_and_names_the_field(server, 
     created = post(server, DEPLOYS, deployment)
     assert created.status_code == 201, f"the planned Deployment for {stored} was refused: {created.text[:800]}"
     server.kube.delete(f"{DEPLOYS}/{name}")
+    budget = plan.disruption_budget(name, "default", parsed, runtime_for(parsed))
+    assert (budget is None) == (stored["disruptionBudget"].get("enabled") is False)
+    if budget is not None:
+        created = post(server, PDBS, budget)
+        assert created.status_code == 201, f"the planned budget for {stored} was refused: {created.text[:800]}"
+        server.kube.delete(f"{PDBS}/{name}")
     server.kube.delete(f"{LLMDS}/{name}")
 
 

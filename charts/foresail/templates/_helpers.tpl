@@ -104,6 +104,10 @@ What the operator does in each namespace it manages, derived from its API calls
 - apiGroups: [""]
   resources: [services]
   verbs: [get, create, patch]
+# `delete` only for the budget of a deployment whose spec disables it (disruptionBudget.enabled: false).
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, create, patch, delete]
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
