@@ -173,44 +173,38 @@ def pod_template(name: str, spec: LLMDeploymentSpec, runtime: Runtime) -> dict[s
     }
 
 
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+def _owned(api_version: str, kind: str, name: str, namespace: str, runtime: Runtime,
+           spec: dict[str, Any]) -> dict[str, Any]:
+    """An owned object with the common labels and a hash of its spec (what _ensure compares)."""
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace, "labels": labels(name, runtime),
+                     "annotations": {HASH_ANNOTATION: digest}},
+        "spec": spec,
+    }
 
 
 def deployment(name: str, namespace: str, spec: LLMDeploymentSpec, runtime: Runtime) -> dict[str, Any]:
     """The Deployment, without spec.replicas (see scaler.py), with a hash of the plan."""
-    template = pod_template(name, spec, runtime)
-    body: dict[str, Any] = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels(name, runtime)},
-        "spec": {
-            "selector": {"matchLabels": selector(name)},
-            "template": template,
-            # Keep serving capacity while a new model rolls out: add one, then remove one.
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "progressDeadlineSeconds": 3600,
-            "revisionHistoryLimit": 3,
-        },
-    }
-    body["metadata"]["annotations"] = {HASH_ANNOTATION: _hash(body["spec"])}
-    return body
+    return _owned("apps/v1", "Deployment", name, namespace, runtime, {
+        "selector": {"matchLabels": selector(name)},
+        "template": pod_template(name, spec, runtime),
+        # Keep serving capacity while a new model rolls out: add one, then remove one.
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        "progressDeadlineSeconds": 3600,
+        "revisionHistoryLimit": 3,
+    })
 
 
 def service(name: str, namespace: str, runtime: Runtime) -> dict[str, Any]:
     """The ClusterIP Service in front of the inference pods (OpenAI API and metrics)."""
-    body: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels(name, runtime)},
-        "spec": {
-            "type": "ClusterIP",
-            "selector": selector(name),
-            "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
-        },
-    }
-    body["metadata"]["annotations"] = {HASH_ANNOTATION: _hash(body["spec"])}
-    return body
+    return _owned("v1", "Service", name, namespace, runtime, {
+        "type": "ClusterIP",
+        "selector": selector(name),
+        "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
+    })
 
 
 def disruption_budget(name: str, namespace: str, spec: LLMDeploymentSpec, runtime: Runtime) -> dict[str, Any] | None:
@@ -221,15 +215,8 @@ def disruption_budget(name: str, namespace: str, spec: LLMDeploymentSpec, runtim
     """
     if spec.max_unavailable is None:
         return None
-    body: dict[str, Any] = {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels(name, runtime)},
-        "spec": {
-            "selector": {"matchLabels": selector(name)},
-            "maxUnavailable": spec.max_unavailable,
-            "unhealthyPodEvictionPolicy": "AlwaysAllow",
-        },
-    }
-    body["metadata"]["annotations"] = {HASH_ANNOTATION: _hash(body["spec"])}
-    return body
+    return _owned("policy/v1", "PodDisruptionBudget", name, namespace, runtime, {
+        "selector": {"matchLabels": selector(name)},
+        "maxUnavailable": spec.max_unavailable,
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+    })
