@@ -247,7 +247,7 @@ def _validate_object(value: dict[str, Any], schema: Schema, path: str, where: st
         if key in props:
             causes += validate(item, props[key], child_path(path, key), root=False)
         elif isinstance(additional, dict):
-            causes += validate(item, additional, f"{path}[{key}]", root=False)
+            causes += validate(item, additional, child_path(path, key), root=False)
     return causes
 
 

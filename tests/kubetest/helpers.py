@@ -52,6 +52,7 @@ WIDGET_CRD: dict[str, Any] = {
                                      "items": {"type": "string"}},
                             "extra": {"type": "object",
                                       "x-kubernetes-preserve-unknown-fields": True},
+                            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
                         },
                     },
                     "status": {

@@ -25,6 +25,9 @@ def _causes(body: dict[str, Any]) -> dict[str, str]:
     ({"model": "x" * 21}, "spec.model", "FieldValueTooLong", "may not be more than 20"),
     ({"tags": ["a", "b", "c"]}, "spec.tags", "FieldValueTooMany", "must have at most 2 items"),
     ({"port": 1.5}, "spec.port", "FieldValueTypeInvalid", "integer or string"),
+    # a map's key joins the path with a dot, as the real server writes it (not as [key])
+    ({"labels": {"team": 1}}, "spec.labels.team", "FieldValueTypeInvalid", "spec.labels.team in body must be "
+                                                                          "of type string"),
     ({"minReplicas": 5, "maxReplicas": 3}, "spec.minReplicas", "FieldValueInvalid",
      "Invalid value: 5: must be less than or equal to maxReplicas"),
 ])
