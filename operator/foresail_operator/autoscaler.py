@@ -8,7 +8,8 @@ replays. Rules:
 - advisory mode: compute and report recommendedReplicas, never write replicas;
 - a manual scale (kubectl scale) is applied at once by the reconciler and then held as a floor for
   the scale-down stabilisation window; scale-up stays possible;
-- the forecast horizon is the measured cold start plus one interval when the spec says auto.
+- the forecast horizon is the measured cold start plus one interval when the spec says auto;
+- a schedule's floor (autoscaling.schedules) holds from a horizon before its window opens until it closes.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from foresail_operator.kube import KubeClient
 from foresail_operator.metrics import MetricsError, Signals
 from foresail_operator.reconciler import record_scale
 from foresail_operator.scaler import set_replicas
+from foresail_operator.schedule import scheduled_floor
 from foresail_operator.spec import LLMDeploymentSpec
 from foresail_operator.status import PodSummary, measured_cold_start, parse_time
 
@@ -267,6 +269,10 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
         decision.reason += " (demand counted at the activator: no pod reports it)"
     if held and waiting is not None:
         decision.reason += f" ({held} of the queued requests held at the activator)"
+    floor = scheduled_floor(spec.autoscaling.schedules, now, spec.autoscaling.horizon_s(cold_start))
+    if floor is not None and floor.replicas > decision.replicas:
+        decision.reason = f"{floor.reason} (demand and forecast: {decision.replicas}; {decision.reason})"
+        decision.replicas = min(floor.replicas, spec.max_replicas)
     target = decision.replicas
     status = body.get("status") or {}
     if _manual_hold(status, spec, now) and target < current:

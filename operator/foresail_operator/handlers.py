@@ -26,6 +26,7 @@ from foresail_operator.spec import SpecError, parse_spec
 from foresail_operator.status import PodSummary
 
 OWNED = {OWNER_LABEL: kopf.PRESENT}
+INVALID_SPEC_RECHECK_S = 5.0  # how often a decision loop looks again at a spec it cannot act on
 _locks: dict[tuple[str, str], asyncio.Lock] = {}
 
 
@@ -206,8 +207,9 @@ async def autoscale(stopped: kopf.DaemonStopped, name: str, namespace: str, logg
                 return
             try:
                 spec = parse_spec(body.get("spec") or {})
-            except SpecError:
-                return
+            except SpecError:  # reported by the reconciler (Degraded, InvalidSpec); decide again once fixed
+                await stopped.wait(INVALID_SPEC_RECHECK_S)
+                continue
             pods = list(owned_pods.get(key, ()))
             if loop.needs_backfill(spec):
                 loop.configure(spec, None)

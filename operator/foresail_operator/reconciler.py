@@ -16,7 +16,7 @@ from foresail_operator.config import OperatorConfig
 from foresail_operator.kube import ApiError, KubeClient, path_for
 from foresail_operator.runtimes import runtime_for
 from foresail_operator.scaler import set_replicas
-from foresail_operator.spec import LLMDeploymentSpec, parse_spec
+from foresail_operator.spec import LLMDeploymentSpec, SpecError, parse_spec
 from foresail_operator.status import PodSummary, now_iso, workload_status
 
 
@@ -172,15 +172,18 @@ async def refresh_status(client: KubeClient, body: Mapping[str, Any], deployment
     """
     meta = body["metadata"]
     previous = body.get("status") or {}
+    problems = list(extra_problems or [])
     try:
         spec = parse_spec(body.get("spec") or {})
-    except ValueError:
-        return False
-    problems = list(extra_problems or []) + await secret_problems(client, meta["namespace"], spec)
+    except SpecError:  # the caller passes the error in extra_problems (InvalidSpec)
+        autoscaling_on = ((body.get("spec") or {}).get("autoscaling") or {}).get("mode") != "off"
+    else:
+        autoscaling_on = spec.autoscaling_on
+        problems += await secret_problems(client, meta["namespace"], spec)
     desired = int(((deployment or {}).get("spec") or {}).get("replicas") or 0)
     new = workload_status(
         name=meta["name"], generation=meta.get("generation"), desired=desired, deployment=deployment,
-        pods=list(pods), problems=problems, previous=previous, autoscaling_on=spec.autoscaling_on,
+        pods=list(pods), problems=problems, previous=previous, autoscaling_on=autoscaling_on,
         autoscaler=(autoscaler or {}).get("conditions"))
     new["selector"] = plan.selector_string(meta["name"])
     new.update((autoscaler or {}).get("fields") or {})

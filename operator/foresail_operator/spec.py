@@ -7,9 +7,13 @@ only make the operator safe against objects written before a default existed.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from foresail_operator.schedule import DAYS, Schedule
 
 RUNTIMES = ("foresail", "vllm", "tgi", "sglang")
 MODES = ("predictive", "reactive", "advisory", "off")
@@ -68,6 +72,7 @@ class AutoscalingSpec:
     scale_down_stabilization_s: float = 300.0
     scale_to_zero: bool = False
     idle_s: float = 600.0
+    schedules: tuple[Schedule, ...] = ()  # windows with a replica floor, raised a horizon ahead
 
     def horizon_s(self, measured_cold_start_s: float | None) -> float:
         """The forecast horizon: a fixed duration, or the (measured) cold start plus one interval."""
@@ -124,6 +129,27 @@ def _max_unavailable(budget: Mapping[str, Any]) -> int | str | None:
         return value
     raise SpecError("spec.disruptionBudget.maxUnavailable must be a count of at least 1 or a percentage "
                     "from 1% to 100% (0 would block every node drain)")
+
+
+def _schedule(i: int, item: Mapping[str, Any]) -> Schedule:
+    """One entry of spec.autoscaling.schedules; SpecError names the field."""
+    where = f"spec.autoscaling.schedules[{i}]"
+    try:
+        start, end = dt.time.fromisoformat(str(item["start"])), dt.time.fromisoformat(str(item["end"]))
+    except (KeyError, ValueError):
+        raise SpecError(f"{where}.start and .end must be times of day such as 09:00 and 18:00") from None
+    if start == end:
+        raise SpecError(f"{where}: start and end are the same time (a window past midnight ends the next day)")
+    zone = str(item.get("timeZone", "UTC"))
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SpecError(f"{where}.timeZone: unknown time zone {zone!r} (an IANA name such as Europe/Paris)") from None
+    days = item.get("days") or DAYS
+    if not set(days) <= set(DAYS):
+        raise SpecError(f"{where}.days must name days as {', '.join(DAYS)}")
+    return Schedule(name=str(item.get("name") or f"#{i}"), start=start, end=end, zone=tz,
+                    min_replicas=int(item.get("minReplicas", 1)), days=tuple(sorted({DAYS.index(d) for d in days})))
 
 
 def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
@@ -193,6 +219,7 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
             ),
             scale_to_zero=bool((scaling.get("scaleToZero") or {}).get("enabled", False)),
             idle_s=float((scaling.get("scaleToZero") or {}).get("idleSeconds", 600)),
+            schedules=tuple(_schedule(i, item) for i, item in enumerate(scaling.get("schedules") or ())),
         ),
         min_replicas=int(spec.get("minReplicas", 1)),
         max_replicas=int(spec.get("maxReplicas", 10)),
@@ -201,6 +228,9 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
     )
     if parsed.min_replicas > parsed.max_replicas:
         raise SpecError("spec.minReplicas must be less than or equal to spec.maxReplicas")
+    for i, schedule in enumerate(parsed.autoscaling.schedules):
+        if schedule.min_replicas > parsed.max_replicas:
+            raise SpecError(f"spec.autoscaling.schedules[{i}].minReplicas must be at most spec.maxReplicas")
     if parsed.resources.gpus > 1 and parsed.runtime.name == "foresail":
         raise SpecError("spec.resources.gpus: the foresail runtime runs a model on one GPU (0 or 1); vllm, tgi "
                         "and sglang use more, in tensor parallel")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import re
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -159,6 +161,44 @@ def test_the_disruption_budget_follows_the_spec_and_spares_a_users_own(cluster, 
     assert operator.alive()
 
 
+def test_a_schedule_raises_the_replicas_a_horizon_before_its_window_opens(cluster, operator):
+    now = dt.datetime.now(dt.timezone.utc)
+    opens = (now + dt.timedelta(minutes=3)).replace(second=0, microsecond=0)  # 2 to 3 minutes ahead
+
+    def window(name: str, start: dt.datetime, replicas: int) -> dict:
+        return {"name": name, "start": f"{start:%H:%M}", "end": f"{start + dt.timedelta(hours=1):%H:%M}",
+                "minReplicas": replicas}
+
+    doc = load("minimal.yaml")
+    doc["spec"]["autoscaling"] = {"intervalSeconds": 5, "forecast": {"horizon": "5m"},
+                                  "schedules": [window("launch", opens, 3),
+                                                window("later", opens + dt.timedelta(hours=3), 5)]}
+    apply(cluster, doc)
+    reason = wait_for(lambda: "schedule launch" in (r := llmd(cluster, "tiny").get("status", {}).get(
+        "lastScaleReason", "")) and r, what="the schedule's reason")
+    assert time.time() < opens.timestamp() and "before it opens" in reason
+    assert deployment(cluster, "tiny")["spec"]["replicas"] == 3  # not the later window's 5
+    assert any("schedule launch" in e["message"] for e in events_for(cluster, "tiny") if e["reason"] == "Scaled")
+
+
+def test_an_unknown_time_zone_degrades_until_fixed_then_the_schedule_applies(cluster, operator):
+    """The schema checks a time zone's form only; the operator names an unknown one, and decides again once
+    the spec is fixed."""
+    now = dt.datetime.now(dt.timezone.utc)
+    doc = load("minimal.yaml")
+    doc["spec"]["autoscaling"] = {"intervalSeconds": 5, "schedules": [{
+        "name": "now", "start": f"{now - dt.timedelta(hours=1):%H:%M}", "end": f"{now + dt.timedelta(hours=1):%H:%M}",
+        "timeZone": "Mars/Olympus", "minReplicas": 2}]}
+    apply(cluster, doc)
+    degraded = wait_for(lambda: condition(llmd(cluster, "tiny"), "Degraded"), what="Degraded")
+    assert degraded["reason"] == "InvalidSpec" and "schedules[0].timeZone" in degraded["message"]
+    assert deployment(cluster, "tiny") is None
+    doc["spec"]["autoscaling"]["schedules"][0]["timeZone"] = "UTC"
+    apply(cluster, doc)
+    wait_for(lambda: (d := deployment(cluster, "tiny")) and d["spec"]["replicas"] == 2, what="the schedule's 2 replicas")
+    wait_for(lambda: condition(llmd(cluster, "tiny"), "Degraded").get("status") == "False", what="no longer Degraded")
+
+
 def test_a_deleted_deployment_is_recreated(cluster, operator):
     apply(cluster, load("minimal.yaml"))
     uid = wait_for(lambda: deployment(cluster, "tiny"), what="the Deployment")["metadata"]["uid"]
@@ -215,6 +255,14 @@ INVALID = [
     ({"model": {"source": "a/b"}, "disruptionBudget": {"maxUnavailable": 0}}, "spec.disruptionBudget.maxUnavailable"),
     ({"model": {"source": "a/b"}, "disruptionBudget": {"maxUnavailable": "half"}},
      "spec.disruptionBudget.maxUnavailable"),
+    ({"model": {"source": "a/b"}, "autoscaling": {"schedules": [{"start": "9am", "end": "18:00", "minReplicas": 2}]}},
+     "spec.autoscaling.schedules[0].start"),
+    ({"model": {"source": "a/b"}, "autoscaling": {"schedules": [{"start": "09:00", "end": "09:00", "minReplicas": 2}]}},
+     "spec.autoscaling.schedules[0]"),
+    ({"model": {"source": "a/b"}, "maxReplicas": 4, "autoscaling": {"schedules": [
+        {"start": "09:00", "end": "18:00", "minReplicas": 8}]}}, "spec.autoscaling.schedules"),
+    ({"model": {"source": "a/b"}, "autoscaling": {"schedules": [
+        {"start": "09:00", "end": "18:00", "minReplicas": 2, "days": ["Funday"]}]}}, "spec.autoscaling.schedules[0].days[0]"),
     ({"model": {"source": "not a model!"}}, "spec.model.source"),
     ({"model": {"source": "a/b", "cache": {"pvc": "c", "hostPath": "/x"}}}, "spec.model.cache"),
     ({"model": {"source": "a/b"}, "runtime": {"env": [{"name": "BAD NAME"}]}}, "spec.runtime.env[0].name"),

@@ -108,6 +108,16 @@ FIELDS: dict[tuple[str, ...], tuple[list[Any], list[tuple[Any, str]]]] = {
         [(0, "spec.disruptionBudget.maxUnavailable"), ("0%", "spec.disruptionBudget.maxUnavailable"),
          ("101%", "spec.disruptionBudget.maxUnavailable"), ("half", "spec.disruptionBudget.maxUnavailable"),
          (1.5, "spec.disruptionBudget.maxUnavailable")]),
+    ("autoscaling", "schedules"): pick(
+        [[{"start": "09:00", "end": "18:00", "minReplicas": 1}],
+         [{"name": "nightly", "days": ["Sat", "Sun"], "start": "22:30", "end": "02:00", "timeZone": "America/New_York",
+           "minReplicas": 1}]],
+        [([{"start": "24:00", "end": "18:00", "minReplicas": 1}], "spec.autoscaling.schedules[0].start"),
+         ([{"start": "09:00", "end": "09:00", "minReplicas": 1}], "spec.autoscaling.schedules[0]"),
+         ([{"start": "09:00", "end": "18:00", "minReplicas": 0}], "spec.autoscaling.schedules[0].minReplicas"),
+         ([{"start": "09:00", "end": "18:00"}], "spec.autoscaling.schedules[0].minReplicas"),
+         ([{"start": "09:00", "end": "18:00", "minReplicas": 1, "days": []}], "spec.autoscaling.schedules[0].days"),
+         ([{"start": "09:00", "end": "18:00", "minReplicas": 1, "timeZone": "not a zone"}], "spec.autoscaling.schedules[0].timeZone")]),
     ("autoscaling", "scaleDown"): pick([{"stabilizationSeconds": 0}, {"stabilizationSeconds": 3600}],
                                        [({"stabilizationSeconds": 3601}, "spec.autoscaling.scaleDown.stabilizationSeconds")]),
 }

@@ -1,0 +1,108 @@
+"""Scheduled replica floors (spec.autoscaling.schedules): the windows in local time, raised a horizon
+ahead, and the floor through the operator's decision loop."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from foresail_operator.schedule import scheduled_floor
+from foresail_operator.spec import SpecError, parse_spec
+from tests.operator.advisory import decisions
+
+PARIS = ZoneInfo("Europe/Paris")
+LEAD = 300.0
+
+
+def schedules(*items: dict) -> tuple:
+    return parse_spec({"model": {"source": "a"}, "autoscaling": {"schedules": list(items)}}).autoscaling.schedules
+
+
+def at(day: str, hhmm: str, zone: ZoneInfo = PARIS) -> float:
+    """Unix time of a local date and time."""
+    return dt.datetime.fromisoformat(f"{day}T{hhmm}").replace(tzinfo=zone).timestamp()
+
+
+WORKDAYS = schedules({"name": "office", "days": ["Mon", "Tue", "Wed", "Thu", "Fri"], "start": "09:00",
+                      "end": "18:00", "timeZone": "Europe/Paris", "minReplicas": 4})
+
+
+@pytest.mark.parametrize("when, floor", [
+    (("2026-12-07", "08:00"), None),  # a Monday, an hour before
+    (("2026-12-07", "08:56"), 4),  # 240 s before it opens: within the 300-s lead
+    (("2026-12-07", "12:00"), 4),
+    (("2026-12-07", "17:59"), 4),
+    (("2026-12-07", "18:00"), None),  # closed at its end
+    (("2026-12-12", "12:00"), None),  # a Saturday
+    (("2026-12-14", "08:56"), 4),  # Monday again, after a weekend
+])
+def test_a_weekday_window_in_local_time(when, floor):
+    found = scheduled_floor(WORKDAYS, at(*when), LEAD)
+    assert (found.replicas if found else None) == floor
+
+
+def test_the_reason_says_which_schedule_and_how_far_ahead():
+    ahead = scheduled_floor(WORKDAYS, at("2026-12-07", "08:56"), LEAD)
+    assert ahead.reason == ("schedule office (09:00-18:00 Europe/Paris Mon,Tue,Wed,Thu,Fri) holds at least 4 "
+                            "replicas, 240 s before it opens (the cold start)")
+    assert "before it opens" not in scheduled_floor(WORKDAYS, at("2026-12-07", "09:00"), LEAD).reason
+
+
+def test_a_window_past_midnight_belongs_to_the_day_it_opens():
+    nightly = schedules({"name": "batch", "days": ["Fri"], "start": "22:00", "end": "02:00", "minReplicas": 2})
+    utc = ZoneInfo("UTC")
+    assert scheduled_floor(nightly, at("2026-12-12", "01:00", utc), 0).replicas == 2  # Saturday, 01:00
+    assert scheduled_floor(nightly, at("2026-12-12", "02:30", utc), 0) is None
+    assert scheduled_floor(nightly, at("2026-12-11", "01:00", utc), 0) is None  # Friday 01:00: Thursday's, not listed
+
+
+def test_daylight_saving_time_moves_the_window_with_the_clock():
+    """Paris is UTC+1 in winter and UTC+2 from 29 March 2026: 09:00 local is 08:00 UTC, then 07:00 UTC."""
+    daily = schedules({"start": "09:00", "end": "10:00", "timeZone": "Europe/Paris", "minReplicas": 3})
+    utc = ZoneInfo("UTC")
+    assert scheduled_floor(daily, at("2026-03-28", "07:30", utc), 0) is None
+    assert scheduled_floor(daily, at("2026-03-28", "08:30", utc), 0).replicas == 3
+    assert scheduled_floor(daily, at("2026-03-29", "07:30", utc), 0).replicas == 3
+    assert scheduled_floor(daily, at("2026-03-29", "08:30", utc), 0) is None
+
+
+def test_the_highest_open_floor_applies():
+    both = schedules({"name": "day", "start": "08:00", "end": "20:00", "minReplicas": 2},
+                     {"name": "peak", "start": "12:00", "end": "14:00", "minReplicas": 6})
+    utc = ZoneInfo("UTC")
+    assert scheduled_floor(both, at("2026-12-07", "10:00", utc), LEAD).replicas == 2
+    peak = scheduled_floor(both, at("2026-12-07", "13:00", utc), LEAD)
+    assert peak.replicas == 6 and "schedule peak" in peak.reason
+
+
+@pytest.mark.parametrize("item, field", [
+    ({"start": "09:00", "end": "09:00", "minReplicas": 1}, r"schedules\[0\]: start and end are the same"),
+    ({"start": "9am", "end": "18:00", "minReplicas": 1}, r"schedules\[0\]\.start and \.end"),
+    ({"start": "09:00", "end": "18:00", "timeZone": "Europe/Pariss", "minReplicas": 1}, r"schedules\[0\]\.timeZone"),
+    ({"start": "09:00", "end": "18:00", "days": ["Funday"], "minReplicas": 1}, r"schedules\[0\]\.days"),
+    ({"start": "09:00", "end": "18:00", "minReplicas": 11}, r"schedules\[0\]\.minReplicas"),
+])
+def test_a_bad_schedule_is_refused_naming_the_field(item, field):
+    with pytest.raises(SpecError, match=field):
+        schedules(item)
+
+
+async def test_the_decision_loop_holds_the_floor_of_an_open_window():
+    """Through the operator's loop (advisory mode, metrics from FakePrometheus): 1 req/s needs 1 replica,
+    the open window holds 5, and the reason says so."""
+    now = dt.datetime.fromtimestamp(time.time(), ZoneInfo("UTC"))
+    window = {"name": "launch", "start": f"{now - dt.timedelta(hours=1):%H:%M}",
+              "end": f"{now + dt.timedelta(hours=1):%H:%M}", "minReplicas": 5}
+    base = {"model": {"source": "builtin:tiny"},
+            "autoscaling": {"mode": "advisory", "intervalSeconds": 5, "slo": {"capacityPerReplica": 1}}}
+    values = {"requests": "1", "running": "0", "waiting": "0"}
+    one = {"spec": {"replicas": 1}, "status": {"readyReplicas": 1}}
+    _, plain = await decisions(parse_spec(base), one, values=values)
+    base["autoscaling"]["schedules"] = [window]
+    loop, held = await decisions(parse_spec(base), one, values=values)
+    assert plain.replicas == 1
+    assert held.replicas == 5 and held.reason.startswith("schedule launch (")
+    assert loop.view["fields"]["recommendedReplicas"] == 5
