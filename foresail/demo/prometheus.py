@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -44,10 +45,13 @@ def _write_atomically(path: Path, data: object) -> None:
 class PrometheusServer:
     """Start, query and stop one Prometheus process."""
 
-    def __init__(self, workdir: Path, scrape_interval_s: float = 1.0, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, scrape_interval_s: float = 1.0, port: int | None = None,
+                 tls: tuple[Path, Path, Path] | None = None) -> None:
+        """`tls`: (certificate chain, its key, the CA that signed it) to serve https only."""
         self.workdir = Path(workdir)
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.targets_file = self.workdir / "targets.json"
         self.activator_file = self.workdir / "activator-targets.json"
         self.scrape_interval_s = scrape_interval_s
@@ -89,19 +93,25 @@ class PrometheusServer:
     def start(self, timeout_s: float = 30.0) -> "PrometheusServer":
         """Start the server and wait until it is ready."""
         config = self.write_config()
+        args = [find_binary(), f"--config.file={config}", f"--web.listen-address=127.0.0.1:{self.port}",
+                f"--storage.tsdb.path={self.workdir / 'tsdb'}", "--storage.tsdb.retention.time=1d",
+                "--web.enable-lifecycle"]
+        context = None
+        if self.tls:
+            web = self.workdir / "web.yml"
+            web.write_text(json.dumps({"tls_server_config": {"cert_file": str(self.tls[0]),
+                                                             "key_file": str(self.tls[1])}}))
+            args.append(f"--web.config.file={web}")
+            context = ssl.create_default_context(cafile=str(self.tls[2]))
         self.log = open(self.workdir / "prometheus.log", "ab")
-        self.proc = subprocess.Popen(
-            [find_binary(), f"--config.file={config}", f"--web.listen-address=127.0.0.1:{self.port}",
-             f"--storage.tsdb.path={self.workdir / 'tsdb'}", "--storage.tsdb.retention.time=1d",
-             "--web.enable-lifecycle"],
-            stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 log_path = self.workdir / "prometheus.log"
                 raise RuntimeError(f"Prometheus exited with {self.proc.returncode}; see {log_path}")
             try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as rsp:
+                with urllib.request.urlopen(self.url + "/-/ready", timeout=1, context=context) as rsp:
                     if rsp.status == 200:
                         return self
             except OSError:

@@ -15,6 +15,8 @@ class OperatorConfig:
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     prometheus_url: str | None = None
     prometheus_token: str | None = None
+    prometheus_token_file: str | None = None  # read before each query, so a rotated token is picked up
+    prometheus_ca_file: str | None = None  # PEM bundle that signs an https Prometheus's certificate
     images: dict[str, str] = field(default_factory=dict)  # runtime name -> default image
     peering: str = "foresail"
     standalone: bool = False
@@ -33,6 +35,8 @@ class OperatorConfig:
             "namespaces": tuple(n for n in env.get("FORESAIL_NAMESPACES", "").split(",") if n),
             "prometheus_url": env.get("FORESAIL_PROMETHEUS_URL") or None,
             "prometheus_token": env.get("FORESAIL_PROMETHEUS_TOKEN") or None,
+            "prometheus_token_file": env.get("FORESAIL_PROMETHEUS_TOKEN_FILE") or None,
+            "prometheus_ca_file": env.get("FORESAIL_PROMETHEUS_CA_FILE") or None,
             "images": images,
             "peering": env.get("FORESAIL_PEERING", "foresail"),
             "metrics_port": int(env.get("FORESAIL_METRICS_PORT", "0")),

@@ -83,18 +83,47 @@ def _series_key(item: object) -> Key | None:
     return labels["namespace"], labels["llmdeployment"]
 
 
-class PrometheusSource:
-    """Reads signals through prometheus-api-client; every failure becomes a MetricsError."""
+# requests' errors are OSErrors, as is its refusal of a CA bundle path that does not exist.
+QUERY_ERRORS = (PrometheusApiClientException, OSError, ValueError)
 
-    def __init__(self, url: str, token: str | None = None, timeout_s: float = 5.0, window: str = "1m") -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else None
-        self.client = PrometheusConnect(url=url, headers=headers, disable_ssl=False, timeout=timeout_s)
+
+class TokenFileAuth(requests.auth.AuthBase):
+    """A bearer token read from a file at each request, as Prometheus's own `bearer_token_file`: a
+    projected service account token is rotated in place, and the next query sends the new one."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        try:
+            with open(self.path, encoding="utf-8") as file:
+                token = file.read().strip()
+        except OSError as exc:
+            raise MetricsError(f"cannot read the Prometheus token file {self.path}: {exc.strerror}") from None
+        request.headers["Authorization"] = f"Bearer {token}"
+        return request
+
+
+class PrometheusSource:
+    """Reads signals through prometheus-api-client; every failure becomes a MetricsError.
+
+    Authentication: a fixed bearer `token`, or a `token_file` read before each query. TLS: the system's
+    trust store, or the PEM bundle `ca_file` for a Prometheus whose certificate a private CA signs.
+    """
+
+    def __init__(self, url: str, token: str | None = None, timeout_s: float = 5.0, window: str = "1m",
+                 token_file: str | None = None, ca_file: str | None = None) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token and not token_file else None
+        session = requests.Session()
+        session.verify = ca_file or True
+        self.client = PrometheusConnect(url=url, headers=headers, session=session, timeout=timeout_s,
+                                        auth=TokenFileAuth(token_file) if token_file else None)
         self.window = window
 
     def _query(self, promql: str) -> list:
         try:
             result = self.client.custom_query(promql)
-        except (PrometheusApiClientException, requests.RequestException, ValueError) as exc:
+        except QUERY_ERRORS as exc:
             raise MetricsError(f"Prometheus query failed: {exc}") from exc
         if not isinstance(result, list):
             raise MetricsError(f"Prometheus answered a non-vector result: {str(result)[:200]}")
@@ -157,7 +186,7 @@ class PrometheusSource:
             result = self.client.custom_query_range(
                 promql, start_time=datetime.fromtimestamp(start, timezone.utc),
                 end_time=datetime.fromtimestamp(end, timezone.utc), step=f"{max(1, int(step_s))}s")
-        except (PrometheusApiClientException, requests.RequestException, ValueError) as exc:
+        except QUERY_ERRORS as exc:
             raise MetricsError(f"Prometheus range query failed: {exc}") from exc
         if not isinstance(result, list):
             raise MetricsError("Prometheus answered a non-matrix result")

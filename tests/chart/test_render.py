@@ -19,7 +19,9 @@ NAMESPACED = {"watchNamespaces": ["team-a", "team-b"]}
 EVERYTHING = {
     "watchNamespaces": ["team-a"],
     "prometheus": {"url": "https://prometheus.monitoring.svc:9090/prom",
-                   "bearerTokenSecret": {"name": "prom-token", "key": "bearer"}},
+                   "bearerTokenSecret": {"name": "prom-token", "key": "bearer"},
+                   "bearerTokenFile": "/var/run/secrets/kubernetes.io/serviceaccount/token",
+                   "caConfigMap": {"name": "prometheus-ca", "key": "service-ca.crt"}},
     "runtimeImages": {"vllm": "registry.example.com/vllm/vllm-openai:v0.11.0", "foresail": "my/foresail:1"},
     "operator": {"peering": "fs-ha", "healthPort": 18080, "metricsPort": 19090,
                  "collectPeriodSeconds": 5, "forecastStepSeconds": 30},
@@ -100,7 +102,8 @@ def test_defaults_watch_every_namespace_with_two_replicas(tmp_path: Path):
     objects = render(tmp_path)
     env = env_of(objects)
     assert env["FORESAIL_NAMESPACES"]["value"] == ""
-    assert "FORESAIL_PROMETHEUS_URL" not in env and "FORESAIL_PROMETHEUS_TOKEN" not in env
+    assert not {"FORESAIL_PROMETHEUS_URL", "FORESAIL_PROMETHEUS_TOKEN", "FORESAIL_PROMETHEUS_TOKEN_FILE",
+                "FORESAIL_PROMETHEUS_CA_FILE"} & set(env)
     assert not [n for n in env if n.startswith("FORESAIL_IMAGE_")]
     assert the(objects, "ClusterKopfPeering")["metadata"]["name"] == "foresail"
     assert not find(objects, "KopfPeering") and not find(objects, "Role") and not find(objects, "NetworkPolicy")
@@ -138,6 +141,8 @@ def test_values_reach_the_operator(tmp_path: Path):
     assert env["FORESAIL_NAMESPACES"]["value"] == "team-a"
     assert env["FORESAIL_PROMETHEUS_URL"]["value"] == "https://prometheus.monitoring.svc:9090/prom"
     assert env["FORESAIL_PROMETHEUS_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "prom-token", "key": "bearer"}}
+    assert env["FORESAIL_PROMETHEUS_TOKEN_FILE"]["value"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    ca_file = Path(env["FORESAIL_PROMETHEUS_CA_FILE"]["value"])
     assert env["FORESAIL_IMAGE_VLLM"]["value"] == "registry.example.com/vllm/vllm-openai:v0.11.0"
     assert env["FORESAIL_IMAGE_FORESAIL"]["value"] == "my/foresail:1"
     assert "FORESAIL_IMAGE_TGI" not in env
@@ -150,6 +155,10 @@ def test_values_reach_the_operator(tmp_path: Path):
     assert container["resources"] == EVERYTHING["resources"]
     for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName", "imagePullSecrets"):
         assert pod[key] == EVERYTHING[key], key
+    # the CA's ConfigMap is mounted where FORESAIL_PROMETHEUS_CA_FILE points
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "prometheus-ca")
+    assert (Path(mount["mountPath"]) / ca_file.name, ca_file.name) == (ca_file, "service-ca.crt")
+    assert {"name": "prometheus-ca", "configMap": {"name": "prometheus-ca"}} in pod["volumes"]
     assert the(objects, "Deployment")["spec"]["template"]["metadata"]["annotations"] == EVERYTHING["podAnnotations"]
     assert pod["serviceAccountName"] == "foresail-op" == the(objects, "ServiceAccount")["metadata"]["name"]
     peering = the(objects, "KopfPeering")
@@ -189,6 +198,7 @@ BAD_VALUES = [
     ({"replicas": 2}, "Additional property replicas is not allowed"),
     ({"prometheus": {"url": "prometheus:9090"}}, "prometheus.url: Does not match pattern"),
     ({"prometheus": {"url": "ftp://prometheus"}}, "prometheus.url: Does not match pattern"),
+    ({"prometheus": {"url": "", "bearerTokenFile": "token"}}, "prometheus.bearerTokenFile: Does not match pattern"),
     ({"image": {"pullPolicy": "Sometimes"}}, "image.pullPolicy: image.pullPolicy must be one of the following"),
     ({"watchNamespaces": ["Team_A"]}, "watchNamespaces.0: Does not match pattern"),
     ({"watchNamespaces": "team-a"}, "watchNamespaces: Invalid type. Expected: array, given: string"),

@@ -46,6 +46,7 @@ class FakePrometheus:
         self.mode = "good"
         self.delay_s = delay_s  # how long "slow" waits before answering well
         self.queries: list[str] = []
+        self.authorizations: list[str | None] = []  # the Authorization header of each query
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -58,6 +59,7 @@ class FakePrometheus:
                     return self._send(400, json.dumps({"status": "error", "errorType": "bad_data",
                                                        "error": "invalid parameter \"query\": unknown position: parse error: no expression found in input"}).encode())
                 fake.queries.append(query)
+                fake.authorizations.append(self.headers.get("Authorization"))
                 status, body = fake.answer(query)
                 self._send(status, body)
 
