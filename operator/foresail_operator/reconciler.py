@@ -104,10 +104,6 @@ async def reconcile(client: KubeClient, config: OperatorConfig, body: Mapping[st
     budget = plan.disruption_budget(name, namespace, spec, runtime)
     kopf.adopt([service, deployment] + ([budget] if budget else []), owner=owner, nested=())
     await _ensure(client, service, "services", "v1", None, logger, owner)
-    if budget is not None:
-        await _ensure(client, budget, "poddisruptionbudgets", "policy/v1", None, logger, owner)
-    else:
-        await _remove_owned(client, path_for("policy/v1", "poddisruptionbudgets", namespace, name), owner, logger)
     live = await _ensure(client, deployment, "deployments", "apps/v1", initial_replicas(spec), logger, owner)
     current = int(live.get("spec", {}).get("replicas") or 0)
     target, why = None, ""
@@ -125,6 +121,12 @@ async def reconcile(client: KubeClient, config: OperatorConfig, body: Mapping[st
         logger.info("scaled %s from %d to %d (%s)", name, current, target, why)
         kopf.info(owner, reason="Scaled", message=f"Scaled Deployment {name} from {current} to {target} ({why})")
         await record_scale(client, namespace, name, current, target, f"{why}: {current} -> {target}")
+    # Last: a budget the operator may not write (an image upgraded before its chart's RBAC) leaves the
+    # workload served and scaled, and the error in the Degraded condition.
+    if budget is not None:
+        await _ensure(client, budget, "poddisruptionbudgets", "policy/v1", None, logger, owner)
+    else:
+        await _remove_owned(client, path_for("policy/v1", "poddisruptionbudgets", namespace, name), owner, logger)
     return live
 
 

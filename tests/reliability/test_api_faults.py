@@ -18,6 +18,7 @@ from tests.reliability.support import (
 STATUS = r"/llmdeployments/tiny/status$"
 DEPLOY_SPEC = r"/deployments/tiny$"
 DEPLOY_SCALE = r"/deployments/tiny/scale$"
+BUDGETS = "/apis/policy/v1/namespaces/default/poddisruptionbudgets"
 
 
 def test_conflicts_on_deployment_scale_and_status_writes_are_retried(cluster, start_operator):
@@ -133,4 +134,22 @@ def test_dropped_watches_mid_scenario(cluster, start_operator):
     wait_converged(kube, "second", 2)
     assert dropped >= 6, "the operator's watches were not open"
     assert_no_orphans_or_duplicates(kube)
+    assert op.alive()
+
+
+def test_a_forbidden_disruption_budget_leaves_the_workload_served_and_reported(cluster, start_operator):
+    """An operator image upgraded before its chart's RBAC may not write PodDisruptionBudgets: the Deployment
+    is still created and scaled, and the refusal is reported until the right is granted."""
+    kube = cluster.kube
+    op = start_operator()
+    cluster.faults(path=r"/poddisruptionbudgets(/tiny)?$", status=403, count=1000,
+                   message='poddisruptionbudgets.policy "tiny" is forbidden: User cannot get resource')
+    kube.create(LLMDS, llmd_doc("tiny", autoscaling={"mode": "off"}, replicas=2))
+    wait_for(lambda: (d := kube.get(f"{DEPLOYS}/tiny")) and d["spec"]["replicas"] == 2, what="the Deployment")
+    degraded = wait_for(lambda: (c := condition(kube.get(f"{LLMDS}/tiny"), "Degraded")).get("status") == "True" and c,
+                        timeout=20, what="Degraded=True")
+    assert degraded["reason"] == "ReconcileFailed" and "forbidden" in degraded["message"]
+    cluster.clear_faults()
+    wait_for(lambda: kube.get(f"{BUDGETS}/tiny"), timeout=60, what="the budget, once allowed")  # kopf's retry
+    wait_for(lambda: condition(kube.get(f"{LLMDS}/tiny"), "Degraded").get("status") == "False", what="recovered")
     assert op.alive()
