@@ -39,6 +39,9 @@ from foresail_operator.endpoints import ROUTINGS, SERVICE_NAME_LABEL, LeastLoade
 from foresail_operator.informer import Informer, Key, key_of
 from foresail_operator.kube import ApiError, KubeClient, path_for
 
+# A pod's answers that say it did no work: full (429), or told to stop and draining (503) while its
+# EndpointSlice still lists it. The request goes on to another pod.
+REFUSED_BEFORE_WORK = (429, 503)
 RETRY_S = 0.5  # how often a Service that refuses connections is tried again while a request may wait
 # The EndpointSlice controller copies a Service's labels onto its slices: this one selects Foresail's.
 FORESAIL_SLICES = "app.kubernetes.io/managed-by=foresail"
@@ -316,8 +319,9 @@ class Activator:
                        affinity: str | None = None) -> web.StreamResponse:
         """Send the request to the deployment's least-loaded ready pod (else its Service) and stream the
         answer back. A refused connection (nothing was sent) goes on to the next pod, then the Service,
-        and is retried for ``retry_s``; a pod's 429 (full: it refused the request before any work) goes
-        on to the next pod, the last one's 429 being the answer. ``affinity``: the routing key, if any."""
+        and is retried for ``retry_s``; a pod's 429 or 503 (full, or draining: it refused the request before
+        any work) goes on to the next pod, the last one's refusal being the answer. ``affinity``: the
+        routing key, if any."""
         if self._session is None:
             self._session = aiohttp.ClientSession(auto_decompress=False, timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=10))
@@ -345,7 +349,7 @@ class Activator:
                     raise Refusal(502, "upstream_error", f"{key[0]}/{key[1]} at {url} failed before answering: "
                                                          f"{exc}", 5) from exc
                 async with upstream:
-                    if upstream.status == 429 and base != service:  # full: it did no work
+                    if upstream.status in REFUSED_BEFORE_WORK and base != service:
                         refused.add(base)
                         if any(u not in refused for u in self._pods_of(key)):
                             continue  # another pod may have room

@@ -30,13 +30,13 @@ SLICES = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
 
 
 class Pod(http.server.ThreadingHTTPServer):
-    """Stands in for one inference pod: counts the requests it gets, answers once ``go`` is set (a 429,
-    as a full inference server does, when ``full``)."""
+    """Stands in for one inference pod: counts the requests it gets, answers once ``go`` is set (with
+    ``refusing`` when set: 429 as a full inference server answers, 503 as a draining one does)."""
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.got = 0
-        self.full = False
+        self.refusing: int | None = None
         self.go = threading.Event()
         self.lock = threading.Lock()
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -53,11 +53,12 @@ class _Handler(Answer):
         with self.server.lock:
             self.server.got += 1
         self.server.go.wait(30)
-        if not self.server.full:
+        status = self.server.refusing
+        if status is None:
             super().do_POST()
             return
-        body = json.dumps({"error": {"message": "the server is overloaded", "code": 429}}).encode()
-        self.send_response(429)
+        body = json.dumps({"error": {"message": "the server is overloaded or shutting down", "code": status}}).encode()
+        self.send_response(status)
         self.send_header("Retry-After", "1")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -210,22 +211,25 @@ def test_without_readable_endpointslices_requests_go_to_the_service(cluster, tmp
     assert logged == (routing == "pods")
 
 
-def test_a_full_pod_s_429_goes_on_to_a_pod_with_room(cluster, tmp_path: Path, pods: list[Pod]):
-    """A pod that answers 429 (full, no work done): the request is sent on to the other ready pod; when
-    every pod is full, the client gets the 429, each pod having been asked once."""
+@pytest.mark.parametrize("status", [429, 503], ids=["full", "draining"])
+def test_a_pod_that_refuses_before_any_work_passes_the_request_on(cluster, tmp_path: Path, pods: list[Pod],
+                                                                    status: int):
+    """A pod that answers 429 (full) or 503 (draining: told to stop, not yet out of the EndpointSlice), both
+    before any work: the request is sent on to the other ready pod; when every pod refuses, the client gets
+    the last refusal, each pod having been asked once."""
     ready_deployment(cluster)
     full, room = pods[0], pods[1]
-    full.full = True
+    full.refusing = status
     for pod in (full, room):
         pod.go.set()
         cluster.kube.create(SLICES, endpoint_slice("tiny", pod.server_address[1]))
     with running_activator(cluster, tmp_path, "http://127.0.0.1:9") as (url, _):
         assert [chat(url, "tiny").status_code for _ in range(10)] == [200] * 10  # 1 in 1,024 without going on
         assert room.got == 10
-        room.full = True
+        room.refusing = status
         asked = full.got, room.got
         rsp = chat(url, "tiny")
-        assert rsp.status_code == 429 and rsp.headers["Retry-After"] == "1"
+        assert rsp.status_code == status and rsp.headers["Retry-After"] == "1"
         assert (full.got - asked[0], room.got - asked[1]) == (1, 1)
 
 
