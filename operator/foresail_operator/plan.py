@@ -18,8 +18,10 @@ OWNER_LABEL = "foresail.dev/llmdeployment"
 HASH_ANNOTATION = "foresail.dev/plan-hash"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "foresail"}
 FETCH_IMAGE = "busybox:1.37"
-# Long enough for an in-flight generation to finish after SIGTERM.
-TERMINATION_GRACE_S = 120
+# Before SIGTERM the pod serves this long while the EndpointSlices, kube-proxy and the activator stop
+# sending to it (they learn of its removal at the same time as the kubelet does).
+PRE_STOP_S = 5
+SHUTDOWN_S = 5  # after the drain: the server's own exit
 
 
 def labels(name: str, runtime: Runtime) -> dict[str, str]:
@@ -142,11 +144,12 @@ def pod_template(name: str, spec: LLMDeploymentSpec, runtime: Runtime) -> dict[s
                            "periodSeconds": 5, "failureThreshold": 2, "timeoutSeconds": 3},
         "volumeMounts": mounts,
         "securityContext": _container_security(runtime.non_root),
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_S)]}}},
     }
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "volumes": volumes,
-        "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
+        "terminationGracePeriodSeconds": PRE_STOP_S + spec.runtime.drain_s + SHUTDOWN_S,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"},

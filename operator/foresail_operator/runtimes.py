@@ -33,7 +33,8 @@ class Runtime:
         revision = spec.model.revision
         if self.name == "foresail":
             cmd = ["foresail", "serve", "--model", model, "--served-model-name", served_name,
-                   "--host", "0.0.0.0", "--port", str(PORT), "--cache-dir", f"{CACHE_DIR}/hf"]
+                   "--host", "0.0.0.0", "--port", str(PORT), "--cache-dir", f"{CACHE_DIR}/hf",
+                   "--drain-timeout", str(spec.runtime.drain_s)]
             cmd += ["--revision", revision] if revision else []
         elif self.name == "vllm":
             cmd = ["vllm", "serve", model, "--served-model-name", served_name, "--host", "0.0.0.0",

@@ -41,6 +41,7 @@ class RuntimeSpec:
     image: str | None = None
     args: tuple[str, ...] = ()
     env: tuple[Mapping[str, Any], ...] = ()
+    drain_s: int = 110  # how long a replica told to stop may finish the requests in flight
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,7 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
             image=runtime.get("image"),
             args=tuple(str(a) for a in runtime.get("args") or ()),
             env=tuple(runtime.get("env") or ()),
+            drain_s=int(runtime.get("drainSeconds", 110)),
         ),
         resources=ResourceSpec(
             gpus=int(resources.get("gpus", 0)),

@@ -55,6 +55,26 @@ def test_vllm_two_gpus_plan():
     assert "replicas" not in dep["spec"]
 
 
+@pytest.mark.parametrize("drain, runtime", [(None, "foresail"), (600, "foresail"), (600, "vllm")])
+def test_a_replica_told_to_stop_serves_while_its_endpoints_go_then_drains(drain, runtime):
+    """preStop keeps serving for PRE_STOP_S; then SIGTERM, and runtime.drainSeconds to finish what is in
+    flight (the foresail server is told so), within the pod's grace period."""
+    spec = {"model": {"source": "a"}, "runtime": {"name": runtime}}
+    if drain is not None:
+        spec["runtime"]["drainSeconds"] = drain
+    parsed = parse_spec(spec)
+    pod = plan.deployment("m", "ns", parsed, runtime_for(parsed))["spec"]["template"]["spec"]
+    drain_s = drain if drain is not None else 110
+    assert container({"spec": {"template": {"spec": pod}}})["lifecycle"]["preStop"]["exec"]["command"] == \
+        ["sleep", str(plan.PRE_STOP_S)]
+    assert pod["terminationGracePeriodSeconds"] == plan.PRE_STOP_S + drain_s + plan.SHUTDOWN_S
+    command = pod["containers"][0]["command"]
+    if runtime == "foresail":
+        assert command[command.index("--drain-timeout") + 1] == str(drain_s)
+    else:
+        assert "--drain-timeout" not in command
+
+
 def test_foresail_runtime_is_least_privilege():
     spec = parse_spec(example("minimal.yaml")["spec"])
     dep = plan.deployment("tiny", "default", spec, runtime_for(spec))
