@@ -56,7 +56,9 @@ async def _ensure(client: KubeClient, body: dict[str, Any], plural: str, api_ver
     want = meta["annotations"][plan.HASH_ANNOTATION]
     have = (current.get("metadata", {}).get("annotations") or {}).get(plan.HASH_ANNOTATION)
     if want != have:
-        ops = [{"op": "replace", "path": f"/spec/{key}", "value": value}
+        # "add" sets a member whether or not it is there: a field an older server dropped, or a field
+        # new in this plan, is written where "replace" would fail.
+        ops = [{"op": "add", "path": f"/spec/{key}", "value": value}
                for key, value in body["spec"].items() if key not in ("selector", "replicas", "clusterIP")]
         ops += [{"op": "replace", "path": "/metadata/labels", "value": meta["labels"]},
                 {"op": "add", "path": "/metadata/annotations", "value": {
