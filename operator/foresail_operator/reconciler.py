@@ -20,6 +20,10 @@ from foresail_operator.spec import LLMDeploymentSpec, SpecError, parse_spec
 from foresail_operator.status import PodSummary, now_iso, workload_status
 
 
+# What to say, besides deleting or renaming it, of an object in the way of one the operator makes.
+TAKE_OVER_HINTS = {"PodDisruptionBudget": ", or set spec.disruptionBudget.enabled: false to keep it"}
+
+
 def llmd_path(namespace: str, name: str, subresource: str | None = None) -> str:
     """The REST path of an LLMDeployment."""
     return path_for(f"{GROUP}/{VERSION}", PLURAL, namespace, name, subresource)
@@ -47,12 +51,15 @@ async def _ensure(client: KubeClient, body: dict[str, Any], plural: str, api_ver
         except ApiError as exc:
             if exc.status != 409:
                 raise
-            created = await client.request("GET", path)  # made by us before a restart
+            created = await client.request("GET", path)  # made by us before a restart, or by someone else
         else:
             logger.info("created %s %s", kind, meta["name"])
             kopf.info(owner, reason="Created", message=f"Created {kind} {meta['name']}")
             return created
         current = created
+    if not _owned_by(current, owner):
+        raise ApiError(409, "AlreadyExists", f"a {kind} named {meta['name']} exists that this LLMDeployment does "
+                                             f"not own: delete or rename it{TAKE_OVER_HINTS.get(kind, '')}")
     want = meta["annotations"][plan.HASH_ANNOTATION]
     have = (current.get("metadata", {}).get("annotations") or {}).get(plan.HASH_ANNOTATION)
     if want != have:
@@ -70,11 +77,16 @@ async def _ensure(client: KubeClient, body: dict[str, Any], plural: str, api_ver
     return current
 
 
+def _owned_by(obj: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:
+    """Whether an ownerReference of `obj` names `owner` (by uid)."""
+    uid = owner["metadata"]["uid"]
+    return any(ref.get("uid") == uid for ref in obj.get("metadata", {}).get("ownerReferences") or ())
+
+
 async def _remove_owned(client: KubeClient, path: str, owner: Mapping[str, Any], logger: logging.Logger) -> None:
     """Delete the object at `path` if this owner owns it (never one a user made under the same name)."""
     current = await client.get(path)
-    uid = owner["metadata"]["uid"]
-    if current is None or uid not in {r.get("uid") for r in current["metadata"].get("ownerReferences") or ()}:
+    if current is None or not _owned_by(current, owner):
         return
     kind, name = current.get("kind", "object"), current["metadata"]["name"]
     try:

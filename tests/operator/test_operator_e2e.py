@@ -161,6 +161,32 @@ def test_the_disruption_budget_follows_the_spec_and_spares_a_users_own(cluster, 
     wait_for(lambda: deployment(cluster, "tiny")["spec"]["replicas"] == 2, what="2 replicas")
     kept = cluster.kube.get(f"{BUDGETS}/tiny")
     assert kept["metadata"]["uid"] == uid and "ownerReferences" not in kept["metadata"]
+    doc["spec"]["disruptionBudget"] = {"enabled": True}  # ours again, with the user's still in the way
+    apply(cluster, doc)
+    degraded = wait_for(lambda: (c := condition(llmd(cluster, "tiny"), "Degraded")).get("status") == "True" and c,
+                        what="Degraded")
+    assert degraded["reason"] == "ReconcileFailed" and "does not own" in degraded["message"]
+    assert "disruptionBudget.enabled: false" in degraded["message"]
+    kept = cluster.kube.get(f"{BUDGETS}/tiny")
+    assert kept["metadata"]["uid"] == uid and "ownerReferences" not in kept["metadata"]  # not taken over
+    assert deployment(cluster, "tiny")["spec"]["replicas"] == 2  # the workload is still served
+    assert operator.alive()
+
+
+def test_a_deployment_in_the_way_is_reported_not_taken_over(cluster, operator):
+    theirs = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "tiny"}, "spec": {
+        "replicas": 1, "selector": {"matchLabels": {"app": "theirs"}},
+        "template": {"metadata": {"labels": {"app": "theirs"}},
+                     "spec": {"containers": [{"name": "c", "image": "example.com/theirs:1"}]}}}}
+    uid = cluster.kube.create(DEPLOY, theirs)["metadata"]["uid"]
+    apply(cluster, load("minimal.yaml"))
+    degraded = wait_for(lambda: (c := condition(llmd(cluster, "tiny"), "Degraded")).get("status") == "True" and c,
+                        what="Degraded")
+    assert "a Deployment named tiny exists that this LLMDeployment does not own" in degraded["message"]
+    kept = deployment(cluster, "tiny")
+    assert kept["metadata"]["uid"] == uid
+    assert kept["spec"]["template"]["spec"]["containers"][0]["image"] == "example.com/theirs:1"
+    assert "ownerReferences" not in kept["metadata"]
     assert operator.alive()
 
 
