@@ -224,7 +224,8 @@ def test_an_unknown_time_zone_degrades_until_fixed_then_the_schedule_applies(clu
     assert deployment(cluster, "tiny") is None
     doc["spec"]["autoscaling"]["schedules"][0]["timeZone"] = "UTC"
     apply(cluster, doc)
-    wait_for(lambda: (d := deployment(cluster, "tiny")) and d["spec"]["replicas"] == 2, what="the schedule's 2 replicas")
+    wait_for(lambda: (d := deployment(cluster, "tiny")) and d["spec"]["replicas"] == 2,
+             what="the schedule's 2 replicas")
     wait_for(lambda: condition(llmd(cluster, "tiny"), "Degraded").get("status") == "False", what="no longer Degraded")
 
 
@@ -291,7 +292,8 @@ INVALID = [
     ({"model": {"source": "a/b"}, "maxReplicas": 4, "autoscaling": {"schedules": [
         {"start": "09:00", "end": "18:00", "minReplicas": 8}]}}, "spec.autoscaling.schedules"),
     ({"model": {"source": "a/b"}, "autoscaling": {"schedules": [
-        {"start": "09:00", "end": "18:00", "minReplicas": 2, "days": ["Funday"]}]}}, "spec.autoscaling.schedules[0].days[0]"),
+        {"start": "09:00", "end": "18:00", "minReplicas": 2, "days": ["Funday"]}]}},
+     "spec.autoscaling.schedules[0].days[0]"),
     ({"model": {"source": "not a model!"}}, "spec.model.source"),
     ({"model": {"source": "a/b", "cache": {"pvc": "c", "hostPath": "/x"}}}, "spec.model.cache"),
     ({"model": {"source": "a/b"}, "runtime": {"env": [{"name": "BAD NAME"}]}}, "spec.runtime.env[0].name"),
