@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 import trustme
+import yaml
 
 from foresail.demo.prometheus import PrometheusServer
 from foresail_operator.metrics import MetricsError, PrometheusSource
+from tests.helpers import ROOT, condition, wait_for
+from tests.operator.conftest import LLMD, Operator
 from tests.reliability.fake_prometheus import FakePrometheus
 
 KEY = ("default", "tiny")
@@ -59,3 +62,31 @@ def test_the_token_file_is_read_at_each_query_so_a_rotated_token_is_sent(tmp_pat
         assert set(fake.authorizations) == {"Bearer fixed"}
     finally:
         fake.stop()
+
+
+@pytest.mark.parametrize("given_ca", [True, False], ids=["with-ca", "without-ca"])
+def test_the_operator_process_reads_an_https_prometheus_with_the_ca_it_is_given(
+        cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given_ca: bool):
+    """The setting as the chart passes it (FORESAIL_PROMETHEUS_CA_FILE) reaches the operator's reads:
+    with the CA, Prometheus answers (no series for pods it does not scrape here); without it, the condition
+    names the refused certificate."""
+    chain, key, ca_file = certificates(tmp_path)
+    with PrometheusServer(tmp_path / "prometheus", tls=(chain, key, ca_file)) as prometheus:
+        monkeypatch.setenv("FORESAIL_PROMETHEUS_URL", prometheus.url)
+        if given_ca:
+            monkeypatch.setenv("FORESAIL_PROMETHEUS_CA_FILE", str(ca_file))
+        op = Operator(cluster.kubeconfig, tmp_path / "operator.log", "--standalone").start()
+        try:
+            doc = yaml.safe_load((ROOT / "examples" / "minimal.yaml").read_text())
+            doc["spec"]["autoscaling"] = {"intervalSeconds": 5}
+            cluster.kube.create(LLMD.format(ns="default"), doc)
+            metrics = wait_for(lambda: (c := condition(cluster.kube.get(f"{LLMD.format(ns='default')}/tiny"),
+                                                       "MetricsAvailable")).get("reason") not in (None, "Pending") and c,
+                               timeout=30, what="MetricsAvailable after a read")
+            refused = "CERTIFICATE_VERIFY_FAILED" in metrics["message"]
+            assert refused != given_ca, metrics
+            if given_ca:  # answered: demand zero while no replica is up, else no series yet
+                assert metrics["reason"] in ("MetricsFresh", "NoData"), metrics
+            assert op.alive()
+        finally:
+            op.kill()
