@@ -79,10 +79,14 @@ def test_the_operator_process_reads_an_https_prometheus_with_the_ca_it_is_given(
         try:
             doc = yaml.safe_load((ROOT / "examples" / "minimal.yaml").read_text())
             doc["spec"]["autoscaling"] = {"intervalSeconds": 5}
-            cluster.kube.create(LLMD.format(ns="default"), doc)
-            metrics = wait_for(lambda: (c := condition(cluster.kube.get(f"{LLMD.format(ns='default')}/tiny"),
-                                                       "MetricsAvailable")).get("reason") not in (None, "Pending") and c,
-                               timeout=30, what="MetricsAvailable after a read")
+            path = LLMD.format(ns="default")
+            cluster.kube.create(path, doc)
+
+            def read() -> dict | bool:
+                metrics = condition(cluster.kube.get(f"{path}/tiny"), "MetricsAvailable")
+                return metrics.get("reason") not in (None, "Pending") and metrics
+
+            metrics = wait_for(read, timeout=30, what="MetricsAvailable after a read")
             refused = "CERTIFICATE_VERIFY_FAILED" in metrics["message"]
             assert refused != given_ca, metrics
             if given_ca:  # answered: demand zero while no replica is up, else no series yet
