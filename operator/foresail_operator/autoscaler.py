@@ -269,7 +269,7 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
         decision.reason += " (demand counted at the activator: no pod reports it)"
     if held and waiting is not None:
         decision.reason += f" ({held} of the queued requests held at the activator)"
-    floor = scheduled_floor(spec.autoscaling.schedules, now, spec.autoscaling.horizon_s(cold_start))
+    floor = scheduled_floor(spec.autoscaling.schedules, now, decision.horizon_s)
     if floor is not None and floor.replicas > decision.replicas:
         decision.reason = f"{floor.reason} (demand and forecast: {decision.replicas}; {decision.reason})"
         decision.replicas = min(floor.replicas, spec.max_replicas)
