@@ -163,6 +163,13 @@ def pod_template(name: str, spec: LLMDeploymentSpec, runtime: Runtime) -> dict[s
         pod_spec["tolerations"] = [dict(t) for t in spec.resources.tolerations]
     if spec.resources.priority_class_name:
         pod_spec["priorityClassName"] = spec.resources.priority_class_name
+    if spec.resources.affinity:
+        pod_spec["affinity"] = dict(spec.resources.affinity)
+    if spec.resources.topology_spread:
+        # Without a labelSelector a constraint counts no pods at all: count this LLMDeployment's.
+        pod_spec["topologySpreadConstraints"] = [
+            {"labelSelector": {"matchLabels": selector(name)}, **constraint}
+            for constraint in spec.resources.topology_spread]
     return {
         "metadata": {
             "labels": labels(name, runtime),

@@ -54,6 +54,8 @@ class ResourceSpec:
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Mapping[str, Any], ...] = ()
     priority_class_name: str | None = None
+    affinity: Mapping[str, Any] = field(default_factory=dict)
+    topology_spread: tuple[Mapping[str, Any], ...] = ()  # labelSelector defaults to the pods' selector
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,8 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
             node_selector=dict(resources.get("nodeSelector") or {}),
             tolerations=tuple(resources.get("tolerations") or ()),
             priority_class_name=resources.get("priorityClassName"),
+            affinity=dict(resources.get("affinity") or {}),
+            topology_spread=tuple(resources.get("topologySpreadConstraints") or ()),
         ),
         autoscaling=AutoscalingSpec(
             mode=mode,

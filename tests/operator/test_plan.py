@@ -47,6 +47,7 @@ def test_vllm_two_gpus_plan():
     assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert pod["priorityClassName"] == "inference"
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
+    assert pod["topologySpreadConstraints"][0]["labelSelector"] == {"matchLabels": plan.selector("llama-8b")}
     assert pod["terminationGracePeriodSeconds"] >= 60
     assert c["readinessProbe"]["httpGet"]["path"] == "/health"
     assert c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"] >= 1800
@@ -165,6 +166,58 @@ def test_the_disruption_budget_covers_the_pods_and_can_be_disabled():
     assert changed["metadata"]["annotations"] != budget["metadata"]["annotations"]  # the plan hash
     off = parse_spec({"model": {"source": "a"}, "disruptionBudget": {"enabled": False, "maxUnavailable": 0}})
     assert plan.disruption_budget("m", "ns", off, runtime) is None
+
+
+def test_affinity_and_spread_pass_through_and_a_spread_counts_its_own_pods():
+    """Placement reaches the pod spec; a spread constraint without a labelSelector gets the pods' own."""
+    term = {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": plan.selector("m")}}
+    anti = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 50, "podAffinityTerm": term}]}}
+    spread = [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"},
+              {"maxSkew": 2, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+               "labelSelector": {"matchLabels": {"team": "ml"}}}]
+    spec = parse_spec({"model": {"source": "a"}, "resources": {"affinity": anti, "topologySpreadConstraints": spread}})
+    dep = plan.deployment("m", "ns", spec, runtime_for(spec))
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["affinity"] == anti
+    zone, host = pod["topologySpreadConstraints"]
+    assert zone == {**spread[0], "labelSelector": {"matchLabels": plan.selector("m")}}
+    assert zone["labelSelector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    assert host == spread[1]
+    bare = plan.deployment("m", "ns", parse_spec({"model": {"source": "a"}}), runtime_for(spec))
+    assert not {"affinity", "topologySpreadConstraints"} & set(bare["spec"]["template"]["spec"])
+    assert bare["metadata"]["annotations"] != dep["metadata"]["annotations"]  # placement is in the plan hash
+
+
+def _kubernetes_definition(name: str) -> dict:
+    from kubernetes_validate import utils
+    return utils.schema_contents("kubernetes-json-schema/v1.32.0-local/_definitions.json", "1.32.0")["$defs"][name]
+
+
+def _same_fields(crd: dict, kube: dict, where: str) -> None:
+    """Every field of a Kubernetes type, at every depth, is in the CRD's copy with the same type."""
+    if "$ref" in kube:
+        kube = _kubernetes_definition(kube["$ref"].rsplit("/", 1)[1])
+    kube_type = kube["type"] if isinstance(kube["type"], str) else kube["type"][0]
+    assert crd["type"] == kube_type, where
+    if kube_type == "array":
+        _same_fields(crd["items"], kube["items"], where + "[]")
+    elif "properties" in kube:
+        assert set(crd["properties"]) == set(kube["properties"]), where
+        assert set(crd.get("required", ())) == set(kube.get("required", ())), where
+        for key, child in kube["properties"].items():
+            _same_fields(crd["properties"][key], child, f"{where}.{key}")
+    elif "additionalProperties" in kube:
+        _same_fields(crd["additionalProperties"], kube["additionalProperties"], where + ".*")
+
+
+def test_the_placement_schemas_keep_every_kubernetes_field():
+    """The CRD copies core/v1 Affinity and TopologySpreadConstraint whole: a field left out would be pruned."""
+    crd = yaml.safe_load((EXAMPLES.parent / "crds/llmdeployment.yaml").read_text())
+    resources = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["resources"]
+    _same_fields(resources["properties"]["affinity"], _kubernetes_definition("io.k8s.api.core.v1.Affinity"), "affinity")
+    _same_fields(resources["properties"]["topologySpreadConstraints"]["items"],
+                 _kubernetes_definition("io.k8s.api.core.v1.TopologySpreadConstraint"), "topologySpreadConstraints[]")
 
 
 def test_horizon_auto_uses_the_measured_cold_start():

@@ -86,6 +86,31 @@ FIELDS: dict[tuple[str, ...], tuple[list[Any], list[tuple[Any, str]]]] = {
         [([{"operator": "Maybe"}], "spec.resources.tolerations[0].operator"),
          ([{"tolerationSeconds": -1}], "spec.resources.tolerations[0].tolerationSeconds")]),
     ("resources", "priorityClassName"): pick(["inference-high"], [("p" * 254, "spec.resources.priorityClassName")]),
+    ("resources", "affinity"): pick(
+        [{"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {
+            "topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"team": "ml"}}}}]}},
+         {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+             {"matchExpressions": [{"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["40000"]}]}]}}}],
+        [({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{}]}},
+          "spec.resources.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey"),
+         ({"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 0, "preference": {}}]}},
+          "spec.resources.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight"),
+         ({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+             {"matchExpressions": [{"key": "gpu", "operator": "Near"}]}]}}},
+          "spec.resources.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
+          ".matchExpressions[0].operator")]),
+    ("resources", "topologySpreadConstraints"): pick(
+        [[{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}],
+         [{"maxSkew": 2, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule", "minDomains": 2,
+           "matchLabelKeys": ["pod-template-hash"], "nodeTaintsPolicy": "Honor"}]],
+        [([{"maxSkew": 0, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}],
+          "spec.resources.topologySpreadConstraints[0].maxSkew"),
+         ([{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "Never"}],
+          "spec.resources.topologySpreadConstraints[0].whenUnsatisfiable"),
+         ([{"maxSkew": 1, "whenUnsatisfiable": "ScheduleAnyway"}],
+          "spec.resources.topologySpreadConstraints[0].topologyKey"),
+         ([{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway", "minDomains": 2}],
+          "spec.resources.topologySpreadConstraints[0]")]),
     ("autoscaling", "mode"): pick(["predictive", "reactive", "advisory", "off"], [("fast", "spec.autoscaling.mode")]),
     ("autoscaling", "demandUnit"): pick(["requests", "tokens"], [("bytes", "spec.autoscaling.demandUnit")]),
     ("autoscaling", "intervalSeconds"): pick([5, 15, 600], [(4, "spec.autoscaling.intervalSeconds"),
