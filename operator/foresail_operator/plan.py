@@ -163,6 +163,10 @@ def pod_template(name: str, spec: LLMDeploymentSpec, runtime: Runtime) -> dict[s
         pod_spec["tolerations"] = [dict(t) for t in spec.resources.tolerations]
     if spec.resources.priority_class_name:
         pod_spec["priorityClassName"] = spec.resources.priority_class_name
+    if spec.runtime.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": secret} for secret in spec.runtime.image_pull_secrets]
+    if spec.runtime.service_account:
+        pod_spec["serviceAccountName"] = spec.runtime.service_account
     if spec.resources.affinity:
         pod_spec["affinity"] = dict(spec.resources.affinity)
     if spec.resources.topology_spread:
@@ -172,8 +176,9 @@ def pod_template(name: str, spec: LLMDeploymentSpec, runtime: Runtime) -> dict[s
             for constraint in spec.resources.topology_spread]
     return {
         "metadata": {
-            "labels": labels(name, runtime),
+            "labels": {**spec.pod_labels, **labels(name, runtime)},
             "annotations": {
+                **spec.pod_annotations,
                 "prometheus.io/scrape": "true",
                 "prometheus.io/port": str(PORT),
                 "prometheus.io/path": "/metrics",

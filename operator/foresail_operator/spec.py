@@ -42,6 +42,8 @@ class RuntimeSpec:
     args: tuple[str, ...] = ()
     env: tuple[Mapping[str, Any], ...] = ()
     drain_s: int = 110  # how long a replica told to stop may finish the requests in flight
+    image_pull_secrets: tuple[str, ...] = ()
+    service_account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ class LLMDeploymentSpec:
     max_replicas: int = 10
     replicas: int | None = None
     max_unavailable: int | str | None = 1  # the PodDisruptionBudget's maxUnavailable (None: no budget)
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+    pod_annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def autoscaling_on(self) -> bool:
@@ -118,7 +122,20 @@ class SpecError(ValueError):
 
 
 _DURATION = re.compile(r"^(auto|[0-9]+(s|m))$")
+_QUALIFIED_NAME = re.compile(  # a label or annotation key: [DNS subdomain/]name
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _PERCENT = re.compile(r"^([1-9][0-9]?|100)%$")
+
+
+def _pod_metadata(spec: Mapping[str, Any], kind: str) -> dict[str, str]:
+    """spec.podMetadata.labels or .annotations, each key checked as Kubernetes checks it."""
+    values = dict((spec.get("podMetadata") or {}).get(kind) or {})
+    for key in values:
+        prefix, _, name = key.rpartition("/")
+        if not _QUALIFIED_NAME.match(key) or len(prefix) > 253 or len(name) > 63:
+            raise SpecError(f"spec.podMetadata.{kind}: {key!r} is not a valid key (an optional DNS-subdomain "
+                            "prefix and '/', then a name of at most 63 letters, digits, '-', '_' or '.')")
+    return values
 
 
 def _max_unavailable(budget: Mapping[str, Any]) -> int | str | None:
@@ -194,6 +211,8 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
             args=tuple(str(a) for a in runtime.get("args") or ()),
             env=tuple(runtime.get("env") or ()),
             drain_s=int(runtime.get("drainSeconds", 110)),
+            image_pull_secrets=tuple(str(ref["name"]) for ref in runtime.get("imagePullSecrets") or ()),
+            service_account=runtime.get("serviceAccountName"),
         ),
         resources=ResourceSpec(
             gpus=int(resources.get("gpus", 0)),
@@ -231,6 +250,8 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
         max_replicas=int(spec.get("maxReplicas", 10)),
         replicas=None if spec.get("replicas") is None else int(spec["replicas"]),
         max_unavailable=_max_unavailable(spec.get("disruptionBudget") or {}),
+        pod_labels=_pod_metadata(spec, "labels"),
+        pod_annotations=_pod_metadata(spec, "annotations"),
     )
     if parsed.min_replicas > parsed.max_replicas:
         raise SpecError("spec.minReplicas must be less than or equal to spec.maxReplicas")

@@ -138,6 +138,10 @@ def test_image_override_order():
     ({"model": {"source": "a"}, "disruptionBudget": {"maxUnavailable": 0}}, "spec.disruptionBudget.maxUnavailable"),
     ({"model": {"source": "a"}, "disruptionBudget": {"maxUnavailable": "0%"}}, "spec.disruptionBudget.maxUnavailable"),
     ({"model": {"source": "a"}, "disruptionBudget": {"maxUnavailable": True}}, "spec.disruptionBudget.maxUnavailable"),
+    ({"model": {"source": "a"}, "podMetadata": {"labels": {"not a key!": "x"}}}, "spec.podMetadata.labels"),
+    ({"model": {"source": "a"}, "podMetadata": {"annotations": {"a/b/c": "x"}}}, "spec.podMetadata.annotations"),
+    ({"model": {"source": "a"}, "podMetadata": {"labels": {"k" * 64: "x"}}}, "spec.podMetadata.labels"),
+    ({"model": {"source": "a"}, "podMetadata": {"labels": {"Example.com/team": "x"}}}, "spec.podMetadata.labels"),
 ])
 def test_spec_errors_name_the_field(bad, field):
     with pytest.raises(SpecError, match=field.replace(".", r"\.")):
@@ -187,6 +191,25 @@ def test_affinity_and_spread_pass_through_and_a_spread_counts_its_own_pods():
     bare = plan.deployment("m", "ns", parse_spec({"model": {"source": "a"}}), runtime_for(spec))
     assert not {"affinity", "topologySpreadConstraints"} & set(bare["spec"]["template"]["spec"])
     assert bare["metadata"]["annotations"] != dep["metadata"]["annotations"]  # placement is in the plan hash
+
+
+def test_pod_metadata_pull_secrets_and_service_account_reach_the_pods():
+    """Labels and annotations are added to the operator's own (which win); the runtime's pull secrets and
+    ServiceAccount are the pod's, its API token still unmounted."""
+    spec = parse_spec({"model": {"source": "a"},
+                       "runtime": {"imagePullSecrets": [{"name": "registry"}], "serviceAccountName": "gcs-reader"},
+                       "podMetadata": {"labels": {"team": "ml", "example.com/tier": "gold"},
+                                       "annotations": {"sidecar.istio.io/inject": "false", "prometheus.io/port": "1"}}})
+    dep = plan.deployment("m", "ns", spec, runtime_for(spec))
+    meta, pod = dep["spec"]["template"]["metadata"], dep["spec"]["template"]["spec"]
+    assert meta["labels"]["team"] == "ml" and meta["labels"]["example.com/tier"] == "gold"
+    assert meta["labels"].items() >= plan.labels("m", runtime_for(spec)).items()
+    assert meta["annotations"]["sidecar.istio.io/inject"] == "false"
+    assert meta["annotations"]["prometheus.io/port"] == str(plan.PORT)  # Prometheus must find the metrics
+    assert pod["imagePullSecrets"] == [{"name": "registry"}]
+    assert pod["serviceAccountName"] == "gcs-reader" and pod["automountServiceAccountToken"] is False
+    assert dep["spec"]["selector"] == plan.deployment("m", "ns", parse_spec({"model": {"source": "a"}}),
+                                                      runtime_for(spec))["spec"]["selector"]  # immutable
 
 
 def _kubernetes_definition(name: str) -> dict:
