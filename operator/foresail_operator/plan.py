@@ -206,8 +206,9 @@ def deployment(name: str, namespace: str, spec: LLMDeploymentSpec, runtime: Runt
     return _owned("apps/v1", "Deployment", name, namespace, runtime, {
         "selector": {"matchLabels": selector(name)},
         "template": pod_template(name, spec, runtime),
-        # Keep serving capacity while a new model rolls out: add one, then remove one.
-        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        # By default capacity holds while a new model rolls out: add one, then remove one.
+        "strategy": {"type": "RollingUpdate",
+                     "rollingUpdate": {"maxSurge": spec.rollout[0], "maxUnavailable": spec.rollout[1]}},
         "progressDeadlineSeconds": 3600,
         "revisionHistoryLimit": 3,
     })

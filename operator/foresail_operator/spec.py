@@ -99,6 +99,7 @@ class LLMDeploymentSpec:
     max_replicas: int = 10
     replicas: int | None = None
     max_unavailable: int | str | None = 1  # the PodDisruptionBudget's maxUnavailable (None: no budget)
+    rollout: tuple[int | str, int | str] = (1, 0)  # the rolling update's (maxSurge, maxUnavailable)
     pod_labels: Mapping[str, str] = field(default_factory=dict)
     pod_annotations: Mapping[str, str] = field(default_factory=dict)
 
@@ -125,6 +126,22 @@ _DURATION = re.compile(r"^(auto|[0-9]+(s|m))$")
 _QUALIFIED_NAME = re.compile(  # a label or annotation key: [DNS subdomain/]name
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _PERCENT = re.compile(r"^([1-9][0-9]?|100)%$")
+_PERCENT_OR_ZERO = re.compile(r"^([0-9]|[1-9][0-9]|100)%$")
+
+
+def _rollout(rollout: Mapping[str, Any]) -> tuple[int | str, int | str]:
+    """spec.rollout as the rolling update's (maxSurge, maxUnavailable)."""
+    values = []
+    for key, default in (("maxSurge", 1), ("maxUnavailable", 0)):
+        value = rollout.get(key, default)
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0
+                or isinstance(value, str) and _PERCENT_OR_ZERO.match(value)):
+            raise SpecError(f"spec.rollout.{key} must be a count of at least 0 or a percentage from 0% to 100%")
+        values.append(value)
+    if all(str(v) in ("0", "0%") for v in values):
+        raise SpecError("spec.rollout.maxSurge and spec.rollout.maxUnavailable cannot both be 0: "
+                        "no replica could be replaced")
+    return values[0], values[1]
 
 
 def _pod_metadata(spec: Mapping[str, Any], kind: str) -> dict[str, str]:
@@ -250,6 +267,7 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
         max_replicas=int(spec.get("maxReplicas", 10)),
         replicas=None if spec.get("replicas") is None else int(spec["replicas"]),
         max_unavailable=_max_unavailable(spec.get("disruptionBudget") or {}),
+        rollout=_rollout(spec.get("rollout") or {}),
         pod_labels=_pod_metadata(spec, "labels"),
         pod_annotations=_pod_metadata(spec, "annotations"),
     )

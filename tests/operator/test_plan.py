@@ -138,6 +138,9 @@ def test_image_override_order():
     ({"model": {"source": "a"}, "disruptionBudget": {"maxUnavailable": 0}}, "spec.disruptionBudget.maxUnavailable"),
     ({"model": {"source": "a"}, "disruptionBudget": {"maxUnavailable": "0%"}}, "spec.disruptionBudget.maxUnavailable"),
     ({"model": {"source": "a"}, "disruptionBudget": {"maxUnavailable": True}}, "spec.disruptionBudget.maxUnavailable"),
+    ({"model": {"source": "a"}, "rollout": {"maxSurge": 0}}, "spec.rollout"),
+    ({"model": {"source": "a"}, "rollout": {"maxSurge": "0%", "maxUnavailable": 0}}, "spec.rollout"),
+    ({"model": {"source": "a"}, "rollout": {"maxUnavailable": -1}}, "spec.rollout.maxUnavailable"),
     ({"model": {"source": "a"}, "podMetadata": {"labels": {"not a key!": "x"}}}, "spec.podMetadata.labels"),
     ({"model": {"source": "a"}, "podMetadata": {"annotations": {"a/b/c": "x"}}}, "spec.podMetadata.annotations"),
     ({"model": {"source": "a"}, "podMetadata": {"labels": {"k" * 64: "x"}}}, "spec.podMetadata.labels"),
@@ -210,6 +213,15 @@ def test_pod_metadata_pull_secrets_and_service_account_reach_the_pods():
     assert pod["serviceAccountName"] == "gcs-reader" and pod["automountServiceAccountToken"] is False
     assert dep["spec"]["selector"] == plan.deployment("m", "ns", parse_spec({"model": {"source": "a"}}),
                                                       runtime_for(spec))["spec"]["selector"]  # immutable
+
+
+def test_a_rollout_adds_before_it_removes_unless_told_otherwise():
+    """By default a rollout keeps every replica serving (surge 1); without a spare GPU, one goes first."""
+    default = plan.deployment("m", "ns", parse_spec({"model": {"source": "a"}}), RUNTIMES["foresail"])
+    assert default["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    tight = parse_spec({"model": {"source": "a"}, "rollout": {"maxSurge": 0, "maxUnavailable": "25%"}})
+    assert plan.deployment("m", "ns", tight, RUNTIMES["foresail"])["spec"]["strategy"]["rollingUpdate"] == {
+        "maxSurge": 0, "maxUnavailable": "25%"}
 
 
 def _kubernetes_definition(name: str) -> dict:

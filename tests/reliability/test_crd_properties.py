@@ -79,6 +79,9 @@ FIELDS: dict[tuple[str, ...], tuple[list[Any], list[tuple[Any, str]]]] = {
     ("runtime", "serviceAccountName"): pick(["inference", "gcs.reader"],
                                             [("Inference", "spec.runtime.serviceAccountName"),
                                              ("a" * 254, "spec.runtime.serviceAccountName")]),
+    ("rollout", "maxSurge"): pick([0, 2, "25%"], [(-1, "spec.rollout.maxSurge"), ("lots", "spec.rollout.maxSurge")]),
+    ("rollout", "maxUnavailable"): pick([1, "0%", "100%"], [(-1, "spec.rollout.maxUnavailable"),
+                                                          ("101%", "spec.rollout.maxUnavailable")]),
     ("podMetadata", "labels"): pick([{"team": "ml", "sidecar.istio.io/inject": "false"}, {"cost-center": ""}],
                                     [({"app.kubernetes.io/name": "x"}, "spec.podMetadata.labels"),
                                      ({"foresail.dev/llmdeployment": "x"}, "spec.podMetadata.labels"),
@@ -195,6 +198,9 @@ def specs(draw: st.DrawFn, bad: bool | None = None) -> tuple[dict[str, Any], lis
     gpus, runtime = spec.get("resources", {}).get("gpus", 0), spec.get("runtime", {}).get("name", "foresail")
     if isinstance(gpus, int) and gpus > 1 and runtime == "foresail":  # its server runs a model on one GPU
         errors.append("spec.resources.gpus")
+    rollout = spec.get("rollout", {})
+    if rollout and all(str(rollout.get(k, d)) in ("0", "0%") for k, d in (("maxSurge", 1), ("maxUnavailable", 0))):
+        errors.append("spec.rollout")  # nothing could be replaced
     stz = draw(SCALE_TO_ZERO)
     if stz is not OMIT:
         spec.setdefault("autoscaling", {})["scaleToZero"] = stz
