@@ -108,6 +108,35 @@ def test_spec_changes_roll_out_only_when_the_pod_changes(cluster, operator):
     assert any(e["reason"] == "Updated" for e in events_for(cluster, "tiny"))
 
 
+def test_pod_settings_reach_the_pods_and_a_label_change_rolls_them(cluster, operator):
+    doc = load("minimal.yaml")
+    spread = {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}
+    doc["spec"].update({
+        "autoscaling": {"mode": "off"}, "replicas": 2, "rollout": {"maxSurge": 0, "maxUnavailable": 1},
+        "podMetadata": {"labels": {"team": "ml"}, "annotations": {"sidecar.istio.io/inject": "false"}}})
+    doc["spec"]["runtime"] = {"imagePullSecrets": [{"name": "registry"}], "serviceAccountName": "gcs-reader"}
+    doc["spec"]["resources"] = {"topologySpreadConstraints": [spread], "affinity": {"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}]}}}}
+    apply(cluster, doc)
+    stored = llmd(cluster, "tiny")["spec"]
+    assert stored["resources"] == {"gpus": 0, **doc["spec"]["resources"]}  # nothing pruned on the way in
+    pods = wait_for(lambda: len(items := cluster.kube.get(PODS)["items"]) == 2 and items, what="2 pods")
+    for pod in pods:
+        assert pod["metadata"]["labels"]["team"] == "ml"
+        assert pod["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+        assert pod["spec"]["serviceAccountName"] == "gcs-reader"
+        assert pod["spec"]["imagePullSecrets"] == [{"name": "registry"}]
+        assert pod["spec"]["affinity"] == doc["spec"]["resources"]["affinity"]
+        assert pod["spec"]["topologySpreadConstraints"] == [{**spread, "labelSelector": {"matchLabels": {
+            "foresail.dev/llmdeployment": "tiny"}}}]
+    assert deployment(cluster, "tiny")["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    doc["spec"]["podMetadata"]["labels"]["team"] = "search"
+    apply(cluster, doc)
+    wait_for(lambda: {p["metadata"]["labels"]["team"] for p in cluster.kube.get(PODS)["items"]} == {"search"},
+             what="the pods relabelled by a rollout")
+
+
 def test_kubectl_scale_changes_the_deployment(cluster, operator):
     doc = load("minimal.yaml")
     doc["spec"]["autoscaling"] = {"mode": "off"}
