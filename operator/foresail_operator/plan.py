@@ -105,7 +105,7 @@ def _resources(spec: LLMDeploymentSpec) -> dict[str, Any]:
         amounts["memory"] = spec.resources.memory
     limits = dict(amounts)
     if spec.resources.gpus:
-        limits["nvidia.com/gpu"] = spec.resources.gpus
+        limits[spec.resources.gpu_resource] = spec.resources.gpus
     out: dict[str, Any] = {}
     if amounts:
         out["requests"] = amounts

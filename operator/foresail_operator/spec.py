@@ -51,6 +51,7 @@ class ResourceSpec:
     """What one replica gets."""
 
     gpus: int = 0
+    gpu_resource: str = "nvidia.com/gpu"  # the extended resource a GPU is asked for as
     cpu: str | None = None
     memory: str | None = None
     node_selector: Mapping[str, str] = field(default_factory=dict)
@@ -233,6 +234,7 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
         ),
         resources=ResourceSpec(
             gpus=int(resources.get("gpus", 0)),
+            gpu_resource=str(resources.get("gpuResource", "nvidia.com/gpu")),
             cpu=None if resources.get("cpu") is None else str(resources["cpu"]),
             memory=None if resources.get("memory") is None else str(resources["memory"]),
             node_selector=dict(resources.get("nodeSelector") or {}),

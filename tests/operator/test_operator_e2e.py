@@ -120,7 +120,8 @@ def test_pod_settings_reach_the_pods_and_a_label_change_rolls_them(cluster, oper
             {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}]}}}}
     apply(cluster, doc)
     stored = llmd(cluster, "tiny")["spec"]
-    assert stored["resources"] == {"gpus": 0, **doc["spec"]["resources"]}  # nothing pruned on the way in
+    defaults = {"gpus": 0, "gpuResource": "nvidia.com/gpu"}
+    assert stored["resources"] == {**defaults, **doc["spec"]["resources"]}  # nothing pruned on the way in
     pods = wait_for(lambda: len(items := cluster.kube.get(PODS)["items"]) == 2 and items, what="2 pods")
     for pod in pods:
         assert pod["metadata"]["labels"]["team"] == "ml"

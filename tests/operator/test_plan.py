@@ -151,6 +151,16 @@ def test_spec_errors_name_the_field(bad, field):
         parse_spec(bad)
 
 
+def test_gpus_are_asked_for_as_the_named_resource():
+    """nvidia.com/gpu by default; a MIG slice or another vendor's resource when named."""
+    for resources, name in (({"gpus": 1}, "nvidia.com/gpu"),
+                            ({"gpus": 1, "gpuResource": "nvidia.com/mig-3g.40gb"}, "nvidia.com/mig-3g.40gb"),
+                            ({"gpus": 4, "gpuResource": "amd.com/gpu"}, "amd.com/gpu")):
+        spec = parse_spec({"model": {"source": "a"}, "runtime": {"name": "vllm"}, "resources": resources})
+        limits = container(plan.deployment("m", "ns", spec, runtime_for(spec)))["resources"]["limits"]
+        assert limits == {name: resources["gpus"]}
+
+
 def test_more_than_one_gpu_is_for_the_runtimes_that_use_them():
     """The foresail runtime loads a model on one device; the others shard it over every GPU asked for."""
     for name in ("vllm", "tgi", "sglang"):
