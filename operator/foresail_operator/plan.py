@@ -129,6 +129,11 @@ def pod_template(name: str, spec: LLMDeploymentSpec, runtime: Runtime) -> dict[s
     if spec.resources.gpus > 1:  # tensor parallelism talks through shared memory
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    for i, mount in enumerate(spec.runtime.mounts):
+        source = ({"configMap": {"name": mount["configMap"]}} if "configMap" in mount
+                  else {"secret": {"secretName": mount["secret"]}})
+        volumes.append({"name": f"mount-{i}", **source})
+        mounts.append({"name": f"mount-{i}", "mountPath": mount["path"], "readOnly": True})
     probe = {"httpGet": {"path": runtime.health_path, "port": "http"}}
     container: dict[str, Any] = {
         "name": "server",
@@ -146,6 +151,8 @@ def pod_template(name: str, spec: LLMDeploymentSpec, runtime: Runtime) -> dict[s
         "securityContext": _container_security(runtime.non_root),
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_S)]}}},
     }
+    if spec.runtime.env_from:
+        container["envFrom"] = [dict(e) for e in spec.runtime.env_from]
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "volumes": volumes,

@@ -41,6 +41,8 @@ class RuntimeSpec:
     image: str | None = None
     args: tuple[str, ...] = ()
     env: tuple[Mapping[str, Any], ...] = ()
+    env_from: tuple[Mapping[str, Any], ...] = ()
+    mounts: tuple[Mapping[str, str], ...] = ()  # {path, configMap | secret}
     drain_s: int = 110  # how long a replica told to stop may finish the requests in flight
     image_pull_secrets: tuple[str, ...] = ()
     service_account: str | None = None
@@ -228,6 +230,8 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
             image=runtime.get("image"),
             args=tuple(str(a) for a in runtime.get("args") or ()),
             env=tuple(runtime.get("env") or ()),
+            env_from=tuple(runtime.get("envFrom") or ()),
+            mounts=tuple(runtime.get("mounts") or ()),
             drain_s=int(runtime.get("drainSeconds", 110)),
             image_pull_secrets=tuple(str(ref["name"]) for ref in runtime.get("imagePullSecrets") or ()),
             service_account=runtime.get("serviceAccountName"),

@@ -114,10 +114,15 @@ def test_pod_settings_reach_the_pods_and_a_label_change_rolls_them(cluster, oper
     doc["spec"].update({
         "autoscaling": {"mode": "off"}, "replicas": 2, "rollout": {"maxSurge": 0, "maxUnavailable": 1},
         "podMetadata": {"labels": {"team": "ml"}, "annotations": {"sidecar.istio.io/inject": "false"}}})
-    doc["spec"]["runtime"] = {"imagePullSecrets": [{"name": "registry"}], "serviceAccountName": "gcs-reader"}
+    doc["spec"]["runtime"] = {"imagePullSecrets": [{"name": "registry"}], "serviceAccountName": "gcs-reader",
+                              "envFrom": [{"configMapRef": {"name": "settings"}}],
+                              "mounts": [{"path": "/etc/templates", "configMap": "chat-templates"}]}
     doc["spec"]["resources"] = {"topologySpreadConstraints": [spread], "affinity": {"nodeAffinity": {
         "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
             {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}]}}}}
+    for config_map in ("settings", "chat-templates"):
+        cluster.kube.create("/api/v1/namespaces/default/configmaps", {
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": config_map}, "data": {"k": "v"}})
     apply(cluster, doc)
     stored = llmd(cluster, "tiny")["spec"]
     defaults = {"gpus": 0, "gpuResource": "nvidia.com/gpu"}
@@ -128,6 +133,9 @@ def test_pod_settings_reach_the_pods_and_a_label_change_rolls_them(cluster, oper
         assert pod["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
         assert pod["spec"]["serviceAccountName"] == "gcs-reader"
         assert pod["spec"]["imagePullSecrets"] == [{"name": "registry"}]
+        assert pod["spec"]["containers"][0]["envFrom"] == [{"configMapRef": {"name": "settings"}}]
+        assert {"configMap": {"name": "chat-templates"}}.items() <= next(
+            v for v in pod["spec"]["volumes"] if v["name"] == "mount-0").items()
         assert pod["spec"]["affinity"] == doc["spec"]["resources"]["affinity"]
         assert pod["spec"]["topologySpreadConstraints"] == [{**spread, "labelSelector": {"matchLabels": {
             "foresail.dev/llmdeployment": "tiny"}}}]

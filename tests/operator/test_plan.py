@@ -234,6 +234,33 @@ def test_a_rollout_adds_before_it_removes_unless_told_otherwise():
         "maxSurge": 0, "maxUnavailable": "25%"}
 
 
+def test_env_from_and_mounts_reach_the_server_container():
+    """envFrom passes through; each mount is a read-only volume of its ConfigMap or Secret."""
+    env_from = [{"configMapRef": {"name": "engine-settings"}}, {"secretRef": {"name": "keys", "optional": True},
+                                                                "prefix": "APP_"}]
+    spec = parse_spec({"model": {"source": "a"}, "runtime": {"name": "vllm", "envFrom": env_from, "mounts": [
+        {"path": "/etc/templates", "configMap": "chat-templates"}, {"path": "/etc/tls", "secret": "client-cert"}]}})
+    dep = plan.deployment("m", "ns", spec, runtime_for(spec))
+    c, pod = container(dep), dep["spec"]["template"]["spec"]
+    assert c["envFrom"] == env_from
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounted = {m["mountPath"]: volumes[m["name"]] for m in c["volumeMounts"] if m.get("readOnly")}
+    assert mounted["/etc/templates"]["configMap"] == {"name": "chat-templates"}
+    assert mounted["/etc/tls"]["secret"] == {"secretName": "client-cert"}
+    assert len(volumes) == len(pod["volumes"])  # volume names are unique
+    assert "envFrom" not in container(plan.deployment("m", "ns", parse_spec({"model": {"source": "a"}}),
+                                                      runtime_for(spec)))
+
+
+def test_the_crd_keeps_mounts_off_every_path_the_operator_mounts():
+    """The CRD's list of reserved mount paths covers each one a plan uses (with every option on)."""
+    crd = (EXAMPLES.parent / "crds/llmdeployment.yaml").read_text()
+    rule = next(line for line in crd.splitlines() if "'/model-source'" in line)
+    spec = parse_spec({"model": {"source": "pvc://weights/m"}, "runtime": {"name": "vllm"}, "resources": {"gpus": 2}})
+    for mount in container(plan.deployment("m", "ns", spec, runtime_for(spec)))["volumeMounts"]:
+        assert f"'{mount['mountPath']}'" in rule
+
+
 def _kubernetes_definition(name: str) -> dict:
     from kubernetes_validate import utils
     return utils.schema_contents("kubernetes-json-schema/v1.32.0-local/_definitions.json", "1.32.0")["$defs"][name]
@@ -249,20 +276,24 @@ def _same_fields(crd: dict, kube: dict, where: str) -> None:
         _same_fields(crd["items"], kube["items"], where + "[]")
     elif "properties" in kube:
         assert set(crd["properties"]) == set(kube["properties"]), where
-        assert set(crd.get("required", ())) == set(kube.get("required", ())), where
+        assert set(crd.get("required", ())) >= set(kube.get("required", ())), where
         for key, child in kube["properties"].items():
             _same_fields(crd["properties"][key], child, f"{where}.{key}")
     elif "additionalProperties" in kube:
         _same_fields(crd["additionalProperties"], kube["additionalProperties"], where + ".*")
 
 
-def test_the_placement_schemas_keep_every_kubernetes_field():
-    """The CRD copies core/v1 Affinity and TopologySpreadConstraint whole: a field left out would be pruned."""
+def test_the_copied_kubernetes_schemas_keep_every_field():
+    """The CRD copies core/v1 Affinity, TopologySpreadConstraint and EnvFromSource whole (it may require
+    more): a field left out would be pruned."""
     crd = yaml.safe_load((EXAMPLES.parent / "crds/llmdeployment.yaml").read_text())
     resources = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["resources"]
     _same_fields(resources["properties"]["affinity"], _kubernetes_definition("io.k8s.api.core.v1.Affinity"), "affinity")
     _same_fields(resources["properties"]["topologySpreadConstraints"]["items"],
                  _kubernetes_definition("io.k8s.api.core.v1.TopologySpreadConstraint"), "topologySpreadConstraints[]")
+    runtime = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["runtime"]
+    _same_fields(runtime["properties"]["envFrom"]["items"], _kubernetes_definition("io.k8s.api.core.v1.EnvFromSource"),
+                 "envFrom[]")
 
 
 def test_horizon_auto_uses_the_measured_cold_start():
