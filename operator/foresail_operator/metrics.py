@@ -170,13 +170,22 @@ class PrometheusSource:
         times = sorted(total)
         return times, [total[t] for t in times]
 
+    def rate_history(self, key: Key, runtime: str, signal: str, start: float, end: float,
+                     step_s: float) -> dict[float, float]:
+        """One of the pods' counters (``requests``, ``prompt_tokens``, ``generation_tokens``) as a rate by
+        timestamp; empty where the runtime has no such counter or Prometheus no points."""
+        metric = RUNTIMES[runtime].metrics.get(signal)
+        if not metric:
+            return {}
+        return dict(self._range(f"sum(rate({metric}{_selector(key)}[{self.window}]))", start, end, step_s))
+
     def _history(self, key: Key, runtime: str, start: float, end: float, step_s: float,
                  unit: str) -> dict[float, float]:
         """The pods' completed requests/s or tokens/s by timestamp."""
         signals = ("requests",) if unit == "requests" else ("prompt_tokens", "generation_tokens")
         total: dict[float, float] = {}
-        for metric in (m for m in (RUNTIMES[runtime].metrics.get(s) for s in signals) if m):
-            for t, value in self._range(f"sum(rate({metric}{_selector(key)}[{self.window}]))", start, end, step_s):
+        for signal in signals:
+            for t, value in self.rate_history(key, runtime, signal, start, end, step_s).items():
                 total[t] = total.get(t, 0.0) + value
         return total
 

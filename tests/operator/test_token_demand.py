@@ -10,18 +10,14 @@ a real Prometheus scraping a target that counts like a vLLM pod; the others use 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
 
 import numpy as np
 import pytest
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter
 
 from foresail.demo.prometheus import PrometheusServer
 from foresail_operator.activation import ARRIVALS_METRIC
@@ -31,6 +27,7 @@ from foresail_operator.metrics import PrometheusSource, Signals
 from foresail_operator.spec import LLMDeploymentSpec, parse_spec
 from tests.helpers import wait_for
 from tests.operator.advisory import KEY, decisions
+from tests.operator.exporters import counting, serve
 
 
 def spec(unit: str, capacity: float) -> LLMDeploymentSpec:
@@ -74,51 +71,6 @@ def test_queued_requests_count_at_the_recent_tokens_per_request() -> None:
     assert loop.read(both, now=140.0) == (500.0, 750.0, 250.0, False)
     assert loop.read(Signals(requests=2.0, prompt_tokens=400.0, generation_tokens=100.0, running=0.0, arrivals=1.0),
                      now=150.0) == (500.0, 500.0, 250.0, False)
-
-
-def serve(registry: CollectorRegistry) -> ThreadingHTTPServer:
-    """Serve ``registry`` on 127.0.0.1 in the text format, as the inference server and the activator do
-    (prometheus_client's own server answers Prometheus in OpenMetrics, whose names turn vLLM's colons into
-    underscores)."""
-
-    class Metrics(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            body = generate_latest(registry)
-            self.send_response(200)
-            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-@contextlib.contextmanager
-def counting(rates: list[tuple[Any, float]]) -> Iterator[None]:
-    """While inside, increase each counter at its rate per second, by the clock (so that the rates hold
-    however often the thread runs)."""
-    stop = threading.Event()
-
-    def count() -> None:
-        last = time.monotonic()
-        while not stop.wait(0.1):
-            now = time.monotonic()
-            for counter, rate in rates:
-                counter.inc(rate * (now - last))
-            last = now
-
-    thread = threading.Thread(target=count, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus (make install)")

@@ -1,0 +1,142 @@
+"""`foresail history`: an LLMDeployment's demand, read back from Prometheus, as a trace to replay.
+
+Before a platform team lets Foresail scale a model ahead of demand, it can replay the model's own traffic
+against Foresail and the anchor autoscalers: `foresail history NS/NAME -o demand.csv`, then
+`foresail backtest --trace demand.csv`. Demand is what the decision loop reads (the pods' completed
+requests, or the activator's arrivals where those are more), written as the backtester's generic CSV
+``time_s,arrivals[,input_tokens,output_tokens]`` (Unix seconds, counts per step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import re
+import time
+from typing import TYPE_CHECKING, Iterator
+
+from foresail_operator.runtimes import RUNTIMES
+
+if TYPE_CHECKING:
+    from foresail_operator.metrics import PrometheusSource
+
+SPAN = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd])$")
+UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_POINTS = 10_000  # per range query: Prometheus refuses more than 11,000 points per series
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `foresail history` (Prometheus access as the operator's environment sets it)."""
+    env = os.environ.get
+    parser.add_argument("llmdeployment", metavar="NAMESPACE/NAME", help="the LLMDeployment whose demand to read")
+    parser.add_argument("--out", "-o", required=True, metavar="FILE.csv", help="where to write the trace")
+    parser.add_argument("--prometheus", default=env("FORESAIL_PROMETHEUS_URL"), metavar="URL",
+                        help="Prometheus base URL (FORESAIL_PROMETHEUS_URL)")
+    parser.add_argument("--token-file", default=env("FORESAIL_PROMETHEUS_TOKEN_FILE"),
+                        help="bearer token file (FORESAIL_PROMETHEUS_TOKEN_FILE; or a token in "
+                             "FORESAIL_PROMETHEUS_TOKEN)")
+    parser.add_argument("--ca-file", default=env("FORESAIL_PROMETHEUS_CA_FILE"),
+                        help="PEM bundle of the CA that signs Prometheus's certificate (FORESAIL_PROMETHEUS_CA_FILE)")
+    parser.add_argument("--runtime", choices=["auto", *RUNTIMES], default="auto",
+                        help="whose metric names to read (default auto: the first with data)")
+    parser.add_argument("--span", default="7d", help="how far back from now, e.g. 14d, 12h, 30m (default 7d)")
+    parser.add_argument("--step", type=float, default=60.0, metavar="SECONDS", help="seconds per row (default 60)")
+    parser.add_argument("--window", default="2m",
+                        help="rate() window: at least two scrape intervals (default 2m)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def span_seconds(text: str) -> float:
+    """`14d`, `12h`, `30m` or `45s` in seconds; ValueError otherwise."""
+    match = SPAN.match(text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"--span must be a positive duration such as 7d, 12h or 30m, not {text!r}")
+    return float(match.group(1)) * UNIT_S[match.group(2)]
+
+
+def windows(start: float, end: float, step_s: float, max_points: int = MAX_POINTS) -> Iterator[tuple[float, float]]:
+    """[start, end] cut into consecutive ranges of at most ``max_points`` steps that share no point."""
+    while start <= end:
+        last = min(end, start + (max_points - 1) * step_s)
+        yield start, last
+        start = last + step_s
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read the history window by window, then write it; 1 with a message on any failure."""
+    from tqdm import tqdm
+
+    from foresail_operator.metrics import MetricsError, PrometheusSource
+
+    namespace, _, name = args.llmdeployment.partition("/")
+    if not namespace or not name:
+        print(f"error: name the LLMDeployment as NAMESPACE/NAME, not {args.llmdeployment!r}")
+        return 1
+    if not args.prometheus:
+        print("error: no Prometheus: pass --prometheus URL or set FORESAIL_PROMETHEUS_URL")
+        return 1
+    try:
+        span = span_seconds(args.span)
+    except ValueError as exc:
+        print(f"error: {exc}")
+        return 1
+    if not args.step > 0:
+        print("error: --step must be positive")
+        return 1
+    source = PrometheusSource(args.prometheus, os.environ.get("FORESAIL_PROMETHEUS_TOKEN"), timeout_s=60.0,
+                              window=args.window, token_file=args.token_file, ca_file=args.ca_file)
+    key = (namespace, name)
+    end = math.floor(time.time() / args.step) * args.step
+    start = end - span
+    rows: dict[float, list[float]] = {}  # time -> [requests, prompt tokens, generated tokens] per step
+    try:
+        runtime = _runtime(source, key, args.runtime, start, end, span / 1000)
+        token_signals = [s for s in ("prompt_tokens", "generation_tokens") if RUNTIMES[runtime].metrics.get(s)]
+        parts = list(windows(start, end, args.step))
+        for lo, hi in tqdm(parts, desc=f"history {namespace}/{name}", disable=args.no_progress or len(parts) < 2):
+            times, rates = source.demand_history(key, runtime, lo, hi, args.step)
+            tokens = [source.rate_history(key, runtime, s, lo, hi, args.step) for s in token_signals]
+            for t, rate in zip(times, rates, strict=True):
+                rows[t] = [rate * args.step] + [by_time.get(t, 0.0) * args.step for by_time in tokens]
+    except MetricsError as exc:
+        print(f"error: {exc}")
+        return 1
+    if not rows:
+        print(f"error: Prometheus has no demand for {namespace}/{name} over the last {args.span} "
+              "(check the namespace, the name and --runtime)")
+        return 1
+    _write(args.out, rows)
+    times = sorted(rows)
+    total = sum(row[0] for row in rows.values())
+    peak = max(row[0] for row in rows.values()) / args.step
+    missing = round((times[-1] - times[0]) / args.step) + 1 - len(times)
+    print(f"wrote {len(times)} steps of {args.step:g} s ({(times[-1] - times[0]) / 3600:.1f} h) of {namespace}/{name} "
+          f"to {args.out}")
+    print(f"  {total:,.0f} requests (the larger of {RUNTIMES[runtime].metrics['requests']} and the activator's "
+          f"count), mean {total / (len(times) * args.step):.3g} req/s, peak {peak:.3g} req/s"
+          + (f"; {missing} steps had no data (replayed as 0)" if missing else ""))
+    print(f"replay it: foresail backtest --trace {args.out} --cold-start SECONDS --capacity REQ_PER_S")
+    return 0
+
+
+def _runtime(source: PrometheusSource, key: tuple[str, str], wanted: str, start: float, end: float,
+             step_s: float) -> str:
+    """The runtime whose request counter has data for ``key`` (``wanted`` unless auto; foresail if none)."""
+    if wanted != "auto":
+        return wanted
+    for runtime in RUNTIMES:
+        if source.rate_history(key, runtime, "requests", start, end, max(step_s, 1.0)):
+            return runtime
+    return "foresail"  # only the activator's count, whose name every runtime shares
+
+
+def _write(path: str, rows: dict[float, list[float]]) -> None:
+    """The generic CSV, with token columns where the runtime counts prompt and generated tokens."""
+    width = len(next(iter(rows.values())))
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["time_s", "arrivals", "input_tokens", "output_tokens"][:1 + width])
+        for t in sorted(rows):
+            writer.writerow([f"{t:.0f}", *(f"{v:.3f}" for v in rows[t])])

@@ -1,0 +1,89 @@
+"""`foresail history`: an LLMDeployment's demand read back from a real Prometheus into a trace that
+`foresail backtest` replays; the CLI run as a user runs it, in its own process."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
+from foresail.backtest.traces import load_generic
+from foresail.demo.prometheus import PrometheusServer, free_port
+from foresail_operator.history_cli import span_seconds, windows
+from foresail_operator.metrics import PrometheusSource
+from tests.helpers import wait_for
+from tests.operator.exporters import counting, serve
+
+
+def foresail(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "foresail", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_windows_cover_the_span_once_within_the_point_limit():
+    parts = list(windows(0.0, 99.0, 1.0, max_points=30))
+    points = [t for lo, hi in parts for t in np.arange(lo, hi + 1.0, 1.0)]
+    assert points == list(np.arange(0.0, 100.0, 1.0))
+    assert max(round(hi - lo) + 1 for lo, hi in parts) == 30
+    assert list(windows(0.0, 0.0, 60.0)) == [(0.0, 0.0)]
+
+
+def test_spans_read_as_durations_and_nonsense_is_refused():
+    assert [span_seconds(s) for s in ("14d", "12h", "30m", "45s", "1.5h")] == [14 * 86400, 43200, 1800, 45, 5400]
+    for bad in ("7", "week", "-1d", "0h", ""):
+        with pytest.raises(ValueError, match="--span"):
+            span_seconds(bad)
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus (make install)")
+def test_the_history_of_a_deployment_replays_in_the_backtester(tmp_path: Path):
+    """A vLLM-named pod completes 4 req/s of 100 prompt and 25 generated tokens each: the trace holds 4
+    requests, 400 and 100 tokens per 1-s step, and the backtester replays it. A deployment Prometheus has
+    never seen, and a Prometheus that is not there, are clear errors."""
+    registry = CollectorRegistry()
+    counters = [(Counter("vllm:request_success", "requests", registry=registry), 4.0),
+                (Counter("vllm:prompt_tokens", "prompt tokens", registry=registry), 400.0),
+                (Counter("vllm:generation_tokens", "generated tokens", registry=registry), 100.0)]
+    server = serve(registry)
+    try:
+        with counting(counters), PrometheusServer(tmp_path) as prometheus:
+            prometheus.write_targets([(f"127.0.0.1:{server.server_address[1]}",
+                                       {"namespace": "team-a", "llmdeployment": "chat"})])
+            source = PrometheusSource(prometheus.url, window="5s")
+            wait_for(lambda: len(source.rate_history(("team-a", "chat"), "vllm", "requests", time.time() - 60,
+                                                     time.time(), 1.0)) >= 15, timeout=60, what="15 s of history")
+            out = tmp_path / "chat.csv"
+            done = foresail("history", "team-a/chat", "--prometheus", prometheus.url, "--span", "60s", "--step", "1",
+                            "--window", "5s", "-o", str(out), "--no-progress")
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert "wrote" in done.stdout and "foresail backtest --trace" in done.stdout
+            trace = load_generic(out)
+            assert trace.step_s == 1.0 and abs(trace.start_s - time.time()) < 120  # Unix seconds
+            settled = trace.arrivals[-10:]
+            assert np.median(settled) == pytest.approx(4.0, rel=0.2)
+            assert trace.tokens is not None and np.median(trace.tokens[-10:]) == pytest.approx(500.0, rel=0.2)
+            header = out.read_text().splitlines()[0]
+            assert header == "time_s,arrivals,input_tokens,output_tokens"
+            replay = foresail("backtest", "--trace", str(out), "--interval", "1", "--cold-start", "5",
+                              "--capacity", "2", "--no-progress")
+            assert replay.returncode == 0, replay.stdout + replay.stderr
+            assert "foresail" in replay.stdout and "oracle" in replay.stdout
+
+            unknown = foresail("history", "team-a/nobody", "--prometheus", prometheus.url, "--span", "60s",
+                               "--step", "1", "--window", "5s", "-o", str(tmp_path / "none.csv"))
+            assert unknown.returncode == 1 and "no demand for team-a/nobody" in unknown.stdout
+            assert not (tmp_path / "none.csv").exists()
+    finally:
+        server.shutdown()
+        server.server_close()
+    gone = foresail("history", "team-a/chat", "--prometheus", f"http://127.0.0.1:{free_port()}", "-o",
+                    str(tmp_path / "x.csv"))
+    assert gone.returncode == 1 and gone.stdout.startswith("error: Prometheus") and "Traceback" not in gone.stderr
+    for args, message in ((["chat"], "NAMESPACE/NAME"), (["a/b", "--span", "week"], "--span")):
+        bad = foresail("history", *args, "--prometheus", "http://127.0.0.1:9", "-o", str(tmp_path / "x.csv"))
+        assert bad.returncode == 1 and message in bad.stdout
