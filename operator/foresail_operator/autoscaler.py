@@ -30,7 +30,7 @@ from foresail_operator import telemetry
 from foresail_operator.activation import requests_waiting
 from foresail_operator.collector import Collector
 from foresail_operator.kube import KubeClient
-from foresail_operator.metrics import MetricsError, Signals
+from foresail_operator.metrics import MAX_POINTS, MetricsError, Signals
 from foresail_operator.reconciler import record_scale
 from foresail_operator.scaler import set_replicas
 from foresail_operator.schedule import scheduled_floor
@@ -41,7 +41,7 @@ DEFAULT_CAPACITY = {"requests": 1.0, "tokens": 1000.0}  # per replica until lear
 DEFAULT_TOKENS_PER_REQUEST = 1000.0  # what a queued request counts for in tokens until completions show it
 UNIT_LABEL = {"requests": "req/s", "tokens": "tok/s"}
 BACKFILL_S = 7 * 24 * 3600.0
-MAX_POINTS = 10_000  # Prometheus refuses range queries of more than 11,000 points
+OVERRIDES_TO_REPORT = 2  # decisions in a row that find the replicas changed by another writer (one may be a race)
 
 
 def _sig(value: float | None) -> float | None:
@@ -74,6 +74,8 @@ class Loop:
     tokens_per_request: float = DEFAULT_TOKENS_PER_REQUEST  # completed tokens per completed request, lately
     logged_capacity: float = DEFAULT_CAPACITY["requests"]  # the capacity the log last reported
     backfilled: bool = False  # whether the policy's history was loaded from Prometheus (once per policy)
+    left: int | None = None  # the replica count the last acting decision left the Deployment at
+    overrides: int = 0  # decisions in a row that found another count there
     view: dict[str, Any] = field(default_factory=dict)
 
     def configure(self, spec: LLMDeploymentSpec, cold_start_s: float | None) -> PolicyConfig:
@@ -206,6 +208,26 @@ def _limited(decision: Decision, spec: LLMDeploymentSpec) -> tuple[bool, str, st
     return False, "DesiredWithinRange", f"the {need} replicas needed are within spec.minReplicas and maxReplicas"
 
 
+def _overridden(loop: Loop, acting: bool, current: int, body: dict[str, Any], logger: logging.Logger) -> str | None:
+    """Why the replica count is not Foresail's to set, when decisions in a row find that another writer
+    changed the count the last one left (an HPA or a KEDA ScaledObject on the Deployment); else None."""
+    if not acting or loop.left is None or current == loop.left:
+        loop.overrides = 0
+        return None
+    loop.overrides += 1
+    if loop.overrides < OVERRIDES_TO_REPORT:
+        return None
+    ns, name = loop.key
+    message = (f"another writer keeps changing Deployment {name}'s replicas (to {current}, from the {loop.left} "
+               "Foresail set), such as a HorizontalPodAutoscaler or a KEDA ScaledObject that targets it; Foresail "
+               "sets them back at each decision. Remove the other autoscaler, or set autoscaling.mode: off to "
+               f"leave the count to it; to scale by hand: kubectl scale llmdeployment {name}")
+    if loop.overrides == OVERRIDES_TO_REPORT:
+        logger.warning("%s/%s: %s", ns, name, message)
+        kopf.warn(body, reason="ReplicasOverridden", message=message)
+    return message
+
+
 async def backfill(loop: Loop, collector: Collector, runtime: str, logger: logging.Logger) -> None:
     """Load the deployment's demand history from Prometheus, the durable store, into the forecaster
     (one attempt per policy: at start, and after a demandUnit change started the history over)."""
@@ -278,6 +300,8 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     if _manual_hold(status, spec, now) and target < current:
         target = current
     acting = spec.autoscaling.mode in ("predictive", "reactive") and deployment is not None
+    overridden = _overridden(loop, acting, current, body, logger)
+    loop.left = target if acting else None
     if acting and target != current:
         await set_replicas(client, ns, name, target)
         reason = decision.reason if target == decision.replicas else f"hold {current}: manual scale"
@@ -307,8 +331,11 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
                         summary=f"{_sig(decision.forecast_upper)} {unit} p{q} @+{decision.horizon_s:.0f}s")
     else:
         forecast["summary"] = "reactive" if spec.autoscaling.mode == "reactive" else "warming up"
+    conditions = _conditions(signals, error, decision, loop.policy, spec, current, at_door)
+    if overridden:
+        conditions["ScalingLimited"] = (True, "ReplicasOverridden", overridden)
     loop.view = {
-        "conditions": _conditions(signals, error, decision, loop.policy, spec, current, at_door),
+        "conditions": conditions,
         "fields": {"recommendedReplicas": decision.replicas, "forecast": forecast,
                    "capacity": _capacity_status(loop.capacity, spec, signals)},
     }

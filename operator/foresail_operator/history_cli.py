@@ -15,16 +15,13 @@ import math
 import os
 import re
 import time
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
+from foresail_operator.metrics import MAX_POINTS, MetricsError, PrometheusSource
 from foresail_operator.runtimes import RUNTIMES
-
-if TYPE_CHECKING:
-    from foresail_operator.metrics import PrometheusSource
 
 SPAN = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd])$")
 UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-MAX_POINTS = 10_000  # per range query: Prometheus refuses more than 11,000 points per series
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,8 +64,6 @@ def windows(start: float, end: float, step_s: float, max_points: int = MAX_POINT
 def run(args: argparse.Namespace) -> int:
     """Read the history window by window, then write it; 1 with a message on any failure."""
     from tqdm import tqdm
-
-    from foresail_operator.metrics import MetricsError, PrometheusSource
 
     namespace, _, name = args.llmdeployment.partition("/")
     if not namespace or not name:

@@ -20,6 +20,8 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from foresail_operator.activation import ARRIVALS_METRIC, HELD_METRIC
 from foresail_operator.runtimes import RUNTIMES
 
+MAX_POINTS = 10_000  # per range query: Prometheus refuses more than 11,000 points per series
+
 Key = tuple[str, str]  # (namespace, llmdeployment)
 BY = "namespace, llmdeployment"
 COUNTERS = ("requests", "prompt_tokens", "generation_tokens")

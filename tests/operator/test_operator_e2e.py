@@ -6,6 +6,7 @@ import copy
 import datetime as dt
 import re
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -246,6 +247,39 @@ def test_a_schedule_raises_the_replicas_a_horizon_before_its_window_opens(cluste
     assert time.time() < opens.timestamp() and "before it opens" in reason
     assert deployment(cluster, "tiny")["spec"]["replicas"] == 3  # not the later window's 5
     assert any("schedule launch" in e["message"] for e in events_for(cluster, "tiny") if e["reason"] == "Scaled")
+
+
+def test_another_autoscaler_on_the_deployment_is_reported_and_its_end_clears_it(cluster, operator):
+    """An HPA-like writer sets the Deployment's replicas to 1 every half second while an open schedule needs
+    3: ScalingLimited says so, once, with an Event; when it stops, the operator's count holds and it clears."""
+    now = dt.datetime.now(dt.timezone.utc)
+    doc = load("minimal.yaml")
+    doc["spec"]["autoscaling"] = {"mode": "reactive", "intervalSeconds": 5, "schedules": [{
+        "start": f"{now - dt.timedelta(hours=1):%H:%M}", "end": f"{now + dt.timedelta(hours=1):%H:%M}",
+        "minReplicas": 3}]}
+    apply(cluster, doc)
+    wait_for(lambda: (d := deployment(cluster, "tiny")) and d["spec"]["replicas"] == 3, what="3 replicas")
+    stop = threading.Event()
+
+    def other_autoscaler() -> None:
+        while not stop.wait(0.5):
+            cluster.kube.merge(f"{DEPLOY}/tiny/scale", {"spec": {"replicas": 1}})
+
+    writer = threading.Thread(target=other_autoscaler, daemon=True)
+    writer.start()
+    try:
+        limited = wait_for(lambda: (c := condition(llmd(cluster, "tiny"), "ScalingLimited")).get(
+            "reason") == "ReplicasOverridden" and c, timeout=40, what="ReplicasOverridden")
+    finally:
+        stop.set()
+        writer.join()
+    assert limited["status"] == "True" and "HorizontalPodAutoscaler" in limited["message"]
+    assert "(to 1, from the 3 Foresail set)" in limited["message"]
+    warnings = [e for e in events_for(cluster, "tiny") if e["reason"] == "ReplicasOverridden"]
+    assert len(warnings) == 1 and warnings[0]["type"] == "Warning"
+    wait_for(lambda: condition(llmd(cluster, "tiny"), "ScalingLimited").get("reason") != "ReplicasOverridden",
+             timeout=40, what="the condition cleared")
+    assert deployment(cluster, "tiny")["spec"]["replicas"] == 3
 
 
 def test_an_unknown_time_zone_degrades_until_fixed_then_the_schedule_applies(cluster, operator):
