@@ -33,9 +33,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = os.path.abspath(args.kubeconfig)
-    config = OperatorConfig.from_env(namespaces=tuple(args.namespace), prometheus_url=args.prometheus_url,
-                                     peering=args.peering, standalone=args.standalone or None,
-                                     metrics_port=args.metrics_port)
+    try:
+        config = OperatorConfig.from_env(namespaces=tuple(args.namespace), prometheus_url=args.prometheus_url,
+                                         peering=args.peering, standalone=args.standalone or None,
+                                         metrics_port=args.metrics_port)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
     kopf.configure(verbose=args.verbose)
     kopf.run(
         clusterwide=not config.namespaces,

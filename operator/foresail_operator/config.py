@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from foresail_operator.metrics import parse_headers
 from foresail_operator.runtimes import RUNTIMES
 
 
@@ -17,6 +18,7 @@ class OperatorConfig:
     prometheus_token: str | None = None
     prometheus_token_file: str | None = None  # read before each query, so a rotated token is picked up
     prometheus_ca_file: str | None = None  # PEM bundle that signs an https Prometheus's certificate
+    prometheus_headers: dict[str, str] = field(default_factory=dict)  # sent with every query (a tenant id)
     images: dict[str, str] = field(default_factory=dict)  # runtime name -> default image
     peering: str = "foresail"
     standalone: bool = False
@@ -37,6 +39,7 @@ class OperatorConfig:
             "prometheus_token": env.get("FORESAIL_PROMETHEUS_TOKEN") or None,
             "prometheus_token_file": env.get("FORESAIL_PROMETHEUS_TOKEN_FILE") or None,
             "prometheus_ca_file": env.get("FORESAIL_PROMETHEUS_CA_FILE") or None,
+            "prometheus_headers": _headers(env.get("FORESAIL_PROMETHEUS_HEADERS", "")),
             "images": images,
             "peering": env.get("FORESAIL_PEERING", "foresail"),
             "metrics_port": int(env.get("FORESAIL_METRICS_PORT", "0")),
@@ -46,3 +49,11 @@ class OperatorConfig:
         }
         values.update({k: v for k, v in overrides.items() if v not in (None, ())})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _headers(text: str) -> dict[str, str]:
+    """FORESAIL_PROMETHEUS_HEADERS; ValueError says which variable is wrong."""
+    try:
+        return parse_headers(text)
+    except ValueError as exc:
+        raise ValueError(f"FORESAIL_PROMETHEUS_HEADERS: {exc}") from None

@@ -48,7 +48,8 @@ async def start_collector(memo: kopf.Memo, logger: logging.Logger, **_: Any) -> 
     """Start reading Prometheus, and serve the operator's own /metrics."""
     config = memo.config
     source = (PrometheusSource(config.prometheus_url, config.prometheus_token, window=config.rate_window,
-                               token_file=config.prometheus_token_file, ca_file=config.prometheus_ca_file)
+                               token_file=config.prometheus_token_file, ca_file=config.prometheus_ca_file,
+                               headers=config.prometheus_headers)
               if config.prometheus_url else None)
     memo.collector = Collector(source, period_s=config.collect_period_s)
     memo.loops = {}

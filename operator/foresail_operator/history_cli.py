@@ -17,7 +17,7 @@ import re
 import time
 from typing import Iterator
 
-from foresail_operator.metrics import MAX_POINTS, MetricsError, PrometheusSource
+from foresail_operator.metrics import MAX_POINTS, MetricsError, PrometheusSource, parse_headers
 from foresail_operator.runtimes import RUNTIMES
 
 SPAN = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd])$")
@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "FORESAIL_PROMETHEUS_TOKEN)")
     parser.add_argument("--ca-file", default=env("FORESAIL_PROMETHEUS_CA_FILE"),
                         help="PEM bundle of the CA that signs Prometheus's certificate (FORESAIL_PROMETHEUS_CA_FILE)")
+    parser.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
+                        help="a header sent with every query, e.g. X-Scope-OrgID=team-a (repeatable; default "
+                             "FORESAIL_PROMETHEUS_HEADERS, Name=value,Name2=value2)")
     parser.add_argument("--runtime", choices=["auto", *RUNTIMES], default="auto",
                         help="whose metric names to read (default auto: the first with data)")
     parser.add_argument("--span", default="7d", help="how far back from now, e.g. 14d, 12h, 30m (default 7d)")
@@ -72,16 +75,18 @@ def run(args: argparse.Namespace) -> int:
     if not args.prometheus:
         print("error: no Prometheus: pass --prometheus URL or set FORESAIL_PROMETHEUS_URL")
         return 1
-    try:
-        span = span_seconds(args.span)
-    except ValueError as exc:
-        print(f"error: {exc}")
-        return 1
     if not args.step > 0:
         print("error: --step must be positive")
         return 1
+    try:
+        span = span_seconds(args.span)
+        headers = parse_headers(",".join(args.header) if args.header
+                                else os.environ.get("FORESAIL_PROMETHEUS_HEADERS", ""))
+    except ValueError as exc:
+        print(f"error: {exc}")
+        return 1
     source = PrometheusSource(args.prometheus, os.environ.get("FORESAIL_PROMETHEUS_TOKEN"), timeout_s=60.0,
-                              window=args.window, token_file=args.token_file, ca_file=args.ca_file)
+                              window=args.window, token_file=args.token_file, ca_file=args.ca_file, headers=headers)
     key = (namespace, name)
     end = math.floor(time.time() / args.step) * args.step
     start = end - span

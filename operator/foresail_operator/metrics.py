@@ -10,6 +10,7 @@ arriving requests, the demand of a deployment whose pods report none, and the re
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
@@ -20,6 +21,7 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from foresail_operator.activation import ARRIVALS_METRIC, HELD_METRIC
 from foresail_operator.runtimes import RUNTIMES
 
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
 MAX_POINTS = 10_000  # per range query: Prometheus refuses more than 11,000 points per series
 
 Key = tuple[str, str]  # (namespace, llmdeployment)
@@ -106,19 +108,36 @@ class TokenFileAuth(requests.auth.AuthBase):
         return request
 
 
+def parse_headers(text: str) -> dict[str, str]:
+    """``Name=value,Name2=value2`` (KEDA's customHeaders form) as a dict; ValueError names a bad entry."""
+    headers = {}
+    for item in (part.strip() for part in text.split(",")):
+        name, sep, value = item.partition("=")
+        if not item:
+            continue
+        if not sep or not _HEADER_NAME.match(name.strip()):
+            raise ValueError(f"{item!r} is not a header as Name=value (a name is letters, digits and -)")
+        headers[name.strip()] = value.strip()
+    return headers
+
+
 class PrometheusSource:
     """Reads signals through prometheus-api-client; every failure becomes a MetricsError.
 
     Authentication: a fixed bearer `token`, or a `token_file` read before each query. TLS: the system's
     trust store, or the PEM bundle `ca_file` for a Prometheus whose certificate a private CA signs.
+    `headers` go with every query (a tenant: Mimir's and Cortex's `X-Scope-OrgID`).
     """
 
     def __init__(self, url: str, token: str | None = None, timeout_s: float = 5.0, window: str = "1m",
-                 token_file: str | None = None, ca_file: str | None = None) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token and not token_file else None
+                 token_file: str | None = None, ca_file: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        headers = dict(headers or {})
+        if token and not token_file:
+            headers["Authorization"] = f"Bearer {token}"
         session = requests.Session()
         session.verify = ca_file or True
-        self.client = PrometheusConnect(url=url, headers=headers, session=session, timeout=timeout_s,
+        self.client = PrometheusConnect(url=url, headers=headers or None, session=session, timeout=timeout_s,
                                         auth=TokenFileAuth(token_file) if token_file else None)
         self.window = window
 

@@ -21,7 +21,8 @@ EVERYTHING = {
     "prometheus": {"url": "https://prometheus.monitoring.svc:9090/prom",
                    "bearerTokenSecret": {"name": "prom-token", "key": "bearer"},
                    "bearerTokenFile": "/var/run/secrets/kubernetes.io/serviceaccount/token",
-                   "caConfigMap": {"name": "prometheus-ca", "key": "service-ca.crt"}},
+                   "caConfigMap": {"name": "prometheus-ca", "key": "service-ca.crt"},
+                   "headers": {"X-Scope-OrgID": "team-a", "X-Extra": "1"}},
     "runtimeImages": {"vllm": "registry.example.com/vllm/vllm-openai:v0.11.0", "foresail": "my/foresail:1"},
     "operator": {"peering": "fs-ha", "healthPort": 18080, "metricsPort": 19090,
                  "collectPeriodSeconds": 5, "forecastStepSeconds": 30},
@@ -103,7 +104,7 @@ def test_defaults_watch_every_namespace_with_two_replicas(tmp_path: Path):
     env = env_of(objects)
     assert env["FORESAIL_NAMESPACES"]["value"] == ""
     assert not {"FORESAIL_PROMETHEUS_URL", "FORESAIL_PROMETHEUS_TOKEN", "FORESAIL_PROMETHEUS_TOKEN_FILE",
-                "FORESAIL_PROMETHEUS_CA_FILE"} & set(env)
+                "FORESAIL_PROMETHEUS_CA_FILE", "FORESAIL_PROMETHEUS_HEADERS"} & set(env)
     assert not [n for n in env if n.startswith("FORESAIL_IMAGE_")]
     assert the(objects, "ClusterKopfPeering")["metadata"]["name"] == "foresail"
     assert not find(objects, "KopfPeering") and not find(objects, "Role") and not find(objects, "NetworkPolicy")
@@ -142,6 +143,7 @@ def test_values_reach_the_operator(tmp_path: Path):
     assert env["FORESAIL_PROMETHEUS_URL"]["value"] == "https://prometheus.monitoring.svc:9090/prom"
     assert env["FORESAIL_PROMETHEUS_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "prom-token", "key": "bearer"}}
     assert env["FORESAIL_PROMETHEUS_TOKEN_FILE"]["value"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    assert env["FORESAIL_PROMETHEUS_HEADERS"]["value"] == "X-Extra=1,X-Scope-OrgID=team-a"
     ca_file = Path(env["FORESAIL_PROMETHEUS_CA_FILE"]["value"])
     assert env["FORESAIL_IMAGE_VLLM"]["value"] == "registry.example.com/vllm/vllm-openai:v0.11.0"
     assert env["FORESAIL_IMAGE_FORESAIL"]["value"] == "my/foresail:1"
@@ -199,6 +201,8 @@ BAD_VALUES = [
     ({"prometheus": {"url": "prometheus:9090"}}, "prometheus.url: Does not match pattern"),
     ({"prometheus": {"url": "ftp://prometheus"}}, "prometheus.url: Does not match pattern"),
     ({"prometheus": {"url": "", "bearerTokenFile": "token"}}, "prometheus.bearerTokenFile: Does not match pattern"),
+    ({"prometheus": {"url": "", "headers": {"X-Scope-OrgID": "a,b"}}},
+     "prometheus.headers.X-Scope-OrgID: Does not match pattern"),
     ({"image": {"pullPolicy": "Sometimes"}}, "image.pullPolicy: image.pullPolicy must be one of the following"),
     ({"watchNamespaces": ["Team_A"]}, "watchNamespaces.0: Does not match pattern"),
     ({"watchNamespaces": "team-a"}, "watchNamespaces: Invalid type. Expected: array, given: string"),

@@ -84,6 +84,7 @@ def test_the_history_of_a_deployment_replays_in_the_backtester(tmp_path: Path):
     gone = foresail("history", "team-a/chat", "--prometheus", f"http://127.0.0.1:{free_port()}", "-o",
                     str(tmp_path / "x.csv"))
     assert gone.returncode == 1 and gone.stdout.startswith("error: Prometheus") and "Traceback" not in gone.stderr
-    for args, message in ((["chat"], "NAMESPACE/NAME"), (["a/b", "--span", "week"], "--span")):
+    for args, message in ((["chat"], "NAMESPACE/NAME"), (["a/b", "--span", "week"], "--span"),
+                          (["a/b", "--header", "X-Scope-OrgID"], "is not a header as Name=value")):
         bad = foresail("history", *args, "--prometheus", "http://127.0.0.1:9", "-o", str(tmp_path / "x.csv"))
         assert bad.returncode == 1 and message in bad.stdout

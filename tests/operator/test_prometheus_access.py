@@ -3,6 +3,9 @@ https only, with a certificate from a throwaway CA (trustme), and a token file r
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ import trustme
 import yaml
 
 from foresail.demo.prometheus import PrometheusServer
+from foresail_operator.config import OperatorConfig
 from foresail_operator.metrics import MetricsError, PrometheusSource
 from tests.helpers import ROOT, condition, wait_for
 from tests.operator.conftest import LLMD, Operator
@@ -62,6 +66,29 @@ def test_the_token_file_is_read_at_each_query_so_a_rotated_token_is_sent(tmp_pat
         assert set(fake.authorizations) == {"Bearer fixed"}
     finally:
         fake.stop()
+
+
+def test_headers_go_with_every_query_beside_the_token(monkeypatch: pytest.MonkeyPatch):
+    """A tenant header (Mimir's X-Scope-OrgID) as FORESAIL_PROMETHEUS_HEADERS sets it, beside the token."""
+    monkeypatch.setenv("FORESAIL_PROMETHEUS_HEADERS", "X-Scope-OrgID=team-a, X-Extra = 1")
+    config = OperatorConfig.from_env()
+    assert config.prometheus_headers == {"X-Scope-OrgID": "team-a", "X-Extra": "1"}
+    fake = FakePrometheus([KEY]).start()
+    try:
+        source = PrometheusSource(fake.url, token="fixed", timeout_s=2, headers=config.prometheus_headers)
+        assert KEY in source.snapshot(["foresail"])
+        assert fake.headers and all(h.get("X-Scope-OrgID") == "team-a" and h.get("X-Extra") == "1"
+                                    and h.get("Authorization") == "Bearer fixed" for h in fake.headers)
+    finally:
+        fake.stop()
+    for bad in ("X-Scope-OrgID", "Bad Name=1", "=team-a"):
+        monkeypatch.setenv("FORESAIL_PROMETHEUS_HEADERS", bad)
+        with pytest.raises(ValueError, match="FORESAIL_PROMETHEUS_HEADERS: .* is not a header as Name=value"):
+            OperatorConfig.from_env()
+    done = subprocess.run([sys.executable, "-m", "foresail", "operator", "--kubeconfig", "/nonexistent"],
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert done.returncode != 0 and "error: FORESAIL_PROMETHEUS_HEADERS" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize("given_ca", [True, False], ids=["with-ca", "without-ca"])

@@ -47,6 +47,7 @@ class FakePrometheus:
         self.delay_s = delay_s  # how long "slow" waits before answering well
         self.queries: list[str] = []
         self.authorizations: list[str | None] = []  # the Authorization header of each query
+        self.headers: list[dict[str, str]] = []  # every header of each query
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,6 +61,7 @@ class FakePrometheus:
                                                        "error": "invalid parameter \"query\": unknown position: parse error: no expression found in input"}).encode())
                 fake.queries.append(query)
                 fake.authorizations.append(self.headers.get("Authorization"))
+                fake.headers.append(dict(self.headers.items()))
                 status, body = fake.answer(query)
                 self._send(status, body)
 

@@ -147,3 +147,12 @@ to see ready replicas, and patches an annotation on one to ask the operator for 
   verbs: [list, watch]
 {{- end }}
 {{- end -}}
+
+{{/* A map of headers as Name=value,Name2=value2 (FORESAIL_PROMETHEUS_HEADERS), in key order. */}}
+{{- define "foresail.headers" -}}
+{{- $pairs := list -}}
+{{- range $name, $value := . -}}
+{{- $pairs = append $pairs (printf "%s=%s" $name $value) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end }}
