@@ -137,8 +137,8 @@ def _rollout(rollout: Mapping[str, Any]) -> tuple[int | str, int | str]:
     values = []
     for key, default in (("maxSurge", 1), ("maxUnavailable", 0)):
         value = rollout.get(key, default)
-        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0
-                or isinstance(value, str) and _PERCENT_OR_ZERO.match(value)):
+        count = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        if not (count or (isinstance(value, str) and _PERCENT_OR_ZERO.match(value))):
             raise SpecError(f"spec.rollout.{key} must be a count of at least 0 or a percentage from 0% to 100%")
         values.append(value)
     if all(str(v) in ("0", "0%") for v in values):

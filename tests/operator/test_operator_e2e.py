@@ -69,8 +69,9 @@ def test_each_example_gets_its_deployment_and_service(cluster, operator, path: P
     assert budget["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
     assert budget["spec"]["maxUnavailable"] == 1
     container = dep["spec"]["template"]["spec"]["containers"][0]
-    gpus = doc["spec"].get("resources", {}).get("gpus", 0)
-    assert container["resources"].get("limits", {}).get("nvidia.com/gpu", 0) == gpus
+    resources = doc["spec"].get("resources", {})
+    gpu = resources.get("gpuResource", "nvidia.com/gpu")
+    assert container["resources"].get("limits", {}).get(gpu, 0) == resources.get("gpus", 0)
     assert doc["spec"]["model"]["source"].removeprefix("hf://") in " ".join(container["command"])
     assert dep["spec"]["replicas"] == doc["spec"].get("minReplicas", 1)
     ready = wait_for(lambda: condition(llmd(cluster, name), "Ready").get("status") == "True" and llmd(cluster, name),
