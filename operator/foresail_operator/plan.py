@@ -103,6 +103,8 @@ def _resources(spec: LLMDeploymentSpec) -> dict[str, Any]:
         amounts["cpu"] = spec.resources.cpu
     if spec.resources.memory:
         amounts["memory"] = spec.resources.memory
+    if spec.resources.ephemeral_storage:
+        amounts["ephemeral-storage"] = spec.resources.ephemeral_storage
     limits = dict(amounts)
     if spec.resources.gpus:
         limits[spec.resources.gpu_resource] = spec.resources.gpus

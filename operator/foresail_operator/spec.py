@@ -56,6 +56,7 @@ class ResourceSpec:
     gpu_resource: str = "nvidia.com/gpu"  # the extended resource a GPU is asked for as
     cpu: str | None = None
     memory: str | None = None
+    ephemeral_storage: str | None = None
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Mapping[str, Any], ...] = ()
     priority_class_name: str | None = None
@@ -241,6 +242,8 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
             gpu_resource=str(resources.get("gpuResource", "nvidia.com/gpu")),
             cpu=None if resources.get("cpu") is None else str(resources["cpu"]),
             memory=None if resources.get("memory") is None else str(resources["memory"]),
+            ephemeral_storage=(None if resources.get("ephemeralStorage") is None
+                               else str(resources["ephemeralStorage"])),
             node_selector=dict(resources.get("nodeSelector") or {}),
             tolerations=tuple(resources.get("tolerations") or ()),
             priority_class_name=resources.get("priorityClassName"),

@@ -161,6 +161,12 @@ def test_gpus_are_asked_for_as_the_named_resource():
         assert limits == {name: resources["gpus"]}
 
 
+def test_node_disk_is_requested_and_limited_like_memory():
+    spec = parse_spec({"model": {"source": "a"}, "resources": {"memory": "32Gi", "ephemeralStorage": "200Gi"}})
+    resources = container(plan.deployment("m", "ns", spec, runtime_for(spec)))["resources"]
+    assert resources["requests"] == resources["limits"] == {"memory": "32Gi", "ephemeral-storage": "200Gi"}
+
+
 def test_more_than_one_gpu_is_for_the_runtimes_that_use_them():
     """The foresail runtime loads a model on one device; the others shard it over every GPU asked for."""
     for name in ("vllm", "tgi", "sglang"):

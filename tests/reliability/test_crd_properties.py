@@ -104,6 +104,7 @@ FIELDS: dict[tuple[str, ...], tuple[list[Any], list[tuple[Any, str]]]] = {
                                          [({"k": 1}, "spec.podMetadata.annotations.k")]),
     ("resources", "gpus"): pick([0, 1, 8, 16], [(-1, "spec.resources.gpus"), (17, "spec.resources.gpus"),
                                                ("two", "spec.resources.gpus")]),
+    ("resources", "ephemeralStorage"): pick(["200Gi", 10 ** 11], [("lots", "spec.resources.ephemeralStorage")]),
     ("resources", "gpuResource"): pick(["amd.com/gpu", "nvidia.com/mig-3g.40gb"],
                                        [("gpu", "spec.resources.gpuResource"),
                                         ("nvidia.com/", "spec.resources.gpuResource")]),
