@@ -111,10 +111,8 @@ class TokenFileAuth(requests.auth.AuthBase):
 def parse_headers(text: str) -> dict[str, str]:
     """``Name=value,Name2=value2`` (KEDA's customHeaders form) as a dict; ValueError names a bad entry."""
     headers = {}
-    for item in (part.strip() for part in text.split(",")):
+    for item in (part.strip() for part in text.split(",") if part.strip()):
         name, sep, value = item.partition("=")
-        if not item:
-            continue
         if not sep or not _HEADER_NAME.match(name.strip()):
             raise ValueError(f"{item!r} is not a header as Name=value (a name is letters, digits and -)")
         headers[name.strip()] = value.strip()

@@ -129,8 +129,14 @@ class SpecError(ValueError):
 _DURATION = re.compile(r"^(auto|[0-9]+(s|m))$")
 _QUALIFIED_NAME = re.compile(  # a label or annotation key: [DNS subdomain/]name
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_PERCENT = re.compile(r"^([1-9][0-9]?|100)%$")
-_PERCENT_OR_ZERO = re.compile(r"^([0-9]|[1-9][0-9]|100)%$")
+_PERCENT = re.compile(r"^([0-9]|[1-9][0-9]|100)%$")
+
+
+def _count_or_percent(value: Any, least: int) -> bool:
+    """Whether ``value`` is an int-or-string count of at least ``least``, or a percentage from ``least``% to 100%."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value >= least
+    return isinstance(value, str) and bool(_PERCENT.match(value)) and int(value[:-1]) >= least
 
 
 def _rollout(rollout: Mapping[str, Any]) -> tuple[int | str, int | str]:
@@ -138,8 +144,7 @@ def _rollout(rollout: Mapping[str, Any]) -> tuple[int | str, int | str]:
     values = []
     for key, default in (("maxSurge", 1), ("maxUnavailable", 0)):
         value = rollout.get(key, default)
-        count = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-        if not (count or (isinstance(value, str) and _PERCENT_OR_ZERO.match(value))):
+        if not _count_or_percent(value, 0):
             raise SpecError(f"spec.rollout.{key} must be a count of at least 0 or a percentage from 0% to 100%")
         values.append(value)
     if all(str(v) in ("0", "0%") for v in values):
@@ -164,9 +169,7 @@ def _max_unavailable(budget: Mapping[str, Any]) -> int | str | None:
     if not budget.get("enabled", True):
         return None
     value = budget.get("maxUnavailable", 1)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    if isinstance(value, str) and _PERCENT.match(value):
+    if _count_or_percent(value, 1):
         return value
     raise SpecError("spec.disruptionBudget.maxUnavailable must be a count of at least 1 or a percentage "
                     "from 1% to 100% (0 would block every node drain)")
