@@ -3,7 +3,8 @@
 Validation uses the official Kubernetes 1.32 JSON schemas shipped by ``kubernetes-validate``
 (every violation is reported, not just the first), plus the few cross-field checks the real
 server makes that a schema cannot express (a Deployment's selector must match its template's
-labels, containers need a name and an image, Secret data must be base64).
+labels, containers need a name and an image, Secret data must be base64, a Pod's deletion cost
+must be a 32-bit integer).
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ from .selectors import label_matcher, selector_to_string
 
 KUBERNETES_VERSION = "1.32.0"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+_COST = re.compile(r"^(0|-[0-9]+|[1-9][0-9]*)$")  # Go's ParseInt, after its check of the first digit
+
+
+def valid_deletion_cost(value: str) -> bool:
+    """Whether the API server accepts ``value`` for the pod-deletion-cost annotation: a 32-bit
+    integer, without a plus sign or leading zeros."""
+    return bool(_COST.match(value)) and -2**31 <= int(value) < 2**31
 
 
 @functools.lru_cache(maxsize=128)
@@ -130,6 +139,10 @@ def validate_builtin(obj: dict[str, Any], strict: bool = False) -> list[Cause]:
         causes += _deployment_causes(obj)
     elif kind == "Pod":
         causes += _pod_spec_causes(obj.get("spec") or {}, "spec")
+        cost = ((obj.get("metadata") or {}).get("annotations") or {}).get(DELETION_COST)
+        if isinstance(cost, str) and not valid_deletion_cost(cost):
+            causes.append(Cause("FieldValueInvalid", f"Invalid value: {format_value(cost)}: must be a "
+                                "32bit integer", f"metadata.annotations[{DELETION_COST}]"))
     elif kind == "Secret":
         causes += _secret_causes(obj)
     return causes

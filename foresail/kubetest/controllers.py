@@ -14,6 +14,9 @@ What it does:
   ``CreateContainerConfigError``, e.g. ``secret "x" not found``); it recovers once the cause is
   gone.
 
+- Pods to remove go in the ReplicaSet controller's order: not ready first, then the lowest
+  ``controller.kubernetes.io/pod-deletion-cost``, then the most recently ready, then the newest.
+
 What it does NOT emulate: ReplicaSet objects (pods are owned by the Deployment), maxSurge and
 maxUnavailable pacing, minReadySeconds, paused Deployments, probes, restarts and crash loops,
 scheduling and resources (nothing is ever unschedulable), volumes, graceful pod termination,
@@ -31,13 +34,16 @@ import random
 import re
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from .api import Api, now, random_suffix
+from .builtin_admission import DELETION_COST, valid_deletion_cost
 from .errors import ApiError
 from .store import Obj, name_of, namespace_of
 
 _HASH_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+
 
 
 @dataclass
@@ -58,6 +64,31 @@ def template_hash(template: dict[str, Any]) -> str:
 def _is_ready(pod: Obj) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def deletion_cost(pod: Obj) -> int:
+    """The pod's ``controller.kubernetes.io/pod-deletion-cost``; 0 when unset or not an int32, as the
+    ReplicaSet controller reads it."""
+    value = ((pod.get("metadata") or {}).get("annotations") or {}).get(DELETION_COST)
+    return int(value) if isinstance(value, str) and valid_deletion_cost(value) else 0
+
+
+def _seconds(stamp: str | None) -> float:
+    """Seconds since the epoch of an RFC 3339 timestamp; 0 when there is none."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else 0.0
+
+
+def _ready_since(pod: Obj) -> str | None:
+    return next((c.get("lastTransitionTime") for c in (pod.get("status") or {}).get("conditions") or []
+                 if c.get("type") == "Ready" and c.get("status") == "True"), None)
+
+
+def deletion_order(pods: list[Obj]) -> list[Obj]:
+    """``pods`` in the order the ReplicaSet controller removes them on a scale-down: not ready before
+    ready, lower deletion cost first, then ready for the shortest time, then created most recently."""
+    return sorted(pods, key=lambda pod: (_is_ready(pod), deletion_cost(pod), -_seconds(_ready_since(pod)),
+                                         -_seconds(pod["metadata"].get("creationTimestamp")),
+                                         pod["metadata"]["name"]))
 
 
 def _condition(old: list[dict[str, Any]], kind: str, status: str, reason: str = "",
@@ -165,14 +196,12 @@ class Simulator:
         old = [p for p in pods if p not in current]
         for _ in range(replicas - len(current)):
             current.append(self._create_pod(deployment, template, current_hash))
-        surplus = sorted(current, key=lambda p: (_is_ready(p), p["metadata"]["name"]))
-        for pod in surplus[:max(0, len(current) - replicas)]:
+        for pod in deletion_order(current)[:max(0, len(current) - replicas)]:
             self._delete_pod(pod)
             current.remove(pod)
         ready_new = sum(1 for p in current if _is_ready(p))
         keep_old = max(0, replicas - ready_new)
-        old.sort(key=lambda p: (_is_ready(p), p["metadata"]["name"]))
-        for pod in old[:max(0, len(old) - keep_old)]:
+        for pod in deletion_order(old)[:max(0, len(old) - keep_old)]:
             self._delete_pod(pod)
             old.remove(pod)
         self._write_deployment_status(deployment, replicas, current, old, current_hash)

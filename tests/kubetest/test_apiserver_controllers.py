@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from foresail.kubetest.builtin_admission import DELETION_COST
+from foresail.kubetest.controllers import deletion_order
 from tests.kubetest.helpers import Kube, wait_for
 
 
@@ -120,3 +124,57 @@ def test_deleting_a_deployment_collects_its_pods(kube: Kube, namespace: str) -> 
     wait_for(lambda: len(_pods(kube, namespace, "gone")) == 2)
     kube.delete(f"{path}/gone")
     assert _pods(kube, namespace, "gone") == []
+
+
+def test_a_scale_down_removes_pods_in_the_replicaset_controllers_order(kube: Kube, namespace: str) -> None:
+    """Not ready first, then the lowest controller.kubernetes.io/pod-deletion-cost, then the most recently
+    ready (KEP-2255; ActivePodsWithRanks in the ReplicaSet controller)."""
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    kube.post(path, _deployment("ranked", 4))
+    pods = wait_for(lambda: len(p := _pods(kube, namespace, "ranked")) == 4
+                    and all(x["status"]["containerStatuses"][0]["ready"] for x in p) and p)
+    names = sorted(p["metadata"]["name"] for p in pods)
+    costs = {names[0]: "7", names[1]: "-3", names[2]: "100"}  # names[3]: none, read as 0
+    for name, cost in costs.items():
+        status, body = kube.patch(f"/api/v1/namespaces/{namespace}/pods/{name}",
+                                  {"metadata": {"annotations": {DELETION_COST: cost}}})
+        assert status == 200, body
+    kube.patch(f"{path}/ranked", {"spec": {"replicas": 2}})
+    left = wait_for(lambda: len(p := _pods(kube, namespace, "ranked")) == 2 and p)
+    assert sorted(p["metadata"]["name"] for p in left) == [names[0], names[2]]
+    kube.patch(f"{path}/ranked", {"spec": {"replicas": 1}})
+    left = wait_for(lambda: len(p := _pods(kube, namespace, "ranked")) == 1 and p)
+    assert left[0]["metadata"]["name"] == names[2]
+
+
+def test_the_deletion_order_puts_unready_then_cheap_then_newly_ready_pods_first() -> None:
+    def pod(name: str, ready_at: str | None, cost: str | None = None, created: str = "2026-01-01T00:00:00Z") -> dict:
+        conditions = [{"type": "Ready", "status": "True", "lastTransitionTime": ready_at}] if ready_at else []
+        return {"metadata": {"name": name, "creationTimestamp": created,
+                             "annotations": {DELETION_COST: cost} if cost else {}},
+                "status": {"conditions": conditions}}
+    pods = [pod("old", "2026-01-01T00:01:00Z"), pod("new", "2026-01-01T00:05:00Z"),
+            pod("busy", "2026-01-01T00:09:00Z", "5"), pod("idle", "2026-01-01T00:00:30Z", "-1"),
+            pod("starting", None, "9"), pod("bad-cost", "2026-01-01T00:02:00Z", "+4"),
+            pod("newer-twin", "2026-01-01T00:01:00Z", created="2026-01-01T00:00:10Z")]
+    order = [p["metadata"]["name"] for p in deletion_order(pods)]
+    assert order == ["starting", "idle", "new", "bad-cost", "newer-twin", "old", "busy"]
+
+
+@pytest.mark.parametrize("cost", ["+4", "007", "-", "1.5", "2147483648", "x"])
+def test_a_pod_deletion_cost_that_is_no_32bit_integer_is_refused(kube: Kube, namespace: str, cost: str) -> None:
+    status, body = kube.post(f"/api/v1/namespaces/{namespace}/pods", {
+        "metadata": {"name": "costly", "annotations": {DELETION_COST: cost}},
+        "spec": {"containers": [{"name": "main", "image": "nginx"}]}})
+    assert status == 422, body
+    assert body["details"]["causes"] == [{
+        "reason": "FieldValueInvalid", "field": f"metadata.annotations[{DELETION_COST}]",
+        "message": f'Invalid value: "{cost}": must be a 32bit integer'}]
+
+
+@pytest.mark.parametrize("cost", ["0", "-2147483648", "2147483647", "-007"])
+def test_a_32bit_pod_deletion_cost_is_accepted(kube: Kube, namespace: str, cost: str) -> None:
+    status, body = kube.post(f"/api/v1/namespaces/{namespace}/pods", {
+        "metadata": {"name": "costly", "annotations": {DELETION_COST: cost}},
+        "spec": {"containers": [{"name": "main", "image": "nginx"}]}})
+    assert status == 201, body
