@@ -5,11 +5,13 @@ For every Deployment the operator owns, it keeps `spec.replicas` inference serve
 after a configurable cold-start delay that stands in for image pull and weight loading on a GPU
 node. It writes Pod objects and the Deployment status to the API server the way the real
 controllers do, so the operator sees pods come and go, measures their cold start, and Prometheus
-scrapes their real metrics (the file_sd targets carry `namespace` and `llmdeployment` labels). As the
+scrapes their real metrics (the file_sd targets carry `namespace` and `llmdeployment` labels; the Pod
+objects' `prometheus.io/port` annotation is the process's port, for the operator's own reads). As the
 EndpointSlice controller, it lists each started pod in an EndpointSlice of every Service that selects
 it (labelled with the Service's labels), ready as the pod is: one slice per pod, because each process
 listens on its own port of 127.0.0.1 (in a cluster, pods differ by IP; the controller groups endpoints
 with the same ports in one slice).
+A scale-down removes pods in the ReplicaSet controller's order, pod-deletion-cost included.
 Not emulated: scheduling, rolling updates with surge (a template change replaces pods at once),
 restarts with backoff.
 """
@@ -30,6 +32,7 @@ from pathlib import Path
 import requests
 
 from foresail.demo.prometheus import PrometheusServer, free_port
+from foresail.kubetest.controllers import deletion_order
 
 log = logging.getLogger("foresail.demo.podrunner")
 MANAGED = "app.kubernetes.io/managed-by=foresail"
@@ -156,8 +159,8 @@ class PodRunner:
         while len(mine) < desired:
             mine.append(self._create(ns, name, key, template, dep))
         extra = len(mine) - desired
-        if extra > 0:  # not-ready first, then the newest
-            for pod in sorted(mine, key=lambda p: (p.ready, p.start_at), reverse=False)[:extra]:
+        if extra > 0:
+            for pod in self._removal_order(ns, name, mine)[:extra]:
                 self._remove(pod)
                 mine.remove(pod)
         container = template["spec"]["containers"][0]
@@ -172,11 +175,23 @@ class PodRunner:
                             json={"status": status}, timeout=10,
                             headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
 
+    def _removal_order(self, ns: str, owner: str, pods: list[LocalPod]) -> list[LocalPod]:
+        """``pods`` in the ReplicaSet controller's order of removal (not ready first, then the lowest
+        pod-deletion-cost, then the most recently ready), read from their Pod objects."""
+        rsp = self.http.get(f"{self.api}/api/v1/namespaces/{ns}/pods", timeout=10,
+                            params={"labelSelector": f"{OWNER_LABEL}={owner}"})
+        rsp.raise_for_status()
+        by_name = {p.name: p for p in pods}
+        ranked = [by_name[o["metadata"]["name"]] for o in deletion_order(rsp.json()["items"])
+                  if o["metadata"]["name"] in by_name]
+        return ranked + [p for p in pods if p not in ranked]
+
     def _create(self, ns: str, owner: str, key: str, template: dict, dep: dict) -> LocalPod:
         pod = LocalPod(f"{owner}-{uuid.uuid4().hex[:5]}", ns, owner, key, time.time() + self.cold_start_s,
                        labels=dict(template["metadata"].get("labels") or {}))
+        annotations = {**(template["metadata"].get("annotations") or {}), "prometheus.io/port": str(pod.port)}
         body = {"apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": pod.name, "namespace": ns, "labels": pod.labels,
+                "metadata": {"name": pod.name, "namespace": ns, "labels": pod.labels, "annotations": annotations,
                              "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
                                                   "name": owner, "uid": dep["metadata"]["uid"],
                                                   "controller": True}]},

@@ -115,6 +115,36 @@ def test_the_pod_runner_restarts_a_killed_pod_process(tmp_path: Path) -> None:
             runner.stop()
 
 
+def test_the_pod_runner_removes_pods_in_the_replicaset_controllers_order(tmp_path: Path) -> None:
+    """On a scale-down the demo's stand-in for the Deployment controller removes the pods with the lowest
+    controller.kubernetes.io/pod-deletion-cost first (none of them ready: their processes start later)."""
+    with start_apiserver(tmp_path / "api", simulate_pods=False) as api:
+        http = requests.Session()
+        labels = {"app.kubernetes.io/managed-by": "foresail", OWNER_LABEL: "tiny"}
+        container = {"name": "server", "image": "local", "command": ["foresail", "serve", "--model", MODEL]}
+        dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {  # the plan hash: the pods' template
+                   "name": "tiny", "labels": labels, "annotations": {"foresail.dev/plan-hash": "1"}},
+               "spec": {"replicas": 3, "selector": {"matchLabels": labels},
+                        "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}}}}
+        http.post(api.url + DEPLOYS, json=dep, timeout=10).raise_for_status()
+        runner = PodRunner(api.url, tmp_path / "pods", cold_start_s=600.0, poll_s=0.1).start()
+        try:
+            wait_for(lambda: len(runner.pods) == 3, timeout=10, what="3 pods")
+            oldest_first = [p.name for p in sorted(runner.pods.values(), key=lambda p: p.start_at)]
+            for name, cost in zip(oldest_first, ("9", "-1", "4"), strict=True):
+                http.patch(f"{api.url}{PODS}/{name}", json={"metadata": {"annotations": {
+                    "controller.kubernetes.io/pod-deletion-cost": cost}}}, timeout=10,
+                    headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
+            http.patch(f"{api.url}{DEPLOYS}/tiny", json={"spec": {"replicas": 1}}, timeout=10,
+                       headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
+            wait_for(lambda: len(runner.pods) == 1, timeout=10, what="one pod left")
+            assert list(runner.pods) == [oldest_first[0]]
+            assert [p["metadata"]["name"] for p in http.get(api.url + PODS, timeout=10).json()["items"]] == [
+                oldest_first[0]]
+        finally:
+            runner.stop()
+
+
 async def test_ten_times_the_capacity_gets_429s_while_admitted_requests_complete() -> None:
     """Measure the server's capacity (requests/s, 64 tokens each, at the concurrency its token budget
     admits), then offer 10x that rate for up to 10 s, open loop and bounded to 1,000 requests: every request is a 200 that completes or a 429 with
