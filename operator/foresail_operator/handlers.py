@@ -130,7 +130,8 @@ async def on_llmdeployment(body: kopf.Body, reason: str, diff: kopf.Diff, old: A
     raw = dict(body)
     key = (namespace, name)
     try:
-        await reconcile(memo.client, memo.config, raw, logger, manual_replicas=manual, wake=wake)
+        await reconcile(memo.client, memo.config, raw, logger, manual_replicas=manual, wake=wake,
+                        pods=owned_pods.get(key, ()))
     except SpecError as exc:
         memo.failures[key] = ("InvalidSpec", str(exc))
         await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods, body=raw)

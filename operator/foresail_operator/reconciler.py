@@ -15,7 +15,7 @@ from foresail_operator import GROUP, PLURAL, VERSION, plan
 from foresail_operator.config import OperatorConfig
 from foresail_operator.kube import ApiError, KubeClient, path_for
 from foresail_operator.runtimes import runtime_for
-from foresail_operator.scaler import set_replicas
+from foresail_operator.scaler import mark_idlest, set_replicas
 from foresail_operator.spec import LLMDeploymentSpec, SpecError, parse_spec
 from foresail_operator.status import PodSummary, now_iso, workload_status
 
@@ -101,12 +101,14 @@ async def _remove_owned(client: KubeClient, path: str, owner: Mapping[str, Any],
 
 
 async def reconcile(client: KubeClient, config: OperatorConfig, body: Mapping[str, Any],
-                    logger: logging.Logger, manual_replicas: int | None = None, wake: bool = False) -> dict[str, Any]:
+                    logger: logging.Logger, manual_replicas: int | None = None, wake: bool = False,
+                    pods: Iterable[PodSummary] = ()) -> dict[str, Any]:
     """Bring the owned Deployment, Service and PodDisruptionBudget in line with the spec; return the Deployment.
 
     `manual_replicas` is a replica count written through the scale subresource (kubectl scale)
     while autoscaling is on: it is applied at once, clamped to [minReplicas, maxReplicas].
     `wake`: the activator holds a request for this deployment, so one at zero gets a replica at once.
+    `pods`: the owned pods, of which a scale-down removes those with the fewest requests in flight first.
     """
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
@@ -130,6 +132,8 @@ async def reconcile(client: KubeClient, config: OperatorConfig, body: Mapping[st
     elif spec.clamp(current) != current:
         target, why = spec.clamp(current), "minReplicas/maxReplicas"
     if target is not None and target != current:
+        if 0 < target < current:
+            await mark_idlest(client, (namespace, name), spec.runtime.name, pods, logger)
         await set_replicas(client, namespace, name, target)
         live.setdefault("spec", {})["replicas"] = target
         logger.info("scaled %s from %d to %d (%s)", name, current, target, why)

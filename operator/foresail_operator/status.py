@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"  # the ReplicaSet controller removes low costs first
 CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "MetricsAvailable", "ForecastReady", "ScalingLimited")
 # Container waiting reasons that will not fix themselves: the spec or the cluster needs a change.
 FAILING_REASONS = {
@@ -43,6 +44,8 @@ class PodSummary:
     created: float | None
     ready_since: float | None
     problem: tuple[str, str] | None  # (reason, message) when the pod cannot start
+    deletion_cost: str | None = None  # its controller.kubernetes.io/pod-deletion-cost annotation
+    metrics_url: str | None = None  # its own /metrics (pod IP, prometheus.io/port and /path annotations)
 
     @classmethod
     def of(cls, pod: Mapping[str, Any]) -> "PodSummary":
@@ -63,7 +66,9 @@ class PodSummary:
                 reason = FAILING_REASONS[waiting["reason"]]
                 detail = f"container {cs.get('name')}: {waiting['reason']}: {waiting.get('message', '')}"
                 problem = (reason, detail.strip())
-        return cls(meta.get("name", ""), parse_time(meta.get("creationTimestamp")), ready_since, problem)
+        annotations = meta.get("annotations") or {}
+        return cls(meta.get("name", ""), parse_time(meta.get("creationTimestamp")), ready_since, problem,
+                   annotations.get(DELETION_COST), _metrics_url(status.get("podIP"), annotations))
 
     @property
     def cold_start_s(self) -> float | None:
@@ -71,6 +76,15 @@ class PodSummary:
         if self.created is None or self.ready_since is None:
             return None
         return max(0.0, self.ready_since - self.created)
+
+
+def _metrics_url(ip: str | None, annotations: Mapping[str, str]) -> str | None:
+    """Where a pod serves its metrics, as the prometheus.io annotations the operator plans say."""
+    port = annotations.get("prometheus.io/port")
+    if not ip or not port:
+        return None
+    host = f"[{ip}]" if ":" in ip else ip
+    return f"http://{host}:{port}{annotations.get('prometheus.io/path', '/metrics')}"
 
 
 def measured_cold_start(pods: Iterable[PodSummary], recent: int = 5) -> float | None:

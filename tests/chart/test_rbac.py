@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from foresail.demo.prometheus import free_port
 from foresail.kubetest.testing import start_apiserver
 from tests.chart.helm import RELEASE_NS, allowed, crds, find, grants, render, the
 from tests.helpers import ROOT, Kube, logged_process, wait_for
+from tests.operator.exporters import pods_in_flight
 
 WATCHED = "team-a"
 OPERATOR_AGENTS = ("kopf/", "foresail-operator/")
@@ -86,8 +88,8 @@ def operator_env(objects: list[dict[str, Any]], kubeconfig: Path) -> dict[str, s
 
 
 def run_scenario(kube: Kube) -> None:
-    """Create (with a token Secret), scale, change the runtime and the disruption budget, delete: every API
-    path the operator has."""
+    """Create (with a token Secret), scale up and down (the pods reporting requests in flight), change the
+    runtime and the disruption budget, delete: every API path the operator has."""
     kube.create(f"/api/v1/namespaces/{WATCHED}/secrets", {
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hf-token"}, "stringData": {"token": "x"}})
     doc = yaml.safe_load((ROOT / "examples" / "minimal.yaml").read_text())
@@ -97,6 +99,13 @@ def run_scenario(kube: Kube) -> None:
     wait_for(lambda: (kube.get(f"{LLMD}/tiny").get("status") or {}).get("readyReplicas"), timeout=40, what="Ready")
     kube.merge(f"{LLMD}/tiny/scale", {"spec": {"replicas": 3}})
     wait_for(lambda: kube.get(f"{deployments}/tiny")["spec"]["replicas"] == 3, timeout=30, what="3 replicas")
+    pods = f"/api/v1/namespaces/{WATCHED}/pods?labelSelector=foresail.dev%2Fllmdeployment%3Dtiny"
+    names = wait_for(lambda: len(p := kube.get(pods)["items"]) == 3 and [x["metadata"]["name"] for x in p],
+                     timeout=30, what="3 pods")
+    with pods_in_flight(kube, WATCHED, {name: i for i, name in enumerate(names)}):
+        time.sleep(1.0)  # the operator's pod index follows the pods' new addresses (a watch)
+        kube.merge(f"{LLMD}/tiny/scale", {"spec": {"replicas": 2}})  # the pods are marked, then one goes
+        wait_for(lambda: len(kube.get(pods)["items"]) == 2, timeout=30, what="2 pods")
     # A Service planned by an older operator (another plan hash), then a spec change that rolls the
     # pods: the operator patches both the Deployment and the Service.
     service = f"/api/v1/namespaces/{WATCHED}/services/tiny"
@@ -146,7 +155,7 @@ def test_the_chart_grants_every_call_the_operator_makes_and_no_more(tmp_path: Pa
     # The operator acted: it created, scaled and patched (else the check below proves nothing).
     verbs = {(v, r) for v, _, r, _ in calls}
     assert {("create", "deployments"), ("patch", "deployments/scale"), ("get", "secrets"),
-            ("patch", "llmdeployments/status")} <= verbs, verbs
+            ("patch", "llmdeployments/status"), ("patch", "pods")} <= verbs, verbs
     # The operator acted as the peering leader, on the peering object the chart made.
     peering = "kopfpeerings" if mode == "namespaced" else "clusterkopfpeerings"
     assert ("patch", peering) in verbs

@@ -391,10 +391,16 @@ def test_every_dashboard_query_is_valid_promql_for_a_real_prometheus(tmp_path: P
     assert len(exprs) >= 20
 
 
-def test_network_policy_allows_scrapes_dns_api_and_prometheus_only(tmp_path: Path):
+def test_network_policy_allows_scrapes_dns_api_prometheus_and_the_inference_pods_only(tmp_path: Path):
     policy = the(render(tmp_path, EVERYTHING), "NetworkPolicy")
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert policy["spec"]["ingress"] == [{"ports": [{"port": "metrics", "protocol": "TCP"}],
                                           "from": EVERYTHING["networkPolicy"]["metricsFrom"]}]
-    ports = sorted((p["port"], p["protocol"]) for rule in policy["spec"]["egress"] for p in rule["ports"])
-    assert ports == [(53, "TCP"), (53, "UDP"), (443, "TCP"), (6443, "TCP"), (9090, "TCP")]
+    anywhere = sorted((p["port"], p["protocol"]) for rule in policy["spec"]["egress"] if "to" not in rule
+                      for p in rule["ports"])
+    assert anywhere == [(53, "TCP"), (53, "UDP"), (443, "TCP"), (6443, "TCP"), (9090, "TCP")]
+    # the pods' own /metrics, read before a scale-down: only the inference pods' port, only to them
+    [inference] = [rule for rule in policy["spec"]["egress"] if "to" in rule]
+    assert inference == {"ports": [{"port": 8000, "protocol": "TCP"}], "to": [{
+        "podSelector": {"matchLabels": {"app.kubernetes.io/managed-by": "foresail"}}, "namespaceSelector": {
+            "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a"]}]}}]}

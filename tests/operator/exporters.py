@@ -1,5 +1,5 @@
 """Metric exporters for tests that run a real Prometheus: a registry served as the pods serve theirs,
-and counters that grow at set rates."""
+counters that grow at set rates, and pods that hold requests."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+
+from foresail.demo.prometheus import PrometheusServer
+from tests.helpers import Kube
 
 
 def serve(registry: CollectorRegistry) -> ThreadingHTTPServer:
@@ -55,3 +58,46 @@ def counting(rates: list[tuple[Any, float]]) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
+
+
+@contextlib.contextmanager
+def serving(running: dict[str, float]) -> Iterator[dict[str, str]]:
+    """While inside, one metrics server per name in ``running``, on 127.0.0.1, with that many requests
+    running under vLLM's names and none completed; gives each name's /metrics URL."""
+    servers = {}
+    for name, value in running.items():
+        registry = CollectorRegistry()
+        Gauge("vllm:num_requests_running", "requests running", ["model_name"], registry=registry).labels(
+            "tiny").set(value)
+        Gauge("vllm:num_requests_waiting", "requests queued", ["model_name"], registry=registry).labels("tiny").set(0)
+        Counter("vllm:request_success", "requests completed", registry=registry)
+        servers[name] = serve(registry)
+    try:
+        yield {name: f"http://127.0.0.1:{s.server_address[1]}/metrics" for name, s in servers.items()}
+    finally:
+        for server in servers.values():
+            server.shutdown()
+
+
+@contextlib.contextmanager
+def pods_in_flight(kube: Kube, namespace: str, running: dict[str, float],
+                   prometheus: PrometheusServer | None = None, owner: str = "") -> Iterator[None]:
+    """While inside, each pod named in ``running`` serves its metrics (``serving``): its Pod object points
+    there (``status.podIP`` and the ``prometheus.io/port`` annotation), and ``prometheus``, if given,
+    scrapes it with the target labels the chart's scrape config attaches (namespace, llmdeployment
+    ``owner``, pod)."""
+    with serving(running) as urls:
+        targets = []
+        for pod, url in urls.items():
+            address = url.split("/")[2]
+            path = f"/api/v1/namespaces/{namespace}/pods/{pod}"
+            kube.merge(f"{path}/status", {"status": {"podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}]}})
+            kube.merge(path, {"metadata": {"annotations": {"prometheus.io/port": address.split(":")[1]}}})
+            targets.append((address, {"namespace": namespace, "llmdeployment": owner, "pod": pod}))
+        if prometheus is not None:
+            prometheus.write_targets(targets)
+        try:
+            yield
+        finally:
+            if prometheus is not None:
+                prometheus.write_targets([])

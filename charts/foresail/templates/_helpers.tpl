@@ -108,9 +108,10 @@ What the operator does in each namespace it manages, derived from its API calls
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, create, patch, delete]
+# `patch` only to set controller.kubernetes.io/pod-deletion-cost before a scale-down (idlest pods go first).
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list, watch]
+  verbs: [list, watch, patch]
 # Only `get`: the operator reads the Secret an LLMDeployment names in spec.model.tokenSecretRef
 # to check it exists; it cannot list Secrets or read one whose name it is not given.
 - apiGroups: [""]
@@ -156,3 +157,26 @@ to see ready replicas, and patches an annotation on one to ask the operator for 
 {{- end -}}
 {{- join "," $pairs -}}
 {{- end }}
+
+{{/*
+NetworkPolicy egress to the inference pods' port (8000) in the namespaces Foresail serves.
+*/}}
+{{- define "foresail.inferenceEgress" -}}
+- to:
+    - podSelector:
+        matchLabels:
+          app.kubernetes.io/managed-by: foresail
+      {{- if .Values.watchNamespaces }}
+      namespaceSelector:
+        matchExpressions:
+          - key: kubernetes.io/metadata.name
+            operator: In
+            values:
+              {{- toYaml .Values.watchNamespaces | nindent 14 }}
+      {{- else }}
+      namespaceSelector: {}
+      {{- end }}
+  ports:
+    - port: 8000
+      protocol: TCP
+{{- end -}}
