@@ -23,7 +23,7 @@ from foresail_operator.plan import OWNER_LABEL
 from foresail_operator.reconciler import reconcile, refresh_status
 from foresail_operator.runtimes import runtime_for
 from foresail_operator.spec import SpecError, parse_spec
-from foresail_operator.status import PodSummary
+from foresail_operator.status import PodSummary, pod_warnings
 
 OWNED = {OWNER_LABEL: kopf.PRESENT}
 INVALID_SPEC_RECHECK_S = 5.0  # how often a decision loop looks again at a spec it cannot act on
@@ -54,6 +54,7 @@ async def start_collector(memo: kopf.Memo, logger: logging.Logger, **_: Any) -> 
     memo.collector = Collector(source, period_s=config.collect_period_s)
     memo.loops = {}
     memo.failures = {}  # (namespace, name) -> (reason, message) of the last failed reconcile
+    memo.warned = set()  # keys of the pod warnings already told (status.pod_warnings)
     memo.collector_task = asyncio.create_task(memo.collector.run(logger))
     if config.metrics_port:
         prometheus_client.start_http_server(config.metrics_port)
@@ -164,10 +165,30 @@ async def on_deployment(type: str, namespace: str, labels: kopf.Labels, logger: 
 
 
 @kopf.on.event("", "v1", "pods", labels=OWNED)
-async def on_pod(namespace: str, labels: kopf.Labels, memo: kopf.Memo, llmdeployments: kopf.Index,
-                 owned_deployments: kopf.Index, owned_pods: kopf.Index, **_: Any) -> None:
-    """Pods carry readiness, cold starts and start-up failures into the owner's status."""
-    await _refresh(memo, (namespace, labels[OWNER_LABEL]), llmdeployments, owned_deployments, owned_pods)
+async def on_pod(type: str | None, body: kopf.Body, namespace: str, labels: kopf.Labels, logger: logging.Logger,
+                 memo: kopf.Memo, llmdeployments: kopf.Index, owned_deployments: kopf.Index, owned_pods: kopf.Index,
+                 **_: Any) -> None:
+    """Pods carry readiness, cold starts and start-up failures into the owner's status, and evictions and
+    containers killed for memory into a Warning Event on the owner, once each."""
+    key = (namespace, labels[OWNER_LABEL])
+    _warn_once(type, body, _first(llmdeployments, key), memo.warned, logger)
+    await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods)
+
+
+def _warn_once(type_: str | None, pod: kopf.Body, owner: dict | None, warned: set[str],
+               logger: logging.Logger) -> None:
+    """A Warning Event on ``owner`` for each of ``pod_warnings`` not told yet. What the first listing shows
+    (at start, after a restart) counts as told: it happened before this operator watched."""
+    uid = pod.get("metadata", {}).get("uid", "")
+    if type_ == "DELETED":
+        warned.difference_update({k for k in warned if k.startswith(f"{uid}/")})
+        return
+    for key, reason, message in pod_warnings(pod):
+        if key not in warned:
+            warned.add(key)
+            if type_ is not None and owner is not None:
+                logger.warning("%s: %s", reason, message)
+                kopf.warn(owner, reason=reason, message=message)
 
 
 def _degraded(status: kopf.Status, **_: Any) -> bool:

@@ -64,8 +64,8 @@ class PodSummary:
             waiting = (cs.get("state") or {}).get("waiting") or {}
             if waiting.get("reason") in FAILING_REASONS:
                 reason = FAILING_REASONS[waiting["reason"]]
-                detail = f"container {cs.get('name')}: {waiting['reason']}: {waiting.get('message', '')}"
-                problem = (reason, detail.strip())
+                detail = f"container {cs.get('name')}: {waiting['reason']}: {waiting.get('message', '')}".strip()
+                problem = (reason, detail + _last_exit(cs))
         annotations = meta.get("annotations") or {}
         return cls(meta.get("name", ""), parse_time(meta.get("creationTimestamp")), ready_since, problem,
                    annotations.get(DELETION_COST), _metrics_url(status.get("podIP"), annotations))
@@ -76,6 +76,40 @@ class PodSummary:
         if self.created is None or self.ready_since is None:
             return None
         return max(0.0, self.ready_since - self.created)
+
+
+OOM_HINT = "raise resources.memory, the container's memory limit"
+
+
+def _last_exit(cs: Mapping[str, Any]) -> str:
+    """How a container that restarts last ended, e.g. " (last exit: OOMKilled, code 137: raise ...)"."""
+    last = (cs.get("lastState") or {}).get("terminated") or {}
+    if not last.get("reason"):
+        return ""
+    hint = f": {OOM_HINT}" if last["reason"] == "OOMKilled" else ""
+    return f" (last exit: {last['reason']}, code {last.get('exitCode')}{hint})"
+
+
+def pod_warnings(pod: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """What happened to a pod that a person should hear about once, as (key, reason, message): an eviction
+    (key: the pod's uid), or a container killed for memory (key: uid, container and the dead container's id,
+    the same before and after its restart)."""
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    uid, name = meta.get("uid", ""), meta.get("name", "")
+    out = []
+    if status.get("phase") == "Failed" and status.get("reason") == "Evicted":
+        message = status.get("message") or "no reason given"
+        hint = "; raise resources.ephemeralStorage" if "ephemeral" in message.lower() else ""
+        out.append((f"{uid}/evicted", "PodEvicted", f"pod {name} was evicted: {message}{hint}"))
+    for cs in status.get("containerStatuses") or []:
+        for state in ("state", "lastState"):  # the death as it happens, and once the container restarted
+            ended = (cs.get(state) or {}).get("terminated") or {}
+            if ended.get("reason") == "OOMKilled":
+                death = ended.get("containerID") or ended.get("finishedAt") or cs.get("restartCount")
+                out.append((f"{uid}/{cs.get('name')}/{death}", "OOMKilled",
+                            f"container {cs.get('name')} of pod {name} ran out of memory (OOMKilled; restarts: "
+                            f"{cs.get('restartCount') or 0}): {OOM_HINT}"))
+    return out
 
 
 def _metrics_url(ip: str | None, annotations: Mapping[str, str]) -> str | None:
