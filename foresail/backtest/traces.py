@@ -208,7 +208,9 @@ def _on_grid(path: Path, name: str, t: np.ndarray, rate_per_step: np.ndarray, to
 
 
 def load_generic(path: Path) -> Trace:
-    """Generic CSV ``time_s,arrivals[,input_tokens,output_tokens]``, one row per step."""
+    """Generic CSV ``time_s,arrivals[,input_tokens,output_tokens]``, one row per step. A step without a row
+    is zero demand, and a collection gap that ``fill_gaps`` bridges (``foresail history`` writes no row
+    where Prometheus has no point)."""
     df = pd.read_csv(path)
     _check_columns(path, df, ["time_s", "arrivals"])
     if df.empty:
@@ -219,7 +221,12 @@ def load_generic(path: Path) -> Trace:
     tokens = None
     if has_tokens:
         tokens = sum(df[c].to_numpy(float) for c in ("input_tokens", "output_tokens") if c in df.columns)
-    return _on_grid(path, path.stem, df["time_s"].to_numpy(float), df["arrivals"].to_numpy(float), tokens)
+    t = df["time_s"].to_numpy(float)
+    trace = _on_grid(path, path.stem, t, df["arrivals"].to_numpy(float), tokens)
+    gaps = np.ones(len(trace.arrivals), bool)
+    gaps[np.round((t - t[0]) / trace.step_s).astype(int)] = False
+    trace.gaps = gaps if gaps.any() else None
+    return trace
 
 
 def _servegen_client_frame(path: Path, text: io.StringIO | Path) -> pd.DataFrame:

@@ -116,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
           f"to {args.out}")
     print(f"  {total:,.0f} requests (the larger of {RUNTIMES[runtime].metrics['requests']} and the activator's "
           f"count), mean {total / (len(times) * args.step):.3g} req/s, peak {peak:.3g} req/s"
-          + (f"; {missing} steps had no data (replayed as 0)" if missing else ""))
+          + (f"; {missing} steps had no data (no row: zero demand in the replay, bridged with --fill-gaps)"
+             if missing else ""))
     print(f"replay it: foresail backtest --trace {args.out} --cold-start SECONDS --capacity REQ_PER_S")
     return 0
 

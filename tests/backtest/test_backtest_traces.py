@@ -26,11 +26,13 @@ def test_generic_csv_with_tokens_and_resampling(tmp_path):
     assert np.allclose(fine.arrivals, [3, 3, 1.5, 1.5, 0, 0, 4.5, 4.5])
 
 
-def test_missing_rows_of_a_generic_csv_are_zero(tmp_path):
+def test_missing_rows_of_a_generic_csv_are_zero_and_gaps_that_can_be_bridged(tmp_path):
     tr = load_trace(write(tmp_path, "t.csv", "time_s,arrivals\n0,1\n120,2\n"))
-    assert tr.step_s == 120 and list(tr.arrivals) == [1, 2]
-    tr = load_trace(write(tmp_path, "u.csv", "time_s,arrivals\n0,1\n60,1\n180,2\n"))
-    assert list(tr.arrivals) == [1, 1, 0, 2]
+    assert tr.step_s == 120 and list(tr.arrivals) == [1, 2] and tr.gaps is None
+    tr = load_trace(write(tmp_path, "u.csv", "time_s,arrivals,output_tokens\n0,1,10\n60,1,10\n240,4,40\n"))
+    assert list(tr.arrivals) == [1, 1, 0, 0, 4] and list(tr.gaps) == [False, False, True, True, False]
+    bridged = tr.fill_gaps()
+    assert list(bridged.arrivals) == [1, 1, 2, 3, 4] and list(bridged.tokens) == [10, 10, 20, 30, 40]
 
 
 def test_azure_and_mooncake_formats(tmp_path):
