@@ -36,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "on every trace (e.g. 0.99); Foresail keeps its shipped defaults")
     parser.add_argument("--slo-target", type=float, metavar="ATTAINMENT",
                         help="turn on Foresail's SLO governor for this attainment, e.g. 0.99 (default: off)")
-    parser.add_argument("--fill-gaps", action="store_true", help="bridge collection gaps by interpolation (ServeGen windows where every "
-                        "customer reports zero; steps a generic CSV has no row for)")
+    parser.add_argument("--fill-gaps", action="store_true",
+                        help="bridge collection gaps by interpolation (ServeGen windows where every customer "
+                        "reports zero; steps a generic CSV has no row for)")
     parser.add_argument("--json", metavar="FILE", help="write the summary as JSON")
     parser.add_argument("--timeline", metavar="FILE.csv", help="write one row per step and policy")
     parser.add_argument("--plot", metavar="FILE.png", help="plot demand, forecast and replicas (first trace)")
