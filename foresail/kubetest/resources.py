@@ -111,6 +111,8 @@ BUILTIN: tuple[ResourceType, ...] = (
        field_selectors=("regarding.kind", "regarding.namespace", "regarding.name",
                         "regarding.uid", "reason", "type", "reportingController")),
     _t("coordination.k8s.io", "v1", "leases", "Lease"),
+    _t("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", short_names=("hpa",),
+       status=True, categories=("all",)),
     _t("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
        namespaced=False, short_names=("crd", "crds"), status=True),
     _t("rbac.authorization.k8s.io", "v1", "roles", "Role"),

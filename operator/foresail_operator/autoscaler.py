@@ -29,7 +29,7 @@ from foresail.autoscaler.policy import Decision, ForesailPolicy, Observation, Po
 from foresail_operator import telemetry
 from foresail_operator.activation import requests_waiting
 from foresail_operator.collector import Collector
-from foresail_operator.kube import KubeClient
+from foresail_operator.kube import ApiError, KubeClient, path_for
 from foresail_operator.metrics import MAX_POINTS, MetricsError, Signals
 from foresail_operator.reconciler import record_scale
 from foresail_operator.scaler import mark_idlest, set_replicas
@@ -76,6 +76,7 @@ class Loop:
     backfilled: bool = False  # whether the policy's history was loaded from Prometheus (once per policy)
     left: int | None = None  # the replica count the last acting decision left the Deployment at
     overrides: int = 0  # decisions in a row that found another count there
+    writer: str | None = None  # the autoscalers found targeting the Deployment when that was reported
     view: dict[str, Any] = field(default_factory=dict)
 
     def configure(self, spec: LLMDeploymentSpec, cold_start_s: float | None) -> PolicyConfig:
@@ -208,24 +209,48 @@ def _limited(decision: Decision, spec: LLMDeploymentSpec) -> tuple[bool, str, st
     return False, "DesiredWithinRange", f"the {need} replicas needed are within spec.minReplicas and maxReplicas"
 
 
-def _overridden(loop: Loop, acting: bool, current: int, body: dict[str, Any], logger: logging.Logger) -> str | None:
+async def _overridden(loop: Loop, acting: bool, current: int, body: dict[str, Any], client: KubeClient,
+                      logger: logging.Logger) -> str | None:
     """Why the replica count is not Foresail's to set, when decisions in a row find that another writer
     changed the count the last one left (an HPA or a KEDA ScaledObject on the Deployment); else None."""
     if not acting or loop.left is None or current == loop.left:
-        loop.overrides = 0
+        loop.overrides, loop.writer = 0, None
         return None
     loop.overrides += 1
     if loop.overrides < OVERRIDES_TO_REPORT:
         return None
     ns, name = loop.key
+    if loop.overrides == OVERRIDES_TO_REPORT:
+        loop.writer = await _autoscalers_of(client, ns, name, logger)
+    writer = loop.writer or "a HorizontalPodAutoscaler or a KEDA ScaledObject that targets it"
     message = (f"another writer keeps changing Deployment {name}'s replicas (to {current}, from the {loop.left} "
-               "Foresail set), such as a HorizontalPodAutoscaler or a KEDA ScaledObject that targets it; Foresail "
-               "sets them back at each decision. Remove the other autoscaler, or set autoscaling.mode: off to "
-               f"leave the count to it; to scale by hand: kubectl scale llmdeployment {name}")
+               f"Foresail set), such as {writer}; Foresail sets them back at each decision. Remove the other "
+               "autoscaler, or set autoscaling.mode: off to leave the count to it; to scale by hand: kubectl scale "
+               f"llmdeployment {name}")
     if loop.overrides == OVERRIDES_TO_REPORT:
         logger.warning("%s/%s: %s", ns, name, message)
         kopf.warn(body, reason="ReplicasOverridden", message=message)
     return message
+
+
+async def _autoscalers_of(client: KubeClient, namespace: str, deployment: str, logger: logging.Logger) -> str | None:
+    """The HorizontalPodAutoscalers (KEDA makes one per ScaledObject) that target the Deployment, named; None
+    when there are none or they cannot be listed."""
+    try:
+        hpas = await client.request("GET", path_for("autoscaling/v2", "horizontalpodautoscalers", namespace))
+    except ApiError as exc:
+        logger.info("%s/%s: cannot list HorizontalPodAutoscalers to name the other writer: %s", namespace,
+                    deployment, exc)
+        return None
+    names = []
+    for hpa in hpas.get("items") or []:
+        target = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+        if target.get("kind") == "Deployment" and target.get("name") == deployment:
+            meta = hpa.get("metadata") or {}
+            keda = (meta.get("labels") or {}).get("scaledobject.keda.sh/name")
+            names.append(f"HorizontalPodAutoscaler {meta.get('name')}"
+                         + (f" (KEDA ScaledObject {keda})" if keda else ""))
+    return " and ".join(names) or None
 
 
 async def backfill(loop: Loop, collector: Collector, runtime: str, logger: logging.Logger) -> None:
@@ -300,7 +325,7 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     if _manual_hold(status, spec, now) and target < current:
         target = current
     acting = spec.autoscaling.mode in ("predictive", "reactive") and deployment is not None
-    overridden = _overridden(loop, acting, current, body, logger)
+    overridden = await _overridden(loop, acting, current, body, client, logger)
     loop.left = target if acting else None
     if acting and target != current:
         if 0 < target < current:

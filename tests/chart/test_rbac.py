@@ -10,6 +10,7 @@ in the operator that the chart does not grant fails this test.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 import time
@@ -89,7 +90,7 @@ def operator_env(objects: list[dict[str, Any]], kubeconfig: Path) -> dict[str, s
 
 def run_scenario(kube: Kube) -> None:
     """Create (with a token Secret), scale up and down (the pods reporting requests in flight), change the
-    runtime and the disruption budget, delete: every API path the operator has."""
+    runtime and the disruption budget, override the replicas, delete: every API path the operator has."""
     kube.create(f"/api/v1/namespaces/{WATCHED}/secrets", {
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hf-token"}, "stringData": {"token": "x"}})
     doc = yaml.safe_load((ROOT / "examples" / "minimal.yaml").read_text())
@@ -121,6 +122,20 @@ def run_scenario(kube: Kube) -> None:
     wait_for(lambda: kube.get(budget)["spec"]["maxUnavailable"] == "50%", timeout=30, what="the budget patched")
     kube.merge(f"{LLMD}/tiny", {"spec": {"disruptionBudget": {"enabled": False}}})
     wait_for(lambda: kube.get(budget) is None, timeout=30, what="the budget deleted")
+    # Another writer on the Deployment's replicas while a schedule holds 3: the operator reports it, and
+    # lists the HorizontalPodAutoscalers to name the writer.
+    now = dt.datetime.now(dt.timezone.utc)
+    kube.merge(f"{LLMD}/tiny", {"spec": {"autoscaling": {"mode": "reactive", "intervalSeconds": 5, "schedules": [{
+        "start": f"{now - dt.timedelta(hours=1):%H:%M}", "end": f"{now + dt.timedelta(hours=1):%H:%M}",
+        "minReplicas": 3}]}}})
+    wait_for(lambda: kube.get(f"{deployments}/tiny")["spec"]["replicas"] == 3, timeout=30, what="3 replicas again")
+
+    def overridden() -> bool:
+        kube.merge(f"{deployments}/tiny/scale", {"spec": {"replicas": 1}})
+        conditions = (kube.get(f"{LLMD}/tiny").get("status") or {}).get("conditions") or []
+        return any(c.get("reason") == "ReplicasOverridden" for c in conditions)
+
+    wait_for(overridden, timeout=40, interval=0.5, what="ReplicasOverridden")
     kube.delete(f"{LLMD}/tiny")
     wait_for(lambda: kube.get(f"{LLMD}/tiny") is None, timeout=30, what="deletion")
 
@@ -155,7 +170,7 @@ def test_the_chart_grants_every_call_the_operator_makes_and_no_more(tmp_path: Pa
     # The operator acted: it created, scaled and patched (else the check below proves nothing).
     verbs = {(v, r) for v, _, r, _ in calls}
     assert {("create", "deployments"), ("patch", "deployments/scale"), ("get", "secrets"),
-            ("patch", "llmdeployments/status"), ("patch", "pods")} <= verbs, verbs
+            ("patch", "llmdeployments/status"), ("patch", "pods"), ("list", "horizontalpodautoscalers")} <= verbs, verbs
     # The operator acted as the peering leader, on the peering object the chart made.
     peering = "kopfpeerings" if mode == "namespaced" else "clusterkopfpeerings"
     assert ("patch", peering) in verbs

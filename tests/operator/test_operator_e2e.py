@@ -252,7 +252,8 @@ def test_a_schedule_raises_the_replicas_a_horizon_before_its_window_opens(cluste
 
 def test_another_autoscaler_on_the_deployment_is_reported_and_its_end_clears_it(cluster, operator):
     """An HPA-like writer sets the Deployment's replicas to 1 every half second while an open schedule needs
-    3: ScalingLimited says so, once, with an Event; when it stops, the operator's count holds and it clears."""
+    3: ScalingLimited says so, once, with an Event that names the HorizontalPodAutoscaler (KEDA's here) that
+    targets the Deployment; when the writer stops, the operator's count holds and the condition clears."""
     now = dt.datetime.now(dt.timezone.utc)
     doc = load("minimal.yaml")
     doc["spec"]["autoscaling"] = {"mode": "reactive", "intervalSeconds": 5, "schedules": [{
@@ -260,6 +261,12 @@ def test_another_autoscaler_on_the_deployment_is_reported_and_its_end_clears_it(
         "minReplicas": 3}]}
     apply(cluster, doc)
     wait_for(lambda: (d := deployment(cluster, "tiny")) and d["spec"]["replicas"] == 3, what="3 replicas")
+    for name, target in (("keda-hpa-tiny", "tiny"), ("other", "another-deployment")):
+        cluster.kube.create(f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers", {
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": name, "labels": {"scaledobject.keda.sh/name": target}},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+                     "minReplicas": 1, "maxReplicas": 3}})
     stop = threading.Event()
 
     def other_autoscaler() -> None:
@@ -274,7 +281,8 @@ def test_another_autoscaler_on_the_deployment_is_reported_and_its_end_clears_it(
     finally:
         stop.set()
         writer.join()
-    assert limited["status"] == "True" and "HorizontalPodAutoscaler" in limited["message"]
+    assert limited["status"] == "True"
+    assert "such as HorizontalPodAutoscaler keda-hpa-tiny (KEDA ScaledObject tiny);" in limited["message"]
     assert "(to 1, from the 3 Foresail set)" in limited["message"]
     warnings = [e for e in events_for(cluster, "tiny") if e["reason"] == "ReplicasOverridden"]
     assert len(warnings) == 1 and warnings[0]["type"] == "Warning"

@@ -101,6 +101,10 @@ What the operator does in each namespace it manages, derived from its API calls
 - apiGroups: [apps]
   resources: [deployments/scale]
   verbs: [patch]
+# `list` only to name the HorizontalPodAutoscaler (or KEDA's) that fights over a Deployment's replicas.
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [list]
 - apiGroups: [""]
   resources: [services]
   verbs: [get, create, patch]
