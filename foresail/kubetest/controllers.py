@@ -13,7 +13,6 @@ What it does:
   ``ImagePullBackOff``) or its env/envFrom references a missing Secret or ConfigMap (waiting
   ``CreateContainerConfigError``, e.g. ``secret "x" not found``); it recovers once the cause is
   gone.
-
 - Pods to remove go in the ReplicaSet controller's order: not ready first, then the lowest
   ``controller.kubernetes.io/pod-deletion-cost``, then the most recently ready, then the newest.
 
@@ -43,7 +42,6 @@ from .errors import ApiError
 from .store import Obj, name_of, namespace_of
 
 _HASH_CHARS = "bcdfghjklmnpqrstvwxz2456789"
-
 
 
 @dataclass
