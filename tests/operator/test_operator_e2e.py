@@ -79,7 +79,7 @@ def test_each_example_gets_its_deployment_and_service(cluster, operator, path: P
     assert ready["status"]["readyReplicas"] == dep["spec"]["replicas"]
     assert ready["status"]["observedGeneration"] == ready["metadata"]["generation"]
     assert condition(ready, "Degraded")["status"] == "False"
-    assert any(e["reason"] == "Created" for e in events_for(cluster, name))
+    wait_for(lambda: any(e["reason"] == "Created" for e in events_for(cluster, name)), what="the Created event")
     assert operator.alive()
 
 
@@ -107,7 +107,7 @@ def test_spec_changes_roll_out_only_when_the_pod_changes(cluster, operator):
     assert changed["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     wait_for(lambda: not pods_before & {p["metadata"]["name"] for p in cluster.kube.get(PODS)["items"]},
              what="the old pods replaced")
-    assert any(e["reason"] == "Updated" for e in events_for(cluster, "tiny"))
+    wait_for(lambda: any(e["reason"] == "Updated" for e in events_for(cluster, "tiny")), what="the Updated event")
 
 
 def test_pod_settings_reach_the_pods_and_a_label_change_rolls_them(cluster, operator):
@@ -192,7 +192,7 @@ def test_the_disruption_budget_follows_the_spec_and_spares_a_users_own(cluster, 
     doc["spec"]["disruptionBudget"] = {"enabled": False}  # the user manages their own
     apply(cluster, doc)
     wait_for(lambda: cluster.kube.get(f"{BUDGETS}/tiny") is None, what="the budget deleted")
-    assert any(e["reason"] == "Deleted" for e in events_for(cluster, "tiny"))
+    wait_for(lambda: any(e["reason"] == "Deleted" for e in events_for(cluster, "tiny")), what="the Deleted event")
     mine = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "tiny"},
             "spec": {"minAvailable": 1, "selector": {"matchLabels": {"foresail.dev/llmdeployment": "tiny"}}}}
     uid = cluster.kube.create(BUDGETS, mine)["metadata"]["uid"]
@@ -247,7 +247,8 @@ def test_a_schedule_raises_the_replicas_a_horizon_before_its_window_opens(cluste
         "lastScaleReason", "")) and r, what="the schedule's reason")
     assert time.time() < opens.timestamp() and "before it opens" in reason
     assert deployment(cluster, "tiny")["spec"]["replicas"] == 3  # not the later window's 5
-    assert any("schedule launch" in e["message"] for e in events_for(cluster, "tiny") if e["reason"] == "Scaled")
+    wait_for(lambda: any("schedule launch" in e["message"] for e in events_for(cluster, "tiny")
+                         if e["reason"] == "Scaled"), what="the Scaled event")
 
 
 def test_another_autoscaler_on_the_deployment_is_reported_and_its_end_clears_it(cluster, operator):
@@ -284,11 +285,11 @@ def test_another_autoscaler_on_the_deployment_is_reported_and_its_end_clears_it(
     assert limited["status"] == "True"
     assert "such as HorizontalPodAutoscaler keda-hpa-tiny (KEDA ScaledObject tiny);" in limited["message"]
     assert "(to 1, from the 3 Foresail set)" in limited["message"]
-    warnings = [e for e in events_for(cluster, "tiny") if e["reason"] == "ReplicasOverridden"]
-    assert len(warnings) == 1 and warnings[0]["type"] == "Warning"
     wait_for(lambda: condition(llmd(cluster, "tiny"), "ScalingLimited").get("reason") != "ReplicasOverridden",
              timeout=40, what="the condition cleared")
     assert deployment(cluster, "tiny")["spec"]["replicas"] == 3
+    warnings = [e for e in events_for(cluster, "tiny") if e["reason"] == "ReplicasOverridden"]  # posted long since
+    assert len(warnings) == 1 and warnings[0]["type"] == "Warning"
 
 
 def test_an_unknown_time_zone_degrades_until_fixed_then_the_schedule_applies(cluster, operator):
