@@ -32,10 +32,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from bench.activator import ROOT
+from bench.balance import TRACE
 from bench.table import print_table
-
-TRACE = ROOT.parent / "shared" / "traces" / "azure-llm-2023" / "AzureLLMInferenceTrace_conv.csv"
 
 
 @dataclass(frozen=True)

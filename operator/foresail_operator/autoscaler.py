@@ -32,7 +32,7 @@ from foresail_operator.collector import Collector
 from foresail_operator.kube import ApiError, KubeClient, path_for
 from foresail_operator.metrics import MAX_POINTS, MetricsError, Signals
 from foresail_operator.reconciler import record_scale
-from foresail_operator.scaler import mark_idlest, set_replicas
+from foresail_operator.scaler import set_replicas
 from foresail_operator.schedule import scheduled_floor
 from foresail_operator.spec import LLMDeploymentSpec
 from foresail_operator.status import PodSummary, measured_cold_start, parse_time
@@ -328,9 +328,7 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     overridden = await _overridden(loop, acting, current, body, client, logger)
     loop.left = target if acting else None
     if acting and target != current:
-        if 0 < target < current:
-            await mark_idlest(client, loop.key, spec.runtime.name, pods, logger)
-        await set_replicas(client, ns, name, target)
+        await set_replicas(client, loop.key, current, target, spec.runtime.name, pods, logger)
         reason = decision.reason if target == decision.replicas else f"hold {current}: manual scale"
         logger.info("scaled %s/%s %d -> %d: %s", ns, name, current, target, reason)
         kopf.info(body, reason="Scaled", message=f"{current} -> {target}: {reason}")

@@ -15,7 +15,7 @@ from foresail_operator import GROUP, PLURAL, VERSION, plan
 from foresail_operator.config import OperatorConfig
 from foresail_operator.kube import ApiError, KubeClient, path_for
 from foresail_operator.runtimes import runtime_for
-from foresail_operator.scaler import mark_idlest, set_replicas
+from foresail_operator.scaler import set_replicas
 from foresail_operator.spec import LLMDeploymentSpec, SpecError, parse_spec
 from foresail_operator.status import PodSummary, now_iso, workload_status
 
@@ -132,9 +132,7 @@ async def reconcile(client: KubeClient, config: OperatorConfig, body: Mapping[st
     elif spec.clamp(current) != current:
         target, why = spec.clamp(current), "minReplicas/maxReplicas"
     if target is not None and target != current:
-        if 0 < target < current:
-            await mark_idlest(client, (namespace, name), spec.runtime.name, pods, logger)
-        await set_replicas(client, namespace, name, target)
+        await set_replicas(client, (namespace, name), current, target, spec.runtime.name, pods, logger)
         live.setdefault("spec", {})["replicas"] = target
         logger.info("scaled %s from %d to %d (%s)", name, current, target, why)
         kopf.info(owner, reason="Scaled", message=f"Scaled Deployment {name} from {current} to {target} ({why})")

@@ -25,10 +25,6 @@ MAX_COST = 2**31 - 1  # the annotation is an int32
 READ_TIMEOUT_S = 2.0  # per pod; the reads run at once, so a scale-down waits this long at most
 
 
-async def set_replicas(client: KubeClient, namespace: str, name: str, replicas: int) -> None:
-    """Set the Deployment's replicas through its scale subresource (no pod template change)."""
-    path = path_for("apps/v1", "deployments", namespace, name, "scale")
-    await client.merge_patch(path, {"spec": {"replicas": int(replicas)}})
 
 
 def requests_in(text: str, names: set[str]) -> float | None:
@@ -45,7 +41,7 @@ def requests_in(text: str, names: set[str]) -> float | None:
 async def in_flight(pods: Iterable[PodSummary], runtime: str) -> dict[str, float]:
     """The requests each ready pod holds now (running and queued), from its own /metrics; a pod that is not
     ready, does not answer in time or reports no such metric is left out."""
-    names = {RUNTIMES[runtime].metrics.get(s) or "" for s in ("running", "waiting")} - {""}
+    names = {n for s in ("running", "waiting") if (n := RUNTIMES[runtime].metrics.get(s))}
 
     async def read(session: aiohttp.ClientSession, url: str) -> float | None:
         try:
@@ -96,3 +92,12 @@ async def mark_idlest(client: KubeClient, key: tuple[str, str], runtime: str, po
         busy = ", ".join(f"{pod} {figures[pod]:g}" for pod in sorted(figures, key=figures.__getitem__))
         logger.info("%s/%s: the scale-down removes the pods with the fewest requests in flight first (%s)",
                     ns, name, busy)
+
+
+async def set_replicas(client: KubeClient, key: tuple[str, str], current: int, target: int, runtime: str,
+                       pods: Iterable[PodSummary], logger: logging.Logger) -> None:
+    """Set the Deployment's replicas through its scale subresource (no pod template change); before a
+    scale-down that leaves some, mark the idlest pods to go first (``mark_idlest``)."""
+    if 0 < target < current:
+        await mark_idlest(client, key, runtime, pods, logger)
+    await client.merge_patch(path_for("apps/v1", "deployments", *key, "scale"), {"spec": {"replicas": int(target)}})

@@ -139,6 +139,11 @@ def _count_or_percent(value: Any, least: int) -> bool:
     return isinstance(value, str) and bool(_PERCENT.match(value)) and int(value[:-1]) >= least
 
 
+def _quantity(resources: Mapping[str, Any], key: str) -> str | None:
+    """An int-or-string resource quantity of spec.resources as text (8 and "8" alike), or None."""
+    return None if resources.get(key) is None else str(resources[key])
+
+
 def _rollout(rollout: Mapping[str, Any]) -> tuple[int | str, int | str]:
     """spec.rollout as the rolling update's (maxSurge, maxUnavailable)."""
     values = []
@@ -243,10 +248,9 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
         resources=ResourceSpec(
             gpus=int(resources.get("gpus", 0)),
             gpu_resource=str(resources.get("gpuResource", "nvidia.com/gpu")),
-            cpu=None if resources.get("cpu") is None else str(resources["cpu"]),
-            memory=None if resources.get("memory") is None else str(resources["memory"]),
-            ephemeral_storage=(None if resources.get("ephemeralStorage") is None
-                               else str(resources["ephemeralStorage"])),
+            cpu=_quantity(resources, "cpu"),
+            memory=_quantity(resources, "memory"),
+            ephemeral_storage=_quantity(resources, "ephemeralStorage"),
             node_selector=dict(resources.get("nodeSelector") or {}),
             tolerations=tuple(resources.get("tolerations") or ()),
             priority_class_name=resources.get("priorityClassName"),
