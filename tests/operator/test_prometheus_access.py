@@ -117,8 +117,8 @@ def test_the_operator_process_reads_an_https_prometheus_with_the_ca_it_is_given(
             metrics = wait_for(read, timeout=30, what="MetricsAvailable after a read")
             refused = "CERTIFICATE_VERIFY_FAILED" in metrics["message"]
             assert refused != given_ca, metrics
-            if given_ca:  # answered: demand zero while no replica is up, else no series yet
-                assert metrics["reason"] in ("MetricsFresh", "NoData"), metrics
+            if given_ca:  # answered: demand zero while no replica is up, else no series (no pod is scraped)
+                assert metrics["reason"] in ("MetricsFresh", "NoSeries"), metrics
             assert op.alive()
         finally:
             op.kill()
