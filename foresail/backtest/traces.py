@@ -301,6 +301,17 @@ def iter_servegen_clients(tar_path: str | Path, services: list[str] | None = Non
             yield tr
 
 
+def _servegen_client_row(fields: list[str]) -> bool:
+    """True for a headerless ServeGen customer row: numbers, then a distribution name (blank in an empty window)."""
+    if len(fields) != 6 or not (fields[3].isalpha() or fields[3] == ""):
+        return False
+    try:
+        float(fields[0]), float(fields[1])
+    except ValueError:
+        return False
+    return True
+
+
 def load_trace(path: str | Path) -> Trace:
     """Load any supported trace; ``archive.tar.gz:member`` names one ServeGen customer in the tarball."""
     spec = str(path)
@@ -330,8 +341,7 @@ def load_trace(path: str | Path) -> Trace:
             return load_azure(p)
         if "rate_rps" in head and "t_start_s" in head:
             return load_servegen_aggregate(p)
-        first = head.split(",")
-        if len(first) >= 4 and not first[0].replace(".", "").isalpha() and first[3].isalpha():
+        if _servegen_client_row(head.split(",")):
             df = _servegen_client_frame(p, p)
             return _servegen_client_trace(p, df, p.stem.replace("-trace", ""), "servegen-client")
         return load_generic(p)

@@ -53,6 +53,8 @@ def test_servegen_client_and_gap_filling(tmp_path):
     tr = load_trace(write(tmp_path, "chunk-1-trace.csv",
                           "0,1.0,1.0,Gamma,1,1\n600,2.0,1.0,Gamma,1,1\n1200,0.5,1.0,Gamma,1,1\n"))
     assert tr.step_s == 600 and np.allclose(tr.arrivals, [600, 1200, 300])
+    quiet_start = load_trace(write(tmp_path, "chunk-3-trace.csv", "0,0,0,,0,0\n600,2.0,1.0,Gamma,1,1\n"))
+    assert quiet_start.step_s == 600 and np.allclose(quiet_start.arrivals, [0, 1200])
     gapped = Trace("g", 600, np.array([600.0, 0.0, 0.0, 1500.0]), gaps=np.array([False, True, True, False]))
     assert np.allclose(gapped.fill_gaps().arrivals, [600, 900, 1200, 1500])
 
