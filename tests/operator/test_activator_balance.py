@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +20,6 @@ from typing import Iterator
 import pytest
 import requests
 
-from foresail.demo.prometheus import free_port
 from foresail_operator.activation import requested_at
 from foresail_operator.endpoints import PREFIX_CHARS, LeastLoaded, ready_urls, routing_key
 from tests.helpers import wait_for
@@ -163,11 +163,15 @@ def test_a_pod_that_refuses_the_connection_is_passed_over(cluster, tmp_path: Pat
     ready_deployment(cluster)
     pods[0].go.set()
     cluster.kube.create(SLICES, endpoint_slice("tiny", pods[0].server_address[1]))
-    cluster.kube.create(SLICES, endpoint_slice("tiny", free_port()))
-    with running_activator(cluster, tmp_path, "http://127.0.0.1:9") as (url, _):
-        assert [chat(url, "tiny").status_code for _ in range(6)] == [200] * 6
-        assert pods[0].got == 6
-        assert (metric(url, "forwarded"), metric(url, "held"), metric(url, "unreachable")) == (6, 0, 0)
+    # bound but never listening: connections to it are refused, and no process started later (the activator,
+    # on a free port of its own) can be handed the same port
+    with socket.socket() as gone:
+        gone.bind(("127.0.0.1", 0))
+        cluster.kube.create(SLICES, endpoint_slice("tiny", gone.getsockname()[1]))
+        with running_activator(cluster, tmp_path, "http://127.0.0.1:9") as (url, _):
+            assert [chat(url, "tiny").status_code for _ in range(6)] == [200] * 6
+            assert pods[0].got == 6
+            assert (metric(url, "forwarded"), metric(url, "held"), metric(url, "unreachable")) == (6, 0, 0)
 
 
 def test_a_held_request_goes_to_a_pod_as_soon_as_its_endpointslice_shows_it_ready(cluster, tmp_path: Path,
