@@ -15,6 +15,8 @@ from foresail_operator import telemetry
 from foresail_operator.metrics import Key, MetricsError, PrometheusSource, Signals
 from foresail_operator.runtimes import RUNTIMES
 
+NOT_READ_YET = "NoData: metrics have not been read yet"  # the reason before the first read
+
 
 class Collector:
     """Holds the latest snapshot of all signals and why it is missing, if it is."""
@@ -59,7 +61,7 @@ class Collector:
         if self.error:
             return None, self.error
         if self.taken_at is None:
-            return None, "NoData: metrics have not been read yet"
+            return None, NOT_READ_YET
         age = time.time() - self.taken_at
         if age > 3 * self.period_s:
             return None, f"MetricsStale: the last good read is {age:.0f} s old"

@@ -25,8 +25,6 @@ MAX_COST = 2**31 - 1  # the annotation is an int32
 READ_TIMEOUT_S = 2.0  # per pod; the reads run at once, so a scale-down waits this long at most
 
 
-
-
 def requests_in(text: str, names: set[str]) -> float | None:
     """The sum of the samples named ``names`` in a Prometheus text exposition; None when there are none
     or the text cannot be parsed."""

@@ -13,6 +13,7 @@ import trustme
 import yaml
 
 from foresail.demo.prometheus import PrometheusServer
+from foresail_operator.collector import NOT_READ_YET
 from foresail_operator.config import OperatorConfig
 from foresail_operator.metrics import MetricsError, PrometheusSource
 from tests.helpers import ROOT, condition, wait_for
@@ -112,7 +113,7 @@ def test_the_operator_process_reads_an_https_prometheus_with_the_ca_it_is_given(
             def read() -> dict | bool:  # a decision after the first read (the first may come before it)
                 metrics = condition(cluster.kube.get(f"{path}/tiny"), "MetricsAvailable")
                 return (metrics.get("reason") not in (None, "Pending")
-                        and "have not been read yet" not in metrics.get("message", "") and metrics)
+                        and NOT_READ_YET.split(": ", 1)[1] not in metrics.get("message", "") and metrics)
 
             metrics = wait_for(read, timeout=30, what="MetricsAvailable after a read")
             refused = "CERTIFICATE_VERIFY_FAILED" in metrics["message"]
