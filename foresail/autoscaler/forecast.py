@@ -6,7 +6,9 @@ model trained on public traces (``prior.py``) and, once the deployment has ``own
 of its own history, refits every ``refit_every_steps`` with a ridge penalty that pulls it towards the
 prior rather than towards zero. Quantiles are conformal: the empirical quantiles, per horizon, of the
 errors this forecaster actually made on this series (the prior's errors until enough have been seen),
-so the p90 stays calibrated where the series is harder or easier than the public traces. The median it
+so the p90 stays calibrated where the series is harder or easier than the public traces, but never
+narrower than the noise of counting arrivals at the median rate over one step (Poisson): on a series
+with no noise of its own, all errors alike would give a p90 equal to the median. The median it
 reports combines the model's with persistence (the last step's rate), each weighted by the other's recent
 absolute error at that horizon, so it is no worse than persistence where the past explains little of the
 future; the quantiles above it are the model's.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 from sklearn.linear_model import Ridge
@@ -352,6 +355,8 @@ class DemandForecaster:
             self._pending[last_bucket] = (z, lv, ep, median, persisted)
             qs[0.5] = self._combine(median, persisted, [qs[q] for q in qs if q > 0.5])
             median = qs[0.5]
+            for q in [q for q in qs if q > 0.5]:  # never narrower than the noise of counting arrivals at the median
+                qs[q] = np.maximum(qs[q], median + NormalDist().inv_cdf(q) * np.sqrt(median / self.step_s))
             fc = Forecast(True, f"{source} model", (last_bucket + 1) * self.step_s, self.step_s, median, qs, source)
         self._cache = (last_bucket, fc)
         return fc

@@ -65,3 +65,14 @@ def test_own_model_is_fitted_with_enough_history_and_tracks_a_level_shift():
     assert f.coef_ is not None and f.n_fits_ == 1
     fc = f.predict(len(x) * 60.0)
     assert fc.source == "own" and fc.median[0] > 2.5 * np.mean(x[-1500:-1440])
+
+
+def test_the_p90_of_a_noise_free_series_keeps_the_noise_of_counting_arrivals():
+    # three flat hours: every scored error is the same, so the own quantiles have no spread of their own
+    f = DemandForecaster(horizon_s=600.0)
+    for t in (np.arange(180) + 1) * 60.0:
+        f.observe(t, 2.0, 60.0)
+        fc = f.predict(t)
+    assert f.n_errors_.min() >= f.calib_min  # the own errors, not the prior's, set the p90
+    poisson_p90 = fc.median + 1.2816 * np.sqrt(fc.median / 60.0)  # 2 req/s counted over a minute
+    assert np.all(fc.quantiles[0.9] >= poisson_p90 - 1e-3), (fc.median, fc.quantiles[0.9])

@@ -37,17 +37,21 @@ def scale_downs(decisions: list[Decision]) -> int:
     return sum(1 for a, b in zip(decisions, decisions[1:]) if b.replicas < a.replicas)
 
 
+@pytest.mark.parametrize("hours", [1, 2])
 @pytest.mark.parametrize("predictive", [True, False])
 @pytest.mark.parametrize("jump", [-10 * 60.0, -STEP, 3 * HOUR, 30 * 24 * HOUR])
-def test_a_clock_jump_right_after_demand_falls(predictive: bool, jump: float) -> None:
-    """An hour of 4 req/s, then demand falls to 1 req/s and, on the same step, the clock jumps.
+def test_a_clock_jump_right_after_demand_falls(predictive: bool, jump: float, hours: int) -> None:
+    """An hour or two of 4 req/s, then demand falls to 1 req/s and, on the same step, the clock jumps.
 
     The policy counts a jump (backwards, or forward by more than 10 intervals) as one interval, so
-    the stabilisation window is measured in decisions seen, not in wall-clock arithmetic."""
+    the stabilisation window is measured in decisions seen, not in wall-clock arithmetic. After two
+    flat hours the p90 comes from the forecaster's own errors, which on a series without noise have no
+    spread: it keeps the noise of counting arrivals, or the forecasts after the jump all fall short and
+    burst memory holds the last hour's peak."""
     policy = ForesailPolicy(PolicyConfig(min_replicas=1, max_replicas=10, capacity=1.0, cold_start_s=60.0,
                                          interval_s=STEP, scale_down_stabilization_s=WINDOW,
                                          predictive=predictive), forecast_step_s=60.0)
-    before = [T0 + i * STEP for i in range(240)]
+    before = [T0 + i * STEP for i in range(int(hours * HOUR / STEP))]
     steady = run(policy, before, [4.0] * len(before), replicas=4)
     held = steady[-1].replicas
     assert held >= 4
