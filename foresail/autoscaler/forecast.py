@@ -8,7 +8,9 @@ prior rather than towards zero. Quantiles are conformal: the empirical quantiles
 errors this forecaster actually made on this series (the prior's errors until enough have been seen),
 so the p90 stays calibrated where the series is harder or easier than the public traces, but never
 narrower than the noise of counting arrivals at the median rate over one step (Poisson): on a series
-with no noise of its own, all errors alike would give a p90 equal to the median. The median it
+with no noise of its own, all errors alike would give a p90 equal to the median. A new series that is
+calmer than the public traces gets its own, narrower p90 sooner (from ``calib_early`` scored forecasts,
+while the prior's is wider); a burstier one keeps the prior's until ``calib_min``. The median it
 reports combines the model's with persistence (the last step's rate), each weighted by the other's recent
 absolute error at that horizon, so it is no worse than persistence where the past explains little of the
 future; the quantiles above it are the model's.
@@ -80,6 +82,7 @@ class DemandForecaster:
         refit_every_steps: int = 360,
         calib_size: int = 1440,
         calib_min: int = 60,
+        calib_early: int = 20,
         combine_halflife_steps: float = 360.0,
     ) -> None:
         self.step_s = step_s
@@ -93,6 +96,7 @@ class DemandForecaster:
         self.refit_every_steps = refit_every_steps
         self.calib_size = calib_size
         self.calib_min = calib_min
+        self.calib_early = calib_early
         self.combine_halflife_steps = combine_halflife_steps
         self._reset()
 
@@ -279,21 +283,24 @@ class DemandForecaster:
                 self.persistence_abs_error_[j] = decay * self.persistence_abs_error_[j] + abs(persisted - x_last)
 
     def _quantile_offsets(self, bucket: int) -> dict[float, np.ndarray]:
-        """Per-horizon log-scale offsets for each quantile: own errors where enough, else the prior's."""
+        """Per-horizon log-scale offsets for each quantile: own errors where enough, else the prior's (or the
+        own ones above the median, where ``calib_early`` were scored and they are the narrower)."""
         if self._qcache and bucket - self._qcache_at < 30:
             return self._qcache
         H = self.horizon_steps_
         out: dict[float, np.ndarray] = {}
         levels = sorted(set(self.quantiles) | {0.5})
         own = self.n_errors_ >= self.calib_min
-        own_q = None
-        if own.any():
-            own_q = np.nanquantile(self.errors_[own], levels, axis=1)  # (levels, n_own)
+        early = (self.n_errors_ >= self.calib_early) & ~own
+        mine = np.full((len(levels), H), np.nan)  # the own errors' quantiles, where any were scored
+        if (own | early).any():
+            mine[:, own | early] = np.nanquantile(self.errors_[own | early], levels, axis=1)
         for k, q in enumerate(levels):
             base = self.prior_.residual_quantile(q)[:H] if self.prior_ is not None else np.zeros(H)
             vals = base.copy()
-            if own_q is not None:
-                vals[own] = own_q[k]
+            vals[own] = mine[k, own]
+            if q > 0.5:
+                vals[early] = np.minimum(base[early], np.maximum(mine[k, early], out[0.5][early]))
             out[q] = vals
         self._qcache, self._qcache_at = out, bucket
         return out

@@ -67,12 +67,32 @@ def test_own_model_is_fitted_with_enough_history_and_tracks_a_level_shift():
     assert fc.source == "own" and fc.median[0] > 2.5 * np.mean(x[-1500:-1440])
 
 
+def _online(x, **params):
+    """Feed ``x`` one minute at a time, forecasting after each, as the policy does: the forecaster, its last forecast."""
+    f = DemandForecaster(horizon_s=600.0, **params)
+    for k, value in enumerate(x):
+        f.observe((k + 1) * 60.0, float(value), 60.0)
+        fc = f.predict((k + 1) * 60.0)
+    return f, fc
+
+
+def test_a_calm_new_series_narrows_the_prior_p90_early_and_a_bursty_one_keeps_it():
+    # 45 minutes: fewer than the 60 scored forecasts per horizon after which the own errors replace the prior's
+    rng = np.random.default_rng(1)
+    calm = rng.poisson(2000, 45) / 60.0
+    bursty = np.where(rng.random(45) < 0.4, 0.0, rng.exponential(50, 45))
+    for x, narrower in ((calm, True), (bursty, False)):
+        (_, early), (_, prior_only) = _online(x), _online(x, calib_early=10**9)
+        spread, prior_spread = early.quantiles[0.9] / early.median, prior_only.quantiles[0.9] / prior_only.median
+        if narrower:
+            assert np.all(spread < prior_spread) and spread[-1] < 1.2 < prior_spread[-1], (spread, prior_spread)
+        else:
+            assert np.allclose(spread, prior_spread), (spread, prior_spread)
+
+
 def test_the_p90_of_a_noise_free_series_keeps_the_noise_of_counting_arrivals():
     # three flat hours: every scored error is the same, so the own quantiles have no spread of their own
-    f = DemandForecaster(horizon_s=600.0)
-    for t in (np.arange(180) + 1) * 60.0:
-        f.observe(t, 2.0, 60.0)
-        fc = f.predict(t)
+    f, fc = _online(np.full(180, 2.0))
     assert f.n_errors_.min() >= f.calib_min  # the own errors, not the prior's, set the p90
     poisson_p90 = fc.median + 1.2816 * np.sqrt(fc.median / 60.0)  # 2 req/s counted over a minute
     assert np.all(fc.quantiles[0.9] >= poisson_p90 - 1e-3), (fc.median, fc.quantiles[0.9])
