@@ -68,7 +68,7 @@ def test_own_model_is_fitted_with_enough_history_and_tracks_a_level_shift():
 
 
 def _online(x, **params):
-    """Feed ``x`` one minute at a time, forecasting after each, as the policy does: the forecaster, its last forecast."""
+    """Feed ``x`` a minute at a time, forecasting after each, as the policy does: the forecaster, its last forecast."""
     f = DemandForecaster(horizon_s=600.0, **params)
     for k, value in enumerate(x):
         f.observe((k + 1) * 60.0, float(value), 60.0)
