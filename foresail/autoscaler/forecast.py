@@ -7,7 +7,8 @@ of its own history, refits every ``refit_every_steps`` with a ridge penalty that
 prior rather than towards zero. Quantiles are conformal: the empirical quantiles, per horizon, of the
 errors this forecaster actually made on this series (the prior's errors until enough have been seen),
 so the p90 stays calibrated where the series is harder or easier than the public traces, but never
-narrower than the noise of counting arrivals at the median rate over one step (Poisson): on a series
+narrower than the noise of counting arrivals at the median rate over one step (Poisson, each arrival
+worth ``arrival_size`` demand units: tokens per request where demand is counted in tokens): on a series
 with no noise of its own, all errors alike would give a p90 equal to the median. A new series that is
 calmer than the public traces gets its own, narrower p90 sooner (from ``calib_early`` scored forecasts,
 while the prior's is wider); a burstier one keeps the prior's until ``calib_min``. The median it
@@ -84,6 +85,7 @@ class DemandForecaster:
         calib_min: int = 60,
         calib_early: int = 20,
         combine_halflife_steps: float = 360.0,
+        arrival_size: float = 1.0,
     ) -> None:
         self.step_s = step_s
         self.horizon_s = horizon_s
@@ -98,6 +100,7 @@ class DemandForecaster:
         self.calib_min = calib_min
         self.calib_early = calib_early
         self.combine_halflife_steps = combine_halflife_steps
+        self.arrival_size = arrival_size  # demand units per arrival; may be updated between predictions
         self._reset()
 
     # ---- state -------------------------------------------------------------------------------
@@ -362,8 +365,9 @@ class DemandForecaster:
             self._pending[last_bucket] = (z, lv, ep, median, persisted)
             qs[0.5] = self._combine(median, persisted, [qs[q] for q in qs if q > 0.5])
             median = qs[0.5]
-            for q in [q for q in qs if q > 0.5]:  # never narrower than the noise of counting arrivals at the median
-                qs[q] = np.maximum(qs[q], median + NormalDist().inv_cdf(q) * np.sqrt(median / self.step_s))
+            noise = np.sqrt(self.arrival_size * median / self.step_s)  # of counting arrivals at the median
+            for q in [q for q in qs if q > 0.5]:  # never narrower than that
+                qs[q] = np.maximum(qs[q], median + NormalDist().inv_cdf(q) * noise)
             fc = Forecast(True, f"{source} model", (last_bucket + 1) * self.step_s, self.step_s, median, qs, source)
         self._cache = (last_bucket, fc)
         return fc

@@ -88,6 +88,7 @@ class Observation:
     ready_replicas: int = 0
     provisioned_replicas: int = 0  # ready + starting
     counted: bool = False  # the activator counts what arrives for this deployment: demand at zero replicas is known
+    arrival_size: float = 1.0  # demand units one request counts for: 1 in requests, tokens per request in tokens
 
 
 @dataclass
@@ -153,6 +154,7 @@ class ForesailPolicy:
         self.config = config
         self._prior = prior
         self._step_s = forecast_step_s
+        self._arrival_size = 1.0  # the last observation's (the forecaster's counting noise scales with it)
         self.forecaster = self._new_forecaster()
         self._recs: deque[tuple[float, int]] = deque()  # (expiry time, recommended replicas)
         self._recent: deque[tuple[float, float]] = deque(maxlen=max(config.trend_points, 1))
@@ -171,6 +173,7 @@ class ForesailPolicy:
             horizon_s=c.horizon_s + self._step_s,
             quantiles=tuple(sorted({0.5, c.quantile})),
             prior=self._prior,
+            arrival_size=self._arrival_size,
         )
 
     # ---- history and configuration ----------------------------------------------------------
@@ -278,6 +281,8 @@ class ForesailPolicy:
             )
         demand = max(float(obs.demand), 0.0)
         waiting = max(float(obs.waiting or 0.0), 0.0)
+        if math.isfinite(obs.arrival_size) and obs.arrival_size > 0:
+            self._arrival_size = self.forecaster.arrival_size = float(obs.arrival_size)
         # at zero replicas no pod counts requests: what arrived is unknown, not zero, unless the activator counted it
         unseen = c.scale_to_zero and current == 0 and not obs.counted
         self.forecaster.observe(obs.time_s, None if unseen else demand, c.interval_s)

@@ -23,6 +23,7 @@ class Prepared:
     sim: SimConfig
     start_s: float
     gaps: np.ndarray | None
+    sizes: np.ndarray | None = None  # demand units per request at each step (tokens per request), None in requests
 
 
 def prepare(
@@ -54,7 +55,18 @@ def prepare(
     label = "tok/s" if unit == "tokens" else "req/s"
     sim = SimConfig(capacity, cold_start_s, slo_wait_s, interval_s, min_replicas, max_replicas, scale_to_zero, label,
                     activator)
-    return Prepared(tr.name, tr.group, demand, sim, tr.start_s, tr.gaps)
+    return Prepared(tr.name, tr.group, demand, sim, tr.start_s, tr.gaps,
+                    _tokens_per_request(tr) if unit == "tokens" else None)
+
+
+def _tokens_per_request(tr: Trace) -> np.ndarray:
+    """Tokens per request at each step, carried over steps without requests (as the operator's "lately")."""
+    assert tr.tokens is not None
+    seen = np.nonzero(tr.arrivals > 0)[0]
+    if not len(seen):
+        return np.ones(len(tr.arrivals))
+    last = np.maximum.accumulate(np.where(tr.arrivals > 0, np.arange(len(tr.arrivals)), seen[0]))
+    return tr.tokens[last] / tr.arrivals[last]
 
 
 def run_policy(p: Prepared, name: str, knob: float | None = None, record_forecast: bool = False) -> SimResult:
@@ -64,6 +76,6 @@ def run_policy(p: Prepared, name: str, knob: float | None = None, record_forecas
     policy = make_policy(name, p.sim, p.arrivals, p.start_s, knob)
     at_zero = "proxy" if POLICIES[name].proxy else "activator" if p.sim.activator else "none"
     res = simulate(policy, p.arrivals, p.sim, name, p.name, p.start_s, record_forecast=record_forecast,
-                   at_zero=at_zero)
+                   at_zero=at_zero, sizes=p.sizes)
     res.extra["knob"] = knob if knob is not None else POLICIES[name].default
     return res

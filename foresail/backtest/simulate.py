@@ -110,8 +110,12 @@ def simulate(
     start_s: float = 0.0,
     record_forecast: bool = False,
     at_zero: str = "proxy",
+    sizes: np.ndarray | None = None,
 ) -> SimResult:
     """Replay ``arrivals`` (demand units per step) through ``policy``.
+
+    ``sizes`` (demand units per request at each step, where demand is counted in tokens) tells the policy
+    what one request counts for, as the operator's tokens per request lately.
 
     The policy sees the previous step's demand rate and the backlog (with ``activator``, marked as
     counted by the activator). With ``none`` it sees what Foresail's operator sees without the activator when
@@ -153,8 +157,9 @@ def simulate(
             else:  # replicas starting: no data yet
                 obs = Observation(start_s + k * dt, None, None, ready, provisioned)
         else:
+            size = 1.0 if sizes is None else float(sizes[max(k - 1, 0)])  # that of the step prev_rate is from
             obs = Observation(start_s + k * dt, prev_rate, backlog, ready, provisioned,
-                              counted=at_zero == "activator")
+                              counted=at_zero == "activator", arrival_size=size)
         d = policy.decide(obs)
         want = min(max(int(d.replicas), lo), cfg.max_replicas)
         if want == 0 and a[k] > 0 and at_zero != "none":  # a request at the front door wakes a replica

@@ -311,7 +311,7 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     at_door = measured is not None and measured.at_door
     counted = signals is not None and signals.arrivals is not None  # the activator counts this deployment's requests
     decision = loop.policy.decide(Observation(time_s=now, demand=demand, waiting=waiting, ready_replicas=ready,
-                                              provisioned_replicas=current, counted=counted))
+                                              provisioned_replicas=current, counted=counted, arrival_size=each))
     if at_door:
         decision.reason += " (demand counted at the activator: no pod reports it)"
     if held and waiting is not None:

@@ -1,6 +1,7 @@
 """The forecaster beats persistence on a seasonal series and says so when it cannot forecast."""
 
 import numpy as np
+import pytest
 
 from foresail.autoscaler.features import last_features, make_features
 from foresail.autoscaler.forecast import DemandForecaster
@@ -90,9 +91,11 @@ def test_a_calm_new_series_narrows_the_prior_p90_early_and_a_bursty_one_keeps_it
             assert np.allclose(spread, prior_spread), (spread, prior_spread)
 
 
-def test_the_p90_of_a_noise_free_series_keeps_the_noise_of_counting_arrivals():
+@pytest.mark.parametrize("each", [1.0, 1000.0], ids=["requests", "tokens"])
+def test_the_p90_of_a_noise_free_series_keeps_the_noise_of_counting_arrivals(each):
     # three flat hours: every scored error is the same, so the own quantiles have no spread of their own
-    f, fc = _online(np.full(180, 2.0))
+    f, fc = _online(np.full(180, 2.0 * each), arrival_size=each)
     assert f.n_errors_.min() >= f.calib_min  # the own errors, not the prior's, set the p90
-    poisson_p90 = fc.median + 1.2816 * np.sqrt(fc.median / 60.0)  # 2 req/s counted over a minute
-    assert np.all(fc.quantiles[0.9] >= poisson_p90 - 1e-3), (fc.median, fc.quantiles[0.9])
+    # 2 req/s counted over a minute; in tokens, 1,000 tokens to a request
+    poisson_p90 = fc.median + 1.2816 * np.sqrt(each * fc.median / 60.0)
+    assert np.all(fc.quantiles[0.9] >= poisson_p90 - 1e-3 * each), (fc.median, fc.quantiles[0.9])

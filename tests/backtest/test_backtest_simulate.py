@@ -5,7 +5,9 @@ import pytest
 
 from foresail.autoscaler.policy import Decision, Observation
 from foresail.backtest.baselines import Oracle
+from foresail.backtest.experiment import prepare
 from foresail.backtest.simulate import SimConfig, simulate
+from foresail.backtest.traces import Trace
 
 
 class Schedule:
@@ -93,3 +95,14 @@ def test_a_request_at_a_front_door_wakes_a_replica_at_once(at_zero: str, woken: 
     arrivals = np.array([0.0, 0.0, 30.0, 0.0])
     res = simulate(Schedule([0, 0, 0, 0]), arrivals, sim, at_zero=at_zero)
     assert list(res.provisioned) == ([0, 0, 1, 0] if woken else [0, 0, 0, 0])
+
+
+def test_in_tokens_the_policy_sees_the_tokens_per_request_of_the_step_its_rate_is_from():
+    """A trace with tokens, counted in tokens: 100 tokens per request, none arrive at step 2, then 300."""
+    trace = Trace("t", 60.0, np.array([2.0, 2.0, 0.0, 3.0, 3.0]), tokens=np.array([200.0, 200.0, 0.0, 900.0, 900.0]))
+    p = prepare(trace, cold_start_s=0.0, capacity=100.0, unit="tokens")
+    assert list(p.sizes) == [100.0, 100.0, 100.0, 300.0, 300.0]  # a step without requests keeps the last
+    pol = Schedule([1] * 5)
+    simulate(pol, p.arrivals, p.sim, at_zero="activator", sizes=p.sizes)
+    assert [o.arrival_size for o in pol.seen] == [100.0, 100.0, 100.0, 100.0, 300.0]  # the step before's
+    assert prepare(trace, cold_start_s=0.0, capacity=1.0, unit="requests").sizes is None  # a request counts for 1

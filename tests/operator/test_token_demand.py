@@ -42,9 +42,12 @@ async def test_tokens_per_second_set_the_replica_count() -> None:
     assert fields["forecast"]["demand"] == 375  # 300 prompt + 75 generated tokens/s
     assert fields["recommendedReplicas"] == 4 and "375 tok/s needs 4 replicas at 100 tok/s each" in decision.reason
     assert fields["capacity"]["perReplica"] == 100 and loop.view["conditions"]["MetricsAvailable"][0] is True
+    # the forecaster's counting noise is that of requests worth 250 tokens each, not of single tokens
+    assert loop.policy is not None and loop.policy.forecaster.arrival_size == 250
     # the same pods counted in requests: 1.5 req/s at 100 each needs 1, and the 3 found are kept
     loop, decision = await decisions(spec("requests", 100))
     assert loop.view["fields"]["forecast"]["demand"] == 1.5 and loop.view["fields"]["recommendedReplicas"] == 3
+    assert loop.policy is not None and loop.policy.forecaster.arrival_size == 1
 
 
 async def test_without_token_counters_the_replicas_are_held_and_the_condition_says_why() -> None:

@@ -19,12 +19,15 @@ WINDOW = 300.0  # scale-down stabilisation
 HOUR = 3600.0
 
 
-def run(policy: ForesailPolicy, times: list[float], demand: list[float], replicas: int) -> list[Decision]:
-    """Feed observations closed loop; check the bounds and reasons of every decision."""
+def run(policy: ForesailPolicy, times: list[float], demand: list[float], replicas: int,
+        each: float = 1.0) -> list[Decision]:
+    """Feed observations closed loop (each request counting for ``each`` demand units); check the bounds and
+    reasons of every decision."""
     out = []
     c = policy.config
     for t, d in zip(times, demand):
-        decision = policy.decide(Observation(t, d, waiting=0.0, ready_replicas=replicas, provisioned_replicas=replicas))
+        decision = policy.decide(Observation(t, d, waiting=0.0, ready_replicas=replicas, provisioned_replicas=replicas,
+                                             arrival_size=each))
         assert decision.reason and math.isfinite(decision.replicas)
         assert (0 if c.scale_to_zero else c.min_replicas) <= decision.replicas <= c.max_replicas
         assert decision.replicas >= min(decision.reactive_floor, c.max_replicas), decision.reason
@@ -37,26 +40,29 @@ def scale_downs(decisions: list[Decision]) -> int:
     return sum(1 for a, b in zip(decisions, decisions[1:]) if b.replicas < a.replicas)
 
 
+@pytest.mark.parametrize("each", [1.0, 1000.0], ids=["requests", "tokens"])
 @pytest.mark.parametrize("hours", [1, 2])
 @pytest.mark.parametrize("predictive", [True, False])
 @pytest.mark.parametrize("jump", [-10 * 60.0, -STEP, 3 * HOUR, 30 * 24 * HOUR])
-def test_a_clock_jump_right_after_demand_falls(predictive: bool, jump: float, hours: int) -> None:
-    """An hour or two of 4 req/s, then demand falls to 1 req/s and, on the same step, the clock jumps.
+def test_a_clock_jump_right_after_demand_falls(predictive: bool, jump: float, hours: int, each: float) -> None:
+    """An hour or two of 4 req/s, then demand falls to 1 req/s and, on the same step, the clock jumps
+    (counted in requests, or in tokens at 1,000 a request, with capacity in the same unit).
 
     The policy counts a jump (backwards, or forward by more than 10 intervals) as one interval, so
     the stabilisation window is measured in decisions seen, not in wall-clock arithmetic. After two
     flat hours the p90 comes from the forecaster's own errors, which on a series without noise have no
     spread: it keeps the noise of counting arrivals, or the forecasts after the jump all fall short and
-    burst memory holds the last hour's peak."""
-    policy = ForesailPolicy(PolicyConfig(min_replicas=1, max_replicas=10, capacity=1.0, cold_start_s=60.0,
+    burst memory holds the last hour's peak. In tokens that noise is of requests worth 1,000 tokens each,
+    not of single tokens (whose noise is sqrt(1000), about 32 times, smaller)."""
+    policy = ForesailPolicy(PolicyConfig(min_replicas=1, max_replicas=10, capacity=each, cold_start_s=60.0,
                                          interval_s=STEP, scale_down_stabilization_s=WINDOW,
                                          predictive=predictive), forecast_step_s=60.0)
     before = [T0 + i * STEP for i in range(int(hours * HOUR / STEP))]
-    steady = run(policy, before, [4.0] * len(before), replicas=4)
+    steady = run(policy, before, [4.0 * each] * len(before), replicas=4, each=each)
     held = steady[-1].replicas
     assert held >= 4
     after = [before[-1] + jump + (i + 1) * STEP for i in range(60)]  # 15 min of 1 req/s after the jump
-    decisions = run(policy, after, [1.0] * len(after), replicas=held)
+    decisions = run(policy, after, [1.0 * each] * len(after), replicas=held, each=each)
     steps_held = next((i for i, d in enumerate(decisions) if d.replicas < held), len(decisions))
     # neither direction shortens the window: the first scale-down waits a full window of decisions
     assert steps_held >= WINDOW / STEP - 1, f"scaled down {steps_held} steps after demand fell"
