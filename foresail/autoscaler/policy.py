@@ -154,7 +154,6 @@ class ForesailPolicy:
         self.config = config
         self._prior = prior
         self._step_s = forecast_step_s
-        self._arrival_size = 1.0  # the last observation's (the forecaster's counting noise scales with it)
         self.forecaster = self._new_forecaster()
         self._recs: deque[tuple[float, int]] = deque()  # (expiry time, recommended replicas)
         self._recent: deque[tuple[float, float]] = deque(maxlen=max(config.trend_points, 1))
@@ -166,14 +165,14 @@ class ForesailPolicy:
         self._log_governor = 0.0
         self.last_forecast: Forecast | None = None
 
-    def _new_forecaster(self) -> DemandForecaster:
+    def _new_forecaster(self, arrival_size: float = 1.0) -> DemandForecaster:
         c = self.config
         return DemandForecaster(
             step_s=self._step_s,
             horizon_s=c.horizon_s + self._step_s,
             quantiles=tuple(sorted({0.5, c.quantile})),
             prior=self._prior,
-            arrival_size=self._arrival_size,
+            arrival_size=arrival_size,
         )
 
     # ---- history and configuration ----------------------------------------------------------
@@ -194,7 +193,7 @@ class ForesailPolicy:
         self.config = replace(old, **changes)  # type: ignore[arg-type]
         if self.config.horizon_s != old.horizon_s or self.config.quantile != old.quantile:
             hist, start = self.forecaster.history_, self.forecaster.start_bucket_
-            self.forecaster = self._new_forecaster()
+            self.forecaster = self._new_forecaster(self.forecaster.arrival_size)
             if start is not None:
                 ok = ~np.isnan(hist)
                 t_end = (start + np.arange(len(hist)) + 1) * self._step_s
@@ -282,7 +281,7 @@ class ForesailPolicy:
         demand = max(float(obs.demand), 0.0)
         waiting = max(float(obs.waiting or 0.0), 0.0)
         if math.isfinite(obs.arrival_size) and obs.arrival_size > 0:
-            self._arrival_size = self.forecaster.arrival_size = float(obs.arrival_size)
+            self.forecaster.arrival_size = float(obs.arrival_size)
         # at zero replicas no pod counts requests: what arrived is unknown, not zero, unless the activator counted it
         unseen = c.scale_to_zero and current == 0 and not obs.counted
         self.forecaster.observe(obs.time_s, None if unseen else demand, c.interval_s)

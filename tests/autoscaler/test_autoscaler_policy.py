@@ -78,6 +78,14 @@ def test_predictive_decision_uses_the_forecast_and_respects_max():
     assert d.replicas == 2 and "max 2" in d.reason and d.horizon_s == 315.0
 
 
+def test_a_new_horizon_keeps_what_a_request_counts_for():
+    """A reconfigure that rebuilds the forecaster (a new horizon) keeps the last tokens per request."""
+    p = ForesailPolicy(CFG)
+    p.decide(Observation(60.0, 4000.0, 0.0, 1, 1, arrival_size=1000.0))
+    p.reconfigure(cold_start_s=300.0)
+    assert p.forecaster.arrival_size == 1000.0
+
+
 def test_without_history_the_policy_is_reactive_and_says_why():
     p = ForesailPolicy(CFG, prior=None)
     d = p.decide(obs(60.0, 3.0, 1))

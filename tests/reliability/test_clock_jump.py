@@ -53,7 +53,7 @@ def test_a_clock_jump_right_after_demand_falls(predictive: bool, jump: float, ho
     flat hours the p90 comes from the forecaster's own errors, which on a series without noise have no
     spread: it keeps the noise of counting arrivals, or the forecasts after the jump all fall short and
     burst memory holds the last hour's peak. In tokens that noise is of requests worth 1,000 tokens each,
-    not of single tokens (whose noise is sqrt(1000), about 32 times, smaller)."""
+    not of single tokens (whose noise is sqrt(1000), about 32, times smaller)."""
     policy = ForesailPolicy(PolicyConfig(min_replicas=1, max_replicas=10, capacity=each, cold_start_s=60.0,
                                          interval_s=STEP, scale_down_stabilization_s=WINDOW,
                                          predictive=predictive), forecast_step_s=60.0)
