@@ -11,7 +11,8 @@ no replica runs to count requests, so time at zero is recorded as unknown unless
 what arrives (``Observation.counted``). Without that count a deployment goes to zero only where the same
 time a day and a week earlier was watched and quiet; with it, after ``idle_s`` with no demand and none
 forecast. Either way it wakes ahead of demand that arrived a day or a week earlier in the coming cold
-start, and does not go to zero while such demand is due. Every decision says why in one sentence.
+start, and does not go to zero while such demand is due. A schedule (``schedules``) holds its floor
+from a horizon before its window opens until it closes. Every decision says why in one sentence.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from numpy.typing import ArrayLike
 
 from foresail.autoscaler.forecast import DemandForecaster, Forecast
 from foresail.autoscaler.prior import PriorModel
+from foresail.autoscaler.schedule import Schedule, scheduled_floor
 
 RECURRENCE_LAGS_S = ((86400.0, "a day"), (7 * 86400.0, "a week"))  # where demand that recurs is looked for
 
@@ -54,6 +56,7 @@ class PolicyConfig:
     slo_wait_s: float = 2.0  # queueing delay within which demand meets the SLO (the TTFT target)
     governor_rate: float = 0.05  # per minute: how fast the SLO governor's log-multiplier moves
     max_governor: float = 3.0  # cap of the SLO governor's multiplier
+    schedules: tuple[Schedule, ...] = ()  # floors held from a horizon before each window opens until it closes
     unit: str = "req/s"
 
     def __post_init__(self) -> None:
@@ -274,10 +277,11 @@ class ForesailPolicy:
         if obs.demand is None or not math.isfinite(obs.demand):
             self.forecaster.observe(obs.time_s, None, c.interval_s)
             hold = min(max(current, c.min_replicas), c.max_replicas)
-            return Decision(
-                obs.time_s, hold, "hold", hold, None, None, None, c.horizon_s, False, 1.0,
-                f"hold {hold}: demand metrics are missing, so capacity is held (no scale-down without data)",
-            )
+            replicas, why = self._scheduled(obs.time_s, hold, "demand metrics are missing, so capacity is held "
+                                                              "(no scale-down without data)")
+            held = replicas == hold
+            return Decision(obs.time_s, replicas, "hold" if held else "scale up", hold, None, None, None, c.horizon_s,
+                            False, 1.0, f"{f'hold {hold}' if held else _verb(current, replicas)}: {why}")
         demand = max(float(obs.demand), 0.0)
         waiting = max(float(obs.waiting or 0.0), 0.0)
         if math.isfinite(obs.arrival_size) and obs.arrival_size > 0:
@@ -321,8 +325,6 @@ class ForesailPolicy:
                          and min(need.predicted, c.max_replicas) == target)
         replicas = self._stabilise(obs.time_s, current, target, steady, from_forecast, to_zero)
 
-        action = "scale up" if replicas > current else "scale down" if replicas < current else "hold"
-        arrow = f"{current}\u2192{replicas}" if replicas != current else f"{replicas}"
         why = self._reason(need, target, from_forecast, f"no demand for {idle_for:.0f} s" if to_zero else None)
         if quiet and not to_zero and replicas > 0:
             why += ("; not scaling to zero: " + (
@@ -335,10 +337,21 @@ class ForesailPolicy:
                 f"stabilisation window ({c.scale_down_stabilization_s:.0f} s; a forecast's lasts a cold start, "
                 f"{c.cold_start_s:.0f} s)"
             )
+        replicas, why = self._scheduled(obs.time_s, replicas, why)
+        action = "scale up" if replicas > current else "scale down" if replicas < current else "hold"
         return Decision(
             obs.time_s, replicas, action, need.floor, need.predicted, need.f_med, need.f_up, c.horizon_s,
-            bool(need.forecast is not None and need.forecast.ready), need.headroom, f"{action} {arrow}: {why}",
+            bool(need.forecast is not None and need.forecast.ready), need.headroom,
+            f"{_verb(current, replicas)}: {why}",
         )
+
+    def _scheduled(self, now_s: float, replicas: int, why: str) -> tuple[int, str]:
+        """``replicas`` raised to the floor of a schedule open now or opening within the horizon, and why."""
+        c = self.config
+        floor = scheduled_floor(c.schedules, now_s, c.horizon_s)
+        if floor is None or min(floor.replicas, c.max_replicas) <= replicas:
+            return replicas, why
+        return min(floor.replicas, c.max_replicas), f"{floor.reason} (demand and forecast: {replicas}; {why})"
 
     def _reactive_need(self, obs: Observation, demand: float, waiting: float) -> _Need:
         """The reactive floor: current demand, plus draining the backlog it will have left by the time
@@ -481,3 +494,10 @@ class ForesailPolicy:
         if target == c.max_replicas and base > c.max_replicas:
             why += f", capped at max {c.max_replicas}"
         return why
+
+
+def _verb(current: int, replicas: int) -> str:
+    """"scale up 2→4", "scale down 4→2" or "hold 2"."""
+    if replicas == current:
+        return f"hold {replicas}"
+    return f"scale {'up' if replicas > current else 'down'} {current}\u2192{replicas}"

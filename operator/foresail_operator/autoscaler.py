@@ -9,7 +9,8 @@ replays. Rules:
 - a manual scale (kubectl scale) is applied at once by the reconciler and then held as a floor for
   the scale-down stabilisation window; scale-up stays possible;
 - the forecast horizon is the measured cold start plus one interval when the spec says auto;
-- a schedule's floor (autoscaling.schedules) holds from a horizon before its window opens until it closes.
+- a schedule's floor (autoscaling.schedules, applied by the policy) holds from a horizon before its
+  window opens until it closes.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from foresail_operator.kube import ApiError, KubeClient, path_for
 from foresail_operator.metrics import MAX_POINTS, MetricsError, Signals
 from foresail_operator.reconciler import record_scale
 from foresail_operator.scaler import set_replicas
-from foresail_operator.schedule import scheduled_floor
 from foresail_operator.spec import LLMDeploymentSpec
 from foresail_operator.status import PodSummary, measured_cold_start, parse_time
 
@@ -97,7 +97,8 @@ class Loop:
             interval_s=a.interval_s, quantile=a.quantile,
             scale_down_stabilization_s=a.scale_down_stabilization_s, scale_to_zero=a.scale_to_zero,
             idle_s=a.idle_s, predictive=a.mode in ("predictive", "advisory"),
-            slo_target=a.attainment_target or 0.0, slo_wait_s=a.ttft_s, unit=UNIT_LABEL[a.demand_unit],
+            slo_target=a.attainment_target or 0.0, slo_wait_s=a.ttft_s, schedules=a.schedules,
+            unit=UNIT_LABEL[a.demand_unit],
         )
         if self.policy is None:
             self.policy = ForesailPolicy(config, forecast_step_s=self.forecast_step_s)
@@ -316,10 +317,6 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
         decision.reason += " (demand counted at the activator: no pod reports it)"
     if held and waiting is not None:
         decision.reason += f" ({held} of the queued requests held at the activator)"
-    floor = scheduled_floor(spec.autoscaling.schedules, now, decision.horizon_s)
-    if floor is not None and floor.replicas > decision.replicas:
-        decision.reason = f"{floor.reason} (demand and forecast: {decision.replicas}; {decision.reason})"
-        decision.replicas = min(floor.replicas, spec.max_replicas)
     target = decision.replicas
     status = body.get("status") or {}
     if _manual_hold(status, spec, now) and target < current:

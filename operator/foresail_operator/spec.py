@@ -7,13 +7,11 @@ only make the operator safe against objects written before a default existed.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from foresail_operator.schedule import DAYS, Schedule
+from foresail.autoscaler.schedule import Schedule, parse_schedules
 
 RUNTIMES = ("foresail", "vllm", "tgi", "sglang")
 MODES = ("predictive", "reactive", "advisory", "off")
@@ -180,25 +178,12 @@ def _max_unavailable(budget: Mapping[str, Any]) -> int | str | None:
                     "from 1% to 100% (0 would block every node drain)")
 
 
-def _schedule(i: int, item: Mapping[str, Any]) -> Schedule:
-    """One entry of spec.autoscaling.schedules; SpecError names the field."""
-    where = f"spec.autoscaling.schedules[{i}]"
+def _schedules(items: Any) -> tuple[Schedule, ...]:
+    """spec.autoscaling.schedules; SpecError names the field."""
     try:
-        start, end = dt.time.fromisoformat(str(item["start"])), dt.time.fromisoformat(str(item["end"]))
-    except (KeyError, ValueError):
-        raise SpecError(f"{where}.start and .end must be times of day such as 09:00 and 18:00") from None
-    if start == end:
-        raise SpecError(f"{where}: start and end are the same time (a window past midnight ends the next day)")
-    zone = str(item.get("timeZone", "UTC"))
-    try:
-        tz = ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise SpecError(f"{where}.timeZone: unknown time zone {zone!r} (an IANA name such as Europe/Paris)") from None
-    days = item.get("days") or DAYS
-    if not set(days) <= set(DAYS):
-        raise SpecError(f"{where}.days must name days as {', '.join(DAYS)}")
-    return Schedule(name=str(item.get("name") or f"#{i}"), start=start, end=end, zone=tz,
-                    min_replicas=int(item.get("minReplicas", 1)), days=tuple(sorted({DAYS.index(d) for d in days})))
+        return parse_schedules(items)
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
 
 
 def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
@@ -277,7 +262,7 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
             ),
             scale_to_zero=bool((scaling.get("scaleToZero") or {}).get("enabled", False)),
             idle_s=float((scaling.get("scaleToZero") or {}).get("idleSeconds", 600)),
-            schedules=tuple(_schedule(i, item) for i, item in enumerate(scaling.get("schedules") or ())),
+            schedules=_schedules(scaling.get("schedules") or ()),
         ),
         min_replicas=int(spec.get("minReplicas", 1)),
         max_replicas=int(spec.get("maxReplicas", 10)),

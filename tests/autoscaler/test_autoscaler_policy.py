@@ -8,6 +8,7 @@ from scipy.stats import linregress
 
 from foresail.autoscaler.capacity import CapacityModel
 from foresail.autoscaler.policy import ForesailPolicy, Observation, PolicyConfig
+from foresail.autoscaler.schedule import parse_schedules
 
 CFG = PolicyConfig(min_replicas=1, max_replicas=10, capacity=2.0, cold_start_s=120.0, interval_s=15.0,
                    quantile=0.9, scale_down_stabilization_s=300.0)
@@ -289,3 +290,31 @@ def test_slo_governor_adds_replicas_after_missed_decisions_and_gives_them_back_s
 def test_slo_target_outside_its_range_is_refused(target):
     with pytest.raises(ValueError, match="slo_target"):
         PolicyConfig(slo_target=target)
+
+
+SCHEDULED = PolicyConfig(min_replicas=1, max_replicas=6, capacity=2.0, cold_start_s=120.0, interval_s=60.0,
+                         predictive=False, schedules=parse_schedules([{"name": "batch", "start": "10:00",
+                                                                       "end": "11:00", "minReplicas": 8}]))
+TEN = 10 * 3600.0  # 10:00 UTC on 1 January 1970, the backtester's clock for a trace from its day-0 midnight
+
+
+def test_a_schedule_holds_its_floor_from_a_horizon_before_it_opens_until_it_closes():
+    """1 req/s needs 1 replica; the window holds max_replicas (its 8 capped at 6) from 180 s (cold start
+    plus interval) before 10:00 until 11:00, then demand decides again at once."""
+    p = ForesailPolicy(SCHEDULED)
+    current, seen = 1, {}
+    for t in np.arange(TEN - 600, TEN + 3600 + 120, 60.0):
+        d = p.decide(obs(t, 1.0, current))
+        current = seen[t - TEN] = d.replicas
+    assert seen[-240.0] == 1 and seen[-180.0] == 6 and seen[3540.0] == 6 and seen[3600.0] == 1
+    d = ForesailPolicy(SCHEDULED).decide(obs(TEN - 120, 1.0, 1))
+    assert d.action == "scale up" and d.reason.startswith(
+        "scale up 1\u21926: schedule batch (10:00-11:00 UTC) holds at least 8 replicas, 120 s before it opens "
+        "(the cold start) (demand and forecast: 1; current demand 1 req/s needs 1 replica")
+
+
+def test_a_schedule_raises_the_floor_even_when_metrics_are_missing():
+    p = ForesailPolicy(SCHEDULED)
+    assert p.decide(obs(TEN - 900, None, 2)).replicas == 2  # no window near: hold
+    d = p.decide(obs(TEN + 60, None, 2))
+    assert d.replicas == 6 and d.action == "scale up" and "schedule batch" in d.reason and "missing" in d.reason

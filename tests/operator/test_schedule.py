@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from foresail_operator.schedule import scheduled_floor
+from foresail.autoscaler.schedule import scheduled_floor
 from foresail_operator.spec import SpecError, parse_spec
 from tests.operator.advisory import decisions
 
@@ -104,5 +104,5 @@ async def test_the_decision_loop_holds_the_floor_of_an_open_window():
     base["autoscaling"]["schedules"] = [window]
     loop, held = await decisions(parse_spec(base), one, values=values)
     assert plain.replicas == 1
-    assert held.replicas == 5 and held.reason.startswith("schedule launch (")
+    assert held.replicas == 5 and held.reason.startswith("scale up 1\u21925: schedule launch ("), held.reason
     assert loop.view["fields"]["recommendedReplicas"] == 5

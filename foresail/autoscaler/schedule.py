@@ -6,14 +6,19 @@ foretell. A schedule says it. Its floor is raised a horizon (the cold start plus
 the window opens, so that the replicas are ready when it does, and dropped when it closes, where the
 forecast and the reactive floor decide again. KEDA's cron scaler, by contrast, starts the replicas at
 the window's start, a cold start late.
+
+The policy applies the floor (``PolicyConfig.schedules``), so the operator and the backtester
+(``foresail backtest --schedule``) hold the same replicas; ``parse_schedules`` reads the entries of
+``spec.autoscaling.schedules`` for both.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Iterator, NamedTuple
-from zoneinfo import ZoneInfo
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -64,3 +69,37 @@ def scheduled_floor(schedules: Iterable[Schedule], now: float, lead_s: float) ->
                 best = Floor(schedule.min_replicas, f"schedule {schedule.name} ({schedule.describe()}) holds at "
                                                     f"least {schedule.min_replicas} replicas{when}")
     return best
+
+
+def parse_schedules(items: Iterable[Mapping[str, Any]],
+                    where: str = "spec.autoscaling.schedules") -> tuple[Schedule, ...]:
+    """The entries of ``spec.autoscaling.schedules``; ValueError naming the field of a bad one."""
+    return tuple(_parse(f"{where}[{i}]", f"#{i}", item) for i, item in enumerate(items))
+
+
+def _parse(where: str, default_name: str, item: Mapping[str, Any]) -> Schedule:
+    """One entry; ``where`` names it in errors."""
+    if not isinstance(item, Mapping):
+        raise ValueError(f"{where} must be a mapping with start, end and minReplicas")
+    try:
+        start, end = dt.time.fromisoformat(str(item["start"])), dt.time.fromisoformat(str(item["end"]))
+    except (KeyError, ValueError):
+        raise ValueError(f"{where}.start and .end must be times of day such as 09:00 and 18:00") from None
+    if start == end:
+        raise ValueError(f"{where}: start and end are the same time (a window past midnight ends the next day)")
+    zone = str(item.get("timeZone", "UTC"))
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{where}.timeZone: unknown time zone {zone!r} (an IANA name such as Europe/Paris)") from None
+    days = item.get("days") or DAYS
+    if not isinstance(days, (list, tuple)) or not all(d in DAYS for d in days):
+        raise ValueError(f"{where}.days must name days as {', '.join(DAYS)}")
+    try:
+        replicas = int(item.get("minReplicas", 1))
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}.minReplicas must be a whole number of replicas") from None
+    if replicas < 0:
+        raise ValueError(f"{where}.minReplicas must not be negative")
+    return Schedule(name=str(item.get("name") or default_name), start=start, end=end, zone=tz,
+                    min_replicas=replicas, days=tuple(sorted({DAYS.index(d) for d in days})))
