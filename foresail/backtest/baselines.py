@@ -252,6 +252,7 @@ def foresail_config(sim: SimConfig, slo_target: float = 0.0) -> PolicyConfig:
         scale_to_zero=sim.scale_to_zero,
         slo_target=slo_target,
         slo_wait_s=sim.slo_wait_s,
+        schedules=sim.schedules,
         unit=sim.unit,
     )
 

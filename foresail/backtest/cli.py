@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from foresail.autoscaler.schedule import Schedule
 
 POLICY_NAMES = ["foresail", "hpa", "kpa", "apa", "holt-winters", "static", "oracle"]
 
@@ -36,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "on every trace (e.g. 0.99); Foresail keeps its shipped defaults")
     parser.add_argument("--slo-target", type=float, metavar="ATTAINMENT",
                         help="turn on Foresail's SLO governor for this attainment, e.g. 0.99 (default: off)")
+    parser.add_argument("--schedule", metavar="FILE.yaml",
+                        help="Foresail's scheduled floors: an LLMDeployment manifest (its spec.autoscaling.schedules) "
+                             "or a YAML list of such entries, in the trace's clock (Unix time, or from its day-0 "
+                             "midnight); the baselines ignore it")
     parser.add_argument("--fill-gaps", action="store_true",
                         help="bridge collection gaps by interpolation (ServeGen windows where every customer "
                         "reports zero; steps a generic CSV has no row for)")
@@ -75,9 +84,15 @@ def run(args: argparse.Namespace) -> int:
         print("error: --match-slo is an attainment in (0, 1], e.g. 0.99", file=sys.stderr)
         return 2
     try:
+        schedules = load_schedules(args.schedule) if args.schedule else ()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         prepared = [
             prepare(load_trace(path), args.interval, args.cold_start, capacity, args.slo_wait, args.unit,
-                    args.fill_gaps, args.min_replicas, args.max_replicas, args.scale_to_zero, not args.no_activator)
+                    args.fill_gaps, args.min_replicas, args.max_replicas, args.scale_to_zero, not args.no_activator,
+                    schedules)
             for path in args.trace
         ]
     except TraceError as exc:
@@ -111,8 +126,11 @@ def run(args: argparse.Namespace) -> int:
         "capacity": {p.name: p.sim.capacity for p in prepared}, "unit": {p.name: p.sim.unit for p in prepared},
         "match_slo": args.match_slo, "slo_target": args.slo_target, "tuned_settings": settings,
         "fill_gaps": args.fill_gaps,
+        "schedules": [f"{x.name} {x.describe()}: at least {x.min_replicas}" for x in schedules],
     })
     print(report.table(summary))
+    if schedules:
+        print("foresail's scheduled floors: " + "; ".join(summary["settings"]["schedules"]))
     if args.json:
         report.write_json(args.json, summary)
     if args.timeline:
@@ -124,3 +142,27 @@ def run(args: argparse.Namespace) -> int:
             hours = (float(a), float(b))
         report.plot(args.plot, prepared[0], results[prepared[0].name], hours)
     return 0
+
+
+def load_schedules(path: str) -> tuple[Schedule, ...]:
+    """Scheduled floors from a YAML file: an LLMDeployment manifest (its ``spec.autoscaling.schedules``) or a
+    list of such entries; ValueError says what is wrong with it."""
+    import yaml
+
+    from foresail.autoscaler.schedule import parse_schedules
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ValueError(f"--schedule {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"--schedule {path}: not YAML: {exc}") from None
+    where = "schedules"
+    if isinstance(doc, dict):
+        where = "spec.autoscaling.schedules"
+        for key in ("spec", "autoscaling", "schedules"):
+            doc = doc.get(key) if isinstance(doc, dict) else None
+    if not isinstance(doc, list) or not doc:
+        raise ValueError(f"--schedule {path}: expected a YAML list of schedules (start, end, minReplicas, and "
+                         "optionally days, timeZone, name) or an LLMDeployment with spec.autoscaling.schedules")
+    return parse_schedules(doc, f"{path}: {where}")

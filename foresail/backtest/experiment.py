@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from foresail.autoscaler.schedule import Schedule
 from foresail.backtest.baselines import POLICIES, make_policy
 from foresail.backtest.simulate import SimConfig, SimResult, simulate
 from foresail.backtest.traces import Trace, TraceError
@@ -38,6 +39,7 @@ def prepare(
     max_replicas: int = 1000,
     scale_to_zero: bool = False,
     activator: bool = True,
+    schedules: tuple[Schedule, ...] = (),
 ) -> Prepared:
     """Resample, pick the demand unit, bridge gaps if asked, and size capacity (``None`` = auto)."""
     tr = trace.fill_gaps() if fill_gaps else trace
@@ -54,7 +56,7 @@ def prepare(
         capacity = p99 / AUTO_CAPACITY_REPLICAS
     label = "tok/s" if unit == "tokens" else "req/s"
     sim = SimConfig(capacity, cold_start_s, slo_wait_s, interval_s, min_replicas, max_replicas, scale_to_zero, label,
-                    activator)
+                    activator, schedules)
     return Prepared(tr.name, tr.group, demand, sim, tr.start_s, tr.gaps,
                     _tokens_per_request(tr) if unit == "tokens" else None)
 

@@ -32,6 +32,7 @@ from typing import Protocol
 import numpy as np
 
 from foresail.autoscaler.policy import Decision, Observation
+from foresail.autoscaler.schedule import Schedule
 
 AT_ZERO = ("proxy", "activator", "none")  # what holds requests at zero replicas; see the module docstring
 
@@ -49,6 +50,7 @@ class SimConfig:
     scale_to_zero: bool = False
     unit: str = "req/s"
     activator: bool = True  # Foresail's requests at zero are held by its activator (else they fail)
+    schedules: tuple[Schedule, ...] = ()  # Foresail's scheduled floors (autoscaling.schedules), in trace time
 
     @property
     def cold_steps(self) -> int:

@@ -2,8 +2,10 @@
 
 import csv
 import json
+import re
 
 import numpy as np
+import pytest
 
 from foresail.cli import main
 
@@ -82,3 +84,47 @@ def test_slo_target_turns_on_foresails_governor(tmp_path, capsys):
     assert on["replica_hours"] > off["replica_hours"] and on["slo_attainment"] >= off["slo_attainment"]
     assert main(["backtest", "--trace", str(p), "--slo-target", "1"]) == 2
     assert "--slo-target" in capsys.readouterr().err
+
+
+def daily_job_trace(tmp_path):
+    """Three days of 1 req/s with a job at 30 req/s from 12:00 to 12:30 every day (time_s from midnight)."""
+    t = np.arange(0, 3 * 86400, 60)
+    job = (t % 86400 >= 12 * 3600) & (t % 86400 < 12 * 3600 + 1800)
+    p = tmp_path / "job.csv"
+    p.write_text("time_s,arrivals\n" + "".join(f"{ti},{60 * (30 if j else 1)}\n" for ti, j in zip(t, job)))
+    return p
+
+
+def test_a_schedule_lifts_foresail_before_a_job_its_history_does_not_foretell(tmp_path, capsys):
+    p = daily_job_trace(tmp_path)
+    manifest = tmp_path / "llmd.yaml"  # an LLMDeployment, as kubectl would apply it
+    manifest.write_text("apiVersion: foresail.dev/v1alpha1\nkind: LLMDeployment\nmetadata: {name: chat}\n"
+                        "spec:\n  model: {source: builtin:tiny}\n  autoscaling:\n    schedules:\n"
+                        "      - {name: job, start: '12:00', end: '12:30', minReplicas: 30}\n")
+    figures = {}
+    for label, extra in (("plain", []), ("scheduled", ["--schedule", str(manifest)])):
+        assert main(["backtest", "--trace", str(p), "--policy", "foresail", "--cold-start", "300", "--capacity", "1",
+                     "--no-progress", "--json", str(tmp_path / f"{label}.json"), *extra]) == 0
+        figures[label] = json.loads((tmp_path / f"{label}.json").read_text())
+    plain, scheduled = (figures[k]["traces"]["job"]["foresail"] for k in ("plain", "scheduled"))
+    assert plain["slo_attainment"] < 0.97 and scheduled["slo_attainment"] >= 0.999, (plain, scheduled)
+    assert figures["scheduled"]["settings"]["schedules"] == ["job 12:00-12:30 UTC: at least 30"]
+    assert "foresail's scheduled floors: job 12:00-12:30 UTC: at least 30" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "--schedule .*missing.yaml: No such file"),
+    ("[unclosed", "not YAML"),
+    ("42", "expected a YAML list of schedules"),
+    ("spec: {autoscaling: {}}", "expected a YAML list of schedules"),
+    ("- {start: 9am, end: '18:00', minReplicas: 2}", r"schedules\[0\]\.start and \.end must be times of day"),
+    ("- {start: '09:00', end: '18:00', minReplicas: two}", r"schedules\[0\]\.minReplicas must be a whole number"),
+    ("- {start: '09:00', end: '18:00', days: Mon, minReplicas: 2}", r"schedules\[0\]\.days must name days"),
+])
+def test_a_bad_schedule_file_is_an_error_that_says_why(tmp_path, capsys, text, message):
+    p = make_trace(tmp_path)
+    path = tmp_path / ("missing.yaml" if text is None else "s.yaml")
+    if text is not None:
+        path.write_text(text)
+    assert main(["backtest", "--trace", str(p), "--policy", "foresail", "--schedule", str(path), "--no-progress"]) == 2
+    assert re.search(message, capsys.readouterr().err)
