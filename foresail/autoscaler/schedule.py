@@ -1,4 +1,5 @@
-"""Scheduled replica floors: windows of the week in which a deployment keeps at least N replicas.
+"""Scheduled replica floors: windows of the week (or of every hour) in which a deployment keeps at least
+N replicas.
 
 Demand a team knows is coming (business hours, a nightly batch, a launch at 9 on Monday) is not always
 in the history the forecaster learns from: a customer switching on is the one thing its past does not
@@ -25,7 +26,8 @@ DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 @dataclass(frozen=True)
 class Schedule:
-    """Every listed weekday, from `start` to `end` local time (past midnight when `end` <= `start`)."""
+    """Every listed weekday, from `start` to `end` local time (past midnight when `end` <= `start`); when
+    `hourly`, every hour of those days from `start`'s minute to `end`'s (past the hour when `end` <= `start`)."""
 
     name: str
     start: dt.time
@@ -33,10 +35,14 @@ class Schedule:
     min_replicas: int
     zone: ZoneInfo
     days: tuple[int, ...] = tuple(range(7))  # Monday is 0
+    hourly: bool = False
 
     def windows(self, since: float, until: float) -> Iterator[tuple[float, float]]:
-        """(open, close) as Unix times of the windows that start on the local days from the day before
-        `since` to the day of `until` (the day before: a window past midnight may still be open)."""
+        """(open, close) as Unix times of the windows that start from a day (an hour, when hourly) before
+        `since` to `until` (a window past midnight, or past the hour, may still be open)."""
+        if self.hourly:
+            yield from self._hourly_windows(since, until)
+            return
         day = dt.datetime.fromtimestamp(since, self.zone).date() - dt.timedelta(days=1)
         last = dt.datetime.fromtimestamp(until, self.zone).date()
         while day <= last:
@@ -46,10 +52,21 @@ class Schedule:
                 yield opens.timestamp(), closes.timestamp()
             day += dt.timedelta(days=1)
 
+    def _hourly_windows(self, since: float, until: float) -> Iterator[tuple[float, float]]:
+        """The hourly windows from the hour before `since` to `until`, on the listed local days."""
+        length_s = 60.0 * ((self.end.minute - self.start.minute) % 60)
+        opens = dt.datetime.fromtimestamp(since - 3600, self.zone).replace(minute=self.start.minute, second=0,
+                                                                           microsecond=0).timestamp()
+        while opens <= until:
+            if dt.datetime.fromtimestamp(opens, self.zone).weekday() in self.days:
+                yield opens, opens + length_s
+            opens += 3600
+
     def describe(self) -> str:
         """The window in words, as the spec gives it."""
         days = "" if len(self.days) == 7 else " " + ",".join(DAYS[d] for d in self.days)
-        return f"{self.start:%H:%M}-{self.end:%H:%M} {self.zone.key}{days}"
+        hours = f"*:{self.start:%M}-*:{self.end:%M}" if self.hourly else f"{self.start:%H:%M}-{self.end:%H:%M}"
+        return f"{hours} {self.zone.key}{days}"
 
 
 class Floor(NamedTuple):
@@ -82,9 +99,12 @@ def _parse(where: str, default_name: str, item: Mapping[str, Any]) -> Schedule:
     if not isinstance(item, Mapping):
         raise ValueError(f"{where} must be a mapping with start, end and minReplicas")
     try:
-        start, end = dt.time.fromisoformat(str(item["start"])), dt.time.fromisoformat(str(item["end"]))
+        (start, hourly), (end, end_hourly) = _time_of_day(item["start"]), _time_of_day(item["end"])
     except (KeyError, ValueError):
-        raise ValueError(f"{where}.start and .end must be times of day such as 09:00 and 18:00") from None
+        raise ValueError(f"{where}.start and .end must be times of day such as 09:00 and 18:00, "
+                         "or minutes of every hour such as *:55 and *:10") from None
+    if hourly != end_hourly:
+        raise ValueError(f"{where}: start and end must both be times of day (09:00) or both of every hour (*:55)")
     if start == end:
         raise ValueError(f"{where}: start and end are the same time (a window past midnight ends the next day)")
     zone = str(item.get("timeZone", "UTC"))
@@ -102,4 +122,12 @@ def _parse(where: str, default_name: str, item: Mapping[str, Any]) -> Schedule:
     if replicas < 0:
         raise ValueError(f"{where}.minReplicas must not be negative")
     return Schedule(name=str(item.get("name") or default_name), start=start, end=end, zone=tz,
-                    min_replicas=replicas, days=tuple(sorted({DAYS.index(d) for d in days})))
+                    min_replicas=replicas, days=tuple(sorted({DAYS.index(d) for d in days})), hourly=hourly)
+
+
+def _time_of_day(value: object) -> tuple[dt.time, bool]:
+    """``HH:MM`` as a time of day, or ``*:MM`` as a minute of every hour (True); ValueError otherwise."""
+    text = str(value)
+    if text.startswith("*:"):
+        return dt.time.fromisoformat(f"00:{text[2:]}"), True
+    return dt.time.fromisoformat(text), False

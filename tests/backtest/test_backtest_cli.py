@@ -86,21 +86,27 @@ def test_slo_target_turns_on_foresails_governor(tmp_path, capsys):
     assert "--slo-target" in capsys.readouterr().err
 
 
-def daily_job_trace(tmp_path):
-    """Three days of 1 req/s with a job at 30 req/s from 12:00 to 12:30 every day (time_s from midnight)."""
+def job_trace(tmp_path, period_s: int, opens_s: int, length_s: int):
+    """Three days of 1 req/s with a job at 30 req/s for `length_s` from `opens_s` of every `period_s`
+    (time_s from midnight)."""
     t = np.arange(0, 3 * 86400, 60)
-    job = (t % 86400 >= 12 * 3600) & (t % 86400 < 12 * 3600 + 1800)
+    job = (t % period_s >= opens_s) & (t % period_s < opens_s + length_s)
     p = tmp_path / "job.csv"
     p.write_text("time_s,arrivals\n" + "".join(f"{ti},{60 * (30 if j else 1)}\n" for ti, j in zip(t, job)))
     return p
 
 
-def test_a_schedule_lifts_foresail_before_a_job_its_history_does_not_foretell(tmp_path, capsys):
-    p = daily_job_trace(tmp_path)
+@pytest.mark.parametrize("period_s, opens_s, length_s, window", [
+    (86400, 12 * 3600, 1800, "start: '12:00', end: '12:30'"),  # a daily job
+    (3600, 0, 600, "start: '*:00', end: '*:10'"),  # a job in the first 10 min of every hour
+])
+def test_a_schedule_lifts_foresail_before_a_job_its_history_does_not_foretell(tmp_path, capsys, period_s, opens_s,
+                                                                              length_s, window):
+    p = job_trace(tmp_path, period_s, opens_s, length_s)
     manifest = tmp_path / "llmd.yaml"  # an LLMDeployment, as kubectl would apply it
     manifest.write_text("apiVersion: foresail.dev/v1alpha1\nkind: LLMDeployment\nmetadata: {name: chat}\n"
                         "spec:\n  model: {source: builtin:tiny}\n  autoscaling:\n    schedules:\n"
-                        "      - {name: job, start: '12:00', end: '12:30', minReplicas: 30}\n")
+                        f"      - {{name: job, {window}, minReplicas: 30}}\n")
     figures = {}
     for label, extra in (("plain", []), ("scheduled", ["--schedule", str(manifest)])):
         assert main(["backtest", "--trace", str(p), "--policy", "foresail", "--cold-start", "300", "--capacity", "1",
@@ -108,8 +114,9 @@ def test_a_schedule_lifts_foresail_before_a_job_its_history_does_not_foretell(tm
         figures[label] = json.loads((tmp_path / f"{label}.json").read_text())
     plain, scheduled = (figures[k]["traces"]["job"]["foresail"] for k in ("plain", "scheduled"))
     assert plain["slo_attainment"] < 0.97 and scheduled["slo_attainment"] >= 0.999, (plain, scheduled)
-    assert figures["scheduled"]["settings"]["schedules"] == ["job 12:00-12:30 UTC: at least 30"]
-    assert "foresail's scheduled floors: job 12:00-12:30 UTC: at least 30" in capsys.readouterr().out
+    described = window.replace("start: ", "").replace("', end: '", "-").strip("'")
+    assert figures["scheduled"]["settings"]["schedules"] == [f"job {described} UTC: at least 30"]
+    assert f"foresail's scheduled floors: job {described} UTC: at least 30" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("text, message", [

@@ -373,6 +373,10 @@ INVALID = [
      "spec.autoscaling.schedules[0]"),
     ({"model": {"source": "a/b"}, "maxReplicas": 4, "autoscaling": {"schedules": [
         {"start": "09:00", "end": "18:00", "minReplicas": 8}]}}, "spec.autoscaling.schedules"),
+    ({"model": {"source": "a/b"}, "autoscaling": {"schedules": [{"start": "*:55", "end": "18:00", "minReplicas": 2}]}},
+     "both minutes of every hour"),
+    ({"model": {"source": "a/b"}, "autoscaling": {"schedules": [{"start": "*:5", "end": "*:10", "minReplicas": 2}]}},
+     "spec.autoscaling.schedules[0].start"),
     ({"model": {"source": "a/b"}, "autoscaling": {"schedules": [
         {"start": "09:00", "end": "18:00", "minReplicas": 2, "days": ["Funday"]}]}},
      "spec.autoscaling.schedules[0].days[0]"),

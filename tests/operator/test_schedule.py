@@ -1,5 +1,5 @@
-"""Scheduled replica floors (spec.autoscaling.schedules): the windows in local time, raised a horizon
-ahead, and the floor through the operator's decision loop."""
+"""Scheduled replica floors (spec.autoscaling.schedules): the windows in local time (daily and hourly),
+raised a horizon ahead, and the floor through the operator's decision loop."""
 
 from __future__ import annotations
 
@@ -78,7 +78,38 @@ def test_the_highest_open_floor_applies():
     assert peak.replicas == 6 and "schedule peak" in peak.reason
 
 
+HOURLY = schedules({"name": "etl", "days": ["Mon"], "start": "*:55", "end": "*:10", "minReplicas": 6})
+
+
+@pytest.mark.parametrize("when, floor", [
+    (("2026-12-07", "10:45"), None),  # a Monday, 10 min before the 10:55 window
+    (("2026-12-07", "10:51"), 6),  # 240 s before it opens: within the 300-s lead
+    (("2026-12-07", "11:05"), 6),  # past the hour: it closes at 11:10
+    (("2026-12-07", "11:10"), None),
+    (("2026-12-07", "14:58"), 6),  # every hour
+    (("2026-12-07", "00:05"), None),  # the window that opened at 23:55 belongs to Sunday, not listed
+    (("2026-12-08", "00:05"), 6),  # Monday's 23:55 window, past midnight
+    (("2026-12-08", "00:55"), None),  # a Tuesday
+])
+def test_an_hourly_window_opens_every_hour_of_its_days(when, floor):
+    found = scheduled_floor(HOURLY, at(*when, ZoneInfo("UTC")), LEAD)
+    assert (found.replicas if found else None) == floor
+
+
+def test_an_hourly_window_keeps_to_its_zone_and_says_so():
+    """India is UTC+05:30, so :00 there is :30 UTC."""
+    kolkata = schedules({"name": "sync", "start": "*:00", "end": "*:10", "timeZone": "Asia/Kolkata",
+                         "minReplicas": 2})
+    utc = ZoneInfo("UTC")
+    assert scheduled_floor(kolkata, at("2026-12-07", "10:02", utc), 0) is None
+    held = scheduled_floor(kolkata, at("2026-12-07", "10:32", utc), 0)
+    assert held.replicas == 2 and held.reason == "schedule sync (*:00-*:10 Asia/Kolkata) holds at least 2 replicas"
+
+
 @pytest.mark.parametrize("item, field", [
+    ({"start": "*:55", "end": "18:00", "minReplicas": 1}, r"schedules\[0\]: start and end must both be"),
+    ({"start": "*:5", "end": "*:10", "minReplicas": 1}, r"schedules\[0\]\.start and \.end"),
+    ({"start": "*:10", "end": "*:10", "minReplicas": 1}, r"schedules\[0\]: start and end are the same"),
     ({"start": "09:00", "end": "09:00", "minReplicas": 1}, r"schedules\[0\]: start and end are the same"),
     ({"start": "9am", "end": "18:00", "minReplicas": 1}, r"schedules\[0\]\.start and \.end"),
     ({"start": "09:00", "end": "18:00", "timeZone": "Europe/Pariss", "minReplicas": 1}, r"schedules\[0\]\.timeZone"),

@@ -172,8 +172,11 @@ FIELDS: dict[tuple[str, ...], tuple[list[Any], list[tuple[Any, str]]]] = {
     ("autoscaling", "schedules"): pick(
         [[{"start": "09:00", "end": "18:00", "minReplicas": 1}],
          [{"name": "nightly", "days": ["Sat", "Sun"], "start": "22:30", "end": "02:00", "timeZone": "America/New_York",
-           "minReplicas": 1}]],
+           "minReplicas": 1}],
+         [{"name": "hourly", "start": "*:55", "end": "*:10", "minReplicas": 2}]],
         [([{"start": "24:00", "end": "18:00", "minReplicas": 1}], "spec.autoscaling.schedules[0].start"),
+         ([{"start": "*:60", "end": "*:10", "minReplicas": 1}], "spec.autoscaling.schedules[0].start"),
+         ([{"start": "*:55", "end": "18:00", "minReplicas": 1}], "spec.autoscaling.schedules[0]"),
          ([{"start": "09:00", "end": "09:00", "minReplicas": 1}], "spec.autoscaling.schedules[0]"),
          ([{"start": "09:00", "end": "18:00", "minReplicas": 0}], "spec.autoscaling.schedules[0].minReplicas"),
          ([{"start": "09:00", "end": "18:00"}], "spec.autoscaling.schedules[0].minReplicas"),
