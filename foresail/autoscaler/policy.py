@@ -205,13 +205,15 @@ class ForesailPolicy:
             self._misses = deque(self._misses, maxlen=self.config.error_window)
 
     # ---- the decision -----------------------------------------------------------------------
-    def _headroom(self, obs: Observation) -> float:
-        """Widening factor from how often recent forecasts fell short of what happened."""
+    def _headroom(self, obs: Observation, foretold: bool) -> float:
+        """Widening factor from how often recent forecasts fell short of what happened (not counting
+        demand a schedule foretold)."""
         c = self.config
         if obs.demand is not None:
             while self._checks and self._checks[0][0] <= obs.time_s:
                 _, upper = self._checks.popleft()
-                self._misses.append(obs.demand > upper * 1.0001 + 1e-12)
+                if not foretold:
+                    self._misses.append(obs.demand > upper * 1.0001 + 1e-12)
         if len(self._misses) < 10:
             return 1.0
         miss_rate = sum(self._misses) / len(self._misses)
@@ -293,8 +295,9 @@ class ForesailPolicy:
             self._last_demand_s = obs.time_s
         need = self._reactive_need(obs, demand, waiting)
         need.unseen = unseen
-        need.headroom = self._headroom(obs)
-        peak = self._remember_peak(obs.time_s, demand)
+        foretold = self._foretold(obs.time_s, demand)
+        need.headroom = self._headroom(obs, foretold)
+        peak = self._remember_peak(obs.time_s, 0.0 if foretold else demand)
         self._recent.append((obs.time_s, demand))
         if c.predictive and not unseen:  # at zero the forecaster's recent history is a gap: it would be stale
             self._predict(obs, need, peak)
@@ -352,6 +355,13 @@ class ForesailPolicy:
         if floor is None or min(floor.replicas, c.max_replicas) <= replicas:
             return replicas, why
         return min(floor.replicas, c.max_replicas), f"{floor.reason} (demand and forecast: {replicas}; {why})"
+
+    def _foretold(self, now_s: float, demand: float) -> bool:
+        """True when the last interval's demand came in a scheduled window whose floor serves it: the schedule
+        foretold it, so it is neither a forecast miss nor a burst to hold until the next one."""
+        c = self.config
+        floor = scheduled_floor(c.schedules, now_s - c.interval_s, c.interval_s)
+        return floor is not None and demand <= min(floor.replicas, c.max_replicas) * c.capacity
 
     def _reactive_need(self, obs: Observation, demand: float, waiting: float) -> _Need:
         """The reactive floor: current demand, plus draining the backlog it will have left by the time

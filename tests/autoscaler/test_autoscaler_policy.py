@@ -318,3 +318,38 @@ def test_a_schedule_raises_the_floor_even_when_metrics_are_missing():
     assert p.decide(obs(TEN - 900, None, 2)).replicas == 2  # no window near: hold
     d = p.decide(obs(TEN + 60, None, 2))
     assert d.replicas == 6 and d.action == "scale up" and "schedule batch" in d.reason and "missing" in d.reason
+
+
+@pytest.mark.parametrize("floor, held", [(30, False), (20, True)])
+def test_demand_a_schedule_foretold_is_not_a_burst_to_hold(floor, held):
+    """A spike to 30 req/s inside a window from 06:00 to 06:10: with a floor of 30 the schedule served it, so
+    the burst memory does not hold its peak once the window closes; with a floor of 20 it came as a surprise
+    (more than the floor serves) and is held, as without a schedule."""
+    t = np.arange(1, 6 * 60 + 1) * 60.0  # six hours of 2 req/s, to 06:00
+    window = [{"name": "job", "start": "06:00", "end": "06:10", "minReplicas": floor}]
+    p = ForesailPolicy(PolicyConfig(capacity=1.0, cold_start_s=120.0, interval_s=60.0, max_replicas=50,
+                                    schedules=parse_schedules(window)))
+    p.warm_start(t, np.full(len(t), 2.0))
+    p._misses.extend([True] * 20)  # the forecasts kept falling short of demand: bursts are held
+    d = p.decide(obs(t[-1] + 60.0, 2.0, floor))
+    d = p.decide(obs(t[-1] + 120.0, 30.0, d.replicas))
+    for k in range(3, 12):  # to 06:11, after the window has closed
+        d = p.decide(obs(t[-1] + 60.0 * k, 1.0, d.replicas))
+    assert "schedule job" not in d.reason
+    assert ("holding the peak demand of the last 3600 s (30 replicas)" in d.reason) == held, d.reason
+    assert (d.replicas >= 30) == held
+
+
+@pytest.mark.parametrize("floor, widened", [(30, False), (5, True)])
+def test_demand_a_schedule_foretold_is_not_a_forecast_miss(floor, widened):
+    """An hour at 20 req/s after six at 2: the forecasts fall short; inside a window whose floor serves it
+    (30) those are not misses and the headroom stays x1; a floor of 5 does not serve it, so they are."""
+    t = np.arange(1, 6 * 60 + 1) * 60.0
+    window = [{"name": "job", "start": "06:00", "end": "07:00", "minReplicas": floor}]
+    p = ForesailPolicy(PolicyConfig(capacity=1.0, cold_start_s=120.0, interval_s=60.0, max_replicas=50,
+                                    schedules=parse_schedules(window)))
+    p.warm_start(t, np.full(len(t), 2.0))
+    d = p.decide(obs(t[-1] + 60.0, 2.0, floor))
+    for k in range(2, 60):
+        d = p.decide(obs(t[-1] + 60.0 * k, 20.0, d.replicas))
+    assert (d.headroom > 1.0) == widened, d.reason
