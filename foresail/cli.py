@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("foresail_inference.cli", "run the OpenAI-compatible inference server"),
     "backtest": ("foresail.backtest.cli", "replay a trace against Foresail and the anchor autoscalers"),
     "forecast": ("foresail.backtest.forecast_cli", "measure forecast accuracy on a trace"),
+    "schedules": ("foresail.backtest.schedules_cli", "find jobs that recur by the clock in a trace, as schedules"),
     "history": ("foresail_operator.history_cli", "write an LLMDeployment's demand from Prometheus as a trace"),
     "demo": ("foresail.demo.cli", "run the whole system locally on an embedded trace"),
     "dev": ("foresail.kubetest.cli", "developer tools (the Kubernetes API test server)"),

@@ -1,0 +1,128 @@
+"""Jobs that recur by the clock in a demand history, as ``autoscaling.schedules`` entries to review.
+
+A forecaster learns levels and shapes, not a customer's cron: demand that jumps at the start of every
+hour, or at 02:00 every day, waits a cold start for its replicas each time. Where a history shows such a
+jump at the same minute of the hour (or time of day) in most hours (days), a schedule can hold the
+replicas a horizon before it comes. This module finds those windows; ``foresail schedules`` prints them
+as YAML with the evidence for each, for a person to check before applying them.
+
+A phase of the period (one step of the hour or of the day) belongs to a job when, in at least
+``min_share`` of the periods, its demand is at least ``min_ratio`` times the period's median and
+needs at least one replica more. Consecutive such phases form a window; one is kept only where demand
+jumps into it (its first step at least ``min_ratio`` times the 10 minutes before, in the median period),
+since a slow rise is the forecaster's to follow. Its floor serves the 90th percentile of the window's
+peak over the periods. Hourly windows are looked for first and left out of the daily search.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+PERIODS_S = {"hour": 3600, "day": 86400}
+MIN_PERIODS = {"hour": 24, "day": 5}  # too few periods are no evidence of a habit
+LOOKBACK_S = 600.0  # what "before the window" means for the jump into it
+MAX_WINDOWS = 16  # the CRD's limit on autoscaling.schedules
+
+
+@dataclass(frozen=True)
+class Recurring:
+    """A window of the hour or of the day in which demand recurred, and the evidence."""
+
+    period: str  # "hour" or "day"
+    opens_s: float  # from the period's start (UTC)
+    closes_s: float
+    replicas: int  # the floor that serves the window's p90 peak
+    seen: int  # periods in which its first phase was raised
+    periods: int  # periods in which it was seen at all (not in a gap)
+    peak: float  # the window's peak demand, p90 over the periods (units/s)
+    median: float  # the periods' median demand (units/s), median over the periods
+
+    def entry(self) -> dict:
+        """The ``autoscaling.schedules`` entry."""
+        return {"name": self.name, "start": self._clock(self.opens_s), "end": self._clock(self.closes_s),
+                "minReplicas": self.replicas}
+
+    @property
+    def name(self) -> str:
+        """``hourly-00`` or ``daily-0200``: the period and the opening minute."""
+        return f"hourly-{self._clock(self.opens_s)[2:]}" if self.period == "hour" else \
+            f"daily-{self._clock(self.opens_s).replace(':', '')}"
+
+    def evidence(self, unit: str = "req/s") -> str:
+        """One line on why the window was found."""
+        return (f"raised in {self.seen} of {self.periods} {self.period}s ({100 * self.seen / self.periods:.0f} %): "
+                f"peak {self.peak:.3g} {unit} (p90), {self.peak / max(self.median, 1e-9):.0f}x the {self.period}'s "
+                f"median {self.median:.3g} {unit}")
+
+    def _clock(self, offset_s: float) -> str:
+        minutes = int(round(offset_s / 60.0)) % (PERIODS_S[self.period] // 60)
+        return f"*:{minutes:02d}" if self.period == "hour" else f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def find_recurring(rate: np.ndarray, step_s: float, start_s: float, capacity: float, min_share: float = 0.8,
+                   min_ratio: float = 2.0) -> list[Recurring]:
+    """Windows of the hour, then of the day, in which ``rate`` (units/s per step, NaN where unknown)
+    recurred; ``start_s`` is the first step's time (Unix, or from the trace's day-0 midnight, UTC)."""
+    if not capacity > 0 or not step_s > 0:
+        raise ValueError("capacity and step must be positive")
+    rate = np.asarray(rate, float)
+    found: list[Recurring] = []
+    for period, period_s in PERIODS_S.items():
+        taken = np.zeros(max(int(round(period_s / step_s)), 1), bool)
+        for window in found:  # an hourly window recurs in every hour of the day: not a daily one
+            hours = np.arange(0, period_s, PERIODS_S[window.period])
+            for h in hours:
+                taken[int((h + window.opens_s) // step_s):int(math.ceil((h + window.closes_s) / step_s))] = True
+        with warnings.catch_warnings():  # a phase or a period all in gaps is unknown: NaN, left out
+            warnings.simplefilter("ignore", RuntimeWarning)
+            found += _windows(rate, step_s, start_s, capacity, period, min_share, min_ratio, taken)
+    return sorted(found, key=lambda w: -w.peak)[:MAX_WINDOWS]
+
+
+def _windows(rate: np.ndarray, step_s: float, start_s: float, capacity: float, period: str, min_share: float,
+             min_ratio: float, taken: np.ndarray) -> list[Recurring]:
+    """The windows of one period; ``taken`` marks phases already held by a shorter period's windows."""
+    period_s = PERIODS_S[period]
+    per = len(taken)
+    if not math.isclose(per * step_s, period_s) or per < 2:
+        return []
+    first = (-int(round(start_s / step_s))) % per  # the first step at a period's start
+    n = (len(rate) - first) // per
+    if n < MIN_PERIODS[period]:
+        return []
+    m = rate[first:first + n * per].reshape(n, per)
+    m = m[~np.isnan(m).all(axis=1)]  # periods in a gap are unknown; quiet ones count against a window
+    if len(m) < MIN_PERIODS[period]:
+        return []
+    median = np.nanmedian(m, axis=1, keepdims=True)
+    raised = (m >= min_ratio * median) & (m >= median + capacity)
+    share = np.nanmean(np.where(np.isnan(m), np.nan, raised), axis=0)  # of the periods that saw the phase
+    job = (share >= min_share) & ~taken
+    back = max(int(round(LOOKBACK_S / step_s)), 1)
+    out = []
+    for lo, hi in _runs(job):
+        idx = np.arange(lo, hi) % per
+        before = np.arange(lo - back, lo) % per
+        jump = np.nanmedian(m[:, idx[0]] / np.maximum(np.nanmean(m[:, before], axis=1), 1e-9))
+        if not jump >= min_ratio:
+            continue
+        peak = float(np.nanquantile(np.nanmax(m[:, idx], axis=1), 0.9))
+        out.append(Recurring(period, lo * step_s % period_s, hi * step_s % period_s, math.ceil(peak / capacity - 1e-9),
+                             int(raised[:, idx[0]].sum()), int((~np.isnan(m[:, idx[0]])).sum()), peak,
+                             float(np.nanmedian(median))))
+    return out
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of True in a cyclic array; a run across the end has stop > len."""
+    if flags.all() or not flags.any():
+        return []
+    shift = int(np.argmin(flags))  # start from a False so no run is cut by the array's end
+    rolled = np.roll(flags, -shift).astype(int)
+    edges = np.diff(np.r_[0, rolled, 0])
+    return [(int(a + shift), int(b + shift)) for a, b in zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0],
+                                                                     strict=True)]

@@ -1,0 +1,76 @@
+"""`foresail schedules`: jobs that recur by the clock in a trace, as ``autoscaling.schedules`` to review."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `foresail schedules`."""
+    parser.add_argument("--trace", required=True, metavar="FILE",
+                        help="trace file, as for foresail backtest (foresail history writes one from Prometheus)")
+    parser.add_argument("--capacity", default="auto", metavar="RATE",
+                        help="demand one replica serves, as for foresail backtest (default auto: the trace's "
+                             "99th-percentile demand / 8)")
+    parser.add_argument("--interval", type=float, default=60.0, metavar="SECONDS", help="step (default 60)")
+    parser.add_argument("--unit", choices=["auto", "requests", "tokens"], default="auto",
+                        help="demand unit (default auto: tokens where the trace has them)")
+    parser.add_argument("--days", type=float, metavar="N",
+                        help="look at the first N days only (to replay the rest with foresail backtest --schedule)")
+    parser.add_argument("--min-share", type=float, default=0.8, metavar="SHARE",
+                        help="share of the hours (days) a window must recur in (default 0.8)")
+    parser.add_argument("--min-ratio", type=float, default=2.0, metavar="RATIO",
+                        help="how far above the hour's (day's) median, and above the 10 min before, demand must "
+                             "jump (default 2)")
+    parser.add_argument("-o", "--out", metavar="FILE.yaml", help="also write the schedules there")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the windows found, as YAML with the evidence in comments; 2 on bad input."""
+    import numpy as np
+
+    from foresail.backtest.experiment import prepare
+    from foresail.backtest.recurrence import find_recurring
+    from foresail.backtest.traces import TraceError, load_trace
+
+    try:
+        capacity = None if args.capacity == "auto" else float(args.capacity)
+        if capacity is not None and not capacity > 0:
+            raise ValueError
+    except ValueError:
+        print(f"error: --capacity must be a positive number or 'auto', not {args.capacity!r}", file=sys.stderr)
+        return 2
+    if not 0 < args.min_share <= 1 or not args.min_ratio > 1 or not args.interval > 0 or (
+            args.days is not None and not args.days > 0):
+        print("error: --min-share must be in (0, 1], --min-ratio above 1, --interval and --days positive",
+              file=sys.stderr)
+        return 2
+    try:
+        p = prepare(load_trace(args.trace), args.interval, capacity=capacity, unit=args.unit)
+    except TraceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rate = p.arrivals / p.sim.interval_s
+    if p.gaps is not None:
+        rate = np.where(p.gaps, np.nan, rate)
+    if args.days is not None:
+        rate = rate[:int(args.days * 86400 / p.sim.interval_s)]
+    found = find_recurring(rate, p.sim.interval_s, p.start_s, p.sim.capacity, args.min_share, args.min_ratio)
+    looked = f"{len(rate) * p.sim.interval_s / 86400:.1f} days of {p.name}"
+    lines = [f"# foresail schedules: {len(found)} window{'s' if len(found) != 1 else ''} in {looked}, at "
+             f"{p.sim.capacity:.4g} {p.sim.unit} per replica; times in the trace's clock (UTC). Check each "
+             "before applying it."]
+    if not found:
+        lines.append(f"# none: no demand jumped at the same minute of {100 * args.min_share:.0f} % of the hours, "
+                     "or time of the days")
+    for w in found:
+        e = w.entry()
+        lines += [f"# {w.name}: {w.evidence(p.sim.unit)}",
+                  f'- {{name: {e["name"]}, start: "{e["start"]}", end: "{e["end"]}", minReplicas: {e["minReplicas"]}}}']
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0

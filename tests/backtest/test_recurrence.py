@@ -1,0 +1,93 @@
+"""Finding jobs that recur by the clock (foresail.backtest.recurrence) on series built to have them, or not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from foresail.backtest.recurrence import find_recurring
+
+STEP = 60.0
+MINUTES = np.arange(14 * 1440)  # two weeks of minutes from midnight
+
+
+def entries(rate: np.ndarray, start_s: float = 0.0, capacity: float = 1.0, **kw) -> list[dict]:
+    return [w.entry() for w in find_recurring(rate, STEP, start_s, capacity, **kw)]
+
+
+def windows(rate: np.ndarray, start_s: float = 0.0, **kw) -> list[tuple[str, str, str]]:
+    """(name, start, end) of each entry, at one req/s per replica."""
+    return [(e["name"], e["start"], e["end"]) for e in entries(rate, start_s, **kw)]
+
+
+def replicas(rate: np.ndarray, start_s: float = 0.0) -> list[int]:
+    return [e["minReplicas"] for e in entries(rate, start_s)]
+
+
+def noisy(level: float, seed: int = 0) -> np.ndarray:
+    """Poisson arrivals at ``level`` req/s, counted per minute, as rates."""
+    return np.random.default_rng(seed).poisson(level * STEP, len(MINUTES)) / STEP
+
+
+def test_a_job_at_every_hours_start_is_one_hourly_window_not_24_daily_ones():
+    rate = noisy(0.5)
+    rate[MINUTES % 60 < 10] += 7.0  # 7.5 req/s for the first 10 min of every hour
+    found = find_recurring(rate, STEP, 0.0, 1.0)
+    assert [w.entry() for w in found] == [{"name": "hourly-00", "start": "*:00", "end": "*:10", "minReplicas": 8}]
+    assert found[0].seen >= 0.95 * found[0].periods and "hours" in found[0].evidence()
+
+
+def test_a_daily_job_on_a_daily_cycle_is_found_at_its_time():
+    day = MINUTES % 1440
+    rate = noisy(1.0) * (1.5 + np.sin(2 * np.pi * day / 1440))  # a smooth day, 0.5 to 2.5 req/s
+    rate[(day >= 2 * 60) & (day < 2 * 60 + 30)] += 20.0  # a job from 02:00 to 02:30
+    assert windows(rate) == [("daily-0200", "02:00", "02:30")]
+    assert 22 <= replicas(rate)[0] <= 24  # the p90 of the job's peak minute (about 22 req/s), one req/s each
+
+
+def test_a_smooth_daily_cycle_and_plain_noise_are_no_jobs():
+    day = MINUTES % 1440
+    office = np.clip(np.sin(2 * np.pi * (day - 8 * 60) / 1440) * 3, 0.2, None)  # rises over hours, not minutes
+    assert windows(noisy(1.0) * office) == []
+    assert windows(noisy(2.0)) == []
+
+
+def test_a_job_on_half_the_days_is_not_a_habit():
+    rate = noisy(1.0)
+    for d in range(0, 14, 2):  # every other day
+        rate[d * 1440 + 600:d * 1440 + 630] += 20.0
+    assert windows(rate) == []
+    assert windows(rate, min_share=0.5) == [("daily-1000", "10:00", "10:30")]  # unless asked to take it
+
+
+def test_too_few_days_are_no_evidence():
+    rate = noisy(1.0)[:4 * 1440]
+    rate[MINUTES[:4 * 1440] % 1440 == 600] += 20.0
+    assert windows(rate) == []
+    assert windows(np.tile(rate, 2)) == [("daily-1000", "10:00", "10:01")]  # eight such days are
+
+
+def test_times_follow_the_clock_of_a_trace_that_starts_mid_day_and_a_window_may_cross_midnight():
+    rate = noisy(1.0)
+    late = MINUTES % 1440 >= 23 * 60 + 50
+    early = MINUTES % 1440 < 20
+    rate[late | early] += 20.0  # 23:50 to 00:20
+    start = 90 * 60  # the trace starts at 01:30: shift it so its clock keeps the job at 23:50
+    assert windows(rate[90:], start_s=start) == [("daily-2350", "23:50", "00:20")]
+    assert windows(rate[90:]) == [("daily-2220", "22:20", "22:50")]  # read from midnight, 90 min early
+
+
+def test_gaps_are_unknown_not_quiet():
+    rate = noisy(1.0)
+    rate[MINUTES % 1440 // 10 == 60] += 20.0  # 10:00 to 10:10
+    rate[3 * 1440:4 * 1440] = np.nan  # a day not collected
+    rate[5 * 1440 + 500:5 * 1440 + 700] = np.nan  # and the job's hours of another
+    assert windows(rate) == [("daily-1000", "10:00", "10:10")]
+    assert 21 <= replicas(rate)[0] <= 23
+    assert find_recurring(rate, STEP, 0.0, 1.0)[0].evidence().startswith("raised in 12 of 12 days (100 %)")
+
+
+@pytest.mark.parametrize("capacity, step", [(0.0, 60.0), (1.0, 0.0), (-1.0, 60.0)])
+def test_bad_arguments_are_refused(capacity, step):
+    with pytest.raises(ValueError, match="positive"):
+        find_recurring(noisy(1.0), step, 0.0, capacity)

@@ -1,0 +1,50 @@
+"""`foresail schedules` end to end: the schedules it finds in a trace replay with `foresail backtest --schedule`."""
+
+import json
+
+import pytest
+
+from foresail.backtest.cli import load_schedules
+from foresail.cli import main
+from tests.backtest.test_backtest_cli import job_trace, make_trace
+
+
+def test_the_schedules_found_in_a_trace_hold_its_hourly_job(tmp_path, capsys):
+    p = job_trace(tmp_path, 3600, 0, 600)  # 30 req/s for the first 10 min of every hour, 1 req/s otherwise
+    found = tmp_path / "found.yaml"
+    assert main(["schedules", "--trace", str(p), "--capacity", "1", "-o", str(found)]) == 0
+    out = capsys.readouterr().out
+    assert '- {name: hourly-00, start: "*:00", end: "*:10", minReplicas: 30}' in out
+    assert "# hourly-00: raised in 72 of 72 hours (100 %)" in out and out == found.read_text()
+    assert [s.describe() for s in load_schedules(str(found))] == ["*:00-*:10 UTC"]
+    figures = {}
+    for label, extra in (("plain", []), ("found", ["--schedule", str(found)])):
+        assert main(["backtest", "--trace", str(p), "--policy", "foresail", "--cold-start", "300", "--capacity", "1",
+                     "--no-progress", "--json", str(tmp_path / f"{label}.json"), *extra]) == 0
+        figures[label] = json.loads((tmp_path / f"{label}.json").read_text())["traces"]["job"]["foresail"]
+    assert figures["plain"]["slo_attainment"] < 0.97 and figures["found"]["slo_attainment"] >= 0.999, figures
+
+
+def test_a_daily_job_needs_days_of_evidence(tmp_path, capsys):
+    p = job_trace(tmp_path, 86400, 12 * 3600, 1800)  # three days with a job at noon
+    assert main(["schedules", "--trace", str(p), "--capacity", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "0 windows in 3.0 days of job" in out and "# none:" in out and "- {" not in out
+    assert main(["schedules", "--trace", str(p), "--capacity", "1", "--days", "1", "--min-share", "1"]) == 0
+    assert "in 1.0 days of job" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--min-share", "0"], "--min-share must be in"),
+    (["--min-ratio", "1"], "--min-ratio above 1"),
+    (["--days", "-2"], "--days positive"),
+    (["--capacity", "-1"], "--capacity must be a positive number"),
+])
+def test_bad_flags_are_an_error_that_says_why(tmp_path, capsys, flags, message):
+    assert main(["schedules", "--trace", str(make_trace(tmp_path)), *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_missing_trace_is_an_error_that_names_it(tmp_path, capsys):
+    assert main(["schedules", "--trace", str(tmp_path / "missing.csv")]) == 2
+    assert "missing.csv" in capsys.readouterr().err
