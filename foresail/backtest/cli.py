@@ -68,11 +68,9 @@ def run(args: argparse.Namespace) -> int:
     if "oracle" not in policies:
         policies = policies + ["oracle"]  # costs are reported relative to it
     try:
-        capacity = None if args.capacity == "auto" else float(args.capacity)
-        if capacity is not None and not capacity > 0:
-            raise ValueError
-    except ValueError:
-        print(f"error: --capacity must be a positive number or 'auto', not {args.capacity!r}", file=sys.stderr)
+        capacity = parse_capacity(args.capacity)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.cold_start < 0 or args.interval <= 0 or args.slo_wait < 0:
         print("error: --cold-start and --slo-wait must be >= 0 and --interval > 0", file=sys.stderr)
@@ -142,6 +140,19 @@ def run(args: argparse.Namespace) -> int:
             hours = (float(a), float(b))
         report.plot(args.plot, prepared[0], results[prepared[0].name], hours)
     return 0
+
+
+def parse_capacity(text: str) -> float | None:
+    """``--capacity``: a positive rate, or None for ``auto``; ValueError says what is wrong."""
+    if text == "auto":
+        return None
+    try:
+        capacity = float(text)
+    except ValueError:
+        capacity = float("nan")
+    if not capacity > 0:
+        raise ValueError(f"--capacity must be a positive number or 'auto', not {text!r}")
+    return capacity
 
 
 def load_schedules(path: str) -> tuple[Schedule, ...]:

@@ -31,16 +31,15 @@ def run(args: argparse.Namespace) -> int:
     """Print the windows found, as YAML with the evidence in comments; 2 on bad input."""
     import numpy as np
 
+    from foresail.backtest.cli import parse_capacity
     from foresail.backtest.experiment import prepare
     from foresail.backtest.recurrence import find_recurring
     from foresail.backtest.traces import TraceError, load_trace
 
     try:
-        capacity = None if args.capacity == "auto" else float(args.capacity)
-        if capacity is not None and not capacity > 0:
-            raise ValueError
-    except ValueError:
-        print(f"error: --capacity must be a positive number or 'auto', not {args.capacity!r}", file=sys.stderr)
+        capacity = parse_capacity(args.capacity)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     if not 0 < args.min_share <= 1 or not args.min_ratio > 1 or not args.interval > 0 or (
             args.days is not None and not args.days > 0):
