@@ -2,8 +2,8 @@
 
 A forecaster learns levels and shapes, not a customer's cron: demand that jumps at the start of every
 hour, or at 02:00 every day, waits a cold start for its replicas each time. Where a history shows such a
-jump at the same minute of the hour (or time of day) in most hours (days), a schedule can hold the
-replicas a horizon before it comes. This module finds those windows; ``foresail schedules`` prints them
+jump at the same minute of the hour (or time of day) in most hours (days, or weekdays), a schedule can
+hold the replicas a horizon before it comes. This module finds those windows; ``foresail schedules`` prints them
 as YAML with the evidence for each, for a person to check before applying them.
 
 A phase of the period (one step of the hour or of the day) belongs to a job when, in at least
@@ -11,7 +11,8 @@ A phase of the period (one step of the hour or of the day) belongs to a job when
 needs at least one replica more. Consecutive such phases form a window; one is kept only where demand
 jumps into it (its first step at least ``min_ratio`` times the 10 minutes before, in the median period),
 since a slow rise is the forecaster's to follow. Its floor serves the 90th percentile of the window's
-peak over the periods. Hourly windows are looked for first and left out of the daily search.
+peak over the periods. Hourly windows are looked for first and left out of the daily search, daily
+ones out of the weekday (Monday to Friday) search.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PERIODS_S = {"hour": 3600, "day": 86400}
-MIN_PERIODS = {"hour": 24, "day": 5}  # too few periods are no evidence of a habit
+PERIODS_S = {"hour": 3600, "day": 86400, "weekday": 86400}  # searched in this order
+MIN_PERIODS = {"hour": 24, "day": 5, "weekday": 5}  # too few periods are no evidence of a habit
+WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri"]
 LOOKBACK_S = 600.0  # what "before the window" means for the jump into it
 MAX_WINDOWS = 16  # the CRD's limit on autoscaling.schedules
 
@@ -43,14 +45,16 @@ class Recurring:
 
     def entry(self) -> dict:
         """The ``autoscaling.schedules`` entry."""
-        return {"name": self.name, "start": self._clock(self.opens_s), "end": self._clock(self.closes_s),
+        days = {"days": WEEKDAYS} if self.period == "weekday" else {}
+        return {"name": self.name, **days, "start": self._clock(self.opens_s), "end": self._clock(self.closes_s),
                 "minReplicas": self.replicas}
 
     @property
     def name(self) -> str:
-        """``hourly-00`` or ``daily-0200``: the period and the opening minute."""
-        return f"hourly-{self._clock(self.opens_s)[2:]}" if self.period == "hour" else \
-            f"daily-{self._clock(self.opens_s).replace(':', '')}"
+        """``hourly-00``, ``daily-0200`` or ``weekdays-0900``: the period and the opening minute."""
+        if self.period == "hour":
+            return f"hourly-{self._clock(self.opens_s)[2:]}"
+        return f"{'daily' if self.period == 'day' else 'weekdays'}-{self._clock(self.opens_s).replace(':', '')}"
 
     def evidence(self, unit: str = "req/s") -> str:
         """One line on why the window was found."""
@@ -65,8 +69,9 @@ class Recurring:
 
 def find_recurring(rate: np.ndarray, step_s: float, start_s: float, capacity: float, min_share: float = 0.8,
                    min_ratio: float = 2.0) -> list[Recurring]:
-    """Windows of the hour, then of the day, in which ``rate`` (units/s per step, NaN where unknown)
-    recurred; ``start_s`` is the first step's time (Unix, or from the trace's day-0 midnight, UTC)."""
+    """Windows of the hour, then of the day, then of the weekdays (Monday to Friday), in which ``rate``
+    (units/s per step, NaN where unknown) recurred; ``start_s`` is the first step's time (Unix, or from the
+    trace's day-0 midnight, UTC). Each search leaves out the phases of the windows found before it."""
     if not capacity > 0 or not step_s > 0:
         raise ValueError("capacity and step must be positive")
     rate = np.asarray(rate, float)
@@ -74,9 +79,10 @@ def find_recurring(rate: np.ndarray, step_s: float, start_s: float, capacity: fl
     for period, period_s in PERIODS_S.items():
         taken = np.zeros(max(int(round(period_s / step_s)), 1), bool)
         for window in found:  # an hourly window recurs in every hour of the day: not a daily one
-            hours = np.arange(0, period_s, PERIODS_S[window.period])
-            for h in hours:
-                taken[int((h + window.opens_s) // step_s):int(math.ceil((h + window.closes_s) / step_s))] = True
+            own_s = PERIODS_S[window.period]
+            steps = int(math.ceil(((window.closes_s - window.opens_s) % own_s) / step_s))
+            for h in np.arange(0, period_s, own_s):
+                taken[(int((h + window.opens_s) // step_s) + np.arange(steps)) % len(taken)] = True
         with warnings.catch_warnings():  # a phase or a period all in gaps is unknown: NaN, left out
             warnings.simplefilter("ignore", RuntimeWarning)
             found += _windows(rate, step_s, start_s, capacity, period, min_share, min_ratio, taken)
@@ -95,6 +101,8 @@ def _windows(rate: np.ndarray, step_s: float, start_s: float, capacity: float, p
     if n < MIN_PERIODS[period]:
         return []
     m = rate[first:first + n * per].reshape(n, per)
+    if period == "weekday":  # 1 January 1970, day 0, was a Thursday (3, counting Monday as 0)
+        m = m[(np.floor((start_s + first * step_s) / 86400 + np.arange(n)) + 3) % 7 < 5]
     m = m[~np.isnan(m).all(axis=1)]  # periods in a gap are unknown; quiet ones count against a window
     if len(m) < MIN_PERIODS[period]:
         return []

@@ -66,8 +66,10 @@ def run(args: argparse.Namespace) -> int:
                      "or time of the days")
     for w in found:
         e = w.entry()
+        days = f"days: [{', '.join(e['days'])}], " if "days" in e else ""
         lines += [f"# {w.name}: {w.evidence(p.sim.unit)}",
-                  f'- {{name: {e["name"]}, start: "{e["start"]}", end: "{e["end"]}", minReplicas: {e["minReplicas"]}}}']
+                  f'- {{name: {e["name"]}, {days}start: "{e["start"]}", end: "{e["end"]}", '
+                  f'minReplicas: {e["minReplicas"]}}}']
     text = "\n".join(lines) + "\n"
     print(text, end="")
     if args.out:

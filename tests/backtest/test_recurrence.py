@@ -91,3 +91,23 @@ def test_gaps_are_unknown_not_quiet():
 def test_bad_arguments_are_refused(capacity, step):
     with pytest.raises(ValueError, match="positive"):
         find_recurring(noisy(1.0), step, 0.0, capacity)
+
+
+def test_a_job_across_the_hour_is_one_hourly_window():
+    rate = noisy(0.5)
+    rate[(MINUTES % 60 >= 55) | (MINUTES % 60 < 5)] += 7.0  # from :55 to :05 of every hour
+    assert windows(rate) == [("hourly-55", "*:55", "*:05")]
+
+
+def test_a_job_on_weekdays_only_is_found_for_those_days():
+    """The trace starts on Thursday 1 January 1970 (day 0); the job runs 09:00 to 09:30, Monday to Friday,
+    so on 10 of the 14 days: not 80 % of the days, but all the weekdays."""
+    rate = noisy(1.0)
+    weekday = (MINUTES // 1440 + 3) % 7 < 5
+    rate[weekday & (MINUTES % 1440 >= 9 * 60) & (MINUTES % 1440 < 9 * 60 + 30)] += 20.0
+    found = find_recurring(rate, STEP, 0.0, 1.0)
+    assert [w.name for w in found] == ["weekdays-0900"]
+    entry = found[0].entry()
+    assert entry["days"] == ["Mon", "Tue", "Wed", "Thu", "Fri"] and (entry["start"], entry["end"]) == ("09:00", "09:30")
+    assert found[0].evidence().startswith("raised in 10 of 10 weekdays (100 %)")
+    assert windows(rate, start_s=2 * 86400.0) == []  # read as from a Saturday, the job is on 6 of 10 weekdays

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from foresail.backtest.cli import load_schedules
@@ -48,3 +49,16 @@ def test_bad_flags_are_an_error_that_says_why(tmp_path, capsys, flags, message):
 def test_a_missing_trace_is_an_error_that_names_it(tmp_path, capsys):
     assert main(["schedules", "--trace", str(tmp_path / "missing.csv")]) == 2
     assert "missing.csv" in capsys.readouterr().err
+
+
+def test_a_weekday_job_is_written_with_its_days(tmp_path, capsys):
+    """Two weeks from Thursday 1 January 1970, 1 req/s, and 20 more from 09:00 to 09:30 Monday to Friday."""
+    minutes = np.arange(14 * 1440)
+    job = ((minutes // 1440 + 3) % 7 < 5) & (minutes % 1440 >= 540) & (minutes % 1440 < 570)
+    p = tmp_path / "weekdays.csv"
+    p.write_text("time_s,arrivals\n" + "".join(f"{60 * m},{60 * (21 if j else 1)}\n" for m, j in zip(minutes, job, strict=True)))
+    found = tmp_path / "found.yaml"
+    assert main(["schedules", "--trace", str(p), "--capacity", "1", "-o", str(found)]) == 0
+    assert ('- {name: weekdays-0900, days: [Mon, Tue, Wed, Thu, Fri], start: "09:00", end: "09:30", '
+            'minReplicas: 21}') in capsys.readouterr().out
+    assert [s.describe() for s in load_schedules(str(found))] == ["09:00-09:30 UTC Mon,Tue,Wed,Thu,Fri"]
