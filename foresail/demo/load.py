@@ -1,7 +1,8 @@
 """Replay a per-step demand series against the served model on an accelerated clock.
 
 Each trace step (one minute of the real trace) lasts `step_s` seconds of wall time; arrivals inside
-a step are Poisson at the trace's rate scaled so that the busiest step sends `peak_rps` requests/s.
+a step are Poisson at the trace's rate scaled so that the busiest step sends `peak_rps` requests/s
+(or evenly spaced, for tests that give two deployments the same load).
 Requests go round-robin to the ready replicas; the replay is bounded in requests and time.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -36,10 +38,31 @@ def rates(counts: Sequence[float], peak_rps: float) -> list[float]:
     return [peak_rps * c / top for c in counts]
 
 
+def arrivals(step_rates: Sequence[float], step_s: float, rng: random.Random, even: bool = False) -> list[list[float]]:
+    """Each step's arrival offsets (s): Poisson at the step's rate, or evenly spaced when `even`: one each
+    time the running count of requests due (from half a request) reaches a whole number, so the spacing
+    carries across steps and the replay sends sum(rate x step_s), rounded."""
+    steps: list[list[float]] = []
+    due = 0.5  # requests due so far, for `even`
+    for rate in step_rates:
+        times: list[float] = []
+        if rate > 0 and even:
+            times = [(n - due) / rate for n in range(math.ceil(due), math.ceil(due + rate * step_s))]
+            due += rate * step_s
+        elif rate > 0:
+            t = rng.expovariate(rate)
+            while t < step_s:
+                times.append(t)
+                t += rng.expovariate(rate)
+        steps.append(times)
+    return steps
+
+
 async def replay(step_rates: Sequence[float], step_s: float, endpoints: Callable[[], list[str]],
                  model: str, max_tokens: int = 12, seed: int = 0, request_timeout_s: float = 30.0,
-                 on_step: Callable[[int, float], None] | None = None) -> list[Outcome]:
-    """Send the requests; return one Outcome per request, in order of sending."""
+                 on_step: Callable[[int, float], None] | None = None, even: bool = False) -> list[Outcome]:
+    """Send the requests (Poisson arrivals, or evenly spaced when `even`); return one Outcome per
+    request, in order of sending."""
     rng = random.Random(seed)
     outcomes: list[Outcome] = []
     tasks: list[asyncio.Task] = []
@@ -63,17 +86,13 @@ async def replay(step_rates: Sequence[float], step_s: float, endpoints: Callable
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 outcomes.append(Outcome(sent, time.monotonic() - t0, False, f"error: {type(exc).__name__}"))
 
-        for i, rate in enumerate(step_rates):
+        for i, (rate, offsets) in enumerate(zip(step_rates, arrivals(step_rates, step_s, rng, even), strict=True)):
             if on_step is not None:
                 on_step(i, rate)
-            step_end = start + (i + 1) * step_s
-            now = time.monotonic()
-            while rate > 0:
-                now += rng.expovariate(rate)
-                if now >= step_end:
-                    break
-                await asyncio.sleep(max(0.0, now - time.monotonic()))
-                tasks.append(asyncio.create_task(one(now - start)))
+            step_start, step_end = start + i * step_s, start + (i + 1) * step_s
+            for offset in offsets:
+                await asyncio.sleep(max(0.0, step_start + offset - time.monotonic()))
+                tasks.append(asyncio.create_task(one(step_start + offset - start)))
             await asyncio.sleep(max(0.0, step_end - time.monotonic()))
         if tasks:
             await asyncio.wait(tasks, timeout=request_timeout_s + 5)

@@ -1,7 +1,8 @@
 """The closed loop with every real part: API test server, operator process, Prometheus, and
 real inference server processes started by the pod runner with a cold-start delay.
 
-Two LLMDeployments, one predictive and one reactive, receive the same load ramp in the same run.
+Two LLMDeployments, one predictive and one reactive, receive the same load ramp in the same run, with
+evenly spaced arrivals, so that neither sees a noisier demand than the other.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def test_predictive_asks_ahead_of_the_peak_and_of_reactive(stack: LocalStack):
 
     async def both() -> list:
         return await asyncio.gather(*(replay(rates, STEP_S, lambda m=mode: stack.runner.endpoints("default", m),
-                                             model=mode, seed=i) for i, mode in enumerate(("predictive", "reactive"))))
+                                             model=mode, even=True) for mode in ("predictive", "reactive")))
 
     outcomes = asyncio.run(both())
     stop.set()
