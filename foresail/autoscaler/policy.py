@@ -12,7 +12,9 @@ what arrives (``Observation.counted``). Without that count a deployment goes to 
 time a day and a week earlier was watched and quiet; with it, after ``idle_s`` with no demand and none
 forecast. Either way it wakes ahead of demand that arrived a day or a week earlier in the coming cold
 start, and does not go to zero while such demand is due. A schedule (``schedules``) holds its floor
-from a horizon before its window opens until it closes. Every decision says why in one sentence.
+from a horizon before its window opens until it closes; with ``learn_schedules`` the windows in which
+demand recurred at the same minute of the hour or time of day (``recurrence.py``) are held too, looked
+for again every hour. Every decision says why in one sentence.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from numpy.typing import ArrayLike
 
 from foresail.autoscaler.forecast import DemandForecaster, Forecast
 from foresail.autoscaler.prior import PriorModel
+from foresail.autoscaler.recurrence import Recurring, as_schedules, find_recurring
 from foresail.autoscaler.schedule import Schedule, scheduled_floor
 
+LEARN_EVERY_S = 3600.0  # learn_schedules: how often windows are looked for (from a day of history on)
 RECURRENCE_LAGS_S = ((86400.0, "a day"), (7 * 86400.0, "a week"))  # where demand that recurs is looked for
 
 
@@ -57,6 +61,7 @@ class PolicyConfig:
     governor_rate: float = 0.05  # per minute: how fast the SLO governor's log-multiplier moves
     max_governor: float = 3.0  # cap of the SLO governor's multiplier
     schedules: tuple[Schedule, ...] = ()  # floors held from a horizon before each window opens until it closes
+    learn_schedules: bool = False  # also hold the floors of windows recurring in the demand history (looked for hourly)
     unit: str = "req/s"
 
     def __post_init__(self) -> None:
@@ -167,6 +172,9 @@ class ForesailPolicy:
         self._last_obs_s: float | None = None
         self._log_governor = 0.0
         self.last_forecast: Forecast | None = None
+        self.learned: tuple[Recurring, ...] = ()  # windows found in the history (learn_schedules)
+        self._learned: tuple[Schedule, ...] = ()
+        self._learned_at: float | None = None
 
     def _new_forecaster(self, arrival_size: float = 1.0) -> DemandForecaster:
         c = self.config
@@ -203,6 +211,8 @@ class ForesailPolicy:
                 self.forecaster.partial_fit(t_end[ok], hist[ok])
         if self.config.error_window != old.error_window:
             self._misses = deque(self._misses, maxlen=self.config.error_window)
+        if self.config.learn_schedules != old.learn_schedules:
+            self.learned, self._learned, self._learned_at = (), (), None  # looked for at the next decision
 
     # ---- the decision -----------------------------------------------------------------------
     def _headroom(self, obs: Observation, foretold: bool) -> float:
@@ -291,6 +301,7 @@ class ForesailPolicy:
         # at zero replicas no pod counts requests: what arrived is unknown, not zero, unless the activator counted it
         unseen = c.scale_to_zero and current == 0 and not obs.counted
         self.forecaster.observe(obs.time_s, None if unseen else demand, c.interval_s)
+        self._learn(obs.time_s)
         if demand > 0 or waiting > 0 or self._last_demand_s is None:
             self._last_demand_s = obs.time_s
         need = self._reactive_need(obs, demand, waiting)
@@ -348,10 +359,24 @@ class ForesailPolicy:
             f"{_verb(current, replicas)}: {why}",
         )
 
+    def _learn(self, now_s: float) -> None:
+        """With ``learn_schedules``, every hour from a day of history on: the windows that recur in the
+        demand history, whose floors are then held like the spec's schedules."""
+        c, hist, start = self.config, self.forecaster.history_, self.forecaster.start_bucket_
+        seen = np.flatnonzero(~np.isnan(hist))  # the buffer runs past the last observation
+        if (not c.learn_schedules or start is None or not len(seen)
+                or (seen[-1] + 1 - seen[0]) * self._step_s < 86400.0
+                or (self._learned_at is not None and now_s - self._learned_at < LEARN_EVERY_S)):
+            return
+        self._learned_at = now_s
+        self.learned = tuple(find_recurring(hist[seen[0]:seen[-1] + 1], self._step_s, (start + seen[0]) * self._step_s,
+                                            c.capacity))
+        self._learned = as_schedules(self.learned)
+
     def _scheduled(self, now_s: float, replicas: int, why: str) -> tuple[int, str]:
         """``replicas`` raised to the floor of a schedule open now or opening within the horizon, and why."""
         c = self.config
-        floor = scheduled_floor(c.schedules, now_s, c.horizon_s)
+        floor = scheduled_floor(c.schedules + self._learned, now_s, c.horizon_s)
         if floor is None or min(floor.replicas, c.max_replicas) <= replicas:
             return replicas, why
         return min(floor.replicas, c.max_replicas), f"{floor.reason} (demand and forecast: {replicas}; {why})"
@@ -360,7 +385,7 @@ class ForesailPolicy:
         """True when the last interval's demand came in a scheduled window whose floor serves it: the schedule
         foretold it, so it is neither a forecast miss nor a burst to hold until the next one."""
         c = self.config
-        floor = scheduled_floor(c.schedules, now_s - c.interval_s, c.interval_s)
+        floor = scheduled_floor(c.schedules + self._learned, now_s - c.interval_s, c.interval_s)
         return floor is not None and demand <= min(floor.replicas, c.max_replicas) * c.capacity
 
     def _reactive_need(self, obs: Observation, demand: float, waiting: float) -> _Need:

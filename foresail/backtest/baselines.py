@@ -253,6 +253,7 @@ def foresail_config(sim: SimConfig, slo_target: float = 0.0) -> PolicyConfig:
         slo_target=slo_target,
         slo_wait_s=sim.slo_wait_s,
         schedules=sim.schedules,
+        learn_schedules=sim.learn_schedules,
         unit=sim.unit,
     )
 

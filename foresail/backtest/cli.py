@@ -45,6 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Foresail's scheduled floors: an LLMDeployment manifest (its spec.autoscaling.schedules) "
                              "or a YAML list of such entries, in the trace's clock (Unix time, or from its day-0 "
                              "midnight); the baselines ignore it")
+    parser.add_argument("--learn-schedules", action="store_true",
+                        help="Foresail looks for windows in which demand recurs by the clock in the history it has "
+                             "seen, once a day, and holds their floors (autoscaling.learnSchedules); the baselines "
+                             "do not")
     parser.add_argument("--fill-gaps", action="store_true",
                         help="bridge collection gaps by interpolation (ServeGen windows where every customer "
                         "reports zero; steps a generic CSV has no row for)")
@@ -90,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         prepared = [
             prepare(load_trace(path), args.interval, args.cold_start, capacity, args.slo_wait, args.unit,
                     args.fill_gaps, args.min_replicas, args.max_replicas, args.scale_to_zero, not args.no_activator,
-                    schedules)
+                    schedules, args.learn_schedules)
             for path in args.trace
         ]
     except TraceError as exc:
@@ -125,10 +129,16 @@ def run(args: argparse.Namespace) -> int:
         "match_slo": args.match_slo, "slo_target": args.slo_target, "tuned_settings": settings,
         "fill_gaps": args.fill_gaps,
         "schedules": [f"{x.name} {x.describe()}: at least {x.min_replicas}" for x in schedules],
+        "learn_schedules": args.learn_schedules,
+        "learned": {p.name: results[p.name]["foresail"].extra.get("learned", []) for p in prepared
+                    if "foresail" in results[p.name]},
     })
     print(report.table(summary))
     if schedules:
         print("foresail's scheduled floors: " + "; ".join(summary["settings"]["schedules"]))
+    for trace, found in summary["settings"]["learned"].items():
+        if args.learn_schedules:
+            print(f"foresail learned on {trace}: " + ("; ".join(found) or "no recurring window"))
     if args.json:
         report.write_json(args.json, summary)
     if args.timeline:

@@ -40,6 +40,7 @@ def prepare(
     scale_to_zero: bool = False,
     activator: bool = True,
     schedules: tuple[Schedule, ...] = (),
+    learn_schedules: bool = False,
 ) -> Prepared:
     """Resample, pick the demand unit, bridge gaps if asked, and size capacity (``None`` = auto)."""
     tr = trace.fill_gaps() if fill_gaps else trace
@@ -56,7 +57,7 @@ def prepare(
         capacity = p99 / AUTO_CAPACITY_REPLICAS
     label = "tok/s" if unit == "tokens" else "req/s"
     sim = SimConfig(capacity, cold_start_s, slo_wait_s, interval_s, min_replicas, max_replicas, scale_to_zero, label,
-                    activator, schedules)
+                    activator, schedules, learn_schedules)
     return Prepared(tr.name, tr.group, demand, sim, tr.start_s, tr.gaps,
                     _tokens_per_request(tr) if unit == "tokens" else None)
 
@@ -80,4 +81,7 @@ def run_policy(p: Prepared, name: str, knob: float | None = None, record_forecas
     res = simulate(policy, p.arrivals, p.sim, name, p.name, p.start_s, record_forecast=record_forecast,
                    at_zero=at_zero, sizes=p.sizes)
     res.extra["knob"] = knob if knob is not None else POLICIES[name].default
+    if getattr(policy, "learned", ()):  # Foresail's windows found in the history (learn_schedules), at the end
+        res.extra["learned"] = [f"{w.name} {w.entry()['start']}-{w.entry()['end']}: at least {w.replicas}, "
+                                f"{w.evidence(p.sim.unit)}" for w in policy.learned]
     return res

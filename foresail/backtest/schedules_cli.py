@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     from foresail.backtest.cli import parse_capacity
     from foresail.backtest.experiment import prepare
-    from foresail.backtest.recurrence import find_recurring
+    from foresail.autoscaler.recurrence import find_recurring
     from foresail.backtest.traces import TraceError, load_trace
 
     try:

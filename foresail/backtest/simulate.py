@@ -51,6 +51,7 @@ class SimConfig:
     unit: str = "req/s"
     activator: bool = True  # Foresail's requests at zero are held by its activator (else they fail)
     schedules: tuple[Schedule, ...] = ()  # Foresail's scheduled floors (autoscaling.schedules), in trace time
+    learn_schedules: bool = False  # Foresail also holds windows it finds recurring (autoscaling.learnSchedules)
 
     @property
     def cold_steps(self) -> int:

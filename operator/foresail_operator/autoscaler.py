@@ -10,7 +10,8 @@ replays. Rules:
   the scale-down stabilisation window; scale-up stays possible;
 - the forecast horizon is the measured cold start plus one interval when the spec says auto;
 - a schedule's floor (autoscaling.schedules, applied by the policy) holds from a horizon before its
-  window opens until it closes.
+  window opens until it closes; with autoscaling.learnSchedules, so do those of the windows the policy
+  finds recurring in the history, shown in status.learnedSchedules and logged when they change.
 """
 
 from __future__ import annotations
@@ -42,6 +43,20 @@ DEFAULT_TOKENS_PER_REQUEST = 1000.0  # what a queued request counts for in token
 UNIT_LABEL = {"requests": "req/s", "tokens": "tok/s"}
 BACKFILL_S = 7 * 24 * 3600.0
 OVERRIDES_TO_REPORT = 2  # decisions in a row that find the replicas changed by another writer (one may be a race)
+
+
+def _learned(loop: Loop, unit: str, logger: logging.Logger) -> list[dict[str, Any]]:
+    """status.learnedSchedules: the windows the policy found recurring, with the evidence; logged (so also
+    posted as an Event by kopf) when they change."""
+    assert loop.policy is not None
+    found = [{**w.entry(), "evidence": w.evidence(unit)} for w in loop.policy.learned]
+    said = tuple(f"{w['name']} {w['start']}-{w['end']} x{w['minReplicas']}" for w in found)
+    if said != loop.learned:
+        message = ("held from now on: " + "; ".join(f"{s} ({w['evidence']})" for s, w in zip(said, found, strict=True))
+                   if found else "no window recurs in the demand history any more")
+        logger.info("%s/%s: learned schedules %s", *loop.key, message)
+        loop.learned = said
+    return found
 
 
 def _sig(value: float | None) -> float | None:
@@ -78,6 +93,7 @@ class Loop:
     overrides: int = 0  # decisions in a row that found another count there
     writer: str | None = None  # the autoscalers found targeting the Deployment when that was reported
     view: dict[str, Any] = field(default_factory=dict)
+    learned: tuple[str, ...] = ()  # the learned windows last logged
 
     def configure(self, spec: LLMDeploymentSpec, cold_start_s: float | None) -> PolicyConfig:
         """(Re)build the policy configuration from the spec and the measured cold start."""
@@ -98,7 +114,7 @@ class Loop:
             scale_down_stabilization_s=a.scale_down_stabilization_s, scale_to_zero=a.scale_to_zero,
             idle_s=a.idle_s, predictive=a.mode in ("predictive", "advisory"),
             slo_target=a.attainment_target or 0.0, slo_wait_s=a.ttft_s, schedules=a.schedules,
-            unit=UNIT_LABEL[a.demand_unit],
+            learn_schedules=a.learn_schedules, unit=UNIT_LABEL[a.demand_unit],
         )
         if self.policy is None:
             self.policy = ForesailPolicy(config, forecast_step_s=self.forecast_step_s)
@@ -359,7 +375,8 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     loop.view = {
         "conditions": conditions,
         "fields": {"recommendedReplicas": decision.replicas, "forecast": forecast,
-                   "capacity": _capacity_status(loop.capacity, spec, signals)},
+                   "capacity": _capacity_status(loop.capacity, spec, signals),
+                   "learnedSchedules": _learned(loop, unit, logger) if spec.autoscaling.learn_schedules else None},
     }
     telemetry.LOOP_SECONDS.observe(time.perf_counter() - started)
     return decision

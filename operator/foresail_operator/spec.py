@@ -80,6 +80,7 @@ class AutoscalingSpec:
     scale_to_zero: bool = False
     idle_s: float = 600.0
     schedules: tuple[Schedule, ...] = ()  # windows with a replica floor, raised a horizon ahead
+    learn_schedules: bool = False  # also hold windows found recurring in the demand history
 
     def horizon_s(self, measured_cold_start_s: float | None) -> float:
         """The forecast horizon: a fixed duration, or the (measured) cold start plus one interval."""
@@ -263,6 +264,7 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
             scale_to_zero=bool((scaling.get("scaleToZero") or {}).get("enabled", False)),
             idle_s=float((scaling.get("scaleToZero") or {}).get("idleSeconds", 600)),
             schedules=_schedules(scaling.get("schedules") or ()),
+            learn_schedules=bool(scaling.get("learnSchedules", False)),
         ),
         min_replicas=int(spec.get("minReplicas", 1)),
         max_replicas=int(spec.get("maxReplicas", 10)),

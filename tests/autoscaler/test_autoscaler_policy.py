@@ -353,3 +353,46 @@ def test_demand_a_schedule_foretold_is_not_a_forecast_miss(floor, widened):
     for k in range(2, 60):
         d = p.decide(obs(t[-1] + 60.0 * k, 20.0, d.replicas))
     assert (d.headroom > 1.0) == widened, d.reason
+
+
+def hourly_job_history(hours: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-minute times (from the clock's midnight) and demand: 1 req/s, 16 req/s from minute 20 to 30."""
+    t = np.arange(1, hours * 60 + 1) * 60.0
+    return t, np.where((t - 60.0) % 3600 // 60 // 10 == 2, 16.0, 1.0)
+
+
+@pytest.mark.parametrize("learn", [True, False])
+def test_a_window_learned_from_the_history_is_held_ahead_of_the_job(learn: bool):
+    """After a day of an hourly job (minutes 20 to 30), a policy with learn_schedules holds the job's replicas
+    from a horizon before minute 20; one without waits for the job to show in the demand."""
+    t, demand = hourly_job_history(26)
+    p = ForesailPolicy(PolicyConfig(capacity=2.0, cold_start_s=120.0, interval_s=60.0, max_replicas=20,
+                                    learn_schedules=learn))
+    p.warm_start(t, demand)
+    d = p.decide(obs(t[-1] + 17 * 60.0, 1.0, 1))  # minute 17 of the next hour, 180 s before the job
+    assert [(w.name, w.replicas) for w in p.learned] == ([("hourly-20", 8)] if learn else [])
+    assert (d.replicas >= 8) == learn, d.reason
+    assert ("schedule learned hourly-20 (*:20-*:30 UTC) holds at least 8 replicas, 180 s before it opens"
+            in d.reason) == learn, d.reason
+
+
+def test_nothing_is_learned_from_less_than_a_day_or_without_a_job():
+    for hours, demand in ((23, None), (48, 1.0)):
+        t, job = hourly_job_history(hours)
+        p = ForesailPolicy(PolicyConfig(capacity=2.0, cold_start_s=120.0, interval_s=60.0, learn_schedules=True))
+        p.warm_start(t, job if demand is None else np.full(len(t), demand))
+        p.decide(obs(t[-1] + 60.0, 1.0, 1))
+        assert p.learned == (), hours
+
+
+def test_learned_windows_are_looked_for_hourly_and_dropped_when_learning_is_turned_off():
+    t, demand = hourly_job_history(23)
+    p = ForesailPolicy(PolicyConfig(capacity=2.0, cold_start_s=120.0, interval_s=60.0, learn_schedules=True))
+    p.warm_start(t, demand)
+    now, current = t[-1], 1
+    for _ in range(61):  # the day completes; looked for again within the hour
+        now += 60.0
+        current = p.decide(obs(now, float(demand[int(now // 60 - 1) % 60]), current)).replicas
+    assert [w.name for w in p.learned] == ["hourly-20"]
+    p.reconfigure(learn_schedules=False)
+    assert p.learned == () and "learned" not in p.decide(obs(now + 60.0 * 18, 1.0, 1)).reason

@@ -380,6 +380,7 @@ INVALID = [
     ({"model": {"source": "a/b"}, "autoscaling": {"schedules": [
         {"start": "09:00", "end": "18:00", "minReplicas": 2, "days": ["Funday"]}]}},
      "spec.autoscaling.schedules[0].days[0]"),
+    ({"model": {"source": "a/b"}, "autoscaling": {"learnSchedules": "daily"}}, "spec.autoscaling.learnSchedules"),
     ({"model": {"source": "not a model!"}}, "spec.model.source"),
     ({"model": {"source": "a/b", "cache": {"pvc": "c", "hostPath": "/x"}}}, "spec.model.cache"),
     ({"model": {"source": "a/b"}, "runtime": {"env": [{"name": "BAD NAME"}]}}, "spec.runtime.env[0].name"),

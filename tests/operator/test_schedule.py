@@ -4,14 +4,17 @@ raised a horizon ahead, and the floor through the operator's decision loop."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 
 from foresail.autoscaler.schedule import scheduled_floor
+from foresail_operator.autoscaler import Loop
 from foresail_operator.spec import SpecError, parse_spec
-from tests.operator.advisory import decisions
+from tests.operator.advisory import KEY, decisions
 
 PARIS = ZoneInfo("Europe/Paris")
 LEAD = 300.0
@@ -137,3 +140,39 @@ async def test_the_decision_loop_holds_the_floor_of_an_open_window():
     assert plain.replicas == 1
     assert held.replicas == 5 and held.reason.startswith("scale up 1\u21925: schedule launch ("), held.reason
     assert loop.view["fields"]["recommendedReplicas"] == 5
+
+
+def test_learn_schedules_is_off_unless_asked():
+    base = {"model": {"source": "a"}, "autoscaling": {}}
+    assert parse_spec(base).autoscaling.learn_schedules is False
+    base["autoscaling"]["learnSchedules"] = True
+    assert parse_spec(base).autoscaling.learn_schedules is True
+
+
+@pytest.mark.parametrize("learn", [True, False])
+async def test_the_decision_loop_holds_a_learned_window_and_shows_it(learn: bool, caplog):
+    """Two days of a job at the same 10 minutes of every hour, opening a minute from now, in the loop's
+    history (as backfilled from Prometheus): with learnSchedules the loop holds the job's replicas ahead of
+    it, shows the window with its evidence in status.learnedSchedules and logs it; without, the forecast
+    alone asks for fewer."""
+    spec = parse_spec({"model": {"source": "builtin:tiny"}, "autoscaling": {
+        "mode": "advisory", "intervalSeconds": 5, "slo": {"capacityPerReplica": 1}, "learnSchedules": learn}})
+    now = time.time()
+    opens = (now // 60 + 1) * 60 % 3600  # the job's minute of the hour
+    t = np.arange(now // 60 - 48 * 60, now // 60) * 60.0 + 60.0
+    loop = Loop(KEY, forecast_step_s=60.0)
+    loop.configure(spec, None)
+    loop.backfilled = True
+    loop.policy.warm_start(t, np.where((t - 60.0 - opens) % 3600 < 600, 6.0, 1.0))
+    caplog.set_level(logging.INFO)
+    one = {"spec": {"replicas": 1}, "status": {"readyReplicas": 1}}
+    loop, decision = await decisions(spec, one, values={"requests": "1", "running": "0", "waiting": "0"}, loop=loop)
+    learned = loop.view["fields"]["learnedSchedules"]
+    minute = f"*:{int(opens // 60):02d}"
+    if learn:
+        assert [(w["start"], w["minReplicas"]) for w in learned] == [(minute, 6)], learned
+        assert learned[0]["name"] == f"hourly-{minute[2:]}" and "(100 %): peak 6 req/s" in learned[0]["evidence"]
+        assert decision.replicas == 6 and f"schedule learned hourly-{minute[2:]}" in decision.reason, decision.reason
+        assert any("learned schedules held from now on" in r.getMessage() for r in caplog.records)
+    else:
+        assert learned is None and decision.replicas < 6 and "learned" not in decision.reason, decision.reason

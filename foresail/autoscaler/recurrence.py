@@ -4,7 +4,8 @@ A forecaster learns levels and shapes, not a customer's cron: demand that jumps 
 hour, or at 02:00 every day, waits a cold start for its replicas each time. Where a history shows such a
 jump at the same minute of the hour (or time of day) in most hours (days, or weekdays), a schedule can
 hold the replicas a horizon before it comes. This module finds those windows; ``foresail schedules`` prints them
-as YAML with the evidence for each, for a person to check before applying them.
+as YAML with the evidence for each, for a person to check before applying them, and a policy with
+``learn_schedules`` (``autoscaling.learnSchedules``) looks for them in its own history once a day.
 
 A phase of the period (one step of the hour or of the day) belongs to a job when, in at least
 ``min_share`` of the periods, its demand is at least ``min_ratio`` times the period's median and
@@ -19,9 +20,12 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+
+from foresail.autoscaler.schedule import Schedule, parse_schedules
 
 PERIODS_S = {"hour": 3600, "day": 86400, "weekday": 86400}  # searched in this order
 MIN_PERIODS = {"hour": 24, "day": 5, "weekday": 5}  # too few periods are no evidence of a habit
@@ -87,6 +91,11 @@ def find_recurring(rate: np.ndarray, step_s: float, start_s: float, capacity: fl
             warnings.simplefilter("ignore", RuntimeWarning)
             found += _windows(rate, step_s, start_s, capacity, period, min_share, min_ratio, taken)
     return sorted(found, key=lambda w: -w.peak)[:MAX_WINDOWS]
+
+
+def as_schedules(found: Iterable[Recurring]) -> tuple[Schedule, ...]:
+    """Found windows as scheduled floors (UTC), each named ``learned <name>``."""
+    return parse_schedules([{**w.entry(), "name": f"learned {w.name}"} for w in found], "learned schedules")
 
 
 def _windows(rate: np.ndarray, step_s: float, start_s: float, capacity: float, period: str, min_share: float,

@@ -1,11 +1,11 @@
-"""Finding jobs that recur by the clock (foresail.backtest.recurrence) on series built to have them, or not."""
+"""Finding jobs that recur by the clock (foresail.autoscaler.recurrence) on series built to have them, or not."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from foresail.backtest.recurrence import find_recurring
+from foresail.autoscaler.recurrence import find_recurring
 
 STEP = 60.0
 MINUTES = np.arange(14 * 1440)  # two weeks of minutes from midnight
