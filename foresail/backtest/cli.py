@@ -47,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "midnight); the baselines ignore it")
     parser.add_argument("--learn-schedules", action="store_true",
                         help="Foresail looks for windows in which demand recurs by the clock in the history it has "
-                             "seen, once a day, and holds their floors (autoscaling.learnSchedules); the baselines "
-                             "do not")
+                             "seen, every hour from a day of it on, and holds their floors "
+                             "(autoscaling.learnSchedules); the baselines do not")
     parser.add_argument("--fill-gaps", action="store_true",
                         help="bridge collection gaps by interpolation (ServeGen windows where every customer "
                         "reports zero; steps a generic CSV has no row for)")

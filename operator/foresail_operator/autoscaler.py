@@ -45,20 +45,6 @@ BACKFILL_S = 7 * 24 * 3600.0
 OVERRIDES_TO_REPORT = 2  # decisions in a row that find the replicas changed by another writer (one may be a race)
 
 
-def _learned(loop: Loop, unit: str, logger: logging.Logger) -> list[dict[str, Any]]:
-    """status.learnedSchedules: the windows the policy found recurring, with the evidence; logged (so also
-    posted as an Event by kopf) when they change."""
-    assert loop.policy is not None
-    found = [{**w.entry(), "evidence": w.evidence(unit)} for w in loop.policy.learned]
-    said = tuple(f"{w['name']} {w['start']}-{w['end']} x{w['minReplicas']}" for w in found)
-    if said != loop.learned:
-        message = ("held from now on: " + "; ".join(f"{s} ({w['evidence']})" for s, w in zip(said, found, strict=True))
-                   if found else "no window recurs in the demand history any more")
-        logger.info("%s/%s: learned schedules %s", *loop.key, message)
-        loop.learned = said
-    return found
-
-
 def _sig(value: float | None) -> float | None:
     """Round to 3 significant digits, so that status changes only when the figure does."""
     if value is None or not math.isfinite(value) or value == 0:
@@ -184,6 +170,23 @@ def _history_s(policy: ForesailPolicy) -> int:
     """Seconds of demand history the forecaster holds (survives restarts through the backfill)."""
     history = policy.forecaster.history_
     return int((~np.isnan(history)).sum() * policy.forecaster.step_s) if history is not None else 0
+
+
+def _learned(loop: Loop, spec: LLMDeploymentSpec, unit: str, logger: logging.Logger) -> list[dict[str, Any]] | None:
+    """status.learnedSchedules (None without autoscaling.learnSchedules): the windows the policy found
+    recurring, with the evidence; logged (so also posted as an Event by kopf) when they change."""
+    assert loop.policy is not None
+    if not spec.autoscaling.learn_schedules:
+        loop.learned = ()
+        return None
+    found = [{**w.entry(), "evidence": w.evidence(unit)} for w in loop.policy.learned]
+    said = tuple(f"{w['name']} {w['start']}-{w['end']} x{w['minReplicas']}" for w in found)
+    if said != loop.learned:
+        message = ("held from now on: " + "; ".join(f"{s} ({w['evidence']})" for s, w in zip(said, found, strict=True))
+                   if found else "no window recurs in the demand history any more")
+        logger.info("%s/%s: learned schedules %s", *loop.key, message)
+        loop.learned = said
+    return found
 
 
 def _manual_hold(status: dict[str, Any], spec: LLMDeploymentSpec, now: float) -> bool:
@@ -376,7 +379,7 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
         "conditions": conditions,
         "fields": {"recommendedReplicas": decision.replicas, "forecast": forecast,
                    "capacity": _capacity_status(loop.capacity, spec, signals),
-                   "learnedSchedules": _learned(loop, unit, logger) if spec.autoscaling.learn_schedules else None},
+                   "learnedSchedules": _learned(loop, spec, unit, logger)},
     }
     telemetry.LOOP_SECONDS.observe(time.perf_counter() - started)
     return decision
