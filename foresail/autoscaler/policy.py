@@ -362,11 +362,12 @@ class ForesailPolicy:
     def _learn(self, now_s: float) -> None:
         """With ``learn_schedules``, every hour from a day of history on: the windows that recur in the
         demand history, whose floors are then held like the spec's schedules."""
-        c, hist, start = self.config, self.forecaster.history_, self.forecaster.start_bucket_
+        c = self.config
+        if not c.learn_schedules or (self._learned_at is not None and now_s - self._learned_at < LEARN_EVERY_S):
+            return
+        hist, start = self.forecaster.history_, self.forecaster.start_bucket_
         seen = np.flatnonzero(~np.isnan(hist))  # the buffer runs past the last observation
-        if (not c.learn_schedules or start is None or not len(seen)
-                or (seen[-1] + 1 - seen[0]) * self._step_s < 86400.0
-                or (self._learned_at is not None and now_s - self._learned_at < LEARN_EVERY_S)):
+        if start is None or not len(seen) or (seen[-1] + 1 - seen[0]) * self._step_s < 86400.0:
             return
         self._learned_at = now_s
         self.learned = tuple(find_recurring(hist[seen[0]:seen[-1] + 1], self._step_s, (start + seen[0]) * self._step_s,

@@ -5,7 +5,7 @@ hour, or at 02:00 every day, waits a cold start for its replicas each time. Wher
 jump at the same minute of the hour (or time of day) in most hours (days, or weekdays), a schedule can
 hold the replicas a horizon before it comes. This module finds those windows; ``foresail schedules`` prints them
 as YAML with the evidence for each, for a person to check before applying them, and a policy with
-``learn_schedules`` (``autoscaling.learnSchedules``) looks for them in its own history once a day.
+``learn_schedules`` (``autoscaling.learnSchedules``) looks for them in its own history every hour.
 
 A phase of the period (one step of the hour or of the day) belongs to a job when, in at least
 ``min_share`` of the periods, its demand is at least ``min_ratio`` times the period's median and
@@ -59,6 +59,11 @@ class Recurring:
         if self.period == "hour":
             return f"hourly-{self._clock(self.opens_s)[2:]}"
         return f"{'daily' if self.period == 'day' else 'weekdays'}-{self._clock(self.opens_s).replace(':', '')}"
+
+    def describe(self, unit: str = "req/s") -> str:
+        """The window, its floor and the evidence, in one line."""
+        entry = self.entry()
+        return f"{self.name} {entry['start']}-{entry['end']}: at least {self.replicas}, {self.evidence(unit)}"
 
     def evidence(self, unit: str = "req/s") -> str:
         """One line on why the window was found."""

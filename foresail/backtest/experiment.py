@@ -82,6 +82,5 @@ def run_policy(p: Prepared, name: str, knob: float | None = None, record_forecas
                    at_zero=at_zero, sizes=p.sizes)
     res.extra["knob"] = knob if knob is not None else POLICIES[name].default
     if getattr(policy, "learned", ()):  # Foresail's windows found in the history (learn_schedules), at the end
-        res.extra["learned"] = [f"{w.name} {w.entry()['start']}-{w.entry()['end']}: at least {w.replicas}, "
-                                f"{w.evidence(p.sim.unit)}" for w in policy.learned]
+        res.extra["learned"] = [w.describe(p.sim.unit) for w in policy.learned]
     return res

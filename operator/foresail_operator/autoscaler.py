@@ -79,7 +79,7 @@ class Loop:
     overrides: int = 0  # decisions in a row that found another count there
     writer: str | None = None  # the autoscalers found targeting the Deployment when that was reported
     view: dict[str, Any] = field(default_factory=dict)
-    learned: tuple[str, ...] = ()  # the learned windows last logged
+    learned: list[dict[str, Any]] = field(default_factory=list)  # the learned windows last logged
 
     def configure(self, spec: LLMDeploymentSpec, cold_start_s: float | None) -> PolicyConfig:
         """(Re)build the policy configuration from the spec and the measured cold start."""
@@ -177,16 +177,16 @@ def _learned(loop: Loop, spec: LLMDeploymentSpec, unit: str, logger: logging.Log
     recurring, with the evidence; logged (so also posted as an Event by kopf) when they change."""
     assert loop.policy is not None
     if not spec.autoscaling.learn_schedules:
-        loop.learned = ()
+        loop.learned = []
         return None
-    found = [{**w.entry(), "evidence": w.evidence(unit)} for w in loop.policy.learned]
-    said = tuple(f"{w['name']} {w['start']}-{w['end']} x{w['minReplicas']}" for w in found)
-    if said != loop.learned:
-        message = ("held from now on: " + "; ".join(f"{s} ({w['evidence']})" for s, w in zip(said, found, strict=True))
-                   if found else "no window recurs in the demand history any more")
+    learned = loop.policy.learned
+    entries = [w.entry() for w in learned]
+    if entries != loop.learned:
+        message = ("held from now on: " + "; ".join(w.describe(unit) for w in learned) if learned
+                   else "no window recurs in the demand history any more")
         logger.info("%s/%s: learned schedules %s", *loop.key, message)
-        loop.learned = said
-    return found
+        loop.learned = entries
+    return [{**e, "evidence": w.evidence(unit)} for e, w in zip(entries, learned, strict=True)]
 
 
 def _manual_hold(status: dict[str, Any], spec: LLMDeploymentSpec, now: float) -> bool:
