@@ -20,7 +20,7 @@ import asyncio
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import kopf
@@ -174,19 +174,23 @@ def _history_s(policy: ForesailPolicy) -> int:
 
 def _learned(loop: Loop, spec: LLMDeploymentSpec, unit: str, logger: logging.Logger) -> list[dict[str, Any]] | None:
     """status.learnedSchedules (None without autoscaling.learnSchedules): the windows the policy found
-    recurring, with the evidence; logged (so also posted as an Event by kopf) when they change."""
+    recurring, with the evidence and their floors as held (at most maxReplicas); logged (so also posted as
+    an Event by kopf) when they change."""
     assert loop.policy is not None
     if not spec.autoscaling.learn_schedules:
         loop.learned = []
         return None
-    learned = loop.policy.learned
-    entries = [w.entry() for w in learned]
+    cap = spec.max_replicas
+    found = loop.policy.learned
+    held = [replace(w, replicas=min(w.replicas, cap)) for w in found]
+    capped = [f"; it needs {w.replicas}, held at maxReplicas {cap}" if w.replicas > cap else "" for w in found]
+    entries = [w.entry() for w in held]
     if entries != loop.learned:
-        message = ("held from now on: " + "; ".join(w.describe(unit) for w in learned) if learned
-                   else "no window recurs in the demand history any more")
+        message = ("held from now on: " + "; ".join(w.describe(unit) + c for w, c in zip(held, capped, strict=True))
+                   if held else "no window recurs in the demand history any more")
         logger.info("%s/%s: learned schedules %s", *loop.key, message)
         loop.learned = entries
-    return [{**e, "evidence": w.evidence(unit)} for e, w in zip(entries, learned, strict=True)]
+    return [{**e, "evidence": w.evidence(unit) + c} for e, w, c in zip(entries, held, capped, strict=True)]
 
 
 def _manual_hold(status: dict[str, Any], spec: LLMDeploymentSpec, now: float) -> bool:

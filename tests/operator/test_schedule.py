@@ -149,13 +149,10 @@ def test_learn_schedules_is_off_unless_asked():
     assert parse_spec(base).autoscaling.learn_schedules is True
 
 
-@pytest.mark.parametrize("learn", [True, False])
-async def test_the_decision_loop_holds_a_learned_window_and_shows_it(learn: bool, caplog):
-    """Two days of a job at the same 10 minutes of every hour, opening a minute from now, in the loop's
-    history (as backfilled from Prometheus): with learnSchedules the loop holds the job's replicas ahead of
-    it, shows the window with its evidence in status.learnedSchedules and logs it; without, the forecast
-    alone asks for fewer."""
-    spec = parse_spec({"model": {"source": "builtin:tiny"}, "autoscaling": {
+async def learned_decision(caplog, learn: bool, max_replicas: int = 10):
+    """The loop's decision a minute before a job that came in the same 10 minutes of every hour (6 req/s at
+    one req/s per replica) for the two days of history backfilled from Prometheus; and the job's minute."""
+    spec = parse_spec({"model": {"source": "builtin:tiny"}, "maxReplicas": max_replicas, "autoscaling": {
         "mode": "advisory", "intervalSeconds": 5, "slo": {"capacityPerReplica": 1}, "learnSchedules": learn}})
     now = time.time()
     opens = (now // 60 + 1) * 60 % 3600  # the job's minute of the hour
@@ -167,12 +164,31 @@ async def test_the_decision_loop_holds_a_learned_window_and_shows_it(learn: bool
     caplog.set_level(logging.INFO)
     one = {"spec": {"replicas": 1}, "status": {"readyReplicas": 1}}
     loop, decision = await decisions(spec, one, values={"requests": "1", "running": "0", "waiting": "0"}, loop=loop)
+    return loop, decision, f"*:{int(opens // 60):02d}"
+
+
+@pytest.mark.parametrize("learn", [True, False])
+async def test_the_decision_loop_holds_a_learned_window_and_shows_it(learn: bool, caplog):
+    """With learnSchedules the loop holds the job's replicas ahead of it, shows the window with its evidence
+    in status.learnedSchedules and logs it; without, the forecast alone asks for fewer."""
+    loop, decision, minute = await learned_decision(caplog, learn)
     learned = loop.view["fields"]["learnedSchedules"]
-    minute = f"*:{int(opens // 60):02d}"
     if learn:
         assert [(w["start"], w["minReplicas"]) for w in learned] == [(minute, 6)], learned
         assert learned[0]["name"] == f"hourly-{minute[2:]}" and "(100 %): peak 6 req/s" in learned[0]["evidence"]
+        assert "maxReplicas" not in learned[0]["evidence"]
         assert decision.replicas == 6 and f"schedule learned hourly-{minute[2:]}" in decision.reason, decision.reason
         assert any("learned schedules held from now on" in r.getMessage() for r in caplog.records)
     else:
         assert learned is None and decision.replicas < 6 and "learned" not in decision.reason, decision.reason
+
+
+async def test_a_learned_floor_above_max_replicas_is_shown_as_held(caplog):
+    """The status and the log give the floor the policy holds (maxReplicas), and what the window needs."""
+    loop, decision, minute = await learned_decision(caplog, True, max_replicas=4)
+    learned = loop.view["fields"]["learnedSchedules"]
+    assert [(w["start"], w["minReplicas"]) for w in learned] == [(minute, 4)], learned
+    assert learned[0]["evidence"].endswith("; it needs 6, held at maxReplicas 4"), learned[0]["evidence"]
+    assert decision.replicas == 4, decision.reason
+    assert any("at least 4, raised in" in r.getMessage() and "held at maxReplicas 4" in r.getMessage()
+               for r in caplog.records)
