@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -131,7 +131,7 @@ async def serve_watch(request: web.Request, store: Store, rt: ResourceType,
     return response
 
 
-async def _next_event(queue: asyncio.Queue[Event | None], wait: float) -> Event | None | bool:
+async def _next_event(queue: asyncio.Queue[Event | None], wait: float) -> Event | Literal[False] | None:
     """The next queued event (None: the stream was closed), at once if one is queued, else
     within ``wait`` seconds; False if none came.
 

@@ -320,7 +320,7 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
         signals, error = None, f"NoData: no token counters for {ns}/{name} (autoscaling.demandUnit is tokens)"
     if measured is not None:
         demand, each = measured.demand, measured.each
-    if measured is not None and not measured.at_door:  # capacity is learned from the pods' signals
+    if signals is not None and measured is not None and not measured.at_door:  # learned from the pods' signals
         capacity = loop.capacity.observe(measured.done, signals.waiting, ready, signals.ttft_p90, signals.kv_cache)
         if capacity != loop.policy.config.capacity:
             loop.policy.reconfigure(capacity=capacity)

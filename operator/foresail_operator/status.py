@@ -140,13 +140,13 @@ class Conditions:
         """Set one condition (None = Unknown)."""
         value = "Unknown" if status is None else ("True" if status else "False")
         old = next((c for c in self.previous if c.get("type") == type_), None)
-        changed = old is None or old.get("status") != value
+        since = None if old is None or old.get("status") != value else old.get("lastTransitionTime")
         self.out[type_] = {
             "type": type_,
             "status": value,
             "reason": reason,
             "message": message,
-            "lastTransitionTime": now_iso() if changed else old.get("lastTransitionTime", now_iso()),
+            "lastTransitionTime": since or now_iso(),
             "observedGeneration": self.generation,
         }
 
