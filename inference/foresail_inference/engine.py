@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from transformers import ContinuousBatchingConfig, GenerationConfig
@@ -93,7 +93,7 @@ class Generation:
         """Number of tokens in the prompt."""
         return len(self.prompt_ids)
 
-    async def steps(self, incremental: bool = True) -> AsyncIterator[Step]:
+    async def steps(self, incremental: bool = True) -> AsyncGenerator[Step, None]:
         """Yield the text as it is generated (only at the end unless ``incremental`` or stop strings apply);
         cancel the request if the reader stops early."""
         sent = 0

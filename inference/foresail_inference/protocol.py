@@ -117,8 +117,9 @@ def _message_text(message: Any) -> dict[str, str]:
         raise InvalidRequest("each message must be an object with a 'role'", "messages")
     content = message.get("content")
     if isinstance(content, list):
-        parts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
-        if len(parts) != len(content) or not all(isinstance(p, str) for p in parts):
+        parts: list[str] = [p["text"] for p in content
+                            if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)]
+        if len(parts) != len(content):
             raise InvalidRequest("only text content parts are supported", "messages")
         content = "".join(parts)
     if not isinstance(content, str):

@@ -10,6 +10,7 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psutil
 from aiohttp import web
@@ -77,7 +78,8 @@ async def serve(args: argparse.Namespace, name: str) -> int:
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load")
     loading = loop.run_in_executor(executor, _load_and_start, args, metrics)
     stopping = asyncio.ensure_future(stop.wait())
-    await asyncio.wait([loading, stopping], return_when=asyncio.FIRST_COMPLETED)
+    first: list[asyncio.Future[Any]] = [loading, stopping]
+    await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
     if not loading.done():
         log.info("stopped while loading the model")
         executor.shutdown(wait=False, cancel_futures=True)

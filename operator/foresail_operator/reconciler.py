@@ -209,7 +209,8 @@ async def refresh_status(client: KubeClient, body: Mapping[str, Any], deployment
         return False
     await client.merge_patch(llmd_path(meta["namespace"], meta["name"], "status"), {"status": new})
     degraded = next(c for c in new["conditions"] if c["type"] == "Degraded")
-    old_degraded: dict[str, Any] = next((c for c in previous.get("conditions") or [] if c.get("type") == "Degraded"), {})
+    old_degraded: dict[str, Any] = next(
+        (c for c in previous.get("conditions") or [] if c.get("type") == "Degraded"), {})
     was = (old_degraded.get("status"), old_degraded.get("reason"))
     if degraded["status"] == "True" and was != ("True", degraded["reason"]):
         kopf.warn(dict(body), reason=degraded["reason"], message=degraded["message"])

@@ -67,6 +67,25 @@ def test_chat_completion_uses_the_chat_template(client) -> None:
     assert rsp.usage.prompt_tokens > 10
 
 
+def test_text_content_parts_are_one_text_and_other_parts_are_refused(server: Server) -> None:
+    url = f"{server.url}/v1/chat/completions"
+
+    def ask(content: object) -> requests.Response:
+        return requests.post(url, headers=server.headers, timeout=30, json={
+            "messages": [{"role": "user", "content": content}], "max_tokens": 8, "temperature": 0})
+
+    plain = ask("Hello there")
+    parts = ask([{"type": "text", "text": "Hello "}, {"type": "text", "text": "there"}])
+    assert plain.status_code == parts.status_code == 200
+    assert parts.json()["usage"]["prompt_tokens"] == plain.json()["usage"]["prompt_tokens"]
+    assert parts.json()["choices"][0]["message"] == plain.json()["choices"][0]["message"]
+    for content in ([{"type": "image_url", "image_url": {"url": "http://x/y.png"}}], [{"type": "text", "text": 5}]):
+        rsp = ask(content)
+        assert rsp.status_code == 400, content
+        assert rsp.json()["error"]["param"] == "messages"
+        assert rsp.json()["error"]["message"] == "only text content parts are supported"
+
+
 def test_chat_streaming_with_usage(client) -> None:
     stream = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hello"}],
                                             max_tokens=15, temperature=0, stream=True,
