@@ -11,11 +11,9 @@ A phase of the period (one step of the hour or of the day) belongs to a job when
 ``min_share`` of the periods, its demand is at least ``min_ratio`` times the period's median and
 needs at least one replica more. Consecutive such phases form a window; one is kept only where demand
 jumps into it (its first step at least ``min_ratio`` times the 10 minutes before, in the median period),
-since a slow rise is the forecaster's to follow. Its floor serves the window's highest phase at that
-phase's 90th percentile over the periods: what recurs at the same minute, not a spike that comes at a
-different minute of a long window each day (that one is the reactive floor's to meet). Hourly windows
-are looked for first and left out of the daily search, daily ones out of the weekday (Monday to Friday)
-search.
+since a slow rise is the forecaster's to follow. Its floor serves the 90th percentile of the window's
+peak over the periods. Hourly windows are looked for first and left out of the daily search, daily
+ones out of the weekday (Monday to Friday) search.
 """
 
 from __future__ import annotations
@@ -43,10 +41,10 @@ class Recurring:
     period: str  # "hour" or "day"
     opens_s: float  # from the period's start (UTC)
     closes_s: float
-    replicas: int  # the floor that serves the peak
+    replicas: int  # the floor that serves the window's p90 peak
     seen: int  # periods in which its first phase was raised
     periods: int  # periods in which it was seen at all (not in a gap)
-    peak: float  # the highest of the window's phases' demand at its p90 over the periods (units/s)
+    peak: float  # the window's peak demand, p90 over the periods (units/s)
     median: float  # the periods' median demand (units/s), median over the periods
 
     def entry(self) -> dict:
@@ -71,8 +69,7 @@ class Recurring:
         """One line on why the window was found."""
         times = f"{self.peak / self.median:.0f}x " if self.median > 0 else "against "
         return (f"raised in {self.seen} of {self.periods} {self.period}s ({100 * self.seen / self.periods:.0f} %): "
-                f"peak {self.peak:.3g} {unit} (p90 at its busiest step), {times}the {self.period}'s median "
-                f"{self.median:.3g} {unit}")
+                f"peak {self.peak:.3g} {unit} (p90), {times}the {self.period}'s median {self.median:.3g} {unit}")
 
     def _clock(self, offset_s: float) -> str:
         minutes = int(round(offset_s / 60.0)) % (PERIODS_S[self.period] // 60)
@@ -135,7 +132,7 @@ def _windows(rate: np.ndarray, step_s: float, start_s: float, capacity: float, p
         jump = np.nanmedian(m[:, idx[0]] / np.maximum(np.nanmean(m[:, before], axis=1), 1e-9))
         if not jump >= min_ratio:
             continue
-        peak = float(np.nanmax(np.nanquantile(m[:, idx], 0.9, axis=0)))
+        peak = float(np.nanquantile(np.nanmax(m[:, idx], axis=1), 0.9))
         out.append(Recurring(period, lo * step_s % period_s, hi * step_s % period_s, math.ceil(peak / capacity - 1e-9),
                              int(raised[:, idx[0]].sum()), int((~np.isnan(m[:, idx[0]])).sum()), peak,
                              float(np.nanmedian(median))))
