@@ -36,5 +36,9 @@ def test_a_small_run_reports_every_way(tmp_path: Path, capsys) -> None:
         assert run["capacity_rps"] == 4 * 8 / (80 * 0.5e-3)
     hits = {run["way"]: run["hit_rate"] for run in figures["prefix"]}
     assert list(hits) == ["random pod (Service, iptables)", "activator, least in flight", "activator, prefix"]
-    assert hits["activator, prefix"] > 0.6 > 0.5 > hits["random pod (Service, iptables)"]  # at best about 0.69
+    # at best about 0.69; random pods find 0.26 (seeded picks). Prefix routing measured 0.58 to 0.67 over repeated
+    # runs, idle and with both cores busy: a request that overlaps another on its key's pod is sent elsewhere,
+    # so the figure moves with timing, and the bound leaves room for that
+    assert hits["activator, prefix"] > 0.5 > hits["activator, least in flight"]
+    assert hits["activator, prefix"] > hits["random pod (Service, iptables)"] + 0.2
     assert "cached blocks" in capsys.readouterr().out
