@@ -11,9 +11,10 @@ A phase of the period (one step of the hour or of the day) belongs to a job when
 ``min_share`` of the periods, its demand is at least ``min_ratio`` times the period's median and
 needs at least one replica more. Consecutive such phases form a window; one is kept only where demand
 jumps into it (its first step at least ``min_ratio`` times the 10 minutes before, in the median period),
-since a slow rise is the forecaster's to follow. Its floor serves the 90th percentile of the window's
-peak over the periods. Hourly windows are looked for first and left out of the daily search, daily
-ones out of the weekday (Monday to Friday) search.
+since a slow rise is the forecaster's to follow. Its floor serves the 90th percentile of the window's peak
+over the periods; a window longer than two hours holds that for its first hour (to a clock hour), then
+steps by the clock hour, each hour's floor serving the 90th percentile of its own peak. Hourly windows are
+looked for first and left out of the daily search, daily ones out of the weekday (Monday to Friday) search.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ MIN_PERIODS = {"hour": 24, "day": 5, "weekday": 5}  # too few periods are no evi
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri"]
 LOOKBACK_S = 600.0  # what "before the window" means for the jump into it
 MAX_WINDOWS = 16  # the CRD's limit on autoscaling.schedules
+STAIR_S = 3600.0  # a long window's floor steps by the clock hour
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class Recurring:
     period: str  # "hour" or "day"
     opens_s: float  # from the period's start (UTC)
     closes_s: float
-    replicas: int  # the floor that serves the window's p90 peak
+    replicas: int  # the floor that serves the window's p90 peak (of its hour, in a long window's steps)
     seen: int  # periods in which its first phase was raised
     periods: int  # periods in which it was seen at all (not in a gap)
     peak: float  # the window's peak demand, p90 over the periods (units/s)
@@ -132,11 +134,40 @@ def _windows(rate: np.ndarray, step_s: float, start_s: float, capacity: float, p
         jump = np.nanmedian(m[:, idx[0]] / np.maximum(np.nanmean(m[:, before], axis=1), 1e-9))
         if not jump >= min_ratio:
             continue
-        peak = float(np.nanquantile(np.nanmax(m[:, idx], axis=1), 0.9))
-        out.append(Recurring(period, lo * step_s % period_s, hi * step_s % period_s, math.ceil(peak / capacity - 1e-9),
-                             int(raised[:, idx[0]].sum()), int((~np.isnan(m[:, idx[0]])).sum()), peak,
-                             float(np.nanmedian(median))))
+        evidence = (int(raised[:, idx[0]].sum()), int((~np.isnan(m[:, idx[0]])).sum()))
+        for a, b, peak in _stairs(m, lo, hi, step_s, capacity):
+            out.append(Recurring(period, a * step_s % period_s, b * step_s % period_s,
+                                 math.ceil(peak / capacity - 1e-9), *evidence, peak, float(np.nanmedian(median))))
     return out
+
+
+def _p90_peak(m: np.ndarray, lo: int, hi: int) -> float:
+    """The 90th percentile over the periods (rows) of the peak of phases lo to hi."""
+    return float(np.nanquantile(np.nanmax(m[:, np.arange(lo, hi) % m.shape[1]], axis=1), 0.9))
+
+
+def _stairs(m: np.ndarray, lo: int, hi: int, step_s: float, capacity: float) -> list[tuple[int, int, float]]:
+    """A window as (start, stop, p90 peak) pieces: its first hour or more (to a clock hour) holds the whole
+    window's peak, for the jump; each clock hour after holds its own (a last part-hour goes with the one before),
+    neighbours within 25 % joined."""
+    hour = int(round(STAIR_S / step_s))
+    whole = _p90_peak(m, lo, hi)
+    if hour < 1 or not math.isclose(hour * step_s, STAIR_S) or hi - lo <= 2 * hour:
+        return [(lo, hi, whole)]
+    cuts = [c for c in range(lo + hour, hi) if c % hour == 0]
+    if hi - cuts[-1] < hour:  # a last part-hour goes with the hour before it: a job's tail, not a new level
+        cuts.pop()
+    bounds = [lo, *cuts, hi]
+    pieces = [(bounds[0], bounds[1], whole)]
+    pieces += [(a, b, _p90_peak(m, a, b)) for a, b in zip(bounds[1:-1], bounds[2:], strict=True)]
+    joined = [pieces[0]]
+    for a, b, peak in pieces[1:]:
+        was = joined[-1][2]
+        if max(was, peak) <= 1.25 * min(was, peak) or math.ceil(was / capacity) == math.ceil(peak / capacity):
+            joined[-1] = (joined[-1][0], b, max(was, peak))
+        else:
+            joined.append((a, b, peak))
+    return joined
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:

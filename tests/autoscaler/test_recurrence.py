@@ -118,3 +118,21 @@ def test_a_job_on_weekdays_only_is_found_for_those_days():
     assert entry["days"] == ["Mon", "Tue", "Wed", "Thu", "Fri"] and (entry["start"], entry["end"]) == ("09:00", "09:30")
     assert found[0].evidence().startswith("raised in 10 of 10 weekdays (100 %)")
     assert windows(rate, start_s=2 * 86400.0) == []  # read as from a Saturday, the job is on 6 of 10 weekdays
+
+
+def test_a_long_window_holds_its_peak_for_its_first_hour_then_steps_by_the_clock_hour():
+    day = MINUTES % 1440
+    rate = np.full(len(MINUTES), 0.5)
+    rate[(day >= 8 * 60) & (day < 13 * 60)] = 5.0  # a working day from 08:00 to 13:00 at 5 req/s
+    rate[(day >= 10 * 60) & (day < 10 * 60 + 30)] = 20.0  # a burst at 10:00 every day
+    rate[(day >= 13 * 60) & (day < 13 * 60 + 20)] = 2.0  # and a tail to 13:20, which goes with the hour before
+    assert [(e["start"], e["end"], e["minReplicas"]) for e in entries(rate)] == [
+        ("08:00", "09:00", 20), ("10:00", "11:00", 20), ("09:00", "10:00", 5), ("11:00", "13:20", 5)]
+
+
+def test_a_window_of_two_hours_or_less_is_one_floor():
+    day = MINUTES % 1440
+    rate = np.full(len(MINUTES), 0.5)
+    rate[(day >= 8 * 60) & (day < 10 * 60)] = 5.0
+    rate[(day >= 9 * 60) & (day < 9 * 60 + 30)] = 20.0
+    assert [(e["start"], e["end"], e["minReplicas"]) for e in entries(rate)] == [("08:00", "10:00", 20)]
