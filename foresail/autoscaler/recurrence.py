@@ -46,7 +46,7 @@ class Recurring:
     replicas: int  # the floor that serves the window's p90 peak (of its hour, in a long window's steps)
     seen: int  # periods in which its first phase was raised
     periods: int  # periods in which it was seen at all (not in a gap)
-    peak: float  # the window's peak demand, p90 over the periods (units/s)
+    peak: float  # the window's (or its step's) peak demand, p90 over the periods (units/s)
     median: float  # the periods' median demand (units/s), median over the periods
 
     def entry(self) -> dict:
@@ -149,7 +149,7 @@ def _p90_peak(m: np.ndarray, lo: int, hi: int) -> float:
 def _stairs(m: np.ndarray, lo: int, hi: int, step_s: float, capacity: float) -> list[tuple[int, int, float]]:
     """A window as (start, stop, p90 peak) pieces: its first hour or more (to a clock hour) holds the whole
     window's peak, for the jump; each clock hour after holds its own (a last part-hour goes with the one before),
-    neighbours within 25 % joined."""
+    neighbours within 25 % or at the same replicas joined."""
     hour = int(round(STAIR_S / step_s))
     whole = _p90_peak(m, lo, hi)
     if hour < 1 or not math.isclose(hour * step_s, STAIR_S) or hi - lo <= 2 * hour:
