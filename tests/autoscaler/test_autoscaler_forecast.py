@@ -42,6 +42,15 @@ def test_median_is_level_with_persistence_on_a_random_walk():
         assert s.wape["foresail"] < 1.05 * s.wape["persistence"], (s.horizon_s, s.wape)
 
 
+def test_mase_is_scaled_by_the_naive_error_at_the_trace_s_own_interval():
+    # independent ten-minute counts replayed per minute: persistence ten minutes ahead errs as much as the
+    # in-sample naive forecast one ten-minute step ahead, so its MASE is about 1 (one-minute steps gave ~10)
+    rng = np.random.default_rng(5)
+    trace = Trace("ten-minute", 600.0, rng.poisson(3000, 4 * 144).astype(float))
+    (s,) = evaluate(trace, (600.0,))
+    assert 0.8 < s.mase["persistence"] < 1.25, s.mase
+
+
 def test_without_prior_or_history_it_is_not_ready_and_says_why():
     f = DemandForecaster(prior=None)
     assert not f.predict(1000.0).ready
