@@ -136,9 +136,14 @@ def _windows(rate: np.ndarray, step_s: float, start_s: float, capacity: float, p
             continue
         evidence = (int(raised[:, idx[0]].sum()), int((~np.isnan(m[:, idx[0]])).sum()))
         for a, b, peak in _stairs(m, lo, hi, step_s, capacity):
-            out.append(Recurring(period, a * step_s % period_s, b * step_s % period_s,
-                                 math.ceil(peak / capacity - 1e-9), *evidence, peak, float(np.nanmedian(median))))
+            out.append(Recurring(period, a * step_s % period_s, b * step_s % period_s, _replicas(peak, capacity),
+                                 *evidence, peak, float(np.nanmedian(median))))
     return out
+
+
+def _replicas(peak: float, capacity: float) -> int:
+    """The replicas that serve ``peak``; a rounding error above a whole number of replicas is not one more."""
+    return math.ceil(peak / capacity - 1e-9)
 
 
 def _p90_peak(m: np.ndarray, lo: int, hi: int) -> float:
@@ -163,7 +168,7 @@ def _stairs(m: np.ndarray, lo: int, hi: int, step_s: float, capacity: float) -> 
     joined = [pieces[0]]
     for a, b, peak in pieces[1:]:
         was = joined[-1][2]
-        if max(was, peak) <= 1.25 * min(was, peak) or math.ceil(was / capacity) == math.ceil(peak / capacity):
+        if max(was, peak) <= 1.25 * min(was, peak) or _replicas(was, capacity) == _replicas(peak, capacity):
             joined[-1] = (joined[-1][0], b, max(was, peak))
         else:
             joined.append((a, b, peak))

@@ -136,3 +136,11 @@ def test_a_window_of_two_hours_or_less_is_one_floor():
     rate[(day >= 8 * 60) & (day < 10 * 60)] = 5.0
     rate[(day >= 9 * 60) & (day < 9 * 60 + 30)] = 20.0
     assert [(e["start"], e["end"], e["minReplicas"]) for e in entries(rate)] == [("08:00", "10:00", 20)]
+
+
+def test_a_step_a_rounding_error_above_whole_replicas_joins_its_neighbour_at_the_same_replicas():
+    day = MINUTES % 1440
+    rate = np.full(len(MINUTES), 0.01)
+    rate[(day >= 8 * 60) & (day < 10 * 60)] = 0.1 + 0.2  # 0.30000000000000004: three replicas of 0.1, not four
+    rate[(day >= 10 * 60) & (day < 12 * 60)] = 0.21  # also three, though 30 % lower
+    assert [(e["start"], e["end"], e["minReplicas"]) for e in entries(rate, capacity=0.1)] == [("08:00", "12:00", 3)]
