@@ -5,7 +5,8 @@ ratio of the rate ``h`` steps ahead to the recent level, for every ``h`` at once
 model trained on public traces (``prior.py``) and, once the deployment has ``own_min_history_steps``
 of its own history, refits every ``refit_every_steps`` with a ridge penalty that pulls it towards the
 prior rather than towards zero. Quantiles are conformal: the empirical quantiles, per horizon, of the
-errors this forecaster actually made on this series (the prior's errors until enough have been seen),
+errors this forecaster made on this series (or would have made on a history it is handed, as after a
+restart; the prior's errors until enough have been seen),
 so the p90 stays calibrated where the series is harder or easier than the public traces, but never
 narrower than the noise of counting arrivals at the median rate over one step (Poisson, each arrival
 worth ``arrival_size`` demand units: tokens per request where demand is counted in tokens): on a series
@@ -218,6 +219,7 @@ class DemandForecaster:
             span = min(span, 2 * typical) if span > 0 else typical  # a long silence is a gap, not one sample
             self.observe(float(times[k]), float(values[k]), span)
         self._maybe_refit(force=True)
+        self._calibrate_from_history()
         return self
 
     def fit(self, times_s: np.ndarray, rates: np.ndarray) -> "DemandForecaster":
@@ -284,6 +286,37 @@ class DemandForecaster:
                 self.n_errors_[j] += 1
                 self.model_abs_error_[j] = decay * self.model_abs_error_[j] + abs(float(median[j]) - x_last)
                 self.persistence_abs_error_[j] = decay * self.persistence_abs_error_[j] + abs(persisted - x_last)
+
+    def _calibrate_from_history(self) -> None:
+        """Where none of its own forecasts were scored yet (a restart's backfill, a new horizon), score the
+        model on the history it holds as if it had forecast each of its last ``calib_size`` steps: the
+        quantiles and the median's weighting against persistence are this series' from the first forecast."""
+        if self.start_bucket_ is None or self.n_errors_.any() or (self.coef_ is None and self.prior_ is None):
+            return
+        seen = np.nonzero(self.weights_ > 0)[0]
+        if len(seen) == 0:
+            return
+        x = self.history_[: seen[-1] + 1]
+        H = self.horizon_steps_
+        X, level, eps = features.make_features(x, self.step_s, self.start_bucket_ * self.step_s)
+        first = max(0, len(x) - self.calib_size - H)
+        x, level, eps = x[first:], level[first:], eps[first:]
+        z, _ = self._predict_z(X[first:])
+        err = features.make_targets(x, level, eps, np.arange(1, H + 1)) - z  # NaN: level or target not known
+        scored = [np.nonzero(~np.isnan(err[:, j]))[0][-self.calib_size :] for j in range(H)]
+        for j, rows in enumerate(scored):
+            self.errors_[j, : len(rows)] = err[rows, j]
+            self.n_errors_[j] = len(rows)
+        self._qcache, self._cache = {}, None
+        offset = self._quantile_offsets(self.start_bucket_ + seen[-1])[0.5]
+        decay = 0.5 ** (1.0 / self.combine_halflife_steps)
+        persisted = np.where(np.isnan(x), level, x)
+        for j, rows in enumerate(scored):
+            actual = x[rows + j + 1]
+            median = features.to_rate(z[rows, j] + offset[j], level[rows], eps[rows])
+            weight = decay ** np.arange(len(rows) - 1, -1, -1)
+            self.model_abs_error_[j] = float(np.sum(weight * np.abs(median - actual)))
+            self.persistence_abs_error_[j] = float(np.sum(weight * np.abs(persisted[rows] - actual)))
 
     def _quantile_offsets(self, bucket: int) -> dict[float, np.ndarray]:
         """Per-horizon log-scale offsets for each quantile: own errors where enough, else the prior's (or the

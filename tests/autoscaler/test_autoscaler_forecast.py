@@ -51,6 +51,23 @@ def test_mase_is_scaled_by_the_naive_error_at_the_trace_s_own_interval():
     assert 0.8 < s.mase["persistence"] < 1.25, s.mase
 
 
+def test_after_a_backfill_the_p90_is_calibrated_on_the_history_as_online_scoring_would_have_it():
+    # a restart (or a new horizon) refits on the history it loads; its quantiles come from scoring the model on
+    # that history, not from the public traces' errors (here 2.2x and 2.7x the median at +10 and +30 min)
+    x = seasonal(days=3) / 60
+    times = (np.arange(len(x)) + 1) * 60.0
+    online = DemandForecaster(horizon_s=1800.0)
+    for t, v in zip(times, x, strict=True):
+        online.observe(t, v)
+        live = online.predict(t)
+    restarted = DemandForecaster(horizon_s=1800.0).fit(times, x).predict(times[-1])
+    for h in (0, 9, 29):
+        width_live = live.quantiles[0.9][h] / live.median[h] - 1
+        width_restarted = restarted.quantiles[0.9][h] / restarted.median[h] - 1
+        assert abs(width_restarted - width_live) <= 0.5 * width_live, (h, width_live, width_restarted)
+        assert restarted.median[h] == pytest.approx(live.median[h], rel=0.05)
+
+
 def test_without_prior_or_history_it_is_not_ready_and_says_why():
     f = DemandForecaster(prior=None)
     assert not f.predict(1000.0).ready
