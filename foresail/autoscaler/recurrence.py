@@ -11,7 +11,8 @@ A phase of the period (one step of the hour or of the day) belongs to a job when
 ``min_share`` of the periods, its demand is at least ``min_ratio`` times the period's median and
 needs at least one replica more. Consecutive such phases form a window; one is kept only where demand
 jumps into it (its first step at least ``min_ratio`` times the 10 minutes before, in the median period),
-since a slow rise is the forecaster's to follow. Its floor serves the 90th percentile of the window's peak
+since a slow rise is the forecaster's to follow, and where its first step was seen (not in a gap) in at
+least ``MIN_PERIODS`` periods. Its floor serves the 90th percentile of the window's peak
 over the periods; a window longer than two hours holds that for its first hour (to a clock hour), then
 steps by the clock hour, each hour's floor serving the 90th percentile of its own peak. Hourly windows are
 looked for first and left out of the daily search, daily ones out of the weekday (Monday to Friday) search.
@@ -135,6 +136,8 @@ def _windows(rate: np.ndarray, step_s: float, start_s: float, capacity: float, p
         if not jump >= min_ratio:
             continue
         evidence = (int(raised[:, idx[0]].sum()), int((~np.isnan(m[:, idx[0]])).sum()))
+        if evidence[1] < MIN_PERIODS[period]:  # periods partly in a gap count only where they saw the jump
+            continue
         for a, b, peak in _stairs(m, lo, hi, step_s, capacity):
             out.append(Recurring(period, a * step_s % period_s, b * step_s % period_s, _replicas(peak, capacity),
                                  *evidence, peak, float(np.nanmedian(median))))

@@ -72,6 +72,10 @@ def test_too_few_days_are_no_evidence():
     rate[MINUTES[:4 * 1440] % 1440 == 600] += 20.0
     assert windows(rate) == []
     assert windows(np.tile(rate, 2)) == [("daily-1000", "10:00", "10:01")]  # eight such days are
+    eight = np.tile(rate, 2)
+    for d in range(4):  # but not when four of them were not collected at the job's time
+        eight[d * 1440 + 540:d * 1440 + 660] = np.nan
+    assert windows(eight) == []
 
 
 def test_times_follow_the_clock_of_a_trace_that_starts_mid_day_and_a_window_may_cross_midnight():
