@@ -492,6 +492,8 @@ class ForesailPolicy:
                    f"{'forecast' if (need.predicted or 0) > need.floor else 'current demand'} needs: recent "
                    f"decisions found queues that could not drain within {c.slo_wait_s:g} s more often than the "
                    f"{100 * c.slo_target:g} % target allows")
+        elif idle is not None:  # before the forecast's reason, which may say zero too
+            why = f"{idle} and none forecast: scale to zero"
         elif from_forecast:
             n = need.predicted
             why = (f"forecast p{round(c.quantile * 100)} {need.f_up:.3g} {u} within +{c.horizon_s:.0f} s needs "
@@ -518,8 +520,6 @@ class ForesailPolicy:
                 why += f"; reactive only: {need.forecast.reason}"
             elif not c.predictive:
                 why += " (reactive mode)"
-        elif idle is not None:
-            why = f"{idle} and none forecast: scale to zero"
         elif target == 0 and c.scale_to_zero and need.unseen:
             why = ("at zero replicas no demand is seen; a replica is asked for a cold start ahead of demand that "
                    "came a day or a week earlier")

@@ -15,7 +15,6 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
@@ -108,17 +107,22 @@ def test_token_counters_read_through_a_real_prometheus(tmp_path: Path) -> None:
             wait_for(both_units, timeout=20, what="the history in tokens and in requests")
 
             # the decision loop's backfill, at start in requests and again after a switch to tokens (the
-            # forecaster's buckets hold the first, ramping, seconds of the series: compare the two units)
+            # forecaster's buckets hold the first, ramping, seconds of the series, and the second backfill
+            # reaches further: compare the two units over the buckets both hold)
             loop, collector = Loop(KEY, forecast_step_s=1.0), Collector(source, period_s=1.0)
-            loaded = {}
+            loaded: dict[str, dict[int, float]] = {}
             for unit in ("requests", "tokens"):
                 assert loop.needs_backfill(spec(unit, 1.0))
                 loop.configure(spec(unit, 1.0), None)
                 asyncio.run(backfill(loop, collector, "foresail", logging.getLogger("test")))
                 assert not loop.needs_backfill(spec(unit, 1.0))
-                history = loop.policy.forecaster.history_  # type: ignore[union-attr]
-                loaded[unit] = float(np.nansum(history))
-            assert loaded["requests"] > 0 and loaded["tokens"] / loaded["requests"] == pytest.approx(250.0, rel=0.3)
+                forecaster = loop.policy.forecaster  # type: ignore[union-attr]
+                loaded[unit] = {forecaster.start_bucket_ + i: float(v)
+                                for i, v in enumerate(forecaster.history_) if v > 0}
+            both = set(loaded["requests"]) & set(loaded["tokens"])
+            assert both, loaded
+            tokens, requests = (sum(loaded[unit][b] for b in both) for unit in ("tokens", "requests"))
+            assert tokens / requests == pytest.approx(250.0, rel=0.3)
     finally:
         server.shutdown()
         server.server_close()
