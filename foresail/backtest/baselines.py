@@ -65,7 +65,8 @@ class HPA:
             self._recs.popleft()
         if raw < current:
             raw = min(current, max(r for _, r in self._recs))
-        up_limit = max(current + 4 * self.periods, current * 2 ** self.periods, 1)
+        doublings = min(self.periods, 64.0)  # past max_replicas anyway; 2 ** periods overflows on long steps
+        up_limit = max(current + 4 * self.periods, current * 2**doublings, 1)
         return _clamp(int(min(raw, up_limit)), self.sim)
 
     def decide(self, obs: Observation) -> Decision:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -78,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.cold_start < 0 or args.interval <= 0 or args.slo_wait < 0:
         print("error: --cold-start and --slo-wait must be >= 0 and --interval > 0", file=sys.stderr)
+        return 2
+    if not 0 <= args.min_replicas <= args.max_replicas or args.max_replicas < 1:
+        print("error: need 0 <= --min-replicas <= --max-replicas and --max-replicas >= 1", file=sys.stderr)
         return 2
     if args.slo_target is not None and not 0.5 <= args.slo_target < 1:
         print("error: --slo-target is an attainment in [0.5, 1), e.g. 0.99", file=sys.stderr)
@@ -160,7 +164,7 @@ def parse_capacity(text: str) -> float | None:
         capacity = float(text)
     except ValueError:
         capacity = float("nan")
-    if not capacity > 0:
+    if not 0 < capacity < math.inf:
         raise ValueError(f"--capacity must be a positive number or 'auto', not {text!r}")
     return capacity
 

@@ -44,6 +44,9 @@ def prepare(
 ) -> Prepared:
     """Resample, pick the demand unit, bridge gaps if asked, and size capacity (``None`` = auto)."""
     tr = trace.fill_gaps() if fill_gaps else trace
+    if tr.duration_s < interval_s:
+        raise TraceError(f"{trace.name}: the trace lasts {tr.duration_s:g} s, less than one decision step "
+                         f"of {interval_s:g} s")
     tr = tr.resample(interval_s)
     if unit == "auto":
         unit = tr.default_unit

@@ -30,6 +30,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0.5 < args.quantile < 1 or not 0 < args.train_fraction < 1:
         print("error: --quantile must be in (0.5, 1) and --train-fraction in (0, 1)", file=sys.stderr)
         return 2
+    if not all(0 < h < math.inf for h in horizons):
+        print("error: --horizon is a number of minutes > 0", file=sys.stderr)
+        return 2
     out = {}
     methods = ["foresail", "persistence", "seasonal-naive", "holt-winters"]
     for path in args.trace:

@@ -80,6 +80,9 @@ class Trace:
         if math.isclose(step_s, self.step_s):
             return self
         n_new = max(1, int(math.floor(self.duration_s / step_s + 1e-9)))
+        if n_new > MAX_STEPS:
+            raise TraceError(f"{self.name}: {self.duration_s:,.0f} s in steps of {step_s:g} s is {n_new:,} steps "
+                             f"(more than {MAX_STEPS:,}); check the time column's unit or the step")
         edges_old = np.arange(len(self.arrivals) + 1) * self.step_s
         edges_new = np.arange(n_new + 1) * step_s
 

@@ -39,6 +39,11 @@ def test_hpa_scale_up_rate_limit_per_15s_period():
     assert drive(hpa, [100.0], start=2) == [6]  # max(+4 pods, +100 %) in one period
 
 
+def test_hpa_rate_limit_on_a_step_of_many_periods_does_not_overflow():
+    sim = SimConfig(capacity=1.0, cold_start_s=0.0, interval_s=1e6, max_replicas=50)  # 66,667 periods of 15 s
+    assert drive(HPA(sim, target_utilization=1.0), [100.0], start=2) == [50]
+
+
 def test_kpa_spike_panics_and_does_not_scale_down_while_panicking():
     sim = SimConfig(capacity=1.0, cold_start_s=0.0, interval_s=2.0)  # Knative's own 2-s tick
     kpa = KPA(sim, target_utilization=1.0)

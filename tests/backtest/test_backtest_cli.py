@@ -61,6 +61,28 @@ def test_bad_input_is_an_error_not_a_crash(tmp_path, capsys):
     assert main(["backtest", "--trace", str(p), "--capacity", "-1"]) == 2
 
 
+@pytest.mark.parametrize("command, flags, message", [
+    ("backtest", ["--capacity", "inf"], "--capacity must be a positive number"),
+    ("backtest", ["--min-replicas", "5", "--max-replicas", "2"], "--min-replicas <= --max-replicas"),
+    ("backtest", ["--max-replicas", "0"], "--max-replicas >= 1"),
+    ("backtest", ["--interval", "1e9"], "less than one decision step"),
+    ("forecast", ["--horizon", "0"], "--horizon is a number of minutes > 0"),
+    ("forecast", ["--horizon", "-5"], "--horizon is a number of minutes > 0"),
+])
+def test_bad_flags_are_an_error_that_says_which(tmp_path, capsys, command, flags, message):
+    p = make_trace(tmp_path)
+    assert main([command, "--trace", str(p), "--no-progress", *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["backtest", "forecast"])
+def test_a_trace_whose_grid_would_not_fit_in_memory_is_an_error(tmp_path, capsys, command):
+    p = tmp_path / "seconds-as-ms.csv"
+    p.write_text("time_s,arrivals\n0,5\n1000000000000,5\n")  # two rows 10^12 s apart: 1.7e10 one-minute steps
+    assert main([command, "--trace", str(p), "--no-progress"]) == 2
+    assert "check the time column's unit" in capsys.readouterr().err
+
+
 def test_forecast_command(tmp_path, capsys):
     p = make_trace(tmp_path)
     assert main(["forecast", "--trace", str(p), "--horizon", "10", "--horizon", "30", "--no-progress",
