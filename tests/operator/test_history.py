@@ -88,3 +88,7 @@ def test_the_history_of_a_deployment_replays_in_the_backtester(tmp_path: Path):
                           (["a/b", "--header", "X-Scope-OrgID"], "is not a header as Name=value")):
         bad = foresail("history", *args, "--prometheus", "http://127.0.0.1:9", "-o", str(tmp_path / "x.csv"))
         assert bad.returncode == 1 and message in bad.stdout
+    for out, message in ((tmp_path / "no-such-folder" / "x.csv", "is not a folder this user can write to"),
+                         (tmp_path, "is a folder, not a file")):  # said before any query, not after hours of them
+        bad = foresail("history", "a/b", "--prometheus", "http://127.0.0.1:9", "-o", str(out))
+        assert bad.returncode == 1 and message in bad.stdout, bad.stdout + bad.stderr
