@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import tempfile
 import threading
 import time
@@ -109,28 +110,58 @@ def _plot(rows: list[dict], capacity: float, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _bad_flag(args: argparse.Namespace) -> str | None:
+    """What is wrong with the flags, if anything (before anything starts)."""
+    if args.minutes < 1:
+        return "--minutes must be at least 1"
+    if not (0 < args.step < math.inf and 0 < args.peak_rps < math.inf and 0 < args.capacity < math.inf):
+        return "--step, --peak-rps and --capacity must be positive numbers"
+    if not 0 <= args.cold_start < math.inf:
+        return "--cold-start must be a number of seconds >= 0"
+    if args.max_replicas < 1:
+        return "--max-replicas must be at least 1"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Start everything, replay, summarise, stop everything."""
+    import requests
+
     from foresail.backtest.traces import TraceError, load_trace
     from foresail.demo.load import rates, replay
     from foresail.demo.prometheus import find_binary
     from foresail.demo.stack import LocalStack
 
+    problem = _bad_flag(args)
+    if problem:
+        print(f"foresail demo: {problem}")
+        return 2
     try:
         find_binary()
         trace = load_trace(args.trace).resample(60.0)
+        args.out.mkdir(parents=True, exist_ok=True)
     except (RuntimeError, TraceError) as exc:
         print(f"foresail demo: {exc}")
         return 2
+    except OSError as exc:
+        print(f"foresail demo: cannot make --out {args.out}: {exc.strerror or exc}")
+        return 2
     counts = list(trace.arrivals[: args.minutes])
+    if not max(counts) > 0:
+        print(f"foresail demo: {trace.name} has no requests in its first {args.minutes} minutes")
+        return 2
     step_rates = rates(counts, args.peak_rps)
-    args.out.mkdir(parents=True, exist_ok=True)
     print(f"Replaying {len(counts)} minutes of {trace.name} at {args.step:g} s per minute "
           f"(peak {args.peak_rps:g} req/s, {args.capacity:g} req/s per replica, cold start {args.cold_start:g} s)")
     with tempfile.TemporaryDirectory(prefix="foresail-demo-") as tmp:
         print("Starting the Kubernetes API test server, Prometheus, the pod runner, the operator and the activator ...")
         with LocalStack(Path(tmp), cold_start_s=args.cold_start, activator=True) as stack:
-            stack.apply(_manifest(args))
+            try:
+                stack.apply(_manifest(args))
+            except requests.HTTPError as exc:  # the CRD's schema: a Status whose message names each field
+                message = exc.response.json().get("message", exc) if exc.response is not None else exc
+                print(f"foresail demo: the flags make an LLMDeployment the API server rejects: {message}")
+                return 2
             print("Applied LLMDeployment 'demo'; waiting for the first replica ...")
             stack.wait_ready("demo", 1, timeout_s=60 + 2 * args.cold_start)
             sampler = Sampler(stack, "demo").start()

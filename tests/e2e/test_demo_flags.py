@@ -1,0 +1,36 @@
+"""`foresail demo` says what is wrong with its flags, before or as the local stack starts, without a traceback."""
+
+import pytest
+
+from foresail.cli import main
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--minutes", "0"], "--minutes must be at least 1"),
+    (["--step", "0"], "must be positive numbers"),
+    (["--peak-rps", "-1"], "must be positive numbers"),
+    (["--capacity", "inf"], "must be positive numbers"),
+    (["--cold-start", "-1"], "--cold-start must be a number of seconds >= 0"),
+    (["--max-replicas", "0"], "--max-replicas must be at least 1"),
+])
+def test_bad_flags_are_refused_before_anything_starts(tmp_path, capsys, flags, message):
+    assert main(["demo", "--out", str(tmp_path / "out"), *flags]) == 2
+    assert message in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_trace_without_requests_and_an_unmakeable_out_folder_are_errors(tmp_path, capsys):
+    quiet = tmp_path / "quiet.csv"
+    quiet.write_text("time_s,arrivals\n0,0\n60,0\n120,0\n")
+    assert main(["demo", "--trace", str(quiet), "--out", str(tmp_path / "out")]) == 2
+    assert "has no requests in its first 45 minutes" in capsys.readouterr().out
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["demo", "--out", str(blocker / "out")]) == 2
+    assert "cannot make --out" in capsys.readouterr().out
+
+
+def test_flags_the_crd_schema_refuses_get_the_api_servers_message(tmp_path, capsys):
+    assert main(["demo", "--max-replicas", "5000", "--out", str(tmp_path / "out")]) == 2
+    out = capsys.readouterr().out
+    assert "the API server rejects" in out and "spec.maxReplicas" in out and "less than or equal to 1000" in out
