@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds to finish in-flight requests after SIGTERM")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to run the model")
-    parser.add_argument("--log-level", default="INFO", help="logging level")
+    parser.add_argument("--log-level", default="INFO", type=str.upper,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], help="logging level")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,12 +39,17 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for flag, value in (("--port", args.port), ("--max-waiting", args.max_waiting),
-                        ("--max-tokens-in-flight", args.max_tokens_in_flight),
-                        ("--max-body-bytes", args.max_body_bytes)):
-        if value < (0 if flag == "--port" else 1):
-            logging.error("%s must be positive, got %s", flag, value)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for flag, value, ok, expected in (
+        ("--port", args.port, 0 <= args.port <= 65535, "a port from 0 to 65535"),
+        ("--max-waiting", args.max_waiting, args.max_waiting >= 1, "at least 1"),
+        ("--max-tokens-in-flight", args.max_tokens_in_flight, args.max_tokens_in_flight >= 1, "at least 1"),
+        ("--max-body-bytes", args.max_body_bytes, args.max_body_bytes >= 1, "at least 1"),
+        ("--drain-timeout", args.drain_timeout, 0 <= args.drain_timeout < float("inf"), "seconds >= 0"),
+        ("--threads", args.threads, args.threads is None or args.threads >= 1, "at least 1"),
+    ):
+        if not ok:
+            logging.error("%s must be %s, got %s", flag, expected, value)
             return 2
 
     from .sources import ModelLoadError, resolve_source

@@ -41,6 +41,21 @@ def test_bad_models_stop_the_server_with_a_clear_message(tmp_path: Path) -> None
         assert "ready on" not in out
 
 
+def test_bad_flags_stop_the_server_before_it_loads_anything() -> None:
+    cases = {
+        "--port must be a port from 0 to 65535, got 70000": ["--port", "70000"],
+        "--drain-timeout must be seconds >= 0, got -1": ["--drain-timeout", "-1"],
+        "--threads must be at least 1, got 0": ["--threads", "0"],
+        "--max-waiting must be at least 1, got 0": ["--max-waiting", "0"],
+        "argument --log-level: invalid choice: 'LOUD'": ["--log-level", "loud"],
+    }
+    procs = {expected: _serve_and_fail(*args) for expected, args in cases.items()}
+    for expected, proc in procs.items():
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 2, out
+        assert expected in out and "Traceback" not in out and "loading" not in out.lower(), out
+
+
 def test_cold_start_metric_is_within_the_time_the_parent_waited() -> None:
     # The process cannot have started before Popen nor become ready after /ready answered: the metric must lie
     # between the model's own load time and the time this test waited, give or take a few of the kernel's
