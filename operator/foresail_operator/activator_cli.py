@@ -7,6 +7,7 @@ import logging
 import os
 
 from foresail_operator.endpoints import ROUTINGS
+from foresail_operator.flags import check_port, check_upstream, use_kubeconfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,9 +46,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.routing not in ROUTINGS:  # argparse checks choices on the command line, not on defaults
         raise SystemExit(f"FORESAIL_ACTIVATOR_ROUTING must be one of {', '.join(ROUTINGS)}, not {args.routing!r}")
+    check_port("--port", args.port)
+    check_upstream(args.upstream)
+    if not 0 <= args.hold_timeout < float("inf") or args.max_held < 1:
+        raise SystemExit(f"error: --hold-timeout must be seconds >= 0 (not {args.hold_timeout:g}) and --max-held "
+                         f"at least 1 (not {args.max_held})")
+    use_kubeconfig(args.kubeconfig)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = os.path.abspath(args.kubeconfig)
     settings = kopf.OperatorSettings()
     info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
     if info is None:

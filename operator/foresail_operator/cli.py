@@ -30,15 +30,17 @@ def run(args: argparse.Namespace) -> int:
 
     from foresail_operator import handlers  # noqa: F401  (registers the handlers)
     from foresail_operator.config import OperatorConfig
+    from foresail_operator.flags import check_port, use_kubeconfig
 
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = os.path.abspath(args.kubeconfig)
+    check_port("--health-port", args.health_port)
+    use_kubeconfig(args.kubeconfig)
     try:
         config = OperatorConfig.from_env(namespaces=tuple(args.namespace), prometheus_url=args.prometheus_url,
                                          peering=args.peering, standalone=args.standalone or None,
                                          metrics_port=args.metrics_port)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
+    check_port("--metrics-port", config.metrics_port)
     kopf.configure(verbose=args.verbose)
     kopf.run(
         clusterwide=not config.namespaces,

@@ -1,0 +1,47 @@
+"""The operator and the activator refuse bad flags at start, with a message, instead of a traceback later or a
+login retried every minute."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from foresail_operator.flags import check_port, check_upstream, use_kubeconfig
+
+
+def test_ports_kubeconfigs_and_upstreams_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for port in (None, 0, 8080, 65535):
+        check_port("--port", port)
+    with pytest.raises(SystemExit, match="--port must be a port from 0 to 65535, not 65536"):
+        check_port("--port", 65536)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    use_kubeconfig(str(kubeconfig))
+    assert os.environ["KUBECONFIG"] == str(kubeconfig)
+    for missing in (tmp_path / "nowhere", tmp_path):
+        with pytest.raises(SystemExit, match="is not a file this user can read"):
+            use_kubeconfig(str(missing))
+    check_upstream("http://{name}.{namespace}.svc:8000")
+    for bad, message in (("{name}:8000", "not an http:// or https:// URL"), ("http://{nam}", "KeyError"),
+                         ("http://{0}", "IndexError"), ("http://{name", "ValueError")):
+        with pytest.raises(SystemExit, match=message):
+            check_upstream(bad)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["activator", "--port", "70000"], "--port must be a port from 0 to 65535, not 70000"),
+    (["activator", "--hold-timeout", "-1"], "--hold-timeout must be seconds >= 0"),
+    (["activator", "--upstream", "http://{nam}.svc"], "only {name} and {namespace} may be filled in"),
+    (["activator", "--kubeconfig", "/nonexistent/kubeconfig"], "is not a file this user can read"),
+    (["operator", "--standalone", "--health-port", "70000"], "--health-port must be a port from 0 to 65535"),
+    (["operator", "--standalone", "--kubeconfig", "/nonexistent/kubeconfig"], "is not a file this user can read"),
+])
+def test_the_commands_exit_at_once_on_bad_flags(args: list[str], message: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "foresail", *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
