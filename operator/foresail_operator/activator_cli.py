@@ -17,15 +17,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namespace", "-n", action="append", default=[],
                         help="route only to LLMDeployments in this namespace (repeatable; default: all)")
     parser.add_argument("--host", default=env("FORESAIL_ACTIVATOR_HOST", "0.0.0.0"), help="address to listen on")
-    parser.add_argument("--port", type=int, default=int(env("FORESAIL_ACTIVATOR_PORT", "8080")),
+    parser.add_argument("--port", type=int, default=env("FORESAIL_ACTIVATOR_PORT", "8080"),
                         help="port of /v1/*, /healthz and /metrics (FORESAIL_ACTIVATOR_PORT, default 8080)")
     parser.add_argument("--upstream", default=env("FORESAIL_ACTIVATOR_UPSTREAM", "http://{name}.{namespace}.svc:8000"),
                         help="URL of a deployment's Service, with {name} and {namespace} "
                              "(FORESAIL_ACTIVATOR_UPSTREAM, default http://{name}.{namespace}.svc:8000)")
-    parser.add_argument("--hold-timeout", type=float, default=float(env("FORESAIL_ACTIVATOR_HOLD_TIMEOUT", "600")),
+    parser.add_argument("--hold-timeout", type=float, default=env("FORESAIL_ACTIVATOR_HOLD_TIMEOUT", "600"),
                         help="seconds a request waits for a ready replica before a 503 "
                              "(FORESAIL_ACTIVATOR_HOLD_TIMEOUT, default 600)")
-    parser.add_argument("--max-held", type=int, default=int(env("FORESAIL_ACTIVATOR_MAX_HELD", "1000")),
+    parser.add_argument("--max-held", type=int, default=env("FORESAIL_ACTIVATOR_MAX_HELD", "1000"),
                         help="requests held per deployment before new ones get a 503 (default 1000)")
     parser.add_argument("--routing", choices=ROUTINGS,
                         default=env("FORESAIL_ACTIVATOR_ROUTING", "pods"),

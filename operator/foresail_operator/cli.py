@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="no peering: for a single local operator")
     parser.add_argument("--priority", type=int,
                         help="peering priority (default: random, so that exactly one replica acts)")
-    parser.add_argument("--health-port", type=int, default=int(os.environ.get("FORESAIL_HEALTH_PORT", "0")),
+    parser.add_argument("--health-port", type=int, default=os.environ.get("FORESAIL_HEALTH_PORT", "0"),
                         help="serve /healthz on this port (0: off)")
     parser.add_argument("--metrics-port", type=int, help="serve the operator's /metrics on this port (0: off)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")

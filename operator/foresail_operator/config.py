@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass, field
 
 from foresail_operator.metrics import parse_headers
@@ -42,13 +44,34 @@ class OperatorConfig:
             "prometheus_headers": _headers(env.get("FORESAIL_PROMETHEUS_HEADERS", "")),
             "images": images,
             "peering": env.get("FORESAIL_PEERING", "foresail"),
-            "metrics_port": int(env.get("FORESAIL_METRICS_PORT", "0")),
-            "collect_period_s": float(env.get("FORESAIL_COLLECT_PERIOD", "15")),
-            "forecast_step_s": float(env.get("FORESAIL_FORECAST_STEP", "60")),
-            "rate_window": env.get("FORESAIL_RATE_WINDOW", "1m"),
+            "metrics_port": int(_number("FORESAIL_METRICS_PORT", "0", whole=True)),
+            "collect_period_s": _number("FORESAIL_COLLECT_PERIOD", "15", positive=True),
+            "forecast_step_s": _number("FORESAIL_FORECAST_STEP", "60", positive=True),
+            "rate_window": _duration("FORESAIL_RATE_WINDOW", "1m"),
         }
         values.update({k: v for k, v in overrides.items() if v not in (None, ())})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _number(name: str, default: str, whole: bool = False, positive: bool = False) -> float:
+    """A numeric FORESAIL_* variable; ValueError names it and says what it must be."""
+    text = os.environ.get(name, default)
+    kind = "a whole number" if whole else ("a number of seconds > 0" if positive else "a number")
+    try:
+        value = int(text) if whole else float(text)
+    except ValueError:
+        raise ValueError(f"{name} must be {kind}, not {text!r}") from None
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise ValueError(f"{name} must be {kind}, not {text!r}")
+    return value
+
+
+def _duration(name: str, default: str) -> str:
+    """A PromQL duration FORESAIL_* variable (``30s``, ``1m``, ``1h30m``); ValueError names it."""
+    text = os.environ.get(name, default)
+    if not re.fullmatch(r"(\d+(ms|s|m|h|d|w|y))+", text):
+        raise ValueError(f"{name} must be a Prometheus duration such as 30s, 1m or 1h30m, not {text!r}")
+    return text
 
 
 def _headers(text: str) -> dict[str, str]:

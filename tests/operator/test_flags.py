@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from foresail_operator.config import OperatorConfig
 from foresail_operator.flags import check_port, check_upstream, use_kubeconfig
 
 
@@ -45,3 +46,34 @@ def test_the_commands_exit_at_once_on_bad_flags(args: list[str], message: str) -
     done = subprocess.run([sys.executable, "-m", "foresail", *args], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stdout + done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("FORESAIL_COLLECT_PERIOD", "x", "FORESAIL_COLLECT_PERIOD must be a number of seconds > 0, not 'x'"),
+    ("FORESAIL_FORECAST_STEP", "0", "FORESAIL_FORECAST_STEP must be a number of seconds > 0, not '0'"),
+    ("FORESAIL_METRICS_PORT", "1.5", "FORESAIL_METRICS_PORT must be a whole number"),
+    ("FORESAIL_RATE_WINDOW", "1min", "FORESAIL_RATE_WINDOW must be a Prometheus duration"),
+])
+def test_bad_environment_variables_are_named(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
+                                             message: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=message):
+        OperatorConfig.from_env()
+
+
+def test_good_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in (("FORESAIL_COLLECT_PERIOD", "7.5"), ("FORESAIL_METRICS_PORT", "9100"),
+                        ("FORESAIL_RATE_WINDOW", "1h30m")):
+        monkeypatch.setenv(name, value)
+    config = OperatorConfig.from_env()
+    assert (config.collect_period_s, config.metrics_port, config.rate_window) == (7.5, 9100, "1h30m")
+
+
+def test_an_environment_default_that_is_not_a_number_is_a_usage_error_of_its_command_only() -> None:
+    env = {**os.environ, "FORESAIL_ACTIVATOR_PORT": "abc"}
+    other = subprocess.run([sys.executable, "-m", "foresail", "backtest", "--help"], capture_output=True, text=True,
+                           timeout=60, env=env)
+    assert other.returncode == 0, other.stderr
+    own = subprocess.run([sys.executable, "-m", "foresail", "activator"], capture_output=True, text=True, timeout=60,
+                         env=env)
+    assert own.returncode == 2 and "argument --port: invalid int value: 'abc'" in own.stderr, own.stderr
