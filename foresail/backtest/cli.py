@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from foresail.backtest.experiment import prepare, run_policy
     from foresail.backtest.traces import TraceError, load_trace
     from foresail.backtest.tune import match_slo
+    from foresail.outputs import check_plot, check_writable
 
     policies = args.policy or POLICY_NAMES
     if "oracle" not in policies:
@@ -91,6 +92,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         schedules = load_schedules(args.schedule) if args.schedule else ()
+        hours = parse_hours(args.plot_hours) if args.plot_hours else None
+        for flag, path in (("--json", args.json), ("--timeline", args.timeline)):
+            if path:
+                check_writable(flag, path)
+        if args.plot:
+            check_plot("--plot", args.plot)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -148,12 +155,20 @@ def run(args: argparse.Namespace) -> int:
     if args.timeline:
         report.write_timeline(args.timeline, prepared, results)
     if args.plot:
-        hours = None
-        if args.plot_hours:
-            a, b = args.plot_hours.split(":")
-            hours = (float(a), float(b))
         report.plot(args.plot, prepared[0], results[prepared[0].name], hours)
     return 0
+
+
+def parse_hours(text: str) -> tuple[float, float]:
+    """``--plot-hours START:END`` (hours from the start, START < END); ValueError says what is wrong."""
+    start, _, end = text.partition(":")
+    try:
+        hours = (float(start), float(end))
+    except ValueError:
+        hours = (math.nan, math.nan)
+    if not 0 <= hours[0] < hours[1] < math.inf:
+        raise ValueError(f"--plot-hours is START:END in hours from the trace's start, START < END, not {text!r}")
+    return hours
 
 
 def parse_capacity(text: str) -> float | None:

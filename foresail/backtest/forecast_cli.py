@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     """Score the forecaster against the references; 2 on bad input."""
     from foresail.backtest.accuracy import evaluate
     from foresail.backtest.traces import TraceError, load_trace
+    from foresail.outputs import check_writable
 
     horizons = tuple(60.0 * h for h in (args.horizon or [10, 30, 60]))
     if not 0.5 < args.quantile < 1 or not 0 < args.train_fraction < 1:
@@ -32,6 +33,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not all(0 < h < math.inf for h in horizons):
         print("error: --horizon is a number of minutes > 0", file=sys.stderr)
+        return 2
+    try:
+        if args.json:
+            check_writable("--json", args.json)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     out = {}
     methods = ["foresail", "persistence", "seasonal-naive", "holt-winters"]

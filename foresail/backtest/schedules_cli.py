@@ -35,9 +35,12 @@ def run(args: argparse.Namespace) -> int:
     from foresail.backtest.experiment import prepare
     from foresail.autoscaler.recurrence import find_recurring
     from foresail.backtest.traces import TraceError, load_trace
+    from foresail.outputs import check_writable
 
     try:
         capacity = parse_capacity(args.capacity)
+        if args.out:
+            check_writable("--out", args.out)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ import re
 import time
 from typing import Iterator
 
+from foresail.outputs import check_writable
 from foresail_operator.metrics import MAX_POINTS, MetricsError, PrometheusSource, parse_headers
 from foresail_operator.runtimes import RUNTIMES
 
@@ -78,14 +79,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.step > 0:
         print("error: --step must be positive")
         return 1
-    folder = os.path.dirname(os.path.abspath(args.out))
-    if os.path.isdir(args.out):
-        print(f"error: --out {args.out} is a folder, not a file")
-        return 1
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        print(f"error: cannot write {args.out}: {folder} is not a folder this user can write to")
-        return 1
     try:
+        check_writable("--out", args.out)  # before the queries, not after hours of them
         span = span_seconds(args.span)
         headers = parse_headers(",".join(args.header) if args.header
                                 else os.environ.get("FORESAIL_PROMETHEUS_HEADERS", ""))

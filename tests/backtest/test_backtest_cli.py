@@ -75,6 +75,23 @@ def test_bad_flags_are_an_error_that_says_which(tmp_path, capsys, command, flags
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command, flags, message", [
+    ("backtest", ["--json", "{missing}/r.json"], "is not a folder this user can write to"),
+    ("backtest", ["--timeline", "{tmp}"], "is a folder, not a file"),
+    ("backtest", ["--plot", "{tmp}/p.txt"], "the name must end in one of"),
+    ("backtest", ["--plot", "{tmp}/p.png", "--plot-hours", "5:2"], "--plot-hours is START:END"),
+    ("backtest", ["--plot", "{tmp}/p.png", "--plot-hours", "x"], "--plot-hours is START:END"),
+    ("forecast", ["--json", "{missing}/f.json"], "is not a folder this user can write to"),
+    ("schedules", ["--out", "{missing}/s.yaml"], "is not a folder this user can write to"),
+])
+def test_an_output_that_cannot_be_written_is_refused_before_the_run(tmp_path, capsys, command, flags, message):
+    p = make_trace(tmp_path)
+    flags = [f.format(tmp=tmp_path, missing=tmp_path / "no-such-folder") for f in flags]
+    assert main([command, "--trace", str(p), *flags] + (["--no-progress"] if command != "schedules" else [])) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.out == ""  # nothing ran: no table, no schedules
+
+
 @pytest.mark.parametrize("command", ["backtest", "forecast"])
 def test_a_trace_whose_grid_would_not_fit_in_memory_is_an_error(tmp_path, capsys, command):
     p = tmp_path / "seconds-as-ms.csv"

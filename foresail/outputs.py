@@ -1,0 +1,26 @@
+"""Checks of the files a command will write, made before the work whose results they hold."""
+
+from __future__ import annotations
+
+import os
+
+
+def check_writable(flag: str, path: str) -> None:
+    """ValueError unless ``path`` names a file that can be written: not a folder, in a folder that exists and
+    this user can write to."""
+    if os.path.isdir(path):
+        raise ValueError(f"{flag} {path} is a folder, not a file")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise ValueError(f"{flag} {path}: {folder} is not a folder this user can write to")
+
+
+def check_plot(flag: str, path: str) -> None:
+    """``check_writable``, and ValueError unless matplotlib writes the format of ``path``'s extension."""
+    check_writable(flag, path)
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    ext = os.path.splitext(path)[1].lstrip(".").lower()
+    if ext not in formats:
+        raise ValueError(f"{flag} {path}: the name must end in one of .{', .'.join(sorted(formats))}")
