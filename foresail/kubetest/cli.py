@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -91,9 +93,28 @@ def configure_logging() -> None:
     logging.getLogger("foresail.kubetest").setLevel(logging.INFO)
 
 
+def _bad_flag(args: argparse.Namespace) -> str | None:
+    """What is wrong with ``dev apiserver``'s flags, if anything."""
+    if not 0 <= args.port <= 65535:
+        return f"--port must be a port from 0 to 65535, not {args.port}"
+    if not 0 <= args.ready_delay < math.inf or not 0 < args.bookmark_interval < math.inf:
+        return "--ready-delay must be seconds >= 0 and --bookmark-interval seconds > 0"
+    if args.event_log_size < 1:
+        return "--event-log-size must be at least 1"
+    try:
+        re.compile(args.unpullable_images)
+    except re.error as exc:
+        return f"--unpullable-images is not a regular expression: {exc}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the chosen ``dev`` tool."""
     if args.dev_command == "apiserver":
+        problem = _bad_flag(args)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
         configure_logging()
         asyncio.run(serve(args))
         return 0

@@ -43,6 +43,16 @@ def test_cli_prints_the_chosen_port_and_stops_on_sigterm(tmp_path: Path) -> None
         assert process.wait(10) == 0 and time.monotonic() - started < 5
 
 
+def test_cli_refuses_bad_flags_before_it_listens() -> None:
+    for flags, message in ((["--port", "70000"], "--port must be a port from 0 to 65535"),
+                           (["--ready-delay", "-1"], "--ready-delay must be seconds >= 0"),
+                           (["--event-log-size", "0"], "--event-log-size must be at least 1"),
+                           (["--unpullable-images", "(unclosed"], "--unpullable-images is not a regular expression")):
+        done = subprocess.run([sys.executable, "-m", "foresail", "dev", "apiserver", *flags], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 2 and message in done.stderr and "listening" not in done.stdout, done.stderr
+
+
 def test_yaml_bodies_are_accepted(server: ApiServerProcess, namespace: str) -> None:
     body = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  a: b\n"
     request = urllib.request.Request(f"{server.url}/api/v1/namespaces/{namespace}/configmaps",
