@@ -159,7 +159,10 @@ def run(args: argparse.Namespace) -> int:
             try:
                 stack.apply(_manifest(args))
             except requests.HTTPError as exc:  # the CRD's schema: a Status whose message names each field
-                message = exc.response.json().get("message", exc) if exc.response is not None else exc
+                try:
+                    message = exc.response.json()["message"]
+                except (AttributeError, KeyError, ValueError):  # no response, or not a Status
+                    message = str(exc)
                 print(f"foresail demo: the flags make an LLMDeployment the API server rejects: {message}")
                 return 2
             print("Applied LLMDeployment 'demo'; waiting for the first replica ...")
