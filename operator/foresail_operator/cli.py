@@ -33,7 +33,6 @@ def run(args: argparse.Namespace) -> int:
     from foresail_operator.flags import check_port, use_kubeconfig
 
     check_port("--health-port", args.health_port)
-    use_kubeconfig(args.kubeconfig)
     try:
         config = OperatorConfig.from_env(namespaces=tuple(args.namespace), prometheus_url=args.prometheus_url,
                                          peering=args.peering, standalone=args.standalone or None,
@@ -41,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     check_port("--metrics-port", config.metrics_port)
+    use_kubeconfig(args.kubeconfig)
     kopf.configure(verbose=args.verbose)
     kopf.run(
         clusterwide=not config.namespaces,
