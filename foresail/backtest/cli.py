@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from foresail.backtest.experiment import prepare, run_policy
     from foresail.backtest.traces import TraceError, load_trace
     from foresail.backtest.tune import match_slo
-    from foresail.outputs import check_plot, check_writable
+    from foresail.checks import check_plot, check_writable
 
     policies = args.policy or POLICY_NAMES
     if "oracle" not in policies:

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     """Score the forecaster against the references; 2 on bad input."""
     from foresail.backtest.accuracy import evaluate
     from foresail.backtest.traces import TraceError, load_trace
-    from foresail.outputs import check_writable
+    from foresail.checks import check_writable
 
     horizons = tuple(60.0 * h for h in (args.horizon or [10, 30, 60]))
     if not 0.5 < args.quantile < 1 or not 0 < args.train_fraction < 1:

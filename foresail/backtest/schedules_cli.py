@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from foresail.backtest.experiment import prepare
     from foresail.autoscaler.recurrence import find_recurring
     from foresail.backtest.traces import TraceError, load_trace
-    from foresail.outputs import check_writable
+    from foresail.checks import check_writable
 
     try:
         capacity = parse_capacity(args.capacity)

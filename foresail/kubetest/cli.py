@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from foresail.checks import check_port
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``dev`` sub-subcommands."""
@@ -93,27 +95,26 @@ def configure_logging() -> None:
     logging.getLogger("foresail.kubetest").setLevel(logging.INFO)
 
 
-def _bad_flag(args: argparse.Namespace) -> str | None:
-    """What is wrong with ``dev apiserver``'s flags, if anything."""
-    if not 0 <= args.port <= 65535:
-        return f"--port must be a port from 0 to 65535, not {args.port}"
+def _check_flags(args: argparse.Namespace) -> None:
+    """ValueError saying what is wrong with ``dev apiserver``'s flags, if anything."""
+    check_port("--port", args.port)
     if not 0 <= args.ready_delay < math.inf or not 0 < args.bookmark_interval < math.inf:
-        return "--ready-delay must be seconds >= 0 and --bookmark-interval seconds > 0"
+        raise ValueError("--ready-delay must be seconds >= 0 and --bookmark-interval seconds > 0")
     if args.event_log_size < 1:
-        return "--event-log-size must be at least 1"
+        raise ValueError("--event-log-size must be at least 1")
     try:
         re.compile(args.unpullable_images)
     except re.error as exc:
-        return f"--unpullable-images is not a regular expression: {exc}"
-    return None
+        raise ValueError(f"--unpullable-images is not a regular expression: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen ``dev`` tool."""
     if args.dev_command == "apiserver":
-        problem = _bad_flag(args)
-        if problem:
-            print(f"error: {problem}", file=sys.stderr)
+        try:
+            _check_flags(args)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
             return 2
         configure_logging()
         asyncio.run(serve(args))

@@ -6,8 +6,9 @@ import argparse
 import logging
 import os
 
+from foresail.checks import check_port
 from foresail_operator.endpoints import ROUTINGS
-from foresail_operator.flags import check_port, check_upstream, use_kubeconfig
+from foresail_operator.flags import check_upstream, use_kubeconfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,12 +47,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.routing not in ROUTINGS:  # argparse checks choices on the command line, not on defaults
         raise SystemExit(f"FORESAIL_ACTIVATOR_ROUTING must be one of {', '.join(ROUTINGS)}, not {args.routing!r}")
-    check_port("--port", args.port)
-    check_upstream(args.upstream)
-    if not 0 <= args.hold_timeout < float("inf") or args.max_held < 1:
-        raise SystemExit(f"error: --hold-timeout must be seconds >= 0 (not {args.hold_timeout:g}) and --max-held "
-                         f"at least 1 (not {args.max_held})")
-    use_kubeconfig(args.kubeconfig)
+    try:
+        check_port("--port", args.port)
+        check_upstream(args.upstream)
+        if not 0 <= args.hold_timeout < float("inf") or args.max_held < 1:
+            raise ValueError(f"--hold-timeout must be seconds >= 0 (not {args.hold_timeout:g}) and --max-held "
+                             f"at least 1 (not {args.max_held})")
+        use_kubeconfig(args.kubeconfig)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = kopf.OperatorSettings()
     info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)

@@ -28,19 +28,20 @@ def run(args: argparse.Namespace) -> int:
     """Start the operator and block until it stops."""
     import kopf
 
+    from foresail.checks import check_port
     from foresail_operator import handlers  # noqa: F401  (registers the handlers)
     from foresail_operator.config import OperatorConfig
-    from foresail_operator.flags import check_port, use_kubeconfig
+    from foresail_operator.flags import use_kubeconfig
 
-    check_port("--health-port", args.health_port)
     try:
+        check_port("--health-port", args.health_port)
         config = OperatorConfig.from_env(namespaces=tuple(args.namespace), prometheus_url=args.prometheus_url,
                                          peering=args.peering, standalone=args.standalone or None,
                                          metrics_port=args.metrics_port)
+        check_port("--metrics-port", config.metrics_port)
+        use_kubeconfig(args.kubeconfig)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
-    check_port("--metrics-port", config.metrics_port)
-    use_kubeconfig(args.kubeconfig)
     kopf.configure(verbose=args.verbose)
     kopf.run(
         clusterwide=not config.namespaces,

@@ -1,4 +1,5 @@
-"""Checks of the operator's and the activator's command lines, made before anything starts."""
+"""Checks of the operator's and the activator's command lines, made before anything starts; each raises
+ValueError with a message that names the flag."""
 
 from __future__ import annotations
 
@@ -6,29 +7,23 @@ import os
 from urllib.parse import urlsplit
 
 
-def check_port(flag: str, port: int | None) -> None:
-    """Exit with a message unless ``port`` (None: not set) is a TCP port number."""
-    if port is not None and not 0 <= port <= 65535:
-        raise SystemExit(f"error: {flag} must be a port from 0 to 65535, not {port}")
-
-
 def use_kubeconfig(path: str | None) -> None:
-    """Point ``KUBECONFIG`` at ``path`` when given; exit with a message if it is not a readable file (kopf
-    would retry the login every minute for ever)."""
+    """Point ``KUBECONFIG`` at ``path`` when given; ValueError if it is not a readable file (kopf would retry
+    the login every minute for ever)."""
     if not path:
         return
     if not os.path.isfile(path) or not os.access(path, os.R_OK):
-        raise SystemExit(f"error: --kubeconfig {path} is not a file this user can read")
+        raise ValueError(f"--kubeconfig {path} is not a file this user can read")
     os.environ["KUBECONFIG"] = os.path.abspath(path)
 
 
 def check_upstream(template: str) -> None:
-    """Exit with a message unless ``template`` makes an http(s) URL from ``{name}`` and ``{namespace}``."""
+    """ValueError unless ``template`` makes an http(s) URL from ``{name}`` and ``{namespace}``."""
     try:
         url = template.format(name="name", namespace="namespace")
     except (KeyError, IndexError, ValueError) as exc:
-        raise SystemExit(f"error: --upstream {template!r}: only {{name}} and {{namespace}} may be "
+        raise ValueError(f"--upstream {template!r}: only {{name}} and {{namespace}} may be "
                          f"filled in ({type(exc).__name__}: {exc})") from None
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SystemExit(f"error: --upstream {template!r} is not an http:// or https:// URL")
+        raise ValueError(f"--upstream {template!r} is not an http:// or https:// URL")

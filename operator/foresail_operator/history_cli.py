@@ -17,7 +17,7 @@ import re
 import time
 from typing import Iterator
 
-from foresail.outputs import check_writable
+from foresail.checks import check_writable
 from foresail_operator.metrics import MAX_POINTS, MetricsError, PrometheusSource, parse_headers
 from foresail_operator.runtimes import RUNTIMES
 

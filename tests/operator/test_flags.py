@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from foresail.checks import check_port
 from foresail_operator.config import OperatorConfig
-from foresail_operator.flags import check_port, check_upstream, use_kubeconfig
+from foresail_operator.flags import check_upstream, use_kubeconfig
 
 
 def test_ports_kubeconfigs_and_upstreams_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for port in (None, 0, 8080, 65535):
         check_port("--port", port)
-    with pytest.raises(SystemExit, match="--port must be a port from 0 to 65535, not 65536"):
+    with pytest.raises(ValueError, match="--port must be a port from 0 to 65535, not 65536"):
         check_port("--port", 65536)
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
@@ -25,12 +26,12 @@ def test_ports_kubeconfigs_and_upstreams_are_checked(tmp_path: Path, monkeypatch
     use_kubeconfig(str(kubeconfig))
     assert os.environ["KUBECONFIG"] == str(kubeconfig)
     for missing in (tmp_path / "nowhere", tmp_path):
-        with pytest.raises(SystemExit, match="is not a file this user can read"):
+        with pytest.raises(ValueError, match="is not a file this user can read"):
             use_kubeconfig(str(missing))
     check_upstream("http://{name}.{namespace}.svc:8000")
     for bad, message in (("{name}:8000", "not an http:// or https:// URL"), ("http://{nam}", "KeyError"),
                          ("http://{0}", "IndexError"), ("http://{name", "ValueError")):
-        with pytest.raises(SystemExit, match=message):
+        with pytest.raises(ValueError, match=message):
             check_upstream(bad)
 
 

@@ -1,8 +1,15 @@
-"""Checks of the files a command will write, made before the work whose results they hold."""
+"""Checks of a command's flags and of the files it will write, made before the work starts; each raises
+ValueError with a message that names the flag."""
 
 from __future__ import annotations
 
 import os
+
+
+def check_port(flag: str, port: int | None) -> None:
+    """ValueError unless ``port`` (None: not set) is a TCP port number."""
+    if port is not None and not 0 <= port <= 65535:
+        raise ValueError(f"{flag} must be a port from 0 to 65535, not {port}")
 
 
 def check_writable(flag: str, path: str) -> None:
