@@ -122,14 +122,23 @@ def test_operator_restart_keeps_the_forecast_history(stack: LocalStack):
 
 
 def test_prometheus_down_holds_replicas_and_says_so(stack: LocalStack):
-    replicas = {m: stack.deployment(m)["spec"]["replicas"] for m in ("predictive", "reactive")}
-    assert replicas["predictive"] >= 2, "the ramp left the deployment scaled up"
+    """Without metrics nothing scales down, even where the spec alone would now allow it. The replicas are
+    read once both deployments report the outage: until then the last good read still decides, and a
+    scale-down it makes is right (the CI run of 94b7494 saw reactive's 5 -> 1 land in that gap)."""
+    stack.patch("reactive", {"spec": {"minReplicas": 3}})  # something to hold, whatever the ramp left
+    wait_for(lambda: stack.deployment("reactive")["spec"]["replicas"] == 3, timeout=60,
+             what="reactive at its new minReplicas 3")
     stack.prometheus.stop()
     try:
         # first the last good read goes stale (MetricsStale), then the failed query is reported
-        cond = wait_for(lambda: (c := condition(stack.llmd("predictive"), "MetricsAvailable")).get("reason")
-                        == "PrometheusUnavailable" and c, timeout=30, what="MetricsAvailable=False, PrometheusUnavailable")
-        assert cond["status"] == "False" and "holding" in cond["message"], cond
+        for mode in ("predictive", "reactive"):
+            cond = wait_for(lambda m=mode: (c := condition(stack.llmd(m), "MetricsAvailable")).get("reason")
+                            == "PrometheusUnavailable" and c, timeout=30,
+                            what=f"{mode}: MetricsAvailable=False, PrometheusUnavailable")
+            assert cond["status"] == "False" and "holding" in cond["message"], cond
+        replicas = {m: stack.deployment(m)["spec"]["replicas"] for m in ("predictive", "reactive")}
+        assert replicas["reactive"] == 3, replicas
+        stack.patch("reactive", {"spec": {"minReplicas": 1}})  # with data, no load would now mean 1 replica
         time.sleep(25)  # longer than the 20 s scale-down window: no load, but no data either
         for mode, n in replicas.items():
             assert stack.deployment(mode)["spec"]["replicas"] == n, f"{mode} changed replicas without metrics"
@@ -137,6 +146,8 @@ def test_prometheus_down_holds_replicas_and_says_so(stack: LocalStack):
         stack.prometheus.start()
     wait_for(lambda: condition(stack.llmd("predictive"), "MetricsAvailable").get("status") == "True",
              timeout=60, what="MetricsAvailable=True again")
+    wait_for(lambda: stack.deployment("reactive")["spec"]["replicas"] == 1, timeout=90,
+             what="reactive down to minReplicas 1 once metrics are back")
 
 
 def test_token_demand_is_read_from_the_pods_token_counters(stack: LocalStack):
