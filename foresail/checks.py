@@ -22,12 +22,16 @@ def check_writable(flag: str, path: str) -> None:
         raise ValueError(f"{flag} {path}: {folder} is not a folder this user can write to")
 
 
-def check_plot(flag: str, path: str) -> None:
-    """``check_writable``, and ValueError unless matplotlib writes the format of ``path``'s extension."""
-    check_writable(flag, path)
+def check_plot(flag: str, path: str) -> str:
+    """The file a plot goes to: ``path``, or ``path.png`` where it has no extension (as matplotlib names it).
+    ValueError unless it can be written (``check_writable``) in a format matplotlib writes."""
     from matplotlib.backend_bases import FigureCanvasBase
 
     formats = FigureCanvasBase.get_supported_filetypes()
     ext = os.path.splitext(path)[1].lstrip(".").lower()
+    if not ext:
+        path, ext = path.rstrip(".") + ".png", "png"
     if ext not in formats:
-        raise ValueError(f"{flag} {path}: the name must end in one of .{', .'.join(sorted(formats))}")
+        raise ValueError(f"{flag} {path}: the name must end in one of .{', .'.join(sorted(formats))} (none: .png)")
+    check_writable(flag, path)
+    return path

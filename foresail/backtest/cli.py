@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
             if path:
                 check_writable(flag, path)
         if args.plot:
-            check_plot("--plot", args.plot)
+            args.plot = check_plot("--plot", args.plot)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
