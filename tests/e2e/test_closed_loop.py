@@ -124,7 +124,7 @@ def test_operator_restart_keeps_the_forecast_history(stack: LocalStack):
 def test_prometheus_down_holds_replicas_and_says_so(stack: LocalStack):
     """Without metrics nothing scales down, even where the spec alone would now allow it. The replicas are
     read once both deployments report the outage: until then the last good read still decides, and a
-    scale-down it makes is right (the CI run of 94b7494 saw reactive's 5 -> 1 land in that gap)."""
+    scale-down it makes is right."""
     stack.patch("reactive", {"spec": {"minReplicas": 3}})  # something to hold, whatever the ramp left
     wait_for(lambda: stack.deployment("reactive")["spec"]["replicas"] == 3, timeout=60,
              what="reactive at its new minReplicas 3")

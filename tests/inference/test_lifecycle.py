@@ -55,6 +55,7 @@ def test_bad_flags_stop_the_server_before_it_loads_anything() -> None:
             out, _ = proc.communicate(timeout=60)
             assert proc.returncode == 2, out
             assert expected in out and "Traceback" not in out, out
+            assert "listening on" not in out, out  # printed before the model starts loading
     finally:  # a server that started after all must not outlive the test
         for proc in procs.values():
             proc.kill()
