@@ -13,6 +13,7 @@ import shutil
 import signal
 import threading
 import time
+import warnings
 
 import pytest
 
@@ -32,6 +33,9 @@ RAMP = [0.5 + 3.0 * (i + 1) / 18 for i in range(18)]  # 90 s ramp to 3.5 req/s
 HOLD = [3.5] * 4
 NEED_AT_PEAK = 4  # replicas at 1 req/s each; current demand needs 4 only in the last sixth of the ramp
 T_PEAK = (len(WARMUP) + len(RAMP)) * STEP_S
+# when current demand alone, read 5 % high (as reactive may read it), first needs the peak's replicas at the
+# spec's capacity: 100 s
+T_DEMAND = STEP_S * next(i for i, r in enumerate(WARMUP + RAMP) if math.ceil(1.05 * r / CAPACITY) >= NEED_AT_PEAK)
 
 
 def manifest(name: str, mode: str) -> dict:
@@ -92,11 +96,21 @@ def test_predictive_asks_ahead_of_the_peak_and_of_reactive(stack: LocalStack):
     detail = f"asked at {asked_at}, ready at {ready_at}, peak at {T_PEAK} s; decisions {histories}; timeline {timeline[::4]}"
     assert all(o.ok for run in outcomes for o in run if o.status != "no replica"), "requests failed"
     assert {"predictive", "reactive"} <= set(asked_at), detail
-    # predictive asks for the peak's replicas before the peak and before reactive; reactive's are ready
-    # only after the peak (on a quiet machine predictive's are ready before it too; under CI load not always)
-    assert asked_at["predictive"] < min(T_PEAK, asked_at["reactive"]), detail
-    assert ready_at.get("reactive", math.inf) > T_PEAK, detail
+    # predictive asks for the peak's replicas on a forecast, before current demand alone needs them
+    assert asked_at["predictive"] < T_DEMAND, detail
     assert any("forecast" in reason for reason in histories["predictive"]), detail
+    # and before reactive, whose are ready only after the peak (on a quiet machine predictive's are ready
+    # before it too; under CI load not always): when reactive asked on current demand at the spec's
+    # capacity. Pods that fall behind that pace (a starved CPU) leave a backlog and teach a lower capacity,
+    # on which reactive rightly asks early; that run compares nothing, and says so.
+    reactive_ask = next((h["reason"] for h in stack.llmd("reactive")["status"].get("history", [])
+                         if h.get("to", 0) >= NEED_AT_PEAK), None)
+    if reactive_ask is not None and ("backlog" in reactive_ask or f"at {CAPACITY:g} req/s each" not in reactive_ask):
+        warnings.warn(f"reactive's pods fell behind {CAPACITY:g} req/s each, no comparison: {reactive_ask}",
+                      stacklevel=1)
+    else:
+        assert asked_at["predictive"] < asked_at["reactive"], detail
+        assert ready_at.get("reactive", math.inf) > T_PEAK, detail
     predictive = stack.llmd("predictive")
     assert condition(predictive, "ForecastReady")["status"] == "True"
     assert predictive["status"]["coldStartSeconds"] >= COLD_START_S
