@@ -92,7 +92,8 @@ def test_predictive_asks_ahead_of_the_peak_and_of_reactive(stack: LocalStack):
     outcomes = asyncio.run(both())
     stop.set()
     watcher.join()
-    histories = {m: [h["reason"] for h in stack.llmd(m)["status"].get("history", [])] for m in ("predictive", "reactive")}
+    decisions = {m: stack.llmd(m)["status"].get("history", []) for m in ("predictive", "reactive")}
+    histories = {m: [h["reason"] for h in decisions[m]] for m in decisions}
     detail = f"asked at {asked_at}, ready at {ready_at}, peak at {T_PEAK} s; decisions {histories}; timeline {timeline[::4]}"
     assert all(o.ok for run in outcomes for o in run if o.status != "no replica"), "requests failed"
     assert {"predictive", "reactive"} <= set(asked_at), detail
@@ -103,8 +104,7 @@ def test_predictive_asks_ahead_of_the_peak_and_of_reactive(stack: LocalStack):
     # before it too; under CI load not always): when reactive asked on current demand at the spec's
     # capacity. Pods that fall behind that pace (a starved CPU) leave a backlog and teach a lower capacity,
     # on which reactive rightly asks early; that run compares nothing, and says so.
-    reactive_ask = next((h["reason"] for h in stack.llmd("reactive")["status"].get("history", [])
-                         if h.get("to", 0) >= NEED_AT_PEAK), None)
+    reactive_ask = next((h["reason"] for h in decisions["reactive"] if h.get("to", 0) >= NEED_AT_PEAK), None)
     if reactive_ask is not None and ("backlog" in reactive_ask or f"at {CAPACITY:g} req/s each" not in reactive_ask):
         warnings.warn(f"reactive's pods fell behind {CAPACITY:g} req/s each, no comparison: {reactive_ask}",
                       stacklevel=1)
