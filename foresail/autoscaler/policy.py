@@ -167,6 +167,7 @@ class ForesailPolicy:
         self._recent: deque[tuple[float, float]] = deque(maxlen=max(config.trend_points, 1))
         self._peaks: deque[tuple[float, float]] = deque()  # (time, demand), decreasing: the recent peak first
         self._checks: deque[tuple[float, float]] = deque()  # (target time, forecast upper) awaiting actuals
+        self._asked: deque[float] = deque()  # when this policy asked for each replica still starting, oldest first
         self._misses: deque[bool] = deque(maxlen=config.error_window)
         self._last_demand_s: float | None = None
         self._last_obs_s: float | None = None
@@ -269,7 +270,7 @@ class ForesailPolicy:
 
     def _absorb_clock_jump(self, now_s: float) -> None:
         """Count a wall-clock jump (backwards, or forward by more than 10 intervals) as one interval:
-        shift the times the stabilisation window, burst memory, ramp, forecast checks and idle timer keep."""
+        shift the times the stabilisation window, burst memory, ramp, forecast checks, asks and idle timer keep."""
         last, self._last_obs_s = self._last_obs_s, now_s
         if last is None or 0 <= now_s - last <= 10 * self.config.interval_s:
             return
@@ -277,6 +278,7 @@ class ForesailPolicy:
         self._recs = deque((t + shift, r) for t, r in self._recs)
         self._peaks = deque((t + shift, d) for t, d in self._peaks)
         self._checks = deque((t + shift, u) for t, u in self._checks)
+        self._asked = deque(t + shift for t in self._asked)
         self._recent = deque(((t + shift, d) for t, d in self._recent), maxlen=self._recent.maxlen)
         if self._last_demand_s is not None:
             self._last_demand_s += shift
@@ -286,12 +288,15 @@ class ForesailPolicy:
         c = self.config
         self._absorb_clock_jump(obs.time_s)
         current = max(int(obs.provisioned_replicas), 0)
+        while len(self._asked) > max(current - max(int(obs.ready_replicas), 0), 0):  # the oldest became ready
+            self._asked.popleft()
         if obs.demand is None or not math.isfinite(obs.demand):
             self.forecaster.observe(obs.time_s, None, c.interval_s)
             hold = min(max(current, c.min_replicas), c.max_replicas)
             replicas, why = self._scheduled(obs.time_s, hold, "demand metrics are missing, so capacity is held "
                                                               "(no scale-down without data)")
             held = replicas == hold
+            self._record_asks(obs.time_s, current, replicas)
             return Decision(obs.time_s, replicas, "hold" if held else "scale up", hold, None, None, None, c.horizon_s,
                             False, 1.0, f"{f'hold {hold}' if held else _verb(current, replicas)}: {why}")
         demand = max(float(obs.demand), 0.0)
@@ -352,12 +357,20 @@ class ForesailPolicy:
                 f"{c.cold_start_s:.0f} s)"
             )
         replicas, why = self._scheduled(obs.time_s, replicas, why)
+        self._record_asks(obs.time_s, current, replicas)
         action = "scale up" if replicas > current else "scale down" if replicas < current else "hold"
         return Decision(
             obs.time_s, replicas, action, need.floor, need.predicted, need.f_med, need.f_up, c.horizon_s,
             bool(need.forecast is not None and need.forecast.ready), need.headroom,
             f"{_verb(current, replicas)}: {why}",
         )
+
+    def _record_asks(self, now_s: float, current: int, replicas: int) -> None:
+        """Remember when replicas were asked for, and forget the youngest ones a scale-down removes first."""
+        if replicas > current:
+            self._asked.extend([now_s] * (replicas - current))
+        for _ in range(min(current - replicas, len(self._asked))):
+            self._asked.pop()
 
     def _learn(self, now_s: float) -> None:
         """With ``learn_schedules``, every hour from a day of history on: the windows that recur in the
@@ -390,18 +403,54 @@ class ForesailPolicy:
         return floor is not None and demand <= min(floor.replicas, c.max_replicas) * c.capacity
 
     def _reactive_need(self, obs: Observation, demand: float, waiting: float) -> _Need:
-        """The reactive floor: current demand, plus draining the backlog it will have left by the time
-        replicas asked for now are ready (the queue now plus the excess over the ready replicas' capacity
-        for one cold start) within ``queue_drain_s``."""
+        """The reactive floor: current demand alone without a queue; with one, the fewest replicas in all
+        (starting ones included) whose queue at today's demand drains within ``queue_drain_s`` of the last
+        of them serving (``_queue``). With none starting, that is current demand plus draining the queue now
+        and the excess over the ready replicas' capacity for one cold start; replicas still starting count
+        from when they will serve, so the decisions after a jump do not ask again for what they drain."""
         c = self.config
-        short = max(0.0, demand - max(int(obs.ready_replicas), 0) * c.capacity) if waiting > 0 else 0.0
-        backlog_then = waiting + short * c.cold_start_s
-        return _Need(
-            demand=demand,
-            floor=math.ceil((demand + backlog_then / c.queue_drain_s) / c.capacity - 1e-9),
-            demand_floor=math.ceil(demand / c.capacity - 1e-9),
-            backlog_then=backlog_then,
-        )
+        ready = max(int(obs.ready_replicas), 0)
+        demand_floor = math.ceil(demand / c.capacity - 1e-9)
+        if waiting <= 0:
+            return _Need(demand=demand, floor=demand_floor, demand_floor=demand_floor, backlog_then=0.0)
+        starting = self._serve_times(obs.time_s, max(int(obs.provisioned_replicas), 0) - ready)
+        # asking for this many new replicas drains it whatever the starting ones do: the upper end of the search
+        low, high = demand_floor, max(demand_floor, math.ceil(
+            (demand + (waiting + max(0.0, demand - ready * c.capacity) * c.cold_start_s) / c.queue_drain_s)
+            / c.capacity - 1e-9))
+        while low < high:  # the fewest replicas in all that drain it (more never drain it later)
+            mid = (low + high) // 2
+            if self._queue(obs.time_s, demand, waiting, ready, starting, mid)[1] <= 1e-9:
+                high = mid
+            else:
+                low = mid + 1
+        return _Need(demand=demand, floor=low, demand_floor=demand_floor,
+                     backlog_then=self._queue(obs.time_s, demand, waiting, ready, starting, low)[0])
+
+    def _serve_times(self, now_s: float, starting: int) -> list[float]:
+        """When each of the ``starting`` replicas is expected to serve, soonest first: a cold start after this
+        policy asked for it (one that is late, an interval from now), or a cold start from now for one it did
+        not ask for (a restarted policy, another writer)."""
+        c = self.config
+        known = [max(t + c.cold_start_s, now_s + min(c.interval_s, c.cold_start_s)) for t in self._asked]
+        return sorted(known) + [now_s + c.cold_start_s] * (max(starting, 0) - len(known))
+
+    def _queue(self, now_s: float, demand: float, waiting: float, ready: int, starting: list[float],
+               replicas: int) -> tuple[float, float]:
+        """The fluid queue at constant ``demand`` with ``replicas`` in all (the ready ones, the starting ones
+        soonest first, as a scale-down removes the youngest, new ones a cold start on): when the last of them
+        serves, and ``queue_drain_s`` later."""
+        c = self.config
+        kept = starting[:max(0, replicas - ready)]
+        serve = kept + [now_s + c.cold_start_s] * max(0, replicas - ready - len(kept))
+        last = serve[-1] if serve else now_s
+        queued, t, serving, then = waiting, now_s, min(ready, replicas), waiting
+        for at in [*serve, last + c.queue_drain_s]:
+            queued = max(0.0, queued + (demand - serving * c.capacity) * (at - t))
+            t, serving = at, serving + 1
+            if at == last:
+                then = queued
+        return then, queued
 
     def _remember_peak(self, now_s: float, demand: float) -> float:
         """Burst memory: the highest demand of the last ``burst_window_s`` (a decreasing deque of peaks)."""

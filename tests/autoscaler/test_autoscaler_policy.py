@@ -54,6 +54,21 @@ def test_the_floor_drains_the_backlog_that_builds_up_during_the_cold_start():
     assert "backlog" in d.reason and "540" in d.reason
 
 
+def test_replicas_still_starting_count_from_when_they_will_serve():
+    cfg = PolicyConfig(capacity=2.0, cold_start_s=120.0, interval_s=60.0, predictive=False, queue_drain_s=60.0,
+                       max_replicas=20)
+    p = ForesailPolicy(cfg)
+    assert p.decide(obs(0.0, 6.0, 1, waiting=60.0)).replicas == 8  # (6 + (60 + 4 x 120) / 60) / 2 = 7.5
+    # a minute on, the queue has grown by 4 x 60; the 7 asked for serve at 120 s and drain it by 174 s,
+    # so nothing more is asked (counting them from 180 s, as new ones, would ask for (6 + 780/60) / 2 = 10)
+    starting = Observation(time_s=60.0, demand=6.0, waiting=300.0, ready_replicas=1, provisioned_replicas=8)
+    d = p.decide(starting)
+    assert d.reactive_floor == 8 and d.replicas == 8 and "540" in d.reason  # 300 + 4 x 60 queued at 120 s
+    # one fewer would leave 60 queued at 180 s: the floor keeps all that were asked for
+    fresh = ForesailPolicy(cfg)  # a policy that did not ask for them counts them from a cold start on
+    assert fresh.decide(starting).reactive_floor == 10
+
+
 def test_replicas_asked_only_to_drain_a_backlog_go_once_it_has_drained():
     p = ForesailPolicy(PolicyConfig(capacity=2.0, cold_start_s=120.0, predictive=False, queue_drain_s=60.0,
                                     scale_down_stabilization_s=300.0))
