@@ -69,6 +69,18 @@ def test_replicas_still_starting_count_from_when_they_will_serve():
     assert fresh.decide(starting).reactive_floor == 10
 
 
+def test_a_scale_down_forgets_the_youngest_replicas_asked_for():
+    p = ForesailPolicy(PolicyConfig(capacity=2.0, cold_start_s=120.0, interval_s=30.0, predictive=False,
+                                    queue_drain_s=60.0, scale_down_stabilization_s=0.0, max_replicas=20))
+    assert p.decide(obs(0.0, 4.0, 1, waiting=30.0)).replicas == 5  # 4 asked at 0 s: they serve at 120 s
+    # 810 queued at 120 s, held there by the 5; 7 more from 150 s drain it by 210 s
+    assert p.decide(Observation(30.0, 10.0, 90.0, 1, 5)).replicas == 12
+    assert p.decide(Observation(60.0, 10.0, 0.0, 1, 12)).replicas == 5  # the 7 asked at 30 s go
+    # the 4 left serve at 120 s: 540 queued then, drained by 270 s with 5 more from 210 s; had the scale-down
+    # removed the oldest, they would serve at 150 s, with 780 queued, and the floor would be 12
+    assert p.decide(Observation(90.0, 10.0, 300.0, 1, 5)).reactive_floor == 10
+
+
 def test_replicas_asked_only_to_drain_a_backlog_go_once_it_has_drained():
     p = ForesailPolicy(PolicyConfig(capacity=2.0, cold_start_s=120.0, predictive=False, queue_drain_s=60.0,
                                     scale_down_stabilization_s=300.0))
