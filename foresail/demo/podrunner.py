@@ -11,7 +11,10 @@ EndpointSlice controller, it lists each started pod in an EndpointSlice of every
 it (labelled with the Service's labels), ready as the pod is: one slice per pod, because each process
 listens on its own port of 127.0.0.1 (in a cluster, pods differ by IP; the controller groups endpoints
 with the same ports in one slice).
-A scale-down removes pods in the ReplicaSet controller's order, pod-deletion-cost included.
+A scale-down removes pods in the ReplicaSet controller's order, pod-deletion-cost included, and ends
+each the way a kubelet does, without holding up the other pods: its endpoint turns `terminating` (not
+ready, still serving), the container's preStop `sleep` runs, then SIGTERM, and SIGKILL once the pod's
+`terminationGracePeriodSeconds` (counted from the start of preStop) are up.
 Not emulated: scheduling, rolling updates with surge (a template change replaces pods at once),
 restarts with backoff.
 """
@@ -58,10 +61,27 @@ class LocalPod:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
     ready: bool = False
+    terminating: bool = False
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+def termination_times(pod_spec: dict) -> tuple[float, float]:
+    """(preStop sleep, terminationGracePeriodSeconds) of a pod spec: the first container's preStop
+    ``exec: sleep N`` or ``sleep: {seconds: N}`` (0 for any other hook or none), and the grace period
+    (Kubernetes' default 30 s when unset)."""
+    grace = float(pod_spec.get("terminationGracePeriodSeconds", 30))
+    containers = pod_spec.get("containers") or [{}]
+    hook = ((containers[0].get("lifecycle") or {}).get("preStop")) or {}
+    command = (hook.get("exec") or {}).get("command") or []
+    try:
+        if len(command) == 2 and command[0] == "sleep":
+            return float(command[1]), grace
+        return float((hook.get("sleep") or {}).get("seconds", 0)), grace
+    except ValueError:
+        return 0.0, grace
 
 
 def local_command(container: dict, port: int, workdir: Path, threads: int) -> list[str]:
@@ -96,6 +116,7 @@ class PodRunner:
         self.poll_s = poll_s
         self.http = requests.Session()
         self.pods: dict[str, LocalPod] = {}
+        self.terminating: dict[str, LocalPod] = {}  # removed pods whose processes are shutting down
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="podrunner", daemon=True)
         self.lock = threading.Lock()
@@ -110,8 +131,8 @@ class PodRunner:
         """Stop the loop and every process it started."""
         self._stop.set()
         self._thread.join(timeout=10)
-        for pod in list(self.pods.values()):
-            self._kill(pod)
+        for pod in list(self.pods.values()) + list(self.terminating.values()):
+            self._kill(pod, grace_s=10)
 
     def endpoints(self, namespace: str, owner: str) -> list[str]:
         """Base URLs of the ready processes of one LLMDeployment."""
@@ -142,7 +163,7 @@ class PodRunner:
             seen.add(key)
             self._reconcile(dep)
         for pod in [p for p in self.pods.values() if (p.namespace, p.owner) not in seen]:
-            self._remove(pod, delete_object=False)  # the API server garbage-collected it
+            self._remove(pod, delete_object=False)  # the API server garbage-collected it (and the template)
         self._write_targets()
         self._sync_endpoint_slices()
 
@@ -153,7 +174,7 @@ class PodRunner:
         key = str(meta.get("annotations", {}).get("foresail.dev/plan-hash") or meta.get("generation"))
         mine = [p for p in self.pods.values() if (p.namespace, p.owner) == (ns, name)]
         for pod in [p for p in mine if p.template_key != key]:  # template changed: replace
-            self._remove(pod)
+            self._remove(pod, template)
         mine = [p for p in mine if p.template_key == key]
         desired = int(spec.get("replicas") or 0)
         while len(mine) < desired:
@@ -161,7 +182,7 @@ class PodRunner:
         extra = len(mine) - desired
         if extra > 0:
             for pod in self._removal_order(ns, name, mine)[:extra]:
-                self._remove(pod)
+                self._remove(pod, template)
                 mine.remove(pod)
         container = template["spec"]["containers"][0]
         for pod in mine:
@@ -237,20 +258,31 @@ class PodRunner:
                         json={"status": status}, headers={"Content-Type": "application/merge-patch+json"},
                         timeout=10).raise_for_status()
 
-    def _remove(self, pod: LocalPod, delete_object: bool = True) -> None:
+    def _remove(self, pod: LocalPod, template: dict | None = None, delete_object: bool = True) -> None:
+        """Delete the pod and shut its process down in the background as a kubelet does (the module's
+        docstring); ``template`` is the pod template that gives the preStop sleep and the grace period."""
         with self.lock:
-            pod.ready = False
+            pod.ready, pod.terminating = False, True
             self.pods.pop(pod.name, None)
-        self._kill(pod)
+            self.terminating[pod.name] = pod
         if delete_object:
             self.http.delete(f"{self.api}/api/v1/namespaces/{pod.namespace}/pods/{pod.name}", timeout=10)
-        log.info("pod %s removed", pod.name)
+        pre_stop_s, grace_s = termination_times((template or {}).get("spec") or {})
+        log.info("pod %s removed; preStop %.0f s, then SIGTERM", pod.name, pre_stop_s)
+        threading.Thread(target=self._terminate, args=(pod, pre_stop_s, grace_s), daemon=True,
+                         name=f"terminate-{pod.name}").start()
 
-    def _kill(self, pod: LocalPod) -> None:
+    def _terminate(self, pod: LocalPod, pre_stop_s: float, grace_s: float) -> None:
+        self._stop.wait(pre_stop_s)
+        self._kill(pod, grace_s=max(2.0, grace_s - pre_stop_s))  # as the kubelet: at least 2 s after SIGTERM
+        with self.lock:
+            self.terminating.pop(pod.name, None)
+
+    def _kill(self, pod: LocalPod, grace_s: float) -> None:
         if pod.proc is not None and pod.proc.poll() is None:
             pod.proc.terminate()  # the server drains in-flight requests on SIGTERM
             try:
-                pod.proc.wait(timeout=15)
+                pod.proc.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
                 pod.proc.kill()
                 pod.proc.wait()
@@ -260,7 +292,8 @@ class PodRunner:
         services = self.http.get(f"{self.api}/api/v1/services", timeout=10)
         services.raise_for_status()
         with self.lock:
-            started = [p for p in self.pods.values() if p.proc is not None]
+            started = [p for p in self.pods.values() if p.proc is not None] + \
+                      [p for p in self.terminating.values() if p.proc is not None and p.proc.poll() is None]
         want: dict[tuple[str, str], dict] = {}
         for svc in services.json()["items"]:
             selector, meta = (svc.get("spec") or {}).get("selector"), svc["metadata"]
@@ -308,5 +341,6 @@ def _endpoint_slice(service: dict, pod: LocalPod) -> dict:
                                               "uid": meta["uid"], "controller": True}]},
             "addressType": "IPv4", "ports": ports,
             "endpoints": [{"addresses": ["127.0.0.1"],
-                           "conditions": {"ready": pod.ready, "serving": pod.ready, "terminating": False},
+                           "conditions": {"ready": pod.ready, "serving": pod.ready or pod.terminating,
+                                          "terminating": pod.terminating},
                            "targetRef": {"kind": "Pod", "namespace": pod.namespace, "name": pod.name}}]}

@@ -16,7 +16,7 @@ import psutil
 import pytest
 import requests
 
-from foresail.demo.podrunner import MANAGED, OWNER_LABEL, PodRunner
+from foresail.demo.podrunner import MANAGED, OWNER_LABEL, PodRunner, termination_times
 from foresail.kubetest.testing import start_apiserver
 from tests.helpers import wait_for
 from tests.inference.conftest import MODEL, start_server, stop_server
@@ -24,6 +24,7 @@ from tests.inference.conftest import MODEL, start_server, stop_server
 DEPLOYS = "/apis/apps/v1/namespaces/default/deployments"
 PODS = "/api/v1/namespaces/default/pods"
 SLICES = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
+PRE_STOP_S = 6  # the pod template's preStop sleep
 CONCURRENCY = 4  # below what the token budget admits, so no 429 while measuring
 
 
@@ -66,24 +67,30 @@ def test_a_server_killed_mid_generation_fails_its_client_promptly_and_the_other_
 def test_the_pod_runner_restarts_a_killed_pod_process(tmp_path: Path) -> None:
     """The demo's stand-in for the kubelet: a pod whose process is SIGKILLed turns not-ready in the API,
     gets a new process, and turns ready again. As the EndpointSlice controller, it lists the pod in its
-    Service's slice, ready as the pod is, and drops it with the pod."""
+    Service's slice, ready as the pod is. Scaled to zero, the pod is deleted at once; its endpoint turns
+    terminating and its process keeps answering through the preStop sleep, then gets SIGTERM, exits and
+    leaves the slice."""
     with start_apiserver(tmp_path / "api", simulate_pods=False) as api:
         http = requests.Session()
         labels = {"app.kubernetes.io/managed-by": "foresail", OWNER_LABEL: "tiny"}
-        container = {"name": "server", "image": "local", "command": ["foresail", "serve", "--model", MODEL]}
+        container = {"name": "server", "image": "local", "command": ["foresail", "serve", "--model", MODEL],
+                     "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_S)]}}}}
         dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "tiny", "labels": labels},
-               "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                        "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}}}}
+               "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+                   "metadata": {"labels": labels},
+                   "spec": {"containers": [container], "terminationGracePeriodSeconds": 20}}}}
         http.post(api.url + DEPLOYS, json=dep, timeout=10).raise_for_status()
         http.post(api.url + "/api/v1/namespaces/default/services", timeout=10, json={
             "apiVersion": "v1", "kind": "Service", "metadata": {"name": "tiny", "labels": labels}, "spec": {
                 "selector": labels, "ports": [{"name": "http", "port": 8000, "targetPort": "http"}]}}
                   ).raise_for_status()
 
-        def endpoints() -> list[tuple[int, bool]]:
+        def endpoints(terminating: bool = False) -> list[tuple]:
             slices = http.get(api.url + SLICES, timeout=10, params={  # the Service's labels, copied
                 "labelSelector": "kubernetes.io/service-name=tiny,app.kubernetes.io/managed-by=foresail"}).json()["items"]
-            return [(s["ports"][0]["port"], e["conditions"]["ready"]) for s in slices for e in s["endpoints"]]
+            keys = ("ready", "serving", "terminating") if terminating else ("ready",)
+            return [(s["ports"][0]["port"], *(e["conditions"][k] for k in keys))
+                    for s in slices for e in s["endpoints"]]
 
         assert MANAGED == "app.kubernetes.io/managed-by=foresail"
         runner = PodRunner(api.url, tmp_path / "pods", cold_start_s=0.0, poll_s=0.2).start()
@@ -110,9 +117,29 @@ def test_the_pod_runner_restarts_a_killed_pod_process(tmp_path: Path) -> None:
             wait_for(lambda: endpoints() == [(pod.port, True)], timeout=10, what="the endpoint ready again")
             http.patch(f"{api.url}{DEPLOYS}/tiny", json={"spec": {"replicas": 0}}, timeout=10,
                        headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
-            wait_for(lambda: endpoints() == [], timeout=20, what="the EndpointSlice gone with the pod")
+            removed_at = time.monotonic()
+            wait_for(lambda: endpoints(terminating=True) == [(pod.port, False, True, True)], timeout=10,
+                     interval=0.05, what="the endpoint terminating: not ready, still serving")
+            assert http.get(f"{api.url}{PODS}", timeout=10).json()["items"] == []
+            answer = requests.post(f"{pod.url}/v1/completions", timeout=10,  # within the preStop sleep
+                                   json={"model": MODEL, "prompt": "still there?", "max_tokens": 4, "temperature": 0})
+            assert answer.status_code == 200  # a draining or stopped server would refuse it
+            wait_for(lambda: endpoints() == [], timeout=20, what="the EndpointSlice gone with the process")
+            assert pod.proc.poll() is not None and time.monotonic() - removed_at >= PRE_STOP_S
         finally:
             runner.stop()
+
+
+@pytest.mark.parametrize(("spec", "times"), [
+    ({}, (0.0, 30.0)),  # no hook: SIGTERM at once; Kubernetes' default grace period
+    ({"terminationGracePeriodSeconds": 45, "containers": [{"lifecycle": {"preStop": {
+        "exec": {"command": ["sleep", "5"]}}}}]}, (5.0, 45.0)),
+    ({"containers": [{"lifecycle": {"preStop": {"sleep": {"seconds": 7}}}}]}, (7.0, 30.0)),  # the sleep action
+    ({"containers": [{"lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "sleep 5"]}}}}]}, (0.0, 30.0)),
+    ({"containers": [{"lifecycle": {"preStop": {"exec": {"command": ["sleep", "soon"]}}}}]}, (0.0, 30.0)),
+])
+def test_the_pod_runner_reads_the_prestop_sleep_and_grace_period(spec: dict, times: tuple[float, float]) -> None:
+    assert termination_times(spec) == times
 
 
 def test_the_pod_runner_removes_pods_in_the_replicaset_controllers_order(tmp_path: Path) -> None:
