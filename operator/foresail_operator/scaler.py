@@ -69,9 +69,10 @@ def deletion_costs(pods: Iterable[PodSummary], in_flight: dict[str, float]) -> d
 async def mark_idlest(client: KubeClient, key: tuple[str, str], runtime: str, pods: Iterable[PodSummary],
                       logger: logging.Logger) -> None:
     """Before a scale-down: write each pod's requests in flight as its deletion cost. A pod that cannot be
-    read or annotated is logged and left to Kubernetes' own order; the scale-down goes ahead either way."""
+    read or annotated is logged and left to Kubernetes' own order; the scale-down goes ahead either way. Pods
+    already terminating (an earlier scale-down's, draining) are not the ReplicaSet's to choose: left alone."""
     ns, name = key
-    pods = list(pods)
+    pods = [p for p in pods if not p.terminating]
     figures = await in_flight(pods, runtime)
     unread = sorted(p.name for p in pods if p.ready_since is not None and p.name not in figures)
     if unread:

@@ -46,6 +46,7 @@ class PodSummary:
     problem: tuple[str, str] | None  # (reason, message) when the pod cannot start
     deletion_cost: str | None = None  # its controller.kubernetes.io/pod-deletion-cost annotation
     metrics_url: str | None = None  # its own /metrics (pod IP, prometheus.io/port and /path annotations)
+    terminating: bool = False  # deleted, shutting down (metadata.deletionTimestamp)
 
     @classmethod
     def of(cls, pod: Mapping[str, Any]) -> "PodSummary":
@@ -68,7 +69,8 @@ class PodSummary:
                 problem = (reason, detail + _last_exit(cs))
         annotations = meta.get("annotations") or {}
         return cls(meta.get("name", ""), parse_time(meta.get("creationTimestamp")), ready_since, problem,
-                   annotations.get(DELETION_COST), _metrics_url(status.get("podIP"), annotations))
+                   annotations.get(DELETION_COST), _metrics_url(status.get("podIP"), annotations),
+                   bool(meta.get("deletionTimestamp")))
 
     @property
     def cold_start_s(self) -> float | None:

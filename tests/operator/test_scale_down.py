@@ -74,6 +74,21 @@ async def test_pods_that_cannot_be_read_get_no_figure_and_a_warning(caplog: pyte
     assert "fewest requests in flight first" not in caplog.text
 
 
+async def test_pods_already_terminating_are_neither_read_nor_marked(caplog: pytest.LogCaptureFixture):
+    """An earlier scale-down's pod, still ready while its preStop runs, is not one the ReplicaSet controller
+    chooses from: reading or annotating it would be wasted, and logging it among the candidates misleading."""
+    with serving({"busy": 3, "draining": 0}) as urls:
+        meta = {"name": "draining", "deletionTimestamp": "2026-12-04T03:00:00Z",
+                "annotations": {"prometheus.io/port": urls["draining"].split(":")[2].split("/")[0]}}
+        ready = {"type": "Ready", "status": "True", "lastTransitionTime": "2026-12-04T02:00:00Z"}
+        draining = PodSummary.of({"metadata": meta, "status": {"podIP": "127.0.0.1", "conditions": [ready]}})
+        assert draining.terminating and draining.metrics_url == urls["draining"]
+        with caplog.at_level(logging.INFO):
+            await mark_idlest(None, ("default", "tiny"), "vllm",  # type: ignore[arg-type]  # nothing to patch
+                              [draining, pod("busy", "3", urls["busy"])], logging.getLogger("test"))
+    assert "fewest requests in flight first (busy 3)" in caplog.text
+
+
 async def test_a_pod_gone_is_skipped_and_one_that_may_not_be_annotated_is_reported(
         tmp_path: Path, caplog: pytest.LogCaptureFixture):
     """404: the pod went meanwhile, the others are marked; 403 (no `patch` on pods): a warning, and the
