@@ -62,6 +62,7 @@ class LocalPod:
     proc: subprocess.Popen | None = None
     ready: bool = False
     terminating: bool = False
+    stop_times: tuple[float, float] = (0.0, 30.0)  # (preStop sleep, grace period) from its own spec
 
     @property
     def url(self) -> str:
@@ -163,7 +164,7 @@ class PodRunner:
             seen.add(key)
             self._reconcile(dep)
         for pod in [p for p in self.pods.values() if (p.namespace, p.owner) not in seen]:
-            self._remove(pod, delete_object=False)  # the API server garbage-collected it (and the template)
+            self._remove(pod, delete_object=False)  # the API server garbage-collected it
         self._write_targets()
         self._sync_endpoint_slices()
 
@@ -174,7 +175,7 @@ class PodRunner:
         key = str(meta.get("annotations", {}).get("foresail.dev/plan-hash") or meta.get("generation"))
         mine = [p for p in self.pods.values() if (p.namespace, p.owner) == (ns, name)]
         for pod in [p for p in mine if p.template_key != key]:  # template changed: replace
-            self._remove(pod, template)
+            self._remove(pod)
         mine = [p for p in mine if p.template_key == key]
         desired = int(spec.get("replicas") or 0)
         while len(mine) < desired:
@@ -182,7 +183,7 @@ class PodRunner:
         extra = len(mine) - desired
         if extra > 0:
             for pod in self._removal_order(ns, name, mine)[:extra]:
-                self._remove(pod, template)
+                self._remove(pod)
                 mine.remove(pod)
         container = template["spec"]["containers"][0]
         for pod in mine:
@@ -209,7 +210,8 @@ class PodRunner:
 
     def _create(self, ns: str, owner: str, key: str, template: dict, dep: dict) -> LocalPod:
         pod = LocalPod(f"{owner}-{uuid.uuid4().hex[:5]}", ns, owner, key, time.time() + self.cold_start_s,
-                       labels=dict(template["metadata"].get("labels") or {}))
+                       labels=dict(template["metadata"].get("labels") or {}),
+                       stop_times=termination_times(template["spec"]))
         annotations = {**(template["metadata"].get("annotations") or {}), "prometheus.io/port": str(pod.port)}
         body = {"apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": pod.name, "namespace": ns, "labels": pod.labels, "annotations": annotations,
@@ -258,16 +260,16 @@ class PodRunner:
                         json={"status": status}, headers={"Content-Type": "application/merge-patch+json"},
                         timeout=10).raise_for_status()
 
-    def _remove(self, pod: LocalPod, template: dict | None = None, delete_object: bool = True) -> None:
+    def _remove(self, pod: LocalPod, delete_object: bool = True) -> None:
         """Delete the pod and shut its process down in the background as a kubelet does (the module's
-        docstring); ``template`` is the pod template that gives the preStop sleep and the grace period."""
+        docstring), with the preStop sleep and grace period of the pod's own spec."""
         with self.lock:
             pod.ready, pod.terminating = False, True
             self.pods.pop(pod.name, None)
             self.terminating[pod.name] = pod
         if delete_object:
             self.http.delete(f"{self.api}/api/v1/namespaces/{pod.namespace}/pods/{pod.name}", timeout=10)
-        pre_stop_s, grace_s = termination_times((template or {}).get("spec") or {})
+        pre_stop_s, grace_s = pod.stop_times
         log.info("pod %s removed; preStop %.0f s, then SIGTERM", pod.name, pre_stop_s)
         threading.Thread(target=self._terminate, args=(pod, pre_stop_s, grace_s), daemon=True,
                          name=f"terminate-{pod.name}").start()

@@ -14,6 +14,7 @@ import signal
 import socket
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import kopf
 import pytest
@@ -79,7 +80,7 @@ async def test_pods_already_terminating_are_neither_read_nor_marked(caplog: pyte
     chooses from: reading or annotating it would be wasted, and logging it among the candidates misleading."""
     with serving({"busy": 3, "draining": 0}) as urls:
         meta = {"name": "draining", "deletionTimestamp": "2026-12-04T03:00:00Z",
-                "annotations": {"prometheus.io/port": urls["draining"].split(":")[2].split("/")[0]}}
+                "annotations": {"prometheus.io/port": str(urlsplit(urls["draining"]).port)}}
         ready = {"type": "Ready", "status": "True", "lastTransitionTime": "2026-12-04T02:00:00Z"}
         draining = PodSummary.of({"metadata": meta, "status": {"podIP": "127.0.0.1", "conditions": [ready]}})
         assert draining.terminating and draining.metrics_url == urls["draining"]
