@@ -37,9 +37,24 @@ class ApiConfig:
     validate_builtins: bool = True
 
 
-def now() -> str:
-    """The current time as the API writes timestamps (RFC 3339, seconds, UTC)."""
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def now(later_s: float = 0.0) -> str:
+    """The current time (plus ``later_s``) as the API writes timestamps (RFC 3339, seconds, UTC)."""
+    moment = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=later_s)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def pod_grace_period(pod: Obj, options: dict[str, Any]) -> int:
+    """Seconds a DELETE leaves a Pod to shut down, as the real pod strategy decides: the request's
+    ``gracePeriodSeconds``, else the pod's ``terminationGracePeriodSeconds`` (default 30); 0, a removal
+    at once, for a pod no node runs (not scheduled, or finished)."""
+    spec = pod.get("spec") or {}
+    if not spec.get("nodeName") or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return 0
+    requested = options.get("gracePeriodSeconds")
+    try:
+        return max(0, int(spec.get("terminationGracePeriodSeconds", 30) if requested is None else requested))
+    except (TypeError, ValueError):
+        raise bad_request(f"gracePeriodSeconds must be an integer, not {requested!r}") from None
 
 
 def random_suffix(length: int = 5) -> str:
@@ -308,7 +323,8 @@ class Api:
             result = crds.establish(self.registry, result, now())
         if result == old:
             return self._present(rt, old)
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and \
+                not meta.get("deletionGracePeriodSeconds"):
             return self._remove(rt, result)
         return self._present(rt, self.store.put(rt.key, result, old))
 
@@ -387,15 +403,32 @@ class Api:
         policy = options.get("propagationPolicy") or "Background"
         if rt.kind == "Namespace" and not rt.group:
             return self._delete_namespace(rt, obj)
+        if rt.kind == "Pod" and not rt.group:
+            grace = pod_grace_period(obj, options)
+            if grace:
+                return self._delete_gracefully(rt, obj, grace)
         if policy == "Foreground":
             self._collect_dependents(meta["uid"], orphan=False)
         if meta.get("finalizers"):
-            if meta.get("deletionTimestamp"):
+            if meta.get("deletionTimestamp") and not meta.get("deletionGracePeriodSeconds"):
                 return obj
             new = copy.deepcopy(obj)
             new["metadata"].update(deletionTimestamp=now(), deletionGracePeriodSeconds=0)
             return self._present(rt, self.store.put(rt.key, new, obj))
         return self._remove(rt, obj, orphan=policy == "Orphan")
+
+    def _delete_gracefully(self, rt: ResourceType, obj: Obj, grace: int) -> Obj:
+        """A Pod's graceful deletion: ``deletionTimestamp`` (now + ``grace``) and
+        ``deletionGracePeriodSeconds`` are set, the generation bumped, and the object stays for its
+        kubelet to remove (a DELETE with grace 0) once its containers stop. A second DELETE can only
+        shorten the grace period."""
+        meta = obj["metadata"]
+        if meta.get("deletionTimestamp") and int(meta.get("deletionGracePeriodSeconds") or 0) <= grace:
+            return obj
+        new = copy.deepcopy(obj)
+        new["metadata"].update(deletionTimestamp=now(grace), deletionGracePeriodSeconds=grace,
+                               generation=int(meta.get("generation") or 0) + 1)
+        return self._present(rt, self.store.put(rt.key, new, obj))
 
     def delete_collection(self, rt: ResourceType, namespace: str | None,
                           label_selector: str | None, field_selector: str | None) -> Obj:

@@ -15,11 +15,15 @@ What it does:
   gone.
 - Pods to remove go in the ReplicaSet controller's order: not ready first, then the lowest
   ``controller.kubernetes.io/pod-deletion-cost``, then the most recently ready, then the newest.
+- As the scheduler, it binds every Pod to node ``kubetest-node`` (``spec.nodeName``), so a DELETE
+  is graceful (the API server keeps the pod, ``deletionTimestamp`` set, and the Deployment
+  controller replaces it at once); as the kubelet, it runs the container's preStop ``sleep``
+  (bounded by the grace period) and, the container exiting on SIGTERM, then removes the pod.
 
 What it does NOT emulate: ReplicaSet objects (pods are owned by the Deployment), maxSurge and
 maxUnavailable pacing, minReadySeconds, paused Deployments, probes, restarts and crash loops,
-scheduling and resources (nothing is ever unschedulable), volumes, graceful pod termination,
-Events, StatefulSets/Jobs, and Services' Endpoints.
+scheduling and resources (nothing is ever unschedulable), volumes, preStop hooks other than a sleep,
+containers that outlive SIGTERM, Events, StatefulSets/Jobs, and Services' Endpoints.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from .errors import ApiError
 from .store import Obj, name_of, namespace_of
 
 _HASH_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+NODE = "kubetest-node"
 
 
 @dataclass
@@ -57,6 +62,22 @@ def template_hash(template: dict[str, Any]) -> str:
     """A stable short hash of a pod template (the ``pod-template-hash`` label)."""
     digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).digest()
     return "".join(_HASH_CHARS[b % len(_HASH_CHARS)] for b in digest[:10])
+
+
+def termination_times(pod_spec: dict[str, Any]) -> tuple[float, float]:
+    """(preStop sleep, terminationGracePeriodSeconds) of a pod spec: the first container's preStop
+    ``exec: sleep N`` or ``sleep: {seconds: N}`` (0 for any other hook or none), and the grace period
+    (Kubernetes' default 30 s when unset)."""
+    grace = float(pod_spec.get("terminationGracePeriodSeconds", 30))
+    containers = pod_spec.get("containers") or [{}]
+    hook = ((containers[0].get("lifecycle") or {}).get("preStop")) or {}
+    command = (hook.get("exec") or {}).get("command") or []
+    try:
+        if len(command) == 2 and command[0] == "sleep":
+            return float(command[1]), grace
+        return float((hook.get("sleep") or {}).get("seconds", 0)), grace
+    except ValueError:
+        return 0.0, grace
 
 
 def _is_ready(pod: Obj) -> bool:
@@ -124,6 +145,7 @@ class Simulator:
         self.config = config or ControllerConfig()
         self._unpullable = re.compile(self.config.unpullable_images)
         self._first_seen: dict[str, float] = {}
+        self._stopping: dict[str, float] = {}  # pod uid -> when its kubelet began stopping it
         self._rollouts: dict[str, tuple[str, float]] = {}
         self._hashes: dict[str, tuple[int, str]] = {}  # uid: (generation, template hash)
         self._task: asyncio.Task[None] | None = None
@@ -286,6 +308,12 @@ class Simulator:
     def _reconcile_pod(self, pod: Obj) -> None:
         meta, spec = pod["metadata"], pod.get("spec") or {}
         if meta.get("deletionTimestamp"):
+            self._stop_pod(pod)
+            return
+        if not spec.get("nodeName"):  # the scheduler's binding
+            bound = copy.deepcopy(pod)
+            bound["spec"]["nodeName"] = NODE
+            self.api.store.put(self.pods.key, bound, pod)
             return
         first = self._first_seen.setdefault(meta["uid"], time.monotonic())
         age = time.monotonic() - first
@@ -321,6 +349,21 @@ class Simulator:
         status["podIPs"] = [{"ip": status["podIP"]}]
         if status != previous:
             self._write_status(self.pods, pod, status)
+
+    def _stop_pod(self, pod: Obj) -> None:
+        """The kubelet's part in a graceful deletion: the preStop sleep of a started container runs
+        (at most the grace period), the container exits on SIGTERM, and the pod is removed."""
+        meta = pod["metadata"]
+        if not meta.get("deletionGracePeriodSeconds"):
+            return  # removed already, or held by finalizers
+        since = self._stopping.setdefault(meta["uid"], time.monotonic())
+        pre_stop_s, _ = termination_times(pod.get("spec") or {})
+        running = (pod.get("status") or {}).get("phase") == "Running"
+        if time.monotonic() - since >= min(pre_stop_s if running else 0.0,
+                                           float(meta["deletionGracePeriodSeconds"])):
+            self._stopping.pop(meta["uid"], None)
+            self._first_seen.pop(meta["uid"], None)
+            self.api.delete(self.pods, namespace_of(pod), name_of(pod), {"gracePeriodSeconds": 0})
 
     def _container_status(self, pod: Obj, container: dict[str, Any], started: bool,
                           age: float) -> dict[str, Any]:

@@ -253,6 +253,8 @@ async def _dispatch(request: web.Request, api: Api, state: ServerState, rt: Reso
         options = await _body(request) or {}
         if query.get("propagationPolicy"):
             options["propagationPolicy"] = query["propagationPolicy"]
+        if query.get("gracePeriodSeconds"):
+            options["gracePeriodSeconds"] = query["gracePeriodSeconds"]
         return _json(api.delete(rt, ns, info.name, options))
     raise ApiError(405, "the server does not allow this method on the requested resource")
 

@@ -6,8 +6,10 @@ from typing import Any
 
 import pytest
 
+from foresail.kubetest.api import pod_grace_period
 from foresail.kubetest.builtin_admission import DELETION_COST
 from foresail.kubetest.controllers import deletion_order
+from foresail.kubetest.errors import ApiError
 from tests.kubetest.helpers import Kube, wait_for
 
 
@@ -123,7 +125,64 @@ def test_deleting_a_deployment_collects_its_pods(kube: Kube, namespace: str) -> 
     kube.post(path, _deployment("gone", 2))
     wait_for(lambda: len(_pods(kube, namespace, "gone")) == 2)
     kube.delete(f"{path}/gone")
-    assert _pods(kube, namespace, "gone") == []
+    wait_for(lambda: _pods(kube, namespace, "gone") == [])
+
+
+def test_a_deleted_pod_stays_terminating_through_its_prestop_sleep(kube: Kube, namespace: str) -> None:
+    """A bound pod's DELETE is graceful: the object stays with deletionTimestamp while the kubelet runs
+    preStop; the Deployment replaces it at once; a later DELETE can only shorten the grace period."""
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    deployment = _deployment("graceful", 1, lifecycle={"preStop": {"exec": {"command": ["sleep", "60"]}}})
+    deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 60
+    kube.post(path, deployment)
+    pod = wait_for(lambda: (p := _pods(kube, namespace, "graceful")) and
+                   p[0]["status"].get("phase") == "Running" and p[0])
+    assert pod["spec"]["nodeName"] == "kubetest-node"
+    pod_path = f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}"
+    status, deleted = kube.delete(pod_path)
+    assert status == 200 and deleted["metadata"]["deletionGracePeriodSeconds"] == 60
+    assert deleted["metadata"]["deletionTimestamp"] > pod["metadata"]["creationTimestamp"]
+    pods = wait_for(lambda: len(p := _pods(kube, namespace, "graceful")) == 2 and p)
+    replacement = next(p for p in pods if not p["metadata"].get("deletionTimestamp"))
+    assert replacement["metadata"]["name"] != pod["metadata"]["name"]
+    wait_for(lambda: _status(kube, namespace, "graceful").get("readyReplicas") == 1)
+    assert _status(kube, namespace, "graceful")["replicas"] == 1, "a terminating pod is not counted"
+    status, body = kube.patch(pod_path, {"metadata": {"annotations": {DELETION_COST: "5"}}})
+    assert status == 200 and body["metadata"]["deletionTimestamp"], "an update keeps a terminating pod"
+    assert kube.delete(pod_path, {"gracePeriodSeconds": 90})[1]["metadata"]["deletionGracePeriodSeconds"] == 60
+    assert kube.get(pod_path)[0] == 200, "still in its preStop sleep"
+    assert kube.delete(pod_path, {"gracePeriodSeconds": 1})[1]["metadata"]["deletionGracePeriodSeconds"] == 1
+    wait_for(lambda: kube.get(pod_path)[0] == 404)
+    assert [p["metadata"]["name"] for p in _pods(kube, namespace, "graceful")] == [
+        replacement["metadata"]["name"]]
+
+
+def test_a_grace_period_of_zero_removes_a_pod_at_once(kube: Kube, namespace: str) -> None:
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    deployment = _deployment("forced", 1, lifecycle={"preStop": {"exec": {"command": ["sleep", "60"]}}})
+    kube.post(path, deployment)
+    pod = wait_for(lambda: (p := _pods(kube, namespace, "forced")) and p[0]["spec"].get("nodeName") and p[0])
+    pod_path = f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}"
+    assert kube.delete(pod_path + "?gracePeriodSeconds=0")[0] == 200
+    assert kube.get(pod_path)[0] == 404
+
+
+@pytest.mark.parametrize(("spec", "phase", "options", "grace"), [
+    ({}, "Pending", {}, 0),  # not scheduled: removed at once
+    ({"nodeName": "n"}, "Running", {}, 30),
+    ({"nodeName": "n", "terminationGracePeriodSeconds": 5}, "Running", {}, 5),
+    ({"nodeName": "n", "terminationGracePeriodSeconds": 5}, "Running", {"gracePeriodSeconds": "2"}, 2),
+    ({"nodeName": "n"}, "Running", {"gracePeriodSeconds": 0}, 0),
+    ({"nodeName": "n"}, "Succeeded", {}, 0),
+])
+def test_the_grace_period_of_a_pod_deletion(spec: dict, phase: str, options: dict, grace: int) -> None:
+    assert pod_grace_period({"spec": spec, "status": {"phase": phase}}, options) == grace
+
+
+def test_a_grace_period_that_is_no_integer_is_a_bad_request() -> None:
+    with pytest.raises(ApiError, match="gracePeriodSeconds must be an integer") as raised:
+        pod_grace_period({"spec": {"nodeName": "n"}}, {"gracePeriodSeconds": "soon"})
+    assert raised.value.code == 400
 
 
 def test_a_scale_down_removes_pods_in_the_replicaset_controllers_order(kube: Kube, namespace: str) -> None:
