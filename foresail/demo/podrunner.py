@@ -12,9 +12,11 @@ it (labelled with the Service's labels), ready as the pod is: one slice per pod,
 listens on its own port of 127.0.0.1 (in a cluster, pods differ by IP; the controller groups endpoints
 with the same ports in one slice).
 A scale-down removes pods in the ReplicaSet controller's order, pod-deletion-cost included, and ends
-each the way a kubelet does, without holding up the other pods: its endpoint turns `terminating` (not
-ready, still serving), the container's preStop `sleep` runs, then SIGTERM, and SIGKILL once the pod's
-`terminationGracePeriodSeconds` (counted from the start of preStop) are up.
+each the way a kubelet does, without holding up the other pods: the Pods are bound to node `local`, so
+their DELETE is graceful (the object stays, `deletionTimestamp` set), the endpoint turns `terminating`
+(not ready, still serving), the container's preStop `sleep` runs, then SIGTERM, SIGKILL once the pod's
+`terminationGracePeriodSeconds` (counted from the start of preStop) are up, and once the process is
+gone the runner removes the Pod object (a DELETE with grace period 0), as the kubelet does.
 Not emulated: scheduling, rolling updates with surge (a template change replaces pods at once),
 restarts with backoff.
 """
@@ -35,13 +37,14 @@ from pathlib import Path
 import requests
 
 from foresail.demo.prometheus import PrometheusServer, free_port
-from foresail.kubetest.controllers import deletion_order
+from foresail.kubetest.controllers import deletion_order, termination_times
 
 log = logging.getLogger("foresail.demo.podrunner")
 MANAGED = "app.kubernetes.io/managed-by=foresail"
 SLICE_MANAGER = "podrunner.demo.foresail.dev"  # endpointslice.kubernetes.io/managed-by of the slices it writes
 SLICES = "apis/discovery.k8s.io/v1"
 OWNER_LABEL = "foresail.dev/llmdeployment"
+NODE = "local"  # the node the runner's pods are bound to
 
 
 def _now_iso() -> str:
@@ -67,22 +70,6 @@ class LocalPod:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-
-def termination_times(pod_spec: dict) -> tuple[float, float]:
-    """(preStop sleep, terminationGracePeriodSeconds) of a pod spec: the first container's preStop
-    ``exec: sleep N`` or ``sleep: {seconds: N}`` (0 for any other hook or none), and the grace period
-    (Kubernetes' default 30 s when unset)."""
-    grace = float(pod_spec.get("terminationGracePeriodSeconds", 30))
-    containers = pod_spec.get("containers") or [{}]
-    hook = ((containers[0].get("lifecycle") or {}).get("preStop")) or {}
-    command = (hook.get("exec") or {}).get("command") or []
-    try:
-        if len(command) == 2 and command[0] == "sleep":
-            return float(command[1]), grace
-        return float((hook.get("sleep") or {}).get("seconds", 0)), grace
-    except ValueError:
-        return 0.0, grace
 
 
 def local_command(container: dict, port: int, workdir: Path, threads: int) -> list[str]:
@@ -218,7 +205,7 @@ class PodRunner:
                              "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
                                                   "name": owner, "uid": dep["metadata"]["uid"],
                                                   "controller": True}]},
-                "spec": template["spec"]}
+                "spec": {**template["spec"], "nodeName": NODE}}
         self.http.post(f"{self.api}/api/v1/namespaces/{ns}/pods", json=body, timeout=10).raise_for_status()
         self._pod_status(pod, ready=False, phase="Pending")
         with self.lock:
@@ -279,6 +266,11 @@ class PodRunner:
         self._kill(pod, grace_s=max(2.0, grace_s - pre_stop_s))  # as the kubelet: at least 2 s after SIGTERM
         with self.lock:
             self.terminating.pop(pod.name, None)
+        try:  # the container is gone: the kubelet's final DELETE removes the object
+            self.http.delete(f"{self.api}/api/v1/namespaces/{pod.namespace}/pods/{pod.name}",
+                             params={"gracePeriodSeconds": 0}, timeout=10)
+        except requests.RequestException as exc:
+            log.warning("pod %s stopped but not removed from the API server: %s", pod.name, exc)
 
     def _kill(self, pod: LocalPod, grace_s: float) -> None:
         if pod.proc is not None and pod.proc.poll() is None:

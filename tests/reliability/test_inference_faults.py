@@ -16,7 +16,8 @@ import psutil
 import pytest
 import requests
 
-from foresail.demo.podrunner import MANAGED, OWNER_LABEL, PodRunner, termination_times
+from foresail.demo.podrunner import MANAGED, OWNER_LABEL, PodRunner
+from foresail.kubetest.controllers import termination_times
 from foresail.kubetest.testing import start_apiserver
 from tests.helpers import wait_for
 from tests.inference.conftest import MODEL, start_server, stop_server
@@ -67,9 +68,9 @@ def test_a_server_killed_mid_generation_fails_its_client_promptly_and_the_other_
 def test_the_pod_runner_restarts_a_killed_pod_process(tmp_path: Path) -> None:
     """The demo's stand-in for the kubelet: a pod whose process is SIGKILLed turns not-ready in the API,
     gets a new process, and turns ready again. As the EndpointSlice controller, it lists the pod in its
-    Service's slice, ready as the pod is. Scaled to zero, the pod is deleted at once; its endpoint turns
-    terminating and its process keeps answering through the preStop sleep, then gets SIGTERM, exits and
-    leaves the slice."""
+    Service's slice, ready as the pod is. Scaled to zero, the pod is deleted gracefully (the object stays,
+    terminating); its endpoint turns terminating and its process keeps answering through the preStop sleep,
+    then gets SIGTERM, exits and leaves the slice, and the Pod object goes."""
     with start_apiserver(tmp_path / "api", simulate_pods=False) as api:
         http = requests.Session()
         labels = {"app.kubernetes.io/managed-by": "foresail", OWNER_LABEL: "tiny"}
@@ -120,12 +121,16 @@ def test_the_pod_runner_restarts_a_killed_pod_process(tmp_path: Path) -> None:
             removed_at = time.monotonic()
             wait_for(lambda: endpoints(terminating=True) == [(pod.port, False, True, True)], timeout=10,
                      interval=0.05, what="the endpoint terminating: not ready, still serving")
-            assert http.get(f"{api.url}{PODS}", timeout=10).json()["items"] == []
+            (terminating,) = http.get(f"{api.url}{PODS}", timeout=10).json()["items"]  # a graceful deletion
+            assert terminating["metadata"]["deletionTimestamp"] and terminating["spec"]["nodeName"] == "local"
+            assert terminating["metadata"]["deletionGracePeriodSeconds"] == 20
             answer = requests.post(f"{pod.url}/v1/completions", timeout=10,  # within the preStop sleep
                                    json={"model": MODEL, "prompt": "still there?", "max_tokens": 4, "temperature": 0})
             assert answer.status_code == 200  # a draining or stopped server would refuse it
             wait_for(lambda: endpoints() == [], timeout=20, what="the EndpointSlice gone with the process")
             assert pod.proc.poll() is not None and time.monotonic() - removed_at >= PRE_STOP_S
+            wait_for(lambda: http.get(f"{api.url}{PODS}", timeout=10).json()["items"] == [], timeout=10,
+                     what="the Pod object removed once its process is gone")
         finally:
             runner.stop()
 
