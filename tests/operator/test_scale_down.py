@@ -151,3 +151,37 @@ def test_a_scale_down_removes_the_pods_with_the_fewest_requests_in_flight(cluste
     assert left[0]["metadata"]["annotations"][DELETION_COST] == "5"
     assert f"fewest requests in flight first ({kubernetes_order[2]} 0, {kubernetes_order[1]} 2, " \
            f"{kubernetes_order[0]} 5)" in operator.text()
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus (make install)")
+def test_a_scale_down_during_another_ones_prestop_marks_only_the_live_pods(cluster, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    """The API test server deletes a pod gracefully: it stays, terminating and ready, through its 5 s preStop
+    sleep. A second scale-down meanwhile ranks only the two pods the ReplicaSet controller still chooses from."""
+    monkeypatch.setenv("FORESAIL_COLLECT_PERIOD", "1")
+    llmds = LLMD.format(ns="default")
+    with PrometheusServer(tmp_path / "prometheus") as prometheus:
+        operator = Operator(cluster.kubeconfig, tmp_path / "operator.log", "--standalone",
+                            "--prometheus-url", prometheus.url).start()
+        try:
+            cluster.kube.create(llmds, {"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment",
+                                        "metadata": {"name": "tiny"},
+                                        "spec": {"model": {"source": "builtin:tiny"}, **SPECS["off"]}})
+            pods = wait_for(lambda: len(p := ready_pods(cluster)) == 3 and p, timeout=30, what="3 ready pods")
+            idle, light, busy = [p["metadata"]["name"] for p in deletion_order(pods)]
+            with pods_in_flight(cluster.kube, "default", {busy: 5, light: 2, idle: 0}, prometheus, "tiny"):
+                time.sleep(1.0)  # the operator's pod index follows the pods' new addresses (a watch)
+                cluster.kube.merge(f"{llmds}/tiny", {"spec": {"replicas": 2}})
+                going = wait_for(lambda: [p["metadata"]["name"] for p in cluster.kube.get(PODS)["items"]
+                                          if p["metadata"].get("deletionTimestamp")], timeout=30, interval=0.05,
+                                 what="a pod terminating")
+                assert going == [idle]
+                cluster.kube.merge(f"{llmds}/tiny", {"spec": {"replicas": 1}})
+                wait_for(lambda: f"fewest requests in flight first ({light} 2, {busy} 5)" in operator.text(),
+                         timeout=30, what="the second scale-down's ranking, without the terminating pod")
+                left = wait_for(lambda: len(p := cluster.kube.get(PODS)["items"]) == 1 and p, timeout=60,
+                                what="one pod left")
+        finally:
+            operator.kill(signal.SIGTERM)
+            print(operator.text()[-4000:])
+    assert left[0]["metadata"]["name"] == busy
