@@ -8,11 +8,13 @@ in which Kubernetes' own tie-breaks would remove the busiest pods here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -118,6 +120,23 @@ def ready_pods(cluster) -> list[dict]:
                                     for c in (p.get("status") or {}).get("conditions") or [])]
 
 
+@contextlib.contextmanager
+def running_operator(cluster, tmp_path: Path, spec: dict) -> Iterator[tuple[Operator, PrometheusServer]]:
+    """The real operator process with a Prometheus of its own, and the LLMDeployment ``tiny`` with ``spec``;
+    prints the end of the operator's log when done."""
+    with PrometheusServer(tmp_path / "prometheus") as prometheus:
+        operator = Operator(cluster.kubeconfig, tmp_path / "operator.log", "--standalone",
+                            "--prometheus-url", prometheus.url).start()
+        try:
+            cluster.kube.create(LLMD.format(ns="default"), {
+                "apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": "tiny"},
+                "spec": {"model": {"source": "builtin:tiny"}, **spec}})
+            yield operator, prometheus
+        finally:
+            operator.kill(signal.SIGTERM)
+            print(operator.text()[-4000:])
+
+
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus (make install)")
 @pytest.mark.parametrize("mode", SPECS)
 def test_a_scale_down_removes_the_pods_with_the_fewest_requests_in_flight(cluster, tmp_path: Path,
@@ -125,28 +144,19 @@ def test_a_scale_down_removes_the_pods_with_the_fewest_requests_in_flight(cluste
     monkeypatch.setenv("FORESAIL_COLLECT_PERIOD", "1")
     monkeypatch.setenv("FORESAIL_RATE_WINDOW", "5s")
     llmds = LLMD.format(ns="default")
-    with PrometheusServer(tmp_path / "prometheus") as prometheus:
-        operator = Operator(cluster.kubeconfig, tmp_path / "operator.log", "--standalone",
-                            "--prometheus-url", prometheus.url).start()
-        try:
-            cluster.kube.create(llmds, {"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment",
-                                        "metadata": {"name": "tiny"},
-                                        "spec": {"model": {"source": "builtin:tiny"}, **SPECS[mode]}})
-            if mode == "reactive":  # no series in Prometheus yet: the decision loop holds what it finds
-                wait_for(lambda: cluster.kube.get(f"{llmds}/tiny").get("status"), what="a status")
-                cluster.kube.merge(f"{llmds}/tiny/scale", {"spec": {"replicas": 3}})
-            pods = wait_for(lambda: len(p := ready_pods(cluster)) == 3 and p, timeout=30, what="3 ready pods")
-            kubernetes_order = [p["metadata"]["name"] for p in deletion_order(pods)]
-            running = dict(zip(kubernetes_order, (5, 2, 0), strict=True))  # Kubernetes would remove the busiest
-            with pods_in_flight(cluster.kube, "default", running, prometheus, "tiny"):
-                if mode == "off":
-                    time.sleep(1.0)  # the operator's pod index follows the pods' new addresses (a watch)
-                    cluster.kube.merge(f"{llmds}/tiny", {"spec": {"replicas": 1}})
-                left = wait_for(lambda: len(p := cluster.kube.get(PODS)["items"]) == 1 and p, timeout=60,
-                                what="one pod left")
-        finally:
-            operator.kill(signal.SIGTERM)
-            print(operator.text()[-4000:])
+    with running_operator(cluster, tmp_path, SPECS[mode]) as (operator, prometheus):
+        if mode == "reactive":  # no series in Prometheus yet: the decision loop holds what it finds
+            wait_for(lambda: cluster.kube.get(f"{llmds}/tiny").get("status"), what="a status")
+            cluster.kube.merge(f"{llmds}/tiny/scale", {"spec": {"replicas": 3}})
+        pods = wait_for(lambda: len(p := ready_pods(cluster)) == 3 and p, timeout=30, what="3 ready pods")
+        kubernetes_order = [p["metadata"]["name"] for p in deletion_order(pods)]
+        running = dict(zip(kubernetes_order, (5, 2, 0), strict=True))  # Kubernetes would remove the busiest
+        with pods_in_flight(cluster.kube, "default", running, prometheus, "tiny"):
+            if mode == "off":
+                time.sleep(1.0)  # the operator's pod index follows the pods' new addresses (a watch)
+                cluster.kube.merge(f"{llmds}/tiny", {"spec": {"replicas": 1}})
+            left = wait_for(lambda: len(p := cluster.kube.get(PODS)["items"]) == 1 and p, timeout=60,
+                            what="one pod left")
     assert left[0]["metadata"]["name"] == kubernetes_order[0]
     assert left[0]["metadata"]["annotations"][DELETION_COST] == "5"
     assert f"fewest requests in flight first ({kubernetes_order[2]} 0, {kubernetes_order[1]} 2, " \
@@ -160,28 +170,19 @@ def test_a_scale_down_during_another_ones_prestop_marks_only_the_live_pods(clust
     sleep. A second scale-down meanwhile ranks only the two pods the ReplicaSet controller still chooses from."""
     monkeypatch.setenv("FORESAIL_COLLECT_PERIOD", "1")
     llmds = LLMD.format(ns="default")
-    with PrometheusServer(tmp_path / "prometheus") as prometheus:
-        operator = Operator(cluster.kubeconfig, tmp_path / "operator.log", "--standalone",
-                            "--prometheus-url", prometheus.url).start()
-        try:
-            cluster.kube.create(llmds, {"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment",
-                                        "metadata": {"name": "tiny"},
-                                        "spec": {"model": {"source": "builtin:tiny"}, **SPECS["off"]}})
-            pods = wait_for(lambda: len(p := ready_pods(cluster)) == 3 and p, timeout=30, what="3 ready pods")
-            idle, light, busy = [p["metadata"]["name"] for p in deletion_order(pods)]
-            with pods_in_flight(cluster.kube, "default", {busy: 5, light: 2, idle: 0}, prometheus, "tiny"):
-                time.sleep(1.0)  # the operator's pod index follows the pods' new addresses (a watch)
-                cluster.kube.merge(f"{llmds}/tiny", {"spec": {"replicas": 2}})
-                going = wait_for(lambda: [p["metadata"]["name"] for p in cluster.kube.get(PODS)["items"]
-                                          if p["metadata"].get("deletionTimestamp")], timeout=30, interval=0.05,
-                                 what="a pod terminating")
-                assert going == [idle]
-                cluster.kube.merge(f"{llmds}/tiny", {"spec": {"replicas": 1}})
-                wait_for(lambda: f"fewest requests in flight first ({light} 2, {busy} 5)" in operator.text(),
-                         timeout=30, what="the second scale-down's ranking, without the terminating pod")
-                left = wait_for(lambda: len(p := cluster.kube.get(PODS)["items"]) == 1 and p, timeout=60,
-                                what="one pod left")
-        finally:
-            operator.kill(signal.SIGTERM)
-            print(operator.text()[-4000:])
+    with running_operator(cluster, tmp_path, SPECS["off"]) as (operator, prometheus):
+        pods = wait_for(lambda: len(p := ready_pods(cluster)) == 3 and p, timeout=30, what="3 ready pods")
+        idle, light, busy = [p["metadata"]["name"] for p in deletion_order(pods)]
+        with pods_in_flight(cluster.kube, "default", {busy: 5, light: 2, idle: 0}, prometheus, "tiny"):
+            time.sleep(1.0)  # the operator's pod index follows the pods' new addresses (a watch)
+            cluster.kube.merge(f"{llmds}/tiny", {"spec": {"replicas": 2}})
+            going = wait_for(lambda: [p["metadata"]["name"] for p in cluster.kube.get(PODS)["items"]
+                                      if p["metadata"].get("deletionTimestamp")], timeout=30, interval=0.05,
+                             what="a pod terminating")
+            assert going == [idle]
+            cluster.kube.merge(f"{llmds}/tiny", {"spec": {"replicas": 1}})
+            wait_for(lambda: f"fewest requests in flight first ({light} 2, {busy} 5)" in operator.text(),
+                     timeout=30, what="the second scale-down's ranking, without the terminating pod")
+            left = wait_for(lambda: len(p := cluster.kube.get(PODS)["items"]) == 1 and p, timeout=60,
+                            what="one pod left")
     assert left[0]["metadata"]["name"] == busy
