@@ -43,6 +43,12 @@ def now(later_s: float = 0.0) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _later(stamp: str, seconds: float) -> str:
+    """An RFC 3339 timestamp moved by ``seconds``."""
+    moment = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")) + datetime.timedelta(seconds=seconds)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def pod_grace_period(pod: Obj, options: dict[str, Any]) -> int:
     """Seconds a DELETE leaves a Pod to shut down, as the real pod strategy decides: the request's
     ``gracePeriodSeconds``, else the pod's ``terminationGracePeriodSeconds`` (default 30); 0, a removal
@@ -404,7 +410,9 @@ class Api:
         if rt.kind == "Namespace" and not rt.group:
             return self._delete_namespace(rt, obj)
         if rt.kind == "Pod" and not rt.group:
-            grace = pod_grace_period(obj, options)
+            grace, pending = pod_grace_period(obj, options), meta.get("deletionGracePeriodSeconds")
+            if pending and (options.get("gracePeriodSeconds") is None or grace >= pending):
+                return obj  # a graceful deletion is pending: only a shorter grace period changes it
             if grace:
                 return self._delete_gracefully(rt, obj, grace)
         if policy == "Foreground":
@@ -420,14 +428,16 @@ class Api:
     def _delete_gracefully(self, rt: ResourceType, obj: Obj, grace: int) -> Obj:
         """A Pod's graceful deletion: ``deletionTimestamp`` (now + ``grace``) and
         ``deletionGracePeriodSeconds`` are set, the generation bumped, and the object stays for its
-        kubelet to remove (a DELETE with grace 0) once its containers stop. A second DELETE can only
-        shorten the grace period."""
+        kubelet to remove (a DELETE with grace 0) once its containers stop. On a pod already
+        terminating, a shorter grace period counts from when its deletion began."""
         meta = obj["metadata"]
-        if meta.get("deletionTimestamp") and int(meta.get("deletionGracePeriodSeconds") or 0) <= grace:
-            return obj
         new = copy.deepcopy(obj)
-        new["metadata"].update(deletionTimestamp=now(grace), deletionGracePeriodSeconds=grace,
-                               generation=int(meta.get("generation") or 0) + 1)
+        if meta.get("deletionTimestamp"):
+            new["metadata"].update(deletionGracePeriodSeconds=grace, deletionTimestamp=_later(
+                meta["deletionTimestamp"], grace - int(meta["deletionGracePeriodSeconds"])))
+        else:
+            new["metadata"].update(deletionTimestamp=now(grace), deletionGracePeriodSeconds=grace,
+                                   generation=int(meta.get("generation") or 0) + 1)
         return self._present(rt, self.store.put(rt.key, new, obj))
 
     def delete_collection(self, rt: ResourceType, namespace: str | None,

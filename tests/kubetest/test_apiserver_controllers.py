@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -27,6 +28,10 @@ def _pods(kube: Kube, namespace: str, app: str) -> list[dict]:
 def _status(kube: Kube, namespace: str, name: str) -> dict:
     return kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")[1].get(
         "status") or {}
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def _condition(status: dict, kind: str) -> dict:
@@ -149,9 +154,12 @@ def test_a_deleted_pod_stays_terminating_through_its_prestop_sleep(kube: Kube, n
     assert _status(kube, namespace, "graceful")["replicas"] == 1, "a terminating pod is not counted"
     status, body = kube.patch(pod_path, {"metadata": {"annotations": {DELETION_COST: "5"}}})
     assert status == 200 and body["metadata"]["deletionTimestamp"], "an update keeps a terminating pod"
-    assert kube.delete(pod_path, {"gracePeriodSeconds": 90})[1]["metadata"]["deletionGracePeriodSeconds"] == 60
+    for options in ({"gracePeriodSeconds": 90}, None):  # longer, or none given: the deletion pending stays
+        assert kube.delete(pod_path, options)[1]["metadata"] == body["metadata"]
     assert kube.get(pod_path)[0] == 200, "still in its preStop sleep"
-    assert kube.delete(pod_path, {"gracePeriodSeconds": 1})[1]["metadata"]["deletionGracePeriodSeconds"] == 1
+    status, shortened = kube.delete(pod_path, {"gracePeriodSeconds": 1})
+    assert shortened["metadata"]["deletionGracePeriodSeconds"] == 1
+    assert _epoch(shortened["metadata"]["deletionTimestamp"]) == _epoch(deleted["metadata"]["deletionTimestamp"]) - 59
     wait_for(lambda: kube.get(pod_path)[0] == 404)
     assert [p["metadata"]["name"] for p in _pods(kube, namespace, "graceful")] == [
         replacement["metadata"]["name"]]
