@@ -176,5 +176,5 @@ def load_model(
     if tokenizer.chat_template is None:
         tokenizer.chat_template = CHAT_TEMPLATE
     seconds = time.perf_counter() - start
-    log.info("loaded %s on %s in %.2f s", model, target, seconds)
+    log.info("loaded %s on %s in %s in %.2f s", model, target, str(dtype).removeprefix("torch."), seconds)
     return LoadedModel(loaded, tokenizer, target, seconds)

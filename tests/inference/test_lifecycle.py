@@ -18,6 +18,13 @@ from .conftest import MODEL, ROOT, start_server, stop_server
 pytestmark = pytest.mark.timeout(150)
 
 
+def cuda_available() -> bool:
+    """Whether this machine has a CUDA GPU that torch can use."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _serve_and_fail(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "inference")]), "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen([sys.executable, "-m", "foresail", "serve", "--port", "0", *args], env=env, cwd=ROOT,
@@ -31,8 +38,9 @@ def test_bad_models_stop_the_server_with_a_clear_message(tmp_path: Path) -> None
         "GGUF file": ["--model", str(tmp_path / "missing.gguf")],
         "no config.json": ["--model", str(tmp_path / "empty")],
         "cannot load model": ["--model", "foresail-test/no-such-model"],
-        "no CUDA GPU": ["--model", MODEL, "--device", "cuda"],
     }
+    if not cuda_available():
+        cases["no CUDA GPU"] = ["--model", MODEL, "--device", "cuda"]
     procs = {expected: _serve_and_fail(*args) for expected, args in cases.items()}  # in parallel: torch loads slowly
     for expected, proc in procs.items():
         out, _ = proc.communicate(timeout=120)
@@ -72,6 +80,7 @@ def test_cold_start_metric_is_within_the_time_the_parent_waited() -> None:
     waited = time.monotonic() - began
     try:
         cold_start = server.metric("foresail:cold_start_seconds")
+        assert f"loaded {MODEL} on {'cuda in bfloat16' if cuda_available() else 'cpu in float32'}" in server.log()
         assert server.metric("foresail:model_load_seconds") < cold_start <= waited + 0.05
     finally:
         assert stop_server(server) == 0
@@ -125,6 +134,21 @@ def test_builtin_tiny_model_is_deterministic() -> None:
     assert sum(p.numel() for p in a.model.parameters()) < 2_000_000
     assert "<|im_start|>assistant" in a.tokenizer.apply_chat_template(
         [{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False)
+
+
+@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_the_model_runs_in_bfloat16_and_greedy_answers_repeat() -> None:
+    server = start_server("--device", "cuda")
+    try:
+        assert f"loaded {MODEL} on cuda in bfloat16" in server.log()
+        body = {"model": MODEL, "prompt": "The sea", "max_tokens": 24, "temperature": 0}
+        texts = [requests.post(f"{server.url}/v1/completions", json=body, timeout=30).json()["choices"][0]["text"]
+                 for _ in range(2)]
+        assert texts[0] and texts[0] == texts[1]
+        assert server.metric("vllm:generation_tokens_total") >= 2
+    finally:
+        assert stop_server(server) == 0
+        server.log_path.unlink(missing_ok=True)
 
 
 def smollm2_gguf() -> Path | None:
