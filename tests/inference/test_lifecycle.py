@@ -88,7 +88,7 @@ def test_cold_start_metric_is_within_the_time_the_parent_waited() -> None:
 
 
 def test_sigterm_drains_in_flight_requests_then_exits() -> None:
-    server = start_server("--drain-timeout", "30")
+    server = start_server("--drain-timeout", "90")  # 800 steps took 34 s on an H200 (42 ms a step)
     url = f"{server.url}/v1/completions"
     body = {"model": MODEL, "prompt": "drain", "max_tokens": 800, "temperature": 0, "stream": True}
     results: list[tuple[int, list[str]]] = []
@@ -110,7 +110,7 @@ def test_sigterm_drains_in_flight_requests_then_exits() -> None:
     ready = requests.get(f"{server.url}/ready", timeout=5)
     refused = requests.post(url, json={**body, "stream": False, "max_tokens": 2}, timeout=5)
     for t in threads:
-        t.join(timeout=60)
+        t.join(timeout=100)
     assert server.proc.wait(timeout=30) == 0
     assert ready.status_code == 503
     assert refused.status_code == 503
@@ -142,9 +142,10 @@ def test_on_a_gpu_the_model_runs_in_bfloat16_and_greedy_answers_repeat() -> None
     try:
         assert f"loaded {MODEL} on cuda in bfloat16" in server.log()
         body = {"model": MODEL, "prompt": "The sea", "max_tokens": 24, "temperature": 0}
-        texts = [requests.post(f"{server.url}/v1/completions", json=body, timeout=30).json()["choices"][0]["text"]
-                 for _ in range(2)]
-        assert texts[0] and texts[0] == texts[1]
+        # The random tiny model may repeat a token that is part of a UTF-8 character: the text can be empty.
+        answers = [requests.post(f"{server.url}/v1/completions", json=body, timeout=60).json() for _ in range(2)]
+        assert answers[0]["usage"]["completion_tokens"] >= 1
+        assert answers[0]["choices"] == answers[1]["choices"] and answers[0]["usage"] == answers[1]["usage"]
         assert server.metric("vllm:generation_tokens_total") >= 2
     finally:
         assert stop_server(server) == 0

@@ -1,0 +1,94 @@
+"""Seconds per decode step on one device: generate(), transformers' continuous batching, `foresail serve`.
+
+For each MODEL (LABEL=PATH), N tokens (DIAG_TOKENS, default 100) greedy: generate() one request;
+transformers' own continuous batching (generate_batch) for 1 and 16 requests; then `foresail serve` on the
+same device for 1 and 16 concurrent requests over HTTP. A step costing about the same for 16 requests as
+for one is what batching buys. Writes OUT/diag.json and each server's log.
+
+    python -m bench.gpu_steps cuda OUT tiny=builtin:tiny smol=/tmp/smol
+"""
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import aiohttp
+import torch
+
+sys.path[:0] = ["inference", "."]
+from transformers import ContinuousBatchingConfig, GenerationConfig  # noqa: E402
+
+from foresail_inference.models import load_model  # noqa: E402
+
+dev, out, models = sys.argv[1], sys.argv[2], sys.argv[3:]
+N = int(os.environ.get("DIAG_TOKENS", "100"))
+res: dict = {}
+
+
+def sync() -> None:
+    if dev == "cuda":
+        torch.cuda.synchronize()
+
+
+def hf(model, tok, n: int) -> float:
+    ids = tok("The sea", return_tensors="pt").to(model.device)
+    t = time.perf_counter()
+    model.generate(**ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=tok.pad_token_id)
+    sync()
+    return (time.perf_counter() - t) / n
+
+
+def cb(model, tok, batch: int, n: int) -> float:
+    gc = GenerationConfig(max_new_tokens=n, do_sample=False, eos_token_id=-1)
+    cfg = ContinuousBatchingConfig(page_size=16, num_blocks=512, max_batch_tokens=256)
+    inputs = [tok(f"The sea {i}")["input_ids"] for i in range(batch)]
+    t = time.perf_counter()
+    model.generate_batch(inputs=inputs, generation_config=gc, continuous_batching_config=cfg)
+    sync()
+    return (time.perf_counter() - t) / n
+
+
+async def serve_rate(url: str, name: str, batch: int, n: int) -> tuple[float, list[int]]:
+    async with aiohttp.ClientSession() as http:
+        async def one(i):
+            body = {"model": name, "prompt": f"The sea {i}", "max_tokens": n, "temperature": 0}
+            async with http.post(f"{url}/v1/completions", json=body) as r:
+                return (await r.json())["usage"]["completion_tokens"]
+        t = time.perf_counter()
+        toks = await asyncio.gather(*[one(i) for i in range(batch)])
+        return (time.perf_counter() - t) / max(toks), toks
+
+
+for label, path in [(m.split("=")[0], m.split("=")[1]) for m in models]:
+    r = res[label] = {}
+    loaded = load_model(path, device=dev)
+    model, tok = loaded.model, loaded.tokenizer
+    hf(model, tok, 4)
+    r["hf_generate_s_per_token"] = hf(model, tok, N)
+    for b in (1, 16):
+        cb(model, tok, b, 4)
+        r[f"cb_generate_batch_{b}_s_per_step"] = cb(model, tok, b, N)
+    print(label, r, flush=True)
+    del model, loaded
+    log = open(f"{out}/serve-{label}.log", "w")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([".", "inference", os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.Popen([sys.executable, "-m", "foresail", "serve", "--model", path, "--port", "0", "--device", dev,
+                          "--served-model-name", "m"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = None
+    for _ in range(600):
+        m = re.search(r"ready on (http://\S+)", open(log.name).read())
+        if m:
+            url = m.group(1)
+            break
+        time.sleep(0.1)
+    if url:
+        for b in (1, 16):
+            asyncio.run(serve_rate(url, "m", b, 4))
+            r[f"serve_{b}_s_per_step"], r[f"serve_{b}_tokens"] = asyncio.run(serve_rate(url, "m", b, N))
+    p.terminate()
+    p.wait(30)
+    print(label, r, flush=True)
+json.dump(res, open(f"{out}/diag.json", "w"), indent=1)
