@@ -23,17 +23,16 @@ from transformers import ContinuousBatchingConfig, GenerationConfig  # noqa: E40
 
 from foresail_inference.models import load_model  # noqa: E402
 
-dev, out, models = sys.argv[1], sys.argv[2], sys.argv[3:]
-N = int(os.environ.get("DIAG_TOKENS", "100"))
-res: dict = {}
 
 
 def sync() -> None:
-    if dev == "cuda":
+    """Wait for the device to finish what it was given."""
+    if torch.cuda.is_available():
         torch.cuda.synchronize()
 
 
 def hf(model, tok, n: int) -> float:
+    """Seconds per token of generate() for one request of n tokens."""
     ids = tok("The sea", return_tensors="pt").to(model.device)
     t = time.perf_counter()
     model.generate(**ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=tok.pad_token_id)
@@ -42,6 +41,7 @@ def hf(model, tok, n: int) -> float:
 
 
 def cb(model, tok, batch: int, n: int) -> float:
+    """Seconds per step of transformers' generate_batch for ``batch`` requests of n tokens."""
     gc = GenerationConfig(max_new_tokens=n, do_sample=False, eos_token_id=-1)
     cfg = ContinuousBatchingConfig(page_size=16, num_blocks=512, max_batch_tokens=256)
     inputs = [tok(f"The sea {i}")["input_ids"] for i in range(batch)]
@@ -52,6 +52,7 @@ def cb(model, tok, batch: int, n: int) -> float:
 
 
 async def serve_rate(url: str, name: str, batch: int, n: int) -> tuple[float, list[int]]:
+    """Seconds per step of `foresail serve` for ``batch`` concurrent requests of n tokens, and their tokens."""
     async with aiohttp.ClientSession() as http:
         async def one(i):
             body = {"model": name, "prompt": f"The sea {i}", "max_tokens": n, "temperature": 0}
@@ -62,33 +63,44 @@ async def serve_rate(url: str, name: str, batch: int, n: int) -> tuple[float, li
         return (time.perf_counter() - t) / max(toks), toks
 
 
-for label, path in [(m.split("=")[0], m.split("=")[1]) for m in models]:
-    r = res[label] = {}
-    loaded = load_model(path, device=dev)
-    model, tok = loaded.model, loaded.tokenizer
-    hf(model, tok, 4)
-    r["hf_generate_s_per_token"] = hf(model, tok, N)
-    for b in (1, 16):
-        cb(model, tok, b, 4)
-        r[f"cb_generate_batch_{b}_s_per_step"] = cb(model, tok, b, N)
-    print(label, r, flush=True)
-    del model, loaded
-    log = open(f"{out}/serve-{label}.log", "w")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([".", "inference", os.environ.get("PYTHONPATH", "")])}
-    p = subprocess.Popen([sys.executable, "-m", "foresail", "serve", "--model", path, "--port", "0", "--device", dev,
-                          "--served-model-name", "m"], stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = None
-    for _ in range(600):
-        m = re.search(r"ready on (http://\S+)", open(log.name).read())
-        if m:
-            url = m.group(1)
-            break
-        time.sleep(0.1)
-    if url:
+def main() -> int:
+    """Command line entry point: python -m bench.gpu_steps DEVICE OUT LABEL=MODEL..."""
+    dev, out, models = sys.argv[1], sys.argv[2], sys.argv[3:]
+    N = int(os.environ.get("DIAG_TOKENS", "100"))
+    res: dict = {}
+    for label, path in [(m.split("=")[0], m.split("=")[1]) for m in models]:
+        r = res[label] = {}
+        loaded = load_model(path, device=dev)
+        model, tok = loaded.model, loaded.tokenizer
+        hf(model, tok, 4)
+        r["hf_generate_s_per_token"] = hf(model, tok, N)
         for b in (1, 16):
-            asyncio.run(serve_rate(url, "m", b, 4))
-            r[f"serve_{b}_s_per_step"], r[f"serve_{b}_tokens"] = asyncio.run(serve_rate(url, "m", b, N))
-    p.terminate()
-    p.wait(30)
-    print(label, r, flush=True)
-json.dump(res, open(f"{out}/diag.json", "w"), indent=1)
+            cb(model, tok, b, 4)
+            r[f"cb_generate_batch_{b}_s_per_step"] = cb(model, tok, b, N)
+        print(label, r, flush=True)
+        del model, loaded
+        log = open(f"{out}/serve-{label}.log", "w")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([".", "inference", os.environ.get("PYTHONPATH", "")])}
+        cmd = [sys.executable, "-m", "foresail", "serve", "--model", path, "--port", "0", "--device", dev,
+               "--served-model-name", "m"]
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        url = None
+        for _ in range(600):
+            m = re.search(r"ready on (http://\S+)", open(log.name).read())
+            if m:
+                url = m.group(1)
+                break
+            time.sleep(0.1)
+        if url:
+            for b in (1, 16):
+                asyncio.run(serve_rate(url, "m", b, 4))
+                r[f"serve_{b}_s_per_step"], r[f"serve_{b}_tokens"] = asyncio.run(serve_rate(url, "m", b, N))
+        p.terminate()
+        p.wait(30)
+        print(label, r, flush=True)
+    json.dump(res, open(f"{out}/diag.json", "w"), indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

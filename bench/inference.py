@@ -233,8 +233,8 @@ def cold_starts(threads: int, model: str = TINY, device: str = "cpu") -> dict[st
         if gguf:
             models["SmolLM2-135M (GGUF)"] = str(gguf)
     figures = {}
-    for label, model in models.items():
-        proc, url, wall = start_server(model, threads, "--device", device)
+    for label, name in models.items():
+        proc, url, wall = start_server(name, threads, "--device", device)
         try:
             figures[label] = {"wall_s": wall, "metric_cold_start_s": metric(url, "foresail:cold_start_seconds"),
                               "model_load_s": metric(url, "foresail:model_load_seconds")}
