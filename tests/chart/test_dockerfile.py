@@ -48,3 +48,9 @@ def test_the_operator_image_has_no_torch_and_no_build_tools():
 def test_the_build_context_leaves_out_local_state():
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", "tests"} <= ignored
+
+
+def test_the_inference_image_caps_malloc_arenas_as_the_memory_test_runs_the_server():
+    conftest = (ROOT / "tests" / "inference" / "conftest.py").read_text()
+    assert re.search(r"^ENV .*\bMALLOC_ARENA_MAX=2\b", stages()["inference"], flags=re.M)
+    assert '"MALLOC_ARENA_MAX": "2"' in conftest

@@ -61,7 +61,7 @@ def start_server(*extra: str, ready_timeout: float = 90.0, model: str = MODEL) -
     """Start the server on a free port and wait until /ready answers 200."""
     log_file = tempfile.NamedTemporaryFile(prefix="foresail-serve-", suffix=".log", delete=False)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "inference")]),
-           "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+           "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "MALLOC_ARENA_MAX": "2"}  # as the image sets it
     env.pop("FORESAIL_API_KEY", None)
     cmd = [sys.executable, "-m", "foresail", "serve", "--model", model, "--port", "0", "--threads", "1", *extra]
     proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=ROOT)

@@ -94,7 +94,6 @@ async def test_overload_answers_429_with_retry_after_and_memory_stays_flat(serve
     # 4096 tokens in flight at most: each request reserves ~16 + 300 tokens, so only ~12 fit at once.
     url = f"{server.url}/v1/completions"
     body = {"model": MODEL, "prompt": "overload", "max_tokens": 300, "temperature": 0}
-    rss_before = server.rss()
     rejected_before = server.metric("foresail:requests_rejected_total", reason="overloaded")
     async with aiohttp.ClientSession(headers=server.headers) as http:
         async def request() -> tuple[int, str | None]:
@@ -102,15 +101,17 @@ async def test_overload_answers_429_with_retry_after_and_memory_stays_flat(serve
                 await rsp.read()
                 return rsp.status, rsp.headers.get("Retry-After")
 
-        for _ in range(3):  # three bursts of 40: the memory must not grow from one to the next
+        for burst in range(3):  # three bursts of 40: the memory must not grow from one to the next
             results = await asyncio.gather(*[request() for _ in range(40)])
+            if burst == 0:  # the first sizes buffers for the largest batch once (on CUDA too)
+                rss_after_first = server.rss()
             statuses = [s for s, _ in results]
             assert set(statuses) <= {200, 429}
             assert statuses.count(200) >= 4
             assert statuses.count(429) >= 20
             assert all(int(ra) >= 1 for s, ra in results if s == 429)
     assert server.proc.poll() is None
-    assert server.rss() - rss_before < 60 * 2**20
+    assert server.rss() - rss_after_first < 60 * 2**20
     assert server.metric("foresail:requests_rejected_total", reason="overloaded") - rejected_before >= 60
     assert server.metric("vllm:num_requests_running") == 0
 
