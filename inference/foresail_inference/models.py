@@ -73,6 +73,17 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def avoid_cudnn_attention() -> None:
+    """Keep torch's SDPA off its cuDNN backend, which Hopper GPUs get by default.
+
+    cuDNN builds a graph for each new sequence length, and decoding meets a new length at every step: on
+    an H200, where torch.profiler showed cuDNN attention, a step at a length not seen before cost 40 to
+    70 ms more than a warm one. Flash and memory-efficient attention need no such plan.
+    """
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    log.info("attention: torch SDPA without its cuDNN backend (it builds a graph for each sequence length)")
+
+
 def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer on the embedded corpus (deterministic, ~20 ms)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -165,6 +176,8 @@ def load_model(
     source = resolve_source(model)
     target = pick_device(device)
     dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
+    if target.type == "cuda":
+        avoid_cudnn_attention()
     if source.kind == "builtin":
         loaded, tokenizer = _load_builtin_tiny()
     else:

@@ -81,6 +81,7 @@ def test_cold_start_metric_is_within_the_time_the_parent_waited() -> None:
     try:
         cold_start = server.metric("foresail:cold_start_seconds")
         assert f"loaded {MODEL} on {'cuda in bfloat16' if cuda_available() else 'cpu in float32'}" in server.log()
+        assert ("without its cuDNN backend" in server.log()) == cuda_available()
         assert server.metric("foresail:model_load_seconds") < cold_start <= waited + 0.05
     finally:
         assert stop_server(server) == 0
@@ -141,6 +142,7 @@ def test_on_a_gpu_the_model_runs_in_bfloat16_and_greedy_answers_repeat() -> None
     server = start_server("--device", "cuda")
     try:
         assert f"loaded {MODEL} on cuda in bfloat16" in server.log()
+        assert "torch SDPA without its cuDNN backend" in server.log()
         body = {"model": MODEL, "prompt": "The sea", "max_tokens": 24, "temperature": 0}
         # The random tiny model may repeat a token that is part of a UTF-8 character: the text can be empty.
         answers = [requests.post(f"{server.url}/v1/completions", json=body, timeout=60).json() for _ in range(2)]
