@@ -28,7 +28,7 @@ ENTRYPOINT ["foresail", "operator"]
 # ---- the inference server (runtime: foresail) ----
 FROM ${CUDA_IMAGE} AS inference
 # MALLOC_ARENA_MAX: glibc gives each thread its own malloc arena, up to 8 per core; on a 16-core H200
-# host the server's resident memory grew ~390 MB once under load without it, and stayed flat with 2.
+# host the server's resident memory grew ~390 MiB once under load without it, and stayed flat with 2.
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 MALLOC_ARENA_MAX=2 \
     HF_HOME=/models-cache/hf PATH=/opt/venv/bin:$PATH
 RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv \
