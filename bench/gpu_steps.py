@@ -83,7 +83,8 @@ def main() -> int:
         print(label, r, flush=True)
         del model, loaded
         log = open(f"{out}/serve-{label}.log", "w")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([".", "inference", os.environ.get("PYTHONPATH", "")])}
+        path = [".", "inference", os.environ.get("PYTHONPATH", "")]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
         cmd = [sys.executable, "-m", "foresail", "serve", "--model", path, "--port", "0", "--device", dev,
                "--served-model-name", "m"]
         p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -60,7 +60,8 @@ PROMPT = "Tell me a story about a sailor, a lighthouse and the sea. Request {i}:
 
 def start_server(model: str, threads: int, *extra: str) -> tuple[subprocess.Popen, str, float]:
     """Start `foresail serve` on a free port; return the process, its URL and seconds to ready."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "inference")]), "HF_HUB_OFFLINE": "1"}
+    path = [str(ROOT), str(ROOT / "inference"), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path)), "HF_HUB_OFFLINE": "1"}
     log = tempfile.NamedTemporaryFile(prefix="bench-serve-", suffix=".log", delete=False)
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "foresail", "serve", "--model", model, "--port", "0",

@@ -57,11 +57,16 @@ class Server:
         return psutil.Process(self.proc.pid).memory_info().rss
 
 
+def server_env() -> dict[str, str]:
+    """This environment, with the repository and its inference package ahead of any PYTHONPATH already set."""
+    path = [str(ROOT), str(ROOT / "inference"), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path)), "HF_HUB_OFFLINE": "1"}
+
+
 def start_server(*extra: str, ready_timeout: float = 90.0, model: str = MODEL) -> Server:
     """Start the server on a free port and wait until /ready answers 200."""
     log_file = tempfile.NamedTemporaryFile(prefix="foresail-serve-", suffix=".log", delete=False)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "inference")]),
-           "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "MALLOC_ARENA_MAX": "2"}  # as the image sets it
+    env = {**server_env(), "PYTHONUNBUFFERED": "1", "MALLOC_ARENA_MAX": "2"}  # as the image sets it
     env.pop("FORESAIL_API_KEY", None)
     cmd = [sys.executable, "-m", "foresail", "serve", "--model", model, "--port", "0", "--threads", "1", *extra]
     proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=ROOT)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
 import sys
 import threading
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import MODEL, ROOT, start_server, stop_server
+from .conftest import MODEL, ROOT, server_env, start_server, stop_server
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -26,9 +25,8 @@ def cuda_available() -> bool:
 
 
 def _serve_and_fail(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "inference")]), "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, "-m", "foresail", "serve", "--port", "0", *args], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen([sys.executable, "-m", "foresail", "serve", "--port", "0", *args], env=server_env(),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def test_bad_models_stop_the_server_with_a_clear_message(tmp_path: Path) -> None:
