@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -52,7 +51,7 @@ def launch_us(device: str, count: int = 2000) -> dict[str, float]:
     return {"launch_us": queued, "launch_and_sync_us": synced}
 
 
-def warm_up_curve(model, tok, device: str) -> dict[str, list[float]]:
+def warm_up_curve(model, tok) -> dict[str, list[float]]:
     """Milliseconds per token of successive generate() calls of 4, 20, 50, 100 and 100 tokens, with torch's
     cuDNN attention off (as the server runs it) and then on.
 
@@ -72,7 +71,7 @@ def profile_generate(device: str, out: Path, tokens: int = 20) -> dict[str, obje
     operators' CPU and device time are."""
     loaded = load_model(TINY, device=device)
     model, tok = loaded.model, loaded.tokenizer
-    curve = warm_up_curve(model, tok, device)
+    curve = warm_up_curve(model, tok)
     ids = tok("The sea", return_tensors="pt").to(model.device)
     kwargs = dict(max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, pad_token_id=tok.pad_token_id)
     plain = hf(model, tok, tokens)
@@ -92,18 +91,9 @@ def profile_generate(device: str, out: Path, tokens: int = 20) -> dict[str, obje
 
 
 async def burst_rss(device: str, bursts: int, env: dict[str, str]) -> list[float]:
-    """The server's RSS in MB before the first burst and after each of ``bursts`` bursts of 40 requests."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        proc, url, _ = start_server(TINY, 1, "--device", device, "--max-waiting", "8",
-                                    "--max-tokens-in-flight", "4096")
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    """The server's RSS in MiB before the first burst and after each of ``bursts`` bursts of 40 requests."""
+    proc, url, _ = start_server(TINY, 1, "--device", device, "--max-waiting", "8", "--max-tokens-in-flight", "4096",
+                                env=env)
     body = {"model": TINY, "prompt": "overload", "max_tokens": 300, "temperature": 0}
     rss = [psutil.Process(proc.pid).memory_info().rss / 2**20]
     try:
@@ -116,7 +106,7 @@ async def burst_rss(device: str, bursts: int, env: dict[str, str]) -> list[float
             for _ in range(bursts):
                 statuses = await asyncio.gather(*[request() for _ in range(40)])
                 rss.append(psutil.Process(proc.pid).memory_info().rss / 2**20)
-                print(f"  burst {len(rss) - 1}: {statuses.count(200)} answered, RSS {rss[-1]:.0f} MB", flush=True)
+                print(f"  burst {len(rss) - 1}: {statuses.count(200)} answered, RSS {rss[-1]:.0f} MiB", flush=True)
     finally:
         stop_server(proc)
     return rss

@@ -83,8 +83,8 @@ def main() -> int:
         print(label, r, flush=True)
         del model, loaded
         log = open(f"{out}/serve-{label}.log", "w")
-        path = [".", "inference", os.environ.get("PYTHONPATH", "")]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
+        pythonpath = [".", "inference", os.environ.get("PYTHONPATH", "")]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, pythonpath))}
         cmd = [sys.executable, "-m", "foresail", "serve", "--model", path, "--port", "0", "--device", dev,
                "--served-model-name", "m"]
         p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -58,10 +58,12 @@ TINY = "builtin:tiny"
 PROMPT = "Tell me a story about a sailor, a lighthouse and the sea. Request {i}:"
 
 
-def start_server(model: str, threads: int, *extra: str) -> tuple[subprocess.Popen, str, float]:
-    """Start `foresail serve` on a free port; return the process, its URL and seconds to ready."""
+def start_server(model: str, threads: int, *extra: str,
+                 env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str, float]:
+    """Start `foresail serve` on a free port (``env``: variables to add); return the process, its URL and
+    seconds to ready."""
     path = [str(ROOT), str(ROOT / "inference"), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path)), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path)), "HF_HUB_OFFLINE": "1", **(env or {})}
     log = tempfile.NamedTemporaryFile(prefix="bench-serve-", suffix=".log", delete=False)
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "foresail", "serve", "--model", model, "--port", "0",
