@@ -3,10 +3,10 @@
 Three measurements, written to OUT/profile.json (and the profiler's tables to OUT/profile-*.txt):
 - ``launch``: microseconds per kernel launch (2,000 tiny adds, one sync at the end) and per launch plus
   sync (a sync after each), the floor under every step on this machine;
-- ``generate``: on the builtin tiny model, first the warm-up curve (milliseconds per token of successive
-  generate() calls of 4, 20, 50, 100 and 100 tokens, with torch's cuDNN attention off as the server runs
-  it, then on); then, warm, 20 greedy tokens under torch.profiler: seconds per token, the CPU time and
-  the device time the operators took, and the top operators by CPU time;
+- ``generate``: on the builtin tiny model, first the warm-up curves (milliseconds per token of successive
+  generate() calls of 4, 5, 20, 50, 100 and 100 tokens, in a fresh process each, with torch's cuDNN
+  attention off as the server runs it, and on); then, warm, 20 greedy tokens under torch.profiler:
+  seconds per token, the CPU time and the device time the operators took, and the top operators;
 - ``bursts``: `foresail serve` with the test suite's limits (8 waiting, 4,096 tokens in flight), BURSTS
   bursts of 40 requests of 300 tokens, the server's RSS before the first and after each; run once with
   glibc's default malloc arenas (up to 8 per core) and once with MALLOC_ARENA_MAX=2, as the image sets.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from bench.gpu_steps import hf, load_model, sync
-from bench.inference import TINY, start_server, stop_server
+from bench.inference import ROOT, TINY, start_server, stop_server
 
 
 def launch_us(device: str, count: int = 2000) -> dict[str, float]:
@@ -51,42 +52,43 @@ def launch_us(device: str, count: int = 2000) -> dict[str, float]:
     return {"launch_us": queued, "launch_and_sync_us": synced}
 
 
-def warm_up_curve(model, tok) -> dict[str, list[float]]:
-    """Milliseconds per token of successive generate() calls of 4, 20, 50, 100 and 100 tokens, with torch's
-    cuDNN attention off (as the server runs it) and then on.
+CURVE_TOKENS = (4, 5, 20, 50, 100, 100)
 
-    A call that reaches lengths not seen before pays for any per-shape work (cuDNN builds a graph for each;
-    the off run builds none, so the on run meets every length anew); the second 100-token call is warm.
+
+def warm_up_curve(device: str, cudnn: bool) -> list[float]:
+    """Milliseconds per token of successive generate() calls of CURVE_TOKENS tokens on the tiny model, in a
+    fresh process with torch's cuDNN attention on or off (the server runs it off).
+
+    A call that reaches lengths not seen before pays for any per-shape work (cuDNN builds a graph for each);
+    the second 100-token call is warm. Each setting gets its own process so that both meet every length anew.
     """
-    curves = {}
-    for name, cudnn in (("cudnn_off", False), ("cudnn_on", True)):
-        torch.backends.cuda.enable_cudnn_sdp(cudnn)
-        curves[name] = [hf(model, tok, n) * 1e3 for n in (4, 20, 50, 100, 100)]
-    torch.backends.cuda.enable_cudnn_sdp(False)
-    return curves
+    code = ("import json, sys, torch; from bench.gpu_steps import hf, load_model; "
+            f"loaded = load_model('{TINY}', device='{device}'); torch.backends.cuda.enable_cudnn_sdp({cudnn}); "
+            f"print(json.dumps([hf(loaded.model, loaded.tokenizer, n) * 1e3 for n in {CURVE_TOKENS}]))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(run.stdout.splitlines()[-1])
 
 
 def profile_generate(device: str, out: Path, tokens: int = 20) -> dict[str, object]:
-    """The warm-up curve, then seconds per warm token of generate() on the tiny model and how much of it the
+    """The warm-up curves, then seconds per warm token of generate() on the tiny model and how much of it the
     operators' CPU and device time are."""
+    curves = {f"cudnn_{name}": warm_up_curve(device, cudnn) for name, cudnn in (("off", False), ("on", True))}
     loaded = load_model(TINY, device=device)
     model, tok = loaded.model, loaded.tokenizer
-    curve = warm_up_curve(model, tok)
-    ids = tok("The sea", return_tensors="pt").to(model.device)
-    kwargs = dict(max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+    hf(model, tok, tokens)  # warm-up
     plain = hf(model, tok, tokens)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     with profile(activities=activities) as prof:
-        model.generate(**ids, **kwargs)
-        sync()
+        hf(model, tok, tokens)
     events = prof.key_averages()
-    sort = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
-    (out / "profile-generate.txt").write_text(
-        events.table(sort_by="self_cpu_time_total", row_limit=25) + "\n\n" + events.table(sort_by=sort, row_limit=15))
+    tables = [events.table(sort_by="self_cpu_time_total", row_limit=25)]
+    if device == "cuda":
+        tables.append(events.table(sort_by="self_cuda_time_total", row_limit=15))
+    (out / "profile-generate.txt").write_text("\n\n".join(tables))
     cpu = sum(e.self_cpu_time_total for e in events) / 1e6
     device_time = sum(getattr(e, "self_device_time_total", 0) for e in events) / 1e6
     launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cudaLaunchKernelExC"))
-    return {"warm_up_ms_per_token": curve, "s_per_token": plain, "op_cpu_s_per_token": cpu / tokens,
+    return {"warm_up_ms_per_token": curves, "s_per_token": plain, "op_cpu_s_per_token": cpu / tokens,
             "device_s_per_token": device_time / tokens, "kernel_launches_per_token": launches / tokens}
 
 
@@ -123,7 +125,7 @@ def main(argv: list[str]) -> int:
     print("generate", result["generate"], flush=True)
     for name, env in {"glibc_default": {}, "malloc_arena_max_2": {"MALLOC_ARENA_MAX": "2"}}.items():
         print(f"bursts, {name}", flush=True)
-        result[f"bursts_rss_mb_{name}"] = asyncio.run(burst_rss(device, bursts, env))
+        result[f"bursts_rss_mib_{name}"] = asyncio.run(burst_rss(device, bursts, env))
     (out / "profile.json").write_text(json.dumps(result, indent=1))
     return 0
 

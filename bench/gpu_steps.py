@@ -12,19 +12,18 @@ kernels still load on first use). Writes OUT/diag.json and each server's log.
 import asyncio
 import json
 import os
-import re
-import subprocess
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import torch
+from transformers import ContinuousBatchingConfig, GenerationConfig
 
-sys.path[:0] = ["inference", "."]
-from transformers import ContinuousBatchingConfig, GenerationConfig  # noqa: E402
+from bench.inference import ROOT, start_server, stop_server
 
+sys.path.insert(0, str(ROOT / "inference"))
 from foresail_inference.models import load_model  # noqa: E402
-
 
 
 def sync() -> None:
@@ -82,25 +81,14 @@ def main() -> int:
             r[f"cb_generate_batch_{b}_s_per_step"] = cb(model, tok, b, N)
         print(label, r, flush=True)
         del model, loaded
-        log = open(f"{out}/serve-{label}.log", "w")
-        pythonpath = [".", "inference", os.environ.get("PYTHONPATH", "")]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, pythonpath))}
-        cmd = [sys.executable, "-m", "foresail", "serve", "--model", path, "--port", "0", "--device", dev,
-               "--served-model-name", "m"]
-        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        url = None
-        for _ in range(600):
-            m = re.search(r"ready on (http://\S+)", open(log.name).read())
-            if m:
-                url = m.group(1)
-                break
-            time.sleep(0.1)
-        if url:
+        proc, url, _ = start_server(path, None, "--device", dev, "--served-model-name", "m",
+                                    log_path=Path(out) / f"serve-{label}.log")
+        try:
             for b in (1, 16):
                 asyncio.run(serve_rate(url, "m", b, N))
                 r[f"serve_{b}_s_per_step"], r[f"serve_{b}_tokens"] = asyncio.run(serve_rate(url, "m", b, N))
-        p.terminate()
-        p.wait(30)
+        finally:
+            stop_server(proc)
         print(label, r, flush=True)
     json.dump(res, open(f"{out}/diag.json", "w"), indent=1)
     return 0

@@ -58,20 +58,27 @@ TINY = "builtin:tiny"
 PROMPT = "Tell me a story about a sailor, a lighthouse and the sea. Request {i}:"
 
 
-def start_server(model: str, threads: int, *extra: str,
-                 env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str, float]:
-    """Start `foresail serve` on a free port (``env``: variables to add); return the process, its URL and
-    seconds to ready."""
+def start_server(model: str, threads: int | None, *extra: str, env: dict[str, str] | None = None,
+                 log_path: Path | None = None) -> tuple[subprocess.Popen, str, float]:
+    """Start `foresail serve` on a free port; return the process, its URL and seconds to ready.
+
+    ``threads`` None leaves torch's choice; ``env`` adds variables; with ``log_path`` the server logs at
+    INFO there (its load and cold-start lines), else at WARNING to a temporary file.
+    """
     path = [str(ROOT), str(ROOT / "inference"), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path)), "HF_HUB_OFFLINE": "1", **(env or {})}
-    log = tempfile.NamedTemporaryFile(prefix="bench-serve-", suffix=".log", delete=False)
+    options = ["--log-level", "WARNING" if log_path is None else "INFO"]
+    if log_path is None:
+        log_path = Path(tempfile.NamedTemporaryFile(prefix="bench-serve-", suffix=".log", delete=False).name)
+    if threads is not None:
+        options += ["--threads", str(threads)]
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "foresail", "serve", "--model", model, "--port", "0",
-                             "--threads", str(threads), "--log-level", "WARNING", *extra],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "foresail", "serve", "--model", model, "--port", "0",
+                                 *options, *extra], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     deadline = start + 180
     while time.perf_counter() < deadline:
-        text = Path(log.name).read_text()
+        text = log_path.read_text()
         found = re.search(r"ready on (http://\S+)", text)
         if found:
             return proc, found.group(1), time.perf_counter() - start
