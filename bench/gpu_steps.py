@@ -1,7 +1,8 @@
 """Seconds per decode step on one device: generate(), transformers' continuous batching, `foresail serve`.
 
 For each MODEL (LABEL=PATH), N tokens (DIAG_TOKENS, default 100) greedy: generate() one request;
-transformers' own continuous batching (generate_batch) for 1 and 16 requests; then `foresail serve` on the
+transformers' own continuous batching (generate_batch) for 1 and 16 requests, on CUDA also with CUDA graphs
+captured (a replay instead of a launch per kernel); then `foresail serve` on the
 same device for 1 and 16 concurrent requests over HTTP. A step costing about the same for 16 requests as
 for one is what batching buys. Each figure is the second of two runs of N tokens: on CUDA a step at a
 length not seen before costs more (load_model turns torch's cuDNN attention off, as the server does, but
@@ -41,10 +42,11 @@ def hf(model, tok, n: int) -> float:
     return (time.perf_counter() - t) / n
 
 
-def cb(model, tok, batch: int, n: int) -> float:
-    """Seconds per step of transformers' generate_batch for ``batch`` requests of n tokens."""
+def cb(model, tok, batch: int, n: int, graphs: bool | None = None) -> float:
+    """Seconds per step of transformers' generate_batch for ``batch`` requests of n tokens; ``graphs=True``
+    captures CUDA graphs (transformers' default, None, does so only with attention that needs no mask)."""
     gc = GenerationConfig(max_new_tokens=n, do_sample=False, eos_token_id=-1)
-    cfg = ContinuousBatchingConfig(page_size=16, num_blocks=512, max_batch_tokens=256)
+    cfg = ContinuousBatchingConfig(page_size=16, num_blocks=512, max_batch_tokens=256, use_cuda_graph=graphs)
     inputs = [tok(f"The sea {i}")["input_ids"] for i in range(batch)]
     t = time.perf_counter()
     model.generate_batch(inputs=inputs, generation_config=gc, continuous_batching_config=cfg)
@@ -79,6 +81,10 @@ def main() -> int:
         for b in (1, 16):
             cb(model, tok, b, N)
             r[f"cb_generate_batch_{b}_s_per_step"] = cb(model, tok, b, N)
+        if dev == "cuda":
+            for b in (1, 16):
+                cb(model, tok, b, N, graphs=True)
+                r[f"cb_cuda_graphs_batch_{b}_s_per_step"] = cb(model, tok, b, N, graphs=True)
         print(label, r, flush=True)
         del model, loaded
         proc, url, _ = start_server(path, None, "--device", dev, "--served-model-name", "m",
