@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import importlib.util
 import json
+import math
 import os
 import random
 import re
@@ -55,6 +56,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "builtin:tiny"
+_HAS_TEXT = re.compile(rb'"text":\s*"[^"]')  # a chunk whose text is not empty
 PROMPT = "Tell me a story about a sailor, a lighthouse and the sea. Request {i}:"
 
 
@@ -109,8 +111,10 @@ def completion_lengths(count: int, mean: int, seed: int = 0) -> list[int]:
     return [rng.randint(max(1, mean // 4), mean * 7 // 4) for _ in range(count)]
 
 
-async def _stream_one(http: aiohttp.ClientSession, url: str, i: int, max_tokens: int, sent: float) -> tuple[float, int]:
-    """One streamed completion: seconds from ``sent`` to the first chunk with text, and the tokens generated."""
+async def _stream_one(http: aiohttp.ClientSession, url: str, i: int, max_tokens: int,
+                      sent: float) -> tuple[float | None, int]:
+    """One streamed completion: seconds from ``sent`` to the first chunk with text (None if no token had text:
+    a model with random weights can write only tokens that decode to nothing), and the tokens generated."""
     body = {"prompt": PROMPT.format(i=i), "max_tokens": max_tokens, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True}}
     ttft, last = None, b""
@@ -118,16 +122,17 @@ async def _stream_one(http: aiohttp.ClientSession, url: str, i: int, max_tokens:
         rsp.raise_for_status()
         async for line in rsp.content:
             if line.startswith(b"data: {"):
-                ttft = ttft if ttft is not None else time.perf_counter() - sent
+                if ttft is None and _HAS_TEXT.search(line):
+                    ttft = time.perf_counter() - sent
                 last = line
     usage = json.loads(last[6:]).get("usage") if last else None  # the last chunk carries the usage
-    return ttft or 0.0, usage["completion_tokens"] if usage else 0
+    return ttft, usage["completion_tokens"] if usage else 0
 
 
 async def _server_closed_loop(http: aiohttp.ClientSession, url: str, concurrency: int,
                               lengths: list[int]) -> dict[str, Any]:
     """The requests in order, at most C at a time: each is sent as soon as one of the C slots frees."""
-    ttfts: list[float] = []
+    ttfts: list[float | None] = []
     tokens = 0
     slots = asyncio.Semaphore(concurrency)
 
@@ -147,7 +152,7 @@ async def _server_burst(http: aiohttp.ClientSession, url: str, concurrency: int,
     """Median TTFT of C requests sent in the same instant, counted from that instant."""
     start = time.perf_counter()
     results = await asyncio.gather(*[_stream_one(http, url, i, max_tokens, start) for i in range(concurrency)])
-    return statistics.median(t for t, _ in results)
+    return _median([t for t, _ in results])
 
 
 async def _open_session(connections: int) -> aiohttp.ClientSession:
@@ -156,9 +161,15 @@ async def _open_session(connections: int) -> aiohttp.ClientSession:
                                  timeout=aiohttp.ClientTimeout(total=600))
 
 
-def _summary(seconds: float, ttfts: list[float], tokens: int) -> dict[str, Any]:
-    return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
-            "median_ttft_s": statistics.median(ttfts)}
+def _median(values: list[float | None]) -> float:
+    """The median of the values that exist; NaN if none does (no request streamed text)."""
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else math.nan
+
+
+def _summary(seconds: float, ttfts: list[float | None], tokens: int) -> dict[str, Any]:
+    return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds, "median_ttft_s": _median(ttfts),
+            "without_text": sum(t is None for t in ttfts)}
 
 
 def _closed_loop_summary(start: float, end: float, first: list[float], finish: list[float], tokens: int,
@@ -253,10 +264,20 @@ def cold_starts(threads: int, model: str = TINY, device: str = "cpu") -> dict[st
     return figures
 
 
+def _lowest(ttfts: list[float]) -> float:
+    """The lowest TTFT; NaN only if every one is (no run streamed text)."""
+    return min(ttfts, key=lambda t: (math.isnan(t), t))
+
+
+def _ms(seconds: float, width: int) -> str:
+    """A time in milliseconds for the table, n/a for NaN."""
+    return f"{'n/a':>{width + 2}}" if math.isnan(seconds) else f"{seconds * 1000:>{width}.1f}ms"
+
+
 def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The best of several runs (highest tokens/s, lowest median TTFT): robust to a busy shared machine."""
     best = max(runs, key=lambda r: r["tokens_per_s"])
-    return {**best, "median_ttft_s": min(r["median_ttft_s"] for r in runs), "repeats": len(runs)}
+    return {**best, "median_ttft_s": _lowest([r["median_ttft_s"] for r in runs]), "repeats": len(runs)}
 
 
 def run_bench(concurrencies: list[int], mean_tokens: int, threads: int, repeats: int = 3,
@@ -299,7 +320,7 @@ def run_bench(concurrencies: list[int], mean_tokens: int, threads: int, repeats:
             for name in measures:
                 results[name][c] = _best(runs[name])
             for name in servers:
-                results[name][c]["burst_median_ttft_s"] = min(bursts[name])
+                results[name][c]["burst_median_ttft_s"] = _lowest(bursts[name])
         runner.run(http.close())
     finally:
         runner.close()
@@ -323,10 +344,13 @@ def print_table(figures: dict) -> None:
         first_c = min(results[method])
         for c, row in results[method].items():
             seq = results["sequential"][c]
-            burst = f"{row['burst_median_ttft_s'] * 1000:>10.1f}ms" if "burst_median_ttft_s" in row else ""
+            burst = _ms(row["burst_median_ttft_s"], 10) if "burst_median_ttft_s" in row else ""
             print(f"{method:<11}{c:>5}{row['tokens_per_s']:>10.0f}{row['tokens_per_s'] / seq['tokens_per_s']:>8.2f}"
-                  f"{row['median_ttft_s'] * 1000:>9.1f}ms"
+                  f"{_ms(row['median_ttft_s'], 9)}"
                   f"{row['median_ttft_s'] / results[method][first_c]['median_ttft_s']:>11.2f}{burst}")
+    if any(row.get("without_text") for rows in results.values() for row in rows.values()):
+        print("\nTTFT counts only completions that streamed text; n/a: none did (a model with random weights can "
+              "write only tokens that decode to nothing)")
     if figures["cold_start"]:
         print(f"\n{'cold start (process start -> ready)':<40}{'wall':>8}{'metric':>9}{'load':>8}")
         for label, row in figures["cold_start"].items():

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import json
+import math
+import time
 
-from bench.inference import _closed_loop_summary, completion_lengths
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bench.inference import _closed_loop_summary, _ms, _stream_one, _summary, completion_lengths
 
 
 def test_a_request_is_sent_when_a_slot_frees() -> None:
@@ -35,3 +42,55 @@ def test_completion_lengths_are_seeded_and_average_the_mean() -> None:
     assert lengths == completion_lengths(4000, 64)
     assert min(lengths) == 16 and max(lengths) == 112
     assert sum(lengths) / len(lengths) == pytest.approx(64, rel=0.03)
+
+
+def _chunk(text: str | None, **extra: object) -> bytes:
+    """One server-sent event as `foresail serve` writes it: compact JSON, text in choices[0]."""
+    choices = [] if text is None else [{"index": 0, "text": text, "logprobs": None, "finish_reason": None}]
+    body = {"id": "cmpl-1", "object": "text_completion", "choices": choices, **extra}
+    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def _stream_from(texts: list[str], pause: float) -> tuple[float | None, int, float]:
+    """Stream ``texts`` as chunks ``pause`` s apart from a local HTTP server; _stream_one's reading of it."""
+    async def completions(request: web.Request) -> web.StreamResponse:
+        rsp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await rsp.prepare(request)
+        for text in texts:
+            await asyncio.sleep(pause)
+            await rsp.write(_chunk(text))
+        await rsp.write(_chunk(None, usage={"completion_tokens": len(texts)}))
+        await rsp.write(b"data: [DONE]\n\n")
+        return rsp
+
+    app = web.Application()
+    app.router.add_post("/v1/completions", completions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as http:
+            sent = time.perf_counter()
+            ttft, tokens = await _stream_one(http, f"http://127.0.0.1:{port}", 0, 8, sent)
+            return ttft, tokens, time.perf_counter() - sent
+    finally:
+        await runner.cleanup()
+
+
+async def test_ttft_counts_from_the_first_chunk_with_text() -> None:
+    # Two tokens that decode to nothing (a partial character, a skipped special token), then text.
+    ttft, tokens, total = await _stream_from(["", "", " sea", " wind"], pause=0.2)
+    assert tokens == 4
+    assert ttft is not None and 0.55 <= ttft < total - 0.1  # the third chunk's time, not the first's or the end's
+
+
+async def test_a_completion_without_text_has_no_ttft_and_the_table_says_so() -> None:
+    # On an H200 a random-weights model wrote 32 tokens that all decoded to "": its only chunk came at the end.
+    ttft, tokens, _ = await _stream_from(["", "", ""], pause=0.05)
+    assert (ttft, tokens) == (None, 3)
+    summary = _summary(2.0, [None, 0.2, None, 0.4], tokens=12)
+    assert summary["median_ttft_s"] == pytest.approx(0.3) and summary["without_text"] == 2
+    assert math.isnan(_summary(1.0, [None, None], tokens=6)["median_ttft_s"])
+    assert _ms(math.nan, 9).strip() == "n/a" and _ms(0.0123, 9).strip() == "12.3ms"
