@@ -29,5 +29,6 @@ timeout 180 "$python" -m bench.gpu_profile cuda "$out" 3 2>&1 | grep -vi warn
 model=$(mktemp -d)/random-smollm2
 "$python" -m bench.random_model "$shape" "$model" 2>&1 | tail -1
 timeout 140 "$python" -m bench.gpu_steps cuda "$out" tiny=builtin:tiny smollm2=$model 2>&1 | grep -vi warn
-# bench.inference --model "$model" --device cuda did not finish in the first lease, at 40-90 ms a step (steps at
-# new lengths, with cuDNN attention); it is left out until gpu_steps gives a warm step.
+# Throughput runs as a call of its own, to keep this one inside a 10-minute call:
+#   python -m bench.inference --model MODEL --device cuda --concurrency 1,16 --per-slot 4 --repeats 1 \
+#     --no-cold-start --mean-tokens 32
