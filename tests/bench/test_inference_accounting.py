@@ -67,9 +67,8 @@ async def _stream_from(texts: list[str], pause: float) -> tuple[float | None, in
     app.router.add_post("/v1/completions", completions)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
     try:
         async with aiohttp.ClientSession() as http:
             sent = time.perf_counter()
