@@ -24,7 +24,7 @@ from foresail.backtest.traces import Trace
 
 
 def _series(slos: list[float], costs: list[float]) -> list[dict]:
-    return [{"trace": f"s{i}", "slo": a, "cost_vs_oracle": c} for i, (a, c) in enumerate(zip(slos, costs))]
+    return [{"trace": f"s{i}", "slo": a, "cost_vs_oracle": c} for i, (a, c) in enumerate(zip(slos, costs, strict=True))]
 
 
 def test_spread_counts_series_at_each_attainment() -> None:
