@@ -60,6 +60,12 @@ _HAS_TEXT = re.compile(rb'"text":\s*"[^"]')  # a chunk whose text is not empty
 PROMPT = "Tell me a story about a sailor, a lighthouse and the sea. Request {i}:"
 
 
+def server_env() -> dict[str, str]:
+    """This environment, with the repository and its inference package ahead of any PYTHONPATH already set."""
+    path = [str(ROOT), str(ROOT / "inference"), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path)), "HF_HUB_OFFLINE": "1"}
+
+
 def start_server(model: str, threads: int | None, *extra: str, env: dict[str, str] | None = None,
                  log_path: Path | None = None) -> tuple[subprocess.Popen, str, float]:
     """Start `foresail serve` on a free port; return the process, its URL and seconds to ready.
@@ -67,8 +73,7 @@ def start_server(model: str, threads: int | None, *extra: str, env: dict[str, st
     ``threads`` None leaves torch's choice; ``env`` adds variables; with ``log_path`` the server logs at
     INFO there (its load and cold-start lines), else at WARNING to a temporary file.
     """
-    path = [str(ROOT), str(ROOT / "inference"), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path)), "HF_HUB_OFFLINE": "1", **(env or {})}
+    env = {**server_env(), **(env or {})}
     options = ["--log-level", "WARNING" if log_path is None else "INFO"]
     if log_path is None:
         log_path = Path(tempfile.NamedTemporaryFile(prefix="bench-serve-", suffix=".log", delete=False).name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from bench.inference import server_env
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "sk-test-7f3a9c"  # the main server's key; tests check it never reaches the log
@@ -55,12 +56,6 @@ class Server:
         import psutil
 
         return psutil.Process(self.proc.pid).memory_info().rss
-
-
-def server_env() -> dict[str, str]:
-    """This environment, with the repository and its inference package ahead of any PYTHONPATH already set."""
-    path = [str(ROOT), str(ROOT / "inference"), os.environ.get("PYTHONPATH", "")]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path)), "HF_HUB_OFFLINE": "1"}
 
 
 def start_server(*extra: str, ready_timeout: float = 90.0, model: str = MODEL) -> Server:
