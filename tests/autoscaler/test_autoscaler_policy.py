@@ -249,7 +249,7 @@ def test_the_ramp_line_is_scipys_least_squares_fit():
         policy = ForesailPolicy(cfg, prior=None, forecast_step_s=5.0)
         t = np.sort(rng.uniform(0, 60, cfg.trend_points))
         y = 5 + rng.normal(0.05, 0.1) * t + rng.normal(0, 0.5, len(t))
-        policy._recent.extend(zip(t, y))
+        policy._recent.extend(zip(t, y, strict=True))
         fit = linregress(t - t[-1], y)
         significant = fit.slope > 0 and fit.slope / fit.stderr >= cfg.trend_t
         expected = min(fit.intercept + fit.slope * cfg.horizon_s, 3 * y[-1]) if significant else None

@@ -1,5 +1,7 @@
 """Each baseline reproduces its documented behaviour on a step and on a spike."""
 
+from itertools import pairwise
+
 import numpy as np
 
 from foresail.autoscaler.policy import Observation
@@ -51,7 +53,7 @@ def test_kpa_spike_panics_and_does_not_scale_down_while_panicking():
     out = drive(kpa, demand, start=2)
     assert out[39] == 2
     assert max(out[40:43]) >= 10  # the panic window (6 s) sees the spike before the stable one does
-    assert all(b >= a for a, b in zip(out[40:60], out[41:61]))  # no scale-down in panic (60 s)
+    assert all(b >= a for a, b in pairwise(out[40:61]))  # no scale-down in panic (60 s)
     assert out[-1] < out[60]  # leaves panic after a full stable window and scales down
 
 

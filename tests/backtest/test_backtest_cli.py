@@ -17,7 +17,7 @@ def make_trace(tmp_path):
     p = tmp_path / "trace.csv"
     with open(p, "w") as fh:
         fh.write("time_s,arrivals\n")
-        for ti, r in zip(t, rng.poisson(rate * 60)):
+        for ti, r in zip(t, rng.poisson(rate * 60), strict=True):
             fh.write(f"{ti},{r}\n")
     return p
 
@@ -131,7 +131,7 @@ def job_trace(tmp_path, period_s: int, opens_s: int, length_s: int):
     t = np.arange(0, 3 * 86400, 60)
     job = (t % period_s >= opens_s) & (t % period_s < opens_s + length_s)
     p = tmp_path / "job.csv"
-    p.write_text("time_s,arrivals\n" + "".join(f"{ti},{60 * (30 if j else 1)}\n" for ti, j in zip(t, job)))
+    p.write_text("time_s,arrivals\n" + "".join(f"{ti},{60 * (30 if j else 1)}\n" for ti, j in zip(t, job, strict=True)))
     return p
 
 

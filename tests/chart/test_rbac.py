@@ -180,7 +180,7 @@ def test_the_chart_grants_every_call_the_operator_makes_and_no_more(tmp_path: Pa
 
     # Nothing broader than that: no wildcards, and no rule that no call used (bar NOT_OBSERVABLE).
     used = {(v, g, r) for v, g, r, _ in calls} | NOT_OBSERVABLE
-    for scope, rule in rules:
+    for _scope, rule in rules:
         for field in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[field], rule
         for group in rule["apiGroups"]:

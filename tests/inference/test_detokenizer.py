@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from itertools import pairwise
 
 import pytest
 
@@ -31,7 +32,7 @@ def test_incremental_text_equals_full_decoding(tokenizer, stride: int) -> None:
     assert detokenizer.incremental
     assert texts[-1] == full
     assert "<|im_end|>" not in full and "日本語 ⛵" in full
-    for before, after in zip(texts, texts[1:]):  # only ever grows, never with half a character
+    for before, after in pairwise(texts):  # only ever grows, never with half a character
         assert after.startswith(before) and "\ufffd" not in after
 
 

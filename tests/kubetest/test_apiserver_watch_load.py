@@ -128,7 +128,7 @@ def test_watches_deliver_every_event_in_order_under_concurrent_writes(tmp_path: 
         jobs = [(kind, f"{kind[0]}{i}") for i in range(_OBJECTS_PER_KIND) for kind in _PATHS]
         with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
             results = list(pool.map(lambda job: _write_all(kube, *job), jobs))
-        expected = {kind: sorted((e for (k, _), events in zip(jobs, results) if k == kind
+        expected = {kind: sorted((e for (k, _), events in zip(jobs, results, strict=True) if k == kind
                                   for e in events), key=lambda e: e[2]) for kind in _PATHS}
 
         assert server.drop_watches() >= len(readers), "a watch ended before it was dropped"

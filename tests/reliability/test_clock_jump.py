@@ -8,6 +8,7 @@ predictive mode with the learned prior and in reactive mode.
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import pytest
 
@@ -25,7 +26,7 @@ def run(policy: ForesailPolicy, times: list[float], demand: list[float], replica
     reasons of every decision."""
     out = []
     c = policy.config
-    for t, d in zip(times, demand):
+    for t, d in zip(times, demand, strict=True):
         decision = policy.decide(Observation(t, d, waiting=0.0, ready_replicas=replicas, provisioned_replicas=replicas,
                                              arrival_size=each))
         assert decision.reason and math.isfinite(decision.replicas)
@@ -37,7 +38,7 @@ def run(policy: ForesailPolicy, times: list[float], demand: list[float], replica
 
 
 def scale_downs(decisions: list[Decision]) -> int:
-    return sum(1 for a, b in zip(decisions, decisions[1:]) if b.replicas < a.replicas)
+    return sum(1 for a, b in pairwise(decisions) if b.replicas < a.replicas)
 
 
 @pytest.mark.parametrize("each", [1.0, 1000.0], ids=["requests", "tokens"])
@@ -67,7 +68,7 @@ def test_a_clock_jump_right_after_demand_falls(predictive: bool, jump: float, ho
     # neither direction shortens the window: the first scale-down waits a full window of decisions
     assert steps_held >= WINDOW / STEP - 1, f"scaled down {steps_held} steps after demand fell"
     # no burst: after the jump the replicas only go down, never back up (no oscillation)
-    assert not any(b.replicas > a.replicas for a, b in zip(decisions, decisions[1:])), [d.replicas for d in decisions]
+    assert not any(b.replicas > a.replicas for a, b in pairwise(decisions)), [d.replicas for d in decisions]
     if not predictive:  # reactive: one step down to the floor once the window has passed
         assert scale_downs([steady[-1], *decisions]) == 1, [d.replicas for d in decisions]
         assert decisions[-1].replicas == 1

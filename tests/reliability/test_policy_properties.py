@@ -100,6 +100,6 @@ def test_scale_to_zero_never_stops_between_zero_and_min():
     for _ in range(37):
         t += 15
         p.decide(Observation(t, None, provisioned_replicas=0))
-    for t, demand in ((t + 30, 0.0), (t + 180, 1.0), (t + 210, 0.0)):
-        replicas = p.decide(Observation(t, demand, provisioned_replicas=0)).replicas
+    for at, demand in ((t + 30, 0.0), (t + 180, 1.0), (t + 210, 0.0)):
+        replicas = p.decide(Observation(at, demand, provisioned_replicas=0)).replicas
         assert replicas == 0 or replicas >= 2, f"{replicas} replica(s): neither zero nor min_replicas=2"
