@@ -114,7 +114,7 @@ def summarise_group(rows: list[dict]) -> dict:
     reach = np.maximum(reach, [r["foresail"][0] for r in rows])
     out["reachable_99"] = int((reach >= TARGET).sum())
 
-    def figures(att: np.ndarray, hours: np.ndarray, setting=None) -> dict:
+    def figures(att: np.ndarray, hours: np.ndarray, setting: object = None) -> dict:
         return {
             "setting": setting,
             "min_slo": float(att.min()),

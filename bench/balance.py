@@ -154,6 +154,11 @@ def _fleet(pods: int, slots: int, token_ms: float, block_ms: float, cache_blocks
                 proc.wait(timeout=10)
 
 
+def _always(url: str) -> Callable[[], str]:
+    """A pick that always answers ``url``."""
+    return lambda: url
+
+
 def _figures(lat_s: np.ndarray) -> dict[str, float]:
     lat = 1e3 * lat_s
     return {"p50_ms": float(np.quantile(lat, 0.5)), "p90_ms": float(np.quantile(lat, 0.9)),
@@ -184,7 +189,7 @@ def least_load(args: argparse.Namespace, rng: np.random.Generator) -> list[dict[
             # the chart's default: 2 replicas behind a Service, each counting only its own requests
             "2 activators at random, each least in flight": lambda: front.choice(via["pods"])}
         for url in via["pods"]:  # warm up
-            asyncio.run(_replay(np.full(min(50, len(bodies)), 0.01), bodies[:50], lambda u=url: u))
+            asyncio.run(_replay(np.full(min(50, len(bodies)), 0.01), bodies[:50], _always(url)))
         for load in (float(x) for x in args.load.split(",")):
             gaps = rng.exponential(1.0 / (load * capacity_rps), args.requests)
             base: dict[str, float] = {}
@@ -209,13 +214,14 @@ def prefix_caches(args: argparse.Namespace, rng: np.random.Generator) -> list[di
                           for r in trace]) / 1e3
     capacity_rps = args.pods * args.slots / uncached_s  # with no cache hit
     gaps = rng.exponential(1.0 / (args.prefix_load * capacity_rps), len(bodies))
-    rows, out = [], []
+    rows: list[dict[str, str]] = []
+    out: list[dict[str, Any]] = []
     pick = random.Random(0)
     for way, routing in (("random pod (Service, iptables)", None), ("activator, least in flight", "pods"),
                          ("activator, prefix", "prefix")):
         with _fleet(args.pods, args.slots, args.token_ms, args.block_ms, args.cache_blocks,
                     (routing,) if routing else ()) as (urls, via):  # cold caches for each way
-            f = _figures(asyncio.run(_replay(gaps, bodies, (lambda r=routing: via[r][0]) if routing
+            f = _figures(asyncio.run(_replay(gaps, bodies, _always(via[routing][0]) if routing
                                              else (lambda: pick.choice(urls)))))
             stats = [requests.get(u + "/stats", timeout=10).json() for u in urls]
         f["hit_rate"] = sum(s["hits"] for s in stats) / max(1, sum(s["blocks"] for s in stats))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import aiohttp
 import torch
-from transformers import ContinuousBatchingConfig, GenerationConfig
+from transformers import ContinuousBatchingConfig, GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from bench.inference import ROOT, start_server, stop_server
 
@@ -33,7 +33,7 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def hf(model, tok, n: int) -> float:
+def hf(model: PreTrainedModel, tok: PreTrainedTokenizerBase, n: int) -> float:
     """Seconds per token of generate() for one request of n tokens."""
     ids = tok("The sea", return_tensors="pt").to(model.device)
     t = time.perf_counter()
@@ -42,7 +42,7 @@ def hf(model, tok, n: int) -> float:
     return (time.perf_counter() - t) / n
 
 
-def cb(model, tok, batch: int, n: int, graphs: bool | None = None) -> float:
+def cb(model: PreTrainedModel, tok: PreTrainedTokenizerBase, batch: int, n: int, graphs: bool | None = None) -> float:
     """Seconds per step of transformers' generate_batch for ``batch`` requests of n tokens; ``graphs=True``
     captures CUDA graphs (transformers' default, None, does so only with attention that needs no mask)."""
     gc = GenerationConfig(max_new_tokens=n, do_sample=False, eos_token_id=-1)
@@ -57,7 +57,7 @@ def cb(model, tok, batch: int, n: int, graphs: bool | None = None) -> float:
 async def serve_rate(url: str, name: str, batch: int, n: int) -> tuple[float, list[int]]:
     """Seconds per step of `foresail serve` for ``batch`` concurrent requests of n tokens, and their tokens."""
     async with aiohttp.ClientSession() as http:
-        async def one(i):
+        async def one(i: int) -> int:
             body = {"model": name, "prompt": f"The sea {i}", "max_tokens": n, "temperature": 0}
             async with http.post(f"{url}/v1/completions", json=body) as r:
                 return (await r.json())["usage"]["completion_tokens"]

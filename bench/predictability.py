@@ -149,14 +149,14 @@ def aggregates(traces_dir: Path) -> None:
         for h in HORIZONS:
             try:
                 r2, wape, pers = change_model(tr.arrivals, h, tr.gaps)
-                row[h] = f"{100 * r2:.1f} % | {100 * wape:.1f} / {100 * pers:.1f} %"
+                row[str(h)] = f"{100 * r2:.1f} % | {100 * wape:.1f} / {100 * pers:.1f} %"
             except ValueError:  # deepseek-r1 and mm-image hold one day
-                row[h] = f"{len(tr.arrivals) / DAY:.0f} day: too short"
+                row[str(h)] = f"{len(tr.arrivals) / DAY:.0f} day: too short"
         rows.append(row)
     print("ServeGen aggregates, 10-min requests: lag-1 autocorrelation of the changes; per horizon, the "
           "linear model's R^2 of the change | its WAPE / persistence's (fitted on the first half, scored on "
           "the second)")
-    print_table(rows, {"series": "series", "ac": "autocorr"} | {h: f"+{10 * h} min" for h in HORIZONS})
+    print_table(rows, {"series": "series", "ac": "autocorr"} | {str(h): f"+{10 * h} min" for h in HORIZONS})
     by_service: dict[str, list] = {}
     for tr in iter_servegen_clients(traces_dir / "servegen" / "servegen-clients.tar.gz", ["m-large", "m-mid"]):
         by_service.setdefault(tr.group, []).append(tr)
@@ -170,11 +170,11 @@ def aggregates(traces_dir: Path) -> None:
         row = {"series": service}
         for h in HORIZONS:
             wape, pers, picks = bottom_up(series, h)
-            row[h] = f"{100 * wape:.1f} / {100 * pers:.1f} % ({picks['as now']} of {len(traces)} as now)"
+            row[str(h)] = f"{100 * wape:.1f} / {100 * pers:.1f} % ({picks['as now']} of {len(traces)} as now)"
         rows.append(row)
     print("\nBottom-up: each customer forecast by the rule that erred least on its first half, summed; WAPE on "
           "the second half / persistence's on the aggregate (how many customers the rule 'as now' served best)")
-    print_table(rows, {"series": "service"} | {h: f"+{10 * h} min" for h in HORIZONS})
+    print_table(rows, {"series": "service"} | {str(h): f"+{10 * h} min" for h in HORIZONS})
 
 
 def customers(traces_dir: Path, min_share: float) -> None:

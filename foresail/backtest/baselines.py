@@ -16,7 +16,7 @@ import numpy as np
 
 from foresail.autoscaler.policy import Decision, ForesailPolicy, Observation, PolicyConfig
 from foresail.backtest.holtwinters import HoltWinters
-from foresail.backtest.simulate import SimConfig
+from foresail.backtest.simulate import ScalingPolicy, SimConfig
 
 
 def _decision(obs: Observation, replicas: int, reason: str) -> Decision:
@@ -260,7 +260,7 @@ def foresail_config(sim: SimConfig, slo_target: float = 0.0) -> PolicyConfig:
 
 
 def make_policy(name: str, sim: SimConfig, arrivals: np.ndarray, start_s: float = 0.0,
-                knob: float | None = None, prior: object = "default"):
+                knob: float | None = None, prior: object = "default") -> ScalingPolicy:
     """A fresh policy instance by name (``knob`` overrides the baseline's default setting)."""
     spec = POLICIES[name]
     value = spec.default if knob is None else knob

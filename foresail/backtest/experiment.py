@@ -84,6 +84,7 @@ def run_policy(p: Prepared, name: str, knob: float | None = None, record_forecas
     res = simulate(policy, p.arrivals, p.sim, name, p.name, p.start_s, record_forecast=record_forecast,
                    at_zero=at_zero, sizes=p.sizes)
     res.extra["knob"] = knob if knob is not None else POLICIES[name].default
-    if getattr(policy, "learned", ()):  # Foresail's windows found in the history (learn_schedules), at the end
-        res.extra["learned"] = [w.describe(p.sim.unit) for w in policy.learned]
+    learned = getattr(policy, "learned", ())  # Foresail's windows found in the history (learn_schedules)
+    if learned:
+        res.extra["learned"] = [w.describe(p.sim.unit) for w in learned]
     return res

@@ -80,7 +80,7 @@ def table(summary: dict) -> str:
 def write_json(path: str | Path, summary: dict) -> None:
     """The summary as JSON (NaN written as null)."""
 
-    def clean(o):
+    def clean(o: object) -> object:
         if isinstance(o, float) and not math.isfinite(o):
             return None
         if isinstance(o, dict):

@@ -10,6 +10,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from foresail.demo.stack import LocalStack
 
 DEFAULT_TRACE = Path(__file__).parent / "data" / "azure-conv-2023-per-minute.csv"
 
@@ -52,7 +56,7 @@ def _manifest(args: argparse.Namespace) -> dict:
 class Sampler:
     """Samples what the operator shows (status) once per second, in a thread."""
 
-    def __init__(self, stack, name: str) -> None:
+    def __init__(self, stack: LocalStack, name: str) -> None:
         self.stack, self.name = stack, name
         self.rows: list[dict] = []
         self.offered = 0.0
