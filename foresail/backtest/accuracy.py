@@ -1,9 +1,12 @@
 """Forecast accuracy per horizon: WAPE and MASE against persistence, seasonal-naive and Holt-Winters,
-and pinball loss and coverage of the forecaster's quantiles.
+and pinball loss and coverage of the forecaster's quantiles, at each horizon and over the window up to it.
 
 The forecaster runs online exactly as in the policy: it learns from the first ``train_fraction`` of the
 series (its own model when that is long enough, the shipped prior otherwise), then for every later step
 it observes the step and forecasts ahead, scored against what happened. Gap steps are not scored.
+
+Window coverage scores the quantile the way the policy uses it: the highest forecast over the next ``h``
+steps against the highest demand over them, the replicas the oracle holds for a cold start of ``h``.
 """
 
 from __future__ import annotations
@@ -31,11 +34,17 @@ class HorizonScore:
     mase: dict[str, float] = field(default_factory=dict)
     pinball: dict[float, float] = field(default_factory=dict)  # quantile -> mean pinball loss / mean demand
     coverage: dict[float, float] = field(default_factory=dict)  # quantile -> share of actuals at or below it
+    window_coverage: dict[float, float] = field(default_factory=dict)  # the same for the window's highest
 
 
 def _wape(err: np.ndarray, actual: np.ndarray) -> float:
     denom = float(np.abs(actual).sum())
     return float(np.abs(err).sum() / denom) if denom > 0 else math.nan
+
+
+def window_max(x: np.ndarray, origins: np.ndarray, h: int) -> np.ndarray:
+    """The highest of ``x[i + 1 : i + h + 1]`` for each origin ``i``; NaN where any of them is NaN (a gap)."""
+    return x[origins[:, None] + np.arange(1, h + 1)].max(axis=1)  # NaN propagates: a gap is not scored
 
 
 def evaluate(
@@ -69,6 +78,7 @@ def evaluate(
     origins = np.arange(split, n - H)
     med = np.full((len(origins), len(hs)), np.nan)
     qv = {q: np.full((len(origins), len(hs)), np.nan) for q in quantiles}
+    qw = {q: np.full((len(origins), len(hs)), np.nan) for q in quantiles}  # highest over steps 1..h
     hwf = np.full((len(origins), len(hs)), np.nan)
     it = range(split, n - H)
     if progress:
@@ -85,6 +95,7 @@ def evaluate(
                     med[k, j] = f.median[h - 1]
                     for q in quantiles:
                         qv[q][k, j] = f.quantiles[q][h - 1]
+                        qw[q][k, j] = f.quantiles[q][:h].max()
         for j, h in enumerate(hs):
             hwf[k, j] = max(hw.forecast(h), 0.0)
     # MASE's scale: the in-sample error of the naive forecast one step of the trace's own interval ahead
@@ -115,10 +126,14 @@ def evaluate(
             score.wape[name] = _wape(err, actual[valid])
             score.mase[name] = float(np.mean(np.abs(err)) / scale) if scale and scale > 0 else math.nan
         mean_demand = float(np.mean(actual[ok])) if ok.any() else math.nan
+        peak = window_max(x, origins, h)
+        ok_w = ok & ~np.isnan(peak)
         for q in quantiles:
             e = actual[ok] - qv[q][ok, j]
             loss = np.maximum(q * e, (q - 1) * e)
             score.pinball[q] = float(loss.mean() / mean_demand) if mean_demand > 0 else math.nan
             score.coverage[q] = float(np.mean(e <= 1e-12)) if ok.any() else math.nan
+            score.window_coverage[q] = (float(np.mean(peak[ok_w] - qw[q][ok_w, j] <= 1e-12)) if ok_w.any()
+                                        else math.nan)
         out.append(score)
     return out

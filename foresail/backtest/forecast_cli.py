@@ -52,9 +52,11 @@ def run(args: argparse.Namespace) -> int:
         except (TraceError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        print(f"== {trace.name} (WAPE; MASE in brackets; quantiles of the foresail forecast)")
+        print(f"== {trace.name} (WAPE; MASE in brackets; quantiles of the foresail forecast; window: the "
+              "highest forecast over the horizon against the highest demand, as the policy uses it)")
         print(f"{'horizon':>8} " + "".join(f"{m:>22}" for m in methods)
-              + f"{'pinball p50':>12}{'pinball p' + str(round(args.quantile * 100)):>12}{'coverage':>10}")
+              + f"{'pinball p50':>12}{'pinball p' + str(round(args.quantile * 100)):>12}{'coverage':>10}"
+              + f"{'window':>9}")
         q = args.quantile
         for s in scores:
             cells = "".join(
@@ -62,11 +64,12 @@ def run(args: argparse.Namespace) -> int:
                 for m in methods
             )
             print(f"{s.horizon_s / 60:>6.0f}m {cells}{s.pinball[0.5]:>12.4f}{s.pinball[q]:>12.4f}"
-                  f"{100 * s.coverage[q]:>9.1f}%")
+                  f"{100 * s.coverage[q]:>9.1f}%{100 * s.window_coverage[q]:>8.1f}%")
         out[trace.name] = [
             {"horizon_s": s.horizon_s, "n": s.n, "wape": s.wape, "mase": s.mase,
              "pinball": {str(k): v for k, v in s.pinball.items()},
-             "coverage": {str(k): v for k, v in s.coverage.items()}}
+             "coverage": {str(k): v for k, v in s.coverage.items()},
+             "window_coverage": {str(k): v for k, v in s.window_coverage.items()}}
             for s in scores
         ]
     if args.json:

@@ -106,6 +106,7 @@ def test_forecast_command(tmp_path, capsys):
                  "--json", str(tmp_path / "f.json")]) == 0
     data = json.loads((tmp_path / "f.json").read_text())["trace"]
     assert [r["horizon_s"] for r in data] == [600.0, 1800.0]
+    assert all(0 <= r["window_coverage"]["0.9"] <= 1 for r in data)
     assert "persistence" in capsys.readouterr().out
 
 
