@@ -5,7 +5,7 @@ PIP := $(VENV)/bin/pip
 
 .PHONY: install test demo bench
 
-# torch first, from the pinned CPU build, so nothing later pulls a CUDA build.
+# torch first, pinned, so that nothing installed after it pulls another torch.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
