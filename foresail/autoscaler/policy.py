@@ -33,6 +33,7 @@ from foresail.autoscaler.schedule import Schedule, scheduled_floor
 
 LEARN_EVERY_S = 3600.0  # learn_schedules: how often windows are looked for (from a day of history on)
 RECURRENCE_LAGS_S = ((86400.0, "a day"), (7 * 86400.0, "a week"))  # where demand that recurs is looked for
+MIN_CHECKS = 10  # forecasts checked against demand before their miss rate counts
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,13 @@ class ForesailPolicy:
         if self.config.learn_schedules != old.learn_schedules:
             self.learned, self._learned, self._learned_at = (), (), None  # looked for at the next decision
 
+    def forecast_coverage(self) -> tuple[float, int] | None:
+        """Share of the recent forecasts checked (the last ``error_window``) whose upper quantile at the
+        horizon covered the demand that came, and how many were checked; None before ``MIN_CHECKS``."""
+        if len(self._misses) < MIN_CHECKS:
+            return None
+        return 1.0 - sum(self._misses) / len(self._misses), len(self._misses)
+
     # ---- the decision -----------------------------------------------------------------------
     def _headroom(self, obs: Observation, foretold: bool) -> float:
         """Widening factor from how often recent forecasts fell short of what happened (not counting
@@ -225,7 +233,7 @@ class ForesailPolicy:
                 _, upper = self._checks.popleft()
                 if not foretold:
                     self._misses.append(obs.demand > upper * 1.0001 + 1e-12)
-        if len(self._misses) < 10:
+        if len(self._misses) < MIN_CHECKS:
             return 1.0
         miss_rate = sum(self._misses) / len(self._misses)
         excess = max(0.0, miss_rate - (1.0 - c.quantile))
@@ -531,6 +539,9 @@ class ForesailPolicy:
         c = self.config
         u = c.unit
         base = max(need.floor, need.predicted or 0)
+        coverage = self.forecast_coverage()
+        covered = (f": p{round(c.quantile * 100)} covered {100 * coverage[0]:.0f} % of the last {coverage[1]}"
+                   if coverage is not None else "")
         if need.woken and min(need.woken, c.max_replicas) == target and need.woken > base:
             why = (f"{need.recurring:.3g} {u} arrived {need.recurring_lag} ago within the next {c.horizon_s:.0f} s "
                    f"and needs {need.woken} replica{'s' if need.woken != 1 else ''} at {c.capacity:.3g} {u} each")
@@ -551,14 +562,14 @@ class ForesailPolicy:
                 why = (f"forecast from the ramp of the last {c.trend_points} decisions, {need.f_up:.3g} {u} at "
                        f"+{c.horizon_s:.0f} s, needs {n} replica{'s' if n != 1 else ''} at {c.capacity:.3g} {u} each")
             elif need.widen_capped:
-                why += (f" (headroom widened after recent forecast misses, up to the larger of the forecast and "
-                        f"{c.widen_to_peak:g}x the peak demand of the last {c.burst_window_s:.0f} s)")
+                why += (f" (headroom widened after recent forecast misses{covered}, up to the larger of the forecast "
+                        f"and {c.widen_to_peak:g}x the peak demand of the last {c.burst_window_s:.0f} s)")
             elif need.headroom > 1.0:
-                why += f" (headroom widened x{need.headroom:.2f} after recent forecast misses)"
+                why += f" (headroom widened x{need.headroom:.2f} after recent forecast misses{covered})"
         elif need.burst > base and target == need.burst:
             why = (f"holding the peak demand of the last {c.burst_window_s:.0f} s ({need.burst} replica"
                    f"{'s' if need.burst != 1 else ''}) because recent forecasts fell short of demand more often "
-                   f"than p{round(c.quantile * 100)} allows (headroom x{need.headroom:.2f})")
+                   f"than p{round(c.quantile * 100)} allows (headroom x{need.headroom:.2f}{covered})")
         elif target == need.floor and need.floor > 0:
             drain = (f" plus draining within {c.queue_drain_s:.0f} s the backlog it will have left by the time new "
                      f"replicas are ready ({need.backlog_then:.3g} {u.split('/')[0]})"

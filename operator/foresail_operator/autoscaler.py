@@ -376,6 +376,10 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
                         summary=f"{_sig(decision.forecast_upper)} {unit} p{q} @+{decision.horizon_s:.0f}s")
     else:
         forecast["summary"] = "reactive" if spec.autoscaling.mode == "reactive" else "warming up"
+    coverage = loop.policy.forecast_coverage()
+    if coverage is not None:
+        forecast.update(coverage=round(coverage[0], 4), checked=coverage[1])
+        telemetry.COVERAGE.labels(*labels).set(coverage[0])
     conditions = _conditions(signals, error, decision, loop.policy, spec, current, at_door)
     if overridden:
         conditions["ScalingLimited"] = (True, "ReplicasOverridden", overridden)

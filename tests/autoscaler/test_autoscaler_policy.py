@@ -423,3 +423,23 @@ def test_learned_windows_are_looked_for_hourly_and_dropped_when_learning_is_turn
     assert [w.name for w in p.learned] == ["hourly-20"]
     p.reconfigure(learn_schedules=False)
     assert p.learned == () and "learned" not in p.decide(obs(now + 60.0 * 18, 1.0, 1)).reason
+
+
+def test_forecast_coverage_is_the_share_of_checked_forecasts_that_covered_demand():
+    """Six flat hours at 2 req/s, then 20: the p90 covers the flat demand and misses the jump, and the
+    widened headroom's reason says by how much; none is reported before ten forecasts were checked."""
+    t = np.arange(1, 6 * 60 + 1) * 60.0
+    p = ForesailPolicy(PolicyConfig(capacity=1.0, cold_start_s=120.0, interval_s=60.0, max_replicas=50))
+    p.warm_start(t, np.full(len(t), 2.0))
+    d = p.decide(obs(t[-1] + 60.0, 2.0, 2))
+    assert p.forecast_coverage() is None
+    for k in range(2, 40):
+        d = p.decide(obs(t[-1] + 60.0 * k, 2.0, d.replicas))
+    flat = p.forecast_coverage()
+    assert flat is not None and flat[0] >= 0.9 and 10 <= flat[1] <= 60, flat
+    for k in range(40, 60):
+        d = p.decide(obs(t[-1] + 60.0 * k, 20.0, d.replicas))
+    jumped = p.forecast_coverage()
+    assert jumped is not None and jumped[0] < flat[0] - 0.1 and jumped[1] == min(60, flat[1] + 20), (flat, jumped)
+    assert jumped[0] == 1 - sum(p._misses) / len(p._misses)
+    assert d.headroom > 1 and f"p90 covered {100 * jumped[0]:.0f} % of the last {jumped[1]})" in d.reason, d.reason

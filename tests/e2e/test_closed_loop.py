@@ -119,6 +119,11 @@ def test_predictive_asks_ahead_of_the_peak_and_of_reactive(stack: LocalStack):
                         timeout=30, what="status.capacity.kvCacheUsage")
     assert capacity["perReplica"] > 0 and capacity["source"], capacity
     assert 0 <= capacity["kvCacheUsage"] <= 1, capacity
+    # how often the recent forecasts covered demand, once ten were checked (one per 5-s decision, each a
+    # horizon after it was made), through the CRD's status schema
+    forecast = wait_for(lambda: "coverage" in (f := stack.llmd("predictive")["status"]["forecast"]) and f,
+                        timeout=60, what="status.forecast.coverage")
+    assert 0 <= forecast["coverage"] <= 1 and 10 <= forecast["checked"] <= 60, forecast
 
 
 def test_operator_restart_keeps_the_forecast_history(stack: LocalStack):

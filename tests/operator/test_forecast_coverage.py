@@ -1,0 +1,33 @@
+"""The decision loop reports how often its recent forecasts covered demand: in the status and as a gauge.
+
+The operator's own path (`PrometheusSource` over HTTP against `FakePrometheus`, `Collector`, `step` in
+advisory mode); the policy's record of checked forecasts is filled as the policy tests fill it.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY
+
+from foresail_operator import telemetry
+from foresail_operator.autoscaler import Loop
+from foresail_operator.spec import parse_spec
+from tests.operator.advisory import KEY, decisions
+
+SPEC = parse_spec({"model": {"source": "builtin:tiny"},
+                   "autoscaling": {"mode": "advisory", "intervalSeconds": 5, "slo": {"capacityPerReplica": 1}}})
+LABELS = {"namespace": KEY[0], "llmdeployment": KEY[1]}
+
+
+async def test_the_status_and_a_gauge_show_the_share_of_recent_forecasts_that_covered_demand() -> None:
+    loop = Loop(KEY, forecast_step_s=60.0)
+    loop.configure(SPEC, None)
+    assert loop.policy is not None
+    await decisions(SPEC, loop=loop)
+    assert "coverage" not in loop.view["fields"]["forecast"]  # nothing checked yet
+    loop.policy._misses.extend([False] * 17 + [True] * 3)  # 20 forecasts checked, 3 fell short
+    await decisions(SPEC, loop=loop)
+    forecast = loop.view["fields"]["forecast"]
+    assert forecast["coverage"] == 0.85 and forecast["checked"] == 20, forecast
+    assert REGISTRY.get_sample_value("foresail_forecast_coverage", LABELS) == 0.85
+    telemetry.forget(*KEY)  # the loop ended: its series go
+    assert REGISTRY.get_sample_value("foresail_forecast_coverage", LABELS) is None
