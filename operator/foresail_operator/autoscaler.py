@@ -368,8 +368,10 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     telemetry.CAPACITY[loop.unit].labels(*labels).set(loop.capacity.capacity)
     if cold_start is not None:
         telemetry.COLD_START.labels(*labels).set(cold_start)
+    # a figure there is none of is null, which the merge patch removes, so no stale one stays in the status
     forecast: dict[str, Any] = {"horizonSeconds": round(decision.horizon_s), "quantile": spec.autoscaling.quantile,
-                                "demand": _sig(demand), "historySeconds": _history_s(loop.policy)}
+                                "demand": _sig(demand), "historySeconds": _history_s(loop.policy),
+                                "median": None, "upper": None, "coverage": None, "checked": None}
     if decision.forecast_upper is not None:
         q = round(spec.autoscaling.quantile * 100)
         forecast.update(median=_sig(decision.forecast_median), upper=_sig(decision.forecast_upper),

@@ -172,10 +172,16 @@ async def secret_problems(client: KubeClient, namespace: str, spec: LLMDeploymen
 
 
 def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Compare two status dicts, ignoring condition timestamps."""
+    """Compare a new status with the stored one, ignoring condition timestamps; a null in the new one (a
+    field the merge patch removes) matches its absence."""
+    def known(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: known(v) for k, v in value.items() if v is not None}
+        return value
+
     def strip(s: Mapping[str, Any]) -> Any:
         conds = [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in s.get("conditions") or []]
-        return {**s, "conditions": conds}
+        return known({**s, "conditions": conds})
     return strip(a) == strip({k: b.get(k) for k in a})
 
 

@@ -23,7 +23,7 @@ async def test_the_status_and_a_gauge_show_the_share_of_recent_forecasts_that_co
     loop.configure(SPEC, None)
     assert loop.policy is not None
     await decisions(SPEC, loop=loop)
-    assert "coverage" not in loop.view["fields"]["forecast"]  # nothing checked yet
+    assert loop.view["fields"]["forecast"]["coverage"] is None  # nothing checked yet (null: not in the status)
     loop.policy._misses.extend([False] * 17 + [True] * 3)  # 20 forecasts checked, 3 fell short
     await decisions(SPEC, loop=loop)
     forecast = loop.view["fields"]["forecast"]
