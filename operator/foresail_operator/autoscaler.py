@@ -160,7 +160,8 @@ def _capacity_source(model: CapacityModel, spec: LLMDeploymentSpec) -> str:
 def _capacity_status(model: CapacityModel, spec: LLMDeploymentSpec, signals: Signals | None) -> dict[str, Any]:
     """status.capacity: demand per replica in use (req/s or tok/s), where that figure comes from, the KV
     cache's use."""
-    out: dict[str, Any] = {"perReplica": _sig(model.capacity), "source": _capacity_source(model, spec)}
+    out: dict[str, Any] = {"perReplica": _sig(model.capacity), "source": _capacity_source(model, spec),
+                           "kvCacheUsage": None}  # null: the merge patch removes a figure the pods stopped giving
     if signals is not None and signals.kv_cache is not None:
         out["kvCacheUsage"] = round(signals.kv_cache, 2)
     return out

@@ -52,6 +52,8 @@ async def test_a_cache_with_room_keeps_the_spec_capacity(caplog: pytest.LogCaptu
     assert capacity == {"perReplica": 1.0, "source": "spec (slo.capacityPerReplica)", "kvCacheUsage": 0.5}
     assert loop.view["fields"]["recommendedReplicas"] == 3  # the stabilisation window keeps the 3 found
     assert "capacity per replica" not in caplog.text
+    await decisions(SPEC, loop=loop, series=False)  # the pods stop reporting: the figure goes, none stale
+    assert loop.view["fields"]["capacity"]["kvCacheUsage"] is None
 
 
 @pytest.mark.parametrize(("threshold", "learned"), [(0.9, 1.5 / 3 * 0.9 / 0.96), (1.0, None)])
