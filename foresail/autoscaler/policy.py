@@ -216,12 +216,22 @@ class ForesailPolicy:
         if self.config.learn_schedules != old.learn_schedules:
             self.learned, self._learned, self._learned_at = (), (), None  # looked for at the next decision
 
+    def _miss_rate(self) -> float | None:
+        """Share of the recent forecasts checked whose upper quantile fell short; None before ``MIN_CHECKS``."""
+        return sum(self._misses) / len(self._misses) if len(self._misses) >= MIN_CHECKS else None
+
     def forecast_coverage(self) -> tuple[float, int] | None:
         """Share of the recent forecasts checked (the last ``error_window``) whose upper quantile at the
         horizon covered the demand that came, and how many were checked; None before ``MIN_CHECKS``."""
-        if len(self._misses) < MIN_CHECKS:
-            return None
-        return 1.0 - sum(self._misses) / len(self._misses), len(self._misses)
+        miss_rate = self._miss_rate()
+        return None if miss_rate is None else (1.0 - miss_rate, len(self._misses))
+
+    def _covered(self) -> str:
+        """The recent coverage, for the reason of a widened headroom (which needs ``MIN_CHECKS`` checks)."""
+        coverage = self.forecast_coverage()
+        if coverage is None:
+            return ""
+        return f": p{round(self.config.quantile * 100)} covered {100 * coverage[0]:.0f} % of the last {coverage[1]}"
 
     # ---- the decision -----------------------------------------------------------------------
     def _headroom(self, obs: Observation, foretold: bool) -> float:
@@ -233,9 +243,9 @@ class ForesailPolicy:
                 _, upper = self._checks.popleft()
                 if not foretold:
                     self._misses.append(obs.demand > upper * 1.0001 + 1e-12)
-        if len(self._misses) < MIN_CHECKS:
+        miss_rate = self._miss_rate()
+        if miss_rate is None:
             return 1.0
-        miss_rate = sum(self._misses) / len(self._misses)
         excess = max(0.0, miss_rate - (1.0 - c.quantile))
         return min(c.max_headroom, 1.0 + 2.0 * excess)
 
@@ -539,9 +549,6 @@ class ForesailPolicy:
         c = self.config
         u = c.unit
         base = max(need.floor, need.predicted or 0)
-        coverage = self.forecast_coverage()
-        covered = (f": p{round(c.quantile * 100)} covered {100 * coverage[0]:.0f} % of the last {coverage[1]}"
-                   if coverage is not None else "")
         if need.woken and min(need.woken, c.max_replicas) == target and need.woken > base:
             why = (f"{need.recurring:.3g} {u} arrived {need.recurring_lag} ago within the next {c.horizon_s:.0f} s "
                    f"and needs {need.woken} replica{'s' if need.woken != 1 else ''} at {c.capacity:.3g} {u} each")
@@ -562,14 +569,14 @@ class ForesailPolicy:
                 why = (f"forecast from the ramp of the last {c.trend_points} decisions, {need.f_up:.3g} {u} at "
                        f"+{c.horizon_s:.0f} s, needs {n} replica{'s' if n != 1 else ''} at {c.capacity:.3g} {u} each")
             elif need.widen_capped:
-                why += (f" (headroom widened after recent forecast misses{covered}, up to the larger of the forecast "
-                        f"and {c.widen_to_peak:g}x the peak demand of the last {c.burst_window_s:.0f} s)")
+                why += (f" (headroom widened after recent forecast misses{self._covered()}, up to the larger of "
+                        f"the forecast and {c.widen_to_peak:g}x the peak demand of the last {c.burst_window_s:.0f} s)")
             elif need.headroom > 1.0:
-                why += f" (headroom widened x{need.headroom:.2f} after recent forecast misses{covered})"
+                why += f" (headroom widened x{need.headroom:.2f} after recent forecast misses{self._covered()})"
         elif need.burst > base and target == need.burst:
             why = (f"holding the peak demand of the last {c.burst_window_s:.0f} s ({need.burst} replica"
                    f"{'s' if need.burst != 1 else ''}) because recent forecasts fell short of demand more often "
-                   f"than p{round(c.quantile * 100)} allows (headroom x{need.headroom:.2f}{covered})")
+                   f"than p{round(c.quantile * 100)} allows (headroom x{need.headroom:.2f}{self._covered()})")
         elif target == need.floor and need.floor > 0:
             drain = (f" plus draining within {c.queue_drain_s:.0f} s the backlog it will have left by the time new "
                      f"replicas are ready ({need.backlog_then:.3g} {u.split('/')[0]})"

@@ -95,7 +95,7 @@ def evaluate(
                     med[k, j] = f.median[h - 1]
                     for q in quantiles:
                         qv[q][k, j] = f.quantiles[q][h - 1]
-                        qw[q][k, j] = f.quantiles[q][:h].max()
+                        qw[q][k, j] = f.window(float(times_end[i]), float(times_end[i]) + h * step_s, q)
         for j, h in enumerate(hs):
             hwf[k, j] = max(hw.forecast(h), 0.0)
     # MASE's scale: the in-sample error of the naive forecast one step of the trace's own interval ahead
