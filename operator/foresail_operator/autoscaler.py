@@ -383,6 +383,7 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     if coverage is not None:
         forecast.update(coverage=round(coverage[0], 4), checked=coverage[1])
         telemetry.COVERAGE.labels(*labels).set(coverage[0])
+        telemetry.QUANTILE.labels(*labels).set(spec.autoscaling.quantile)
     conditions = _conditions(signals, error, decision, loop.policy, spec, current, at_door)
     if overridden:
         conditions["ScalingLimited"] = (True, "ReplicasOverridden", overridden)

@@ -29,6 +29,9 @@ FORECAST = {u: Gauge(f"foresail_forecast_{u}_per_second",
 HORIZON = Gauge("foresail_forecast_horizon_seconds", "The forecast horizon in use.", LABELS)
 COVERAGE = Gauge("foresail_forecast_coverage",
                  "Share of the recent forecasts checked whose upper quantile covered the demand that came.", LABELS)
+QUANTILE = Gauge("foresail_forecast_quantile",
+                 "The forecast quantile capacity is sized for (spec.autoscaling.quantile): "
+                 "what foresail_forecast_coverage should be near.", LABELS)
 CAPACITY = {u: Gauge(f"foresail_capacity_{u}_per_second",
                      f"{u.capitalize()}/s one replica serves within the SLO, as the policy uses it (spec or learned).",
                      LABELS) for u in DEMAND_UNITS}
@@ -52,6 +55,6 @@ def forget(namespace: str, name: str) -> None:
     """Stop exporting one LLMDeployment's series once its decision loop ends (deleted, autoscaling off,
     or this replica stood down), so that dashboards and alerts do not keep its last values for ever."""
     labels = {"namespace": namespace, "llmdeployment": name}
-    for metric in (DECISIONS, DESIRED, RECOMMENDED, REACTIVE_FLOOR, HORIZON, COVERAGE, COLD_START,
+    for metric in (DECISIONS, DESIRED, RECOMMENDED, REACTIVE_FLOOR, HORIZON, COVERAGE, QUANTILE, COLD_START,
                    *DEMAND.values(), *FORECAST.values(), *CAPACITY.values()):
         metric.remove_by_labels(labels)

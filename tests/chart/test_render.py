@@ -357,7 +357,7 @@ def test_dashboard_is_shipped_and_uses_only_real_metrics(tmp_path: Path):
                    "foresail_cold_start_seconds", "vllm:time_to_first_token_seconds_bucket",
                    "vllm:request_success_total", "foresail_capacity_requests_per_second",
                    "foresail_forecast_tokens_per_second", "foresail_activator_arrivals_total",
-                   "foresail_activator_held_requests", "foresail_forecast_coverage"):
+                   "foresail_activator_held_requests", "foresail_forecast_coverage", "foresail_forecast_quantile"):
         assert needed in used, needed
     for expr in exprs:  # every per-deployment query follows the dashboard's variables
         if "llmdeployment" in expr:

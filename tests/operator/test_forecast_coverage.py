@@ -29,5 +29,7 @@ async def test_the_status_and_a_gauge_show_the_share_of_recent_forecasts_that_co
     forecast = loop.view["fields"]["forecast"]
     assert forecast["coverage"] == 0.85 and forecast["checked"] == 20, forecast
     assert REGISTRY.get_sample_value("foresail_forecast_coverage", LABELS) == 0.85
+    assert REGISTRY.get_sample_value("foresail_forecast_quantile", LABELS) == 0.9  # what it should be near
     telemetry.forget(*KEY)  # the loop ended: its series go
     assert REGISTRY.get_sample_value("foresail_forecast_coverage", LABELS) is None
+    assert REGISTRY.get_sample_value("foresail_forecast_quantile", LABELS) is None
