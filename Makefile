@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install test demo bench
+.PHONY: install test lint demo bench
 
 # torch first, pinned, so that nothing installed after it pulls another torch.
 $(VENV)/.installed: pyproject.toml
@@ -20,6 +20,11 @@ install: $(VENV)/.installed
 
 test: install
 	$(PY) -m pytest -q -ra
+
+# ruff, pinned, with pyproject.toml's rules (120 columns; typed public functions outside tests/)
+lint: install
+	$(PIP) install -q -e '.[lint]'
+	$(VENV)/bin/ruff check .
 
 demo: install
 	$(VENV)/bin/foresail demo

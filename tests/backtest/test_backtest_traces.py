@@ -16,7 +16,8 @@ def write(tmp_path, name, text):
 
 
 def test_generic_csv_with_tokens_and_resampling(tmp_path):
-    p = write(tmp_path, "t.csv", "time_s,arrivals,input_tokens,output_tokens\n0,6,60,6\n30,3,30,3\n60,0,0,0\n90,9,90,9\n")
+    p = write(tmp_path, "t.csv",
+              "time_s,arrivals,input_tokens,output_tokens\n0,6,60,6\n30,3,30,3\n60,0,0,0\n90,9,90,9\n")
     tr = load_trace(p)
     assert tr.step_s == 30 and list(tr.arrivals) == [6, 3, 0, 9]
     assert list(tr.tokens) == [66, 33, 0, 99]

@@ -73,7 +73,8 @@ def test_a_weekday_job_is_written_with_its_days(tmp_path, capsys):
     minutes = np.arange(14 * 1440)
     job = ((minutes // 1440 + 3) % 7 < 5) & (minutes % 1440 >= 540) & (minutes % 1440 < 570)
     p = tmp_path / "weekdays.csv"
-    p.write_text("time_s,arrivals\n" + "".join(f"{60 * m},{60 * (21 if j else 1)}\n" for m, j in zip(minutes, job, strict=True)))
+    rows = (f"{60 * m},{60 * (21 if j else 1)}\n" for m, j in zip(minutes, job, strict=True))
+    p.write_text("time_s,arrivals\n" + "".join(rows))
     found = tmp_path / "found.yaml"
     assert main(["schedules", "--trace", str(p), "--capacity", "1", "-o", str(found)]) == 0
     assert ('- {name: weekdays-0900, days: [Mon, Tue, Wed, Thu, Fri], start: "09:00", end: "09:30", '

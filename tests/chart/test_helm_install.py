@@ -46,7 +46,8 @@ def test_install_upgrade_uninstall(tmp_path: Path):
         assert kube.get("/apis/rbac.authorization.k8s.io/v1/namespaces/team-a/roles/fs-foresail")
 
         # Upgrade, CRDs first. Make the live CRD an "older" one, then apply the chart's as documented.
-        kube.merge(CRD, {"spec": {"versions": [{**kube.get(CRD)["spec"]["versions"][0], "additionalPrinterColumns": []}]}})
+        version = kube.get(CRD)["spec"]["versions"][0]
+        kube.merge(CRD, {"spec": {"versions": [{**version, "additionalPrinterColumns": []}]}})
         assert not kube.get(CRD)["spec"]["versions"][0]["additionalPrinterColumns"]
         kubectl(server.kubeconfig, "apply", "--server-side", "--force-conflicts", "--validate=false",
                 "-f", str(CHART / "crds"))

@@ -60,11 +60,11 @@ def rest_path(obj: dict[str, Any], plural: str) -> str:
     return f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
 
 
-PLURALS = {"ServiceAccount": "serviceaccounts", "ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings",
-           "Role": "roles", "RoleBinding": "rolebindings", "Deployment": "deployments", "ConfigMap": "configmaps",
-           "NetworkPolicy": "networkpolicies", "ClusterKopfPeering": "clusterkopfpeerings",
-           "KopfPeering": "kopfpeerings", "Namespace": "namespaces", "CustomResourceDefinition": "customresourcedefinitions",
-           "PodDisruptionBudget": "poddisruptionbudgets"}
+PLURALS = {"ServiceAccount": "serviceaccounts", "ClusterRole": "clusterroles",
+           "ClusterRoleBinding": "clusterrolebindings", "Role": "roles", "RoleBinding": "rolebindings",
+           "Deployment": "deployments", "ConfigMap": "configmaps", "NetworkPolicy": "networkpolicies",
+           "ClusterKopfPeering": "clusterkopfpeerings", "KopfPeering": "kopfpeerings", "Namespace": "namespaces",
+           "CustomResourceDefinition": "customresourcedefinitions", "PodDisruptionBudget": "poddisruptionbudgets"}
 
 
 def install(kube: Kube, objects: list[dict[str, Any]], namespaces: list[str]) -> None:

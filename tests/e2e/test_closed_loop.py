@@ -94,7 +94,8 @@ def test_predictive_asks_ahead_of_the_peak_and_of_reactive(stack: LocalStack):
     watcher.join()
     decisions = {m: stack.llmd(m)["status"].get("history", []) for m in ("predictive", "reactive")}
     histories = {m: [h["reason"] for h in decisions[m]] for m in decisions}
-    detail = f"asked at {asked_at}, ready at {ready_at}, peak at {T_PEAK} s; decisions {histories}; timeline {timeline[::4]}"
+    detail = (f"asked at {asked_at}, ready at {ready_at}, peak at {T_PEAK} s; decisions {histories}; "
+              f"timeline {timeline[::4]}")
     assert all(o.ok for run in outcomes for o in run if o.status != "no replica"), "requests failed"
     assert {"predictive", "reactive"} <= set(asked_at), detail
     # predictive asks for the peak's replicas on a forecast, before current demand alone needs them

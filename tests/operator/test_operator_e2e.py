@@ -60,7 +60,8 @@ def test_each_example_gets_its_deployment_and_service(cluster, operator, path: P
     dep = wait_for(lambda: deployment(cluster, name), what="the Deployment")
     owner = llmd(cluster, name)
     ref = dep["metadata"]["ownerReferences"][0]
-    assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == ("LLMDeployment", name, owner["metadata"]["uid"], True)
+    owned_by = ("LLMDeployment", name, owner["metadata"]["uid"], True)
+    assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == owned_by
     svc = wait_for(lambda: cluster.kube.get(f"{SERVICES}/{name}"), what="the Service")
     assert svc["metadata"]["ownerReferences"][0]["uid"] == owner["metadata"]["uid"]
     assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
@@ -101,8 +102,11 @@ def test_spec_changes_roll_out_only_when_the_pod_changes(cluster, operator):
 
     doc["spec"]["model"]["source"] = "/models/another"  # a model change rolls the pods
     apply(cluster, doc)
-    changed = wait_for(lambda: "/models/another" in deployment(cluster, "tiny")["spec"]["template"]["spec"]["containers"][0]["command"] and deployment(cluster, "tiny"),
-                       what="the new model in the template")
+    def rolled() -> dict | None:
+        now = deployment(cluster, "tiny")
+        return now if "/models/another" in now["spec"]["template"]["spec"]["containers"][0]["command"] else None
+
+    changed = wait_for(rolled, what="the new model in the template")
     assert changed["metadata"]["generation"] > first["metadata"]["generation"]
     assert changed["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     wait_for(lambda: not pods_before & {p["metadata"]["name"] for p in cluster.kube.get(PODS)["items"]},
@@ -161,7 +165,8 @@ def test_kubectl_scale_changes_the_deployment(cluster, operator):
     assert scale["kind"] == "Scale" and scale["status"]["replicas"] == 4
     assert scale["status"]["selector"] == "foresail.dev/llmdeployment=tiny"
     # With autoscaling on, a manual scale is applied at once, clamped to [min, max].
-    cluster.kube.merge(f"{LLMD.format(ns=NS)}/tiny", {"spec": {"autoscaling": {"mode": "predictive"}, "maxReplicas": 5}})
+    cluster.kube.merge(f"{LLMD.format(ns=NS)}/tiny",
+                       {"spec": {"autoscaling": {"mode": "predictive"}, "maxReplicas": 5}})
     kubectl(cluster.kubeconfig, "scale", "llmd", "tiny", "--replicas=2")
     wait_for(lambda: deployment(cluster, "tiny")["spec"]["replicas"] == 2, what="manual scale to 2")
     # the status is written just after the Deployment
@@ -361,8 +366,10 @@ INVALID = [
     ({"model": {"source": "a/b"}, "resources": {"memory": "lots"}}, "spec.resources.memory"),
     ({"model": {"source": "a/b"}, "autoscaling": {"mode": "fast"}}, "spec.autoscaling.mode"),
     ({"model": {"source": "a/b"}, "autoscaling": {"intervalSeconds": 0}}, "spec.autoscaling.intervalSeconds"),
-    ({"model": {"source": "a/b"}, "autoscaling": {"forecast": {"quantile": 1.5}}}, "spec.autoscaling.forecast.quantile"),
-    ({"model": {"source": "a/b"}, "autoscaling": {"forecast": {"horizon": "soon"}}}, "spec.autoscaling.forecast.horizon"),
+    ({"model": {"source": "a/b"}, "autoscaling": {"forecast": {"quantile": 1.5}}},
+     "spec.autoscaling.forecast.quantile"),
+    ({"model": {"source": "a/b"}, "autoscaling": {"forecast": {"horizon": "soon"}}},
+     "spec.autoscaling.forecast.horizon"),
     ({"model": {"source": "a/b"}, "replicas": 20, "maxReplicas": 4}, "replicas"),
     ({"model": {"source": "a/b"}, "disruptionBudget": {"maxUnavailable": 0}}, "spec.disruptionBudget.maxUnavailable"),
     ({"model": {"source": "a/b"}, "disruptionBudget": {"maxUnavailable": "half"}},

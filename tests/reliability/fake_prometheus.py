@@ -57,8 +57,9 @@ class FakePrometheus:
                     return self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
                 query = (params.get("query") or [""])[0]
                 if not query:
+                    error = 'invalid parameter "query": unknown position: parse error: no expression found in input'
                     return self._send(400, json.dumps({"status": "error", "errorType": "bad_data",
-                                                       "error": "invalid parameter \"query\": unknown position: parse error: no expression found in input"}).encode())
+                                                       "error": error}).encode())
                 fake.queries.append(query)
                 fake.authorizations.append(self.headers.get("Authorization"))
                 fake.headers.append(dict(self.headers.items()))
@@ -102,7 +103,8 @@ class FakePrometheus:
             return 422, json.dumps({"status": "error", "errorType": "execution",
                                     "error": "query processing would load too many samples into memory"}).encode()
         if mode == "scalar":
-            return 200, json.dumps({"status": "success", "data": {"resultType": "scalar", "result": [now, "1.5"]}}).encode()
+            scalar = {"resultType": "scalar", "result": [now, "1.5"]}
+            return 200, json.dumps({"status": "success", "data": scalar}).encode()
         door = next((answers for metric, answers in self.door.items() if metric in query), None)
         values = door if door is not None else {key: signal_value(query, self.values) for key in self.series}
         values = {key: {"nan": "NaN", "inf": "+Inf"}.get(mode, value) for key, value in values.items()}

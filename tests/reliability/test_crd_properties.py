@@ -181,9 +181,11 @@ FIELDS: dict[tuple[str, ...], tuple[list[Any], list[tuple[Any, str]]]] = {
          ([{"start": "09:00", "end": "18:00", "minReplicas": 0}], "spec.autoscaling.schedules[0].minReplicas"),
          ([{"start": "09:00", "end": "18:00"}], "spec.autoscaling.schedules[0].minReplicas"),
          ([{"start": "09:00", "end": "18:00", "minReplicas": 1, "days": []}], "spec.autoscaling.schedules[0].days"),
-         ([{"start": "09:00", "end": "18:00", "minReplicas": 1, "timeZone": "not a zone"}], "spec.autoscaling.schedules[0].timeZone")]),
-    ("autoscaling", "scaleDown"): pick([{"stabilizationSeconds": 0}, {"stabilizationSeconds": 3600}],
-                                       [({"stabilizationSeconds": 3601}, "spec.autoscaling.scaleDown.stabilizationSeconds")]),
+         ([{"start": "09:00", "end": "18:00", "minReplicas": 1, "timeZone": "not a zone"}],
+          "spec.autoscaling.schedules[0].timeZone")]),
+    ("autoscaling", "scaleDown"): pick(
+        [{"stabilizationSeconds": 0}, {"stabilizationSeconds": 3600}],
+        [({"stabilizationSeconds": 3601}, "spec.autoscaling.scaleDown.stabilizationSeconds")]),
 }
 SOURCES = pick(["org/name", "hf://org/name", "/models/x", "pvc://weights/llama", "https://example.com/m.gguf",
                 "builtin:tiny", "gpt2"],
@@ -286,7 +288,8 @@ def test_the_schema_accepts_exactly_the_valid_specs_and_names_the_field(server, 
     parsed = parse_spec(stored)  # must not raise on anything the schema let through
     assert parsed.min_replicas <= parsed.max_replicas
     deployment = plan.deployment(name, "default", parsed, runtime_for(parsed))
-    deployment["spec"]["replicas"] = parsed.clamp(parsed.replicas if parsed.replicas is not None else parsed.min_replicas)
+    asked = parsed.replicas if parsed.replicas is not None else parsed.min_replicas
+    deployment["spec"]["replicas"] = parsed.clamp(asked)
     created = post(server, DEPLOYS, deployment)
     assert created.status_code == 201, f"the planned Deployment for {stored} was refused: {created.text[:800]}"
     server.kube.delete(f"{DEPLOYS}/{name}")

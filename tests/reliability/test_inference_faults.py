@@ -87,8 +87,8 @@ def test_the_pod_runner_restarts_a_killed_pod_process(tmp_path: Path) -> None:
                   ).raise_for_status()
 
         def endpoints(terminating: bool = False) -> list[tuple]:
-            slices = http.get(api.url + SLICES, timeout=10, params={  # the Service's labels, copied
-                "labelSelector": "kubernetes.io/service-name=tiny,app.kubernetes.io/managed-by=foresail"}).json()["items"]
+            selector = "kubernetes.io/service-name=tiny,app.kubernetes.io/managed-by=foresail"  # the Service's labels
+            slices = http.get(api.url + SLICES, timeout=10, params={"labelSelector": selector}).json()["items"]
             keys = ("ready", "serving", "terminating") if terminating else ("ready",)
             return [(s["ports"][0]["port"], *(e["conditions"][k] for k in keys))
                     for s in slices for e in s["endpoints"]]
@@ -179,8 +179,9 @@ def test_the_pod_runner_removes_pods_in_the_replicaset_controllers_order(tmp_pat
 
 async def test_ten_times_the_capacity_gets_429s_while_admitted_requests_complete() -> None:
     """Measure the server's capacity (requests/s, 64 tokens each, at the concurrency its token budget
-    admits), then offer 10x that rate for up to 10 s, open loop and bounded to 1,000 requests: every request is a 200 that completes or a 429 with
-    Retry-After, never a 5xx or a dropped connection; memory stays flat; the server stays ready."""
+    admits), then offer 10x that rate for up to 10 s, open loop and bounded to 1,000 requests: every request
+    is a 200 that completes or a 429 with Retry-After, never a 5xx or a dropped connection; memory stays
+    flat; the server stays ready."""
     server = start_server("--max-waiting", "4", "--max-tokens-in-flight", "512")  # ~7 requests at once
     url = f"{server.url}/v1/completions"
     body = {"model": MODEL, "prompt": "load", "max_tokens": 64, "temperature": 0}

@@ -141,13 +141,16 @@ def test_the_fake_answers_like_a_real_prometheus(tmp_path: Path) -> None:
             for mode, promql in cases.items():
                 want = requests.get(f"{real.url}/api/v1/query", params={"query": promql}, timeout=10)
                 fake.mode = mode
-                got = requests.get(f"{fake.url}/api/v1/query", params={"query": "vllm:num_requests_waiting"}, timeout=10)
-                assert (got.status_code, got.headers["Content-Type"]) == (want.status_code, want.headers["Content-Type"])
+                got = requests.get(f"{fake.url}/api/v1/query", params={"query": "vllm:num_requests_waiting"},
+                                   timeout=10)
+                assert (got.status_code, got.headers["Content-Type"]) == (want.status_code,
+                                                                          want.headers["Content-Type"])
                 expected = shape(want.json())
                 if mode == "good":  # the fake's value depends on the signal asked for
                     expected = (*expected[:2], [(m, t, "0") for m, t, _ in expected[2]])
                 assert shape(got.json()) == expected, mode
-            assert json.loads(requests.post(f"{fake.url}/api/v1/query", data={"query": "x"}, timeout=10).text)["status"] == "success"
+            posted = requests.post(f"{fake.url}/api/v1/query", data={"query": "x"}, timeout=10)
+            assert json.loads(posted.text)["status"] == "success"
     finally:
         fake.stop()
 
