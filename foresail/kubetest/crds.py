@@ -90,8 +90,7 @@ def resource_types(crd: dict[str, Any]) -> list[ResourceType]:
             field_selectors=fields, categories=tuple(names.get("categories") or ()),
             singular=names.get("singular") or "",
             schema=(version.get("schema") or {}).get("openAPIV3Schema"),
-            printer_columns=tuple(c for c in version.get("additionalPrinterColumns") or []
-                                  if not c.get("priority")),
+            printer_columns=tuple(version.get("additionalPrinterColumns") or ()),
             custom=True))
     return types
 

@@ -10,12 +10,21 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from .resources import ResourceType
 
 Obj = dict[str, Any]
-Column = tuple[str, str, Callable[[Obj], Any]]  # (name, type, cell of an object)
+
+
+class Column(NamedTuple):
+    """One column of a Table: its definition, and its cell of an object."""
+
+    name: str
+    type: str
+    cell: Callable[[Obj], Any]
+    priority: int = 0  # above 0: only in kubectl's -o wide
+    description: str = ""
 
 
 def wants_table(accept: str) -> bool:
@@ -76,7 +85,7 @@ def _age(obj: Obj) -> str:
     return human_age(obj["metadata"].get("creationTimestamp"))
 
 
-BUILTIN_COLUMNS: dict[str, list[Column]] = {
+BUILTIN_COLUMNS: dict[str, list[tuple[str, str, Callable[[Obj], Any]]]] = {  # (name, type, cell)
     "Pod": [("Ready", "string", _pod_ready), ("Status", "string", _pod_status),
             ("Restarts", "integer", lambda o: sum(
                 s.get("restartCount", 0) for s in (o.get("status") or {}).get(
@@ -99,7 +108,7 @@ BUILTIN_COLUMNS: dict[str, list[Column]] = {
 def _custom_columns(rt: ResourceType) -> list[Column]:
     declared = rt.printer_columns
     if not declared:
-        return [("Age", "date", _age)]
+        return [Column("Age", "date", _age)]
     columns: list[Column] = []
     for column in declared:
         path, kind = column.get("jsonPath", ""), column.get("type", "string")
@@ -110,19 +119,20 @@ def _custom_columns(rt: ResourceType) -> list[Column]:
                 return human_age(value)
             return "<none>" if value is None else value
 
-        columns.append((column.get("name", path), kind, cell))
+        columns.append(Column(column.get("name", path), kind, cell, int(column.get("priority", 0)),
+                              column.get("description", "")))
     return columns
 
 
 def to_table(rt: ResourceType, items: list[Obj], resource_version: str) -> Obj:
     """A Table of ``items`` with the type's columns (first column: Name)."""
-    columns = _custom_columns(rt) if rt.custom else BUILTIN_COLUMNS.get(
-        rt.kind, [("Age", "string", _age)])
+    columns = _custom_columns(rt) if rt.custom else [Column(*c) for c in BUILTIN_COLUMNS.get(
+        rt.kind, [("Age", "string", _age)])]
     definitions = [{"name": "Name", "type": "string", "format": "name", "priority": 0,
                     "description": "Name of the object"}]
-    definitions += [{"name": name, "type": kind, "format": "", "priority": 0, "description": ""}
-                     for name, kind, _ in columns]
-    rows = [{"cells": [obj["metadata"]["name"], *[cell(obj) for _, _, cell in columns]],
+    definitions += [{"name": c.name, "type": c.type, "format": "", "priority": c.priority,
+                     "description": c.description} for c in columns]
+    rows = [{"cells": [obj["metadata"]["name"], *[c.cell(obj) for c in columns]],
              "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
                         "metadata": obj["metadata"]}} for obj in items]
     return {"kind": "Table", "apiVersion": "meta.k8s.io/v1",
