@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from typing import Any, AsyncGenerator, AsyncIterator, Mapping
 
 import aiohttp
@@ -59,6 +60,7 @@ class KubeClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        self._version: tuple[int, int] | None = None
 
     async def request(self, method: str, path: str, body: Any = None, *,
                       content_type: str = "application/json", params: Mapping[str, str] | None = None,
@@ -101,6 +103,18 @@ class KubeClient:
             if exc.status == 404:
                 return None
             raise
+
+    async def server_version(self) -> tuple[int, int]:
+        """The API server's (major, minor) from /version, read once; a provider's minor such as "30+"
+        counts as 30. ApiError when it cannot be read, so nothing is planned for a version guessed."""
+        if self._version is None:
+            got = await self.request("GET", "/version")
+            fields = got if isinstance(got, dict) else {}
+            major, minor = (re.match(r"\d+", str(fields.get(key, ""))) for key in ("major", "minor"))
+            if major is None or minor is None:
+                raise ApiError(500, "InternalError", f"cannot read the server version from /version: {got}")
+            self._version = (int(major.group()), int(minor.group()))
+        return self._version
 
     async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         """Apply a JSON merge patch."""

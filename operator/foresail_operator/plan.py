@@ -22,6 +22,17 @@ FETCH_IMAGE = "busybox:1.37"
 # sending to it (they learn of its removal at the same time as the kubelet does).
 PRE_STOP_S = 5
 SHUTDOWN_S = 5  # after the drain: the server's own exit
+# From this Kubernetes version the kubelet sleeps itself (the PodLifecycleSleepAction gate, on by default
+# since 1.30); before it the runtime's image must have a `sleep` binary.
+SLEEP_ACTION_SINCE = (1, 30)
+
+
+def pre_stop(sleep_action: bool) -> dict[str, Any]:
+    """The preStop hook that keeps a pod serving for PRE_STOP_S: the kubelet's own sleep, or `sleep` in the
+    container where the cluster is older than SLEEP_ACTION_SINCE."""
+    if sleep_action:
+        return {"sleep": {"seconds": PRE_STOP_S}}
+    return {"exec": {"command": ["sleep", str(PRE_STOP_S)]}}
 
 
 def labels(name: str, runtime: Runtime) -> dict[str, str]:
@@ -116,8 +127,8 @@ def _resources(spec: LLMDeploymentSpec) -> dict[str, Any]:
     return out
 
 
-def pod_template(name: str, spec: LLMDeploymentSpec, runtime: Runtime) -> dict[str, Any]:
-    """The pod template of the inference Deployment."""
+def pod_template(name: str, spec: LLMDeploymentSpec, runtime: Runtime, sleep_action: bool = False) -> dict[str, Any]:
+    """The pod template of the inference Deployment (`sleep_action`: the cluster's kubelets sleep in preStop)."""
     model, volumes, mounts, init = _model_location(spec)
     served_name = spec.model.served_model_name or name
     if spec.model.cache_pvc:
@@ -151,7 +162,7 @@ def pod_template(name: str, spec: LLMDeploymentSpec, runtime: Runtime) -> dict[s
                            "periodSeconds": 5, "failureThreshold": 2, "timeoutSeconds": 3},
         "volumeMounts": mounts,
         "securityContext": _container_security(runtime.non_root),
-        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_S)]}}},
+        "lifecycle": {"preStop": pre_stop(sleep_action)},
     }
     if spec.runtime.env_from:
         container["envFrom"] = [dict(e) for e in spec.runtime.env_from]
@@ -210,11 +221,13 @@ def _owned(api_version: str, kind: str, name: str, namespace: str, runtime: Runt
     }
 
 
-def deployment(name: str, namespace: str, spec: LLMDeploymentSpec, runtime: Runtime) -> dict[str, Any]:
-    """The Deployment, without spec.replicas (see scaler.py), with a hash of the plan."""
+def deployment(name: str, namespace: str, spec: LLMDeploymentSpec, runtime: Runtime,
+               sleep_action: bool = False) -> dict[str, Any]:
+    """The Deployment, without spec.replicas (see scaler.py), with a hash of the plan (`sleep_action`: as
+    pod_template's)."""
     return _owned("apps/v1", "Deployment", name, namespace, runtime, {
         "selector": {"matchLabels": selector(name)},
-        "template": pod_template(name, spec, runtime),
+        "template": pod_template(name, spec, runtime, sleep_action),
         # By default capacity holds while a new model rolls out: add one, then remove one.
         "strategy": {"type": "RollingUpdate",
                      "rollingUpdate": {"maxSurge": spec.rollout[0], "maxUnavailable": spec.rollout[1]}},

@@ -116,7 +116,8 @@ async def reconcile(client: KubeClient, config: OperatorConfig, body: Mapping[st
     runtime = runtime_for(spec, config.images)
     owner = dict(body)
     service = plan.service(name, namespace, runtime)
-    deployment = plan.deployment(name, namespace, spec, runtime)
+    sleep_action = await client.server_version() >= plan.SLEEP_ACTION_SINCE
+    deployment = plan.deployment(name, namespace, spec, runtime, sleep_action)
     budget = plan.disruption_budget(name, namespace, spec, runtime)
     kopf.adopt([service, deployment] + ([budget] if budget else []), owner=owner, nested=())
     await _ensure(client, service, "services", "v1", None, logger, owner)

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import kopf
+from aiohttp import web
 import pytest
 from prometheus_client import REGISTRY
 
@@ -43,3 +44,44 @@ async def test_counts_writes_that_fail_but_not_reads(tmp_path: Path) -> None:
         assert failed("403") - before_403 == 1, "the failed PATCH counts, the failed GET does not"
         assert failed("500") == before_500, "a write that succeeds on a retry is no failure"
         await client.close()
+
+
+async def test_reads_the_server_version_once(tmp_path: Path) -> None:
+    with start_apiserver(tmp_path, simulate_pods=False) as server:
+        client = KubeClient(kopf.ConnectionInfo(server=server.url, insecure=True))
+        assert await client.server_version() == (1, 32)
+        server.stop()  # read once: no call after the first
+        assert await client.server_version() == (1, 32)
+        await client.close()
+
+
+@pytest.mark.parametrize("status, body, expected", [
+    (200, {"major": "1", "minor": "29+", "gitVersion": "v1.29.4-gke.100"}, (1, 29)),  # GKE's and EKS's minor
+    (200, {"major": "1", "minor": "30"}, (1, 30)),
+    (200, {"major": "", "minor": ""}, "cannot read the server version"),
+    (200, ["not", "a", "version"], "cannot read the server version"),
+    (503, {"kind": "Status", "reason": "ServiceUnavailable", "message": "starting"}, "starting"),
+])
+async def test_a_providers_version_counts_and_an_unreadable_one_is_an_error(status, body, expected) -> None:
+    """Other servers' /version answers (aiohttp, as kube-apiserver would write them): the version is never
+    guessed, so a Deployment is not planned once with one preStop hook and then with the other."""
+    async def version(_: web.Request) -> web.Response:
+        return web.json_response(body, status=status)
+
+    app = web.Application()
+    app.router.add_get("/version", version)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    client = KubeClient(kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}", insecure=True))
+    try:
+        if isinstance(expected, tuple):
+            assert await client.server_version() == expected
+        else:
+            with pytest.raises(ApiError, match=expected):
+                await client.server_version()
+    finally:
+        await client.close()
+        await runner.cleanup()

@@ -75,6 +75,7 @@ def test_each_example_gets_its_deployment_and_service(cluster, operator, path: P
     assert container["resources"].get("limits", {}).get(gpu, 0) == resources.get("gpus", 0)
     assert doc["spec"]["model"]["source"].removeprefix("hf://") in " ".join(container["command"])
     assert dep["spec"]["replicas"] == doc["spec"].get("minReplicas", 1)
+    assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}  # the API test server says it is 1.32
     ready = wait_for(lambda: condition(llmd(cluster, name), "Ready").get("status") == "True" and llmd(cluster, name),
                      what="Ready=True")
     assert ready["status"]["readyReplicas"] == dep["spec"]["replicas"]

@@ -66,8 +66,8 @@ def test_a_replica_told_to_stop_serves_while_its_endpoints_go_then_drains(drain,
     parsed = parse_spec(spec)
     pod = plan.deployment("m", "ns", parsed, runtime_for(parsed))["spec"]["template"]["spec"]
     drain_s = drain if drain is not None else 110
-    assert container({"spec": {"template": {"spec": pod}}})["lifecycle"]["preStop"]["exec"]["command"] == \
-        ["sleep", str(plan.PRE_STOP_S)]
+    assert container({"spec": {"template": {"spec": pod}}})["lifecycle"]["preStop"] == \
+        {"exec": {"command": ["sleep", str(plan.PRE_STOP_S)]}}  # before Kubernetes 1.30: the image's sleep
     assert pod["terminationGracePeriodSeconds"] == plan.PRE_STOP_S + drain_s + plan.SHUTDOWN_S
     command = pod["containers"][0]["command"]
     if runtime == "foresail":
@@ -371,3 +371,11 @@ def test_the_slo_attainment_target_turns_on_the_policys_governor():
     spec = parse_spec({**base, "autoscaling": {"slo": {"ttftSeconds": 1.5, "attainmentTarget": 0.99}}})
     on = Loop(("ns", "b"), forecast_step_s=60.0).configure(spec, None)
     assert (on.slo_target, on.slo_wait_s) == (0.99, 1.5)
+
+
+def test_from_kubernetes_1_30_the_kubelet_sleeps_in_pre_stop():
+    """No `sleep` binary needed in the runtime's image (distroless ones have none)."""
+    spec = parse_spec({"model": {"source": "a"}})
+    pod = plan.deployment("m", "ns", spec, runtime_for(spec), sleep_action=True)["spec"]["template"]["spec"]
+    assert pod["containers"][0]["lifecycle"]["preStop"] == {"sleep": {"seconds": plan.PRE_STOP_S}}
+    assert pod["terminationGracePeriodSeconds"] == plan.PRE_STOP_S + 110 + plan.SHUTDOWN_S
