@@ -1,4 +1,4 @@
-"""Helpers shared by the suites: a small REST client, kubectl, waiting."""
+"""Helpers shared by the suites: a small REST client, kubectl, waiting, a stand-in HTTP server."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 import requests
+from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,3 +90,19 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0, interval: float = 
                 return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: last={last!r}")
+
+
+@contextlib.asynccontextmanager
+async def http_server(path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                      ) -> AsyncIterator[str]:
+    """An aiohttp server on 127.0.0.1 answering GET ``path`` with ``handler``, for answers no API test
+    server gives; yields its URL."""
+    app = web.Application()
+    app.router.add_get(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield "http://127.0.0.1:%d" % runner.addresses[0][1]
+    finally:
+        await runner.cleanup()

@@ -17,7 +17,7 @@ import foresail_operator.informer as informer_module
 from foresail.kubetest.testing import ApiServerProcess, start_apiserver
 from foresail_operator.informer import Informer
 from foresail_operator.kube import ApiError, KubeClient
-from tests.helpers import Kube
+from tests.helpers import Kube, http_server
 
 CONFIGMAPS = "/api/v1/namespaces/{ns}/configmaps"
 
@@ -176,25 +176,18 @@ async def test_garbage_from_the_server_is_an_error_it_recovers_from(monkeypatch:
             await stop.wait()
         return response
 
-    app = web.Application()
-    app.router.add_get("/api/v1/configmaps", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = "http://127.0.0.1:%d" % runner.addresses[0][1]
-    client = KubeClient(kopf.ConnectionInfo(server=url, insecure=True))
-    seen: list[str] = []
-    informer = Informer(client, "v1", "configmaps", on_change=lambda kind, obj: seen.append(kind))
-    task = asyncio.create_task(informer.run())
-    try:
-        await until(lambda: ("default", "b") in informer.objects)
-        assert ("default", "a") in informer.objects and not watches and not task.done()
-        assert seen == ["ADDED", "ADDED"] and informer.error is None
-    finally:
-        stop.set()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await client.close()
-        await runner.cleanup()
+    async with http_server("/api/v1/configmaps", handle) as url:
+        client = KubeClient(kopf.ConnectionInfo(server=url, insecure=True))
+        seen: list[str] = []
+        informer = Informer(client, "v1", "configmaps", on_change=lambda kind, obj: seen.append(kind))
+        task = asyncio.create_task(informer.run())
+        try:
+            await until(lambda: ("default", "b") in informer.objects)
+            assert ("default", "a") in informer.objects and not watches and not task.done()
+            assert seen == ["ADDED", "ADDED"] and informer.error is None
+        finally:
+            stop.set()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await client.close()

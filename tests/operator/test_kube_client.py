@@ -2,12 +2,13 @@
 from pathlib import Path
 
 import kopf
-from aiohttp import web
 import pytest
+from aiohttp import web
 from prometheus_client import REGISTRY
 
 from foresail.kubetest.testing import start_apiserver
 from foresail_operator.kube import ApiError, KubeClient
+from tests.helpers import http_server
 
 
 async def test_retries_a_conflict_and_fails_clearly_after_close(tmp_path: Path) -> None:
@@ -68,20 +69,13 @@ async def test_a_providers_version_counts_and_an_unreadable_one_is_an_error(stat
     async def version(_: web.Request) -> web.Response:
         return web.json_response(body, status=status)
 
-    app = web.Application()
-    app.router.add_get("/version", version)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    client = KubeClient(kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}", insecure=True))
-    try:
-        if isinstance(expected, tuple):
-            assert await client.server_version() == expected
-        else:
-            with pytest.raises(ApiError, match=expected):
-                await client.server_version()
-    finally:
-        await client.close()
-        await runner.cleanup()
+    async with http_server("/version", version) as url:
+        client = KubeClient(kopf.ConnectionInfo(server=url, insecure=True))
+        try:
+            if isinstance(expected, tuple):
+                assert await client.server_version() == expected
+            else:
+                with pytest.raises(ApiError, match=expected):
+                    await client.server_version()
+        finally:
+            await client.close()
