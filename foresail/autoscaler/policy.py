@@ -213,6 +213,9 @@ class ForesailPolicy:
                 self.forecaster.partial_fit(t_end[ok], hist[ok])
         if self.config.error_window != old.error_window:
             self._misses = deque(self._misses, maxlen=self.config.error_window)
+        if (self.config.quantile, self.config.predictive) != (old.quantile, old.predictive):
+            self._misses.clear()  # another quantile's record, or none to keep while reactive
+            self._checks.clear()
         if self.config.learn_schedules != old.learn_schedules:
             self.learned, self._learned, self._learned_at = (), (), None  # looked for at the next decision
 

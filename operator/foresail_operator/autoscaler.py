@@ -361,15 +361,21 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     telemetry.RECOMMENDED.labels(*labels).set(decision.replicas)
     telemetry.REACTIVE_FLOOR.labels(*labels).set(decision.reactive_floor)
     telemetry.HORIZON.labels(*labels).set(decision.horizon_s)
+    # a figure there is none of has no series (as in the status below), not its last value
+    series = {"namespace": ns, "llmdeployment": name}
     if demand is not None:
         telemetry.DEMAND[loop.unit].labels(*labels).set(demand)
+    else:
+        telemetry.DEMAND[loop.unit].remove_by_labels(series)
     if decision.forecast_upper is not None:
         telemetry.FORECAST[loop.unit].labels(*labels, "0.5").set(decision.forecast_median or 0.0)
         telemetry.FORECAST[loop.unit].labels(*labels, str(spec.autoscaling.quantile)).set(decision.forecast_upper)
+    else:
+        telemetry.FORECAST[loop.unit].remove_by_labels(series)
     telemetry.CAPACITY[loop.unit].labels(*labels).set(loop.capacity.capacity)
     if cold_start is not None:
         telemetry.COLD_START.labels(*labels).set(cold_start)
-    # a figure there is none of is null, which the merge patch removes, so no stale one stays in the status
+    # in the status, a figure there is none of is null, which the merge patch removes
     forecast: dict[str, Any] = {"horizonSeconds": round(decision.horizon_s), "quantile": spec.autoscaling.quantile,
                                 "demand": _sig(demand), "historySeconds": _history_s(loop.policy),
                                 "median": None, "upper": None, "coverage": None, "checked": None}
@@ -384,6 +390,9 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
         forecast.update(coverage=round(coverage[0], 4), checked=coverage[1])
         telemetry.COVERAGE.labels(*labels).set(coverage[0])
         telemetry.QUANTILE.labels(*labels).set(spec.autoscaling.quantile)
+    else:
+        telemetry.COVERAGE.remove_by_labels(series)
+        telemetry.QUANTILE.remove_by_labels(series)
     conditions = _conditions(signals, error, decision, loop.policy, spec, current, at_door)
     if overridden:
         conditions["ScalingLimited"] = (True, "ReplicasOverridden", overridden)

@@ -442,3 +442,26 @@ def test_forecast_coverage_is_the_share_of_checked_forecasts_that_covered_demand
     jumped = p.forecast_coverage()
     assert jumped is not None and jumped[0] < flat[0] - 0.1 and jumped[1] == min(60, flat[1] + 20), (flat, jumped)
     assert d.headroom > 1 and f"p90 covered {100 * jumped[0]:.0f} % of the last {jumped[1]})" in d.reason, d.reason
+
+
+def test_forecast_coverage_starts_again_with_another_quantile_and_is_none_while_reactive():
+    """The record is of one quantile's forecasts: a spec asking for another starts it again, and in reactive
+    mode, where nothing is forecast, there is none (not the last one before the switch)."""
+    t = np.arange(1, 6 * 60 + 1) * 60.0
+    p = ForesailPolicy(PolicyConfig(capacity=1.0, cold_start_s=120.0, interval_s=60.0, max_replicas=50))
+    p.warm_start(t, np.full(len(t), 2.0))
+    d = p.decide(obs(t[-1] + 60.0, 2.0, 2))
+    for k in range(2, 30):
+        d = p.decide(obs(t[-1] + 60.0 * k, 2.0, d.replicas))
+    assert p.forecast_coverage() is not None
+    p.reconfigure(quantile=0.9)  # unchanged: the record stays
+    assert p.forecast_coverage() is not None
+    p.reconfigure(quantile=0.95)
+    assert p.forecast_coverage() is None
+    for k in range(30, 50):
+        d = p.decide(obs(t[-1] + 60.0 * k, 2.0, d.replicas))
+    assert p.forecast_coverage() is not None
+    p.reconfigure(predictive=False)
+    for k in range(50, 70):
+        d = p.decide(obs(t[-1] + 60.0 * k, 2.0, d.replicas))
+    assert p.forecast_coverage() is None and "reactive" in d.reason

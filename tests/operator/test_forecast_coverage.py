@@ -6,6 +6,9 @@ advisory mode); the policy's record of checked forecasts is filled as the policy
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 from prometheus_client import REGISTRY
 
 from foresail_operator import telemetry
@@ -33,3 +36,29 @@ async def test_the_status_and_a_gauge_show_the_share_of_recent_forecasts_that_co
     telemetry.forget(*KEY)  # the loop ended: its series go
     assert REGISTRY.get_sample_value("foresail_forecast_coverage", LABELS) is None
     assert REGISTRY.get_sample_value("foresail_forecast_quantile", LABELS) is None
+
+
+async def test_figures_the_loop_no_longer_has_leave_the_gauges() -> None:
+    """Switched to reactive mode, the forecast, its coverage and quantile series go (not their last values),
+    as they go from the status; with no demand reported, the demand series goes."""
+    loop = Loop(KEY, forecast_step_s=60.0)
+    loop.configure(SPEC, None)
+    assert loop.policy is not None
+    times = np.arange(time.time() - 6 * 3600, time.time(), 60.0)  # six hours of history: a forecast at once
+    loop.policy.warm_start(times, np.full(len(times), 1.0))
+    loop.policy._misses.extend([False] * 20)
+    await decisions(SPEC, loop=loop)
+    forecast = {**LABELS, "quantile": "0.9"}
+    assert REGISTRY.get_sample_value("foresail_forecast_coverage", LABELS) == 1.0
+    assert REGISTRY.get_sample_value("foresail_forecast_requests_per_second", forecast) is not None
+    assert REGISTRY.get_sample_value("foresail_demand_requests_per_second", LABELS) is not None
+    reactive = parse_spec({"model": {"source": "builtin:tiny"}, "autoscaling": {
+        "mode": "reactive", "intervalSeconds": 5, "slo": {"capacityPerReplica": 1}}})
+    loop.configure(reactive, None)
+    await decisions(reactive, loop=loop, series=False)  # and the pods report nothing
+    assert loop.view["fields"]["forecast"]["coverage"] is None and loop.view["fields"]["forecast"]["upper"] is None
+    for name, labels in (("foresail_forecast_coverage", LABELS), ("foresail_forecast_quantile", LABELS),
+                         ("foresail_forecast_requests_per_second", forecast),
+                         ("foresail_demand_requests_per_second", LABELS)):
+        assert REGISTRY.get_sample_value(name, labels) is None, name
+    telemetry.forget(*KEY)
