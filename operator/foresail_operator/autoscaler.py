@@ -86,7 +86,10 @@ class Loop:
         a = spec.autoscaling
         initial = a.capacity_per_replica or DEFAULT_CAPACITY[a.demand_unit]
         if a.demand_unit != self.unit:  # history, capacity and forecasts were counted in the other unit
+            telemetry.forget_figures(*self.key, self.unit)
             self.unit, self.policy, self.capacity = a.demand_unit, None, None
+        elif self.policy is not None and self.policy.config.quantile != a.quantile:
+            telemetry.forget_figures(*self.key, self.unit)  # the forecast series of the old quantile
         if self.capacity is None or self.capacity.initial != initial:
             self.capacity = CapacityModel(initial)
             self.logged_capacity = self.capacity.capacity

@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from foresail_operator import telemetry
 from foresail_operator.autoscaler import Loop
-from foresail_operator.spec import parse_spec
+from foresail_operator.spec import LLMDeploymentSpec, parse_spec
 from tests.operator.advisory import KEY, decisions
 
 SPEC = parse_spec({"model": {"source": "builtin:tiny"},
@@ -60,5 +60,31 @@ async def test_figures_the_loop_no_longer_has_leave_the_gauges() -> None:
     for name, labels in (("foresail_forecast_coverage", LABELS), ("foresail_forecast_quantile", LABELS),
                          ("foresail_forecast_requests_per_second", forecast),
                          ("foresail_demand_requests_per_second", LABELS)):
+        assert REGISTRY.get_sample_value(name, labels) is None, name
+    telemetry.forget(*KEY)
+
+
+async def test_another_quantile_or_unit_leaves_no_series_of_the_old_one() -> None:
+    """The forecast's series are labelled by quantile and named by unit: a spec that changes either leaves
+    only the new ones."""
+    def spec(**autoscaling: object) -> LLMDeploymentSpec:
+        return parse_spec({"model": {"source": "builtin:tiny"}, "autoscaling": {
+            "mode": "advisory", "intervalSeconds": 5, "slo": {"capacityPerReplica": 1}, **autoscaling}})
+
+    loop = Loop(KEY, forecast_step_s=60.0)
+    loop.configure(spec(), None)
+    assert loop.policy is not None
+    times = np.arange(time.time() - 6 * 3600, time.time(), 60.0)
+    loop.policy.warm_start(times, np.full(len(times), 1.0))
+    await decisions(spec(), loop=loop)
+    upper = "foresail_forecast_requests_per_second"
+    assert REGISTRY.get_sample_value(upper, {**LABELS, "quantile": "0.9"}) is not None
+    loop.configure(spec(forecast={"quantile": 0.95}), None)
+    await decisions(spec(forecast={"quantile": 0.95}), loop=loop)
+    assert REGISTRY.get_sample_value(upper, {**LABELS, "quantile": "0.9"}) is None
+    assert REGISTRY.get_sample_value(upper, {**LABELS, "quantile": "0.95"}) is not None
+    loop.configure(spec(demandUnit="tokens"), None)
+    for name in (upper, "foresail_demand_requests_per_second", "foresail_capacity_requests_per_second"):
+        labels = {**LABELS, "quantile": "0.95"} if name == upper else LABELS
         assert REGISTRY.get_sample_value(name, labels) is None, name
     telemetry.forget(*KEY)
