@@ -85,23 +85,23 @@ def _age(obj: Obj) -> str:
     return human_age(obj["metadata"].get("creationTimestamp"))
 
 
-BUILTIN_COLUMNS: dict[str, list[tuple[str, str, Callable[[Obj], Any]]]] = {  # (name, type, cell)
-    "Pod": [("Ready", "string", _pod_ready), ("Status", "string", _pod_status),
-            ("Restarts", "integer", lambda o: sum(
+BUILTIN_COLUMNS: dict[str, list[Column]] = {
+    "Pod": [Column("Ready", "string", _pod_ready), Column("Status", "string", _pod_status),
+            Column("Restarts", "integer", lambda o: sum(
                 s.get("restartCount", 0) for s in (o.get("status") or {}).get(
                     "containerStatuses") or [])),
-            ("Age", "string", _age)],
+            Column("Age", "string", _age)],
     "Deployment": [
-        ("Ready", "string", lambda o: f"{(o.get('status') or {}).get('readyReplicas', 0)}/"
-                                      f"{(o.get('spec') or {}).get('replicas', 0)}"),
-        ("Up-to-date", "integer", lambda o: (o.get("status") or {}).get("updatedReplicas", 0)),
-        ("Available", "integer", lambda o: (o.get("status") or {}).get("availableReplicas", 0)),
-        ("Age", "string", _age)],
-    "Namespace": [("Status", "string", lambda o: (o.get("status") or {}).get("phase", "")),
-                  ("Age", "string", _age)],
-    "Service": [("Type", "string", lambda o: (o.get("spec") or {}).get("type", "")),
-                ("Cluster-IP", "string", lambda o: (o.get("spec") or {}).get("clusterIP", "")),
-                ("Age", "string", _age)],
+        Column("Ready", "string", lambda o: f"{(o.get('status') or {}).get('readyReplicas', 0)}/"
+                                            f"{(o.get('spec') or {}).get('replicas', 0)}"),
+        Column("Up-to-date", "integer", lambda o: (o.get("status") or {}).get("updatedReplicas", 0)),
+        Column("Available", "integer", lambda o: (o.get("status") or {}).get("availableReplicas", 0)),
+        Column("Age", "string", _age)],
+    "Namespace": [Column("Status", "string", lambda o: (o.get("status") or {}).get("phase", "")),
+                  Column("Age", "string", _age)],
+    "Service": [Column("Type", "string", lambda o: (o.get("spec") or {}).get("type", "")),
+                Column("Cluster-IP", "string", lambda o: (o.get("spec") or {}).get("clusterIP", "")),
+                Column("Age", "string", _age)],
 }
 
 
@@ -126,8 +126,7 @@ def _custom_columns(rt: ResourceType) -> list[Column]:
 
 def to_table(rt: ResourceType, items: list[Obj], resource_version: str) -> Obj:
     """A Table of ``items`` with the type's columns (first column: Name)."""
-    columns = _custom_columns(rt) if rt.custom else [Column(*c) for c in BUILTIN_COLUMNS.get(
-        rt.kind, [("Age", "string", _age)])]
+    columns = _custom_columns(rt) if rt.custom else BUILTIN_COLUMNS.get(rt.kind, [Column("Age", "string", _age)])
     definitions = [{"name": "Name", "type": "string", "format": "name", "priority": 0,
                     "description": "Name of the object"}]
     definitions += [{"name": c.name, "type": c.type, "format": "", "priority": c.priority,

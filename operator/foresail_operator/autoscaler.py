@@ -89,7 +89,7 @@ class Loop:
             telemetry.forget_figures(*self.key, self.unit)
             self.unit, self.policy, self.capacity = a.demand_unit, None, None
         elif self.policy is not None and self.policy.config.quantile != a.quantile:
-            telemetry.forget_figures(*self.key, self.unit)  # the forecast series of the old quantile
+            telemetry.FORECAST[self.unit].remove(*self.key, str(self.policy.config.quantile))  # the old one's series
         if self.capacity is None or self.capacity.initial != initial:
             self.capacity = CapacityModel(initial)
             self.logged_capacity = self.capacity.capacity
@@ -365,16 +365,17 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     telemetry.REACTIVE_FLOOR.labels(*labels).set(decision.reactive_floor)
     telemetry.HORIZON.labels(*labels).set(decision.horizon_s)
     # a figure there is none of has no series (as in the status below), not its last value
-    series = {"namespace": ns, "llmdeployment": name}
     if demand is not None:
         telemetry.DEMAND[loop.unit].labels(*labels).set(demand)
     else:
-        telemetry.DEMAND[loop.unit].remove_by_labels(series)
+        telemetry.DEMAND[loop.unit].remove(*labels)
+    upper_label = str(spec.autoscaling.quantile)
     if decision.forecast_upper is not None:
         telemetry.FORECAST[loop.unit].labels(*labels, "0.5").set(decision.forecast_median or 0.0)
-        telemetry.FORECAST[loop.unit].labels(*labels, str(spec.autoscaling.quantile)).set(decision.forecast_upper)
+        telemetry.FORECAST[loop.unit].labels(*labels, upper_label).set(decision.forecast_upper)
     else:
-        telemetry.FORECAST[loop.unit].remove_by_labels(series)
+        telemetry.FORECAST[loop.unit].remove(*labels, "0.5")
+        telemetry.FORECAST[loop.unit].remove(*labels, upper_label)
     telemetry.CAPACITY[loop.unit].labels(*labels).set(loop.capacity.capacity)
     if cold_start is not None:
         telemetry.COLD_START.labels(*labels).set(cold_start)
@@ -394,8 +395,8 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
         telemetry.COVERAGE.labels(*labels).set(coverage[0])
         telemetry.QUANTILE.labels(*labels).set(spec.autoscaling.quantile)
     else:
-        telemetry.COVERAGE.remove_by_labels(series)
-        telemetry.QUANTILE.remove_by_labels(series)
+        telemetry.COVERAGE.remove(*labels)
+        telemetry.QUANTILE.remove(*labels)
     conditions = _conditions(signals, error, decision, loop.policy, spec, current, at_door)
     if overridden:
         conditions["ScalingLimited"] = (True, "ReplicasOverridden", overridden)

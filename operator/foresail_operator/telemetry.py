@@ -53,7 +53,7 @@ COLLECT_SECONDS = Histogram(
 
 def forget_figures(namespace: str, name: str, unit: str) -> None:
     """Stop exporting one LLMDeployment's demand, forecast and capacity in ``unit``: the spec now counts in
-    the other unit, or asks for another forecast quantile (whose series would keep the old one's label)."""
+    the other unit."""
     labels = {"namespace": namespace, "llmdeployment": name}
     for metric in (DEMAND[unit], FORECAST[unit], CAPACITY[unit]):
         metric.remove_by_labels(labels)
