@@ -21,10 +21,11 @@ install: $(VENV)/.installed
 test: install
 	$(PY) -m pytest -q -ra
 
-# ruff, pinned, with pyproject.toml's rules (120 columns; typed public functions outside tests/)
+# ruff and mypy, pinned, with pyproject.toml's rules (120 columns; typed public functions outside tests/)
 lint: install
 	$(PIP) install -q -e '.[lint]'
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 demo: install
 	$(VENV)/bin/foresail demo

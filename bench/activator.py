@@ -22,6 +22,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -77,7 +78,7 @@ def _wakes(http: requests.Session, api_url: str, via: str, n: int, settle_s: flo
     held for it, ``n`` times; the deployment is at zero for ``settle_s`` before each request."""
     status = f"{api_url}{LLMD}/sleepy/status"
     patch = {"Content-Type": "application/merge-patch+json"}
-    body = {**REQUEST, "model": "sleepy"}
+    body: dict[str, Any] = {**REQUEST, "model": "sleepy"}
     waits = []
     with ThreadPoolExecutor(1) as pool:
         for _ in tqdm(range(n), desc="wakes", leave=False):

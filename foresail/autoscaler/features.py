@@ -178,6 +178,6 @@ def make_targets(x: np.ndarray, level: np.ndarray, eps: np.ndarray, horizons: np
     return out
 
 
-def to_rate(z: np.ndarray, level: float, eps: float) -> np.ndarray:
+def to_rate(z: np.ndarray, level: np.ndarray | float, eps: np.ndarray | float) -> np.ndarray:
     """Inverse of the target transform: log ratio to a rate (never negative)."""
     return np.maximum((level + eps) * np.exp(z) - eps, 0.0)

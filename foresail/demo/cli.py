@@ -164,8 +164,8 @@ def run(args: argparse.Namespace) -> int:
                 stack.apply(_manifest(args))
             except requests.HTTPError as exc:  # the CRD's schema: a Status whose message names each field
                 try:
-                    message = exc.response.json()["message"]
-                except (AttributeError, KeyError, ValueError):  # no response, or not a Status
+                    message = str(exc.response.json()["message"]) if exc.response is not None else str(exc)
+                except (KeyError, TypeError, ValueError):  # not a Status
                     message = str(exc)
                 print(f"foresail demo: the flags make an LLMDeployment the API server rejects: {message}")
                 return 2

@@ -33,6 +33,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -200,7 +201,7 @@ class PodRunner:
                        labels=dict(template["metadata"].get("labels") or {}),
                        stop_times=termination_times(template["spec"]))
         annotations = {**(template["metadata"].get("annotations") or {}), "prometheus.io/port": str(pod.port)}
-        body = {"apiVersion": "v1", "kind": "Pod",
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": pod.name, "namespace": ns, "labels": pod.labels, "annotations": annotations,
                              "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
                                                   "name": owner, "uid": dep["metadata"]["uid"],
@@ -238,7 +239,7 @@ class PodRunner:
 
     def _pod_status(self, pod: LocalPod, ready: bool, phase: str) -> None:
         state = {"running": {"startedAt": _now_iso()}} if pod.proc else {"waiting": {"reason": "ContainerCreating"}}
-        status = {"phase": phase, "podIP": "127.0.0.1",
+        status: dict[str, Any] = {"phase": phase, "podIP": "127.0.0.1",
                   "conditions": [{"type": "Ready", "status": "True" if ready else "False",
                                   "lastTransitionTime": _now_iso()}],
                   "containerStatuses": [{"name": "server", "ready": ready, "restartCount": 0, "state": state,

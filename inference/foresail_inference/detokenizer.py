@@ -20,9 +20,11 @@ class Detokenizer:
     def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
         self.tokenizer = tokenizer
         backend = getattr(tokenizer, "_tokenizer", None)
-        exact = isinstance(backend, Tokenizer) and not getattr(tokenizer, "clean_up_tokenization_spaces", False)
-        self.backend = backend if exact else None
-        self.stream = DecodeStream(skip_special_tokens=True) if exact else None
+        cleans_up = getattr(tokenizer, "clean_up_tokenization_spaces", False)
+        # the Rust tokenizer and its stream, where decoding only the new tokens is exact
+        self.stream: tuple[Tokenizer, DecodeStream] | None = (
+            (backend, DecodeStream(skip_special_tokens=True)) if isinstance(backend, Tokenizer) and not cleans_up
+            else None)
         self.decoded = 0  # tokens already decoded
         self.text = ""
 
@@ -36,7 +38,8 @@ class Detokenizer:
         if self.stream is None:
             self.text = self.tokenizer.decode(tokens, skip_special_tokens=True)
         else:
-            pieces = [self.stream.step(self.backend, token) for token in tokens[self.decoded:]]
+            backend, stream = self.stream
+            pieces = [stream.step(backend, token) for token in tokens[self.decoded:]]
             self.text += "".join(piece for piece in pieces if piece)
         self.decoded = len(tokens)
         return self.text
