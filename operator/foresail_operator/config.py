@@ -10,6 +10,11 @@ from dataclasses import dataclass, field
 from foresail_operator.metrics import parse_headers
 from foresail_operator.runtimes import RUNTIMES
 
+# The inference pods' preStop sleep: `sleep`, the kubelet's own action (Kubernetes 1.30 and later); `exec`,
+# the `sleep` binary of the runtime's image (any version); `auto`, `sleep` where the API server is 1.30 or
+# later. `exec` suits a cluster whose kubelets lag its API server (an upgrade in progress).
+PRE_STOP_HOOKS = ("auto", "sleep", "exec")
+
 
 @dataclass(frozen=True)
 class OperatorConfig:
@@ -28,6 +33,7 @@ class OperatorConfig:
     collect_period_s: float = 15.0  # how often Prometheus is read
     forecast_step_s: float = 60.0  # the forecaster's time step
     rate_window: str = "1m"  # PromQL rate() window
+    pre_stop: str = "auto"  # the preStop hook: one of PRE_STOP_HOOKS
 
     @classmethod
     def from_env(cls, **overrides: object) -> "OperatorConfig":
@@ -48,6 +54,7 @@ class OperatorConfig:
             "collect_period_s": _number("FORESAIL_COLLECT_PERIOD", "15", positive=True),
             "forecast_step_s": _number("FORESAIL_FORECAST_STEP", "60", positive=True),
             "rate_window": _duration("FORESAIL_RATE_WINDOW", "1m"),
+            "pre_stop": _choice("FORESAIL_PRE_STOP", "auto", PRE_STOP_HOOKS),
         }
         values.update({k: v for k, v in overrides.items() if v not in (None, ())})
         return cls(**values)  # type: ignore[arg-type]
@@ -71,6 +78,14 @@ def _duration(name: str, default: str) -> str:
     text = os.environ.get(name, default)
     if not re.fullmatch(r"(\d+(ms|s|m|h|d|w|y))+", text):
         raise ValueError(f"{name} must be a Prometheus duration such as 30s, 1m or 1h30m, not {text!r}")
+    return text
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """A FORESAIL_* variable that takes one of ``choices``; ValueError names it and them."""
+    text = os.environ.get(name, default)
+    if text not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {text!r}")
     return text
 
 

@@ -100,6 +100,14 @@ async def _remove_owned(client: KubeClient, path: str, owner: Mapping[str, Any],
     kopf.info(owner, reason="Deleted", message=f"Deleted {kind} {name} (disabled in the spec)")
 
 
+async def kubelet_sleeps(client: KubeClient, pre_stop: str) -> bool:
+    """Whether the preStop hook is the kubelet's sleep action: as configured, or (`auto`) where the API
+    server is at least plan.SLEEP_ACTION_SINCE (read once; ApiError while unreadable)."""
+    if pre_stop == "auto":
+        return await client.server_version() >= plan.SLEEP_ACTION_SINCE
+    return pre_stop == "sleep"
+
+
 async def reconcile(client: KubeClient, config: OperatorConfig, body: Mapping[str, Any],
                     logger: logging.Logger, manual_replicas: int | None = None, wake: bool = False,
                     pods: Iterable[PodSummary] = ()) -> dict[str, Any]:
@@ -116,7 +124,7 @@ async def reconcile(client: KubeClient, config: OperatorConfig, body: Mapping[st
     runtime = runtime_for(spec, config.images)
     owner = dict(body)
     service = plan.service(name, namespace, runtime)
-    sleep_action = await client.server_version() >= plan.SLEEP_ACTION_SINCE
+    sleep_action = await kubelet_sleeps(client, config.pre_stop)
     deployment = plan.deployment(name, namespace, spec, runtime, sleep_action)
     budget = plan.disruption_budget(name, namespace, spec, runtime)
     kopf.adopt([service, deployment] + ([budget] if budget else []), owner=owner, nested=())

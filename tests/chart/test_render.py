@@ -25,7 +25,7 @@ EVERYTHING = {
                    "headers": {"X-Scope-OrgID": "team-a", "X-Extra": "1"}},
     "runtimeImages": {"vllm": "registry.example.com/vllm/vllm-openai:v0.11.0", "foresail": "my/foresail:1"},
     "operator": {"peering": "fs-ha", "healthPort": 18080, "metricsPort": 19090,
-                 "collectPeriodSeconds": 5, "forecastStepSeconds": 30},
+                 "collectPeriodSeconds": 5, "forecastStepSeconds": 30, "preStop": "exec"},
     "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
     "nodeSelector": {"node-role.kubernetes.io/control-plane": ""},
     "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
@@ -151,6 +151,7 @@ def test_values_reach_the_operator(tmp_path: Path):
     assert (env["FORESAIL_PEERING"]["value"], env["FORESAIL_HEALTH_PORT"]["value"],
             env["FORESAIL_METRICS_PORT"]["value"]) == ("fs-ha", "18080", "19090")
     assert (env["FORESAIL_COLLECT_PERIOD"]["value"], env["FORESAIL_FORECAST_STEP"]["value"]) == ("5", "30")
+    assert env["FORESAIL_PRE_STOP"]["value"] == "exec"
     pod = the(objects, "Deployment")["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"health": 18080, "metrics": 19090}
@@ -207,6 +208,7 @@ BAD_VALUES = [
     ({"watchNamespaces": ["Team_A"]}, "watchNamespaces.0: Does not match pattern"),
     ({"watchNamespaces": "team-a"}, "watchNamespaces: Invalid type. Expected: array, given: string"),
     ({"operator": {"metricsPort": 70000}}, "operator.metricsPort: Must be less than or equal to 65535"),
+    ({"operator": {"preStop": "none"}}, "operator.preStop: operator.preStop must be one of the following"),
     ({"runtimeImages": {"llamacpp": "x:1"}}, "Additional property llamacpp is not allowed"),
     ({"monitoring": {"podMonitor": {"interval": "often"}}}, "monitoring.podMonitor.interval: Does not match pattern"),
     ({"nodeSelector": {"gpu": True}}, "nodeSelector.gpu: Invalid type. Expected: string, given: boolean"),

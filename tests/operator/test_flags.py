@@ -54,6 +54,7 @@ def test_the_commands_exit_at_once_on_bad_flags(args: list[str], message: str) -
     ("FORESAIL_FORECAST_STEP", "0", "FORESAIL_FORECAST_STEP must be a number of seconds > 0, not '0'"),
     ("FORESAIL_METRICS_PORT", "1.5", "FORESAIL_METRICS_PORT must be a whole number"),
     ("FORESAIL_RATE_WINDOW", "1min", "FORESAIL_RATE_WINDOW must be a Prometheus duration"),
+    ("FORESAIL_PRE_STOP", "none", "FORESAIL_PRE_STOP must be one of auto, sleep, exec, not 'none'"),
 ])
 def test_bad_environment_variables_are_named(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
                                              message: str) -> None:
@@ -64,10 +65,11 @@ def test_bad_environment_variables_are_named(monkeypatch: pytest.MonkeyPatch, na
 
 def test_good_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in (("FORESAIL_COLLECT_PERIOD", "7.5"), ("FORESAIL_METRICS_PORT", "9100"),
-                        ("FORESAIL_RATE_WINDOW", "1h30m")):
+                        ("FORESAIL_RATE_WINDOW", "1h30m"), ("FORESAIL_PRE_STOP", "exec")):
         monkeypatch.setenv(name, value)
     config = OperatorConfig.from_env()
-    assert (config.collect_period_s, config.metrics_port, config.rate_window) == (7.5, 9100, "1h30m")
+    assert (config.collect_period_s, config.metrics_port, config.rate_window, config.pre_stop) == (
+        7.5, 9100, "1h30m", "exec")
 
 
 def test_an_environment_default_that_is_not_a_number_is_a_usage_error_of_its_command_only() -> None:

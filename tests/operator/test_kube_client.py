@@ -1,4 +1,4 @@
-"""The operator's API client against the Kubernetes API test server: retries and shutdown."""
+"""The operator's API client against the Kubernetes API test server: retries, shutdown, the server version."""
 from pathlib import Path
 
 import kopf
@@ -8,6 +8,7 @@ from prometheus_client import REGISTRY
 
 from foresail.kubetest.testing import start_apiserver
 from foresail_operator.kube import ApiError, KubeClient
+from foresail_operator.reconciler import kubelet_sleeps
 from tests.helpers import http_server
 
 
@@ -77,5 +78,29 @@ async def test_a_providers_version_counts_and_an_unreadable_one_is_an_error(stat
             else:
                 with pytest.raises(ApiError, match=expected):
                     await client.server_version()
+        finally:
+            await client.close()
+
+
+@pytest.mark.parametrize("minor, choice, sleeps", [
+    ("29+", "auto", False), ("30", "auto", True), ("29+", "sleep", True), ("30", "exec", False),
+    ("broken", "exec", False), ("broken", "sleep", True), ("broken", "auto", ApiError),
+])
+async def test_the_pre_stop_hook_follows_the_setting_and_auto_the_server_version(minor, choice, sleeps) -> None:
+    """`auto` reads /version (and fails while it is unreadable); `sleep` and `exec` never read it, so a cluster
+    whose kubelets lag its API server keeps the image's `sleep`."""
+    async def version(_: web.Request) -> web.Response:
+        if minor == "broken":
+            return web.json_response({"kind": "Status", "message": "starting"}, status=503)
+        return web.json_response({"major": "1", "minor": minor})
+
+    async with http_server("/version", version) as url:
+        client = KubeClient(kopf.ConnectionInfo(server=url, insecure=True))
+        try:
+            if sleeps is ApiError:
+                with pytest.raises(ApiError, match="starting"):
+                    await kubelet_sleeps(client, choice)
+            else:
+                assert await kubelet_sleeps(client, choice) is sleeps
         finally:
             await client.close()

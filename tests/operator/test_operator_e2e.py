@@ -434,6 +434,30 @@ def test_sigkill_mid_work_converges_without_duplicates(cluster, tmp_path):
         op2.kill(signal.SIGTERM)
 
 
+def test_the_pre_stop_setting_picks_the_hook_and_a_change_rolls_it(cluster, tmp_path, monkeypatch):
+    """FORESAIL_PRE_STOP=exec keeps the image's `sleep` on a 1.32 API server (kubelets that lag it); the
+    operator restarted on `auto` moves the Deployment to the kubelet's sleep action."""
+    def hook() -> dict | None:
+        dep = deployment(cluster, "pinned")
+        return dep and dep["spec"]["template"]["spec"]["containers"][0]["lifecycle"]["preStop"]
+
+    monkeypatch.setenv("FORESAIL_PRE_STOP", "exec")
+    op = Operator(cluster.kubeconfig, tmp_path / "op1.log", "--standalone").start()
+    doc = load("minimal.yaml")
+    doc["metadata"]["name"] = "pinned"
+    try:
+        cluster.kube.create(LLMD.format(ns=NS), doc)
+        wait_for(lambda: hook() == {"exec": {"command": ["sleep", "5"]}}, timeout=30, what="the exec hook")
+    finally:
+        op.kill(signal.SIGTERM)
+    monkeypatch.setenv("FORESAIL_PRE_STOP", "auto")
+    op2 = Operator(cluster.kubeconfig, tmp_path / "op2.log", "--standalone").start()
+    try:
+        wait_for(lambda: hook() == {"sleep": {"seconds": 5}}, timeout=30, what="the sleep action")
+    finally:
+        op2.kill(signal.SIGTERM)
+
+
 def test_a_deployments_series_go_when_its_decision_loop_ends(cluster, tmp_path):
     """The operator's /metrics carries each autoscaled LLMDeployment's decision series; they go when its
     autoscaling is turned off or it is deleted, so that no dashboard or alert keeps its last values."""
