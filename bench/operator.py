@@ -88,9 +88,9 @@ def measure(size: int, workdir: Path) -> dict:
             idle_cpu, idle_rss = _cpu(proc), proc.memory_info().rss
             start = time.monotonic()
             for i in range(size):
-                body: dict[str, Any] = {"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment",
-                        "metadata": {"name": f"m{i:04d}"},
-                        "spec": {"model": {"source": "builtin:tiny"}, "autoscaling": {"mode": "off"}, "replicas": 1}}
+                body: dict[str, Any] = {
+                    "apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": f"m{i:04d}"},
+                    "spec": {"model": {"source": "builtin:tiny"}, "autoscaling": {"mode": "off"}, "replicas": 1}}
                 http.post(server.url + LLMD, json=body).raise_for_status()
             if not _wait_ready(http, server.url, size, time.monotonic() + 60 + size * 0.5, op):
                 lines = Path(log.name).read_text().splitlines()

@@ -201,12 +201,12 @@ class PodRunner:
                        labels=dict(template["metadata"].get("labels") or {}),
                        stop_times=termination_times(template["spec"]))
         annotations = {**(template["metadata"].get("annotations") or {}), "prometheus.io/port": str(pod.port)}
-        body: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": pod.name, "namespace": ns, "labels": pod.labels, "annotations": annotations,
-                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
-                                                  "name": owner, "uid": dep["metadata"]["uid"],
-                                                  "controller": True}]},
-                "spec": {**template["spec"], "nodeName": NODE}}
+        body: dict[str, Any] = {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod.name, "namespace": ns, "labels": pod.labels, "annotations": annotations,
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": owner,
+                                              "uid": dep["metadata"]["uid"], "controller": True}]},
+            "spec": {**template["spec"], "nodeName": NODE}}
         self.http.post(f"{self.api}/api/v1/namespaces/{ns}/pods", json=body, timeout=10).raise_for_status()
         self._pod_status(pod, ready=False, phase="Pending")
         with self.lock:
@@ -239,11 +239,11 @@ class PodRunner:
 
     def _pod_status(self, pod: LocalPod, ready: bool, phase: str) -> None:
         state = {"running": {"startedAt": _now_iso()}} if pod.proc else {"waiting": {"reason": "ContainerCreating"}}
-        status: dict[str, Any] = {"phase": phase, "podIP": "127.0.0.1",
-                  "conditions": [{"type": "Ready", "status": "True" if ready else "False",
-                                  "lastTransitionTime": _now_iso()}],
-                  "containerStatuses": [{"name": "server", "ready": ready, "restartCount": 0, "state": state,
-                                         "image": "local", "imageID": "local"}]}
+        status: dict[str, Any] = {
+            "phase": phase, "podIP": "127.0.0.1",
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": _now_iso()}],
+            "containerStatuses": [{"name": "server", "ready": ready, "restartCount": 0, "state": state,
+                                   "image": "local", "imageID": "local"}]}
         self.http.patch(f"{self.api}/api/v1/namespaces/{pod.namespace}/pods/{pod.name}/status",
                         json={"status": status}, headers={"Content-Type": "application/merge-patch+json"},
                         timeout=10).raise_for_status()
