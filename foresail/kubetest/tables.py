@@ -1,7 +1,8 @@
 """Server-side printing: the ``meta.k8s.io/v1`` Table that ``kubectl get`` asks for.
 
-Built-in kinds get the columns kubectl users know (Pods: Ready/Status/Restarts; Deployments:
-Ready/Up-to-date/Available); custom resources get their CRD's ``additionalPrinterColumns``
+Built-in kinds get the columns kubectl users know (Pods: Ready/Status/Restarts, and with ``-o wide``
+IP/Node; Deployments: Ready/Up-to-date/Available, and with ``-o wide`` Containers/Images/Selector); custom
+resources get their CRD's ``additionalPrinterColumns``
 (or Name and Age when it declares none).
 """
 
@@ -85,18 +86,40 @@ def _age(obj: Obj) -> str:
     return human_age(obj["metadata"].get("creationTimestamp"))
 
 
+def _containers(obj: Obj, key: str) -> str:
+    """A comma list of the pod template's containers' ``key`` (name or image)."""
+    spec = (((obj.get("spec") or {}).get("template") or {}).get("spec") or {})
+    return ",".join(str(c.get(key, "")) for c in spec.get("containers") or []) or "<none>"
+
+
+def _selector(obj: Obj) -> str:
+    """A label selector's matchLabels as ``key=value,...`` (kubectl's form)."""
+    labels = (((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "<none>"
+
+
+def _wide(name: str, cell: Callable[[Obj], Any], description: str) -> Column:
+    """A column that only ``kubectl get -o wide`` prints."""
+    return Column(name, "string", cell, 1, description)
+
+
 BUILTIN_COLUMNS: dict[str, list[Column]] = {
     "Pod": [Column("Ready", "string", _pod_ready), Column("Status", "string", _pod_status),
             Column("Restarts", "integer", lambda o: sum(
                 s.get("restartCount", 0) for s in (o.get("status") or {}).get(
                     "containerStatuses") or [])),
-            Column("Age", "string", _age)],
+            Column("Age", "string", _age),
+            _wide("IP", lambda o: (o.get("status") or {}).get("podIP") or "<none>", "IP address of the pod"),
+            _wide("Node", lambda o: (o.get("spec") or {}).get("nodeName") or "<none>", "Node the pod is bound to")],
     "Deployment": [
         Column("Ready", "string", lambda o: f"{(o.get('status') or {}).get('readyReplicas', 0)}/"
                                             f"{(o.get('spec') or {}).get('replicas', 0)}"),
         Column("Up-to-date", "integer", lambda o: (o.get("status") or {}).get("updatedReplicas", 0)),
         Column("Available", "integer", lambda o: (o.get("status") or {}).get("availableReplicas", 0)),
-        Column("Age", "string", _age)],
+        Column("Age", "string", _age),
+        _wide("Containers", lambda o: _containers(o, "name"), "Names of the pod template's containers"),
+        _wide("Images", lambda o: _containers(o, "image"), "Images of the pod template's containers"),
+        _wide("Selector", _selector, "The label selector of the pods")],
     "Namespace": [Column("Status", "string", lambda o: (o.get("status") or {}).get("phase", "")),
                   Column("Age", "string", _age)],
     "Service": [Column("Type", "string", lambda o: (o.get("spec") or {}).get("type", "")),
