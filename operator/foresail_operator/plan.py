@@ -29,7 +29,8 @@ SLEEP_ACTION_SINCE = (1, 30)
 
 def pre_stop(sleep_action: bool) -> dict[str, Any]:
     """The preStop hook that keeps a pod serving for PRE_STOP_S: the kubelet's own sleep, or `sleep` in the
-    container where the cluster is older than SLEEP_ACTION_SINCE."""
+    container (clusters older than SLEEP_ACTION_SINCE, or kubelets that lag their API server: see
+    reconciler.kubelet_sleeps)."""
     if sleep_action:
         return {"sleep": {"seconds": PRE_STOP_S}}
     return {"exec": {"command": ["sleep", str(PRE_STOP_S)]}}
