@@ -128,13 +128,17 @@ def test_the_fake_answers_like_a_real_prometheus(tmp_path: Path) -> None:
              "inf": labels.format(expr="vector(1/0)"), "empty": "vector(1) > 2", "scalar": "scalar(vector(1.5))"}
     fake = FakePrometheus([KEY]).start()
 
+    def number(stamp: object) -> str:
+        """A timestamp's JSON kind: Prometheus writes one on a whole second as an integer (1733380000)."""
+        return "number" if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else repr(stamp)
+
     def shape(body: dict) -> object:
-        """The envelope with timestamps replaced by their type."""
+        """The envelope with timestamps replaced by their JSON kind."""
         data = body["data"]
         if data["resultType"] == "scalar":
-            return body["status"], data["resultType"], [type(data["result"][0]), data["result"][1]]
+            return body["status"], data["resultType"], [number(data["result"][0]), data["result"][1]]
         return body["status"], data["resultType"], [
-            (item["metric"], type(item["value"][0]), item["value"][1]) for item in data["result"]]
+            (item["metric"], number(item["value"][0]), item["value"][1]) for item in data["result"]]
 
     try:
         with PrometheusServer(tmp_path) as real:
