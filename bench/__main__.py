@@ -2,7 +2,7 @@
 
     python -m bench                 # all
     python -m bench operator        # some: operator, decision_loop, inference, backtest, predictability, activator,
-                                    # balance, scale_to_zero, scale_down, one_day, schedules
+                                    # balance, scale_to_zero, scale_down, one_day, schedules, policy_trials
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import importlib
 import sys
 
 SUITES = ("operator", "decision_loop", "inference", "backtest", "predictability", "activator", "balance",
-          "scale_to_zero", "scale_down", "one_day", "schedules")
+          "scale_to_zero", "scale_down", "one_day", "schedules", "policy_trials")
 
 
 def main(argv: list[str]) -> int:
