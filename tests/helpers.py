@@ -13,6 +13,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 import requests
 from aiohttp import web
 
+from foresail.kubetest.testing import ApiServerProcess
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -24,28 +26,41 @@ class Kube:
         self.http = requests.Session()
 
     def call(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
-             ok: tuple[int, ...] = (200, 201)) -> dict:
+             ok: tuple[int, ...] = (200, 201)) -> dict[str, Any]:
         rsp = self.http.request(method, self.url + path, data=None if body is None else json.dumps(body),
                                 headers={"Content-Type": content_type}, timeout=10)
         if rsp.status_code not in ok:
             raise AssertionError(f"{method} {path} -> {rsp.status_code}: {rsp.text[:500]}")
         return rsp.json() if rsp.text else {}
 
-    def get(self, path: str) -> dict | None:
+    def get(self, path: str) -> dict[str, Any] | None:
         rsp = self.http.get(self.url + path, timeout=10)
         if rsp.status_code == 404:
             return None
         assert rsp.status_code == 200, rsp.text
         return rsp.json()
 
-    def create(self, path: str, body: dict) -> dict:
+    def read(self, path: str) -> dict[str, Any]:
+        """`get` of an object that exists (see `found`)."""
+        return found(self.get(path), f"GET {path}")
+
+    def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return self.call("POST", path, body)
 
-    def merge(self, path: str, patch: dict) -> dict:
+    def merge(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
         return self.call("PATCH", path, patch, "application/merge-patch+json")
 
     def delete(self, path: str) -> None:
         self.call("DELETE", path, ok=(200, 202, 404))
+
+
+class KubeServer(ApiServerProcess):
+    """A running API test server (the same process) with a `Kube` client for it: what the suites'
+    `cluster` fixtures yield."""
+
+    def __init__(self, server: ApiServerProcess, kube: Kube) -> None:
+        super().__init__(server.process, server.kubeconfig, server.log)
+        self.kube = kube
 
 
 def kubectl(kubeconfig: Path, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -71,7 +86,15 @@ def logged_process(args: list[str], log_path: Path, **popen: Any) -> Iterator[su
         print(Path(log_path).read_text()[-4000:])
 
 
-def condition(obj: dict | None, type_: str) -> dict:
+def found(obj: dict[str, Any] | None, what: str = "the object") -> dict[str, Any]:
+    """An object read back that exists: None (a 404) raises LookupError, not an AssertionError, so that
+    `wait_for` does not retry it, as it would not retry indexing the None."""
+    if obj is None:
+        raise LookupError(f"{what}: not found")
+    return obj
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
     """The status condition of that type on an object, or {}."""
     return next((c for c in ((obj or {}).get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
 

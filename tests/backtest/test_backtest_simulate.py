@@ -1,5 +1,7 @@
 """The simulator's accounting on hand-computed cases."""
 
+from collections.abc import Iterable
+
 import numpy as np
 import pytest
 
@@ -13,7 +15,7 @@ from foresail.backtest.traces import Trace
 class Schedule:
     """Returns a fixed replica count per step and records what it saw."""
 
-    def __init__(self, replicas):
+    def __init__(self, replicas: Iterable[int]) -> None:
         self.replicas = list(replicas)
         self.seen: list[Observation] = []
 

@@ -83,12 +83,13 @@ def test_no_activator_unless_enabled(tmp_path: Path, values: dict):
 
 
 def test_the_activator_runs_foresail_activator_with_the_values(tmp_path: Path):
-    values = {"activator": {"enabled": True, "replicaCount": 3, "port": 18081, "holdTimeoutSeconds": 120,
-                            "routing": "service",
-                            "service": {"type": "NodePort", "port": 8080},
-                            "resources": {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}},
-              "image": {"repository": "registry.example.com/foresail", "tag": "1.2.3", "pullPolicy": "Always"},
-              "imagePullSecrets": [{"name": "regcred"}]}
+    values: dict[str, Any] = {
+        "activator": {"enabled": True, "replicaCount": 3, "port": 18081, "holdTimeoutSeconds": 120,
+                      "routing": "service",
+                      "service": {"type": "NodePort", "port": 8080},
+                      "resources": {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}},
+        "image": {"repository": "registry.example.com/foresail", "tag": "1.2.3", "pullPolicy": "Always"},
+        "imagePullSecrets": [{"name": "regcred"}]}
     objects = render(tmp_path, values)
     activator, operator = deployment(objects, ACTIVATOR), deployment(objects, OPERATOR)
     assert activator["metadata"]["namespace"] == RELEASE_NS
@@ -284,7 +285,7 @@ def test_the_chart_grants_every_call_the_activator_makes_and_no_more(tmp_path: P
             wait_for(lambda: fetch(f"http://127.0.0.1:{port}/healthz") is not None, timeout=30, what="/healthz")
             status, body = post(f"http://127.0.0.1:{port}/v1/completions", {"model": name, "prompt": "hi"})
             assert status == 503, body  # held, then given up after holdTimeoutSeconds: no replica comes
-            annotations = kube.get(f"{llmd}/{name}")["metadata"].get("annotations") or {}
+            annotations = kube.read(f"{llmd}/{name}")["metadata"].get("annotations") or {}
             assert "activator.foresail.dev/requested-at" in annotations  # it asked the operator for a replica
             assert b"foresail_activator_" in (fetch(f"http://127.0.0.1:{port}/metrics") or b"")
             pod = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)

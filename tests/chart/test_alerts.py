@@ -53,7 +53,7 @@ def rule(alert: str) -> dict[str, Any]:
     return next(r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if r.get("alert") == alert)
 
 
-def annotations(alert: str, **labels: str) -> dict[str, str]:
+def filled_annotations(alert: str, **labels: str) -> dict[str, str]:
     """The alert's annotations from the rules file, with its {{ $labels.x }} filled in."""
     fill = lambda text: re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)], text)  # noqa: E731
     return {k: fill(v) for k, v in rule(alert)["annotations"].items()}
@@ -61,7 +61,7 @@ def annotations(alert: str, **labels: str) -> dict[str, str]:
 
 def expect(alert: str, *label_sets: dict[str, str]) -> list[dict[str, Any]]:
     """promtool's exp_alerts: each firing alert's labels (with the rule's severity) and annotations."""
-    return [{"exp_labels": {**labels, **rule(alert)["labels"]}, "exp_annotations": annotations(alert, **labels)}
+    return [{"exp_labels": {**labels, **rule(alert)["labels"]}, "exp_annotations": filled_annotations(alert, **labels)}
             for labels in label_sets]
 
 
@@ -81,7 +81,7 @@ def test_the_rules_file_is_valid() -> None:
 
 def test_each_alert_fires_after_its_for_on_the_series_that_should_fire_it(tmp_path: Path) -> None:
     chat, embed = {"namespace": "team-a", "llmdeployment": "chat"}, {"namespace": "team-b", "llmdeployment": "embed"}
-    checks = [
+    checks: list[dict[str, Any]] = [
         # pending, not firing, before their `for` (10, 15 and 5 minutes after the rates start)
         {"eval_time": "9m", "alertname": "ForesailMetricsUnavailable", "exp_alerts": []},
         {"eval_time": "14m", "alertname": "ForesailDemandAboveReplicas", "exp_alerts": []},
@@ -104,8 +104,9 @@ def test_each_alert_fires_after_its_for_on_the_series_that_should_fire_it(tmp_pa
 
 def test_a_healthy_deployment_fires_nothing(tmp_path: Path) -> None:
     # at 30 min, and at 90 min for the coverage alert's hour
-    checks = [{"eval_time": "90m" if a == "ForesailForecastCoverageLow" else "30m", "alertname": a, "exp_alerts": []}
-              for a in ALERTS]
+    checks: list[dict[str, Any]] = [
+        {"eval_time": "90m" if a == "ForesailForecastCoverageLow" else "30m", "alertname": a, "exp_alerts": []}
+        for a in ALERTS]
     done = promtool_test(tmp_path, HEALTHY, checks)
     assert done.returncode == 0, done.stdout + done.stderr
     # and the same checks fail on the failing series: the test can tell the two apart

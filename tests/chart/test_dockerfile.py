@@ -12,7 +12,12 @@ def stages() -> dict[str, str]:
     """Stage name -> its instructions (continuation lines joined)."""
     joined = re.sub(r"\\\n\s*", " ", TEXT)
     parts = re.split(r"^FROM\s+", joined, flags=re.M)[1:]
-    return {re.match(r"\S+\s+AS\s+(\S+)", p, re.I).group(1): p for p in parts}
+    named = {}
+    for p in parts:
+        match = re.match(r"\S+\s+AS\s+(\S+)", p, re.I)
+        assert match is not None, f"a stage without a name: FROM {p[:80]}"
+        named[match.group(1)] = p
+    return named
 
 
 def test_the_two_targets_and_a_build_stage_exist():

@@ -40,25 +40,25 @@ def test_install_upgrade_uninstall(tmp_path: Path):
         assert "It manages LLMDeployments in: team-a." in notes
         assert f"rollout status deployment/{RELEASE}-foresail" in notes
         assert "WARNING: prometheus.url is not set" in notes
-        assert kube.get(CRD)["spec"]["names"]["kind"] == "LLMDeployment"
-        assert kube.get(DEPLOYMENT)["spec"]["replicas"] == 2
+        assert kube.read(CRD)["spec"]["names"]["kind"] == "LLMDeployment"
+        assert kube.read(DEPLOYMENT)["spec"]["replicas"] == 2
         assert kube.get("/apis/kopf.dev/v1/namespaces/team-a/kopfpeerings/foresail")
         assert kube.get("/apis/rbac.authorization.k8s.io/v1/namespaces/team-a/roles/fs-foresail")
 
         # Upgrade, CRDs first. Make the live CRD an "older" one, then apply the chart's as documented.
-        version = kube.get(CRD)["spec"]["versions"][0]
+        version = kube.read(CRD)["spec"]["versions"][0]
         kube.merge(CRD, {"spec": {"versions": [{**version, "additionalPrinterColumns": []}]}})
-        assert not kube.get(CRD)["spec"]["versions"][0]["additionalPrinterColumns"]
+        assert not kube.read(CRD)["spec"]["versions"][0]["additionalPrinterColumns"]
         kubectl(server.kubeconfig, "apply", "--server-side", "--force-conflicts", "--validate=false",
                 "-f", str(CHART / "crds"))
         chart_crd = yaml.safe_load((CHART / "crds" / "llmdeployment.yaml").read_text())
-        assert kube.get(CRD)["spec"]["versions"][0]["additionalPrinterColumns"] \
+        assert kube.read(CRD)["spec"]["versions"][0]["additionalPrinterColumns"] \
             == chart_crd["spec"]["versions"][0]["additionalPrinterColumns"]
 
         run_helm(server, tmp_path, "upgrade", RELEASE, str(CHART), "-n", RELEASE_NS, "--disable-openapi-validation",
                  values={"watchNamespaces": ["team-a", "team-b"], "replicaCount": 3,
                          "prometheus": {"url": "http://prometheus.monitoring.svc:9090"}})
-        deployment = kube.get(DEPLOYMENT)
+        deployment = kube.read(DEPLOYMENT)
         assert deployment["spec"]["replicas"] == 3
         env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["FORESAIL_NAMESPACES"] == "team-a,team-b"

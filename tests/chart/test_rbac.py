@@ -97,29 +97,29 @@ def run_scenario(kube: Kube) -> None:
     doc["spec"]["model"]["tokenSecretRef"] = {"name": "hf-token"}
     kube.create(LLMD, doc)
     deployments = f"/apis/apps/v1/namespaces/{WATCHED}/deployments"
-    wait_for(lambda: (kube.get(f"{LLMD}/tiny").get("status") or {}).get("readyReplicas"), timeout=40, what="Ready")
+    wait_for(lambda: (kube.read(f"{LLMD}/tiny").get("status") or {}).get("readyReplicas"), timeout=40, what="Ready")
     kube.merge(f"{LLMD}/tiny/scale", {"spec": {"replicas": 3}})
-    wait_for(lambda: kube.get(f"{deployments}/tiny")["spec"]["replicas"] == 3, timeout=30, what="3 replicas")
+    wait_for(lambda: kube.read(f"{deployments}/tiny")["spec"]["replicas"] == 3, timeout=30, what="3 replicas")
     pods = f"/api/v1/namespaces/{WATCHED}/pods?labelSelector=foresail.dev%2Fllmdeployment%3Dtiny"
-    names = wait_for(lambda: len(p := kube.get(pods)["items"]) == 3 and [x["metadata"]["name"] for x in p],
+    names = wait_for(lambda: len(p := kube.read(pods)["items"]) == 3 and [x["metadata"]["name"] for x in p],
                      timeout=30, what="3 pods")
     with pods_in_flight(kube, WATCHED, {name: i for i, name in enumerate(names)}):
         time.sleep(1.0)  # the operator's pod index follows the pods' new addresses (a watch)
         kube.merge(f"{LLMD}/tiny/scale", {"spec": {"replicas": 2}})  # the pods are marked, then one goes
-        wait_for(lambda: len(kube.get(pods)["items"]) == 2, timeout=30, what="2 pods")
+        wait_for(lambda: len(kube.read(pods)["items"]) == 2, timeout=30, what="2 pods")
     # A Service planned by an older operator (another plan hash), then a spec change that rolls the
     # pods: the operator patches both the Deployment and the Service.
     service = f"/api/v1/namespaces/{WATCHED}/services/tiny"
     kube.merge(service, {"metadata": {"annotations": {"foresail.dev/plan-hash": "older"}}})
     kube.merge(f"{LLMD}/tiny", {"spec": {"runtime": {"name": "vllm"}}})
-    wait_for(lambda: "vllm" in str(kube.get(f"{deployments}/tiny")["spec"]["template"]), timeout=30,
+    wait_for(lambda: "vllm" in str(kube.read(f"{deployments}/tiny")["spec"]["template"]), timeout=30,
              what="the Deployment patched")
-    wait_for(lambda: kube.get(service)["metadata"]["annotations"]["foresail.dev/plan-hash"] != "older",
+    wait_for(lambda: kube.read(service)["metadata"]["annotations"]["foresail.dev/plan-hash"] != "older",
              timeout=30, what="the Service patched")
     # The disruption budget widened, then disabled: the operator patches it, then deletes it.
     budget = f"/apis/policy/v1/namespaces/{WATCHED}/poddisruptionbudgets/tiny"
     kube.merge(f"{LLMD}/tiny", {"spec": {"disruptionBudget": {"maxUnavailable": "50%"}}})
-    wait_for(lambda: kube.get(budget)["spec"]["maxUnavailable"] == "50%", timeout=30, what="the budget patched")
+    wait_for(lambda: kube.read(budget)["spec"]["maxUnavailable"] == "50%", timeout=30, what="the budget patched")
     kube.merge(f"{LLMD}/tiny", {"spec": {"disruptionBudget": {"enabled": False}}})
     wait_for(lambda: kube.get(budget) is None, timeout=30, what="the budget deleted")
     # Another writer on the Deployment's replicas while a schedule holds 3: the operator reports it, and
@@ -128,11 +128,11 @@ def run_scenario(kube: Kube) -> None:
     kube.merge(f"{LLMD}/tiny", {"spec": {"autoscaling": {"mode": "reactive", "intervalSeconds": 5, "schedules": [{
         "start": f"{now - dt.timedelta(hours=1):%H:%M}", "end": f"{now + dt.timedelta(hours=1):%H:%M}",
         "minReplicas": 3}]}}})
-    wait_for(lambda: kube.get(f"{deployments}/tiny")["spec"]["replicas"] == 3, timeout=30, what="3 replicas again")
+    wait_for(lambda: kube.read(f"{deployments}/tiny")["spec"]["replicas"] == 3, timeout=30, what="3 replicas again")
 
     def overridden() -> bool:
         kube.merge(f"{deployments}/tiny/scale", {"spec": {"replicas": 1}})
-        conditions = (kube.get(f"{LLMD}/tiny").get("status") or {}).get("conditions") or []
+        conditions = (kube.read(f"{LLMD}/tiny").get("status") or {}).get("conditions") or []
         return any(c.get("reason") == "ReplicasOverridden" for c in conditions)
 
     wait_for(overridden, timeout=40, interval=0.5, what="ReplicasOverridden")
@@ -155,7 +155,7 @@ def test_the_chart_grants_every_call_the_operator_makes_and_no_more(tmp_path: Pa
         kube = Kube(server.url)
         install(kube, objects, [RELEASE_NS, WATCHED])
         deployment = the(objects, "Deployment")
-        created = kube.get(f"/apis/apps/v1/namespaces/{RELEASE_NS}/deployments/{deployment['metadata']['name']}")
+        created = kube.read(f"/apis/apps/v1/namespaces/{RELEASE_NS}/deployments/{deployment['metadata']['name']}")
         assert created["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
         server.clear_audit()
 

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -15,8 +16,8 @@ from foresail.demo.prometheus import PrometheusServer
 from tests.chart.helm import CHART, RELEASE_NS, find, helm, render, the
 from tests.helpers import ROOT
 
-NAMESPACED = {"watchNamespaces": ["team-a", "team-b"]}
-EVERYTHING = {
+NAMESPACED: dict[str, Any] = {"watchNamespaces": ["team-a", "team-b"]}
+EVERYTHING: dict[str, Any] = {
     "watchNamespaces": ["team-a"],
     "prometheus": {"url": "https://prometheus.monitoring.svc:9090/prom",
                    "bearerTokenSecret": {"name": "prom-token", "key": "bearer"},
@@ -40,7 +41,7 @@ EVERYTHING = {
                    "prometheusRule": {"enabled": True, "labels": {"release": "kps"}}},
     "networkPolicy": {"enabled": True, "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]},
 }
-VALUE_SETS = {"defaults": {}, "namespaced": NAMESPACED, "everything": EVERYTHING,
+VALUE_SETS: dict[str, dict[str, Any]] = {"defaults": {}, "namespaced": NAMESPACED, "everything": EVERYTHING,
               "minimal": {"replicaCount": 1, "rbac": {"create": False}, "serviceAccount": {"create": False},
                           "monitoring": {"dashboard": {"enabled": False}}},
               # The optional activator (tests/chart/test_activator.py), with what shapes its objects.
@@ -131,6 +132,7 @@ def test_a_drain_evicts_one_replica_at_a_time_where_there_are_several(tmp_path: 
         if deployment["spec"]["replicas"] == 1:
             assert budget is None
             continue
+        assert budget is not None, f"no PodDisruptionBudget for {deployment['metadata']['name']}"
         assert budget["spec"] == {"maxUnavailable": 1, "selector": deployment["spec"]["selector"]}
         assert budget["metadata"]["namespace"] == RELEASE_NS
     assert not budgets, budgets  # none without its Deployment
@@ -333,12 +335,12 @@ def known_metrics() -> set[str]:
     from foresail_operator.runtimes import RUNTIMES
 
     names: set[str] = set()
+    suffixes_of: dict[str | None, list[str]] = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
     for value in [*vars(telemetry).values(), *vars(activator).values()]:
         for metric in value.values() if isinstance(value, dict) else [value]:  # one gauge per demand unit
             if not isinstance(metric, MetricWrapperBase):
                 continue
-            suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(metric._type, [""])
-            names |= {metric._name + s for s in suffixes}
+            names |= {metric._name + s for s in suffixes_of.get(metric._type, [""])}
     for name in RUNTIMES["vllm"].metrics.values():
         if name:
             names |= {name, name + "_bucket", name + "_sum", name + "_count"}

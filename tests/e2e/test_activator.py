@@ -47,7 +47,9 @@ def test_a_request_at_zero_wakes_the_deployment_and_is_answered(stack: LocalStac
     deadline = time.monotonic() + 60
     while stack.deployment("tiny") is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert stack.deployment("tiny")["spec"]["replicas"] == 0 and stack.runner.ready_count("default", "tiny") == 0
+    deployment = stack.deployment("tiny")
+    assert deployment is not None, "no Deployment within 60 s"
+    assert deployment["spec"]["replicas"] == 0 and stack.runner.ready_count("default", "tiny") == 0
     # no pod reports at zero: the operator reads the activator's count of arrivals (0) through Prometheus
     counted = wait_for(lambda: condition(stack.llmd("tiny"), "MetricsAvailable").get("reason") == "CountedAtActivator"
                        and stack.llmd("tiny"), timeout=60, what="the operator reading the activator's count")

@@ -8,18 +8,20 @@ evenly spaced arrivals, so that neither sees a noisier demand than the other.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import shutil
 import signal
 import threading
 import time
 import warnings
+from typing import Any, Iterator
 
 import pytest
 
 from foresail.demo.load import replay
 from foresail.demo.stack import LocalStack
-from tests.helpers import condition, wait_for
+from tests.helpers import condition, found, wait_for
 
 pytestmark = [
     pytest.mark.slow,
@@ -48,7 +50,7 @@ def manifest(name: str, mode: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> LocalStack:
+def stack(tmp_path_factory) -> Iterator[LocalStack]:
     workdir = tmp_path_factory.mktemp("closed-loop")
     with LocalStack(workdir, cold_start_s=COLD_START_S) as st:
         yield st
@@ -86,7 +88,7 @@ def test_predictive_asks_ahead_of_the_peak_and_of_reactive(stack: LocalStack):
     rates = WARMUP + RAMP + HOLD
 
     async def both() -> list:
-        return await asyncio.gather(*(replay(rates, STEP_S, lambda m=mode: stack.runner.endpoints("default", m),
+        return await asyncio.gather(*(replay(rates, STEP_S, functools.partial(stack.runner.endpoints, "default", mode),
                                              model=mode, even=True) for mode in ("predictive", "reactive")))
 
     outcomes = asyncio.run(both())
@@ -146,27 +148,29 @@ def test_prometheus_down_holds_replicas_and_says_so(stack: LocalStack):
     read once both deployments report the outage: until then the last good read still decides, and a
     scale-down it makes is right."""
     stack.patch("reactive", {"spec": {"minReplicas": 3}})  # something to hold, whatever the ramp left
-    wait_for(lambda: stack.deployment("reactive")["spec"]["replicas"] == 3, timeout=60,
+    wait_for(lambda: found(stack.deployment("reactive"))["spec"]["replicas"] == 3, timeout=60,
              what="reactive at its new minReplicas 3")
     stack.prometheus.stop()
     try:
         # first the last good read goes stale (MetricsStale), then the failed query is reported
+        def unavailable(m: str) -> dict[str, Any] | bool:
+            return (c := condition(stack.llmd(m), "MetricsAvailable")).get("reason") == "PrometheusUnavailable" and c
+
         for mode in ("predictive", "reactive"):
-            cond = wait_for(lambda m=mode: (c := condition(stack.llmd(m), "MetricsAvailable")).get("reason")
-                            == "PrometheusUnavailable" and c, timeout=30,
+            cond = wait_for(functools.partial(unavailable, mode), timeout=30,
                             what=f"{mode}: MetricsAvailable=False, PrometheusUnavailable")
             assert cond["status"] == "False" and "holding" in cond["message"], cond
-        replicas = {m: stack.deployment(m)["spec"]["replicas"] for m in ("predictive", "reactive")}
+        replicas = {m: found(stack.deployment(m))["spec"]["replicas"] for m in ("predictive", "reactive")}
         assert replicas["reactive"] == 3, replicas
         stack.patch("reactive", {"spec": {"minReplicas": 1}})  # with data, no load would now mean 1 replica
         time.sleep(25)  # longer than the 20 s scale-down window: no load, but no data either
         for mode, n in replicas.items():
-            assert stack.deployment(mode)["spec"]["replicas"] == n, f"{mode} changed replicas without metrics"
+            assert found(stack.deployment(mode))["spec"]["replicas"] == n, f"{mode} changed replicas without metrics"
     finally:
         stack.prometheus.start()
     wait_for(lambda: condition(stack.llmd("predictive"), "MetricsAvailable").get("status") == "True",
              timeout=60, what="MetricsAvailable=True again")
-    wait_for(lambda: stack.deployment("reactive")["spec"]["replicas"] == 1, timeout=90,
+    wait_for(lambda: found(stack.deployment("reactive"))["spec"]["replicas"] == 1, timeout=90,
              what="reactive down to minReplicas 1 once metrics are back")
 
 

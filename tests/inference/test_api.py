@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any, Iterator, cast
 
 import openai
 import pytest
@@ -70,7 +71,7 @@ def test_chat_completion_uses_the_chat_template(client) -> None:
 def test_text_content_parts_are_one_text_and_other_parts_are_refused(server: Server) -> None:
     url = f"{server.url}/v1/chat/completions"
 
-    def ask(content: object) -> requests.Response:
+    def ask(content: str | list[dict[str, Any]]) -> requests.Response:
         return requests.post(url, headers=server.headers, timeout=30, json={
             "messages": [{"role": "user", "content": content}], "max_tokens": 8, "temperature": 0})
 
@@ -104,7 +105,8 @@ def test_sse_ends_with_done(server: Server) -> None:
     rsp = requests.post(f"{server.url}/v1/completions", headers=server.headers, stream=True, timeout=30,
                         json={"model": MODEL, "prompt": "Hi", "max_tokens": 3, "stream": True})
     assert rsp.headers["Content-Type"].startswith("text/event-stream")
-    events = [line for line in rsp.iter_lines(decode_unicode=True) if line]
+    # str, not bytes: requests decodes a text/* body without a charset as ISO-8859-1
+    events = [line for line in cast(Iterator[str], rsp.iter_lines(decode_unicode=True)) if line]
     assert events[-1] == "data: [DONE]"
     assert all(e.startswith("data: ") for e in events)
 

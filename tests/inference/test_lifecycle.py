@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any, Iterator, cast
 
 import pytest
 import requests
@@ -89,13 +90,14 @@ def test_cold_start_metric_is_within_the_time_the_parent_waited() -> None:
 def test_sigterm_drains_in_flight_requests_then_exits() -> None:
     server = start_server("--drain-timeout", "90")  # 800 steps took 34 s on an H200 (42 ms a step)
     url = f"{server.url}/v1/completions"
-    body = {"model": MODEL, "prompt": "drain", "max_tokens": 800, "temperature": 0, "stream": True}
+    body: dict[str, Any] = {"model": MODEL, "prompt": "drain", "max_tokens": 800, "temperature": 0, "stream": True}
     results: list[tuple[int, list[str]]] = []
     started = threading.Barrier(3)
 
     def stream() -> None:
         with requests.post(url, json=body, stream=True, timeout=60) as rsp:
-            lines = rsp.iter_lines(decode_unicode=True)
+            # str, not bytes: requests decodes a text/* body without a charset as ISO-8859-1
+            lines = cast(Iterator[str], rsp.iter_lines(decode_unicode=True))
             first = next(line for line in lines if line)
             started.wait()
             results.append((rsp.status_code, [first, *(line for line in lines if line)]))
@@ -141,7 +143,7 @@ def test_on_a_gpu_the_model_runs_in_bfloat16_and_greedy_answers_repeat() -> None
     try:
         assert f"loaded {MODEL} on cuda in bfloat16" in server.log()
         assert "torch SDPA without its cuDNN backend" in server.log()
-        body = {"model": MODEL, "prompt": "The sea", "max_tokens": 24, "temperature": 0}
+        body: dict[str, Any] = {"model": MODEL, "prompt": "The sea", "max_tokens": 24, "temperature": 0}
         # The random tiny model may repeat a token that is part of a UTF-8 character: the text can be empty.
         answers = [requests.post(f"{server.url}/v1/completions", json=body, timeout=60).json() for _ in range(2)]
         assert answers[0]["usage"]["completion_tokens"] >= 1
@@ -172,6 +174,7 @@ def test_smollm2_answers_sensibly() -> None:
         rsp = client.chat.completions.create(
             model="smollm2", messages=[{"role": "user", "content": "What is the capital of France?"}],
             max_tokens=24, temperature=0)
+        assert rsp.choices[0].message.content is not None and rsp.usage is not None
         assert "Paris" in rsp.choices[0].message.content
         metrics = requests.get(f"{server.url}/metrics", timeout=5).text
         assert 'foresail:cold_start_seconds{model_name="smollm2"}' in metrics

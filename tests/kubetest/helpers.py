@@ -8,7 +8,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -112,6 +112,15 @@ class Kube:
             assert response.headers["Content-Type"].startswith("application/json")
             for line in itertools.islice(response, max_events):
                 yield json.loads(line)
+
+
+T = TypeVar("T")
+
+
+def filled(value: T | None) -> T:
+    """A field the server fills, read from a kubernetes client model (they type every field Optional)."""
+    assert value is not None
+    return value
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float = 5.0, interval_s: float = 0.05

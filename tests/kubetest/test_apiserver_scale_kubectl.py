@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any, cast
 
 import kubernetes
 import pytest
 
 from foresail.kubetest.testing import ApiServerProcess
-from tests.kubetest.helpers import Kube, widget
+from tests.kubetest.helpers import Kube, filled, widget
 
 KUBECTL = "/usr/bin/kubectl"
 pytestmark = pytest.mark.skipif(not Path(KUBECTL).exists(), reason="kubectl is not installed")
@@ -29,8 +30,9 @@ def test_scale_of_a_custom_resource_via_client(server: ApiServerProcess, kube: K
     kube.patch(f"{widgets}/namespaces/{namespace}/widgets/w/status",
                {"status": {"replicas": 1, "selector": "app=w"}})
     custom = kubernetes.client.CustomObjectsApi(server.api_client())
-    scale = custom.get_namespaced_custom_object_scale(
-        "kubetest.foresail.dev", "v1alpha1", namespace, "widgets", "w")
+    # the parsed JSON, a dict (the client types the custom objects' calls as returning `object`)
+    scale = cast(dict[str, Any], custom.get_namespaced_custom_object_scale(
+        "kubetest.foresail.dev", "v1alpha1", namespace, "widgets", "w"))
     assert scale["kind"] == "Scale" and scale["apiVersion"] == "autoscaling/v1"
     assert scale["spec"] == {"replicas": 2}
     assert scale["status"] == {"replicas": 1, "selector": "app=w"}
@@ -46,22 +48,25 @@ def test_scale_of_a_custom_resource_via_client(server: ApiServerProcess, kube: K
 
 def test_scale_of_a_deployment_via_client(server: ApiServerProcess, namespace: str) -> None:
     apps = kubernetes.client.AppsV1Api(server.api_client())
-    apps.create_namespaced_deployment(namespace, {
+    # a dict body works (the client's validate_call builds the model), though its types ask for the model
+    apps.create_namespaced_deployment(namespace, {  # type: ignore[arg-type]
         "metadata": {"name": "d"}, "spec": {
             "replicas": 0, "selector": {"matchLabels": {"app": "d"}},
             "template": {"metadata": {"labels": {"app": "d"}},
                          "spec": {"containers": [{"name": "c", "image": "i:1"}]}}}})
     scale = apps.read_namespaced_deployment_scale("d", namespace)
-    assert scale.spec.replicas == 0 and scale.status.selector == "app=d"
+    assert filled(scale.spec).replicas == 0 and filled(scale.status).selector == "app=d"
     apps.patch_namespaced_deployment_scale("d", namespace, {"spec": {"replicas": 2}})
     assert apps.read_namespaced_deployment("d", namespace).spec.replicas == 2
     stale = apps.read_namespaced_deployment_scale("d", namespace)
-    apps.replace_namespaced_deployment_scale("d", namespace, {
-        "metadata": {"name": "d", "resourceVersion": stale.metadata.resource_version},
+    # a dict body works (the client's validate_call builds the model), though its types ask for the model
+    apps.replace_namespaced_deployment_scale("d", namespace, {  # type: ignore[arg-type]
+        "metadata": {"name": "d", "resourceVersion": filled(stale.metadata).resource_version},
         "spec": {"replicas": 1}})
     with pytest.raises(kubernetes.client.ApiException) as error:
-        apps.replace_namespaced_deployment_scale("d", namespace, {
-            "metadata": {"name": "d", "resourceVersion": stale.metadata.resource_version},
+        # a dict body works (the client's validate_call builds the model), though its types ask for the model
+        apps.replace_namespaced_deployment_scale("d", namespace, {  # type: ignore[arg-type]
+            "metadata": {"name": "d", "resourceVersion": filled(stale.metadata).resource_version},
             "spec": {"replicas": 3}})
     assert error.value.status == 409
     assert apps.read_namespaced_deployment("d", namespace).spec.replicas == 1

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import kubernetes
 
@@ -12,7 +14,7 @@ from foresail.kubetest.testing import ApiServerProcess, start_apiserver
 from tests.kubetest.helpers import Kube
 
 
-def _names(events: list[dict]) -> list[tuple[str, str]]:
+def _names(events: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(e["type"], e["object"]["metadata"].get("name", "")) for e in events]
 
 
@@ -85,7 +87,8 @@ def test_watch_with_label_selector_sees_objects_enter_and_leave(kube: Kube,
 def test_watch_of_all_namespaces_and_with_kubernetes_client(server: ApiServerProcess,
                                                            namespace: str) -> None:
     core = kubernetes.client.CoreV1Api(server.api_client())
-    core.create_namespaced_secret(namespace, {"metadata": {"name": "s1"}})
+    # a dict body works (the client's validate_call builds the model), though its types ask for the model
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "s1"}})  # type: ignore[arg-type]
     seen = []
     for event in kubernetes.watch.Watch().stream(
             core.list_secret_for_all_namespaces, timeout_seconds=1,

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from foresail.kubetest.testing import start_apiserver
-from tests.helpers import ROOT, Kube, wait_for
+from tests.helpers import ROOT, Kube, KubeServer, wait_for
 
 CRDS = [ROOT / "crds" / "llmdeployment.yaml", ROOT / "crds" / "kopf-peering.yaml"]
 LLMD = "/apis/foresail.dev/v1alpha1/namespaces/{ns}/llmdeployments"
@@ -48,7 +48,7 @@ class Operator:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator:
+def cluster(tmp_path: Path) -> Iterator[KubeServer]:
     """An API test server with the CRDs installed and pods simulated."""
     with start_apiserver(tmp_path, simulate_pods=True, ready_delay_s=0.5) as server:
         kube = Kube(server.url)
@@ -56,8 +56,7 @@ def cluster(tmp_path: Path) -> Iterator:
             for doc in yaml.safe_load_all(path.read_text()):
                 kube.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", doc)
         wait_for(lambda: kube.get("/apis/foresail.dev/v1alpha1"), what="CRD discovery")
-        server.kube = kube
-        yield server
+        yield KubeServer(server, kube)
 
 
 @pytest.fixture

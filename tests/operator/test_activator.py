@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 import requests
@@ -38,7 +38,7 @@ def llmd(name: str, **spec: object) -> dict:
 
 
 # nothing will ever start a replica
-AT_ZERO_OFF = {"replicas": 0, "autoscaling": {"mode": "off", "scaleToZero": {"enabled": True}}}
+AT_ZERO_OFF: dict[str, Any] = {"replicas": 0, "autoscaling": {"mode": "off", "scaleToZero": {"enabled": True}}}
 
 
 @contextlib.contextmanager
@@ -79,7 +79,7 @@ def deploy(cluster, url: str, name: str, timeout: float = 1.0, **spec: object) -
     wait_for(lambda: name in served(url), timeout=timeout, what=f"{name} in the activator's /v1/models")
 
 
-def chat(url: str, model: object, timeout: float = 30) -> requests.Response:
+def chat(url: str, model: str | list[str], timeout: float = 30) -> requests.Response:
     return requests.post(url + "/v1/chat/completions", timeout=timeout,
                          json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
 

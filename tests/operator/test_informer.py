@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import time
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable
 
 import kopf
 import pytest
@@ -114,6 +114,7 @@ async def test_through_an_outage_it_keeps_its_last_state_then_reports_what_chang
             server.drop_watches()
             kube.delete(path + "/b")
             await until(lambda: informer.error is not None)
+            assert informer.error is not None
             assert informer.error.status == 503 and len(informer.objects) == 2  # fail-static
             await informer.synced()  # listed once: no error for its readers
             server.clear_faults()
@@ -144,6 +145,7 @@ async def test_a_watch_it_may_not_open_keeps_the_listed_state_and_says_why(tmp_p
             await informer.synced()
             assert list(informer.objects) == [("default", "a")]
             await until(lambda: informer.error is not None)
+            assert informer.error is not None
             assert informer.error.status == 403
             await asyncio.sleep(4.5)
             assert calls(server) == ["list", "watch"] * 3  # at 0, 1 and 3 s; the next at 7 s
@@ -157,7 +159,7 @@ async def test_garbage_from_the_server_is_an_error_it_recovers_from(monkeypatch:
     watches that send a line that is not JSON, a JSON array, an event without an object and a nameless
     object. Each is a failure (listed again after the backoff), never a crash; a good event then lands."""
     monkeypatch.setattr(informer_module, "BACKOFF_S", (0.01, 0.02))
-    lists = [{"items": [{"metadata": {}}]}]  # then good ones
+    lists: list[dict[str, Any]] = [{"items": [{"metadata": {}}]}]  # then good ones
     watches = [b"not json\n", b"[1, 2]\n", b'{"type": "ADDED"}\n', b'{"type": "ADDED", "object": {"metadata": {}}}\n',
                b'{"type": "ADDED", "object": {"metadata": {"name": "b", "namespace": "default", '
                b'"resourceVersion": "3"}}}\n']

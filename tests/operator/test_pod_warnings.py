@@ -73,13 +73,13 @@ def test_the_owner_hears_of_each_eviction_and_death_by_memory_once(unsimulated: 
     kube.create(LLMD.format(ns="default"), {"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment",
                                             "metadata": {"name": "tiny"}, "spec": {
                                                 "model": {"source": "builtin:tiny"}, "autoscaling": {"mode": "off"}}})
-    wait_for(lambda: kube.get(f"{LLMD.format(ns='default')}/tiny").get("status"), timeout=30, what="a status")
+    wait_for(lambda: kube.read(f"{LLMD.format(ns='default')}/tiny").get("status"), timeout=30, what="a status")
     for name in ("tiny-a", "tiny-b"):
         kube.create(PODS, {"metadata": {"name": name, "labels": LABELS},
                            "spec": {"containers": [{"name": "server", "image": "vllm"}]}})
 
     def warnings() -> list[tuple[str, str]]:
-        return sorted((e["reason"], e["message"]) for e in kube.get(EVENTS)["items"]  # not Degraded's own
+        return sorted((e["reason"], e["message"]) for e in kube.read(EVENTS)["items"]  # not Degraded's own
                       if e["involvedObject"]["name"] == "tiny" and e["reason"] in ("PodEvicted", "OOMKilled"))
 
     kube.merge(f"{PODS}/tiny-a/status", {"status": EVICTED})

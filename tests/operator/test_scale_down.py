@@ -109,8 +109,8 @@ async def test_a_pod_gone_is_skipped_and_one_that_may_not_be_annotated_is_report
                 await mark_idlest(client, ("default", "tiny"), "vllm", pods, logging.getLogger("test"))
             finally:
                 await client.close()
-        assert kube.get("/api/v1/namespaces/default/pods/a")["metadata"]["annotations"] == {DELETION_COST: "1"}
-        assert "annotations" not in kube.get("/api/v1/namespaces/default/pods/b")["metadata"]
+        assert kube.read("/api/v1/namespaces/default/pods/a")["metadata"]["annotations"] == {DELETION_COST: "1"}
+        assert "annotations" not in kube.read("/api/v1/namespaces/default/pods/b")["metadata"]
     assert "cannot mark pod b for the scale-down (403" in caplog.text and "gone" not in caplog.text
 
 

@@ -160,6 +160,7 @@ async def learned_decision(caplog, learn: bool, max_replicas: int = 10):
     loop = Loop(KEY, forecast_step_s=60.0)
     loop.configure(spec, None)
     loop.backfilled = True
+    assert loop.policy is not None  # configured
     loop.policy.warm_start(t, np.where((t - 60.0 - opens) % 3600 < 600, 6.0, 1.0))
     caplog.set_level(logging.INFO)
     one = {"spec": {"replicas": 1}, "status": {"readyReplicas": 1}}

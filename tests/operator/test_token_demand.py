@@ -64,7 +64,9 @@ def test_queued_requests_count_at_the_recent_tokens_per_request() -> None:
     busy = Signals(requests=2.0, prompt_tokens=400.0, generation_tokens=100.0, waiting=4.0)
     assert loop.read(busy, now=100.0) == (500.0, 500.0, 250.0, False)
     more = Signals(requests=2.0, prompt_tokens=400.0, generation_tokens=100.0, waiting=8.0)
-    assert loop.read(more, now=110.0)[:3] == pytest.approx((500.0, 500.0 + 4 / 10 * 250.0, 250.0))  # 4 more in 10 s
+    reading = loop.read(more, now=110.0)
+    assert reading is not None
+    assert reading[:3] == pytest.approx((500.0, 500.0 + 4 / 10 * 250.0, 250.0))  # 4 more in 10 s
     assert loop.read(Signals(requests=2.0, waiting=8.0), now=120.0) is None  # no token series
     # no pod reports: the requests the activator counted arriving, at the tokens per request lately
     assert loop.read(Signals(arrivals=0.5), now=130.0) == (0.0, 125.0, 250.0, True)
@@ -116,7 +118,9 @@ def test_token_counters_read_through_a_real_prometheus(tmp_path: Path) -> None:
                 loop.configure(spec(unit, 1.0), None)
                 asyncio.run(backfill(loop, collector, "foresail", logging.getLogger("test")))
                 assert not loop.needs_backfill(spec(unit, 1.0))
-                forecaster = loop.policy.forecaster  # type: ignore[union-attr]
+                assert loop.policy is not None  # configured
+                forecaster = loop.policy.forecaster
+                assert forecaster.start_bucket_ is not None  # backfilled
                 loaded[unit] = {forecaster.start_bucket_ + i: float(v)
                                 for i, v in enumerate(forecaster.history_) if v > 0}
             both = set(loaded["requests"]) & set(loaded["tokens"])

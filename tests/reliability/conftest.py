@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from foresail.kubetest.testing import ApiServerProcess, start_apiserver
-from tests.helpers import Kube, wait_for
+from tests.helpers import Kube, KubeServer, wait_for
 from tests.operator.conftest import CRDS, Operator
 
 
@@ -28,11 +28,10 @@ def install_crds(server: ApiServerProcess) -> Kube:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[ApiServerProcess]:
+def cluster(tmp_path: Path) -> Iterator[KubeServer]:
     """A fresh API test server per test (faults and the audit log are per server), pods simulated."""
     with start_apiserver(tmp_path, simulate_pods=True, ready_delay_s=0.3) as server:
-        server.kube = install_crds(server)  # type: ignore[attr-defined]
-        yield server
+        yield KubeServer(server, install_crds(server))
 
 
 @pytest.fixture

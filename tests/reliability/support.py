@@ -32,12 +32,12 @@ def condition(obj: dict | None, type_: str) -> dict:
 
 def events_for(kube: Kube, name: str) -> list[dict]:
     """The core Events about an object of this name."""
-    return [e for e in kube.get(EVENTS)["items"] if (e.get("involvedObject") or {}).get("name") == name]
+    return [e for e in kube.read(EVENTS)["items"] if (e.get("involvedObject") or {}).get("name") == name]
 
 
 def owned(kube: Kube, collection: str) -> list[dict]:
     """Every object of a collection that carries the operator's owner label."""
-    return [o for o in kube.get(collection)["items"] if OWNER_LABEL in (o["metadata"].get("labels") or {})]
+    return [o for o in kube.read(collection)["items"] if OWNER_LABEL in (o["metadata"].get("labels") or {})]
 
 
 def converged(kube: Kube, name: str, replicas: int, model: str | None = None) -> dict | bool:
@@ -66,7 +66,7 @@ def wait_converged(kube: Kube, name: str, replicas: int, model: str | None = Non
 def assert_no_orphans_or_duplicates(kube: Kube) -> None:
     """Every owned Deployment, Service and Pod belongs to a live LLMDeployment; one Deployment and
     one Service per LLMDeployment, each controlled by that object's uid."""
-    owners = {o["metadata"]["name"]: o["metadata"]["uid"] for o in kube.get(LLMDS)["items"]}
+    owners = {o["metadata"]["name"]: o["metadata"]["uid"] for o in kube.read(LLMDS)["items"]}
     for collection in (DEPLOYS, SERVICES):
         objs = owned(kube, collection)
         names = sorted(o["metadata"]["labels"][OWNER_LABEL] for o in objs)

@@ -23,7 +23,7 @@ from foresail.kubetest.testing import start_apiserver
 from foresail_operator import plan
 from foresail_operator.runtimes import runtime_for
 from foresail_operator.spec import parse_spec
-from tests.helpers import wait_for
+from tests.helpers import KubeServer, wait_for
 from tests.operator.conftest import Operator
 from tests.reliability.conftest import install_crds
 from tests.reliability.support import DEPLOYS, LLMDS, condition
@@ -46,6 +46,7 @@ def choose(field: tuple[list[Any], list[tuple[Any, str]]], bad: bool,
            omit: bool = True) -> st.SearchStrategy[tuple[Any, list[str]]]:
     """(value, fields a refusal must name); OMIT leaves the field out. Invalid values only if `bad`."""
     valid, invalid = field
+    good: st.SearchStrategy[tuple[Any, list[str]]]
     good = st.sampled_from(([OMIT] if omit else []) + valid).map(lambda v: (v, []))
     return st.one_of(good, st.sampled_from(invalid).map(lambda vi: (vi[0], [vi[1]]))) if bad else good
 
@@ -191,9 +192,10 @@ SOURCES = pick(["org/name", "hf://org/name", "/models/x", "pvc://weights/llama",
                 "builtin:tiny", "gpt2"],
                [("", "spec.model.source"), ("not a model!", "spec.model.source"),
                 ("pvc://Bad_Claim", "spec.model.source"), ("s" * 513, "spec.model.source")])
-COUNTS = st.one_of(st.just(OMIT), st.integers(-2, 12), st.sampled_from([1000, 1001]))
-SCALE_TO_ZERO = st.sampled_from([OMIT, {"enabled": True}, {"enabled": False, "idleSeconds": 30},
-                                 {"enabled": True, "idleSeconds": 29}])
+# OMIT or a value (Any: the sentinel is an object, told apart by `is`)
+COUNTS: st.SearchStrategy[Any] = st.one_of(st.just(OMIT), st.integers(-2, 12), st.sampled_from([1000, 1001]))
+SCALE_TO_ZERO: st.SearchStrategy[Any] = st.sampled_from([OMIT, {"enabled": True}, {"enabled": False, "idleSeconds": 30},
+                                                          {"enabled": True, "idleSeconds": 29}])
 
 
 @st.composite
@@ -255,11 +257,10 @@ def specs(draw: st.DrawFn, bad: bool | None = None) -> tuple[dict[str, Any], lis
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeServer]:
     """One API test server for the module (no simulated pods: only admission is exercised)."""
     with start_apiserver(tmp_path_factory.mktemp("crd-properties"), simulate_pods=False) as srv:
-        srv.kube = install_crds(srv)  # type: ignore[attr-defined]
-        yield srv
+        yield KubeServer(srv, install_crds(srv))
 
 
 def post(server, path: str, body: dict) -> requests.Response:
@@ -323,7 +324,7 @@ def test_the_operator_reconciles_a_sample_of_valid_specs(operated, case):
     parsed = parse_spec(created["spec"])
     want = plan.deployment(name, "default", parsed, runtime_for(parsed))
 
-    def reconciled() -> dict | bool:
+    def reconciled() -> tuple[dict[str, Any], dict[str, Any]] | dict[str, Any] | bool:
         obj, dep = server.kube.get(f"{LLMDS}/{name}"), server.kube.get(f"{DEPLOYS}/{name}")
         return (dep is not None and obj.get("status", {}).get("observedGeneration") == obj["metadata"]["generation"]
                 and condition(obj, "Ready") and (obj, dep))

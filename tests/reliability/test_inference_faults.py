@@ -10,6 +10,7 @@ import asyncio
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import psutil
@@ -33,7 +34,8 @@ def test_a_server_killed_mid_generation_fails_its_client_promptly_and_the_other_
     servers = [start_server(), start_server()]
     victim, survivor = servers
     try:
-        body = {"model": MODEL, "prompt": "a long story", "max_tokens": 1900, "temperature": 0, "stream": True}
+        body: dict[str, Any] = {"model": MODEL, "prompt": "a long story", "max_tokens": 1900, "temperature": 0,
+                                "stream": True}
         chunks, error, failed_after = 0, None, None
         with requests.post(f"{victim.url}/v1/completions", json=body, stream=True, timeout=(5, 60)) as rsp:
             assert rsp.status_code == 200
@@ -50,6 +52,7 @@ def test_a_server_killed_mid_generation_fails_its_client_promptly_and_the_other_
                 error, failed_after = exc, time.monotonic() - killed_at
         assert chunks >= 5
         assert error is not None, f"the stream ended cleanly after {chunks} chunks although the server was killed"
+        assert failed_after is not None  # set with the error
         assert failed_after < 5, f"the client noticed the kill only after {failed_after:.1f} s"
         assert victim.proc.wait(timeout=10) == -signal.SIGKILL
         with pytest.raises(requests.ConnectionError):
@@ -76,10 +79,11 @@ def test_the_pod_runner_restarts_a_killed_pod_process(tmp_path: Path) -> None:
         labels = {"app.kubernetes.io/managed-by": "foresail", OWNER_LABEL: "tiny"}
         container = {"name": "server", "image": "local", "command": ["foresail", "serve", "--model", MODEL],
                      "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_S)]}}}}
-        dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "tiny", "labels": labels},
-               "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
-                   "metadata": {"labels": labels},
-                   "spec": {"containers": [container], "terminationGracePeriodSeconds": 20}}}}
+        dep: dict[str, Any] = {
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "tiny", "labels": labels},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [container], "terminationGracePeriodSeconds": 20}}}}
         http.post(api.url + DEPLOYS, json=dep, timeout=10).raise_for_status()
         http.post(api.url + "/api/v1/namespaces/default/services", timeout=10, json={
             "apiVersion": "v1", "kind": "Service", "metadata": {"name": "tiny", "labels": labels}, "spec": {
@@ -104,6 +108,7 @@ def test_the_pod_runner_restarts_a_killed_pod_process(tmp_path: Path) -> None:
             first = wait_for(ready_pod, timeout=90, what="the pod ready")
             (pod,) = runner.pods.values()
             wait_for(lambda: endpoints() == [(pod.port, True)], timeout=10, what="the pod ready in the EndpointSlice")
+            assert pod.proc is not None  # the pod is ready: its process runs
             old_pid = pod.proc.pid
             assert requests.get(pod.url + "/ready", timeout=5).status_code == 200
             psutil.Process(old_pid).send_signal(signal.SIGKILL)
@@ -154,10 +159,11 @@ def test_the_pod_runner_removes_pods_in_the_replicaset_controllers_order(tmp_pat
         http = requests.Session()
         labels = {"app.kubernetes.io/managed-by": "foresail", OWNER_LABEL: "tiny"}
         container = {"name": "server", "image": "local", "command": ["foresail", "serve", "--model", MODEL]}
-        dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {  # the plan hash: the pods' template
-                   "name": "tiny", "labels": labels, "annotations": {"foresail.dev/plan-hash": "1"}},
-               "spec": {"replicas": 3, "selector": {"matchLabels": labels},
-                        "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}}}}
+        dep: dict[str, Any] = {
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {  # the plan hash: the pods' template
+                "name": "tiny", "labels": labels, "annotations": {"foresail.dev/plan-hash": "1"}},
+            "spec": {"replicas": 3, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}}}}
         http.post(api.url + DEPLOYS, json=dep, timeout=10).raise_for_status()
         runner = PodRunner(api.url, tmp_path / "pods", cold_start_s=600.0, poll_s=0.1).start()
         try:
@@ -188,7 +194,7 @@ async def test_ten_times_the_capacity_gets_429s_while_admitted_requests_complete
     try:
         timeout = aiohttp.ClientTimeout(total=60)
         async with aiohttp.ClientSession(timeout=timeout) as http:
-            async def one() -> tuple[int, str | None, dict | None]:
+            async def one() -> tuple[int, str | None, Any]:  # the status, Retry-After and JSON body
                 async with http.post(url, json=body) as rsp:
                     data = await rsp.json()
                     return rsp.status, rsp.headers.get("Retry-After"), data
@@ -219,14 +225,15 @@ async def test_ten_times_the_capacity_gets_429s_while_admitted_requests_complete
             offered_s = time.monotonic() - t0
         errors = [r for r in results if isinstance(r, BaseException)]
         assert not errors, f"{len(errors)} requests failed without an HTTP answer: {errors[:3]}"
-        statuses = [s for s, _, _ in results]  # type: ignore[misc]
+        answers = [r for r in results if not isinstance(r, BaseException)]
+        statuses = [s for s, _, _ in answers]
         assert set(statuses) <= {200, 429}, sorted(set(statuses))
-        ok = [data for s, _, data in results if s == 200]  # type: ignore[misc]
+        ok = [data for s, _, data in answers if s == 200]
         assert len(ok) >= 0.5 * capacity * offered_s, f"{len(ok)} answered in {offered_s:.1f} s at {capacity:.1f} req/s"
         assert statuses.count(429) >= 0.5 * len(statuses), f"only {statuses.count(429)} of {len(statuses)} refused"
         assert all(d["usage"]["completion_tokens"] >= 1 and d["choices"][0]["finish_reason"] in ("length", "stop")
                    for d in ok)
-        assert all(ra is not None and int(ra) >= 1 for s, ra, _ in results if s == 429)  # type: ignore[misc]
+        assert all(ra is not None and int(ra) >= 1 for s, ra, _ in answers if s == 429)
         assert set(ready_during) == {200}
         assert requests.get(f"{server.url}/ready", timeout=5).status_code == 200
         assert server.proc.poll() is None

@@ -22,6 +22,7 @@ import shutil
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -132,7 +133,7 @@ def test_the_fake_answers_like_a_real_prometheus(tmp_path: Path) -> None:
         """A timestamp's JSON kind: Prometheus writes one on a whole second as an integer (1733380000)."""
         return "number" if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else repr(stamp)
 
-    def shape(body: dict) -> object:
+    def shape(body: dict[str, Any]) -> tuple[str, str, list[Any]]:
         """The envelope with timestamps replaced by their JSON kind."""
         data = body["data"]
         if data["resultType"] == "scalar":
@@ -185,7 +186,7 @@ def test_the_operator_holds_replicas_when_prometheus_answers_garbage(tmp_path: P
             cond = condition(missing, "MetricsAvailable")
             assert cond["reason"] == "PrometheusUnavailable" and "query failed" in cond["message"], cond
             time.sleep(12)  # two more decision intervals on garbage
-            assert kube.get(f"{DEPLOYS}/tiny")["spec"]["replicas"] == REPLICAS
+            assert kube.read(f"{DEPLOYS}/tiny")["spec"]["replicas"] == REPLICAS
             assert condition(kube.get(f"{LLMDS}/tiny"), "MetricsAvailable")["status"] == "False"
             garbage_prometheus.mode = "good"  # 1.5 req/s needs 2 replicas: it may now scale down
             wait_for(lambda: condition(kube.get(f"{LLMDS}/tiny"), "MetricsAvailable").get("status") == "True",
