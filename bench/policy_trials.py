@@ -23,9 +23,9 @@ from bench.backtest import TARGET, load_groups
 from bench.table import print_table
 from foresail.autoscaler.policy import Decision, ForesailPolicy, Observation, PolicyConfig
 from foresail.backtest.baselines import foresail_config
-from foresail.backtest.experiment import Prepared, prepare, run_policy
+from foresail.backtest.experiment import Prepared, prepare, run_instance, run_policy
 from foresail.backtest.report import geomean
-from foresail.backtest.simulate import SimResult, simulate
+from foresail.backtest.simulate import SimResult
 
 # the term named first in a decision's reason (after "scale up 2→4: "), in the order the policy writes them
 TERMS = (("holding the peak demand", "burst memory"), ("forecast", "forecast"), ("current demand", "reactive floor"),
@@ -57,9 +57,7 @@ def term(reason: str) -> str:
 def run_foresail(p: Prepared, **changes: object) -> tuple[SimResult, list[str]]:
     """Foresail on its shipped defaults with ``changes`` over one prepared trace, and its reasons."""
     policy = Recorded(replace(foresail_config(p.sim), **changes))  # type: ignore[arg-type]
-    res = simulate(policy, p.arrivals, p.sim, "foresail", p.name, p.start_s,
-                   at_zero="activator" if p.sim.activator else "none", sizes=p.sizes)
-    return res, policy.reasons
+    return run_instance(p, policy, "foresail"), policy.reasons
 
 
 def excess_by_term(res: SimResult, oracle: SimResult, reasons: list[str]) -> dict[str, float]:

@@ -8,7 +8,7 @@ import numpy as np
 
 from foresail.autoscaler.schedule import Schedule
 from foresail.backtest.baselines import POLICIES, make_policy
-from foresail.backtest.simulate import SimConfig, SimResult, simulate
+from foresail.backtest.simulate import ScalingPolicy, SimConfig, SimResult, simulate
 from foresail.backtest.traces import Trace, TraceError
 
 AUTO_CAPACITY_REPLICAS = 8.0  # --capacity auto: the 99th-percentile demand needs this many replicas
@@ -80,11 +80,16 @@ def run_policy(p: Prepared, name: str, knob: float | None = None, record_forecas
     if name not in POLICIES:
         raise KeyError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
     policy = make_policy(name, p.sim, p.arrivals, p.start_s, knob)
-    at_zero = "proxy" if POLICIES[name].proxy else "activator" if p.sim.activator else "none"
-    res = simulate(policy, p.arrivals, p.sim, name, p.name, p.start_s, record_forecast=record_forecast,
-                   at_zero=at_zero, sizes=p.sizes)
+    res = run_instance(p, policy, name, record_forecast)
     res.extra["knob"] = knob if knob is not None else POLICIES[name].default
     learned = getattr(policy, "learned", ())  # Foresail's windows found in the history (learn_schedules)
     if learned:
         res.extra["learned"] = [w.describe(p.sim.unit) for w in learned]
     return res
+
+
+def run_instance(p: Prepared, policy: ScalingPolicy, name: str, record_forecast: bool = False) -> SimResult:
+    """A policy instance (of the kind ``name`` in ``POLICIES``) over one prepared trace."""
+    at_zero = "proxy" if POLICIES[name].proxy else "activator" if p.sim.activator else "none"
+    return simulate(policy, p.arrivals, p.sim, name, p.name, p.start_s, record_forecast=record_forecast,
+                    at_zero=at_zero, sizes=p.sizes)
