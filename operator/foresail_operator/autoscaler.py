@@ -305,66 +305,51 @@ async def backfill(loop: Loop, collector: Collector, runtime: str, logger: loggi
                 *loop.key, len(times), (times[-1] - times[0]) / 60)
 
 
-async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[str, Any],
-               spec: LLMDeploymentSpec, deployment: dict[str, Any] | None, pods: list[PodSummary],
-               logger: logging.Logger) -> Decision:
-    """One decision: read signals, decide, scale (unless advisory), update the loop's status view."""
-    started = time.perf_counter()
-    now = time.time()
-    ns, name = loop.key
-    current = int(((deployment or {}).get("spec") or {}).get("replicas") or 0)
-    ready = int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0)
-    cold_start = measured_cold_start(pods)
-    loop.configure(spec, cold_start)
+def _learn_capacity(loop: Loop, measured: Reading, signals: Signals, ready: int, spec: LLMDeploymentSpec,
+                    logger: logging.Logger) -> None:
+    """Feed the capacity model what the pods served; hand the policy a changed capacity and log it once it
+    has moved by a tenth or more."""
     assert loop.policy is not None and loop.capacity is not None
-    signals, error = collector.lookup(loop.key, replicas=current)
-    demand, each, unit = None, 1.0, UNIT_LABEL[loop.unit]  # each: what a queued request counts for
-    measured = loop.read(signals, now) if signals is not None else None
-    if signals is not None and measured is None:
-        signals, error = None, f"NoData: no token counters for {ns}/{name} (autoscaling.demandUnit is tokens)"
-    if measured is not None:
-        demand, each = measured.demand, measured.each
-    if signals is not None and measured is not None and not measured.at_door:  # learned from the pods' signals
-        capacity = loop.capacity.observe(measured.done, signals.waiting, ready, signals.ttft_p90, signals.kv_cache)
-        if capacity != loop.policy.config.capacity:
-            loop.policy.reconfigure(capacity=capacity)
-        if abs(capacity / loop.logged_capacity - 1) >= 0.1:  # say so when it has moved by a tenth or more
-            logger.info("%s/%s: capacity per replica %.3g -> %.3g %s (%s)", ns, name, loop.logged_capacity,
-                        capacity, unit, _capacity_source(loop.capacity, spec))
-            loop.logged_capacity = capacity
+    capacity = loop.capacity.observe(measured.done, signals.waiting, ready, signals.ttft_p90, signals.kv_cache)
+    if capacity != loop.policy.config.capacity:
+        loop.policy.reconfigure(capacity=capacity)
+    if abs(capacity / loop.logged_capacity - 1) >= 0.1:
+        logger.info("%s/%s: capacity per replica %.3g -> %.3g %s (%s)", *loop.key, loop.logged_capacity,
+                    capacity, UNIT_LABEL[loop.unit], _capacity_source(loop.capacity, spec))
+        loop.logged_capacity = capacity
+
+
+def _decide(loop: Loop, body: dict[str, Any], signals: Signals | None, measured: Reading | None, ready: int,
+            current: int, now: float) -> Decision:
+    """The policy's decision on what was read; the queue counts the requests held at the activator, which no
+    pod reports, and the reason says where demand or queue came from the activator."""
+    assert loop.policy is not None
+    demand, each = (measured.demand, measured.each) if measured is not None else (None, 1.0)
     waiting = None if signals is None else (signals.waiting or 0.0) * each
     held = max(requests_waiting(body, now), round(signals.held or 0) if signals is not None else 0)
-    if waiting is not None and held:  # requests held at the activator: no pod counts them
+    if waiting is not None and held:
         waiting = max(waiting, held * each)
-    at_door = measured is not None and measured.at_door
     counted = signals is not None and signals.arrivals is not None  # the activator counts this deployment's requests
     decision = loop.policy.decide(Observation(time_s=now, demand=demand, waiting=waiting, ready_replicas=ready,
                                               provisioned_replicas=current, counted=counted, arrival_size=each))
-    if at_door:
+    if measured is not None and measured.at_door:
         decision.reason += " (demand counted at the activator: no pod reports it)"
     if held and waiting is not None:
         decision.reason += f" ({held} of the queued requests held at the activator)"
-    target = decision.replicas
-    status = body.get("status") or {}
-    if _manual_hold(status, spec, now) and target < current:
-        target = current
-    acting = spec.autoscaling.mode in ("predictive", "reactive") and deployment is not None
-    overridden = await _overridden(loop, acting, current, body, client, logger)
-    loop.left = target if acting else None
-    if acting and target != current:
-        await set_replicas(client, loop.key, current, target, spec.runtime.name, pods, logger)
-        reason = decision.reason if target == decision.replicas else f"hold {current}: manual scale"
-        logger.info("scaled %s/%s %d -> %d: %s", ns, name, current, target, reason)
-        kopf.info(body, reason="Scaled", message=f"{current} -> {target}: {reason}")
-        await record_scale(client, ns, name, current, target, reason)
-    action = "up" if acting and target > current else "down" if acting and target < current else "hold"
-    labels = (ns, name)
+    return decision
+
+
+def _export(loop: Loop, spec: LLMDeploymentSpec, decision: Decision, action: str, desired: int,
+            demand: float | None, cold_start: float | None, coverage: tuple[float, int] | None) -> None:
+    """Set the decision's gauges; a figure there is none of has no series (as in the status), not its last
+    value."""
+    assert loop.capacity is not None
+    labels = loop.key
     telemetry.DECISIONS.labels(*labels, action).inc()
-    telemetry.DESIRED.labels(*labels).set(target if acting else current)
+    telemetry.DESIRED.labels(*labels).set(desired)
     telemetry.RECOMMENDED.labels(*labels).set(decision.replicas)
     telemetry.REACTIVE_FLOOR.labels(*labels).set(decision.reactive_floor)
     telemetry.HORIZON.labels(*labels).set(decision.horizon_s)
-    # a figure there is none of has no series (as in the status below), not its last value
     if demand is not None:
         telemetry.DEMAND[loop.unit].labels(*labels).set(demand)
     else:
@@ -379,32 +364,79 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     telemetry.CAPACITY[loop.unit].labels(*labels).set(loop.capacity.capacity)
     if cold_start is not None:
         telemetry.COLD_START.labels(*labels).set(cold_start)
-    # in the status, a figure there is none of is null, which the merge patch removes
+    if coverage is not None:
+        telemetry.COVERAGE.labels(*labels).set(coverage[0])
+        telemetry.QUANTILE.labels(*labels).set(spec.autoscaling.quantile)
+    else:
+        telemetry.COVERAGE.remove(*labels)
+        telemetry.QUANTILE.remove(*labels)
+
+
+def _forecast_status(loop: Loop, spec: LLMDeploymentSpec, decision: Decision, demand: float | None,
+                     coverage: tuple[float, int] | None) -> dict[str, Any]:
+    """status.forecast; a figure there is none of is null, which the merge patch removes."""
+    assert loop.policy is not None
     forecast: dict[str, Any] = {"horizonSeconds": round(decision.horizon_s), "quantile": spec.autoscaling.quantile,
                                 "demand": _sig(demand), "historySeconds": _history_s(loop.policy),
                                 "median": None, "upper": None, "coverage": None, "checked": None}
     if decision.forecast_upper is not None:
         q = round(spec.autoscaling.quantile * 100)
         forecast.update(median=_sig(decision.forecast_median), upper=_sig(decision.forecast_upper),
-                        summary=f"{_sig(decision.forecast_upper)} {unit} p{q} @+{decision.horizon_s:.0f}s")
+                        summary=f"{_sig(decision.forecast_upper)} {UNIT_LABEL[loop.unit]} p{q} "
+                                f"@+{decision.horizon_s:.0f}s")
     else:
         forecast["summary"] = "reactive" if spec.autoscaling.mode == "reactive" else "warming up"
-    coverage = loop.policy.forecast_coverage()
     if coverage is not None:
         forecast.update(coverage=round(coverage[0], 4), checked=coverage[1])
-        telemetry.COVERAGE.labels(*labels).set(coverage[0])
-        telemetry.QUANTILE.labels(*labels).set(spec.autoscaling.quantile)
-    else:
-        telemetry.COVERAGE.remove(*labels)
-        telemetry.QUANTILE.remove(*labels)
-    conditions = _conditions(signals, error, decision, loop.policy, spec, current, at_door)
+    return forecast
+
+
+async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[str, Any],
+               spec: LLMDeploymentSpec, deployment: dict[str, Any] | None, pods: list[PodSummary],
+               logger: logging.Logger) -> Decision:
+    """One decision: read signals, decide, scale (unless advisory), update the loop's status view."""
+    started = time.perf_counter()
+    now = time.time()
+    ns, name = loop.key
+    current = int(((deployment or {}).get("spec") or {}).get("replicas") or 0)
+    ready = int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0)
+    cold_start = measured_cold_start(pods)
+    loop.configure(spec, cold_start)
+    assert loop.policy is not None and loop.capacity is not None
+    signals, error = collector.lookup(loop.key, replicas=current)
+    measured = loop.read(signals, now) if signals is not None else None
+    if signals is not None and measured is None:
+        signals, error = None, f"NoData: no token counters for {ns}/{name} (autoscaling.demandUnit is tokens)"
+    if signals is not None and measured is not None and not measured.at_door:  # learned from the pods' signals
+        _learn_capacity(loop, measured, signals, ready, spec, logger)
+    decision = _decide(loop, body, signals, measured, ready, current, now)
+    target = decision.replicas
+    status = body.get("status") or {}
+    if _manual_hold(status, spec, now) and target < current:
+        target = current
+    acting = spec.autoscaling.mode in ("predictive", "reactive") and deployment is not None
+    overridden = await _overridden(loop, acting, current, body, client, logger)
+    loop.left = target if acting else None
+    if acting and target != current:
+        await set_replicas(client, loop.key, current, target, spec.runtime.name, pods, logger)
+        reason = decision.reason if target == decision.replicas else f"hold {current}: manual scale"
+        logger.info("scaled %s/%s %d -> %d: %s", ns, name, current, target, reason)
+        kopf.info(body, reason="Scaled", message=f"{current} -> {target}: {reason}")
+        await record_scale(client, ns, name, current, target, reason)
+    action = "up" if acting and target > current else "down" if acting and target < current else "hold"
+    demand = measured.demand if measured is not None else None
+    coverage = loop.policy.forecast_coverage()
+    _export(loop, spec, decision, action, target if acting else current, demand, cold_start, coverage)
+    conditions = _conditions(signals, error, decision, loop.policy, spec, current,
+                             measured is not None and measured.at_door)
     if overridden:
         conditions["ScalingLimited"] = (True, "ReplicasOverridden", overridden)
     loop.view = {
         "conditions": conditions,
-        "fields": {"recommendedReplicas": decision.replicas, "forecast": forecast,
+        "fields": {"recommendedReplicas": decision.replicas,
+                   "forecast": _forecast_status(loop, spec, decision, demand, coverage),
                    "capacity": _capacity_status(loop.capacity, spec, signals),
-                   "learnedSchedules": _learned(loop, spec, unit, logger)},
+                   "learnedSchedules": _learned(loop, spec, UNIT_LABEL[loop.unit], logger)},
     }
     telemetry.LOOP_SECONDS.observe(time.perf_counter() - started)
     return decision
