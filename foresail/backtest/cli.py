@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from foresail.autoscaler.schedule import Schedule
+    from foresail.backtest.experiment import Prepared
+    from foresail.backtest.simulate import SimResult
 
 POLICY_NAMES = ["foresail", "hpa", "kpa", "apa", "holt-winters", "static", "oracle"]
 
@@ -62,78 +64,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the backtest; 2 on bad input."""
-    from tqdm import tqdm
-
-    from foresail.backtest import report
-    from foresail.backtest.experiment import prepare, run_policy
-    from foresail.backtest.traces import TraceError, load_trace
-    from foresail.backtest.tune import match_slo
-    from foresail.checks import check_plot, check_writable
+    from foresail.backtest.experiment import prepare
+    from foresail.backtest.traces import load_trace
 
     policies = args.policy or POLICY_NAMES
     if "oracle" not in policies:
         policies = policies + ["oracle"]  # costs are reported relative to it
     try:
-        capacity = parse_capacity(args.capacity)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.cold_start < 0 or args.interval <= 0 or args.slo_wait < 0:
-        print("error: --cold-start and --slo-wait must be >= 0 and --interval > 0", file=sys.stderr)
-        return 2
-    if not 0 <= args.min_replicas <= args.max_replicas or args.max_replicas < 1:
-        print("error: need 0 <= --min-replicas <= --max-replicas and --max-replicas >= 1", file=sys.stderr)
-        return 2
-    if args.slo_target is not None and not 0.5 <= args.slo_target < 1:
-        print("error: --slo-target is an attainment in [0.5, 1), e.g. 0.99", file=sys.stderr)
-        return 2
-    if args.match_slo is not None and not 0 < args.match_slo <= 1:
-        print("error: --match-slo is an attainment in (0, 1], e.g. 0.99", file=sys.stderr)
-        return 2
-    try:
-        schedules = load_schedules(args.schedule) if args.schedule else ()
-        hours = parse_hours(args.plot_hours) if args.plot_hours else None
-        for flag, path in (("--json", args.json), ("--timeline", args.timeline)):
-            if path:
-                check_writable(flag, path)
-        if args.plot:
-            args.plot = check_plot("--plot", args.plot)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
+        capacity, schedules, hours = check_arguments(args)
         prepared = [
             prepare(load_trace(path), args.interval, args.cold_start, capacity, args.slo_wait, args.unit,
                     args.fill_gaps, args.min_replicas, args.max_replicas, args.scale_to_zero, not args.no_activator,
                     schedules, args.learn_schedules)
             for path in args.trace
         ]
-    except TraceError as exc:
+    except ValueError as exc:  # a TraceError is one
         print(f"error: {exc}", file=sys.stderr)
         return 2
     names = [p.name for p in prepared]
     if len(set(names)) != len(names):
         for i, p in enumerate(prepared):
             p.name = f"{p.name}#{i + 1}"
-    tuned = args.match_slo is not None
-    per_trace_runs = sum(
-        1 if (not tuned or name in ("foresail", "oracle")) else 8 for name in policies
-    ) * len(prepared)
-    bar = tqdm(total=per_trace_runs, desc="backtest", disable=args.no_progress or per_trace_runs < 4, file=sys.stderr)
-    results: dict = {p.name: {} for p in prepared}
-    settings: dict = {}
-    for name in policies:
-        if tuned and name not in ("foresail", "oracle"):
-            knob, by_trace = match_slo(name, prepared, args.match_slo, on_run=lambda: bar.update(1))
-            settings[name] = knob
-            for p in prepared:
-                results[p.name][name] = by_trace[p.name]
-        else:
-            for p in prepared:
-                knob = args.slo_target if name == "foresail" else None
-                results[p.name][name] = run_policy(p, name, knob, record_forecast=bool(args.plot) and p is prepared[0])
-                bar.update(1)
-    bar.close()
+    results, settings = run_policies(args, policies, prepared)
+    write_results(args, prepared, results, settings, schedules, hours)
+    return 0
+
+
+def write_results(args: argparse.Namespace, prepared: list[Prepared], results: dict[str, dict[str, SimResult]],
+                  settings: dict[str, float | None], schedules: tuple[Schedule, ...],
+                  hours: tuple[float, float] | None) -> None:
+    """The table on the terminal, and the files the flags ask for (JSON summary, timeline, plot)."""
+    from foresail.backtest import report
+
     summary = report.summarise(results, {
         "cold_start_s": args.cold_start, "interval_s": args.interval, "slo_wait_s": args.slo_wait,
         "capacity": {p.name: p.sim.capacity for p in prepared}, "unit": {p.name: p.sim.unit for p in prepared},
@@ -156,7 +118,59 @@ def run(args: argparse.Namespace) -> int:
         report.write_timeline(args.timeline, prepared, results)
     if args.plot:
         report.plot(args.plot, prepared[0], results[prepared[0].name], hours)
-    return 0
+
+
+def check_arguments(args: argparse.Namespace) -> tuple[float | None, tuple[Schedule, ...], tuple[float, float] | None]:
+    """The capacity (None for auto), the scheduled floors and the plot's hours from the flags, once the flags'
+    bounds and the output paths are checked; ValueError says what is wrong. Normalises ``args.plot``."""
+    from foresail.checks import check_plot, check_writable
+
+    capacity = parse_capacity(args.capacity)
+    if args.cold_start < 0 or args.interval <= 0 or args.slo_wait < 0:
+        raise ValueError("--cold-start and --slo-wait must be >= 0 and --interval > 0")
+    if not 0 <= args.min_replicas <= args.max_replicas or args.max_replicas < 1:
+        raise ValueError("need 0 <= --min-replicas <= --max-replicas and --max-replicas >= 1")
+    if args.slo_target is not None and not 0.5 <= args.slo_target < 1:
+        raise ValueError("--slo-target is an attainment in [0.5, 1), e.g. 0.99")
+    if args.match_slo is not None and not 0 < args.match_slo <= 1:
+        raise ValueError("--match-slo is an attainment in (0, 1], e.g. 0.99")
+    schedules = load_schedules(args.schedule) if args.schedule else ()
+    hours = parse_hours(args.plot_hours) if args.plot_hours else None
+    for flag, path in (("--json", args.json), ("--timeline", args.timeline)):
+        if path:
+            check_writable(flag, path)
+    if args.plot:
+        args.plot = check_plot("--plot", args.plot)
+    return capacity, schedules, hours
+
+
+def run_policies(args: argparse.Namespace, policies: list[str], prepared: list[Prepared]
+                 ) -> tuple[dict[str, dict[str, SimResult]], dict[str, float | None]]:
+    """Each policy over each prepared trace, by trace name then policy name, under a progress bar; with
+    ``--match-slo`` each baseline at its cheapest single setting that reaches it, returned by policy."""
+    from tqdm import tqdm
+
+    from foresail.backtest.experiment import run_policy
+    from foresail.backtest.tune import match_slo
+
+    tuned = args.match_slo is not None
+    runs = sum(1 if (not tuned or name in ("foresail", "oracle")) else 8 for name in policies) * len(prepared)
+    bar = tqdm(total=runs, desc="backtest", disable=args.no_progress or runs < 4, file=sys.stderr)
+    results: dict[str, dict[str, SimResult]] = {p.name: {} for p in prepared}
+    settings: dict[str, float | None] = {}
+    for name in policies:
+        if tuned and name not in ("foresail", "oracle"):
+            knob, by_trace = match_slo(name, prepared, args.match_slo, on_run=lambda: bar.update(1))
+            settings[name] = knob
+            for p in prepared:
+                results[p.name][name] = by_trace[p.name]
+        else:
+            for p in prepared:
+                knob = args.slo_target if name == "foresail" else None
+                results[p.name][name] = run_policy(p, name, knob, record_forecast=bool(args.plot) and p is prepared[0])
+                bar.update(1)
+    bar.close()
+    return results, settings
 
 
 def parse_hours(text: str) -> tuple[float, float]:

@@ -66,13 +66,20 @@ def test_bad_input_is_an_error_not_a_crash(tmp_path, capsys):
     ("backtest", ["--min-replicas", "5", "--max-replicas", "2"], "--min-replicas <= --max-replicas"),
     ("backtest", ["--max-replicas", "0"], "--max-replicas >= 1"),
     ("backtest", ["--interval", "1e9"], "less than one decision step"),
+    ("backtest", ["--cold-start", "-1"], "--cold-start and --slo-wait must be >= 0"),
+    ("backtest", ["--slo-target", "1"], "--slo-target is an attainment in [0.5, 1)"),
+    ("backtest", ["--match-slo", "0"], "--match-slo is an attainment in (0, 1]"),
+    ("backtest", ["--schedule", "{missing}/s.yaml"], "--schedule {missing}/s.yaml: No such file"),
     ("forecast", ["--horizon", "0"], "--horizon is a number of minutes > 0"),
     ("forecast", ["--horizon", "-5"], "--horizon is a number of minutes > 0"),
 ])
 def test_bad_flags_are_an_error_that_says_which(tmp_path, capsys, command, flags, message):
     p = make_trace(tmp_path)
+    missing = tmp_path / "no-such-folder"
+    flags = [f.format(missing=missing) for f in flags]
     assert main([command, "--trace", str(p), "--no-progress", *flags]) == 2
-    assert message in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert message.format(missing=missing) in captured.err and captured.out == ""
 
 
 @pytest.mark.parametrize("command, flags, message", [
