@@ -554,38 +554,28 @@ class ForesailPolicy:
         base = max(need.floor, need.predicted or 0)
         if need.woken and min(need.woken, c.max_replicas) == target and need.woken > base:
             why = (f"{need.recurring:.3g} {u} arrived {need.recurring_lag} ago within the next {c.horizon_s:.0f} s "
-                   f"and needs {need.woken} replica{'s' if need.woken != 1 else ''} at {c.capacity:.3g} {u} each")
+                   f"and needs {_replicas(need.woken)} at {c.capacity:.3g} {u} each")
             if need.unseen:
                 why += " (at zero replicas no demand is seen, so recurring demand wakes the deployment)"
         elif need.governed > max(base, need.burst) and min(need.governed, c.max_replicas) == target:
-            why = (f"SLO governor x{need.governor:.2f} on the {base} replica{'s' if base != 1 else ''} the "
+            why = (f"SLO governor x{need.governor:.2f} on the {_replicas(base)} the "
                    f"{'forecast' if (need.predicted or 0) > need.floor else 'current demand'} needs: recent "
                    f"decisions found queues that could not drain within {c.slo_wait_s:g} s more often than the "
                    f"{100 * c.slo_target:g} % target allows")
         elif idle is not None:  # before the forecast's reason, which may say zero too
             why = f"{idle} and none forecast: scale to zero"
         elif from_forecast:
-            n = need.predicted
-            why = (f"forecast p{round(c.quantile * 100)} {need.f_up:.3g} {u} within +{c.horizon_s:.0f} s needs "
-                   f"{n} replica{'s' if n != 1 else ''} at {c.capacity:.3g} {u} each")
-            if need.ramped:
-                why = (f"forecast from the ramp of the last {c.trend_points} decisions, {need.f_up:.3g} {u} at "
-                       f"+{c.horizon_s:.0f} s, needs {n} replica{'s' if n != 1 else ''} at {c.capacity:.3g} {u} each")
-            elif need.widen_capped:
-                why += (f" (headroom widened after recent forecast misses{self._covered()}, up to the larger of "
-                        f"the forecast and {c.widen_to_peak:g}x the peak demand of the last {c.burst_window_s:.0f} s)")
-            elif need.headroom > 1.0:
-                why += f" (headroom widened x{need.headroom:.2f} after recent forecast misses{self._covered()})"
+            why = self._forecast_reason(need)
         elif need.burst > base and target == need.burst:
-            why = (f"holding the peak demand of the last {c.burst_window_s:.0f} s ({need.burst} replica"
-                   f"{'s' if need.burst != 1 else ''}) because recent forecasts fell short of demand more often "
-                   f"than p{round(c.quantile * 100)} allows (headroom x{need.headroom:.2f}{self._covered()})")
+            why = (f"holding the peak demand of the last {c.burst_window_s:.0f} s ({_replicas(need.burst)}) because "
+                   f"recent forecasts fell short of demand more often than p{round(c.quantile * 100)} allows "
+                   f"(headroom x{need.headroom:.2f}{self._covered()})")
         elif target == need.floor and need.floor > 0:
             drain = (f" plus draining within {c.queue_drain_s:.0f} s the backlog it will have left by the time new "
                      f"replicas are ready ({need.backlog_then:.3g} {u.split('/')[0]})"
                      if need.floor > need.demand_floor else "")
-            why = (f"current demand {need.demand:.3g} {u}{drain} needs {need.floor} "
-                   f"replica{'s' if need.floor != 1 else ''} at {c.capacity:.3g} {u} each")
+            why = (f"current demand {need.demand:.3g} {u}{drain} needs {_replicas(need.floor)} at "
+                   f"{c.capacity:.3g} {u} each")
             if need.forecast is not None and not need.forecast.ready:
                 why += f"; reactive only: {need.forecast.reason}"
             elif not c.predictive:
@@ -600,6 +590,26 @@ class ForesailPolicy:
         if target == c.max_replicas and base > c.max_replicas:
             why += f", capped at max {c.max_replicas}"
         return why
+
+    def _forecast_reason(self, need: _Need) -> str:
+        """What the forecast needs, and why its headroom was widened, when it was."""
+        c = self.config
+        u = c.unit
+        each = f"{_replicas(need.predicted or 0)} at {c.capacity:.3g} {u} each"
+        if need.ramped:
+            return (f"forecast from the ramp of the last {c.trend_points} decisions, {need.f_up:.3g} {u} at "
+                    f"+{c.horizon_s:.0f} s, needs {each}")
+        why = f"forecast p{round(c.quantile * 100)} {need.f_up:.3g} {u} within +{c.horizon_s:.0f} s needs {each}"
+        if need.widen_capped:
+            why += (f" (headroom widened after recent forecast misses{self._covered()}, up to the larger of "
+                    f"the forecast and {c.widen_to_peak:g}x the peak demand of the last {c.burst_window_s:.0f} s)")
+        elif need.headroom > 1.0:
+            why += f" (headroom widened x{need.headroom:.2f} after recent forecast misses{self._covered()})"
+        return why
+
+def _replicas(n: int) -> str:
+    """"1 replica", "3 replicas"."""
+    return f"{n} replica{'s' if n != 1 else ''}"
 
 
 def _verb(current: int, replicas: int) -> str:
