@@ -205,48 +205,50 @@ async def resource_request(request: web.Request) -> web.StreamResponse:
 
 async def _dispatch(request: web.Request, api: Api, state: ServerState, rt: ResourceType,
                     info: RequestInfo) -> web.StreamResponse:
-    query, method = request.query, request.method
-    strict = query.get("fieldValidation") == "Strict"
-    ns = info.namespace
-    if not info.name:
-        if method == "GET" and info.watch:
-            return await serve_watch(request, api.store, rt, ns or None,
-                                     state.config.bookmark_interval_s)
-        if method == "GET":
-            listed = api.list(rt, ns or None, query.get("labelSelector"),
-                              query.get("fieldSelector"))
-            if wants_table(request.headers.get("Accept", "")):
-                return _json(to_table(rt, listed["items"], listed["metadata"]["resourceVersion"]))
-            return _json(listed)
-        if method == "POST":
-            return _json(api.create(rt, ns, await _body(request), strict), 201)
-        if method == "DELETE":
-            return _json(api.delete_collection(rt, ns or None, query.get("labelSelector"),
-                                               query.get("fieldSelector")))
-        raise ApiError(405, "the server does not allow this method on the requested resource")
-    if method == "GET" and info.watch:
-        query_with_name = {**query, "fieldSelector": ",".join(
-            filter(None, [query.get("fieldSelector"), f"metadata.name={info.name}"]))}
-        request = request.clone(rel_url=request.rel_url.with_query(query_with_name))
-        return await serve_watch(request, api.store, rt, ns or None,
+    if request.method == "GET" and info.watch:
+        if info.name:  # a watch on one object: the collection's, narrowed to its name
+            query = request.query
+            query_with_name = {**query, "fieldSelector": ",".join(
+                filter(None, [query.get("fieldSelector"), f"metadata.name={info.name}"]))}
+            request = request.clone(rel_url=request.rel_url.with_query(query_with_name))
+        return await serve_watch(request, api.store, rt, info.namespace or None,
                                  state.config.bookmark_interval_s)
+    if not info.name:
+        return await _collection(request, api, rt, info.namespace)
     if info.subresource == "scale":
         return await _scale(request, api, rt, info)
+    return await _object(request, api, rt, info)
+
+
+async def _collection(request: web.Request, api: Api, rt: ResourceType, ns: str) -> web.Response:
+    """A request on a resource's collection: list, create, delete collection."""
+    query, method = request.query, request.method
     if method == "GET":
-        obj = api.get(rt, ns, info.name)
+        listed = api.list(rt, ns or None, query.get("labelSelector"), query.get("fieldSelector"))
+        if wants_table(request.headers.get("Accept", "")):
+            return _json(to_table(rt, listed["items"], listed["metadata"]["resourceVersion"]))
+        return _json(listed)
+    if method == "POST":
+        return _json(api.create(rt, ns, await _body(request), query.get("fieldValidation") == "Strict"), 201)
+    if method == "DELETE":
+        return _json(api.delete_collection(rt, ns or None, query.get("labelSelector"), query.get("fieldSelector")))
+    raise ApiError(405, "the server does not allow this method on the requested resource")
+
+
+async def _object(request: web.Request, api: Api, rt: ResourceType, info: RequestInfo) -> web.Response:
+    """A request on one object or its status: get, replace, patch, delete."""
+    query, method, ns, name = request.query, request.method, info.namespace, info.name
+    strict = query.get("fieldValidation") == "Strict"
+    if method == "GET":
+        obj = api.get(rt, ns, name)
         if wants_table(request.headers.get("Accept", "")) and not info.subresource:
             return _json(to_table(rt, [obj], obj["metadata"]["resourceVersion"]))
         return _json(obj)
     if method == "PUT":
-        return _json(api.replace(rt, ns, info.name, await _body(request), info.subresource,
-                                 strict))
+        return _json(api.replace(rt, ns, name, await _body(request), info.subresource, strict))
     if method == "PATCH":
-        content_type = request.content_type
-        if content_type not in PATCH_TYPES:
-            raise ApiError(415, f"the body of the request was in an unknown format - accepted "
-                                f"media types include: {', '.join(PATCH_TYPES)}")
-        patch = parse_body(content_type, await request.read())
-        obj, created = api.patch(rt, ns, info.name, content_type, patch, info.subresource, strict,
+        content_type, patch = await _patch_body(request)
+        obj, created = api.patch(rt, ns, name, content_type, patch, info.subresource, strict,
                                  query.get("fieldManager"))
         return _json(obj, 201 if created else 200)
     if method == "DELETE":
@@ -255,8 +257,17 @@ async def _dispatch(request: web.Request, api: Api, state: ServerState, rt: Reso
             options["propagationPolicy"] = query["propagationPolicy"]
         if query.get("gracePeriodSeconds"):
             options["gracePeriodSeconds"] = query["gracePeriodSeconds"]
-        return _json(api.delete(rt, ns, info.name, options))
+        return _json(api.delete(rt, ns, name, options))
     raise ApiError(405, "the server does not allow this method on the requested resource")
+
+
+async def _patch_body(request: web.Request) -> tuple[str, Any]:
+    """A PATCH request's content type and parsed body; 415 for a patch type the API server does not know."""
+    content_type = request.content_type
+    if content_type not in PATCH_TYPES:
+        raise ApiError(415, f"the body of the request was in an unknown format - accepted "
+                            f"media types include: {', '.join(PATCH_TYPES)}")
+    return content_type, parse_body(content_type, await request.read())
 
 
 async def _scale(request: web.Request, api: Api, rt: ResourceType,
@@ -266,10 +277,7 @@ async def _scale(request: web.Request, api: Api, rt: ResourceType,
     if request.method == "PUT":
         return _json(api.update_scale(rt, info.namespace, info.name, body=await _body(request)))
     if request.method == "PATCH":
-        content_type = request.content_type
-        if content_type not in PATCH_TYPES:
-            raise ApiError(415, "the body of the request was in an unknown format")
-        patch = parse_body(content_type, await request.read())
+        content_type, patch = await _patch_body(request)
         return _json(api.update_scale(rt, info.namespace, info.name, content_type=content_type,
                                       patch=patch))
     raise ApiError(405, "the server does not allow this method on the requested resource")

@@ -44,6 +44,9 @@ def test_scale_of_a_custom_resource_via_client(server: ApiServerProcess, kube: K
     status, body = kube.patch(f"{widgets}/namespaces/{namespace}/widgets/w/scale",
                               {"spec": {"replicas": -2}})
     assert (status, body["reason"]) == (422, "Invalid")
+    status, body = kube.patch(f"{widgets}/namespaces/{namespace}/widgets/w/scale", {"spec": {}}, "text/plain")
+    assert (status, body["reason"]) == (415, "UnsupportedMediaType")
+    assert "application/merge-patch+json" in body["message"], "names the patch types it takes, as for the object"
 
 
 def test_scale_of_a_deployment_via_client(server: ApiServerProcess, namespace: str) -> None:
