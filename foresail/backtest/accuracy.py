@@ -12,6 +12,7 @@ steps against the highest demand over them, the replicas the oracle holds for a 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,6 +48,35 @@ def window_max(x: np.ndarray, origins: np.ndarray, h: int) -> np.ndarray:
     return x[origins[:, None] + np.arange(1, h + 1)].max(axis=1)  # NaN propagates: a gap is not scored
 
 
+def _online(fc: DemandForecaster, hw: HoltWinters, x: np.ndarray, times_end: np.ndarray, origins: np.ndarray,
+            hs: list[int], quantiles: tuple[float, ...], step_s: float, progress: str | None = None
+            ) -> tuple[np.ndarray, dict[float, np.ndarray], dict[float, np.ndarray], np.ndarray]:
+    """Step the forecaster and Holt-Winters through ``origins`` (observe, then forecast), with a progress bar
+    labelled ``progress`` if given: per origin and horizon in steps, the median, each quantile, each
+    quantile's highest over steps 1..h, and Holt-Winters' forecast; NaN where the forecaster was not ready."""
+    shape = (len(origins), len(hs))
+    med, hwf = np.full(shape, np.nan), np.full(shape, np.nan)
+    qv = {q: np.full(shape, np.nan) for q in quantiles}
+    qw = {q: np.full(shape, np.nan) for q in quantiles}
+    rows: Iterable[tuple[int, int]] = enumerate(origins)
+    if progress:
+        from tqdm import tqdm
+
+        rows = tqdm(rows, total=len(origins), desc=progress, leave=False)
+    for k, i in rows:
+        t = float(times_end[i])
+        fc.observe(t, None if math.isnan(x[i]) else float(x[i]), step_s)
+        hw.update(float(x[i]))
+        f = fc.predict(t)
+        for j, h in enumerate(hs):
+            hwf[k, j] = max(hw.forecast(h), 0.0)
+            if f.ready and h <= len(f.median):
+                med[k, j] = f.median[h - 1]
+                for q in quantiles:
+                    qv[q][k, j] = f.quantiles[q][h - 1]
+                    qw[q][k, j] = f.window(t, t + h * step_s, q)
+    return med, qv, qw, hwf
+
 def evaluate(
     trace: Trace,
     horizons_s: tuple[float, ...] = (600.0, 1800.0, 3600.0),
@@ -76,28 +106,8 @@ def evaluate(
     for v in x[:split]:
         hw.update(float(v))
     origins = np.arange(split, n - H)
-    med = np.full((len(origins), len(hs)), np.nan)
-    qv = {q: np.full((len(origins), len(hs)), np.nan) for q in quantiles}
-    qw = {q: np.full((len(origins), len(hs)), np.nan) for q in quantiles}  # highest over steps 1..h
-    hwf = np.full((len(origins), len(hs)), np.nan)
-    it = range(split, n - H)
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, desc=f"forecast {trace.name}", leave=False)
-    for k, i in enumerate(it):
-        fc.observe(float(times_end[i]), None if math.isnan(x[i]) else float(x[i]), step_s)
-        hw.update(float(x[i]))
-        f = fc.predict(float(times_end[i]))
-        if f.ready:
-            for j, h in enumerate(hs):
-                if h <= len(f.median):
-                    med[k, j] = f.median[h - 1]
-                    for q in quantiles:
-                        qv[q][k, j] = f.quantiles[q][h - 1]
-                        qw[q][k, j] = f.window(float(times_end[i]), float(times_end[i]) + h * step_s, q)
-        for j, h in enumerate(hs):
-            hwf[k, j] = max(hw.forecast(h), 0.0)
+    med, qv, qw, hwf = _online(fc, hw, x, times_end, origins, hs, quantiles, step_s,
+                               f"forecast {trace.name}" if progress else None)
     # MASE's scale: the in-sample error of the naive forecast one step of the trace's own interval ahead
     # (a 10-minute trace replayed per minute repeats each value ten times, so one-minute differences would
     # shrink the scale tenfold)
