@@ -315,19 +315,40 @@ def _servegen_client_row(fields: list[str]) -> bool:
     return True
 
 
+def _load_archive_member(spec: str) -> Trace:
+    """``archive.tar.gz:<service>/chunk-<i>``: that ServeGen customer's series from the tarball."""
+    tar_path, member = spec.split(".tar.gz:", 1)
+    tar_path += ".tar.gz"
+    if not Path(tar_path).exists():
+        raise TraceError(f"{tar_path}: no such file")
+    want = member.replace("data/", "").replace("-trace.csv", "").split("/")[-2:]
+    for tr in iter_servegen_clients(tar_path, [want[0]]):
+        if tr.name == "/".join(want):
+            return tr
+    raise TraceError(f"{spec}: no such customer in the archive (expected <service>/chunk-<i>)")
+
+
+def _load_by_format(p: Path) -> Trace:
+    """The trace in ``p``, read by the format its name or first line shows (the generic CSV otherwise)."""
+    if p.name.endswith((".jsonl", ".jsonl.gz")):
+        return load_mooncake(p)
+    with open(p, "rb") as fh:
+        head = fh.readline().decode(errors="replace").strip()
+    if head.startswith("TIMESTAMP"):
+        return load_azure(p)
+    if "rate_rps" in head and "t_start_s" in head:
+        return load_servegen_aggregate(p)
+    if _servegen_client_row(head.split(",")):
+        df = _servegen_client_frame(p, p)
+        return _servegen_client_trace(p, df, p.stem.replace("-trace", ""), "servegen-client")
+    return load_generic(p)
+
+
 def load_trace(path: str | Path) -> Trace:
     """Load any supported trace; ``archive.tar.gz:member`` names one ServeGen customer in the tarball."""
     spec = str(path)
     if ".tar.gz:" in spec:
-        tar_path, member = spec.split(".tar.gz:", 1)
-        tar_path += ".tar.gz"
-        if not Path(tar_path).exists():
-            raise TraceError(f"{tar_path}: no such file")
-        want = member.replace("data/", "").replace("-trace.csv", "").split("/")[-2:]
-        for tr in iter_servegen_clients(tar_path, [want[0]]):
-            if tr.name == "/".join(want):
-                return tr
-        raise TraceError(f"{spec}: no such customer in the archive (expected <service>/chunk-<i>)")
+        return _load_archive_member(spec)
     p = Path(spec)
     if not p.exists():
         raise TraceError(f"{p}: no such file")
@@ -336,18 +357,7 @@ def load_trace(path: str | Path) -> Trace:
     if p.stat().st_size == 0:
         raise TraceError(f"{p}: the trace is empty")
     try:
-        if p.name.endswith((".jsonl", ".jsonl.gz")):
-            return load_mooncake(p)
-        with open(p, "rb") as fh:
-            head = fh.readline().decode(errors="replace").strip()
-        if head.startswith("TIMESTAMP"):
-            return load_azure(p)
-        if "rate_rps" in head and "t_start_s" in head:
-            return load_servegen_aggregate(p)
-        if _servegen_client_row(head.split(",")):
-            df = _servegen_client_frame(p, p)
-            return _servegen_client_trace(p, df, p.stem.replace("-trace", ""), "servegen-client")
-        return load_generic(p)
+        return _load_by_format(p)
     except pd.errors.EmptyDataError:
         raise TraceError(f"{p}: the trace is empty") from None
     except pd.errors.ParserError as exc:
