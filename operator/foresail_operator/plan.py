@@ -128,10 +128,10 @@ def _resources(spec: LLMDeploymentSpec) -> dict[str, Any]:
     return out
 
 
-def pod_template(name: str, spec: LLMDeploymentSpec, runtime: Runtime, sleep_action: bool = False) -> dict[str, Any]:
-    """The pod template of the inference Deployment (`sleep_action`: the cluster's kubelets sleep in preStop)."""
-    model, volumes, mounts, init = _model_location(spec)
-    served_name = spec.model.served_model_name or name
+def _volumes(spec: LLMDeploymentSpec, volumes: list[dict[str, Any]], mounts: list[dict[str, Any]]
+             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The pod's volumes and the server's mounts: the model cache, /tmp, shared memory for tensor
+    parallelism and the spec's ConfigMaps and Secrets, with the model location's ``volumes`` and ``mounts``."""
     if spec.model.cache_pvc:
         cache_volume: dict[str, Any] = {"persistentVolumeClaim": {"claimName": spec.model.cache_pvc}}
     elif spec.model.cache_host_path:
@@ -148,6 +148,34 @@ def pod_template(name: str, spec: LLMDeploymentSpec, runtime: Runtime, sleep_act
                   else {"secret": {"secretName": mount["secret"]}})
         volumes.append({"name": f"mount-{i}", **source})
         mounts.append({"name": f"mount-{i}", "mountPath": mount["path"], "readOnly": True})
+    return volumes, mounts
+
+
+def _placement(name: str, spec: LLMDeploymentSpec) -> dict[str, Any]:
+    """The pod spec's scheduling fields the spec sets: node selector, tolerations, priority class, affinity,
+    topology spread."""
+    r = spec.resources
+    out: dict[str, Any] = {}
+    if r.node_selector:
+        out["nodeSelector"] = dict(r.node_selector)
+    if r.tolerations:
+        out["tolerations"] = [dict(t) for t in r.tolerations]
+    if r.priority_class_name:
+        out["priorityClassName"] = r.priority_class_name
+    if r.affinity:
+        out["affinity"] = dict(r.affinity)
+    if r.topology_spread:
+        # Without a labelSelector a constraint counts no pods at all: count this LLMDeployment's.
+        out["topologySpreadConstraints"] = [{"labelSelector": {"matchLabels": selector(name)}, **constraint}
+                                            for constraint in r.topology_spread]
+    return out
+
+
+def pod_template(name: str, spec: LLMDeploymentSpec, runtime: Runtime, sleep_action: bool = False) -> dict[str, Any]:
+    """The pod template of the inference Deployment (`sleep_action`: the cluster's kubelets sleep in preStop)."""
+    model, volumes, mounts, init = _model_location(spec)
+    served_name = spec.model.served_model_name or name
+    volumes, mounts = _volumes(spec, volumes, mounts)
     probe = {"httpGet": {"path": runtime.health_path, "port": "http"}}
     container: dict[str, Any] = {
         "name": "server",
@@ -178,23 +206,11 @@ def pod_template(name: str, spec: LLMDeploymentSpec, runtime: Runtime, sleep_act
     }
     if init:
         pod_spec["initContainers"] = init
-    if spec.resources.node_selector:
-        pod_spec["nodeSelector"] = dict(spec.resources.node_selector)
-    if spec.resources.tolerations:
-        pod_spec["tolerations"] = [dict(t) for t in spec.resources.tolerations]
-    if spec.resources.priority_class_name:
-        pod_spec["priorityClassName"] = spec.resources.priority_class_name
     if spec.runtime.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": secret} for secret in spec.runtime.image_pull_secrets]
     if spec.runtime.service_account:
         pod_spec["serviceAccountName"] = spec.runtime.service_account
-    if spec.resources.affinity:
-        pod_spec["affinity"] = dict(spec.resources.affinity)
-    if spec.resources.topology_spread:
-        # Without a labelSelector a constraint counts no pods at all: count this LLMDeployment's.
-        pod_spec["topologySpreadConstraints"] = [
-            {"labelSelector": {"matchLabels": selector(name)}, **constraint}
-            for constraint in spec.resources.topology_spread]
+    pod_spec.update(_placement(name, spec))
     return {
         "metadata": {
             "labels": {**spec.pod_labels, **labels(name, runtime)},
