@@ -83,6 +83,30 @@ def set_path(obj: dict[str, Any], path: str, value: Any) -> None:
     obj[parts[-1]] = value
 
 
+def _written(rt: ResourceType, old: Obj, new: Obj, subresource: str) -> Obj:
+    """What an update of ``old`` to ``new`` writes before admission: through the status subresource only the
+    status changes; through the object everything but the status (where the type has the subresource); the
+    fields the server owns (uid, timestamps, generation, resourceVersion) stay as they were."""
+    if subresource == "status":
+        result = copy.deepcopy(old)
+        if "status" in new:
+            result["status"] = new["status"]
+        else:
+            result.pop("status", None)
+    else:
+        result = copy.deepcopy(new)
+        if rt.status:
+            result.pop("status", None)
+            if "status" in old:
+                result["status"] = copy.deepcopy(old["status"])
+    meta, meta_old = result["metadata"], old["metadata"]
+    for key in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
+                "generation", "resourceVersion"):
+        meta.pop(key, None)
+        if key in meta_old:
+            meta[key] = meta_old[key]
+    return result
+
 def _without(obj: Obj, *fields: str) -> Obj:
     return {k: v for k, v in obj.items() if k not in fields}
 
@@ -294,24 +318,8 @@ class Api:
         if meta_new.get("resourceVersion") and meta_new["resourceVersion"] != \
                 meta_old["resourceVersion"]:
             raise conflict(rt.plural, rt.group, meta_old["name"])
-        if subresource == "status":
-            result = copy.deepcopy(old)
-            if "status" in new:
-                result["status"] = new["status"]
-            else:
-                result.pop("status", None)
-        else:
-            result = copy.deepcopy(new)
-            if rt.status:
-                result.pop("status", None)
-                if "status" in old:
-                    result["status"] = copy.deepcopy(old["status"])
+        result = _written(rt, old, new, subresource)
         meta = result["metadata"]
-        for key in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
-                    "generation", "resourceVersion"):
-            meta.pop(key, None)
-            if key in meta_old:
-                meta[key] = meta_old[key]
         if meta_old.get("deletionTimestamp"):
             added = set(meta.get("finalizers") or []) - set(meta_old.get("finalizers") or [])
             if added:
