@@ -104,6 +104,31 @@ class SimResult:
         return out
 
 
+def _observation(at_zero: str, served_before: bool, time_s: float, rate: float, backlog: float, ready: int,
+                 provisioned: int, size: float) -> Observation:
+    """What the policy sees at a step: the previous step's demand rate and the backlog; with ``at_zero``
+    "none" after a step no replica served, no demand at zero replicas and no data while replicas start."""
+    if at_zero == "none" and not served_before:
+        if provisioned == 0:  # nothing runs: no demand counted
+            return Observation(time_s, 0.0, 0.0, 0, 0)
+        return Observation(time_s, None, None, ready, provisioned)  # replicas starting: no data yet
+    return Observation(time_s, rate, backlog, ready, provisioned, counted=at_zero == "activator", arrival_size=size)
+
+
+def _resize(ready: int, starting: deque[int], change: int, now: int, cold: int) -> int:
+    """Add ``change`` replicas, ready ``cold`` steps after step ``now`` (at once without a cold start), or
+    remove ``-change``, the starting ones first, the newest first; the ready count after."""
+    if change > 0 and cold == 0:
+        return ready + change
+    if change > 0:
+        starting.extend([now + cold] * change)
+        return ready
+    drop = -change
+    while drop and starting:
+        starting.pop()
+        drop -= 1
+    return ready - drop
+
 def simulate(
     policy: ScalingPolicy,
     arrivals: np.ndarray,
@@ -154,35 +179,18 @@ def simulate(
             starting.popleft()
             ready += 1
         provisioned = ready + len(starting)
-        if at_zero == "none" and not served_before:
-            if provisioned == 0:  # nothing runs: no demand counted
-                obs = Observation(start_s + k * dt, 0.0, 0.0, 0, 0)
-            else:  # replicas starting: no data yet
-                obs = Observation(start_s + k * dt, None, None, ready, provisioned)
-        else:
-            size = 1.0 if sizes is None else float(sizes[max(k - 1, 0)])  # that of the step prev_rate is from
-            obs = Observation(start_s + k * dt, prev_rate, backlog, ready, provisioned,
-                              counted=at_zero == "activator", arrival_size=size)
-        d = policy.decide(obs)
+        size = 1.0 if sizes is None else float(sizes[max(k - 1, 0)])  # that of the step prev_rate is from
+        d = policy.decide(_observation(at_zero, served_before, start_s + k * dt, prev_rate, backlog, ready,
+                                       provisioned, size))
         want = min(max(int(d.replicas), lo), cfg.max_replicas)
         if want == 0 and a[k] > 0 and at_zero != "none":  # a request at the front door wakes a replica
             want = min(max(cfg.min_replicas, 1), cfg.max_replicas)
-        if record_forecast and d.forecast_upper is not None:
-            f_up[k] = d.forecast_upper  # type: ignore[index]
-            f_med[k] = d.forecast_median if d.forecast_median is not None else np.nan  # type: ignore[index]
+        if f_up is not None and f_med is not None and d.forecast_upper is not None:
+            f_up[k] = d.forecast_upper
+            f_med[k] = d.forecast_median if d.forecast_median is not None else np.nan
         if want != provisioned:
             events += 1
-            if want > provisioned:
-                if cold == 0:
-                    ready += want - provisioned
-                else:
-                    starting.extend([k + cold] * (want - provisioned))
-            else:
-                drop = provisioned - want
-                while drop and starting:
-                    starting.pop()
-                    drop -= 1
-                ready -= drop
+            ready = _resize(ready, starting, want - provisioned, k, cold)
             provisioned = want
         served = ready * per_replica
         if at_zero == "none" and ready == 0:  # no endpoint: what arrives fails rather than waiting
