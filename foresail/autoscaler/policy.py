@@ -312,14 +312,7 @@ class ForesailPolicy:
         while len(self._asked) > max(current - max(int(obs.ready_replicas), 0), 0):  # the oldest became ready
             self._asked.popleft()
         if obs.demand is None or not math.isfinite(obs.demand):
-            self.forecaster.observe(obs.time_s, None, c.interval_s)
-            hold = min(max(current, c.min_replicas), c.max_replicas)
-            replicas, why = self._scheduled(obs.time_s, hold, "demand metrics are missing, so capacity is held "
-                                                              "(no scale-down without data)")
-            held = replicas == hold
-            self._record_asks(obs.time_s, current, replicas)
-            return Decision(obs.time_s, replicas, "hold" if held else "scale up", hold, None, None, None, c.horizon_s,
-                            False, 1.0, f"{f'hold {hold}' if held else _verb(current, replicas)}: {why}")
+            return self._without_data(obs.time_s, current)
         demand = max(float(obs.demand), 0.0)
         waiting = max(float(obs.waiting or 0.0), 0.0)
         if math.isfinite(obs.arrival_size) and obs.arrival_size > 0:
@@ -366,17 +359,7 @@ class ForesailPolicy:
         replicas = self._stabilise(obs.time_s, current, target, steady, from_forecast, to_zero)
 
         why = self._reason(need, target, from_forecast, f"no demand for {idle_for:.0f} s" if to_zero else None)
-        if quiet and not to_zero and replicas > 0:
-            why += ("; not scaling to zero: " + (
-                f"{need.recurring:.3g} {c.unit} arrived {need.recurring_lag} ago within the next {c.horizon_s:.0f} s"
-                if need.recurring > 0 else
-                "this time a day and a week earlier was not watched and quiet"))
-        if replicas > target:
-            why = (
-                f"{why}; scale-down limited to {replicas} by the highest recommendation still in its "
-                f"stabilisation window ({c.scale_down_stabilization_s:.0f} s; a forecast's lasts a cold start, "
-                f"{c.cold_start_s:.0f} s)"
-            )
+        why += self._held_back(need, quiet and not to_zero and replicas > 0, replicas, target)
         replicas, why = self._scheduled(obs.time_s, replicas, why)
         self._record_asks(obs.time_s, current, replicas)
         action = "scale up" if replicas > current else "scale down" if replicas < current else "hold"
@@ -385,6 +368,34 @@ class ForesailPolicy:
             bool(need.forecast is not None and need.forecast.ready), need.headroom,
             f"{_verb(current, replicas)}: {why}",
         )
+
+    def _without_data(self, now_s: float, current: int) -> Decision:
+        """Hold the replicas (within the bounds, or a schedule's floor) while demand metrics are missing."""
+        c = self.config
+        self.forecaster.observe(now_s, None, c.interval_s)
+        hold = min(max(current, c.min_replicas), c.max_replicas)
+        replicas, why = self._scheduled(now_s, hold, "demand metrics are missing, so capacity is held "
+                                                     "(no scale-down without data)")
+        held = replicas == hold
+        self._record_asks(now_s, current, replicas)
+        return Decision(now_s, replicas, "hold" if held else "scale up", hold, None, None, None, c.horizon_s,
+                        False, 1.0, f"{f'hold {hold}' if held else _verb(current, replicas)}: {why}")
+
+    def _held_back(self, need: _Need, not_to_zero: bool, replicas: int, target: int) -> str:
+        """What the reason adds where the replicas stay above ``target``: why not to zero while quiet, and the
+        scale-down stabilisation window's limit."""
+        c = self.config
+        why = ""
+        if not_to_zero:
+            why += ("; not scaling to zero: " + (
+                f"{need.recurring:.3g} {c.unit} arrived {need.recurring_lag} ago within the next {c.horizon_s:.0f} s"
+                if need.recurring > 0 else
+                "this time a day and a week earlier was not watched and quiet"))
+        if replicas > target:
+            why += (f"; scale-down limited to {replicas} by the highest recommendation still in its "
+                    f"stabilisation window ({c.scale_down_stabilization_s:.0f} s; a forecast's lasts a cold start, "
+                    f"{c.cold_start_s:.0f} s)")
+        return why
 
     def _record_asks(self, now_s: float, current: int, replicas: int) -> None:
         """Remember when replicas were asked for, and forget the youngest ones a scale-down removes first."""
@@ -571,15 +582,7 @@ class ForesailPolicy:
                    f"recent forecasts fell short of demand more often than p{round(c.quantile * 100)} allows "
                    f"(headroom x{need.headroom:.2f}{self._covered()})")
         elif target == need.floor and need.floor > 0:
-            drain = (f" plus draining within {c.queue_drain_s:.0f} s the backlog it will have left by the time new "
-                     f"replicas are ready ({need.backlog_then:.3g} {u.split('/')[0]})"
-                     if need.floor > need.demand_floor else "")
-            why = (f"current demand {need.demand:.3g} {u}{drain} needs {_replicas(need.floor)} at "
-                   f"{c.capacity:.3g} {u} each")
-            if need.forecast is not None and not need.forecast.ready:
-                why += f"; reactive only: {need.forecast.reason}"
-            elif not c.predictive:
-                why += " (reactive mode)"
+            why = self._floor_reason(need)
         elif target == 0 and c.scale_to_zero and need.unseen:
             why = ("at zero replicas no demand is seen; a replica is asked for a cold start ahead of demand that "
                    "came a day or a week earlier")
@@ -589,6 +592,21 @@ class ForesailPolicy:
             why = f"bounds min {c.min_replicas}, max {c.max_replicas}"
         if target == c.max_replicas and base > c.max_replicas:
             why += f", capped at max {c.max_replicas}"
+        return why
+
+    def _floor_reason(self, need: _Need) -> str:
+        """What the current demand (and the backlog left when new replicas are ready) needs, and why the
+        forecast does not decide, when it does not."""
+        c = self.config
+        u = c.unit
+        drain = (f" plus draining within {c.queue_drain_s:.0f} s the backlog it will have left by the time new "
+                 f"replicas are ready ({need.backlog_then:.3g} {u.split('/')[0]})"
+                 if need.floor > need.demand_floor else "")
+        why = f"current demand {need.demand:.3g} {u}{drain} needs {_replicas(need.floor)} at {c.capacity:.3g} {u} each"
+        if need.forecast is not None and not need.forecast.ready:
+            why += f"; reactive only: {need.forecast.reason}"
+        elif not c.predictive:
+            why += " (reactive mode)"
         return why
 
     def _forecast_reason(self, need: _Need) -> str:
