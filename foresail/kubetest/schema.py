@@ -41,29 +41,33 @@ def prune(value: Any, schema: Schema | None, root: bool = False) -> Any:
     if schema is None:
         return value
     if isinstance(value, dict):
-        props: dict[str, Schema] = schema.get("properties") or {}
-        additional = schema.get("additionalProperties")
-        preserve = bool(schema.get("x-kubernetes-preserve-unknown-fields"))
-        for key in list(value):
-            if _keeps_root(schema, root) and key in _ROOT_FIELDS:
-                if key == "metadata" and isinstance(value[key], dict):
-                    for meta_key in list(value[key]):
-                        if meta_key not in OBJECT_META_FIELDS:
-                            del value[key][meta_key]
-                continue
-            sub = props.get(key) if key in props else (
-                additional if isinstance(additional, dict) else None)
-            if key in props or isinstance(additional, dict):
-                if value[key] is None and not (sub or {}).get("nullable"):
-                    del value[key]
-                else:
-                    prune(value[key], sub)
-            elif not (preserve or additional is True):
-                del value[key]
+        _prune_object(value, schema, _keeps_root(schema, root))
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         for item in value:
             prune(item, schema["items"])
     return value
+
+
+def _prune_object(value: dict[str, Any], schema: Schema, root: bool) -> None:
+    """``prune`` for an object: each field by its property's schema, or ``additionalProperties``; at a root
+    (or an embedded resource) apiVersion, kind and metadata stay, metadata only with ObjectMeta's fields."""
+    props: dict[str, Schema] = schema.get("properties") or {}
+    additional = schema.get("additionalProperties")
+    preserve = bool(schema.get("x-kubernetes-preserve-unknown-fields"))
+    for key in list(value):
+        if root and key in _ROOT_FIELDS:
+            if key == "metadata" and isinstance(value[key], dict):
+                for meta_key in [k for k in value[key] if k not in OBJECT_META_FIELDS]:
+                    del value[key][meta_key]
+            continue
+        sub = props.get(key) if key in props else (additional if isinstance(additional, dict) else None)
+        if key in props or isinstance(additional, dict):
+            if value[key] is None and not (sub or {}).get("nullable"):
+                del value[key]
+            else:
+                prune(value[key], sub)
+        elif not (preserve or additional is True):
+            del value[key]
 
 
 def apply_defaults(value: Any, schema: Schema | None) -> Any:
