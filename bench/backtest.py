@@ -334,46 +334,57 @@ def print_report(report: dict) -> None:
         print(f"\n=== cold start {cold} s: SLO attainment min/mean, traces >= 99 % (of those where any policy "
               f"reaches it), geo-mean cost / oracle; baselines at their best fleet-wide setting")
         for g, s in groups.items():
-            print(f"-- {g}: {s['traces']} traces, 99 % reachable on {s['reachable_99']}")
-            for n in names:
-                f = s["policies"][n]
-                setting = "" if f["setting"] is None else f"  (setting {f['setting']:g})"
-                print(f"   {n:<13} min {100 * f['min_slo']:6.2f}%  mean {100 * f['mean_slo']:6.2f}%  "
-                      f">=99%: {f['at_99_where_reachable']:>3}/{s['reachable_99']:<3} "
-                      f"cost x{f['geomean_cost_vs_oracle']:.3f}{setting}")
-            if s["traces"] >= 10:
-                print("   " + spread(s["policies"]["foresail"]["per_trace"]))
-                print("   by switch-on share (demand in steps >= 2x the step before), SLO >= 99 % and geo-mean cost:")
-                for n in names[:-1]:
-                    print("     " + by_switch_on(s["policies"][n]["per_trace"], report.get("switch_on_share", {}), n))
-            if "series" in s:
-                print("   at equal SLO, series by series: each baseline at its cheapest setting with Foresail's SLO "
-                      "attainment on that series")
-                for n in BASELINES:
-                    print("     " + equal_slo(s["series"], n))
+            print_group(g, s, names, report.get("switch_on_share", {}))
     if "forecast" in report:
-        print("\n=== forecast WAPE (second half of each series) foresail / persistence, p90 coverage at the step "
-              "and over the window (its highest p90 against the highest demand up to the horizon)")
-        buckets: dict = {}
-        for item in report["forecast"]:
-            grp = "servegen-aggregates" if item["name"].startswith("servegen-") else (
-                "azure" if item["name"].startswith("azure") else "mooncake" if item["name"].startswith("mooncake")
-                else "servegen-customers")
-            for s in item["scores"]:
-                buckets.setdefault((grp, s["h"]), []).append(s)
-        for (grp, h), ss in sorted(buckets.items()):
-            fw = [s["foresail"] for s in ss if math.isfinite(s["foresail"])]
-            pw = [s["persistence"] for s in ss if math.isfinite(s["persistence"])]
-            cov = [s["cov90"] for s in ss]
-            window = [s["wcov90"] for s in ss  # absent from older saved reports
-                      if s.get("wcov90") is not None and math.isfinite(s["wcov90"])]
-            print(f"   {grp:<20} +{h / 60:>3.0f} min  n={len(ss):>3}  WAPE foresail {100 * np.median(fw):5.1f}% vs "
-                  f"persistence {100 * np.median(pw):5.1f}% (median over series; ratio "
-                  f"{np.median(np.array(fw) / np.array(pw)):.2f})  p90 coverage {100 * np.median(cov):.1f}%"
-                  + (f", window {100 * np.median(window):.1f}%" if window else ""))
+        print_forecast(report["forecast"])
     t = report["timing_14_day"]
     print(f"\n14-day one-minute backtest ({t['steps']} steps, {t['trace']}), all {len(t['per_policy_s'])} policies: "
           f"{t['seconds']:.1f} s (" + ", ".join(f"{k} {v:.2f}" for k, v in t["per_policy_s"].items()) + ")")
+
+
+def print_group(g: str, s: dict, names: list[str], switch_on_share: dict) -> None:
+    """One group's table at one cold start: each policy's SLO and cost; on 10 series or more, Foresail's
+    spread and each policy by switch-on share; each baseline at equal SLO where the report has the series."""
+    print(f"-- {g}: {s['traces']} traces, 99 % reachable on {s['reachable_99']}")
+    for n in names:
+        f = s["policies"][n]
+        setting = "" if f["setting"] is None else f"  (setting {f['setting']:g})"
+        print(f"   {n:<13} min {100 * f['min_slo']:6.2f}%  mean {100 * f['mean_slo']:6.2f}%  "
+              f">=99%: {f['at_99_where_reachable']:>3}/{s['reachable_99']:<3} "
+              f"cost x{f['geomean_cost_vs_oracle']:.3f}{setting}")
+    if s["traces"] >= 10:
+        print("   " + spread(s["policies"]["foresail"]["per_trace"]))
+        print("   by switch-on share (demand in steps >= 2x the step before), SLO >= 99 % and geo-mean cost:")
+        for n in names[:-1]:
+            print("     " + by_switch_on(s["policies"][n]["per_trace"], switch_on_share, n))
+    if "series" in s:
+        print("   at equal SLO, series by series: each baseline at its cheapest setting with Foresail's SLO "
+              "attainment on that series")
+        for n in BASELINES:
+            print("     " + equal_slo(s["series"], n))
+
+
+def print_forecast(forecast: list[dict]) -> None:
+    """Forecast WAPE against persistence and p90 coverage, medians over each group's series per horizon."""
+    print("\n=== forecast WAPE (second half of each series) foresail / persistence, p90 coverage at the step "
+          "and over the window (its highest p90 against the highest demand up to the horizon)")
+    buckets: dict = {}
+    for item in forecast:
+        grp = "servegen-aggregates" if item["name"].startswith("servegen-") else (
+            "azure" if item["name"].startswith("azure") else "mooncake" if item["name"].startswith("mooncake")
+            else "servegen-customers")
+        for s in item["scores"]:
+            buckets.setdefault((grp, s["h"]), []).append(s)
+    for (grp, h), ss in sorted(buckets.items()):
+        fw = [s["foresail"] for s in ss if math.isfinite(s["foresail"])]
+        pw = [s["persistence"] for s in ss if math.isfinite(s["persistence"])]
+        cov = [s["cov90"] for s in ss]
+        window = [s["wcov90"] for s in ss  # absent from older saved reports
+                  if s.get("wcov90") is not None and math.isfinite(s["wcov90"])]
+        print(f"   {grp:<20} +{h / 60:>3.0f} min  n={len(ss):>3}  WAPE foresail {100 * np.median(fw):5.1f}% vs "
+              f"persistence {100 * np.median(pw):5.1f}% (median over series; ratio "
+              f"{np.median(np.array(fw) / np.array(pw)):.2f})  p90 coverage {100 * np.median(cov):.1f}%"
+              + (f", window {100 * np.median(window):.1f}%" if window else ""))
 
 
 if __name__ == "__main__":
