@@ -19,6 +19,7 @@ for again every hour. Every decision says why in one sentence.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from dataclasses import asdict, dataclass, fields, replace
@@ -474,12 +475,17 @@ class ForesailPolicy:
         serves, and ``queue_drain_s`` later."""
         c = self.config
         kept = starting[:max(0, replicas - ready)]
-        serve = kept + [now_s + c.cold_start_s] * max(0, replicas - ready - len(kept))
-        last = serve[-1] if serve else now_s
+        # replicas that start serving at the same time, as (time, count): the new ones all start now, so the
+        # queue costs the distinct start times, not the replicas (a need can run to millions)
+        serve = [(at, len(list(same))) for at, same in itertools.groupby(kept)]
+        new = replicas - ready - len(kept)
+        if new > 0:
+            serve.append((now_s + c.cold_start_s, new))
+        last = serve[-1][0] if serve else now_s
         queued, t, serving, then = waiting, now_s, min(ready, replicas), waiting
-        for at in [*serve, last + c.queue_drain_s]:
+        for at, count in [*serve, (last + c.queue_drain_s, 0)]:
             queued = max(0.0, queued + (demand - serving * c.capacity) * (at - t))
-            t, serving = at, serving + 1
+            t, serving = at, serving + count
             if at == last:
                 then = queued
         return then, queued

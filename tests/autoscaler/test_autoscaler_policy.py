@@ -54,6 +54,17 @@ def test_the_floor_drains_the_backlog_that_builds_up_during_the_cold_start():
     assert "backlog" in d.reason and "540" in d.reason
 
 
+def test_a_need_of_billions_of_replicas_is_computed_not_listed():
+    """The floor's queue costs the distinct times replicas start serving, not the replicas: with a tiny
+    capacity the need runs to billions, which a list of start times per replica could not hold."""
+    p = ForesailPolicy(PolicyConfig(capacity=1e-9, cold_start_s=120.0, predictive=False, queue_drain_s=60.0,
+                                    max_replicas=1000))
+    d = p.decide(obs(0.0, 6.0, 1, waiting=60.0))
+    expected = (6.0 + (60.0 + (6.0 - 1e-9) * 120.0) / 60.0) / 1e-9  # the test above at a billionth of its capacity
+    assert abs(d.reactive_floor - expected) <= 1
+    assert d.replicas == 1000 and d.reason.endswith("capped at max 1000")
+
+
 def test_replicas_still_starting_count_from_when_they_will_serve():
     cfg = PolicyConfig(capacity=2.0, cold_start_s=120.0, interval_s=60.0, predictive=False, queue_drain_s=60.0,
                        max_replicas=20)
