@@ -631,6 +631,7 @@ class ForesailPolicy:
             why += f" (headroom widened x{need.headroom:.2f} after recent forecast misses{self._covered()})"
         return why
 
+
 def _replicas(n: int) -> str:
     """"1 replica", "3 replicas"."""
     return f"{n} replica{'s' if n != 1 else ''}"

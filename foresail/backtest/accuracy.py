@@ -77,6 +77,7 @@ def _online(fc: DemandForecaster, hw: HoltWinters, x: np.ndarray, times_end: np.
                     qw[q][k, j] = f.window(t, t + h * step_s, q)
     return med, qv, qw, hwf
 
+
 def evaluate(
     trace: Trace,
     horizons_s: tuple[float, ...] = (600.0, 1800.0, 3600.0),

@@ -129,6 +129,7 @@ def _resize(ready: int, starting: deque[int], change: int, now: int, cold: int) 
         drop -= 1
     return ready - drop
 
+
 def simulate(
     policy: ScalingPolicy,
     arrivals: np.ndarray,

@@ -107,6 +107,7 @@ def _written(rt: ResourceType, old: Obj, new: Obj, subresource: str) -> Obj:
             meta[key] = meta_old[key]
     return result
 
+
 def _without(obj: Obj, *fields: str) -> Obj:
     return {k: v for k, v in obj.items() if k not in fields}
 
