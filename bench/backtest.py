@@ -23,7 +23,8 @@ import argparse
 import json
 import math
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from itertools import pairwise
 from pathlib import Path
 
@@ -142,6 +143,14 @@ def summarise_group(rows: list[dict]) -> dict:
     return out
 
 
+def run_all(pool: Executor, fn: Callable, work: list, desc: str) -> list:
+    """``fn`` over ``work`` in ``pool``, in ``work``'s order; the bar moves as each job ends, in any order."""
+    futures = [pool.submit(fn, w) for w in work]
+    for done in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="trace"):
+        done.result()  # a failed job stops the run here, not after the rest
+    return [f.result() for f in futures]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traces", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "traces")
@@ -178,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
                     "foresail_slo_target": args.slo_target,
                     "switch_on_share": {t.name: switch_on_share(t) for t in groups["servegen-customers"]}}
     with ProcessPoolExecutor(args.workers) as pool:
-        results = list(tqdm(pool.map(run_trace, [(tr, cold, fill, args.slo_target) for _, cold, tr, fill in jobs]),
-                            total=len(jobs), desc="backtests", unit="trace"))
+        results = run_all(pool, run_trace, [(tr, cold, fill, args.slo_target) for _, cold, tr, fill in jobs],
+                          "backtests")
         by: dict = {}
         for (g, cold, _, _), res in zip(jobs, results, strict=True):
             by.setdefault(cold, {}).setdefault(g, []).append(res)
@@ -190,8 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             fjobs = [(tr, False) for g in ("servegen-aggregates", "servegen-customers", "azure", "mooncake")
                      for tr in groups[g]]
             fjobs += [(tr, True) for tr in groups["servegen-aggregates"] if tr.gaps is not None]
-            report["forecast"] = list(tqdm(pool.map(score_trace, fjobs), total=len(fjobs), desc="forecasts",
-                                           unit="trace"))
+            report["forecast"] = run_all(pool, score_trace, fjobs, "forecasts")
     t_backtest = time.perf_counter() - t_all
     # timing: a 14-day one-minute backtest with all policies at their defaults, one process
     big = max(groups["servegen-aggregates"], key=lambda t: t.duration_s)

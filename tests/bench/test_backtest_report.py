@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import time
+from concurrent.futures import ThreadPoolExecutor
 import json
 import tarfile
 from pathlib import Path
@@ -17,6 +19,7 @@ from bench.backtest import (
     load_groups,
     main,
     plot_customers,
+    run_all,
     spread,
     switch_on_share,
 )
@@ -111,3 +114,21 @@ def test_the_customer_plot_is_drawn_and_needs_a_customer_group(tmp_path: Path) -
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no ServeGen customer group"):
         plot_customers({"cold_starts": {"120": {"azure": group}}}, out)
+
+
+def _slow_square(x: int) -> int:
+    time.sleep(0.05 * (3 - x))  # the first job ends last
+    if x < 0:
+        raise ValueError(f"bad job {x}")
+    return x * x
+
+
+def test_run_all_keeps_the_order_of_the_work_whatever_order_jobs_end_in(capsys: pytest.CaptureFixture) -> None:
+    with ThreadPoolExecutor(3) as pool:
+        assert run_all(pool, _slow_square, [0, 1, 2], "jobs") == [0, 1, 4]
+    assert "jobs: 100%" in capsys.readouterr().err  # the bar reached the end
+
+
+def test_run_all_raises_a_failed_jobs_error() -> None:
+    with ThreadPoolExecutor(2) as pool, pytest.raises(ValueError, match="bad job -1"):
+        run_all(pool, _slow_square, [1, -1], "jobs")
