@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import io
-import time
-from concurrent.futures import ThreadPoolExecutor
 import json
 import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
