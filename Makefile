@@ -21,7 +21,7 @@ install: $(VENV)/.installed
 test: install
 	$(PY) -m pytest -q -ra
 
-# ruff and mypy, pinned, with pyproject.toml's rules (120 columns; outside tests/, complexity <= 12 and typed public functions)
+# ruff and mypy, pinned, with pyproject.toml's rules (120 columns, import order; outside tests/, complexity <= 12 and typed public functions)
 lint: install
 	$(PIP) install -q -e '.[lint]'
 	$(VENV)/bin/ruff check .

@@ -31,9 +31,9 @@ def run(args: argparse.Namespace) -> int:
     """Print the windows found, as YAML with the evidence in comments; 2 on bad input."""
     import numpy as np
 
+    from foresail.autoscaler.recurrence import find_recurring
     from foresail.backtest.cli import parse_capacity
     from foresail.backtest.experiment import prepare
-    from foresail.autoscaler.recurrence import find_recurring
     from foresail.backtest.traces import TraceError, load_trace
     from foresail.checks import check_writable
 

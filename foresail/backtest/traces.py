@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
 MAX_STEPS = 10_000_000  # a bigger grid is a unit mistake, not a trace
 
 

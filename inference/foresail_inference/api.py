@@ -15,7 +15,6 @@ from .engine import Draining, Engine, EngineError, Generation, Overloaded
 from .metrics import ServerMetrics
 from .protocol import InvalidRequest, ParsedRequest, ResponseBuilder, error_body, parse_chat, parse_completion
 
-
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})  # never behind the API key
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

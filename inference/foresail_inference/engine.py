@@ -26,7 +26,6 @@ from .models import LoadedModel
 from .sampling import SamplingParams, build_processors
 from .scheduling import SCHEDULERS
 
-
 PAGE_SIZE = 16  # tokens per KV-cache page; admission rounds each request up to whole pages
 # Tokens per forward pass (transformers' chunked prefill budget). Kept small for time to first token: with
 # SDPA on CPU the manager packs every request of a step into one attention masked block-diagonally, so a

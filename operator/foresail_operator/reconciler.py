@@ -19,7 +19,6 @@ from foresail_operator.scaler import set_replicas
 from foresail_operator.spec import LLMDeploymentSpec, SpecError, parse_spec
 from foresail_operator.status import PodSummary, now_iso, workload_status
 
-
 # What to say, besides deleting or renaming it, of an object in the way of one the operator makes.
 TAKE_OVER_HINTS = {"PodDisruptionBudget": ", or set spec.disruptionBudget.enabled: false to keep it"}
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from foresail_inference.models import BUILTIN_TINY, load_model
 from safetensors import safe_open
 
 from bench.random_model import write_random_model
+from foresail_inference.models import BUILTIN_TINY, load_model
 
 
 def _tiny_folder(path: Path) -> Path:

@@ -103,6 +103,7 @@ def test_spec_changes_roll_out_only_when_the_pod_changes(cluster, operator):
 
     doc["spec"]["model"]["source"] = "/models/another"  # a model change rolls the pods
     apply(cluster, doc)
+
     def rolled() -> dict | None:
         now = cluster.kube.read(f"{DEPLOY}/tiny")
         return now if "/models/another" in now["spec"]["template"]["spec"]["containers"][0]["command"] else None

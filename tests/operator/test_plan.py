@@ -7,7 +7,8 @@ import yaml
 
 from foresail_operator import plan
 from foresail_operator.runtimes import RUNTIMES, runtime_for
-from foresail_operator.spec import RUNTIMES as SPEC_RUNTIMES, SpecError, parse_spec
+from foresail_operator.spec import RUNTIMES as SPEC_RUNTIMES
+from foresail_operator.spec import SpecError, parse_spec
 from foresail_operator.status import PodSummary, measured_cold_start, workload_status
 
 EXAMPLES = Path(__file__).parents[2] / "examples"

@@ -12,8 +12,15 @@ import time
 
 from tests.helpers import wait_for
 from tests.reliability.support import (
-    DEPLOYS, LLMDS, assert_no_orphans_or_duplicates, condition, events_for, llmd_doc,
-    requests_to, wait_converged)
+    DEPLOYS,
+    LLMDS,
+    assert_no_orphans_or_duplicates,
+    condition,
+    events_for,
+    llmd_doc,
+    requests_to,
+    wait_converged,
+)
 
 STATUS = r"/llmdeployments/tiny/status$"
 DEPLOY_SPEC = r"/deployments/tiny$"

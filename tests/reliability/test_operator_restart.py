@@ -10,7 +10,15 @@ import pytest
 
 from tests.helpers import wait_for
 from tests.reliability.support import (
-    DEPLOYS, LLMDS, PODS, SERVICES, assert_no_orphans_or_duplicates, llmd_doc, owned, wait_converged)
+    DEPLOYS,
+    LLMDS,
+    PODS,
+    SERVICES,
+    assert_no_orphans_or_duplicates,
+    llmd_doc,
+    owned,
+    wait_converged,
+)
 
 
 @pytest.mark.parametrize("delay_s", [0.0, 0.4])
