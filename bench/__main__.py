@@ -2,7 +2,8 @@
 
     python -m bench                 # all
     python -m bench operator        # some: operator, decision_loop, inference, backtest, predictability, activator,
-                                    # balance, scale_to_zero, scale_down, one_day, schedules, policy_trials
+                                    # balance, scale_to_zero, scale_down, one_day, schedules, policy_trials,
+                                    # prefix_cache
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import importlib
 import sys
 
 SUITES = ("operator", "decision_loop", "inference", "backtest", "predictability", "activator", "balance",
-          "scale_to_zero", "scale_down", "one_day", "schedules", "policy_trials")
+          "scale_to_zero", "scale_down", "one_day", "schedules", "policy_trials", "prefix_cache")
 
 
 def main(argv: list[str]) -> int:

@@ -116,11 +116,11 @@ def completion_lengths(count: int, mean: int, seed: int = 0) -> list[int]:
     return [rng.randint(max(1, mean // 4), mean * 7 // 4) for _ in range(count)]
 
 
-async def _stream_one(http: aiohttp.ClientSession, url: str, i: int, max_tokens: int,
-                      sent: float) -> tuple[float | None, int]:
+async def stream_one(http: aiohttp.ClientSession, url: str, prompt: str, max_tokens: int,
+                     sent: float) -> tuple[float | None, int]:
     """One streamed completion: seconds from ``sent`` to the first chunk with text (None if no token had text:
     a model with random weights can write only tokens that decode to nothing), and the tokens generated."""
-    body = {"prompt": PROMPT.format(i=i), "max_tokens": max_tokens, "temperature": 0, "stream": True,
+    body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True}}
     ttft, last = None, b""
     async with http.post(f"{url}/v1/completions", json=body) as rsp:
@@ -144,7 +144,7 @@ async def _server_closed_loop(http: aiohttp.ClientSession, url: str, concurrency
     async def one(i: int) -> None:
         nonlocal tokens
         async with slots:
-            ttft, generated = await _stream_one(http, url, i, lengths[i], time.perf_counter())
+            ttft, generated = await stream_one(http, url, PROMPT.format(i=i), lengths[i], time.perf_counter())
         ttfts.append(ttft)
         tokens += generated
 
@@ -156,11 +156,12 @@ async def _server_closed_loop(http: aiohttp.ClientSession, url: str, concurrency
 async def _server_burst(http: aiohttp.ClientSession, url: str, concurrency: int, max_tokens: int) -> float:
     """Median TTFT of C requests sent in the same instant, counted from that instant."""
     start = time.perf_counter()
-    results = await asyncio.gather(*[_stream_one(http, url, i, max_tokens, start) for i in range(concurrency)])
+    results = await asyncio.gather(*[stream_one(http, url, PROMPT.format(i=i), max_tokens, start)
+                                     for i in range(concurrency)])
     return _median([t for t, _ in results])
 
 
-async def _open_session(connections: int) -> aiohttp.ClientSession:
+async def open_session(connections: int) -> aiohttp.ClientSession:
     """A client session that keeps up to ``connections`` connections open between runs."""
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections),
                                  timeout=aiohttp.ClientTimeout(total=600))
@@ -304,7 +305,7 @@ def run_bench(concurrencies: list[int], mean_tokens: int, threads: int, repeats:
                "server-fifo": start_server(model_name, threads, *on, "--scheduler", "fifo")}
     runner = asyncio.Runner()  # one loop and one session for every run, so that connections are kept
     try:
-        http = runner.run(_open_session(2 * max(concurrencies)))
+        http = runner.run(open_session(2 * max(concurrencies)))
         for _, url, _ in servers.values():
             runner.run(_server_burst(http, url, max(concurrencies), 8))  # warm-up; opens every connection
         for c in concurrencies:

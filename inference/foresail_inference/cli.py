@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prefill-step-first: a waiting request's prefill runs in a step of its own (sooner "
                              "first token); fifo: transformers' default, prefills ride with the decodes (more "
                              "throughput)")
+    parser.add_argument("--prefix-cache", action="store_true",
+                        help="keep the KV-cache pages of finished requests and reuse them for prompts that start "
+                             "with the same tokens (transformers' block sharing; evicted when the cache needs room)")
     parser.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body accepted")
     parser.add_argument("--api-key", default=os.environ.get("FORESAIL_API_KEY"),
                         help="bearer token required on the API (default: $FORESAIL_API_KEY; none: open)")

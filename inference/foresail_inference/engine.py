@@ -5,6 +5,10 @@ transformers' own (``ContinuousBatchingManager``), with one scheduling rule of o
 waiting request's prefill runs in a step of its own). This module adds what a server needs around it: a
 bounded waiting queue and a cap on tokens in flight (the cache is sized to that cap, so an admitted request
 always fits and memory stays flat), stop strings, cancellation, draining and the metrics.
+
+With ``prefix_cache`` the manager keeps the full pages of finished requests (transformers' block sharing)
+and a new prompt that starts with the same tokens reads them instead of computing them again; they are
+evicted when live requests need the room, so admission is unchanged and they do not count as in use.
 """
 
 from __future__ import annotations
@@ -133,6 +137,9 @@ class Generation:
             self.first_token_at = now
             metrics.time_to_first_token.observe(now - self.arrival)
             metrics.prompt_tokens.inc(self.prompt_tokens)
+            if self.engine.prefix_cache:
+                metrics.prefix_cache_queries.inc(self.prompt_tokens)
+                metrics.prefix_cache_hits.inc(self.engine.prefix_hit(self.request_id))
             gaps = [0.0] * (new - 1)  # tokens that arrived together with the first one
         else:
             gaps = [(now - self.last_token_at) / new] * new
@@ -162,10 +169,13 @@ def _safe_end(text: str, stops: tuple[str, ...]) -> int:
 
 class Engine:
     """Runs one model with continuous batching and admits requests within ``Limits``; ``scheduler`` is a
-    key of ``scheduling.SCHEDULERS``."""
+    key of ``scheduling.SCHEDULERS``; ``prefix_cache`` keeps finished requests' pages for prompts that
+    start the same way."""
 
-    def __init__(self, loaded: LoadedModel, limits: Limits, metrics: ServerMetrics, scheduler: str) -> None:
+    def __init__(self, loaded: LoadedModel, limits: Limits, metrics: ServerMetrics, scheduler: str,
+                 prefix_cache: bool = False) -> None:
         self.loaded, self.limits, self.metrics, self.scheduler = loaded, limits, metrics, scheduler
+        self.prefix_cache = prefix_cache
         self.tokenizer = loaded.tokenizer
         self.eos_ids = _eos_ids(loaded)
         self.manager: ContinuousBatchingManager | None = None
@@ -195,9 +205,20 @@ class Engine:
         return len(self.in_flight) - self.running
 
     def kv_cache_usage(self) -> float:
-        """Fraction of the paged KV cache in use."""
+        """Fraction of the paged KV cache in use by requests (pages kept only for the prefix cache are free,
+        as in vLLM)."""
         processor = self.manager.batch_processor if self.manager else None
-        return 0.0 if processor is None else max(0.0, 1.0 - processor.cache.compute_free_capacity())
+        if processor is None:
+            return 0.0
+        cache = processor.cache
+        kept = sum(len(a.ledger.cached_blocks) * a.bytes_per_block for a in cache.cache_allocators.values())
+        free = cache.compute_free_capacity(relative=False) + kept
+        return max(0.0, 1.0 - free / (cache.num_sectors * cache.bytes_per_sector))
+
+    def prefix_hit(self, request_id: str) -> int:
+        """Prompt tokens of a request that the prefix cache served (read once; 0 before it was scheduled)."""
+        processor = self.manager.batch_processor if self.manager else None
+        return 0 if processor is None else processor.scheduler.prefix_hits.pop(request_id, 0)
 
     def start(self) -> None:
         """Build the manager with a cache sized to the token budget and start its thread."""
@@ -207,7 +228,7 @@ class Engine:
             page_size=PAGE_SIZE,
             num_blocks=math.ceil(self.limits.max_tokens_in_flight / PAGE_SIZE),
             max_batch_tokens=MAX_BATCH_TOKENS,
-            allow_block_sharing=False,  # exact cache accounting: a finished request's pages are freed at once
+            allow_block_sharing=self.prefix_cache,  # else a finished request's pages are freed at once
             per_request_processors=True,
             scheduler_type=SCHEDULERS[self.scheduler],
         )
@@ -260,6 +281,7 @@ class Engine:
         if self.in_flight.pop(generation.request_id, None) is None:
             return
         self.tokens_in_flight -= generation.budget
+        self.prefix_hit(generation.request_id)  # forget a hit of a request cancelled before its first token
         if not generation.finished_in_manager:
             self._cancel(generation.request_id)
         reason = generation.finish_reason or "abort"

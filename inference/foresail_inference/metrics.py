@@ -13,6 +13,8 @@ vllm:num_requests_waiting              gauge      admitted requests still waitin
 vllm:kv_cache_usage_perc               gauge      fraction (0-1) of the paged KV cache in use
 vllm:prompt_tokens_total               counter    prompt tokens prefilled (counted at the first token)
 vllm:generation_tokens_total           counter    tokens generated and served (equals the usage returned)
+vllm:prefix_cache_queries_total        counter    with --prefix-cache: prompt tokens looked up in the prefix cache
+vllm:prefix_cache_hits_total           counter    with --prefix-cache: prompt tokens the prefix cache served
 vllm:request_success_total             counter    finished requests, by finished_reason stop|length|abort
 vllm:time_to_first_token_seconds       histogram  arrival to first generated token
 vllm:inter_token_latency_seconds       histogram  time between consecutive generated tokens
@@ -62,6 +64,12 @@ class ServerMetrics:
         self.prompt_tokens = Counter("vllm:prompt_tokens", "Number of prefill tokens processed.",
                                      LABELS, registry=r).labels(name)
         self.generation_tokens = Counter("vllm:generation_tokens", "Number of generation tokens processed.",
+                                         LABELS, registry=r).labels(name)
+        self.prefix_cache_queries = Counter("vllm:prefix_cache_queries",
+                                            "Prefix cache queries, in terms of number of queried tokens.",
+                                            LABELS, registry=r).labels(name)
+        self.prefix_cache_hits = Counter("vllm:prefix_cache_hits",
+                                         "Prefix cache hits, in terms of number of cached tokens.",
                                          LABELS, registry=r).labels(name)
         success = Counter("vllm:request_success", "Count of successfully processed requests.",
                           LABELS + ["finished_reason"], registry=r)

@@ -6,18 +6,40 @@ requests decode gets its first token only after a step that costs as much as all
 only (as vLLM's first scheduler did): the new prompt does not wait for C decodes. It never runs two such
 steps in a row, so the running requests lose at most every other step and cannot starve under a stream
 of arrivals.
+
+Both schedulers here also note, per request, how many prompt tokens the prefix cache served (`--prefix-cache`:
+transformers' block sharing), which transformers does not report; the engine reads that into vLLM's counters.
 """
 
 from __future__ import annotations
 
-from transformers.generation.continuous_batching.requests import FutureRequestState, RequestStatus
+from typing import Any
+
+from transformers.generation.continuous_batching.requests import FutureRequestState, RequestState, RequestStatus
 from transformers.generation.continuous_batching.scheduler import SCHEDULER_MAPPING, FIFOScheduler
 
 NAME = "prefill_step_first"  # in transformers' scheduler table
-SCHEDULERS = {"prefill-step-first": NAME, "fifo": "fifo"}  # `foresail serve --scheduler` -> transformers' name
+FIFO = "foresail_fifo"  # transformers' FIFO, counting prefix-cache hits
+SCHEDULERS = {"prefill-step-first": NAME, "fifo": FIFO}  # `foresail serve --scheduler` -> transformers' name
 
 
-class PrefillStepFirstScheduler(FIFOScheduler):
+class CountingFIFOScheduler(FIFOScheduler):
+    """transformers' FIFO scheduler that records the prompt tokens each request found in the prefix cache."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prefix_hits: dict[str, int] = {}  # request id -> cached prompt tokens; the engine pops them
+
+    def _infer_request_tokens(self, state: RequestState, request_ids_to_remove_from_waiting: set[str]) -> list[int]:
+        """transformers' own, which looks a pending request's prompt up in the prefix cache; note what it found."""
+        before = state.position_offset
+        tokens = super()._infer_request_tokens(state, request_ids_to_remove_from_waiting)
+        if state.position_offset > before:
+            self.prefix_hits[state.request_id] = state.position_offset - before
+        return tokens
+
+
+class PrefillStepFirstScheduler(CountingFIFOScheduler):
     """FIFO, except that a step with waiting requests runs their prefills alone (never two such steps in a row)."""
 
     def reset(self) -> None:
@@ -44,3 +66,4 @@ class PrefillStepFirstScheduler(FIFOScheduler):
 
 
 SCHEDULER_MAPPING.setdefault(NAME, PrefillStepFirstScheduler)
+SCHEDULER_MAPPING.setdefault(FIFO, CountingFIFOScheduler)

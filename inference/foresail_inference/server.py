@@ -47,7 +47,8 @@ def _load_and_start(args: argparse.Namespace, metrics: ServerMetrics) -> Engine:
         torch.set_num_threads(args.threads)
     loaded = load_model(args.model, revision=args.revision, cache_dir=args.cache_dir, device=args.device)
     metrics.model_load_seconds.set(loaded.load_seconds)
-    engine = Engine(loaded, Limits(args.max_waiting, args.max_tokens_in_flight), metrics, args.scheduler)
+    engine = Engine(loaded, Limits(args.max_waiting, args.max_tokens_in_flight), metrics, args.scheduler,
+                    args.prefix_cache)
     engine.start()
     return engine
 

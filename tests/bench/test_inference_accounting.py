@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bench.inference import _closed_loop_summary, _ms, _stream_one, _summary, completion_lengths
+from bench.inference import _closed_loop_summary, _ms, _summary, completion_lengths, stream_one
 
 
 def test_a_request_is_sent_when_a_slot_frees() -> None:
@@ -52,7 +52,7 @@ def _chunk(text: str | None, **extra: object) -> bytes:
 
 
 async def _stream_from(texts: list[str], pause: float) -> tuple[float | None, int, float]:
-    """Stream ``texts`` as chunks ``pause`` s apart from a local HTTP server; _stream_one's reading of it."""
+    """Stream ``texts`` as chunks ``pause`` s apart from a local HTTP server; stream_one's reading of it."""
     async def completions(request: web.Request) -> web.StreamResponse:
         rsp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await rsp.prepare(request)
@@ -72,7 +72,7 @@ async def _stream_from(texts: list[str], pause: float) -> tuple[float | None, in
     try:
         async with aiohttp.ClientSession() as http:
             sent = time.perf_counter()
-            ttft, tokens = await _stream_one(http, f"http://127.0.0.1:{port}", 0, 8, sent)
+            ttft, tokens = await stream_one(http, f"http://127.0.0.1:{port}", "a prompt", 8, sent)
             return ttft, tokens, time.perf_counter() - sent
     finally:
         await runner.cleanup()
