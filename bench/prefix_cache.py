@@ -93,17 +93,19 @@ def run_bench(concurrencies: list[int], requests: int, systems: int, words: int,
             for name in servers:
                 results[name][c] = {"median_ttft_s": min(r["median_ttft_s"] for r in runs[name]),
                                     "tokens_per_s": max(r["tokens_per_s"] for r in runs[name])}
-        hits = {}
+        hits, prompt_tokens = {}, 0.0
         for name, (_, url, _) in servers.items():  # over the measured rounds, not the warm-up
             queries, found = (now - then for now, then in zip(cache_counters(url), before[name], strict=True))
             hits[name] = found / queries if queries else 0.0
+            prompt_tokens = max(prompt_tokens, queries / (requests * repeats * len(concurrencies)))
         runner.run(http.close())
     finally:
         runner.close()
         for proc, _, _ in servers.values():
             stop_server(proc)
-    return {"results": results, "hit_rate": hits, "requests": requests, "system_prompts": systems,
-            "system_words": words, "max_tokens": max_tokens, "threads": threads, "repeats": repeats}
+    return {"results": results, "hit_rate": hits, "mean_prompt_tokens": prompt_tokens, "requests": requests,
+            "system_prompts": systems, "system_words": words, "max_tokens": max_tokens, "threads": threads,
+            "repeats": repeats}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
                      "tps": f"{cached['tokens_per_s']:.0f}", "tps0": f"{plain['tokens_per_s']:.0f}"})
     print_table(rows, {"c": "concurrency", "ttft": "TTFT cached", "ttft0": "TTFT no cache", "ratio": "cached/none",
                        "tps": "tok/s cached", "tps0": "tok/s no cache"})
-    print(f"\nprefix cache hits: {figures['hit_rate']['prefix-cache']:.1%} of prompt tokens "
-          f"({args.system_prompts} system prompts of {args.system_words} words, {args.requests} requests a round, "
+    print(f"\nprefix cache hits: {figures['hit_rate']['prefix-cache']:.1%} of prompt tokens, "
+          f"{figures['mean_prompt_tokens']:.0f} a request on average ({args.system_prompts} system prompts of "
+          f"{args.system_words} words, {args.requests} requests a round, "
           f"best of {args.repeats} rounds, {args.threads} torch threads per server)")
     return 0
 

@@ -25,6 +25,7 @@ def test_a_small_run_reports_both_servers(tmp_path: Path, capsys) -> None:
     # 8 requests over 2 system prompts: all but the first of each find its whole pages in the cache
     assert 0.3 < figures["hit_rate"]["prefix-cache"] < 0.9
     assert figures["hit_rate"]["no-cache"] == 0
+    assert 60 < figures["mean_prompt_tokens"] < 2000  # each prompt holds its system prompt's 60 words
     for server in ("prefix-cache", "no-cache"):
         run = figures["results"][server]["2"]
         assert run["median_ttft_s"] > 0 and run["tokens_per_s"] > 0
