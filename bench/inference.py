@@ -134,22 +134,23 @@ async def stream_one(http: aiohttp.ClientSession, url: str, prompt: str, max_tok
     return ttft, usage["completion_tokens"] if usage else 0
 
 
-async def _server_closed_loop(http: aiohttp.ClientSession, url: str, concurrency: int,
-                              lengths: list[int]) -> dict[str, Any]:
-    """The requests in order, at most C at a time: each is sent as soon as one of the C slots frees."""
+async def server_closed_loop(http: aiohttp.ClientSession, url: str, concurrency: int,
+                             requests: list[tuple[str, int]]) -> dict[str, Any]:
+    """The requests (prompt, max_tokens) in order, at most C at a time: each is sent as soon as one of the C
+    slots frees."""
     ttfts: list[float | None] = []
     tokens = 0
     slots = asyncio.Semaphore(concurrency)
 
-    async def one(i: int) -> None:
+    async def one(prompt: str, max_tokens: int) -> None:
         nonlocal tokens
         async with slots:
-            ttft, generated = await stream_one(http, url, PROMPT.format(i=i), lengths[i], time.perf_counter())
+            ttft, generated = await stream_one(http, url, prompt, max_tokens, time.perf_counter())
         ttfts.append(ttft)
         tokens += generated
 
     start = time.perf_counter()
-    await asyncio.gather(*[one(i) for i in range(len(lengths))])
+    await asyncio.gather(*[one(prompt, max_tokens) for prompt, max_tokens in requests])
     return _summary(time.perf_counter() - start, ttfts, tokens)
 
 
@@ -315,7 +316,7 @@ def run_bench(concurrencies: list[int], mean_tokens: int, threads: int, repeats:
                 "static": lambda c=c, lengths=lengths: static_batch(model, tokenizer, c, lengths, eos)}
             for name, (_, url, _) in servers.items():
                 measures[name] = lambda url=url, c=c, lengths=lengths: runner.run(
-                    _server_closed_loop(http, url, c, lengths))
+                    server_closed_loop(http, url, c, [(PROMPT.format(i=i), n) for i, n in enumerate(lengths)]))
             runs: dict[str, list[dict]] = {name: [] for name in measures}
             bursts: dict[str, list[float]] = {name: [] for name in servers}
             for _ in range(repeats):  # rounds of every method in turn, so that a slow spell hits them alike

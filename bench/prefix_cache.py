@@ -22,14 +22,10 @@ import argparse
 import asyncio
 import json
 import random
-import statistics
-import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from bench.inference import TINY, metric, open_session, start_server, stop_server, stream_one
+from bench.inference import TINY, metric, open_session, server_closed_loop, start_server, stop_server
 from bench.table import print_table
 
 WORDS = ("sail", "harbour", "tide", "lantern", "compass", "rope", "gull", "anchor", "storm", "chart", "keel",
@@ -49,23 +45,6 @@ def requests_for(systems: list[str], count: int, round_: int, seed: int = 0) -> 
             for i in range(count)]
 
 
-async def closed_loop(http: aiohttp.ClientSession, url: str, prompts: list[str], concurrency: int,
-                      max_tokens: int) -> dict[str, float]:
-    """The prompts in order, at most ``concurrency`` at a time; median TTFT and tokens/s."""
-    slots = asyncio.Semaphore(concurrency)
-
-    async def one(prompt: str) -> tuple[float | None, int]:
-        async with slots:
-            return await stream_one(http, url, prompt, max_tokens, time.perf_counter())
-
-    start = time.perf_counter()
-    results = await asyncio.gather(*[one(p) for p in prompts])
-    seconds = time.perf_counter() - start
-    ttfts = [t for t, _ in results if t is not None]
-    return {"median_ttft_s": statistics.median(ttfts) if ttfts else float("nan"),
-            "tokens_per_s": sum(n for _, n in results) / seconds}
-
-
 def cache_counters(url: str) -> tuple[float, float]:
     """The prompt tokens the server looked up in its prefix cache so far, and those it found."""
     return metric(url, "vllm:prefix_cache_queries_total"), metric(url, "vllm:prefix_cache_hits_total")
@@ -81,15 +60,16 @@ def run_bench(concurrencies: list[int], requests: int, systems: int, words: int,
     try:
         http = runner.run(open_session(2 * max(concurrencies)))
         for _, url, _ in servers.values():  # warm-up: opens the connections (its system prompt is not reused)
-            runner.run(closed_loop(http, url, requests_for(system_prompts(1, words, seed=1), 4, -1), 4, 2))
+            warm_up = requests_for(system_prompts(1, words, seed=1), 4, -1)
+            runner.run(server_closed_loop(http, url, 4, [(p, 2) for p in warm_up]))
         before = {name: cache_counters(url) for name, (_, url, _) in servers.items()}
         for c in concurrencies:
-            runs: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
             for round_ in range(repeats):
-                batch = requests_for(prompts, requests, round_ + 100 * c, seed=round_)
+                batch = [(p, max_tokens) for p in requests_for(prompts, requests, round_ + 100 * c, seed=round_)]
                 for name in sorted(servers, reverse=round_ % 2 == 1):
                     url = servers[name][1]
-                    runs[name].append(runner.run(closed_loop(http, url, batch, c, max_tokens)))
+                    runs[name].append(runner.run(server_closed_loop(http, url, c, batch)))
             for name in servers:
                 results[name][c] = {"median_ttft_s": min(r["median_ttft_s"] for r in runs[name]),
                                     "tokens_per_s": max(r["tokens_per_s"] for r in runs[name])}
