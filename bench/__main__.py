@@ -3,7 +3,7 @@
     python -m bench                 # all
     python -m bench operator        # some: operator, decision_loop, inference, backtest, predictability, activator,
                                     # balance, scale_to_zero, scale_down, one_day, schedules, policy_trials,
-                                    # prefix_cache
+                                    # prefix_cache, prefix_routing
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import importlib
 import sys
 
 SUITES = ("operator", "decision_loop", "inference", "backtest", "predictability", "activator", "balance",
-          "scale_to_zero", "scale_down", "one_day", "schedules", "policy_trials", "prefix_cache")
+          "scale_to_zero", "scale_down", "one_day", "schedules", "policy_trials", "prefix_cache",
+          "prefix_routing")
 
 
 def main(argv: list[str]) -> int:

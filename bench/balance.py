@@ -36,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit
 
 import aiohttp
 import numpy as np
@@ -116,42 +117,56 @@ def _chat(content: str, tokens: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _fleet(pods: int, slots: int, token_ms: float, block_ms: float, cache_blocks: int,
-           routings: tuple[str, ...]) -> Iterator[tuple[list[str], dict[str, list[str]]]]:
-    """Emulated pods listed in EndpointSlices of the API test server, and an activator process for each
-    of ``routings`` (a routing given twice: two replicas): (the pods' URLs, each routing's activator URLs)."""
-    ports = [free_port() for _ in range(pods)]
-    urls = [f"http://127.0.0.1:{p}" for p in ports]
+def activators(urls: list[str], routings: tuple[str, ...], name: str = "chat") -> Iterator[dict[str, list[str]]]:
+    """The pods at ``urls`` (``http://127.0.0.1:PORT``) listed in EndpointSlices of the API test server for an
+    LLMDeployment ``name``, and an activator process for each of ``routings`` (a routing given twice: two
+    replicas): each routing's activator URLs."""
     with tempfile.TemporaryDirectory() as tmp, start_apiserver(Path(tmp), simulate_pods=False) as api:
-        http = ready_llmdeployment(api.url, "chat", pods)
-        for port in ports:
+        http = ready_llmdeployment(api.url, name, len(urls))
+        for port in (urlsplit(url).port for url in urls):
             http.post(api.url + SLICES, timeout=10, json={
                 "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                "metadata": {"name": f"chat-{port}", "labels": {"kubernetes.io/service-name": "chat",
-                                                               "app.kubernetes.io/managed-by": "foresail"}},
+                "metadata": {"name": f"{name}-{port}", "labels": {"kubernetes.io/service-name": name,
+                                                                 "app.kubernetes.io/managed-by": "foresail"}},
                 "addressType": "IPv4", "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
                 "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]}).raise_for_status()
-        procs = [subprocess.Popen([sys.executable, "-c", PODS, str(slots), str(token_ms), str(block_ms),
-                                   str(cache_blocks), *map(str, ports)])]
-        activators = [(routing, free_port()) for routing in routings]
-        for routing, port in activators:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "foresail", "activator", "--kubeconfig", str(api.kubeconfig), "--host",
-                 "127.0.0.1", "--port", str(port), "--routing", routing,
-                 "--upstream", "http://127.0.0.1:9"],  # the Service: unused
-                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
+        procs: list[subprocess.Popen] = []
+        via: dict[str, list[str]] = {}
         try:
-            for url in urls:
-                _wait_http(url + "/ready")
-            via: dict[str, list[str]] = {}
-            for routing, port in activators:
+            for routing in routings:
+                port = free_port()
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "foresail", "activator", "--kubeconfig", str(api.kubeconfig), "--host",
+                     "127.0.0.1", "--port", str(port), "--routing", routing,
+                     "--upstream", "http://127.0.0.1:9"],  # the Service: unused
+                    stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
                 via.setdefault(routing, []).append(f"http://127.0.0.1:{port}")
-                _wait_http(via[routing][-1] + "/healthz")
-            yield urls, via
+            for url in itertools.chain.from_iterable(via.values()):
+                _wait_http(url + "/healthz")
+            yield via
         finally:
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def _fleet(pods: int, slots: int, token_ms: float, block_ms: float, cache_blocks: int,
+           routings: tuple[str, ...]) -> Iterator[tuple[list[str], dict[str, list[str]]]]:
+    """Emulated pods behind an activator process for each of ``routings`` (see `activators`): (the pods' URLs,
+    each routing's activator URLs)."""
+    ports = [free_port() for _ in range(pods)]
+    urls = [f"http://127.0.0.1:{p}" for p in ports]
+    proc = subprocess.Popen([sys.executable, "-c", PODS, str(slots), str(token_ms), str(block_ms), str(cache_blocks),
+                             *map(str, ports)])
+    try:
+        for url in urls:
+            _wait_http(url + "/ready")
+        with activators(urls, routings) as via:
+            yield urls, via
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def _always(url: str) -> Callable[[], str]:

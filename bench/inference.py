@@ -117,11 +117,14 @@ def completion_lengths(count: int, mean: int, seed: int = 0) -> list[int]:
 
 
 async def stream_one(http: aiohttp.ClientSession, url: str, prompt: str, max_tokens: int,
-                     sent: float) -> tuple[float | None, int]:
-    """One streamed completion: seconds from ``sent`` to the first chunk with text (None if no token had text:
-    a model with random weights can write only tokens that decode to nothing), and the tokens generated."""
-    body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}}
+                     sent: float, model: str | None = None) -> tuple[float | None, int]:
+    """One streamed completion (of ``model``, if named): seconds from ``sent`` to the first chunk with text
+    (None if no token had text: a model with random weights can write only tokens that decode to nothing), and
+    the tokens generated."""
+    body: dict[str, Any] = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True,
+                            "stream_options": {"include_usage": True}}
+    if model is not None:
+        body["model"] = model
     ttft, last = None, b""
     async with http.post(f"{url}/v1/completions", json=body) as rsp:
         rsp.raise_for_status()
@@ -135,7 +138,7 @@ async def stream_one(http: aiohttp.ClientSession, url: str, prompt: str, max_tok
 
 
 async def server_closed_loop(http: aiohttp.ClientSession, url: str, concurrency: int,
-                             requests: list[tuple[str, int]]) -> dict[str, Any]:
+                             requests: list[tuple[str, int]], model: str | None = None) -> dict[str, Any]:
     """The requests (prompt, max_tokens) in order, at most C at a time: each is sent as soon as one of the C
     slots frees."""
     ttfts: list[float | None] = []
@@ -145,7 +148,7 @@ async def server_closed_loop(http: aiohttp.ClientSession, url: str, concurrency:
     async def one(prompt: str, max_tokens: int) -> None:
         nonlocal tokens
         async with slots:
-            ttft, generated = await stream_one(http, url, prompt, max_tokens, time.perf_counter())
+            ttft, generated = await stream_one(http, url, prompt, max_tokens, time.perf_counter(), model)
         ttfts.append(ttft)
         tokens += generated
 
@@ -175,8 +178,10 @@ def _median(values: list[float | None]) -> float:
 
 
 def _summary(seconds: float, ttfts: list[float | None], tokens: int) -> dict[str, Any]:
+    present = [t for t in ttfts if t is not None]
     return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds, "median_ttft_s": _median(ttfts),
-            "without_text": sum(t is None for t in ttfts)}
+            "mean_ttft_s": statistics.fmean(present) if present else math.nan,
+            "without_text": len(ttfts) - len(present)}
 
 
 def _closed_loop_summary(start: float, end: float, first: list[float], finish: list[float], tokens: int,
