@@ -120,7 +120,7 @@ def _chat(content: str, tokens: int) -> dict[str, Any]:
 def activators(urls: list[str], routings: tuple[str, ...], name: str = "chat") -> Iterator[dict[str, list[str]]]:
     """The pods at ``urls`` (``http://127.0.0.1:PORT``) listed in EndpointSlices of the API test server for an
     LLMDeployment ``name``, and an activator process for each of ``routings`` (a routing given twice: two
-    replicas): each routing's activator URLs."""
+    replicas; ``prefix:F``: prefix routing with a load factor F): each routing's activator URLs."""
     with tempfile.TemporaryDirectory() as tmp, start_apiserver(Path(tmp), simulate_pods=False) as api:
         http = ready_llmdeployment(api.url, name, len(urls))
         for port in (urlsplit(url).port for url in urls):
@@ -133,14 +133,16 @@ def activators(urls: list[str], routings: tuple[str, ...], name: str = "chat") -
         procs: list[subprocess.Popen] = []
         via: dict[str, list[str]] = {}
         try:
-            for routing in routings:
+            for spec in routings:
                 port = free_port()
+                routing, _, factor = spec.partition(":")
                 procs.append(subprocess.Popen(
                     [sys.executable, "-m", "foresail", "activator", "--kubeconfig", str(api.kubeconfig), "--host",
                      "127.0.0.1", "--port", str(port), "--routing", routing,
+                     *(("--prefix-load-factor", factor) if factor else ()),
                      "--upstream", "http://127.0.0.1:9"],  # the Service: unused
                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
-                via.setdefault(routing, []).append(f"http://127.0.0.1:{port}")
+                via.setdefault(spec, []).append(f"http://127.0.0.1:{port}")
             for url in itertools.chain.from_iterable(via.values()):
                 _wait_http(url + "/healthz")
             yield via

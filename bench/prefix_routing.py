@@ -6,15 +6,17 @@ Two `foresail serve --prefix-cache` processes (the built-in tiny model, one torc
 prompt starts (``--document-words`` words each) followed by a question of its own, as when many users ask
 about the same few documents: least in flight sends every document to both pods, and a pod's cache is too
 small for all of them (transformers then drops every kept page at once); prefix routing sends each document
-to one pod (the routing key is the prompt's first 100 characters), so the two caches split the documents.
-For each routing the requests are sent in order, at most ``--concurrency`` at a time, streamed,
-``--max-tokens`` tokens each. Each round brings new documents, so no round finds pages of another, and the
-two routings take turns, in alternate order round by round. It prints, per routing, the share of prompt
-tokens the pods' caches served (`vllm:prefix_cache_hits_total` over `vllm:prefix_cache_queries_total`), the
-busier pod's share of the prompt tokens, and the median time to first token and tokens/s of the best round.
+to one pod (the routing key is the prompt's first 100 characters), so the two caches split the documents,
+unless that pod has more than the load factor (``--load-factors``, one activator each) times the mean
+requests in flight. For each routing the requests are sent in order, at most ``--concurrency`` at a time,
+streamed, ``--max-tokens`` tokens each. Each round brings new documents, so no round finds pages of
+another, and the routings take turns, in alternate order round by round. It prints, per routing, the share
+of prompt tokens the pods' caches served (`vllm:prefix_cache_hits_total` over
+`vllm:prefix_cache_queries_total`) and the busier pod's share of the prompt tokens, over all rounds, and the
+mean and median time to first token and the tokens/s of the best round.
 
     PYTHONPATH=. python -m bench.prefix_routing [--concurrency 2,8] [--documents 8] [--document-words 100]
-        [--cache-tokens 4096] [--requests 96] [--max-tokens 8] [--repeats 3] [--json FILE]
+        [--cache-tokens 4096] [--requests 96] [--max-tokens 8] [--repeats 3] [--load-factors 1.25,2] [--json FILE]
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from bench.prefix_cache import cache_counters, requests_for, system_prompts
 from bench.table import print_table
 
 MODEL = "chat"  # the LLMDeployment's name and the servers' model name
-ROUTINGS = ("pods", "prefix")
 
 
 def _round(runner: asyncio.Runner, http: aiohttp.ClientSession, via: str, urls: list[str], concurrency: int,
@@ -57,29 +58,31 @@ def _figures(runs: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def run_bench(concurrencies: list[int], documents: int, words: int, cache_tokens: int, requests: int,
-              max_tokens: int, repeats: int) -> dict[str, Any]:
-    """Both routings over the same two servers at every concurrency, ``repeats`` rounds each."""
+              max_tokens: int, repeats: int, load_factors: list[float]) -> dict[str, Any]:
+    """Least in flight and prefix routing at each load factor, over the same two servers at every concurrency,
+    ``repeats`` rounds each."""
+    routings = ("pods", *(f"prefix:{f:g}" for f in load_factors))
     servers = [start_server(TINY, 1, "--prefix-cache", "--max-tokens-in-flight", str(cache_tokens),
                             "--served-model-name", MODEL) for _ in range(2)]
     urls = [url for _, url, _ in servers]
     runner = asyncio.Runner()
-    results: dict[str, dict[int, dict[str, float]]] = {routing: {} for routing in ROUTINGS}
+    results: dict[str, dict[int, dict[str, float]]] = {routing: {} for routing in routings}
     try:
-        with activators(urls, ROUTINGS, MODEL) as via:
+        with activators(urls, routings, MODEL) as via:
             http = runner.run(open_session(2 * max(concurrencies)))
             warm_up = requests_for(system_prompts(1, words), 4, -1)  # opens connections; its prompt is not reused
             runner.run(server_closed_loop(http, via["pods"][0], 4, [(p, 2) for p in warm_up], MODEL))
             seed = 0
             for c in concurrencies:
-                runs: dict[str, list[dict[str, Any]]] = {routing: [] for routing in ROUTINGS}
+                runs: dict[str, list[dict[str, Any]]] = {routing: [] for routing in routings}
                 for round_ in range(repeats):
-                    for routing in sorted(ROUTINGS, reverse=round_ % 2 == 1):
+                    for routing in routings[::-1] if round_ % 2 else routings:
                         seed += 1  # new documents for every round of every routing
                         batch = [(p, max_tokens) for p in requests_for(system_prompts(documents, words, seed),
                                                                        requests, round_, seed=round_)]
                         runs[routing].append({**_round(runner, http, via[routing][0], urls, c, batch),
                                               "requests": requests})
-                for routing in ROUTINGS:
+                for routing in routings:
                     results[routing][c] = _figures(runs[routing])
             runner.run(http.close())
     finally:
@@ -99,10 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=96, help="requests per round and routing")
     parser.add_argument("--max-tokens", type=int, default=8, help="tokens generated per request")
     parser.add_argument("--repeats", type=int, default=3, help="rounds; TTFT and tokens/s are the best round's")
+    parser.add_argument("--load-factors", default="1.25,2",
+                        help="comma-separated --prefix-load-factor of the prefix routing activators")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     figures = run_bench([int(c) for c in args.concurrency.split(",")], args.documents, args.document_words,
-                        args.cache_tokens, args.requests, args.max_tokens, args.repeats)
+                        args.cache_tokens, args.requests, args.max_tokens, args.repeats,
+                        [float(f) for f in args.load_factors.split(",")])
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     rows = []

@@ -35,7 +35,7 @@ from aiohttp import web
 
 from foresail_operator import GROUP, PLURAL, VERSION
 from foresail_operator.activation import ARRIVALS_METRIC, HELD_METRIC, HELD_REQUESTS, REQUESTED_AT, STAMP_EVERY_S
-from foresail_operator.endpoints import ROUTINGS, SERVICE_NAME_LABEL, LeastLoaded, ready_urls, routing_key
+from foresail_operator.endpoints import LOAD_FACTOR, ROUTINGS, SERVICE_NAME_LABEL, LeastLoaded, ready_urls, routing_key
 from foresail_operator.informer import Informer, Key, key_of
 from foresail_operator.kube import ApiError, KubeClient, path_for
 
@@ -105,10 +105,11 @@ class Activator:
     """Routes, holds and forwards requests; see the module docstring."""
 
     def __init__(self, client: KubeClient, upstream: Callable[[str, str], str], namespaces: tuple[str, ...] = (),
-                 hold_timeout_s: float = 600.0, max_held: int = 1000, routing: str = "pods") -> None:
+                 hold_timeout_s: float = 600.0, max_held: int = 1000, routing: str = "pods",
+                 prefix_load_factor: float = LOAD_FACTOR) -> None:
         """``upstream(namespace, name)``: the base URL of a deployment's Service; ``routing``: ``pods``
-        (the least loaded ready pod), ``prefix`` (the pod for the request's routing key, within a bound
-        on load) or ``service`` (always the Service)."""
+        (the least loaded ready pod), ``prefix`` (the pod for the request's routing key, unless it has more
+        than ``prefix_load_factor`` times the mean load) or ``service`` (always the Service)."""
         if routing not in ROUTINGS:
             raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}, not {routing!r}")
         self.client, self.namespaces, self.upstream = client, namespaces, upstream
@@ -118,7 +119,7 @@ class Activator:
         self._slices = Informer(client, "discovery.k8s.io/v1", "endpointslices", namespaces, FORESAIL_SLICES,
                                 on_change=self._slice_event)
         self._pods: dict[Key, list[str]] = {}  # ready pod URLs by (namespace, Service)
-        self._load = LeastLoaded()
+        self._load = LeastLoaded(prefix_load_factor)
         self._holds: dict[Key, _Hold] = {}
         self._watches: list[asyncio.Task] = []
         self._session: aiohttp.ClientSession | None = None

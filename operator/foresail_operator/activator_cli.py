@@ -7,7 +7,7 @@ import logging
 import os
 
 from foresail.checks import check_port
-from foresail_operator.endpoints import ROUTINGS
+from foresail_operator.endpoints import LOAD_FACTOR, ROUTINGS
 from foresail_operator.flags import check_upstream, use_kubeconfig
 
 
@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "with the same start of their first user message or prompt (or Routing-Key header) to "
                              "the same pod while its load allows; service: always to the Service "
                              "(FORESAIL_ACTIVATOR_ROUTING, default pods)")
+    parser.add_argument("--prefix-load-factor", type=float,
+                        default=env("FORESAIL_ACTIVATOR_PREFIX_LOAD_FACTOR", str(LOAD_FACTOR)),
+                        help="with --routing prefix, a request goes to its key's pod unless that pod has more than "
+                             "this times the mean requests in flight; higher keeps more requests on the pod whose "
+                             "cache holds their prefix, at the cost of balance (FORESAIL_ACTIVATOR_PREFIX_LOAD_FACTOR, "
+                             f"default {LOAD_FACTOR:g}, KubeAI's)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= args.hold_timeout < float("inf") or args.max_held < 1:
             raise ValueError(f"--hold-timeout must be seconds >= 0 (not {args.hold_timeout:g}) and --max-held "
                              f"at least 1 (not {args.max_held})")
+        if not 1 <= args.prefix_load_factor < float("inf"):
+            raise ValueError("--prefix-load-factor must be at least 1 (the mean load), "
+                             f"not {args.prefix_load_factor:g}")
         use_kubeconfig(args.kubeconfig)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
@@ -66,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         return str(args.upstream).format(namespace=namespace, name=name)
 
     activator = Activator(KubeClient(info), upstream, tuple(args.namespace), args.hold_timeout, args.max_held,
-                          routing=args.routing)
+                          routing=args.routing, prefix_load_factor=args.prefix_load_factor)
     # on SIGTERM (a rollout) new connections stop, and what is held or streaming gets its answer first
     web.run_app(activator.app(), host=args.host, port=args.port, print=None, access_log=None,
                 shutdown_timeout=args.hold_timeout + 30)

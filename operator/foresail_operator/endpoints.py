@@ -4,7 +4,8 @@ The activator sends each request to the ready pod that has the fewest of its req
 (KubeAI's LeastLoad): a Service picks a pod at random, blind to the long generations some already
 run. With a routing key (the start of the request's first user message or prompt, or a ``Routing-Key``
 header), it sends requests with the same key to the same pod, so that the pod's prefix cache holds
-their common start, unless that pod already has more than LOAD_FACTOR times the mean load (KubeAI's
+their common start, unless that pod already has more than a load factor (LOAD_FACTOR unless set) times the
+mean load (KubeAI's
 PrefixHash, consistent hashing with bounded loads; here rendezvous hashing, which moves only the keys
 of a pod that comes or goes). The pods are those the cluster's EndpointSlice controller lists for the
 deployment's Service (label ``kubernetes.io/service-name``), with the port named as the Service's (``http``).
@@ -70,18 +71,22 @@ def ready_urls(slices: Iterable[Mapping[str, Any]]) -> list[str]:
 class LeastLoaded:
     """The requests this process has in flight per upstream URL, and the pick of the least loaded."""
 
-    def __init__(self) -> None:
+    def __init__(self, load_factor: float = LOAD_FACTOR) -> None:
+        """``load_factor``: how far above the mean load a key's pod may be and still get the key's requests."""
+        if not 1 <= load_factor < math.inf:
+            raise ValueError(f"the prefix load factor must be at least 1 (the mean load), not {load_factor:g}")
+        self.load_factor = load_factor
         self.in_flight: Counter[str] = Counter()
 
     def pick(self, urls: Iterable[str], key: str | None = None) -> str | None:
         """The URL with the fewest requests in flight (at random among equals); with a ``key``, the URL
-        that ranks first for it among those within LOAD_FACTOR times the mean load, this request
+        that ranks first for it among those within the load factor times the mean load, this request
         counted. None for no URL."""
         candidates = list(urls)
         if not candidates:
             return None
         if key is not None:
-            bound = math.ceil(LOAD_FACTOR * (sum(self.in_flight[u] for u in candidates) + 1) / len(candidates))
+            bound = math.ceil(self.load_factor * (sum(self.in_flight[u] for u in candidates) + 1) / len(candidates))
             ranked = sorted(candidates, key=lambda u: _rank(key, u), reverse=True)
             return next(u for u in ranked if self.in_flight[u] < bound)
         fewest = min(self.in_flight[u] for u in candidates)

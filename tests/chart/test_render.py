@@ -216,6 +216,7 @@ BAD_VALUES = [
     ({"nodeSelector": {"gpu": True}}, "nodeSelector.gpu: Invalid type. Expected: string, given: boolean"),
     ({"activator": {"holdTimeoutSeconds": 0}}, "activator.holdTimeoutSeconds: Must be greater than or equal to 1"),
     ({"activator": {"routing": "random"}}, "activator.routing: activator.routing must be one of the following"),
+    ({"activator": {"prefixLoadFactor": 0.8}}, "activator.prefixLoadFactor: Must be greater than or equal to 1"),
     ({"activator": {"port": 0}}, "activator.port: Must be greater than or equal to 1"),
     ({"activator": {"enabled": "yes"}}, "activator.enabled: Invalid type. Expected: boolean, given: string"),
     ({"activator": {"service": {"type": "ExternalName"}}},

@@ -272,10 +272,44 @@ def test_a_key_stays_on_its_pod_within_the_load_bound_and_moves_only_when_its_po
         assert load.pick(urls, key) != home[key]  # 2 of 3 in flight, counting this one: over 1.25 x 3/4
     with load.sending(home[key]), load.sending(others[0]), load.sending(others[1]), load.sending(others[2]):
         assert load.pick(urls, key) == home[key]  # as loaded as every pod: within the bound
+    # 2 in flight on the key's pod and 1 on each other, 6 counting this one: the bound is ceil(1.25 x 6/4) = 2,
+    # and ceil(2 x 6/4) = 3 with a load factor of 2
+    looser = LeastLoaded(load_factor=2.0)
+    for counter in (load, looser):
+        counter.in_flight.update([home[key], home[key], *others])
+    assert load.pick(urls, key) != home[key] and looser.pick(urls, key) == home[key]
+    for bad in (0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="the prefix load factor must be at least 1"):
+            LeastLoaded(bad)
     # a pod that goes takes only its own keys with it
     gone = urls[0]
     moved = {k for k in keys if load.pick(urls[1:], k) != home[k]}
     assert moved == {k for k in keys if home[k] == gone}
+
+
+def test_the_prefix_load_factor_flag_sets_how_busy_a_keys_pod_may_get(cluster, tmp_path: Path, pods: list[Pod]):
+    """Three requests with one key at once to two held pods: the third finds 2 of 3 in flight on the key's pod,
+    above ceil(1.25 x 3/2) = 2 by default and within ceil(3 x 3/2) = 5 with --prefix-load-factor 3."""
+    ready_deployment(cluster)
+    for pod in pods[:2]:
+        cluster.kube.create(SLICES, endpoint_slice("tiny", pod.server_address[1]))
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "Tell me about the sea"}]}
+    spreads = []
+    for extra in ((), ("--prefix-load-factor", "3")):
+        before = [p.got for p in pods[:2]]
+        with running_activator(cluster, tmp_path, "http://127.0.0.1:9", "--routing", "prefix", *extra) as (url, _):
+            with ThreadPoolExecutor(3) as pool:
+                answers = []
+                for sent in range(sum(before) + 1, sum(before) + 4):  # one at a time, each in flight before the next
+                    answers.append(pool.submit(requests.post, url + "/v1/chat/completions", json=body, timeout=30))
+                    wait_for(lambda n=sent: sum(p.got for p in pods[:2]) == n, timeout=10, what="the request at a pod")
+                spreads.append(sorted(p.got - b for p, b in zip(pods[:2], before, strict=True)))
+                for pod in pods[:2]:
+                    pod.go.set()
+                assert [a.result().status_code for a in answers] == [200] * 3
+            for pod in pods[:2]:
+                pod.go.clear()
+    assert spreads == [[1, 2], [0, 3]]
 
 
 def test_with_prefix_routing_a_conversation_stays_on_one_pod_and_conversations_spread(

@@ -38,6 +38,7 @@ def test_ports_kubeconfigs_and_upstreams_are_checked(tmp_path: Path, monkeypatch
 @pytest.mark.parametrize("args, message", [
     (["activator", "--port", "70000"], "--port must be a port from 0 to 65535, not 70000"),
     (["activator", "--hold-timeout", "-1"], "--hold-timeout must be seconds >= 0"),
+    (["activator", "--prefix-load-factor", "0.9"], "--prefix-load-factor must be at least 1 (the mean load), not 0.9"),
     (["activator", "--upstream", "http://{nam}.svc"], "only {name} and {namespace} may be filled in"),
     (["activator", "--kubeconfig", "/nonexistent/kubeconfig"], "is not a file this user can read"),
     (["operator", "--standalone", "--health-port", "70000"], "--health-port must be a port from 0 to 65535"),
