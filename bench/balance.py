@@ -18,7 +18,7 @@ shared CPU. Two scenarios, each in one run:
 
     PYTHONPATH=. python -m bench.balance [--pods 4] [--slots 8] [--token-ms 1] [--load 0.6,0.85]
         [--requests 3000] [--block-ms 10] [--cache-blocks 3000] [--prefix-load 0.8] [--prefix-requests 2000]
-        [--json out.json]
+        [--prefix-load-factor 1.25] [--json out.json]
 """
 
 from __future__ import annotations
@@ -235,7 +235,7 @@ def prefix_caches(args: argparse.Namespace, rng: np.random.Generator) -> list[di
     out: list[dict[str, Any]] = []
     pick = random.Random(0)
     for way, routing in (("random pod (Service, iptables)", None), ("activator, least in flight", "pods"),
-                         ("activator, prefix", "prefix")):
+                         ("activator, prefix", f"prefix:{args.prefix_load_factor:g}")):
         with _fleet(args.pods, args.slots, args.token_ms, args.block_ms, args.cache_blocks,
                     (routing,) if routing else ()) as (urls, via):  # cold caches for each way
             f = _figures(asyncio.run(_replay(gaps, bodies, _always(via[routing][0]) if routing
@@ -276,6 +276,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--prefix-load", type=float, default=0.8,
                         help="offered load / capacity without cache hits, prefix scenario (default 0.8)")
     parser.add_argument("--prefix-requests", type=int, default=2000, help="requests, prefix scenario")
+    parser.add_argument("--prefix-load-factor", type=float, default=1.25,
+                        help="the prefix routing activator's --prefix-load-factor (default 1.25)")
     parser.add_argument("--json", help="write the figures as JSON")
     args = parser.parse_args(argv)
     if not args.trace.exists():
