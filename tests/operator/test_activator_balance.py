@@ -5,6 +5,7 @@ Service where the EndpointSlices cannot be read."""
 
 from __future__ import annotations
 
+import functools
 import http.server
 import json
 import os
@@ -293,7 +294,9 @@ def test_the_prefix_load_factor_flag_sets_how_busy_a_keys_pod_may_get(cluster, t
     ready_deployment(cluster)
     for pod in pods[:2]:
         cluster.kube.create(SLICES, endpoint_slice("tiny", pod.server_address[1]))
-    body = {"model": "tiny", "messages": [{"role": "user", "content": "Tell me about the sea"}]}
+    def arrived(count: int) -> bool:
+        return sum(p.got for p in pods[:2]) == count
+
     spreads = []
     for extra in ((), ("--prefix-load-factor", "3")):
         before = [p.got for p in pods[:2]]
@@ -301,8 +304,8 @@ def test_the_prefix_load_factor_flag_sets_how_busy_a_keys_pod_may_get(cluster, t
             with ThreadPoolExecutor(3) as pool:
                 answers = []
                 for sent in range(sum(before) + 1, sum(before) + 4):  # one at a time, each in flight before the next
-                    answers.append(pool.submit(requests.post, url + "/v1/chat/completions", json=body, timeout=30))
-                    wait_for(lambda n=sent: sum(p.got for p in pods[:2]) == n, timeout=10, what="the request at a pod")
+                    answers.append(pool.submit(chat, url, "tiny"))  # one key: "hi"
+                    wait_for(functools.partial(arrived, sent), timeout=10, what="the request at a pod")
                 spreads.append(sorted(p.got - b for p, b in zip(pods[:2], before, strict=True)))
                 for pod in pods[:2]:
                     pod.go.set()
