@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +63,14 @@ def run_bench(concurrencies: list[int], documents: int, words: int, cache_tokens
     """Least in flight and prefix routing at each load factor, over the same two servers at every concurrency,
     ``repeats`` rounds each."""
     routings = ("pods", *(f"prefix:{f:g}" for f in load_factors))
-    servers = [start_server(TINY, 1, "--prefix-cache", "--max-tokens-in-flight", str(cache_tokens),
-                            "--served-model-name", MODEL) for _ in range(2)]
-    urls = [url for _, url, _ in servers]
+    servers: list[tuple[subprocess.Popen, str, float]] = []
     runner = asyncio.Runner()
     results: dict[str, dict[int, dict[str, float]]] = {routing: {} for routing in routings}
     try:
+        for _ in range(2):  # one at a time, so that a server that fails to start stops the one before it
+            servers.append(start_server(TINY, 1, "--prefix-cache", "--max-tokens-in-flight", str(cache_tokens),
+                                        "--served-model-name", MODEL))
+        urls = [url for _, url, _ in servers]
         with activators(urls, routings, MODEL) as via:
             http = runner.run(open_session(2 * max(concurrencies)))
             warm_up = requests_for(system_prompts(1, words), 4, -1)  # opens connections; its prompt is not reused
