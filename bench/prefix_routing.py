@@ -1,22 +1,23 @@
 """Prefix routing on real servers: the activator's `--routing prefix` against least in flight (`--routing pods`).
 
-Two `foresail serve --prefix-cache` processes (the built-in tiny model, one torch thread each, a KV cache of
-``--cache-tokens`` tokens each) are listed in EndpointSlices of the Kubernetes API test server, with one
-`foresail activator` process per routing in front of them. Each request is one of ``--documents`` long
-prompt starts (``--document-words`` words each) followed by a question of its own, as when many users ask
-about the same few documents: least in flight sends every document to both pods, and a pod's cache is too
-small for all of them (transformers then drops every kept page at once); prefix routing sends each document
-to one pod (the routing key is the prompt's first 100 characters), so the two caches split the documents,
-unless that pod has more than the load factor (``--load-factors``, one activator each) times the mean
-requests in flight. For each routing the requests are sent in order, at most ``--concurrency`` at a time,
-streamed, ``--max-tokens`` tokens each. Each round brings new documents, so no round finds pages of
-another, and the routings take turns, in alternate order round by round. It prints, per routing, the share
-of prompt tokens the pods' caches served (`vllm:prefix_cache_hits_total` over
+Two `foresail serve --prefix-cache` processes (``--model``, the built-in tiny model unless set; one torch
+thread and a KV cache of ``--cache-tokens`` tokens each) are listed in EndpointSlices of the Kubernetes API
+test server, with one `foresail activator` process per routing in front of them. Each request is one of
+``--documents`` long prompt starts (``--document-words`` words each) followed by a question of its own, as
+when many users ask about the same few documents: least in flight sends every document to both pods, and a
+pod's cache is too small for all of them (transformers then drops every kept page at once); prefix routing
+sends each document to one pod (the routing key is the prompt's first 100 characters), so the two caches
+split the documents, unless that pod has more than the load factor (``--load-factors``, one activator each)
+times the mean requests in flight. For each routing the requests are sent in order, at most
+``--concurrency`` at a time, streamed, ``--max-tokens`` tokens each. Each round brings new documents, so no
+round finds pages of another, and the routings take turns, in alternate order round by round. It prints, per
+routing, the share of prompt tokens the pods' caches served (`vllm:prefix_cache_hits_total` over
 `vllm:prefix_cache_queries_total`) and the busier pod's share of the prompt tokens, over all rounds, and the
 mean and median time to first token and the tokens/s of the best round.
 
     PYTHONPATH=. python -m bench.prefix_routing [--concurrency 2,8] [--documents 8] [--document-words 100]
-        [--cache-tokens 4096] [--requests 96] [--max-tokens 8] [--repeats 3] [--load-factors 1.25,2] [--json FILE]
+        [--cache-tokens 4096] [--requests 96] [--max-tokens 8] [--repeats 3] [--load-factors 1.25,2]
+        [--model builtin:tiny] [--json FILE]
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def _figures(runs: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def run_bench(concurrencies: list[int], documents: int, words: int, cache_tokens: int, requests: int,
-              max_tokens: int, repeats: int, load_factors: list[float]) -> dict[str, Any]:
+              max_tokens: int, repeats: int, load_factors: list[float], model: str = TINY) -> dict[str, Any]:
     """Least in flight and prefix routing at each load factor, over the same two servers at every concurrency,
     ``repeats`` rounds each."""
     routings = ("pods", *(f"prefix:{f:g}" for f in load_factors))
@@ -68,7 +69,7 @@ def run_bench(concurrencies: list[int], documents: int, words: int, cache_tokens
     results: dict[str, dict[int, dict[str, float]]] = {routing: {} for routing in routings}
     try:
         for _ in range(2):  # one at a time, so that a server that fails to start stops the one before it
-            servers.append(start_server(TINY, 1, "--prefix-cache", "--max-tokens-in-flight", str(cache_tokens),
+            servers.append(start_server(model, 1, "--prefix-cache", "--max-tokens-in-flight", str(cache_tokens),
                                         "--served-model-name", MODEL))
         urls = [url for _, url, _ in servers]
         with activators(urls, routings, MODEL) as via:
@@ -92,8 +93,8 @@ def run_bench(concurrencies: list[int], documents: int, words: int, cache_tokens
         runner.close()
         for proc, _, _ in servers:
             stop_server(proc)
-    return {"results": results, "documents": documents, "document_words": words, "cache_tokens": cache_tokens,
-            "requests": requests, "max_tokens": max_tokens, "repeats": repeats}
+    return {"results": results, "model": model, "documents": documents, "document_words": words,
+            "cache_tokens": cache_tokens, "requests": requests, "max_tokens": max_tokens, "repeats": repeats}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,11 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="rounds; TTFT and tokens/s are the best round's")
     parser.add_argument("--load-factors", default="1.25,2",
                         help="comma-separated --prefix-load-factor of the prefix routing activators")
+    parser.add_argument("--model", default=TINY, help="the servers' --model (default: the built-in tiny model)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     figures = run_bench([int(c) for c in args.concurrency.split(",")], args.documents, args.document_words,
                         args.cache_tokens, args.requests, args.max_tokens, args.repeats,
-                        [float(f) for f in args.load_factors.split(",")])
+                        [float(f) for f in args.load_factors.split(",")], args.model)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     rows = []
@@ -126,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
                 {"c": "in flight", "routing": "routing", "hits": "cached prompt tokens", "busier": "busier pod",
                  "mean": "mean TTFT", "ratio": "mean TTFT / pods'", "median": "median TTFT", "tps": "tokens/s"})
     tokens = figures["results"]["pods"][int(args.concurrency.split(",")[0])]["mean_prompt_tokens"]
-    print(f"\n2 servers, {args.cache_tokens} cache tokens each; {args.documents} documents of {args.document_words} "
-          f"words a round ({tokens:.0f} prompt tokens a request on average), {args.requests} requests a round, "
+    print(f"\n2 servers of {args.model}, {args.cache_tokens} cache tokens each; {args.documents} documents of "
+          f"{args.document_words} words a round ({tokens:.0f} prompt tokens a request on average), "
+          f"{args.requests} requests a round, "
           f"best of {args.repeats} rounds (hits and the busier pod's share of prompt tokens: all rounds)")
     return 0
 
