@@ -7,7 +7,7 @@ import logging
 import os
 
 from foresail.checks import check_port
-from foresail_operator.endpoints import LOAD_FACTOR, ROUTINGS
+from foresail_operator.endpoints import LOAD_FACTOR, ROUTINGS, check_load_factor
 from foresail_operator.flags import check_upstream, use_kubeconfig
 
 
@@ -59,9 +59,7 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= args.hold_timeout < float("inf") or args.max_held < 1:
             raise ValueError(f"--hold-timeout must be seconds >= 0 (not {args.hold_timeout:g}) and --max-held "
                              f"at least 1 (not {args.max_held})")
-        if not 1 <= args.prefix_load_factor < float("inf"):
-            raise ValueError("--prefix-load-factor must be at least 1 (the mean load), "
-                             f"not {args.prefix_load_factor:g}")
+        check_load_factor("--prefix-load-factor", args.prefix_load_factor)
         use_kubeconfig(args.kubeconfig)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None

@@ -4,11 +4,11 @@ The activator sends each request to the ready pod that has the fewest of its req
 (KubeAI's LeastLoad): a Service picks a pod at random, blind to the long generations some already
 run. With a routing key (the start of the request's first user message or prompt, or a ``Routing-Key``
 header), it sends requests with the same key to the same pod, so that the pod's prefix cache holds
-their common start, unless that pod already has more than a load factor (LOAD_FACTOR unless set) times the
-mean load (KubeAI's
-PrefixHash, consistent hashing with bounded loads; here rendezvous hashing, which moves only the keys
-of a pod that comes or goes). The pods are those the cluster's EndpointSlice controller lists for the
-deployment's Service (label ``kubernetes.io/service-name``), with the port named as the Service's (``http``).
+their common start, unless that pod already has more than a load factor (LOAD_FACTOR unless set) times
+the mean load (KubeAI's PrefixHash, consistent hashing with bounded loads; here rendezvous hashing, which
+moves only the keys of a pod that comes or goes). The pods are those the cluster's EndpointSlice controller
+lists for the deployment's Service (label ``kubernetes.io/service-name``), with the port named as the
+Service's (``http``).
 """
 
 from __future__ import annotations
@@ -68,13 +68,18 @@ def ready_urls(slices: Iterable[Mapping[str, Any]]) -> list[str]:
     return sorted(urls)
 
 
+def check_load_factor(flag: str, factor: float) -> None:
+    """ValueError, naming ``flag``, unless ``factor`` is a finite load factor of at least 1 (the mean load)."""
+    if not 1 <= factor < math.inf:
+        raise ValueError(f"{flag} must be at least 1 (the mean load), not {factor:g}")
+
+
 class LeastLoaded:
     """The requests this process has in flight per upstream URL, and the pick of the least loaded."""
 
     def __init__(self, load_factor: float = LOAD_FACTOR) -> None:
         """``load_factor``: how far above the mean load a key's pod may be and still get the key's requests."""
-        if not 1 <= load_factor < math.inf:
-            raise ValueError(f"the prefix load factor must be at least 1 (the mean load), not {load_factor:g}")
+        check_load_factor("the prefix load factor", load_factor)
         self.load_factor = load_factor
         self.in_flight: Counter[str] = Counter()
 
