@@ -12,15 +12,16 @@ from bench.prefix_routing import main
 
 def test_prefix_routing_finds_more_of_the_prompts_cached(tmp_path: Path, capsys) -> None:
     out = tmp_path / "routing.json"
-    assert main(["--concurrency", "2", "--requests", "48", "--repeats", "2", "--load-factors", "1.25",
+    # one request at a time, so that where each goes and what the caches evict do not hang on the machine's speed
+    # (at 2 in flight a loaded CI machine narrowed the gap below to 0.13)
+    assert main(["--concurrency", "1", "--requests", "48", "--repeats", "2", "--load-factors", "1.25",
                  "--json", str(out)]) == 0
     figures = json.loads(out.read_text())
-    pods, prefix = figures["results"]["pods"]["2"], figures["results"]["prefix:1.25"]["2"]
-    # 48 requests a round over 8 documents of ~400 tokens, in 4096-token caches: least in flight computes each
-    # document on both servers and the caches overflow; prefix routing does neither, at most 40 of 48 finding
-    # their ~25 pages of ~26. Measured 0.44 to 0.46 against 0.74 to 0.76 in three runs; with the activator's
-    # routing key ignored (prefix routing then is least in flight) the two differed by -0.05 to +0.08
-    assert prefix["hit_rate"] > pods["hit_rate"] + 0.2
+    pods, prefix = figures["results"]["pods"]["1"], figures["results"]["prefix:1.25"]["1"]
+    # 48 requests a round over 8 documents of ~400 tokens, in 4096-token caches: least in flight (a random pick
+    # among idle servers) computes most documents on both servers; prefix routing computes each once, at most
+    # 40 of 48 finding their ~25 pages of ~26. Measured 0.44 and 0.45 against 0.70 and 0.78
+    assert prefix["hit_rate"] > pods["hit_rate"] + 0.15
     assert prefix["hit_rate"] < 40 / 48
     assert 0.5 <= pods["busier_pod_share"] < 0.7, "least in flight shares the prompt tokens about evenly"
     for run in (pods, prefix):
