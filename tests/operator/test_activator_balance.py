@@ -294,6 +294,7 @@ def test_the_prefix_load_factor_flag_sets_how_busy_a_keys_pod_may_get(cluster, t
     ready_deployment(cluster)
     for pod in pods[:2]:
         cluster.kube.create(SLICES, endpoint_slice("tiny", pod.server_address[1]))
+
     def arrived(count: int) -> bool:
         return sum(p.got for p in pods[:2]) == count
 
