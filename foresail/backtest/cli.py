@@ -52,6 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Foresail looks for windows in which demand recurs by the clock in the history it has "
                              "seen, every hour from a day of it on, and holds their floors "
                              "(autoscaling.learnSchedules); the baselines do not")
+    parser.add_argument("--queue", choices=["fluid", "requests"], default="fluid",
+                        help="fluid (default): demand drains as a liquid at the ready capacity; requests: single "
+                             "requests wait first come, first served for one of --slots per ready replica and meet "
+                             "the SLO when they start within --slo-wait (README, The simulation model)")
+    parser.add_argument("--slots", type=int, default=8, metavar="N",
+                        help="with --queue requests: requests one replica runs at once, each at capacity / N "
+                             "(default 8)")
     parser.add_argument("--fill-gaps", action="store_true",
                         help="bridge collection gaps by interpolation (ServeGen windows where every customer "
                         "reports zero; steps a generic CSV has no row for)")
@@ -75,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         prepared = [
             prepare(load_trace(path), args.interval, args.cold_start, capacity, args.slo_wait, args.unit,
                     args.fill_gaps, args.min_replicas, args.max_replicas, args.scale_to_zero, not args.no_activator,
-                    schedules, args.learn_schedules)
+                    schedules, args.learn_schedules, args.queue, args.slots)
             for path in args.trace
         ]
     except ValueError as exc:  # a TraceError is one
@@ -100,7 +107,7 @@ def write_results(args: argparse.Namespace, prepared: list[Prepared], results: d
         "cold_start_s": args.cold_start, "interval_s": args.interval, "slo_wait_s": args.slo_wait,
         "capacity": {p.name: p.sim.capacity for p in prepared}, "unit": {p.name: p.sim.unit for p in prepared},
         "match_slo": args.match_slo, "slo_target": args.slo_target, "tuned_settings": settings,
-        "fill_gaps": args.fill_gaps,
+        "fill_gaps": args.fill_gaps, "queue": args.queue, "slots": args.slots if args.queue == "requests" else None,
         "schedules": [f"{x.name} {x.describe()}: at least {x.min_replicas}" for x in schedules],
         "learn_schedules": args.learn_schedules,
         "learned": {p.name: results[p.name]["foresail"].extra.get("learned", []) for p in prepared
@@ -134,6 +141,8 @@ def check_arguments(args: argparse.Namespace) -> tuple[float | None, tuple[Sched
         raise ValueError("--slo-target is an attainment in [0.5, 1), e.g. 0.99")
     if args.match_slo is not None and not 0 < args.match_slo <= 1:
         raise ValueError("--match-slo is an attainment in (0, 1], e.g. 0.99")
+    if args.slots < 1:
+        raise ValueError(f"--slots is the number of requests one replica runs at once, at least 1, not {args.slots}")
     schedules = load_schedules(args.schedule) if args.schedule else ()
     hours = parse_hours(args.plot_hours) if args.plot_hours else None
     for flag, path in (("--json", args.json), ("--timeline", args.timeline)):

@@ -8,10 +8,12 @@ import numpy as np
 
 from foresail.autoscaler.schedule import Schedule
 from foresail.backtest.baselines import POLICIES, make_policy
+from foresail.backtest.request_queue import Requests, draw_requests
 from foresail.backtest.simulate import ScalingPolicy, SimConfig, SimResult, simulate
 from foresail.backtest.traces import Trace, TraceError
 
 AUTO_CAPACITY_REPLICAS = 8.0  # --capacity auto: the 99th-percentile demand needs this many replicas
+QUEUES = ("fluid", "requests")  # simulate.py's fluid queue, or request_queue.py's single requests
 
 
 @dataclass
@@ -25,6 +27,7 @@ class Prepared:
     start_s: float
     gaps: np.ndarray | None
     sizes: np.ndarray | None = None  # demand units per request at each step (tokens per request), None in requests
+    requests: Requests | None = None  # single requests, for the request-level queue (None: the fluid queue)
 
 
 def prepare(
@@ -41,12 +44,18 @@ def prepare(
     activator: bool = True,
     schedules: tuple[Schedule, ...] = (),
     learn_schedules: bool = False,
+    queue: str = "fluid",
+    slots: int = 8,
 ) -> Prepared:
-    """Resample, pick the demand unit, bridge gaps if asked, and size capacity (``None`` = auto)."""
+    """Resample, pick the demand unit, bridge gaps if asked, and size capacity (``None`` = auto); with ``queue``
+    "requests", draw the single requests that queue for ``slots`` per replica (request_queue.py)."""
+    if queue not in QUEUES:
+        raise ValueError(f"queue must be one of {', '.join(QUEUES)}, not {queue!r}")
     tr = trace.fill_gaps() if fill_gaps else trace
     if tr.duration_s < interval_s:
         raise TraceError(f"{trace.name}: the trace lasts {tr.duration_s:g} s, less than one decision step "
                          f"of {interval_s:g} s")
+    recorded = tr
     tr = tr.resample(interval_s)
     if unit == "auto":
         unit = tr.default_unit
@@ -60,9 +69,13 @@ def prepare(
         capacity = p99 / AUTO_CAPACITY_REPLICAS
     label = "tok/s" if unit == "tokens" else "req/s"
     sim = SimConfig(capacity, cold_start_s, slo_wait_s, interval_s, min_replicas, max_replicas, scale_to_zero, label,
-                    activator, schedules, learn_schedules)
+                    activator, schedules, learn_schedules, slots)
+    requests = None
+    if queue == "requests":
+        requests = draw_requests(tr.name, recorded.demand(unit), _tokens_per_request(recorded) if unit == "tokens"
+                                 else None, recorded.step_s, interval_s, len(demand))
     return Prepared(tr.name, tr.group, demand, sim, tr.start_s, tr.gaps,
-                    _tokens_per_request(tr) if unit == "tokens" else None)
+                    _tokens_per_request(tr) if unit == "tokens" else None, requests)
 
 
 def _tokens_per_request(tr: Trace) -> np.ndarray:
@@ -92,4 +105,4 @@ def run_instance(p: Prepared, policy: ScalingPolicy, name: str, record_forecast:
     """A policy instance (of the kind ``name`` in ``POLICIES``) over one prepared trace."""
     at_zero = "proxy" if POLICIES[name].proxy else "activator" if p.sim.activator else "none"
     return simulate(policy, p.arrivals, p.sim, name, p.name, p.start_s, record_forecast=record_forecast,
-                    at_zero=at_zero, sizes=p.sizes)
+                    at_zero=at_zero, sizes=p.sizes, requests=p.requests)

@@ -33,6 +33,7 @@ import numpy as np
 
 from foresail.autoscaler.policy import Decision, Observation
 from foresail.autoscaler.schedule import Schedule
+from foresail.backtest.request_queue import RequestQueue, Requests
 
 AT_ZERO = ("proxy", "activator", "none")  # what holds requests at zero replicas; see the module docstring
 
@@ -52,6 +53,7 @@ class SimConfig:
     activator: bool = True  # Foresail's requests at zero are held by its activator (else they fail)
     schedules: tuple[Schedule, ...] = ()  # Foresail's scheduled floors (autoscaling.schedules), in trace time
     learn_schedules: bool = False  # Foresail also holds windows it finds recurring (autoscaling.learnSchedules)
+    slots: int = 8  # requests one replica runs at once, in the request-level queue (request_queue.py)
 
     @property
     def cold_steps(self) -> int:
@@ -140,6 +142,7 @@ def simulate(
     record_forecast: bool = False,
     at_zero: str = "proxy",
     sizes: np.ndarray | None = None,
+    requests: Requests | None = None,
 ) -> SimResult:
     """Replay ``arrivals`` (demand units per step) through ``policy``.
 
@@ -151,6 +154,9 @@ def simulate(
     no replica served the previous step: no data while replicas start (no pod exports metrics yet), and
     at zero replicas no demand (no pod counts requests) and no queue (what arrives while no replica is
     ready fails, missing the SLO, instead of queueing).
+
+    With ``requests`` (drawn from these arrivals), they queue one by one for the replicas' batching slots
+    (request_queue.py) instead of in the fluid queue.
     """
     if at_zero not in AT_ZERO:
         raise ValueError(f"at_zero must be one of {', '.join(AT_ZERO)}, not {at_zero!r}")
@@ -175,6 +181,7 @@ def simulate(
     lo = 0 if cfg.scale_to_zero else cfg.min_replicas
     prev_rate = a[0] / dt if n else 0.0
     served_before = ready > 0  # whether a replica served the previous step
+    queue = RequestQueue(requests, cfg.capacity, cfg.slots, cfg.slo_wait_s) if requests is not None else None
     for k in range(n):
         while starting and starting[0] <= k:
             starting.popleft()
@@ -193,11 +200,15 @@ def simulate(
             events += 1
             ready = _resize(ready, starting, want - provisioned, k, cold)
             provisioned = want
-        served = ready * per_replica
-        if at_zero == "none" and ready == 0:  # no endpoint: what arrives fails rather than waiting
+        if queue is not None:
+            backlog = queue.advance(k, ready, k * dt, (k + 1) * dt)
+            if at_zero == "none" and ready == 0:  # no endpoint: what arrives fails rather than waiting
+                backlog = 0.0
+                queue.drop(k)
+        elif at_zero == "none" and ready == 0:
             backlog, met[k] = 0.0, a[k] == 0
         else:
-            backlog = max(0.0, backlog + a[k] - served)
+            backlog = max(0.0, backlog + a[k] - ready * per_replica)
             met[k] = backlog <= ready * cfg.capacity * cfg.slo_wait_s + 1e-9
         prov_out[k] = provisioned
         ready_out[k] = ready
@@ -206,6 +217,8 @@ def simulate(
         served_before = ready > 0
     total = a.sum()
     attainment = float(a[met].sum() / total) if total > 0 else 1.0
+    if queue is not None:
+        attainment, met = queue.attainment(), queue.met_steps(n)
     return SimResult(
         name, trace_name, attainment, float(prov_out.sum() * dt / 3600.0), events,
         prov_out, ready_out, backlog_out, met, f_up, f_med,
