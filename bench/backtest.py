@@ -1,6 +1,7 @@
 """The multi-trace backtest benchmark: Foresail (shipped defaults) against the anchors at equal SLO.
 
     PYTHONPATH=. python -m bench.backtest [--traces ../shared/traces] [--out bench-backtest.json] [--workers 2]
+        [--customers 12] [--cold-starts 120,300] [--skip-forecast] [--queue fluid|requests] [--max-requests N]
 
 For each cold start (120 s and 300 s) and each trace group (ServeGen customers, ServeGen service
 aggregates, Azure, Mooncake), every baseline's knob is scanned over its whole grid and the fleet-wide
@@ -15,6 +16,9 @@ one-minute backtest with all policies.
 ServeGen customers: a deterministic subset, the ``--customers`` (default 12) largest by request volume
 of each of the four services, because all 379 series do not fit in ~10 minutes on 2 cores;
 ``--customers 0`` runs every one with demand (378; about 50 minutes per cold start on 2 cores).
+``--queue requests`` replays single requests over batching slots instead of the fluid queue (as
+``foresail backtest --queue requests``), on the series of at most ``--max-requests`` requests (2 million
+unless set; the same flag narrows a fluid run to the same series).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from foresail.backtest.accuracy import evaluate
 from foresail.backtest.baselines import POLICIES
 from foresail.backtest.experiment import prepare, run_policy
 from foresail.backtest.report import geomean
+from foresail.backtest.request_queue import MAX_REQUESTS
 from foresail.backtest.traces import Trace, iter_servegen_clients, load_trace
 from foresail.backtest.tune import fleet_setting
 
@@ -42,6 +47,7 @@ COLD_STARTS = (120.0, 300.0)
 SWITCH_ON_BINS = (0.0, 0.01, 0.03, 0.10, 1.0)
 TARGET = 0.99
 BASELINES = ["hpa", "kpa", "apa", "holt-winters", "static"]
+REQUESTS_REPLAYED = 2_000_000  # --queue requests: the series of more are left out unless --max-requests says
 
 
 def load_groups(traces_dir: Path, per_service: int) -> dict[str, list[Trace]]:
@@ -63,6 +69,16 @@ def load_groups(traces_dir: Path, per_service: int) -> dict[str, list[Trace]]:
     }
 
 
+def within(groups: dict[str, list[Trace]], max_requests: int | None) -> dict[str, list[Trace]]:
+    """The groups with their series of at most ``max_requests`` requests only (all of them with None), and
+    the groups left empty left out; says which series it leaves out."""
+    if not max_requests:
+        return groups
+    left_out = list(dict.fromkeys(t.name for ts in groups.values() for t in ts if t.arrivals.sum() > max_requests))
+    print(f"left out (more than {max_requests:,} requests): {', '.join(left_out) or 'none'}")
+    return {g: kept for g, ts in groups.items() if (kept := [t for t in ts if t.name not in left_out])}
+
+
 def switch_ons(d: np.ndarray) -> np.ndarray:
     """True at the steps with demand at least twice the step before (a "switch-on")."""
     return np.r_[False, d[1:] >= 2 * d[:-1]] & (d > 0)
@@ -77,11 +93,11 @@ def switch_on_share(trace: Trace) -> float:
     return float(d[switch_ons(d)].sum() / d.sum()) if d.sum() > 0 else 0.0
 
 
-def run_trace(job: tuple[Trace, float, bool, float | None]) -> dict:
+def run_trace(job: tuple[Trace, float, bool, float | None, str]) -> dict:
     """Foresail (``slo_target``: with its SLO governor), the oracle, and every baseline over its whole knob
-    grid on one trace."""
-    trace, cold, fill, slo_target = job
-    p = prepare(trace, cold_start_s=cold, fill_gaps=fill)
+    grid on one trace, in the simulator's ``queue`` model."""
+    trace, cold, fill, slo_target, queue = job
+    p = prepare(trace, cold_start_s=cold, fill_gaps=fill, queue=queue)
     out: dict = {"name": p.name + (" (gaps filled)" if fill else ""), "steps": len(p.arrivals), "grid": {}}
     for name, knob in (("foresail", slo_target), ("oracle", None)):
         r = run_policy(p, name, knob)
@@ -136,7 +152,7 @@ def summarise_group(rows: list[dict]) -> dict:
         i = fleet_setting(att, TARGET)
         out["policies"][b] = figures(np.array([row[i] for row in att]),
                                      np.array([r["grid"][b][i][1] for r in rows]), POLICIES[b].grid[i])
-    out["policies"]["oracle"] = figures(np.ones(len(rows)), oracle)
+    out["policies"]["oracle"] = figures(np.array([r["oracle"][0] for r in rows]), oracle)
     # every series' raw figures (Foresail's SLO and hours, each baseline's over its knob grid), so a report
     # can compare at equal SLO series by series
     out["series"] = {r["name"]: {"foresail": r["foresail"][:2], "grid": r["grid"]} for r in rows}
@@ -163,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-forecast", action="store_true")
     parser.add_argument("--slo-target", type=float, metavar="ATTAINMENT",
                         help="run Foresail with its SLO governor for this attainment (default: shipped defaults, off)")
+    parser.add_argument("--queue", choices=["fluid", "requests"], default="fluid",
+                        help="the simulator's queue (foresail backtest --queue)")
+    parser.add_argument("--max-requests", type=int, metavar="N",
+                        help=f"leave out the series of more requests (default: none; {REQUESTS_REPLAYED:,} with "
+                             f"--queue requests, which takes about a second per million per run, at most "
+                             f"{MAX_REQUESTS:,})")
     parser.add_argument("--report", type=Path, metavar="JSON", help="print the tables of a saved --out file and exit")
     parser.add_argument("--plot", type=Path, metavar="PNG",
                         help="plot the customer series' figures (with --report too)")
@@ -175,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     t_all = time.perf_counter()
     groups = load_groups(args.traces, args.customers)
+    big = max(groups["servegen-aggregates"], key=lambda t: t.duration_s)  # timed below
+    groups = within(groups, args.max_requests or (REQUESTS_REPLAYED if args.queue == "requests" else None))
     jobs: list[tuple[str, float, Trace, bool]] = []
     for cold in args.cold_starts:
         for g, traces in groups.items():
@@ -183,12 +207,12 @@ def main(argv: list[str] | None = None) -> int:
                 if tr.gaps is not None and g == "servegen-aggregates":
                     jobs.append((g + " (gaps filled)", cold, tr, True))
     jobs.sort(key=lambda j: -len(j[2].arrivals) * j[2].step_s)  # longest first
-    report: dict = {"target": TARGET, "cold_starts": {}, "customers_per_service": args.customers,
+    report: dict = {"target": TARGET, "cold_starts": {}, "customers_per_service": args.customers, "queue": args.queue,
                     "foresail_slo_target": args.slo_target,
                     "switch_on_share": {t.name: switch_on_share(t) for t in groups["servegen-customers"]}}
     with ProcessPoolExecutor(args.workers) as pool:
-        results = run_all(pool, run_trace, [(tr, cold, fill, args.slo_target) for _, cold, tr, fill in jobs],
-                          "backtests")
+        work = [(tr, cold, fill, args.slo_target, args.queue) for _, cold, tr, fill in jobs]
+        results = run_all(pool, run_trace, work, "backtests")
         by: dict = {}
         for (g, cold, _, _), res in zip(jobs, results, strict=True):
             by.setdefault(cold, {}).setdefault(g, []).append(res)
@@ -202,7 +226,6 @@ def main(argv: list[str] | None = None) -> int:
             report["forecast"] = run_all(pool, score_trace, fjobs, "forecasts")
     t_backtest = time.perf_counter() - t_all
     # timing: a 14-day one-minute backtest with all policies at their defaults, one process
-    big = max(groups["servegen-aggregates"], key=lambda t: t.duration_s)
     p = prepare(big, cold_start_s=300.0)
     t0 = time.perf_counter()
     per_policy = {}

@@ -20,8 +20,11 @@ from bench.backtest import (
     main,
     plot_customers,
     run_all,
+    run_trace,
     spread,
+    summarise_group,
     switch_on_share,
+    within,
 )
 from foresail.backtest.traces import Trace
 
@@ -64,6 +67,24 @@ def test_equal_slo_compares_each_series_at_foresails_attainment() -> None:
     line = equal_slo(series, "hpa")
     assert "reaches Foresail's SLO on 1 of 2 series" in line
     assert "costs less on 1" in line and "geo-mean x0.789" in line
+
+
+def test_a_group_reports_the_oracles_own_attainment_which_single_requests_can_miss() -> None:
+    # an hour of 1-s steps with a 20-s burst of 30 requests/s every 10 minutes: the oracle holds each minute's
+    # fluid need, which a burst within the minute queues past the SLO wait as single requests
+    rng = np.random.default_rng(0)
+    trace = Trace("bursty", 1.0, rng.poisson(np.where(np.arange(3600) % 600 < 20, 30.0, 1.0)).astype(float))
+    fluid, single = (run_trace((trace, 120.0, False, None, queue)) for queue in ("fluid", "requests"))
+    assert summarise_group([fluid])["policies"]["oracle"]["min_slo"] == fluid["oracle"][0] == 1.0
+    assert summarise_group([single])["policies"]["oracle"]["min_slo"] == single["oracle"][0] < 1.0
+
+
+def test_a_request_limit_leaves_out_the_larger_series_and_says_which(capsys: pytest.CaptureFixture[str]) -> None:
+    small, large = Trace("small", 60.0, np.full(10, 5.0)), Trace("large", 60.0, np.full(10, 50.0))
+    groups = {"a": [small, large], "b": [large]}
+    assert within(groups, None) is groups
+    assert within(groups, 100) == {"a": [small]}
+    assert "left out (more than 100 requests): large\n" in capsys.readouterr().out
 
 
 def test_a_saved_report_is_printed_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
