@@ -113,6 +113,9 @@ def write_results(args: argparse.Namespace, prepared: list[Prepared], results: d
         "learned": {p.name: results[p.name]["foresail"].extra.get("learned", []) for p in prepared
                     if "foresail" in results[p.name]},
     })
+    if args.queue == "requests":
+        print(f"single requests, {args.slots} at once per ready replica: SLO attainment is the share of requests that "
+              f"start within {args.slo_wait:g} s of arriving")
     print(report.table(summary))
     if schedules:
         print("foresail's scheduled floors: " + "; ".join(summary["settings"]["schedules"]))

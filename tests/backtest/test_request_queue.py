@@ -122,7 +122,9 @@ def test_the_command_runs_the_request_level_queue_and_says_so(tmp_path, capsys):
     args = ["backtest", "--trace", str(trace), "--policy", "hpa", "--json", str(out), "--no-progress"]
     assert main(args) == 0
     fluid = json.loads(out.read_text())
+    capsys.readouterr()
     assert main([*args, "--queue", "requests", "--slots", "4"]) == 0
+    assert "single requests, 4 at once per ready replica" in capsys.readouterr().out
     single = json.loads(out.read_text())
     assert (single["settings"]["queue"], single["settings"]["slots"]) == ("requests", 4)
     assert (fluid["settings"]["queue"], fluid["settings"]["slots"]) == ("fluid", None)
