@@ -8,7 +8,7 @@ import numpy as np
 
 from foresail.autoscaler.schedule import Schedule
 from foresail.backtest.baselines import POLICIES, make_policy
-from foresail.backtest.request_queue import Requests, draw_requests
+from foresail.backtest.request_queue import Requests, draw_requests, on_grid
 from foresail.backtest.simulate import ScalingPolicy, SimConfig, SimResult, simulate
 from foresail.backtest.traces import Trace, TraceError
 
@@ -70,12 +70,21 @@ def prepare(
     label = "tok/s" if unit == "tokens" else "req/s"
     sim = SimConfig(capacity, cold_start_s, slo_wait_s, interval_s, min_replicas, max_replicas, scale_to_zero, label,
                     activator, schedules, learn_schedules, slots)
-    requests = None
-    if queue == "requests":
-        requests = draw_requests(tr.name, recorded.demand(unit), _tokens_per_request(recorded) if unit == "tokens"
-                                 else None, recorded.step_s, interval_s, len(demand))
     return Prepared(tr.name, tr.group, demand, sim, tr.start_s, tr.gaps,
-                    _tokens_per_request(tr) if unit == "tokens" else None, requests)
+                    _tokens_per_request(tr) if unit == "tokens" else None,
+                    _requests(recorded, unit, interval_s, len(demand)) if queue == "requests" else None)
+
+
+def _requests(tr: Trace, unit: str, interval_s: float, steps: int) -> Requests:
+    """The single requests of a trace on the decision grid: its own where it recorded them, else drawn from its
+    steps (request_queue.py)."""
+    if tr.request_times_s is None:
+        sizes = _tokens_per_request(tr) if unit == "tokens" else None
+        return draw_requests(tr.name, tr.demand(unit), sizes, tr.step_s, interval_s, steps)
+    sizes = tr.request_tokens if unit == "tokens" else None
+    if sizes is None:
+        sizes = np.ones(len(tr.request_times_s))
+    return on_grid(tr.request_times_s, sizes, interval_s, steps)
 
 
 def _tokens_per_request(tr: Trace) -> np.ndarray:

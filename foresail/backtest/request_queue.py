@@ -4,10 +4,12 @@ The default fluid queue (simulate.py) treats demand as a liquid that ready repli
 ``capacity`` per second. This model replays single requests instead, so that the time one request
 takes and the variance of arrivals within a step count, as they do for a request's time to first token:
 
-- Each step of the trace as recorded (1 s for the per-request traces, 10 min for ServeGen's) is cut into
-  requests: ``demand / size`` of them (``size``: demand units per request, the step's tokens per request
-  where demand is in tokens, else 1), rounded up or down at random in proportion to the fraction (so the
-  demand is kept on average), each of ``size`` units and arriving at a uniformly random moment of the step.
+- A per-request trace (Azure, Mooncake) replays its own requests: each at its arrival time, of its input +
+  output tokens (or 1 where demand is in requests).
+- Any other trace's steps as recorded (10 min for ServeGen's) are cut into requests: ``demand / size`` of
+  them (``size``: demand units per request, the step's tokens per request where demand is in tokens, else
+  1), rounded up or down at random in proportion to the fraction (so the demand is kept on average), each
+  of ``size`` units and arriving at a uniformly random moment of the step.
 - Each ready replica runs up to ``slots`` requests at once (continuous batching), each slot at ``capacity /
   slots`` per second, so a request of ``size`` units holds its slot ``size * slots / capacity`` seconds; a
   replica's throughput at full batch is ``capacity``, as in the fluid model.
@@ -19,7 +21,7 @@ takes and the variance of arrivals within a step count, as they do for a request
   request still waiting when the trace ends misses it. The backlog the policies see is the demand of the
   requests still waiting.
 
-Every policy replays the same requests (one seeded draw per trace).
+Every policy replays the same requests (for a trace cut into requests, one seeded draw).
 """
 
 from __future__ import annotations
@@ -62,11 +64,15 @@ def draw_requests(name: str, demand: np.ndarray, sizes: np.ndarray | None, step_
     at_step = np.repeat(np.arange(len(counts)), counts)
     times = (at_step + rng.random(len(at_step))) * step_s
     order = np.argsort(times, kind="stable")
-    times, at_step = times[order], at_step[order]
-    keep = times < steps * interval_s  # the decision grid drops a last partial step
-    decision = np.minimum((times[keep] // interval_s).astype(np.int64), steps - 1)
-    return Requests(times[keep], per[at_step[keep]], decision,
-                    np.searchsorted(decision, np.arange(steps + 1)))
+    return on_grid(times[order], per[at_step[order]], interval_s, steps)
+
+
+def on_grid(times_s: np.ndarray, sizes: np.ndarray, interval_s: float, steps: int) -> Requests:
+    """Requests arriving at ``times_s`` (sorted, seconds from the trace's start) of ``sizes`` units, on ``steps``
+    decision steps of ``interval_s``; those after the last whole step are left out, as the grid leaves it out."""
+    keep = times_s < steps * interval_s
+    decision = np.minimum((times_s[keep] // interval_s).astype(np.int64), steps - 1)
+    return Requests(times_s[keep], sizes[keep], decision, np.searchsorted(decision, np.arange(steps + 1)))
 
 
 class RequestQueue:

@@ -38,6 +38,8 @@ class Trace:
     start_s: float = 0.0  # seconds (Unix time, or from the trace's day-0 midnight)
     gaps: np.ndarray | None = None  # True where the source had a collection gap
     group: str = ""
+    request_times_s: np.ndarray | None = None  # per-request traces: each arrival, in seconds after start_s
+    request_tokens: np.ndarray | None = None  # and each request's input + output tokens
 
     def __post_init__(self) -> None:
         self.arrivals = np.asarray(self.arrivals, dtype=float)
@@ -115,7 +117,7 @@ class Trace:
 
 # ---- per-request traces ------------------------------------------------------------------------
 def _from_requests(name: str, times_s: np.ndarray, tokens: np.ndarray | None, group: str) -> Trace:
-    """Bin request arrival times into 1-s steps."""
+    """Bin request arrival times into 1-s steps, keeping the requests themselves (for `--queue requests`)."""
     if len(times_s) == 0:
         raise TraceError(f"{name}: the trace is empty")
     if np.any(np.diff(times_s) < 0):
@@ -127,7 +129,7 @@ def _from_requests(name: str, times_s: np.ndarray, tokens: np.ndarray | None, gr
         raise TraceError(f"{name}: the trace spans {n:,} s (more than {MAX_STEPS:,}); check the time unit")
     arrivals = np.bincount(idx, minlength=n).astype(float)
     tok = np.bincount(idx, weights=tokens, minlength=n) if tokens is not None else None
-    return Trace(name, 1.0, arrivals, tok, float(t0), group=group)
+    return Trace(name, 1.0, arrivals, tok, float(t0), group=group, request_times_s=times_s - t0, request_tokens=tokens)
 
 
 def _check_columns(path: Path, df: pd.DataFrame, needed: list[str]) -> None:

@@ -9,7 +9,7 @@ import pytest
 from foresail.backtest.experiment import prepare, run_policy
 from foresail.backtest.request_queue import MAX_REQUESTS, RequestQueue, Requests, draw_requests
 from foresail.backtest.simulate import SimConfig, simulate
-from foresail.backtest.traces import Trace, TraceError
+from foresail.backtest.traces import Trace, TraceError, load_trace
 from foresail.cli import main
 from tests.backtest.test_backtest_simulate import Schedule
 
@@ -36,6 +36,19 @@ def test_fractions_of_requests_round_at_random_in_proportion_and_finer_steps_lan
     assert len(r.bounds) == 101 and r.bounds[-1] == len(r.times_s)
     assert np.all(r.steps == r.times_s // 60)
     assert np.allclose(r.sizes, 1.0)  # a request rounded up is a whole request, not a quarter of one
+
+
+def test_a_per_request_trace_replays_its_own_requests_at_their_times_and_sizes(tmp_path):
+    path = tmp_path / "AzureLLMInferenceTrace_code.csv"
+    rows = ["2023-11-16 18:00:00.50,8000,0", "2023-11-16 18:00:00.75,9,1", "2023-11-16 18:01:30.00,100,20",
+            "2023-11-16 18:02:10.00,1,1"]
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "\n".join(rows) + "\n")
+    p = prepare(load_trace(path), queue="requests")  # 60-s steps: 2 whole ones, the request at 130 s after them
+    assert p.requests is not None
+    assert np.allclose(p.requests.times_s, [0.5, 0.75, 90.0]) and list(p.requests.bounds) == [0, 2, 3]
+    assert list(p.requests.sizes) == [8000, 10, 120]  # each its own tokens, not the second's mean of 4,005
+    p = prepare(load_trace(path), queue="requests", unit="requests")
+    assert p.requests is not None and list(p.requests.sizes) == [1, 1, 1]
 
 
 def test_too_many_requests_is_an_error_that_names_the_fluid_queue():
