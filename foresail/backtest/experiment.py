@@ -48,7 +48,7 @@ def prepare(
     slots: int = 8,
 ) -> Prepared:
     """Resample, pick the demand unit, bridge gaps if asked, and size capacity (``None`` = auto); with ``queue``
-    "requests", draw the single requests that queue for ``slots`` per replica (request_queue.py)."""
+    "requests", the single requests that queue for ``slots`` per replica (request_queue.py)."""
     if queue not in QUEUES:
         raise ValueError(f"queue must be one of {', '.join(QUEUES)}, not {queue!r}")
     tr = trace.fill_gaps() if fill_gaps else trace

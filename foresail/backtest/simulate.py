@@ -155,8 +155,8 @@ def simulate(
     at zero replicas no demand (no pod counts requests) and no queue (what arrives while no replica is
     ready fails, missing the SLO, instead of queueing).
 
-    With ``requests`` (drawn from these arrivals), they queue one by one for the replicas' batching slots
-    (request_queue.py) instead of in the fluid queue.
+    With ``requests`` (the same demand as single requests), they queue one by one for the replicas' batching
+    slots (request_queue.py) instead of in the fluid queue.
     """
     if at_zero not in AT_ZERO:
         raise ValueError(f"at_zero must be one of {', '.join(AT_ZERO)}, not {at_zero!r}")
