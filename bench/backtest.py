@@ -361,6 +361,9 @@ def print_report(report: dict) -> None:
     if report.get("foresail_slo_target"):
         target = 100 * report["foresail_slo_target"]
         print(f"Foresail with its SLO governor on, for {target:g} % (not the shipped default)")
+    if report.get("queue") == "requests":
+        print("Single requests over 8 batching slots per replica (--queue requests): SLO attainment is the share of "
+              "requests that start within 10 s")
     for cold, groups in report["cold_starts"].items():
         print(f"\n=== cold start {cold} s: SLO attainment min/mean, traces >= 99 % (of those where any policy "
               f"reaches it), geo-mean cost / oracle; baselines at their best fleet-wide setting")

@@ -106,7 +106,10 @@ def test_a_saved_report_is_printed_again(tmp_path: Path, capsys: pytest.CaptureF
     assert ">= 99 %: 9, >= 98 %: 9, >= 95 %: 9, >= 90 %: 10" in out
     assert "foresail by switch-on share: 10-100 %: 1 series, 0 at 99 %" in out
     assert "kpa: reaches Foresail's SLO on 1 of 1 series; there Foresail costs less on 1" in out
-    assert "20160 steps" in out
+    assert "20160 steps" in out and "Single requests" not in out
+    saved.write_text(json.dumps({**report, "queue": "requests"}))
+    assert main(["--report", str(saved)]) == 0
+    assert "Single requests over 8 batching slots per replica" in capsys.readouterr().out
 
 
 def test_customer_series_without_demand_are_left_out(tmp_path: Path) -> None:
