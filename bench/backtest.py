@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from foresail.backtest.accuracy import evaluate
 from foresail.backtest.baselines import POLICIES
-from foresail.backtest.experiment import prepare, run_policy
+from foresail.backtest.experiment import QUEUES, prepare, run_policy
 from foresail.backtest.report import geomean
 from foresail.backtest.request_queue import MAX_REQUESTS
 from foresail.backtest.traces import Trace, iter_servegen_clients, load_trace
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-forecast", action="store_true")
     parser.add_argument("--slo-target", type=float, metavar="ATTAINMENT",
                         help="run Foresail with its SLO governor for this attainment (default: shipped defaults, off)")
-    parser.add_argument("--queue", choices=["fluid", "requests"], default="fluid",
+    parser.add_argument("--queue", choices=QUEUES, default="fluid",
                         help="the simulator's queue (foresail backtest --queue)")
     parser.add_argument("--max-requests", type=int, metavar="N",
                         help=f"leave out the series of more requests (default: none; {REQUESTS_REPLAYED:,} with "

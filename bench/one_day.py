@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from foresail.backtest.experiment import prepare, run_policy
+from foresail.backtest.experiment import QUEUES, prepare, run_policy
 from foresail.backtest.report import geomean
 from foresail.backtest.traces import Trace, TraceError, iter_servegen_clients
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--services", nargs="+", default=["deepseek-r1", "mm-image"])
     ap.add_argument("--cold-starts", default="120,300", help="seconds, comma-separated (default 120,300)")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--queue", choices=["fluid", "requests"], default="fluid",
+    ap.add_argument("--queue", choices=QUEUES, default="fluid",
                     help="the simulator's queue (foresail backtest --queue; default fluid)")
     args = ap.parse_args(argv)
     try:

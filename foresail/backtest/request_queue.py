@@ -111,7 +111,7 @@ class RequestQueue:
 
     def met_steps(self, n: int) -> np.ndarray:
         """Per step: whether every request that arrived in it met the SLO."""
-        return np.bincount(self.req.steps[~self.met], minlength=n)[:n] == 0
+        return np.bincount(self.req.steps[~self.met], minlength=n) == 0
 
     def _resize(self, want: int, now: float) -> None:
         """Keep ``want`` slots: new ones free at ``now``; fewer, those that free first leave."""

@@ -215,10 +215,11 @@ def simulate(
         backlog_out[k] = backlog
         prev_rate = a[k] / dt
         served_before = ready > 0
-    total = a.sum()
-    attainment = float(a[met].sum() / total) if total > 0 else 1.0
     if queue is not None:
         attainment, met = queue.attainment(), queue.met_steps(n)
+    else:
+        total = a.sum()
+        attainment = float(a[met].sum() / total) if total > 0 else 1.0
     return SimResult(
         name, trace_name, attainment, float(prov_out.sum() * dt / 3600.0), events,
         prov_out, ready_out, backlog_out, met, f_up, f_med,
