@@ -47,6 +47,8 @@ COLD_STARTS = (120.0, 300.0)
 SWITCH_ON_BINS = (0.0, 0.01, 0.03, 0.10, 1.0)
 TARGET = 0.99
 BASELINES = ["hpa", "kpa", "apa", "holt-winters", "static"]
+SLO_WAIT_S = 10.0  # --slo-wait of every run
+SLOTS = 8  # batching slots per replica, with --queue requests
 REQUESTS_REPLAYED = 2_000_000  # --queue requests: the series of more are left out unless --max-requests says
 
 
@@ -97,7 +99,7 @@ def run_trace(job: tuple[Trace, float, bool, float | None, str]) -> dict:
     """Foresail (``slo_target``: with its SLO governor), the oracle, and every baseline over its whole knob
     grid on one trace, in the simulator's ``queue`` model."""
     trace, cold, fill, slo_target, queue = job
-    p = prepare(trace, cold_start_s=cold, fill_gaps=fill, queue=queue)
+    p = prepare(trace, cold_start_s=cold, slo_wait_s=SLO_WAIT_S, fill_gaps=fill, queue=queue, slots=SLOTS)
     out: dict = {"name": p.name + (" (gaps filled)" if fill else ""), "steps": len(p.arrivals), "grid": {}}
     for name, knob in (("foresail", slo_target), ("oracle", None)):
         r = run_policy(p, name, knob)
@@ -208,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                     jobs.append((g + " (gaps filled)", cold, tr, True))
     jobs.sort(key=lambda j: -len(j[2].arrivals) * j[2].step_s)  # longest first
     report: dict = {"target": TARGET, "cold_starts": {}, "customers_per_service": args.customers, "queue": args.queue,
-                    "foresail_slo_target": args.slo_target,
+                    "slots": SLOTS, "slo_wait_s": SLO_WAIT_S, "foresail_slo_target": args.slo_target,
                     "switch_on_share": {t.name: switch_on_share(t) for t in groups["servegen-customers"]}}
     with ProcessPoolExecutor(args.workers) as pool:
         work = [(tr, cold, fill, args.slo_target, args.queue) for _, cold, tr, fill in jobs]
@@ -362,8 +364,9 @@ def print_report(report: dict) -> None:
         target = 100 * report["foresail_slo_target"]
         print(f"Foresail with its SLO governor on, for {target:g} % (not the shipped default)")
     if report.get("queue") == "requests":
-        print("Single requests over 8 batching slots per replica (--queue requests): SLO attainment is the share of "
-              "requests that start within 10 s")
+        slots, wait = report.get("slots", SLOTS), report.get("slo_wait_s", SLO_WAIT_S)  # older reports lack them
+        print(f"Single requests over {slots} batching slots per replica (--queue requests): SLO attainment is the "
+              f"share of requests that start within {wait:g} s")
     for cold, groups in report["cold_starts"].items():
         print(f"\n=== cold start {cold} s: SLO attainment min/mean, traces >= 99 % (of those where any policy "
               f"reaches it), geo-mean cost / oracle; baselines at their best fleet-wide setting")

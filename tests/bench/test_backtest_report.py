@@ -110,6 +110,10 @@ def test_a_saved_report_is_printed_again(tmp_path: Path, capsys: pytest.CaptureF
     saved.write_text(json.dumps({**report, "queue": "requests"}))
     assert main(["--report", str(saved)]) == 0
     assert "Single requests over 8 batching slots per replica" in capsys.readouterr().out
+    saved.write_text(json.dumps({**report, "queue": "requests", "slots": 4, "slo_wait_s": 2.5}))
+    assert main(["--report", str(saved)]) == 0
+    assert "over 4 batching slots per replica (--queue requests): SLO attainment is the share of requests that " \
+           "start within 2.5 s" in capsys.readouterr().out
 
 
 def test_customer_series_without_demand_are_left_out(tmp_path: Path) -> None:
