@@ -234,15 +234,14 @@ class DemandForecaster:
     def _maybe_refit(self, force: bool = False) -> None:
         if self.start_bucket_ is None:
             return
-        last = self.start_bucket_ + len(self.weights_) - 1
+        seen = np.nonzero(self.weights_ > 0)[0]
+        if len(seen) < max(1, self.own_min_history_steps):
+            return
+        last = self.start_bucket_ + int(seen[-1])  # the last step with data (the arrays grow ahead of it)
         due = self.fitted_at_bucket_ is None or last - self.fitted_at_bucket_ >= self.refit_every_steps
         if not (due or force):
             return
-        if self._n_observed() < self.own_min_history_steps:
-            return
-        x = self.history_
-        nz = np.nonzero(self.weights_ > 0)[0]
-        x = x[: nz[-1] + 1]
+        x = self.history_[: seen[-1] + 1]
         X, level, eps = features.make_features(x, self.step_s, self.start_bucket_ * self.step_s)
         H = self.horizon_steps_
         Y = features.make_targets(x, level, eps, np.arange(1, H + 1))

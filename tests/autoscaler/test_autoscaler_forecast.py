@@ -112,6 +112,18 @@ def test_own_model_is_fitted_with_enough_history_and_tracks_a_level_shift():
     assert fc.source == "own" and fc.median[0] > 2.5 * np.mean(x[-1500:-1440])
 
 
+def test_the_own_model_refits_every_refit_every_steps_of_data_as_it_arrives():
+    # counted from the last step with data, not from the end of the history arrays (which grow 256 steps ahead)
+    x = seasonal(days=3) / 60
+    f = DemandForecaster(horizon_s=600.0).fit((np.arange(2880) + 1) * 60.0, x[:2880])
+    fits = []
+    for k in range(2880, len(x)):
+        f.observe((k + 1) * 60.0, float(x[k]), 60.0)
+        f.predict((k + 1) * 60.0)
+        fits.append(f.n_fits_)
+    assert [k for k in range(1, len(fits)) if fits[k] > fits[k - 1]] == [359, 719, 1079, 1439]
+
+
 def _online(x, **params):
     """Feed ``x`` a minute at a time, forecasting after each, as the policy does: the forecaster, its last forecast."""
     f = DemandForecaster(horizon_s=600.0, **params)
