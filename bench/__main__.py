@@ -1,9 +1,9 @@
 """`python -m bench`: every benchmark, one after another (each prints its own table).
 
     python -m bench                 # all
-    python -m bench operator        # some: operator, decision_loop, inference, backtest, predictability, activator,
-                                    # balance, scale_to_zero, scale_down, one_day, schedules, policy_trials,
-                                    # prefix_cache, prefix_routing
+    python -m bench operator        # some: operator, decision_loop, inference, backtest, forecaster, predictability,
+                                    # activator, balance, scale_to_zero, scale_down, one_day, schedules,
+                                    # policy_trials, prefix_cache, prefix_routing
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ("operator", "decision_loop", "inference", "backtest", "predictability", "activator", "balance",
+SUITES = ("operator", "decision_loop", "inference", "backtest", "forecaster", "predictability", "activator", "balance",
           "scale_to_zero", "scale_down", "one_day", "schedules", "policy_trials", "prefix_cache",
           "prefix_routing")
 
