@@ -103,6 +103,8 @@ def run(path: Path, threads: int, horizon_min: int, repeats: int) -> dict[str, A
     times, rates = per_minute(path)
     if len(times) <= 3 * DAY_STEPS:
         raise SystemExit(f"{path}: {len(times)} steps of 60 s; the benchmark needs more than 3 days")
+    if not np.nansum(rates) > 0:
+        raise SystemExit(f"{path}: no demand in any step; there is nothing to learn")
 
     def forecaster() -> DemandForecaster:
         return DemandForecaster(step_s=STEP_S, horizon_s=horizon_min * 60.0)

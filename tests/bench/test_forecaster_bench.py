@@ -11,10 +11,10 @@ import pytest
 from bench.forecaster import main
 
 
-def write_trace(path: Path, days: float) -> None:
+def write_trace(path: Path, days: float, level: float = 600) -> None:
     steps = int(days * 1440)
     rng = np.random.default_rng(0)
-    arrivals = rng.poisson(600 + 400 * np.sin(2 * np.pi * np.arange(steps) / 1440))
+    arrivals = rng.poisson(level * (1 + 0.6 * np.sin(2 * np.pi * np.arange(steps) / 1440)))
     path.write_text("time_s,arrivals\n" + "".join(f"{60 * k},{a}\n" for k, a in enumerate(arrivals)))
 
 
@@ -32,8 +32,11 @@ def test_a_four_day_trace_gets_every_figure_and_the_ratio_to_the_baseline(tmp_pa
     assert "5760 steps of 60 s (4.0 days)" in printed and "faster than the boosted baseline" in printed
 
 
-def test_a_trace_of_three_days_or_less_is_refused(tmp_path: Path) -> None:
+def test_a_trace_of_three_days_or_less_or_without_demand_is_refused(tmp_path: Path) -> None:
     trace = tmp_path / "short.csv"
     write_trace(trace, 2)
     with pytest.raises(SystemExit, match="2880 steps of 60 s; the benchmark needs more than 3 days"):
+        main(["--trace", str(trace), "--repeats", "1"])
+    write_trace(trace, 4, level=0)
+    with pytest.raises(SystemExit, match="no demand in any step; there is nothing to learn"):
         main(["--trace", str(trace), "--repeats", "1"])
