@@ -34,6 +34,8 @@ from sklearn.linear_model import Ridge
 from foresail.autoscaler import features
 from foresail.autoscaler.prior import PriorModel, load_prior
 
+MAX_RATE = 1e12  # demand units per second: a larger sample is a metrics fault (no deployment serves that much)
+
 
 @dataclass
 class Forecast:
@@ -193,10 +195,11 @@ class DemandForecaster:
     def observe(self, time_s: float, rate: float | None, duration_s: float | None = None) -> None:
         """Add one sample: the mean rate over the ``duration_s`` (default one step) ending at ``time_s``.
 
-        ``None`` or NaN records nothing, which the forecaster treats as a gap.
+        ``None``, NaN, infinity or a rate above ``MAX_RATE`` (a metrics fault, whose square would overflow
+        the features) records nothing, which the forecaster treats as a gap.
         """
         duration = self.step_s if duration_s is None else duration_s
-        if rate is None or not math.isfinite(rate):
+        if rate is None or not math.isfinite(rate) or rate > MAX_RATE:
             self._ensure(math.floor((time_s - 1e-9) / self.step_s), math.floor((time_s - 1e-9) / self.step_s))
             return
         self._add(time_s - duration, time_s, max(float(rate), 0.0))

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, fields, replace
 import numpy as np
 from numpy.typing import ArrayLike
 
-from foresail.autoscaler.forecast import DemandForecaster, Forecast
+from foresail.autoscaler.forecast import MAX_RATE, DemandForecaster, Forecast
 from foresail.autoscaler.prior import PriorModel
 from foresail.autoscaler.recurrence import Recurring, as_schedules, find_recurring
 from foresail.autoscaler.schedule import Schedule, scheduled_floor
@@ -312,7 +312,7 @@ class ForesailPolicy:
         current = max(int(obs.provisioned_replicas), 0)
         while len(self._asked) > max(current - max(int(obs.ready_replicas), 0), 0):  # the oldest became ready
             self._asked.popleft()
-        if obs.demand is None or not math.isfinite(obs.demand):
+        if obs.demand is None or not math.isfinite(obs.demand) or obs.demand > MAX_RATE:
             return self._without_data(obs.time_s, current)
         demand = max(float(obs.demand), 0.0)
         waiting = max(float(obs.waiting or 0.0), 0.0)
@@ -371,11 +371,12 @@ class ForesailPolicy:
         )
 
     def _without_data(self, now_s: float, current: int) -> Decision:
-        """Hold the replicas (within the bounds, or a schedule's floor) while demand metrics are missing."""
+        """Hold the replicas (within the bounds, or a schedule's floor) while demand metrics are missing (or
+        above ``MAX_RATE``, a metrics fault)."""
         c = self.config
         self.forecaster.observe(now_s, None, c.interval_s)
         hold = min(max(current, c.min_replicas), c.max_replicas)
-        replicas, why = self._scheduled(now_s, hold, "demand metrics are missing, so capacity is held "
+        replicas, why = self._scheduled(now_s, hold, "demand metrics are missing or unusable, so capacity is held "
                                                      "(no scale-down without data)")
         held = replicas == hold
         self._record_asks(now_s, current, replicas)

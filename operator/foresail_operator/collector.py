@@ -12,7 +12,7 @@ import logging
 import time
 
 from foresail_operator import telemetry
-from foresail_operator.metrics import Key, MetricsError, PrometheusSource, Signals
+from foresail_operator.metrics import MAX_RATE, Key, MetricsError, PrometheusSource, Signals
 from foresail_operator.runtimes import RUNTIMES
 
 NOT_READ_YET = "NoData: metrics have not been read yet"  # the reason before the first read
@@ -67,8 +67,9 @@ class Collector:
             return None, f"MetricsStale: the last good read is {age:.0f} s old"
         if key in self.snapshot:
             signals = self.snapshot[key]
-            if signals.requests is None and signals.arrivals is None:  # a series, but its value was NaN or Inf
-                return None, f"NoData: Prometheus answered no finite demand for {key[0]}/{key[1]} (NaN or Inf)"
+            if signals.requests is None and signals.arrivals is None:  # a series, but no usable value
+                return None, (f"NoData: Prometheus answered no usable demand for {key[0]}/{key[1]} (NaN, Inf "
+                              f"or above {MAX_RATE:g})")
             return signals, None  # the pods' signals, or only the activator's count of arrivals
         if replicas == 0:  # nothing runs, so nothing is served: demand seen is zero
             return Signals(requests=0.0, running=0.0, waiting=0.0), None

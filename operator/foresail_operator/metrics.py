@@ -18,6 +18,7 @@ from typing import Iterable
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 
+from foresail.autoscaler.forecast import MAX_RATE
 from foresail_operator.activation import ARRIVALS_METRIC, HELD_METRIC
 from foresail_operator.runtimes import RUNTIMES
 
@@ -65,12 +66,13 @@ def queries(metric_names: dict[str, str | None], window: str) -> dict[str, str]:
 
 
 def _value(raw: object) -> float | None:
-    """A finite float, or None for NaN, Inf and anything that is not a number."""
+    """A finite float, or None for NaN, Inf, a magnitude above ``MAX_RATE`` (no signal read here is that
+    large: a metrics fault) and anything that is not a number."""
     try:
         value = float(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
-    return value if math.isfinite(value) else None
+    return value if math.isfinite(value) and abs(value) <= MAX_RATE else None
 
 
 def _selector(key: Key) -> str:

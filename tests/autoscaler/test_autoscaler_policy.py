@@ -26,6 +26,23 @@ def test_missing_metrics_hold_capacity_and_say_so():
     json.dumps(d.to_dict())
 
 
+def test_a_demand_too_large_to_be_real_is_a_metrics_fault_not_a_crash():
+    # 1e200 req/s: its square overflows the forecaster's features, whose NaN crashed the decision
+    t = np.arange(1, 3 * 1440 + 1) * 60.0
+    cfg = PolicyConfig(capacity=2.0, cold_start_s=120.0, interval_s=60.0, max_replicas=10)
+    p = ForesailPolicy(cfg)
+    p.warm_start(t, np.full(len(t), 5.0))
+    d = p.decide(obs(t[-1] + 60.0, 1e200, 3))
+    assert d.replicas == 3 and d.action == "hold" and "missing or unusable" in d.reason
+    for k in range(2, 5):  # the forecaster recorded a gap, not the value: it goes on forecasting 5 req/s
+        d = p.decide(obs(t[-1] + 60.0 * k, 5.0, d.replicas))
+    assert d.forecast_upper is not None and 5.0 <= d.forecast_upper < 10.0 and d.replicas == 3
+    assert p.forecaster.history_peak(t[-1], t[-1] + 60.0) is None  # that minute is a gap
+    assert p.forecaster.history_peak(t[-1] + 60.0, t[-1] + 240.0) == 5.0
+    p.forecaster.observe(t[-1] + 300.0, 1e200)  # the forecaster alone records it as a gap too
+    assert p.forecaster.history_peak(t[-1] + 240.0, t[-1] + 300.0) is None
+
+
 def test_reactive_mode_scales_up_at_once_and_down_after_stabilisation():
     p = ForesailPolicy(PolicyConfig(capacity=2.0, interval_s=15.0, predictive=False))
     d = p.decide(obs(0.0, 7.0, 1))

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlparse
 from foresail_operator.activation import ARRIVALS_METRIC, HELD_METRIC
 from foresail_operator.runtimes import RUNTIMES
 
-MODES = ("good", "nan", "inf", "empty", "malformed", "scalar", "matrix", "slow", "error")
+MODES = ("good", "nan", "inf", "huge", "empty", "malformed", "scalar", "matrix", "slow", "error")
 
 
 VALUES = {"requests": "1.5", "prompt_tokens": "300", "generation_tokens": "75", "running": "1", "waiting": "0",
@@ -107,7 +107,7 @@ class FakePrometheus:
             return 200, json.dumps({"status": "success", "data": scalar}).encode()
         door = next((answers for metric, answers in self.door.items() if metric in query), None)
         values = door if door is not None else {key: signal_value(query, self.values) for key in self.series}
-        values = {key: {"nan": "NaN", "inf": "+Inf"}.get(mode, value) for key, value in values.items()}
+        values = {key: {"nan": "NaN", "inf": "+Inf", "huge": "1e300"}.get(mode, value) for key, value in values.items()}
         result = [] if mode == "empty" else [
             {"metric": {"namespace": ns, "llmdeployment": name},
              **({"values": [[now - 1, value], [now, value]]} if mode == "matrix" else {"value": [now, value]})}

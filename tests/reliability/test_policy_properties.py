@@ -1,7 +1,7 @@
 """Invariants of the scaling policy (hypothesis): bounds, fail-static on missing data, monotonicity.
 
 `ForesailPolicy` is driven through random configurations and observation sequences (demand may be
-missing, NaN, infinite or negative; the provisioned count may be anything), in closed loop or not.
+missing, NaN, infinite, negative or absurdly large; the provisioned count may be anything), in closed loop or not.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from foresail.autoscaler.forecast import MAX_RATE
 from foresail.autoscaler.policy import ForesailPolicy, Observation, PolicyConfig
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-DEMAND = st.one_of(st.none(), st.just(math.nan), st.just(math.inf), st.just(-math.inf),
+DEMAND = st.one_of(st.none(), st.just(math.nan), st.just(math.inf), st.just(-math.inf), st.just(1e200),
                    st.floats(-5, 0), st.floats(0, 200), st.floats(0, 5))
 
 
@@ -51,7 +52,7 @@ def check_bounds(config: PolicyConfig, obs: Observation, replicas: int) -> None:
         assert config.scale_to_zero or config.min_replicas == 0, "0 replicas without scale_to_zero"
     else:
         assert replicas >= config.min_replicas, f"{replicas} < min {config.min_replicas}"
-    if obs.demand is None or not math.isfinite(obs.demand):
+    if obs.demand is None or not math.isfinite(obs.demand) or obs.demand > MAX_RATE:
         floor = min(obs.provisioned_replicas, config.max_replicas)
         assert replicas >= floor, f"scaled down to {replicas} from {obs.provisioned_replicas} without data"
 

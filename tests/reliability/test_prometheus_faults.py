@@ -59,8 +59,9 @@ FAULTS = {
     "scalar": ("PrometheusUnavailable", "malformed series"),
     "matrix": ("NoSeries", "no series for default/tiny"),
     "empty": ("NoSeries", "no series for default/tiny"),
-    "nan": ("NoData", "no finite demand"),
-    "inf": ("NoData", "no finite demand"),
+    "nan": ("NoData", "no usable demand"),
+    "inf": ("NoData", "no usable demand"),
+    "huge": ("NoData", "(NaN, Inf or above 1e+12)"),
 }
 
 
