@@ -114,6 +114,7 @@ class DemandForecaster:
         if self.prior_ is not None:
             self.horizon_steps_ = min(self.horizon_steps_, self.prior_.horizon_steps)
         self.start_bucket_: int | None = None  # absolute bucket index of history_[0]
+        self.last_seen_: int | None = None  # absolute bucket index of the last step with data (the arrays grow ahead)
         self.sums_ = np.zeros(0)
         self.weights_ = np.zeros(0)
         self.coef_: np.ndarray | None = None  # (horizons, features) of the own model
@@ -191,6 +192,7 @@ class DemandForecaster:
             if hi > lo and i >= 0:
                 self.sums_[i] += rate * (hi - lo)
                 self.weights_[i] += hi - lo
+                self.last_seen_ = b if self.last_seen_ is None else max(self.last_seen_, b)
 
     def observe(self, time_s: float, rate: float | None, duration_s: float | None = None) -> None:
         """Add one sample: the mean rate over the ``duration_s`` (default one step) ending at ``time_s``.
@@ -235,16 +237,15 @@ class DemandForecaster:
         return int(np.count_nonzero(self.weights_ > 0))
 
     def _maybe_refit(self, force: bool = False) -> None:
-        if self.start_bucket_ is None:
+        if self.start_bucket_ is None or self.last_seen_ is None:
             return
-        seen = np.nonzero(self.weights_ > 0)[0]
-        if len(seen) < max(1, self.own_min_history_steps):
-            return
-        last = self.start_bucket_ + int(seen[-1])  # the last step with data (the arrays grow ahead of it)
+        last = self.last_seen_
         due = self.fitted_at_bucket_ is None or last - self.fitted_at_bucket_ >= self.refit_every_steps
         if not (due or force):
             return
-        x = self.history_[: seen[-1] + 1]
+        if self._n_observed() < self.own_min_history_steps:
+            return
+        x = self.history_[: last - self.start_bucket_ + 1]
         X, level, eps = features.make_features(x, self.step_s, self.start_bucket_ * self.step_s)
         H = self.horizon_steps_
         Y = features.make_targets(x, level, eps, np.arange(1, H + 1))
