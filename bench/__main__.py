@@ -3,7 +3,7 @@
     python -m bench                 # all
     python -m bench operator        # some: operator, decision_loop, inference, backtest, forecaster, predictability,
                                     # activator, balance, scale_to_zero, scale_down, one_day, schedules,
-                                    # policy_trials, prefix_cache, prefix_routing
+                                    # policy_trials, prefix_cache, prefix_routing, outlier
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 
 SUITES = ("operator", "decision_loop", "inference", "backtest", "forecaster", "predictability", "activator", "balance",
           "scale_to_zero", "scale_down", "one_day", "schedules", "policy_trials", "prefix_cache",
-          "prefix_routing")
+          "prefix_routing", "outlier")
 
 
 def main(argv: list[str]) -> int:
