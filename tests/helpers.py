@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
 import requests
 from aiohttp import web
@@ -116,12 +116,14 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0, interval: float = 
 
 
 @contextlib.asynccontextmanager
-async def http_server(path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+async def http_server(path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                      more: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] | None = None
                       ) -> AsyncIterator[str]:
-    """An aiohttp server on 127.0.0.1 answering GET ``path`` with ``handler``, for answers no API test
-    server gives; yields its URL."""
+    """An aiohttp server on 127.0.0.1 answering GET ``path`` with ``handler`` (and each path of ``more``
+    with its handler), for answers no API test server gives; yields its URL."""
     app = web.Application()
-    app.router.add_get(path, handler)
+    for route, answer in {path: handler, **(more or {})}.items():
+        app.router.add_get(route, answer)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()

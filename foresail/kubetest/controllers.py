@@ -15,6 +15,8 @@ What it does:
   gone.
 - Pods to remove go in the ReplicaSet controller's order: not ready first, then the lowest
   ``controller.kubernetes.io/pod-deletion-cost``, then the most recently ready, then the newest.
+- As the kubelet, it registers Node ``kubetest-node`` (``status.nodeInfo.kubeletVersion`` the server's
+  version) when it starts, unless a Node of that name is there already.
 - As the scheduler, it binds every Pod to node ``kubetest-node`` (``spec.nodeName``), so a DELETE
   is graceful (the API server keeps the pod, ``deletionTimestamp`` set, and the Deployment
   controller replaces it at once); as the kubelet, it runs the container's preStop ``sleep``
@@ -41,7 +43,7 @@ from datetime import datetime
 from typing import Any
 
 from .api import Api, now, random_suffix
-from .builtin_admission import DELETION_COST, valid_deletion_cost
+from .builtin_admission import DELETION_COST, KUBERNETES_VERSION, valid_deletion_cost
 from .errors import ApiError
 from .store import Obj, name_of, namespace_of
 
@@ -153,8 +155,23 @@ class Simulator:
         self.deployments = api.resource("apps", "v1", "deployments")
 
     def start(self) -> None:
-        """Start reconciling in the background."""
+        """Register the node and start reconciling in the background."""
+        self._register_node()
         self._task = asyncio.create_task(self._run())
+
+    def _register_node(self) -> None:
+        """Create Node NODE, with the node info a kubelet of the server's version reports."""
+        nodes = self.api.resource("", "v1", "nodes")
+        if self.api.store.get(nodes.key, "", NODE) is not None:
+            return
+        node = self.api.create(nodes, "", {"apiVersion": "v1", "kind": "Node", "metadata": {
+            "name": NODE, "labels": {"kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux"}}})
+        info = dict.fromkeys(("machineID", "systemUUID", "bootID", "kernelVersion"), "kubetest")
+        info.update(osImage="kubetest", containerRuntimeVersion="kubetest://0", operatingSystem="linux",
+                    architecture="amd64", kubeletVersion=f"v{KUBERNETES_VERSION}", kubeProxyVersion="")
+        self._write_status(nodes, node, {"nodeInfo": info, "conditions": [
+            {"type": "Ready", "status": "True", "reason": "KubeletReady", "lastHeartbeatTime": now(),
+             "lastTransitionTime": now(), "message": "kubelet is posting ready status"}]})
 
     async def stop(self) -> None:
         """Stop reconciling."""

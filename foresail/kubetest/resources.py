@@ -89,6 +89,7 @@ DEPLOYMENT_SCALE = ScaleSpec(".spec.replicas", ".status.replicas", None)
 BUILTIN: tuple[ResourceType, ...] = (
     _t("", "v1", "namespaces", "Namespace", namespaced=False, short_names=("ns",), status=True,
        field_selectors=("status.phase",)),
+    _t("", "v1", "nodes", "Node", namespaced=False, short_names=("no",), status=True),
     _t("", "v1", "pods", "Pod", short_names=("po",), status=True, categories=("all",),
        field_selectors=("spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
                         "spec.serviceAccountName", "status.phase", "status.podIP")),

@@ -11,8 +11,8 @@ from foresail_operator.metrics import parse_headers
 from foresail_operator.runtimes import RUNTIMES
 
 # The inference pods' preStop sleep: `sleep`, the kubelet's own action (Kubernetes 1.30 and later); `exec`,
-# the `sleep` binary of the runtime's image (any version); `auto`, `sleep` where the API server is 1.30 or
-# later. `exec` suits a cluster whose kubelets lag its API server (an upgrade in progress).
+# the `sleep` binary of the runtime's image (any version); `auto`, `sleep` where the API server and every
+# node's kubelet are 1.30 or later (reconciler.kubelet_sleeps).
 PRE_STOP_HOOKS = ("auto", "sleep", "exec")
 
 

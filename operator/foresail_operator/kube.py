@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 from typing import Any, AsyncGenerator, AsyncIterator, Mapping
 
@@ -21,6 +22,7 @@ from foresail_operator.telemetry import API_ERRORS
 MERGE_PATCH = "application/merge-patch+json"
 RETRY_STATUSES = {409, 429, 500, 502, 503, 504}
 USER_AGENT = "foresail-operator/0.1.0"
+log = logging.getLogger("foresail.kube")
 
 
 class ApiError(Exception):
@@ -61,6 +63,8 @@ class KubeClient:
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self._version: tuple[int, int] | None = None
+        self._kubelet: tuple[int, int] | None = None  # the oldest kubelet's version, once read
+        self._kubelet_read = False
 
     async def request(self, method: str, path: str, body: Any = None, *,
                       content_type: str = "application/json", params: Mapping[str, str] | None = None,
@@ -115,6 +119,36 @@ class KubeClient:
                 raise ApiError(500, "InternalError", f"cannot read the server version from /version: {got}")
             self._version = (int(major.group()), int(minor.group()))
         return self._version
+
+    async def oldest_kubelet(self) -> tuple[int, int] | None:
+        """The oldest (major, minor) among the nodes' kubelets (``status.nodeInfo.kubeletVersion``), read
+        once, a page of 500 nodes at a time; None where the nodes cannot be listed (403: no RBAC for them)
+        or none reports a version. ApiError on other failures, so nothing is planned for a version guessed."""
+        if not self._kubelet_read:
+            oldest: tuple[int, int] | None = None
+            params, nodes = {"limit": "500"}, 0
+            try:
+                while True:
+                    page = await self.request("GET", "/api/v1/nodes", params=params)
+                    for node in page.get("items") or []:
+                        nodes += 1
+                        info = (node.get("status") or {}).get("nodeInfo") or {}
+                        found = re.match(r"v?(\d+)\.(\d+)", str(info.get("kubeletVersion", "")))
+                        if found:
+                            version = (int(found.group(1)), int(found.group(2)))
+                            oldest = version if oldest is None else min(oldest, version)
+                    params["continue"] = (page.get("metadata") or {}).get("continue") or ""
+                    if not params["continue"]:
+                        break
+            except ApiError as exc:
+                if exc.status != 403:
+                    raise
+                log.info("cannot list the nodes to read their kubelets' versions (%s)", exc)
+            else:
+                log.info("the oldest kubelet of %d nodes is %s", nodes,
+                         "unknown" if oldest is None else "%d.%d" % oldest)
+            self._kubelet, self._kubelet_read = oldest, True
+        return self._kubelet
 
     async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         """Apply a JSON merge patch."""

@@ -101,10 +101,14 @@ async def _remove_owned(client: KubeClient, path: str, owner: Mapping[str, Any],
 
 async def kubelet_sleeps(client: KubeClient, pre_stop: str) -> bool:
     """Whether the preStop hook is the kubelet's sleep action: as configured, or (`auto`) where the API
-    server is at least plan.SLEEP_ACTION_SINCE (read once; ApiError while unreadable)."""
-    if pre_stop == "auto":
-        return await client.server_version() >= plan.SLEEP_ACTION_SINCE
-    return pre_stop == "sleep"
+    server and every node's kubelet are at least plan.SLEEP_ACTION_SINCE (the server alone where the
+    nodes cannot be listed; each read once, ApiError while unreadable)."""
+    if pre_stop != "auto":
+        return pre_stop == "sleep"
+    if await client.server_version() < plan.SLEEP_ACTION_SINCE:
+        return False
+    kubelet = await client.oldest_kubelet()
+    return kubelet is None or kubelet >= plan.SLEEP_ACTION_SINCE
 
 
 async def reconcile(client: KubeClient, config: OperatorConfig, body: Mapping[str, Any],

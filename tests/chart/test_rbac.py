@@ -192,6 +192,6 @@ def test_the_chart_grants_every_call_the_operator_makes_and_no_more(tmp_path: Pa
     if mode == "namespaced":  # Secrets (and every namespaced right) only in the watched namespace
         assert {scope for scope, _ in secret_rules} == {WATCHED}
         assert not [r for s, r in rules if s is None and set(r["resources"]) - {"customresourcedefinitions",
-                                                                                  "namespaces"}]
+                                                                                  "namespaces", "nodes"}]
     for binding in find(objects, "ClusterRoleBinding") + find(objects, "RoleBinding"):
         assert binding["roleRef"]["name"] not in ("cluster-admin", "admin", "edit")

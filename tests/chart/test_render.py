@@ -187,7 +187,7 @@ def test_namespaced_mode_confines_namespaced_rights_to_roles(tmp_path: Path):
     assert sorted(p["metadata"]["namespace"] for p in find(objects, "KopfPeering")) == ["team-a", "team-b"]
     for cluster_role in find(objects, "ClusterRole"):
         resources = {r for rule in cluster_role["rules"] for r in rule["resources"]}
-        assert resources <= {"customresourcedefinitions", "namespaces"}, resources
+        assert resources <= {"customresourcedefinitions", "namespaces", "nodes"}, resources
 
 
 def test_bring_your_own_rbac_and_service_account(tmp_path: Path):

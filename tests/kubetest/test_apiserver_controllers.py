@@ -133,6 +133,15 @@ def test_deleting_a_deployment_collects_its_pods(kube: Kube, namespace: str) -> 
     wait_for(lambda: _pods(kube, namespace, "gone") == [])
 
 
+def test_the_simulated_kubelet_registers_its_node_at_the_servers_version(kube: Kube) -> None:
+    status, nodes = kube.get("/api/v1/nodes")
+    assert status == 200 and [n["metadata"]["name"] for n in nodes["items"]] == ["kubetest-node"], nodes
+    _, version = kube.get("/version")
+    kubelet = nodes["items"][0]["status"]["nodeInfo"]["kubeletVersion"]
+    assert kubelet.startswith(f"v{version['major']}.{version['minor']}."), (kubelet, version)
+    assert {c["type"]: c["status"] for c in nodes["items"][0]["status"]["conditions"]} == {"Ready": "True"}
+
+
 def test_a_deleted_pod_stays_terminating_through_its_prestop_sleep(kube: Kube, namespace: str) -> None:
     """A bound pod's DELETE is graceful: the object stays with deletionTimestamp while the kubelet runs
     preStop; the Deployment replaces it at once; a later DELETE can only shorten the grace period."""

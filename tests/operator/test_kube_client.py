@@ -1,8 +1,10 @@
 """The operator's API client against the Kubernetes API test server: retries, shutdown, the server version."""
+import logging
 from pathlib import Path
 
 import kopf
 import pytest
+import requests
 from aiohttp import web
 from prometheus_client import REGISTRY
 
@@ -94,7 +96,10 @@ async def test_the_pre_stop_hook_follows_the_setting_and_auto_the_server_version
             return web.json_response({"kind": "Status", "message": "starting"}, status=503)
         return web.json_response({"major": "1", "minor": minor})
 
-    async with http_server("/version", version) as url:
+    async def no_nodes(_: web.Request) -> web.Response:
+        return web.json_response({"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": []})
+
+    async with http_server("/version", version, {"/api/v1/nodes": no_nodes}) as url:
         client = KubeClient(kopf.ConnectionInfo(server=url, insecure=True))
         try:
             if sleeps is ApiError:
@@ -104,3 +109,59 @@ async def test_the_pre_stop_hook_follows_the_setting_and_auto_the_server_version
                 assert await kubelet_sleeps(client, choice) is sleeps
         finally:
             await client.close()
+
+
+def _node(name: str, kubelet: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+            "status": {"nodeInfo": {"kubeletVersion": kubelet}}}
+
+
+async def test_auto_takes_the_kubelets_sleep_only_where_every_node_has_it(tmp_path: Path, caplog) -> None:
+    """On a 1.32 API server, `auto` reads the nodes once: none (or no right to list them, 403) leaves the
+    server's version to decide; one kubelet older than 1.30 (GPU node pools often lag their control
+    plane) keeps the image's `sleep`; another failure to list them is an ApiError, nothing guessed."""
+    async def sleeps() -> bool:
+        client = KubeClient(kopf.ConnectionInfo(server=server.url, insecure=True))
+        try:
+            return await kubelet_sleeps(client, "auto") and await kubelet_sleeps(client, "auto")
+        finally:
+            await client.close()
+
+    def node_lists() -> int:
+        return sum(e["resource"] == "nodes" and e["verb"] == "list" for e in server.audit(clear=True))
+
+    with start_apiserver(tmp_path, simulate_pods=False) as server:
+        assert await sleeps() is True and node_lists() == 1  # no nodes; read once for both calls
+        nodes = f"{server.url}/api/v1/nodes"
+        for name, kubelet in (("gpu-a", "v1.31.2"), ("gpu-b", "v1.29.4-eks-1a2b3c")):
+            assert requests.post(nodes, json=_node(name, kubelet), timeout=5).status_code == 201
+            assert requests.put(f"{nodes}/{name}/status", json=requests.get(f"{nodes}/{name}", timeout=5).json()
+                                | {"status": _node(name, kubelet)["status"]}, timeout=5).status_code == 200
+        with caplog.at_level(logging.INFO, logger="foresail.kube"):
+            assert await sleeps() is False and node_lists() == 1
+        assert "the oldest kubelet of 2 nodes is 1.29" in caplog.text
+        server.faults(method="GET", path="/api/v1/nodes", status=403)
+        assert await sleeps() is True
+        server.faults(method="GET", path="/api/v1/nodes", status=500, count=4)  # the first try and 3 retries
+        with pytest.raises(ApiError, match="500"):
+            await sleeps()
+
+
+async def test_the_nodes_are_read_a_page_at_a_time() -> None:
+    """A cluster of many nodes answers in pages (`limit`, then `continue` until none is given)."""
+    asked: list[dict] = []
+
+    async def nodes(request: web.Request) -> web.Response:
+        asked.append(dict(request.query))
+        if request.query.get("continue") == "page-2":
+            return web.json_response({"kind": "NodeList", "metadata": {}, "items": [_node("c", "v1.28.15")]})
+        return web.json_response({"kind": "NodeList", "metadata": {"continue": "page-2"},
+                                  "items": [_node("a", "v1.31.0"), _node("b", "v1.30.1"), _node("vk", "virtual")]})
+
+    async with http_server("/api/v1/nodes", nodes) as url:
+        client = KubeClient(kopf.ConnectionInfo(server=url, insecure=True))
+        try:
+            assert await client.oldest_kubelet() == (1, 28)
+        finally:
+            await client.close()
+    assert asked == [{"limit": "500"}, {"limit": "500", "continue": "page-2"}]

@@ -437,7 +437,8 @@ def test_sigkill_mid_work_converges_without_duplicates(cluster, tmp_path):
 
 def test_the_pre_stop_setting_picks_the_hook_and_a_change_rolls_it(cluster, tmp_path, monkeypatch):
     """FORESAIL_PRE_STOP=exec keeps the image's `sleep` on a 1.32 API server (kubelets that lag it); the
-    operator restarted on `auto` moves the Deployment to the kubelet's sleep action."""
+    operator restarted on `auto` moves the Deployment to the kubelet's sleep action (the simulated kubelet's
+    node is 1.32 too), and back to the image's `sleep` once a node with a 1.29 kubelet has joined."""
     def hook() -> dict | None:
         dep = deployment(cluster, "pinned")
         return dep and dep["spec"]["template"]["spec"]["containers"][0]["lifecycle"]["preStop"]
@@ -457,6 +458,15 @@ def test_the_pre_stop_setting_picks_the_hook_and_a_change_rolls_it(cluster, tmp_
         wait_for(lambda: hook() == {"sleep": {"seconds": 5}}, timeout=30, what="the sleep action")
     finally:
         op2.kill(signal.SIGTERM)
+    node = cluster.kube.create("/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "gpu-old"}})
+    cluster.kube.call("PUT", "/api/v1/nodes/gpu-old/status",
+                      node | {"status": {"nodeInfo": {"kubeletVersion": "v1.29.10"}}})
+    op3 = Operator(cluster.kubeconfig, tmp_path / "op3.log", "--standalone").start()
+    try:
+        wait_for(lambda: hook() == {"exec": {"command": ["sleep", "5"]}}, timeout=30, what="the exec hook again")
+    finally:
+        op3.kill(signal.SIGTERM)
+    assert "the oldest kubelet of 2 nodes is 1.29" in (tmp_path / "op3.log").read_text()
 
 
 def test_a_deployments_series_go_when_its_decision_loop_ends(cluster, tmp_path):
