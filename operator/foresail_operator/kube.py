@@ -122,8 +122,9 @@ class KubeClient:
 
     async def oldest_kubelet(self) -> tuple[int, int] | None:
         """The oldest (major, minor) among the nodes' kubelets (``status.nodeInfo.kubeletVersion``), read
-        once, a page of 500 nodes at a time; None where the nodes cannot be listed (403: no RBAC for them)
-        or none reports a version. ApiError on other failures, so nothing is planned for a version guessed."""
+        once, a page of 500 nodes at a time; None where the nodes cannot be listed (403: no RBAC for them;
+        404: a server without them) or none reports a version. ApiError on other failures, so nothing is
+        planned for a version guessed."""
         if not self._kubelet_read:
             oldest: tuple[int, int] | None = None
             params, nodes = {"limit": "500"}, 0
@@ -141,7 +142,7 @@ class KubeClient:
                     if not params["continue"]:
                         break
             except ApiError as exc:
-                if exc.status != 403:
+                if exc.status not in (403, 404):
                     raise
                 log.info("cannot list the nodes to read their kubelets' versions (%s)", exc)
             else:

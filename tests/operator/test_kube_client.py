@@ -140,8 +140,9 @@ async def test_auto_takes_the_kubelets_sleep_only_where_every_node_has_it(tmp_pa
         with caplog.at_level(logging.INFO, logger="foresail.kube"):
             assert await sleeps() is False and node_lists() == 1
         assert "the oldest kubelet of 2 nodes is 1.29" in caplog.text
-        server.faults(method="GET", path="/api/v1/nodes", status=403)
-        assert await sleeps() is True
+        for status in (403, 404):
+            server.faults(method="GET", path="/api/v1/nodes", status=status)
+            assert await sleeps() is True
         server.faults(method="GET", path="/api/v1/nodes", status=500, count=4)  # the first try and 3 retries
         with pytest.raises(ApiError, match="500"):
             await sleeps()
