@@ -50,6 +50,13 @@ def path_for(api_version: str, plural: str, namespace: str | None, name: str | N
     return "/".join(parts)
 
 
+def _kubelet_version(node: Mapping[str, Any]) -> tuple[int, int] | None:
+    """A Node's kubelet (major, minor), from ``status.nodeInfo.kubeletVersion``; None where it gives none."""
+    info = (node.get("status") or {}).get("nodeInfo") or {}
+    found = re.match(r"v?(\d+)\.(\d+)", str(info.get("kubeletVersion", "")))
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
 class KubeClient:
     """Async JSON calls to the Kubernetes API with one shared connection pool."""
 
@@ -131,13 +138,9 @@ class KubeClient:
             try:
                 while True:
                     page = await self.request("GET", "/api/v1/nodes", params=params)
-                    for node in page.get("items") or []:
-                        nodes += 1
-                        info = (node.get("status") or {}).get("nodeInfo") or {}
-                        found = re.match(r"v?(\d+)\.(\d+)", str(info.get("kubeletVersion", "")))
-                        if found:
-                            version = (int(found.group(1)), int(found.group(2)))
-                            oldest = version if oldest is None else min(oldest, version)
+                    items = page.get("items") or []
+                    nodes += len(items)
+                    oldest = min(filter(None, [oldest, *map(_kubelet_version, items)]), default=None)
                     params["continue"] = (page.get("metadata") or {}).get("continue") or ""
                     if not params["continue"]:
                         break
@@ -146,8 +149,10 @@ class KubeClient:
                     raise
                 log.info("cannot list the nodes to read their kubelets' versions (%s)", exc)
             else:
-                log.info("the oldest kubelet of %d nodes is %s", nodes,
-                         "unknown" if oldest is None else "%d.%d" % oldest)
+                if oldest is None:
+                    log.info("none of %d nodes reports its kubelet's version", nodes)
+                else:
+                    log.info("the oldest kubelet of %d nodes is %d.%d", nodes, *oldest)
             self._kubelet, self._kubelet_read = oldest, True
         return self._kubelet
 
