@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from bench.outlier import arrivals, main, medians, replay
+import numpy as np
+
+from bench.outlier import arrivals, lone_rows, lone_windows, main, medians, replay
+from foresail.backtest.traces import Trace
 
 
 def test_the_spike_costs_replicas_and_bends_the_median(capsys) -> None:
@@ -12,4 +15,22 @@ def test_the_spike_costs_replicas_and_bends_the_median(capsys) -> None:
     assert spiked["after"] > 10 * clean["after"]  # burst memory holds the spike's peak
     rows = {r["outlier"]: [float(v) for v in r["median"].split(" / ")] for r in medians(a)}
     assert rows["x100, 30 min before"][2] < 0.8 * rows["none"][2]  # read as a burst that has ended
-    assert main(["--days", "3", "--spike", "10"]) == 0 and "one minute x10" in capsys.readouterr().out
+    assert main(["--days", "3", "--spike", "10", "--traces", "/nonexistent"]) == 0
+    out = capsys.readouterr().out
+    assert "one minute x10" in out and "servegen-clients.tar.gz is missing" in out
+
+
+def test_a_lone_window_stands_above_both_neighbours_and_the_days_mean() -> None:
+    a = np.full(300, 1.0)
+    a[100] = 50.0  # lone: 50 times its neighbours and the day's mean
+    a[200:202] = 500.0  # two windows in a row: neither is lone
+    a[60] = 5.0  # lone, but only 5 times
+    a[250] = 5.0  # not lone at 4 times: the day before it held the 500s (a mean of 7.9)
+    assert lone_windows(a, 600.0, 10.0) == 1 and lone_windows(a, 600.0, 100.0) == 0
+    assert lone_windows(a, 600.0, 4.0) == 2
+    b = np.zeros(10)
+    b[0], b[5] = 3.0, 0.5  # after 3 req in the first window, 0.5 is no lone window at 10 times the mean
+    assert lone_windows(b, 60.0, 10.0) == 0
+    rows = lone_rows([Trace("a", 600.0, a), Trace("b", 60.0, b)])
+    assert rows == [{"times": "10x", "windows": 1, "series": "1 of 2"},
+                    {"times": "100x", "windows": 0, "series": "0 of 2"}]
