@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from foresail.autoscaler.forecast import MAX_RATE
+
 MAX_STEPS = 10_000_000  # a bigger grid is a unit mistake, not a trace
 
 
@@ -57,6 +59,12 @@ class Trace:
                 raise TraceError(f"{self.name}: token counts must be finite and not negative")
         if not (self.step_s > 0):
             raise TraceError(f"{self.name}: the step must be positive")
+        for what, values in (("arrivals", self.arrivals), ("tokens", self.tokens)):
+            ceiling = MAX_RATE * self.step_s
+            if values is not None and values.max() > ceiling:
+                i = int(np.argmax(values > ceiling))
+                raise TraceError(f"{self.name}: {what} of {values[i]:g} in step {i} ({i * self.step_s:g} s in) are "
+                                 f"above {MAX_RATE:g} per second, which is no demand a deployment serves")
 
     @property
     def duration_s(self) -> float:
