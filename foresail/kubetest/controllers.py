@@ -16,7 +16,7 @@ What it does:
 - Pods to remove go in the ReplicaSet controller's order: not ready first, then the lowest
   ``controller.kubernetes.io/pod-deletion-cost``, then the most recently ready, then the newest.
 - As the kubelet, it registers Node ``kubetest-node`` (``status.nodeInfo.kubeletVersion`` the server's
-  version) when it starts, unless a Node of that name is there already.
+  version) when it starts.
 - As the scheduler, it binds every Pod to node ``kubetest-node`` (``spec.nodeName``), so a DELETE
   is graceful (the API server keeps the pod, ``deletionTimestamp`` set, and the Deployment
   controller replaces it at once); as the kubelet, it runs the container's preStop ``sleep``
@@ -162,8 +162,6 @@ class Simulator:
     def _register_node(self) -> None:
         """Create Node NODE, with the node info a kubelet of the server's version reports."""
         nodes = self.api.resource("", "v1", "nodes")
-        if self.api.store.get(nodes.key, "", NODE) is not None:
-            return
         node = self.api.create(nodes, "", {"apiVersion": "v1", "kind": "Node", "metadata": {
             "name": NODE, "labels": {"kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux"}}})
         info = dict.fromkeys(("machineID", "systemUUID", "bootID", "kernelVersion"), "kubetest")
