@@ -12,7 +12,8 @@ it (labelled with the Service's labels), ready as the pod is: one slice per pod,
 listens on its own port of 127.0.0.1 (in a cluster, pods differ by IP; the controller groups endpoints
 with the same ports in one slice).
 A scale-down removes pods in the ReplicaSet controller's order, pod-deletion-cost included, and ends
-each the way a kubelet does, without holding up the other pods: the Pods are bound to node `local`, so
+each the way a kubelet does, without holding up the other pods: the Pods are bound to node `local` (which
+it registers at the API server's version, as a kubelet does), so
 their DELETE is graceful (the object stays, `deletionTimestamp` set), the endpoint turns `terminating`
 (not ready, still serving), the container's preStop `sleep` runs, then SIGTERM, SIGKILL once the pod's
 `terminationGracePeriodSeconds` (counted from the start of preStop) are up, and once the process is
@@ -38,7 +39,7 @@ from typing import Any
 import requests
 
 from foresail.demo.prometheus import PrometheusServer, free_port
-from foresail.kubetest.controllers import deletion_order, termination_times
+from foresail.kubetest.controllers import deletion_order, node, node_status, termination_times
 
 log = logging.getLogger("foresail.demo.podrunner")
 MANAGED = "app.kubernetes.io/managed-by=foresail"
@@ -112,7 +113,9 @@ class PodRunner:
 
     # ---- public -------------------------------------------------------------------------
     def start(self) -> "PodRunner":
+        """Register node NODE and start reconciling."""
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._register_node()
         self._thread.start()
         return self
 
@@ -132,6 +135,15 @@ class PodRunner:
         return len(self.endpoints(namespace, owner))
 
     # ---- the loop -----------------------------------------------------------------------
+    def _register_node(self) -> None:
+        """Register NODE as a kubelet does, at the API server's version (the operator reads it: preStop)."""
+        version = self.http.get(f"{self.api}/version", timeout=10).json()
+        created = self.http.post(f"{self.api}/api/v1/nodes", json=node(NODE), timeout=10)
+        created.raise_for_status()
+        status = node_status(f"v{version['major']}.{version['minor']}.0")
+        self.http.put(f"{self.api}/api/v1/nodes/{NODE}/status", json={**created.json(), "status": status},
+                      timeout=10).raise_for_status()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:

@@ -60,6 +60,22 @@ class ControllerConfig:
     tick_s: float = 0.1
 
 
+def node_status(kubelet_version: str) -> dict[str, Any]:
+    """The status a Ready kubelet of ``kubelet_version`` (e.g. ``v1.32.0``) writes for its Node."""
+    info = dict.fromkeys(("machineID", "systemUUID", "bootID", "kernelVersion"), "kubetest")
+    info.update(osImage="kubetest", containerRuntimeVersion="kubetest://0", operatingSystem="linux",
+                architecture="amd64", kubeletVersion=kubelet_version, kubeProxyVersion="")
+    return {"nodeInfo": info, "conditions": [
+        {"type": "Ready", "status": "True", "reason": "KubeletReady", "lastHeartbeatTime": now(),
+         "lastTransitionTime": now(), "message": "kubelet is posting ready status"}]}
+
+
+def node(name: str) -> dict[str, Any]:
+    """A Node object as a kubelet registers it (its status goes through the status subresource)."""
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {
+        "name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}}}
+
+
 def template_hash(template: dict[str, Any]) -> str:
     """A stable short hash of a pod template (the ``pod-template-hash`` label)."""
     digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).digest()
@@ -162,14 +178,7 @@ class Simulator:
     def _register_node(self) -> None:
         """Create Node NODE, with the node info a kubelet of the server's version reports."""
         nodes = self.api.resource("", "v1", "nodes")
-        node = self.api.create(nodes, "", {"apiVersion": "v1", "kind": "Node", "metadata": {
-            "name": NODE, "labels": {"kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux"}}})
-        info = dict.fromkeys(("machineID", "systemUUID", "bootID", "kernelVersion"), "kubetest")
-        info.update(osImage="kubetest", containerRuntimeVersion="kubetest://0", operatingSystem="linux",
-                    architecture="amd64", kubeletVersion=f"v{KUBERNETES_VERSION}", kubeProxyVersion="")
-        self._write_status(nodes, node, {"nodeInfo": info, "conditions": [
-            {"type": "Ready", "status": "True", "reason": "KubeletReady", "lastHeartbeatTime": now(),
-             "lastTransitionTime": now(), "message": "kubelet is posting ready status"}]})
+        self._write_status(nodes, self.api.create(nodes, "", node(NODE)), node_status(f"v{KUBERNETES_VERSION}"))
 
     async def stop(self) -> None:
         """Stop reconciling."""

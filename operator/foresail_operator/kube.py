@@ -149,10 +149,11 @@ class KubeClient:
                     raise
                 log.info("cannot list the nodes to read their kubelets' versions (%s)", exc)
             else:
+                counted = f"{nodes} node{'' if nodes == 1 else 's'}"
                 if oldest is None:
-                    log.info("none of %d nodes reports its kubelet's version", nodes)
+                    log.info("no kubelet version among %s", counted)
                 else:
-                    log.info("the oldest kubelet of %d nodes is %d.%d", nodes, *oldest)
+                    log.info("the oldest kubelet of %s is %d.%d", counted, *oldest)
             self._kubelet, self._kubelet_read = oldest, True
         return self._kubelet
 

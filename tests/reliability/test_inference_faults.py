@@ -100,6 +100,9 @@ def test_the_pod_runner_restarts_a_killed_pod_process(tmp_path: Path) -> None:
         assert MANAGED == "app.kubernetes.io/managed-by=foresail"
         runner = PodRunner(api.url, tmp_path / "pods", cold_start_s=0.0, poll_s=0.2).start()
         try:
+            (local,) = http.get(api.url + "/api/v1/nodes", timeout=10).json()["items"]  # the kubelet's node
+            assert local["metadata"]["name"] == "local" and local["status"]["nodeInfo"]["kubeletVersion"] == "v1.32.0"
+
             def ready_pod() -> dict | None:
                 pods = http.get(api.url + PODS, timeout=10).json()["items"]
                 return next((p for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
