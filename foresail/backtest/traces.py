@@ -59,8 +59,8 @@ class Trace:
                 raise TraceError(f"{self.name}: token counts must be finite and not negative")
         if not (self.step_s > 0):
             raise TraceError(f"{self.name}: the step must be positive")
+        ceiling = MAX_RATE * self.step_s
         for what, values in (("arrivals", self.arrivals), ("tokens", self.tokens)):
-            ceiling = MAX_RATE * self.step_s
             if values is not None and values.max() > ceiling:
                 i = int(np.argmax(values > ceiling))
                 raise TraceError(f"{self.name}: {what} of {values[i]:g} in step {i} ({i * self.step_s:g} s in) are "

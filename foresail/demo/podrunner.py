@@ -137,11 +137,9 @@ class PodRunner:
     # ---- the loop -----------------------------------------------------------------------
     def _register_node(self) -> None:
         """Register NODE as a kubelet does, at the API server's version (the operator reads it: preStop)."""
-        version = self.http.get(f"{self.api}/version", timeout=10).json()
         created = self.http.post(f"{self.api}/api/v1/nodes", json=node(NODE), timeout=10)
         created.raise_for_status()
-        status = node_status(f"v{version['major']}.{version['minor']}.0")
-        self.http.put(f"{self.api}/api/v1/nodes/{NODE}/status", json={**created.json(), "status": status},
+        self.http.put(f"{self.api}/api/v1/nodes/{NODE}/status", json={**created.json(), "status": node_status()},
                       timeout=10).raise_for_status()
 
     def _run(self) -> None:

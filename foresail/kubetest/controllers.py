@@ -60,11 +60,11 @@ class ControllerConfig:
     tick_s: float = 0.1
 
 
-def node_status(kubelet_version: str) -> dict[str, Any]:
-    """The status a Ready kubelet of ``kubelet_version`` (e.g. ``v1.32.0``) writes for its Node."""
+def node_status() -> dict[str, Any]:
+    """The status a Ready kubelet of the test server's Kubernetes version writes for its Node."""
     info = dict.fromkeys(("machineID", "systemUUID", "bootID", "kernelVersion"), "kubetest")
     info.update(osImage="kubetest", containerRuntimeVersion="kubetest://0", operatingSystem="linux",
-                architecture="amd64", kubeletVersion=kubelet_version, kubeProxyVersion="")
+                architecture="amd64", kubeletVersion=f"v{KUBERNETES_VERSION}", kubeProxyVersion="")
     return {"nodeInfo": info, "conditions": [
         {"type": "Ready", "status": "True", "reason": "KubeletReady", "lastHeartbeatTime": now(),
          "lastTransitionTime": now(), "message": "kubelet is posting ready status"}]}
@@ -178,7 +178,7 @@ class Simulator:
     def _register_node(self) -> None:
         """Create Node NODE, with the node info a kubelet of the server's version reports."""
         nodes = self.api.resource("", "v1", "nodes")
-        self._write_status(nodes, self.api.create(nodes, "", node(NODE)), node_status(f"v{KUBERNETES_VERSION}"))
+        self._write_status(nodes, self.api.create(nodes, "", node(NODE)), node_status())
 
     async def stop(self) -> None:
         """Stop reconciling."""

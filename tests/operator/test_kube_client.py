@@ -123,7 +123,9 @@ async def test_auto_takes_the_kubelets_sleep_only_where_every_node_has_it(tmp_pa
     async def sleeps() -> bool:
         client = KubeClient(kopf.ConnectionInfo(server=server.url, insecure=True))
         try:
-            return await kubelet_sleeps(client, "auto") and await kubelet_sleeps(client, "auto")
+            first, second = await kubelet_sleeps(client, "auto"), await kubelet_sleeps(client, "auto")
+            assert first == second
+            return first
         finally:
             await client.close()
 
@@ -131,7 +133,7 @@ async def test_auto_takes_the_kubelets_sleep_only_where_every_node_has_it(tmp_pa
         return sum(e["resource"] == "nodes" and e["verb"] == "list" for e in server.audit(clear=True))
 
     with start_apiserver(tmp_path, simulate_pods=False) as server:
-        assert await sleeps() is True and node_lists() == 1  # no nodes; read once for both calls
+        assert await sleeps() is True and node_lists() == 1  # no nodes; each client reads them once for two calls
         nodes = f"{server.url}/api/v1/nodes"
         for name, kubelet in (("gpu-a", "v1.31.2"), ("gpu-b", "v1.29.4-eks-1a2b3c")):
             assert requests.post(nodes, json=_node(name, kubelet), timeout=5).status_code == 201
