@@ -1,8 +1,11 @@
 """Features for the demand forecaster: recent level, lags, rolling statistics, seasonal shape, calendar.
 
 Every feature is relative to the series' recent level (a log ratio), so one model serves series of any
-size, and NaN (a metrics gap) is replaced by "same as the level" with flags that say data is missing.
-Everything is vectorised over forecast origins: row ``i`` of the matrix uses ``x[: i + 1]`` only.
+size, and NaN (a metrics gap) is replaced by "same as the level" with flags that say data is missing. A lone
+outlier, a step at least ``e^CLIP`` times both its neighbours, counts as the higher neighbour once the step
+after it is known (``damp_lone_steps``): one glitching minute would otherwise weigh on every mean over it
+for up to a day. Everything is vectorised over forecast origins: row ``i`` of the matrix uses ``x[: i + 1]``
+only.
 
 Every window is a number of STEPS, not seconds: a step stands for one minute of the public traces the
 prior was trained on, so the same model (and the shipped prior) applies at any ``step_s``. At 60-s steps
@@ -21,6 +24,7 @@ WEEK_STEPS = 7 * DAY_STEPS
 RECENT_STEPS = 60  # the window in which the forecaster needs a few observed steps
 LOOKBACK_STEPS = WEEK_STEPS + 120  # the features look back one week and two hours at most
 CLIP = 5.0  # log-ratio clip: outliers beyond e^5 (x148) of the level do not dominate a fit
+LONE = math.exp(CLIP)  # a step this many times both its neighbours is a lone outlier
 
 # all in steps
 _LAGS = (0, 1, 2, 3, 5, 9)
@@ -84,8 +88,26 @@ def _r(v: float, ref: float, eps: float) -> float:
     return CLIP if r > CLIP else -CLIP if r < -CLIP else r
 
 
+def damp_lone_steps(x: np.ndarray) -> np.ndarray:
+    """``x`` with each lone outlier (``LONE`` times both neighbours, which are known and not both zero) set
+    to the higher neighbour; the last step, whose next is not known yet, is kept."""
+    out = np.array(x, dtype=float)
+    if len(out) < 3:
+        return out
+    ref = np.maximum(out[:-2], out[2:])  # NaN where a neighbour is a gap: nothing to compare with
+    with np.errstate(invalid="ignore"):
+        lone = (ref > 0) & (out[1:-1] > LONE * ref)
+    out[1:-1][lone] = ref[lone]
+    return out
+
+
 def last_features(x: np.ndarray, step_s: float, t0_s: float) -> tuple[np.ndarray, float, float]:
     """``make_features`` for the last origin only, computed from slices in a few hundred microseconds."""
+    return _last_row(damp_lone_steps(x), step_s, t0_s)
+
+
+def _last_row(x: np.ndarray, step_s: float, t0_s: float) -> tuple[np.ndarray, float, float]:
+    """The features of the last origin of a history whose lone outliers were damped."""
     n = len(x)
 
     def mean(width: int, back: int = 0, series: np.ndarray = x) -> float:
@@ -126,9 +148,20 @@ def last_features(x: np.ndarray, step_s: float, t0_s: float) -> tuple[np.ndarray
 def make_features(x: np.ndarray, step_s: float, t0_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Feature matrix (one row per origin; row ``i`` uses ``x[: i + 1]``), level and eps for rates ``x``.
 
-    ``x[0]`` is the step that starts at ``t0_s``.
+    ``x[0]`` is the step that starts at ``t0_s``. Row ``i`` sees the outliers damped before step ``i``
+    but step ``i`` itself as it was (its next step is not known at that origin).
     """
-    x = np.asarray(x, dtype=float)
+    raw = np.asarray(x, dtype=float)
+    x = damp_lone_steps(raw)
+    X, level, eps = _matrix(x, step_s, t0_s)
+    for i in np.flatnonzero((x != raw) & ~np.isnan(raw)).tolist():  # the damped steps' own rows
+        lo = max(0, i + 1 - LOOKBACK_STEPS)
+        X[i], level[i], eps[i] = _last_row(np.append(x[lo:i], raw[i]), step_s, t0_s + lo * step_s)
+    return X, level, eps
+
+
+def _matrix(x: np.ndarray, step_s: float, t0_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The feature matrix of a history whose lone outliers were damped."""
     n = len(x)
     zeros = (x == 0).astype(float)
     gaps = np.isnan(x).astype(float)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from foresail.autoscaler.features import last_features, make_features
+from foresail.autoscaler.features import LONE, damp_lone_steps, last_features, make_features
 from foresail.autoscaler.forecast import DemandForecaster
 from foresail.backtest.accuracy import evaluate, window_max
 from foresail.backtest.traces import Trace
@@ -19,10 +19,37 @@ def seasonal(days=4, seed=0):
 def test_last_row_features_match_the_vectorised_ones():
     x = seasonal(days=8) / 60
     x[500:560] = np.nan
+    x[[3000, 6000, 6001]] *= 1e4  # a lone outlier, then two in a row
     X, level, eps = make_features(x, 60.0, 0.0)
-    for n in (1, 7, 3000, len(x)):
+    for n in (1, 7, 3000, 3001, 3002, 6001, 6002, len(x)):
         row, lv, ep = last_features(x[:n], 60.0, 0.0)
         assert np.allclose(row[0], X[n - 1], atol=1e-9) and np.isclose(lv, level[n - 1]) and np.isclose(ep, eps[n - 1])
+
+
+def test_a_lone_outlier_counts_as_its_higher_neighbour_once_the_next_step_is_known():
+    x = np.array([2.0, 3.0, 1000.0, 4.0, 5.0, 1e4, 1e4, 1.0, np.nan, 1e4, 1.0, 0.0, 9.0, 0.0, 1.0, 1e6])
+    got = damp_lone_steps(x)
+    assert got[2] == 4.0  # over LONE (148) times both neighbours: the higher of them
+    assert got[5] == got[6] == 1e4  # two in a row are a burst
+    assert got[9] == 1e4  # beside a gap: nothing to compare with
+    assert got[12] == 9.0  # both neighbours zero: no multiple of them
+    assert got[15] == 1e6  # the last step: its next is not known yet
+    assert np.array_equal(np.delete(got, 2), np.delete(x, 2), equal_nan=True)
+    assert damp_lone_steps(np.array([1.0, LONE, 1.0]))[1] == LONE  # LONE times, not more: kept
+
+
+@pytest.mark.parametrize("size", [1e4, 1e6])
+@pytest.mark.parametrize("age", [30, 1000])
+def test_one_outlying_minute_leaves_the_forecast_as_it_was(size, age):
+    """A minute at 10^4 or 10^6 times the usual demand, half an hour or most of a day back, does not bend
+    the forecast (it took the median to 0, or up to six-fold, before such minutes were damped)."""
+    x = seasonal() / 60
+    t = (np.arange(len(x)) + 1) * 60.0
+    clean = DemandForecaster(horizon_s=1800.0).fit(t, x).predict(t[-1])
+    x[len(x) - age] *= size
+    spiked = DemandForecaster(horizon_s=1800.0).fit(t, x).predict(t[-1])
+    assert np.allclose(spiked.median, clean.median, rtol=0.05), (spiked.median[[0, 9, 29]], clean.median[[0, 9, 29]])
+    assert np.allclose(spiked.quantiles[0.9], clean.quantiles[0.9], rtol=0.1)
 
 
 def test_beats_persistence_on_a_seasonal_series_with_calibrated_p90():
