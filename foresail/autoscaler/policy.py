@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, fields, replace
 import numpy as np
 from numpy.typing import ArrayLike
 
+from foresail.autoscaler.features import LONE
 from foresail.autoscaler.forecast import MAX_RATE, DemandForecaster, Forecast
 from foresail.autoscaler.prior import PriorModel
 from foresail.autoscaler.recurrence import Recurring, as_schedules, find_recurring
@@ -168,6 +169,8 @@ class ForesailPolicy:
         self._recs: deque[tuple[float, int]] = deque()  # (expiry time, recommended replicas)
         self._recent: deque[tuple[float, float]] = deque(maxlen=max(config.trend_points, 1))
         self._peaks: deque[tuple[float, float]] = deque()  # (time, demand), decreasing: the recent peak first
+        self._held: tuple[float, float, float] | None = None  # the last step's time, demand and what it adds
+        self._before: float | None = None  # the demand of the step before the held one
         self._checks: deque[tuple[float, float]] = deque()  # (target time, forecast upper) awaiting actuals
         self._asked: deque[float] = deque()  # when this policy asked for each replica still starting, oldest first
         self._misses: deque[bool] = deque(maxlen=config.error_window)
@@ -299,6 +302,8 @@ class ForesailPolicy:
         shift = now_s - last - self.config.interval_s
         self._recs = deque((t + shift, r) for t, r in self._recs)
         self._peaks = deque((t + shift, d) for t, d in self._peaks)
+        if self._held is not None:
+            self._held = (self._held[0] + shift, *self._held[1:])
         self._checks = deque((t + shift, u) for t, u in self._checks)
         self._asked = deque(t + shift for t in self._asked)
         self._recent = deque(((t + shift, d) for t, d in self._recent), maxlen=self._recent.maxlen)
@@ -328,7 +333,7 @@ class ForesailPolicy:
         need.unseen = unseen
         foretold = self._foretold(obs.time_s, demand)
         need.headroom = self._headroom(obs, foretold)
-        peak = self._remember_peak(obs.time_s, 0.0 if foretold else demand)
+        peak = self._remember_peak(obs.time_s, demand, 0.0 if foretold else demand)
         self._recent.append((obs.time_s, demand))
         if c.predictive and not unseen:  # at zero the forecaster's recent history is a gap: it would be stale
             self._predict(obs, need, peak)
@@ -491,14 +496,24 @@ class ForesailPolicy:
                 then = queued
         return then, queued
 
-    def _remember_peak(self, now_s: float, demand: float) -> float:
-        """Burst memory: the highest demand of the last ``burst_window_s`` (a decreasing deque of peaks)."""
-        while self._peaks and self._peaks[-1][1] <= demand:
-            self._peaks.pop()
-        self._peaks.append((now_s, demand))
-        while len(self._peaks) > 1 and self._peaks[0][0] <= now_s - self.config.burst_window_s:
+    def _remember_peak(self, now_s: float, demand: float, keep: float) -> float:
+        """Burst memory: the highest demand of the last ``burst_window_s`` (a decreasing deque of peaks), this
+        step's ``keep`` included. A step joins the deque at the next, which shows whether it was a lone
+        outlier (``LONE`` times both neighbours, as the forecaster's features judge it): that one is kept
+        as its higher neighbour, so one glitching interval is not held for the window."""
+        if self._held is not None:
+            t, d, k = self._held
+            ref = max(self._before, demand) if self._before is not None else 0.0
+            if ref > 0 and d > LONE * ref:
+                k = min(k, ref)
+            while self._peaks and self._peaks[-1][1] <= k:
+                self._peaks.pop()
+            self._peaks.append((t, k))
+            self._before = d
+        self._held = (now_s, demand, keep)
+        while self._peaks and self._peaks[0][0] <= now_s - self.config.burst_window_s:
             self._peaks.popleft()
-        return self._peaks[0][1]
+        return max(self._peaks[0][1] if self._peaks else 0.0, keep)
 
     def _recurrence(self, now_s: float, need: _Need) -> None:
         """The highest demand recorded a day and a week before the coming horizon, into ``need``.

@@ -227,6 +227,25 @@ def test_bursts_the_forecast_keeps_missing_hold_the_recent_peak():
     assert out[0.0].replicas < 30 and "holding the peak" not in out[0.0].reason
 
 
+@pytest.mark.parametrize("steps, held", [(1, False), (2, True)])
+def test_burst_memory_lets_go_of_a_lone_outlier_once_the_next_step_shows_it(steps, held):
+    """One interval at 1,000 times its neighbours is a lone outlier (a glitch, or a burst that did not last):
+    the reactive floor serves it, but burst memory does not hold it for the hour; two such intervals in a
+    row are a burst and are held."""
+    t = np.arange(1, 6 * 60 + 1) * 60.0
+    p = ForesailPolicy(PolicyConfig(capacity=1.0, cold_start_s=120.0, interval_s=60.0, max_replicas=5000))
+    p.warm_start(t, np.full(len(t), 2.0))
+    p._misses.extend([True] * 20)  # the forecasts kept falling short of demand: bursts are held
+    d = p.decide(obs(t[-1] + 60.0, 2.0, 2))
+    for k in range(steps):
+        d = p.decide(obs(t[-1] + 60.0 * (2 + k), 2000.0, d.replicas))
+        assert d.replicas >= 2000  # served while it lasts
+    for k in range(2 + steps, 12):
+        d = p.decide(obs(t[-1] + 60.0 * k, 1.0, d.replicas))
+    assert ("holding the peak demand of the last 3600 s (2000 replicas)" in d.reason) == held, d.reason
+    assert (d.replicas >= 2000) == held
+
+
 def test_widened_headroom_stops_at_a_multiple_of_the_recent_peak():
     """Forecast misses widen the upper quantile, but not past widen_to_peak x the burst window's peak demand;
     the quantile itself is never cut."""
