@@ -1,18 +1,20 @@
 """One outlying minute: what it does to the forecaster and to Foresail's replicas (README, Limitations).
 
-    PYTHONPATH=. python -m bench.outlier [--days 4] [--spike 100]
+    PYTHONPATH=. python -m bench.outlier [--days 4] [--spikes 100,1000]
 
 A series of Poisson arrivals per minute at ``20 + 15 sin(2 pi t / 1 day)`` req/s (seed 0), alone and with
-one minute at ``--spike`` times on its last day (10:00):
+one minute at each of ``--spikes`` times on its last day (10:00):
 
-- Foresail and the oracle replayed on both (60-s steps, 120-s cold start, 5 req/s per replica): SLO
+- Foresail and the oracle replayed on each (60-s steps, 120-s cold start, 5 req/s per replica): SLO
   attainment and replica-hours, and Foresail's most replicas from 10 to 60 minutes after the spike (past
   the reactive floor's drain of its backlog);
-- the forecaster fitted on the series with one minute, some minutes before its end, multiplied by 100,
-  10,000 or a million: its median at +1, +10 and +30 min against the clean series';
-- how often real demand looks like such an outlier: the ServeGen customer series' lone windows (at
-  least 10 or 100 times both neighbours and the mean of the day before), which a filter of lone spikes
-  would take for glitches (``--traces``, default ../shared/traces; left out where it is missing).
+- the forecaster fitted on the series with one minute, some minutes before its end, multiplied by 100 to
+  a million: its median at +1, +10 and +30 min against the clean series' (a minute more than ``LONE``,
+  e^5 = 148, times both neighbours is damped once the next is known);
+- how often real demand looks like such an outlier (``--traces``, default ../shared/traces; left out
+  where it is missing): the ServeGen customer series' lone windows at their native 10 minutes (at least
+  10, 100 or 148 times both neighbours and the mean of the day before), and the steps the forecaster
+  damps in every public series at its 60-s steps.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.table import print_table
+from bench.train_prior import training_series
+from foresail.autoscaler.features import LONE, damp_lone_steps
 from foresail.autoscaler.forecast import DemandForecaster
 from foresail.backtest.experiment import prepare, run_policy
 from foresail.backtest.traces import Trace, iter_servegen_clients
@@ -31,7 +35,8 @@ from foresail.backtest.traces import Trace, iter_servegen_clients
 DAY = 1440  # minutes
 SPIKE_AT = 600  # minutes into the last day
 AGES = (30, 120, 1000)  # minutes before the end of the series
-SIZES = (100.0, 1e4, 1e6)
+SIZES = (100.0, 1e3, 1e4, 1e6)
+TIMES = (10.0, 100.0, LONE)  # the multiples of the lone windows counted
 
 
 def arrivals(days: int) -> np.ndarray:
@@ -40,11 +45,12 @@ def arrivals(days: int) -> np.ndarray:
     return np.random.default_rng(0).poisson((20 + 15 * np.sin(2 * np.pi * t / DAY)) * 60).astype(float)
 
 
-def replay(a: np.ndarray, spike: float) -> list[dict]:
-    """Foresail and the oracle on the series without and with the spike."""
+def replay(a: np.ndarray, spikes: Iterable[float]) -> list[dict]:
+    """Foresail and the oracle on the series without a spike and with each of ``spikes``."""
     k = len(a) - DAY + SPIKE_AT
     rows = []
-    for label, series in (("clean", a), (f"one minute x{spike:g}", np.where(np.arange(len(a)) == k, a * spike, a))):
+    series_ = [("clean", a)] + [(f"one minute x{s:g}", np.where(np.arange(len(a)) == k, a * s, a)) for s in spikes]
+    for label, series in series_:
         p = prepare(Trace(label, 60.0, series), capacity=5.0)
         ours, oracle = run_policy(p, "foresail"), run_policy(p, "oracle")
         rows.append({"series": label, "slo": f"{100 * ours.slo_attainment:.2f} %",
@@ -85,30 +91,45 @@ def lone_windows(a: np.ndarray, step_s: float, times: float) -> int:
 
 
 def lone_rows(traces: Iterable[Trace]) -> list[dict]:
-    """Lone windows at 10 and 100 times, summed over ``traces``, and the series that have any."""
-    counts = [(lone_windows(t.arrivals, t.step_s, 10.0), lone_windows(t.arrivals, t.step_s, 100.0)) for t in traces]
-    return [{"times": f"{k:g}x", "windows": sum(c[j] for c in counts),
-             "series": f"{sum(c[j] > 0 for c in counts)} of {len(counts)}"} for j, k in enumerate((10, 100))]
+    """Lone windows at each of ``TIMES``, summed over ``traces``, and the series that have any."""
+    counts = [[lone_windows(t.arrivals, t.step_s, k) for k in TIMES] for t in traces]
+    return [{"times": f"{k:.0f}x", "windows": sum(c[j] for c in counts),
+             "series": f"{sum(c[j] > 0 for c in counts)} of {len(counts)}"} for j, k in enumerate(TIMES)]
+
+
+def damped_steps(traces: Iterable[Trace]) -> tuple[int, int, int]:
+    """Steps the forecaster damps as lone outliers in ``traces`` at 60-s steps, of how many, in how many series."""
+    damped = total = n = 0
+    for trace in traces:
+        tr = trace.resample(60.0)
+        x = tr.arrivals / 60.0 if tr.gaps is None else np.where(tr.gaps, np.nan, tr.arrivals / 60.0)
+        damped += int(np.count_nonzero((damp_lone_steps(x) != x) & ~np.isnan(x)))
+        total, n = total + len(x), n + 1
+    return damped, total, n
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.outlier", description=__doc__.split("\n")[0])
     ap.add_argument("--days", type=int, default=4, help="days of the series (at least 3; default 4)")
-    ap.add_argument("--spike", type=float, default=100.0, help="the outlying minute's multiple (default 100)")
+    ap.add_argument("--spikes", type=lambda v: [float(s) for s in v.split(",")], default=[100.0, 1000.0],
+                    help="the outlying minute's multiples, comma-separated (default 100,1000)")
     ap.add_argument("--traces", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "traces",
                     help="the traces folder, for the lone windows of the ServeGen customer series")
     args = ap.parse_args(argv)
-    if args.days < 3 or args.spike <= 0:
-        ap.error("--days must be at least 3 and --spike positive")
+    if args.days < 3 or min(args.spikes) <= 0:
+        ap.error("--days must be at least 3 and --spikes positive")
     a = arrivals(args.days)
-    print_table(replay(a, args.spike), {"series": "series", "slo": "Foresail SLO", "hours": "replica-hours",
+    print_table(replay(a, args.spikes), {"series": "series", "slo": "Foresail SLO", "hours": "replica-hours",
                                         "oracle": "oracle's", "after": "most replicas 10-60 min after"})
     print_table(medians(a), {"outlier": "one minute", "median": "median at +1 / +10 / +30 min, req/s"})
     clients = args.traces / "servegen" / "servegen-clients.tar.gz"
     if clients.is_file():
-        print("\nServeGen customer series: lone windows (at least so many times both neighbours and the day's mean)")
+        print("\nServeGen customer series at 10-min windows: lone windows (at least so many times both "
+              "neighbours and the day's mean)")
         print_table(lone_rows(iter_servegen_clients(clients)), {"times": "at least", "windows": "windows",
                                                                "series": "series with any"})
+        damped, total, n = damped_steps(training_series(args.traces))
+        print(f"\nEvery public series at 60-s steps: the forecaster damps {damped:,} of {total:,} steps ({n} series)")
     else:
         print(f"\n{clients} is missing: the lone windows of real series are left out")
     return 0

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.outlier import arrivals, lone_rows, lone_windows, main, medians, replay
+from bench.outlier import arrivals, damped_steps, lone_rows, lone_windows, main, medians, replay
 from foresail.backtest.traces import Trace
 
 
-def test_the_spike_costs_replicas_and_bends_the_median(capsys) -> None:
+def test_a_spike_below_lone_bends_the_median_and_is_held_one_above_is_let_go(capsys) -> None:
     a = arrivals(4)
-    clean, spiked = replay(a, 100.0)
+    clean, spiked, lone = replay(a, [100.0, 1000.0])
     assert clean["slo"] == "100.00 %" and float(spiked["hours"]) > float(clean["hours"])
     assert spiked["after"] > 10 * clean["after"]  # burst memory holds the spike's peak
+    assert lone["after"] <= 2 * clean["after"]  # but not a lone outlier's
     rows = {r["outlier"]: [float(v) for v in r["median"].split(" / ")] for r in medians(a)}
     assert rows["x100, 30 min before"][2] < 0.8 * rows["none"][2]  # read as a burst that has ended
-    assert main(["--days", "3", "--spike", "10", "--traces", "/nonexistent"]) == 0
+    assert abs(rows["x1e+06, 30 min before"][2] / rows["none"][2] - 1) < 0.05  # damped
+    assert main(["--days", "3", "--spikes", "10,20", "--traces", "/nonexistent"]) == 0
     out = capsys.readouterr().out
-    assert "one minute x10" in out and "servegen-clients.tar.gz is missing" in out
+    assert "one minute x10 " in out and "one minute x20" in out and "servegen-clients.tar.gz is missing" in out
 
 
 def test_a_lone_window_stands_above_both_neighbours_and_the_days_mean() -> None:
@@ -33,4 +35,14 @@ def test_a_lone_window_stands_above_both_neighbours_and_the_days_mean() -> None:
     assert lone_windows(b, 60.0, 10.0) == 0
     rows = lone_rows([Trace("a", 600.0, a), Trace("b", 60.0, b)])
     assert rows == [{"times": "10x", "windows": 1, "series": "1 of 2"},
-                    {"times": "100x", "windows": 0, "series": "0 of 2"}]
+                    {"times": "100x", "windows": 0, "series": "0 of 2"},
+                    {"times": "148x", "windows": 0, "series": "0 of 2"}]
+
+
+def test_the_steps_damped_are_counted_at_60_s_steps() -> None:
+    x = np.full(30, 60.0)  # 1 req/s at 60-s steps
+    x[10] = 60.0 * 200  # lone at 200 times
+    x[20:22] = 60.0 * 200  # two in a row: a burst
+    y = np.full(10, 600.0)  # 10-min windows spread over their minutes: ten equal steps, none lone
+    y[5] = 600.0 * 200
+    assert damped_steps([Trace("x", 60.0, x), Trace("y", 600.0, y)]) == (1, 130, 2)
