@@ -24,7 +24,8 @@ WEEK_STEPS = 7 * DAY_STEPS
 RECENT_STEPS = 60  # the window in which the forecaster needs a few observed steps
 LOOKBACK_STEPS = WEEK_STEPS + 120  # the features look back one week and two hours at most
 CLIP = 5.0  # log-ratio clip: outliers beyond e^5 (x148) of the level do not dominate a fit
-LONE = math.exp(CLIP)  # a step this many times both its neighbours is a lone outlier
+LONE = math.exp(CLIP)  # a run of steps this many times the steps on either side of it is a lone outlier
+LONE_STEPS = 2  # ... if it lasts at most this many steps (a 1-min rate() window spreads a glitch over two)
 
 # all in steps
 _LAGS = (0, 1, 2, 3, 5, 9)
@@ -89,15 +90,19 @@ def _r(v: float, ref: float, eps: float) -> float:
 
 
 def damp_lone_steps(x: np.ndarray) -> np.ndarray:
-    """``x`` with each lone outlier (``LONE`` times both neighbours, which are known and not both zero) set
-    to the higher neighbour; the last step, whose next is not known yet, is kept."""
+    """``x`` with each lone outlier, a run of at most ``LONE_STEPS`` steps each more than ``LONE`` times the
+    steps just before and after it (known, and not both zero), set to the higher of those two; a run that
+    reaches the last step, whose next is not known yet, is kept. The longest such run from a step wins."""
     out = np.array(x, dtype=float)
-    if len(out) < 3:
-        return out
-    ref = np.maximum(out[:-2], out[2:])  # NaN where a neighbour is a gap: nothing to compare with
     with np.errstate(invalid="ignore"):
-        lone = (ref > 0) & (out[1:-1] > LONE * ref)
-    out[1:-1][lone] = ref[lone]
+        starts = np.flatnonzero(out[1:] > LONE * out[:-1]) + 1  # a run's first step stands above the one before
+    for j in starts.tolist():
+        for k in range(LONE_STEPS, 0, -1):
+            if j + k < len(out):
+                ref = max(out[j - 1], out[j + k])  # NaN where a neighbour is a gap: nothing to compare with
+                if ref > 0 and out[j : j + k].min() > LONE * ref:
+                    out[j : j + k] = ref
+                    break
     return out
 
 
@@ -148,15 +153,15 @@ def _last_row(x: np.ndarray, step_s: float, t0_s: float) -> tuple[np.ndarray, fl
 def make_features(x: np.ndarray, step_s: float, t0_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Feature matrix (one row per origin; row ``i`` uses ``x[: i + 1]``), level and eps for rates ``x``.
 
-    ``x[0]`` is the step that starts at ``t0_s``. Row ``i`` sees the outliers damped before step ``i``
-    but step ``i`` itself as it was (its next step is not known at that origin).
+    ``x[0]`` is the step that starts at ``t0_s``. Row ``i`` sees the outliers damped that ended before
+    step ``i``, and a run that reaches step ``i`` as it was (the step after it is not known at that origin).
     """
     raw = np.asarray(x, dtype=float)
     x = damp_lone_steps(raw)
     X, level, eps = _matrix(x, step_s, t0_s)
     for i in np.flatnonzero((x != raw) & ~np.isnan(raw)).tolist():  # the damped steps' own rows
         lo = max(0, i + 1 - LOOKBACK_STEPS)
-        X[i], level[i], eps[i] = _last_row(np.append(x[lo:i], raw[i]), step_s, t0_s + lo * step_s)
+        X[i], level[i], eps[i] = last_features(raw[lo : i + 1], step_s, t0_s + lo * step_s)
     return X, level, eps
 
 

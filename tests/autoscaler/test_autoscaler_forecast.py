@@ -26,16 +26,39 @@ def test_last_row_features_match_the_vectorised_ones():
         assert np.allclose(row[0], X[n - 1], atol=1e-9) and np.isclose(lv, level[n - 1]) and np.isclose(ep, eps[n - 1])
 
 
-def test_a_lone_outlier_counts_as_its_higher_neighbour_once_the_next_step_is_known():
-    x = np.array([2.0, 3.0, 1000.0, 4.0, 5.0, 1e4, 1e4, 1.0, np.nan, 1e4, 1.0, 0.0, 9.0, 0.0, 1.0, 1e6])
+def test_a_lone_outlier_counts_as_the_higher_of_its_neighbours_once_the_next_step_is_known():
+    x = np.array([2.0, 3.0, 1000.0, 4.0, 5.0, 1e4, 2e3, 1.0, 1.0, 1e4, 1e4, 1e4, 1.0, np.nan, 1e4, 1.0, 0.0, 9.0, 0.0,
+                  1.0, 1e6])
     got = damp_lone_steps(x)
-    assert got[2] == 4.0  # over LONE (148) times both neighbours: the higher of them
-    assert got[5] == got[6] == 1e4  # two in a row are a burst
-    assert got[9] == 1e4  # beside a gap: nothing to compare with
-    assert got[12] == 9.0  # both neighbours zero: no multiple of them
-    assert got[15] == 1e6  # the last step: its next is not known yet
-    assert np.array_equal(np.delete(got, 2), np.delete(x, 2), equal_nan=True)
+    assert got[2] == 4.0  # over LONE (148) times the steps on either side: the higher of them
+    assert got[5] == got[6] == 5.0  # two steps (a glitch that a 1-min rate() window spreads over two)
+    assert (got[9:12] == 1e4).all()  # three in a row are a burst
+    assert got[14] == 1e4  # beside a gap: nothing to compare with
+    assert got[17] == 9.0  # both neighbours zero: no multiple of them
+    assert got[20] == 1e6  # the last step: its next is not known yet
+    changed = [2, 5, 6]
+    assert np.array_equal(np.delete(got, changed), np.delete(x, changed), equal_nan=True)
     assert damp_lone_steps(np.array([1.0, LONE, 1.0]))[1] == LONE  # LONE times, not more: kept
+    assert damp_lone_steps(np.array([1.0, 1e6, 1e3, 1.0]))[1:3].tolist() == [1.0, 1.0]  # a run is damped whole
+
+
+def test_the_feature_rows_around_outliers_see_only_what_was_known_at_their_origin():
+    """Each row of the vectorised matrix equals the last row computed from the history up to its origin,
+    around runs of one to three outlying steps (some followed by a gap)."""
+    rng = np.random.default_rng(1)
+    x = rng.poisson(1200, 3 * 1440).astype(float) / 60
+    x[100:130] = np.nan
+    starts = rng.choice(np.arange(200, len(x) - 5), 60, replace=False)
+    for i in starts:
+        k = rng.integers(1, 4)
+        x[i : i + k] *= 10 ** rng.uniform(1, 3.3, k)  # 10 to 2,000 times: some runs damped, some not
+        if rng.random() < 0.2:
+            x[i + k] = np.nan
+    X, level, eps = make_features(x, 60.0, 0.0)
+    assert (damp_lone_steps(x) != x).sum() > 20
+    for n in sorted({int(i) + o for i in starts for o in range(0, 6)}):
+        row, lv, ep = last_features(x[:n], 60.0, 0.0)
+        assert np.allclose(row[0], X[n - 1], atol=1e-9) and np.isclose(lv, level[n - 1]) and np.isclose(ep, eps[n - 1])
 
 
 @pytest.mark.parametrize("size", [1e4, 1e6])
