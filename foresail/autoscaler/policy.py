@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, fields, replace
 import numpy as np
 from numpy.typing import ArrayLike
 
-from foresail.autoscaler.features import LONE
+from foresail.autoscaler.features import LONE, LONE_STEPS
 from foresail.autoscaler.forecast import MAX_RATE, DemandForecaster, Forecast
 from foresail.autoscaler.prior import PriorModel
 from foresail.autoscaler.recurrence import Recurring, as_schedules, find_recurring
@@ -169,8 +169,8 @@ class ForesailPolicy:
         self._recs: deque[tuple[float, int]] = deque()  # (expiry time, recommended replicas)
         self._recent: deque[tuple[float, float]] = deque(maxlen=max(config.trend_points, 1))
         self._peaks: deque[tuple[float, float]] = deque()  # (time, demand), decreasing: the recent peak first
-        self._held: tuple[float, float, float] | None = None  # the last step's time, demand and what it adds
-        self._before: float | None = None  # the demand of the step before the held one
+        self._fresh: deque[tuple[float, float, float]] = deque()  # (time, demand, peak) not judged yet
+        self._before: float | None = None  # the demand of the interval before the oldest fresh one
         self._checks: deque[tuple[float, float]] = deque()  # (target time, forecast upper) awaiting actuals
         self._asked: deque[float] = deque()  # when this policy asked for each replica still starting, oldest first
         self._misses: deque[bool] = deque(maxlen=config.error_window)
@@ -302,8 +302,7 @@ class ForesailPolicy:
         shift = now_s - last - self.config.interval_s
         self._recs = deque((t + shift, r) for t, r in self._recs)
         self._peaks = deque((t + shift, d) for t, d in self._peaks)
-        if self._held is not None:
-            self._held = (self._held[0] + shift, *self._held[1:])
+        self._fresh = deque((t + shift, d, k) for t, d, k in self._fresh)
         self._checks = deque((t + shift, u) for t, u in self._checks)
         self._asked = deque(t + shift for t in self._asked)
         self._recent = deque(((t + shift, d) for t, d in self._recent), maxlen=self._recent.maxlen)
@@ -498,22 +497,31 @@ class ForesailPolicy:
 
     def _remember_peak(self, now_s: float, demand: float, keep: float) -> float:
         """Burst memory: the highest demand of the last ``burst_window_s`` (a decreasing deque of peaks), this
-        step's ``keep`` included. A step joins the deque at the next, which shows whether it was a lone
-        outlier (``LONE`` times both neighbours, as the forecaster's features judge it): that one is kept
-        as its higher neighbour, so one glitching interval is not held for the window."""
-        if self._held is not None:
-            t, d, k = self._held
-            ref = max(self._before, demand) if self._before is not None else 0.0
-            if ref > 0 and d > LONE * ref:
-                k = min(k, ref)
+        interval's ``keep`` included. An interval joins the deque once ``LONE_STEPS`` forecast steps have
+        passed, time for the intervals after it to show whether it was part of a lone outlier: a run of
+        intervals that short, each ``LONE`` times the demand before and after it (as the forecaster's
+        features judge steps). Such a run is kept as the higher of the two, so one glitching minute, which
+        a rate() window spreads over several intervals, is not held for the window."""
+        fresh = self._fresh
+        if fresh and fresh[-1][1] > LONE * demand:  # a run just before now may stand out
+            for m in range(len(fresh), 0, -1):  # the longest that does
+                before = fresh[-m - 1][1] if m < len(fresh) else self._before
+                ref = max(before, demand) if before is not None else 0.0
+                if ref > 0 and all(fresh[-j][1] > LONE * ref for j in range(1, m + 1)):
+                    for j in range(1, m + 1):
+                        t, d, k = fresh[-j]
+                        fresh[-j] = (t, d, min(k, ref))
+                    break
+        fresh.append((now_s, demand, keep))
+        while fresh[0][0] <= now_s - LONE_STEPS * self._step_s:
+            t, self._before, k = fresh.popleft()
             while self._peaks and self._peaks[-1][1] <= k:
                 self._peaks.pop()
             self._peaks.append((t, k))
-            self._before = d
-        self._held = (now_s, demand, keep)
         while self._peaks and self._peaks[0][0] <= now_s - self.config.burst_window_s:
             self._peaks.popleft()
-        return max(self._peaks[0][1] if self._peaks else 0.0, keep)
+        recent = [k for t, _, k in fresh if t > now_s - self.config.burst_window_s]
+        return max(([self._peaks[0][1]] if self._peaks else []) + recent + [keep])
 
     def _recurrence(self, now_s: float, need: _Need) -> None:
         """The highest demand recorded a day and a week before the coming horizon, into ``need``.

@@ -227,21 +227,27 @@ def test_bursts_the_forecast_keeps_missing_hold_the_recent_peak():
     assert out[0.0].replicas < 30 and "holding the peak" not in out[0.0].reason
 
 
-@pytest.mark.parametrize("steps, held", [(1, False), (2, True)])
-def test_burst_memory_lets_go_of_a_lone_outlier_once_the_next_step_shows_it(steps, held):
-    """One interval at 1,000 times its neighbours is a lone outlier (a glitch, or a burst that did not last):
-    the reactive floor serves it, but burst memory does not hold it for the hour; two such intervals in a
-    row are a burst and are held."""
+@pytest.mark.parametrize("interval, steps, held", [(60.0, 1, False), (60.0, 2, False), (60.0, 3, True),
+                                                   (15.0, 4, False), (15.0, 9, True)])
+def test_burst_memory_lets_go_of_a_lone_outlier_once_the_steps_after_show_it(interval, steps, held):
+    """Demand at 1,000 times that before and after it for at most two forecast steps (2 min) is a lone
+    outlier: a glitch, or a burst that did not last. The reactive floor serves it, but burst memory does
+    not hold it for the hour. At 15-s decisions a 1-min rate() window spreads one glitching minute over 4
+    intervals; 3 minutes at 60 s, or 9 intervals at 15 s, are a burst and are held."""
     t = np.arange(1, 6 * 60 + 1) * 60.0
-    p = ForesailPolicy(PolicyConfig(capacity=1.0, cold_start_s=120.0, interval_s=60.0, max_replicas=5000))
+    p = ForesailPolicy(PolicyConfig(capacity=1.0, cold_start_s=120.0, interval_s=interval, max_replicas=5000))
     p.warm_start(t, np.full(len(t), 2.0))
     p._misses.extend([True] * 20)  # the forecasts kept falling short of demand: bursts are held
-    d = p.decide(obs(t[-1] + 60.0, 2.0, 2))
-    for k in range(steps):
-        d = p.decide(obs(t[-1] + 60.0 * (2 + k), 2000.0, d.replicas))
+    now = t[-1] + interval
+    d = p.decide(obs(now, 2.0, 2))
+    for _ in range(steps):
+        now += interval
+        d = p.decide(obs(now, 2000.0, d.replicas))
         assert d.replicas >= 2000  # served while it lasts
-    for k in range(2 + steps, 12):
-        d = p.decide(obs(t[-1] + 60.0 * k, 1.0, d.replicas))
+    end = now + 600.0  # past the scale-down window
+    while now < end:
+        now += interval
+        d = p.decide(obs(now, 1.0, d.replicas))
     assert ("holding the peak demand of the last 3600 s (2000 replicas)" in d.reason) == held, d.reason
     assert (d.replicas >= 2000) == held
 
