@@ -8,6 +8,11 @@ one minute at each of ``--spikes`` times on its last day (10:00):
 - Foresail and the oracle replayed on each (60-s steps, 120-s cold start, 5 req/s per replica): SLO
   attainment and replica-hours, and Foresail's most replicas from 10 to 60 minutes after the spike (past
   the reactive floor's drain of its backlog);
+- the operator's view of a counter glitch (its defaults: 15-s decisions on ``rate()`` over the last
+  minute, 60-s forecast steps; closed loop without cold start or queue): a counter that jumps by
+  ``--spikes`` times a minute of demand at 10:00:20 on the fourth day, after a backfill to 10:00, and
+  Foresail's most replicas 10 to 60 minutes after, its replica-hours over the 4 hours after and its
+  median forecast 30 min after;
 - the forecaster fitted on the series with one minute, some minutes before its end, multiplied by 100 to
   a million: its median at +1, +10 and +30 min against the clean series' (a minute more than ``LONE``,
   e^5 = 148, times both neighbours is damped once the next is known);
@@ -29,6 +34,7 @@ from bench.table import print_table
 from bench.train_prior import training_series
 from foresail.autoscaler.features import LONE, damp_lone_steps
 from foresail.autoscaler.forecast import DemandForecaster
+from foresail.autoscaler.policy import ForesailPolicy, Observation, PolicyConfig
 from foresail.backtest.experiment import prepare, run_policy
 from foresail.backtest.traces import Trace, iter_servegen_clients
 
@@ -57,6 +63,34 @@ def replay(a: np.ndarray, spikes: Iterable[float]) -> list[dict]:
                      "hours": f"{ours.replica_hours:.1f}", "oracle": f"{oracle.replica_hours:.1f}",
                      "after": int(ours.provisioned[k + 10 : k + 61].max())})
     return rows
+
+
+def operator_view(spikes: Iterable[float]) -> list[dict]:
+    """Foresail at the operator's defaults after a counter jump of each of ``spikes`` times a minute of demand."""
+    rows = []
+    for spike in [0.0, *spikes]:
+        rng = np.random.default_rng(0)
+        backfill = np.arange(1, 3 * DAY + SPIKE_AT + 1) * 60.0  # to 10:00 on the fourth day
+        policy = ForesailPolicy(PolicyConfig(capacity=5.0, cold_start_s=120.0, interval_s=15.0, max_replicas=5000))
+        policy.warm_start(backfill, rng.poisson(_rate(backfill) * 60) / 60.0)
+        jump_s = 3 * DAY * 60.0 + SPIKE_AT * 60.0 + 20.0
+        times = jump_s - 20.0 + np.arange(1, 5 * 240 + 1) * 15.0  # 5 hours of decisions from 10:00
+        counts = rng.poisson(_rate(times) * 15.0).astype(float)
+        replicas, medians_ = np.zeros(len(times), int), np.zeros(len(times))
+        current = 4
+        for k, now in enumerate(times):
+            jumped = spike * 20.0 * 60.0 if now - 60.0 < jump_s <= now else 0.0
+            rate = (counts[max(0, k - 3) : k + 1].sum() + jumped) / 60.0  # rate() over the last minute
+            d = policy.decide(Observation(float(now), rate, 0.0, current, current))
+            replicas[k], medians_[k], current = d.replicas, d.forecast_median or 0.0, d.replicas
+        rows.append({"spike": "none" if spike == 0 else f"x{spike:g}", "after": int(replicas[40:241].max()),
+                     "hours": f"{replicas[4:964].sum() * 15 / 3600:.0f}", "median": f"{medians_[121]:.1f}"})
+    return rows
+
+
+def _rate(t_s: np.ndarray) -> np.ndarray:
+    """The daily sine of ``arrivals`` in req/s at times in seconds."""
+    return 20 + 15 * np.sin(2 * np.pi * t_s / (DAY * 60.0))
 
 
 def medians(a: np.ndarray) -> list[dict]:
@@ -121,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     a = arrivals(args.days)
     print_table(replay(a, args.spikes), {"series": "series", "slo": "Foresail SLO", "hours": "replica-hours",
                                         "oracle": "oracle's", "after": "most replicas 10-60 min after"})
+    print("\nThe operator's view: a counter jump read through rate() over 1 min, every 15 s")
+    print_table(operator_view(args.spikes), {"spike": "jump", "after": "most replicas 10-60 min after",
+                                             "hours": "replica-hours, 4 h after", "median": "median 30 min after"})
     print_table(medians(a), {"outlier": "one minute", "median": "median at +1 / +10 / +30 min, req/s"})
     clients = args.traces / "servegen" / "servegen-clients.tar.gz"
     if clients.is_file():

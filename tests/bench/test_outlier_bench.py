@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.outlier import arrivals, damped_steps, lone_rows, lone_windows, main, medians, replay
+from bench.outlier import arrivals, damped_steps, lone_rows, lone_windows, main, medians, operator_view, replay
 from foresail.backtest.traces import Trace
 
 
@@ -39,10 +39,19 @@ def test_a_lone_window_stands_above_both_neighbours_and_the_days_mean() -> None:
                     {"times": "148x", "windows": 0, "series": "0 of 2"}]
 
 
+def test_at_the_operators_defaults_a_counter_glitch_is_let_go_and_a_smaller_jump_held() -> None:
+    """A jump read through rate() over a minute every 15 s reaches the policy over 4 intervals and the
+    forecaster over 1 or 2 steps: at 10^4 times it is a lone outlier, at 100 times a burst to hold."""
+    clean, held, glitch = operator_view([100.0, 1e4])
+    assert held["after"] > 10 * clean["after"] and glitch["after"] <= 2 * clean["after"]
+    assert abs(float(glitch["median"]) / float(clean["median"]) - 1) < 0.1
+    assert float(clean["hours"]) < float(held["hours"]) < float(glitch["hours"])  # the scale-down window's hold
+
+
 def test_the_steps_damped_are_counted_at_60_s_steps() -> None:
     x = np.full(30, 60.0)  # 1 req/s at 60-s steps
     x[10] = 60.0 * 200  # lone at 200 times
-    x[20:22] = 60.0 * 200  # two in a row: a burst
+    x[20:23] = 60.0 * 200  # three in a row: a burst
     y = np.full(10, 600.0)  # 10-min windows spread over their minutes: ten equal steps, none lone
     y[5] = 600.0 * 200
     assert damped_steps([Trace("x", 60.0, x), Trace("y", 600.0, y)]) == (1, 130, 2)
