@@ -2,10 +2,10 @@
 
 Every feature is relative to the series' recent level (a log ratio), so one model serves series of any
 size, and NaN (a metrics gap) is replaced by "same as the level" with flags that say data is missing. A lone
-outlier, a step at least ``e^CLIP`` times both its neighbours, counts as the higher neighbour once the step
-after it is known (``damp_lone_steps``): one glitching minute would otherwise weigh on every mean over it
-for up to a day. Everything is vectorised over forecast origins: row ``i`` of the matrix uses ``x[: i + 1]``
-only.
+outlier, a run of at most ``LONE_STEPS`` steps more than ``e^CLIP`` times the steps before and after it,
+counts as the higher of those once the step after it is known (``damp_lone_steps``): one glitching minute
+would otherwise weigh on every mean over it for up to a day. Everything is vectorised over forecast
+origins: row ``i`` of the matrix uses ``x[: i + 1]`` only.
 
 Every window is a number of STEPS, not seconds: a step stands for one minute of the public traces the
 prior was trained on, so the same model (and the shipped prior) applies at any ``step_s``. At 60-s steps
