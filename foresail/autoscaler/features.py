@@ -50,16 +50,30 @@ def _phase(t_end_steps: np.ndarray | float) -> tuple:
     return 2 * np.pi * (day % 1.0), np.floor(day + 3) % 7  # the Unix epoch was a Thursday
 
 
+def _rolling_sum(v: np.ndarray, window: int) -> np.ndarray:
+    """Trailing sum over ``window`` steps (fewer at the start), from prefix and suffix sums within blocks of
+    ``window`` steps: each sum adds up only the steps in its own window, so one huge value does not leave a
+    rounding error in every sum after it, as a difference of two running totals would."""
+    n = len(v)
+    padded = np.zeros(-(-n // window) * window)
+    padded[:n] = v
+    blocks = padded.reshape(-1, window)
+    pre = np.cumsum(blocks, axis=1).ravel()[:n]  # from the start of each step's block to the step
+    suf = np.cumsum(blocks[:, ::-1], axis=1)[:, ::-1].ravel()[:n]  # from the step to the end of its block
+    end = np.arange(window, n)
+    split = end[end % window != window - 1]  # windows across two blocks: the first's tail, the second's head
+    out = pre.copy()
+    out[split] = suf[split - window + 1] + pre[split]
+    return out
+
+
 def rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
     """Trailing mean over ``window`` steps ignoring NaN; NaN where the window holds no data."""
     valid = ~np.isnan(x)
-    csum = np.concatenate(([0.0], np.cumsum(np.where(valid, x, 0.0))))
-    ccnt = np.concatenate(([0], np.cumsum(valid)))
-    idx = np.arange(1, len(x) + 1)
-    lo = np.maximum(idx - window, 0)
-    cnt = ccnt[idx] - ccnt[lo]
+    total = _rolling_sum(np.where(valid, x, 0.0), window)
+    count = _rolling_sum(valid.astype(float), window)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(cnt > 0, (csum[idx] - csum[lo]) / np.maximum(cnt, 1), np.nan)
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def _ratio(v: np.ndarray, ref: np.ndarray, eps: np.ndarray) -> np.ndarray:
@@ -172,9 +186,14 @@ def _matrix(x: np.ndarray, step_s: float, t0_s: float) -> tuple[np.ndarray, np.n
     gaps = np.isnan(x).astype(float)
     sq = x * x
 
+    means: dict[tuple[int, int], np.ndarray] = {}  # each rolling mean once: (id of the series, width)
+
     def mean(width: int, back: int = 0, series: np.ndarray = x) -> np.ndarray:
         """Mean of ``series`` over ``width`` steps ending ``back`` steps before each origin."""
-        return _shift(rolling_mean(series, width), back)
+        key = (id(series), width)
+        if key not in means:
+            means[key] = rolling_mean(series, width)
+        return _shift(means[key], back)
 
     w10, w1h, w1d = _LEVEL, _HOUR, DAY_STEPS
     m10, m1h, m1d = mean(w10), mean(w1h), mean(w1d)

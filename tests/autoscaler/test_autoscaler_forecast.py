@@ -26,6 +26,19 @@ def test_last_row_features_match_the_vectorised_ones():
         assert np.allclose(row[0], X[n - 1], atol=1e-9) and np.isclose(lv, level[n - 1]) and np.isclose(ep, eps[n - 1])
 
 
+def test_a_huge_burst_leaves_the_feature_rows_after_it_as_the_last_row_path_computes_them():
+    """Three steps at 10^8 times the usual demand (a burst: not damped) leave no rounding error in the rows
+    after them; running totals differenced over each window lost the hour's dispersion (cv_60) for the
+    rest of the history."""
+    x = seasonal() / 60
+    x[1000:1003] *= 1e8
+    X, level, eps = make_features(x, 60.0, 0.0)
+    for n in (1001, 1003, 1100, 3000, len(x)):
+        row, lv, ep = last_features(x[:n], 60.0, 0.0)
+        assert np.allclose(row[0], X[n - 1], rtol=1e-9, atol=1e-12), n
+        assert np.isclose(lv, level[n - 1], rtol=1e-12) and np.isclose(ep, eps[n - 1], rtol=1e-12)
+
+
 def test_a_lone_outlier_counts_as_the_higher_of_its_neighbours_once_the_next_step_is_known():
     x = np.array([2.0, 3.0, 1000.0, 4.0, 5.0, 1e4, 2e3, 1.0, 1.0, 1e4, 1e4, 1e4, 1.0, np.nan, 1e4, 1.0, 0.0, 9.0, 0.0,
                   1.0, 1e6])
