@@ -115,6 +115,7 @@ class DemandForecaster:
             self.horizon_steps_ = min(self.horizon_steps_, self.prior_.horizon_steps)
         self.start_bucket_: int | None = None  # absolute bucket index of history_[0]
         self.last_seen_: int | None = None  # absolute bucket index of the last step with data (the arrays grow ahead)
+        self.newest_: int | None = None  # the newest bucket covered: the history keeps kept_steps up to it
         self.sums_ = np.zeros(0)
         self.weights_ = np.zeros(0)
         self.coef_: np.ndarray | None = None  # (horizons, features) of the own model
@@ -157,8 +158,20 @@ class DemandForecaster:
             return None
         return float((self.sums_[first:last][seen] / self.weights_[first:last][seen]).max())
 
-    def _ensure(self, first: int, last: int) -> None:
-        """Grow the history arrays to cover absolute buckets ``first..last``; drop what is too old."""
+    @property
+    def kept_steps(self) -> int:
+        """How many steps the history keeps."""
+        return max(self.max_history_steps, self._lookback)
+
+    def _ensure(self, first: int, last: int) -> int | None:
+        """Grow the history arrays to cover absolute buckets ``first..last`` and drop what is too old: the
+        history keeps the ``kept_steps`` buckets up to the newest it has covered. Its first bucket; None, changing
+        nothing, where all of them are older than that: no sample, however far off the clock, allocates more."""
+        newest = last if self.newest_ is None else max(last, self.newest_)
+        first = max(first, newest - self.kept_steps + 1)
+        if first > last:
+            return None
+        self.newest_ = newest
         if self.start_bucket_ is None:
             self.start_bucket_ = first
         if first < self.start_bucket_:
@@ -166,17 +179,17 @@ class DemandForecaster:
             self.sums_ = np.concatenate((np.zeros(pad), self.sums_))
             self.weights_ = np.concatenate((np.zeros(pad), self.weights_))
             self.start_bucket_ = first
+        drop = newest - self.start_bucket_ + 1 - self.kept_steps
+        if drop > 0:
+            self.sums_ = self.sums_[drop:]
+            self.weights_ = self.weights_[drop:]
+            self.start_bucket_ += drop
         need = last - self.start_bucket_ + 1
         if need > len(self.sums_):
             grow = max(need - len(self.sums_), 256)
             self.sums_ = np.concatenate((self.sums_, np.zeros(grow)))
             self.weights_ = np.concatenate((self.weights_, np.zeros(grow)))
-        keep = max(self.max_history_steps, self._lookback)
-        drop = last - self.start_bucket_ + 1 - keep
-        if drop > 0:
-            self.sums_ = self.sums_[drop:]
-            self.weights_ = self.weights_[drop:]
-            self.start_bucket_ += drop
+        return self.start_bucket_
 
     def _add(self, start_s: float, end_s: float, rate: float) -> None:
         """Record that the rate was ``rate`` over ``[start_s, end_s)`` (spread over the buckets it covers)."""
@@ -184,14 +197,15 @@ class DemandForecaster:
             return
         b0 = math.floor(start_s / self.step_s)
         b1 = math.floor((end_s - 1e-9) / self.step_s)
-        self._ensure(b0, b1)
-        for b in range(b0, b1 + 1):
+        start = self._ensure(b0, b1)
+        if start is None:
+            return
+        for b in range(max(b0, start), b1 + 1):
             lo = max(start_s, b * self.step_s)
             hi = min(end_s, (b + 1) * self.step_s)
-            i = b - self.start_bucket_  # type: ignore[operator]
-            if hi > lo and i >= 0:
-                self.sums_[i] += rate * (hi - lo)
-                self.weights_[i] += hi - lo
+            if hi > lo:
+                self.sums_[b - start] += rate * (hi - lo)
+                self.weights_[b - start] += hi - lo
                 self.last_seen_ = b if self.last_seen_ is None else max(self.last_seen_, b)
 
     def observe(self, time_s: float, rate: float | None, duration_s: float | None = None) -> None:
@@ -200,6 +214,8 @@ class DemandForecaster:
         ``None``, NaN, infinity or a rate above ``MAX_RATE`` (a metrics fault, whose square would overflow
         the features) records nothing, which the forecaster treats as a gap.
         """
+        if not math.isfinite(time_s):
+            raise ValueError(f"time_s must be finite (Unix seconds), not {time_s}")
         duration = self.step_s if duration_s is None else duration_s
         if rate is None or not math.isfinite(rate) or rate > MAX_RATE:
             self._ensure(math.floor((time_s - 1e-9) / self.step_s), math.floor((time_s - 1e-9) / self.step_s))
@@ -212,6 +228,9 @@ class DemandForecaster:
         values = np.asarray(rates, dtype=float)
         if times.shape != values.shape or times.ndim != 1:
             raise ValueError("times_s and rates must be 1-D arrays of the same length")
+        bad = np.flatnonzero(~np.isfinite(times))
+        if len(bad):
+            raise ValueError(f"times_s must be finite (Unix seconds); sample {int(bad[0])} is {times[bad[0]]}")
         if len(times) == 0:
             return self
         order = np.argsort(times, kind="stable")

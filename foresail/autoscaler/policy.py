@@ -20,6 +20,7 @@ for again every hour. Every decision says why in one sentence.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections import deque
 from dataclasses import asdict, dataclass, fields, replace
@@ -32,6 +33,8 @@ from foresail.autoscaler.forecast import MAX_RATE, DemandForecaster, Forecast
 from foresail.autoscaler.prior import PriorModel
 from foresail.autoscaler.recurrence import Recurring, as_schedules, find_recurring
 from foresail.autoscaler.schedule import Schedule, scheduled_floor
+
+log = logging.getLogger(__name__)
 
 LEARN_EVERY_S = 3600.0  # learn_schedules: how often windows are looked for (from a day of history on)
 RECURRENCE_LAGS_S = ((86400.0, "a day"), (7 * 86400.0, "a week"))  # where demand that recurs is looked for
@@ -295,10 +298,16 @@ class ForesailPolicy:
 
     def _absorb_clock_jump(self, now_s: float) -> None:
         """Count a wall-clock jump (backwards, or forward by more than 10 intervals) as one interval:
-        shift the times the stabilisation window, burst memory, ramp, forecast checks, asks and idle timer keep."""
+        shift the times the stabilisation window, burst memory, ramp, forecast checks, asks and idle timer keep.
+        A jump longer than the forecaster's history (a clock read in milliseconds, or reset to 1970) leaves
+        that history nowhere to stand on the new clock: the forecaster starts again, from the prior."""
         last, self._last_obs_s = self._last_obs_s, now_s
         if last is None or 0 <= now_s - last <= 10 * self.config.interval_s:
             return
+        if abs(now_s - last) > self.forecaster.kept_steps * self._step_s:
+            log.warning("the clock jumped by %.3g s, more than the demand history's %.3g days: the forecaster "
+                        "starts again from the prior", now_s - last, self.forecaster.kept_steps * self._step_s / 86400)
+            self.forecaster = self._new_forecaster(self.forecaster.arrival_size)
         shift = now_s - last - self.config.interval_s
         self._recs = deque((t + shift, r) for t, r in self._recs)
         self._peaks = deque((t + shift, d) for t, d in self._peaks)
@@ -319,7 +328,8 @@ class ForesailPolicy:
         if obs.demand is None or not math.isfinite(obs.demand) or obs.demand > MAX_RATE:
             return self._without_data(obs.time_s, current)
         demand = max(float(obs.demand), 0.0)
-        waiting = max(float(obs.waiting or 0.0), 0.0)
+        waiting = float(obs.waiting or 0.0)
+        waiting = max(waiting, 0.0) if math.isfinite(waiting) else 0.0  # an unreadable queue counts as none
         if math.isfinite(obs.arrival_size) and obs.arrival_size > 0:
             self.forecaster.arrival_size = float(obs.arrival_size)
         # at zero replicas no pod counts requests: what arrived is unknown, not zero, unless the activator counted it

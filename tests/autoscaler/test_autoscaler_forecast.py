@@ -157,6 +157,28 @@ def test_without_prior_or_history_it_is_not_ready_and_says_why():
     assert not fc.ready and "no prior" in fc.reason
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_time_that_is_not_a_number_is_a_clear_error(bad):
+    f = DemandForecaster()
+    with pytest.raises(ValueError, match=f"times_s must be finite .*sample 1 is {bad}"):
+        f.partial_fit(np.array([60.0, bad, 180.0]), np.ones(3))
+    with pytest.raises(ValueError, match="time_s must be finite"):
+        f.observe(bad, 1.0)
+
+
+def test_one_sample_over_a_span_longer_than_the_history_fills_only_what_the_history_keeps():
+    """Two samples 10^12 s apart (the second spans the gap) record the last ``kept_steps`` steps of it, not
+    1.7e10 of them; a sample older than those is left out, not padded to."""
+    f = DemandForecaster().partial_fit(np.array([60.0, 1e12]), np.array([2.0, 3.0]))
+    assert len(f.history_) <= f.kept_steps + 256
+    assert f.history_peak(1e12 - 600.0, 1e12) == 3.0 and f.predict(1e12).ready
+    kept = f.history_.copy()
+    f.observe(1e9, 5.0)
+    assert np.array_equal(f.history_, kept, equal_nan=True)
+    f.observe(1e12 - 3600.0, 30.0)  # within the history: recorded
+    assert f.history_peak(1e12 - 3720.0, 1e12 - 3540.0) > 3.0  # averaged with the long sample
+
+
 def test_prior_forecasts_after_a_few_minutes_and_survives_gaps_and_zeros():
     f = DemandForecaster()
     times = np.arange(1, 5) * 60.0

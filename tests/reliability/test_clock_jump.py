@@ -92,3 +92,29 @@ def test_a_clock_jump_does_not_count_as_idle_time(jump: float) -> None:
     # and the timer still works: 600 s of real idleness after the jump reaches zero
     later = [idle[-1] + (i + 1) * STEP for i in range(60)]
     assert run(policy, later, [0.0] * len(later), replicas=decisions[-1].replicas)[-1].replicas == 0
+
+
+@pytest.mark.parametrize("step", [60.0, 5.0])
+@pytest.mark.parametrize("clock", [T0 * 1000, 1000.0], ids=["milliseconds", "1970"])
+def test_a_clock_far_off_neither_exhausts_memory_nor_stops_the_forecasts(clock: float, step: float,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A clock read in milliseconds (1.7e12 s ahead) or reset to 1970, and then right again: the forecaster
+    never holds more than its history's length of steps (it used to allocate the whole span: 200 GiB, which
+    failed, or 1 GiB and 11 GiB at 60-s and 5-s steps for 1970), the policy decides on, counting each jump
+    as one interval, and the forecaster, whose history has nowhere to stand on the new clock, starts again
+    from the prior and forecasts within a few steps."""
+    policy = ForesailPolicy(PolicyConfig(min_replicas=1, max_replicas=10, capacity=1.0, cold_start_s=60.0,
+                                         interval_s=STEP, scale_down_stabilization_s=WINDOW), forecast_step_s=step)
+    f = policy.forecaster
+    kept = f.kept_steps + 256
+    before = [T0 + i * STEP for i in range(40)]
+    run(policy, before, [4.0] * len(before), replicas=4)
+    off = [clock + i * STEP for i in range(40)]
+    decisions = run(policy, off, [4.0] * len(off), replicas=4)
+    assert policy.forecaster is not f and len(policy.forecaster.history_) <= kept
+    assert "starts again from the prior" in caplog.text
+    back = [before[-1] + (i + 1) * STEP for i in range(40)]
+    decisions += run(policy, back, [4.0] * len(back), replicas=4)
+    assert all(d.replicas >= 4 for d in decisions), [d.replicas for d in decisions]
+    assert decisions[-1].forecast_ready and len(policy.forecaster.history_) <= kept
+    assert policy.forecaster.history_peak(back[0], back[-1]) == 4.0

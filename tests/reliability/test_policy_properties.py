@@ -1,7 +1,8 @@
 """Invariants of the scaling policy (hypothesis): bounds, fail-static on missing data, monotonicity.
 
 `ForesailPolicy` is driven through random configurations and observation sequences (demand may be
-missing, NaN, infinite, negative or absurdly large; the provisioned count may be anything), in closed loop or not.
+missing, NaN, infinite, negative or absurdly large, and so may the queue; the provisioned count may be
+anything), in closed loop or not.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from foresail.autoscaler.policy import ForesailPolicy, Observation, PolicyConfig
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 DEMAND = st.one_of(st.none(), st.just(math.nan), st.just(math.inf), st.just(-math.inf), st.just(1e200),
                    st.floats(-5, 0), st.floats(0, 200), st.floats(0, 5))
+WAITING = st.one_of(st.none(), st.just(math.nan), st.just(math.inf), st.floats(-5, 0), st.floats(0, 500))
 
 
 @st.composite
@@ -37,7 +39,7 @@ def observations(draw: st.DrawFn, config: PolicyConfig, n: int) -> list[Observat
     out, t = [], 1_700_000_000.0
     for _ in range(n):
         t += config.interval_s * draw(st.sampled_from([1, 1, 1, 2, 10]))
-        out.append(Observation(time_s=t, demand=draw(DEMAND), waiting=draw(st.one_of(st.none(), st.floats(0, 500))),
+        out.append(Observation(time_s=t, demand=draw(DEMAND), waiting=draw(WAITING),
                                provisioned_replicas=draw(st.integers(0, config.max_replicas + 3))))
     return out
 
