@@ -136,8 +136,8 @@ def check_arguments(args: argparse.Namespace) -> tuple[float | None, tuple[Sched
     from foresail.checks import check_plot, check_writable
 
     capacity = parse_capacity(args.capacity)
-    if args.cold_start < 0 or args.interval <= 0 or args.slo_wait < 0:
-        raise ValueError("--cold-start and --slo-wait must be >= 0 and --interval > 0")
+    if not (0 <= args.cold_start < math.inf and 0 < args.interval < math.inf and 0 <= args.slo_wait < math.inf):
+        raise ValueError("--cold-start and --slo-wait must be >= 0 and --interval > 0, in seconds (not NaN or inf)")
     if not 0 <= args.min_replicas <= args.max_replicas or args.max_replicas < 1:
         raise ValueError("need 0 <= --min-replicas <= --max-replicas and --max-replicas >= 1")
     if args.slo_target is not None and not 0.5 <= args.slo_target < 1:

@@ -67,6 +67,10 @@ def test_bad_input_is_an_error_not_a_crash(tmp_path, capsys):
     ("backtest", ["--max-replicas", "0"], "--max-replicas >= 1"),
     ("backtest", ["--interval", "1e9"], "less than one decision step"),
     ("backtest", ["--cold-start", "-1"], "--cold-start and --slo-wait must be >= 0"),
+    ("backtest", ["--cold-start", "nan"], "--cold-start and --slo-wait must be >= 0"),  # NaN passed every bound
+    ("backtest", ["--cold-start", "inf"], "--cold-start and --slo-wait must be >= 0"),
+    ("backtest", ["--interval", "nan"], "--interval > 0, in seconds (not NaN or inf)"),
+    ("backtest", ["--slo-wait", "nan"], "--cold-start and --slo-wait must be >= 0"),
     ("backtest", ["--slo-target", "1"], "--slo-target is an attainment in [0.5, 1)"),
     ("backtest", ["--match-slo", "0"], "--match-slo is an attainment in (0, 1]"),
     ("backtest", ["--schedule", "{missing}/s.yaml"], "--schedule {missing}/s.yaml: No such file"),
