@@ -115,7 +115,7 @@ def test_two_deployments_serving_one_model_name_are_refused(cluster, activator: 
 
 
 def test_a_held_request_times_out_with_the_reason_and_the_next_one_is_refused_while_it_waits(cluster, activator: str):
-    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
+    deploy(cluster, activator, "tiny", timeout=10, **AT_ZERO_OFF)  # or the request may come first: unknown model
     cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"conditions": [
         {"type": "Ready", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes have a free GPU"}]}})
     answers: list[requests.Response] = []
@@ -139,7 +139,7 @@ def test_a_held_request_times_out_with_the_reason_and_the_next_one_is_refused_wh
 
 
 def test_a_request_held_for_a_deployment_that_is_deleted_gets_a_404(cluster, activator: str):
-    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
+    deploy(cluster, activator, "tiny", timeout=10, **AT_ZERO_OFF)  # or the request may come first: unknown model
     answers: list[requests.Response] = []
     held = threading.Thread(target=lambda: answers.append(chat(activator, "tiny")))
     held.start()
@@ -174,7 +174,7 @@ def test_the_operator_gives_a_stamped_deployment_at_zero_a_replica_at_once(clust
 def test_a_deployment_whose_service_cannot_be_reached_gets_a_502_after_the_retries(cluster, activator: str):
     """Status says one replica is ready, but nothing answers at the upstream (port 9): the request is held
     as at zero (the status read anew says ready), the connection retried for 10 s, then a 502."""
-    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
+    deploy(cluster, activator, "tiny", timeout=10, **AT_ZERO_OFF)
     cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
     started = time.monotonic()
     rsp = chat(activator, "tiny")
