@@ -132,6 +132,7 @@ class DemandForecaster:
         self._qcache: dict[float, np.ndarray] = {}
         self._qcache_at = -1
         self._cache: tuple[int, Forecast] | None = None
+        self._scored: int | None = None  # the last bucket the pending forecasts were scored on
 
     @property
     def history_(self) -> np.ndarray:
@@ -191,8 +192,9 @@ class DemandForecaster:
             self.weights_ = np.concatenate((self.weights_, np.zeros(grow)))
         return self.start_bucket_
 
-    def _add(self, start_s: float, end_s: float, rate: float) -> None:
-        """Record that the rate was ``rate`` over ``[start_s, end_s)`` (spread over the buckets it covers)."""
+    def _add(self, start_s: float, end_s: float, rate: float, weigh: bool = True) -> None:
+        """Record that the rate was ``rate`` over ``[start_s, end_s)`` (spread over the buckets it covers);
+        without ``weigh``, add ``rate`` to what was recorded there instead."""
         if not math.isfinite(rate) or end_s <= start_s:
             return
         b0 = math.floor(start_s / self.step_s)
@@ -204,8 +206,9 @@ class DemandForecaster:
             lo = max(start_s, b * self.step_s)
             hi = min(end_s, (b + 1) * self.step_s)
             if hi > lo:
-                self.sums_[b - start] += rate * (hi - lo)
-                self.weights_[b - start] += hi - lo
+                # a revision subtracts: where the outlier dwarfed the rest, rounding must not leave it below zero
+                self.sums_[b - start] = max(self.sums_[b - start] + rate * (hi - lo), 0.0)
+                self.weights_[b - start] += (hi - lo) * weigh
                 self.last_seen_ = b if self.last_seen_ is None else max(self.last_seen_, b)
 
     def observe(self, time_s: float, rate: float | None, duration_s: float | None = None) -> None:
@@ -221,6 +224,13 @@ class DemandForecaster:
             self._ensure(math.floor((time_s - 1e-9) / self.step_s), math.floor((time_s - 1e-9) / self.step_s))
             return
         self._add(time_s - duration, time_s, max(float(rate), 0.0))
+
+    def revise(self, start_s: float, end_s: float, rate: float, new_rate: float) -> None:
+        """Count the ``rate`` observed over ``[start_s, end_s)`` as ``new_rate`` (an outlier judged once the
+        samples after it came); the next forecast is made again from the revised history."""
+        if math.isfinite(new_rate) and 0 <= new_rate <= MAX_RATE:
+            self._add(start_s, end_s, new_rate - rate, weigh=False)
+            self._cache = None
 
     def partial_fit(self, times_s: np.ndarray, rates: np.ndarray) -> "DemandForecaster":
         """Append samples (rate over the interval ending at each time; any spacing, NaN = gap)."""
@@ -409,7 +419,9 @@ class DemandForecaster:
                 step_s=self.step_s,
             )
         else:
-            self._record_errors(last_bucket, float(x[-1]))
+            if last_bucket != self._scored:  # not again for a forecast made again (``revise``)
+                self._record_errors(last_bucket, float(x[-1]))
+                self._scored = last_bucket
             X, lv, ep = features.last_features(x, self.step_s, (self.start_bucket_ + lo) * self.step_s)
             z, source = self._predict_z(X)
             z = z[0]

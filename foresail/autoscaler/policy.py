@@ -154,6 +154,7 @@ class _Need:
     recurring_lag: str = ""  # "a day" or "a week"
     woken: int = 0  # replicas a deployment at zero wakes to for that demand
     unseen: bool = False  # at zero replicas with nothing counting what arrives
+    lone: tuple[float, float, float] | None = None  # a run judged a lone outlier now: (seconds, its peak, counted as)
 
 
 class ForesailPolicy:
@@ -169,10 +170,11 @@ class ForesailPolicy:
         self._prior = prior
         self._step_s = forecast_step_s
         self.forecaster = self._new_forecaster()
-        self._recs: deque[tuple[float, int]] = deque()  # (expiry time, recommended replicas)
+        self._recs: deque[tuple[float, float, int]] = deque()  # (time made, expiry time, recommended replicas)
         self._recent: deque[tuple[float, float]] = deque(maxlen=max(config.trend_points, 1))
         self._peaks: deque[tuple[float, float]] = deque()  # (time, demand), decreasing: the recent peak first
-        self._fresh: deque[tuple[float, float, float]] = deque()  # (time, demand, peak) not judged yet
+        # (time, demand, peak, start of the interval the forecaster recorded at that demand or None) not judged yet
+        self._fresh: deque[tuple[float, float, float, float | None]] = deque()
         self._before: float | None = None  # the demand of the interval before the oldest fresh one
         self._checks: deque[tuple[float, float]] = deque()  # (target time, forecast upper) awaiting actuals
         self._asked: deque[float] = deque()  # when this policy asked for each replica still starting, oldest first
@@ -309,9 +311,9 @@ class ForesailPolicy:
                         "starts again from the prior", now_s - last, self.forecaster.kept_steps * self._step_s / 86400)
             self.forecaster = self._new_forecaster(self.forecaster.arrival_size)
         shift = now_s - last - self.config.interval_s
-        self._recs = deque((t + shift, r) for t, r in self._recs)
+        self._recs = deque((m + shift, t + shift, r) for m, t, r in self._recs)
         self._peaks = deque((t + shift, d) for t, d in self._peaks)
-        self._fresh = deque((t + shift, d, k) for t, d, k in self._fresh)
+        self._fresh = deque((t + shift, d, k, None) for t, d, k, _ in self._fresh)  # the history keeps its clock
         self._checks = deque((t + shift, u) for t, u in self._checks)
         self._asked = deque(t + shift for t in self._asked)
         self._recent = deque(((t + shift, d) for t, d in self._recent), maxlen=self._recent.maxlen)
@@ -342,7 +344,8 @@ class ForesailPolicy:
         need.unseen = unseen
         foretold = self._foretold(obs.time_s, demand)
         need.headroom = self._headroom(obs, foretold)
-        peak = self._remember_peak(obs.time_s, demand, 0.0 if foretold else demand)
+        peak = self._remember_peak(obs.time_s, demand, 0.0 if foretold else demand,
+                                   None if unseen else obs.time_s - c.interval_s, need)
         self._recent.append((obs.time_s, demand))
         if c.predictive and not unseen:  # at zero the forecaster's recent history is a gap: it would be stale
             self._predict(obs, need, peak)
@@ -374,7 +377,7 @@ class ForesailPolicy:
         replicas = self._stabilise(obs.time_s, current, target, steady, from_forecast, to_zero)
 
         why = self._reason(need, target, from_forecast, f"no demand for {idle_for:.0f} s" if to_zero else None)
-        why += self._held_back(need, quiet and not to_zero and replicas > 0, replicas, target)
+        why += self._held_back(need, quiet and not to_zero and replicas > 0, replicas, target) + self._lone_reason(need)
         replicas, why = self._scheduled(obs.time_s, replicas, why)
         self._record_asks(obs.time_s, current, replicas)
         action = "scale up" if replicas > current else "scale down" if replicas < current else "hold"
@@ -412,6 +415,16 @@ class ForesailPolicy:
                     f"stabilisation window ({c.scale_down_stabilization_s:.0f} s; a forecast's lasts a cold start, "
                     f"{c.cold_start_s:.0f} s)")
         return why
+
+    def _lone_reason(self, need: _Need) -> str:
+        """What the reason adds where this decision judged the intervals before it a lone outlier."""
+        if need.lone is None:
+            return ""
+        span, peak, ref = need.lone
+        u = self.config.unit
+        return (f"; the last {span:.0f} s of demand, up to {peak:.3g} {u}, were a lone outlier (more than {LONE:.0f}x "
+                f"the demand before and after them): counted as {ref:.3g} {u} in the forecaster's history and burst "
+                f"memory, and the scale-down window forgets the replicas asked for them")
 
     def _record_asks(self, now_s: float, current: int, replicas: int) -> None:
         """Remember when replicas were asked for, and forget the youngest ones a scale-down removes first."""
@@ -505,33 +518,45 @@ class ForesailPolicy:
                 then = queued
         return then, queued
 
-    def _remember_peak(self, now_s: float, demand: float, keep: float) -> float:
+    def _remember_peak(self, now_s: float, demand: float, keep: float, since: float | None, need: _Need) -> float:
         """Burst memory: the highest demand of the last ``burst_window_s`` (a decreasing deque of peaks), this
         interval's ``keep`` included. An interval joins the deque once ``LONE_STEPS`` forecast steps have
         passed, time for the intervals after it to show whether it was part of a lone outlier: a run of
         intervals that short, each ``LONE`` times the demand before and after it (as the forecaster's
-        features judge steps). Such a run is kept as the higher of the two, so one glitching minute, which
-        a rate() window spreads over several intervals, is not held for the window."""
+        features judge steps). Such a run is kept as the higher of the two (``_forget_lone_run``), so one
+        glitching minute, which a rate() window spreads over several intervals, is not held for the window."""
         fresh = self._fresh
         if fresh and fresh[-1][1] > LONE * demand:  # a run just before now may stand out
             for m in range(len(fresh), 0, -1):  # the longest that does
                 before = fresh[-m - 1][1] if m < len(fresh) else self._before
                 ref = max(before, demand) if before is not None else 0.0
                 if ref > 0 and all(fresh[-j][1] > LONE * ref for j in range(1, m + 1)):
-                    for j in range(1, m + 1):
-                        t, d, k = fresh[-j]
-                        fresh[-j] = (t, d, min(k, ref))
+                    self._forget_lone_run(m, ref, need)
                     break
-        fresh.append((now_s, demand, keep))
+        fresh.append((now_s, demand, keep, since))
         while fresh[0][0] <= now_s - LONE_STEPS * self._step_s:
-            t, self._before, k = fresh.popleft()
+            t, self._before, k, _ = fresh.popleft()
             while self._peaks and self._peaks[-1][1] <= k:
                 self._peaks.pop()
             self._peaks.append((t, k))
         while self._peaks and self._peaks[0][0] <= now_s - self.config.burst_window_s:
             self._peaks.popleft()
-        recent = [k for t, _, k in fresh if t > now_s - self.config.burst_window_s]
+        recent = [k for t, _, k, _ in fresh if t > now_s - self.config.burst_window_s]
         return max(([self._peaks[0][1]] if self._peaks else []) + recent + [keep])
+
+    def _forget_lone_run(self, m: int, ref: float, need: _Need) -> None:
+        """The last ``m`` fresh intervals were a lone outlier: count each as ``ref`` in burst memory and in the
+        forecaster's history, and cap what the stabilisation window recommended since the first of them at
+        what ``ref`` needs, as those replicas were asked for the outlier."""
+        run = list(itertools.islice(self._fresh, len(self._fresh) - m, None))
+        for j, (t, d, k, since) in enumerate(run, len(self._fresh) - m):
+            self._fresh[j] = (t, d, min(k, ref), since)
+            if since is not None:
+                self.forecaster.revise(since, t, d, ref)
+        first = run[0][0]
+        cap = math.ceil(ref / self.config.capacity - 1e-9)
+        self._recs = deque((made, expiry, min(r, cap) if made >= first else r) for made, expiry, r in self._recs)
+        need.lone = (run[-1][0] - first + self.config.interval_s, max(d for _, d, _, _ in run), ref)
 
     def _recurrence(self, now_s: float, need: _Need) -> None:
         """The highest demand recorded a day and a week before the coming horizon, into ``need``.
@@ -590,12 +615,12 @@ class ForesailPolicy:
         if from_forecast:
             window_s = max(window_s, c.cold_start_s)
         if not self._recs:
-            self._recs.append((now_s + c.scale_down_stabilization_s, min(current, c.max_replicas)))
-        self._recs.append((now_s + window_s, steady))
-        self._recs = deque((expiry, r) for expiry, r in self._recs if expiry >= now_s)
+            self._recs.append((now_s, now_s + c.scale_down_stabilization_s, min(current, c.max_replicas)))
+        self._recs.append((now_s, now_s + window_s, steady))
+        self._recs = deque(rec for rec in self._recs if rec[1] >= now_s)
         replicas = target
         if target < current and not to_zero:
-            replicas = min(current, max(max((r for _, r in self._recs), default=target), target))
+            replicas = min(current, max(max((r for _, _, r in self._recs), default=target), target))
         return min(max(replicas, 0), c.max_replicas)
 
     def _reason(self, need: _Need, target: int, from_forecast: bool, idle: str | None) -> str:
@@ -617,11 +642,11 @@ class ForesailPolicy:
             why = f"{idle} and none forecast: scale to zero"
         elif from_forecast:
             why = self._forecast_reason(need)
-        elif need.burst > base and target == need.burst:
+        elif need.burst > base and target == min(need.burst, c.max_replicas):
             why = (f"holding the peak demand of the last {c.burst_window_s:.0f} s ({_replicas(need.burst)}) because "
                    f"recent forecasts fell short of demand more often than p{round(c.quantile * 100)} allows "
                    f"(headroom x{need.headroom:.2f}{self._covered()})")
-        elif target == need.floor and need.floor > 0:
+        elif target == min(need.floor, c.max_replicas) and need.floor > 0:
             why = self._floor_reason(need)
         elif target == 0 and c.scale_to_zero and need.unseen:
             why = ("at zero replicas no demand is seen; a replica is asked for a cold start ahead of demand that "

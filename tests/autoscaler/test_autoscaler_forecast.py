@@ -55,6 +55,29 @@ def test_a_lone_outlier_counts_as_the_higher_of_its_neighbours_once_the_next_ste
     assert damp_lone_steps(np.array([1.0, 1e6, 1e3, 1.0]))[1:3].tolist() == [1.0, 1.0]  # a run is damped whole
 
 
+def test_a_revised_sample_counts_as_its_new_rate_and_the_forecast_is_made_again():
+    """``revise`` replaces what one sample added to its steps; where the outlier dwarfed the rest of its step
+    (near ``MAX_RATE``), rounding must not leave a negative rate, which crashed the features (math.log)."""
+    f = DemandForecaster(prior=None, min_history_steps=1)
+    f.observe(15.0, 1.0, 15.0)
+    f.observe(30.0, 2.0, 15.0)
+    f.observe(45.0, 3.0, 15.0)
+    f.observe(60.0, 4.0, 15.0)
+    f.revise(30.0, 45.0, 3.0, 7.0)
+    assert f.history_[0] == pytest.approx((1 + 2 + 7 + 4) / 4)
+    g = DemandForecaster(min_history_steps=1)
+    g.observe(60.0, 0.0, 60.0)
+    outlier = [588718867327.4152, 940630108985.2036, 833452345155.2574, 102461911652.96313]  # a step's quarters
+    for k, x in enumerate(outlier):
+        g.observe(75.0 + 15 * k, x, 15.0)
+    before = g.predict(120.0)
+    for k, x in enumerate(outlier):  # summed back out, these leave -0.004 without the clamp
+        g.revise(60.0 + 15 * k, 75.0 + 15 * k, x, 1e-6)
+    assert g.history_[1] >= 0 and g.history_[1] == pytest.approx(1e-6, abs=1e-3)
+    after = g.predict(120.0)
+    assert after.ready and after.median.max() < 1e-2 < before.median.max()
+
+
 def test_the_feature_rows_around_outliers_see_only_what_was_known_at_their_origin():
     """Each row of the vectorised matrix equals the last row computed from the history up to its origin,
     around runs of one to three outlying steps (some followed by a gap)."""

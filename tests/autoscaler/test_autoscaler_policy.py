@@ -80,6 +80,7 @@ def test_a_need_of_billions_of_replicas_is_computed_not_listed():
     expected = (6.0 + (60.0 + (6.0 - 1e-9) * 120.0) / 60.0) / 1e-9  # the test above at a billionth of its capacity
     assert abs(d.reactive_floor - expected) <= 1
     assert d.replicas == 1000 and d.reason.endswith("capped at max 1000")
+    assert "current demand 6 req/s plus draining" in d.reason, d.reason  # what needs more than the cap
 
 
 def test_replicas_still_starting_count_from_when_they_will_serve():
@@ -250,6 +251,30 @@ def test_burst_memory_lets_go_of_a_lone_outlier_once_the_steps_after_show_it(int
         d = p.decide(obs(now, 1.0, d.replicas))
     assert ("holding the peak demand of the last 3600 s (2000 replicas)" in d.reason) == held, d.reason
     assert (d.replicas >= 2000) == held
+
+
+@pytest.mark.parametrize("steps, lone", [(4, True), (9, False)])
+def test_the_replicas_asked_for_a_lone_outlier_are_let_go_once_the_interval_after_shows_it(steps, lone):
+    """A glitching minute read every 15 s through a 1-min rate() (4 intervals at 1,000 times): the first
+    interval after it shows it alone, and the decision there drops what the scale-down window kept for it,
+    counts it in the forecaster's history as the demand after it, and says so. 9 intervals are a burst,
+    which is held."""
+    t = np.arange(1, 6 * 60 + 1) * 60.0
+    p = ForesailPolicy(PolicyConfig(capacity=1.0, cold_start_s=120.0, interval_s=15.0, max_replicas=5000))
+    p.warm_start(t, np.full(len(t), 2.0))
+    now = t[-1]
+    d = p.decide(obs(now, 2.0, 2))
+    for _ in range(steps):
+        now += 15.0
+        d = p.decide(obs(now, 2000.0, d.replicas))
+    assert d.replicas >= 2000
+    d = p.decide(obs(now + 15.0, 2.0, d.replicas))
+    assert (d.replicas <= 4) == lone, d.reason
+    assert ("were a lone outlier" in d.reason) == lone, d.reason
+    if lone:
+        assert "the last 60 s of demand, up to 2e+03 req/s, were a lone outlier" in d.reason, d.reason
+        assert p.forecaster.history_peak(t[-1], now + 15.0) == pytest.approx(2.0)  # counted as the demand after it
+        assert d.forecast_median is not None and d.forecast_median < 4.0
 
 
 def test_widened_headroom_stops_at_a_multiple_of_the_recent_peak():
