@@ -127,6 +127,8 @@ async def _generate(request: web.Request, chat: bool) -> web.StreamResponse:
     try:
         body = await read_body(request)
         model = body.get("model")
+        if model is not None and not isinstance(model, str):
+            raise InvalidRequest("'model' must be a string naming the model (GET /v1/models lists it)", "model")
         if model is not None and model != state.model_name:
             state.metrics.rejected["invalid"].inc()
             return json_error(404, f"the model '{model}' does not exist", "invalid_request_error",

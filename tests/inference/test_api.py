@@ -119,6 +119,7 @@ def test_sse_ends_with_done(server: Server) -> None:
     ({"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}, "stop"),
     ({"prompt": 42}, "prompt"),
     ({"prompt": [99999999]}, "prompt"),
+    ({"prompt": "x", "model": ["builtin:tiny"]}, "model"),  # not a model that does not exist (404)
 ])
 def test_bad_parameters_are_400_in_openai_shape(server: Server, body: dict, param: str) -> None:
     rsp = requests.post(f"{server.url}/v1/completions", headers=server.headers, json=body, timeout=10)
