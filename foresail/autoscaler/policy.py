@@ -1,20 +1,20 @@
 """The Foresail scaling policy: replicas = max(reactive floor, predicted need over the cold-start window).
 
 The operator calls ``ForesailPolicy.decide`` every decision interval with the live metrics; the backtester
-calls the same class. Scale-up happens at once; scale-down only to the highest recommendation of the
-last ``scale_down_stabilization_s`` (one that a forecast set, at least a cold start) and never below
-the reactive floor. Headroom comes from the forecast quantile and widens when recent forecasts were too
-low. With ``slo_target`` set, an SLO governor multiplies the need by a factor that rises after each
-decision whose queue could not drain within the SLO and falls slowly otherwise, steering the share of such
-decisions to ``1 - slo_target`` (it buys attainment with replicas; off by default). With scale to zero,
-no replica runs to count requests, so time at zero is recorded as unknown unless the activator counts
-what arrives (``Observation.counted``). Without that count a deployment goes to zero only where the same
-time a day and a week earlier was watched and quiet; with it, after ``idle_s`` with no demand and none
-forecast. Either way it wakes ahead of demand that arrived a day or a week earlier in the coming cold
-start, and does not go to zero while such demand is due. A schedule (``schedules``) holds its floor
-from a horizon before its window opens until it closes; with ``learn_schedules`` the windows in which
-demand recurred at the same minute of the hour or time of day (``recurrence.py``) are held too, looked
-for again every hour. Every decision says why in one sentence.
+calls the same class. Scale-up happens at once; scale-down only to the highest recommendation of the last
+``scale_down_stabilization_s`` (one that a forecast set, at least a cold start; none made for a lone
+outlier once the interval after it shows it) and never below the reactive floor. Headroom comes from the
+forecast quantile and widens when recent forecasts were too low. With ``slo_target`` set, an SLO governor
+multiplies the need by a factor that rises after each decision whose queue could not drain within the SLO
+and falls slowly otherwise, steering the share of such decisions to ``1 - slo_target`` (it buys attainment
+with replicas; off by default). With scale to zero, no replica runs to count requests, so time at zero is
+recorded as unknown unless the activator counts what arrives (``Observation.counted``). Without that count
+a deployment goes to zero only where the same time a day and a week earlier was watched and quiet; with
+it, after ``idle_s`` with no demand and none forecast. Either way it wakes ahead of demand that arrived a
+day or a week earlier in the coming cold start, and does not go to zero while such demand is due. A
+schedule (``schedules``) holds its floor from a horizon before its window opens until it closes; with
+``learn_schedules`` the windows in which demand recurred at the same minute of the hour or time of day
+(``recurrence.py``) are held too, looked for again every hour. Every decision says why in one sentence.
 """
 
 from __future__ import annotations
