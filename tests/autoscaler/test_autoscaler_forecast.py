@@ -67,15 +67,18 @@ def test_a_revised_sample_counts_as_its_new_rate_and_the_forecast_is_made_again(
     assert f.history_[0] == pytest.approx((1 + 2 + 7 + 4) / 4)
     g = DemandForecaster(min_history_steps=1)
     g.observe(60.0, 0.0, 60.0)
+    g.predict(60.0)  # a forecast from the first step, scored on the second
     outlier = [588718867327.4152, 940630108985.2036, 833452345155.2574, 102461911652.96313]  # a step's quarters
     for k, x in enumerate(outlier):
         g.observe(75.0 + 15 * k, x, 15.0)
     before = g.predict(120.0)
+    scored = g.n_errors_.copy()
     for k, x in enumerate(outlier):  # summed back out, these leave -0.004 without the clamp
         g.revise(60.0 + 15 * k, 75.0 + 15 * k, x, 1e-6)
     assert g.history_[1] >= 0 and g.history_[1] == pytest.approx(1e-6, abs=1e-3)
     after = g.predict(120.0)
     assert after.ready and after.median.max() < 1e-2 < before.median.max()
+    assert scored[0] == 1 and (g.n_errors_ == scored).all()  # the forecast made again scores nothing again
 
 
 def test_the_feature_rows_around_outliers_see_only_what_was_known_at_their_origin():
