@@ -422,9 +422,10 @@ class ForesailPolicy:
             return ""
         span, peak, ref = need.lone
         u = self.config.unit
-        return (f"; the last {span:.0f} s of demand, up to {peak:.3g} {u}, were a lone outlier (more than {LONE:.0f}x "
-                f"the demand before and after them): counted as {ref:.3g} {u} in the forecaster's history and burst "
-                f"memory, and the scale-down window forgets the replicas asked for them")
+        return (f"; the {span:.0f} s of demand before the last {self.config.interval_s:.0f} s, up to {peak:.3g} {u}, "
+                f"were a lone outlier (more than {LONE:.0f}x the demand before and after them): counted as "
+                f"{ref:.3g} {u} in the forecaster's history and burst memory, and the scale-down window forgets the "
+                f"replicas asked for them")
 
     def _record_asks(self, now_s: float, current: int, replicas: int) -> None:
         """Remember when replicas were asked for, and forget the youngest ones a scale-down removes first."""

@@ -272,7 +272,7 @@ def test_the_replicas_asked_for_a_lone_outlier_are_let_go_once_the_interval_afte
     assert (d.replicas <= 4) == lone, d.reason
     assert ("were a lone outlier" in d.reason) == lone, d.reason
     if lone:
-        assert "the last 60 s of demand, up to 2e+03 req/s, were a lone outlier" in d.reason, d.reason
+        assert "the 60 s of demand before the last 15 s, up to 2e+03 req/s, were a lone outlier" in d.reason, d.reason
         assert p.forecaster.history_peak(t[-1], now + 15.0) == pytest.approx(2.0)  # counted as the demand after it
         assert d.forecast_median is not None and d.forecast_median < 4.0
 
