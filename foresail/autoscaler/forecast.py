@@ -208,7 +208,8 @@ class DemandForecaster:
             if hi > lo:
                 # a revision subtracts: where the outlier dwarfed the rest, rounding must not leave it below zero
                 self.sums_[b - start] = max(self.sums_[b - start] + rate * (hi - lo), 0.0)
-                self.weights_[b - start] += (hi - lo) * weigh
+                if weigh:
+                    self.weights_[b - start] += hi - lo
                 self.last_seen_ = b if self.last_seen_ is None else max(self.last_seen_, b)
 
     def observe(self, time_s: float, rate: float | None, duration_s: float | None = None) -> None:

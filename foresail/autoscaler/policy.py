@@ -549,8 +549,9 @@ class ForesailPolicy:
         """The last ``m`` fresh intervals were a lone outlier: count each as ``ref`` in burst memory and in the
         forecaster's history, and cap what the stabilisation window recommended since the first of them at
         what ``ref`` needs, as those replicas were asked for the outlier."""
-        run = list(itertools.islice(self._fresh, len(self._fresh) - m, None))
-        for j, (t, d, k, since) in enumerate(run, len(self._fresh) - m):
+        start = len(self._fresh) - m
+        run = list(itertools.islice(self._fresh, start, None))
+        for j, (t, d, k, since) in enumerate(run, start):
             self._fresh[j] = (t, d, min(k, ref), since)
             if since is not None:
                 self.forecaster.revise(since, t, d, ref)
