@@ -303,6 +303,40 @@ def test_the_copied_kubernetes_schemas_keep_every_field():
                  "envFrom[]")
 
 
+# Copies of Kubernetes types: `kubectl explain pod.spec...` describes their fields, and each one's own
+# description says so.
+KUBERNETES_TYPES = {".spec.runtime.env[].valueFrom", ".spec.runtime.envFrom[]", ".spec.resources.tolerations[]",
+                    ".spec.resources.affinity", ".spec.resources.topologySpreadConstraints[]", ".metadata"}
+
+
+def _undescribed(schema: dict, where: str) -> list[str]:
+    """The fields under `where` without a description, outside the copies of Kubernetes types."""
+    if where in KUBERNETES_TYPES:
+        return []
+    described = "description" in schema or where == "" or where.endswith("[]")  # an item: its list's description
+    missing = [] if described else [where]
+    for key, child in (schema.get("properties") or {}).items():
+        missing += _undescribed(child, f"{where}.{key}")
+    if isinstance(schema.get("items"), dict):
+        missing += _undescribed(schema["items"], where + "[]")
+    return missing
+
+
+def test_kubectl_explain_describes_every_field():
+    """Every field Foresail defines has a description (what `kubectl explain llmd.spec...` prints); each
+    copy of a Kubernetes type points to the pod's own."""
+    crd = yaml.safe_load((EXAMPLES.parent / "crds/llmdeployment.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert schema["description"]
+    assert _undescribed(schema, "") == []
+    for where in KUBERNETES_TYPES - {".metadata"}:
+        node = schema
+        for key in where.removesuffix("[]").strip(".").split("."):
+            node = node["properties"][key.removesuffix("[]")]
+            node = node["items"] if key.endswith("[]") else node
+        assert "kubectl explain pod.spec" in node["description"], where
+
+
 def test_horizon_auto_uses_the_measured_cold_start():
     spec = parse_spec({"model": {"source": "a"}, "autoscaling": {"intervalSeconds": 15}})
     assert spec.autoscaling.horizon_s(None) == 135
