@@ -1,6 +1,6 @@
 """One outlying minute: what it does to the forecaster and to Foresail's replicas (README, Limitations).
 
-    PYTHONPATH=. python -m bench.outlier [--days 4] [--spikes 100,1000]
+    PYTHONPATH=. python -m bench.outlier [--days 4] [--spikes 20,100,1000]
 
 A series of Poisson arrivals per minute at ``20 + 15 sin(2 pi t / 1 day)`` req/s (seed 0), alone and with
 one minute at each of ``--spikes`` times on its last day (10:00):
@@ -12,10 +12,13 @@ one minute at each of ``--spikes`` times on its last day (10:00):
   minute, 60-s forecast steps; closed loop without cold start or queue): a counter that jumps by
   ``--spikes`` times a minute of demand at 10:00:20 on the fourth day, after a backfill to 10:00, and
   Foresail's most replicas 10 to 60 minutes after, its replica-hours over the 4 hours after and its
-  median forecast 30 min after;
+  median forecast 30 min after (in both, the policy lets go of a run of at most two forecast steps more
+  than ``LONE`` = e^5 = 148 times the demand before and after it, or more than ``NEW_HIGH`` = 10 times
+  that and the week's highest before it, once the interval after it shows it);
 - the forecaster fitted on the series with one minute, some minutes before its end, multiplied by 100 to
-  a million: its median at +1, +10 and +30 min against the clean series' (a minute more than ``LONE``,
-  e^5 = 148, times both neighbours is damped once the next is known);
+  a million: its median at +1, +10 and +30 min against the clean series' (the forecaster alone, as
+  ``foresail forecast`` runs it, damps a minute more than ``LONE`` times both neighbours once the next is
+  known);
 - how often real demand looks like such an outlier (``--traces``, default ../shared/traces; left out
   where it is missing): the ServeGen customer series' lone windows at their native 10 minutes (at least
   10, 100 or 148 times both neighbours and the mean of the day before), and the steps the forecaster
@@ -145,8 +148,8 @@ def damped_steps(traces: Iterable[Trace]) -> tuple[int, int, int]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.outlier", description=__doc__.split("\n")[0])
     ap.add_argument("--days", type=int, default=4, help="days of the series (at least 3; default 4)")
-    ap.add_argument("--spikes", type=lambda v: [float(s) for s in v.split(",")], default=[100.0, 1000.0],
-                    help="the outlying minute's multiples, comma-separated (default 100,1000)")
+    ap.add_argument("--spikes", type=lambda v: [float(s) for s in v.split(",")], default=[20.0, 100.0, 1000.0],
+                    help="the outlying minute's multiples, comma-separated (default 20,100,1000)")
     ap.add_argument("--traces", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "traces",
                     help="the traces folder, for the lone windows of the ServeGen customer series")
     args = ap.parse_args(argv)

@@ -113,7 +113,7 @@ def damp_lone_steps(x: np.ndarray) -> np.ndarray:
     for j in starts.tolist():
         for k in range(LONE_STEPS, 0, -1):
             if j + k < len(out):
-                ref = max(out[j - 1], out[j + k])  # NaN where a neighbour is a gap: nothing to compare with
+                ref = np.maximum(out[j - 1], out[j + k])  # NaN where a neighbour is a gap: nothing to compare with
                 if ref > 0 and out[j : j + k].min() > LONE * ref:
                     out[j : j + k] = ref
                     break

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, fields, replace
 import numpy as np
 from numpy.typing import ArrayLike
 
-from foresail.autoscaler.features import LONE, LONE_STEPS
+from foresail.autoscaler.features import LONE, LONE_STEPS, WEEK_STEPS
 from foresail.autoscaler.forecast import MAX_RATE, DemandForecaster, Forecast
 from foresail.autoscaler.prior import PriorModel
 from foresail.autoscaler.recurrence import Recurring, as_schedules, find_recurring
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 LEARN_EVERY_S = 3600.0  # learn_schedules: how often windows are looked for (from a day of history on)
 RECURRENCE_LAGS_S = ((86400.0, "a day"), (7 * 86400.0, "a week"))  # where demand that recurs is looked for
 MIN_CHECKS = 10  # forecasts checked against demand before their miss rate counts
+NEW_HIGH = 10.0  # a run as short as a lone outlier this many times its neighbours and the week before is let go
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,9 @@ class _Need:
     recurring_lag: str = ""  # "a day" or "a week"
     woken: int = 0  # replicas a deployment at zero wakes to for that demand
     unseen: bool = False  # at zero replicas with nothing counting what arrives
-    lone: tuple[float, float, float] | None = None  # a run judged a lone outlier now: (seconds, its peak, counted as)
+    # a run judged a lone outlier now: (seconds, its peak, counted as, the week's highest before it; None where
+    # it was over LONE times its neighbours)
+    lone: tuple[float, float, float, float | None] | None = None
 
 
 class ForesailPolicy:
@@ -176,6 +179,7 @@ class ForesailPolicy:
         # (time, demand, peak, start of the interval the forecaster recorded at that demand or None) not judged yet
         self._fresh: deque[tuple[float, float, float, float | None]] = deque()
         self._before: float | None = None  # the demand of the interval before the oldest fresh one
+        self._firsts: deque[tuple[float, float]] = deque()  # (step, peak) of first bursts let go in the last week
         self._checks: deque[tuple[float, float]] = deque()  # (target time, forecast upper) awaiting actuals
         self._asked: deque[float] = deque()  # when this policy asked for each replica still starting, oldest first
         self._misses: deque[bool] = deque(maxlen=config.error_window)
@@ -420,12 +424,14 @@ class ForesailPolicy:
         """What the reason adds where this decision judged the intervals before it a lone outlier."""
         if need.lone is None:
             return ""
-        span, peak, ref = need.lone
+        span, peak, ref, high = need.lone
         u = self.config.unit
+        why = (f"more than {LONE:.0f}x the demand before and after them" if high is None else
+               f"more than {NEW_HIGH:.0f}x the demand before and after them and the week's highest before them, "
+               f"{high:.3g} {u}")
         return (f"; the {span:.0f} s of demand before the last {self.config.interval_s:.0f} s, up to {peak:.3g} {u}, "
-                f"were a lone outlier (more than {LONE:.0f}x the demand before and after them): counted as "
-                f"{ref:.3g} {u} in the forecaster's history and burst memory, and the scale-down window forgets the "
-                f"replicas asked for them")
+                f"were a lone outlier ({why}): counted as {ref:.3g} {u} in the forecaster's history and burst "
+                f"memory, and the scale-down window forgets the replicas asked for them")
 
     def _record_asks(self, now_s: float, current: int, replicas: int) -> None:
         """Remember when replicas were asked for, and forget the youngest ones a scale-down removes first."""
@@ -523,17 +529,22 @@ class ForesailPolicy:
         """Burst memory: the highest demand of the last ``burst_window_s`` (a decreasing deque of peaks), this
         interval's ``keep`` included. An interval joins the deque once ``LONE_STEPS`` forecast steps have
         passed, time for the intervals after it to show whether it was part of a lone outlier: a run of
-        intervals that short, each ``LONE`` times the demand before and after it (as the forecaster's
-        features judge steps). Such a run is kept as the higher of the two (``_forget_lone_run``), so one
-        glitching minute, which a rate() window spreads over several intervals, is not held for the window."""
+        intervals that short, each ``LONE`` times the demand before and after it (as the forecaster's features
+        judge steps), or ``NEW_HIGH`` times that and the week's highest before it (demand never seen). Such a
+        run is kept as the higher of the two (``_forget_lone_run``), so one glitching minute, which a rate()
+        window spreads over several intervals, or a first burst, is not held for the window; a burst that
+        recurs is held from its second time."""
         fresh = self._fresh
-        if fresh and fresh[-1][1] > LONE * demand:  # a run just before now may stand out
+        if fresh and fresh[-1][1] > NEW_HIGH * demand:  # a run just before now may stand out
             for m in range(len(fresh), 0, -1):  # the longest that does
                 before = fresh[-m - 1][1] if m < len(fresh) else self._before
                 ref = max(before, demand) if before is not None else 0.0
-                if ref > 0 and all(fresh[-j][1] > LONE * ref for j in range(1, m + 1)):
-                    self._forget_lone_run(m, ref, need)
-                    break
+                low = min(fresh[-j][1] for j in range(1, m + 1))
+                if ref > 0 and low > NEW_HIGH * ref:
+                    high = None if low > LONE * ref else self._week_high(self._step_of(fresh[-m]))
+                    if high is None or low > NEW_HIGH * high:
+                        self._forget_lone_run(m, ref, need, high)
+                        break
         fresh.append((now_s, demand, keep, since))
         while fresh[0][0] <= now_s - LONE_STEPS * self._step_s:
             t, self._before, k, _ = fresh.popleft()
@@ -545,10 +556,25 @@ class ForesailPolicy:
         recent = [k for t, _, k, _ in fresh if t > now_s - self.config.burst_window_s]
         return max(([self._peaks[0][1]] if self._peaks else []) + recent + [keep])
 
-    def _forget_lone_run(self, m: int, ref: float, need: _Need) -> None:
-        """The last ``m`` fresh intervals were a lone outlier: count each as ``ref`` in burst memory and in the
-        forecaster's history, and cap what the stabilisation window recommended since the first of them at
-        what ``ref`` needs, as those replicas were asked for the outlier."""
+    def _step_of(self, fresh: tuple[float, float, float, float | None]) -> float:
+        """The start of the forecast step a fresh interval began in."""
+        t, _, _, since = fresh
+        return (since if since is not None else t) // self._step_s * self._step_s
+
+    def _week_high(self, step: float) -> float:
+        """The highest demand of the week before ``step``: in the forecaster's history, and of the first bursts
+        let go (which the history counts as the demand around them)."""
+        week = WEEK_STEPS * self._step_s
+        while self._firsts and self._firsts[0][0] < step - week:
+            self._firsts.popleft()
+        firsts = [peak for at, peak in self._firsts if at < step]
+        return max([self.forecaster.history_peak(step - week, step) or 0.0, *firsts])
+
+    def _forget_lone_run(self, m: int, ref: float, need: _Need, high: float | None) -> None:
+        """The last ``m`` fresh intervals were a lone outlier: count each as ``ref`` in burst memory, and cap what
+        the stabilisation window recommended since the first of them at what ``ref`` needs, as those replicas
+        were asked for the outlier; and in the forecaster's history. A first burst (``high``, the week's highest
+        before it, not None) is remembered for a week: its next time is not new."""
         start = len(self._fresh) - m
         run = list(itertools.islice(self._fresh, start, None))
         for j, (t, d, k, since) in enumerate(run, start):
@@ -558,7 +584,10 @@ class ForesailPolicy:
         first = run[0][0]
         cap = math.ceil(ref / self.config.capacity - 1e-9)
         self._recs = deque((made, expiry, min(r, cap) if made >= first else r) for made, expiry, r in self._recs)
-        need.lone = (run[-1][0] - first + self.config.interval_s, max(d for _, d, _, _ in run), ref)
+        peak = max(d for _, d, _, _ in run)
+        if high is not None:
+            self._firsts.append((self._step_of(run[0]), peak))
+        need.lone = (run[-1][0] - first + self.config.interval_s, peak, ref, high)
 
     def _recurrence(self, now_s: float, need: _Need) -> None:
         """The highest demand recorded a day and a week before the coming horizon, into ``need``.

@@ -47,6 +47,7 @@ def test_a_lone_outlier_counts_as_the_higher_of_its_neighbours_once_the_next_ste
     assert got[5] == got[6] == 5.0  # two steps (a glitch that a 1-min rate() window spreads over two)
     assert (got[9:12] == 1e4).all()  # three in a row are a burst
     assert got[14] == 1e4  # beside a gap: nothing to compare with
+    assert damp_lone_steps(np.array([1.0, 1e4, np.nan, 1.0]))[1] == 1e4  # ... on either side
     assert got[17] == 9.0  # both neighbours zero: no multiple of them
     assert got[20] == 1e6  # the last step: its next is not known yet
     changed = [2, 5, 6]

@@ -209,13 +209,18 @@ def test_forecasts_from_the_first_steps_at_any_forecast_step(step_s):
     assert not d.forecast_ready and "no prior model" in d.reason and "steps" in d.reason
 
 
+# six hours of 2 req/s but one minute at 30, two hours before their end: a later burst to 30 is not demand
+# never seen, which would be let go as a lone outlier
+SEEN_30 = np.where(np.arange(6 * 60) == 4 * 60, 30.0, 2.0)
+
+
 def test_bursts_the_forecast_keeps_missing_hold_the_recent_peak():
     t = np.arange(1, 6 * 60 + 1) * 60.0
     out = {}
     for window in (0.0, 3600.0):
         cfg = PolicyConfig(capacity=1.0, cold_start_s=120.0, interval_s=60.0, max_replicas=50, burst_window_s=window)
         p = ForesailPolicy(cfg)
-        p.warm_start(t, np.full(len(t), 2.0))
+        p.warm_start(t, SEEN_30)
         d = p.decide(obs(t[-1] + 60.0, 2.0, 2))
         assert "holding the peak" not in d.reason  # no forecast misses yet: nothing is held
         p._misses.extend([True] * 20)  # the forecasts kept falling short of demand
@@ -275,6 +280,33 @@ def test_the_replicas_asked_for_a_lone_outlier_are_let_go_once_the_interval_afte
         assert "the 60 s of demand before the last 15 s, up to 2e+03 req/s, were a lone outlier" in d.reason, d.reason
         assert p.forecaster.history_peak(t[-1], now + 15.0) == pytest.approx(2.0)  # counted as the demand after it
         assert d.forecast_median is not None and d.forecast_median < 4.0
+
+
+def test_a_first_burst_below_the_glitch_threshold_is_let_go_and_its_next_time_held():
+    """A minute at 20 times the demand (below LONE, 148) is let go like a glitch where it is also 10 times the
+    week's highest before it: demand never seen. Its next time that week is a burst, and is held."""
+    t = np.arange(1, 6 * 60 + 1) * 60.0
+    p = ForesailPolicy(PolicyConfig(capacity=1.0, cold_start_s=120.0, interval_s=15.0, max_replicas=5000))
+    p.warm_start(t, np.full(len(t), 2.0))
+    now = t[-1]
+    d = p.decide(obs(now, 2.0, 2))
+    for burst in range(2):
+        for _ in range(4):
+            now += 15.0
+            d = p.decide(obs(now, 40.0, d.replicas))
+        assert d.replicas >= 40
+        now += 15.0
+        d = p.decide(obs(now, 2.0, d.replicas))
+        if burst == 0:
+            assert d.replicas <= 4, d.reason
+            assert ("the 60 s of demand before the last 15 s, up to 40 req/s, were a lone outlier (more than 10x the "
+                    "demand before and after them and the week's highest before them, 2 req/s): counted as 2 req/s"
+                    ) in d.reason, d.reason
+            assert p.forecaster.history_peak(t[-1], now) == pytest.approx(2.0)
+            for _ in range(40):  # ten minutes
+                now += 15.0
+                d = p.decide(obs(now, 2.0, d.replicas))
+    assert d.replicas >= 40 and "lone outlier" not in d.reason, d.reason
 
 
 def test_widened_headroom_stops_at_a_multiple_of_the_recent_peak():
@@ -434,7 +466,7 @@ def test_demand_a_schedule_foretold_is_not_a_burst_to_hold(floor, held):
     window = [{"name": "job", "start": "06:00", "end": "06:10", "minReplicas": floor}]
     p = ForesailPolicy(PolicyConfig(capacity=1.0, cold_start_s=120.0, interval_s=60.0, max_replicas=50,
                                     schedules=parse_schedules(window)))
-    p.warm_start(t, np.full(len(t), 2.0))
+    p.warm_start(t, SEEN_30)
     p._misses.extend([True] * 20)  # the forecasts kept falling short of demand: bursts are held
     d = p.decide(obs(t[-1] + 60.0, 2.0, floor))
     d = p.decide(obs(t[-1] + 120.0, 30.0, d.replicas))
