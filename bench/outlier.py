@@ -8,6 +8,8 @@ one minute at each of ``--spikes`` times on its last day (10:00):
 - Foresail and the oracle replayed on each (60-s steps, 120-s cold start, 5 req/s per replica): SLO
   attainment and replica-hours, and Foresail's most replicas from 10 to 60 minutes after the spike (past
   the reactive floor's drain of its backlog);
+- the same with one minute at ``--recurring`` times (default 20) every 30, 60 and 180 minutes over the last
+  two days, and Foresail's most replicas 10 to 20 minutes after the first and the second of them;
 - the operator's view of a counter glitch (its defaults: 15-s decisions on ``rate()`` over the last
   minute, 60-s forecast steps; closed loop without cold start or queue): a counter that jumps by
   ``--spikes`` times a minute of demand at 10:00:20 on the fourth day, after a backfill to 10:00, and
@@ -46,6 +48,7 @@ SPIKE_AT = 600  # minutes into the last day
 AGES = (30, 120, 1000)  # minutes before the end of the series
 SIZES = (100.0, 1e3, 1e4, 1e6)
 TIMES = (10.0, 100.0, LONE)  # the multiples of the lone windows counted
+EVERY = (30, 60, 180)  # minutes between the bursts that recur
 
 
 def arrivals(days: int) -> np.ndarray:
@@ -57,15 +60,33 @@ def arrivals(days: int) -> np.ndarray:
 def replay(a: np.ndarray, spikes: Iterable[float]) -> list[dict]:
     """Foresail and the oracle on the series without a spike and with each of ``spikes``."""
     k = len(a) - DAY + SPIKE_AT
-    rows = []
     series_ = [("clean", a)] + [(f"one minute x{s:g}", np.where(np.arange(len(a)) == k, a * s, a)) for s in spikes]
+    rows = []
     for label, series in series_:
-        p = prepare(Trace(label, 60.0, series), capacity=5.0)
-        ours, oracle = run_policy(p, "foresail"), run_policy(p, "oracle")
-        rows.append({"series": label, "slo": f"{100 * ours.slo_attainment:.2f} %",
-                     "hours": f"{ours.replica_hours:.1f}", "oracle": f"{oracle.replica_hours:.1f}",
-                     "after": int(ours.provisioned[k + 10 : k + 61].max())})
+        row, provisioned = _replayed(label, series)
+        rows.append({**row, "after": int(provisioned[k + 10 : k + 61].max())})
     return rows
+
+
+def recurring(a: np.ndarray, times: float) -> list[dict]:
+    """Foresail and the oracle on the series with one minute at ``times`` every ``EVERY`` minutes over its last two
+    days, and Foresail's most replicas 10 to 20 minutes after the first and the second of them."""
+    rows = []
+    for every in EVERY:
+        t = np.arange(len(a))
+        burst = np.flatnonzero((t >= len(a) - 2 * DAY) & (t % every == 7))
+        row, provisioned = _replayed(f"x{times:g} every {every} min", np.where(np.isin(t, burst), a * times, a))
+        first, second = (int(provisioned[k + 10 : k + 21].max()) for k in burst[:2])
+        rows.append({**row, "first": first, "second": second})
+    return rows
+
+
+def _replayed(label: str, series: np.ndarray) -> tuple[dict, np.ndarray]:
+    """Foresail's and the oracle's SLO attainment and replica-hours on ``series``, and Foresail's replicas."""
+    p = prepare(Trace(label, 60.0, series), capacity=5.0)
+    ours, oracle = run_policy(p, "foresail"), run_policy(p, "oracle")
+    return ({"series": label, "slo": f"{100 * ours.slo_attainment:.2f} %", "hours": f"{ours.replica_hours:.1f}",
+             "oracle": f"{oracle.replica_hours:.1f}"}, ours.provisioned)
 
 
 def operator_view(spikes: Iterable[float]) -> list[dict]:
@@ -150,14 +171,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--days", type=int, default=4, help="days of the series (at least 3; default 4)")
     ap.add_argument("--spikes", type=lambda v: [float(s) for s in v.split(",")], default=[20.0, 100.0, 1000.0],
                     help="the outlying minute's multiples, comma-separated (default 20,100,1000)")
+    ap.add_argument("--recurring", type=float, default=20.0,
+                    help="the multiple of the minute that recurs every 30, 60 and 180 minutes (default 20)")
     ap.add_argument("--traces", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "traces",
                     help="the traces folder, for the lone windows of the ServeGen customer series")
     args = ap.parse_args(argv)
-    if args.days < 3 or min(args.spikes) <= 0:
-        ap.error("--days must be at least 3 and --spikes positive")
+    if args.days < 3 or min(args.spikes) <= 0 or args.recurring <= 0:
+        ap.error("--days must be at least 3, and --spikes and --recurring positive")
     a = arrivals(args.days)
     print_table(replay(a, args.spikes), {"series": "series", "slo": "Foresail SLO", "hours": "replica-hours",
                                         "oracle": "oracle's", "after": "most replicas 10-60 min after"})
+    print(f"\nOne minute at {args.recurring:g} times, every so many minutes over the last two days")
+    print_table(recurring(a, args.recurring), {"series": "series", "slo": "Foresail SLO", "hours": "replica-hours",
+                                               "oracle": "oracle's", "first": "most replicas 10-20 min after the "
+                                               "first", "second": "... the second"})
     print("\nThe operator's view: a counter jump read through rate() over 1 min, every 15 s")
     print_table(operator_view(args.spikes), {"spike": "jump", "after": "most replicas 10-60 min after",
                                              "hours": "replica-hours, 4 h after", "median": "median 30 min after"})

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.outlier import arrivals, damped_steps, lone_rows, lone_windows, main, medians, operator_view, replay
+from bench.outlier import (
+    arrivals,
+    damped_steps,
+    lone_rows,
+    lone_windows,
+    main,
+    medians,
+    operator_view,
+    recurring,
+    replay,
+)
 from foresail.backtest.traces import Trace
 
 
@@ -24,6 +34,19 @@ def test_a_spike_like_the_weeks_highest_is_held_and_a_first_one_or_a_glitch_let_
     assert main(["--days", "3", "--spikes", "10,20", "--traces", "/nonexistent"]) == 0
     out = capsys.readouterr().out
     assert "one minute x10 " in out and "one minute x20" in out and "servegen-clients.tar.gz is missing" in out
+    assert "x20 every 180 min" in out
+
+
+def test_a_burst_that_recurs_is_let_go_the_first_time_only() -> None:
+    """A minute at 20 times the demand every 30, 60 or 180 minutes: the first is demand never seen, whose
+    replicas go; the more often it comes, the more of it is missed."""
+    a = arrivals(3)
+    clean = replay(a, [])[0]
+    rows = recurring(a, 20.0)
+    assert [r["series"] for r in rows] == ["x20 every 30 min", "x20 every 60 min", "x20 every 180 min"]
+    assert all(r["first"] <= 2 * clean["after"] for r in rows), rows
+    slo = [float(r["slo"].split()[0]) for r in rows]
+    assert slo[0] < slo[1] < slo[2] < 100.0
 
 
 def test_a_lone_window_stands_above_both_neighbours_and_the_days_mean() -> None:
