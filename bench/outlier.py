@@ -60,8 +60,8 @@ def arrivals(days: int) -> np.ndarray:
 def replay(a: np.ndarray, spikes: Iterable[float]) -> list[dict]:
     """Foresail and the oracle on the series without a spike and with each of ``spikes``."""
     k = len(a) - DAY + SPIKE_AT
-    series_ = [("clean", a)] + [(f"one minute x{s:g}", np.where(np.arange(len(a)) == k, a * s, a)) for s in spikes]
     rows = []
+    series_ = [("clean", a)] + [(f"one minute x{s:g}", np.where(np.arange(len(a)) == k, a * s, a)) for s in spikes]
     for label, series in series_:
         row, provisioned = _replayed(label, series)
         rows.append({**row, "after": int(provisioned[k + 10 : k + 61].max())})
@@ -71,9 +71,8 @@ def replay(a: np.ndarray, spikes: Iterable[float]) -> list[dict]:
 def recurring(a: np.ndarray, times: float) -> list[dict]:
     """Foresail and the oracle on the series with one minute at ``times`` every ``EVERY`` minutes over its last two
     days, and Foresail's most replicas 10 to 20 minutes after the first and the second of them."""
-    rows = []
+    rows, t = [], np.arange(len(a))
     for every in EVERY:
-        t = np.arange(len(a))
         burst = np.flatnonzero((t >= len(a) - 2 * DAY) & (t % every == 7))
         row, provisioned = _replayed(f"x{times:g} every {every} min", np.where(np.isin(t, burst), a * times, a))
         first, second = (int(provisioned[k + 10 : k + 21].max()) for k in burst[:2])
@@ -179,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.days < 3 or min(args.spikes) <= 0 or args.recurring <= 0:
         ap.error("--days must be at least 3, and --spikes and --recurring positive")
     a = arrivals(args.days)
+    k = len(a) - DAY + SPIKE_AT
+    print(f"The spike's minute: {a[k] / 60:.1f} req/s; the highest minute before it: {a[:k].max() / 60:.1f} req/s")
     print_table(replay(a, args.spikes), {"series": "series", "slo": "Foresail SLO", "hours": "replica-hours",
                                         "oracle": "oracle's", "after": "most replicas 10-60 min after"})
     print(f"\nOne minute at {args.recurring:g} times, every so many minutes over the last two days")

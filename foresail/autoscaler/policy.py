@@ -540,11 +540,12 @@ class ForesailPolicy:
                 before = fresh[-m - 1][1] if m < len(fresh) else self._before
                 ref = max(before, demand) if before is not None else 0.0
                 low = min(fresh[-j][1] for j in range(1, m + 1))
-                if ref > 0 and low > NEW_HIGH * ref:
-                    high = None if low > LONE * ref else self._week_high(self._step_of(fresh[-m]))
-                    if high is None or low > NEW_HIGH * high:
-                        self._forget_lone_run(m, ref, need, high)
-                        break
+                if ref <= 0 or low <= NEW_HIGH * ref:
+                    continue
+                high = None if low > LONE * ref else self._week_high(self._step_of(fresh[-m]))
+                if high is None or low > NEW_HIGH * high:
+                    self._forget_lone_run(m, ref, need, high)
+                    break
         fresh.append((now_s, demand, keep, since))
         while fresh[0][0] <= now_s - LONE_STEPS * self._step_s:
             t, self._before, k, _ = fresh.popleft()
@@ -571,10 +572,11 @@ class ForesailPolicy:
         return max([self.forecaster.history_peak(step - week, step) or 0.0, *firsts])
 
     def _forget_lone_run(self, m: int, ref: float, need: _Need, high: float | None) -> None:
-        """The last ``m`` fresh intervals were a lone outlier: count each as ``ref`` in burst memory, and cap what
-        the stabilisation window recommended since the first of them at what ``ref`` needs, as those replicas
-        were asked for the outlier; and in the forecaster's history. A first burst (``high``, the week's highest
-        before it, not None) is remembered for a week: its next time is not new."""
+        """The last ``m`` fresh intervals were a lone outlier: count each as ``ref`` in burst memory and in the
+        forecaster's history, and cap what the stabilisation window recommended since the first of them at
+        what ``ref`` needs, as those replicas were asked for the outlier. A first burst (``high``, the week's
+        highest before it, not None) is remembered for a week, as the history no longer shows it: its next
+        time is not new."""
         start = len(self._fresh) - m
         run = list(itertools.islice(self._fresh, start, None))
         for j, (t, d, k, since) in enumerate(run, start):

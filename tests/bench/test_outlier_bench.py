@@ -19,7 +19,7 @@ from foresail.backtest.traces import Trace
 
 
 def test_a_spike_like_the_weeks_highest_is_held_and_a_first_one_or_a_glitch_let_go(capsys) -> None:
-    """At 12 times its neighbours the minute is below 10 times the week's highest (the sine's peak, 36
+    """At 12 times its neighbours the minute is below 10 times the week's highest (the sine's peak, 38
     req/s): a burst, whose peak burst memory holds. At 20 times it is demand never seen, let go like a
     glitch (1,000 times, over LONE)."""
     a = arrivals(4)
