@@ -25,6 +25,7 @@ after its first few steps just as one at 60-s steps does.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from statistics import NormalDist
 
@@ -233,8 +234,11 @@ class DemandForecaster:
             self._add(start_s, end_s, new_rate - rate, weigh=False)
             self._cache = None
 
-    def partial_fit(self, times_s: np.ndarray, rates: np.ndarray) -> "DemandForecaster":
-        """Append samples (rate over the interval ending at each time; any spacing, NaN = gap)."""
+    def partial_fit(self, times_s: np.ndarray, rates: np.ndarray,
+                    revise: Callable[[np.ndarray], np.ndarray] | None = None) -> "DemandForecaster":
+        """Append samples (rate over the interval ending at each time; any spacing, NaN = gap). ``revise``
+        maps the history (``history_``) to the one to learn from before the model is fitted (the policy's
+        judgement of outliers in a backfill); it changes only steps with data."""
         times = np.asarray(times_s, dtype=float)
         values = np.asarray(rates, dtype=float)
         if times.shape != values.shape or times.ndim != 1:
@@ -253,6 +257,11 @@ class DemandForecaster:
             span = gaps[k - 1] if k > 0 else typical
             span = min(span, 2 * typical) if span > 0 else typical  # a long silence is a gap, not one sample
             self.observe(float(times[k]), float(values[k]), span)
+        if revise is not None and self.start_bucket_ is not None:
+            revised = revise(self.history_)
+            ok = (self.weights_ > 0) & np.isfinite(revised)
+            self.sums_ = np.where(ok, np.clip(revised, 0.0, MAX_RATE) * self.weights_, self.sums_)
+            self._cache = None
         self._maybe_refit(force=True)
         self._calibrate_from_history()
         return self

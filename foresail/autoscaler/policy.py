@@ -203,12 +203,22 @@ class ForesailPolicy:
 
     # ---- history and configuration ----------------------------------------------------------
     def warm_start(self, times_s: ArrayLike, demand: ArrayLike) -> None:
-        """Backfill demand history (Unix seconds, rate in units/s, any spacing, NaN = gap)."""
-        self.forecaster.partial_fit(np.asarray(times_s, float), np.asarray(demand, float))
+        """Backfill demand history (Unix seconds, rate in units/s, any spacing, NaN = gap). Its lone outliers
+        and first bursts are let go as ``decide`` would have let them go (``let_go_runs``), and the first
+        bursts remembered for a week: after a restart they neither bend the forecasts nor count as seen."""
+        self.forecaster.partial_fit(np.asarray(times_s, float), np.asarray(demand, float), revise=self._let_go)
         d = np.asarray(demand, float)
         nz = np.nonzero(np.nan_to_num(d) > 0)[0]
         if len(nz):
             self._last_demand_s = float(np.asarray(times_s, float)[nz[-1]])
+
+    def _let_go(self, history: np.ndarray) -> np.ndarray:
+        """The backfilled ``history`` with the runs ``decide`` lets go counted as the demand around them; the
+        first bursts among them join the week's record (``_firsts``)."""
+        revised, firsts = let_go_runs(history)
+        start = self.forecaster.start_bucket_ or 0
+        self._firsts.extend(((start + j) * self._step_s, peak) for j, peak in firsts)
+        return revised
 
     def reconfigure(self, **changes: object) -> None:
         """Apply a spec change or a newly measured cold start; the demand history is kept."""
@@ -722,6 +732,32 @@ class ForesailPolicy:
         elif need.headroom > 1.0:
             why += f" (headroom widened x{need.headroom:.2f} after recent forecast misses{self._covered()})"
         return why
+
+
+def let_go_runs(x: np.ndarray) -> tuple[np.ndarray, list[tuple[int, float]]]:
+    """``x`` (demand per forecast step, NaN = gap) with each run ``decide`` lets go set to the higher of the
+    steps just before and after it: a run of at most ``LONE_STEPS`` steps each more than ``LONE`` times those
+    (a lone outlier), or ``NEW_HIGH`` times those and the highest demand of the week before it (a first burst;
+    the first bursts found before it count at their peak). Also the (index, peak) of each first burst, oldest
+    first. The longest run from a step wins; a run that reaches the last step, whose next is unknown, is kept."""
+    out = np.array(x, dtype=float)
+    firsts: list[tuple[int, float]] = []
+    with np.errstate(invalid="ignore"):
+        starts = np.flatnonzero(out[1:] > NEW_HIGH * out[:-1]) + 1
+    for j in starts.tolist():
+        for k in range(min(LONE_STEPS, len(out) - 1 - j), 0, -1):
+            ref, low = float(np.maximum(out[j - 1], out[j + k])), float(out[j : j + k].min())
+            if not (ref > 0 and low > NEW_HIGH * ref):  # NaN (a gap beside or inside the run) is not judged
+                continue
+            if low <= LONE * ref:
+                week = out[max(0, j - WEEK_STEPS) : j]
+                seen = [float(np.nanmax(week))] if np.isfinite(week).any() else []
+                if low <= NEW_HIGH * max([*seen, *(p for i, p in firsts if i >= j - WEEK_STEPS), 0.0]):
+                    continue
+                firsts.append((j, float(out[j : j + k].max())))
+            out[j : j + k] = ref
+            break
+    return out, firsts
 
 
 def _replicas(n: int) -> str:

@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import linregress
 
 from foresail.autoscaler.capacity import CapacityModel
-from foresail.autoscaler.policy import ForesailPolicy, Observation, PolicyConfig
+from foresail.autoscaler.policy import ForesailPolicy, Observation, PolicyConfig, let_go_runs
 from foresail.autoscaler.schedule import parse_schedules
 
 CFG = PolicyConfig(min_replicas=1, max_replicas=10, capacity=2.0, cold_start_s=120.0, interval_s=15.0,
@@ -307,6 +307,60 @@ def test_a_first_burst_below_the_glitch_threshold_is_let_go_and_its_next_time_he
                 now += 15.0
                 d = p.decide(obs(now, 2.0, d.replicas))
     assert d.replicas >= 40 and "lone outlier" not in d.reason, d.reason
+
+
+def test_after_a_restart_a_first_burst_in_the_backfill_is_let_go_and_its_next_time_held():
+    """The history backfilled after a restart is judged as the live policy judged it: the first burst three
+    minutes before counts as the demand around it, and is remembered, so the next one is held."""
+    t = np.arange(1, 6 * 60 + 1) * 60.0
+    p = ForesailPolicy(PolicyConfig(capacity=1.0, cold_start_s=120.0, interval_s=15.0, max_replicas=5000))
+    p.warm_start(t, np.where(np.arange(len(t)) == len(t) - 4, 40.0, 2.0))
+    assert p.forecaster.history_peak(t[0], t[-1]) == pytest.approx(2.0)
+    assert list(p._firsts) == [(t[-5], 40.0)]  # the step [t[-5], t[-4]) held it
+    now = t[-1]
+    d = p.decide(obs(now, 2.0, 2))
+    assert d.replicas <= 3 and d.forecast_median == pytest.approx(2.0, rel=0.05), d.reason
+    for _ in range(4):
+        now += 15.0
+        d = p.decide(obs(now, 40.0, d.replicas))
+    now += 15.0
+    d = p.decide(obs(now, 2.0, d.replicas))
+    assert d.replicas >= 40 and "lone outlier" not in d.reason, d.reason
+
+
+def test_a_backfill_is_judged_as_the_live_policy_judges_it():
+    """``let_go_runs`` over a series gives the history and the first bursts that ``decide`` leaves after
+    seeing it one forecast step at a time: glitches, first bursts, runs of one to three steps, bursts seen."""
+    rng = np.random.default_rng(7)
+    for _ in range(8):
+        x = rng.poisson(rng.uniform(0.5, 20), 600) / 4 + 0.25
+        for j, k in zip(rng.integers(1, 596, 5), rng.integers(1, 4, 5), strict=True):
+            x[j : j + k] *= rng.choice([5, 12, 20, 100, 200, 1e4])
+        t = np.arange(1, 601) * 60.0
+        live = ForesailPolicy(PolicyConfig(capacity=1.0, interval_s=60.0, max_replicas=10**9), prior=None)
+        for now, demand in zip(t, x, strict=True):
+            live.decide(obs(now, float(demand), 1))
+        want, firsts = let_go_runs(x)
+        start = live.forecaster.start_bucket_
+        assert live.forecaster.history_[: 600 - start] == pytest.approx(want[start:])
+        assert list(live._firsts) == [(60.0 * j, peak) for j, peak in firsts]
+
+
+def test_let_go_runs_judges_runs_by_their_neighbours_and_the_week_before():
+    x = np.full(3 * 1440, 2.0)
+    x[100] = 40.0  # first burst
+    x[200:202] = 40.0  # as high again: seen
+    x[299:302] = 4.0, 450.0, 4.0  # more than 10x its neighbours and the 40 before: the next first burst
+    x[400] = 1e5  # a glitch (LONE times its neighbours) is let go but not remembered
+    x[500:503] = 1e4  # three steps: a burst, kept
+    x[600], x[601] = 1e4, np.nan  # a gap after it: not judged
+    x[-1] = 1e4  # its next step is not known yet
+    out, firsts = let_go_runs(x)
+    assert firsts == [(100, 40.0), (300, 450.0)]
+    assert out[100] == out[400] == 2.0 and out[300] == 4.0
+    assert (out[200:202] == 40.0).all() and (out[500:503] == 1e4).all() and out[600] == 1e4 and out[-1] == 1e4
+    week = np.concatenate([x[:150], np.full(7 * 1440, 2.0), [40.0, 2.0]])  # a week later it is new again
+    assert let_go_runs(week)[1] == [(100, 40.0), (len(week) - 2, 40.0)]
 
 
 def test_widened_headroom_stops_at_a_multiple_of_the_recent_peak():
