@@ -234,6 +234,28 @@ def test_bad_values_are_refused_with_a_clear_message(tmp_path: Path, values: dic
         assert message in done.stdout + done.stderr, done.stdout + done.stderr
 
 
+def test_every_value_is_described_and_has_a_default():
+    """values.schema.json describes each value it knows (editors show it), and values.yaml, which gives each
+    its default, names the same ones."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    undescribed, without_default, unknown = [], [], []
+
+    def walk(node: dict, values: dict, path: str) -> None:
+        known = node.get("properties", {})
+        unknown.extend(path + key for key in values if key not in known)
+        for key, sub in known.items():
+            if not sub.get("description"):
+                undescribed.append(path + key)
+            if key not in values:
+                without_default.append(path + key)
+            elif "properties" in sub:
+                walk(sub, values[key], f"{path}{key}.")
+
+    walk(schema, defaults, "")
+    assert len(undescribed) + len(without_default) + len(unknown) == 0, (undescribed, without_default, unknown)
+
+
 def scrape_configs(objects: list[dict]) -> list[dict]:
     configmap = find(objects, "ConfigMap", "fs-foresail-scrape-config")[0]
     return yaml.safe_load(configmap["data"]["scrape-configs.yaml"])
