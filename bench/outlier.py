@@ -17,8 +17,8 @@ one minute at each of ``--spikes`` times on its last day (10:00):
   median forecast 30 min after (in both, the policy lets go of a run of at most two forecast steps more
   than ``LONE`` = e^5 = 148 times the demand before and after it, or more than ``NEW_HIGH`` = 10 times
   that and the week's highest before it, once the interval after it shows it); again with the operator
-  restarted at 10:05, its history backfilled from the per-minute rates recorded (the backfill is judged
-  alike);
+  restarted at 10:01:15 and at 10:05:15, its history backfilled from the per-minute rates recorded (the
+  backfill is judged alike, its last two steps by the decisions after the restart);
 - the forecaster fitted on the series with one minute, some minutes before its end, multiplied by 100 to
   a million: its median at +1, +10 and +30 min against the clean series' (the forecaster alone, as
   ``foresail forecast`` runs it, damps a minute more than ``LONE`` times both neighbours once the next is
@@ -51,7 +51,7 @@ AGES = (30, 120, 1000)  # minutes before the end of the series
 SIZES = (100.0, 1e3, 1e4, 1e6)
 TIMES = (10.0, 100.0, LONE)  # the multiples of the lone windows counted
 EVERY = (30, 60, 180)  # minutes between the bursts that recur
-RESTART_MIN = 5  # the operator's restart in the operator's view, minutes after 10:00
+RESTARTS = (1, 5)  # the operator's restarts in the operator's view, minutes after 10:00 (plus one decision)
 
 
 def arrivals(days: int) -> np.ndarray:
@@ -93,16 +93,16 @@ def _replayed(label: str, series: np.ndarray) -> tuple[dict, np.ndarray]:
 
 def operator_view(spikes: Iterable[float], restart_min: int | None = None) -> list[dict]:
     """Foresail at the operator's defaults after a counter jump of each of ``spikes`` times a minute of demand;
-    with ``restart_min``, the operator restarts that many minutes after 10:00 and backfills its history from
-    the per-minute rates Prometheus recorded."""
+    with ``restart_min``, the operator restarts before the decision that many minutes and 15 s after 10:00 and
+    backfills its history from the per-minute rates Prometheus recorded."""
     rows = []
     config = PolicyConfig(capacity=5.0, cold_start_s=120.0, interval_s=15.0, max_replicas=5000)
     for spike in [0.0, *spikes]:
         rng = np.random.default_rng(0)
         backfill = np.arange(1, 3 * DAY + SPIKE_AT + 1) * 60.0  # to 10:00 on the fourth day
-        recorded = [(backfill, rng.poisson(_rate(backfill) * 60) / 60.0)]
+        recorded = (list(backfill), list(rng.poisson(_rate(backfill) * 60) / 60.0))  # what Prometheus holds
         policy = ForesailPolicy(config)
-        policy.warm_start(*recorded[0])
+        policy.warm_start(*recorded)
         jump_s = 3 * DAY * 60.0 + SPIKE_AT * 60.0 + 20.0
         times = jump_s - 20.0 + np.arange(1, 5 * 240 + 1) * 15.0  # 5 hours of decisions from 10:00
         counts = rng.poisson(_rate(times) * 15.0).astype(float)
@@ -111,11 +111,12 @@ def operator_view(spikes: Iterable[float], restart_min: int | None = None) -> li
         for k, now in enumerate(times):
             if restart_min is not None and k == 4 * restart_min:
                 policy = ForesailPolicy(config)
-                policy.warm_start(*np.concatenate(recorded, axis=1))
+                policy.warm_start(*recorded)
             jumped = spike * 20.0 * 60.0 if now - 60.0 < jump_s <= now else 0.0
             rate = (counts[max(0, k - 3) : k + 1].sum() + jumped) / 60.0  # rate() over the last minute
-            if k % 4 == 3:
-                recorded.append(np.array([[now], [rate]]))
+            if k % 4 == 3:  # a whole minute
+                recorded[0].append(float(now))
+                recorded[1].append(rate)
             d = policy.decide(Observation(float(now), rate, 0.0, current, current))
             replicas[k], medians_[k], current = d.replicas, d.forecast_median or 0.0, d.replicas
         rows.append({"spike": "none" if spike == 0 else f"x{spike:g}", "after": int(replicas[40:241].max()),
@@ -202,9 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     columns = {"spike": "jump", "after": "most replicas 10-60 min after", "hours": "replica-hours, 4 h after",
                "median": "median 30 min after"}
     print_table(operator_view(args.spikes), columns)
-    print(f"\nThe same, the operator restarted at 10:{RESTART_MIN:02d} (its history backfilled from the rates "
-          "recorded)")
-    print_table(operator_view(args.spikes, RESTART_MIN), columns)
+    for minute in RESTARTS:
+        print(f"\nThe same, the operator restarted at 10:{minute:02d}:15 (its history backfilled from the rates "
+              "recorded)")
+        print_table(operator_view(args.spikes, minute), columns)
     print_table(medians(a), {"outlier": "one minute", "median": "median at +1 / +10 / +30 min, req/s"})
     clients = args.traces / "servegen" / "servegen-clients.tar.gz"
     if clients.is_file():

@@ -205,8 +205,10 @@ class ForesailPolicy:
     def warm_start(self, times_s: ArrayLike, demand: ArrayLike) -> None:
         """Backfill demand history (Unix seconds, rate in units/s, any spacing, NaN = gap). Its lone outliers
         and first bursts are let go as ``decide`` would have let them go (``let_go_runs``), and the first
-        bursts remembered for a week: after a restart they neither bend the forecasts nor count as seen."""
+        bursts remembered for a week: after a restart they neither bend the forecasts nor count as seen. Its
+        last steps, whose next is not known yet, are left to the decisions that follow (``_hand_over``)."""
         self.forecaster.partial_fit(np.asarray(times_s, float), np.asarray(demand, float), revise=self._let_go)
+        self._hand_over()
         d = np.asarray(demand, float)
         nz = np.nonzero(np.nan_to_num(d) > 0)[0]
         if len(nz):
@@ -219,6 +221,22 @@ class ForesailPolicy:
         start = self.forecaster.start_bucket_ or 0
         self._firsts.extend(((start + j) * self._step_s, peak) for j, peak in firsts)
         return revised
+
+    def _hand_over(self) -> None:
+        """Make the backfill's last ``LONE_STEPS`` steps the fresh intervals ``decide`` judges, and the step
+        before them the one before those: a restart within two steps of a lone outlier or a first burst lets
+        it go once the decisions after it show it, as without the restart."""
+        f = self.forecaster
+        if f.start_bucket_ is None or f.last_seen_ is None:
+            return
+        hist, last = f.history_, f.last_seen_ - f.start_bucket_
+        first = max(0, last - LONE_STEPS + 1)
+        self._before = float(hist[first - 1]) if first > 0 and not math.isnan(hist[first - 1]) else None
+        self._fresh.clear()
+        for b in range(first, last + 1):
+            if not math.isnan(hist[b]):  # the demand over the part of the step observed, up to its end
+                start, rate = (f.start_bucket_ + b) * self._step_s, float(hist[b])
+                self._fresh.append((start + min(float(f.weights_[b]), self._step_s), rate, rate, start))
 
     def reconfigure(self, **changes: object) -> None:
         """Apply a spec change or a newly measured cold start; the demand history is kept."""

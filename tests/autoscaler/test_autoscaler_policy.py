@@ -328,6 +328,25 @@ def test_after_a_restart_a_first_burst_in_the_backfill_is_let_go_and_its_next_ti
     assert d.replicas >= 40 and "lone outlier" not in d.reason, d.reason
 
 
+@pytest.mark.parametrize("spike", [40.0, 2000.0])
+def test_a_restart_right_after_a_lone_outlier_lets_it_go_once_the_decisions_after_it_show_it(spike):
+    """The backfill's last step, a first burst (20 times) or a glitch (1,000 times) whose next step is not
+    known yet, is handed to the decisions after the restart, which let it go as the interval after it shows
+    it alone; the policy no longer holds its replicas and the history counts it as the demand around it."""
+    t = np.arange(1, 6 * 60 + 1) * 60.0
+    p = ForesailPolicy(PolicyConfig(capacity=1.0, cold_start_s=120.0, interval_s=15.0, max_replicas=5000))
+    p.warm_start(t, np.where(np.arange(len(t)) == len(t) - 1, spike, 2.0))
+    now = t[-1] + 15.0
+    d = p.decide(obs(now, 2.0, int(spike)))
+    assert "were a lone outlier" in d.reason, d.reason
+    for _ in range(24):  # the replicas found at the restart are held through the window (300 s)
+        now += 15.0
+        d = p.decide(obs(now, 2.0, d.replicas))
+    assert d.replicas <= 3, d.reason
+    assert p.forecaster.history_peak(t[0], now) == pytest.approx(2.0)
+    assert d.forecast_median == pytest.approx(2.0, rel=0.05)
+
+
 def test_a_backfill_is_judged_as_the_live_policy_judges_it():
     """``let_go_runs`` over a series gives the history and the first bursts that ``decide`` leaves after
     seeing it one forecast step at a time: glitches, first bursts, runs of one to three steps, bursts seen."""
