@@ -81,8 +81,12 @@ class Loop:
     view: dict[str, Any] = field(default_factory=dict)
     learned: list[dict[str, Any]] = field(default_factory=list)  # the learned windows last logged
 
-    def configure(self, spec: LLMDeploymentSpec, cold_start_s: float | None) -> PolicyConfig:
-        """(Re)build the policy configuration from the spec and the measured cold start."""
+    def configure(self, spec: LLMDeploymentSpec, cold_start_s: float | None,
+                  status: dict[str, Any] | None = None) -> PolicyConfig:
+        """(Re)build the policy configuration from the spec and the measured cold start. A new capacity model
+        carries on from the one ``status.capacity`` shows, where that was learned in the same unit from the
+        same starting figure: after a restart, replicas sized by the learned figure may never saturate again
+        to correct the spec's."""
         a = spec.autoscaling
         initial = a.capacity_per_replica or DEFAULT_CAPACITY[a.demand_unit]
         if a.demand_unit != self.unit:  # history, capacity and forecasts were counted in the other unit
@@ -92,6 +96,9 @@ class Loop:
             telemetry.FORECAST[self.unit].remove(*self.key, str(self.policy.config.quantile))  # the old one's series
         if self.capacity is None or self.capacity.initial != initial:
             self.capacity = CapacityModel(initial)
+            saved = (status or {}).get("capacity")
+            if isinstance(saved, dict) and saved.get("unit") == a.demand_unit and saved.get("initial") == initial:
+                self.capacity.resume(saved.get("perReplica"), saved.get("samples"))
             self.logged_capacity = self.capacity.capacity
         # the saturation thresholds apply from the next scrape; what was learned under the old ones stays
         self.capacity.ttft_slo_s, self.capacity.kv_saturation = a.ttft_s, a.kv_cache_saturation
@@ -162,8 +169,10 @@ def _capacity_source(model: CapacityModel, spec: LLMDeploymentSpec) -> str:
 
 def _capacity_status(model: CapacityModel, spec: LLMDeploymentSpec, signals: Signals | None) -> dict[str, Any]:
     """status.capacity: demand per replica in use (req/s or tok/s), where that figure comes from, the KV
-    cache's use."""
+    cache's use, and what a restart needs to carry on learning (unit, starting figure, samples)."""
     out: dict[str, Any] = {"perReplica": _sig(model.capacity), "source": _capacity_source(model, spec),
+                           "unit": spec.autoscaling.demand_unit, "initial": model.initial,
+                           "samples": model.n_samples_,
                            "kvCacheUsage": None}  # null: the merge patch removes a figure the pods stopped giving
     if signals is not None and signals.kv_cache is not None:
         out["kvCacheUsage"] = round(signals.kv_cache, 2)
@@ -285,6 +294,9 @@ async def backfill(loop: Loop, collector: Collector, runtime: str, logger: loggi
     """Load the deployment's demand history from Prometheus, the durable store, into the forecaster
     (one attempt per policy: at start, and after a demandUnit change started the history over)."""
     loop.backfilled = True
+    if loop.capacity is not None and loop.capacity.learned:  # carried on from the status (Loop.configure)
+        logger.info("%s/%s: capacity per replica %.3g %s, learned before from %d saturated scrapes (status)",
+                    *loop.key, loop.capacity.capacity, UNIT_LABEL[loop.unit], loop.capacity.n_samples_)
     if collector.source is None or loop.policy is None:
         return
     now = time.time()
@@ -401,7 +413,7 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     current = int(((deployment or {}).get("spec") or {}).get("replicas") or 0)
     ready = int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0)
     cold_start = measured_cold_start(pods)
-    loop.configure(spec, cold_start)
+    loop.configure(spec, cold_start, body.get("status"))
     assert loop.policy is not None and loop.capacity is not None
     signals, error = collector.lookup(loop.key, replicas=current)
     measured = loop.read(signals, now) if signals is not None else None

@@ -236,7 +236,7 @@ async def autoscale(stopped: kopf.DaemonStopped, name: str, namespace: str, logg
                 continue
             pods = list(owned_pods.get(key, ()))
             if loop.needs_backfill(spec):
-                loop.configure(spec, None)
+                loop.configure(spec, None, body.get("status"))
                 await backfill(loop, memo.collector, runtime_for(spec).name, logger)
             try:
                 await step(loop, memo.client, memo.collector, body, spec, _first(owned_deployments, key),

@@ -187,6 +187,19 @@ def test_capacity_model_learns_from_a_nearly_full_kv_cache():
     assert m.capacity == pytest.approx(0.9 * 2.5 + 0.1 * 3.0)
 
 
+def test_capacity_model_resumes_a_learned_figure_within_its_bounds_and_ignores_anything_else():
+    for estimate, samples, want in ((3.0, 6, 3.0), (100.0, 6, 8.0), (0.01, 9, 0.5), (3.0, 4, 2.0),
+                                    (float("nan"), 6, 2.0), (-1.0, 6, 2.0), (True, 6, 2.0), (3.0, True, 2.0),
+                                    ("3", 6, 2.0), (3.0, 6.0, 2.0), (None, None, 2.0)):
+        m = CapacityModel(initial=2.0, min_samples=5)
+        m.resume(estimate, samples)
+        assert m.capacity == want and m.learned == (want != 2.0), (estimate, samples)
+    m = CapacityModel(initial=2.0, min_samples=5)
+    m.resume(3.0, 6)
+    m.observe(throughput=6.0, waiting=4, ready_replicas=3)  # and carries on learning: 2.0 per replica
+    assert m.capacity == pytest.approx(0.9 * 3.0 + 0.1 * 2.0) and m.n_samples_ == 7
+
+
 @pytest.mark.parametrize("step_s", [5.0, 15.0])
 def test_forecasts_from_the_first_steps_at_any_forecast_step(step_s):
     # the demo's accelerated clock: one 5-s step stands for one trace minute; the prior applies there too
