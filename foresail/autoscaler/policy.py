@@ -305,6 +305,18 @@ class ForesailPolicy:
         self._log_governor = min(max(self._log_governor + step, 0.0), math.log(c.max_governor))
         return math.exp(self._log_governor)
 
+    @property
+    def governor(self) -> float:
+        """The SLO governor's multiplier (1 when off or not raised)."""
+        return math.exp(self._log_governor) if self.config.slo_target else 1.0
+
+    def resume_governor(self, multiplier: object) -> None:
+        """Carry on from the SLO governor's ``multiplier`` (what an operator restart finds in the status), up to
+        ``max_governor``; ignored unless the governor is on and it is a number of at least 1."""
+        if (self.config.slo_target and isinstance(multiplier, int | float) and not isinstance(multiplier, bool)
+                and math.isfinite(multiplier) and multiplier >= 1.0):
+            self._log_governor = min(math.log(multiplier), math.log(self.config.max_governor))
+
     def _ramp(self) -> float | None:
         """Demand at now + horizon if the last decisions show a steady, significant ramp up, else None.
 

@@ -63,7 +63,8 @@ class Reading(NamedTuple):
 
 @dataclass
 class Loop:
-    """The state one LLMDeployment's loop keeps between decisions (rebuilt from Prometheus on restart)."""
+    """The state one LLMDeployment's loop keeps between decisions (rebuilt from Prometheus and the status on
+    restart)."""
 
     key: tuple[str, str]
     forecast_step_s: float
@@ -86,7 +87,7 @@ class Loop:
         """(Re)build the policy configuration from the spec and the measured cold start. A new capacity model
         carries on from the one ``status.capacity`` shows, where that was learned in the same unit from the
         same starting figure: after a restart, replicas sized by the learned figure may never saturate again
-        to correct the spec's."""
+        to correct the spec's. A new policy carries on from the SLO governor's ``status.sloGovernor``."""
         a = spec.autoscaling
         initial = a.capacity_per_replica or DEFAULT_CAPACITY[a.demand_unit]
         if a.demand_unit != self.unit:  # history, capacity and forecasts were counted in the other unit
@@ -114,6 +115,7 @@ class Loop:
         )
         if self.policy is None:
             self.policy = ForesailPolicy(config, forecast_step_s=self.forecast_step_s)
+            self.policy.resume_governor((status or {}).get("sloGovernor"))
             self.backfilled = False
         elif config != self.policy.config:
             changes = {k: v for k, v in vars(config).items() if getattr(self.policy.config, k) != v}
@@ -446,6 +448,7 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     loop.view = {
         "conditions": conditions,
         "fields": {"recommendedReplicas": decision.replicas,
+                   "sloGovernor": _sig(loop.policy.governor) if spec.autoscaling.attainment_target else None,
                    "forecast": _forecast_status(loop, spec, decision, demand, coverage),
                    "capacity": _capacity_status(loop.capacity, spec, signals),
                    "learnedSchedules": _learned(loop, spec, UNIT_LABEL[loop.unit], logger)},

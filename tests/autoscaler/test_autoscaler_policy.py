@@ -1,6 +1,7 @@
 """The policy API the operator calls, and the capacity model."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -507,6 +508,22 @@ def test_slo_governor_adds_replicas_after_missed_decisions_and_gives_them_back_s
     assert after[20].replicas == 7 and after[-1].replicas == 4  # ceil(1.63 * 4) with the queue gone
     capped = _governed(0.99, [100.0] * 100)
     assert capped[-1].replicas == 18  # the multiplier stops at max_governor 3
+
+
+def test_slo_governor_resumes_a_multiplier_within_its_bounds_and_ignores_anything_else():
+    """What a restarted operator finds in the status: 1.64 sizes the next decision as after ten misses."""
+    cfg = PolicyConfig(capacity=1.0, interval_s=60.0, max_replicas=50, predictive=False, slo_target=0.99)
+    for value, want in ((1.64, 1.64), (10.0, 3.0), (0.5, 1.0), (float("nan"), 1.0), (float("inf"), 1.0),
+                        (True, 1.0), ("2", 1.0), (None, 1.0)):
+        p = ForesailPolicy(cfg)
+        p.resume_governor(value)
+        assert p.governor == pytest.approx(want), value
+    p = ForesailPolicy(cfg)
+    p.resume_governor(1.64)
+    assert p.decide(obs(60.0, 4.0, 4, waiting=100.0)).replicas == 11  # ceil(1.64 * 1.05 * 6): one miss more
+    off = ForesailPolicy(replace(cfg, slo_target=0.0))
+    off.resume_governor(2.0)
+    assert off.governor == 1.0 and off.decide(obs(60.0, 4.0, 4, waiting=100.0)).replicas == 6
 
 
 @pytest.mark.parametrize("target", [1.0, 0.3, -0.1])

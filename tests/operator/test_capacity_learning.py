@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import logging
 
-import kopf
 import pytest
 
-from foresail_operator.autoscaler import Loop, backfill
-from foresail_operator.collector import Collector
-from foresail_operator.kube import KubeClient
-from foresail_operator.reconciler import refresh_status
+from foresail_operator.autoscaler import Loop
 from foresail_operator.spec import LLMDeploymentSpec, parse_spec
 from tests.operator.advisory import KEY, decisions
-from tests.operator.conftest import LLMD
 
 
 def spec(**slo: float) -> LLMDeploymentSpec:
@@ -83,36 +78,3 @@ def test_a_changed_slo_moves_the_thresholds_and_keeps_what_was_learned() -> None
     assert (loop.capacity.ttft_slo_s, loop.capacity.kv_saturation) == (1.0, 0.95)
     assert loop.capacity.capacity == learned < 1.0
 
-
-async def test_a_restarted_operator_carries_on_from_the_capacity_it_learned(cluster, caplog) -> None:
-    """The learned figure reaches the status through the CRD's schema (the API test server prunes what it
-    does not know), and a new loop, as after a restart, starts from it: replicas sized by it may never
-    saturate again to correct the spec's figure. Not where the spec's figure or the unit changed."""
-    learned = (await cache_at("0.96", logging.getLogger("test.capacity"))).view
-    kube = cluster.kube
-    path = LLMD.format(ns="default") + "/tiny"
-    kube.create(LLMD.format(ns="default"), {"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment",
-                                            "metadata": {"name": "tiny"},
-                                            "spec": {"model": {"source": "builtin:tiny"}}})
-    client = KubeClient(kopf.ConnectionInfo(server=cluster.url, insecure=True))
-    try:
-        await refresh_status(client, kube.get(path), None, [], autoscaler=learned)
-    finally:
-        await client.close()
-    body = kube.get(path)
-    assert body["status"]["capacity"] == {**learned["fields"]["capacity"], "kvCacheUsage": 0.96}
-    assert body["status"]["capacity"]["samples"] == 6 and body["status"]["capacity"]["unit"] == "requests"
-    restarted, _ = await decisions(SPEC, body=body, values={"kv_cache": "0.5"})  # no evidence of saturation
-    assert restarted.view["fields"]["capacity"]["perReplica"] == learned["fields"]["capacity"]["perReplica"]
-    assert restarted.view["fields"]["capacity"]["source"] == "learned from 6 saturated scrapes"
-    assert restarted.policy is not None and restarted.policy.config.capacity == pytest.approx(0.417, rel=0.01)
-    with caplog.at_level(logging.INFO):
-        await backfill(restarted, Collector(None), "foresail", logging.getLogger("test.capacity"))
-    assert "default/tiny: capacity per replica 0.417 req/s, learned before from 6 saturated scrapes" in caplog.text
-    saved = body["status"]["capacity"]
-    for changed, status in ((spec(capacityPerReplica=2), body["status"]),
-                            (SPEC, {"capacity": {**saved, "unit": "tokens"}}),
-                            (SPEC, {"capacity": {**saved, "samples": "6"}}), (SPEC, {"capacity": "x"})):
-        loop = Loop(KEY, forecast_step_s=60.0)
-        loop.configure(changed, None, status)
-        assert loop.capacity is not None and not loop.capacity.learned, (changed, status)

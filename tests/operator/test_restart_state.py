@@ -1,0 +1,85 @@
+"""What a restarted operator carries on from: the state the decision loop learned, kept in the status.
+
+The status goes through the operator's own `refresh_status` and `KubeClient` to the Kubernetes API test
+server, which prunes what the CRD's schema does not know, as a real API server does; the decisions are the
+operator's own `step` against `FakePrometheus` (tests/operator/advisory.py), a new `Loop` standing for the
+restarted process.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+import pytest
+
+from foresail_operator.autoscaler import Loop, backfill
+from foresail_operator.collector import Collector
+from foresail_operator.kube import KubeClient
+from foresail_operator.reconciler import refresh_status
+from foresail_operator.spec import parse_spec
+from tests.operator.advisory import KEY, decisions
+from tests.operator.conftest import LLMD
+from tests.operator.test_capacity_learning import SPEC, cache_at, spec
+
+
+async def written(cluster: Any, view: dict[str, Any]) -> dict[str, Any]:
+    """The LLMDeployment as the API server keeps it once its status holds the decision loop's ``view``."""
+    path = LLMD.format(ns="default") + "/tiny"
+    cluster.kube.create(LLMD.format(ns="default"), {"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment",
+                                                    "metadata": {"name": "tiny"},
+                                                    "spec": {"model": {"source": "builtin:tiny"}}})
+    client = KubeClient(kopf.ConnectionInfo(server=cluster.url, insecure=True))
+    try:
+        await refresh_status(client, cluster.kube.get(path), None, [], autoscaler=view)
+    finally:
+        await client.close()
+    return cluster.kube.get(path)
+
+
+async def test_a_restarted_operator_carries_on_from_the_capacity_it_learned(cluster, caplog) -> None:
+    """A new loop starts from the learned figure: replicas sized by it may never saturate again to correct
+    the spec's figure. Not where the spec's figure or the unit changed, nor from a garbled status."""
+    learned = (await cache_at("0.96", logging.getLogger("test.capacity"))).view
+    body = await written(cluster, learned)
+    assert body["status"]["capacity"] == {**learned["fields"]["capacity"], "kvCacheUsage": 0.96}
+    assert body["status"]["capacity"]["samples"] == 6 and body["status"]["capacity"]["unit"] == "requests"
+    restarted, _ = await decisions(SPEC, body=body, values={"kv_cache": "0.5"})  # no evidence of saturation
+    assert restarted.view["fields"]["capacity"]["perReplica"] == learned["fields"]["capacity"]["perReplica"]
+    assert restarted.view["fields"]["capacity"]["source"] == "learned from 6 saturated scrapes"
+    assert restarted.policy is not None and restarted.policy.config.capacity == pytest.approx(0.417, rel=0.01)
+    with caplog.at_level(logging.INFO):
+        await backfill(restarted, Collector(None), "foresail", logging.getLogger("test.capacity"))
+    assert "default/tiny: capacity per replica 0.417 req/s, learned before from 6 saturated scrapes" in caplog.text
+    saved = body["status"]["capacity"]
+    for changed, status in ((spec(capacityPerReplica=2), body["status"]),
+                            (SPEC, {"capacity": {**saved, "unit": "tokens"}}),
+                            (SPEC, {"capacity": {**saved, "samples": "6"}}), (SPEC, {"capacity": "x"})):
+        loop = Loop(KEY, forecast_step_s=60.0)
+        loop.configure(changed, None, status)
+        assert loop.capacity is not None and not loop.capacity.learned, (changed, status)
+
+
+async def test_a_restarted_operator_carries_on_from_the_slo_governors_multiplier(cluster) -> None:
+    """With an attainment target, a queue that cannot drain within the SLO raises the governor; a new loop
+    starts from its multiplier rather than from 1, which would take minutes of misses to climb back."""
+    governed = parse_spec({"model": {"source": "builtin:tiny"}, "minReplicas": 1, "maxReplicas": 100,
+                           "autoscaling": {"mode": "advisory", "intervalSeconds": 5,
+                                           "slo": {"capacityPerReplica": 1, "attainmentTarget": 0.99}}})
+    loop = Loop(KEY, forecast_step_s=60.0)
+    loop.configure(governed, None)
+    assert loop.policy is not None
+    loop.policy.resume_governor(1.8)  # as after minutes of misses
+    loop, _ = await decisions(governed, n=3, values={"waiting": "50"}, loop=loop)  # 50 queued: 3 misses more
+    multiplier = loop.view["fields"]["sloGovernor"]
+    assert multiplier == pytest.approx(1.8 * 1.0125, abs=0.01)
+    body = await written(cluster, loop.view)
+    assert body["status"]["sloGovernor"] == multiplier
+    restarted, decision = await decisions(governed, body=body)  # nothing queued now
+    assert restarted.policy is not None and restarted.policy.governor == pytest.approx(multiplier, rel=0.001)
+    assert "SLO governor" in decision.reason, decision.reason
+    fresh = Loop(KEY, forecast_step_s=60.0)
+    fresh.configure(SPEC, None, body["status"])  # no attainment target: nothing to carry on
+    assert fresh.policy is not None and fresh.policy.governor == 1.0
+    assert (await decisions(SPEC, loop=fresh))[0].view["fields"]["sloGovernor"] is None
