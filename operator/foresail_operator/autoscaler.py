@@ -87,7 +87,7 @@ class Loop:
         """(Re)build the policy configuration from the spec and the measured cold start. A new capacity model
         carries on from the one ``status.capacity`` shows, where that was learned in the same unit from the
         same starting figure: after a restart, replicas sized by the learned figure may never saturate again
-        to correct the spec's. A new policy carries on from the SLO governor's ``status.sloGovernor``."""
+        to correct the spec's. A new policy carries on from the status too (``_carry_on``)."""
         a = spec.autoscaling
         initial = a.capacity_per_replica or DEFAULT_CAPACITY[a.demand_unit]
         if a.demand_unit != self.unit:  # history, capacity and forecasts were counted in the other unit
@@ -115,7 +115,7 @@ class Loop:
         )
         if self.policy is None:
             self.policy = ForesailPolicy(config, forecast_step_s=self.forecast_step_s)
-            self.policy.resume_governor((status or {}).get("sloGovernor"))
+            _carry_on(self.policy, status or {}, a.demand_unit)
             self.backfilled = False
         elif config != self.policy.config:
             changes = {k: v for k, v in vars(config).items() if getattr(self.policy.config, k) != v}
@@ -157,6 +157,16 @@ class Loop:
         if signals.arrivals is not None:
             demand = max(demand, signals.arrivals * each)
         return Reading(done, demand, each)
+
+
+def _carry_on(policy: ForesailPolicy, status: dict[str, Any], unit: str) -> None:
+    """What a new policy takes from the status an earlier one wrote: the SLO governor's multiplier, and the
+    record of recent forecast checks where the status counted demand in ``unit`` (a new unit starts the
+    forecaster over), so that the headroom stays widened after a restart where the forecasts fell short."""
+    policy.resume_governor(status.get("sloGovernor"))
+    forecast, capacity = status.get("forecast"), status.get("capacity")
+    if isinstance(forecast, dict) and isinstance(capacity, dict) and capacity.get("unit") == unit:
+        policy.resume_coverage(forecast.get("coverage"), forecast.get("checked"), forecast.get("quantile"))
 
 
 def _capacity_source(model: CapacityModel, spec: LLMDeploymentSpec) -> str:

@@ -526,6 +526,35 @@ def test_slo_governor_resumes_a_multiplier_within_its_bounds_and_ignores_anythin
     assert off.governor == 1.0 and off.decide(obs(60.0, 4.0, 4, waiting=100.0)).replicas == 6
 
 
+def test_the_record_of_forecast_checks_resumes_with_its_misses_spread_evenly():
+    """What a restarted operator finds in status.forecast: p90 covered 70 % of the last 60, so the headroom
+    is widened from the first decision (x1.4), where a new record would wait for ten checks."""
+    t = np.arange(1, 6 * 60 + 1) * 60.0
+    cfg = PolicyConfig(capacity=1.0, cold_start_s=120.0, interval_s=60.0, max_replicas=100)
+
+    def policy(config: PolicyConfig = cfg) -> ForesailPolicy:
+        p = ForesailPolicy(config)
+        p.warm_start(t, np.full(len(t), 5.0))
+        return p
+
+    resumed, fresh = policy(), policy()
+    resumed.resume_coverage(0.7, 60, 0.9)
+    assert resumed.forecast_coverage() == (pytest.approx(0.7), 60)
+    assert all(sum(list(resumed._misses)[k : k + 10]) == 3 for k in range(0, 60, 10))
+    d = resumed.decide(obs(t[-1] + 60.0, 5.0, 5))
+    assert d.headroom == pytest.approx(1.4) and "widened" in d.reason, d.reason
+    assert fresh.decide(obs(t[-1] + 60.0, 5.0, 5)).headroom == 1.0
+    for args, config in (((0.7, 60, 0.95), cfg), ((0.7, 60, 0.9), replace(cfg, predictive=False)),
+                         ((1.5, 60, 0.9), cfg), (("0.7", 60, 0.9), cfg), ((0.7, 0, 0.9), cfg),
+                         ((0.7, True, 0.9), cfg), ((float("nan"), 60, 0.9), cfg), ((None, None, None), cfg)):
+        ignored = ForesailPolicy(config)
+        ignored.resume_coverage(*args)
+        assert ignored.forecast_coverage() is None, args
+    window = ForesailPolicy(replace(cfg, error_window=20))
+    window.resume_coverage(0.5, 60, 0.9)  # more than the window keeps: a window's worth
+    assert window.forecast_coverage() == (0.5, 20)
+
+
 @pytest.mark.parametrize("target", [1.0, 0.3, -0.1])
 def test_slo_target_outside_its_range_is_refused(target):
     with pytest.raises(ValueError, match="slo_target"):

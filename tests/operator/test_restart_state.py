@@ -83,3 +83,21 @@ async def test_a_restarted_operator_carries_on_from_the_slo_governors_multiplier
     fresh.configure(SPEC, None, body["status"])  # no attainment target: nothing to carry on
     assert fresh.policy is not None and fresh.policy.governor == 1.0
     assert (await decisions(SPEC, loop=fresh))[0].view["fields"]["sloGovernor"] is None
+
+
+async def test_a_restarted_operator_carries_on_from_the_record_of_forecast_checks(cluster) -> None:
+    """The share of recent forecasts the p90 covered (status.forecast) comes back, so a headroom widened
+    after misses stays widened; not where the status counted demand in another unit."""
+    loop = Loop(KEY, forecast_step_s=60.0)
+    loop.configure(SPEC, None)
+    assert loop.policy is not None
+    loop.policy.resume_coverage(0.7, 60, 0.9)  # as after an hour of forecasts that fell short
+    loop, _ = await decisions(SPEC, loop=loop)
+    body = await written(cluster, loop.view)
+    assert (body["status"]["forecast"]["coverage"], body["status"]["forecast"]["checked"]) == (0.7, 60)
+    restarted, decision = await decisions(SPEC, body=body)
+    assert restarted.policy is not None and restarted.policy.forecast_coverage() == (pytest.approx(0.7), 60)
+    assert decision.headroom == pytest.approx(1.4)
+    other = Loop(KEY, forecast_step_s=60.0)
+    other.configure(SPEC, None, {**body["status"], "capacity": {**body["status"]["capacity"], "unit": "tokens"}})
+    assert other.policy is not None and other.policy.forecast_coverage() is None
