@@ -256,6 +256,30 @@ def test_every_value_is_described_and_has_a_default():
     assert len(undescribed) + len(without_default) + len(unknown) == 0, (undescribed, without_default, unknown)
 
 
+def test_the_values_reference_names_every_value():
+    """docs/install.md's values reference names each value, or a value above it (`resources`); a cell may
+    shorten the next names to their last part (`prometheus.caConfigMap.name`, `.key`)."""
+    reference = (ROOT / "docs" / "install.md").read_text().split("## Values reference", 1)[1]
+    named: set[str] = set()
+    for row in (line for line in reference.splitlines() if line.startswith("| `")):
+        previous = ""
+        for name in re.findall(r"`([^`]+)`", row.split("|")[1]):
+            previous = previous.rsplit(".", 1)[0] + name if name.startswith(".") else name
+            named.add(previous)
+    unnamed: list[str] = []
+
+    def walk(node: dict, path: str) -> None:
+        for key, sub in node.get("properties", {}).items():
+            parts = f"{path}{key}".split(".")
+            if "properties" in sub:
+                walk(sub, f"{path}{key}.")
+            elif not any(".".join(parts[:i]) in named for i in range(1, len(parts) + 1)):
+                unnamed.append(f"{path}{key}")
+
+    walk(json.loads((CHART / "values.schema.json").read_text()), "")
+    assert unnamed == []
+
+
 def scrape_configs(objects: list[dict]) -> list[dict]:
     configmap = find(objects, "ConfigMap", "fs-foresail-scrape-config")[0]
     return yaml.safe_load(configmap["data"]["scrape-configs.yaml"])
