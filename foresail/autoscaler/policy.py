@@ -226,7 +226,8 @@ class ForesailPolicy:
     def _hand_over(self) -> None:
         """Make the backfill's last ``LONE_STEPS`` steps the fresh intervals ``decide`` judges, and the step
         before them the one before those: a restart within two steps of a lone outlier or a first burst lets
-        it go once the decisions after it show it, as without the restart."""
+        it go once the decisions after it show it, as without the restart. The steps of the burst window
+        before them are burst memory's peaks, as they would be without the restart."""
         f = self.forecaster
         if f.start_bucket_ is None or f.last_seen_ is None:
             return
@@ -234,10 +235,18 @@ class ForesailPolicy:
         first = max(0, last - LONE_STEPS + 1)
         self._before = float(hist[first - 1]) if first > 0 and not math.isnan(hist[first - 1]) else None
         self._fresh.clear()
-        for b in range(first, last + 1):
+        self._peaks.clear()
+        window = math.ceil(self.config.burst_window_s / self._step_s)
+        for b in range(max(0, first - window), last + 1):
             if not math.isnan(hist[b]):  # the demand over the part of the step observed, up to its end
                 start, rate = (f.start_bucket_ + b) * self._step_s, float(hist[b])
-                self._fresh.append((start + min(float(f.weights_[b]), self._step_s), rate, rate, start))
+                end = start + min(float(f.weights_[b]), self._step_s)
+                if b >= first:
+                    self._fresh.append((end, rate, rate, start))
+                    continue
+                while self._peaks and self._peaks[-1][1] <= rate:
+                    self._peaks.pop()
+                self._peaks.append((end, rate))
 
     def reconfigure(self, **changes: object) -> None:
         """Apply a spec change or a newly measured cold start; the demand history is kept."""

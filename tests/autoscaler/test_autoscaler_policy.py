@@ -555,6 +555,22 @@ def test_the_record_of_forecast_checks_resumes_with_its_misses_spread_evenly():
     assert window.forecast_coverage() == (0.5, 20)
 
 
+@pytest.mark.parametrize(("ago", "held"), [(30, True), (90, False)])
+def test_after_a_restart_burst_memory_holds_the_backfilled_hours_peak(ago, held):
+    """A three-minute burst to 30 req/s (longer than a lone outlier) ``ago`` minutes before a restart: with
+    the record of checks carried on (70 % covered), burst memory holds the peak of the hour before, as it
+    would have without the restart; not one older than its window (3,600 s)."""
+    t = np.arange(1, 6 * 60 + 1) * 60.0
+    x = np.full(len(t), 2.0)
+    x[-ago : -ago + 3] = 30.0
+    p = ForesailPolicy(PolicyConfig(capacity=1.0, cold_start_s=120.0, interval_s=15.0, max_replicas=500))
+    p.warm_start(t, x)
+    p.resume_coverage(0.7, 60, 0.9)
+    d = p.decide(obs(t[-1] + 15.0, 2.0, 3))
+    assert (d.replicas == 30 and "holding the peak demand of the last 3600 s" in d.reason) == held, d.reason
+    assert d.replicas <= 4 or held
+
+
 @pytest.mark.parametrize("target", [1.0, 0.3, -0.1])
 def test_slo_target_outside_its_range_is_refused(target):
     with pytest.raises(ValueError, match="slo_target"):
