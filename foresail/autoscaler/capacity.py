@@ -50,13 +50,11 @@ class CapacityModel:
         """True once ``min_samples`` saturated observations replaced the spec's figure."""
         return self.n_samples_ >= self.min_samples
 
-    def resume(self, estimate: object, samples: object) -> None:
+    def resume(self, estimate: float, samples: int) -> None:
         """Carry on from ``estimate`` learned from ``samples`` saturated observations (what an operator restart
-        finds in the status), kept within the bounds; ignored unless both are numbers and it was learned."""
-        if (isinstance(samples, int) and not isinstance(samples, bool) and samples >= self.min_samples
-                and isinstance(estimate, int | float) and not isinstance(estimate, bool)
-                and math.isfinite(estimate) and estimate > 0):
-            self.estimate_ = min(max(float(estimate), self.initial * self.min_ratio), self.initial * self.max_ratio)
+        finds in the status), kept within the bounds; ignored unless it was learned and is a positive figure."""
+        if samples >= self.min_samples and math.isfinite(estimate) and estimate > 0:
+            self.estimate_ = min(max(estimate, self.initial * self.min_ratio), self.initial * self.max_ratio)
             self.n_samples_ = samples
 
     def _learn(self, sample: float) -> None:

@@ -24,7 +24,6 @@ import logging
 import math
 from collections import deque
 from dataclasses import asdict, dataclass, fields, replace
-from typing import TypeGuard
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -280,14 +279,13 @@ class ForesailPolicy:
         miss_rate = self._miss_rate()
         return None if miss_rate is None else (1.0 - miss_rate, len(self._misses))
 
-    def resume_coverage(self, coverage: object, checked: object, quantile: object) -> None:
+    def resume_coverage(self, coverage: float, checked: int, quantile: float) -> None:
         """Carry on from the record of recent forecast checks (what a restart finds in the status: the share
         ``coverage`` of the last ``checked`` whose ``quantile`` covered the demand), its misses spread evenly;
-        ignored unless those are numbers and the quantile is this policy's, which forecasts."""
-        if not (_is_number(coverage) and 0 <= coverage <= 1 and _is_number(checked) and checked >= 1
-                and quantile == self.config.quantile and self.config.predictive):
+        ignored unless the quantile is this policy's, which forecasts."""
+        if not (0 <= coverage <= 1 and checked >= 1 and quantile == self.config.quantile and self.config.predictive):
             return
-        n = min(int(checked), self.config.error_window)
+        n = min(checked, self.config.error_window)
         misses = round((1.0 - coverage) * n)
         self._misses.clear()
         self._misses.extend((k + 1) * misses // n > k * misses // n for k in range(n))
@@ -332,10 +330,10 @@ class ForesailPolicy:
         """The SLO governor's multiplier (1 when off or not raised)."""
         return math.exp(self._log_governor) if self.config.slo_target else 1.0
 
-    def resume_governor(self, multiplier: object) -> None:
+    def resume_governor(self, multiplier: float) -> None:
         """Carry on from the SLO governor's ``multiplier`` (what an operator restart finds in the status), up to
-        ``max_governor``; ignored unless the governor is on and it is a number of at least 1."""
-        if self.config.slo_target and _is_number(multiplier) and multiplier >= 1.0:
+        ``max_governor``; ignored unless the governor is on and it is at least 1."""
+        if self.config.slo_target and multiplier >= 1.0:
             self._log_governor = min(math.log(multiplier), math.log(self.config.max_governor))
 
     def _ramp(self) -> float | None:
@@ -809,11 +807,6 @@ def let_go_runs(x: np.ndarray) -> tuple[np.ndarray, list[tuple[int, float]]]:
             out[j : j + k] = ref
             break
     return out, firsts
-
-
-def _is_number(value: object) -> TypeGuard[float]:
-    """A finite int or float (not a bool): what a figure read back from the status must be."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _replicas(n: int) -> str:

@@ -99,7 +99,9 @@ class Loop:
             self.capacity = CapacityModel(initial)
             saved = (status or {}).get("capacity")
             if isinstance(saved, dict) and saved.get("unit") == a.demand_unit and saved.get("initial") == initial:
-                self.capacity.resume(saved.get("perReplica"), saved.get("samples"))
+                estimate, samples = _figure(saved.get("perReplica")), _figure(saved.get("samples"))
+                if estimate is not None and samples is not None:
+                    self.capacity.resume(estimate, int(samples))
             self.logged_capacity = self.capacity.capacity
         # the saturation thresholds apply from the next scrape; what was learned under the old ones stays
         self.capacity.ttft_slo_s, self.capacity.kv_saturation = a.ttft_s, a.kv_cache_saturation
@@ -163,10 +165,21 @@ def _carry_on(policy: ForesailPolicy, status: dict[str, Any], unit: str) -> None
     """What a new policy takes from the status an earlier one wrote: the SLO governor's multiplier, and the
     record of recent forecast checks where the status counted demand in ``unit`` (a new unit starts the
     forecaster over), so that the headroom stays widened after a restart where the forecasts fell short."""
-    policy.resume_governor(status.get("sloGovernor"))
+    multiplier = _figure(status.get("sloGovernor"))
+    if multiplier is not None:
+        policy.resume_governor(multiplier)
     forecast, capacity = status.get("forecast"), status.get("capacity")
     if isinstance(forecast, dict) and isinstance(capacity, dict) and capacity.get("unit") == unit:
-        policy.resume_coverage(forecast.get("coverage"), forecast.get("checked"), forecast.get("quantile"))
+        coverage, checked, quantile = (_figure(forecast.get(k)) for k in ("coverage", "checked", "quantile"))
+        if coverage is not None and checked is not None and quantile is not None:
+            policy.resume_coverage(coverage, int(checked), quantile)
+
+
+def _figure(value: object) -> float | None:
+    """A figure read back from the status: a finite int or float (not a bool), else None (a garbled status)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def _capacity_source(model: CapacityModel, spec: LLMDeploymentSpec) -> str:

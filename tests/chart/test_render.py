@@ -234,12 +234,14 @@ def test_bad_values_are_refused_with_a_clear_message(tmp_path: Path, values: dic
         assert message in done.stdout + done.stderr, done.stdout + done.stderr
 
 
-def test_every_value_is_described_and_has_a_default():
+def test_every_value_is_described_and_has_a_default() -> None:
     """values.schema.json describes each value it knows (editors show it), and values.yaml, which gives each
     its default, names the same ones."""
     schema = json.loads((CHART / "values.schema.json").read_text())
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
-    undescribed, without_default, unknown = [], [], []
+    undescribed: list[str] = []
+    without_default: list[str] = []
+    unknown: list[str] = []
 
     def walk(node: dict, values: dict, path: str) -> None:
         known = node.get("properties", {})
@@ -256,7 +258,7 @@ def test_every_value_is_described_and_has_a_default():
     assert len(undescribed) + len(without_default) + len(unknown) == 0, (undescribed, without_default, unknown)
 
 
-def test_the_values_reference_names_every_value():
+def test_the_values_reference_names_every_value() -> None:
     """docs/install.md's values reference names each value, or a value above it (`resources`); a cell may
     shorten the next names to their last part (`prometheus.caConfigMap.name`, `.key`)."""
     reference = (ROOT / "docs" / "install.md").read_text().split("## Values reference", 1)[1]

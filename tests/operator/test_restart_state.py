@@ -101,3 +101,25 @@ async def test_a_restarted_operator_carries_on_from_the_record_of_forecast_check
     other = Loop(KEY, forecast_step_s=60.0)
     other.configure(SPEC, None, {**body["status"], "capacity": {**body["status"]["capacity"], "unit": "tokens"}})
     assert other.policy is not None and other.policy.forecast_coverage() is None
+
+
+@pytest.mark.parametrize("garbled", [{"sloGovernor": "2"}, {"sloGovernor": True}, {"sloGovernor": float("inf")},
+                                     {"forecast": {"coverage": "0.7", "checked": 60, "quantile": 0.9}},
+                                     {"forecast": {"coverage": True}},
+                                     {"forecast": {"quantile": None}},
+                                     {"capacity": {"perReplica": "3", "samples": 6}},
+                                     {"capacity": {"perReplica": 3.0, "samples": None}}])
+def test_a_garbled_status_is_not_carried_on(garbled: dict[str, Any]) -> None:
+    """A status someone edited by hand, or an older operator wrote: a figure that is not a finite number is
+    left out, and the loop starts from the spec as before the restart state existed."""
+    governed = parse_spec({"model": {"source": "builtin:tiny"},
+                           "autoscaling": {"slo": {"capacityPerReplica": 1, "attainmentTarget": 0.99}}})
+    good: dict[str, Any] = {"sloGovernor": 2.0, "forecast": {"coverage": 0.7, "checked": 60, "quantile": 0.9},
+            "capacity": {"perReplica": 3.0, "samples": 6, "unit": "requests", "initial": 1.0}}
+    status = {**good, **{k: {**good[k], **v} if isinstance(v, dict) else v for k, v in garbled.items()}}
+    loop = Loop(KEY, forecast_step_s=60.0)
+    loop.configure(governed, None, status)
+    assert loop.policy is not None and loop.capacity is not None
+    assert loop.policy.governor == (1.0 if "sloGovernor" in garbled else 2.0)
+    assert (loop.policy.forecast_coverage() is None) == ("forecast" in garbled)
+    assert loop.capacity.learned == ("capacity" not in garbled)
