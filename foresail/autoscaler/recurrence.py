@@ -53,15 +53,16 @@ class Recurring:
     def entry(self) -> dict:
         """The ``autoscaling.schedules`` entry."""
         days = {"days": WEEKDAYS} if self.period == "weekday" else {}
-        return {"name": self.name, **days, "start": self._clock(self.opens_s), "end": self._clock(self.closes_s),
+        opens, closes = self._minutes()
+        return {"name": self.name, **days, "start": self._clock(opens), "end": self._clock(closes),
                 "minReplicas": self.replicas}
 
     @property
     def name(self) -> str:
         """``hourly-00``, ``daily-0200`` or ``weekdays-0900``: the period and the opening minute."""
         if self.period == "hour":
-            return f"hourly-{self._clock(self.opens_s)[2:]}"
-        return f"{'daily' if self.period == 'day' else 'weekdays'}-{self._clock(self.opens_s).replace(':', '')}"
+            return f"hourly-{self._clock(self._minutes()[0])[2:]}"
+        return f"{'daily' if self.period == 'day' else 'weekdays'}-{self._clock(self._minutes()[0]).replace(':', '')}"
 
     def describe(self, unit: str = "req/s") -> str:
         """The window, its floor and the evidence, in one line."""
@@ -74,8 +75,16 @@ class Recurring:
         return (f"raised in {self.seen} of {self.periods} {self.period}s ({100 * self.seen / self.periods:.0f} %): "
                 f"peak {self.peak:.3g} {unit} (p90), {times}the {self.period}'s median {self.median:.3g} {unit}")
 
-    def _clock(self, offset_s: float) -> str:
-        minutes = int(round(offset_s / 60.0)) % (PERIODS_S[self.period] // 60)
+    def _minutes(self) -> tuple[int, int]:
+        """The opening minute of the period (rounded down) and the closing one (rounded up, and a minute after
+        the opening at least): a window found at a step under a minute is never empty on the clock."""
+        per = PERIODS_S[self.period] // 60
+        opens, closes = math.floor(self.opens_s / 60.0 + 1e-9) % per, math.ceil(self.closes_s / 60.0 - 1e-9) % per
+        return opens, closes + (closes == opens)
+
+    def _clock(self, minute: int) -> str:
+        """The clock of ``minute`` from the period's start: ``*:05`` in the hour, ``02:00`` in the day."""
+        minutes = minute % (PERIODS_S[self.period] // 60)
         return f"*:{minutes:02d}" if self.period == "hour" else f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from foresail.autoscaler.recurrence import find_recurring
+from foresail.autoscaler.recurrence import as_schedules, find_recurring
 
 STEP = 60.0
 MINUTES = np.arange(14 * 1440)  # two weeks of minutes from midnight
@@ -108,6 +108,19 @@ def test_a_job_across_the_hour_is_one_hourly_window():
     rate = noisy(0.5)
     rate[(MINUTES % 60 >= 55) | (MINUTES % 60 < 5)] += 7.0  # from :55 to :05 of every hour
     assert windows(rate) == [("hourly-55", "*:55", "*:05")]
+
+
+@pytest.mark.parametrize("step, lo_s, hi_s, expected", [(5.0, 0.0, 10.0, ("*:00", "*:01")),
+                                                        (15.0, 0.0, 30.0, ("*:00", "*:01")),
+                                                        (15.0, 45.0, 75.0, ("*:00", "*:02"))])
+def test_a_window_of_seconds_opens_and_closes_on_whole_minutes(step, lo_s, hi_s, expected):
+    """At forecast steps under a minute a job may last seconds: its window opens at the minute before it and
+    closes at the minute after, never at the same minute (which a schedule refuses), so it can be held."""
+    t = np.arange(int(2 * 86400 / step)) * step
+    rate = np.where((t % 3600 >= lo_s) & (t % 3600 < hi_s), 20.0, 1.0)
+    found = find_recurring(rate, step, 0.0, 2.0)
+    assert [(w.entry()["start"], w.entry()["end"]) for w in found] == [expected]
+    assert [s.name for s in as_schedules(found)] == ["learned hourly-00"]
 
 
 def test_a_job_on_weekdays_only_is_found_for_those_days():
