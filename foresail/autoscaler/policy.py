@@ -209,10 +209,10 @@ class ForesailPolicy:
         last steps, whose next is not known yet, are left to the decisions that follow (``_hand_over``)."""
         self.forecaster.partial_fit(np.asarray(times_s, float), np.asarray(demand, float), revise=self._let_go)
         self._hand_over()
-        d = np.asarray(demand, float)
-        nz = np.nonzero(np.nan_to_num(d) > 0)[0]
-        if len(nz):
-            self._last_demand_s = float(np.asarray(times_s, float)[nz[-1]])
+        times, d = np.asarray(times_s, float), np.asarray(demand, float)
+        seen = (np.nan_to_num(d) > 0) & np.isfinite(times)
+        if seen.any():  # the latest, in whatever order the samples come
+            self._last_demand_s = float(times[seen].max())
 
     def _let_go(self, history: np.ndarray) -> np.ndarray:
         """The backfilled ``history`` with the runs ``decide`` lets go counted as the demand around them; the
@@ -443,25 +443,29 @@ class ForesailPolicy:
         why += self._held_back(need, quiet and not to_zero and replicas > 0, replicas, target) + self._lone_reason(need)
         replicas, why = self._scheduled(obs.time_s, replicas, why)
         self._record_asks(obs.time_s, current, replicas)
-        action = "scale up" if replicas > current else "scale down" if replicas < current else "hold"
         return Decision(
-            obs.time_s, replicas, action, need.floor, need.predicted, need.f_med, need.f_up, c.horizon_s,
+            obs.time_s, replicas, _action(current, replicas), need.floor, need.predicted, need.f_med, need.f_up, c.horizon_s,
             bool(need.forecast is not None and need.forecast.ready), need.headroom,
             f"{_verb(current, replicas)}: {why}",
         )
 
     def _without_data(self, now_s: float, current: int) -> Decision:
-        """Hold the replicas (within the bounds, or a schedule's floor) while demand metrics are missing (or
-        above ``MAX_RATE``, a metrics fault)."""
+        """Hold the replicas (within the bounds, or a schedule's floor; at zero with scale to zero, zero) while
+        demand metrics are missing (or above ``MAX_RATE``, a metrics fault). What is held counts as a recommendation
+        of the scale-down stabilisation window, and demand not seen is not quiet: once the metrics are back, a
+        scale-down waits the window, and a scale to zero the idle time, from the last decision without them."""
         c = self.config
         self.forecaster.observe(now_s, None, c.interval_s)
-        hold = min(max(current, c.min_replicas), c.max_replicas)
-        replicas, why = self._scheduled(now_s, hold, "demand metrics are missing or unusable, so capacity is held "
-                                                     "(no scale-down without data)")
-        held = replicas == hold
+        self._last_demand_s = now_s
+        hold = min(max(current, 0 if c.scale_to_zero and current == 0 else c.min_replicas), c.max_replicas)
+        why = "demand metrics are missing or unusable, so capacity is held (no scale-down without data)"
+        if hold != current:
+            why += f" within minReplicas {c.min_replicas} and maxReplicas {c.max_replicas}"
+        replicas, why = self._scheduled(now_s, hold, why)
+        self._recs.append((now_s, now_s + c.scale_down_stabilization_s, replicas))  # held as if recommended
         self._record_asks(now_s, current, replicas)
-        return Decision(now_s, replicas, "hold" if held else "scale up", hold, None, None, None, c.horizon_s,
-                        False, 1.0, f"{f'hold {hold}' if held else _verb(current, replicas)}: {why}")
+        return Decision(now_s, replicas, _action(current, replicas), hold, None, None, None, c.horizon_s,
+                        False, 1.0, f"{_verb(current, replicas)}: {why}")
 
     def _held_back(self, need: _Need, not_to_zero: bool, replicas: int, target: int) -> str:
         """What the reason adds where the replicas stay above ``target``: why not to zero while quiet, and the
@@ -812,6 +816,11 @@ def let_go_runs(x: np.ndarray) -> tuple[np.ndarray, list[tuple[int, float]]]:
 def _replicas(n: int) -> str:
     """"1 replica", "3 replicas"."""
     return f"{n} replica{'s' if n != 1 else ''}"
+
+
+def _action(current: int, replicas: int) -> str:
+    """"scale up", "scale down" or "hold"."""
+    return "scale up" if replicas > current else "scale down" if replicas < current else "hold"
 
 
 def _verb(current: int, replicas: int) -> str:

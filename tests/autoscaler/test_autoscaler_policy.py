@@ -27,6 +27,54 @@ def test_missing_metrics_hold_capacity_and_say_so():
     json.dumps(d.to_dict())
 
 
+@pytest.mark.parametrize("current, scale_to_zero, replicas, action", [(0, True, 0, "hold"), (0, False, 1, "scale up"),
+                                                                     (12, False, 10, "scale down")])
+def test_without_metrics_zero_stays_zero_and_the_bounds_are_said(current, scale_to_zero, replicas, action):
+    """Missing metrics wake no deployment at zero (the activator's request does), and a count the bounds change
+    is a scale up or down in the action and the reason, not a hold."""
+    p = ForesailPolicy(replace(CFG, scale_to_zero=scale_to_zero))
+    d = p.decide(obs(1000.0, None, current))
+    assert (d.replicas, d.action) == (replicas, action) and "missing" in d.reason
+    assert d.reason.startswith(f"hold {replicas}" if action == "hold" else f"{action} {current}\u2192{replicas}")
+    assert ("maxReplicas 10" in d.reason) == (action != "hold")
+
+
+def test_a_metrics_outage_is_neither_quiet_nor_a_reason_to_scale_down_at_once():
+    """After an hour without metrics, the first quiet reading neither scales to zero (the idle time counts
+    from the last decision without data) nor drops the replicas held (they wait the stabilisation window)."""
+    p = ForesailPolicy(replace(CFG, scale_to_zero=True, idle_s=600.0, predictive=False))
+    t, current = 0.0, 3
+    for _ in range(40):  # 10 min at 5 req/s
+        t += 15.0
+        current = p.decide(Observation(t, 5.0, 0.0, current, current, counted=True)).replicas
+    for _ in range(240):  # an hour without metrics
+        t += 15.0
+        current = p.decide(Observation(t, None, None, current, current, counted=True)).replicas
+    assert current == 3
+    back, held, zero = t, None, None
+    while zero is None:  # quiet from now on
+        t += 15.0
+        d = p.decide(Observation(t, 0.0, 0.0, current, current, counted=True))
+        if d.replicas < current and held is None:
+            held = t
+        if d.replicas == 0:
+            zero = t
+        current = d.replicas
+    assert held - back > 300.0 and zero - back >= 600.0 and "no demand for 6" in d.reason
+
+
+@pytest.mark.parametrize("order", [slice(None), slice(None, None, -1)])
+def test_a_backfill_in_any_order_counts_idle_time_from_its_latest_demand(order):
+    """Quiet for days, then light demand up to the last minute: the first quiet interval after the backfill
+    is 15 s of idle time, not days, whichever order the samples come in."""
+    t = 1.7e9 + np.arange(3 * 1440) * 60.0
+    demand = np.where(t >= t[-30], 0.2, 0.0)
+    p = ForesailPolicy(replace(CFG, scale_to_zero=True, idle_s=600.0))
+    p.warm_start(t[order], demand[order])
+    d = p.decide(Observation(t[-1] + 15.0, 0.0, 0.0, 1, 1, counted=True))
+    assert d.replicas == 1, d.reason
+
+
 def test_a_demand_too_large_to_be_real_is_a_metrics_fault_not_a_crash():
     # 1e200 req/s: its square overflows the forecaster's features, whose NaN crashed the decision
     t = np.arange(1, 3 * 1440 + 1) * 60.0
