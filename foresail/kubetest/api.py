@@ -24,9 +24,18 @@ INITIAL_NAMESPACES = ("default", "kube-system", "kube-public")
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# the API server's name rule per kind (NameIsDNSSubdomain unless listed): pattern, longest name, what it says
+_NAME_RULES = {
+    "Namespace": (_DNS_LABEL, 63, "a lowercase RFC 1123 label must consist of lower case alphanumeric characters "
+                                  "or '-', and must start and end with an alphanumeric character"),
+    "Service": (_DNS_1035, 63, "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start "
+                               "with an alphabetic character, and end with an alphanumeric character"),
+}
+_SUBDOMAIN_RULE = (_DNS_SUBDOMAIN, 253, "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+                                        "characters, '-' or '.', and must start and end with an alphanumeric character")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_DNS_LABEL_KINDS = ("Namespace", "Service")
 
 
 @dataclass
@@ -119,13 +128,12 @@ def _is_crd(rt: ResourceType) -> bool:
 def _metadata_causes(rt: ResourceType, meta: dict[str, Any]) -> list[Cause]:
     causes = []
     name = meta.get("name", "")
-    pattern = _DNS_LABEL if rt.kind in _DNS_LABEL_KINDS else _DNS_SUBDOMAIN
-    limit = 63 if rt.kind in _DNS_LABEL_KINDS else 253
-    if not isinstance(name, str) or not pattern.match(name) or len(name) > limit:
-        causes.append(Cause("FieldValueInvalid", f'Invalid value: "{name}": a lowercase RFC 1123 '
-                            f"{'label' if limit == 63 else 'subdomain'} must consist of lower "
-                            "case alphanumeric characters, '-' or '.', and must start and end "
-                            "with an alphanumeric character", "metadata.name"))
+    pattern, limit, rule = _NAME_RULES.get(rt.kind, _SUBDOMAIN_RULE)
+    if not isinstance(name, str) or not pattern.match(name):
+        causes.append(Cause("FieldValueInvalid", f'Invalid value: "{name}": {rule}', "metadata.name"))
+    elif len(name) > limit:
+        causes.append(Cause("FieldValueInvalid", f'Invalid value: "{name}": must be no more than {limit} characters',
+                            "metadata.name"))
     for key, value in (meta.get("labels") or {}).items():
         prefix, _, label = key.rpartition("/")
         if not _LABEL_NAME.match(label) or len(label) > 63 or (

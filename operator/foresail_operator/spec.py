@@ -276,6 +276,9 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
     )
     if parsed.min_replicas > parsed.max_replicas:
         raise SpecError("spec.minReplicas must be less than or equal to spec.maxReplicas")
+    if parsed.min_replicas == 0 and not parsed.autoscaling.scale_to_zero:
+        raise SpecError("spec.minReplicas may be 0 only with spec.autoscaling.scaleToZero.enabled (at zero replicas "
+                        "only the activator sees demand and wakes a replica)")
     for i, schedule in enumerate(parsed.autoscaling.schedules):
         if schedule.min_replicas > parsed.max_replicas:
             raise SpecError(f"spec.autoscaling.schedules[{i}].minReplicas must be at most spec.maxReplicas")

@@ -77,6 +77,24 @@ def test_bad_bodies_are_bad_request(kube: Kube, namespace: str) -> None:
     assert (status, body["details"]["causes"][0]["field"]) == (422, "metadata.labels[a]")
 
 
+@pytest.mark.parametrize("plural, name, message", [
+    ("services", "1-llm", "DNS-1035 label"), ("services", "llama-3.1-8b", "DNS-1035 label"),
+    ("services", "a" * 64, "no more than 63 characters"), ("configmaps", "a" * 254, "no more than 253 characters"),
+    ("configmaps", "-x", "RFC 1123 subdomain"), ("services", "llama-3-1-8b", None), ("configmaps", "1.llm", None)])
+def test_names_follow_each_kinds_rule(kube: Kube, namespace: str, plural: str, name: str, message: str | None) -> None:
+    """As the API server names them: a Service's name is a DNS-1035 label (a letter first, no dot, 63 at most),
+    most other kinds' an RFC 1123 subdomain (dots, a digit first, 253 at most)."""
+    body = {"metadata": {"name": name}}
+    if plural == "services":
+        body["spec"] = {"ports": [{"port": 80}]}
+    status, got = kube.post(f"/api/v1/namespaces/{namespace}/{plural}", body)
+    if message is None:
+        assert status == 201, got
+    else:
+        assert status == 422 and got["details"]["causes"][0]["field"] == "metadata.name", got
+        assert message in got["details"]["causes"][0]["message"]
+
+
 def test_put_with_stale_resource_version_is_conflict(kube: Kube, namespace: str) -> None:
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     _, obj = kube.post(path, {"metadata": {"name": "cm"}, "data": {"a": "1"}})

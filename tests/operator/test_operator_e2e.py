@@ -397,16 +397,22 @@ INVALID = [
         "fieldRef": {"fieldPath": "metadata.name"}}}]}}, "spec.runtime.env[0]"),
     ({"model": {"source": "a/b"}, "runtime": {"env": [{"name": "A", "valueFrom": {
         "fieldRef": {"fieldPath": "metadata.name"}, "secretKeyRef": {"key": "k"}}}]}}, "spec.runtime.env[0].valueFrom"),
+    ({"model": {"source": "a/b"}, "minReplicas": 0}, "spec.minReplicas: Invalid value: 0: minReplicas may be 0 only"),
+    ({"model": {"source": "a/b"}, "minReplicas": 0, "autoscaling": {"scaleToZero": {"enabled": False}}},
+     "spec.minReplicas: Invalid value: 0: minReplicas may be 0 only"),
 ]
+# a Service's name is a DNS-1035 label: no dot, a letter first, 63 characters at most
+INVALID_NAMES = ["llama-3.1-8b", "8b-llama", "a" * 64]
 
 
 def test_invalid_manifests_are_refused_naming_the_field(cluster, operator):
-    for i, (spec, field) in enumerate(INVALID):
-        doc = {"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment",
-               "metadata": {"name": f"bad-{i}"}, "spec": spec}
+    cases = [(f"bad-{i}", spec, field) for i, (spec, field) in enumerate(INVALID)]
+    cases += [(name, {"model": {"source": "a/b"}}, "metadata.name must be a DNS-1035 label") for name in INVALID_NAMES]
+    for name, spec, field in cases:
+        doc = {"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": name}, "spec": spec}
         done = kubectl(cluster.kubeconfig, "apply", "--validate=false", "-f", "-", input=yaml.safe_dump(doc),
                        check=False)
-        assert done.returncode != 0, f"{spec} was accepted"
+        assert done.returncode != 0, f"{name}: {spec} was accepted"
         assert field in done.stderr, f"{field} not named in: {done.stderr}"
     assert not cluster.kube.get(LLMD.format(ns=NS))["items"]
     assert not cluster.kube.get(DEPLOY)["items"]

@@ -133,6 +133,7 @@ def test_image_override_order():
     ({}, "spec.model.source"),
     ({"model": {"source": "a"}, "runtime": {"name": "llamacpp"}}, "spec.runtime.name"),
     ({"model": {"source": "a"}, "minReplicas": 5, "maxReplicas": 2}, "spec.minReplicas"),
+    ({"model": {"source": "a"}, "minReplicas": 0}, "spec.minReplicas may be 0 only with spec.autoscaling.scaleToZero"),
     ({"model": {"source": "a"}, "autoscaling": {"mode": "fast"}}, "spec.autoscaling.mode"),
     ({"model": {"source": "a"}, "autoscaling": {"forecast": {"horizon": "soon"}}}, "horizon"),
     ({"model": {"source": "a"}, "resources": {"gpus": 2}}, "spec.resources.gpus"),

@@ -249,6 +249,8 @@ def specs(draw: st.DrawFn, bad: bool | None = None) -> tuple[dict[str, Any], lis
     low, high = spec.get("minReplicas", 1), spec.get("maxReplicas", 10)
     if low > high:
         errors.append("spec.minReplicas")
+    if low == 0 and (stz is OMIT or stz.get("enabled") is not True):  # at zero only the activator wakes one
+        errors.append("spec.minReplicas")
     if "replicas" in spec:
         to_zero = (stz is not OMIT and stz.get("enabled") is True and spec["replicas"] == 0)
         if spec["replicas"] > high or (spec["replicas"] < low and not to_zero):
