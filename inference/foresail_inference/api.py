@@ -49,7 +49,9 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
     state = request.app[STATE]
     if state.api_key and request.path not in OPEN_PATHS:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), state.api_key.encode()):
+        # surrogateescape: the header's bytes that are not UTF-8 (aiohttp keeps them as surrogates) compare as bytes
+        given, key = token.strip().encode(errors="surrogateescape"), state.api_key.encode(errors="surrogateescape")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given, key):
             state.metrics.rejected["unauthorized"].inc()
             return json_error(401, "invalid or missing API key", "authentication_error", "invalid_api_key")
     try:
@@ -77,6 +79,8 @@ async def read_body(request: web.Request) -> dict[str, Any]:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest("the request body is not valid JSON") from None
+    except RecursionError:
+        raise InvalidRequest("the request body's JSON is nested too deeply") from None
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
     return body
@@ -133,7 +137,7 @@ async def _generate(request: web.Request, chat: bool) -> web.StreamResponse:
             state.metrics.rejected["invalid"].inc()
             return json_error(404, f"the model '{model}' does not exist", "invalid_request_error",
                               "model_not_found", "model")
-        parsed = (parse_chat if chat else parse_completion)(body, engine.tokenizer)
+        parsed = (parse_chat if chat else parse_completion)(body, engine.tokenizer, engine.max_request_tokens)
         generation = engine.submit(parsed.prompt_ids, parsed.params)
     except BodyTooLarge as exc:
         state.metrics.rejected["too_large"].inc()

@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-waiting", type=int, default=256,
                         help="requests admitted but not yet generating; past it: 429")
     parser.add_argument("--max-tokens-in-flight", type=int, default=8192,
-                        help="prompt + max_tokens summed over admitted requests; sizes the KV cache; past it: 429")
+                        help="prompt + max_tokens summed over admitted requests (each rounded up to 16-token "
+                             "pages); sizes the KV cache; past it: 429")
     parser.add_argument("--scheduler", choices=["prefill-step-first", "fifo"], default="prefill-step-first",
                         help="prefill-step-first: a waiting request's prefill runs in a step of its own (sooner "
                              "first token); fifo: transformers' default, prefills ride with the decodes (more "

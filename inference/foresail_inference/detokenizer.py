@@ -5,26 +5,41 @@ step at 1,000 tokens with the tiny model's tokenizer, for every running request.
 (what vLLM and TGI also use) decodes only the new token against a short window of the previous ones, and
 holds back a token that ends inside a UTF-8 character until it is complete. Tokenizers without a Rust
 backend, or that clean up spaces after decoding (``DecodeStream`` does not), are decoded in full each time.
+Both start from the last few prompt tokens, as vLLM does: a SentencePiece (Metaspace) decoder drops the leading
+space of the first token it decodes, which would otherwise be the first generated one ("isParis").
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from tokenizers import Tokenizer
 from tokenizers.decoders import DecodeStream
 from transformers import PreTrainedTokenizerBase
 
+PROMPT_CONTEXT = 4  # at most this many prompt tokens are decoded before the generated ones
+
+
+def _context(tokenizer: PreTrainedTokenizerBase, prompt_ids: Sequence[int]) -> tuple[list[int], str]:
+    """The last ``PROMPT_CONTEXT`` prompt tokens and their text; none when the prompt ends inside a UTF-8
+    character (its replacement character would change under the generated tokens, and the text after it shift)."""
+    ids = list(prompt_ids[-PROMPT_CONTEXT:])
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    return ([], "") if text.endswith("\ufffd") else (ids, text)
+
 
 class Detokenizer:
-    """The text of a growing list of token ids, special tokens left out."""
+    """The text of a growing list of token ids that follow ``prompt_ids``, special tokens left out."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompt_ids: Sequence[int] = ()) -> None:
         self.tokenizer = tokenizer
+        self.context, self.context_text = _context(tokenizer, prompt_ids)
         backend = getattr(tokenizer, "_tokenizer", None)
         cleans_up = getattr(tokenizer, "clean_up_tokenization_spaces", False)
         # the Rust tokenizer and its stream, where decoding only the new tokens is exact
         self.stream: tuple[Tokenizer, DecodeStream] | None = (
-            (backend, DecodeStream(skip_special_tokens=True)) if isinstance(backend, Tokenizer) and not cleans_up
-            else None)
+            (backend, DecodeStream(self.context, skip_special_tokens=True))
+            if isinstance(backend, Tokenizer) and not cleans_up else None)
         self.decoded = 0  # tokens already decoded
         self.text = ""
 
@@ -36,7 +51,7 @@ class Detokenizer:
     def update(self, tokens: list[int]) -> str:
         """The text of ``tokens``, which extend those of the previous call."""
         if self.stream is None:
-            self.text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            self.text = self.tokenizer.decode(self.context + tokens, skip_special_tokens=True)[len(self.context_text):]
         else:
             backend, stream = self.stream
             pieces = [stream.step(backend, token) for token in tokens[self.decoded:]]

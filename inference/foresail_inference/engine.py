@@ -82,7 +82,7 @@ class Generation:
                  budget: int) -> None:
         self.engine, self.request_id, self.prompt_ids, self.params = engine, request_id, prompt_ids, params
         self.budget = budget
-        self.detokenizer = Detokenizer(engine.tokenizer)
+        self.detokenizer = Detokenizer(engine.tokenizer, prompt_ids)
         self.arrival = time.perf_counter()
         self.queue: asyncio.Queue[GenerationOutput] = asyncio.Queue()
         self.first_token_at: float | None = None
@@ -195,6 +195,12 @@ class Engine:
         return min(self.loaded.max_context, self.limits.max_tokens_in_flight)
 
     @property
+    def cache_tokens(self) -> int:
+        """The KV cache's size: ``max_tokens_in_flight`` rounded up to whole pages. Admission counts each request
+        in whole pages against it, so a request within ``max_request_tokens`` always fits an idle server."""
+        return math.ceil(self.limits.max_tokens_in_flight / PAGE_SIZE) * PAGE_SIZE
+
+    @property
     def running(self) -> int:
         """Requests producing tokens."""
         return sum(1 for g in self.in_flight.values() if g.first_token_at is not None)
@@ -226,7 +232,7 @@ class Engine:
         generation_config = GenerationConfig(do_sample=True, eos_token_id=self.eos_ids or -1)
         config = ContinuousBatchingConfig(
             page_size=PAGE_SIZE,
-            num_blocks=math.ceil(self.limits.max_tokens_in_flight / PAGE_SIZE),
+            num_blocks=self.cache_tokens // PAGE_SIZE,
             max_batch_tokens=MAX_BATCH_TOKENS,
             allow_block_sharing=self.prefix_cache,  # else a finished request's pages are freed at once
             per_request_processors=True,
@@ -265,7 +271,7 @@ class Engine:
         if self.waiting >= self.limits.max_waiting:
             raise Overloaded(f"{self.waiting} requests are already waiting")
         budget = math.ceil(need / PAGE_SIZE) * PAGE_SIZE
-        if self.tokens_in_flight + budget > self.limits.max_tokens_in_flight:
+        if self.tokens_in_flight + budget > self.cache_tokens:
             raise Overloaded(f"{self.tokens_in_flight} tokens are already in flight")
         request_id = f"req-{next(self._ids)}"
         generation = Generation(self, request_id, prompt_ids, params, budget)

@@ -12,7 +12,7 @@ from transformers import PreTrainedTokenizerBase
 from .sampling import SamplingParams
 
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
-CHAT_DEFAULT_MAX_TOKENS = 256  # reserved from the token budget when a chat request sets no limit
+CHAT_DEFAULT_MAX_TOKENS = 256  # a chat request without a limit generates up to this, or what the context leaves
 MAX_STOP_SEQUENCES = 4
 
 
@@ -51,10 +51,10 @@ def _get(body: dict[str, Any], name: str, types: type | tuple[type, ...], defaul
 
 
 def _number(body: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
-    value = float(_get(body, name, (int, float), default))
-    if not low <= value <= high:
+    value = _get(body, name, (int, float), default)
+    if not low <= value <= high:  # before float(): an int of 400 digits overflows it
         raise InvalidRequest(f"'{name}' must be between {low} and {high}", name)
-    return value
+    return float(value)
 
 
 def _stop(body: dict[str, Any]) -> tuple[str, ...]:
@@ -68,16 +68,32 @@ def _stop(body: dict[str, Any]) -> tuple[str, ...]:
     return tuple(stops)
 
 
-def _params(body: dict[str, Any], default_max_tokens: int, max_tokens_key: str) -> SamplingParams:
-    for unsupported in ("logprobs", "echo", "top_logprobs"):
+def _refuse_unsupported(body: dict[str, Any]) -> None:
+    """Parameters that would change the output are refused unless they hold their no-op value (0, {}, "", [])."""
+    for unsupported in ("logprobs", "echo", "top_logprobs", "suffix", "logit_bias", "frequency_penalty",
+                        "presence_penalty", "tools"):
         if body.get(unsupported):
             raise InvalidRequest(f"'{unsupported}' is not supported by this server", unsupported)
+    if body.get("response_format") not in (None, {"type": "text"}):
+        raise InvalidRequest("'response_format' is not supported by this server (only {\"type\": \"text\"})",
+                             "response_format")
+    if body.get("tool_choice") not in (None, "none", "auto"):
+        raise InvalidRequest("'tool_choice' is not supported by this server", "tool_choice")
+
+
+def _params(body: dict[str, Any], default_max_tokens: int, max_tokens_key: str, room: int) -> SamplingParams:
+    """The sampling parameters; without a limit, up to ``default_max_tokens`` or the ``room`` the prompt leaves
+    (at least 1, so that a prompt that fills the context alone is refused for its length)."""
+    _refuse_unsupported(body)
     for name in ("n", "best_of"):
         if _get(body, name, int, 1) != 1:
             raise InvalidRequest(f"'{name}' must be 1", name)
-    max_tokens = _get(body, max_tokens_key, int) or _get(body, "max_tokens", int, default_max_tokens)
-    if max_tokens < 1:
-        raise InvalidRequest("'max_tokens' must be at least 1", "max_tokens")
+    key = max_tokens_key if body.get(max_tokens_key) is not None else "max_tokens"
+    max_tokens = _get(body, key, int)
+    if max_tokens is None:
+        max_tokens = min(default_max_tokens, max(room, 1))
+    elif max_tokens < 1:
+        raise InvalidRequest(f"'{key}' must be at least 1", key)
     seed = _get(body, "seed", int)
     return SamplingParams(
         max_tokens=max_tokens,
@@ -94,8 +110,10 @@ def _streaming(body: dict[str, Any]) -> tuple[bool, bool]:
     return stream, bool(stream and _get(options, "include_usage", bool, False))
 
 
-def parse_completion(body: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> ParsedRequest:
-    """Validate a /v1/completions body; the prompt is a string, or one string or token list in a list."""
+def parse_completion(body: dict[str, Any], tokenizer: PreTrainedTokenizerBase, max_request_tokens: int
+                     ) -> ParsedRequest:
+    """Validate a /v1/completions body; the prompt is a string, or one string or token list in a list.
+    ``max_request_tokens`` (prompt + completion) bounds the default completion length."""
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
         prompt = prompt[0]
@@ -107,8 +125,10 @@ def parse_completion(body: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -
         prompt_ids = list(prompt)
     else:
         raise InvalidRequest("'prompt' must be a string or a list of token ids (one prompt per request)", "prompt")
+    if not prompt_ids:
+        raise InvalidRequest("the prompt is empty", "prompt")
     stream, include_usage = _streaming(body)
-    params = _params(body, COMPLETION_DEFAULT_MAX_TOKENS, "max_tokens")
+    params = _params(body, COMPLETION_DEFAULT_MAX_TOKENS, "max_tokens", max_request_tokens - len(prompt_ids))
     return ParsedRequest(prompt_ids, params, stream, include_usage)
 
 
@@ -127,8 +147,9 @@ def _message_text(message: Any) -> dict[str, str]:
     return {"role": message["role"], "content": content}
 
 
-def parse_chat(body: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> ParsedRequest:
-    """Validate a /v1/chat/completions body and apply the tokenizer's chat template."""
+def parse_chat(body: dict[str, Any], tokenizer: PreTrainedTokenizerBase, max_request_tokens: int) -> ParsedRequest:
+    """Validate a /v1/chat/completions body and apply the tokenizer's chat template. ``max_request_tokens``
+    (prompt + completion) bounds the default completion length."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' must be a non-empty list", "messages")
@@ -139,7 +160,7 @@ def parse_chat(body: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> Pars
         raise InvalidRequest(f"the chat template rejected the messages: {exc}", "messages") from exc
     prompt_ids = list(encoded["input_ids"] if isinstance(encoded, dict) or hasattr(encoded, "keys") else encoded)
     stream, include_usage = _streaming(body)
-    params = _params(body, CHAT_DEFAULT_MAX_TOKENS, "max_completion_tokens")
+    params = _params(body, CHAT_DEFAULT_MAX_TOKENS, "max_completion_tokens", max_request_tokens - len(prompt_ids))
     return ParsedRequest(prompt_ids, params, stream, include_usage)
 
 

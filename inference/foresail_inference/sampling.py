@@ -24,6 +24,9 @@ from transformers.generation.logits_process import LogitsProcessorList, Temperat
 
 _GREEDY = 2.0  # per-row argument: argmax
 _FREE = -1.0  # per-row argument: let the manager draw
+# Below this temperature a request is greedy, as in vLLM: dividing the logits by a smaller one overflows them to
+# inf and NaN, and torch.multinomial then raises in the generation thread, which ends it for every request.
+GREEDY_BELOW = 1e-5
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class SamplingParams:
 
     def processor_kwargs(self) -> dict[str, float | int]:
         """Keyword arguments for the manager's per-request logits processors."""
-        greedy = self.temperature == 0.0
+        greedy = self.temperature < GREEDY_BELOW
         kwargs: dict[str, float | int] = {
             "temperature": 1.0 if greedy else float(self.temperature),
             "top_p": float(self.top_p),

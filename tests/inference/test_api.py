@@ -120,6 +120,9 @@ def test_sse_ends_with_done(server: Server) -> None:
     ({"prompt": 42}, "prompt"),
     ({"prompt": [99999999]}, "prompt"),
     ({"prompt": "x", "model": ["builtin:tiny"]}, "model"),  # not a model that does not exist (404)
+    ({"prompt": "x", "temperature": 10**400}, "temperature"),  # an int too large for a float
+    ({"prompt": "x", "top_p": 10**400}, "top_p"),
+    ({"prompt": ""}, "prompt"),  # not a context length exceeded on max_tokens
 ])
 def test_bad_parameters_are_400_in_openai_shape(server: Server, body: dict, param: str) -> None:
     rsp = requests.post(f"{server.url}/v1/completions", headers=server.headers, json=body, timeout=10)
@@ -130,9 +133,70 @@ def test_bad_parameters_are_400_in_openai_shape(server: Server, body: dict, para
     assert error["message"]
 
 
+def test_parameters_that_would_change_the_output_are_refused_unless_they_are_no_ops(server: Server) -> None:
+    bodies: dict[str, dict[str, Any]] = {
+        "completions": {"model": MODEL, "prompt": "Hello there", "max_tokens": 8, "temperature": 0},
+        "chat/completions": {"model": MODEL, "messages": [{"role": "user", "content": "Hello there"}],
+                             "max_tokens": 8, "temperature": 0},
+    }
+
+    def post(path: str, **extra: Any) -> requests.Response:
+        return requests.post(f"{server.url}/v1/{path}", headers=server.headers, json={**bodies[path], **extra},
+                             timeout=30)
+
+    refused: list[tuple[str, str, Any]] = [
+        ("completions", "logit_bias", {"5": -100}), ("completions", "suffix", "!"),
+        ("completions", "frequency_penalty", 1.5), ("chat/completions", "presence_penalty", -0.5),
+        ("chat/completions", "response_format", {"type": "json_object"}),
+        ("chat/completions", "tools", [{"type": "function", "function": {"name": "f"}}]),
+        ("chat/completions", "tool_choice", "required"),
+    ]
+    for path, param, value in refused:
+        rsp = post(path, **{param: value})
+        assert rsp.status_code == 400, param
+        assert rsp.json()["error"]["param"] == param
+    no_ops = {"logit_bias": {}, "suffix": "", "frequency_penalty": 0, "presence_penalty": 0.0,
+              "response_format": {"type": "text"}, "tools": [], "tool_choice": "none"}
+    for path in bodies:
+        plain, same = post(path), post(path, **no_ops)
+        assert plain.status_code == same.status_code == 200, same.text
+        assert same.json()["choices"] == plain.json()["choices"]
+
+
+def test_a_temperature_too_small_to_divide_by_is_greedy(server: Server) -> None:
+    url = f"{server.url}/v1/completions"
+    body: dict[str, Any] = {"model": MODEL, "prompt": "The sea", "max_tokens": 12}
+    greedy = requests.post(url, headers=server.headers, json={**body, "temperature": 0}, timeout=30)
+    tiny = requests.post(url, headers=server.headers, json={**body, "temperature": 1e-300}, timeout=30)
+    assert tiny.status_code == 200, tiny.text
+    assert tiny.json()["choices"] == greedy.json()["choices"]
+    assert requests.get(f"{server.url}/health", timeout=5).status_code == 200  # the generation loop lives
+
+
+def test_chat_without_a_limit_generates_up_to_what_the_context_leaves(server: Server) -> None:
+    url = f"{server.url}/v1/chat/completions"
+    # ~1,800 prompt tokens: the 256-token default would pass the tiny model's 2,048-token context
+    long: dict[str, Any] = {"model": MODEL, "temperature": 0,
+                            "messages": [{"role": "user", "content": "Hello! How can I help you today? " * 95}]}
+    rsp = requests.post(url, headers=server.headers, json=long, timeout=60)
+    assert rsp.status_code == 200, rsp.text
+    usage = rsp.json()["usage"]
+    assert 2048 - 256 < usage["prompt_tokens"] < 2048
+    assert usage["total_tokens"] <= 2048
+    assert (rsp.json()["choices"][0]["finish_reason"] == "length") == (usage["total_tokens"] == 2048)
+    too_long = {**long, "messages": [{"role": "user", "content": "Hello! How can I help you today? " * 120}]}
+    rsp = requests.post(url, headers=server.headers, json=too_long, timeout=60)
+    assert rsp.status_code == 400
+    assert rsp.json()["error"]["code"] == "context_length_exceeded"
+    rsp = requests.post(url, headers=server.headers, json={**long, "max_completion_tokens": 0}, timeout=60)
+    assert rsp.status_code == 400
+    assert rsp.json()["error"]["param"] == "max_completion_tokens"
+
+
 def test_bad_bodies_are_refused_at_once(server: Server) -> None:
     url = f"{server.url}/v1/chat/completions"
-    for data in (b"{not json", b"[1, 2]", b"\xff\xfe"):
+    nested = b'{"prompt": ' + b"[" * 10_000 + b"]" * 10_000 + b"}"  # past json's recursion limit
+    for data in (b"{not json", b"[1, 2]", b"\xff\xfe", nested):
         rsp = requests.post(url, headers=server.headers, data=data, timeout=10)
         assert rsp.status_code == 400, data
         assert rsp.json()["error"]["type"] == "invalid_request_error"
@@ -160,6 +224,11 @@ def test_api_key_is_required_but_not_on_health_and_metrics(server: Server) -> No
     wrong = requests.get(url, headers={"Authorization": "Bearer nope"}, timeout=5)
     assert wrong.status_code == 401
     assert wrong.json()["error"]["type"] == "authentication_error"
+    unauthorized = server.metric("foresail:requests_rejected_total", reason="unauthorized")
+    not_utf8 = requests.get(url, headers={"Authorization": "Bearer caf\xe9"}, timeout=5)  # sent as Latin-1
+    assert not_utf8.status_code == 401
+    assert not_utf8.json()["error"]["type"] == "authentication_error"
+    assert server.metric("foresail:requests_rejected_total", reason="unauthorized") == unauthorized + 1
     assert requests.get(url, headers=server.headers, timeout=5).status_code == 200
     for path in ("/health", "/ready", "/metrics"):
         assert requests.get(f"{server.url}{path}", timeout=5).status_code == 200, path

@@ -125,6 +125,31 @@ def test_sigterm_drains_in_flight_requests_then_exits() -> None:
     server.log_path.unlink(missing_ok=True)
 
 
+def test_after_the_drain_timeout_the_requests_left_fail_and_the_server_exits_promptly() -> None:
+    # The pod's grace period is 5 s (preStop) + the drain timeout + 5 s. The engine stops first, failing the
+    # generation left, whose handler then ends its stream; the runner closing first waited 5 s for the handler,
+    # then cut the stream (no [DONE]) and the exit came 12 s after the drain timeout.
+    drain_timeout = 1.0
+    server = start_server("--drain-timeout", str(drain_timeout))
+    body: dict[str, Any] = {"model": MODEL, "prompt": "drain", "max_tokens": 1900, "temperature": 0, "stream": True}
+    try:
+        with requests.post(f"{server.url}/v1/completions", json=body, stream=True, timeout=60) as rsp:
+            lines = (line for line in cast(Iterator[str], rsp.iter_lines(decode_unicode=True)) if line)
+            first = next(lines)
+            began = time.monotonic()
+            server.proc.terminate()
+            rest = list(lines)
+        assert server.proc.wait(timeout=30) == 0
+        took = time.monotonic() - began
+    finally:
+        stop_server(server)
+        server.log_path.unlink(missing_ok=True)
+    assert '"finish_reason":null' in first
+    assert rest[-1] == "data: [DONE]"
+    assert '"error"' in rest[-2] and "generation failed" in rest[-2]
+    assert took < drain_timeout + 8, f"exit {took:.1f} s after SIGTERM"
+
+
 def test_builtin_tiny_model_is_deterministic() -> None:
     from foresail_inference.models import BUILTIN_TINY, load_model
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import aiohttp
 import openai
 import pytest
+import requests
 
-from .conftest import MODEL, Server
+from .conftest import MODEL, Server, start_server, stop_server
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -142,3 +144,22 @@ async def test_client_disconnect_cancels_the_generation(server: Server, aclient)
     await asyncio.sleep(0.5)
     assert server.metric("vllm:generation_tokens_total") == first, "tokens still generated after cancel"
     assert first - generated < 2 * 1900
+
+
+def test_a_request_at_the_per_request_limit_is_admitted_when_the_budget_is_not_whole_pages() -> None:
+    # 100 tokens in flight: 6.25 pages of 16, a cache of 7. Prompt 1 + 99 is the per-request limit and 7 pages;
+    # admission compared those 112 tokens to 100 and answered 429, however long the client retried.
+    server = start_server("--max-tokens-in-flight", "100")
+    try:
+        url = f"{server.url}/v1/completions"
+        body: dict[str, Any] = {"model": MODEL, "prompt": [1], "temperature": 0}
+        at_limit = requests.post(url, json={**body, "max_tokens": 99}, timeout=60)
+        over = requests.post(url, json={**body, "max_tokens": 100}, timeout=60)
+        assert at_limit.status_code == 200, at_limit.text
+        usage, choice = at_limit.json()["usage"], at_limit.json()["choices"][0]
+        assert usage["completion_tokens"] == 99 or choice["finish_reason"] == "stop"
+        assert over.status_code == 400
+        assert over.json()["error"]["code"] == "context_length_exceeded"
+    finally:
+        stop_server(server)
+        server.log_path.unlink(missing_ok=True)
