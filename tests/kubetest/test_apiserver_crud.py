@@ -84,7 +84,7 @@ def test_bad_bodies_are_bad_request(kube: Kube, namespace: str) -> None:
 def test_names_follow_each_kinds_rule(kube: Kube, namespace: str, plural: str, name: str, message: str | None) -> None:
     """As the API server names them: a Service's name is a DNS-1035 label (a letter first, no dot, 63 at most),
     most other kinds' an RFC 1123 subdomain (dots, a digit first, 253 at most)."""
-    body = {"metadata": {"name": name}}
+    body: dict[str, dict] = {"metadata": {"name": name}}
     if plural == "services":
         body["spec"] = {"ports": [{"port": 80}]}
     status, got = kube.post(f"/api/v1/namespaces/{namespace}/{plural}", body)
