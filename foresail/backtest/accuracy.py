@@ -12,7 +12,7 @@ steps against the highest demand over them, the replicas the oracle holds for a 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -86,8 +86,10 @@ def evaluate(
     train_fraction: float = 0.5,
     forecaster: DemandForecaster | None = None,
     progress: bool = False,
+    note: Callable[[str], None] | None = None,
 ) -> list[HorizonScore]:
-    """Score the forecaster and the references on ``trace`` (rates per ``step_s``)."""
+    """Score the forecaster and the references on ``trace`` (rates per ``step_s``); ``note`` is told of the
+    horizons left out, those the trace is too short to score."""
     tr = trace.resample(step_s)
     x = tr.arrivals / step_s
     if tr.gaps is not None:
@@ -95,9 +97,14 @@ def evaluate(
     n = len(x)
     split = max(1, int(n * train_fraction))
     # horizons that leave at least as many scored origins as the horizon is long
-    hs = [k for k in (max(1, int(round(h / step_s))) for h in horizons_s) if 2 * k <= n - split]
+    steps = [max(1, int(round(h / step_s))) for h in horizons_s]
+    hs = [k for k in steps if 2 * k <= n - split]
     if not hs:
         raise ValueError(f"{trace.name}: too short to score any of the horizons after the first {split} steps")
+    if note and len(hs) < len(steps):
+        left_out = ", ".join(f"{k * step_s / 60:g} min" for k in steps if 2 * k > n - split)
+        note(f"{trace.name}: left out horizon(s) {left_out}: after the {split} steps of {step_s:g} s it learns from, "
+             f"the trace has {n - split} to score, and a horizon needs twice its length")
     H = max(hs)
     fc = forecaster or DemandForecaster(step_s=step_s, horizon_s=H * step_s, quantiles=quantiles)
     times_end = tr.start_s + (np.arange(n) + 1) * step_s

@@ -85,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
                     schedules, args.learn_schedules, args.queue, args.slots)
             for path in args.trace
         ]
+        for p in prepared:
+            check_capacity(p)
+        if hours:
+            check_plot_hours(prepared[0], hours)
     except ValueError as exc:  # a TraceError is one
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -154,6 +158,27 @@ def check_arguments(args: argparse.Namespace) -> tuple[float | None, tuple[Sched
     if args.plot:
         args.plot = check_plot("--plot", args.plot)
     return capacity, schedules, hours
+
+
+def check_capacity(p: Prepared) -> None:
+    """ValueError where the capacity is so small that the busiest step of ``p`` needs more than ``MAX_NEED``
+    replicas (a capacity in the wrong unit)."""
+    from foresail.backtest.simulate import MAX_NEED
+
+    most = MAX_NEED * p.sim.capacity * p.sim.interval_s  # the demand per step that many replicas serve
+    if not (most > 0 and p.arrivals.max() <= most):
+        raise ValueError(f"--capacity {p.sim.capacity:g} {p.sim.unit} is too small for {p.name}: its busiest step "
+                         f"would need more than {MAX_NEED:g} replicas")
+
+
+def check_plot_hours(p: Prepared, hours: tuple[float, float]) -> None:
+    """ValueError unless the ``--plot-hours`` window holds a step of the trace ``p``, the one plotted."""
+    import numpy as np
+
+    steps_h = np.arange(len(p.arrivals)) * p.sim.interval_s / 3600.0
+    if not ((steps_h >= hours[0]) & (steps_h < hours[1])).any():
+        raise ValueError(f"--plot-hours {hours[0]:g}:{hours[1]:g} holds no step of {p.name}, which lasts "
+                         f"{len(p.arrivals) * p.sim.interval_s / 3600:.4g} hours in steps of {p.sim.interval_s:g} s")
 
 
 def run_policies(args: argparse.Namespace, policies: list[str], prepared: list[Prepared]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 
@@ -24,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Score the forecaster against the references; 2 on bad input."""
     from foresail.backtest.accuracy import evaluate
+    from foresail.backtest.report import write_json
     from foresail.backtest.traces import TraceError, load_trace
     from foresail.checks import check_writable
 
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             if args.fill_gaps:
                 trace = trace.fill_gaps()
             scores = evaluate(trace, horizons, (0.5, args.quantile), train_fraction=args.train_fraction,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, note=lambda text: print(f"note: {text}", file=sys.stderr))
         except (TraceError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -73,6 +73,5 @@ def run(args: argparse.Namespace) -> int:
             for s in scores
         ]
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(out, fh, indent=2, default=lambda o: None)
+        write_json(args.json, out)
     return 0

@@ -77,8 +77,8 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: str | Path, summary: dict) -> None:
-    """The summary as JSON (NaN written as null)."""
+def write_json(path: str | Path, data: dict) -> None:
+    """``data`` (a backtest's summary, a forecast's scores) as JSON, NaN and infinities written as null."""
 
     def clean(o: object) -> object:
         if isinstance(o, float) and not math.isfinite(o):
@@ -89,7 +89,7 @@ def write_json(path: str | Path, summary: dict) -> None:
             return [clean(v) for v in o]
         return o
 
-    Path(path).write_text(json.dumps(clean(summary), indent=2))
+    Path(path).write_text(json.dumps(clean(data), indent=2))
 
 
 def write_timeline(path: str | Path, prepared: list[Prepared], results: Results) -> None:
@@ -103,11 +103,13 @@ def write_timeline(path: str | Path, prepared: list[Prepared], results: Results)
         columns = ["policy", "time_s", "arrivals", "provisioned_replicas", "ready_replicas"]
         w.writerow((["trace"] if many else []) + columns)
         for p in prepared:
-            t = p.start_s + np.arange(len(p.arrivals)) * p.sim.interval_s
+            # to the microsecond, whole seconds without a point; arrivals to 10 digits, past the resampling's noise
+            t = [f"{x:.6f}".rstrip("0").rstrip(".") for x in p.start_s + np.arange(len(p.arrivals)) * p.sim.interval_s]
+            arrivals = [f"{x:.10g}" for x in p.arrivals]
             for name, res in results[p.name].items():
                 for k in range(len(t)):
                     w.writerow(([p.name] if many else []) + [
-                        name, f"{t[k]:.0f}", f"{p.arrivals[k]:.6g}", int(res.provisioned[k]), int(res.ready[k])])
+                        name, t[k], arrivals[k], int(res.provisioned[k]), int(res.ready[k])])
 
 
 def plot(

@@ -36,6 +36,7 @@ from foresail.autoscaler.schedule import Schedule
 from foresail.backtest.request_queue import RequestQueue, Requests
 
 AT_ZERO = ("proxy", "activator", "none")  # what holds requests at zero replicas; see the module docstring
+MAX_NEED = 1e12  # replicas for one step: more is a capacity in the wrong unit (`foresail backtest` refuses it)
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,9 @@ class SimConfig:
         return max(0, math.ceil(self.cold_start_s / self.interval_s - 1e-9))
 
     def need(self, arrivals: np.ndarray) -> np.ndarray:
-        """Replicas that serve each step's arrivals within the step."""
-        return np.ceil(arrivals / (self.capacity * self.interval_s) - 1e-9).astype(int).clip(min=0)
+        """Replicas that serve each step's arrivals within the step, at most ``MAX_NEED`` (a bigger count, or
+        an infinite one, would not fit in an int)."""
+        return np.ceil(arrivals / (self.capacity * self.interval_s) - 1e-9).clip(0, MAX_NEED).astype(int)
 
     def initial_replicas(self, arrivals: np.ndarray) -> int:
         """Ready replicas at the start of every run: what the oracle holds at step 0."""

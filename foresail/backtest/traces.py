@@ -3,7 +3,8 @@
 Formats (see ../shared/traces/README.md): Azure LLM 2023 (one row per request), Mooncake FAST'25 JSONL
 (``.jsonl`` or ``.jsonl.gz``), ServeGen per-customer CSVs (headerless, 600-s windows; also read straight
 from ``servegen-clients.tar.gz``), ServeGen service aggregates (``servegen-*-10min.csv``), and a generic
-CSV ``time_s,arrivals[,input_tokens,output_tokens]`` with one row per step at any fixed interval.
+CSV ``time_s,arrivals[,input_tokens,output_tokens]`` with one row per step at any fixed interval. A CSV may
+be gzipped (a name ending in ``.gz``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import io
 import json
 import math
 import tarfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,10 +25,16 @@ import pandas as pd
 from foresail.autoscaler.forecast import MAX_RATE
 
 MAX_STEPS = 10_000_000  # a bigger grid is a unit mistake, not a trace
+UNREADABLE = (OSError, EOFError, zlib.error, tarfile.TarError)  # no permission, a folder, a broken gzip or tar file
 
 
 class TraceError(ValueError):
     """A trace file that cannot be used, with a message that says why."""
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a file could not be read: the OS's words without the path it repeats, or the exception's text."""
+    return getattr(exc, "strerror", None) or str(exc)
 
 
 @dataclass
@@ -131,10 +139,11 @@ def _from_requests(name: str, times_s: np.ndarray, tokens: np.ndarray | None, gr
     if np.any(np.diff(times_s) < 0):
         raise TraceError(f"{name}: timestamps are not sorted")
     t0 = math.floor(times_s[0])
+    if times_s[-1] - t0 >= MAX_STEPS:  # checked before the cast to int, which a span past 2**63 s would wrap
+        raise TraceError(f"{name}: the trace spans {times_s[-1] - t0:.3g} s (more than {MAX_STEPS:,}); check the "
+                         "time unit")
     idx = np.floor(times_s - t0).astype(int)
     n = int(idx[-1]) + 1
-    if n > MAX_STEPS:
-        raise TraceError(f"{name}: the trace spans {n:,} s (more than {MAX_STEPS:,}); check the time unit")
     arrivals = np.bincount(idx, minlength=n).astype(float)
     tok = np.bincount(idx, weights=tokens, minlength=n) if tokens is not None else None
     return Trace(name, 1.0, arrivals, tok, float(t0), group=group, request_times_s=times_s - t0, request_tokens=tokens)
@@ -164,13 +173,19 @@ def load_azure(path: Path) -> Trace:
     _check_columns(path, df, ["TIMESTAMP", "ContextTokens", "GeneratedTokens"])
     if df.empty:
         raise TraceError(f"{path}: the trace is empty")
-    ts = pd.to_datetime(df["TIMESTAMP"].astype(str), errors="coerce", format="ISO8601")  # numbers: NaT, not epochs
+    try:
+        ts = pd.to_datetime(df["TIMESTAMP"].astype(str), errors="coerce", format="ISO8601")  # numbers: NaT, not epochs
+    except ValueError:  # pandas refuses rows in different time zones
+        raise TraceError(f"{path}: TIMESTAMP has rows in different time zones; give every row the same one, or "
+                         "none (UTC)") from None
     if ts.isna().any():
         raise TraceError(f"{path}: unreadable TIMESTAMP at data row {int(np.argmax(ts.isna().to_numpy())) + 1}")
     df = _numeric(path, df, ["ContextTokens", "GeneratedTokens"])
+    if ts.dt.tz is not None:  # every row in one time zone: to UTC, the zone of rows without one
+        ts = ts.dt.tz_convert(None)
     times = (ts - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy()
     tokens = (df["ContextTokens"] + df["GeneratedTokens"]).to_numpy(float)
-    return _from_requests(f"azure-{path.stem.split('_')[-1]}", times, tokens, "azure")
+    return _from_requests(f"azure-{path.name.split('.')[0].split('_')[-1]}", times, tokens, "azure")
 
 
 def load_mooncake(path: Path) -> Trace:
@@ -186,10 +201,12 @@ def load_mooncake(path: Path) -> Trace:
                     rec = json.loads(line)
                     times.append(float(rec["timestamp"]) / 1000.0)
                     tokens.append(float(rec.get("input_length", 0)) + float(rec.get("output_length", 0)))
+                    if not (math.isfinite(times[-1]) and math.isfinite(tokens[-1])):  # json reads NaN, Infinity
+                        raise ValueError("the timestamp and token counts must be finite numbers")
                 except (ValueError, KeyError, TypeError) as exc:
                     raise TraceError(f"{path}: line {k} is not a Mooncake record ({exc})") from None
-    except (OSError, EOFError) as exc:  # a broken or truncated gzip file
-        raise TraceError(f"{path}: cannot read the file ({exc})") from None
+    except UNREADABLE as exc:
+        raise TraceError(f"{path}: cannot read the file ({_reason(exc)})") from None
     if any(t < 0 for t in times) or any(t < 0 for t in tokens):
         raise TraceError(f"{path}: negative timestamp or token count")
     name = "mooncake-" + path.name.split(".")[0].replace("_trace", "")
@@ -287,19 +304,22 @@ def iter_servegen_clients(tar_path: str | Path, services: list[str] | None = Non
     if not tar_path.exists():
         raise TraceError(f"{tar_path}: no such file")
     frames: dict[str, list[tuple[str, pd.DataFrame]]] = {}
-    with tarfile.open(tar_path, "r:gz") as tar:
-        for member in tar:
-            if not (member.isfile() and member.name.endswith("-trace.csv")):
-                continue
-            parts = Path(member.name).parts  # data/<category>/<service>/chunk-<i>-trace.csv
-            service = parts[-2]
-            if services and service not in services:
-                continue
-            fh = tar.extractfile(member)
-            assert fh is not None
-            text = io.StringIO(fh.read().decode())
-            chunk = parts[-1].replace("-trace.csv", "")
-            frames.setdefault(service, []).append((chunk, _servegen_client_frame(tar_path, text)))
+    try:
+        with tarfile.open(tar_path, "r:gz") as tar:
+            for member in tar:
+                if not (member.isfile() and member.name.endswith("-trace.csv")):
+                    continue
+                parts = Path(member.name).parts  # data/<category>/<service>/chunk-<i>-trace.csv
+                service = parts[-2]
+                if services and service not in services:
+                    continue
+                fh = tar.extractfile(member)
+                assert fh is not None
+                text = io.StringIO(fh.read().decode())
+                chunk = parts[-1].replace("-trace.csv", "")
+                frames.setdefault(service, []).append((chunk, _servegen_client_frame(tar_path, text)))
+    except UNREADABLE as exc:
+        raise TraceError(f"{tar_path}: cannot read the archive ({_reason(exc)})") from None
     for service in sorted(frames):
         items = sorted(frames[service], key=lambda kv: int(kv[0].split("-")[1]))
         traces = [_servegen_client_trace(tar_path, df, f"{service}/{c}", f"servegen-{service}") for c, df in items]
@@ -341,8 +361,8 @@ def _load_by_format(p: Path) -> Trace:
     """The trace in ``p``, read by the format its name or first line shows (the generic CSV otherwise)."""
     if p.name.endswith((".jsonl", ".jsonl.gz")):
         return load_mooncake(p)
-    with open(p, "rb") as fh:
-        head = fh.readline().decode(errors="replace").strip()
+    with (gzip.open if p.suffix == ".gz" else open)(p, "rb") as fh:  # pandas reads a .gz name as gzip too
+        head = fh.readline().decode("utf-8-sig", errors="replace").strip()  # a BOM is no part of the header
     if head.startswith("TIMESTAMP"):
         return load_azure(p)
     if "rate_rps" in head and "t_start_s" in head:
@@ -373,3 +393,5 @@ def load_trace(path: str | Path) -> Trace:
         raise TraceError(f"{p}: not a readable CSV ({exc})") from None
     except UnicodeDecodeError:
         raise TraceError(f"{p}: not a text file") from None
+    except UNREADABLE as exc:
+        raise TraceError(f"{p}: cannot read the file ({_reason(exc)})") from None

@@ -1,12 +1,15 @@
 """The `foresail backtest` and `foresail forecast` commands end to end on a small generic trace."""
 
 import csv
+import io
 import json
 import re
+import tarfile
 
 import numpy as np
 import pytest
 
+from foresail.backtest.traces import load_trace
 from foresail.cli import main
 
 
@@ -63,6 +66,9 @@ def test_bad_input_is_an_error_not_a_crash(tmp_path, capsys):
 
 @pytest.mark.parametrize("command, flags, message", [
     ("backtest", ["--capacity", "inf"], "--capacity must be a positive number"),
+    ("backtest", ["--capacity", "1e-300"], "--capacity 1e-300 req/s is too small for trace: its busiest step would "
+                                           "need more than 1e+12 replicas"),  # was a run whose oracle held 1
+    ("backtest", ["--capacity", "1e-320"], "is too small for trace"),  # was an OverflowError
     ("backtest", ["--min-replicas", "5", "--max-replicas", "2"], "--min-replicas <= --max-replicas"),
     ("backtest", ["--max-replicas", "0"], "--max-replicas >= 1"),
     ("backtest", ["--interval", "1e9"], "less than one decision step"),
@@ -92,6 +98,8 @@ def test_bad_flags_are_an_error_that_says_which(tmp_path, capsys, command, flags
     ("backtest", ["--plot", "{tmp}/p.txt"], "the name must end in one of"),
     ("backtest", ["--plot", "{tmp}/p.png", "--plot-hours", "5:2"], "--plot-hours is START:END"),
     ("backtest", ["--plot", "{tmp}/p.png", "--plot-hours", "x"], "--plot-hours is START:END"),
+    ("backtest", ["--plot", "{tmp}/p.png", "--plot-hours", "100:200"],
+     "--plot-hours 100:200 holds no step of trace, which lasts 48 hours"),  # was an empty plot
     ("forecast", ["--json", "{missing}/f.json"], "is not a folder this user can write to"),
     ("schedules", ["--out", "{missing}/s.yaml"], "is not a folder this user can write to"),
 ])
@@ -109,6 +117,39 @@ def test_a_trace_whose_grid_would_not_fit_in_memory_is_an_error(tmp_path, capsys
     p.write_text("time_s,arrivals\n0,5\n1000000000000,5\n")  # two rows 10^12 s apart: 1.7e10 one-minute steps
     assert main([command, "--trace", str(p), "--no-progress"]) == 2
     assert "check the time column's unit" in capsys.readouterr().err
+
+
+def servegen_archive():
+    """A ServeGen customers' archive (svc/chunk-1), of data that gzip cannot shrink to nothing."""
+    rng = np.random.default_rng(2)
+    data = "".join(f"{600 * i},{r:.6f},1.0,Gamma,1,1\n" for i, r in enumerate(rng.random(500))).encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        member = tarfile.TarInfo("data/language/svc/chunk-1-trace.csv")
+        member.size = len(data)
+        tar.addfile(member, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("command", ["backtest", "forecast"])
+@pytest.mark.parametrize("name, reason", [
+    ("folder.tar.gz:svc/chunk-1", "folder.tar.gz: cannot read the archive (Is a directory)"),
+    ("text.tar.gz:svc/chunk-1", "text.tar.gz: cannot read the archive (not a gzip file)"),
+    ("cut.tar.gz:svc/chunk-1", "cut.tar.gz: cannot read the archive (Compressed file ended before"),
+    ("text.csv.gz", "text.csv.gz: cannot read the file (Not a gzipped file"),
+])
+def test_a_trace_that_cannot_be_read_is_an_error_that_says_why(tmp_path, capsys, command, name, reason):
+    (tmp_path / "folder.tar.gz").mkdir()
+    for text in ("text.tar.gz", "text.csv.gz"):
+        (tmp_path / text).write_text("time_s,arrivals\n0,1\n60,2\n")
+    archive = servegen_archive()
+    (tmp_path / "whole.tar.gz").write_bytes(archive)
+    (tmp_path / "cut.tar.gz").write_bytes(archive[: len(archive) // 2])
+    assert len(load_trace(f"{tmp_path}/whole.tar.gz:svc/chunk-1").arrivals) == 500  # what was cut
+    assert main([command, "--trace", str(tmp_path / name), "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"error: {tmp_path}/{reason}") and captured.err.count("\n") == 1  # no traceback
+    assert captured.out == ""
 
 
 def test_forecast_command(tmp_path, capsys):
@@ -186,3 +227,38 @@ def test_a_bad_schedule_file_is_an_error_that_says_why(tmp_path, capsys, text, m
         path.write_text(text)
     assert main(["backtest", "--trace", str(p), "--policy", "foresail", "--schedule", str(path), "--no-progress"]) == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_forecast_json_writes_an_undefined_score_as_null(tmp_path, capsys):
+    """A constant trace: naive forecasts never err, so MASE (error over that of the naive forecast) is 0/0."""
+    p = tmp_path / "const.csv"
+    p.write_text("time_s,arrivals\n" + "".join(f"{60 * i},600\n" for i in range(200)))
+    assert main(["forecast", "--trace", str(p), "--horizon", "10", "--no-progress", "--json",
+                 str(tmp_path / "f.json")]) == 0
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    (row,) = json.loads((tmp_path / "f.json").read_text(), parse_constant=refuse)["const"]
+    assert row["mase"]["persistence"] is None and row["wape"]["persistence"] == 0
+
+
+def test_forecast_says_which_horizons_a_short_trace_leaves_out(tmp_path, capsys):
+    """Two hours of one-minute steps: the hour after the first that is learned from scores 10 minutes, not 60."""
+    p = tmp_path / "short.csv"
+    p.write_text("time_s,arrivals\n" + "".join(f"{60 * i},{600 + 60 * (i % 7)}\n" for i in range(120)))
+    assert main(["forecast", "--trace", str(p), "--horizon", "10", "--horizon", "60", "--no-progress", "--json",
+                 str(tmp_path / "f.json")]) == 0
+    assert "note: short: left out horizon(s) 60 min: after the 60 steps of 60 s it learns from, the trace has 60 to " \
+           "score, and a horizon needs twice its length" in capsys.readouterr().err
+    assert [r["horizon_s"] for r in json.loads((tmp_path / "f.json").read_text())["short"]] == [600.0]
+
+
+def test_the_timeline_keeps_fractional_seconds_and_every_digit_of_the_arrivals(tmp_path, capsys):
+    p = tmp_path / "big.csv"
+    p.write_text("time_s,arrivals\n0,24691356\n1,1\n2,3\n")  # in half-second steps: 12345678 twice, 0.5, 1.5
+    assert main(["backtest", "--trace", str(p), "--policy", "static", "--interval", "0.5", "--cold-start", "0",
+                 "--no-progress", "--timeline", str(tmp_path / "t.csv")]) == 0
+    with open(tmp_path / "t.csv") as fh:
+        rows = [(r["time_s"], r["arrivals"]) for r in csv.DictReader(fh) if r["policy"] == "static"]
+    assert rows == [("0", "12345678"), ("0.5", "12345678"), ("1", "0.5"), ("1.5", "0.5"), ("2", "1.5"), ("2.5", "1.5")]

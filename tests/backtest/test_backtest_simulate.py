@@ -8,7 +8,7 @@ import pytest
 from foresail.autoscaler.policy import Decision, Observation
 from foresail.backtest.baselines import Oracle
 from foresail.backtest.experiment import prepare
-from foresail.backtest.simulate import SimConfig, simulate
+from foresail.backtest.simulate import MAX_NEED, SimConfig, simulate
 from foresail.backtest.traces import Trace
 
 
@@ -108,3 +108,11 @@ def test_in_tokens_the_policy_sees_the_tokens_per_request_of_the_step_its_rate_i
     simulate(pol, p.arrivals, p.sim, at_zero="activator", sizes=p.sizes)
     assert [o.arrival_size for o in pol.seen] == [100.0, 100.0, 100.0, 100.0, 300.0]  # the step before's
     assert prepare(trace, cold_start_s=0.0, capacity=1.0, unit="requests").sizes is None  # a request counts for 1
+
+
+def test_a_need_too_big_for_an_int_is_held_at_the_most_not_wrapped_to_zero():
+    """At a capacity of 1e-300 one request needs 1.7e298 replicas: cast to int it wrapped negative, clipped to 0,
+    and the oracle held its floor of one replica."""
+    sim = SimConfig(capacity=1e-300, max_replicas=5)
+    assert list(sim.need(np.array([0.0, 1.0]))) == [0, int(MAX_NEED)]
+    assert list(Oracle(sim, np.array([1.0, 1.0])).plan) == [5, 5]

@@ -50,6 +50,23 @@ def test_azure_and_mooncake_formats(tmp_path):
     assert list(tr.arrivals) == [2, 0, 1] and tr.tokens.sum() == 330
 
 
+AZURE = ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9799600,10,1\n"
+         "2023-11-16 18:17:03.9900000,20,2\n2023-11-16 18:17:05.5000000,30,3\n")
+UTC_START = 1700158623  # 2023-11-16 18:17:03 UTC
+
+
+@pytest.mark.parametrize("name, data, start_s", [
+    ("AzureLLMInferenceTrace_code.csv", "\ufeff".encode() + AZURE.encode(), UTC_START),  # Excel's "CSV UTF-8"
+    ("AzureLLMInferenceTrace_code.csv.gz", gzip.compress(AZURE.encode()), UTC_START),
+    ("AzureLLMInferenceTrace_code.csv", AZURE.replace("00,", "00+05:00,").encode(), UTC_START - 5 * 3600),
+])
+def test_an_azure_trace_with_a_bom_gzipped_or_in_a_time_zone_is_read_as_azure(tmp_path, name, data, start_s):
+    (tmp_path / name).write_bytes(data)
+    tr = load_trace(tmp_path / name)
+    assert tr.name == "azure-code" and list(tr.arrivals) == [2, 0, 1] and list(tr.tokens) == [33, 0, 33]
+    assert tr.start_s == start_s
+
+
 def test_servegen_client_and_gap_filling(tmp_path):
     tr = load_trace(write(tmp_path, "chunk-1-trace.csv",
                           "0,1.0,1.0,Gamma,1,1\n600,2.0,1.0,Gamma,1,1\n1200,0.5,1.0,Gamma,1,1\n"))
@@ -71,6 +88,13 @@ def test_servegen_client_and_gap_filling(tmp_path):
         ("text.csv", "time_s,arrivals\n0,abc\n", "non-numeric"),
         ("AzureLLMInferenceTrace_x.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n"
          "2023-11-16 18:17:05,1,1\n2023-11-16 18:17:03,1,1\n", "not sorted"),
+        ("AzureLLMInferenceTrace_tz.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+         "2023-11-16 18:17:03,1,1\n2023-11-16 18:19:02+05:00,1,1\n",
+         "AzureLLMInferenceTrace_tz.csv: TIMESTAMP has rows in different time zones"),
+        ("nan.jsonl", '{"timestamp": 0}\n{"timestamp": NaN}\n',
+         "nan.jsonl: line 2 is not a Mooncake record (the timestamp and token counts must be finite numbers)"),
+        ("inf.jsonl", '{"timestamp": 0}\n{"timestamp": Infinity}\n', "inf.jsonl: line 2 is not a Mooncake record"),
+        ("span.jsonl", '{"timestamp": 0}\n{"timestamp": 1e300}\n', "the trace spans 1e\\+297 s"),
     ],
 )
 def test_bad_traces_get_a_clear_error(tmp_path, name, text, message):
