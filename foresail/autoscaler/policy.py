@@ -444,8 +444,8 @@ class ForesailPolicy:
         replicas, why = self._scheduled(obs.time_s, replicas, why)
         self._record_asks(obs.time_s, current, replicas)
         return Decision(
-            obs.time_s, replicas, _action(current, replicas), need.floor, need.predicted, need.f_med, need.f_up, c.horizon_s,
-            bool(need.forecast is not None and need.forecast.ready), need.headroom,
+            obs.time_s, replicas, _action(current, replicas), need.floor, need.predicted, need.f_med, need.f_up,
+            c.horizon_s, bool(need.forecast is not None and need.forecast.ready), need.headroom,
             f"{_verb(current, replicas)}: {why}",
         )
 
