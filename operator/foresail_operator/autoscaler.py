@@ -74,6 +74,7 @@ class Loop:
     last_time: float | None = None
     unit: str = "requests"  # the spec's autoscaling.demandUnit
     tokens_per_request: float = DEFAULT_TOKENS_PER_REQUEST  # completed tokens per completed request, lately
+    basis: str = ""  # what the capacity model was learned for (capacity_basis)
     logged_capacity: float = DEFAULT_CAPACITY["requests"]  # the capacity the log last reported
     backfilled: bool = False  # whether the policy's history was loaded from Prometheus (once per policy)
     left: int | None = None  # the replica count the last acting decision left the Deployment at
@@ -84,21 +85,27 @@ class Loop:
 
     def configure(self, spec: LLMDeploymentSpec, cold_start_s: float | None,
                   status: dict[str, Any] | None = None) -> PolicyConfig:
-        """(Re)build the policy configuration from the spec and the measured cold start. A new capacity model
-        carries on from the one ``status.capacity`` shows, where that was learned in the same unit from the
-        same starting figure: after a restart, replicas sized by the learned figure may never saturate again
-        to correct the spec's. A new policy carries on from the status too (``_carry_on``)."""
+        """(Re)build the policy configuration from the spec and the measured cold start. The capacity model
+        starts over when the starting figure or what a replica's capacity depends on (``capacity_basis``)
+        changed; a new one carries on from the one ``status.capacity`` shows, where that was learned in the
+        same unit, from the same starting figure, for the same basis: after a restart, replicas sized by the
+        learned figure may never saturate again to correct the spec's. A new policy carries on from the
+        status too (``_carry_on``)."""
         a = spec.autoscaling
         initial = a.capacity_per_replica or DEFAULT_CAPACITY[a.demand_unit]
+        basis = capacity_basis(spec)
         if a.demand_unit != self.unit:  # history, capacity and forecasts were counted in the other unit
             telemetry.forget_figures(*self.key, self.unit)
             self.unit, self.policy, self.capacity = a.demand_unit, None, None
         elif self.policy is not None and self.policy.config.quantile != a.quantile:
             telemetry.FORECAST[self.unit].remove(*self.key, str(self.policy.config.quantile))  # the old one's series
-        if self.capacity is None or self.capacity.initial != initial:
-            self.capacity = CapacityModel(initial)
+        if self.capacity is None or self.capacity.initial != initial or self.basis != basis:
+            self.capacity, self.basis = CapacityModel(initial), basis
             saved = (status or {}).get("capacity")
-            if isinstance(saved, dict) and saved.get("unit") == a.demand_unit and saved.get("initial") == initial:
+            # a status without a basis was written by an operator before it was kept: taken as this basis,
+            # so that an upgrade keeps what was learned
+            if isinstance(saved, dict) and saved.get("unit") == a.demand_unit and saved.get("initial") == initial \
+                    and saved.get("basis", basis) == basis:
                 estimate, samples = _figure(saved.get("perReplica")), _figure(saved.get("samples"))
                 if estimate is not None and samples is not None:
                     self.capacity.resume(estimate, int(samples))
@@ -182,6 +189,14 @@ def _figure(value: object) -> float | None:
     return None
 
 
+def capacity_basis(spec: LLMDeploymentSpec) -> str:
+    """What one replica's capacity depends on, as status.capacity.basis: the runtime, the model and its
+    revision, and the GPUs per replica, e.g. ``vllm/org/model@main x2 nvidia.com/gpu``."""
+    revision = f"@{spec.model.revision}" if spec.model.revision else ""
+    return (f"{spec.runtime.name}/{spec.model.source}{revision} x{spec.resources.gpus} "
+            f"{spec.resources.gpu_resource}")
+
+
 def _capacity_source(model: CapacityModel, spec: LLMDeploymentSpec) -> str:
     """Where the capacity per replica in use comes from."""
     if model.learned:
@@ -194,10 +209,10 @@ def _capacity_source(model: CapacityModel, spec: LLMDeploymentSpec) -> str:
 
 def _capacity_status(model: CapacityModel, spec: LLMDeploymentSpec, signals: Signals | None) -> dict[str, Any]:
     """status.capacity: demand per replica in use (req/s or tok/s), where that figure comes from, the KV
-    cache's use, and what a restart needs to carry on learning (unit, starting figure, samples)."""
+    cache's use, and what a restart needs to carry on learning (unit, starting figure, basis, samples)."""
     out: dict[str, Any] = {"perReplica": _sig(model.capacity), "source": _capacity_source(model, spec),
                            "unit": spec.autoscaling.demand_unit, "initial": model.initial,
-                           "samples": model.n_samples_,
+                           "basis": capacity_basis(spec), "samples": model.n_samples_,
                            "kvCacheUsage": None}  # null: the merge patch removes a figure the pods stopped giving
     if signals is not None and signals.kv_cache is not None:
         out["kvCacheUsage"] = round(signals.kv_cache, 2)

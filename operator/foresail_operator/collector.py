@@ -45,14 +45,22 @@ class Collector:
         telemetry.COLLECT_SECONDS.observe(time.perf_counter() - started)
 
     async def run(self, logger: logging.Logger) -> None:
-        """Collect every period until cancelled; log when metrics go and come back."""
+        """Collect every period until cancelled; log when metrics go and come back. An unexpected exception is
+        logged with its traceback (once while it repeats) and kept as the reason, and does not end the task."""
         was_error: str | None = None
         while True:
-            await self.collect_once()
-            if self.error and self.error != was_error:
-                logger.warning("metrics unavailable, holding capacity: %s", self.error)
-            elif was_error and not self.error:
-                logger.info("metrics are back after: %s", was_error)
+            try:
+                await self.collect_once()
+            except Exception as exc:  # a fault no check foresaw: say so, keep the reason and try again next period
+                self.error = f"CollectorFailed: {type(exc).__name__}: {exc}"
+                telemetry.METRICS_ERRORS.labels("CollectorFailed").inc()
+                if self.error != was_error:
+                    logger.exception("metrics unavailable, holding capacity: %s", self.error)
+            else:
+                if self.error and self.error != was_error:
+                    logger.warning("metrics unavailable, holding capacity: %s", self.error)
+                elif was_error and not self.error:
+                    logger.info("metrics are back after: %s", was_error)
             was_error = self.error
             await asyncio.sleep(self.period_s)
 

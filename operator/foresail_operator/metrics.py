@@ -89,8 +89,17 @@ def _series_key(item: object) -> Key | None:
     return labels["namespace"], labels["llmdeployment"]
 
 
-# requests' errors are OSErrors, as is its refusal of a CA bundle path that does not exist.
-QUERY_ERRORS = (PrometheusApiClientException, OSError, ValueError)
+# requests' errors are OSErrors, as is its refusal of a CA bundle path that does not exist; a body that is not
+# JSON a ValueError. prometheus-api-client reads a 200 answer as `json()["data"]["result"]`: one without them (a
+# proxy's {"status": "error"}, "data": null, a JSON list) raises KeyError or TypeError.
+QUERY_ERRORS = (PrometheusApiClientException, OSError, ValueError, KeyError, TypeError)
+
+
+def _failure(exc: Exception) -> str:
+    """What went wrong with a query, in words: the error, or that the answer had no data.result."""
+    if isinstance(exc, KeyError | TypeError):
+        return f"the answer has no data.result ({type(exc).__name__}: {exc})"
+    return str(exc)
 
 
 class TokenFileAuth(requests.auth.AuthBase):
@@ -145,7 +154,7 @@ class PrometheusSource:
         try:
             result = self.client.custom_query(promql)
         except QUERY_ERRORS as exc:
-            raise MetricsError(f"Prometheus query failed: {exc}") from exc
+            raise MetricsError(f"Prometheus query failed: {_failure(exc)}") from exc
         if not isinstance(result, list):
             raise MetricsError(f"Prometheus answered a non-vector result: {str(result)[:200]}")
         return result
@@ -217,13 +226,15 @@ class PrometheusSource:
                 promql, start_time=datetime.fromtimestamp(start, timezone.utc),
                 end_time=datetime.fromtimestamp(end, timezone.utc), step=f"{max(1, int(step_s))}s")
         except QUERY_ERRORS as exc:
-            raise MetricsError(f"Prometheus range query failed: {exc}") from exc
+            raise MetricsError(f"Prometheus range query failed: {_failure(exc)}") from exc
         if not isinstance(result, list):
             raise MetricsError("Prometheus answered a non-matrix result")
         points = []
         for series in result[:1]:
+            if not isinstance(series, dict):
+                raise MetricsError(f"Prometheus answered a malformed series: {str(series)[:200]}")
             for point in series.get("values") or []:
-                value = _value(point[1]) if isinstance(point, list) and len(point) == 2 else None
-                if value is not None:
-                    points.append((float(point[0]), value))
+                stamp, value = map(_value, point) if isinstance(point, list) and len(point) == 2 else (None, None)
+                if stamp is not None and value is not None:
+                    points.append((stamp, value))
         return points

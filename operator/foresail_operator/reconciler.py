@@ -136,7 +136,7 @@ async def reconcile(client: KubeClient, config: OperatorConfig, body: Mapping[st
     current = int(live.get("spec", {}).get("replicas") or 0)
     target, why = None, ""
     if not spec.autoscaling_on:
-        target, why = spec.fixed_replicas(), "spec.replicas"
+        target, why = spec.fixed_replicas(), "spec.replicas" if spec.replicas is not None else "spec.minReplicas"
     elif manual_replicas is not None:
         target, why = spec.clamp(manual_replicas), "manual scale"
     elif wake and current == 0 and spec.autoscaling.mode != "advisory":
@@ -222,7 +222,8 @@ async def refresh_status(client: KubeClient, body: Mapping[str, Any], deployment
         pods=list(pods), problems=problems, previous=previous, autoscaling_on=autoscaling_on,
         autoscaler=(autoscaler or {}).get("conditions"))
     new["selector"] = plan.selector_string(meta["name"])
-    new.update((autoscaler or {}).get("fields") or {})
+    if autoscaling_on:  # else a loop still stopping may hand in a last view
+        new.update((autoscaler or {}).get("fields") or {})
     if _same(new, previous):
         return False
     await client.merge_patch(llmd_path(meta["namespace"], meta["name"], "status"), {"status": new})

@@ -13,6 +13,9 @@ from typing import Any, Iterable, Mapping
 
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"  # the ReplicaSet controller removes low costs first
 CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "MetricsAvailable", "ForecastReady", "ScalingLimited")
+# The status fields only the decision loop writes, removed when autoscaling is off. status.capacity stays: a loop
+# started again (autoscaling on) carries on from what was learned for the same replicas.
+LOOP_FIELDS = ("recommendedReplicas", "forecast", "sloGovernor", "learnedSchedules")
 # Container waiting reasons that will not fix themselves: the spec or the cluster needs a change.
 FAILING_REASONS = {
     "ErrImagePull": "ImagePullFailed",
@@ -180,7 +183,7 @@ def workload_status(
     """The status fields the reconciler owns, from the Deployment, its pods and known problems.
 
     `autoscaler` carries the MetricsAvailable, ForecastReady and ScalingLimited conditions from the decision loop;
-    without it, the previous ones are kept.
+    without it, the previous ones are kept. With autoscaling off, the loop's fields (LOOP_FIELDS) are null.
     """
     dep_status = (deployment or {}).get("status") or {}
     replicas = int(dep_status.get("replicas") or 0)
@@ -236,6 +239,8 @@ def workload_status(
         "desiredReplicas": desired,
         "conditions": conds.as_list(),
     }
+    if not autoscaling_on:
+        status.update(dict.fromkeys(LOOP_FIELDS))  # null: the merge patch removes them
     cold = measured_cold_start(pods)
     if cold is not None:
         status["coldStartSeconds"] = cold

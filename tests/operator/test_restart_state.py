@@ -14,11 +14,11 @@ from typing import Any
 import kopf
 import pytest
 
-from foresail_operator.autoscaler import Loop, backfill
+from foresail_operator.autoscaler import Loop, backfill, capacity_basis
 from foresail_operator.collector import Collector
 from foresail_operator.kube import KubeClient
 from foresail_operator.reconciler import refresh_status
-from foresail_operator.spec import parse_spec
+from foresail_operator.spec import LLMDeploymentSpec, parse_spec
 from tests.operator.advisory import KEY, decisions
 from tests.operator.conftest import LLMD
 from tests.operator.test_capacity_learning import SPEC, cache_at, spec
@@ -123,3 +123,54 @@ def test_a_garbled_status_is_not_carried_on(garbled: dict[str, Any]) -> None:
     assert loop.policy.governor == (1.0 if "sloGovernor" in garbled else 2.0)
     assert (loop.policy.forecast_coverage() is None) == ("forecast" in garbled)
     assert loop.capacity.learned == ("capacity" not in garbled)
+
+
+def edited(**changes: Any) -> LLMDeploymentSpec:
+    """SPEC with other top-level spec fields: what a replica's capacity depends on, changed."""
+    return parse_spec({"model": {"source": "builtin:tiny"}, "minReplicas": 1, "maxReplicas": 10,
+                       "autoscaling": {"mode": "advisory", "intervalSeconds": 5, "slo": {"capacityPerReplica": 1}},
+                       **changes})
+
+
+OTHER_REPLICAS: dict[str, dict[str, Any]] = {  # the same LLMDeployment edited to replicas whose capacity differs
+    "model": {"model": {"source": "Qwen/Qwen2.5-0.5B-Instruct"}},
+    "revision": {"model": {"source": "builtin:tiny", "revision": "v2"}},
+    "runtime": {"runtime": {"name": "vllm"}},
+    "gpus": {"resources": {"gpus": 1}},
+    "gpuResource": {"resources": {"gpus": 1, "gpuResource": "amd.com/gpu"}},
+}
+
+
+@pytest.mark.parametrize("change", [None, *OTHER_REPLICAS])
+async def test_a_change_of_model_runtime_or_gpus_starts_capacity_learning_over(change: str | None) -> None:
+    """Capacity learned on one model, runtime or GPU count says nothing of another's: the live loop starts
+    from the spec's figure again when the spec changes any of them, and keeps what it learned otherwise."""
+    loop = await cache_at("0.96", logging.getLogger("test.capacity"))
+    assert loop.view["fields"]["capacity"]["source"] == "learned from 6 saturated scrapes"
+    after = edited(**OTHER_REPLICAS[change]) if change else SPEC
+    loop, decision = await decisions(after, loop=loop, values={"kv_cache": "0.5"})
+    capacity = loop.view["fields"]["capacity"]
+    assert capacity["basis"] == capacity_basis(after)
+    if change is None:
+        assert capacity["perReplica"] == pytest.approx(0.417, rel=0.01) and capacity["samples"] == 6
+    else:
+        assert capacity == {"perReplica": 1.0, "source": "spec (slo.capacityPerReplica)", "unit": "requests",
+                            "initial": 1.0, "basis": capacity_basis(after), "samples": 0, "kvCacheUsage": 0.5}
+        assert loop.policy is not None and loop.policy.config.capacity == 1.0
+        assert decision.replicas == 3, decision.reason  # 1.5 req/s at 1 each asks 2; the window keeps the 3 found
+
+
+async def test_a_restarted_operator_carries_capacity_on_only_for_the_same_model_runtime_and_gpus(cluster) -> None:
+    """status.capacity.basis, kept through the CRD's schema, names what the figure was learned for: a restart
+    onto a spec edited meanwhile starts from the spec's figure. A status without it, written by an operator
+    before it was kept, carries on (so an upgrade keeps what was learned)."""
+    learned = (await cache_at("0.96", logging.getLogger("test.capacity"))).view
+    body = await written(cluster, learned)
+    assert body["status"]["capacity"]["basis"] == "foresail/builtin:tiny x0 nvidia.com/gpu"
+    for change, changes in OTHER_REPLICAS.items():
+        restarted, _ = await decisions(edited(**changes), body=body, values={"kv_cache": "0.5"})
+        assert restarted.view["fields"]["capacity"]["source"] == "spec (slo.capacityPerReplica)", change
+    older = {**body, "status": {"capacity": {k: v for k, v in body["status"]["capacity"].items() if k != "basis"}}}
+    for status_body in (body, older):
+        restarted, _ = await decisions(SPEC, body=status_body, values={"kv_cache": "0.5"})
+        assert restarted.view["fields"]["capacity"]["source"] == "learned from 6 saturated scrapes"

@@ -5,7 +5,8 @@ vector query, or to stall past a client's timeout on demand. In "good" mode it a
 `GET|POST /api/v1/query` exactly as Prometheus does (the envelope
 `{"status":"success","data":{"resultType":"vector","result":[{"metric":{...},"value":[ts,"1.5"]}]}}`,
 values as strings, NaN as "NaN", +Inf as "+Inf"); `test_prometheus_faults.py` checks that envelope
-against a real Prometheus.
+against a real Prometheus. Range queries (`/api/v1/query_range`) get a 404, unless `body` is set: then
+every query, instant or range, gets a 200 with those bytes.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class FakePrometheus:
         self.door = {ARRIVALS_METRIC: arrivals or {}, HELD_METRIC: held or {}}
         self.values = {**VALUES, **(values or {})}  # what "good" answers per canonical signal
         self.mode = "good"
+        self.body: bytes | None = None  # when set, the 200 answer to every query, instant or range (a proxy's, say)
         self.delay_s = delay_s  # how long "slow" waits before answering well
         self.queries: list[str] = []
         self.authorizations: list[str | None] = []  # the Authorization header of each query
@@ -53,7 +55,7 @@ class FakePrometheus:
         class Handler(BaseHTTPRequestHandler):
             def _answer(self, params: dict[str, list[str]]) -> None:
                 path = urlparse(self.path).path
-                if path != "/api/v1/query":
+                if path != "/api/v1/query" and not (path == "/api/v1/query_range" and fake.body is not None):
                     return self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
                 query = (params.get("query") or [""])[0]
                 if not query:
@@ -63,7 +65,7 @@ class FakePrometheus:
                 fake.queries.append(query)
                 fake.authorizations.append(self.headers.get("Authorization"))
                 fake.headers.append(dict(self.headers.items()))
-                status, body = fake.answer(query)
+                status, body = (200, fake.body) if fake.body is not None else fake.answer(query)
                 self._send(status, body)
 
             def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
