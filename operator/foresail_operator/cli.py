@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
                                          peering=args.peering, standalone=args.standalone or None,
                                          metrics_port=args.metrics_port)
         check_port("--metrics-port", config.metrics_port)
+        if args.health_port and args.health_port == config.metrics_port:
+            raise ValueError(f"--health-port and the metrics port must differ (both {args.health_port})")
         use_kubeconfig(args.kubeconfig)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None

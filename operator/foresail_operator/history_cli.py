@@ -43,17 +43,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime", choices=["auto", *RUNTIMES], default="auto",
                         help="whose metric names to read (default auto: the first with data)")
     parser.add_argument("--span", default="7d", help="how far back from now, e.g. 14d, 12h, 30m (default 7d)")
-    parser.add_argument("--step", type=float, default=60.0, metavar="SECONDS", help="seconds per row (default 60)")
+    parser.add_argument("--step", type=float, default=60.0, metavar="SECONDS",
+                        help="whole seconds per row (default 60)")
     parser.add_argument("--window", default="2m",
-                        help="rate() window: at least two scrape intervals (default 2m)")
+                        help="rate() window: at least two scrape intervals (default 2m; widened to --step, so that "
+                             "each row counts its whole step)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def span_seconds(text: str) -> float:
-    """`14d`, `12h`, `30m` or `45s` in seconds; ValueError otherwise."""
+def span_seconds(text: str, flag: str = "--span") -> float:
+    """`14d`, `12h`, `30m` or `45s` in seconds; ValueError naming ``flag`` otherwise."""
     match = SPAN.match(text.strip())
     if not match or float(match.group(1)) <= 0:
-        raise ValueError(f"--span must be a positive duration such as 7d, 12h or 30m, not {text!r}")
+        raise ValueError(f"{flag} must be a positive duration such as 7d, 12h or 30m, not {text!r}")
     return float(match.group(1)) * UNIT_S[match.group(2)]
 
 
@@ -76,19 +78,20 @@ def run(args: argparse.Namespace) -> int:
     if not args.prometheus:
         print("error: no Prometheus: pass --prometheus URL or set FORESAIL_PROMETHEUS_URL")
         return 1
-    if not args.step > 0:
-        print("error: --step must be positive")
+    if not (math.isfinite(args.step) and args.step >= 1 and args.step.is_integer()):
+        print(f"error: --step must be a whole number of seconds, at least 1, not {args.step:g}")
         return 1
     try:
         check_writable("--out", args.out)  # before the queries, not after hours of them
         span = span_seconds(args.span)
+        window = max(span_seconds(args.window, "--window"), args.step)  # a narrower one leaves part of each step out
         headers = parse_headers(",".join(args.header) if args.header
                                 else os.environ.get("FORESAIL_PROMETHEUS_HEADERS", ""))
     except ValueError as exc:
         print(f"error: {exc}")
         return 1
     source = PrometheusSource(args.prometheus, os.environ.get("FORESAIL_PROMETHEUS_TOKEN"), timeout_s=60.0,
-                              window=args.window, token_file=args.token_file, ca_file=args.ca_file, headers=headers)
+                              window=f"{window:g}s", token_file=args.token_file, ca_file=args.ca_file, headers=headers)
     key = (namespace, name)
     end = math.floor(time.time() / args.step) * args.step
     start = end - span

@@ -42,6 +42,8 @@ def test_ports_kubeconfigs_and_upstreams_are_checked(tmp_path: Path, monkeypatch
     (["activator", "--upstream", "http://{nam}.svc"], "only {name} and {namespace} may be filled in"),
     (["activator", "--kubeconfig", "/nonexistent/kubeconfig"], "is not a file this user can read"),
     (["operator", "--standalone", "--health-port", "70000"], "--health-port must be a port from 0 to 65535"),
+    (["operator", "--standalone", "--health-port", "8080", "--metrics-port", "8080"],
+     "--health-port and the metrics port must differ (both 8080)"),
     (["operator", "--standalone", "--kubeconfig", "/nonexistent/kubeconfig"], "is not a file this user can read"),
 ])
 def test_the_commands_exit_at_once_on_bad_flags(args: list[str], message: str) -> None:

@@ -33,6 +33,38 @@ def test_windows_cover_the_span_once_within_the_point_limit():
     assert list(windows(0.0, 0.0, 60.0)) == [(0.0, 0.0)]
 
 
+@pytest.mark.parametrize("flags, message", [(["--step", "1.5"], "--step must be a whole number of seconds"),
+                                            (["--step", "inf"], "--step must be a whole number of seconds"),
+                                            (["--step", "0"], "--step must be a whole number of seconds"),
+                                            (["--window", "2 minutes"], "--window must be a positive duration")])
+def test_a_step_that_is_not_whole_seconds_and_a_bad_window_are_refused(tmp_path: Path, flags: list[str], message: str):
+    """Prometheus steps in whole seconds: 1.5 was queried at 1 s and counted at 1.5 (a third too many requests);
+    inf asked for nothing and said there was no demand."""
+    bad = foresail("history", "a/b", "--prometheus", "http://127.0.0.1:9", "-o", str(tmp_path / "x.csv"), *flags)
+    assert bad.returncode == 1 and message in bad.stdout, bad.stdout + bad.stderr
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="needs Debian's prometheus (make install)")
+def test_rows_longer_than_the_rate_window_count_their_whole_step(tmp_path: Path):
+    """600 requests in minutes 20 to 30 of every hour, backfilled with promtool: at --step 3600 each row holds
+    its hour's 600, where the default 2-minute window at the row's end saw none of them (0 in all)."""
+    hour = int(time.time() // 3600) * 3600
+    lines, count = ["# TYPE vllm:request_success counter"], 0.0
+    for t in range(hour - 5 * 3600, int(time.time()) - 60, 15):
+        count += 15.0 if 20 <= (t % 3600) // 60 < 30 else 0.0
+        lines.append(f'vllm:request_success_total{{namespace="team-a",llmdeployment="chat"}} {count} {t}')
+    (tmp_path / "data.om").write_text("\n".join([*lines, "# EOF"]) + "\n")
+    subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(tmp_path / "data.om"),
+                    str(tmp_path / "tsdb")], check=True, capture_output=True, timeout=120)
+    out = tmp_path / "hours.csv"
+    with PrometheusServer(tmp_path) as prometheus:
+        done = foresail("history", "team-a/chat", "--prometheus", prometheus.url, "--span", "3h", "--step", "3600",
+                        "--runtime", "vllm", "-o", str(out), "--no-progress")
+    assert done.returncode == 0, done.stdout + done.stderr
+    trace = load_generic(out)
+    assert len(trace.arrivals) == 4 and trace.arrivals == pytest.approx(600.0, rel=0.02)
+
+
 def test_spans_read_as_durations_and_nonsense_is_refused():
     assert [span_seconds(s) for s in ("14d", "12h", "30m", "45s", "1.5h")] == [14 * 86400, 43200, 1800, 45, 5400]
     for bad in ("7", "week", "-1d", "0h", ""):
