@@ -24,12 +24,14 @@ EVERYTHING: dict[str, Any] = {
                    "bearerTokenFile": "/var/run/secrets/kubernetes.io/serviceaccount/token",
                    "caConfigMap": {"name": "prometheus-ca", "key": "service-ca.crt"},
                    "headers": {"X-Scope-OrgID": "team-a", "X-Extra": "1"}},
-    "runtimeImages": {"vllm": "registry.example.com/vllm/vllm-openai:v0.11.0", "foresail": "my/foresail:1"},
+    "runtimeImages": {"vllm": "registry.example.com/vllm/vllm-openai:v0.11.0",
+                      "foresail": "registry.local:5000/my--team/foresail:1"},
     "operator": {"peering": "fs-ha", "healthPort": 18080, "metricsPort": 19090,
                  "collectPeriodSeconds": 5, "forecastStepSeconds": 30, "preStop": "exec"},
     "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
     "nodeSelector": {"node-role.kubernetes.io/control-plane": ""},
-    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"},
+                    {"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}],
     "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
         {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}]}}},
     "priorityClassName": "system-cluster-critical",
@@ -138,6 +140,16 @@ def test_a_drain_evicts_one_replica_at_a_time_where_there_are_several(tmp_path: 
     assert not budgets, budgets  # none without its Deployment
 
 
+def test_a_digest_pins_the_image_of_the_operator_and_the_activator(tmp_path: Path):
+    """image.digest, where set, names the image instead of the tag, in both Deployments."""
+    repository, digest = "registry.local:5000/my--team/foresail", "sha256:" + "0123456789abcdef" * 4
+    for digest_value, expected in (("", f"{repository}:1.2.3"), (digest, f"{repository}@{digest}")):
+        objects = render(tmp_path, {"image": {"repository": repository, "tag": "1.2.3", "digest": digest_value},
+                                    "activator": {"enabled": True}})
+        images = [d["spec"]["template"]["spec"]["containers"][0]["image"] for d in find(objects, "Deployment")]
+        assert images == [expected, expected]
+
+
 def test_values_reach_the_operator(tmp_path: Path):
     objects = render(tmp_path, EVERYTHING)
     env = env_of(objects)
@@ -148,7 +160,7 @@ def test_values_reach_the_operator(tmp_path: Path):
     assert env["FORESAIL_PROMETHEUS_HEADERS"]["value"] == "X-Extra=1,X-Scope-OrgID=team-a"
     ca_file = Path(env["FORESAIL_PROMETHEUS_CA_FILE"]["value"])
     assert env["FORESAIL_IMAGE_VLLM"]["value"] == "registry.example.com/vllm/vllm-openai:v0.11.0"
-    assert env["FORESAIL_IMAGE_FORESAIL"]["value"] == "my/foresail:1"
+    assert env["FORESAIL_IMAGE_FORESAIL"]["value"] == "registry.local:5000/my--team/foresail:1"
     assert "FORESAIL_IMAGE_TGI" not in env
     assert (env["FORESAIL_PEERING"]["value"], env["FORESAIL_HEALTH_PORT"]["value"],
             env["FORESAIL_METRICS_PORT"]["value"]) == ("fs-ha", "18080", "19090")
@@ -207,13 +219,39 @@ BAD_VALUES = [
     ({"prometheus": {"url": "", "headers": {"X-Scope-OrgID": "a,b"}}},
      "prometheus.headers.X-Scope-OrgID: Does not match pattern"),
     ({"image": {"pullPolicy": "Sometimes"}}, "image.pullPolicy: image.pullPolicy must be one of the following"),
+    # image references a kubelet can parse (InvalidImageName otherwise); a digest goes in image.digest
+    ({"image": {"tag": "sha256:" + "0" * 64}}, "image.tag: Does not match pattern"),
+    ({"image": {"digest": "0" * 64}}, "image.digest: Does not match pattern"),
+    ({"image": {"repository": "ghcr.io/foresail-dev/foresail:0.1.0"}}, "image.repository: Does not match pattern"),
+    ({"image": {"repository": "GHCR.io/Foresail/Operator"}}, "image.repository: Does not match pattern"),
+    ({"image": {"repository": "my_registry.io/foresail"}}, "image.repository: Does not match pattern"),
+    ({"runtimeImages": {"vllm": "vllm/vllm-openai:v1:v2"}}, "runtimeImages.vllm: Does not match pattern"),
+    # names Kubernetes refuses: the objects', the ServiceAccount's (the activator's Service needs a DNS-1035 label)
+    ({"fullnameOverride": "Foresail_Op"}, "fullnameOverride: Does not match pattern"),
+    ({"fullnameOverride": "1foresail"}, "fullnameOverride: Does not match pattern"),
+    ({"nameOverride": "Foresail"}, "nameOverride: Does not match pattern"),
+    ({"serviceAccount": {"name": "Foresail SA"}}, "serviceAccount.name: Does not match pattern"),
     ({"watchNamespaces": ["Team_A"]}, "watchNamespaces.0: Does not match pattern"),
     ({"watchNamespaces": "team-a"}, "watchNamespaces: Invalid type. Expected: array, given: string"),
     ({"operator": {"metricsPort": 70000}}, "operator.metricsPort: Must be less than or equal to 65535"),
     ({"operator": {"preStop": "none"}}, "operator.preStop: operator.preStop must be one of the following"),
+    ({"operator": {"healthPort": 9090}}, "operator.healthPort and operator.metricsPort are both 9090"),
     ({"runtimeImages": {"llamacpp": "x:1"}}, "Additional property llamacpp is not allowed"),
     ({"monitoring": {"podMonitor": {"interval": "often"}}}, "monitoring.podMonitor.interval: Does not match pattern"),
     ({"nodeSelector": {"gpu": True}}, "nodeSelector.gpu: Invalid type. Expected: string, given: boolean"),
+    ({"nodeSelector": {"pool": "gpu nodes"}}, "nodeSelector.pool: Does not match pattern"),
+    ({"nodeSelector": {"gpu pool": "a"}}, 'nodeSelector: Property name of "gpu pool" does not match'),
+    ({"resources": {"requests": {"cpu": "lots"}}}, "resources.requests.cpu: Does not match pattern"),
+    ({"resources": {"requests": {"memroy": "1Gi"}}}, 'resources.requests: Property name of "memroy" does not match'),
+    ({"activator": {"resources": {"limits": {"memory": -1}}}},
+     "activator.resources.limits.memory: Must be greater than or equal to 0"),
+    # Kubernetes' toleration rules: no key only with operator Exists, Exists without a value,
+    # tolerationSeconds only with effect NoExecute
+    ({"tolerations": [{"effect": "NoSchedule"}]}, "tolerations.0: operator is required"),
+    ({"tolerations": [{"key": "a", "operator": "Exists", "value": "b"}]}, 'tolerations.0.value does not match: ""'),
+    ({"tolerations": [{"key": "a", "tolerationSeconds": 60}]}, "tolerations.0: effect is required"),
+    ({"tolerations": [{"key": "a", "operator": "In"}]}, "tolerations.0.operator must be one of the following"),
+    ({"tolerations": [{"key": "a", "efect": "NoSchedule"}]}, "tolerations.0: Additional property efect is not allowed"),
     ({"activator": {"holdTimeoutSeconds": 0}}, "activator.holdTimeoutSeconds: Must be greater than or equal to 1"),
     ({"activator": {"routing": "random"}}, "activator.routing: activator.routing must be one of the following"),
     ({"activator": {"prefixLoadFactor": 0.8}}, "activator.prefixLoadFactor: Must be greater than or equal to 1"),

@@ -54,6 +54,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
+{{/* The operator's image (the activator's too): by digest when image.digest is set, else by tag. */}}
+{{- define "foresail.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The name of the activator's objects: the full name cut to leave room for "-activator". */}}
 {{- define "foresail.activatorName" -}}
 {{- printf "%s-activator" (include "foresail.fullname" . | trunc 53 | trimSuffix "-") -}}
