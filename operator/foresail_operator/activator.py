@@ -27,11 +27,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Collection, Mapping
 
 import aiohttp
 import prometheus_client
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from foresail_operator import GROUP, PLURAL, VERSION
 from foresail_operator.activation import ARRIVALS_METRIC, HELD_METRIC, HELD_REQUESTS, REQUESTED_AT, STAMP_EVERY_S
@@ -47,10 +48,12 @@ RETRY_S = 0.5  # how often a Service that refuses connections is tried again whi
 FORESAIL_SLICES = "app.kubernetes.io/managed-by=foresail"
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "content-length", "host"}
+MAX_BODY_BYTES = 64 * 1024 * 1024  # a larger request body gets a 413
 
 REQUESTS = prometheus_client.Counter(
     "foresail_activator_requests_total", "Requests by outcome: forwarded, held (then forwarded), timeout, "
-    "unknown_model, bad_request, overloaded, api_error, unreachable, upstream_error",
+    "unknown_model, bad_request, overloaded, api_error, unreachable, upstream_error (failed before answering, or "
+    "broke off mid-answer), client_gone (the client closed its connection before its answer was complete)",
     ["namespace", "llmdeployment", "outcome"])
 ARRIVALS = prometheus_client.Counter(
     ARRIVALS_METRIC, "Requests for each LLMDeployment as they arrive, whatever their outcome; 0 from the first "
@@ -125,11 +128,12 @@ class Activator:
         self._session: aiohttp.ClientSession | None = None
 
     def app(self) -> web.Application:
-        """The aiohttp application: /v1/* (routed), /v1/models, /healthz, /metrics."""
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        """The aiohttp application: /v1/* (routed), /v1/models, /v1/models/{model}, /healthz, /metrics."""
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/v1/models/{model:.+}", self._model)
         app.router.add_route("*", "/v1/{tail:.*}", self._route)
         app.on_startup.append(self._start)
         app.on_cleanup.append(self._close)
@@ -193,27 +197,26 @@ class Activator:
             items = await self._listed()
         except ApiError as exc:
             return Refusal(503, "api_error", f"cannot list LLMDeployments: {exc.message}", 5).response()
-        data = [{"id": served_name(d), "object": "model", "owned_by": "foresail",
-                 "llmdeployment": f"{d['metadata']['namespace']}/{d['metadata']['name']}",
-                 "ready_replicas": ready_replicas(d)} for d in items]
-        return web.json_response({"object": "list", "data": data})
+        return web.json_response({"object": "list", "data": [_card(d) for d in items]})
+
+    async def _model(self, request: web.Request) -> web.Response:
+        """One model's card as /v1/models lists it (the OpenAI SDK's ``models.retrieve``)."""
+        model = request.match_info["model"]
+        try:
+            return web.json_response(_card(await self._find(model)))
+        except ApiError as exc:
+            return Refusal(503, "api_error", f"cannot look up model {model!r}: {exc.message}", 5).response()
+        except Refusal as refusal:
+            return refusal.response()
 
     async def _metrics(self, _: web.Request) -> web.Response:
         return web.Response(body=prometheus_client.generate_latest(),
                             headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
 
     async def _route(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
         labels = ("", "")
         try:
-            try:
-                parsed = json.loads(body or b"{}")
-                model = parsed.get("model")
-            except (ValueError, AttributeError):
-                parsed, model = {}, None
-            if not isinstance(model, str) or not model:
-                raise Refusal(400, "bad_request", "the request body must be a JSON object with a \"model\" "
-                                                  "field naming the model (GET /v1/models lists them)")
+            body, parsed, model = await _read(request)
             try:
                 target = await self._find(model)
             except ApiError as exc:
@@ -224,7 +227,7 @@ class Activator:
             held = ready_replicas(target) == 0 and not self._pods_of(labels)
             if not held:
                 try:
-                    response = await self._forward(request, body, labels, affinity=affinity)
+                    response, outcome = await self._forward(request, body, labels, affinity=affinity)
                 except Refusal as refusal:
                     if refusal.outcome != "unreachable":
                         raise
@@ -232,12 +235,15 @@ class Activator:
             if held:
                 await self._hold(labels)
                 # the Service's endpoints may trail the status by a moment
-                response = await self._forward(request, body, labels, retry_s=10.0, affinity=affinity)
-            REQUESTS.labels(*labels, "held" if held else "forwarded").inc()
+                response, outcome = await self._forward(request, body, labels, retry_s=10.0, affinity=affinity)
+            REQUESTS.labels(*labels, "held" if held and outcome == "forwarded" else outcome).inc()
             return response
         except Refusal as refusal:
             REQUESTS.labels(*labels, refusal.outcome).inc()
             return refusal.response()
+        except asyncio.CancelledError:  # the client closed its connection (handler_cancellation, activator_cli.py)
+            REQUESTS.labels(*labels, "client_gone").inc()
+            raise
 
     # ---- holding ------------------------------------------------------------------------
     async def _hold(self, key: Key) -> None:
@@ -263,12 +269,10 @@ class Activator:
             HOLD_SECONDS.observe(time.monotonic() - started)
 
     async def _wake(self, key: Key, hold: _Hold) -> None:
-        """While anyone waits: stamp the deployment every STAMP_EVERY_S until the watch shows a ready replica, in
-        its status or (routing to pods) in its Service's EndpointSlices, whichever comes first."""
-        ns, name = key
-        path = path_for(f"{GROUP}/{VERSION}", PLURAL, ns, name)
-        stamped: float | None = None
-        failing = False
+        """While anyone waits: stamp the deployment (``_stamp``, beside this, so that a slow or throttled PATCH
+        does not keep the requests from a ready replica) until the watch shows a ready replica, in its status
+        or (routing to pods) in its Service's EndpointSlices, whichever comes first."""
+        stamping = asyncio.create_task(self._stamp(key, hold))
         try:
             while hold.waiters > 0:
                 body = self._deployments.objects.get(key)
@@ -276,25 +280,34 @@ class Activator:
                     hold.gone = body is None
                     hold.ready.set()
                     return
-                if stamped is None or time.monotonic() - stamped >= STAMP_EVERY_S:
-                    try:
-                        stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-                        await self.client.merge_patch(path, {"metadata": {"annotations": {
-                            REQUESTED_AT: stamp, HELD_REQUESTS: str(hold.waiters)}}})
-                        if stamped is None:
-                            log.info("%s/%s has no ready replica: holding requests and asking for one", ns, name)
-                        stamped, failing = time.monotonic(), False
-                    except ApiError as exc:
-                        if not failing:  # once per spell, not at every try
-                            log.warning("%s/%s: cannot stamp the LLMDeployment: %s", ns, name, exc)
-                        failing = True
                 hold.changed.clear()
-                wait = RETRY_S if failing else STAMP_EVERY_S - (time.monotonic() - (stamped or 0.0))
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(hold.changed.wait(), max(wait, 0.0))
+                    await asyncio.wait_for(hold.changed.wait(), STAMP_EVERY_S)
         finally:
+            stamping.cancel()
             if self._holds.get(key) is hold:
                 del self._holds[key]
+
+    async def _stamp(self, key: Key, hold: _Hold) -> None:
+        """Stamp the deployment with the number of requests held, again every STAMP_EVERY_S (every RETRY_S
+        while it fails), until cancelled; never with none held."""
+        ns, name = key
+        path = path_for(f"{GROUP}/{VERSION}", PLURAL, ns, name)
+        stamped = failing = False
+        while True:
+            if hold.waiters > 0:
+                try:
+                    stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+                    await self.client.merge_patch(path, {"metadata": {"annotations": {
+                        REQUESTED_AT: stamp, HELD_REQUESTS: str(hold.waiters)}}})
+                    if not stamped:
+                        log.info("%s/%s has no ready replica: holding requests and asking for one", ns, name)
+                    stamped, failing = True, False
+                except ApiError as exc:
+                    if not failing:  # once per spell, not at every try
+                        log.warning("%s/%s: cannot stamp the LLMDeployment: %s", ns, name, exc)
+                    failing = True
+            await asyncio.sleep(RETRY_S if failing else STAMP_EVERY_S)
 
     def _timeout_message(self, key: Key) -> str:
         """Why a held request gave up, with the deployment's Ready condition as the watch last showed it."""
@@ -317,16 +330,17 @@ class Activator:
         return self._pods_of(key)
 
     async def _forward(self, request: web.Request, body: bytes, key: Key, retry_s: float = 0.0,
-                       affinity: str | None = None) -> web.StreamResponse:
+                       affinity: str | None = None) -> tuple[web.StreamResponse, str]:
         """Send the request to the deployment's least-loaded ready pod (else its Service) and stream the
-        answer back. A refused connection (nothing was sent) goes on to the next pod, then the Service,
-        and is retried for ``retry_s``; a pod's 429 or 503 (full, or draining: it refused the request before
-        any work) goes on to the next pod, the last one's refusal being the answer. ``affinity``: the
-        routing key, if any."""
+        answer back; the answer and its outcome (``_relay``). A connection refused or timed out (nothing
+        was sent) goes on to the next pod, then the Service, and is retried for ``retry_s``; a pod's 429 or
+        503 (full, or draining: it refused the request before any work) goes on to the next pod, the last
+        one's refusal being the answer. ``affinity``: the routing key, if any."""
         if self._session is None:
             self._session = aiohttp.ClientSession(auto_decompress=False, timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=10))
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        # aiohttp has decoded the body: it goes on without its Content-Encoding
+        headers = _end_to_end(request.headers, drop={"content-encoding"})
         service = self.upstream(*key)
         deadline = time.monotonic() + retry_s
         refused: set[str] = set()
@@ -336,7 +350,7 @@ class Activator:
             with self._load.sending(base):
                 try:
                     upstream = await self._session.request(request.method, url, data=body, headers=headers)
-                except aiohttp.ClientConnectorError as exc:  # no connection: nothing was sent
+                except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:  # nothing was sent
                     refused.add(base)
                     if base != service:
                         continue
@@ -357,19 +371,23 @@ class Activator:
                     return await self._relay(request, upstream, key)
 
     async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse,
-                     key: Key) -> web.StreamResponse:
-        """Stream an upstream answer back as it comes."""
-        response = web.StreamResponse(status=upstream.status, headers={
-            k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP})
-        await response.prepare(request)
+                     key: Key) -> tuple[web.StreamResponse, str]:
+        """Stream an upstream answer back as it comes; the response and its outcome: ``forwarded``,
+        ``client_gone`` or ``upstream_error`` (the pod broke off: the client's connection is closed without
+        the body's end, so that the client sees the answer cut short, not complete)."""
+        response = web.StreamResponse(status=upstream.status, headers=_end_to_end(upstream.headers))
         try:
+            await response.prepare(request)
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
-        except aiohttp.ClientError as exc:  # the answer has begun: it can only be cut short
+            await response.write_eof()
+        except aiohttp.ClientError as exc:
+            if request.transport is None or request.transport.is_closing():
+                return response, "client_gone"
             log.warning("%s/%s: the answer broke off: %s", key[0], key[1], exc)
-            return response
-        await response.write_eof()
-        return response
+            request.transport.close()
+            return response, "upstream_error"
+        return response, "forwarded"
 
     async def _close(self, _: web.Application) -> None:
         for task in self._watches:
@@ -380,6 +398,40 @@ class Activator:
         if self._session is not None:
             await self._session.close()
         await self.client.close()
+
+
+async def _read(request: web.Request) -> tuple[bytes, dict[str, Any], str]:
+    """The request's body, parsed, and the model it names; Refusal when it cannot be read or names none."""
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise Refusal(413, "bad_request", f"the request body is larger than {MAX_BODY_BYTES // 2 ** 20} MiB") from None
+    except web.RequestPayloadError as exc:  # a body its Content-Encoding or chunks do not describe
+        raise Refusal(400, "bad_request", f"cannot read the request body: {exc.__cause__ or exc}") from None
+    try:
+        parsed = json.loads(body or b"{}")
+        model = parsed.get("model")
+    except (ValueError, AttributeError):
+        parsed, model = {}, None
+    if not isinstance(model, str) or not model:
+        raise Refusal(400, "bad_request", "the request body must be a JSON object with a \"model\" "
+                                          "field naming the model (GET /v1/models lists them)")
+    return body, parsed, model
+
+
+def _card(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The model an LLMDeployment serves, as OpenAI's /v1/models lists a model."""
+    return {"id": served_name(body), "object": "model", "owned_by": "foresail",
+            "llmdeployment": f"{body['metadata']['namespace']}/{body['metadata']['name']}",
+            "ready_replicas": ready_replicas(body)}
+
+
+def _end_to_end(headers: CIMultiDictProxy[str], drop: Collection[str] = ()) -> CIMultiDict[str]:
+    """``headers`` less the hop-by-hop ones (HOP_BY_HOP, those their Connection header names: RFC 9110 7.6.1)
+    and ``drop``; a header that comes several times (Set-Cookie) is kept each time."""
+    named = {token.strip().lower() for value in headers.getall("Connection", ()) for token in value.split(",")}
+    left_out = HOP_BY_HOP | named | set(drop)
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in left_out)
 
 
 def _service_of(piece: dict[str, Any]) -> str | None:

@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
 
     activator = Activator(KubeClient(info), upstream, tuple(args.namespace), args.hold_timeout, args.max_held,
                           routing=args.routing, prefix_load_factor=args.prefix_load_factor)
-    # on SIGTERM (a rollout) new connections stop, and what is held or streaming gets its answer first
+    # on SIGTERM (a rollout) new connections stop, and what is held or streaming gets its answer first; a
+    # client that closes its connection cancels its request (held, or sent on: the pod's connection closes)
     web.run_app(activator.app(), host=args.host, port=args.port, print=None, access_log=None,
-                shutdown_timeout=args.hold_timeout + 30)
+                shutdown_timeout=args.hold_timeout + 30, handler_cancellation=True)
     return 0

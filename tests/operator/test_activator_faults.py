@@ -1,0 +1,275 @@
+"""The activator (the real `foresail activator` process over HTTP) when a client, a pod or the API server
+misbehaves, and the requests and headers it must pass on with care: a client that gives up, a pod that
+breaks off mid-answer or never answers the connection, a throttled stamp, compressed bodies, hop-by-hop
+headers, bodies over the limit, and `GET /v1/models/{model}` (the OpenAI SDK's `models.retrieve`)."""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import json
+import select
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import openai
+import pytest
+import requests
+
+from tests.helpers import wait_for
+from tests.operator.conftest import LLMD
+from tests.operator.test_activator import AT_ZERO_OFF, Answer, chat, deploy, llmd, metric, running_activator, served
+from tests.operator.test_activator_balance import SLICES, Pod, endpoint_slice, ready_deployment
+
+
+def held(url: str) -> float:
+    """The requests the activator holds, by its gauge."""
+    text = requests.get(url + "/metrics", timeout=5).text
+    return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
+               if ln.startswith("foresail_activator_held_requests{"))
+
+
+def serve(handler: type[http.server.BaseHTTPRequestHandler]) -> http.server.ThreadingHTTPServer:
+    """A server standing in for a deployment's Service, serving in a thread."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+class Generating(http.server.ThreadingHTTPServer):
+    """Stands in for a pod: counts the requests it gets and answers each once ``go`` is set; while it
+    generates (waits) it watches the connection, and stops and counts in ``left`` a request whose
+    connection closes, as an inference server aborts a request whose client went."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Generate)
+        self.got = self.left = 0
+        self.go = threading.Event()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+class _Generate(http.server.BaseHTTPRequestHandler):
+    server: Generating
+
+    def do_POST(self) -> None:  # noqa: N802 (the http.server convention)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.got += 1
+        deadline = time.monotonic() + 30
+        while not self.server.go.wait(0.05) and time.monotonic() < deadline:
+            if select.select([self.connection], [], [], 0)[0] and not self.connection.recv(1, socket.MSG_PEEK):
+                self.server.left += 1
+                return
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_a_client_that_leaves_is_neither_held_nor_waited_for(cluster, tmp_path: Path):
+    """A held request whose client gives up no longer counts as held (the next one is held, not refused,
+    with --max-held 1) and is not sent when a replica is ready; a forwarded one whose client gives up
+    closes its connection to the pod, which stops generating. Both count as client_gone."""
+    pod = Generating()
+    try:
+        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{pod.server_address[1]}",
+                               "--hold-timeout", "30") as (url, _):
+            deploy(cluster, url, "tiny", timeout=10, **AT_ZERO_OFF)
+            with pytest.raises(requests.exceptions.ReadTimeout):
+                chat(url, "tiny", timeout=1)  # held at zero, then given up
+            wait_for(lambda: held(url) == 0, timeout=5, what="the request whose client left no longer held")
+            answers: list[requests.Response] = []
+            waiting = threading.Thread(target=lambda: answers.append(chat(url, "tiny")))
+            waiting.start()
+            wait_for(lambda: held(url) == 1, timeout=5, what="the next request held")
+            pod.go.set()
+            cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
+            waiting.join(timeout=30)
+            assert answers[0].status_code == 200, answers[0].text
+            assert pod.got == 1  # only the request whose client stayed
+            pod.go.clear()
+            with pytest.raises(requests.exceptions.ReadTimeout):
+                chat(url, "tiny", timeout=1)  # forwarded, the pod generating
+            wait_for(lambda: pod.left == 1, timeout=5, what="the pod seeing its connection close")
+            assert (metric(url, "client_gone"), metric(url, "held"), metric(url, "forwarded")) == (2, 1, 0)
+        assert "Traceback" not in (tmp_path / "activator.log").read_text()
+    finally:
+        pod.go.set()
+        pod.shutdown()
+
+
+class _BreaksOff(http.server.BaseHTTPRequestHandler):
+    """A pod killed mid-answer: 13 bytes of the 1,000 its Content-Length promises, then the connection closes."""
+
+    def do_POST(self) -> None:  # noqa: N802 (the http.server convention)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        self.wfile.write(b'{"choices": [')
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_an_answer_the_pod_breaks_off_reaches_the_client_cut_short(cluster, tmp_path: Path):
+    """The status line is sent by then, so the client cannot get a 502; its connection closes before the end
+    of the body (as the pod's did), so that it cannot take the part for the whole answer."""
+    pod = serve(_BreaksOff)
+    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
+    cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
+    try:
+        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{pod.server_address[1]}") as (url, _):
+            with pytest.raises(requests.exceptions.ChunkedEncodingError):
+                chat(url, "tiny")
+            assert (metric(url, "upstream_error"), metric(url, "forwarded")) == (1, 0)
+    finally:
+        pod.shutdown()
+
+
+def unanswered(listener: socket.socket) -> list[socket.socket]:
+    """Connections that fill the accept queue of ``listener`` (which never accepts), so that the kernel drops
+    further SYNs, as they are lost to a node that is gone."""
+    fillers: list[socket.socket] = []
+    for _ in range(16):
+        probe = socket.socket()
+        probe.settimeout(0.5)
+        try:
+            probe.connect(listener.getsockname())
+        except TimeoutError:
+            probe.close()
+            return fillers
+        fillers.append(probe)
+    raise AssertionError("the accept queue never filled")
+
+
+def test_a_pod_whose_connection_times_out_is_passed_over(cluster, tmp_path: Path):
+    """Two requests at once for two ready pods, one of which never answers the connection: the request that
+    tries it goes on to the other pod after the connect timeout (10 s; nothing was sent), not a 502."""
+    ready_deployment(cluster)
+    pod = Pod()
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(0)
+        fillers = unanswered(silent)
+        try:
+            for port in (pod.server_address[1], silent.getsockname()[1]):
+                cluster.kube.create(SLICES, endpoint_slice("tiny", port))
+            with running_activator(cluster, tmp_path, "http://127.0.0.1:9") as (url, _):  # the Service: unreachable
+                with ThreadPoolExecutor(2) as pool:
+                    answers = [pool.submit(chat, url, "tiny") for _ in range(2)]
+                    wait_for(lambda: pod.got == 1, timeout=10, what="a request at the pod")
+                    time.sleep(1)  # the other one sent to the silent pod meanwhile: the one with none in flight
+                    pod.go.set()
+                    assert [a.result().status_code for a in answers] == [200, 200]
+                assert pod.got == 2 and metric(url, "forwarded") == 2
+        finally:
+            for filler in fillers:
+                filler.close()
+            pod.go.set()
+            pod.shutdown()
+
+
+def test_a_throttled_stamp_does_not_keep_a_held_request_from_a_ready_replica(cluster, tmp_path: Path):
+    """The API server throttles the stamp's PATCH (429 with Retry-After: 8, which the API client honours, for
+    it and its 3 retries): the held request goes through as soon as the watch shows a ready replica."""
+    upstream = serve(Answer)
+    path = LLMD.format(ns="default") + "/tiny"
+    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
+    cluster.faults(method="PATCH", path=r"/llmdeployments/tiny$", status=429, count=4, retry_after=8)
+    cluster.clear_audit()
+    try:
+        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{upstream.server_address[1]}",
+                               "--hold-timeout", "60") as (url, _):
+            answers: list[requests.Response] = []
+            waiting = threading.Thread(target=lambda: answers.append(chat(url, "tiny")))
+            waiting.start()
+            wait_for(lambda: [e for e in cluster.audit() if e["verb"] == "patch" and e["name"] == "tiny"],
+                     timeout=10, what="the stamp's first PATCH (throttled)")
+            cluster.kube.merge(path + "/status", {"status": {"readyReplicas": 1}})
+            ready = time.monotonic()
+            waiting.join(timeout=60)
+            assert answers[0].status_code == 200, answers[0].text
+            assert time.monotonic() - ready < 3  # not after the retries (8 s at the first)
+            assert metric(url, "held") == 1
+    finally:
+        cluster.clear_faults()
+        upstream.shutdown()
+
+
+class _Echo(http.server.BaseHTTPRequestHandler):
+    """Stands in for a pod: notes each request's headers and body, and answers with headers of its own: one
+    that its Connection header names (hop-by-hop) and two cookies."""
+
+    seen: list[tuple[list[tuple[str, str]], bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (the http.server convention)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.seen.append((list(self.headers.items()), body))
+        self.send_response(200)
+        for name, value in (("Connection", "close, X-Pod-Hop"), ("X-Pod-Hop", "1"), ("Set-Cookie", "a=1"),
+                            ("Set-Cookie", "b=2"), ("Content-Length", "2")):
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_headers_go_on_end_to_end_and_a_compressed_body_goes_on_decoded(cluster, tmp_path: Path):
+    """aiohttp decodes a gzip body: it goes on without its Content-Encoding (the pod would read the plain
+    body as gzip). Headers that a Connection header names are hop-by-hop (RFC 9110 7.6.1): neither the
+    client's nor the pod's go on; a header that comes twice (Set-Cookie) comes twice. A gzip body that
+    is not gzip gets a 400 (and aiohttp logs the decoding error as it drains the body)."""
+    _Echo.seen.clear()
+    pod = serve(_Echo)
+    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
+    cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
+    body = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    try:
+        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{pod.server_address[1]}") as (url, _):
+            rsp = requests.post(url + "/v1/chat/completions", data=gzip.compress(body), timeout=30, headers={
+                "Content-Encoding": "gzip", "Content-Type": "application/json", "Authorization": "Bearer sk-1",
+                "Connection": "keep-alive, X-Client-Hop", "X-Client-Hop": "1"})
+            assert rsp.status_code == 200, rsp.text
+            assert "X-Pod-Hop" not in rsp.headers and rsp.raw.headers.getlist("Set-Cookie") == ["a=1", "b=2"]
+            headers, received = _Echo.seen[-1]
+            names = {name.lower() for name, _ in headers}
+            assert received == body and "content-encoding" not in names and "x-client-hop" not in names
+            assert ("Authorization", "Bearer sk-1") in headers
+            rsp = requests.post(url + "/v1/chat/completions", data=body, timeout=30,
+                                headers={"Content-Encoding": "gzip"})
+            assert rsp.status_code == 400 and "cannot read the request body" in rsp.json()["error"]["message"]
+            assert len(_Echo.seen) == 1
+            assert (metric(url, "forwarded"), metric(url, "bad_request")) == (1, 1)
+    finally:
+        pod.shutdown()
+
+
+def test_one_model_is_retrieved_and_an_oversized_body_is_refused_in_openais_shape(cluster, tmp_path: Path):
+    """`GET /v1/models/{model}` as the OpenAI SDK sends it (a "/" in the name percent-encoded): the card
+    /v1/models lists, or a 404; a body over 64 MiB: a 413 in OpenAI's error shape, counted as bad_request."""
+    with running_activator(cluster, tmp_path, "http://127.0.0.1:9") as (url, _):
+        cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF, model={
+            "source": "builtin:tiny", "servedModelName": "org/tiny"}))
+        wait_for(lambda: served(url) == ["org/tiny"], timeout=10, what="org/tiny in /v1/models")
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        card = client.models.retrieve("org/tiny")
+        assert (card.id, card.object, card.owned_by, card.model_extra) == (
+            "org/tiny", "model", "foresail", {"llmdeployment": "default/tiny", "ready_replicas": 0})
+        assert requests.get(url + "/v1/models/org/tiny", timeout=10).json() == requests.get(
+            url + "/v1/models", timeout=10).json()["data"][0]
+        with pytest.raises(openai.NotFoundError, match="no LLMDeployment serves model 'gpt-4'"):
+            client.models.retrieve("gpt-4")
+        rsp = requests.post(url + "/v1/chat/completions", data=b"{" + b" " * (64 * 2 ** 20) + b"}", timeout=60)
+        assert rsp.status_code == 413
+        assert rsp.json()["error"] == {"message": "the request body is larger than 64 MiB",
+                                       "type": "invalid_request_error", "code": 413}
+        assert metric(url, "bad_request") == 1
