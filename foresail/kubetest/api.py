@@ -36,6 +36,7 @@ _SUBDOMAIN_RULE = (_DNS_SUBDOMAIN, 253, "a lowercase RFC 1123 subdomain must con
                                         "characters, '-' or '.', and must start and end with an alphanumeric character")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_POLICIES = ("Foreground", "Background", "Orphan")
 
 
 @dataclass
@@ -70,6 +71,25 @@ def pod_grace_period(pod: Obj, options: dict[str, Any]) -> int:
         return max(0, int(spec.get("terminationGracePeriodSeconds", 30) if requested is None else requested))
     except (TypeError, ValueError):
         raise bad_request(f"gracePeriodSeconds must be an integer, not {requested!r}") from None
+
+
+def propagation_policy(options: dict[str, Any]) -> str:
+    """How a DELETE treats the dependents: ``propagationPolicy``, else the deprecated ``orphanDependents`` (true:
+    Orphan, false: Background), else Background; 422 Invalid, as the real server validates DeleteOptions, for an
+    unknown policy or both options set."""
+    policy, orphan = options.get("propagationPolicy"), options.get("orphanDependents")
+    causes = []
+    if policy is not None and orphan is not None:
+        causes.append(Cause("FieldValueInvalid", f'Invalid value: "{policy}": orphanDependents and '
+                            "deletionPropagation cannot be both set", "propagationPolicy"))
+    if policy not in (None, *_POLICIES):
+        causes.append(Cause("FieldValueNotSupported", f'Unsupported value: "{policy}": supported values: '
+                            + ", ".join(f'"{p}"' for p in (*_POLICIES, "nil")), "propagationPolicy"))
+    if causes:
+        raise invalid("DeleteOptions", "meta.k8s.io", "", causes)
+    if orphan is not None:
+        return "Orphan" if orphan else "Background"
+    return policy or "Background"
 
 
 def random_suffix(length: int = 5) -> str:
@@ -119,6 +139,17 @@ def _written(rt: ResourceType, old: Obj, new: Obj, subresource: str) -> Obj:
 
 def _without(obj: Obj, *fields: str) -> Obj:
     return {k: v for k, v in obj.items() if k not in fields}
+
+
+def _changes_generation(rt: ResourceType, old: Obj, new: Obj) -> bool:
+    """Whether an update counts as a new generation: a change of anything but the metadata and the status (the
+    spec); for a Deployment a change of its annotations too, as its strategy counts them (they are copied to its
+    ReplicaSets)."""
+    spec_fields = ("metadata", "status") if rt.status else ("metadata",)
+    if _without(new, *spec_fields) != _without(old, *spec_fields):
+        return True
+    return rt.key == ("apps", "deployments") and \
+        (new["metadata"].get("annotations") or {}) != (old["metadata"].get("annotations") or {})
 
 
 def _is_crd(rt: ResourceType) -> bool:
@@ -291,6 +322,9 @@ class Api:
                               f"match the name on the URL ({name})")
         new["metadata"]["name"] = name
         old = self.get(rt, namespace, name)
+        if rt.custom and not new["metadata"].get("resourceVersion"):  # no unconditional update of a custom resource
+            raise invalid(rt.plural, rt.group, name, [Cause("FieldValueInvalid", "Invalid value: 0x0: must be "
+                                                            "specified for an update", "metadata.resourceVersion")])
         return self.update(rt, old, new, subresource, strict)
 
     def patch(self, rt: ResourceType, namespace: str, name: str, content_type: str, patch: Any,
@@ -339,8 +373,7 @@ class Api:
             result = self._admit(rt, result, old, strict)
         else:
             result = self._admit_status(rt, result, old)
-        spec_fields = ("metadata", "status") if rt.status else ("metadata",)
-        if _without(result, *spec_fields) != _without(old, *spec_fields):
+        if _changes_generation(rt, old, result):
             meta["generation"] = int(meta_old.get("generation") or 0) + 1
         if _is_crd(rt) and subresource != "status":
             result = crds.establish(self.registry, result, now())
@@ -423,7 +456,7 @@ class Api:
             raise ApiError(409, f"Precondition failed: ResourceVersion in precondition: "
                                 f"{pre['resourceVersion']}, ResourceVersion in object meta: "
                                 f"{meta['resourceVersion']}", "Conflict")
-        policy = options.get("propagationPolicy") or "Background"
+        policy = propagation_policy(options)
         if rt.kind == "Namespace" and not rt.group:
             return self._delete_namespace(rt, obj)
         if rt.kind == "Pod" and not rt.group:
@@ -432,15 +465,17 @@ class Api:
                 return obj  # a graceful deletion is pending: only a shorter grace period changes it
             if grace:
                 return self._delete_gracefully(rt, obj, grace)
-        if policy == "Foreground":
-            self._collect_dependents(meta["uid"], orphan=False)
+        if policy != "Background":  # the real server's GC acts on its foregroundDeletion or orphan finalizer at once
+            self._collect_dependents(meta["uid"], orphan=policy == "Orphan")
         if meta.get("finalizers"):
             if meta.get("deletionTimestamp") and not meta.get("deletionGracePeriodSeconds"):
                 return obj
             new = copy.deepcopy(obj)
             new["metadata"].update(deletionTimestamp=now(), deletionGracePeriodSeconds=0)
+            if not meta.get("deletionTimestamp"):  # markAsDeleting counts the deletion as a change of the object
+                new["metadata"]["generation"] = int(meta.get("generation") or 0) + 1
             return self._present(rt, self.store.put(rt.key, new, obj))
-        return self._remove(rt, obj, orphan=policy == "Orphan")
+        return self._remove(rt, obj)
 
     def _delete_gracefully(self, rt: ResourceType, obj: Obj, grace: int) -> Obj:
         """A Pod's graceful deletion: ``deletionTimestamp`` (now + ``grace``) and
@@ -457,14 +492,15 @@ class Api:
                                    generation=int(meta.get("generation") or 0) + 1)
         return self._present(rt, self.store.put(rt.key, new, obj))
 
-    def delete_collection(self, rt: ResourceType, namespace: str | None,
-                          label_selector: str | None, field_selector: str | None) -> Obj:
-        """DELETE on a collection: deletes every matching object; returns the list deleted."""
+    def delete_collection(self, rt: ResourceType, namespace: str | None, label_selector: str | None,
+                          field_selector: str | None, options: dict[str, Any] | None = None) -> Obj:
+        """DELETE on a collection: deletes every matching object with the same DeleteOptions; returns the list
+        deleted."""
         listed = self.list(rt, namespace, label_selector, field_selector)
-        listed["items"] = [self.delete(rt, namespace_of(o), name_of(o)) for o in listed["items"]]
+        listed["items"] = [self.delete(rt, namespace_of(o), name_of(o), options) for o in listed["items"]]
         return listed
 
-    def _remove(self, rt: ResourceType, obj: Obj, orphan: bool = False) -> Obj:
+    def _remove(self, rt: ResourceType, obj: Obj) -> Obj:
         gone = self.store.remove(rt.key, namespace_of(obj), name_of(obj))
         if gone is None:
             return obj
@@ -472,7 +508,7 @@ class Api:
             for served in crds.unregister(self.registry, gone):
                 for item in self.store.objects(served.key):
                     self.store.remove(served.key, namespace_of(item), name_of(item))
-        self._collect_dependents(gone["metadata"]["uid"], orphan)
+        self._collect_dependents(gone["metadata"]["uid"], orphan=False)
         if namespace_of(gone):
             self._finish_namespace(namespace_of(gone))
         return self._present(rt, gone)

@@ -226,18 +226,24 @@ class Simulator:
     # -- Deployment controller ------------------------------------------------------------
 
     def _reconcile_deployment(self, deployment: Obj, pods: list[Obj]) -> None:
-        """Converge one Deployment's ``pods`` (those it owns, not being deleted)."""
+        """Converge one Deployment's ``pods`` (those it owns, not being deleted); of one being deleted only the
+        status is brought up to date, as the real controller's syncStatusOnly does."""
         meta, spec = deployment["metadata"], deployment.get("spec") or {}
-        if meta.get("deletionTimestamp"):
-            return
         replicas = int(spec.get("replicas", 1))
-        template = spec.get("template") or {}
         current_hash = self._template_hash(deployment)
         if self._rollouts.get(meta["uid"], ("",))[0] != current_hash:
             self._rollouts[meta["uid"]] = (current_hash, time.monotonic())
         current = [p for p in pods if p["metadata"].get("labels", {}).get(
             "pod-template-hash") == current_hash]
         old = [p for p in pods if p not in current]
+        if not meta.get("deletionTimestamp"):
+            self._scale(deployment, replicas, current, old, current_hash)
+        self._write_deployment_status(deployment, replicas, current, old, current_hash)
+
+    def _scale(self, deployment: Obj, replicas: int, current: list[Obj], old: list[Obj], current_hash: str) -> None:
+        """Create and delete pods towards ``replicas`` of the current template; ``current`` and ``old`` (the pods
+        of the current and of older templates) are updated to match."""
+        template = (deployment.get("spec") or {}).get("template") or {}
         for _ in range(replicas - len(current)):
             current.append(self._create_pod(deployment, template, current_hash))
         for pod in deletion_order(current)[:max(0, len(current) - replicas)]:
@@ -248,7 +254,6 @@ class Simulator:
         for pod in deletion_order(old)[:max(0, len(old) - keep_old)]:
             self._delete_pod(pod)
             old.remove(pod)
-        self._write_deployment_status(deployment, replicas, current, old, current_hash)
 
     def _template_hash(self, deployment: Obj) -> str:
         """The Deployment's template hash, computed once per generation (a template change

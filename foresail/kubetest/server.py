@@ -231,7 +231,8 @@ async def _collection(request: web.Request, api: Api, rt: ResourceType, ns: str)
     if method == "POST":
         return _json(api.create(rt, ns, await _body(request), query.get("fieldValidation") == "Strict"), 201)
     if method == "DELETE":
-        return _json(api.delete_collection(rt, ns or None, query.get("labelSelector"), query.get("fieldSelector")))
+        return _json(api.delete_collection(rt, ns or None, query.get("labelSelector"), query.get("fieldSelector"),
+                                           await _delete_options(request)))
     raise ApiError(405, "the server does not allow this method on the requested resource")
 
 
@@ -252,13 +253,22 @@ async def _object(request: web.Request, api: Api, rt: ResourceType, info: Reques
                                  query.get("fieldManager"))
         return _json(obj, 201 if created else 200)
     if method == "DELETE":
-        options = await _body(request) or {}
-        if query.get("propagationPolicy"):
-            options["propagationPolicy"] = query["propagationPolicy"]
-        if query.get("gracePeriodSeconds"):
-            options["gracePeriodSeconds"] = query["gracePeriodSeconds"]
-        return _json(api.delete(rt, ns, name, options))
+        return _json(api.delete(rt, ns, name, await _delete_options(request)))
     raise ApiError(405, "the server does not allow this method on the requested resource")
+
+
+async def _delete_options(request: web.Request) -> dict[str, Any]:
+    """A DELETE's DeleteOptions: the body's, with those given as query parameters over them."""
+    options = await _body(request) or {}
+    if not isinstance(options, dict):
+        raise bad_request("the body of the request was in an unknown format: expected DeleteOptions")
+    query = request.query
+    for key in ("propagationPolicy", "gracePeriodSeconds"):
+        if query.get(key):
+            options[key] = query[key]
+    if "orphanDependents" in query:  # a boolean parameter is false only as "0" or "false"
+        options["orphanDependents"] = query["orphanDependents"].lower() not in ("0", "false")
+    return options
 
 
 async def _patch_body(request: web.Request) -> tuple[str, Any]:

@@ -11,7 +11,7 @@ from foresail.kubetest.api import pod_grace_period
 from foresail.kubetest.builtin_admission import DELETION_COST
 from foresail.kubetest.controllers import deletion_order
 from foresail.kubetest.errors import ApiError
-from tests.kubetest.helpers import Kube, wait_for
+from tests.kubetest.helpers import Kube, wait_for, widget
 
 
 def _deployment(name: str, replicas: int, image: str = "nginx:1.27", **container: Any) -> dict:
@@ -131,6 +131,36 @@ def test_deleting_a_deployment_collects_its_pods(kube: Kube, namespace: str) -> 
     wait_for(lambda: len(_pods(kube, namespace, "gone")) == 2)
     kube.delete(f"{path}/gone")
     wait_for(lambda: _pods(kube, namespace, "gone") == [])
+
+
+def test_an_annotation_change_is_a_new_generation_of_a_deployment(kube: Kube, widgets: str, namespace: str) -> None:
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    kube.post(path, _deployment("noted", 1))
+    wait_for(lambda: _status(kube, namespace, "noted").get("observedGeneration") == 1)
+    status, noted = kube.patch(f"{path}/noted", {"metadata": {"annotations": {"team": "a"}}})
+    assert status == 200 and noted["metadata"]["generation"] == 2
+    wait_for(lambda: _status(kube, namespace, "noted").get("observedGeneration") == 2)
+    assert kube.patch(f"{path}/noted", {"metadata": {"labels": {"tier": "x"}}})[1]["metadata"]["generation"] == 2
+    assert kube.patch(f"{path}/noted", {"metadata": {"annotations": {"team": "a"}}})[1]["metadata"][
+        "generation"] == 2, "the same annotations are no change"
+    widget_path = f"{widgets}/namespaces/{namespace}/widgets"
+    kube.post(widget_path, widget("noted"))
+    status, noted = kube.patch(f"{widget_path}/noted", {"metadata": {"annotations": {"team": "a"}}})
+    assert status == 200 and noted["metadata"]["generation"] == 1, "only a Deployment counts its annotations"
+
+
+def test_a_deployment_held_by_finalizers_has_its_status_brought_up_to_date(kube: Kube, namespace: str) -> None:
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    kube.post(path, {**_deployment("held", 1), "metadata": {"name": "held", "finalizers": ["kubetest/hold"]}})
+    wait_for(lambda: _status(kube, namespace, "held").get("readyReplicas") == 1)
+    status, marked = kube.delete(f"{path}/held")
+    assert status == 200 and marked["metadata"]["generation"] == 2
+    wait_for(lambda: _status(kube, namespace, "held").get("observedGeneration") == 2)
+    kube.patch(f"{path}/held", {"spec": {"replicas": 3}})
+    wait_for(lambda: _status(kube, namespace, "held").get("observedGeneration") == 3)
+    assert len(_pods(kube, namespace, "held")) == 1, "a Deployment being deleted is not scaled"
+    kube.patch(f"{path}/held", {"metadata": {"finalizers": None}})
+    wait_for(lambda: _pods(kube, namespace, "held") == [])
 
 
 def test_the_simulated_kubelet_registers_its_node_at_the_servers_version(kube: Kube) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import kubernetes
 import pytest
@@ -180,6 +181,29 @@ def test_generation_bumps_only_on_spec_changes(kube: Kube, widgets: str, namespa
     assert obj["metadata"]["generation"] == 2
 
 
+def test_an_unconditional_put_of_a_custom_resource_is_invalid(kube: Kube, widgets: str, namespace: str) -> None:
+    path = f"{widgets}/namespaces/{namespace}/widgets"
+    _, obj = kube.post(path, widget("cond"))
+    unconditional = {**obj, "metadata": {"name": "cond"}, "spec": {**obj["spec"], "replicas": 3}}
+    for target in (f"{path}/cond", f"{path}/cond/status"):
+        status, body = kube.put(target, unconditional)
+        assert (status, body["reason"]) == (422, "Invalid"), body
+        assert body["message"] == ('widgets.kubetest.foresail.dev "cond" is invalid: metadata.resourceVersion: '
+                                   "Invalid value: 0x0: must be specified for an update")
+        assert body["details"]["causes"] == [{"reason": "FieldValueInvalid", "field": "metadata.resourceVersion",
+                                              "message": "Invalid value: 0x0: must be specified for an update"}]
+    assert kube.get(f"{path}/cond")[1]["spec"]["replicas"] == 1
+    status, put = kube.put(f"{path}/cond", {**unconditional, "metadata": obj["metadata"]})
+    assert status == 200 and put["spec"]["replicas"] == 3
+    status, scale = kube.put(f"{path}/cond/scale", {"spec": {"replicas": 4}})
+    assert status == 200 and scale["spec"]["replicas"] == 4, "the scale subresource allows it"
+    assert kube.patch(f"{path}/cond", {"spec": {"replicas": 5}})[0] == 200
+    cm_path = f"/api/v1/namespaces/{namespace}/configmaps"
+    kube.post(cm_path, {"metadata": {"name": "cm"}})
+    assert kube.put(f"{cm_path}/cm", {"metadata": {"name": "cm"}, "data": {"a": "1"}})[0] == 200, \
+        "built-in kinds allow it"
+
+
 def test_status_subresource_isolation(kube: Kube, widgets: str, namespace: str) -> None:
     path = f"{widgets}/namespaces/{namespace}/widgets"
     status, obj = kube.post(path, {**widget("iso"), "status": {"phase": "Ignored"}})
@@ -259,6 +283,89 @@ def test_garbage_collection_of_dependents(kube: Kube, namespace: str) -> None:
     assert kube.request("DELETE", f"{path}/other-owner?propagationPolicy=Orphan")[0] == 200
     status, orphan = kube.get(f"{path}/orphan")
     assert status == 200 and not orphan["metadata"].get("ownerReferences")
+
+
+def _owned_config_maps(kube: Kube, namespace: str, owner: str, **owner_meta: Any) -> str:
+    """ConfigMap ``owner`` and its dependent ``<owner>-child``; returns their collection's path."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    status, created = kube.post(path, {"metadata": {"name": owner, **owner_meta}})
+    assert status == 201, created
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": owner, "uid": created["metadata"]["uid"]}
+    assert kube.post(path, {"metadata": {"name": f"{owner}-child", "ownerReferences": [ref]}})[0] == 201
+    return path
+
+
+def test_an_orphan_delete_of_an_owner_held_by_finalizers_releases_its_dependents(kube: Kube,
+                                                                                namespace: str) -> None:
+    path = _owned_config_maps(kube, namespace, "held", finalizers=["kubetest/hold"])
+    status, owner = kube.request("DELETE", f"{path}/held?propagationPolicy=Orphan")
+    assert status == 200 and owner["metadata"]["deletionTimestamp"]
+    status, child = kube.get(f"{path}/held-child")
+    assert status == 200 and "ownerReferences" not in child["metadata"], "released while the owner stays"
+    assert kube.patch(f"{path}/held", {"metadata": {"finalizers": None}})[0] == 200
+    assert kube.get(f"{path}/held")[0] == 404
+    assert kube.get(f"{path}/held-child")[0] == 200, "the owner's removal leaves the released dependent"
+
+
+def test_a_collection_delete_passes_its_options_to_each_delete(kube: Kube, namespace: str) -> None:
+    path = _owned_config_maps(kube, namespace, "a", labels={"role": "owner"})
+    _owned_config_maps(kube, namespace, "b", labels={"role": "owner"})
+    status, deleted = kube.request("DELETE", f"{path}?labelSelector=role%3Downer&propagationPolicy=Orphan")
+    assert status == 200 and [o["metadata"]["name"] for o in deleted["items"]] == ["a", "b"]
+    assert [o["metadata"]["name"] for o in kube.get(path)[1]["items"]] == ["a-child", "b-child"]
+    pods = f"/api/v1/namespaces/{namespace}/pods"
+    pod = {"metadata": {"name": "bound"}, "spec": {"nodeName": "elsewhere", "containers": [
+        {"name": "main", "image": "nginx:1.27"}]}}
+    assert kube.post(pods, pod)[0] == 201
+    status, deleted = kube.delete(pods, {"gracePeriodSeconds": 7})
+    assert status == 200 and [o["metadata"]["deletionGracePeriodSeconds"] for o in deleted["items"]] == [7]
+
+
+@pytest.mark.parametrize(("query", "body", "kept"), [
+    ("?orphanDependents=true", None, True),
+    ("", {"orphanDependents": True}, True),
+    ("?orphanDependents=false", None, False),
+    ("", {"orphanDependents": False}, False),
+])
+def test_the_deprecated_orphan_dependents_option(kube: Kube, namespace: str, query: str, body: dict | None,
+                                                 kept: bool) -> None:
+    path = _owned_config_maps(kube, namespace, "owner")
+    assert kube.delete(f"{path}/owner{query}", body)[0] == 200
+    assert kube.get(f"{path}/owner-child")[0] == (200 if kept else 404)
+
+
+@pytest.mark.parametrize(("query", "body", "reason", "message"), [
+    ("?propagationPolicy=Orphan&orphanDependents=true", None, "FieldValueInvalid",
+     'Invalid value: "Orphan": orphanDependents and deletionPropagation cannot be both set'),
+    ("", {"propagationPolicy": "Background", "orphanDependents": False}, "FieldValueInvalid",
+     'Invalid value: "Background": orphanDependents and deletionPropagation cannot be both set'),
+    ("?propagationPolicy=Sideways", None, "FieldValueNotSupported",
+     'Unsupported value: "Sideways": supported values: "Foreground", "Background", "Orphan", "nil"'),
+])
+def test_invalid_delete_options_are_refused(kube: Kube, namespace: str, query: str, body: dict | None,
+                                            reason: str, message: str) -> None:
+    path = _owned_config_maps(kube, namespace, "owner")
+    for target in (f"{path}/owner{query}", f"{path}{query}"):
+        status, refused = kube.delete(target, body)
+        assert (status, refused["reason"]) == (422, "Invalid"), refused
+        assert refused["details"]["causes"] == [{"reason": reason, "message": message, "field": "propagationPolicy"}]
+    assert len(kube.get(path)[1]["items"]) == 2, "nothing deleted"
+
+
+def test_delete_options_that_are_no_object_are_a_bad_request(kube: Kube, namespace: str) -> None:
+    path = _owned_config_maps(kube, namespace, "owner")
+    status, refused = kube.delete(f"{path}/owner", ["not", "options"])
+    assert (status, refused["reason"]) == (400, "BadRequest")
+    assert kube.get(f"{path}/owner")[0] == 200
+
+
+def test_a_delete_that_marks_an_object_for_deletion_bumps_its_generation(kube: Kube, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    kube.post(path, {"metadata": {"name": "marked", "finalizers": ["kubetest/hold"]}})
+    status, marked = kube.delete(f"{path}/marked")
+    assert status == 200 and marked["metadata"]["deletionTimestamp"] and marked["metadata"]["generation"] == 2
+    status, again = kube.delete(f"{path}/marked")
+    assert status == 200 and again["metadata"] == marked["metadata"], "only the first mark counts"
 
 
 def test_namespace_deletion_removes_its_objects(kube: Kube) -> None:
