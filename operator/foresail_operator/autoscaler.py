@@ -474,7 +474,11 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
         reason = decision.reason if target == decision.replicas else f"hold {current}: manual scale"
         logger.info("scaled %s/%s %d -> %d: %s", ns, name, current, target, reason)
         kopf.info(body, reason="Scaled", message=f"{current} -> {target}: {reason}")
-        await record_scale(client, ns, name, current, target, reason)
+        try:
+            await record_scale(client, ns, name, current, target, reason)
+        except ApiError as exc:  # the replicas are set: only their record in the status failed
+            logger.warning("scaled %s/%s %d -> %d, but cannot record it in the status: %s", ns, name, current, target,
+                           exc)
     action = "up" if acting and target > current else "down" if acting and target < current else "hold"
     demand = measured.demand if measured is not None else None
     coverage = loop.policy.forecast_coverage()
