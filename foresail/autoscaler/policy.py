@@ -444,7 +444,7 @@ class ForesailPolicy:
         replicas, why = self._scheduled(obs.time_s, replicas, why)
         self._record_asks(obs.time_s, current, replicas)
         return Decision(
-            obs.time_s, replicas, _action(current, replicas), need.floor, need.predicted, need.f_med, need.f_up,
+            obs.time_s, replicas, action_of(current, replicas), need.floor, need.predicted, need.f_med, need.f_up,
             c.horizon_s, bool(need.forecast is not None and need.forecast.ready), need.headroom,
             f"{_verb(current, replicas)}: {why}",
         )
@@ -464,7 +464,7 @@ class ForesailPolicy:
         replicas, why = self._scheduled(now_s, hold, why)
         self._recs.append((now_s, now_s + c.scale_down_stabilization_s, replicas))  # held as if recommended
         self._record_asks(now_s, current, replicas)
-        return Decision(now_s, replicas, _action(current, replicas), hold, None, None, None, c.horizon_s,
+        return Decision(now_s, replicas, action_of(current, replicas), hold, None, None, None, c.horizon_s,
                         False, 1.0, f"{_verb(current, replicas)}: {why}")
 
     def _held_back(self, need: _Need, not_to_zero: bool, replicas: int, target: int) -> str:
@@ -818,8 +818,8 @@ def _replicas(n: int) -> str:
     return f"{n} replica{'s' if n != 1 else ''}"
 
 
-def _action(current: int, replicas: int) -> str:
-    """"scale up", "scale down" or "hold"."""
+def action_of(current: int, replicas: int) -> str:
+    """"scale up", "scale down" or "hold": a Decision's action from ``current`` to ``replicas``."""
     return "scale up" if replicas > current else "scale down" if replicas < current else "hold"
 
 

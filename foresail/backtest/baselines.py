@@ -14,15 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from foresail.autoscaler.policy import Decision, ForesailPolicy, Observation, PolicyConfig
+from foresail.autoscaler.policy import Decision, ForesailPolicy, Observation, PolicyConfig, action_of
 from foresail.backtest.holtwinters import HoltWinters
 from foresail.backtest.simulate import ScalingPolicy, SimConfig
 
 
 def _decision(obs: Observation, replicas: int, reason: str) -> Decision:
-    action = "scale up" if replicas > obs.provisioned_replicas else (
-        "scale down" if replicas < obs.provisioned_replicas else "hold")
-    return Decision(obs.time_s, replicas, action, replicas, None, None, None, 0.0, False, 1.0, reason)
+    return Decision(obs.time_s, replicas, action_of(obs.provisioned_replicas, replicas), replicas, None, None, None,
+                    0.0, False, 1.0, reason)
 
 
 def _clamp(r: int, sim: SimConfig) -> int:
