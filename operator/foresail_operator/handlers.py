@@ -146,6 +146,13 @@ async def on_llmdeployment(body: kopf.Body, reason: str, diff: kopf.Diff, old: A
     await _refresh(memo, (namespace, name), llmdeployments, owned_deployments, owned_pods, body=raw)
 
 
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+async def forget(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    """Drop what the handlers keep for a deleted LLMDeployment (its lock and last failure)."""
+    _locks.pop((namespace, name), None)
+    memo.failures.pop((namespace, name), None)
+
+
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)
 async def on_deployment(type: str, namespace: str, labels: kopf.Labels, logger: logging.Logger,
                         memo: kopf.Memo, llmdeployments: kopf.Index, owned_deployments: kopf.Index,
