@@ -36,7 +36,15 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from foresail_operator import GROUP, PLURAL, VERSION
 from foresail_operator.activation import ARRIVALS_METRIC, HELD_METRIC, HELD_REQUESTS, REQUESTED_AT, STAMP_EVERY_S
-from foresail_operator.endpoints import LOAD_FACTOR, ROUTINGS, SERVICE_NAME_LABEL, LeastLoaded, ready_urls, routing_key
+from foresail_operator.endpoints import (
+    EJECT_S,
+    LOAD_FACTOR,
+    ROUTINGS,
+    SERVICE_NAME_LABEL,
+    LeastLoaded,
+    ready_urls,
+    routing_key,
+)
 from foresail_operator.informer import Informer, Key, key_of
 from foresail_operator.kube import ApiError, KubeClient, path_for
 
@@ -333,9 +341,10 @@ class Activator:
                        affinity: str | None = None) -> tuple[web.StreamResponse, str]:
         """Send the request to the deployment's least-loaded ready pod (else its Service) and stream the
         answer back; the answer and its outcome (``_relay``). A connection refused or timed out (nothing
-        was sent) goes on to the next pod, then the Service, and is retried for ``retry_s``; a pod's 429 or
-        503 (full, or draining: it refused the request before any work) goes on to the next pod, the last
-        one's refusal being the answer. ``affinity``: the routing key, if any."""
+        was sent) goes on to the next pod (the pod is passed over for EJECT_S), then the Service, and is
+        retried for ``retry_s``; a pod's 429 or 503 (full, or draining: it refused the request before any
+        work) goes on to the next pod, the last one's refusal being the answer. ``affinity``: the routing
+        key, if any."""
         if self._session is None:
             self._session = aiohttp.ClientSession(auto_decompress=False, timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=10))
@@ -353,6 +362,9 @@ class Activator:
                 except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:  # nothing was sent
                     refused.add(base)
                     if base != service:
+                        log.warning("%s/%s: cannot connect to %s (%s); passing it over for %.0f s", key[0], key[1],
+                                    base, exc, EJECT_S)
+                        self._load.eject(base)
                         continue
                     if time.monotonic() >= deadline:
                         raise Refusal(502, "unreachable", f"cannot reach {key[0]}/{key[1]} at {url}: {exc}",

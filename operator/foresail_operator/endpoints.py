@@ -8,7 +8,8 @@ their common start, unless that pod already has more than a load factor (LOAD_FA
 the mean load (KubeAI's PrefixHash, consistent hashing with bounded loads; here rendezvous hashing, which
 moves only the keys of a pod that comes or goes). The pods are those the cluster's EndpointSlice controller
 lists for the deployment's Service (label ``kubernetes.io/service-name``), with the port named as the
-Service's (``http``).
+Service's (``http``). A pod that a connection to failed is passed over for EJECT_S (Envoy's outlier
+ejection), unless every pod is: the EndpointSlice still lists a pod on a lost node for up to minutes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import time
 from collections import Counter
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Mapping
@@ -24,6 +26,7 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 PORT_NAME = "http"  # the Service's port (plan.py)
 PREFIX_CHARS = 100  # the routing key: this many characters of the first user message or prompt (KubeAI's default)
 LOAD_FACTOR = 1.25  # a key's pod is passed over above this times the mean requests in flight (KubeAI's 125 %)
+EJECT_S = 30.0  # a pod that a connection failed to is passed over this long (Envoy's base ejection time)
 ROUTING_KEY_HEADER = "Routing-Key"
 ROUTINGS = ("pods", "prefix", "service")  # least in flight, by routing key, or the Service (no pods read)
 
@@ -82,14 +85,23 @@ class LeastLoaded:
         check_load_factor("the prefix load factor", load_factor)
         self.load_factor = load_factor
         self.in_flight: Counter[str] = Counter()
+        self.ejected: dict[str, float] = {}  # URL -> the monotonic time until which it is passed over
+
+    def eject(self, url: str, seconds: float = EJECT_S) -> None:
+        """Pass ``url`` over for ``seconds``: a connection to it failed."""
+        now = time.monotonic()
+        self.ejected = {u: until for u, until in self.ejected.items() if until > now}
+        self.ejected[url] = now + seconds
 
     def pick(self, urls: Iterable[str], key: str | None = None) -> str | None:
         """The URL with the fewest requests in flight (at random among equals); with a ``key``, the URL
         that ranks first for it among those within the load factor times the mean load, this request
-        counted. None for no URL."""
+        counted; URLs passed over (``eject``) only if all are. None for no URL."""
         candidates = list(urls)
         if not candidates:
             return None
+        now = time.monotonic()
+        candidates = [u for u in candidates if self.ejected.get(u, 0.0) <= now] or candidates
         if key is not None:
             bound = math.ceil(self.load_factor * (sum(self.in_flight[u] for u in candidates) + 1) / len(candidates))
             ranked = sorted(candidates, key=lambda u: _rank(key, u), reverse=True)

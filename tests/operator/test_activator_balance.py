@@ -113,6 +113,20 @@ def test_least_loaded_picks_the_url_with_fewest_in_flight():
     assert load.in_flight == {}  # nothing left counted once the requests are done
 
 
+def test_a_url_passed_over_is_picked_only_when_all_are_or_once_its_time_is_up():
+    load = LeastLoaded()
+    load.eject("a", seconds=60)
+    with load.sending("b"), load.sending("b"):
+        assert {load.pick(["a", "b"]) for _ in range(20)} == {"b"}
+        assert load.pick(["a", "b"], key="k") == "b"
+    load.eject("b", seconds=60)
+    assert load.pick(["a", "b"]) in {"a", "b"} and load.pick(["a"]) == "a"
+    load.eject("a", seconds=0)
+    assert load.pick(["a", "b"]) == "a" and set(load.ejected) == {"a", "b"}
+    load.eject("c", seconds=60)
+    assert set(load.ejected) == {"b", "c"}  # a URL whose time is up is forgotten
+
+
 def test_requests_are_spread_over_the_ready_pods_by_requests_in_flight(cluster, tmp_path: Path, pods: list[Pod]):
     """20 requests at once for a deployment with two ready pods, one not ready, and a pod of another
     Service: 10 each to the ready pods (drawn at random, 10/10 would come one time in six), the
