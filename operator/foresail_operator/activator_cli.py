@@ -56,9 +56,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_port("--port", args.port)
         check_upstream(args.upstream)
-        if not 0 <= args.hold_timeout < float("inf") or args.max_held < 1:
-            raise ValueError(f"--hold-timeout must be seconds >= 0 (not {args.hold_timeout:g}) and --max-held "
-                             f"at least 1 (not {args.max_held})")
+        if not 0 <= args.hold_timeout < float("inf"):
+            raise ValueError(f"--hold-timeout must be seconds >= 0, not {args.hold_timeout:g}")
+        if args.max_held < 1:
+            raise ValueError(f"--max-held must be at least 1, not {args.max_held}")
         check_load_factor("--prefix-load-factor", args.prefix_load_factor)
         use_kubeconfig(args.kubeconfig)
     except ValueError as exc:

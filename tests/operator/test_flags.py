@@ -37,7 +37,8 @@ def test_ports_kubeconfigs_and_upstreams_are_checked(tmp_path: Path, monkeypatch
 
 @pytest.mark.parametrize("args, message", [
     (["activator", "--port", "70000"], "--port must be a port from 0 to 65535, not 70000"),
-    (["activator", "--hold-timeout", "-1"], "--hold-timeout must be seconds >= 0"),
+    (["activator", "--hold-timeout", "-1"], "error: --hold-timeout must be seconds >= 0, not -1\n"),
+    (["activator", "--max-held", "0"], "error: --max-held must be at least 1, not 0\n"),
     (["activator", "--prefix-load-factor", "0.9"], "--prefix-load-factor must be at least 1 (the mean load), not 0.9"),
     (["activator", "--upstream", "http://{nam}.svc"], "only {name} and {namespace} may be filled in"),
     (["activator", "--kubeconfig", "/nonexistent/kubeconfig"], "is not a file this user can read"),
