@@ -3,8 +3,9 @@
 Validation uses the official Kubernetes 1.32 JSON schemas shipped by ``kubernetes-validate``
 (every violation is reported, not just the first), plus the few cross-field checks the real
 server makes that a schema cannot express (a Deployment's selector must match its template's
-labels, containers need a name and an image, Secret data must be base64, a Pod's deletion cost
-must be a 32-bit integer).
+labels, containers need a name and an image, Secret data must be base64, a Pod's or pod template's
+deletion cost must be a 32-bit integer, a rolling update's maxUnavailable and maxSurge must be counts or
+percentages).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ KUBERNETES_VERSION = "1.32.0"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 _COST = re.compile(r"^(0|-[0-9]+|[1-9][0-9]*)$")  # Go's ParseInt, after its check of the first digit
+_PERCENT = re.compile(r"^[0-9]+%$")
+_PERCENT_ERROR = ("a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or "
+                  "'93%', regex used for validation is '[0-9]+%')")
 
 
 def valid_deletion_cost(value: str) -> bool:
@@ -102,10 +106,66 @@ def _pod_spec_causes(spec: dict[str, Any], path: str) -> list[Cause]:
     return causes
 
 
+def _deletion_cost_causes(meta: Any, path: str) -> list[Cause]:
+    """The pod-deletion-cost annotation of a Pod's or pod template's metadata (``path``: where its
+    annotations are) must be a 32-bit integer."""
+    cost = ((meta if isinstance(meta, dict) else {}).get("annotations") or {}).get(DELETION_COST)
+    if not isinstance(cost, str) or valid_deletion_cost(cost):
+        return []
+    return [Cause("FieldValueInvalid", f"Invalid value: {format_value(cost)}: must be a 32bit integer",
+                  f"{path}[{DELETION_COST}]")]
+
+
+def _int_or_string(value: int | str) -> str:
+    """An IntOrString as the real server prints a refused one (Go's %#v)."""
+    if isinstance(value, str):
+        return f"intstr.IntOrString{{Type:1, IntVal:0, StrVal:{format_value(value)}}}"
+    return f'intstr.IntOrString{{Type:0, IntVal:{value}, StrVal:""}}'
+
+
+def _percent(value: Any) -> int | None:
+    """The number of a valid percentage string, else None."""
+    return int(value[:-1]) if isinstance(value, str) and _PERCENT.match(value) else None
+
+
+def _strategy_causes(strategy: Any) -> list[Cause]:
+    """ValidateDeploymentStrategy's checks the schema cannot make: no rollingUpdate with Recreate, and a
+    rolling update's maxUnavailable and maxSurge are counts or percentages (``^[0-9]+%$``) of at least 0, not
+    both 0, and maxUnavailable at most 100%."""
+    path = "spec.strategy.rollingUpdate"
+    strategy = strategy if isinstance(strategy, dict) else {}
+    rolling = strategy.get("rollingUpdate")
+    if strategy.get("type") == "Recreate" and rolling is not None:
+        return [Cause("FieldValueForbidden", "Forbidden: may not be specified when strategy `type` is 'Recreate'",
+                      path)]
+    if not isinstance(rolling, dict):
+        return []
+    causes = []
+    values: dict[str, Any] = {name: rolling.get(name) for name in ("maxUnavailable", "maxSurge")}
+    for name, value in values.items():
+        if isinstance(value, str) and _percent(value) is None:
+            causes.append(Cause("FieldValueInvalid", f"Invalid value: {_int_or_string(value)}: {_PERCENT_ERROR}",
+                                f"{path}.{name}"))
+        elif isinstance(value, int) and value < 0:
+            causes.append(Cause("FieldValueInvalid", f"Invalid value: {value}: must be greater than or equal to 0",
+                                f"{path}.{name}"))
+    unavailable = values["maxUnavailable"]
+    if all(v == 0 or _percent(v) == 0 for v in values.values()):
+        causes.append(Cause("FieldValueInvalid", f"Invalid value: {_int_or_string(unavailable)}: may not be 0 when "
+                            "`maxSurge` is 0", f"{path}.maxUnavailable"))
+    if (_percent(unavailable) or 0) > 100:
+        causes.append(Cause("FieldValueInvalid", f"Invalid value: {_int_or_string(unavailable)}: must not be "
+                            "greater than 100%", f"{path}.maxUnavailable"))
+    return causes
+
+
 def _deployment_causes(obj: dict[str, Any]) -> list[Cause]:
     spec = obj.get("spec") or {}
     template = spec.get("template") or {}
     causes = _pod_spec_causes(template.get("spec") or {}, "spec.template.spec")
+    causes += _deletion_cost_causes(template.get("metadata"), "spec.template.annotations")
+    if obj.get("kind") == "Deployment":
+        causes += _strategy_causes(spec.get("strategy"))
     selector = spec.get("selector")
     if isinstance(selector, dict):
         if not (selector.get("matchLabels") or selector.get("matchExpressions")):
@@ -139,10 +199,7 @@ def validate_builtin(obj: dict[str, Any], strict: bool = False) -> list[Cause]:
         causes += _deployment_causes(obj)
     elif kind == "Pod":
         causes += _pod_spec_causes(obj.get("spec") or {}, "spec")
-        cost = ((obj.get("metadata") or {}).get("annotations") or {}).get(DELETION_COST)
-        if isinstance(cost, str) and not valid_deletion_cost(cost):
-            causes.append(Cause("FieldValueInvalid", f"Invalid value: {format_value(cost)}: must be a "
-                                "32bit integer", f"metadata.annotations[{DELETION_COST}]"))
+        causes += _deletion_cost_causes(obj.get("metadata"), "metadata.annotations")
     elif kind == "Secret":
         causes += _secret_causes(obj)
     return causes

@@ -4,10 +4,18 @@ What it does:
 - For each Deployment it keeps ``spec.replicas`` Pods owned directly by the Deployment, named
   ``<deployment>-<template hash>-<5 random>``, labelled with the template's labels plus
   ``pod-template-hash``. A template change starts a simplified rolling update: all new pods
-  are created at once and an old pod is deleted for each new pod that becomes ready.
+  are created at once and an old pod is deleted for each new pod that becomes ready. With
+  ``strategy.type: Recreate`` every old pod is deleted first, and new pods start only once none of them
+  is left, terminating ones included (its maxUnavailable is 0, as the real controller's).
 - It maintains the Deployment status (observedGeneration, replicas, updatedReplicas,
   readyReplicas, availableReplicas, unavailableReplicas; zero counts are omitted as the real
-  server omits them) and the ``Available`` and ``Progressing`` conditions.
+  server omits them) and the ``Available``, ``Progressing`` and ``ReplicaFailure`` conditions as
+  syncRolloutStatus sets them: a completed rollout stays ``NewReplicaSetAvailable`` through scaling and
+  replaced pods, a rollout's ``lastUpdateTime`` moves with each bit of progress and
+  ``ProgressDeadlineExceeded`` comes ``progressDeadlineSeconds`` after the last; a pod it cannot create
+  sets ``ReplicaFailure`` ``FailedCreate`` with the API error (the first one, until a pass creates them all).
+- An object it cannot handle (an error other than an API error) is logged with its traceback, once per
+  object and error, and skipped; the other objects go on.
 - As the kubelet, every Pod becomes Running and Ready ``ready_delay_s`` after it is first seen,
   unless an image matches ``unpullable_images`` (waiting ``ErrImagePull``, later
   ``ImagePullBackOff``) or its env/envFrom references a missing Secret or ConfigMap (waiting
@@ -35,9 +43,11 @@ import contextlib
 import copy
 import hashlib
 import json
+import logging
 import random
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,6 +56,8 @@ from .api import Api, now, random_suffix
 from .builtin_admission import DELETION_COST, KUBERNETES_VERSION, valid_deletion_cost
 from .errors import ApiError
 from .store import Obj, name_of, namespace_of
+
+log = logging.getLogger(__name__)
 
 _HASH_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 NODE = "kubetest-node"
@@ -111,8 +123,12 @@ def deletion_cost(pod: Obj) -> int:
 
 
 def _seconds(stamp: str | None) -> float:
-    """Seconds since the epoch of an RFC 3339 timestamp; 0 when there is none."""
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else 0.0
+    """Seconds since the epoch of an RFC 3339 timestamp; 0 when there is none or it is not one (the server
+    stores any string a client writes there)."""
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else 0.0
+    except ValueError:
+        return 0.0
 
 
 def _ready_since(pod: Obj) -> str | None:
@@ -147,12 +163,50 @@ def _condition(old: list[dict[str, Any]], kind: str, status: str, reason: str = 
     return condition
 
 
+def _strategy(deployment: Obj) -> dict[str, Any]:
+    """The Deployment's ``spec.strategy``."""
+    return deployment["spec"].get("strategy") or {}
+
+
 def _max_unavailable(deployment: Obj, replicas: int) -> int:
-    value = ((deployment["spec"].get("strategy") or {}).get("rollingUpdate") or {}).get(
-        "maxUnavailable", "25%")
+    """How many of ``replicas`` may be unavailable: the rolling update's maxUnavailable (a percentage rounds
+    down), 0 for any other strategy, as the real controller's MaxUnavailable()."""
+    strategy = _strategy(deployment)
+    if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+        return 0
+    value = (strategy.get("rollingUpdate") or {}).get("maxUnavailable", "25%")
     if isinstance(value, str) and value.endswith("%"):
         return int(replicas * int(value[:-1]) / 100)
     return int(value)
+
+
+def _progressing(deployment: Obj, counts: dict[str, int], replicas: int, rs_name: str,
+                 rolled: bool) -> dict[str, Any]:
+    """The Progressing condition as the real syncRolloutStatus sets it from the previous status and the new
+    ``counts``: a completed rollout keeps ``NewReplicaSetAvailable`` (scaling and replaced pods do not reopen
+    it); otherwise progress (a new template, ``rolled``, or more updated, ready or available pods, or fewer
+    old ones) refreshes ``lastUpdateTime``, and ``progressDeadlineSeconds`` without any is a timeout."""
+    status = deployment.get("status") or {}
+    conditions = status.get("conditions") or []
+    previous = next((c for c in conditions if c.get("type") == "Progressing"), None)
+    reason = (previous or {}).get("reason")
+    if previous and not rolled and reason == "NewReplicaSetAvailable" and \
+            counts["replicas"] == counts["updatedReplicas"]:
+        return previous
+    if counts["updatedReplicas"] == counts["replicas"] == counts["availableReplicas"] == replicas:
+        return _condition(conditions, "Progressing", "True", "NewReplicaSetAvailable",
+                          f'ReplicaSet "{rs_name}" has successfully progressed.', True)
+    old_pods = status.get("replicas", 0) - status.get("updatedReplicas", 0)
+    if previous is None or rolled or counts["replicas"] - counts["updatedReplicas"] < old_pods or any(
+            counts[k] > status.get(k, 0) for k in ("updatedReplicas", "readyReplicas", "availableReplicas")):
+        return {**_condition(conditions, "Progressing", "True", "ReplicaSetUpdated",
+                             f'ReplicaSet "{rs_name}" is progressing.', True), "lastUpdateTime": now()}
+    deadline = float(deployment["spec"].get("progressDeadlineSeconds", 600))
+    if reason == "ProgressDeadlineExceeded" or (
+            reason != "NewReplicaSetAvailable" and time.time() - _seconds(previous.get("lastUpdateTime")) > deadline):
+        return _condition(conditions, "Progressing", "False", "ProgressDeadlineExceeded",
+                          f'ReplicaSet "{rs_name}" has timed out progressing.', True)
+    return previous
 
 
 class Simulator:
@@ -164,7 +218,8 @@ class Simulator:
         self._unpullable = re.compile(self.config.unpullable_images)
         self._first_seen: dict[str, float] = {}
         self._stopping: dict[str, float] = {}  # pod uid -> when its kubelet began stopping it
-        self._rollouts: dict[str, tuple[str, float]] = {}
+        self._rollouts: dict[str, str] = {}  # uid: the template hash of the last status written
+        self._failures: dict[str, str] = {}  # uid: the unexpected error last logged for the object
         self._hashes: dict[str, tuple[int, str]] = {}  # uid: (generation, template hash)
         self._task: asyncio.Task[None] | None = None
         self.pods = api.resource("", "v1", "pods")
@@ -207,45 +262,74 @@ class Simulator:
         """
         owned: dict[str, list[Obj]] = {}
         for pod in self.api.store.stored(self.pods.key):
-            if not pod["metadata"].get("deletionTimestamp"):
-                for uid in {r.get("uid") for r in pod["metadata"].get("ownerReferences") or []}:
-                    owned.setdefault(uid, []).append(pod)
+            for uid in {r.get("uid") for r in pod["metadata"].get("ownerReferences") or []}:
+                owned.setdefault(uid, []).append(pod)
         for deployment in self.api.store.stored(self.deployments.key):
-            try:
+            with self._isolated(deployment):
                 self._reconcile_deployment(deployment, [
                     p for p in owned.get(deployment["metadata"]["uid"], [])
                     if namespace_of(p) == namespace_of(deployment)])
-            except ApiError:
-                continue  # changed or deleted meanwhile: the next pass sees the new state
         for pod in self.api.store.stored(self.pods.key):
-            try:
+            with self._isolated(pod):
                 self._reconcile_pod(pod)
-            except ApiError:
-                continue
+
+    @contextlib.contextmanager
+    def _isolated(self, obj: Obj) -> Iterator[None]:
+        """Confine a failure to one object's step: an API error waits for the next pass (the object changed or
+        went meanwhile); any other is logged with its traceback, once per object and error, and skipped."""
+        uid = obj["metadata"]["uid"]
+        try:
+            yield
+        except ApiError:
+            pass
+        except Exception as exc:
+            if self._failures.get(uid) != repr(exc):
+                self._failures[uid] = repr(exc)
+                log.exception("the simulated controllers skip %s %s/%s", obj.get("kind"), namespace_of(obj),
+                              name_of(obj))
+        else:
+            self._failures.pop(uid, None)
 
     # -- Deployment controller ------------------------------------------------------------
 
-    def _reconcile_deployment(self, deployment: Obj, pods: list[Obj]) -> None:
-        """Converge one Deployment's ``pods`` (those it owns, not being deleted); of one being deleted only the
-        status is brought up to date, as the real controller's syncStatusOnly does."""
+    def _reconcile_deployment(self, deployment: Obj, owned: list[Obj]) -> None:
+        """Converge one Deployment's pods (``owned``: those it owns); of one being deleted only the status is
+        brought up to date, as the real controller's syncStatusOnly does."""
         meta, spec = deployment["metadata"], deployment.get("spec") or {}
         replicas = int(spec.get("replicas", 1))
         current_hash = self._template_hash(deployment)
-        if self._rollouts.get(meta["uid"], ("",))[0] != current_hash:
-            self._rollouts[meta["uid"]] = (current_hash, time.monotonic())
-        current = [p for p in pods if p["metadata"].get("labels", {}).get(
-            "pod-template-hash") == current_hash]
-        old = [p for p in pods if p not in current]
+        current: list[Obj] = []
+        old: list[Obj] = []
+        stopping_old = False
+        for pod in owned:
+            updated = pod["metadata"].get("labels", {}).get("pod-template-hash") == current_hash
+            if pod["metadata"].get("deletionTimestamp"):
+                stopping_old = stopping_old or not updated
+            else:
+                (current if updated else old).append(pod)
+        failure = None
         if not meta.get("deletionTimestamp"):
-            self._scale(deployment, replicas, current, old, current_hash)
-        self._write_deployment_status(deployment, replicas, current, old, current_hash)
+            failure = self._scale(deployment, replicas, current, old, current_hash, stopping_old)
+        self._write_deployment_status(deployment, replicas, current, old, current_hash, failure)
 
-    def _scale(self, deployment: Obj, replicas: int, current: list[Obj], old: list[Obj], current_hash: str) -> None:
+    def _scale(self, deployment: Obj, replicas: int, current: list[Obj], old: list[Obj], current_hash: str,
+               stopping_old: bool) -> str | None:
         """Create and delete pods towards ``replicas`` of the current template; ``current`` and ``old`` (the pods
-        of the current and of older templates) are updated to match."""
+        of the current and of older templates) are updated to match. With the Recreate strategy the old pods go
+        first, and no pod is created while one of them (``stopping_old``: a terminating one) is left. Returns the
+        API error of a pod that could not be created, if any."""
+        if _strategy(deployment).get("type") == "Recreate" and (old or stopping_old):
+            for pod in list(old):
+                self._delete_pod(pod)
+                old.remove(pod)
+            return None
         template = (deployment.get("spec") or {}).get("template") or {}
-        for _ in range(replicas - len(current)):
-            current.append(self._create_pod(deployment, template, current_hash))
+        failure = None
+        try:
+            for _ in range(replicas - len(current)):
+                current.append(self._create_pod(deployment, template, current_hash))
+        except ApiError as exc:
+            failure = exc.message
         for pod in deletion_order(current)[:max(0, len(current) - replicas)]:
             self._delete_pod(pod)
             current.remove(pod)
@@ -254,6 +338,7 @@ class Simulator:
         for pod in deletion_order(old)[:max(0, len(old) - keep_old)]:
             self._delete_pod(pod)
             old.remove(pod)
+        return failure
 
     def _template_hash(self, deployment: Obj) -> str:
         """The Deployment's template hash, computed once per generation (a template change
@@ -292,11 +377,13 @@ class Simulator:
         self._first_seen.pop(pod["metadata"]["uid"], None)
 
     def _write_deployment_status(self, deployment: Obj, replicas: int, current: list[Obj],
-                                 old: list[Obj], pod_hash: str) -> None:
+                                 old: list[Obj], pod_hash: str, failure: str | None) -> None:
+        """Write the status of ``current`` and ``old`` pods; ``failure``: why a pod could not be created."""
         ready = sum(1 for p in current + old if _is_ready(p))
-        counts = {"replicas": len(current) + len(old), "updatedReplicas": len(current),
+        pods = len(current) + len(old)
+        counts = {"replicas": pods, "updatedReplicas": len(current),
                   "readyReplicas": ready, "availableReplicas": ready,
-                  "unavailableReplicas": max(0, replicas - ready)}
+                  "unavailableReplicas": max(0, max(replicas, pods) - ready)}
         previous = deployment.get("status") or {}
         conditions = previous.get("conditions") or []
         rs_name = f"{deployment['metadata']['name']}-{pod_hash}"
@@ -307,22 +394,16 @@ class Simulator:
             available = _condition(conditions, "Available", "False",
                                    "MinimumReplicasUnavailable",
                                    "Deployment does not have minimum availability.", True)
-        started = self._rollouts[deployment["metadata"]["uid"]][1]
-        deadline = float(deployment["spec"].get("progressDeadlineSeconds", 600))
-        if not old and len(current) == replicas and ready >= replicas:
-            progressing = _condition(conditions, "Progressing", "True", "NewReplicaSetAvailable",
-                                     f'ReplicaSet "{rs_name}" has successfully progressed.', True)
-        elif time.monotonic() - started > deadline:
-            progressing = _condition(conditions, "Progressing", "False",
-                                     "ProgressDeadlineExceeded",
-                                     f'ReplicaSet "{rs_name}" has timed out progressing.', True)
-        else:
-            progressing = _condition(conditions, "Progressing", "True", "ReplicaSetUpdated",
-                                     f'ReplicaSet "{rs_name}" is progressing.', True)
+        rolled = self._rollouts.get(deployment["metadata"]["uid"]) != pod_hash
+        written = [available, _progressing(deployment, counts, replicas, rs_name, rolled)]
+        if failure:  # the real ReplicaSet controller keeps its first failure's condition until a pass succeeds
+            kept = next((c for c in conditions if c.get("type") == "ReplicaFailure"), None)
+            written.append(kept or _condition([], "ReplicaFailure", "True", "FailedCreate", failure, True))
         status = {"observedGeneration": deployment["metadata"].get("generation", 1),
-                  **{k: v for k, v in counts.items() if v}, "conditions": [available, progressing]}
+                  **{k: v for k, v in counts.items() if v}, "conditions": written}
         if status != previous:
             self._write_status(self.deployments, deployment, status)
+        self._rollouts[deployment["metadata"]["uid"]] = pod_hash
 
     def _write_status(self, rt: Any, obj: Obj, status: dict[str, Any]) -> None:
         latest = self.api.store.get(rt.key, namespace_of(obj), name_of(obj))

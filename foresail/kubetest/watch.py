@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from typing import Any, Literal
 
@@ -45,15 +46,15 @@ class WatchFilter:
         return self.labels(obj) and self.fields(obj)
 
     def translate(self, event: Event) -> tuple[str, Obj] | None:
-        """The (type, object) this watcher gets for an event, or None."""
-        now, before = self.matches(event.obj), self.matches(event.old)
-        if event.type == "DELETED":
-            kind = "DELETED" if before or now else None
-        elif now:
-            kind = "MODIFIED" if before else "ADDED"
-        else:
-            kind = "DELETED" if before else None
-        return (kind, self.present(event.obj)) if kind else None
+        """The (type, object) this watcher gets for an event, or None. An object that is deleted or leaves the
+        selectors comes as DELETED with its state before the event, at the event's resourceVersion (as the real
+        cacheWatcher sends it)."""
+        seen = event.old if self.matches(event.old) else None
+        if event.type != "DELETED" and self.matches(event.obj):
+            return ("MODIFIED" if seen else "ADDED"), self.present(event.obj)
+        if seen is None:
+            return None
+        return "DELETED", self.present({**seen, "metadata": {**seen["metadata"], "resourceVersion": str(event.rv)}})
 
     def present(self, obj: Obj) -> Obj:
         """An object as served at the watched version (a one-row Table if asked for; only the
@@ -81,10 +82,11 @@ async def serve_watch(request: web.Request, store: Store, rt: ResourceType,
             since = int(raw_rv)
         except ValueError:
             raise bad_request(f'invalid resource version "{raw_rv}"') from None
-    try:
-        timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds") else None
-    except ValueError:
-        raise bad_request("timeoutSeconds must be a number") from None
+    raw_timeout = query.get("timeoutSeconds") or "0"
+    if not re.fullmatch(r"[+-]?[0-9]+", raw_timeout):  # an int64, as the real server's ParseInt reads it
+        raise bad_request(f"strconv.ParseInt: parsing {json.dumps(raw_timeout, ensure_ascii=False)}: invalid syntax")
+    # 0: no timeout (the real server then picks 30 to 60 minutes); a negative one ends the stream at once
+    timeout = int(raw_timeout) or None
     bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
 
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -109,7 +111,7 @@ async def serve_watch(request: web.Request, store: Store, rt: ResourceType,
             translated = watch_filter.translate(event)
             if translated:
                 await response.write(_line(*translated))
-        reason = await _stream(request, response, store, sub, watch_filter, timeout,
+        reason = await _stream(request, response, store, sub, watch_filter, since or 0, timeout,
                                bookmark_interval_s if bookmarks else None)
         await response.write_eof()
         log.info("watch %s ended: %s", watch, reason)
@@ -149,9 +151,10 @@ async def _next_event(queue: asyncio.Queue[Event | None], wait: float) -> Event 
 
 
 async def _stream(request: web.Request, response: web.StreamResponse, store: Store, sub: Any,
-                  watch_filter: WatchFilter, timeout: float | None,
+                  watch_filter: WatchFilter, since: int, timeout: float | None,
                   bookmark_every: float | None) -> str:
-    """Write live events (and due bookmarks) until the stream should end; returns why."""
+    """Write live events after resourceVersion ``since`` (and due bookmarks) until the stream should end;
+    returns why. A watch from a version still to come waits for it, as the real watch cache does."""
     loop_start = time.monotonic()
     end = loop_start + timeout if timeout else None
     next_bookmark = loop_start + bookmark_every if bookmark_every else None
@@ -161,7 +164,7 @@ async def _stream(request: web.Request, response: web.StreamResponse, store: Sto
         event = await _next_event(sub.queue, min([*deadlines, now + _LIVENESS_CHECK_S]) - now)
         if event is None:
             return "closed by the server"
-        if event:
+        if event and event.rv > since:
             translated = watch_filter.translate(event)
             if translated:
                 await response.write(_line(*translated))

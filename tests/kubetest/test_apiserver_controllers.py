@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from foresail.kubetest.api import pod_grace_period
 from foresail.kubetest.builtin_admission import DELETION_COST
 from foresail.kubetest.controllers import deletion_order
 from foresail.kubetest.errors import ApiError
+from foresail.kubetest.testing import start_apiserver
 from tests.kubetest.helpers import Kube, wait_for, widget
 
 
@@ -284,3 +287,138 @@ def test_a_32bit_pod_deletion_cost_is_accepted(kube: Kube, namespace: str, cost:
         "metadata": {"name": "costly", "annotations": {DELETION_COST: cost}},
         "spec": {"containers": [{"name": "main", "image": "nginx"}]}})
     assert status == 201, body
+
+
+def _watch_deployment(kube: Kube, namespace: str, name: str, since: str, done: Any) -> list[dict]:
+    """The statuses a Deployment's watch from ``since`` shows, up to the first for which ``done`` holds."""
+    seen = []
+    for event in kube.watch(f"/apis/apps/v1/namespaces/{namespace}/deployments?watch=1&timeoutSeconds=10"
+                            f"&fieldSelector=metadata.name%3D{name}&resourceVersion={since}", timeout_s=10):
+        seen.append(event["object"].get("status") or {})
+        if done(seen[-1]):
+            return seen
+    pytest.fail(f"the watch ended first: {seen}")
+
+
+def test_an_object_the_controller_cannot_handle_is_logged_once_and_skipped(tmp_path: Path) -> None:
+    """A Deployment the simulated controller fails on (stored unchecked: the real server refuses "12.5%")
+    is logged with its traceback while the server runs, and the other Deployments are still served."""
+    with start_apiserver(tmp_path, ready_delay_s=0.3, extra_args=("--no-validate-builtins",)) as server:
+        kube = Kube(server.url)
+        path = "/apis/apps/v1/namespaces/default/deployments"
+        bad = _deployment("bad", 1)
+        bad["spec"]["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "12.5%"}}
+        assert kube.post(path, bad)[0] == 201
+        assert kube.post(path, _deployment("good", 1))[0] == 201
+        wait_for(lambda: _status(kube, "default", "good").get("readyReplicas") == 1)
+        time.sleep(0.5)  # several more passes over the bad one
+        log = server.log.read_text()
+        assert log.count("the simulated controllers skip Deployment default/bad") == 1, log
+        assert "ValueError" in log
+        process = server.process
+    assert process.returncode == 0, server.log.read_text()
+
+
+def test_a_ready_time_that_is_no_timestamp_does_not_stop_its_deployment(kube: Kube, namespace: str) -> None:
+    """The server stores any string as a condition's lastTransitionTime; the controller reads it as no time."""
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    kube.post(path, _deployment("odd", 1))
+    pod = wait_for(lambda: (p := _pods(kube, namespace, "odd")) and _condition(p[0]["status"], "Ready").get(
+        "status") == "True" and p[0])
+    conditions = [{**c, "lastTransitionTime": "yesterday"} if c["type"] == "Ready" else c
+                  for c in pod["status"]["conditions"]]
+    status, body = kube.patch(f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}/status",
+                              {"status": {"conditions": conditions}})
+    assert status == 200, body
+    kube.patch(f"{path}/odd", {"spec": {"replicas": 2}})
+    wait_for(lambda: _status(kube, namespace, "odd").get("readyReplicas") == 2)
+
+
+def test_a_scale_up_of_a_completed_deployment_keeps_it_progressed(kube: Kube, namespace: str) -> None:
+    """syncRolloutStatus leaves a completed rollout's NewReplicaSetAvailable alone when the Deployment only
+    scales, however long ago the rollout was: its progress deadline is no timeout from the last rollout."""
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    kube.post(path, {**_deployment("steady", 1), "spec": {**_deployment("steady", 1)["spec"],
+                                                          "progressDeadlineSeconds": 1}})
+    wait_for(lambda: _condition(_status(kube, namespace, "steady"), "Progressing").get(
+        "reason") == "NewReplicaSetAvailable")
+    time.sleep(1.5)
+    _, scaled = kube.patch(f"{path}/steady", {"spec": {"replicas": 2}})
+    seen = _watch_deployment(kube, namespace, "steady", scaled["metadata"]["resourceVersion"],
+                             lambda s: s.get("readyReplicas") == 2)
+    assert {(_condition(s, "Progressing")["status"], _condition(s, "Progressing")["reason"]) for s in seen} == {
+        ("True", "NewReplicaSetAvailable")}, seen
+
+
+def test_a_rollout_without_progress_times_out_after_its_deadline(kube: Kube, namespace: str) -> None:
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    deployment = _deployment("stuck", 1)
+    deployment["spec"]["progressDeadlineSeconds"] = 1
+    kube.post(path, deployment)
+    wait_for(lambda: _status(kube, namespace, "stuck").get("readyReplicas") == 1)
+    kube.patch(f"{path}/stuck", {"spec": {"template": {"spec": {"containers": [
+        {"name": "main", "image": "registry.example/doesnotexist:2"}]}}}}, "application/strategic-merge-patch+json")
+    progressing = wait_for(lambda: _condition(_status(kube, namespace, "stuck"), "Progressing").get(
+        "reason") == "ReplicaSetUpdated" and _condition(_status(kube, namespace, "stuck"), "Progressing"))
+    timed_out = wait_for(lambda: (c := _condition(_status(kube, namespace, "stuck"), "Progressing")).get(
+        "reason") == "ProgressDeadlineExceeded" and c)
+    assert timed_out["status"] == "False"
+    assert _epoch(timed_out["lastUpdateTime"]) - _epoch(progressing["lastUpdateTime"]) >= 1
+
+
+def test_a_pod_the_controller_cannot_create_is_reported_as_a_replica_failure(tmp_path: Path) -> None:
+    """The status is still written (observedGeneration follows) with ReplicaFailure/FailedCreate and the API
+    error; the condition goes once the pods can be created. (A template label the Pod's own check refuses,
+    stored unchecked.)"""
+    with start_apiserver(tmp_path, ready_delay_s=0.3, extra_args=("--no-validate-builtins",)) as server:
+        kube = Kube(server.url)
+        path = "/apis/apps/v1/namespaces/default/deployments"
+        kube.post(path, _deployment("failing", 1))
+        wait_for(lambda: _status(kube, "default", "failing").get("readyReplicas") == 1)
+        kube.patch(f"{path}/failing", {"spec": {"template": {"metadata": {"labels": {"tier": "not ok!"}}}}})
+        status = wait_for(lambda: (s := _status(kube, "default", "failing")).get("observedGeneration") == 2 and s)
+        failure = _condition(status, "ReplicaFailure")
+        assert (failure["status"], failure["reason"]) == ("True", "FailedCreate"), status
+        assert 'is invalid: metadata.labels[tier]: Invalid value: "not ok!"' in failure["message"]
+        assert status["readyReplicas"] == 1, "the old pod stays"
+        kube.patch(f"{path}/failing", {"spec": {"template": {"metadata": {"labels": {"tier": "ok"}}}}})
+        status = wait_for(lambda: (s := _status(kube, "default", "failing")).get("observedGeneration") == 3 and
+                          s.get("updatedReplicas") == 1 and s)
+        assert not _condition(status, "ReplicaFailure"), status
+
+
+def test_a_recreate_deployment_replaces_every_old_pod_before_starting_new_ones(kube: Kube, namespace: str) -> None:
+    """Recreate allows no unavailable pod (3 ready of 4 is not available) and starts the new template's pods only
+    once every old one is gone, terminating ones included."""
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    deployment = _deployment("again", 3, lifecycle={"preStop": {"exec": {"command": ["sleep", "1"]}}})
+    deployment["spec"]["strategy"] = {"type": "Recreate"}
+    kube.post(path, deployment)
+    wait_for(lambda: _status(kube, namespace, "again").get("readyReplicas") == 3)
+    _, scaled = kube.patch(f"{path}/again", {"spec": {"replicas": 4}})
+    seen = _watch_deployment(kube, namespace, "again", scaled["metadata"]["resourceVersion"],
+                             lambda s: s.get("readyReplicas") == 4)
+    assert {_condition(s, "Available")["reason"] for s in seen if s.get("readyReplicas") == 3} == {
+        "MinimumReplicasUnavailable"}, seen
+    _, changed = kube.patch(f"{path}/again", {"spec": {"template": {"spec": {"containers": [
+        {"name": "main", "image": "nginx:1.28"}]}}}}, "application/strategic-merge-patch+json")
+    events = []
+    for event in kube.watch(f"/api/v1/namespaces/{namespace}/pods?watch=1&timeoutSeconds=10&labelSelector=app%3D"
+                            f"again&resourceVersion={changed['metadata']['resourceVersion']}", 1000, 10):
+        image = event["object"]["spec"]["containers"][0]["image"]
+        events.append((event["type"], image))
+        if events.count(("ADDED", "nginx:1.28")) == 4:
+            break
+    first_new = events.index(("ADDED", "nginx:1.28"))
+    assert events[:first_new].count(("DELETED", "nginx:1.27")) == 4, events
+    assert ("DELETED", "nginx:1.27") not in events[first_new:], events
+
+
+def test_a_rollout_counts_its_new_pods_that_are_not_ready_as_unavailable(kube: Kube, namespace: str) -> None:
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    kube.post(path, _deployment("half", 2))
+    wait_for(lambda: _status(kube, namespace, "half").get("readyReplicas") == 2)
+    kube.patch(f"{path}/half", {"spec": {"template": {"spec": {"containers": [
+        {"name": "main", "image": "registry.example/doesnotexist:2"}]}}}}, "application/strategic-merge-patch+json")
+    status = wait_for(lambda: (s := _status(kube, namespace, "half")).get("updatedReplicas") == 2 and s)
+    assert (status["replicas"], status["readyReplicas"], status["unavailableReplicas"]) == (4, 2, 2), status

@@ -187,3 +187,56 @@ def test_a_status_the_schema_marks_required_is_not_required_on_create(kube: Kube
     assert status == 201, created
     status, body = kube.post(path, {**budget, "metadata": {"name": "c"}, "spec": {"maxUnavailable": [1]}})
     assert status == 422 and "spec.maxUnavailable" in _causes(body), body
+
+
+_PERCENT_ERROR = ("a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or "
+                  "'93%', regex used for validation is '[0-9]+%')")
+
+
+@pytest.mark.parametrize("strategy,field,message", [
+    ({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "12.5%", "maxSurge": 1}},
+     "spec.strategy.rollingUpdate.maxUnavailable",
+     f'Invalid value: intstr.IntOrString{{Type:1, IntVal:0, StrVal:"12.5%"}}: {_PERCENT_ERROR}'),
+    ({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": "1"}},
+     "spec.strategy.rollingUpdate.maxSurge", f'Invalid value: intstr.IntOrString{{Type:1, IntVal:0, StrVal:"1"}}: '
+                                             f"{_PERCENT_ERROR}"),
+    ({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": -1, "maxSurge": 1}},
+     "spec.strategy.rollingUpdate.maxUnavailable", "Invalid value: -1: must be greater than or equal to 0"),
+    ({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "0%", "maxSurge": 0}},
+     "spec.strategy.rollingUpdate.maxUnavailable",
+     'Invalid value: intstr.IntOrString{Type:1, IntVal:0, StrVal:"0%"}: may not be 0 when `maxSurge` is 0'),
+    ({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "101%", "maxSurge": 0}},
+     "spec.strategy.rollingUpdate.maxUnavailable",
+     'Invalid value: intstr.IntOrString{Type:1, IntVal:0, StrVal:"101%"}: must not be greater than 100%'),
+    ({"type": "Recreate", "rollingUpdate": {"maxUnavailable": 1}}, "spec.strategy.rollingUpdate",
+     "Forbidden: may not be specified when strategy `type` is 'Recreate'"),
+])
+def test_a_deployment_strategy_is_checked_as_the_real_server_does(
+        kube: Kube, namespace: str, strategy: dict[str, Any], field: str, message: str) -> None:
+    status, body = kube.post(f"/apis/apps/v1/namespaces/{namespace}/deployments",
+                             {**_deployment(), "spec": {**_deployment()["spec"], "strategy": strategy}})
+    assert status == 422, body
+    assert _causes(body) == {field: message}
+
+
+@pytest.mark.parametrize("strategy", [
+    {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "100%", "maxSurge": "0%"}},
+    {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+    {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0}},
+    {"type": "Recreate"},
+])
+def test_a_valid_deployment_strategy_is_accepted(kube: Kube, namespace: str, strategy: dict[str, Any]) -> None:
+    status, body = kube.post(f"/apis/apps/v1/namespaces/{namespace}/deployments",
+                             {**_deployment(), "spec": {**_deployment()["spec"], "strategy": strategy}})
+    assert status == 201, body
+
+
+def test_a_pod_templates_deletion_cost_must_be_a_32bit_integer(kube: Kube, namespace: str) -> None:
+    """ValidatePodTemplateSpec checks the template's annotations as a Pod's: the pods could not be created."""
+    deployment = _deployment()
+    deployment["spec"]["template"]["metadata"]["annotations"] = {
+        "controller.kubernetes.io/pod-deletion-cost": "lots"}
+    status, body = kube.post(f"/apis/apps/v1/namespaces/{namespace}/deployments", deployment)
+    assert status == 422, body
+    assert _causes(body) == {"spec.template.annotations[controller.kubernetes.io/pod-deletion-cost]":
+                             'Invalid value: "lots": must be a 32bit integer'}

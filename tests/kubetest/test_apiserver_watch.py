@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
+import pytest
 
 from foresail.kubetest.testing import ApiServerProcess, start_apiserver
 from tests.kubetest.helpers import Kube
@@ -123,3 +124,44 @@ def test_drop_watches_ends_open_streams(server: ApiServerProcess, kube: Kube,
     events = list(kube.watch(f"/api/v1/namespaces/{namespace}/configmaps?watch=true"
                              "&timeoutSeconds=10", timeout_s=10))
     assert events == [] and time.monotonic() - started < 5
+
+
+def test_an_object_leaving_the_selector_is_deleted_as_it_was_selected(kube: Kube, namespace: str) -> None:
+    """The real cacheWatcher sends the object's previous state (which matched) at the event's resourceVersion."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    _, created = kube.post(path, {"metadata": {"name": "tiered", "labels": {"tier": "gold"}}})
+    _, moved = kube.patch(f"{path}/tiered", {"metadata": {"labels": {"tier": "silver"}}})
+    events = list(kube.watch(f"{path}?watch=1&labelSelector=tier%3Dgold"
+                             f"&resourceVersion={created['metadata']['resourceVersion']}", max_events=1))
+    assert _names(events) == [("DELETED", "tiered")]
+    gone = events[0]["object"]["metadata"]
+    assert (gone["labels"], gone["resourceVersion"]) == ({"tier": "gold"}, moved["metadata"]["resourceVersion"])
+
+
+def test_a_watch_from_a_resource_version_still_to_come_waits_for_it(kube: Kube, namespace: str) -> None:
+    """As with the real watch cache: events up to the asked-for version are not sent, later ones are."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    since = int(kube.get(path)[1]["metadata"]["resourceVersion"]) + 2
+    created: list[tuple[str, int]] = []
+
+    def create() -> None:
+        for name in ("c1", "c2", "c3"):
+            created.append((name, int(kube.post(path, {"metadata": {"name": name}})[1]["metadata"][
+                "resourceVersion"])))
+    threading.Timer(0.3, create).start()
+    events = list(kube.watch(f"{path}?watch=1&timeoutSeconds=2&resourceVersion={since}"))
+    assert _names(events) == [("ADDED", name) for name, version in created if version > since], created
+    assert created[-1][1] > since
+
+
+@pytest.mark.parametrize("timeout", ["nan", "1.5", "abc", "1e3"])
+def test_watch_timeout_seconds_must_be_an_integer(kube: Kube, namespace: str, timeout: str) -> None:
+    status, body = kube.get(f"/api/v1/namespaces/{namespace}/configmaps?watch=1&timeoutSeconds={timeout}")
+    assert (status, body["reason"]) == (400, "BadRequest"), body
+    assert body["message"] == f'strconv.ParseInt: parsing "{timeout}": invalid syntax'
+
+
+def test_a_negative_watch_timeout_ends_the_stream_at_once(kube: Kube, namespace: str) -> None:
+    started = time.monotonic()
+    assert list(kube.watch(f"/api/v1/namespaces/{namespace}/configmaps?watch=1&timeoutSeconds=-1")) == []
+    assert time.monotonic() - started < 1
