@@ -35,12 +35,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from bench import TRACES
 from foresail.backtest.accuracy import evaluate
 from foresail.backtest.baselines import POLICIES
 from foresail.backtest.experiment import QUEUES, prepare, run_policy
 from foresail.backtest.report import geomean
 from foresail.backtest.request_queue import MAX_REQUESTS
-from foresail.backtest.traces import Trace, iter_servegen_clients, load_trace
+from foresail.backtest.traces import Trace, TraceError, iter_servegen_clients, load_trace
 from foresail.backtest.tune import fleet_setting
 
 COLD_STARTS = (120.0, 300.0)
@@ -169,9 +170,18 @@ def run_all(pool: Executor, fn: Callable, work: list, desc: str) -> list:
     return [f.result() for f in futures]
 
 
+def show_saved(report: Path, plot: Path | None) -> int:
+    """Print the tables of a saved ``--out`` file, and plot it where asked."""
+    saved = json.loads(report.read_text())
+    print_report(saved)
+    if plot:
+        plot_customers(saved, plot)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--traces", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "traces")
+    parser.add_argument("--traces", type=Path, default=TRACES)
     parser.add_argument("--out", type=Path, default=Path("bench-backtest.json"))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--customers", type=int, default=12,
@@ -192,13 +202,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="plot the customer series' figures (with --report too)")
     args = parser.parse_args(argv)
     if args.report:
-        saved = json.loads(args.report.read_text())
-        print_report(saved)
-        if args.plot:
-            plot_customers(saved, args.plot)
-        return 0
+        return show_saved(args.report, args.plot)
     t_all = time.perf_counter()
-    groups = load_groups(args.traces, args.customers)
+    try:
+        groups = load_groups(args.traces, args.customers)
+    except TraceError as exc:
+        print(f"error: {exc}")
+        return 2
     big = max(groups["servegen-aggregates"], key=lambda t: t.duration_s)  # timed below
     groups = within(groups, args.max_requests or (REQUESTS_REPLAYED if args.queue == "requests" else None))
     jobs: list[tuple[str, float, Trace, bool]] = []
@@ -413,8 +423,8 @@ def print_forecast(forecast: list[dict]) -> None:
         for s in item["scores"]:
             buckets.setdefault((grp, s["h"]), []).append(s)
     for (grp, h), ss in sorted(buckets.items()):
-        fw = [s["foresail"] for s in ss if math.isfinite(s["foresail"])]
-        pw = [s["persistence"] for s in ss if math.isfinite(s["persistence"])]
+        paired = [s for s in ss if math.isfinite(s["foresail"]) and math.isfinite(s["persistence"])]
+        fw, pw = [s["foresail"] for s in paired], [s["persistence"] for s in paired]
         cov = [s["cov90"] for s in ss]
         window = [s["wcov90"] for s in ss  # absent from older saved reports
                   if s.get("wcov90") is not None and math.isfinite(s["wcov90"])]

@@ -43,12 +43,13 @@ import numpy as np
 import pandas as pd
 import requests
 
-from bench.activator import ROOT, _wait_http, ready_llmdeployment
+from bench import TRACES
+from bench.activator import _wait_http, ready_llmdeployment
 from bench.table import print_table
+from foresail.backtest.traces import TraceError
 from foresail.demo.prometheus import free_port
 from foresail.kubetest.testing import start_apiserver
 
-TRACES = ROOT.parent / "shared" / "traces"
 TRACE = TRACES / "azure-llm-2023" / "AzureLLMInferenceTrace_conv.csv"
 MOONCAKE = TRACES / "mooncake-fast25" / "conversation_trace.jsonl.gz"
 SLICES = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
@@ -191,9 +192,32 @@ COLUMNS = {"load": "load", "way": "spread by", "p50": "p50 ms", "p90": "p90 ms",
            "vs": "p99 / random"}
 
 
-def least_load(args: argparse.Namespace, rng: np.random.Generator) -> list[dict[str, Any]]:
-    """The first scenario: output lengths from the Azure conversation trace, no prefix caches."""
-    lengths = pd.read_csv(args.trace)["GeneratedTokens"].to_numpy(int)
+def output_lengths(path: Path) -> np.ndarray:
+    """The output lengths (``GeneratedTokens``) of an Azure-format trace CSV; TraceError where it is missing,
+    unreadable or lacks them."""
+    if not path.is_file():
+        raise TraceError(f"{path}: no such file")
+    try:
+        return pd.read_csv(path, usecols=["GeneratedTokens"])["GeneratedTokens"].to_numpy(int)
+    except (OSError, ValueError) as exc:
+        raise TraceError(f"{path}: not an Azure trace with whole GeneratedTokens ({exc})") from None
+
+
+def read_mooncake(path: Path, n: int) -> list[dict[str, Any]]:
+    """The first ``n`` requests of a Mooncake-format JSONL.gz; TraceError where it is unreadable or they lack
+    ``hash_ids`` or ``output_length``."""
+    try:
+        with gzip.open(path, "rt") as fh:
+            trace = [json.loads(line) for line in itertools.islice(fh, n)]
+    except (OSError, ValueError) as exc:
+        raise TraceError(f"{path}: not a readable Mooncake trace ({exc})") from None
+    if not trace or not all(isinstance(r, dict) and {"hash_ids", "output_length"} <= r.keys() for r in trace):
+        raise TraceError(f"{path}: not a Mooncake trace (requests with hash_ids and output_length)")
+    return trace
+
+
+def least_load(args: argparse.Namespace, lengths: np.ndarray, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """The first scenario: output ``lengths`` from the Azure conversation trace, no prefix caches."""
     bodies = [_chat("hi", n) for n in rng.choice(lengths, args.requests)]
     capacity_rps = args.pods * args.slots / (lengths.mean() * args.token_ms / 1e3)
     rows, out = [], []
@@ -222,10 +246,9 @@ def least_load(args: argparse.Namespace, rng: np.random.Generator) -> list[dict[
     return [{"capacity_rps": capacity_rps, **o} for o in out]
 
 
-def prefix_caches(args: argparse.Namespace, rng: np.random.Generator) -> list[dict[str, Any]]:
-    """The second scenario: the Mooncake conversation trace against pods with prefix caches."""
-    with gzip.open(args.mooncake, "rt") as fh:
-        trace = [json.loads(line) for line in itertools.islice(fh, args.prefix_requests)]
+def prefix_caches(args: argparse.Namespace, trace: list[dict[str, Any]],
+                  rng: np.random.Generator) -> list[dict[str, Any]]:
+    """The second scenario: the Mooncake conversation ``trace`` against pods with prefix caches."""
     bodies = [_chat(" ".join(f"b{h}" for h in r["hash_ids"]), r["output_length"]) for r in trace]
     uncached_s = np.mean([len(r["hash_ids"]) * args.block_ms + r["output_length"] * args.token_ms
                           for r in trace]) / 1e3
@@ -280,13 +303,16 @@ def main(argv: list[str]) -> int:
                         help="the prefix routing activator's --prefix-load-factor (default 1.25)")
     parser.add_argument("--json", help="write the figures as JSON")
     args = parser.parse_args(argv)
-    if not args.trace.exists():
-        print(f"needs the Azure conversation trace at {args.trace}")
+    try:
+        lengths = output_lengths(args.trace)
+        mooncake = read_mooncake(args.mooncake, args.prefix_requests) if args.mooncake.exists() else None
+    except TraceError as exc:
+        print(f"error: {exc}")
         return 2
     rng = np.random.default_rng(0)
-    figures = {"least_load": least_load(args, rng)}
-    if args.mooncake.exists():
-        figures["prefix"] = prefix_caches(args, rng)
+    figures = {"least_load": least_load(args, lengths, rng)}
+    if mooncake is not None:
+        figures["prefix"] = prefix_caches(args, mooncake, rng)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     return 0

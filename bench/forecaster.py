@@ -33,10 +33,11 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from bench import TRACES
 from bench.table import print_table
 from foresail.autoscaler import features
 from foresail.autoscaler.forecast import DemandForecaster
-from foresail.backtest.traces import load_trace
+from foresail.backtest.traces import TraceError, load_trace
 
 STEP_S = 60.0
 DAY_STEPS = 1440
@@ -99,12 +100,13 @@ def step_through(fc: DemandForecaster, times: np.ndarray, rates: np.ndarray) -> 
 
 
 def run(path: Path, threads: int, horizon_min: int, repeats: int) -> dict[str, Any]:
-    """All the figures for one trace."""
+    """All the figures for one trace; TraceError where it is missing or unreadable, three days long or less,
+    or without demand."""
     times, rates = per_minute(path)
     if len(times) <= 3 * DAY_STEPS:
-        raise SystemExit(f"{path}: {len(times)} steps of 60 s; the benchmark needs more than 3 days")
+        raise TraceError(f"{path}: {len(times)} steps of 60 s; the benchmark needs more than 3 days")
     if not np.nansum(rates) > 0:
-        raise SystemExit(f"{path}: no demand in any step; there is nothing to learn")
+        raise TraceError(f"{path}: no demand in any step; there is nothing to learn")
 
     def forecaster() -> DemandForecaster:
         return DemandForecaster(step_s=STEP_S, horizon_s=horizon_min * 60.0)
@@ -144,7 +146,7 @@ def report(r: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.forecaster", description=__doc__.split("\n")[0])
-    ap.add_argument("--trace", type=Path, default=Path("../shared/traces/servegen/servegen-m-large-10min.csv"))
+    ap.add_argument("--trace", type=Path, default=TRACES / "servegen" / "servegen-m-large-10min.csv")
     ap.add_argument("--threads", type=int, default=2, help="BLAS and OpenMP threads (default 2)")
     ap.add_argument("--horizon-min", type=int, default=60, help="forecast horizons up to this many minutes")
     ap.add_argument("--repeats", type=int, default=3, help="fits timed, the best kept")
@@ -152,7 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.threads < 1 or args.repeats < 1 or args.horizon_min < 1:
         ap.error("--threads, --repeats and --horizon-min must be at least 1")
-    figures = run(args.trace, args.threads, args.horizon_min, args.repeats)
+    try:
+        figures = run(args.trace, args.threads, args.horizon_min, args.repeats)
+    except TraceError as exc:
+        print(f"error: {exc}")
+        return 2
     report(figures)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1) + "\n")

@@ -344,16 +344,17 @@ def run_bench(concurrencies: list[int], mean_tokens: int, threads: int, repeats:
 
 
 def print_table(figures: dict) -> None:
-    """Tokens/s, median TTFT and ratios vs sequential, then cold starts."""
+    """Tokens/s and median TTFT, over sequential's and over the method's own at the lowest concurrency run, then
+    cold starts."""
     results = figures["results"]
     print(f"\nInference, {figures['model']} on {figures['device']} ({figures['dtype']}), closed loop of C slots over "
           f"max(16, {figures['per_slot']} C) requests, "
           f"completions of {figures['mean_tokens']} tokens on average, {figures['threads']} torch threads, "
           f"best of {figures['repeats']} runs\n")
-    print(f"{'method':<11}{'conc':>5}{'tokens/s':>10}{'x seq':>8}{'TTFT p50':>11}{'x own c=1':>11}"
+    first_c = min(results["sequential"])  # every method runs every concurrency
+    print(f"{'method':<11}{'conc':>5}{'tokens/s':>10}{'x seq':>8}{'TTFT p50':>11}{f'x own c={first_c}':>11}"
           f"{'burst TTFT':>12}")
     for method in ("server", "server-fifo", "sequential", "static"):
-        first_c = min(results[method])
         for c, row in results[method].items():
             seq = results["sequential"][c]
             burst = _ms(row["burst_median_ttft_s"], 10) if "burst_median_ttft_s" in row else ""

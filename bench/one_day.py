@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from bench import TRACES
 from foresail.backtest.experiment import QUEUES, prepare, run_policy
 from foresail.backtest.report import geomean
 from foresail.backtest.traces import Trace, TraceError, iter_servegen_clients
@@ -38,7 +39,7 @@ def replay(job: tuple[Trace, float, str]) -> tuple[float, float, float] | None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--traces", type=Path, default=Path("../shared/traces"))
+    ap.add_argument("--traces", type=Path, default=TRACES)
     ap.add_argument("--services", nargs="+", default=["deepseek-r1", "mm-image"])
     ap.add_argument("--cold-starts", default="120,300", help="seconds, comma-separated (default 120,300)")
     ap.add_argument("--workers", type=int, default=2)

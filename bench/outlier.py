@@ -37,13 +37,14 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import TRACES
 from bench.table import print_table
 from bench.train_prior import training_series
 from foresail.autoscaler.features import LONE, damp_lone_steps
 from foresail.autoscaler.forecast import DemandForecaster
 from foresail.autoscaler.policy import ForesailPolicy, Observation, PolicyConfig
 from foresail.backtest.experiment import prepare, run_policy
-from foresail.backtest.traces import Trace, iter_servegen_clients
+from foresail.backtest.traces import Trace, TraceError, iter_servegen_clients
 
 DAY = 1440  # minutes
 SPIKE_AT = 600  # minutes into the last day
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="the outlying minute's multiples, comma-separated (default 20,100,1000)")
     ap.add_argument("--recurring", type=float, default=20.0,
                     help="the multiple of the minute that recurs every 30, 60 and 180 minutes (default 20)")
-    ap.add_argument("--traces", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "traces",
+    ap.add_argument("--traces", type=Path, default=TRACES,
                     help="the traces folder, for the lone windows of the ServeGen customer series")
     args = ap.parse_args(argv)
     if args.days < 3 or min(args.spikes) <= 0 or args.recurring <= 0:
@@ -208,16 +209,26 @@ def main(argv: list[str] | None = None) -> int:
               "recorded)")
         print_table(operator_view(args.spikes, minute), columns)
     print_table(medians(a), {"outlier": "one minute", "median": "median at +1 / +10 / +30 min, req/s"})
-    clients = args.traces / "servegen" / "servegen-clients.tar.gz"
-    if clients.is_file():
-        print("\nServeGen customer series at 10-min windows: lone windows (at least so many times both "
-              "neighbours and the day's mean)")
-        print_table(lone_rows(iter_servegen_clients(clients)), {"times": "at least", "windows": "windows",
-                                                               "series": "series with any"})
-        damped, total, n = damped_steps(training_series(args.traces))
-        print(f"\nEvery public series at 60-s steps: the forecaster damps {damped:,} of {total:,} steps ({n} series)")
-    else:
+    return real_series(args.traces)
+
+
+def real_series(traces_dir: Path) -> int:
+    """Print the lone windows of the ServeGen customer series and the steps the forecaster damps in every
+    public series (left out where the ServeGen archive is missing); 2 where a trace cannot be read."""
+    clients = traces_dir / "servegen" / "servegen-clients.tar.gz"
+    if not clients.is_file():
         print(f"\n{clients} is missing: the lone windows of real series are left out")
+        return 0
+    try:
+        rows = lone_rows(iter_servegen_clients(clients))
+        damped, total, n = damped_steps(training_series(traces_dir))
+    except TraceError as exc:
+        print(f"error: {exc}")
+        return 2
+    print("\nServeGen customer series at 10-min windows: lone windows (at least so many times both "
+          "neighbours and the day's mean)")
+    print_table(rows, {"times": "at least", "windows": "windows", "series": "series with any"})
+    print(f"\nEvery public series at 60-s steps: the forecaster damps {damped:,} of {total:,} steps ({n} series)")
     return 0
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from bench import TRACES
 from bench.backtest import TARGET, load_groups
 from bench.table import print_table
 from foresail.autoscaler.policy import Decision, ForesailPolicy, Observation, PolicyConfig
@@ -26,6 +27,7 @@ from foresail.backtest.baselines import foresail_config
 from foresail.backtest.experiment import Prepared, prepare, run_instance, run_policy
 from foresail.backtest.report import geomean
 from foresail.backtest.simulate import SimResult
+from foresail.backtest.traces import TraceError
 
 # the term named first in a decision's reason (after "scale up 2→4: "), in the order the policy writes them
 TERMS = (("holding the peak demand", "burst memory"), ("forecast", "forecast"), ("current demand", "reactive floor"),
@@ -99,7 +101,7 @@ def trial(preps: list[Prepared], oracles: list[SimResult], label: str,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("trial", nargs="?", help="FIELD=V1,V2: a PolicyConfig field and its values to try")
-    ap.add_argument("--traces", type=Path, default=Path("../shared/traces"))
+    ap.add_argument("--traces", type=Path, default=TRACES)
     ap.add_argument("--customers", type=int, default=3, help="largest customers per ServeGen service")
     ap.add_argument("--cold-starts", default="120", help="cold starts in seconds (default 120)")
     args = ap.parse_args(argv)
@@ -108,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}")
         return 2
-    groups = load_groups(args.traces, args.customers)
+    try:
+        groups = load_groups(args.traces, args.customers)
+    except TraceError as exc:
+        print(f"error: {exc}")
+        return 2
     rows = []
     for cold in (float(c) for c in args.cold_starts.split(",")):
         preps = {g: [prepare(t, cold_start_s=cold) for t in ts] for g, ts in groups.items()}

@@ -21,6 +21,7 @@ At ServeGen's native 10-min resolution, two measurements against persistence (th
 from __future__ import annotations
 
 import argparse
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Callable
@@ -30,9 +31,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.linear_model import LinearRegression
 from tqdm import tqdm
 
+from bench import TRACES
 from bench.backtest import switch_on_share, switch_ons
 from bench.table import print_table
-from foresail.backtest.traces import iter_servegen_clients, load_trace
+from foresail.backtest.traces import Trace, TraceError, iter_servegen_clients, load_trace
 
 DAY = 144  # 10-min windows
 HORIZONS = (1, 3, 6)  # windows ahead: 10, 30, 60 min
@@ -117,34 +119,37 @@ def switch_on_recurrence(d: np.ndarray, lag: int, k: int, frac: float, start: in
                          around: np.ndarray | None = None) -> float:
     """Share of switch-on demand (steps at least twice the step before) that ``lag`` steps earlier foretold:
     a step within ``k`` of ``t - lag`` had at least ``frac`` of ``d[t]``. Only switch-ons in
-    ``[start, stop)`` and not in the first ``lag`` steps count; 0 when there are none."""
+    ``[start, stop)`` and not in the first ``lag`` steps count; NaN when there are none (nothing to judge)."""
     d = np.asarray(d, float)
     t = np.nonzero(switch_ons(d))[0]
     t = t[(t >= max(lag, start)) & (t < (len(d) if stop is None else stop))]
     if len(t) == 0:
-        return 0.0
+        return math.nan
     around = _around(d, k) if around is None else around
     foretold = around[t - lag] >= frac * d[t]
     return float(d[t][foretold].sum() / d[t].sum())
 
 
-def learned_lag_recurrence(d: np.ndarray, k: int, frac: float, max_lag: int = 7 * DAY) -> tuple[int, float]:
+def learned_lag_recurrence(d: np.ndarray, k: int, frac: float, max_lag: int = 7 * DAY) -> tuple[int | None, float]:
     """The series' own best lag and what it foretells: the lag (``k + 1`` to ``max_lag`` steps, so that the
     window ends before the switch-on) that foretold the most switch-on demand in the first half, and the
-    share of the second half's switch-on demand it foretells."""
+    share of the second half's switch-on demand it foretells (NaN where none is there to judge); (None, NaN)
+    where the first half has no switch-on to learn a lag from."""
     d = np.asarray(d, float)
     half, around = len(d) // 2, _around(d, k)
     lags = range(k + 1, max_lag + 1)
-    learned = [switch_on_recurrence(d, lag, k, frac, stop=half, around=around) for lag in lags]
-    best = lags[int(np.argmax(learned))]
+    learned = np.array([switch_on_recurrence(d, lag, k, frac, stop=half, around=around) for lag in lags])
+    if np.isnan(learned).all():
+        return None, math.nan
+    best = lags[int(np.nanargmax(learned))]
     return best, switch_on_recurrence(d, best, k, frac, start=half, around=around)
 
 
-def aggregates(traces_dir: Path) -> None:
-    """Print the change statistics of every ServeGen service aggregate."""
+def aggregates(services: list[Trace], clients: list[Trace]) -> None:
+    """Print the change statistics of the ServeGen service aggregates, and the bottom-up forecasts of the
+    m-large and m-mid customer series in ``clients``."""
     rows = []
-    for path in sorted((traces_dir / "servegen").glob("servegen-*-10min.csv")):
-        tr = load_trace(path)
+    for tr in services:
         row = {"series": tr.name, "ac": f"{change_autocorrelation(tr.arrivals, tr.gaps):+.3f}"}
         for h in HORIZONS:
             try:
@@ -158,8 +163,9 @@ def aggregates(traces_dir: Path) -> None:
           "the second)")
     print_table(rows, {"series": "series", "ac": "autocorr"} | {str(h): f"+{10 * h} min" for h in HORIZONS})
     by_service: dict[str, list] = {}
-    for tr in iter_servegen_clients(traces_dir / "servegen" / "servegen-clients.tar.gz", ["m-large", "m-mid"]):
-        by_service.setdefault(tr.group, []).append(tr)
+    for tr in clients:
+        if tr.group in ("servegen-m-large", "servegen-m-mid"):
+            by_service.setdefault(tr.group, []).append(tr)
     rows = []
     for service, traces in by_service.items():
         start = min(tr.start_s for tr in traces)
@@ -177,13 +183,24 @@ def aggregates(traces_dir: Path) -> None:
     print_table(rows, {"series": "service"} | {str(h): f"+{10 * h} min" for h in HORIZONS})
 
 
-def customers(traces_dir: Path, min_share: float) -> None:
+def foretold(shares: list[float]) -> dict[str, str | int]:
+    """Median, mean, p90 and count at 50 % or more of the shares foretold, over the series judged (NaN: none of
+    its switch-ons could be judged, left out and counted)."""
+    a = np.array(shares, float)
+    judged = a[~np.isnan(a)]
+    if not len(judged):
+        return {"median": "-", "mean": "-", "p90": "-", "half": 0, "left": len(a)}
+    return {"median": f"{100 * np.median(judged):.0f} %", "mean": f"{100 * judged.mean():.0f} %",
+            "p90": f"{100 * np.percentile(judged, 90):.0f} %", "half": int((judged >= 0.5).sum()),
+            "left": len(a) - len(judged)}
+
+
+def customers(clients: list[Trace], min_share: float) -> None:
     """Print how much switch-on demand of the switch-on-heavy customer series a day or a week foretold, and
     each series' own best lag (learned on the first half, scored on the second)."""
     found: dict[tuple[str, int, float], list[float]] = {}
-    lags: dict[int, list[int]] = {}  # window half-width -> each series' own best lag
-    series = [tr for tr in iter_servegen_clients(traces_dir / "servegen" / "servegen-clients.tar.gz")
-              if tr.demand(tr.default_unit).sum() > 0 and switch_on_share(tr) >= min_share]
+    lags: dict[int, list[int | None]] = {}  # window half-width -> each series' own best lag
+    series = [tr for tr in clients if tr.demand(tr.default_unit).sum() > 0 and switch_on_share(tr) >= min_share]
     for tr in tqdm(series, desc="customer series", leave=False):
         d = tr.demand(tr.default_unit)
         half = len(d) // 2
@@ -192,35 +209,41 @@ def customers(traces_dir: Path, min_share: float) -> None:
                 found.setdefault((f"a {when} earlier", k, frac), []).append(switch_on_recurrence(d, lag, k, frac))
                 found.setdefault((f"a {when} earlier, 2nd half", k, frac), []).append(
                     switch_on_recurrence(d, lag, k, frac, start=half))
-            lag, share = learned_lag_recurrence(d, k, frac)
+            best, share = learned_lag_recurrence(d, k, frac)
             found.setdefault(("own best lag, 2nd half", k, frac), []).append(share)
-            lags.setdefault(k, []).append(lag)
+            lags.setdefault(k, []).append(best)
     print(f"\nServeGen customer series with at least {100 * min_share:.0f} % of their demand in switch-ons: "
           f"{len(series)}. Share of each one's switch-on demand foretold by the same time a day / a week "
           "earlier (over the series, or its second half only), or by the series' own best lag (10 min to a "
-          "week, the one that foretold most of its first half):")
-    rows = []
-    for (when, k, frac), v in found.items():
-        a = np.array(v)
-        rows.append({"when": when, "window": f"+-{10 * k} min", "level": f">= {frac}x",
-                     "median": f"{100 * np.median(a):.0f} %", "mean": f"{100 * a.mean():.0f} %",
-                     "p90": f"{100 * np.percentile(a, 90):.0f} %", "half": int((a >= 0.5).sum())})
+          "week, the one that foretold most of its first half). A series with no switch-on that a row can judge "
+          "(none after the lag, as in a one-day series a day or a week earlier, or none in its second half) is "
+          "left out of that row's figures:")
+    rows = [{"when": when, "window": f"+-{10 * k} min", "level": f">= {frac}x", **foretold(v)}
+            for (when, k, frac), v in found.items()]
     print_table(rows, {"when": "foretold by", "window": "within", "level": "level", "median": "median",
-                       "mean": "mean", "p90": "p90", "half": "series >= 50 %"})
+                       "mean": "mean", "p90": "p90", "half": "series >= 50 %", "left": "left out"})
     for k, picked in lags.items():
-        a = np.array(picked)
+        a = np.array([lag for lag in picked if lag is not None])
+        unlearned = len(picked) - len(a)
         print(f"own best lag within +-{10 * k} min: the shortest allowed ({10 * (k + 1)} min, recent demand rather "
               f"than a period) on {int((a == k + 1).sum())} of {len(a)} series, within two windows of a day on "
-              f"{int((np.abs(a - DAY) <= 2).sum())}, of a week on {int((np.abs(a - 7 * DAY) <= 2).sum())}")
+              f"{int((np.abs(a - DAY) <= 2).sum())}, of a week on {int((np.abs(a - 7 * DAY) <= 2).sum())}"
+              + (f" ({unlearned} with no switch-on to learn from in the first half left out)" if unlearned else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--traces", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "traces")
+    ap.add_argument("--traces", type=Path, default=TRACES)
     ap.add_argument("--min-share", type=float, default=0.10, help="switch-on share of a customer series")
     args = ap.parse_args(argv)
-    aggregates(args.traces)
-    customers(args.traces, args.min_share)
+    try:
+        services = [load_trace(p) for p in sorted((args.traces / "servegen").glob("servegen-*-10min.csv"))]
+        clients = list(iter_servegen_clients(args.traces / "servegen" / "servegen-clients.tar.gz"))
+    except TraceError as exc:
+        print(f"error: {exc}")
+        return 2
+    aggregates(services, clients)
+    customers(clients, args.min_share)
     return 0
 
 

@@ -34,6 +34,7 @@ import pandas as pd
 
 from bench.balance import TRACE
 from bench.table import print_table
+from foresail.backtest.traces import TraceError
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,19 @@ Pick = Callable[[Fleet, float], list[int]]  # the pods in the order a scale-down
 
 
 def load_requests(path: Path, token_ms: float) -> tuple[np.ndarray, np.ndarray]:
-    """Arrival seconds from the first request, and each request's duration (its output tokens)."""
-    df = pd.read_csv(path)
-    stamps = pd.to_datetime(df["TIMESTAMP"])
+    """Arrival seconds from the first request, and each request's duration (its output tokens); TraceError
+    where the trace is missing or unreadable, or lacks TIMESTAMP or GeneratedTokens."""
+    if not path.is_file():
+        raise TraceError(f"{path}: no such file")
+    try:
+        df = pd.read_csv(path, usecols=["TIMESTAMP", "GeneratedTokens"])
+        stamps = pd.to_datetime(df["TIMESTAMP"])
+        tokens = df["GeneratedTokens"].to_numpy(float)
+    except (OSError, ValueError) as exc:
+        raise TraceError(f"{path}: not an Azure trace with TIMESTAMP and GeneratedTokens ({exc})") from None
     times = (stamps - stamps.min()).dt.total_seconds().to_numpy()
     order = np.argsort(times, kind="stable")
-    return times[order], df["GeneratedTokens"].to_numpy()[order] * token_ms / 1e3
+    return times[order], tokens[order] * token_ms / 1e3
 
 
 def spread(arrivals: np.ndarray, durations: np.ndarray, pods: int, least_loaded: bool,
@@ -145,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not 0 < args.remove < args.pods:
         ap.error("--remove must be at least 1 and fewer than --pods")
-    arrivals, durations = load_requests(args.trace, args.token_ms)
+    try:
+        arrivals, durations = load_requests(args.trace, args.token_ms)
+    except TraceError as exc:
+        print(f"error: {exc}")
+        return 2
     instants = np.arange(args.warmup, arrivals[-1], args.every)
     if not len(instants):
         ap.error(f"the trace is shorter than --warmup {args.warmup:g} s")

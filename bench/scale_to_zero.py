@@ -16,11 +16,13 @@ deepseek-r1 customers of the first chunks (docs/backtest.md, "Scale to zero").
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from bench import TRACES
 from bench.backtest import hours_at_slo
 from bench.table import print_table
 from foresail.backtest.baselines import POLICIES
@@ -71,7 +73,7 @@ def _cell(res: SimResult) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--traces", type=Path, default=Path("../shared/traces"))
+    ap.add_argument("--traces", type=Path, default=TRACES)
     ap.add_argument("--series", nargs="+", default=list(SERIES), help="ServeGen customer series, service/chunk-N")
     ap.add_argument("--cold-start", type=float, default=120.0, help="seconds (default 120)")
     args = ap.parse_args(argv)
@@ -87,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         runs = compare(trace, args.cold_start)
         ours = runs["activator"]
         need = kpa_hours_at(trace, ours.slo_attainment, args.cold_start)
-        if need:
-            ratios.append(ours.replica_hours / need)
+        if need is not None:  # reached; at no replica-hours the ratio is infinite, which geomean leaves out
+            ratios.append(ours.replica_hours / need if need > 0 else math.inf)
         rows.append({"series": trace.name, **{column: _cell(res) for column, res in runs.items()},
-                     "kpa_equal": f"{need:,.0f} h (x{ours.replica_hours / need:.2f})" if need else "not reached"})
+                     "kpa_equal": f"{need:,.0f} h (x{ratios[-1]:.2f})" if need is not None else "not reached"})
         for column, res in runs.items():
             totals[column] += res.replica_hours
         above += ours.slo_attainment > runs["kpa"].slo_attainment

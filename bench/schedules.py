@@ -26,11 +26,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from bench import TRACES
 from foresail.autoscaler.recurrence import find_recurring
 from foresail.autoscaler.schedule import parse_schedules
 from foresail.backtest.experiment import Prepared, prepare, run_policy
 from foresail.backtest.report import geomean
-from foresail.backtest.traces import Trace, iter_servegen_clients, load_trace
+from foresail.backtest.traces import Trace, TraceError, iter_servegen_clients, load_trace
 
 WEEK_S = 7 * 86400.0
 TARGET = 0.99
@@ -123,12 +124,16 @@ def summary(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--traces", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "traces")
+    ap.add_argument("--traces", type=Path, default=TRACES)
     ap.add_argument("--cold-starts", default="120,300", metavar="S,S")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, help="write every series' figures as JSON")
     args = ap.parse_args(argv)
-    traces = series(args.traces)
+    try:
+        traces = series(args.traces)
+    except TraceError as exc:
+        print(f"error: {exc}")
+        return 2
     colds = tuple(float(c) for c in args.cold_starts.split(","))
     with ProcessPoolExecutor(args.workers) as pool:
         rows = [r for rs in tqdm(pool.map(run_trace, [(t, colds) for t in traces]), total=len(traces),

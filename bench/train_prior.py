@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import TRACES
 from foresail.autoscaler.prior import PRIOR_PATH, train_prior
-from foresail.backtest.traces import Trace, iter_servegen_clients, load_trace
+from foresail.backtest.traces import Trace, TraceError, iter_servegen_clients, load_trace
 
 STEP_S = 60.0
 
@@ -44,13 +45,17 @@ def first_half(trace: Trace) -> tuple[str, np.ndarray, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--traces", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "traces")
+    parser.add_argument("--traces", type=Path, default=TRACES)
     parser.add_argument("--out", type=Path, default=PRIOR_PATH)
     parser.add_argument("--rows-per-series", type=int, default=1000)
     parser.add_argument("--alpha", type=float, default=30.0)
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    series = [first_half(tr) for tr in training_series(args.traces)]
+    try:
+        series = [first_half(tr) for tr in training_series(args.traces)]
+    except TraceError as exc:
+        print(f"error: {exc}")
+        return 2
     prior = train_prior(series, step_s=STEP_S, horizon_steps=60, rows_per_series=args.rows_per_series, alpha=args.alpha)
     prior.meta.update({"trained_on": "first half (in time) of every series in ../shared/traces, 60-s steps"})
     args.out.parent.mkdir(parents=True, exist_ok=True)

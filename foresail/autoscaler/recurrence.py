@@ -110,6 +110,42 @@ def find_recurring(rate: np.ndarray, step_s: float, start_s: float, capacity: fl
     return sorted(found, key=lambda w: -w.peak)[:MAX_WINDOWS]
 
 
+def step_misfit(step_s: float, period: str) -> str | None:
+    """Why ``find_recurring`` cannot search ``period`` ("hour", "day" or "weekday") at steps of ``step_s``, or
+    None where it can: the steps must divide the period, two of them at least."""
+    period_s = PERIODS_S[period]
+    per = max(int(round(period_s / step_s)), 1)
+    if per >= 2 and math.isclose(per * step_s, period_s):
+        return None
+    noun = "hour" if period == "hour" else "day"
+    if step_s >= period_s or math.isclose(step_s, period_s):
+        return f"a step of {step_s:g} s is not shorter than the {noun}"
+    return f"a step of {step_s:g} s does not divide the {noun}"
+
+
+def not_searched(rate: np.ndarray, step_s: float, start_s: float) -> dict[str, str]:
+    """Why ``find_recurring(rate, step_s, start_s, ...)`` searches no window of a period, by period (those it
+    searches left out): the step does not fit it (``step_misfit``), or the history holds fewer whole periods
+    than ``MIN_PERIODS`` (those all in gaps, and weekends for the weekdays, not counted)."""
+    rate = np.asarray(rate, float)
+    out: dict[str, str] = {}
+    for period, period_s in PERIODS_S.items():
+        misfit = step_misfit(step_s, period)
+        if misfit is not None:
+            out[period] = misfit
+            continue
+        per = int(round(period_s / step_s))
+        first = (-int(round(start_s / step_s))) % per  # as _windows cuts the history into periods
+        n = max((len(rate) - first) // per, 0)
+        m = rate[first:first + n * per].reshape(n, per)
+        if period == "weekday":
+            m = m[(np.floor((start_s + first * step_s) / 86400 + np.arange(n)) + 3) % 7 < 5]
+        seen = int((~np.isnan(m).all(axis=1)).sum())
+        if seen < MIN_PERIODS[period]:
+            out[period] = f"only {seen} {period}{'s' if seen != 1 else ''} seen, {MIN_PERIODS[period]} needed"
+    return out
+
+
 def as_schedules(found: Iterable[Recurring]) -> tuple[Schedule, ...]:
     """Found windows as scheduled floors (UTC), each named ``learned <name>``."""
     return parse_schedules([{**w.entry(), "name": f"learned {w.name}"} for w in found], "learned schedules")

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+SEARCHES = {"hour": "hourly", "day": "daily", "weekday": "weekday"}  # the windows of each period
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `foresail schedules`."""
@@ -14,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--capacity", default="auto", metavar="RATE",
                         help="demand one replica serves, as for foresail backtest (default auto: the trace's "
                              "99th-percentile demand / 8)")
-    parser.add_argument("--interval", type=float, default=60.0, metavar="SECONDS", help="step (default 60)")
+    parser.add_argument("--interval", type=float, default=60.0, metavar="SECONDS",
+                        help="step, dividing the hour or the day (default 60)")
     parser.add_argument("--unit", choices=["auto", "requests", "tokens"], default="auto",
                         help="demand unit (default auto: tokens where the trace has them)")
     parser.add_argument("--days", type=float, metavar="N",
@@ -31,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     """Print the windows found, as YAML with the evidence in comments; 2 on bad input."""
     import numpy as np
 
-    from foresail.autoscaler.recurrence import find_recurring
+    from foresail.autoscaler.recurrence import PERIODS_S, find_recurring, not_searched, step_misfit
     from foresail.backtest.cli import parse_capacity
     from foresail.backtest.experiment import prepare
     from foresail.backtest.traces import TraceError, load_trace
@@ -49,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
         print("error: --min-share must be in (0, 1], --min-ratio above 1, --interval and --days positive",
               file=sys.stderr)
         return 2
+    if all(step_misfit(args.interval, period) for period in PERIODS_S):
+        print(f"error: --interval must divide the hour (3600 s) or the day (86400 s) into two steps or more, "
+              f"not {args.interval:g}", file=sys.stderr)
+        return 2
     try:
         p = prepare(load_trace(args.trace), args.interval, capacity=capacity, unit=args.unit)
     except TraceError as exc:
@@ -60,13 +67,18 @@ def run(args: argparse.Namespace) -> int:
     if args.days is not None:
         rate = rate[:int(args.days * 86400 / p.sim.interval_s)]
     found = find_recurring(rate, p.sim.interval_s, p.start_s, p.sim.capacity, args.min_share, args.min_ratio)
+    skipped = not_searched(rate, p.sim.interval_s, p.start_s)
     looked = f"{len(rate) * p.sim.interval_s / 86400:.1f} days of {p.name}"
     lines = [f"# foresail schedules: {len(found)} window{'s' if len(found) != 1 else ''} in {looked}, at "
              f"{p.sim.capacity:.4g} {p.sim.unit} per replica; times in the trace's clock (UTC). Check each "
              "before applying it."]
-    if not found:
-        lines.append(f"# none: no demand jumped at the same minute of {100 * args.min_share:.0f} % of the hours, "
-                     "or time of the days")
+    share = f"{100 * args.min_share:.0f} %"
+    searched = [f"minute of {share} of the hours"] if "hour" not in skipped else []
+    if "day" not in skipped:
+        searched.append("time of the days" if searched else f"time of {share} of the days")
+    if not found and searched:
+        lines.append(f"# none: no demand jumped at the same {', or '.join(searched)}")
+    lines += [f"# {SEARCHES[period]} windows not searched: {why}" for period, why in skipped.items()]
     for w in found:
         e = w.entry()
         days = f"days: [{', '.join(e['days'])}], " if "days" in e else ""

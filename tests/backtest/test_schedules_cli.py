@@ -57,6 +57,8 @@ def test_a_daily_job_needs_days_of_evidence(tmp_path, capsys):
     (["--min-ratio", "1"], "--min-ratio above 1"),
     (["--days", "-2"], "--days positive"),
     (["--capacity", "-1"], "--capacity must be a positive number"),
+    (["--interval", "420"], "--interval must divide the hour (3600 s) or the day (86400 s) into two steps or more"),
+    (["--interval", "86400"], "--interval must divide the hour (3600 s) or the day (86400 s) into two steps or more"),
 ])
 def test_bad_flags_are_an_error_that_says_why(tmp_path, capsys, flags, message):
     assert main(["schedules", "--trace", str(make_trace(tmp_path)), *flags]) == 2
@@ -80,3 +82,29 @@ def test_a_weekday_job_is_written_with_its_days(tmp_path, capsys):
     assert ('- {name: weekdays-0900, days: [Mon, Tue, Wed, Thu, Fri], start: "09:00", end: "09:30", '
             'minReplicas: 21}') in capsys.readouterr().out
     assert [s.describe() for s in load_schedules(str(found))] == ["09:00-09:30 UTC Mon,Tue,Wed,Thu,Fri"]
+
+
+def test_a_history_too_short_says_which_periods_were_not_searched_not_that_none_jumped(tmp_path, capsys):
+    p = job_trace(tmp_path, 3600, 0, 600)  # three days with a job in the first 10 min of every hour
+    assert main(["schedules", "--trace", str(p), "--capacity", "1", "--days", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "0 windows in 0.5 days of job" in out and "# none:" not in out
+    assert "# hourly windows not searched: only 12 hours seen, 24 needed" in out
+    assert "# daily windows not searched: only 0 days seen, 5 needed" in out
+    assert "# weekday windows not searched: only 0 weekdays seen, 5 needed" in out
+    assert main(["schedules", "--trace", str(p), "--capacity", "1"]) == 0  # the job found, the days still too few
+    out = capsys.readouterr().out
+    assert "- {name: hourly-00," in out and "# hourly windows not searched" not in out
+    assert "# daily windows not searched: only 3 days seen, 5 needed" in out
+
+
+def test_an_interval_longer_than_the_hour_searches_the_days_only_and_says_so(tmp_path, capsys):
+    minutes = np.arange(6 * 1440)
+    p = tmp_path / "flat.csv"
+    p.write_text("time_s,arrivals\n" + "".join(f"{60 * m},60\n" for m in minutes))  # six quiet days from Thursday
+    assert main(["schedules", "--trace", str(p), "--capacity", "1", "--interval", "7200"]) == 0
+    out = capsys.readouterr().out
+    assert "# none: no demand jumped at the same time of 80 % of the days\n" in out
+    assert "# hourly windows not searched: a step of 7200 s is not shorter than the hour" in out
+    assert "# weekday windows not searched: only 4 weekdays seen, 5 needed" in out
+    assert "# daily windows not searched" not in out

@@ -19,6 +19,7 @@ from bench.backtest import (
     load_groups,
     main,
     plot_customers,
+    print_forecast,
     run_all,
     run_trace,
     spread,
@@ -160,3 +161,13 @@ def test_run_all_keeps_the_order_of_the_work_whatever_order_jobs_end_in(capsys: 
 def test_run_all_raises_a_failed_jobs_error() -> None:
     with ThreadPoolExecutor(2) as pool, pytest.raises(ValueError, match="bad job -1"):
         run_all(pool, _slow_square, [1, -1], "jobs")
+
+
+def test_the_forecast_ratio_pairs_each_series_wapes_and_leaves_out_a_series_with_either_unknown(capsys) -> None:
+    nan = float("nan")
+    scores = [(nan, 0.1), (0.2, nan), (0.3, 0.6)]  # only the third series has both WAPEs
+    print_forecast([{"name": f"m-large/chunk-{i}", "scores": [{"h": 600, "foresail": f, "persistence": p,
+                                                                "cov90": 0.9}]}
+                    for i, (f, p) in enumerate(scores)])
+    out = capsys.readouterr().out
+    assert "n=  3  WAPE foresail  30.0% vs persistence  60.0% (median over series; ratio 0.50)" in out

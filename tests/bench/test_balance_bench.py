@@ -42,3 +42,22 @@ def test_a_small_run_reports_every_way(tmp_path: Path, capsys) -> None:
     assert hits["activator, prefix"] > 0.5 > hits["activator, least in flight"]
     assert hits["activator, prefix"] > hits["random pod (Service, iptables)"] + 0.2
     assert "cached blocks" in capsys.readouterr().out
+
+
+def test_a_missing_or_unreadable_trace_is_an_error_that_names_it(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "missing.csv"
+    assert main(["--trace", str(missing)]) == 2
+    assert capsys.readouterr().out == f"error: {missing}: no such file\n"
+    trace, mooncake = tmp_path / "lengths.csv", tmp_path / "conversations.jsonl.gz"
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:00.0,100,20\n")
+    mooncake.write_bytes(b"not gzip")
+    assert main(["--trace", str(trace), "--mooncake", str(mooncake)]) == 2
+    assert capsys.readouterr().out.startswith(f"error: {mooncake}: not a readable Mooncake trace")
+    with gzip.open(mooncake, "wt") as fh:
+        fh.write(json.dumps({"timestamp": 0}) + "\n")
+    assert main(["--trace", str(trace), "--mooncake", str(mooncake)]) == 2
+    assert capsys.readouterr().out == (f"error: {mooncake}: not a Mooncake trace (requests with hash_ids and "
+                                       "output_length)\n")
+    trace.write_text("TIMESTAMP,ContextTokens\n2023-11-16 18:15:00.0,100\n")
+    assert main(["--trace", str(trace)]) == 2
+    assert capsys.readouterr().out.startswith(f"error: {trace}: not an Azure trace with whole GeneratedTokens")

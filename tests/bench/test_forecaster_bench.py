@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from bench.forecaster import main
 
@@ -32,11 +31,19 @@ def test_a_four_day_trace_gets_every_figure_and_the_ratio_to_the_baseline(tmp_pa
     assert "5760 steps of 60 s (4.0 days)" in printed and "faster than the boosted baseline" in printed
 
 
-def test_a_trace_of_three_days_or_less_or_without_demand_is_refused(tmp_path: Path) -> None:
+def test_a_trace_of_three_days_or_less_or_without_demand_is_refused(tmp_path: Path, capsys) -> None:
     trace = tmp_path / "short.csv"
     write_trace(trace, 2)
-    with pytest.raises(SystemExit, match="2880 steps of 60 s; the benchmark needs more than 3 days"):
-        main(["--trace", str(trace), "--repeats", "1"])
+    assert main(["--trace", str(trace), "--repeats", "1"]) == 2
+    assert capsys.readouterr().out == f"error: {trace}: 2880 steps of 60 s; the benchmark needs more than 3 days\n"
     write_trace(trace, 4, level=0)
-    with pytest.raises(SystemExit, match="no demand in any step; there is nothing to learn"):
-        main(["--trace", str(trace), "--repeats", "1"])
+    assert main(["--trace", str(trace), "--repeats", "1"]) == 2
+    assert capsys.readouterr().out == f"error: {trace}: no demand in any step; there is nothing to learn\n"
+
+
+def test_a_missing_or_unreadable_trace_is_an_error_that_names_it(tmp_path: Path, capsys) -> None:
+    assert main(["--trace", str(tmp_path / "missing.csv")]) == 2
+    assert capsys.readouterr().out == f"error: {tmp_path / 'missing.csv'}: no such file\n"
+    (tmp_path / "empty.csv").write_text("time_s,arrivals\n")
+    assert main(["--trace", str(tmp_path / "empty.csv")]) == 2
+    assert capsys.readouterr().out.startswith(f"error: {tmp_path / 'empty.csv'}: ")

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bench.inference import _closed_loop_summary, _ms, _summary, completion_lengths, stream_one
+from bench.inference import _closed_loop_summary, _ms, _summary, completion_lengths, print_table, stream_one
 
 
 def test_a_request_is_sent_when_a_slot_frees() -> None:
@@ -93,3 +93,13 @@ async def test_a_completion_without_text_has_no_ttft_and_the_table_says_so() -> 
     assert summary["median_ttft_s"] == pytest.approx(0.3) and summary["without_text"] == 2
     assert math.isnan(_summary(1.0, [None, None], tokens=6)["median_ttft_s"])
     assert _ms(math.nan, 9).strip() == "n/a" and _ms(0.0123, 9).strip() == "12.3ms"
+
+
+def test_the_ttft_ratio_column_names_the_concurrency_it_is_over(capsys) -> None:
+    rows = {2: {"tokens_per_s": 10.0, "median_ttft_s": 0.1}, 4: {"tokens_per_s": 20.0, "median_ttft_s": 0.3}}
+    print_table({"model": "m", "device": "cpu", "dtype": "float32", "per_slot": 2, "mean_tokens": 16, "threads": 2,
+                 "repeats": 1, "results": {m: rows for m in ("server", "server-fifo", "sequential", "static")},
+                 "cold_start": {}})
+    header, *lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("method", "server "))]
+    assert header.split()[-5:] == ["x", "own", "c=2", "burst", "TTFT"] and "c=1" not in header
+    assert [line.split()[-1] for line in lines] == ["1.00", "3.00"]

@@ -12,6 +12,7 @@ from bench.outlier import (
     main,
     medians,
     operator_view,
+    real_series,
     recurring,
     replay,
 )
@@ -105,3 +106,13 @@ def test_the_steps_damped_are_counted_at_60_s_steps() -> None:
     y = np.full(10, 600.0)  # 10-min windows spread over their minutes: ten equal steps, none lone
     y[5] = 600.0 * 200
     assert damped_steps([Trace("x", 60.0, x), Trace("y", 600.0, y)]) == (1, 130, 2)
+
+
+def test_real_series_are_left_out_without_the_archive_and_an_unreadable_one_is_an_error(tmp_path, capsys) -> None:
+    assert real_series(tmp_path) == 0
+    assert "servegen-clients.tar.gz is missing: the lone windows of real series are left out" in capsys.readouterr().out
+    archive = tmp_path / "servegen" / "servegen-clients.tar.gz"
+    archive.parent.mkdir()
+    archive.write_bytes(b"not a gzip file")
+    assert real_series(tmp_path) == 2
+    assert capsys.readouterr().out.startswith(f"error: {archive}: cannot read the archive")

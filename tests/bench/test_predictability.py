@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from bench.predictability import change_autocorrelation, change_model, learned_lag_recurrence, switch_on_recurrence
+from bench.predictability import (
+    change_autocorrelation,
+    change_model,
+    foretold,
+    learned_lag_recurrence,
+    main,
+    switch_on_recurrence,
+)
 
 
 def test_alternating_changes_correlate_negatively_and_a_gap_is_left_out() -> None:
@@ -48,7 +58,7 @@ def test_recurrence_counts_the_switch_on_demand_a_lag_earlier_foretold() -> None
     d = np.array([0, 0, 5, 0, 0, 0, 5, 0, 0, 0, 0, 5], float)
     assert switch_on_recurrence(d, lag=4, k=0, frac=0.8) == pytest.approx(0.5)
     assert switch_on_recurrence(d, lag=4, k=1, frac=0.8) == pytest.approx(1.0)
-    assert switch_on_recurrence(np.full(12, 3.0), lag=4, k=1, frac=0.8) == 0.0
+    assert math.isnan(switch_on_recurrence(np.full(12, 3.0), lag=4, k=1, frac=0.8))  # no switch-on to judge
 
 
 def test_recurrence_scores_only_the_switch_ons_in_range() -> None:
@@ -85,3 +95,29 @@ def test_bottom_up_picks_a_day_earlier_for_a_daily_series_and_beats_persistence_
     assert picks["as now"] >= 1 and wape == pytest.approx(persistence, rel=0.1)
     with pytest.raises(ValueError, match="too short"):
         bottom_up(walks[:, : 2 * 7 * DAY // 2], 3)
+
+
+def test_a_series_no_longer_than_the_lag_is_not_judged_rather_than_foretold_nothing() -> None:
+    d = np.array([0, 0, 5, 0, 0, 5, 0, 0], float)  # switch-ons at steps 2 and 5, none a lag of 8 after the start
+    assert math.isnan(switch_on_recurrence(d, lag=8, k=0, frac=0.8))
+    assert switch_on_recurrence(d, lag=3, k=0, frac=0.8) == 1.0
+    assert math.isnan(switch_on_recurrence(d, lag=3, k=0, frac=0.8, start=6))  # none in the range scored
+
+
+def test_a_series_with_no_switch_on_in_its_first_half_learns_no_lag() -> None:
+    d = np.zeros(200)
+    d[150::20] = 5.0
+    lag, share = learned_lag_recurrence(d, k=0, frac=0.8, max_lag=50)
+    assert lag is None and math.isnan(share)
+
+
+def test_the_figures_leave_out_the_series_not_judged_and_count_them() -> None:
+    assert foretold([0.2, math.nan, 0.6, 0.7, math.nan]) == {
+        "median": "60 %", "mean": "50 %", "p90": f"{100 * np.percentile([0.2, 0.6, 0.7], 90):.0f} %", "half": 2,
+        "left": 2}
+    assert foretold([math.nan]) == {"median": "-", "mean": "-", "p90": "-", "half": 0, "left": 1}
+
+
+def test_missing_traces_are_an_error_not_a_crash(tmp_path: Path, capsys) -> None:
+    assert main(["--traces", str(tmp_path)]) == 2
+    assert capsys.readouterr().out == f"error: {tmp_path / 'servegen' / 'servegen-clients.tar.gz'}: no such file\n"

@@ -49,3 +49,12 @@ def test_a_small_run_reports_every_way(tmp_path: Path, capsys) -> None:
         assert runs["hindsight (first to finish)"]["drain_s"] <= min(r["drain_s"] for r in runs.values())
     assert figures["scale_downs"] == 38
     assert "requests held" in capsys.readouterr().out
+
+
+def test_a_missing_or_unreadable_trace_is_an_error_that_names_it(tmp_path: Path, capsys) -> None:
+    assert main(["--trace", str(tmp_path / "missing.csv")]) == 2
+    assert capsys.readouterr().out == f"error: {tmp_path / 'missing.csv'}: no such file\n"
+    trace = tmp_path / "other.csv"
+    trace.write_text("time_s,arrivals\n0,1\n")
+    assert main(["--trace", str(trace)]) == 2
+    assert capsys.readouterr().out.startswith(f"error: {trace}: not an Azure trace with TIMESTAMP and GeneratedTokens")

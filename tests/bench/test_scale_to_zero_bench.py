@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.scale_to_zero import compare, load_series
+import bench.scale_to_zero
+from bench.scale_to_zero import compare, load_series, main
 from foresail.backtest.traces import Trace, TraceError
 
 DAY_MIN = 1440
@@ -34,3 +35,14 @@ def test_office_hours_go_to_zero_at_night_and_only_the_activator_keeps_every_nig
 def test_a_series_not_in_the_archive_is_named(tmp_path: Path) -> None:
     with pytest.raises(TraceError, match="no such file"):
         load_series(tmp_path, ("m-large/chunk-0",))
+
+
+def test_knative_reaching_foresails_slo_at_no_replica_hours_has_reached_it(monkeypatch, capsys) -> None:
+    minute = np.arange(DAY_MIN)
+    office = Trace("office/chunk-0", 60.0, np.where((minute >= 540) & (minute < 1020), 60.0, 0.0))
+    monkeypatch.setattr(bench.scale_to_zero, "load_series", lambda *_: [office])
+    monkeypatch.setattr(bench.scale_to_zero, "kpa_hours_at", lambda *_: 0.0)
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "0 h (xinf)" in out and "not reached" not in out
+    assert "Knative reaches it on 1 of 1;" in out
