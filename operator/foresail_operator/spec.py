@@ -129,6 +129,14 @@ _DURATION = re.compile(r"^(auto|[0-9]+(s|m))$")
 _QUALIFIED_NAME = re.compile(  # a label or annotation key: [DNS subdomain/]name
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _PERCENT = re.compile(r"^([0-9]|[1-9][0-9]|100)%$")
+# Kubernetes' own formats (k8s.io/apimachinery/pkg/util/validation), as the CRD checks them
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+_QUANTITIES = {"cpu": re.compile(r"^[0-9]+(\.[0-9]+)?m?$"),
+               "memory": re.compile(r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$"),
+               "ephemeralStorage": re.compile(r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$")}
 
 
 def _count_or_percent(value: Any, least: int) -> bool:
@@ -140,7 +148,165 @@ def _count_or_percent(value: Any, least: int) -> bool:
 
 def _quantity(resources: Mapping[str, Any], key: str) -> str | None:
     """An int-or-string resource quantity of spec.resources as text (8 and "8" alike), or None."""
-    return None if resources.get(key) is None else str(resources[key])
+    value = resources.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not (isinstance(value, int) and value >= 0
+                                       or isinstance(value, str) and _QUANTITIES[key].match(value)):
+        raise SpecError(f"spec.resources.{key}: {value!r} is not a quantity of at least 0 (e.g. "
+                        f"{'4 or 500m' if key == 'cpu' else '32Gi'})")
+    return str(value)
+
+
+def _label_key(key: Any) -> bool:
+    """Whether ``key`` is a label key: an optional DNS-subdomain prefix and '/', then a name of at most 63."""
+    if not isinstance(key, str):
+        return False
+    prefix, _, name = key.rpartition("/")
+    return bool(_QUALIFIED_NAME.match(key)) and len(prefix) <= 253 and len(name) <= 63
+
+
+def _label_value(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 63 and bool(_LABEL_VALUE.match(value))
+
+
+def _dns_subdomain(name: Any) -> bool:
+    return isinstance(name, str) and len(name) <= 253 and bool(_DNS_SUBDOMAIN.match(name))
+
+
+_LABEL_KEY_RULE = ("must be a label key: an optional DNS subdomain prefix and '/', then a name of at most 63 "
+                   "letters, digits, '-', '_' or '.' that starts and ends with a letter or digit")
+_LABEL_VALUE_RULE = "must be a label value: at most 63 letters, digits, '-', '_' or '.', a letter or digit at each end"
+_DNS_RULE = "must be a lowercase RFC 1123 subdomain: lower case letters, digits, '-' and '.', at most 253"
+
+
+def _tolerations(items: Any) -> tuple[Mapping[str, Any], ...]:
+    """spec.resources.tolerations, checked as Kubernetes checks a pod's."""
+    for i, t in enumerate(items or ()):
+        where = f"spec.resources.tolerations[{i}]"
+        key, operator, value = t.get("key") or "", t.get("operator") or "Equal", t.get("value") or ""
+        if key and not _label_key(key):
+            raise SpecError(f"{where}.key: {key!r} {_LABEL_KEY_RULE}")
+        if not key and operator != "Exists":
+            raise SpecError(f"{where}.operator: operator must be Exists when `key` is empty, which means "
+                            '"match all values and all keys"')
+        if operator == "Exists" and value:
+            raise SpecError(f"{where}.operator: value must be empty when `operator` is 'Exists'")
+        if not _label_value(value):
+            raise SpecError(f"{where}.value: {value!r} {_LABEL_VALUE_RULE}")
+        if t.get("tolerationSeconds") is not None and t.get("effect") != "NoExecute":
+            raise SpecError(f"{where}.effect: effect must be 'NoExecute' when `tolerationSeconds` is set")
+    return tuple(items or ())
+
+
+def _labels(labels: Any, where: str) -> dict[str, str]:
+    """A node selector or a label selector's matchLabels, each key and value checked as Kubernetes checks them."""
+    for key, value in (labels or {}).items():
+        if not _label_key(key):
+            raise SpecError(f"{where}: {key!r} {_LABEL_KEY_RULE}")
+        if not _label_value(value):
+            raise SpecError(f"{where}.{key}: {value!r} {_LABEL_VALUE_RULE}")
+    return dict(labels or {})
+
+
+def _priority_class(name: Any) -> str | None:
+    if name is not None and not _dns_subdomain(name):
+        raise SpecError(f"spec.resources.priorityClassName: {name!r} {_DNS_RULE}")
+    return name
+
+
+def _requirements(items: Any, where: str, label_values: bool) -> None:
+    """The matchExpressions (or matchFields) of a node selector term or a label selector."""
+    for i, req in enumerate(items or ()):
+        at, operator, values = f"{where}[{i}]", req.get("operator"), req.get("values") or ()
+        if not _label_key(req.get("key")):
+            raise SpecError(f"{at}.key: {req.get('key')!r} {_LABEL_KEY_RULE}")
+        if operator in ("In", "NotIn") and not values:
+            raise SpecError(f"{at}.values: values must be given when `operator` is 'In' or 'NotIn'")
+        if operator in ("Exists", "DoesNotExist") and values:
+            raise SpecError(f"{at}.values: values may not be given when `operator` is 'Exists' or 'DoesNotExist'")
+        if operator in ("Gt", "Lt") and len(values) != 1:
+            raise SpecError(f"{at}.values: values must be a single value (an integer) when `operator` is 'Gt' or 'Lt'")
+        for j, value in enumerate(values if label_values else ()):
+            if not _label_value(value):
+                raise SpecError(f"{at}.values[{j}]: {value!r} {_LABEL_VALUE_RULE}")
+
+
+def _label_selector(selector: Any, where: str) -> None:
+    if selector:
+        _requirements(selector.get("matchExpressions"), f"{where}.matchExpressions", label_values=True)
+        _labels(selector.get("matchLabels"), f"{where}.matchLabels")
+
+
+def _topology_key(term: Mapping[str, Any], where: str) -> None:
+    if not _label_key(term.get("topologyKey")):
+        raise SpecError(f"{where}.topologyKey: {term.get('topologyKey')!r} {_LABEL_KEY_RULE}")
+
+
+def _affinity(affinity: Any) -> dict[str, Any]:
+    """spec.resources.affinity, its selectors checked as Kubernetes checks a pod's."""
+    affinity = dict(affinity or {})
+    node, where = affinity.get("nodeAffinity") or {}, "spec.resources.affinity.nodeAffinity"
+    terms = [(f"{where}.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[{i}]", term) for i, term in
+             enumerate((node.get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms")
+                       or ())]
+    terms += [(f"{where}.preferredDuringSchedulingIgnoredDuringExecution[{i}].preference", p.get("preference") or {})
+              for i, p in enumerate(node.get("preferredDuringSchedulingIgnoredDuringExecution") or ())]
+    for at, term in terms:
+        _requirements(term.get("matchExpressions"), f"{at}.matchExpressions", label_values=False)
+        _requirements(term.get("matchFields"), f"{at}.matchFields", label_values=False)
+    for kind in ("podAffinity", "podAntiAffinity"):
+        pod, where = affinity.get(kind) or {}, f"spec.resources.affinity.{kind}"
+        pod_terms = [(f"{where}.requiredDuringSchedulingIgnoredDuringExecution[{i}]", term)
+                     for i, term in enumerate(pod.get("requiredDuringSchedulingIgnoredDuringExecution") or ())]
+        pod_terms += [(f"{where}.preferredDuringSchedulingIgnoredDuringExecution[{i}].podAffinityTerm",
+                       p.get("podAffinityTerm") or {})
+                      for i, p in enumerate(pod.get("preferredDuringSchedulingIgnoredDuringExecution") or ())]
+        for at, term in pod_terms:
+            _label_selector(term.get("labelSelector"), f"{at}.labelSelector")
+            _label_selector(term.get("namespaceSelector"), f"{at}.namespaceSelector")
+            _topology_key(term, at)
+    return affinity
+
+
+def _topology_spread(items: Any) -> tuple[Mapping[str, Any], ...]:
+    for i, constraint in enumerate(items or ()):
+        _label_selector(constraint.get("labelSelector"), f"spec.resources.topologySpreadConstraints[{i}].labelSelector")
+        _topology_key(constraint, f"spec.resources.topologySpreadConstraints[{i}]")
+    return tuple(items or ())
+
+
+def _key_ref(ref: Mapping[str, Any], where: str) -> None:
+    """A Secret's or ConfigMap's name and key, as an env var's valueFrom (or the hub token) names them."""
+    if not _dns_subdomain(ref.get("name")):
+        raise SpecError(f"{where}.name: {ref.get('name')!r} {_DNS_RULE}")
+    key = ref.get("key")
+    if key is not None and not (isinstance(key, str) and len(key) <= 253 and _CONFIG_KEY.match(key)):
+        raise SpecError(f"{where}.key: {key!r} must be a valid config key: letters, digits, '-', '_' or '.'")
+
+
+def _token_secret(ref: Mapping[str, Any]) -> str | None:
+    """spec.model.tokenSecretRef's Secret name (checked with its key), or None."""
+    if ref:
+        _key_ref(ref, "spec.model.tokenSecretRef")
+    return ref.get("name")
+
+
+def _env(runtime: Mapping[str, Any]) -> tuple[tuple[Mapping[str, Any], ...], tuple[Mapping[str, Any], ...]]:
+    """spec.runtime.env and envFrom, the Secrets and ConfigMaps they name checked as Kubernetes checks a pod's."""
+    env, env_from = tuple(runtime.get("env") or ()), tuple(runtime.get("envFrom") or ())
+    for i, var in enumerate(env):
+        for kind in ("secretKeyRef", "configMapKeyRef"):
+            if (var.get("valueFrom") or {}).get(kind) is not None:
+                _key_ref(var["valueFrom"][kind], f"spec.runtime.env[{i}].valueFrom.{kind}")
+    for i, source in enumerate(env_from):
+        prefix = source.get("prefix") or ""
+        if prefix and not _ENV_NAME.match(prefix):
+            raise SpecError(f"spec.runtime.envFrom[{i}].prefix: {prefix!r} must be a valid environment variable name")
+        for kind in ("configMapRef", "secretRef"):
+            if source.get(kind) is not None and not _dns_subdomain(source[kind].get("name")):
+                raise SpecError(f"spec.runtime.envFrom[{i}].{kind}.name: {source[kind].get('name')!r} {_DNS_RULE}")
+    return env, env_from
 
 
 def _rollout(rollout: Mapping[str, Any]) -> tuple[int | str, int | str]:
@@ -161,8 +327,7 @@ def _pod_metadata(spec: Mapping[str, Any], kind: str) -> dict[str, str]:
     """spec.podMetadata.labels or .annotations, each key checked as Kubernetes checks it."""
     values = dict((spec.get("podMetadata") or {}).get(kind) or {})
     for key in values:
-        prefix, _, name = key.rpartition("/")
-        if not _QUALIFIED_NAME.match(key) or len(prefix) > 253 or len(name) > 63:
+        if not _label_key(key):
             raise SpecError(f"spec.podMetadata.{kind}: {key!r} is not a valid key (an optional DNS-subdomain "
                             "prefix and '/', then a name of at most 63 letters, digits, '-', '_' or '.')")
     return values
@@ -198,6 +363,7 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
     if runtime.get("name", "foresail") not in RUNTIMES:
         raise SpecError(f"spec.runtime.name must be one of {', '.join(RUNTIMES)}")
     resources = spec.get("resources") or {}
+    env, env_from = _env(runtime)
     scaling = spec.get("autoscaling") or {}
     slo = scaling.get("slo") or {}
     forecast = scaling.get("forecast") or {}
@@ -215,7 +381,7 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
             source=str(model["source"]),
             revision=model.get("revision"),
             served_model_name=model.get("servedModelName"),
-            token_secret=token.get("name"),
+            token_secret=_token_secret(token),
             token_secret_key=token.get("key", "token"),
             cache_pvc=cache.get("pvc"),
             cache_host_path=cache.get("hostPath"),
@@ -224,8 +390,8 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
             name=runtime.get("name", "foresail"),
             image=runtime.get("image"),
             args=tuple(str(a) for a in runtime.get("args") or ()),
-            env=tuple(runtime.get("env") or ()),
-            env_from=tuple(runtime.get("envFrom") or ()),
+            env=env,
+            env_from=env_from,
             mounts=tuple(runtime.get("mounts") or ()),
             drain_s=int(runtime.get("drainSeconds", 110)),
             image_pull_secrets=tuple(str(ref["name"]) for ref in runtime.get("imagePullSecrets") or ()),
@@ -237,11 +403,11 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
             cpu=_quantity(resources, "cpu"),
             memory=_quantity(resources, "memory"),
             ephemeral_storage=_quantity(resources, "ephemeralStorage"),
-            node_selector=dict(resources.get("nodeSelector") or {}),
-            tolerations=tuple(resources.get("tolerations") or ()),
-            priority_class_name=resources.get("priorityClassName"),
-            affinity=dict(resources.get("affinity") or {}),
-            topology_spread=tuple(resources.get("topologySpreadConstraints") or ()),
+            node_selector=_labels(resources.get("nodeSelector"), "spec.resources.nodeSelector"),
+            tolerations=_tolerations(resources.get("tolerations")),
+            priority_class_name=_priority_class(resources.get("priorityClassName")),
+            affinity=_affinity(resources.get("affinity")),
+            topology_spread=_topology_spread(resources.get("topologySpreadConstraints")),
         ),
         autoscaling=AutoscalingSpec(
             mode=mode,

@@ -70,12 +70,17 @@ FIELDS: dict[tuple[str, ...], tuple[list[Any], list[tuple[Any, str]]]] = {
         [[{"name": "LOG_LEVEL", "value": "debug"}],
          [{"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
          [{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]],
-        [([{"name": "BAD NAME"}], "spec.runtime.env[0].name"), ([{"value": "v"}], "spec.runtime.env[0].name")]),
+        [([{"name": "BAD NAME"}], "spec.runtime.env[0].name"), ([{"value": "v"}], "spec.runtime.env[0].name"),
+         ([{"name": "K", "valueFrom": {"secretKeyRef": {"name": "HF_Token", "key": "k"}}}],
+          "spec.runtime.env[0].valueFrom.secretKeyRef.name"),
+         ([{"name": "K", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "a b"}}}],
+          "spec.runtime.env[0].valueFrom.configMapKeyRef.key")]),
     ("runtime", "envFrom"): pick(
         [[{"configMapRef": {"name": "settings"}}], [{"secretRef": {"name": "keys", "optional": True}, "prefix": "K_"}]],
         [([{}], "spec.runtime.envFrom[0]"),
          ([{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}}], "spec.runtime.envFrom[0]"),
-         ([{"secretRef": {}}], "spec.runtime.envFrom[0].secretRef.name")]),
+         ([{"secretRef": {}}], "spec.runtime.envFrom[0].secretRef.name"),
+         ([{"secretRef": {"name": "Keys"}}], "spec.runtime.envFrom[0].secretRef.name")]),
     ("runtime", "mounts"): pick(
         [[{"path": "/etc/templates", "configMap": "chat"}], [{"path": "/etc/a", "secret": "s"}, {"path": "/etc/b",
                                                                                              "configMap": "c"}]],
@@ -105,26 +110,44 @@ FIELDS: dict[tuple[str, ...], tuple[list[Any], list[tuple[Any, str]]]] = {
                                          [({"k": 1}, "spec.podMetadata.annotations.k")]),
     ("resources", "gpus"): pick([0, 1, 8, 16], [(-1, "spec.resources.gpus"), (17, "spec.resources.gpus"),
                                                ("two", "spec.resources.gpus")]),
-    ("resources", "ephemeralStorage"): pick(["200Gi", 10 ** 11], [("lots", "spec.resources.ephemeralStorage")]),
+    ("resources", "ephemeralStorage"): pick(["200Gi", 10 ** 11], [("lots", "spec.resources.ephemeralStorage"),
+                                                                  (-1, "spec.resources.ephemeralStorage")]),
     ("resources", "gpuResource"): pick(["amd.com/gpu", "nvidia.com/mig-3g.40gb"],
                                        [("gpu", "spec.resources.gpuResource"),
                                         ("nvidia.com/", "spec.resources.gpuResource")]),
-    ("resources", "cpu"): pick(["500m", 4, "1.5"], [("lots", "spec.resources.cpu"), ("-1", "spec.resources.cpu"),
-                                                     (0.5, "spec.resources.cpu")]),
+    ("resources", "cpu"): pick(["500m", 4, "1.5", 0], [("lots", "spec.resources.cpu"), ("-1", "spec.resources.cpu"),
+                                                        (0.5, "spec.resources.cpu"), (-1, "spec.resources.cpu")]),
     ("resources", "memory"): pick(["32Gi", "512Mi", 1073741824, "1G"], [("lots", "spec.resources.memory"),
-                                                                         ("12 GB", "spec.resources.memory")]),
-    ("resources", "nodeSelector"): pick([{"gpu": "a100"}], [({"gpu": 1}, "spec.resources.nodeSelector.gpu")]),
+                                                                         ("12 GB", "spec.resources.memory"),
+                                                                         (-1, "spec.resources.memory")]),
+    ("resources", "nodeSelector"): pick(
+        [{"gpu": "a100"}, {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "pool": ""}],
+        [({"gpu": 1}, "spec.resources.nodeSelector.gpu"),
+         ({"nvidia.com/gpu.product": "NVIDIA A100 80GB"}, "spec.resources.nodeSelector.nvidia.com/gpu.product"),
+         ({"gpu": "v" * 64}, "spec.resources.nodeSelector.gpu"),
+         ({"GPU Model": "a100"}, "spec.resources.nodeSelector")]),
     ("resources", "tolerations"): pick(
         [[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-         [{"key": "k", "operator": "Equal", "value": "v", "effect": "NoExecute", "tolerationSeconds": 30}]],
+         [{"key": "k", "operator": "Equal", "value": "v", "effect": "NoExecute", "tolerationSeconds": 30}],
+         [{"operator": "Exists"}], [{"key": "dedicated"}]],
         [([{"operator": "Maybe"}], "spec.resources.tolerations[0].operator"),
-         ([{"tolerationSeconds": -1}], "spec.resources.tolerations[0].tolerationSeconds")]),
-    ("resources", "priorityClassName"): pick(["inference-high"], [("p" * 254, "spec.resources.priorityClassName")]),
+         ([{"tolerationSeconds": -1}], "spec.resources.tolerations[0].tolerationSeconds"),
+         ([{"key": "gpu", "operator": "Exists", "value": "present"}], "spec.resources.tolerations[0].operator"),
+         ([{"key": "gpu", "operator": "Exists", "effect": "NoSchedule", "tolerationSeconds": 60}],
+          "spec.resources.tolerations[0].effect"),
+         ([{"operator": "Equal", "value": "x"}], "spec.resources.tolerations[0].operator"),
+         ([{"key": "gpu", "value": "a b"}], "spec.resources.tolerations[0].value")]),
+    ("resources", "priorityClassName"): pick(["inference-high", "system-cluster-critical"],
+                                             [("p" * 254, "spec.resources.priorityClassName"),
+                                              ("High_Priority", "spec.resources.priorityClassName")]),
     ("resources", "affinity"): pick(
         [{"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {
             "topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"team": "ml"}}}}]}},
          {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-             {"matchExpressions": [{"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["40000"]}]}]}}}],
+             {"matchExpressions": [{"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["40000"]}]}]}}},
+         {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+             {"matchExpressions": [{"key": "gpu", "operator": "In", "values": ["a100", "h100"]},
+                                   {"key": "spot", "operator": "DoesNotExist"}]}]}}}],
         [({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{}]}},
           "spec.resources.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey"),
          ({"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 0, "preference": {}}]}},
@@ -132,7 +155,19 @@ FIELDS: dict[tuple[str, ...], tuple[list[Any], list[tuple[Any, str]]]] = {
          ({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
              {"matchExpressions": [{"key": "gpu", "operator": "Near"}]}]}}},
           "spec.resources.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
-          ".matchExpressions[0].operator")]),
+          ".matchExpressions[0].operator"),
+         ({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+             {"matchExpressions": [{"key": "gpu", "operator": "In"}]}]}}},
+          "spec.resources.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
+          ".matchExpressions[0].values"),
+         ({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+             {"matchExpressions": [{"key": "gpu", "operator": "Exists", "values": ["a100"]}]}]}}},
+          "spec.resources.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
+          ".matchExpressions[0].values"),
+         ({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+             "topologyKey": "zone", "labelSelector": {"matchExpressions": [{"key": "team", "operator": "NotIn"}]}}]}},
+          "spec.resources.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].labelSelector"
+          ".matchExpressions[0].values")]),
     ("resources", "topologySpreadConstraints"): pick(
         [[{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}],
          [{"maxSkew": 2, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule", "minDomains": 2,
