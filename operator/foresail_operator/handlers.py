@@ -20,14 +20,15 @@ from foresail_operator.collector import Collector
 from foresail_operator.kube import ApiError, KubeClient
 from foresail_operator.metrics import PrometheusSource
 from foresail_operator.plan import OWNER_LABEL
-from foresail_operator.reconciler import reconcile, refresh_status
+from foresail_operator.reconciler import llmd_path, out_of_plan, reconcile, refresh_status
 from foresail_operator.runtimes import runtime_for
 from foresail_operator.spec import SpecError, parse_spec
 from foresail_operator.status import PodSummary, pod_warnings
 
 OWNED = {OWNER_LABEL: kopf.PRESENT}
 INVALID_SPEC_RECHECK_S = 5.0  # how often a decision loop looks again at a spec it cannot act on
-_locks: dict[tuple[str, str], asyncio.Lock] = {}
+_locks: dict[tuple[str, str], asyncio.Lock] = {}  # one status refresh at a time per object
+_reconciling: dict[tuple[str, str], asyncio.Lock] = {}  # one reconcile at a time per object
 
 
 @kopf.on.startup()
@@ -55,6 +56,7 @@ async def start_collector(memo: kopf.Memo, logger: logging.Logger, **_: Any) -> 
     memo.loops = {}
     memo.failures = {}  # (namespace, name) -> (reason, message) of the last failed reconcile
     memo.warned = set()  # keys of the pod warnings already told (status.pod_warnings)
+    memo.owned = {"services": {}, "poddisruptionbudgets": {}}  # plural -> (namespace, owner) -> object (on_owned)
     memo.collector_task = asyncio.create_task(memo.collector.run(logger))
     if config.metrics_port:
         prometheus_client.start_http_server(config.metrics_port)
@@ -104,17 +106,50 @@ def _first(index: kopf.Index, key: tuple[str, str]) -> Any:
 
 async def _refresh(memo: kopf.Memo, key: tuple[str, str], llmdeployments: kopf.Index,
                    owned_deployments: kopf.Index, owned_pods: kopf.Index,
-                   body: dict | None = None) -> None:
-    """Recompute one LLMDeployment's status from the indexes (one at a time per object)."""
+                   body: dict | None = None, deployment: dict | None = None) -> None:
+    """Recompute one LLMDeployment's status from the indexes, or the `body` and `deployment` given (one at a time
+    per object)."""
     async with _locks.setdefault(key, asyncio.Lock()):
         body = body or _first(llmdeployments, key)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
         loop = memo.loops.get(key)
         failure = memo.failures.get(key)
-        await refresh_status(memo.client, body, _first(owned_deployments, key), owned_pods.get(key, ()),
-                             extra_problems=[failure] if failure else None,
-                             autoscaler=loop.view if loop is not None else None)
+        await refresh_status(memo.client, body, deployment or _first(owned_deployments, key),
+                             owned_pods.get(key, ()), extra_problems=[failure] if failure else None,
+                             autoscaler=loop.view if loop is not None else None, config=memo.config)
+
+
+async def _restore(memo: kopf.Memo, key: tuple[str, str], logger: logging.Logger) -> None:
+    """Reconcile from the LLMDeployment as stored now, to put back an owned object deleted or changed outside the
+    operator; a failure is kept for the status until a reconcile succeeds."""
+    async with _reconciling.setdefault(key, asyncio.Lock()):
+        try:
+            owner = await memo.client.get(llmd_path(*key))
+            if owner is None or owner["metadata"].get("deletionTimestamp"):
+                return
+            await reconcile(memo.client, memo.config, owner, logger)
+        except SpecError:  # reported by on_llmdeployment (InvalidSpec)
+            return
+        except ApiError as exc:
+            memo.failures[key] = ("ReconcileFailed", f"cannot apply the spec: {exc.message}")
+            logger.warning("cannot put back the objects of %s/%s: %s", *key, exc.message)
+        else:
+            memo.failures.pop(key, None)
+
+
+async def _restore_if_astray(memo: kopf.Memo, key: tuple[str, str], body: dict, logger: logging.Logger,
+                             owned_deployments: kopf.Index) -> None:
+    """_restore where an owned object (as last seen) is missing or strayed from the plan: no API call while all is
+    in order."""
+    owned = memo.owned
+    live = (owned["services"].get(key), _first(owned_deployments, key), owned["poddisruptionbudgets"].get(key))
+    try:
+        astray = await out_of_plan(memo.client, memo.config, body, live)
+    except (ApiError, SpecError):  # reported by on_llmdeployment
+        return
+    if astray:
+        await _restore(memo, key, logger)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -131,8 +166,9 @@ async def on_llmdeployment(body: kopf.Body, reason: str, diff: kopf.Diff, old: A
     raw = dict(body)
     key = (namespace, name)
     try:
-        await reconcile(memo.client, memo.config, raw, logger, manual_replicas=manual, wake=wake,
-                        pods=owned_pods.get(key, ()))
+        async with _reconciling.setdefault(key, asyncio.Lock()):
+            live = await reconcile(memo.client, memo.config, raw, logger, manual_replicas=manual, wake=wake,
+                                   pods=owned_pods.get(key, ()))
     except SpecError as exc:
         memo.failures[key] = ("InvalidSpec", str(exc))
         await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods, body=raw)
@@ -143,13 +179,14 @@ async def on_llmdeployment(body: kopf.Body, reason: str, diff: kopf.Diff, old: A
         await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods, body=raw)
         raise kopf.TemporaryError(memo.failures[key][1], delay=30) from exc
     memo.failures.pop(key, None)
-    await _refresh(memo, (namespace, name), llmdeployments, owned_deployments, owned_pods, body=raw)
+    await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods, body=raw, deployment=live)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
 async def forget(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
-    """Drop what the handlers keep for a deleted LLMDeployment (its lock and last failure)."""
+    """Drop what the handlers keep for a deleted LLMDeployment (its locks and last failure)."""
     _locks.pop((namespace, name), None)
+    _reconciling.pop((namespace, name), None)
     memo.failures.pop((namespace, name), None)
 
 
@@ -164,11 +201,27 @@ async def on_deployment(type: str, namespace: str, labels: kopf.Labels, logger: 
         return
     if type == "DELETED":
         logger.info("Deployment %s was deleted; recreating it", key[1])
-        try:
-            await reconcile(memo.client, memo.config, owner, logger)
-        except (ApiError, SpecError) as exc:
-            raise kopf.TemporaryError(str(exc), delay=10) from exc
+        await _restore(memo, key, logger)
     await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods)
+
+
+@kopf.on.event("", "v1", "services", labels=OWNED)
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=OWNED)
+async def on_owned(type: str | None, body: kopf.Body, resource: kopf.Resource, namespace: str, labels: kopf.Labels,
+                   logger: logging.Logger, memo: kopf.Memo, llmdeployments: kopf.Index, **_: Any) -> None:
+    """Keep the owned Services and PodDisruptionBudgets as last seen in memo.owned (not kopf indexes, which would
+    hold every handler while they cannot be listed: a chart's RBAC older than the image); recreate one someone
+    deleted (one the spec disables stays deleted)."""
+    key = (namespace, labels[OWNER_LABEL])
+    seen = memo.owned[resource.plural]
+    if type != "DELETED":
+        seen[key] = dict(body)
+        return
+    seen.pop(key, None)
+    owner = _first(llmdeployments, key)
+    if owner is not None and not owner["metadata"].get("deletionTimestamp"):
+        logger.info("%s %s was deleted; reconciling", resource.kind, key[1])
+        await _restore(memo, key, logger)
 
 
 @kopf.on.event("", "v1", "pods", labels=OWNED)
@@ -214,10 +267,15 @@ async def recheck_degraded(name: str, namespace: str, memo: kopf.Memo, llmdeploy
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=60, initial_delay=60, when=lambda spec, **_: not _autoscaling_on(spec))
-async def resync(name: str, namespace: str, memo: kopf.Memo, llmdeployments: kopf.Index,
+async def resync(name: str, namespace: str, logger: logging.Logger, memo: kopf.Memo, llmdeployments: kopf.Index,
                  owned_deployments: kopf.Index, owned_pods: kopf.Index, **_: Any) -> None:
-    """Periodic resync of a fixed-size LLMDeployment's status (the decision loop does it otherwise)."""
-    await _refresh(memo, (namespace, name), llmdeployments, owned_deployments, owned_pods)
+    """Periodic resync of a fixed-size LLMDeployment (the decision loop does it otherwise): put back owned objects
+    that strayed from the plan, and refresh the status."""
+    key = (namespace, name)
+    body = _first(llmdeployments, key)
+    if body is not None:
+        await _restore_if_astray(memo, key, body, logger, owned_deployments)
+    await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods)
 
 
 def _autoscaling_on(spec: kopf.Spec, **_: Any) -> bool:
@@ -228,7 +286,8 @@ def _autoscaling_on(spec: kopf.Spec, **_: Any) -> bool:
 async def autoscale(stopped: kopf.DaemonStopped, name: str, namespace: str, logger: logging.Logger,
                     memo: kopf.Memo, llmdeployments: kopf.Index, owned_deployments: kopf.Index,
                     owned_pods: kopf.Index, **_: Any) -> None:
-    """The decision loop: every autoscaling.intervalSeconds, metrics -> forecast -> policy -> scale."""
+    """The decision loop: every autoscaling.intervalSeconds, put back owned objects that strayed from the plan,
+    then metrics -> forecast -> policy -> scale."""
     key = (namespace, name)
     loop = memo.loops[key] = Loop(key, forecast_step_s=memo.config.forecast_step_s)
     try:
@@ -241,6 +300,7 @@ async def autoscale(stopped: kopf.DaemonStopped, name: str, namespace: str, logg
             except SpecError:  # reported by the reconciler (Degraded, InvalidSpec); decide again once fixed
                 await stopped.wait(INVALID_SPEC_RECHECK_S)
                 continue
+            await _restore_if_astray(memo, key, body, logger, owned_deployments)
             pods = list(owned_pods.get(key, ()))
             if loop.needs_backfill(spec):
                 loop.configure(spec, None, body.get("status"))

@@ -6,7 +6,10 @@ step is idempotent, so a restart at any point (even after SIGKILL) converges to 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
+from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
 import kopf
@@ -21,6 +24,12 @@ from foresail_operator.status import PodSummary, now_iso, workload_status
 
 # What to say, besides deleting or renaming it, of an object in the way of one the operator makes.
 TAKE_OVER_HINTS = {"PodDisruptionBudget": ", or set spec.disruptionBudget.enabled: false to keep it"}
+UNPATCHED = ("selector", "replicas", "clusterIP")  # spec fields of the plan that an update leaves as they are
+# The suffixes of a Kubernetes quantity, and what each multiplies by.
+SCALES = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
+          **{s: Decimal(10) ** (3 * i) for i, s in enumerate("kMGTPE", 1)},
+          **{f"{s}i": Decimal(2) ** (10 * i) for i, s in enumerate("KMGTPE", 1)}}
+QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?")
 
 
 def llmd_path(namespace: str, name: str, subresource: str | None = None) -> str:
@@ -61,19 +70,55 @@ async def _ensure(client: KubeClient, body: dict[str, Any], plural: str, api_ver
                                              f"not own: delete or rename it{TAKE_OVER_HINTS.get(kind, '')}")
     want = meta["annotations"][plan.HASH_ANNOTATION]
     have = (current.get("metadata", {}).get("annotations") or {}).get(plan.HASH_ANNOTATION)
-    if want != have:
+    strayed = drift(body, current) if want == have else None
+    if want != have or strayed:
         # "add" sets a member whether or not it is there: a field an older server dropped, or a field
         # new in this plan, is written where "replace" would fail.
         ops = [{"op": "add", "path": f"/spec/{key}", "value": value}
-               for key, value in body["spec"].items() if key not in ("selector", "replicas", "clusterIP")]
+               for key, value in body["spec"].items() if key not in UNPATCHED]
         ops += [{"op": "replace", "path": "/metadata/labels", "value": meta["labels"]},
                 {"op": "add", "path": "/metadata/annotations", "value": {
                     **(current["metadata"].get("annotations") or {}), **meta["annotations"]}},
                 {"op": "replace", "path": "/metadata/ownerReferences", "value": meta["ownerReferences"]}]
         current = await client.request("PATCH", path, ops, content_type="application/json-patch+json")
-        logger.info("updated %s %s (plan %s -> %s)", kind, meta["name"], have, want)
-        kopf.info(owner, reason="Updated", message=f"Updated {kind} {meta['name']} to the new spec")
+        if strayed:
+            logger.info("restored %s %s: %s was changed outside Foresail", kind, meta["name"], strayed)
+            kopf.info(owner, reason="Restored", message=f"Restored {kind} {meta['name']}: {strayed} was changed")
+        else:
+            logger.info("updated %s %s (plan %s -> %s)", kind, meta["name"], have, want)
+            kopf.info(owner, reason="Updated", message=f"Updated {kind} {meta['name']} to the new spec")
     return current
+
+
+def drift(planned: Mapping[str, Any], live: Mapping[str, Any]) -> str | None:
+    """The first label or planned spec field (not UNPATCHED) of an owned object that differs from its plan, or None.
+
+    Only what the plan sets counts, so the fields the API server adds or defaults do not; nor does a planned field
+    the live object lacks (an older server drops the fields it does not know). Quantities compare by amount (the
+    server writes 0.5 CPU as 500m)."""
+    labels = (live.get("metadata") or {}).get("labels") or {}
+    changed = [f"metadata.labels.{k}" for k, v in planned["metadata"]["labels"].items() if labels.get(k) != v]
+    spec = {k: v for k, v in planned["spec"].items() if k not in UNPATCHED}
+    return changed[0] if changed else _differs(spec, live.get("spec") or {}, "spec")
+
+
+def _differs(planned: Any, live: Any, path: str) -> str | None:
+    """The path of the first value of `planned` that `live` sets otherwise (see drift), or None."""
+    if isinstance(planned, Mapping) and isinstance(live, Mapping):
+        found = (_differs(value, live[key], f"{path}.{key}") for key, value in planned.items() if key in live)
+        return next((p for p in found if p), None)
+    if isinstance(planned, list) and isinstance(live, list) and len(planned) == len(live):
+        found = (_differs(a, b, f"{path}[{i}]") for i, (a, b) in enumerate(zip(planned, live, strict=True)))
+        return next((p for p in found if p), None)
+    if planned == live or (_amount(planned) is not None and _amount(planned) == _amount(live)):
+        return None
+    return path
+
+
+def _amount(value: Any) -> Decimal | None:
+    """The amount of a Kubernetes quantity ("0.5" and "500m", 1 and "1" alike), or None if `value` is none."""
+    found = QUANTITY.fullmatch(str(value)) if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+    return Decimal(found[1]) * SCALES[found[2] or ""] if found else None
 
 
 def _owned_by(obj: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:
@@ -111,6 +156,36 @@ async def kubelet_sleeps(client: KubeClient, pre_stop: str) -> bool:
     return kubelet is None or kubelet >= plan.SLEEP_ACTION_SINCE
 
 
+async def plan_for(client: KubeClient, config: OperatorConfig, body: Mapping[str, Any], spec: LLMDeploymentSpec
+                   ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+    """The Service, Deployment and PodDisruptionBudget (None when disabled) that `body` plans, owned by it."""
+    name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    runtime = runtime_for(spec, config.images)
+    service = plan.service(name, namespace, runtime)
+    deployment = plan.deployment(name, namespace, spec, runtime, await kubelet_sleeps(client, config.pre_stop))
+    budget = plan.disruption_budget(name, namespace, spec, runtime)
+    kopf.adopt([service, deployment] + ([budget] if budget else []), owner=dict(body), nested=())
+    return service, deployment, budget
+
+
+async def out_of_plan(client: KubeClient, config: OperatorConfig, body: Mapping[str, Any],
+                      live: tuple[Mapping[str, Any] | None, ...]) -> bool:
+    """Whether a reconcile has something to put back: of the owned Service, Deployment and PodDisruptionBudget as
+    last seen (`live`, None where there is none), one is missing, strayed from the plan, or a budget the spec
+    disables. An object this LLMDeployment does not own is left to the reconcile's report."""
+    planned = await plan_for(client, config, body, parse_spec(body.get("spec") or {}))
+    for want, have in zip(planned, live, strict=True):
+        if have is not None and not _owned_by(have, body):
+            continue
+        if want is None:
+            if have is not None:
+                return True
+        elif have is None or drift(want, have) or (have["metadata"].get("annotations") or {}).get(
+                plan.HASH_ANNOTATION) != want["metadata"]["annotations"][plan.HASH_ANNOTATION]:
+            return True
+    return False
+
+
 async def reconcile(client: KubeClient, config: OperatorConfig, body: Mapping[str, Any],
                     logger: logging.Logger, manual_replicas: int | None = None, wake: bool = False,
                     pods: Iterable[PodSummary] = ()) -> dict[str, Any]:
@@ -124,13 +199,8 @@ async def reconcile(client: KubeClient, config: OperatorConfig, body: Mapping[st
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     spec = parse_spec(body.get("spec") or {})
-    runtime = runtime_for(spec, config.images)
     owner = dict(body)
-    service = plan.service(name, namespace, runtime)
-    sleep_action = await kubelet_sleeps(client, config.pre_stop)
-    deployment = plan.deployment(name, namespace, spec, runtime, sleep_action)
-    budget = plan.disruption_budget(name, namespace, spec, runtime)
-    kopf.adopt([service, deployment] + ([budget] if budget else []), owner=owner, nested=())
+    service, deployment, budget = await plan_for(client, config, body, spec)
     await _ensure(client, service, "services", "v1", None, logger, owner)
     live = await _ensure(client, deployment, "deployments", "apps/v1", initial_replicas(spec), logger, owner)
     current = int(live.get("spec", {}).get("replicas") or 0)
@@ -171,16 +241,29 @@ async def record_scale(client: KubeClient, namespace: str, name: str, old: int, 
 
 
 async def secret_problems(client: KubeClient, namespace: str, spec: LLMDeploymentSpec) -> list[tuple[str, str]]:
-    """Problems the schema cannot see: a referenced Secret (or its key) that does not exist."""
-    if not spec.model.token_secret:
-        return []
-    secret = await client.get(path_for("v1", "secrets", namespace, spec.model.token_secret))
-    if secret is None:
-        return [("SecretNotFound", f"Secret {spec.model.token_secret} (spec.model.tokenSecretRef) does not exist "
-                                   f"in namespace {namespace}")]
-    if spec.model.token_secret_key not in (secret.get("data") or {}) | (secret.get("stringData") or {}):
-        return [("SecretKeyNotFound", f"Secret {spec.model.token_secret} has no key {spec.model.token_secret_key}")]
-    return []
+    """Problems the schema cannot see: the token Secret (or its key), or a ConfigMap or Secret of runtime.mounts,
+    that does not exist (the pods wait for a volume in ContainerCreating). A kind the operator may not read (403:
+    a chart without the right) goes unchecked."""
+    problems = []
+    if spec.model.token_secret:
+        secret = await client.get(path_for("v1", "secrets", namespace, spec.model.token_secret))
+        if secret is None:
+            problems.append(("SecretNotFound", f"Secret {spec.model.token_secret} (spec.model.tokenSecretRef) does "
+                                               f"not exist in namespace {namespace}"))
+        elif spec.model.token_secret_key not in (secret.get("data") or {}) | (secret.get("stringData") or {}):
+            problems.append(("SecretKeyNotFound",
+                             f"Secret {spec.model.token_secret} has no key {spec.model.token_secret_key}"))
+    for i, mount in enumerate(spec.runtime.mounts):
+        kind, plural, name = (("ConfigMap", "configmaps", mount["configMap"]) if "configMap" in mount
+                              else ("Secret", "secrets", mount["secret"]))
+        try:
+            if await client.get(path_for("v1", plural, namespace, name)) is None:
+                problems.append((f"{kind}NotFound", f"{kind} {name} (spec.runtime.mounts[{i}]) does not exist in "
+                                                    f"namespace {namespace}: the pods wait for it to mount it"))
+        except ApiError as exc:
+            if exc.status != 403:
+                raise
+    return problems
 
 
 def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
@@ -199,16 +282,17 @@ def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
 async def refresh_status(client: KubeClient, body: Mapping[str, Any], deployment: Mapping[str, Any] | None,
                          pods: Iterable[PodSummary], extra_problems: list[tuple[str, str]] | None = None,
-                         autoscaler: Mapping[str, Any] | None = None) -> bool:
+                         autoscaler: Mapping[str, Any] | None = None, config: OperatorConfig | None = None) -> bool:
     """Recompute the status and patch it when it changed; True if patched.
 
     `autoscaler` is the decision loop's view (see autoscaler.py): its conditions and its status
     fields (recommendedReplicas, forecast) are written together with the workload's, so that one
-    writer owns the conditions list.
+    writer owns the conditions list. With `config`, a Deployment of another plan than the spec's is not rolled out.
     """
     meta = body["metadata"]
     previous = body.get("status") or {}
     problems = list(extra_problems or [])
+    plan_hash = None
     try:
         spec = parse_spec(body.get("spec") or {})
     except SpecError:  # the caller passes the error in extra_problems (InvalidSpec)
@@ -216,11 +300,15 @@ async def refresh_status(client: KubeClient, body: Mapping[str, Any], deployment
     else:
         autoscaling_on = spec.autoscaling_on
         problems += await secret_problems(client, meta["namespace"], spec)
+        if config is not None:
+            with contextlib.suppress(ApiError):  # the nodes unreadable: the reconcile reports it
+                planned = (await plan_for(client, config, body, spec))[1]
+                plan_hash = planned["metadata"]["annotations"][plan.HASH_ANNOTATION]
     desired = int(((deployment or {}).get("spec") or {}).get("replicas") or 0)
     new = workload_status(
         name=meta["name"], generation=meta.get("generation"), desired=desired, deployment=deployment,
         pods=list(pods), problems=problems, previous=previous, autoscaling_on=autoscaling_on,
-        autoscaler=(autoscaler or {}).get("conditions"))
+        autoscaler=(autoscaler or {}).get("conditions"), plan_hash=plan_hash)
     new["selector"] = plan.selector_string(meta["name"])
     if autoscaling_on:  # else a loop still stopping may hand in a last view
         new.update((autoscaler or {}).get("fields") or {})

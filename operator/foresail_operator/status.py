@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
+from foresail_operator.plan import HASH_ANNOTATION
+
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"  # the ReplicaSet controller removes low costs first
 CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "MetricsAvailable", "ForecastReady", "ScalingLimited")
 # The status fields only the decision loop writes, removed when autoscaling is off. status.capacity stays: a loop
@@ -56,11 +58,12 @@ class PodSummary:
         """Summarise a Pod object."""
         meta = pod.get("metadata") or {}
         status = pod.get("status") or {}
-        ready_since = None
+        ready_since = unready_since = None
         problem = None
         for cond in status.get("conditions") or []:
-            if cond.get("type") == "Ready" and cond.get("status") == "True":
-                ready_since = parse_time(cond.get("lastTransitionTime"))
+            if cond.get("type") == "Ready":
+                since = parse_time(cond.get("lastTransitionTime"))
+                ready_since, unready_since = (since, None) if cond.get("status") == "True" else (None, since)
             if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
                 problem = ("Unschedulable", cond.get("message") or "the pod cannot be scheduled")
         statuses = list(status.get("initContainerStatuses") or []) + list(status.get("containerStatuses") or [])
@@ -70,6 +73,9 @@ class PodSummary:
                 reason = FAILING_REASONS[waiting["reason"]]
                 detail = f"container {cs.get('name')}: {waiting['reason']}: {waiting.get('message', '')}".strip()
                 problem = (reason, detail + _last_exit(cs))
+            elif ready_since is None and _retrying(cs, unready_since):
+                problem = ("CrashLoop", f"container {cs.get('name')}: not ready again after {cs['restartCount']} "
+                                        f"restarts{_last_exit(cs)}")
         annotations = meta.get("annotations") or {}
         return cls(meta.get("name", ""), parse_time(meta.get("creationTimestamp")), ready_since, problem,
                    annotations.get(DELETION_COST), _metrics_url(status.get("podIP"), annotations),
@@ -84,6 +90,17 @@ class PodSummary:
 
 
 OOM_HINT = "raise resources.memory, the container's memory limit"
+
+
+def _retrying(cs: Mapping[str, Any], unready_since: float | None) -> bool:
+    """Whether a container runs again after a failure (its last exit code not 0) and has not been ready since it
+    started (the pod's Ready=False from before): a crash loop between two CrashLoopBackOff waits."""
+    last = (cs.get("lastState") or {}).get("terminated") or {}
+    running = (cs.get("state") or {}).get("running")
+    if running is None or cs.get("ready") or not cs.get("restartCount") or last.get("exitCode") in (None, 0):
+        return False
+    started = parse_time(running.get("startedAt"))
+    return unready_since is None or started is None or unready_since <= started
 
 
 def _last_exit(cs: Mapping[str, Any]) -> str:
@@ -168,6 +185,14 @@ class Conditions:
         return [self.out[t] for t in CONDITION_TYPES if t in self.out]
 
 
+def _replica_failures(name: str, dep_status: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The Deployment's ReplicaFailure=True condition as a problem: its ReplicaSet cannot create (or delete) pods,
+    so no pod shows why (a ServiceAccount, PriorityClass or ResourceQuota refusing them, a PodSecurity level)."""
+    return [(c.get("reason") or "ReplicaFailure", f"Deployment {name}: {c.get('message') or 'no message'}")
+            for c in dep_status.get("conditions") or []
+            if c.get("type") == "ReplicaFailure" and c.get("status") == "True"]
+
+
 def workload_status(
     *,
     name: str,
@@ -179,21 +204,25 @@ def workload_status(
     previous: Mapping[str, Any],
     autoscaling_on: bool,
     autoscaler: Mapping[str, tuple[bool | None, str, str]] | None = None,
+    plan_hash: str | None = None,
 ) -> dict[str, Any]:
     """The status fields the reconciler owns, from the Deployment, its pods and known problems.
 
     `autoscaler` carries the MetricsAvailable, ForecastReady and ScalingLimited conditions from the decision loop;
     without it, the previous ones are kept. With autoscaling off, the loop's fields (LOOP_FIELDS) are null.
+    A Deployment is rolled out once its controller saw its generation and, given `plan_hash` (the spec's plan),
+    it carries that plan.
     """
     dep_status = (deployment or {}).get("status") or {}
+    dep_meta = (deployment or {}).get("metadata") or {}
     replicas = int(dep_status.get("replicas") or 0)
     ready = int(dep_status.get("readyReplicas") or 0)
     updated = int(dep_status.get("updatedReplicas") or 0)
-    dep_gen = (deployment or {}).get("metadata", {}).get("generation")
-    rolled = deployment is not None and dep_status.get("observedGeneration") == dep_gen
+    planned = plan_hash is None or (dep_meta.get("annotations") or {}).get(HASH_ANNOTATION) == plan_hash
+    rolled = deployment is not None and planned and dep_status.get("observedGeneration") == dep_meta.get("generation")
     conds = Conditions(list(previous.get("conditions") or []), generation)
 
-    problems = problems + [p.problem for p in pods if p.problem is not None]
+    problems = problems + _replica_failures(name, dep_status) + [p.problem for p in pods if p.problem is not None]
     if problems:
         reason, message = problems[0]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""

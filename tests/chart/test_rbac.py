@@ -89,12 +89,16 @@ def operator_env(objects: list[dict[str, Any]], kubeconfig: Path) -> dict[str, s
 
 
 def run_scenario(kube: Kube) -> None:
-    """Create (with a token Secret), scale up and down (the pods reporting requests in flight), change the
-    runtime and the disruption budget, override the replicas, delete: every API path the operator has."""
+    """Create (with a token Secret and a mounted ConfigMap), scale up and down (the pods reporting requests in
+    flight), change the runtime and the disruption budget, override the replicas, delete: every API path the
+    operator has."""
     kube.create(f"/api/v1/namespaces/{WATCHED}/secrets", {
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hf-token"}, "stringData": {"token": "x"}})
     doc = yaml.safe_load((ROOT / "examples" / "minimal.yaml").read_text())
     doc["spec"]["model"]["tokenSecretRef"] = {"name": "hf-token"}
+    doc["spec"]["runtime"] = {"mounts": [{"path": "/etc/templates", "configMap": "chat-templates"}]}
+    kube.create(f"/api/v1/namespaces/{WATCHED}/configmaps", {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "chat-templates"}, "data": {"a": "b"}})
     kube.create(LLMD, doc)
     deployments = f"/apis/apps/v1/namespaces/{WATCHED}/deployments"
     wait_for(lambda: (kube.read(f"{LLMD}/tiny").get("status") or {}).get("readyReplicas"), timeout=40, what="Ready")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import re
 import signal
 import threading
@@ -56,6 +57,11 @@ def test_each_example_gets_its_deployment_and_service(cluster, operator, path: P
         cluster.kube.create("/api/v1/namespaces/default/secrets", {
             "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hf-token"},
             "stringData": {"token": "hf_not_a_real_token"}})
+    for mount in doc["spec"].get("runtime", {}).get("mounts", []):  # made by hand, as the example says
+        kind, plural, key = ("ConfigMap", "configmaps", "configMap") if "configMap" in mount else (
+            "Secret", "secrets", "secret")
+        cluster.kube.create(f"/api/v1/namespaces/default/{plural}", {
+            "apiVersion": "v1", "kind": kind, "metadata": {"name": mount[key]}})
     apply(cluster, doc)
     dep = wait_for(lambda: deployment(cluster, name), what="the Deployment")
     owner = llmd(cluster, name)
@@ -323,6 +329,82 @@ def test_a_deleted_deployment_is_recreated(cluster, operator):
     uid = wait_for(lambda: deployment(cluster, "tiny"), what="the Deployment")["metadata"]["uid"]
     cluster.kube.delete(f"{DEPLOY}/tiny")
     wait_for(lambda: (d := deployment(cluster, "tiny")) and d["metadata"]["uid"] != uid, what="a new Deployment")
+
+
+def test_a_deleted_service_or_budget_is_recreated_at_once(cluster, operator):
+    """At once: not at the next resync (60 s for a fixed-size LLMDeployment)."""
+    doc = load("minimal.yaml")
+    doc["spec"]["autoscaling"] = {"mode": "off"}
+    apply(cluster, doc)
+    paths = [f"{SERVICES}/tiny", f"{BUDGETS}/tiny"]
+    wait_for(lambda: cluster.kube.get(f"{BUDGETS}/tiny"), what="the budget (made last)")
+    uids = [cluster.kube.read(path)["metadata"]["uid"] for path in paths]
+    for path in paths:
+        cluster.kube.delete(path)
+
+    def recreated() -> bool:
+        now = [cluster.kube.get(path) for path in paths]
+        return all(obj is not None and obj["metadata"]["uid"] != uid for obj, uid in zip(now, uids, strict=True))
+
+    wait_for(recreated, what="a new Service and PodDisruptionBudget")
+    assert condition(llmd(cluster, "tiny"), "Degraded").get("status") == "False"
+
+
+def test_an_owned_object_edited_outside_the_operator_is_put_back(cluster, operator):
+    """The decision loop puts back what the plan sets (the Deployment's image, the Service's port, the labels the
+    LLMDeployment's are copied to), and then writes nothing while nothing changes, not even for a budget field the
+    server dropped (as one older than Kubernetes 1.27 does)."""
+    doc = load("minimal.yaml")
+    doc["metadata"]["labels"] = {"team": "a"}
+    doc["spec"]["autoscaling"] = {"intervalSeconds": 5}
+    apply(cluster, doc)
+    wait_for(lambda: condition(llmd(cluster, "tiny"), "Ready").get("status") == "True", timeout=30, what="Ready")
+    image = deployment(cluster, "tiny")["spec"]["template"]["spec"]["containers"][0]["image"]
+    json_patch = "application/json-patch+json"
+    cluster.kube.call("PATCH", f"{DEPLOY}/tiny", [{"op": "replace", "value": "example.com/other:1",
+                                                  "path": "/spec/template/spec/containers/0/image"}], json_patch)
+    cluster.kube.call("PATCH", f"{SERVICES}/tiny", [{"op": "replace", "path": "/spec/ports/0/port", "value": 9999}],
+                      json_patch)
+    wait_for(lambda: deployment(cluster, "tiny")["spec"]["template"]["spec"]["containers"][0]["image"] == image
+             and cluster.kube.read(f"{SERVICES}/tiny")["spec"]["ports"][0]["port"] == 8000, timeout=30,
+             what="the image and the port put back")
+    wait_for(lambda: {e["message"] for e in events_for(cluster, "tiny") if e["reason"] == "Restored"} >= {
+        "Restored Deployment tiny: spec.template.spec.containers[0].image was changed",
+        "Restored Service tiny: spec.ports[0].port was changed"}, what="the Restored events")
+    cluster.kube.merge(f"{LLMD.format(ns=NS)}/tiny", {"metadata": {"labels": {"team": "b"}}})
+    wait_for(lambda: deployment(cluster, "tiny")["metadata"]["labels"]["team"]
+             == cluster.kube.read(f"{SERVICES}/tiny")["metadata"]["labels"]["team"] == "b", what="the new label")
+    cluster.kube.merge(f"{BUDGETS}/tiny", {"spec": {"unhealthyPodEvictionPolicy": None}})
+    cluster.clear_audit()
+    time.sleep(12)  # more than two decision intervals
+    writes = [(e["verb"], e["resource"]) for e in cluster.audit()
+              if e["verb"] in ("create", "patch", "update", "delete")
+              and e["resource"] in ("deployments", "services", "poddisruptionbudgets")]
+    assert not writes
+
+
+def test_a_spec_change_is_not_reported_rolled_out_before_its_rollout(cluster, operator):
+    """Each status written at the new generation says Progressing=True until the Deployment has rolled out."""
+    doc = load("minimal.yaml")
+    doc["spec"].update(autoscaling={"mode": "off"}, replicas=2)
+    apply(cluster, doc)
+    path = f"{LLMD.format(ns=NS)}/tiny"
+    wait_for(lambda: condition(llmd(cluster, "tiny"), "Progressing").get("reason") == "Stable", timeout=30,
+             what="Stable")
+    for run in range(3):
+        since = cluster.kube.read(path)["metadata"]["resourceVersion"]
+        generation = cluster.kube.merge(path, {"spec": {"runtime": {"args": ["--max-waiting", str(100 + run)]}}})[
+            "metadata"]["generation"]
+        seen = []
+        with requests.get(f"{cluster.url}{LLMD.format(ns=NS)}", stream=True, timeout=30, params={
+                "watch": "true", "resourceVersion": since, "fieldSelector": "metadata.name=tiny"}) as watch:
+            for line in watch.iter_lines():
+                obj = json.loads(line)["object"]
+                if obj.get("status", {}).get("observedGeneration") == generation:
+                    seen.append((c := condition(obj, "Progressing"))["status"] + " " + c["reason"])
+                    if c["reason"] == "Stable":
+                        break
+        assert len(seen) > 1 and all(s.startswith("True ") for s in seen[:-1]), seen
 
 
 def test_missing_secret_degrades_then_recovers(cluster, operator):

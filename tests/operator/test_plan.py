@@ -1,11 +1,13 @@
 """The pod plan, the spec parser and the status builder, as pure functions."""
 
+import copy
 from pathlib import Path
 
 import pytest
 import yaml
 
 from foresail_operator import plan
+from foresail_operator.reconciler import drift
 from foresail_operator.runtimes import RUNTIMES, runtime_for
 from foresail_operator.spec import RUNTIMES as SPEC_RUNTIMES
 from foresail_operator.spec import SpecError, parse_spec
@@ -415,3 +417,27 @@ def test_from_kubernetes_1_30_the_kubelet_sleeps_in_pre_stop():
     pod = plan.deployment("m", "ns", spec, runtime_for(spec), sleep_action=True)["spec"]["template"]["spec"]
     assert pod["containers"][0]["lifecycle"]["preStop"] == {"sleep": {"seconds": plan.PRE_STOP_S}}
     assert pod["terminationGracePeriodSeconds"] == plan.PRE_STOP_S + 110 + plan.SHUTDOWN_S
+
+
+def test_only_a_planned_value_changed_is_drift_not_what_the_server_adds_drops_or_rewrites():
+    spec = parse_spec({"model": {"source": "a"}, "resources": {"cpu": "0.5", "memory": "1024Mi", "gpus": 1}})
+    planned = plan.deployment("m", "ns", spec, runtime_for(spec))
+    live = copy.deepcopy(planned)
+    pod = live["spec"]["template"]["spec"]
+    live["metadata"]["labels"]["added-by"] = "a-policy-engine"
+    live["spec"]["paused"] = False
+    pod.update(dnsPolicy="ClusterFirst", restartPolicy="Always")  # server defaults
+    pod["containers"][0].update(imagePullPolicy="IfNotPresent", terminationMessagePath="/dev/termination-log")
+    pod["containers"][0]["resources"] = {"requests": {"cpu": "500m", "memory": "1Gi"},  # canonical quantities
+                                         "limits": {"cpu": "500m", "memory": "1Gi", "nvidia.com/gpu": "1"}}
+    del pod["securityContext"]["seccompProfile"]  # dropped by a server that does not know it
+    assert drift(planned, live) is None
+    edited = copy.deepcopy(live)
+    edited["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] = "2Gi"
+    assert drift(planned, edited) == "spec.template.spec.containers[0].resources.limits.memory"
+    edited = copy.deepcopy(live)
+    edited["metadata"]["labels"]["app.kubernetes.io/instance"] = "other"
+    assert drift(planned, edited) == "metadata.labels.app.kubernetes.io/instance"
+    edited = copy.deepcopy(live)
+    edited["spec"]["template"]["spec"]["volumes"].append({"name": "extra", "emptyDir": {}})
+    assert drift(planned, edited) == "spec.template.spec.volumes"

@@ -1,5 +1,5 @@
 """Evictions and containers killed for memory reach the LLMDeployment as Warning Events, once each, and a
-crash-looping container's last exit reaches the Degraded condition."""
+crash-looping container's last exit reaches the Degraded condition, which stays while the container tries again."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import yaml
 
 from foresail.kubetest.testing import start_apiserver
 from foresail_operator.status import OOM_HINT, PodSummary, pod_warnings
-from tests.helpers import Kube, wait_for
+from tests.helpers import Kube, condition, wait_for
 from tests.operator.conftest import CRDS, LLMD, Operator
 
 PODS = "/api/v1/namespaces/default/pods"
@@ -48,6 +48,32 @@ def test_a_crash_loop_says_how_the_container_last_ended():
     summary = PodSummary.of({"metadata": {"name": "tiny-1"}, "status": {"containerStatuses": [oom(3, "c://b")]}})
     assert summary.problem == ("CrashLoop", "container server: CrashLoopBackOff: back-off 10s restarting "
                                             f"(last exit: OOMKilled, code 137: {OOM_HINT})")
+
+
+def running(restarts: int, ready: bool = False) -> dict:
+    """A container status started again (at 01:00) after it was killed for memory."""
+    ended = {"terminated": {"reason": "OOMKilled", "exitCode": 137, "containerID": f"c://{restarts}"}}
+    return {"name": "server", "restartCount": restarts, "ready": ready, "image": "vllm", "imageID": "",
+            "state": {"running": {"startedAt": "2026-01-01T01:00:00Z"}}, "lastState": ended}
+
+
+def pod_status(container: dict, ready: bool = False, since: str = "2026-01-01T00:59:00Z") -> dict:
+    """A pod's status with this one container, Ready (or not) since `since`."""
+    return {"phase": "Running", "containerStatuses": [container], "conditions": [
+        {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": since}]}
+
+
+def test_a_container_started_again_after_a_failure_is_crash_looping_until_it_is_ready():
+    def problem(status: dict) -> tuple[str, str] | None:
+        return PodSummary.of({"metadata": {"name": "tiny-1"}, "status": status}).problem
+
+    assert problem(pod_status(running(7))) == (
+        "CrashLoop", f"container server: not ready again after 7 restarts (last exit: OOMKilled, code 137: {OOM_HINT})")
+    assert problem(pod_status(running(7, ready=True), ready=True)) is None
+    # ready after its start, then not (a readiness probe failing under load): no crash loop
+    assert problem(pod_status(running(7), since="2026-01-01T01:05:00Z")) is None
+    clean = {**running(1), "lastState": {"terminated": {"reason": "Completed", "exitCode": 0}}}
+    assert problem(pod_status(clean)) is None
 
 
 @pytest.fixture
@@ -99,3 +125,37 @@ def test_the_owner_hears_of_each_eviction_and_death_by_memory_once(unsimulated: 
     kube.merge(f"{PODS}/tiny-b/status", {"status": {"containerStatuses": [oom(3, "c://3")]}})
     after = wait_for(lambda: len(w := warnings()) > 3 and w, timeout=30, what="the new death told")
     assert [reason for reason, _ in after] == ["OOMKilled"] * 3 + ["PodEvicted"]
+
+
+def test_a_crash_loop_stays_degraded_between_restarts_with_one_warning(unsimulated: tuple[Kube, Operator]):
+    """Degraded stays CrashLoop while the kubelet runs the container again after each death (not ready yet),
+    so the owner gets one Warning for the crash loop, and one Recovered once the pod is ready."""
+    kube, _ = unsimulated
+    path = f"{LLMD.format(ns='default')}/tiny"
+    kube.create(LLMD.format(ns="default"), {"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment",
+                                            "metadata": {"name": "tiny"}, "spec": {
+                                                "model": {"source": "builtin:tiny"}, "autoscaling": {"mode": "off"}}})
+    wait_for(lambda: kube.read(path).get("status"), timeout=30, what="a status")
+    kube.create(PODS, {"metadata": {"name": "tiny-a", "labels": LABELS},
+                       "spec": {"containers": [{"name": "server", "image": "vllm"}]}})
+
+    def degraded() -> tuple[str, str, str]:
+        found = condition(kube.read(path), "Degraded")
+        return found.get("status", ""), found.get("reason", ""), found.get("message", "")
+
+    for restarts in (1, 2, 3):
+        kube.merge(f"{PODS}/tiny-a/status", {"status": pod_status(oom(restarts, f"c://{restarts}"))})
+        wait_for(lambda: "CrashLoopBackOff" in degraded()[2], what="the back-off")
+        kube.merge(f"{PODS}/tiny-a/status", {"status": pod_status(running(restarts))})
+        wait_for(lambda: degraded()[2].startswith("container server: not ready again after"), what="the next try")
+        assert degraded()[:2] == ("True", "CrashLoop")
+    kube.merge(f"{PODS}/tiny-a/status", {"status": pod_status(running(3, ready=True), ready=True,
+                                                               since="2026-01-01T01:02:00Z")})
+    wait_for(lambda: degraded()[0] == "False", what="recovery")
+
+    def told() -> list[str]:
+        return [e["reason"] for e in kube.read(EVENTS)["items"]
+                if e["involvedObject"]["name"] == "tiny" and e["reason"] in ("CrashLoop", "Recovered")]
+
+    wait_for(lambda: "Recovered" in told(), what="the Recovered event")
+    assert sorted(told()) == ["CrashLoop", "Recovered"]  # one each, not a pair per restart

@@ -114,21 +114,22 @@ What the operator does in each namespace it manages, derived from its API calls
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
   verbs: [list]
+# `list` and `watch` on Services and budgets: one the operator owns that is deleted or edited is put back.
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, create, patch]
+  verbs: [get, list, watch, create, patch]
 # `delete` only for the budget of a deployment whose spec disables it (disruptionBudget.enabled: false).
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [get, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # `patch` only to set controller.kubernetes.io/pod-deletion-cost before a scale-down (idlest pods go first).
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch, patch]
-# Only `get`: the operator reads the Secret an LLMDeployment names in spec.model.tokenSecretRef
-# to check it exists; it cannot list Secrets or read one whose name it is not given.
+# Only `get`: the operator reads the Secrets and ConfigMaps an LLMDeployment names (spec.model.tokenSecretRef,
+# spec.runtime.mounts) to check they exist; it cannot list them or read one whose name it is not given.
 - apiGroups: [""]
-  resources: [secrets]
+  resources: [secrets, configmaps]
   verbs: [get]
 - apiGroups: [""]
   resources: [events]
