@@ -17,9 +17,14 @@ it registers at the API server's version, as a kubelet does), so
 their DELETE is graceful (the object stays, `deletionTimestamp` set), the endpoint turns `terminating`
 (not ready, still serving), the container's preStop `sleep` runs, then SIGTERM, SIGKILL once the pod's
 `terminationGracePeriodSeconds` (counted from the start of preStop) are up, and once the process is
-gone the runner removes the Pod object (a DELETE with grace period 0), as the kubelet does.
+gone the runner removes the Pod object (a DELETE with grace period 0), as the kubelet does. A Pod deleted
+through the API (kubectl delete, an eviction) ends the same way, within its `deletionGracePeriodSeconds`,
+and the runner, as the ReplicaSet controller, creates a replacement.
+Each process gets a minimal environment (`child_env`) plus the container's `env` entries that have a
+`value`, as a kubelet gives; a process that exits is restarted in place, counted in `restartCount`, with
+`lastState.terminated` saying how it ended.
 Not emulated: scheduling, rolling updates with surge (a template change replaces pods at once),
-restarts with backoff.
+restarts with backoff, `valueFrom` and `envFrom` (a local process has no Secrets or ConfigMaps mounted).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import requests
 
@@ -47,6 +52,7 @@ SLICE_MANAGER = "podrunner.demo.foresail.dev"  # endpointslice.kubernetes.io/man
 SLICES = "apis/discovery.k8s.io/v1"
 OWNER_LABEL = "foresail.dev/llmdeployment"
 NODE = "local"  # the node the runner's pods are bound to
+BASE_ENV = ("PATH", "HOME", "LANG", "PYTHONPATH")  # what a child process keeps of the caller's environment
 
 
 def _now_iso() -> str:
@@ -68,10 +74,25 @@ class LocalPod:
     ready: bool = False
     terminating: bool = False
     stop_times: tuple[float, float] = (0.0, 30.0)  # (preStop sleep, grace period) from its own spec
+    started_at: str = ""  # when the running process started (RFC 3339)
+    restarts: int = 0
+    last_exit: dict[str, Any] | None = None  # lastState.terminated: how the previous process ended
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a process the demo starts: PATH, HOME, LANG and PYTHONPATH where set (the same
+    interpreter and packages), unbuffered output, and ``extra``; nothing else of the caller's."""
+    base = {name: os.environ[name] for name in BASE_ENV if name in os.environ}
+    return {**base, "PYTHONUNBUFFERED": "1", **(extra or {})}
+
+
+def pod_env(container: dict) -> dict[str, str]:
+    """A pod process's environment: `child_env` and the container's `env` entries that have a `value`."""
+    return child_env({e["name"]: str(e["value"]) for e in container.get("env") or [] if "value" in e})
 
 
 def local_command(container: dict, port: int, workdir: Path, threads: int) -> list[str]:
@@ -132,7 +153,15 @@ class PodRunner:
             return [p.url for p in self.pods.values() if p.ready and (p.namespace, p.owner) == (namespace, owner)]
 
     def ready_count(self, namespace: str, owner: str) -> int:
+        """How many processes of one LLMDeployment are ready."""
         return len(self.endpoints(namespace, owner))
+
+    def running_count(self, namespace: str, owner: str) -> int:
+        """How many pods of one LLMDeployment the runner holds: starting, ready or draining (what a cluster
+        pays for)."""
+        with self.lock:
+            held = list(self.pods.values()) + list(self.terminating.values())
+        return sum((p.namespace, p.owner) == (namespace, owner) for p in held)
 
     # ---- the loop -----------------------------------------------------------------------
     def _register_node(self) -> None:
@@ -153,6 +182,7 @@ class PodRunner:
             self._stop.wait(self.poll_s)
 
     def _tick(self) -> None:
+        self._stop_deleted_pods()
         rsp = self.http.get(f"{self.api}/apis/apps/v1/deployments", params={"labelSelector": MANAGED}, timeout=10)
         rsp.raise_for_status()
         seen: set[tuple[str, str]] = set()
@@ -165,6 +195,22 @@ class PodRunner:
             self._remove(pod, delete_object=False)  # the API server garbage-collected it
         self._write_targets()
         self._sync_endpoint_slices()
+
+    def _stop_deleted_pods(self) -> None:
+        """As the kubelet: stop the pods whose objects were deleted through the API (deletionTimestamp set,
+        or gone), within their deletionGracePeriodSeconds."""
+        rsp = self.http.get(f"{self.api}/api/v1/pods", timeout=10)
+        rsp.raise_for_status()
+        objects = {(o["metadata"]["namespace"], o["metadata"]["name"]): o["metadata"] for o in rsp.json()["items"]}
+        for pod in list(self.pods.values()):
+            meta = objects.get((pod.namespace, pod.name))
+            if meta is not None and not meta.get("deletionTimestamp"):
+                continue
+            grace = (meta or {}).get("deletionGracePeriodSeconds")
+            if grace is not None:
+                pod.stop_times = (pod.stop_times[0], float(grace))
+            log.info("pod %s deleted through the API", pod.name)
+            self._remove(pod, delete_object=False)
 
     def _reconcile(self, dep: dict) -> None:
         meta, spec = dep["metadata"], dep["spec"]
@@ -228,12 +274,16 @@ class PodRunner:
         if pod.proc is None and time.time() >= pod.start_at:
             cmd = local_command(container, pod.port, self.workdir, self.threads)
             out = open(self.workdir / f"{pod.name}.log", "ab")
-            pod.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                        env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            pod.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=pod_env(container))
             out.close()
+            pod.started_at = _now_iso()
             self._pod_status(pod, ready=False, phase="Running")
         elif pod.proc is not None and pod.proc.poll() is not None:
             log.warning("pod %s process exited with %s; restarting", pod.name, pod.proc.returncode)
+            code = pod.proc.returncode if pod.proc.returncode >= 0 else 128 - pod.proc.returncode  # 137: SIGKILL
+            pod.last_exit = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                             "startedAt": pod.started_at, "finishedAt": _now_iso()}
+            pod.restarts += 1
             pod.proc, pod.ready = None, False
             self._pod_status(pod, ready=False, phase="Running")
         elif pod.proc is not None and not pod.ready:
@@ -248,12 +298,15 @@ class PodRunner:
                 log.info("pod %s ready", pod.name)
 
     def _pod_status(self, pod: LocalPod, ready: bool, phase: str) -> None:
-        state = {"running": {"startedAt": _now_iso()}} if pod.proc else {"waiting": {"reason": "ContainerCreating"}}
+        state = {"running": {"startedAt": pod.started_at}} if pod.proc else {"waiting": {"reason": "ContainerCreating"}}
+        container: dict[str, Any] = {"name": "server", "ready": ready, "restartCount": pod.restarts, "state": state,
+                                     "image": "local", "imageID": "local"}
+        if pod.last_exit is not None:
+            container["lastState"] = {"terminated": pod.last_exit}
         status: dict[str, Any] = {
             "phase": phase, "podIP": "127.0.0.1",
             "conditions": [{"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": _now_iso()}],
-            "containerStatuses": [{"name": "server", "ready": ready, "restartCount": 0, "state": state,
-                                   "image": "local", "imageID": "local"}]}
+            "containerStatuses": [container]}
         self.http.patch(f"{self.api}/api/v1/namespaces/{pod.namespace}/pods/{pod.name}/status",
                         json={"status": status}, headers={"Content-Type": "application/merge-patch+json"},
                         timeout=10).raise_for_status()
@@ -267,7 +320,9 @@ class PodRunner:
             self.terminating[pod.name] = pod
         if delete_object:
             self.http.delete(f"{self.api}/api/v1/namespaces/{pod.namespace}/pods/{pod.name}", timeout=10)
-        pre_stop_s, grace_s = pod.stop_times
+        grace_s = pod.stop_times[1]
+        # the grace period bounds the preStop hook, which runs only in a started container
+        pre_stop_s = min(pod.stop_times[0], grace_s) if pod.proc is not None else 0.0
         log.info("pod %s removed; preStop %.0f s, then SIGTERM", pod.name, pre_stop_s)
         threading.Thread(target=self._terminate, args=(pod, pre_stop_s, grace_s), daemon=True,
                          name=f"terminate-{pod.name}").start()

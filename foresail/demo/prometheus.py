@@ -105,18 +105,26 @@ class PrometheusServer:
             context = ssl.create_default_context(cafile=str(self.tls[2]))
         self.log = open(self.workdir / "prometheus.log", "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            self._wait_ready(self.proc, timeout_s, context)
+        except BaseException:  # not ready, exited, or interrupted: stop what was started
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self, proc: subprocess.Popen, timeout_s: float, context: ssl.SSLContext | None) -> None:
+        log_path = self.workdir / "prometheus.log"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                log_path = self.workdir / "prometheus.log"
-                raise RuntimeError(f"Prometheus exited with {self.proc.returncode}; see {log_path}")
+            if proc.poll() is not None:
+                raise RuntimeError(f"Prometheus exited with {proc.returncode}; see {log_path}")
             try:
                 with urllib.request.urlopen(self.url + "/-/ready", timeout=1, context=context) as rsp:
                     if rsp.status == 200:
-                        return self
+                        return
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError(f"Prometheus did not become ready in {timeout_s:.0f} s")
+        raise RuntimeError(f"Prometheus did not become ready in {timeout_s:.0f} s; see {log_path}")
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL)."""

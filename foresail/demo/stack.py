@@ -2,13 +2,13 @@
 optionally the activator (the front door clients send requests to, as installed with the chart).
 
 Used by `foresail demo` and by the end-to-end tests. Every process it starts is stopped on exit,
-also when the body raises (Ctrl-C included).
+also when the body raises (Ctrl-C included). The operator and the activator get a minimal environment
+(`child_env`), not the caller's: a FORESAIL_* variable in the user's shell does not change them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -19,7 +19,7 @@ from typing import Any
 import requests
 import yaml
 
-from foresail.demo.podrunner import PodRunner
+from foresail.demo.podrunner import PodRunner, child_env
 from foresail.demo.prometheus import PrometheusServer, free_port
 from foresail.kubetest.testing import start_apiserver
 
@@ -66,8 +66,9 @@ class LocalStack:
                 for doc in yaml.safe_load_all((crd_dir() / name).read_text()):
                     self.http.post(f"{self.url}/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
                                    json=doc, timeout=10).raise_for_status()
-            self.prometheus = PrometheusServer(self.workdir / "prometheus").start()
+            self.prometheus = PrometheusServer(self.workdir / "prometheus")
             self._stack.callback(self.prometheus.stop)
+            self.prometheus.start()
             self.runner = PodRunner(self.url, self.workdir / "pods", self.prometheus,
                                     cold_start_s=self.cold_start_s, threads=self.threads).start()
             self._stack.callback(self.runner.stop)
@@ -86,7 +87,7 @@ class LocalStack:
     def start_operator(self) -> None:
         """Start `foresail operator` against the API test server and Prometheus."""
         log = open(self.workdir / "operator.log", "ab")
-        env = dict(os.environ, PYTHONUNBUFFERED="1", FORESAIL_PROMETHEUS_URL=self.prometheus.url, **self.operator_env)
+        env = child_env({"FORESAIL_PROMETHEUS_URL": self.prometheus.url, **self.operator_env})
         self.operator = subprocess.Popen(
             [sys.executable, "-m", "foresail", "operator", "--standalone", "--kubeconfig", str(self.api.kubeconfig)],
             stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -100,7 +101,7 @@ class LocalStack:
         proc = subprocess.Popen(
             [sys.executable, "-m", "foresail", "activator", "--kubeconfig", str(self.api.kubeconfig),
              "--host", "127.0.0.1", "--port", str(port), "--upstream", "http://127.0.0.1:9"],
-            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            stdout=log, stderr=subprocess.STDOUT, env=child_env())
         log.close()
         self._stack.callback(_stop, proc)
         self.activator_url = f"http://127.0.0.1:{port}"

@@ -1,0 +1,260 @@
+"""`foresail demo` and its pod runner: the summary's figures, the plot's capacity, start-up failures, the
+children's environment, SIGTERM and SIGHUP, and Pods deleted through the API or restarted."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import requests
+
+from foresail.cli import main
+from foresail.demo.cli import capacity_line, summary
+from foresail.demo.load import Outcome
+from foresail.demo.podrunner import OWNER_LABEL, PodRunner, child_env, pod_env
+from foresail.demo.prometheus import PrometheusServer
+from foresail.kubetest.testing import start_apiserver
+from tests.helpers import wait_for
+
+needs_prometheus = pytest.mark.skipif(shutil.which("prometheus") is None,
+                                      reason="needs Debian's prometheus (make install)")
+PODS = "/api/v1/namespaces/default/pods"
+
+
+def row(t: float, desired: int | None, ready: int, pods: int, capacity: float | None = None) -> dict[str, Any]:
+    """One sample of the demo's timeline, as its Sampler writes it."""
+    return {"t": t, "offered": 1.0, "demand": 1.0, "forecast": 1.0, "desired": desired, "recommended": desired,
+            "ready": ready, "pods": pods, "capacity": capacity, "reason": ""}
+
+
+def test_the_summary_counts_failures_the_pods_held_and_every_scale_event():
+    """replica-seconds integrate the pods the runner holds (starting and draining ones too) over time;
+    scale events count each change of the desired replicas, however many the operator's capped history keeps."""
+    desired = [1, 3, 3, 5, 4, 2, 6, 1, 2, 8, 8, 3, 4, 5, 1]
+    step = 2.0
+    rows = [row(0.0, None, ready=0, pods=1)]  # before the operator wrote its status
+    for i, d in enumerate(desired):  # each scale-up is ready one sample later, each scale-down drains one sample
+        before = desired[i - 1] if i else d
+        rows.append(row((i + 1) * step, d, ready=min(d, before), pods=max(d, before)))
+    changes = sum(a != b for a, b in zip(desired, desired[1:], strict=False))
+    held = sum(a["pods"] * (b["t"] - a["t"]) for a, b in zip(rows, rows[1:], strict=False))
+    ready = sum(a["ready"] * (b["t"] - a["t"]) for a, b in zip(rows, rows[1:], strict=False))
+    assert held > ready  # the pods still starting or draining are what the old figure left out
+    history = [{"replicas": d} for d in desired[-10:]]  # the operator keeps the last 10 decisions
+    outcomes = [Outcome(0.1, 0.2, True, "200"), Outcome(0.2, 0.3, True, "200"), Outcome(0.3, 0.0, False, "429"),
+                Outcome(0.4, 0.0, False, "no replica"), Outcome(0.5, 0.0, False, "429")]
+    text = "\n".join(summary(outcomes, rows, {"history": history, "coldStartSeconds": 7.0,
+                                              "lastScaleReason": "scale down"}))
+    assert "requests sent 5, answered 2 (40.0 %), failed 3 (2 x 429, 1 x no replica)" in text
+    assert f"replica-seconds {held:.0f} " in text
+    assert f"scale events: {changes} (last: scale down)" in text and changes > len(history)
+
+
+def test_the_plot_uses_the_capacity_the_operator_learned_and_says_so():
+    learned = [row(0.0, 1, 1, 1, None), row(1.0, 2, 1, 2, 1.0), row(2.0, 2, 2, 2, 3.85)]
+    per_replica, label = capacity_line(learned, fallback=1.5)
+    assert per_replica == [1.5, 1.0, 3.85]
+    assert "status.capacity" in label and "3.85" in label
+    per_replica, label = capacity_line([row(0.0, 1, 1, 1), row(1.0, 1, 1, 1)], fallback=1.5)
+    assert per_replica == [1.5, 1.5] and "--capacity" in label and "1.5" in label
+
+
+def test_child_processes_get_a_minimal_environment_and_pods_their_specs_env(monkeypatch):
+    monkeypatch.setenv("FORESAIL_API_KEY", "the user's key")
+    monkeypatch.setenv("FORESAIL_NAMESPACES", "prod")
+    monkeypatch.setenv("PYTHONPATH", "/somewhere")
+    env = child_env({"FORESAIL_PROMETHEUS_URL": "http://127.0.0.1:9090"})
+    assert "FORESAIL_API_KEY" not in env and "FORESAIL_NAMESPACES" not in env
+    assert env["PATH"] == os.environ["PATH"] and env["PYTHONPATH"] == "/somewhere"
+    assert env["FORESAIL_PROMETHEUS_URL"] == "http://127.0.0.1:9090"
+    container = {"env": [{"name": "HOME", "value": "/tmp"}, {"name": "FORESAIL_API_KEY", "value": "the pod's"},
+                         {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}]}
+    env = pod_env(container)
+    assert env["HOME"] == "/tmp" and env["FORESAIL_API_KEY"] == "the pod's" and "HF_TOKEN" not in env
+
+
+def fake_prometheus(folder: Path, body: str) -> Path:
+    """A folder holding a `prometheus` that runs ``body`` (a shell script), to put first in PATH."""
+    folder.mkdir()
+    script = folder / "prometheus"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+    return folder
+
+
+def test_a_prometheus_that_never_gets_ready_is_stopped(tmp_path, monkeypatch):
+    bin_dir = fake_prometheus(tmp_path / "bin", "echo never ready; exec sleep 300")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    server = PrometheusServer(tmp_path / "prometheus")
+    try:
+        with pytest.raises(RuntimeError, match="did not become ready in 2 s"):
+            server.start(timeout_s=2)
+        assert server.proc is not None and server.proc.poll() is not None
+    finally:
+        if server.proc is not None and server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait()
+
+
+def test_a_start_up_failure_is_one_line_naming_a_log_that_is_kept(tmp_path, monkeypatch, capsys):
+    bin_dir = fake_prometheus(tmp_path / "bin", "echo 'bind: address already in use'; exit 3")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    out = tmp_path / "out"
+    assert main(["demo", "--minutes", "1", "--out", str(out)]) == 2
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("error: Prometheus exited with 3; see "), last
+    log = Path(last.rsplit("see ", 1)[1])
+    assert log.is_relative_to(out) and "address already in use" in log.read_text()
+    assert (out / "apiserver" / "apiserver.log").exists()
+
+
+def test_a_run_in_which_no_request_is_answered_says_why_and_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The stack and the replay are stand-ins: every request gets a 401."""
+
+    class Runner:
+        def ready_count(self, namespace: str, owner: str) -> int:
+            return 1
+
+        def running_count(self, namespace: str, owner: str) -> int:
+            return 1
+
+    class Stack:
+        runner, activator_url = Runner(), "http://127.0.0.1:9"
+
+        def __init__(self, workdir: Path, **_: Any) -> None:
+            (workdir / "operator.log").write_text("operator log\n")
+
+        def __enter__(self) -> Stack:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def apply(self, doc: dict) -> None:
+            pass
+
+        def wait_ready(self, name: str, replicas: int, timeout_s: float) -> None:
+            pass
+
+        def llmd(self, name: str) -> dict:
+            return {"status": {"desiredReplicas": 1}}
+
+    async def replay(step_rates, step_s, endpoints, model, on_step):
+        return [Outcome(i, 0.01, False, "401") for i in range(3)]
+
+    monkeypatch.setattr("foresail.demo.stack.LocalStack", Stack)
+    monkeypatch.setattr("foresail.demo.load.replay", replay)
+    monkeypatch.setattr("foresail.demo.prometheus.find_binary", lambda: "prometheus")
+    out = tmp_path / "out"
+    assert main(["demo", "--minutes", "1", "--out", str(out)]) == 1
+    text = capsys.readouterr().out
+    assert "answered 0 (0.0 %), failed 3 (3 x 401)" in text and "no request was answered" in text
+    assert (out / "operator.log").read_text() == "operator log\n"
+
+
+def test_a_peak_rate_planning_too_many_requests_is_refused(tmp_path, capsys):
+    assert main(["demo", "--peak-rps", "1e6", "--out", str(tmp_path / "out")]) == 2
+    assert "more than the 100,000 the demo sends at most" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@needs_prometheus
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_stop_everything_the_demo_started(tmp_path: Path, sig: signal.Signals) -> None:
+    """As Ctrl-C does: every child stopped, the temp folder removed, the logs kept. The user's FORESAIL_*
+    variables reach none of the children the demo starts (a namespace filter the operator would obey, an API
+    key the pods would ask for)."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp), "FORESAIL_NAMESPACES": "prod", "FORESAIL_API_KEY": "the user's key"}
+    out = tmp_path / "out"
+    demo = subprocess.Popen([sys.executable, "-m", "foresail", "demo", "--minutes", "2", "--cold-start", "0",
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    stream = demo.stdout
+    assert stream is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(stream.readline, "")), daemon=True)
+    reader.start()
+    children: list[psutil.Process] = []
+    try:
+        wait_for(lambda: any("minute   0" in line for line in lines) or demo.poll() is not None, timeout=120,
+                 what="the replay started")
+        assert demo.poll() is None, "".join(lines)
+        children = psutil.Process(demo.pid).children(recursive=True)
+        servers = [p for p in children if "serve" in p.cmdline()]
+        assert servers and len(children) >= 5  # API server, Prometheus, operator, activator, a pod
+        # the operator, the activator and the pods (the API server is started by foresail.kubetest.testing)
+        started = [p for p in children if "foresail" in p.cmdline() and "apiserver" not in p.cmdline()]
+        assert len(started) >= 3 and all("FORESAIL_API_KEY" not in p.environ() for p in started)
+        assert all(p.environ()["HOME"] == "/tmp" for p in servers)  # the pod spec's env
+        demo.send_signal(sig)
+        assert demo.wait(timeout=90) == 128 + sig
+        reader.join(timeout=10)
+        left = [p.cmdline() for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert left == [], "".join(lines)
+        assert list(temp.iterdir()) == []
+        assert (out / "operator.log").exists() and list((out / "pods").glob("*.log"))
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+
+
+@pytest.mark.slow
+def test_a_pod_deleted_through_the_api_is_stopped_and_replaced_and_restarts_are_counted(tmp_path: Path) -> None:
+    """As a kubelet: a killed process is restarted in place, with restartCount and lastState.terminated; a Pod
+    deleted through the API gets its preStop and SIGTERM, then the object goes, and (as the ReplicaSet
+    controller) the runner creates a replacement."""
+    with start_apiserver(tmp_path / "api", simulate_pods=False) as api:
+        http = requests.Session()
+        labels = {"app.kubernetes.io/managed-by": "foresail", OWNER_LABEL: "tiny"}
+        container = {"name": "server", "image": "local", "command": ["foresail", "serve", "--model", "builtin:tiny"],
+                     "lifecycle": {"preStop": {"exec": {"command": ["sleep", "1"]}}}}
+        dep: dict[str, Any] = {
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "tiny", "labels": labels},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [container], "terminationGracePeriodSeconds": 30}}}}
+        http.post(api.url + "/apis/apps/v1/namespaces/default/deployments", json=dep, timeout=10).raise_for_status()
+        runner = PodRunner(api.url, tmp_path / "pods", cold_start_s=0.0, poll_s=0.2).start()
+        try:
+            wait_for(lambda: runner.ready_count("default", "tiny") == 1, timeout=90, what="the pod ready")
+            (pod,) = runner.pods.values()
+            assert pod.proc is not None
+            pod.proc.kill()
+
+            def restarted() -> dict | None:
+                status = http.get(f"{api.url}{PODS}/{pod.name}", timeout=10).json()["status"]
+                return status if status["containerStatuses"][0]["restartCount"] else None
+
+            (cs,) = wait_for(restarted, timeout=10, what="the restart counted")["containerStatuses"]
+            assert cs["restartCount"] == 1
+            assert {k: cs["lastState"]["terminated"][k] for k in ("exitCode", "reason")} == {
+                "exitCode": 128 + signal.SIGKILL, "reason": "Error"}
+            wait_for(lambda: runner.ready_count("default", "tiny") == 1, timeout=90, what="the pod ready again")
+            process = pod.proc
+            assert process is not None
+            http.delete(f"{api.url}{PODS}/{pod.name}", params={"gracePeriodSeconds": 5}, timeout=10
+                        ).raise_for_status()
+            wait_for(lambda: process.poll() is not None, timeout=15, what="the process stopped")
+            wait_for(lambda: http.get(f"{api.url}{PODS}/{pod.name}", timeout=10).status_code == 404, timeout=10,
+                     what="the Pod object removed")
+            wait_for(lambda: runner.ready_count("default", "tiny") == 1, timeout=90, what="a replacement ready")
+            (replacement,) = http.get(api.url + PODS, timeout=10).json()["items"]
+            assert replacement["metadata"]["name"] != pod.name
+        finally:
+            runner.stop()
+
