@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import posixpath
 from typing import Any
 
@@ -22,6 +23,7 @@ FETCH_IMAGE = "busybox:1.37"
 # sending to it (they learn of its removal at the same time as the kubelet does).
 PRE_STOP_S = 5
 SHUTDOWN_S = 5  # after the drain: the server's own exit
+STARTUP_S = 3600  # the least time the startup probe gives a pod to load its model
 # From this Kubernetes version the kubelet sleeps itself (the PodLifecycleSleepAction gate, on by default
 # since 1.30); before it the runtime's image must have a `sleep` binary.
 SLEEP_ACTION_SINCE = (1, 30)
@@ -171,6 +173,12 @@ def _placement(name: str, spec: LLMDeploymentSpec) -> dict[str, Any]:
     return out
 
 
+def startup_checks(spec: LLMDeploymentSpec) -> int:
+    """The startup probe's failureThreshold at 10-s periods: an hour, or twice the cold start the spec assumes
+    where that is longer (forecast.coldStartSeconds goes up to 2 h: the pod must not be killed while loading)."""
+    return math.ceil(max(STARTUP_S, 2 * spec.autoscaling.cold_start_s) / 10)
+
+
 def pod_template(name: str, spec: LLMDeploymentSpec, runtime: Runtime, sleep_action: bool = False) -> dict[str, Any]:
     """The pod template of the inference Deployment (`sleep_action`: the cluster's kubelets sleep in preStop)."""
     model, volumes, mounts, init = _model_location(spec)
@@ -185,7 +193,7 @@ def pod_template(name: str, spec: LLMDeploymentSpec, runtime: Runtime, sleep_act
         "env": _env(spec),
         "resources": _resources(spec),
         # Loading weights can take many minutes: the startup probe holds off liveness until then.
-        "startupProbe": {**probe, "periodSeconds": 10, "failureThreshold": 360},
+        "startupProbe": {**probe, "periodSeconds": 10, "failureThreshold": startup_checks(spec)},
         "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 6, "timeoutSeconds": 5},
         "readinessProbe": {"httpGet": {"path": runtime.ready_path, "port": "http"},
                            "periodSeconds": 5, "failureThreshold": 2, "timeoutSeconds": 3},

@@ -106,6 +106,15 @@ def test_model_change_changes_the_plan_and_replicas_do_not():
     assert a["metadata"]["annotations"] != b["metadata"]["annotations"]
 
 
+@pytest.mark.parametrize("cold_start, startup_s", [(120, 3600), (1800, 3600), (2700, 5400), (7200, 14400),
+                                                    (7195, 14390)])
+def test_the_startup_probe_waits_an_hour_or_twice_the_cold_start_assumed(cold_start: int, startup_s: int):
+    body = {**example("minimal.yaml")["spec"], "autoscaling": {"forecast": {"coldStartSeconds": cold_start}}}
+    probe = plan.deployment("q", "d", parse_spec(body), runtime_for(parse_spec(body)))[
+        "spec"]["template"]["spec"]["containers"][0]["startupProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] == startup_s
+
+
 @pytest.mark.parametrize("source, expect_arg, volume", [
     ("pvc://weights/llama/8b", "/model-source/llama/8b", "model-source"),
     ("hf://org/model", "org/model", None),
