@@ -451,4 +451,7 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
     if parsed.resources.gpus > 1 and parsed.runtime.name == "foresail":
         raise SpecError("spec.resources.gpus: the foresail runtime runs a model on one GPU (0 or 1); vllm, tgi "
                         "and sglang use more, in tensor parallel")
+    if parsed.resources.gpus > 1 and parsed.resources.gpu_resource.startswith("nvidia.com/mig-"):
+        raise SpecError("spec.resources.gpus: a process uses one MIG slice: 0 or 1 with a nvidia.com/mig-* "
+                        "gpuResource (tensor parallel needs whole GPUs)")
     return parsed

@@ -447,6 +447,8 @@ INVALID = [
     ({"model": {"source": "a/b"}, "runtime": {"name": "llamacpp"}}, "spec.runtime.name"),
     ({"model": {"source": "a/b"}, "resources": {"gpus": 64}}, "spec.resources.gpus"),
     ({"model": {"source": "a/b"}, "resources": {"gpus": 2}}, "the foresail runtime runs a model on one GPU"),
+    ({"model": {"source": "a/b"}, "runtime": {"name": "vllm"}, "resources": {
+        "gpus": 2, "gpuResource": "nvidia.com/mig-1g.10gb"}}, "a process uses one MIG slice"),
     ({"model": {"source": "a/b"}, "resources": {"memory": "lots"}}, "spec.resources.memory"),
     ({"model": {"source": "a/b"}, "autoscaling": {"mode": "fast"}}, "spec.autoscaling.mode"),
     ({"model": {"source": "a/b"}, "autoscaling": {"intervalSeconds": 0}}, "spec.autoscaling.intervalSeconds"),

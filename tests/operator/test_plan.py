@@ -148,6 +148,8 @@ def test_image_override_order():
     ({"model": {"source": "a"}, "autoscaling": {"mode": "fast"}}, "spec.autoscaling.mode"),
     ({"model": {"source": "a"}, "autoscaling": {"forecast": {"horizon": "soon"}}}, "horizon"),
     ({"model": {"source": "a"}, "resources": {"gpus": 2}}, "spec.resources.gpus"),
+    ({"model": {"source": "a"}, "runtime": {"name": "vllm"},
+      "resources": {"gpus": 2, "gpuResource": "nvidia.com/mig-3g.40gb"}}, "spec.resources.gpus: a process uses"),
     ({"model": {"source": "a"}, "disruptionBudget": {"maxUnavailable": 0}}, "spec.disruptionBudget.maxUnavailable"),
     ({"model": {"source": "a"}, "disruptionBudget": {"maxUnavailable": "0%"}}, "spec.disruptionBudget.maxUnavailable"),
     ({"model": {"source": "a"}, "disruptionBudget": {"maxUnavailable": True}}, "spec.disruptionBudget.maxUnavailable"),
