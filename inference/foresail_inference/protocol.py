@@ -71,14 +71,15 @@ def _stop(body: dict[str, Any]) -> tuple[str, ...]:
 def _refuse_unsupported(body: dict[str, Any]) -> None:
     """Parameters that would change the output are refused unless they hold their no-op value (0, {}, "", [])."""
     for unsupported in ("logprobs", "echo", "top_logprobs", "suffix", "logit_bias", "frequency_penalty",
-                        "presence_penalty", "tools"):
+                        "presence_penalty", "tools", "functions"):
         if body.get(unsupported):
             raise InvalidRequest(f"'{unsupported}' is not supported by this server", unsupported)
     if body.get("response_format") not in (None, {"type": "text"}):
         raise InvalidRequest("'response_format' is not supported by this server (only {\"type\": \"text\"})",
                              "response_format")
-    if body.get("tool_choice") not in (None, "none", "auto"):
-        raise InvalidRequest("'tool_choice' is not supported by this server", "tool_choice")
+    for choice in ("tool_choice", "function_call"):  # function_call: tool_choice's deprecated name
+        if body.get(choice) not in (None, "none", "auto"):
+            raise InvalidRequest(f"'{choice}' is not supported by this server", choice)
 
 
 def _params(body: dict[str, Any], default_max_tokens: int, max_tokens_key: str, room: int) -> SamplingParams:

@@ -150,13 +150,16 @@ def test_parameters_that_would_change_the_output_are_refused_unless_they_are_no_
         ("chat/completions", "response_format", {"type": "json_object"}),
         ("chat/completions", "tools", [{"type": "function", "function": {"name": "f"}}]),
         ("chat/completions", "tool_choice", "required"),
+        ("chat/completions", "functions", [{"name": "f", "parameters": {}}]),  # OpenAI's deprecated names
+        ("chat/completions", "function_call", {"name": "f"}),
     ]
     for path, param, value in refused:
         rsp = post(path, **{param: value})
         assert rsp.status_code == 400, param
         assert rsp.json()["error"]["param"] == param
     no_ops = {"logit_bias": {}, "suffix": "", "frequency_penalty": 0, "presence_penalty": 0.0,
-              "response_format": {"type": "text"}, "tools": [], "tool_choice": "none"}
+              "response_format": {"type": "text"}, "tools": [], "tool_choice": "none", "functions": [],
+              "function_call": "none"}
     for path in bodies:
         plain, same = post(path), post(path, **no_ops)
         assert plain.status_code == same.status_code == 200, same.text
