@@ -115,7 +115,7 @@ def run_scenario(kube: Kube) -> None:
     # pods: the operator patches both the Deployment and the Service.
     service = f"/api/v1/namespaces/{WATCHED}/services/tiny"
     kube.merge(service, {"metadata": {"annotations": {"foresail.dev/plan-hash": "older"}}})
-    kube.merge(f"{LLMD}/tiny", {"spec": {"runtime": {"name": "vllm"}}})
+    kube.merge(f"{LLMD}/tiny", {"spec": {"runtime": {"name": "vllm"}, "model": {"source": "org/tiny"}}})
     wait_for(lambda: "vllm" in str(kube.read(f"{deployments}/tiny")["spec"]["template"]), timeout=30,
              what="the Deployment patched")
     wait_for(lambda: kube.read(service)["metadata"]["annotations"]["foresail.dev/plan-hash"] != "older",

@@ -273,3 +273,20 @@ def test_every_list_with_a_rule_is_bounded():
 
     walk(schema["properties"]["spec"], "spec")
     assert unbounded == []
+
+
+def test_the_builtin_test_model_is_the_only_builtin_and_runs_only_on_the_foresail_runtime(server):
+    """builtin:tiny is the foresail runtime's own test model: vLLM, TGI or SGLang would fail to load it (a crash
+    loop), and no other builtin name exists (the server would exit at start)."""
+    on_vllm = {"model": {"source": "builtin:tiny"}, "runtime": {"name": "vllm"}, "autoscaling": {"mode": "off"}}
+    rsp = post(server, LLMDS, doc(f"refused-{next(_names)}", on_vllm))
+    assert rsp.status_code == 422 and "spec.model.source" in rsp.json()["message"] \
+        and "runtime.name must be foresail" in rsp.json()["message"], rsp.text[:800]
+    other = {"model": {"source": "builtin:huge"}, "autoscaling": {"mode": "off"}}
+    rsp = post(server, LLMDS, doc(f"refused-{next(_names)}", other))
+    assert rsp.status_code == 422 and "an http(s) URL or builtin:tiny" in rsp.json()["message"], rsp.text[:800]
+    for runtime in ({}, {"runtime": {"name": "foresail"}}):
+        name = f"accepted-{next(_names)}"
+        rsp = post(server, LLMDS, doc(name, {"model": {"source": "builtin:tiny"}, **runtime}))
+        assert rsp.status_code == 201, rsp.text[:800]
+        server.kube.delete(f"{LLMDS}/{name}")

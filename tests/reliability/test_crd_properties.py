@@ -226,7 +226,8 @@ FIELDS: dict[tuple[str, ...], tuple[list[Any], list[tuple[Any, str]]]] = {
 SOURCES = pick(["org/name", "hf://org/name", "/models/x", "pvc://weights/llama", "https://example.com/m.gguf",
                 "builtin:tiny", "gpt2"],
                [("", "spec.model.source"), ("not a model!", "spec.model.source"),
-                ("pvc://Bad_Claim", "spec.model.source"), ("s" * 513, "spec.model.source")])
+                ("pvc://Bad_Claim", "spec.model.source"), ("s" * 513, "spec.model.source"),
+                ("builtin:huge", "spec.model.source")])
 # OMIT or a value (Any: the sentinel is an object, told apart by `is`)
 COUNTS: st.SearchStrategy[Any] = st.one_of(st.just(OMIT), st.integers(-2, 12), st.sampled_from([1000, 1001]))
 SCALE_TO_ZERO: st.SearchStrategy[Any] = st.sampled_from([OMIT, {"enabled": True}, {"enabled": False, "idleSeconds": 30},
@@ -255,8 +256,11 @@ def specs(draw: st.DrawFn, bad: bool | None = None) -> tuple[dict[str, Any], lis
             spec.setdefault(path[0], {})[path[1]] = value
             errors += errs
     gpus, runtime = spec.get("resources", {}).get("gpus", 0), spec.get("runtime", {}).get("name", "foresail")
-    if isinstance(gpus, int) and gpus > 1 and runtime == "foresail":  # its server runs a model on one GPU
+    mig = str(spec.get("resources", {}).get("gpuResource", "")).startswith("nvidia.com/mig-")
+    if isinstance(gpus, int) and gpus > 1 and (runtime == "foresail" or mig):  # one GPU, or one MIG slice a process
         errors.append("spec.resources.gpus")
+    if spec["model"].get("source") == "builtin:tiny" and runtime != "foresail":  # the foresail server's own model
+        errors.append("spec.model.source")
     rollout = spec.get("rollout", {})
     if rollout and all(str(rollout.get(k, d)) in ("0", "0%") for k, d in (("maxSurge", 1), ("maxUnavailable", 0))):
         errors.append("spec.rollout")  # nothing could be replaced
