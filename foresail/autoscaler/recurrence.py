@@ -125,25 +125,9 @@ def step_misfit(step_s: float, period: str) -> str | None:
 
 def not_searched(rate: np.ndarray, step_s: float, start_s: float) -> dict[str, str]:
     """Why ``find_recurring(rate, step_s, start_s, ...)`` searches no window of a period, by period (those it
-    searches left out): the step does not fit it (``step_misfit``), or the history holds fewer whole periods
-    than ``MIN_PERIODS`` (those all in gaps, and weekends for the weekdays, not counted)."""
+    searches left out): the step does not fit it (``step_misfit``), or too few periods were seen (``_periods``)."""
     rate = np.asarray(rate, float)
-    out: dict[str, str] = {}
-    for period, period_s in PERIODS_S.items():
-        misfit = step_misfit(step_s, period)
-        if misfit is not None:
-            out[period] = misfit
-            continue
-        per = int(round(period_s / step_s))
-        first = (-int(round(start_s / step_s))) % per  # as _windows cuts the history into periods
-        n = max((len(rate) - first) // per, 0)
-        m = rate[first:first + n * per].reshape(n, per)
-        if period == "weekday":
-            m = m[(np.floor((start_s + first * step_s) / 86400 + np.arange(n)) + 3) % 7 < 5]
-        seen = int((~np.isnan(m).all(axis=1)).sum())
-        if seen < MIN_PERIODS[period]:
-            out[period] = f"only {seen} {period}{'s' if seen != 1 else ''} seen, {MIN_PERIODS[period]} needed"
-    return out
+    return {period: why for period in PERIODS_S if (why := _periods(rate, step_s, start_s, period)[1]) is not None}
 
 
 def as_schedules(found: Iterable[Recurring]) -> tuple[Schedule, ...]:
@@ -151,22 +135,31 @@ def as_schedules(found: Iterable[Recurring]) -> tuple[Schedule, ...]:
     return parse_schedules([{**w.entry(), "name": f"learned {w.name}"} for w in found], "learned schedules")
 
 
-def _windows(rate: np.ndarray, step_s: float, start_s: float, capacity: float, period: str, min_share: float,
-             min_ratio: float, taken: np.ndarray) -> list[Recurring]:
-    """The windows of one period; ``taken`` marks phases already held by a shorter period's windows."""
-    period_s = PERIODS_S[period]
-    per = len(taken)
-    if not math.isclose(per * step_s, period_s) or per < 2:
-        return []
+def _periods(rate: np.ndarray, step_s: float, start_s: float, period: str) -> tuple[np.ndarray | None, str | None]:
+    """The history cut into whole periods, a row each (those all in gaps, and weekends for the weekdays, left
+    out); or None and why the period cannot be searched: the step does not fit it, or fewer than MIN_PERIODS."""
+    misfit = step_misfit(step_s, period)
+    if misfit is not None:
+        return None, misfit
+    per = int(round(PERIODS_S[period] / step_s))
     first = (-int(round(start_s / step_s))) % per  # the first step at a period's start
-    n = (len(rate) - first) // per
-    if n < MIN_PERIODS[period]:
-        return []
+    n = max((len(rate) - first) // per, 0)
     m = rate[first:first + n * per].reshape(n, per)
     if period == "weekday":  # 1 January 1970, day 0, was a Thursday (3, counting Monday as 0)
         m = m[(np.floor((start_s + first * step_s) / 86400 + np.arange(n)) + 3) % 7 < 5]
     m = m[~np.isnan(m).all(axis=1)]  # periods in a gap are unknown; quiet ones count against a window
     if len(m) < MIN_PERIODS[period]:
+        return None, f"only {len(m)} {period}{'s' if len(m) != 1 else ''} seen, {MIN_PERIODS[period]} needed"
+    return m, None
+
+
+def _windows(rate: np.ndarray, step_s: float, start_s: float, capacity: float, period: str, min_share: float,
+             min_ratio: float, taken: np.ndarray) -> list[Recurring]:
+    """The windows of one period; ``taken`` marks phases already held by a shorter period's windows."""
+    period_s = PERIODS_S[period]
+    per = len(taken)
+    m, _ = _periods(rate, step_s, start_s, period)
+    if m is None:
         return []
     median = np.nanmedian(m, axis=1, keepdims=True)
     raised = (m >= min_ratio * median) & (m >= median + capacity)
