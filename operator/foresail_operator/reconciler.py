@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
 import kopf
+from kubernetes.utils.quantity import parse_quantity
 
 from foresail_operator import GROUP, PLURAL, VERSION, plan
 from foresail_operator.config import OperatorConfig
@@ -25,11 +25,6 @@ from foresail_operator.status import PodSummary, now_iso, workload_status
 # What to say, besides deleting or renaming it, of an object in the way of one the operator makes.
 TAKE_OVER_HINTS = {"PodDisruptionBudget": ", or set spec.disruptionBudget.enabled: false to keep it"}
 UNPATCHED = ("selector", "replicas", "clusterIP")  # spec fields of the plan that an update leaves as they are
-# The suffixes of a Kubernetes quantity, and what each multiplies by.
-SCALES = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
-          **{s: Decimal(10) ** (3 * i) for i, s in enumerate("kMGTPE", 1)},
-          **{f"{s}i": Decimal(2) ** (10 * i) for i, s in enumerate("KMGTPE", 1)}}
-QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?")
 
 
 def llmd_path(namespace: str, name: str, subresource: str | None = None) -> str:
@@ -117,8 +112,12 @@ def _differs(planned: Any, live: Any, path: str) -> str | None:
 
 def _amount(value: Any) -> Decimal | None:
     """The amount of a Kubernetes quantity ("0.5" and "500m", 1 and "1" alike), or None if `value` is none."""
-    found = QUANTITY.fullmatch(str(value)) if isinstance(value, (int, str)) and not isinstance(value, bool) else None
-    return Decimal(found[1]) * SCALES[found[2] or ""] if found else None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return None
+    try:
+        return parse_quantity(value)
+    except ValueError:
+        return None
 
 
 def _owned_by(obj: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:
