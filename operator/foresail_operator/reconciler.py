@@ -25,6 +25,7 @@ from foresail_operator.status import PodSummary, now_iso, workload_status
 # What to say, besides deleting or renaming it, of an object in the way of one the operator makes.
 TAKE_OVER_HINTS = {"PodDisruptionBudget": ", or set spec.disruptionBudget.enabled: false to keep it"}
 UNPATCHED = ("selector", "replicas", "clusterIP")  # spec fields of the plan that an update leaves as they are
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"  # what `kubectl rollout restart` sets on the pod template
 
 
 def llmd_path(namespace: str, name: str, subresource: str | None = None) -> str:
@@ -69,7 +70,7 @@ async def _ensure(client: KubeClient, body: dict[str, Any], plural: str, api_ver
     if want != have or strayed:
         # "add" sets a member whether or not it is there: a field an older server dropped, or a field
         # new in this plan, is written where "replace" would fail.
-        ops = [{"op": "add", "path": f"/spec/{key}", "value": value}
+        ops = [{"op": "add", "path": f"/spec/{key}", "value": _kept(key, value, current)}
                for key, value in body["spec"].items() if key not in UNPATCHED]
         ops += [{"op": "replace", "path": "/metadata/labels", "value": meta["labels"]},
                 {"op": "add", "path": "/metadata/annotations", "value": {
@@ -83,6 +84,17 @@ async def _ensure(client: KubeClient, body: dict[str, Any], plural: str, api_ver
             logger.info("updated %s %s (plan %s -> %s)", kind, meta["name"], have, want)
             kopf.info(owner, reason="Updated", message=f"Updated {kind} {meta['name']} to the new spec")
     return current
+
+
+def _kept(key: str, planned: Any, current: Mapping[str, Any]) -> Any:
+    """A planned spec field as written over `current`: a pod template keeps `kubectl rollout restart`'s annotation,
+    so that putting back a changed field does not restart every pod once more."""
+    template = (current.get("spec") or {}).get("template") or {}
+    stamp = ((template.get("metadata") or {}).get("annotations") or {}).get(RESTARTED_AT)
+    if key != "template" or stamp is None:
+        return planned
+    meta = planned.get("metadata") or {}
+    return {**planned, "metadata": {**meta, "annotations": {**(meta.get("annotations") or {}), RESTARTED_AT: stamp}}}
 
 
 def drift(planned: Mapping[str, Any], live: Mapping[str, Any]) -> str | None:

@@ -355,14 +355,16 @@ def test_a_deleted_service_or_budget_is_recreated_at_once(cluster, operator):
 
 def test_an_owned_object_edited_outside_the_operator_is_put_back(cluster, operator):
     """The decision loop puts back what the plan sets (the Deployment's image, the Service's port, the labels the
-    LLMDeployment's are copied to), and then writes nothing while nothing changes, not even for a budget field the
-    server dropped (as one older than Kubernetes 1.27 does)."""
+    LLMDeployment's are copied to), keeping a `kubectl rollout restart` stamp, and then writes nothing while nothing
+    changes, not even for a budget field the server dropped (as one older than Kubernetes 1.27 does)."""
     doc = load("minimal.yaml")
     doc["metadata"]["labels"] = {"team": "a"}
     doc["spec"]["autoscaling"] = {"intervalSeconds": 5}
     apply(cluster, doc)
     wait_for(lambda: condition(llmd(cluster, "tiny"), "Ready").get("status") == "True", timeout=30, what="Ready")
     image = deployment(cluster, "tiny")["spec"]["template"]["spec"]["containers"][0]["image"]
+    restarted = {"kubectl.kubernetes.io/restartedAt": "2026-12-07T06:00:00Z"}  # as `kubectl rollout restart`
+    cluster.kube.merge(f"{DEPLOY}/tiny", {"spec": {"template": {"metadata": {"annotations": restarted}}}})
     json_patch = "application/json-patch+json"
     cluster.kube.call("PATCH", f"{DEPLOY}/tiny", [{"op": "replace", "value": "example.com/other:1",
                                                   "path": "/spec/template/spec/containers/0/image"}], json_patch)
@@ -374,6 +376,7 @@ def test_an_owned_object_edited_outside_the_operator_is_put_back(cluster, operat
     wait_for(lambda: {e["message"] for e in events_for(cluster, "tiny") if e["reason"] == "Restored"} >= {
         "Restored Deployment tiny: spec.template.spec.containers[0].image was changed",
         "Restored Service tiny: spec.ports[0].port was changed"}, what="the Restored events")
+    assert deployment(cluster, "tiny")["spec"]["template"]["metadata"]["annotations"].items() >= restarted.items()
     cluster.kube.merge(f"{LLMD.format(ns=NS)}/tiny", {"metadata": {"labels": {"team": "b"}}})
     wait_for(lambda: deployment(cluster, "tiny")["metadata"]["labels"]["team"]
              == cluster.kube.read(f"{SERVICES}/tiny")["metadata"]["labels"]["team"] == "b", what="the new label")
