@@ -1,8 +1,10 @@
 """The capacity model: the demand one replica serves within the SLO, from the spec, learned online.
 
 Three kinds of evidence refine the spec's figure. While requests are queueing, the replicas are saturated,
-so throughput per ready replica *is* their capacity. When time to first token breaks its SLO, the load
-per replica at that moment, scaled by SLO/TTFT, is an upper bound. When the KV cache is fuller than
+so throughput per ready replica *is* their capacity. When time to first token breaks its SLO while the
+replicas are loaded (each at least ``TTFT_MIN_LOAD`` of the current estimate), the load per replica at that
+moment, scaled by SLO/TTFT, is an upper bound; at a lighter load a slow TTFT is the prefill's own time (long
+prompts, a large model), which more replicas would not shorten. When the KV cache is fuller than
 ``kv_saturation`` (the spec's ``slo.kvCacheSaturation``; 0.8, the threshold at which llm-d's saturation
 analyzer and its endpoint picker call a replica saturated), the load scaled by ``kv_saturation``/usage is
 one too: a replica whose cache is full preempts or stops admitting before its queue shows it. All are
@@ -13,6 +15,8 @@ the replica count.
 from __future__ import annotations
 
 import math
+
+TTFT_MIN_LOAD = 0.5  # the share of its capacity a replica serves for a slow TTFT to count as evidence of it
 
 
 class CapacityModel:
@@ -85,6 +89,7 @@ class CapacityModel:
             and ttft_p90 is not None
             and ttft_p90 > self.ttft_slo_s
             and per_replica > 0
+            and per_replica >= TTFT_MIN_LOAD * self.capacity
         ):
             self._learn(per_replica * self.ttft_slo_s / ttft_p90)  # TTFT above its SLO: scale down to it
         elif kv_cache is not None and kv_cache > self.kv_saturation and per_replica > 0:
