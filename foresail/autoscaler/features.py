@@ -147,9 +147,8 @@ def _last_row(x: np.ndarray, step_s: float, t0_s: float) -> tuple[np.ndarray, fl
         row.append(min(max(sd / (m1h + eps), 0.0), CLIP))
     else:
         row.append(0.0)
-    valid = tail[~np.isnan(tail)]
-    row.append(float(np.count_nonzero(valid == 0)) / len(valid) if len(valid) else 0.0)
-    row.append(float(len(tail) - len(valid)) / len(tail) if len(tail) else math.nan)
+    row.append(float(np.count_nonzero(tail == 0)) / len(tail) if len(tail) else 0.0)  # of all steps, as ``_matrix``
+    row.append(float(np.count_nonzero(np.isnan(tail))) / len(tail) if len(tail) else math.nan)
     has = []
     for p, offsets in ((DAY_STEPS, _DAILY_OFFSETS), (WEEK_STEPS, _WEEKLY_OFFSETS)):
         base = mean(w10, p - _HALF)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from foresail.autoscaler.features import LONE, damp_lone_steps, last_features, make_features
+from foresail.autoscaler.features import FEATURE_NAMES, LONE, damp_lone_steps, last_features, make_features
 from foresail.autoscaler.forecast import DemandForecaster
 from foresail.backtest.accuracy import evaluate, window_max
 from foresail.backtest.traces import Trace
@@ -267,3 +267,15 @@ def test_the_p90_of_a_noise_free_series_keeps_the_noise_of_counting_arrivals(eac
     # 2 req/s counted over a minute; in tokens, 1,000 tokens to a request
     poisson_p90 = fc.median + 1.2816 * np.sqrt(each * fc.median / 60.0)
     assert np.all(fc.quantiles[0.9] >= poisson_p90 - 1e-3 * each), (fc.median, fc.quantiles[0.9])
+
+
+def test_the_last_row_counts_zero_steps_over_the_whole_hour_as_the_matrix_the_prior_learnt_from():
+    """Waking from zero without the activator: the demand at zero is a gap, then zeros. The share of zero
+    steps over the last 60 counts the gaps in its denominator on both paths (15 of 60, not 15 of 30)."""
+    x = seasonal(days=1) / 60
+    x[-60:-30], x[-30:-15] = np.nan, 0.0
+    X, _, _ = make_features(x, 60.0, 0.0)
+    row, _, _ = last_features(x, 60.0, 0.0)
+    zeros = FEATURE_NAMES.index("zeros_60")
+    assert row[0, zeros] == X[-1, zeros] == pytest.approx(15 / 60)
+    assert np.allclose(row[0], X[-1], atol=1e-9)
