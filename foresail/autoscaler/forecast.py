@@ -19,7 +19,9 @@ future; the quantiles above it are the model's.
 
 Every history requirement is a number of steps, like the features: the prior applies at any ``step_s``
 (one step stands for one minute of the traces it was trained on), so a forecaster at 5-s steps forecasts
-after its first few steps just as one at 60-s steps does.
+after its first few steps just as one at 60-s steps does. The model forecasts as many steps ahead as the
+prior was trained for (``model_steps_``, 60); a longer horizon holds the last of them (median and quantiles)
+for the steps past it, so the forecast always reaches the horizon asked for.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import numpy as np
 from sklearn.linear_model import Ridge
 
 from foresail.autoscaler import features
+from foresail.autoscaler import prior as prior_file
 from foresail.autoscaler.prior import PriorModel, load_prior
 
 MAX_RATE = 1e12  # demand units per second: a larger sample is a metrics fault (no deployment serves that much)
@@ -64,6 +67,11 @@ class Forecast:
             mask = np.zeros(len(ends), bool)
             mask[-1] = True
         return float(values[mask].max())
+
+
+def _hold_last(values: np.ndarray, steps: int) -> np.ndarray:
+    """``values`` lengthened to ``steps`` by repeating its last one."""
+    return np.concatenate((values, np.full(steps - len(values), values[-1]))) if steps > len(values) else values
 
 
 class DemandForecaster:
@@ -110,10 +118,12 @@ class DemandForecaster:
     # ---- state -------------------------------------------------------------------------------
     def _reset(self) -> None:
         self.prior_: PriorModel | None = load_prior() if self.prior == "default" else self.prior  # type: ignore[assignment]
-        self.horizon_steps_ = max(1, math.ceil(self.horizon_s / self.step_s - 1e-9))
+        self.horizon_steps_ = max(1, math.ceil(self.horizon_s / self.step_s - 1e-9))  # the steps forecast
         self._lookback = features.LOOKBACK_STEPS
+        # the steps the model forecasts (and scores): those the prior was trained for; the rest hold the last
+        self.model_steps_ = self.horizon_steps_
         if self.prior_ is not None:
-            self.horizon_steps_ = min(self.horizon_steps_, self.prior_.horizon_steps)
+            self.model_steps_ = min(self.horizon_steps_, self.prior_.horizon_steps)
         self.start_bucket_: int | None = None  # absolute bucket index of history_[0]
         self.last_seen_: int | None = None  # absolute bucket index of the last step with data (the arrays grow ahead)
         self.newest_: int | None = None  # the newest bucket covered: the history keeps kept_steps up to it
@@ -124,12 +134,12 @@ class DemandForecaster:
         self.fitted_at_bucket_: int | None = None
         self.n_fits_ = 0
         # conformal errors: ring buffer per horizon, and the forecasts awaiting their actuals
-        self.errors_ = np.full((self.horizon_steps_, self.calib_size), np.nan)
-        self.n_errors_ = np.zeros(self.horizon_steps_, dtype=int)
+        self.errors_ = np.full((self.model_steps_, self.calib_size), np.nan)
+        self.n_errors_ = np.zeros(self.model_steps_, dtype=int)
         self._pending: dict[int, tuple[np.ndarray, float, float, np.ndarray, float]] = {}
         # recent absolute errors per horizon (exponentially weighted) of the model's median and of persistence
-        self.model_abs_error_ = [0.0] * self.horizon_steps_
-        self.persistence_abs_error_ = [0.0] * self.horizon_steps_
+        self.model_abs_error_ = [0.0] * self.model_steps_
+        self.persistence_abs_error_ = [0.0] * self.model_steps_
         self._qcache: dict[float, np.ndarray] = {}
         self._qcache_at = -1
         self._cache: tuple[int, Forecast] | None = None
@@ -286,7 +296,7 @@ class DemandForecaster:
             return
         x = self.history_[: last - self.start_bucket_ + 1]
         X, level, eps = features.make_features(x, self.step_s, self.start_bucket_ * self.step_s)
-        H = self.horizon_steps_
+        H = self.model_steps_
         Y = features.make_targets(x, level, eps, np.arange(1, H + 1))
         rows = ~np.isnan(level) & ~np.isnan(Y).any(axis=1)
         if rows.sum() < 100:
@@ -305,7 +315,7 @@ class DemandForecaster:
         self._cache = None
 
     def _predict_z(self, X: np.ndarray) -> tuple[np.ndarray, str]:
-        H = self.horizon_steps_
+        H = self.model_steps_
         if self.coef_ is not None:
             return X @ self.coef_.T + self.intercept_, "own"
         assert self.prior_ is not None
@@ -315,12 +325,12 @@ class DemandForecaster:
         """Score the pending forecasts whose target is the bucket that just completed."""
         if not math.isfinite(x_last):
             return
-        for origin in [o for o in self._pending if o < bucket - self.horizon_steps_]:
+        for origin in [o for o in self._pending if o < bucket - self.model_steps_]:
             del self._pending[origin]
         decay = 0.5 ** (1.0 / self.combine_halflife_steps)
         for origin, (z, level, eps, median, persisted) in self._pending.items():
             h = bucket - origin
-            if 1 <= h <= self.horizon_steps_:
+            if 1 <= h <= self.model_steps_:
                 actual = features.CLIP if level + eps <= 0 else math.log((x_last + eps) / (level + eps))
                 actual = min(max(actual, -features.CLIP), features.CLIP)
                 j = h - 1
@@ -339,7 +349,7 @@ class DemandForecaster:
         if len(seen) == 0:
             return
         x = self.history_[: seen[-1] + 1]
-        H = self.horizon_steps_
+        H = self.model_steps_
         X, level, eps = features.make_features(x, self.step_s, self.start_bucket_ * self.step_s)
         first = max(0, len(x) - self.calib_size - H)
         x, level, eps = x[first:], level[first:], eps[first:]
@@ -365,7 +375,7 @@ class DemandForecaster:
         own ones above the median, where ``calib_early`` were scored and they are the narrower)."""
         if self._qcache and bucket - self._qcache_at < 30:
             return self._qcache
-        H = self.horizon_steps_
+        H = self.model_steps_
         out: dict[float, np.ndarray] = {}
         levels = sorted(set(self.quantiles) | {0.5})
         own = self.n_errors_ >= self.calib_min
@@ -395,6 +405,14 @@ class DemandForecaster:
             combined = np.minimum(combined, upper)
         return combined
 
+    def _ready_reason(self, source: str) -> str:
+        """What a ready forecast comes from, and where it holds the last step the model forecasts."""
+        if self.horizon_steps_ <= self.model_steps_:
+            return f"{source} model"
+        reach = self.model_steps_ * self.step_s
+        return (f"{source} model (it forecasts {self.model_steps_} steps, +{reach:g} s; the steps up to "
+                f"+{self.horizon_steps_ * self.step_s:g} s hold its +{reach:g} s forecast)")
+
     def predict(self, now_s: float) -> Forecast:
         """Forecast from the last step completed at ``now_s``; ``ready`` is False (with a reason) if it cannot."""
         if self.start_bucket_ is None:
@@ -415,9 +433,10 @@ class DemandForecaster:
         recent = x[-features.RECENT_STEPS :]
         n_recent = int(np.count_nonzero(~np.isnan(recent)))
         if self.coef_ is None and self.prior_ is None:
+            missing = f" ({prior_file.PRIOR_PATH} is missing: reinstall foresail)" if self.prior == "default" else ""
             fc = Forecast(
                 False,
-                f"no prior model and only {self._n_observed()} steps of {self.step_s:g} s of history; "
+                f"no prior model{missing} and only {self._n_observed()} steps of {self.step_s:g} s of history; "
                 f"without a prior the forecaster needs {self.own_min_history_steps} steps of its own",
                 step_s=self.step_s,
             )
@@ -445,6 +464,10 @@ class DemandForecaster:
             noise = np.sqrt(self.arrival_size * median / self.step_s)  # of counting arrivals at the median
             for q in [q for q in qs if q > 0.5]:  # never narrower than that
                 qs[q] = np.maximum(qs[q], median + NormalDist().inv_cdf(q) * noise)
-            fc = Forecast(True, f"{source} model", (last_bucket + 1) * self.step_s, self.step_s, median, qs, source)
+            for q in [q for q in qs if q < 0.5]:  # the combination may have moved the median below them
+                qs[q] = np.minimum(qs[q], median)
+            qs = {q: _hold_last(v, self.horizon_steps_) for q, v in qs.items()}
+            fc = Forecast(True, self._ready_reason(source), (last_bucket + 1) * self.step_s, self.step_s, qs[0.5],
+                          qs, source)
         self._cache = (last_bucket, fc)
         return fc

@@ -10,6 +10,7 @@ JSON (coefficients and residual quantiles), small, and safe to load (no pickle).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +22,7 @@ from foresail.autoscaler import features
 
 PRIOR_PATH = Path(__file__).parent / "data" / "prior.json"
 RESIDUAL_LEVELS = (0.05, 0.1, 0.2, 0.5, 0.8, 0.9, 0.95, 0.99)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -63,27 +65,57 @@ class PriorModel:
 
     @classmethod
     def from_json(cls, data: dict) -> "PriorModel":
-        """Inverse of ``to_json``; refuses a prior built for other features."""
+        """Inverse of ``to_json``; refuses a prior built for other features, or whose arrays do not fit together."""
+        if not isinstance(data, dict):
+            raise ValueError("it is not a JSON object")
         if data["feature_names"] != features.FEATURE_NAMES:
             raise ValueError("the prior model was trained on other features; retrain it (bench/train_prior.py)")
-        return cls(
+        model = cls(
             step_s=float(data["step_s"]),
             coef=np.asarray(data["coef"], dtype=float),
             intercept=np.asarray(data["intercept"], dtype=float),
-            residual_levels=tuple(data["residual_levels"]),
+            residual_levels=tuple(float(q) for q in data["residual_levels"]),
             residuals=np.asarray(data["residuals"], dtype=float),
             feature_names=list(data["feature_names"]),
             meta=dict(data.get("meta", {})),
         )
+        model.check()
+        return model
+
+    def check(self) -> None:
+        """Raise ``ValueError`` unless the arrays have the shapes of one model: ``(horizons, features)``
+        coefficients, one intercept and one residual per horizon at each level, all finite."""
+        n_features = len(self.feature_names)
+        if self.coef.ndim != 2 or self.coef.shape[0] < 1 or self.coef.shape[1] != n_features:
+            raise ValueError(f"coef has shape {self.coef.shape}, not (horizons, {n_features})")
+        horizons = self.coef.shape[0]
+        if self.intercept.shape != (horizons,):
+            raise ValueError(f"intercept has shape {self.intercept.shape}, not ({horizons},) as coef's horizons")
+        if self.residuals.shape != (len(self.residual_levels), horizons):
+            raise ValueError(f"residuals has shape {self.residuals.shape}, not "
+                             f"({len(self.residual_levels)}, {horizons}): one row per residual level, one column "
+                             "per horizon")
+        levels = np.asarray(self.residual_levels)
+        if not (np.all(np.diff(levels) > 0) and np.all((levels > 0) & (levels < 1))):
+            raise ValueError(f"residual_levels {list(self.residual_levels)} are not increasing levels in (0, 1)")
+        if not all(np.isfinite(a).all() for a in (self.coef, self.intercept, self.residuals)):
+            raise ValueError("its coefficients or residuals are not all finite numbers")
 
 
 @lru_cache(maxsize=4)
 def load_prior(path: str | None = None) -> PriorModel | None:
-    """The shipped prior (or one at ``path``); None if the file is absent."""
+    """The shipped prior (or one at ``path``); None, logged as a warning, if the file is absent. A file that
+    is not a prior model raises ``ValueError`` naming it."""
     p = Path(path) if path else PRIOR_PATH
     if not p.exists():
+        log.warning("the forecaster's prior model %s is missing: forecasts wait for each deployment's own demand "
+                    "history (two days at 60-s steps), scaling is reactive until then; reinstall foresail", p)
         return None
-    return PriorModel.from_json(json.loads(p.read_text()))
+    try:
+        return PriorModel.from_json(json.loads(p.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        why = f"it has no {exc.args[0]!r} entry" if isinstance(exc, KeyError) else str(exc)
+        raise ValueError(f"cannot load the forecaster's prior model {p}: {why}; reinstall foresail") from exc
 
 
 def train_prior(
