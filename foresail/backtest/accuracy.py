@@ -89,7 +89,9 @@ def evaluate(
     note: Callable[[str], None] | None = None,
 ) -> list[HorizonScore]:
     """Score the forecaster and the references on ``trace`` (rates per ``step_s``); ``note`` is told of the
-    horizons left out, those the trace is too short to score."""
+    horizons left out, those the trace is too short to score, of those past the steps the forecaster's model
+    forecasts, and of those where it forecast none of the steps scored. The trace's steps are moved onto the
+    forecaster's (whole multiples of ``step_s``), so the scores do not depend on where in a step it starts."""
     tr = trace.resample(step_s)
     x = tr.arrivals / step_s
     if tr.gaps is not None:
@@ -107,8 +109,13 @@ def evaluate(
              f"the trace has {n - split} to score, and a horizon needs twice its length")
     H = max(hs)
     fc = forecaster or DemandForecaster(step_s=step_s, horizon_s=H * step_s, quantiles=quantiles)
-    times_end = tr.start_s + (np.arange(n) + 1) * step_s
+    times_end = tr.start_s - tr.start_s % step_s + (np.arange(n) + 1) * step_s  # on the forecaster's steps
     fc.fit(times_end[:split], x[:split])
+    if note and forecaster is None and H > fc.model_steps_:
+        held = ", ".join(f"{k * step_s / 60:g} min" for k in hs if k > fc.model_steps_)
+        reach = fc.model_steps_ * step_s / 60
+        note(f"{trace.name}: the forecaster's model forecasts {fc.model_steps_} steps ahead (+{reach:g} min); at "
+             f"horizon(s) {held} its forecast is the one for +{reach:g} min")
     season = int(round(DAY_S / step_s))
     hw = HoltWinters(*HW_PARAMS, season_length=season if n > 2 * season else 0)
     for v in x[:split]:
@@ -133,7 +140,12 @@ def evaluate(
                                else np.full(len(origins), np.nan)),
             "holt-winters": hwf[:, j],
         }
-        ok = ~np.isnan(actual) & ~np.isnan(refs["persistence"]) & ~np.isnan(med[:, j])
+        scored = ~np.isnan(actual) & ~np.isnan(refs["persistence"])
+        forecast = scored & ~np.isnan(med[:, j])
+        ok = forecast if forecast.any() else scored  # where foresail forecast none of them, the references alone
+        if note and scored.any() and not forecast.any():
+            note(f"{trace.name}: at {h * step_s / 60:g} min the forecaster was not ready at any of the {scored.sum()} "
+                 "steps scored (it needs a few of the last 60 steps to have data): the references are scored alone")
         score = HorizonScore(h * step_s, int(ok.sum()))
         for name, pred in refs.items():
             valid = ok & ~np.isnan(pred)
@@ -143,14 +155,14 @@ def evaluate(
             err = pred[valid] - actual[valid]
             score.wape[name] = _wape(err, actual[valid])
             score.mase[name] = float(np.mean(np.abs(err)) / scale) if scale and scale > 0 else math.nan
-        mean_demand = float(np.mean(actual[ok])) if ok.any() else math.nan
+        mean_demand = float(np.mean(actual[forecast])) if forecast.any() else math.nan
         peak = window_max(x, origins, h)
-        ok_w = ok & ~np.isnan(peak)
+        ok_w = forecast & ~np.isnan(peak)
         for q in quantiles:
-            e = actual[ok] - qv[q][ok, j]
+            e = actual[forecast] - qv[q][forecast, j]
             loss = np.maximum(q * e, (q - 1) * e)
             score.pinball[q] = float(loss.mean() / mean_demand) if mean_demand > 0 else math.nan
-            score.coverage[q] = float(np.mean(e <= 1e-12)) if ok.any() else math.nan
+            score.coverage[q] = float(np.mean(e <= 1e-12)) if forecast.any() else math.nan
             score.window_coverage[q] = (float(np.mean(peak[ok_w] - qw[q][ok_w, j] <= 1e-12)) if ok_w.any()
                                         else math.nan)
         out.append(score)

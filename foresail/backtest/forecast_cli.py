@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from foresail.backtest.accuracy import HorizonScore
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +22,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fill-gaps", action="store_true", help="bridge collection gaps before scoring")
     parser.add_argument("--json", metavar="FILE", help="write the scores as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _cell(value: float, text: str, width: int) -> str:
+    """``text`` right-aligned in ``width`` where ``value`` is a number, else ``n/a``."""
+    return f"{text if math.isfinite(value) else 'n/a':>{width}}"
+
+
+def _row(s: HorizonScore, methods: list[str], q: float) -> str:
+    """One horizon's line of the table; a line that says so where no step could be scored."""
+    if s.n == 0:
+        return (f"{s.horizon_s / 60:>6.0f}m  n=0: nothing scored (each step to score, or the one a horizon before "
+                "it, is a collection gap)")
+    cells = "".join(_cell(s.wape[m], f"{100 * s.wape[m]:.1f}% [{s.mase[m]:.2f}]", 22) for m in methods)
+    return (f"{s.horizon_s / 60:>6.0f}m {cells}{_cell(s.pinball[0.5], f'{s.pinball[0.5]:.4f}', 12)}"
+            f"{_cell(s.pinball[q], f'{s.pinball[q]:.4f}', 12)}{_cell(s.coverage[q], f'{100 * s.coverage[q]:.1f}%', 10)}"
+            f"{_cell(s.window_coverage[q], f'{100 * s.window_coverage[q]:.1f}%', 9)}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,14 +77,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'horizon':>8} " + "".join(f"{m:>22}" for m in methods)
               + f"{'pinball p50':>12}{'pinball p' + str(round(args.quantile * 100)):>12}{'coverage':>10}"
               + f"{'window':>9}")
-        q = args.quantile
         for s in scores:
-            cells = "".join(
-                f"{(f'{100 * s.wape[m]:.1f}% [{s.mase[m]:.2f}]' if math.isfinite(s.wape[m]) else 'n/a'):>22}"
-                for m in methods
-            )
-            print(f"{s.horizon_s / 60:>6.0f}m {cells}{s.pinball[0.5]:>12.4f}{s.pinball[q]:>12.4f}"
-                  f"{100 * s.coverage[q]:>9.1f}%{100 * s.window_coverage[q]:>8.1f}%")
+            print(_row(s, methods, args.quantile))
         out[trace.name] = [
             {"horizon_s": s.horizon_s, "n": s.n, "wape": s.wape, "mase": s.mase,
              "pinball": {str(k): v for k, v in s.pinball.items()},
