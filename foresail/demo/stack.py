@@ -24,16 +24,18 @@ from foresail.demo.prometheus import PrometheusServer, free_port
 from foresail.kubetest.testing import start_apiserver
 
 CRD_FILES = ("llmdeployment.yaml", "kopf-peering.yaml")
+# the package's copy of the repository's crds/, so that an installed package has them (tests/test_packaging.py
+# keeps the two equal)
+CRDS = Path(__file__).parent / "data" / "crds"
 LLMD = "/apis/foresail.dev/v1alpha1/namespaces/{ns}/llmdeployments"
 
 
 def crd_dir() -> Path:
-    """The CRD manifests: the repository's crds/ folder, or the copy inside the package."""
-    here = Path(__file__).resolve()
-    for candidate in (here.parents[2] / "crds", here.parent / "data" / "crds"):
-        if (candidate / CRD_FILES[0]).exists():
-            return candidate
-    raise FileNotFoundError("cannot find the LLMDeployment CRD (crds/llmdeployment.yaml)")
+    """The folder of the CRD manifests; RuntimeError if one is missing (a broken install)."""
+    missing = [name for name in CRD_FILES if not (CRDS / name).is_file()]
+    if missing:
+        raise RuntimeError(f"cannot find the CRD {missing[0]} in {CRDS}: reinstall foresail")
+    return CRDS
 
 
 class LocalStack:
@@ -59,11 +61,12 @@ class LocalStack:
     # ---- lifecycle ----------------------------------------------------------------------
     def __enter__(self) -> "LocalStack":
         try:
+            crds = crd_dir()
             self.workdir.mkdir(parents=True, exist_ok=True)
             self.api = self._stack.enter_context(start_apiserver(self.workdir / "apiserver", simulate_pods=False))
             self.url = self.api.url
             for name in CRD_FILES:
-                for doc in yaml.safe_load_all((crd_dir() / name).read_text()):
+                for doc in yaml.safe_load_all((crds / name).read_text()):
                     self.http.post(f"{self.url}/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
                                    json=doc, timeout=10).raise_for_status()
             self.prometheus = PrometheusServer(self.workdir / "prometheus")

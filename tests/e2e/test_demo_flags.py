@@ -1,5 +1,7 @@
 """`foresail demo` says what is wrong with its flags, before or as the local stack starts, without a traceback."""
 
+import time
+
 import pytest
 
 from foresail.cli import main
@@ -34,3 +36,14 @@ def test_flags_the_crd_schema_refuses_get_the_api_servers_message(tmp_path, caps
     assert main(["demo", "--max-replicas", "5000", "--out", str(tmp_path / "out")]) == 2
     out = capsys.readouterr().out
     assert "the API server rejects" in out and "spec.maxReplicas" in out and "less than or equal to 1000" in out
+
+
+def test_missing_crds_are_one_line_before_anything_starts(tmp_path, capsys, monkeypatch):
+    from foresail.demo import stack
+
+    monkeypatch.setattr(stack, "CRDS", tmp_path / "no-crds")
+    started = time.monotonic()
+    assert main(["demo", "--minutes", "1", "--out", str(tmp_path / "out")]) == 2
+    out = capsys.readouterr().out
+    assert f"error: cannot find the CRD llmdeployment.yaml in {tmp_path / 'no-crds'}: reinstall foresail\n" in out, out
+    assert time.monotonic() - started < 10 and not (tmp_path / "out" / "apiserver").exists()
