@@ -45,7 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Log in like the operator does, then serve until stopped."""
-    import kopf
     from aiohttp import web
 
     from foresail_operator.activator import Activator
@@ -61,14 +60,10 @@ def run(args: argparse.Namespace) -> int:
         if args.max_held < 1:
             raise ValueError(f"--max-held must be at least 1, not {args.max_held}")
         check_load_factor("--prefix-load-factor", args.prefix_load_factor)
-        use_kubeconfig(args.kubeconfig)
+        info = use_kubeconfig(args.kubeconfig)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = kopf.OperatorSettings()
-    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
-    if info is None:
-        raise SystemExit("no Kubernetes credentials: run in a pod with a service account, or pass --kubeconfig")
 
     def upstream(namespace: str, name: str) -> str:
         return str(args.upstream).format(namespace=namespace, name=name)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import random
 
 
@@ -18,9 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="no peering: for a single local operator")
     parser.add_argument("--priority", type=int,
                         help="peering priority (default: random, so that exactly one replica acts)")
-    parser.add_argument("--health-port", type=int, default=os.environ.get("FORESAIL_HEALTH_PORT", "0"),
-                        help="serve /healthz on this port (0: off)")
-    parser.add_argument("--metrics-port", type=int, help="serve the operator's /metrics on this port (0: off)")
+    parser.add_argument("--health-port", type=int,
+                        help="serve /healthz on this port (FORESAIL_HEALTH_PORT, default 0: off)")
+    parser.add_argument("--metrics-port", type=int,
+                        help="serve the operator's /metrics on this port (FORESAIL_METRICS_PORT, default 0: off)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
 
 
@@ -28,19 +28,18 @@ def run(args: argparse.Namespace) -> int:
     """Start the operator and block until it stops."""
     import kopf
 
-    from foresail.checks import check_port
     from foresail_operator import handlers  # noqa: F401  (registers the handlers)
     from foresail_operator.config import OperatorConfig
-    from foresail_operator.flags import use_kubeconfig
+    from foresail_operator.flags import port_setting, use_kubeconfig
 
     try:
-        check_port("--health-port", args.health_port)
+        health_port = port_setting("--health-port", args.health_port, "FORESAIL_HEALTH_PORT")
+        metrics_port = port_setting("--metrics-port", args.metrics_port, "FORESAIL_METRICS_PORT")
         config = OperatorConfig.from_env(namespaces=tuple(args.namespace), prometheus_url=args.prometheus_url,
                                          peering=args.peering, standalone=args.standalone or None,
-                                         metrics_port=args.metrics_port)
-        check_port("--metrics-port", config.metrics_port)
-        if args.health_port and args.health_port == config.metrics_port:
-            raise ValueError(f"--health-port and the metrics port must differ (both {args.health_port})")
+                                         metrics_port=metrics_port)
+        if health_port and health_port == metrics_port:
+            raise ValueError(f"the health port and the metrics port must differ (both {health_port})")
         use_kubeconfig(args.kubeconfig)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
@@ -51,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         standalone=config.standalone,
         peering_name=config.peering,
         priority=args.priority if args.priority is not None else random.randint(1, 2**31 - 1),
-        liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None,
+        liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port else None,
         memo=kopf.Memo(config=config),
     )
     return 0

@@ -4,6 +4,7 @@ login retried every minute."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,18 +22,81 @@ def test_ports_kubeconfigs_and_upstreams_are_checked(tmp_path: Path, monkeypatch
     with pytest.raises(ValueError, match="--port must be a port from 0 to 65535, not 65536"):
         check_port("--port", 65536)
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    kubeconfig.write_text(KUBECONFIG)
     monkeypatch.delenv("KUBECONFIG", raising=False)
-    use_kubeconfig(str(kubeconfig))
+    assert use_kubeconfig(str(kubeconfig)).server == "http://127.0.0.1:9"
     assert os.environ["KUBECONFIG"] == str(kubeconfig)
     for missing in (tmp_path / "nowhere", tmp_path):
         with pytest.raises(ValueError, match="is not a file this user can read"):
             use_kubeconfig(str(missing))
     check_upstream("http://{name}.{namespace}.svc:8000")
-    for bad, message in (("{name}:8000", "not an http:// or https:// URL"), ("http://{nam}", "KeyError"),
-                         ("http://{0}", "IndexError"), ("http://{name", "ValueError")):
-        with pytest.raises(ValueError, match=message):
-            check_upstream(bad)
+    with pytest.raises(ValueError, match="is not an http:// or https:// URL"):
+        check_upstream("{name}:8000")
+    for field in ("{nam}", "{0}", "{}", "{name.x}", "{name[x]}", "{namespace.upper}", "{name!r}", "{name:>9}"):
+        with pytest.raises(ValueError) as refused:
+            check_upstream(f"http://{field}.svc")
+        assert str(refused.value).endswith(f"only {{name}} and {{namespace}} may be filled in, not {field}")
+    with pytest.raises(ValueError, match=re.escape("may be filled in (expected '}' before end of string)")):
+        check_upstream("http://{name")
+
+
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "http://127.0.0.1:9"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+"""
+BAD_KUBECONFIGS = {  # file text -> the problem said
+    "garbage: [\n": "is not YAML: expected the node content, but found '<stream end>' (line 2)",
+    "apiVersion: v1\nkind: Config\n": "is not a kubeconfig to log in with (LoginError: Current context is not set",
+    KUBECONFIG.replace("context: x", "context: y"): "is not a kubeconfig to log in with (KeyError: 'y')",
+    "- a list\n": "is not a kubeconfig to log in with (AttributeError",
+}
+
+
+@pytest.mark.parametrize("text, problem", BAD_KUBECONFIGS.items())
+def test_a_kubeconfig_that_cannot_log_in_is_named_with_its_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    text: str, problem: str) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(text)
+    monkeypatch.delenv("KUBECONFIG", raising=False)  # use_kubeconfig sets it: put back after the test
+    with pytest.raises(ValueError) as flag:
+        use_kubeconfig(str(kubeconfig))
+    assert str(flag.value).startswith(f"--kubeconfig {kubeconfig} {problem}")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    with pytest.raises(ValueError) as variable:
+        use_kubeconfig(None)
+    assert str(variable.value).startswith(f"KUBECONFIG={kubeconfig} {problem}")
+
+
+def test_a_kubeconfig_variable_naming_no_file_and_no_credentials_at_all_are_errors(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = tmp_path / "nowhere"
+    monkeypatch.setenv("KUBECONFIG", str(missing))
+    with pytest.raises(ValueError, match=re.escape(f"KUBECONFIG={missing}: cannot read {missing}: No such file")):
+        use_kubeconfig(None)
+    monkeypatch.delenv("KUBECONFIG")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config
+    with pytest.raises(ValueError, match="^no Kubernetes credentials: run in a pod with a service account"):
+        use_kubeconfig(None)
+
+
+@pytest.mark.parametrize("command", [["operator", "--standalone"], ["activator", "--host", "127.0.0.1", "--port", "0"]])
+@pytest.mark.parametrize("text", [*list(BAD_KUBECONFIGS)[:2], None])  # malformed, no current context; None: no file
+def test_the_commands_exit_at_once_on_a_kubeconfig_that_cannot_log_in(tmp_path: Path, command: list[str],
+                                                                      text: str | None) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    if text is None:
+        expected = f"error: KUBECONFIG={kubeconfig}: cannot read {kubeconfig}: No such file or directory\n"
+    else:
+        kubeconfig.write_text(text)
+        command = [*command, "--kubeconfig", str(kubeconfig)]
+        expected = f"error: --kubeconfig {kubeconfig} {BAD_KUBECONFIGS[text]}"
+    done = subprocess.run([sys.executable, "-m", "foresail", *command], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "KUBECONFIG": str(kubeconfig)})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.startswith(expected) and len(done.stderr.splitlines()) == 1, done.stderr
 
 
 @pytest.mark.parametrize("args, message", [
@@ -41,10 +105,11 @@ def test_ports_kubeconfigs_and_upstreams_are_checked(tmp_path: Path, monkeypatch
     (["activator", "--max-held", "0"], "error: --max-held must be at least 1, not 0\n"),
     (["activator", "--prefix-load-factor", "0.9"], "--prefix-load-factor must be at least 1 (the mean load), not 0.9"),
     (["activator", "--upstream", "http://{nam}.svc"], "only {name} and {namespace} may be filled in"),
+    (["activator", "--upstream", "http://{name.x}.svc"], "only {name} and {namespace} may be filled in, not {name.x}"),
     (["activator", "--kubeconfig", "/nonexistent/kubeconfig"], "is not a file this user can read"),
     (["operator", "--standalone", "--health-port", "70000"], "--health-port must be a port from 0 to 65535"),
     (["operator", "--standalone", "--health-port", "8080", "--metrics-port", "8080"],
-     "--health-port and the metrics port must differ (both 8080)"),
+     "the health port and the metrics port must differ (both 8080)"),
     (["operator", "--standalone", "--kubeconfig", "/nonexistent/kubeconfig"], "is not a file this user can read"),
 ])
 def test_the_commands_exit_at_once_on_bad_flags(args: list[str], message: str) -> None:
@@ -74,6 +139,21 @@ def test_good_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) ->
     config = OperatorConfig.from_env()
     assert (config.collect_period_s, config.metrics_port, config.rate_window, config.pre_stop) == (
         7.5, 9100, "1h30m", "exec")
+
+
+@pytest.mark.parametrize("name, value, args, message", [
+    ("FORESAIL_HEALTH_PORT", "abc", [], "error: FORESAIL_HEALTH_PORT must be a port from 0 to 65535, not 'abc'\n"),
+    ("FORESAIL_HEALTH_PORT", "70000", [], "error: FORESAIL_HEALTH_PORT must be a port from 0 to 65535, not 70000\n"),
+    ("FORESAIL_METRICS_PORT", "70000", [], "error: FORESAIL_METRICS_PORT must be a port from 0 to 65535, not 70000\n"),
+    ("FORESAIL_HEALTH_PORT", "abc", ["--health-port", "70000"], "error: --health-port must be a port from 0 to 65535"),
+    ("FORESAIL_HEALTH_PORT", "8080", ["--metrics-port", "8080"],
+     "error: the health port and the metrics port must differ (both 8080)\n"),
+])
+def test_the_operators_ports_set_in_the_environment_are_named_by_their_variable(name: str, value: str,
+                                                                                 args: list[str], message: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "foresail", "operator", "--standalone", *args], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, name: value})
+    assert done.returncode == 1 and done.stderr.startswith(message) and "Traceback" not in done.stderr, done.stderr
 
 
 def test_an_environment_default_that_is_not_a_number_is_a_usage_error_of_its_command_only() -> None:
