@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from foresail.checks import check_port
+from foresail.checks import check_port, check_writable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def write_kubeconfig(path: Path, url: str) -> None:
-    """Write a kubeconfig whose current context points at ``url`` (atomically)."""
+    """Write a kubeconfig whose current context points at ``url`` (atomically), in a folder that exists
+    (``_check_kubeconfig``)."""
     config = {
         "apiVersion": "v1", "kind": "Config", "preferences": {},
         "clusters": [{"name": "kubetest", "cluster": {"server": url}}],
@@ -48,7 +49,6 @@ def write_kubeconfig(path: Path, url: str) -> None:
                                                       "namespace": "default"}}],
         "current-context": "kubetest",
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     partial.write_text(yaml.safe_dump(config))
     os.replace(partial, path)
@@ -106,6 +106,18 @@ def _check_flags(args: argparse.Namespace) -> None:
         re.compile(args.unpullable_images)
     except re.error as exc:
         raise ValueError(f"--unpullable-images is not a regular expression: {exc}") from None
+    if args.kubeconfig is not None:
+        _check_kubeconfig(args.kubeconfig)
+
+
+def _check_kubeconfig(path: Path) -> None:
+    """Make the folder of ``path``; ValueError unless a kubeconfig can then be written there."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--kubeconfig {path}: {path.parent} is not a folder and cannot be made "
+                         f"({exc.strerror or exc})") from None
+    check_writable("--kubeconfig", str(path))
 
 
 def run(args: argparse.Namespace) -> int:

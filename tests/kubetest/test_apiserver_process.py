@@ -28,7 +28,7 @@ def test_helper_starts_and_stops_a_separate_process(tmp_path: Path) -> None:
 
 
 def test_cli_prints_the_chosen_port_and_stops_on_sigterm(tmp_path: Path) -> None:
-    kubeconfig = tmp_path / "kc"
+    kubeconfig = tmp_path / "made" / "kc"  # its folder is made
     process = subprocess.Popen(
         [sys.executable, "-m", "foresail", "dev", "apiserver", "--port", "0",
          "--kubeconfig", str(kubeconfig)], stdout=subprocess.PIPE, text=True)
@@ -43,14 +43,20 @@ def test_cli_prints_the_chosen_port_and_stops_on_sigterm(tmp_path: Path) -> None
         assert process.wait(10) == 0 and time.monotonic() - started < 5
 
 
-def test_cli_refuses_bad_flags_before_it_listens() -> None:
+def test_cli_refuses_bad_flags_before_it_listens(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    (tmp_path / "folder").mkdir()
     for flags, message in ((["--port", "70000"], "--port must be a port from 0 to 65535"),
+                           (["--kubeconfig", str(tmp_path / "folder")], "folder is a folder, not a file"),
+                           (["--kubeconfig", str(tmp_path / "file" / "kc")],
+                            f"{tmp_path / 'file'} is not a folder and cannot be made"),
                            (["--ready-delay", "-1"], "--ready-delay must be seconds >= 0"),
                            (["--event-log-size", "0"], "--event-log-size must be at least 1"),
                            (["--unpullable-images", "(unclosed"], "--unpullable-images is not a regular expression")):
         done = subprocess.run([sys.executable, "-m", "foresail", "dev", "apiserver", *flags], capture_output=True,
                               text=True, timeout=60)
         assert done.returncode == 2 and message in done.stderr and "listening" not in done.stdout, done.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["file", "folder"], "no folder.partial is left"
 
 
 def test_yaml_bodies_are_accepted(server: ApiServerProcess, namespace: str) -> None:
