@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 
 # name -> (module, one-line help)
@@ -24,6 +25,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("foresail.demo.cli", "run the whole system locally on an embedded trace"),
     "dev": ("foresail.kubetest.cli", "developer tools (the Kubernetes API test server)"),
 }
+# the modules of each extra of pyproject.toml (tests/test_cli_extras.py keeps the two equal), and the extras each
+# command needs: the demo starts `foresail dev apiserver` and `foresail serve`
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "inference": ("torch", "transformers", "accelerate", "gguf", "psutil"),
+    "dev": ("celpy", "kubernetes_validate", "jsonpatch", "jsonpointer", "jsonschema"),
+}
+NEEDS: dict[str, tuple[str, ...]] = {"serve": ("inference",), "dev": ("dev",), "demo": ("dev", "inference")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,9 +51,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def missing_extra(command: str) -> str | None:
+    """What to install for ``command``, in one line, where an extra it needs is not installed; else None."""
+    for extra in NEEDS.get(command, ()):
+        missing = [name for name in EXTRAS[extra] if importlib.util.find_spec(name) is None]
+        if missing:
+            return (f"foresail {command} needs the [{extra}] extra ({missing[0]} is not installed): "
+                    f"pip install 'foresail[{extra}]'")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `foresail` console script."""
     args = build_parser().parse_args(argv)
+    problem = missing_extra(args.command)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
