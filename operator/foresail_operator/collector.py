@@ -16,6 +16,7 @@ from foresail_operator.metrics import MAX_RATE, Key, MetricsError, PrometheusSou
 from foresail_operator.runtimes import RUNTIMES
 
 NOT_READ_YET = "NoData: metrics have not been read yet"  # the reason before the first read
+_RATE_WINDOW_NOTE = "FORESAIL_RATE_WINDOW (chart: operator.rateWindow) must span at least two scrape intervals"
 
 
 class Collector:
@@ -73,12 +74,15 @@ class Collector:
         age = time.time() - self.taken_at
         if age > 3 * self.period_s:
             return None, f"MetricsStale: the last good read is {age:.0f} s old"
+        window = self.source.window if self.source is not None else ""
         if key in self.snapshot:
             signals = self.snapshot[key]
             if signals.requests is None and signals.arrivals is None:  # a series, but no usable value
                 return None, (f"NoData: Prometheus answered no usable demand for {key[0]}/{key[1]} (NaN, Inf "
-                              f"or above {MAX_RATE:g})")
+                              f"or above {MAX_RATE:g}), or no rate of its request counter over {window}: "
+                              f"{_RATE_WINDOW_NOTE}")
             return signals, None  # the pods' signals, or only the activator's count of arrivals
         if replicas == 0:  # nothing runs, so nothing is served: demand seen is zero
             return Signals(requests=0.0, running=0.0, waiting=0.0), None
-        return None, f"NoSeries: Prometheus has no series for {key[0]}/{key[1]} yet"
+        return None, (f"NoSeries: Prometheus has no series for {key[0]}/{key[1]} yet, or none with a rate over "
+                      f"{window}: {_RATE_WINDOW_NOTE}")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass, field
 
-from foresail_operator.metrics import parse_headers
+from foresail_operator.metrics import duration_seconds, parse_headers
 from foresail_operator.runtimes import RUNTIMES
 
 # The inference pods' preStop sleep: `sleep`, the kubelet's own action (Kubernetes 1.30 and later); `exec`,
@@ -32,7 +31,7 @@ class OperatorConfig:
     metrics_port: int = 0  # the operator's own /metrics (0: off)
     collect_period_s: float = 15.0  # how often Prometheus is read
     forecast_step_s: float = 60.0  # the forecaster's time step
-    rate_window: str = "1m"  # PromQL rate() window
+    rate_window: str = "2m"  # PromQL rate() window: at least two scrape intervals (one sample gives no rate)
     pre_stop: str = "auto"  # the preStop hook: one of PRE_STOP_HOOKS
 
     @classmethod
@@ -53,7 +52,7 @@ class OperatorConfig:
             "metrics_port": int(_number("FORESAIL_METRICS_PORT", "0", whole=True)),
             "collect_period_s": _number("FORESAIL_COLLECT_PERIOD", "15", positive=True),
             "forecast_step_s": _number("FORESAIL_FORECAST_STEP", "60", positive=True),
-            "rate_window": _duration("FORESAIL_RATE_WINDOW", "1m"),
+            "rate_window": _duration("FORESAIL_RATE_WINDOW", "2m"),
             "pre_stop": _choice("FORESAIL_PRE_STOP", "auto", PRE_STOP_HOOKS),
         }
         values.update({k: v for k, v in overrides.items() if v not in (None, ())})
@@ -76,8 +75,11 @@ def _number(name: str, default: str, whole: bool = False, positive: bool = False
 def _duration(name: str, default: str) -> str:
     """A PromQL duration FORESAIL_* variable (``30s``, ``1m``, ``1h30m``); ValueError names it."""
     text = os.environ.get(name, default)
-    if not re.fullmatch(r"(\d+(ms|s|m|h|d|w|y))+", text):
-        raise ValueError(f"{name} must be a Prometheus duration such as 30s, 1m or 1h30m, not {text!r}")
+    try:
+        duration_seconds(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a Prometheus duration above zero such as 30s, 2m or 1h30m (each unit "
+                         f"once, the largest first), not {text!r}") from None
     return text
 
 

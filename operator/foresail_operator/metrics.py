@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import math
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
 
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.util.retry import Retry
 
 from foresail.autoscaler.forecast import MAX_RATE
 from foresail_operator.activation import ARRIVALS_METRIC, HELD_METRIC
@@ -24,6 +26,14 @@ from foresail_operator.runtimes import RUNTIMES
 
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
 MAX_POINTS = 10_000  # per range query: Prometheus refuses more than 11,000 points per series
+QUERY_THREADS = 8  # a snapshot's queries run this many at a time: a slow Prometheus delays it by a few answers
+# prometheus-api-client's own retries (3, backed off 0, 2 and 4 s, on these statuses), without sleeping a
+# Retry-After: a rate-limiting Mimir or Thanos asks for minutes, during which the metrics would read as stale
+RETRY = Retry(total=3, backoff_factor=1, status_forcelist=(408, 429, 500, 502, 503, 504),
+              respect_retry_after_header=False)
+# Prometheus's duration grammar: each unit at most once, from the largest (1h30m, not 30m1h)
+DURATION = re.compile(r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?")
+DURATION_S = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
 
 Key = tuple[str, str]  # (namespace, llmdeployment)
 BY = "namespace, llmdeployment"
@@ -63,6 +73,16 @@ def queries(metric_names: dict[str, str | None], window: str) -> dict[str, str]:
         out["ttft_p90"] = (f"histogram_quantile(0.9, sum by (le, {BY}) "
                            f"(rate({metric_names['ttft']}_bucket[{window}])))")
     return out
+
+
+def duration_seconds(text: str) -> float:
+    """A Prometheus duration (``90s``, ``2m``, ``1h30m``) in seconds; ValueError unless it is one Prometheus takes
+    in a query and it is above zero."""
+    match = DURATION.fullmatch(text)
+    seconds = sum(int(n) * unit for n, unit in zip(match.groups(), DURATION_S, strict=True) if n) if match else 0
+    if seconds <= 0:
+        raise ValueError(f"not a Prometheus duration above zero: {text!r}")
+    return seconds
 
 
 def _value(raw: object) -> float | None:
@@ -138,7 +158,7 @@ class PrometheusSource:
     `headers` go with every query (a tenant: Mimir's and Cortex's `X-Scope-OrgID`).
     """
 
-    def __init__(self, url: str, token: str | None = None, timeout_s: float = 5.0, window: str = "1m",
+    def __init__(self, url: str, token: str | None = None, timeout_s: float = 5.0, window: str = "2m",
                  token_file: str | None = None, ca_file: str | None = None,
                  headers: dict[str, str] | None = None) -> None:
         headers = dict(headers or {})
@@ -147,7 +167,7 @@ class PrometheusSource:
         session = requests.Session()
         session.verify = ca_file or True
         self.client = PrometheusConnect(url=url, headers=headers or None, session=session, timeout=timeout_s,
-                                        auth=TokenFileAuth(token_file) if token_file else None)
+                                        auth=TokenFileAuth(token_file) if token_file else None, retry=RETRY)
         self.window = window
 
     def _query(self, promql: str) -> list:
@@ -160,14 +180,17 @@ class PrometheusSource:
         return result
 
     def snapshot(self, runtimes: Iterable[str]) -> dict[Key, Signals]:
-        """Current signals of every deployment of the given runtimes."""
+        """Current signals of every deployment of the given runtimes (the queries run ``QUERY_THREADS`` at a
+        time)."""
         out: dict[Key, Signals] = {}
         name_sets = {tuple(sorted((k, v or "") for k, v in RUNTIMES[r].metrics.items())) for r in set(runtimes)}
         promqls = [item for names in name_sets for item in queries(dict(names), self.window).items()]
         promqls.append(("arrivals", f"sum by ({BY}) (rate({ARRIVALS_METRIC}[{self.window}]))"))
         promqls.append(("held", f"sum by ({BY}) ({HELD_METRIC})"))  # last: only for deployments with demand
-        for signal, promql in promqls:
-            for item in self._query(promql):
+        with ThreadPoolExecutor(max_workers=QUERY_THREADS) as pool:  # a failure drops the queries not started yet
+            answers = list(pool.map(self._query, [promql for _, promql in promqls]))
+        for (signal, _), answer in zip(promqls, answers, strict=True):
+            for item in answer:
                 key = _series_key(item)
                 value = item.get("value") if isinstance(item, dict) else None
                 if key is None or not isinstance(value, list) or len(value) != 2 or \
@@ -188,7 +211,8 @@ class PrometheusSource:
         if end <= start:
             return [], []
         total = self._history(key, runtime, start, end, step_s, unit)
-        door = dict(self._range(f"sum(rate({ARRIVALS_METRIC}{_selector(key)}[{self.window}]))", start, end, step_s))
+        window = self._range_window(step_s)
+        door = dict(self._range(f"sum(rate({ARRIVALS_METRIC}{_selector(key)}[{window}]))", start, end, step_s))
         if door:
             each = 1.0
             if unit == "tokens":
@@ -207,7 +231,14 @@ class PrometheusSource:
         metric = RUNTIMES[runtime].metrics.get(signal)
         if not metric:
             return {}
-        return dict(self._range(f"sum(rate({metric}{_selector(key)}[{self.window}]))", start, end, step_s))
+        window = self._range_window(step_s)
+        return dict(self._range(f"sum(rate({metric}{_selector(key)}[{window}]))", start, end, step_s))
+
+    def _range_window(self, step_s: float) -> str:
+        """The rate() window of a range query at ``step_s``: the live window, widened to a longer step (whole
+        seconds, as the query steps), so that each point counts its whole step, not the window at its end."""
+        step = max(1, int(step_s))
+        return self.window if duration_seconds(self.window) >= step else f"{step}s"
 
     def _history(self, key: Key, runtime: str, start: float, end: float, step_s: float,
                  unit: str) -> dict[float, float]:

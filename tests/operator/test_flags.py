@@ -123,6 +123,10 @@ def test_the_commands_exit_at_once_on_bad_flags(args: list[str], message: str) -
     ("FORESAIL_FORECAST_STEP", "0", "FORESAIL_FORECAST_STEP must be a number of seconds > 0, not '0'"),
     ("FORESAIL_METRICS_PORT", "1.5", "FORESAIL_METRICS_PORT must be a whole number"),
     ("FORESAIL_RATE_WINDOW", "1min", "FORESAIL_RATE_WINDOW must be a Prometheus duration"),
+    # each of these Prometheus refuses in a query (400): a zero, a unit twice, units out of order
+    ("FORESAIL_RATE_WINDOW", "0m", "FORESAIL_RATE_WINDOW must be a Prometheus duration above zero"),
+    ("FORESAIL_RATE_WINDOW", "30s30s", "FORESAIL_RATE_WINDOW must be a Prometheus duration above zero"),
+    ("FORESAIL_RATE_WINDOW", "1m1h", "FORESAIL_RATE_WINDOW must be a Prometheus duration above zero"),
     ("FORESAIL_PRE_STOP", "none", "FORESAIL_PRE_STOP must be one of auto, sleep, exec, not 'none'"),
 ])
 def test_bad_environment_variables_are_named(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
