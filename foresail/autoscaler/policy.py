@@ -206,13 +206,14 @@ class ForesailPolicy:
         """Backfill demand history (Unix seconds, rate in units/s, any spacing, NaN = gap). Its lone outliers
         and first bursts are let go as ``decide`` would have let them go (``let_go_runs``), and the first
         bursts remembered for a week: after a restart they neither bend the forecasts nor count as seen. Its
-        last steps, whose next is not known yet, are left to the decisions that follow (``_hand_over``)."""
+        last steps, whose next is not known yet, are left to the decisions that follow (``_hand_over``). The last
+        demand seen stays the latest of the history's and the decisions' (a backfill may come after decisions)."""
         self.forecaster.partial_fit(np.asarray(times_s, float), np.asarray(demand, float), revise=self._let_go)
         self._hand_over()
         times, d = np.asarray(times_s, float), np.asarray(demand, float)
         seen = (np.nan_to_num(d) > 0) & np.isfinite(times)
         if seen.any():  # the latest, in whatever order the samples come
-            self._last_demand_s = float(times[seen].max())
+            self._last_demand_s = max(float(times[seen].max()), self._last_demand_s or -math.inf)
 
     def _let_go(self, history: np.ndarray) -> np.ndarray:
         """The backfilled ``history`` with the runs ``decide`` lets go counted as the demand around them; the

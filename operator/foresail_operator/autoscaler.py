@@ -6,6 +6,8 @@ replays. Rules:
 - missing or stale metrics: hold the current replicas (never scale down without data) and set
   MetricsAvailable=False with the reason;
 - advisory mode: compute and report recommendedReplicas, never write replicas;
+- a scale write the API server refuses (RBAC, an admission webhook, a quota): ScalingLimited=True (ScaleFailed)
+  with its error and a Warning Event; the count stays, and is not taken for another writer's;
 - a manual scale (kubectl scale) is applied at once by the reconciler and then held as a floor for
   the scale-down stabilisation window; scale-up stays possible;
 - the forecast horizon is the measured cold start plus one interval when the spec says auto;
@@ -42,6 +44,7 @@ DEFAULT_CAPACITY = {"requests": 1.0, "tokens": 1000.0}  # per replica until lear
 DEFAULT_TOKENS_PER_REQUEST = 1000.0  # what a queued request counts for in tokens until completions show it
 UNIT_LABEL = {"requests": "req/s", "tokens": "tok/s"}
 BACKFILL_S = 7 * 24 * 3600.0
+BACKFILL_RETRY_S = 120.0  # how long after a failed backfill (Prometheus down or restarting) it is tried again
 OVERRIDES_TO_REPORT = 2  # decisions in a row that find the replicas changed by another writer (one may be a race)
 
 
@@ -71,13 +74,17 @@ class Loop:
     policy: ForesailPolicy | None = None
     capacity: CapacityModel | None = None
     last_in_system: float | None = None
-    last_time: float | None = None
+    last_time: float | None = None  # when the snapshot that ``last_in_system`` came from was taken
+    growth: float = 0.0  # the queue's growth per second between the last two snapshots
     unit: str = "requests"  # the spec's autoscaling.demandUnit
     tokens_per_request: float = DEFAULT_TOKENS_PER_REQUEST  # completed tokens per completed request, lately
     basis: str = ""  # what the capacity model was learned for (capacity_basis)
     logged_capacity: float = DEFAULT_CAPACITY["requests"]  # the capacity the log last reported
     backfilled: bool = False  # whether the policy's history was loaded from Prometheus (once per policy)
+    backfill_retry_at: float | None = None  # when a failed backfill is tried again (None: not tried yet)
+    live_from: float | None = None  # where the demand the policy's decisions saw starts: a later backfill ends there
     left: int | None = None  # the replica count the last acting decision left the Deployment at
+    refused: str | None = None  # the API server's refusal of the last scale write, until one succeeds
     overrides: int = 0  # decisions in a row that found another count there
     writer: str | None = None  # the autoscalers found targeting the Deployment when that was reported
     view: dict[str, Any] = field(default_factory=dict)
@@ -125,28 +132,32 @@ class Loop:
         if self.policy is None:
             self.policy = ForesailPolicy(config, forecast_step_s=self.forecast_step_s)
             _carry_on(self.policy, status or {}, a.demand_unit)
-            self.backfilled = False
+            self.backfilled, self.backfill_retry_at, self.live_from = False, None, None
         elif config != self.policy.config:
             changes = {k: v for k, v in vars(config).items() if getattr(self.policy.config, k) != v}
             self.policy.reconfigure(**changes)
         return config
 
-    def needs_backfill(self, spec: LLMDeploymentSpec) -> bool:
-        """True at start and when the spec's demandUnit changed: the history is to be loaded (again)
-        from Prometheus, before the next decision."""
-        return not self.backfilled or spec.autoscaling.demand_unit != self.unit
+    def needs_backfill(self, spec: LLMDeploymentSpec, now: float | None = None) -> bool:
+        """True at start, once ``BACKFILL_RETRY_S`` passed after a backfill that failed, and when the spec's
+        demandUnit changed: the history is to be loaded (again) from Prometheus, before the next decision."""
+        now = time.time() if now is None else now
+        due = self.backfill_retry_at is None or now >= self.backfill_retry_at
+        return (not self.backfilled and due) or spec.autoscaling.demand_unit != self.unit
 
-    def read(self, signals: Signals, now: float) -> Reading | None:
-        """The demand in ``signals``, or None when it counts tokens and the runtime's token counters have
-        no series.
+    def read(self, signals: Signals, taken_at: float) -> Reading | None:
+        """The demand in ``signals`` (the collector's snapshot taken at ``taken_at``), or None when it counts
+        tokens and the runtime's token counters have no series.
 
         Arrivals are completions plus the growth of what is in the system (queued + running requests), or the
         requests the activator counted arriving where that is more (it counts them before any pod does, also
-        those it holds while replicas start) or no pod reports. A request counts for 1, or in tokens for the
-        tokens per completed request lately (``DEFAULT_TOKENS_PER_REQUEST`` until a completion was seen)."""
+        those it holds while replicas start) or no pod reports. The growth is timed by the snapshots, not by the
+        decisions: decisions between two snapshots read the growth the last two showed. A request counts for 1,
+        or in tokens for the tokens per completed request lately (``DEFAULT_TOKENS_PER_REQUEST`` until a
+        completion was seen)."""
         if signals.requests is None and signals.arrivals is not None:  # no pod reports
             each = self.tokens_per_request if self.unit == "tokens" else 1.0
-            self.last_in_system = None  # the pods' count starts again when they report
+            self.last_in_system = self.last_time = None  # the pods' count starts again when they report
             return Reading(0.0, signals.arrivals * each, each, at_door=True)
         each = 1.0
         done = signals.requests or 0.0
@@ -158,11 +169,12 @@ class Loop:
                 self.tokens_per_request = tokens / done
             done, each = tokens, self.tokens_per_request
         in_system = (signals.waiting or 0.0) + (signals.running or 0.0)
-        growth = 0.0
-        if self.last_in_system is not None and self.last_time is not None and now > self.last_time:
-            growth = max(0.0, (in_system - self.last_in_system) / (now - self.last_time))
-        self.last_in_system, self.last_time = in_system, now
-        demand = done + growth * each
+        if taken_at != self.last_time:  # a new snapshot: the growth since the one before
+            self.growth = 0.0
+            if self.last_in_system is not None and self.last_time is not None and taken_at > self.last_time:
+                self.growth = max(0.0, (in_system - self.last_in_system) / (taken_at - self.last_time))
+            self.last_in_system, self.last_time = in_system, taken_at
+        demand = done + self.growth * each
         if signals.arrivals is not None:
             demand = max(demand, signals.arrivals * each)
         return Reading(done, demand, each)
@@ -331,23 +343,30 @@ async def _autoscalers_of(client: KubeClient, namespace: str, deployment: str, l
 
 
 async def backfill(loop: Loop, collector: Collector, runtime: str, logger: logging.Logger) -> None:
-    """Load the deployment's demand history from Prometheus, the durable store, into the forecaster
-    (one attempt per policy: at start, and after a demandUnit change started the history over)."""
-    loop.backfilled = True
-    if loop.capacity is not None and loop.capacity.learned:  # carried on from the status (Loop.configure)
+    """Load the deployment's demand history from Prometheus, the durable store, into the forecaster: at start,
+    after a demandUnit change started the history over, and every ``BACKFILL_RETRY_S`` after a failure until
+    Prometheus answers (with history or without). A backfill after the policy's decisions ends at the forecast step
+    in which the demand they saw starts, and keeps that demand as they saw it."""
+    if loop.capacity is not None and loop.capacity.learned and loop.backfill_retry_at is None:  # (Loop.configure)
         logger.info("%s/%s: capacity per replica %.3g %s, learned before from %d saturated scrapes (status)",
                     *loop.key, loop.capacity.capacity, UNIT_LABEL[loop.unit], loop.capacity.n_samples_)
     if collector.source is None or loop.policy is None:
+        loop.backfilled = True
         return
     now = time.time()
-    span = min(BACKFILL_S, loop.forecast_step_s * MAX_POINTS)
+    step_s = loop.forecast_step_s
+    end = now if loop.live_from is None else min(now, math.floor(loop.live_from / step_s) * step_s)
+    span = min(BACKFILL_S, step_s * MAX_POINTS)
     try:
         times, values = await asyncio.to_thread(
-            collector.source.demand_history, loop.key, runtime, now - span, now, loop.forecast_step_s, loop.unit,
+            collector.source.demand_history, loop.key, runtime, end - span, end, step_s, loop.unit,
             loop.tokens_per_request)
     except MetricsError as exc:
-        logger.warning("could not backfill history from Prometheus: %s", exc)
+        loop.backfill_retry_at = now + BACKFILL_RETRY_S
+        logger.warning("could not backfill history from Prometheus: %s; trying again in %.0f s, the forecaster "
+                       "meanwhile learns from the decisions alone", exc, BACKFILL_RETRY_S)
         return
+    loop.backfilled = True
     if not times:
         logger.info("%s/%s: no demand history in Prometheus to backfill, the forecaster starts from its prior",
                     *loop.key)
@@ -369,6 +388,36 @@ def _learn_capacity(loop: Loop, measured: Reading, signals: Signals, ready: int,
         logger.info("%s/%s: capacity per replica %.3g -> %.3g %s (%s)", *loop.key, loop.logged_capacity,
                     capacity, UNIT_LABEL[loop.unit], _capacity_source(loop.capacity, spec))
         loop.logged_capacity = capacity
+
+
+async def _scale(loop: Loop, client: KubeClient, body: dict[str, Any], spec: LLMDeploymentSpec,
+                 current: int, target: int, reason: str, pods: list[PodSummary], logger: logging.Logger) -> str | None:
+    """Set the Deployment's replicas from ``current`` to ``target`` and record it; None when done, else why
+    the API server refused, for ScalingLimited (logged, and posted as a Warning Event, when the refusal starts or
+    its error changes; the next decision tries again)."""
+    ns, name = loop.key
+    try:
+        await set_replicas(client, loop.key, current, target, spec.runtime.name, pods, logger)
+    except ApiError as exc:
+        message = (f"cannot scale Deployment {name} {current} -> {target}, the API server refused: {exc}. The "
+                   "replicas stay as they are and each decision tries again: let the operator patch "
+                   "deployments/scale (its RBAC; the chart's rbac.create), or ease the admission webhook or quota "
+                   "that refuses it")
+        if str(exc) != loop.refused:
+            logger.warning("%s/%s: %s", ns, name, message)
+            kopf.warn(body, reason="ScaleFailed", message=message)
+        loop.refused = str(exc)
+        return message
+    if loop.refused:
+        logger.info("%s/%s: the Deployment's replicas can be set again, after: %s", ns, name, loop.refused)
+        loop.refused = None
+    logger.info("scaled %s/%s %d -> %d: %s", ns, name, current, target, reason)
+    kopf.info(body, reason="Scaled", message=f"{current} -> {target}: {reason}")
+    try:
+        await record_scale(client, ns, name, current, target, reason)
+    except ApiError as exc:  # the replicas are set: only their record in the status failed
+        logger.warning("scaled %s/%s %d -> %d, but cannot record it in the status: %s", ns, name, current, target, exc)
+    return None
 
 
 def _decide(loop: Loop, body: dict[str, Any], signals: Signals | None, measured: Reading | None, ready: int,
@@ -446,7 +495,8 @@ def _forecast_status(loop: Loop, spec: LLMDeploymentSpec, decision: Decision, de
 async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[str, Any],
                spec: LLMDeploymentSpec, deployment: dict[str, Any] | None, pods: list[PodSummary],
                logger: logging.Logger) -> Decision:
-    """One decision: read signals, decide, scale (unless advisory), update the loop's status view."""
+    """One decision: read signals, decide, scale (unless advisory), update the loop's status view. A scale the API
+    server refuses is reported there (ScalingLimited, ScaleFailed), not raised."""
     started = time.perf_counter()
     now = time.time()
     ns, name = loop.key
@@ -456,30 +506,27 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     loop.configure(spec, cold_start, body.get("status"))
     assert loop.policy is not None and loop.capacity is not None
     signals, error = collector.lookup(loop.key, replicas=current)
-    measured = loop.read(signals, now) if signals is not None else None
+    measured = loop.read(signals, collector.taken_at or now) if signals is not None else None
     if signals is not None and measured is None:
         signals, error = None, f"NoData: no token counters for {ns}/{name} (autoscaling.demandUnit is tokens)"
     if signals is not None and measured is not None and not measured.at_door:  # learned from the pods' signals
         _learn_capacity(loop, measured, signals, ready, spec, logger)
     decision = _decide(loop, body, signals, measured, ready, current, now)
+    if loop.live_from is None:  # the policy's own history starts with this decision's interval
+        loop.live_from = now - spec.autoscaling.interval_s
     target = decision.replicas
     status = body.get("status") or {}
     if _manual_hold(status, spec, now) and target < current:
         target = current
     acting = spec.autoscaling.mode in ("predictive", "reactive") and deployment is not None
     overridden = await _overridden(loop, acting, current, body, client, logger)
-    loop.left = target if acting else None
+    refused = None
     if acting and target != current:
-        await set_replicas(client, loop.key, current, target, spec.runtime.name, pods, logger)
         reason = decision.reason if target == decision.replicas else f"hold {current}: manual scale"
-        logger.info("scaled %s/%s %d -> %d: %s", ns, name, current, target, reason)
-        kopf.info(body, reason="Scaled", message=f"{current} -> {target}: {reason}")
-        try:
-            await record_scale(client, ns, name, current, target, reason)
-        except ApiError as exc:  # the replicas are set: only their record in the status failed
-            logger.warning("scaled %s/%s %d -> %d, but cannot record it in the status: %s", ns, name, current, target,
-                           exc)
-    action = "up" if acting and target > current else "down" if acting and target < current else "hold"
+        refused = await _scale(loop, client, body, spec, current, target, reason, pods, logger)
+    left = current if refused else target  # what the next decision checks another writer against
+    loop.left = left if acting else None
+    action = "up" if acting and left > current else "down" if acting and left < current else "hold"
     demand = measured.demand if measured is not None else None
     coverage = loop.policy.forecast_coverage()
     _export(loop, spec, decision, action, target if acting else current, demand, cold_start, coverage)
@@ -487,6 +534,8 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
                              measured is not None and measured.at_door)
     if overridden:
         conditions["ScalingLimited"] = (True, "ReplicasOverridden", overridden)
+    if refused:
+        conditions["ScalingLimited"] = (True, "ScaleFailed", refused)
     loop.view = {
         "conditions": conditions,
         "fields": {"recommendedReplicas": decision.replicas,

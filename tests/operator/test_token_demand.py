@@ -59,22 +59,22 @@ async def test_without_token_counters_the_replicas_are_held_and_the_condition_sa
 def test_queued_requests_count_at_the_recent_tokens_per_request() -> None:
     loop = Loop(KEY, forecast_step_s=60.0)
     loop.configure(spec("tokens", 100), None)
-    idle = loop.read(Signals(requests=0.0, prompt_tokens=0.0, generation_tokens=0.0, waiting=4.0), now=90.0)
+    idle = loop.read(Signals(requests=0.0, prompt_tokens=0.0, generation_tokens=0.0, waiting=4.0), taken_at=90.0)
     assert idle == (0.0, 0.0, 1000.0, False)  # no completion seen yet: the default
     busy = Signals(requests=2.0, prompt_tokens=400.0, generation_tokens=100.0, waiting=4.0)
-    assert loop.read(busy, now=100.0) == (500.0, 500.0, 250.0, False)
+    assert loop.read(busy, taken_at=100.0) == (500.0, 500.0, 250.0, False)
     more = Signals(requests=2.0, prompt_tokens=400.0, generation_tokens=100.0, waiting=8.0)
-    reading = loop.read(more, now=110.0)
+    reading = loop.read(more, taken_at=110.0)
     assert reading is not None
     assert reading[:3] == pytest.approx((500.0, 500.0 + 4 / 10 * 250.0, 250.0))  # 4 more in 10 s
-    assert loop.read(Signals(requests=2.0, waiting=8.0), now=120.0) is None  # no token series
+    assert loop.read(Signals(requests=2.0, waiting=8.0), taken_at=120.0) is None  # no token series
     # no pod reports: the requests the activator counted arriving, at the tokens per request lately
-    assert loop.read(Signals(arrivals=0.5), now=130.0) == (0.0, 125.0, 250.0, True)
+    assert loop.read(Signals(arrivals=0.5), taken_at=130.0) == (0.0, 125.0, 250.0, True)
     # pods report and the activator counts more (requests it holds, or the pods' counts lag): the larger
     both = Signals(requests=2.0, prompt_tokens=400.0, generation_tokens=100.0, running=0.0, arrivals=3.0)
-    assert loop.read(both, now=140.0) == (500.0, 750.0, 250.0, False)
+    assert loop.read(both, taken_at=140.0) == (500.0, 750.0, 250.0, False)
     assert loop.read(Signals(requests=2.0, prompt_tokens=400.0, generation_tokens=100.0, running=0.0, arrivals=1.0),
-                     now=150.0) == (500.0, 500.0, 250.0, False)
+                     taken_at=150.0) == (500.0, 500.0, 250.0, False)
 
 
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus (make install)")
