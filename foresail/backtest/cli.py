@@ -144,6 +144,8 @@ def check_arguments(args: argparse.Namespace) -> tuple[float | None, tuple[Sched
         raise ValueError("--cold-start and --slo-wait must be >= 0 and --interval > 0, in seconds (not NaN or inf)")
     if not 0 <= args.min_replicas <= args.max_replicas or args.max_replicas < 1:
         raise ValueError("need 0 <= --min-replicas <= --max-replicas and --max-replicas >= 1")
+    if args.min_replicas == 0 and not args.scale_to_zero:  # as the CRD refuses minReplicas 0 without scaleToZero
+        raise ValueError("--min-replicas 0 needs --scale-to-zero")
     if args.slo_target is not None and not 0.5 <= args.slo_target < 1:
         raise ValueError("--slo-target is an attainment in [0.5, 1), e.g. 0.99")
     if args.match_slo is not None and not 0 < args.match_slo <= 1:

@@ -18,8 +18,8 @@ With scale to zero, what happens to requests at zero replicas is ``at_zero``: ``
 holds and counts them (Knative's activator, KEDA's HTTP add-on; the baselines); ``activator``,
 Foresail's activator holds and counts them too, and the operator reads that count from Prometheus
 (``Observation.counted``: demand at zero is known); ``none``, no front door: they fail. With a front
-door, a deployment at zero asks for a replica at the step its first request arrives (the activator's
-wake), whatever the policy said.
+door, a deployment at zero asks for a replica at every step at which a request arrives or it holds one (the
+activator's wake), whatever the policy said.
 """
 
 from __future__ import annotations
@@ -119,18 +119,22 @@ def _observation(at_zero: str, served_before: bool, time_s: float, rate: float, 
     return Observation(time_s, rate, backlog, ready, provisioned, counted=at_zero == "activator", arrival_size=size)
 
 
-def _resize(ready: int, starting: deque[int], change: int, now: int, cold: int) -> int:
+def _resize(ready: int, starting: deque[list[int]], change: int, now: int, cold: int) -> int:
     """Add ``change`` replicas, ready ``cold`` steps after step ``now`` (at once without a cold start), or
-    remove ``-change``, the starting ones first, the newest first; the ready count after."""
+    remove ``-change``, the starting ones first, the newest first; the ready count after. ``starting`` holds
+    ``[step they become ready at, how many]``, oldest first."""
     if change > 0 and cold == 0:
         return ready + change
     if change > 0:
-        starting.extend([now + cold] * change)
+        starting.append([now + cold, change])
         return ready
     drop = -change
     while drop and starting:
-        starting.pop()
-        drop -= 1
+        gone = min(drop, starting[-1][1])
+        starting[-1][1] -= gone
+        drop -= gone
+        if not starting[-1][1]:
+            starting.pop()
     return ready - drop
 
 
@@ -171,10 +175,10 @@ def simulate(
     operator = at_zero != "proxy"  # Foresail's operator
     if operator:  # it creates a deployment with at least one replica
         ready = min(max(ready, 1), cfg.max_replicas)
-    starting: deque[int] = deque()  # step at which each starting replica becomes ready, oldest first
+    starting: deque[list[int]] = deque()  # [step at which they become ready, how many], oldest first
     backlog = 0.0
-    prov_out = np.zeros(n, dtype=np.int32)
-    ready_out = np.zeros(n, dtype=np.int32)
+    prov_out = np.zeros(n, dtype=np.int64)  # up to MAX_NEED replicas
+    ready_out = np.zeros(n, dtype=np.int64)
     backlog_out = np.zeros(n)
     met = np.zeros(n, dtype=bool)
     f_up = np.full(n, np.nan) if record_forecast else None
@@ -183,17 +187,16 @@ def simulate(
     lo = 0 if cfg.scale_to_zero else cfg.min_replicas
     prev_rate = a[0] / dt if n else 0.0
     served_before = ready > 0  # whether a replica served the previous step
+    provisioned = ready  # ready + starting
     queue = RequestQueue(requests, cfg.capacity, cfg.slots, cfg.slo_wait_s) if requests is not None else None
     for k in range(n):
-        while starting and starting[0] <= k:
-            starting.popleft()
-            ready += 1
-        provisioned = ready + len(starting)
+        while starting and starting[0][0] <= k:
+            ready += starting.popleft()[1]
         size = 1.0 if sizes is None else float(sizes[max(k - 1, 0)])  # that of the step prev_rate is from
         d = policy.decide(_observation(at_zero, served_before, start_s + k * dt, prev_rate, backlog, ready,
                                        provisioned, size))
         want = min(max(int(d.replicas), lo), cfg.max_replicas)
-        if want == 0 and a[k] > 0 and at_zero != "none":  # a request at the front door wakes a replica
+        if want == 0 and (a[k] > 0 or backlog > 0) and at_zero != "none":  # a request at the front door wakes one
             want = min(max(cfg.min_replicas, 1), cfg.max_replicas)
         if f_up is not None and f_med is not None and d.forecast_upper is not None:
             f_up[k] = d.forecast_upper
@@ -210,8 +213,10 @@ def simulate(
         elif at_zero == "none" and ready == 0:
             backlog, met[k] = 0.0, a[k] == 0
         else:
-            backlog = max(0.0, backlog + a[k] - ready * per_replica)
-            met[k] = backlog <= ready * cfg.capacity * cfg.slo_wait_s + 1e-9
+            noise = 1e-9 * ready * per_replica  # float noise of a step that fills its replicas (need() allows it)
+            backlog += a[k] - ready * per_replica
+            backlog = backlog if backlog > noise else 0.0  # none left (below zero, or float noise)
+            met[k] = backlog <= ready * cfg.capacity * cfg.slo_wait_s + noise
         prov_out[k] = provisioned
         ready_out[k] = ready
         backlog_out[k] = backlog

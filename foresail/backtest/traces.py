@@ -158,9 +158,11 @@ def _check_columns(path: Path, df: pd.DataFrame, needed: list[str]) -> None:
 def _numeric(path: Path, df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     for c in cols:
         values = pd.to_numeric(df[c], errors="coerce")
-        if values.isna().any():
-            row = int(np.argmax(values.isna().to_numpy()))
-            raise TraceError(f"{path}: column {c} has a non-numeric or empty value at data row {row + 1}")
+        bad = ~np.isfinite(values.to_numpy(float))
+        if bad.any():
+            row = int(np.argmax(bad))
+            what = "a non-numeric or empty" if np.isnan(values.iloc[row]) else "an infinite"
+            raise TraceError(f"{path}: column {c} has {what} value at data row {row + 1}")
         if (values < 0).any():
             raise TraceError(f"{path}: column {c} has negative values")
         df[c] = values

@@ -71,6 +71,7 @@ def test_bad_input_is_an_error_not_a_crash(tmp_path, capsys):
     ("backtest", ["--capacity", "1e-320"], "is too small for trace"),  # was an OverflowError
     ("backtest", ["--min-replicas", "5", "--max-replicas", "2"], "--min-replicas <= --max-replicas"),
     ("backtest", ["--max-replicas", "0"], "--max-replicas >= 1"),
+    ("backtest", ["--min-replicas", "0"], "--min-replicas 0 needs --scale-to-zero"),  # the baselines went to 0
     ("backtest", ["--interval", "1e9"], "less than one decision step"),
     ("backtest", ["--cold-start", "-1"], "--cold-start and --slo-wait must be >= 0"),
     ("backtest", ["--cold-start", "nan"], "--cold-start and --slo-wait must be >= 0"),  # NaN passed every bound

@@ -92,11 +92,12 @@ def test_what_a_policy_sees_while_no_replica_serves(at_zero: str):
 
 @pytest.mark.parametrize("at_zero, woken", [("proxy", True), ("activator", True), ("none", False)])
 def test_a_request_at_a_front_door_wakes_a_replica_at_once(at_zero: str, woken: bool):
-    """A policy that stays at zero: the step a request arrives, a front door asks for a replica anyway."""
+    """A policy that stays at zero: the step a request arrives, a front door asks for a replica anyway, and keeps
+    it while it holds the request (the replica starts for two steps)."""
     sim = SimConfig(capacity=1.0, cold_start_s=120.0, slo_wait_s=0.0, interval_s=60.0, scale_to_zero=True)
-    arrivals = np.array([0.0, 0.0, 30.0, 0.0])
-    res = simulate(Schedule([0, 0, 0, 0]), arrivals, sim, at_zero=at_zero)
-    assert list(res.provisioned) == ([0, 0, 1, 0] if woken else [0, 0, 0, 0])
+    arrivals = np.array([0.0, 0.0, 30.0, 0.0, 0.0, 0.0])
+    res = simulate(Schedule([0] * 6), arrivals, sim, at_zero=at_zero)
+    assert list(res.provisioned) == ([0, 0, 1, 1, 1, 0] if woken else [0] * 6)
 
 
 def test_in_tokens_the_policy_sees_the_tokens_per_request_of_the_step_its_rate_is_from():
@@ -116,3 +117,35 @@ def test_a_need_too_big_for_an_int_is_held_at_the_most_not_wrapped_to_zero():
     sim = SimConfig(capacity=1e-300, max_replicas=5)
     assert list(sim.need(np.array([0.0, 1.0]))) == [0, int(MAX_NEED)]
     assert list(Oracle(sim, np.array([1.0, 1.0])).plan) == [5, 5]
+
+
+@pytest.mark.parametrize("queue", ["fluid", "requests"])
+@pytest.mark.parametrize("at_zero", ["proxy", "activator"])
+def test_requests_a_front_door_holds_wake_a_replica_until_they_are_served(queue: str, at_zero: str):
+    """120 requests arrive at zero and one replica serves 60 a step: those still held after it wake a replica for
+    the next step too, though none arrives then and the policy stays at zero (they were held with no replica)."""
+    trace = Trace("t", 60.0, np.array([0.0, 120.0, 0.0, 0.0, 0.0]))
+    p = prepare(trace, cold_start_s=0.0, capacity=1.0, slo_wait_s=0.0, scale_to_zero=True, queue=queue)
+    res = simulate(Schedule([0] * 5), p.arrivals, p.sim, at_zero=at_zero, requests=p.requests)
+    assert list(res.provisioned) == [0, 1, 1, 0, 0]
+    assert res.backlog[1] > 0 and list(res.backlog[2:]) == [0, 0, 0]
+
+
+def test_the_oracle_meets_the_slo_at_zero_wait_on_steps_its_replicas_just_serve():
+    """8 replicas serve exactly this step's demand, but 8 x (capacity x 60) falls 1.9e-9 short of it in floats:
+    counted as a backlog, that missed the SLO at --slo-wait 0 (and could wake a replica at zero)."""
+    arrivals = np.full(3, 15991730.0)
+    sim = SimConfig(capacity=15991730.0 / 8 / 60, slo_wait_s=0.0, scale_to_zero=True)
+    assert arrivals[0] - 8 * (sim.capacity * 60) > 1e-9
+    res = simulate(Oracle(sim, arrivals), arrivals, sim)
+    assert list(res.provisioned) == [8, 8, 8] and res.slo_attainment == 1.0 and list(res.backlog) == [0, 0, 0]
+
+
+def test_replica_counts_beyond_int32():
+    """2.5 and 5 billion replicas (a capacity of 1e-9 req/s) run, starting ones too: they overflowed int32 (and
+    each starting replica was an entry of its own)."""
+    sim = SimConfig(capacity=1e-9, cold_start_s=120.0, max_replicas=10**11)
+    arrivals = np.array([150.0, 150.0, 300.0, 300.0])  # 2.5e9 and 5e9 replicas' worth
+    half, full = 2_500_000_000, 5_000_000_000
+    res = simulate(Schedule([half, full, full, full]), arrivals, sim)
+    assert list(res.provisioned) == [half, full, full, full] and list(res.ready) == [half, half, half, full]

@@ -86,6 +86,8 @@ def test_servegen_client_and_gap_filling(tmp_path):
         ("negative.csv", "time_s,arrivals\n0,1\n60,-2\n", "negative"),
         ("columns.csv", "when,count\n0,1\n", "missing column(s) time_s, arrivals"),
         ("text.csv", "time_s,arrivals\n0,abc\n", "non-numeric"),
+        ("inf.csv", "time_s,arrivals\n0,10\ninf,10\n", "inf.csv: column time_s has an infinite value at data row 2"),
+        ("inf-arrivals.csv", "time_s,arrivals\n0,10\n60,-inf\n", "column arrivals has an infinite value at data row 2"),
         ("AzureLLMInferenceTrace_x.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n"
          "2023-11-16 18:17:05,1,1\n2023-11-16 18:17:03,1,1\n", "not sorted"),
         ("AzureLLMInferenceTrace_tz.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n"
