@@ -3,13 +3,16 @@
 Algorithms and defaults follow ../shared/research/autoscalers.md. Every baseline scales on the same
 signal Foresail sees, the demand rate of the last interval, against a per-replica target of
 ``target_utilization x capacity`` (the knob ``--match-slo`` tunes). They are evaluated once per simulator
-interval; windows shorter than the interval cover the last interval.
+interval; windows shorter than the interval cover the last interval. Their rate limits hold per run of the
+real controller (HPA every 15 s, KPA every 2 s, APA every 10 s): within an interval the controller runs on its
+own clock, each run on the interval's metric and the count the run before left (``_over_ticks``).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,12 +32,27 @@ def _clamp(r: int, sim: SimConfig) -> int:
     return min(max(r, lo), sim.max_replicas)
 
 
+def _over_ticks(n: int, obs: Observation, sim: SimConfig, period_s: float, tick: Callable[[int, float], int],
+                timed: bool = False) -> int:
+    """The count ``n`` after a controller that runs every ``period_s`` (on its own clock) has run ``tick(count,
+    run_time)`` at each of its runs within the decision interval from ``obs.time_s``, all on that interval's metric
+    (it does not change within a step); an interval shorter than the period holds a run only where one falls in it.
+    Unless ``timed`` (a run's outcome depends on its time), the first run that changes nothing ends them."""
+    first = math.ceil(obs.time_s / period_s - 1e-6)
+    for i in range(first, math.ceil((obs.time_s + sim.interval_s) / period_s - 1e-6)):
+        after = tick(n, i * period_s)
+        if after == n and not timed:
+            break
+        n = after
+    return n
+
+
 class HPA:
     """Kubernetes HPA (autoscaling/v2; KEDA's 1..N scaling) on an External AverageValue metric.
 
     ``desired = ceil(total / target)`` unless ``|total / (current x target) - 1| <= tolerance`` (0.1);
-    scale-up limited per 15-s period to max(+4 pods, +100 %); scale-down to the highest recommendation
-    of the last 300 s (downscale stabilisation), then -100 % per 15 s.
+    scale-up limited per 15-s sync to max(+4 pods, +100 %), compounded over the syncs in an interval;
+    scale-down to the highest recommendation of the last 300 s (downscale stabilisation), then -100 % per 15 s.
     """
 
     knob = "target_utilization"
@@ -45,7 +63,7 @@ class HPA:
         self.target = target_utilization * sim.capacity
         self.tolerance = tolerance
         self.window_s = downscale_stabilization_s
-        self.periods = max(1.0, sim.interval_s / sync_period_s)
+        self.sync_period_s = sync_period_s
         self._recs: deque[tuple[float, int]] = deque()
 
     def recommend(self, obs: Observation) -> int:
@@ -64,9 +82,8 @@ class HPA:
             self._recs.popleft()
         if raw < current:
             raw = min(current, max(r for _, r in self._recs))
-        doublings = min(self.periods, 64.0)  # past max_replicas anyway; 2 ** periods overflows on long steps
-        up_limit = max(current + 4 * self.periods, current * 2**doublings, 1)
-        return _clamp(int(min(raw, up_limit)), self.sim)
+        r = _over_ticks(current, obs, self.sim, self.sync_period_s, lambda n, _: min(raw, max(n + 4, 2 * n)))
+        return _clamp(r, self.sim)
 
     def decide(self, obs: Observation) -> Decision:
         if obs.demand is None:  # HPA: no metric, no change
@@ -78,16 +95,18 @@ class HPA:
 class KPA:
     """Knative Pod Autoscaler: stable (60 s) and panic (6 s) windows, panic at 200 %, no scale-down in panic.
 
-    ``dspc = ceil(stable/target)``, ``dppc = ceil(panic/target)``, both clamped to
-    ``[floor(ready/2), ceil(1000 x ready)]``; panic starts when ``dppc / ready >= 2`` and ends after a
-    full stable window below the threshold. Target = 70 % (container-concurrency-target-percentage).
+    ``dspc = ceil(stable/target)``, ``dppc = ceil(panic/target)``, both clamped at every 2-s tick to
+    ``[floor(ready/2), ceil(1000 x ready)]`` (``_limit``); panic starts when ``dppc / ready >= 2`` and ends after
+    a full stable window after the last tick over it.
+    Target = 70 % (container-concurrency-target-percentage). The metric is concurrency: requests waiting (held
+    by the activator, or queued) count as well as those served (``load``).
     """
 
     knob = "target_utilization"
 
     def __init__(self, sim: SimConfig, target_utilization: float = 0.7, stable_window_s: float = 60.0,
                  panic_window_pct: float = 10.0, panic_threshold: float = 2.0,
-                 max_scale_up_rate: float = 1000.0, max_scale_down_rate: float = 2.0) -> None:
+                 max_scale_up_rate: float = 1000.0, max_scale_down_rate: float = 2.0, tick_s: float = 2.0) -> None:
         self.sim = sim
         self.target = target_utilization * sim.capacity
         self.n_stable = max(1, math.ceil(stable_window_s / sim.interval_s - 1e-9))
@@ -95,67 +114,89 @@ class KPA:
         self.stable_window_s = stable_window_s
         self.threshold = panic_threshold
         self.up_rate, self.down_rate = max_scale_up_rate, max_scale_down_rate
+        self.tick_s = tick_s
         self._hist: deque[float] = deque(maxlen=self.n_stable)
         self._panic_since: float | None = None
         self._panic_max = 0
 
+    def load(self, obs: Observation) -> float:
+        """The demand rate plus the requests waiting, each counted as concurrency as Knative counts it: a request
+        holds a batching slot ``slots x size / capacity`` seconds, so ``w`` units waiting count as ``w`` over that
+        time (the rate that keeps them in slots)."""
+        held_s = self.sim.slots * obs.arrival_size / self.sim.capacity
+        return (obs.demand or 0.0) + (obs.waiting or 0.0) / held_s
+
     def decide(self, obs: Observation) -> Decision:
         if obs.demand is None:
             return _decision(obs, obs.provisioned_replicas, "metrics missing")
-        self._hist.append(obs.demand)
+        self._hist.append(self.load(obs))
         stable = sum(self._hist) / len(self._hist)
         recent = list(self._hist)[-self.n_panic:]
         panic = sum(recent) / len(recent)
         ready = max(obs.ready_replicas, 1)
-        lo, hi = math.floor(ready / self.down_rate), math.ceil(self.up_rate * ready)
-        dspc = min(max(math.ceil(stable / self.target - 1e-9), lo), hi)
-        dppc = min(max(math.ceil(panic / self.target - 1e-9), lo), hi)
-        over = dppc / ready >= self.threshold
-        if over:
-            self._panic_since = obs.time_s  # panic starts, or is extended
-        elif self._panic_since is not None and obs.time_s - self._panic_since >= self.stable_window_s:
+        dspc = math.ceil(stable / self.target - 1e-9)
+        dppc = math.ceil(panic / self.target - 1e-9)
+        if dppc / ready >= self.threshold:  # panic starts, or is extended, to the interval's last tick
+            self._panic_since = obs.time_s + max(self.sim.interval_s - self.tick_s, 0.0)
+        elif self._panic_since is not None and obs.time_s - self._panic_since > self.stable_window_s:
             self._panic_since = None
             self._panic_max = 0
         if self._panic_since is not None:
-            self._panic_max = max(dspc, dppc, self._panic_max)  # never scale down while panicking
+            self._panic_max = max(self._limit(obs, max(dspc, dppc)), self._panic_max)  # no scale-down in panic
             want, reason = self._panic_max, "kpa panic"
         else:
-            want, reason = dspc, "kpa stable"
+            want, reason = self._limit(obs, dspc), "kpa stable"
         return _decision(obs, _clamp(want, self.sim), reason)
+
+    def _limit(self, obs: Observation, want: int) -> int:
+        """``want`` within each tick's bounds in the interval: at least half the ready count, which falls with
+        each scale-down, and at most 1000 x the ready count, which does not rise (replicas asked for still start)."""
+        ready = obs.ready_replicas
+        hi = math.ceil(self.up_rate * max(ready, 1))
+        return _over_ticks(obs.provisioned_replicas, obs, self.sim, self.tick_s,
+                           lambda n, _: min(max(want, math.floor(max(min(ready, n), 1) / self.down_rate)), hi))
 
 
 class APA:
-    """AIBrix APA: HPA ratio with a +-10 % band, scale rates x2 up / /2 down, 300-s scale-down cooldown."""
+    """AIBrix APA: HPA ratio with a +-10 % band, scale rates x2 up / /2 down per 10-s resync (each resync on the
+    count the one before left), no scale-down within 300 s of the last scale event."""
 
     knob = "target_utilization"
 
     def __init__(self, sim: SimConfig, target_utilization: float = 0.8, up_tolerance: float = 0.1,
                  down_tolerance: float = 0.1, max_scale_up_rate: float = 2.0, max_scale_down_rate: float = 2.0,
-                 scale_down_cooldown_s: float = 300.0) -> None:
+                 scale_down_cooldown_s: float = 300.0, resync_s: float = 10.0) -> None:
         self.sim = sim
         self.target = target_utilization * sim.capacity
         self.up_tol, self.down_tol = up_tolerance, down_tolerance
         self.up_rate, self.down_rate = max_scale_up_rate, max_scale_down_rate
         self.cooldown_s = scale_down_cooldown_s
+        self.resync_s = resync_s
         self._last_scale_s = -math.inf
 
     def decide(self, obs: Observation) -> Decision:
         if obs.demand is None:
             return _decision(obs, obs.provisioned_replicas, "metrics missing")
-        n = obs.provisioned_replicas
+        demand = obs.demand
+        n = _over_ticks(obs.provisioned_replicas, obs, self.sim, self.resync_s, lambda n, t: self.resync(n, demand, t),
+                        timed=True)
+        return _decision(obs, n, "apa")
+
+    def resync(self, n: int, demand: float, time_s: float) -> int:
+        """One resync at ``time_s`` from ``n`` replicas: the count it asks for."""
         want = n
         if n == 0:
-            want = math.ceil(obs.demand / self.target - 1e-9)
+            want = math.ceil(demand / self.target - 1e-9)
         else:
-            r = obs.demand / (n * self.target)
+            r = demand / (n * self.target)
             if r > 1 + self.up_tol:
                 want = min(math.ceil(n * r - 1e-9), math.ceil(self.up_rate * n))
-            elif r < 1 - self.down_tol and obs.time_s - self._last_scale_s >= self.cooldown_s:
+            elif r < 1 - self.down_tol and time_s - self._last_scale_s >= self.cooldown_s:
                 want = max(math.ceil(n * r - 1e-9), math.floor(n / self.down_rate))
         want = _clamp(want, self.sim)
         if want != n:
-            self._last_scale_s = obs.time_s
-        return _decision(obs, want, "apa")
+            self._last_scale_s = time_s
+        return want
 
 
 class HoltWintersHPA(HPA):
