@@ -81,7 +81,7 @@ GOOD = "time_s,arrivals\n0,1\n60,2\n120,3\n"
     ("truncated.csv", "time_s,arrivals\n0,1\n60,", "non-numeric or empty"),
     ("columns.csv", "t,n\n0,1\n", "missing column"),
     ("nan.csv", "time_s,arrivals\n0,nan\n60,1\n", "non-numeric or empty"),
-    ("inf.csv", "time_s,arrivals\n0,inf\n60,1\n", "NaN or infinite"),
+    ("inf.csv", "time_s,arrivals\n0,inf\n60,1\n", "column arrivals has an infinite value at data row 1"),
     ("negative.csv", "time_s,arrivals\n0,1\n60,-1\n", "negative"),
     ("absurd.csv", "time_s,arrivals\n0,1\n60,1e300\n", r"arrivals of 1e\+300 in step 1 \(60 s in\) are above 1e\+12"),
     ("absurd-tokens.csv", "time_s,arrivals,input_tokens,output_tokens\n0,1,1e300,1e300\n60,1,1,1\n",
