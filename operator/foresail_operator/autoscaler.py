@@ -5,6 +5,8 @@ replicas). The policy is foresail.autoscaler.policy.ForesailPolicy, the same cod
 replays. Rules:
 - missing or stale metrics: hold the current replicas (never scale down without data) and set
   MetricsAvailable=False with the reason;
+- fewer of the pods' scrape targets up than pods ready (a pod Prometheus cannot reach): the demand read
+  is that of the others only, so no scale-down until they are all scraped (MetricsAvailable=True, PartlyScraped);
 - advisory mode: compute and report recommendedReplicas, never write replicas;
 - a scale write the API server refuses (RBAC, an admission webhook, a quota): ScalingLimited=True (ScaleFailed)
   with its error and a Warning Event; the count stays, and is not taken for another writer's;
@@ -85,6 +87,7 @@ class Loop:
     live_from: float | None = None  # where the demand the policy's decisions saw starts: a later backfill ends there
     left: int | None = None  # the replica count the last acting decision left the Deployment at
     refused: str | None = None  # the API server's refusal of the last scale write, until one succeeds
+    unscraped: str | None = None  # why scale-down is held for pods Prometheus does not scrape, while it is
     overrides: int = 0  # decisions in a row that found another count there
     writer: str | None = None  # the autoscalers found targeting the Deployment when that was reported
     view: dict[str, Any] = field(default_factory=dict)
@@ -266,11 +269,24 @@ def _manual_hold(status: dict[str, Any], spec: LLMDeploymentSpec, now: float) ->
         now - since < spec.autoscaling.scale_down_stabilization_s
 
 
+def _unscraped(signals: Signals | None, ready: int, at_door: bool) -> str | None:
+    """Why the demand read is that of only some of the ready pods (fewer scrape targets up than pods ready), or
+    None."""
+    if signals is None or signals.scraped is None or at_door or signals.scraped >= ready:
+        return None
+    return (f"only {signals.scraped:.0f} of the {ready} ready pods' metrics are scraped (Prometheus's up): the "
+            "demand read is the others' only")
+
+
 def _conditions(signals: Signals | None, error: str | None, decision: Decision, policy: ForesailPolicy,
-                spec: LLMDeploymentSpec, current: int, at_door: bool) -> dict[str, tuple[bool | None, str, str]]:
+                spec: LLMDeploymentSpec, current: int, at_door: bool,
+                unscraped: str | None) -> dict[str, tuple[bool | None, str, str]]:
     if at_door:
         metrics = (True, "CountedAtActivator", "no pod reports demand; the activator's count of arriving requests "
                    "is read instead")
+    elif unscraped:
+        metrics = (True, "PartlyScraped", f"{unscraped}; no scale-down below {current} replicas until every ready "
+                   "pod is scraped")
     elif signals is not None:
         metrics = (True, "MetricsFresh", "demand and queue metrics are being read")
     else:
@@ -388,6 +404,15 @@ def _learn_capacity(loop: Loop, measured: Reading, signals: Signals, ready: int,
         logger.info("%s/%s: capacity per replica %.3g -> %.3g %s (%s)", *loop.key, loop.logged_capacity,
                     capacity, UNIT_LABEL[loop.unit], _capacity_source(loop.capacity, spec))
         loop.logged_capacity = capacity
+
+
+def _log_unscraped(loop: Loop, unscraped: str | None, logger: logging.Logger) -> None:
+    """Log when scale-down starts being held for pods Prometheus does not scrape, and when that ends."""
+    if unscraped and not loop.unscraped:
+        logger.warning("%s/%s: %s; no scale-down until every ready pod is scraped", *loop.key, unscraped)
+    elif loop.unscraped and not unscraped:
+        logger.info("%s/%s: every ready pod is scraped again", *loop.key)
+    loop.unscraped = unscraped
 
 
 async def _scale(loop: Loop, client: KubeClient, body: dict[str, Any], spec: LLMDeploymentSpec,
@@ -509,29 +534,30 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     measured = loop.read(signals, collector.taken_at or now) if signals is not None else None
     if signals is not None and measured is None:
         signals, error = None, f"NoData: no token counters for {ns}/{name} (autoscaling.demandUnit is tokens)"
-    if signals is not None and measured is not None and not measured.at_door:  # learned from the pods' signals
+    at_door = measured is not None and measured.at_door
+    unscraped = _unscraped(signals, ready, at_door)
+    _log_unscraped(loop, unscraped, logger)
+    if signals is not None and measured is not None and not at_door and not unscraped:  # the pods' signals, all
         _learn_capacity(loop, measured, signals, ready, spec, logger)
     decision = _decide(loop, body, signals, measured, ready, current, now)
     if loop.live_from is None:  # the policy's own history starts with this decision's interval
         loop.live_from = now - spec.autoscaling.interval_s
     target = decision.replicas
     status = body.get("status") or {}
-    if _manual_hold(status, spec, now) and target < current:
+    if (unscraped or _manual_hold(status, spec, now)) and target < current:
         target = current
     acting = spec.autoscaling.mode in ("predictive", "reactive") and deployment is not None
     overridden = await _overridden(loop, acting, current, body, client, logger)
     refused = None
     if acting and target != current:
-        reason = decision.reason if target == decision.replicas else f"hold {current}: manual scale"
-        refused = await _scale(loop, client, body, spec, current, target, reason, pods, logger)
+        refused = await _scale(loop, client, body, spec, current, target, decision.reason, pods, logger)
     left = current if refused else target  # what the next decision checks another writer against
     loop.left = left if acting else None
     action = "up" if acting and left > current else "down" if acting and left < current else "hold"
     demand = measured.demand if measured is not None else None
     coverage = loop.policy.forecast_coverage()
     _export(loop, spec, decision, action, target if acting else current, demand, cold_start, coverage)
-    conditions = _conditions(signals, error, decision, loop.policy, spec, current,
-                             measured is not None and measured.at_door)
+    conditions = _conditions(signals, error, decision, loop.policy, spec, current, at_door, unscraped)
     if overridden:
         conditions["ScalingLimited"] = (True, "ReplicasOverridden", overridden)
     if refused:

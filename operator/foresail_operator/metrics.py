@@ -4,7 +4,8 @@ One instant query per signal and metric-name set returns every deployment at onc
 `namespace` and `llmdeployment` target labels that the scrape config attaches), so the cost per
 interval does not grow with the number of deployments. Runtimes that name a metric differently
 (runtimes.py) are mapped onto the same canonical signals here. Two more read the activator's count of
-arriving requests, the demand of a deployment whose pods report none, and the requests it holds.
+arriving requests, the demand of a deployment whose pods report none, and the requests it holds; one
+more counts the pods' scrape targets that are up, so that a deployment only partly scraped is told apart.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class Signals:
     ttft_p90: float | None = None  # seconds
     arrivals: float | None = None  # requests/s arriving at the activator (None: it counts none for this one)
     held: float | None = None  # requests the activator's replicas hold, all together
+    scraped: float | None = None  # the pods' scrape targets up (Prometheus's `up`); None: no target has the labels
 
 
 def queries(metric_names: dict[str, str | None], window: str) -> dict[str, str]:
@@ -186,7 +188,9 @@ class PrometheusSource:
         name_sets = {tuple(sorted((k, v or "") for k, v in RUNTIMES[r].metrics.items())) for r in set(runtimes)}
         promqls = [item for names in name_sets for item in queries(dict(names), self.window).items()]
         promqls.append(("arrivals", f"sum by ({BY}) (rate({ARRIVALS_METRIC}[{self.window}]))"))
-        promqls.append(("held", f"sum by ({BY}) ({HELD_METRIC})"))  # last: only for deployments with demand
+        # last: only for deployments with demand
+        promqls.append(("held", f"sum by ({BY}) ({HELD_METRIC})"))
+        promqls.append(("scraped", f"sum by ({BY}) (up)"))
         with ThreadPoolExecutor(max_workers=QUERY_THREADS) as pool:  # a failure drops the queries not started yet
             answers = list(pool.map(self._query, [promql for _, promql in promqls]))
         for (signal, _), answer in zip(promqls, answers, strict=True):
@@ -194,7 +198,7 @@ class PrometheusSource:
                 key = _series_key(item)
                 value = item.get("value") if isinstance(item, dict) else None
                 if key is None or not isinstance(value, list) or len(value) != 2 or \
-                        (signal == "held" and key not in out):
+                        (signal in ("held", "scraped") and key not in out):
                     continue
                 setattr(out.setdefault(key, Signals()), signal, _value(value[1]))
         return out

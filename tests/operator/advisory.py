@@ -25,13 +25,15 @@ THREE_READY = {"spec": {"replicas": 3}, "status": {"readyReplicas": 3}}
 async def decisions(spec: LLMDeploymentSpec, deployment: dict[str, Any] = THREE_READY, n: int = 1,
                     values: dict[str, str] | None = None, series: bool = True, loop: Loop | None = None,
                     logger: logging.Logger | None = None, body: dict[str, Any] = BODY,
-                    arrivals: str | None = None, held: str | None = None) -> tuple[Loop, Decision]:
+                    arrivals: str | None = None, held: str | None = None,
+                    scraped: str | None = None) -> tuple[Loop, Decision]:
     """``n`` decisions for ``KEY`` against a FakePrometheus answering ``values`` per signal (no series at
-    all with ``series=False``), ``arrivals`` req/s counted and ``held`` requests held at the activator (none
-    when None); returns the loop and the last decision."""
+    all with ``series=False``), ``arrivals`` req/s counted and ``held`` requests held at the activator, and
+    ``scraped`` pods' scrape targets up (none when None); returns the loop and the last decision."""
     fake = FakePrometheus([KEY] if series else [], values=values,
                           arrivals={KEY: arrivals} if arrivals is not None else None,
-                          held={KEY: held} if held is not None else None).start()
+                          held={KEY: held} if held is not None else None,
+                          scraped={KEY: scraped} if scraped is not None else None).start()
     try:
         collector = Collector(PrometheusSource(fake.url, timeout_s=2.0, window="10s"), period_s=1.0)
         loop = loop or Loop(KEY, forecast_step_s=60.0)

@@ -81,23 +81,24 @@ def serving(running: dict[str, float]) -> Iterator[dict[str, str]]:
 
 @contextlib.contextmanager
 def pods_in_flight(kube: Kube, namespace: str, running: dict[str, float],
-                   prometheus: PrometheusServer | None = None, owner: str = "") -> Iterator[None]:
+                   prometheus: PrometheusServer | None = None,
+                   owner: str = "") -> Iterator[dict[str, tuple[str, dict[str, str]]]]:
     """While inside, each pod named in ``running`` serves its metrics (``serving``): its Pod object points
     there (``status.podIP`` and the ``prometheus.io/port`` annotation), and ``prometheus``, if given,
     scrapes it with the target labels the chart's scrape config attaches (namespace, llmdeployment
-    ``owner``, pod)."""
+    ``owner``, pod); gives each pod's scrape target (address, labels)."""
     with serving(running) as urls:
-        targets = []
+        targets = {}
         for pod, url in urls.items():
             address = url.split("/")[2]
             path = f"/api/v1/namespaces/{namespace}/pods/{pod}"
             kube.merge(f"{path}/status", {"status": {"podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}]}})
             kube.merge(path, {"metadata": {"annotations": {"prometheus.io/port": address.split(":")[1]}}})
-            targets.append((address, {"namespace": namespace, "llmdeployment": owner, "pod": pod}))
+            targets[pod] = (address, {"namespace": namespace, "llmdeployment": owner, "pod": pod})
         if prometheus is not None:
-            prometheus.write_targets(targets)
+            prometheus.write_targets(list(targets.values()))
         try:
-            yield
+            yield targets
         finally:
             if prometheus is not None:
                 prometheus.write_targets([])

@@ -36,13 +36,16 @@ def signal_value(query: str, values: dict[str, str]) -> str:
 
 class FakePrometheus:
     """Answers every instant query for the deployments in `series`, the way `mode` says; the queries of the
-    activator's metrics only for those in `arrivals` (their rate) and `held` (the requests held)."""
+    activator's metrics only for those in `arrivals` (their rate) and `held` (the requests held), and the count of
+    scrape targets up (`up`) only for those in `scraped`."""
 
     def __init__(self, series: list[tuple[str, str]], delay_s: float = 2.0, port: int = 0,
                  values: dict[str, str] | None = None, arrivals: dict[tuple[str, str], str] | None = None,
-                 held: dict[tuple[str, str], str] | None = None) -> None:
+                 held: dict[tuple[str, str], str] | None = None,
+                 scraped: dict[tuple[str, str], str] | None = None) -> None:
         self.series = series
         self.door = {ARRIVALS_METRIC: arrivals or {}, HELD_METRIC: held or {}}
+        self.scraped = scraped or {}
         self.values = {**VALUES, **(values or {})}  # what "good" answers per canonical signal
         self.mode = "good"
         self.body: bytes | None = None  # when set, the 200 answer to every query, instant or range (a proxy's, say)
@@ -107,7 +110,8 @@ class FakePrometheus:
         if mode == "scalar":
             scalar = {"resultType": "scalar", "result": [now, "1.5"]}
             return 200, json.dumps({"status": "success", "data": scalar}).encode()
-        door = next((answers for metric, answers in self.door.items() if metric in query), None)
+        door = self.scraped if query.endswith(" (up)") else next(
+            (answers for metric, answers in self.door.items() if metric in query), None)
         values = door if door is not None else {key: signal_value(query, self.values) for key in self.series}
         values = {key: {"nan": "NaN", "inf": "+Inf", "huge": "1e300"}.get(mode, value) for key, value in values.items()}
         result = [] if mode == "empty" else [
