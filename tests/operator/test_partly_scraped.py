@@ -18,6 +18,7 @@ from tests.operator.exporters import pods_in_flight
 from tests.operator.test_capacity_learning import SPEC
 from tests.operator.test_scale_down import PODS, SPECS, ready_pods, running_operator
 
+
 def metrics_condition(cluster) -> dict:
     status = cluster.kube.get(f"{LLMD.format(ns='default')}/tiny").get("status") or {}
     return next((c for c in status.get("conditions") or [] if c["type"] == "MetricsAvailable"), {})
