@@ -134,9 +134,9 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-_QUANTITIES = {"cpu": re.compile(r"^[0-9]+(\.[0-9]+)?m?$"),
-               "memory": re.compile(r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$"),
-               "ephemeralStorage": re.compile(r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$")}
+# Kubernetes' suffixes: decimal k, M, ... E (a lower-case k), binary Ki ... Ei, or a decimal exponent (1e9).
+_BYTES = re.compile(r"^[0-9]+(\.[0-9]+)?([kMGTPE]|[KMGTPE]i|[eE][0-9]+)?$")
+_QUANTITIES = {"cpu": re.compile(r"^[0-9]+(\.[0-9]+)?m?$"), "memory": _BYTES, "ephemeralStorage": _BYTES}
 
 
 def _count_or_percent(value: Any, least: int) -> bool:

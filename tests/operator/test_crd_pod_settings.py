@@ -114,6 +114,10 @@ REFUSED: dict[str, tuple[str, dict[str, Any], str, str]] = {
                                        "greater than or equal to 0"),
     "cpu-malformed": ("resources", {"cpu": "1 cpu"}, "spec.resources.cpu", "should match"),
     "memory-negative-string": ("resources", {"memory": "-1Gi"}, "spec.resources.memory", "should match"),
+    # Kubernetes' decimal kilo is a lower-case k: 32K is no quantity (Ki is)
+    "memory-upper-case-k": ("resources", {"memory": "32K"}, "spec.resources.memory", "should match"),
+    "ephemeral-storage-lower-case-ki": ("resources", {"ephemeralStorage": "200gi"},
+                                        "spec.resources.ephemeralStorage", "should match"),
     "secret-key-ref-bad-name": ("runtime", env(secretKeyRef={"name": "HF_Token", "key": "token"}),
                                 "spec.runtime.env[0].valueFrom.secretKeyRef.name", "should match"),
     "secret-key-ref-no-name": ("runtime", env(secretKeyRef={"key": "token"}),
@@ -162,6 +166,7 @@ ACCEPTED: dict[str, tuple[str, dict[str, Any]]] = {
     "priorityclass-subdomain": ("resources", {"priorityClassName": "inference-high.example.com"}),
     "cpu-millicores": ("resources", {"cpu": "500m", "memory": "32Gi", "ephemeralStorage": "200Gi"}),
     "quantities-int": ("resources", {"cpu": 4, "memory": 0, "ephemeralStorage": 10 ** 11}),
+    "quantities-decimal-suffix-and-exponent": ("resources", {"memory": "500k", "ephemeralStorage": "1e11"}),
     "key-refs": ("runtime", {"env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "hf-token",
                                                                                   "key": "HF_TOKEN.v1"}}},
                                      {"name": "B", "valueFrom": {"configMapKeyRef": {"name": "settings.v2",

@@ -290,7 +290,7 @@ def specs(draw: st.DrawFn, bad: bool | None = None) -> tuple[dict[str, Any], lis
         errors.append("spec.minReplicas")
     if low == 0 and (stz is OMIT or stz.get("enabled") is not True):  # at zero only the activator wakes one
         errors.append("spec.minReplicas")
-    if "replicas" in spec:
+    if "replicas" in spec and spec.get("autoscaling", {}).get("mode", "predictive") == "off":  # else an override
         to_zero = (stz is not OMIT and stz.get("enabled") is True and spec["replicas"] == 0)
         if spec["replicas"] > high or (spec["replicas"] < low and not to_zero):
             errors.append("spec.replicas")
