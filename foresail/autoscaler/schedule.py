@@ -110,7 +110,7 @@ def _parse(where: str, default_name: str, item: Mapping[str, Any]) -> Schedule:
     zone = str(item.get("timeZone", "UTC"))
     try:
         tz = ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, OSError, ValueError):  # OSError: a folder of the tz database (America)
         raise ValueError(f"{where}.timeZone: unknown time zone {zone!r} (an IANA name such as Europe/Paris)") from None
     days = item.get("days") or DAYS
     if not isinstance(days, (list, tuple)) or not all(d in DAYS for d in days):
