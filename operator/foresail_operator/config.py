@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from foresail_operator.metrics import duration_seconds, parse_headers
+from foresail_operator.plan import FETCH_IMAGE
 from foresail_operator.runtimes import RUNTIMES
 
 # The inference pods' preStop sleep: `sleep`, the kubelet's own action (Kubernetes 1.30 and later); `exec`,
@@ -26,6 +27,7 @@ class OperatorConfig:
     prometheus_ca_file: str | None = None  # PEM bundle that signs an https Prometheus's certificate
     prometheus_headers: dict[str, str] = field(default_factory=dict)  # sent with every query (a tenant id)
     images: dict[str, str] = field(default_factory=dict)  # runtime name -> default image
+    fetch_image: str = FETCH_IMAGE  # the init container that downloads an http(s) model
     peering: str = "foresail"
     standalone: bool = False
     metrics_port: int = 0  # the operator's own /metrics (0: off)
@@ -48,6 +50,7 @@ class OperatorConfig:
             "prometheus_ca_file": env.get("FORESAIL_PROMETHEUS_CA_FILE") or None,
             "prometheus_headers": _headers(env.get("FORESAIL_PROMETHEUS_HEADERS", "")),
             "images": images,
+            "fetch_image": env.get("FORESAIL_IMAGE_FETCH") or FETCH_IMAGE,
             "peering": env.get("FORESAIL_PEERING", "foresail"),
             "metrics_port": int(_number("FORESAIL_METRICS_PORT", "0", whole=True)),
             "collect_period_s": _number("FORESAIL_COLLECT_PERIOD", "15", positive=True),

@@ -18,7 +18,7 @@ from foresail_operator.spec import LLMDeploymentSpec
 OWNER_LABEL = "foresail.dev/llmdeployment"
 HASH_ANNOTATION = "foresail.dev/plan-hash"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "foresail"}
-FETCH_IMAGE = "busybox:1.37"
+FETCH_IMAGE = "busybox:1.37"  # the default image of the init container that downloads an http(s) model
 # Before SIGTERM the pod serves this long while the EndpointSlices, kube-proxy and the activator stop
 # sending to it (they learn of its removal at the same time as the kubelet does).
 PRE_STOP_S = 5
@@ -60,8 +60,9 @@ def selector_string(name: str) -> str:
     return ",".join(f"{k}={v}" for k, v in selector(name).items())
 
 
-def _model_location(spec: LLMDeploymentSpec) -> tuple[str, list[dict], list[dict], list[dict]]:
-    """Resolve the model source into (model argument, volumes, mounts, init containers)."""
+def _model_location(spec: LLMDeploymentSpec, fetch_image: str) -> tuple[str, list[dict], list[dict], list[dict]]:
+    """Resolve the model source into (model argument, volumes, mounts, init containers); an http(s) source is
+    downloaded by an init container of `fetch_image` (with `sh` and `wget`)."""
     source = spec.model.source
     volumes: list[dict] = []
     mounts: list[dict] = []
@@ -76,7 +77,7 @@ def _model_location(spec: LLMDeploymentSpec) -> tuple[str, list[dict], list[dict
         target = f"{CACHE_DIR}/downloads/{filename}"
         init.append({
             "name": "fetch-model",
-            "image": FETCH_IMAGE,
+            "image": fetch_image,
             "command": ["sh", "-c", 'mkdir -p "$(dirname "$1")" && { [ -s "$1" ] || '
                         '{ wget -q -O "$1.part" "$2" && mv "$1.part" "$1"; }; }', "fetch", target, source],
             "volumeMounts": [{"name": "model-cache", "mountPath": CACHE_DIR}],
@@ -179,9 +180,11 @@ def startup_checks(spec: LLMDeploymentSpec) -> int:
     return math.ceil(max(STARTUP_S, 2 * spec.autoscaling.cold_start_s) / 10)
 
 
-def pod_template(name: str, spec: LLMDeploymentSpec, runtime: Runtime, sleep_action: bool = False) -> dict[str, Any]:
-    """The pod template of the inference Deployment (`sleep_action`: the cluster's kubelets sleep in preStop)."""
-    model, volumes, mounts, init = _model_location(spec)
+def pod_template(name: str, spec: LLMDeploymentSpec, runtime: Runtime, sleep_action: bool = False,
+                 fetch_image: str = FETCH_IMAGE) -> dict[str, Any]:
+    """The pod template of the inference Deployment (`sleep_action`: the cluster's kubelets sleep in preStop;
+    `fetch_image`: the image that downloads an http(s) model)."""
+    model, volumes, mounts, init = _model_location(spec, fetch_image)
     served_name = spec.model.served_model_name or name
     volumes, mounts = _volumes(spec, volumes, mounts)
     probe = {"httpGet": {"path": runtime.health_path, "port": "http"}}
@@ -247,12 +250,12 @@ def _owned(api_version: str, kind: str, name: str, namespace: str, runtime: Runt
 
 
 def deployment(name: str, namespace: str, spec: LLMDeploymentSpec, runtime: Runtime,
-               sleep_action: bool = False) -> dict[str, Any]:
-    """The Deployment, without spec.replicas (see scaler.py), with a hash of the plan (`sleep_action`: as
-    pod_template's)."""
+               sleep_action: bool = False, fetch_image: str = FETCH_IMAGE) -> dict[str, Any]:
+    """The Deployment, without spec.replicas (see scaler.py), with a hash of the plan (`sleep_action` and
+    `fetch_image`: as pod_template's)."""
     return _owned("apps/v1", "Deployment", name, namespace, runtime, {
         "selector": {"matchLabels": selector(name)},
-        "template": pod_template(name, spec, runtime, sleep_action),
+        "template": pod_template(name, spec, runtime, sleep_action, fetch_image),
         # By default capacity holds while a new model rolls out: add one, then remove one.
         "strategy": {"type": "RollingUpdate",
                      "rollingUpdate": {"maxSurge": spec.rollout[0], "maxUnavailable": spec.rollout[1]}},

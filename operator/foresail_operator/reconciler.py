@@ -173,7 +173,8 @@ async def plan_for(client: KubeClient, config: OperatorConfig, body: Mapping[str
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     runtime = runtime_for(spec, config.images)
     service = plan.service(name, namespace, runtime)
-    deployment = plan.deployment(name, namespace, spec, runtime, await kubelet_sleeps(client, config.pre_stop))
+    deployment = plan.deployment(name, namespace, spec, runtime, await kubelet_sleeps(client, config.pre_stop),
+                                 config.fetch_image)
     budget = plan.disruption_budget(name, namespace, spec, runtime)
     kopf.adopt([service, deployment] + ([budget] if budget else []), owner=dict(body), nested=())
     return service, deployment, budget

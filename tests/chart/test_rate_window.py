@@ -34,3 +34,24 @@ def test_a_rate_window_that_is_not_a_duration_is_refused(tmp_path: Path, window:
     done = helm("template", "fs", str(CHART), values={"operator": {"rateWindow": window}}, tmp=tmp_path,
                 check=False)
     assert done.returncode != 0 and "operator.rateWindow: Does not match pattern" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("window, interval, refused", [
+    ("2m", "2m", True), ("2m", "1m1s", True), ("3s", "1500ms", False), ("2s999ms", "1500ms", True),
+    ("1h", "30m", False), ("1h", "30m1s", True), ("1d", "12h", False), ("1w", "84h", False), ("1w", "84h1ms", True),
+    ("1y", "1h", False), ("90s", "45s", False), ("1m30s", "46s", True)])
+@pytest.mark.parametrize("monitor", ["podMonitor", "scrapeConfig"])
+def test_a_rate_window_under_two_scrape_intervals_is_refused(tmp_path: Path, window: str, interval: str,
+                                                             refused: bool, monitor: str) -> None:
+    monitoring = {"podMonitor": {"interval": interval, "enabled": monitor == "podMonitor"},
+                  "scrapeConfig": {"enabled": monitor == "scrapeConfig"}}
+    done = helm("template", "fs", str(CHART), values={"operator": {"rateWindow": window}, "monitoring": monitoring},
+                tmp=tmp_path, check=False)
+    message = f"operator.rateWindow ({window}) must be at least twice monitoring.podMonitor.interval ({interval})"
+    assert (done.returncode != 0 and message in done.stderr) if refused else done.returncode == 0, done.stderr
+
+
+def test_the_interval_is_not_checked_where_the_chart_does_not_set_it(tmp_path: Path) -> None:
+    """Without the PodMonitors and the scrape config your Prometheus's own interval applies (see the docs)."""
+    env = env_of(render(tmp_path, {"monitoring": {"podMonitor": {"interval": "5m"}}}))
+    assert env["FORESAIL_RATE_WINDOW"]["value"] == "2m"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import sys
 import time
 import urllib.request
@@ -199,3 +200,32 @@ def test_the_chart_grants_every_call_the_operator_makes_and_no_more(tmp_path: Pa
                                                                                   "namespaces", "nodes"}]
     for binding in find(objects, "ClusterRoleBinding") + find(objects, "RoleBinding"):
         assert binding["roleRef"]["name"] not in ("cluster-admin", "admin", "edit")
+
+
+def documented_rules() -> set[tuple[str, str, str]]:
+    """(group, resource, verb) of docs/install.md's "What the chart grants" table, what a user who binds their own
+    roles (rbac.create=false) is told to grant; a cell's words in parentheses say where a rule applies."""
+    section = (ROOT / "docs" / "install.md").read_text().split("## What the chart grants", 1)[1]
+    rows = [line for line in section.split("\n## ", 1)[0].splitlines() if line.startswith("| ")][1:]
+    assert rows, "no table under docs/install.md's 'What the chart grants'"
+    out: set[tuple[str, str, str]] = set()
+    for row in rows:
+        group, resources, verbs = (cell.strip() for cell in row.strip("|").split("|")[:3])
+        for resource in re.split(r",| or ", re.sub(r"\([^)]*\)", "", resources)):
+            out |= {(group.strip('"'), resource.strip(), verb.strip()) for verb in verbs.split(",")}
+    return out
+
+
+def test_the_docs_list_exactly_the_rules_the_chart_grants(tmp_path: Path) -> None:
+    """Both scopes (every namespace; watchNamespaces), the operator's account only (the activator's rules are
+    described apart)."""
+    granted: set[tuple[str, str, str]] = set()
+    for i, values in enumerate(({}, {"watchNamespaces": [WATCHED]})):
+        (tmp_path / str(i)).mkdir()
+        objects = render(tmp_path / str(i), values)
+        account = the(objects, "ServiceAccount")["metadata"]["name"]
+        granted |= {(group, resource, verb) for _scope, rule in grants(objects, RELEASE_NS, account)
+                    for group in rule["apiGroups"] for resource in rule["resources"] for verb in rule["verbs"]}
+    documented = documented_rules()
+    assert (sorted(granted - documented), sorted(documented - granted)) == ([], []), \
+        "docs/install.md's table misses (first) or adds (second) rules"

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from foresail_operator import plan
+from foresail_operator.config import OperatorConfig
 from foresail_operator.reconciler import drift
 from foresail_operator.runtimes import RUNTIMES, runtime_for
 from foresail_operator.spec import RUNTIMES as SPEC_RUNTIMES
@@ -130,6 +131,23 @@ def test_model_sources(source, expect_arg, volume):
     assert volume is None or volume in names
     init = dep["spec"]["template"]["spec"].get("initContainers", [])
     assert bool(init) == source.startswith("https://")
+
+
+def test_the_model_download_image_can_be_mirrored(monkeypatch):
+    """FORESAIL_IMAGE_FETCH (the chart's runtimeImages.fetch) names the init container's image; busybox:1.37
+    without it."""
+    spec = parse_spec({"model": {"source": "https://example.com/m/tiny.gguf"}})
+
+    def fetch_image() -> str:
+        config = OperatorConfig.from_env()
+        pod = plan.deployment("m", "d", spec, runtime_for(spec), fetch_image=config.fetch_image)
+        (init,) = pod["spec"]["template"]["spec"]["initContainers"]
+        return init["image"]
+
+    monkeypatch.delenv("FORESAIL_IMAGE_FETCH", raising=False)
+    assert fetch_image() == "busybox:1.37"
+    monkeypatch.setenv("FORESAIL_IMAGE_FETCH", "registry.internal/mirror/busybox:1.37")
+    assert fetch_image() == "registry.internal/mirror/busybox:1.37"
 
 
 def test_image_override_order():

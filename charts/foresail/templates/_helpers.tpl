@@ -163,6 +163,17 @@ to see ready replicas, and patches an annotation on one to ask the operator for 
 {{- end }}
 {{- end -}}
 
+{{/* A Prometheus duration (2m, 1h30m, 500ms; y is 365d) in milliseconds. */}}
+{{- define "foresail.durationMs" -}}
+{{- $ms := dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000 "d" 86400000 "w" 604800000 "y" 31536000000 -}}
+{{- $total := 0 -}}
+{{- range regexFindAll "[0-9]+(ms|[smhdwy])" . -1 -}}
+{{- $number := regexFind "^[0-9]+" . -}}
+{{- $total = add $total (mul $number (get $ms (trimPrefix $number .))) -}}
+{{- end -}}
+{{- $total -}}
+{{- end -}}
+
 {{/* A map of headers as Name=value,Name2=value2 (FORESAIL_PROMETHEUS_HEADERS), in key order. */}}
 {{- define "foresail.headers" -}}
 {{- $pairs := list -}}
