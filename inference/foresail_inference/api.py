@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
@@ -17,6 +19,8 @@ from .protocol import InvalidRequest, ParsedRequest, ResponseBuilder, error_body
 
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})  # never behind the API key
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ADMITTED = web.RequestKey("admitted", bool)  # set once a request holds a generation (counted when it ends)
+log = logging.getLogger(__name__)
 
 
 class ServerState:
@@ -60,6 +64,13 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
         if exc.status < 400:
             raise
         return json_error(exc.status, exc.reason, "invalid_request_error" if exc.status < 500 else "server_error")
+    except Exception:
+        if request.writer.output_size > 0:
+            raise  # a stream is under way: aiohttp logs it and closes the connection
+        log.exception("%s %s failed", request.method, request.path)
+        if not request.get(ADMITTED, False):  # an admitted request is counted when its generation ends (abort)
+            state.metrics.rejected["error"].inc()
+        return json_error(500, "the server had an error while processing the request", "server_error")
 
 
 class BodyTooLarge(Exception):
@@ -124,6 +135,24 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 async def _generate(request: web.Request, chat: bool) -> web.StreamResponse:
     state = request.app[STATE]
+    admitted = await _admit(request, state, chat)
+    if isinstance(admitted, web.StreamResponse):
+        return admitted
+    parsed, generation = admitted
+    request[ADMITTED] = True
+    builder = ResponseBuilder(chat, state.model_name)
+    try:
+        if parsed.stream:
+            return await _stream(request, builder, generation, parsed)
+        return await _complete(builder, generation)
+    finally:
+        generation.release()  # whatever ended the handler: a client gone before the headers, a cancellation
+
+
+async def _admit(request: web.Request, state: ServerState, chat: bool
+                 ) -> tuple[ParsedRequest, Generation] | web.StreamResponse:
+    """Read, tokenize (in a worker thread: a long prompt takes a second) and admit a request, or the error that
+    refuses it."""
     if not state.serving or state.engine is None:
         state.metrics.rejected["unavailable"].inc()
         return json_error(503, "the server is not ready", "service_unavailable", headers={"Retry-After": "1"})
@@ -137,17 +166,15 @@ async def _generate(request: web.Request, chat: bool) -> web.StreamResponse:
             state.metrics.rejected["invalid"].inc()
             return json_error(404, f"the model '{model}' does not exist", "invalid_request_error",
                               "model_not_found", "model")
-        parsed = (parse_chat if chat else parse_completion)(body, engine.tokenizer, engine.max_request_tokens)
-        generation = engine.submit(parsed.prompt_ids, parsed.params)
+        parsed = await asyncio.to_thread(parse_chat if chat else parse_completion, body, engine.tokenizer,
+                                         engine.max_request_tokens, engine.max_prompt_chars)
+        return parsed, engine.submit(parsed.prompt_ids, parsed.params)
     except BodyTooLarge as exc:
         state.metrics.rejected["too_large"].inc()
         return json_error(413, str(exc), "invalid_request_error", "request_too_large")
     except InvalidRequest as exc:
         state.metrics.rejected["invalid"].inc()
-        return json_error(400, str(exc), "invalid_request_error", param=exc.param)
-    except ValueError as exc:
-        state.metrics.rejected["invalid"].inc()
-        return json_error(400, str(exc), "invalid_request_error", "context_length_exceeded", "max_tokens")
+        return json_error(400, str(exc), "invalid_request_error", exc.code, exc.param)
     except Overloaded as exc:
         state.metrics.rejected["overloaded"].inc()
         return json_error(429, f"the server is overloaded ({exc}); retry later", "rate_limit_error",
@@ -155,9 +182,9 @@ async def _generate(request: web.Request, chat: bool) -> web.StreamResponse:
     except (Draining, EngineError) as exc:
         state.metrics.rejected["unavailable"].inc()
         return json_error(503, str(exc), "service_unavailable", headers={"Retry-After": "1"})
-    builder = ResponseBuilder(chat, state.model_name)
-    if parsed.stream:
-        return await _stream(request, builder, generation, parsed)
+
+
+async def _complete(builder: ResponseBuilder, generation: Generation) -> web.StreamResponse:
     text, finish, completion_tokens = [], None, 0
     try:
         async with aclosing(generation.steps(incremental=False)) as steps:
@@ -172,9 +199,9 @@ async def _generate(request: web.Request, chat: bool) -> web.StreamResponse:
 async def _stream(request: web.Request, builder: ResponseBuilder, generation: Generation,
                   parsed: ParsedRequest) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-    await response.prepare(request)
     completion_tokens, first = 0, True
     try:
+        await response.prepare(request)
         async with aclosing(generation.steps()) as steps:
             async for step in steps:
                 await _send(response, builder.chunk(step.text, step.finish_reason, first))
@@ -184,7 +211,7 @@ async def _stream(request: web.Request, builder: ResponseBuilder, generation: Ge
     except EngineError as exc:
         await _send(response, error_body(f"generation failed: {exc}", "server_error"))
     except ConnectionResetError:
-        return response  # the client left; leaving the loop cancelled the generation
+        return response  # the client left, before the headers or during the stream
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
     return response

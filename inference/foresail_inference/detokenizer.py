@@ -48,13 +48,15 @@ class Detokenizer:
         """True when each call decodes only the new tokens."""
         return self.stream is not None
 
-    def update(self, tokens: list[int]) -> str:
-        """The text of ``tokens``, which extend those of the previous call."""
+    def update(self, tokens: list[int], end: int | None = None) -> str:
+        """The text of ``tokens[:end]``, which extend those of the previous call."""
+        end = len(tokens) if end is None else end
         if self.stream is None:
-            self.text = self.tokenizer.decode(self.context + tokens, skip_special_tokens=True)[len(self.context_text):]
+            self.text = self.tokenizer.decode(self.context + tokens[:end],
+                                              skip_special_tokens=True)[len(self.context_text):]
         else:
             backend, stream = self.stream
-            pieces = [stream.step(backend, token) for token in tokens[self.decoded:]]
+            pieces = [stream.step(backend, tokens[i]) for i in range(self.decoded, end)]
             self.text += "".join(piece for piece in pieces if piece)
-        self.decoded = len(tokens)
+        self.decoded = end
         return self.text

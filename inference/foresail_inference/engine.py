@@ -27,6 +27,7 @@ from transformers.generation.continuous_batching.requests import GenerationOutpu
 from .detokenizer import Detokenizer
 from .metrics import ServerMetrics
 from .models import LoadedModel
+from .protocol import max_chars_per_token
 from .sampling import SamplingParams, build_processors
 from .scheduling import SCHEDULERS
 
@@ -108,25 +109,43 @@ class Generation:
                 if output.error is not None:
                     raise EngineError(output.error)
                 tokens = output.generated_tokens
-                self._observe(len(tokens))
                 finished = self.finished_in_manager = output.status == RequestStatus.FINISHED
                 if not (finished or incremental or self.params.stop):
+                    self._observe(len(tokens))
                     continue
-                text = self.detokenizer.update(tokens)
-                cut, stopped = _find_stop(text, self.params.stop, sent)
-                if stopped:
-                    self.finish_reason = "stop"
-                elif finished:
+                text, cut, counted = self._decode(tokens, sent)
+                self._observe(counted)
+                if self.finish_reason is None and finished:
                     self.finish_reason = "stop" if tokens and tokens[-1] in self.engine.eos_ids else "length"
-                else:
+                elif self.finish_reason is None:
                     cut = _safe_end(text, self.params.stop)
                 if cut > sent or self.finish_reason:
-                    yield Step(text[sent:cut], len(tokens), self.finish_reason)
+                    yield Step(text[sent:cut], counted, self.finish_reason)
                     sent = max(sent, cut)
                 if self.finish_reason:
                     return
         finally:
-            self.engine._release(self)
+            self.release()
+
+    def release(self) -> None:
+        """Forget this request, cancelling it in the manager if it has not finished (done once; again is a no-op)."""
+        self.engine._release(self)
+
+    def _decode(self, tokens: list[int], sent: int) -> tuple[str, int, int]:
+        """The text of ``tokens``, where it ends (before the first stop string after ``sent``) and how many tokens
+        count. With stop strings the new tokens are decoded one at a time, and those after the one that completed a
+        stop string are not counted (the reader may have been late: several tokens came in one output)."""
+        if not self.params.stop:
+            text = self.detokenizer.update(tokens)
+            return text, len(text), len(tokens)
+        text = self.detokenizer.text
+        for end in range(self.detokenizer.decoded + 1, len(tokens) + 1):
+            text = self.detokenizer.update(tokens, end)
+            cut, stopped = _find_stop(text, self.params.stop, sent)
+            if stopped:
+                self.finish_reason = "stop"
+                return text, cut, end
+        return text, len(text), len(tokens)
 
     def _observe(self, total: int) -> None:
         """Count new tokens and their latencies as they arrive."""
@@ -160,11 +179,17 @@ def _safe_end(text: str, stops: tuple[str, ...]) -> int:
     """How much text can be sent now: hold back a partial UTF-8 character and a possible stop prefix."""
     end = len(text.rstrip("\ufffd"))
     for stop in stops:
-        for k in range(min(len(stop) - 1, end), 0, -1):
-            if text.endswith(stop[:k], 0, end):
-                end -= k
-                break
+        end = _stop_prefix_start(text, end, stop)
     return end
+
+
+def _stop_prefix_start(text: str, end: int, stop: str) -> int:
+    """Where the longest end of ``text[:end]`` that begins ``stop`` (shorter than it) starts; ``end`` if none.
+    Only the places where ``stop``'s first character occurs are compared."""
+    start = text.find(stop[0], max(0, end - len(stop) + 1), end)
+    while start >= 0 and not stop.startswith(text[start:end]):
+        start = text.find(stop[0], start + 1, end)
+    return end if start < 0 else start
 
 
 class Engine:
@@ -177,6 +202,7 @@ class Engine:
         self.loaded, self.limits, self.metrics, self.scheduler = loaded, limits, metrics, scheduler
         self.prefix_cache = prefix_cache
         self.tokenizer = loaded.tokenizer
+        self.chars_per_token = max_chars_per_token(loaded.tokenizer)
         self.eos_ids = _eos_ids(loaded)
         self.manager: ContinuousBatchingManager | None = None
         self.in_flight: dict[str, Generation] = {}
@@ -193,6 +219,11 @@ class Engine:
     def max_request_tokens(self) -> int:
         """The most tokens (prompt + completion) one request may hold."""
         return min(self.loaded.max_context, self.limits.max_tokens_in_flight)
+
+    @property
+    def max_prompt_chars(self) -> int:
+        """More characters than a prompt within ``max_request_tokens`` can have: longer ones are not tokenized."""
+        return self.max_request_tokens * self.chars_per_token
 
     @property
     def cache_tokens(self) -> int:

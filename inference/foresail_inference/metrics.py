@@ -20,7 +20,8 @@ vllm:time_to_first_token_seconds       histogram  arrival to first generated tok
 vllm:inter_token_latency_seconds       histogram  time between consecutive generated tokens
 vllm:e2e_request_latency_seconds       histogram  arrival to last token
 foresail:requests_rejected_total       counter    requests refused before generation, by reason (overloaded = 429,
-                                                  unavailable = 503, invalid, too_large, unauthorized)
+                                                  unavailable = 503, invalid, too_large, unauthorized, error = an
+                                                  unexpected error, 500)
 foresail:model_load_seconds            gauge      seconds spent loading the model and its tokenizer
 foresail:cold_start_seconds            gauge      process start to ready (model loaded and warmed)
 =====================================  =========  ==================================================
@@ -46,7 +47,7 @@ E2E_BUCKETS = [0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 4
                480.0, 960.0, 1920.0, 7680.0]
 
 FINISHED_REASONS = ("stop", "length", "abort")
-REJECT_REASONS = ("overloaded", "unavailable", "invalid", "too_large", "unauthorized")
+REJECT_REASONS = ("overloaded", "unavailable", "invalid", "too_large", "unauthorized", "error")
 
 
 class ServerMetrics:

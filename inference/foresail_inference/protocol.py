@@ -14,14 +14,27 @@ from .sampling import SamplingParams
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 CHAT_DEFAULT_MAX_TOKENS = 256  # a chat request without a limit generates up to this, or what the context leaves
 MAX_STOP_SEQUENCES = 4
+# Longest stop string: the end of the text is compared with each stop's beginning at every step, on the event loop
+# (four stops of 200,000 characters cost 19 ms a step). Stops are short delimiters ("\n\n", "###", "</s>").
+MAX_STOP_CHARS = 256
+# A token covers at most as many characters as its longest vocabulary entry (byte-level entries have one character
+# per byte; SentencePiece's and WordPiece's markers only add characters). Unicode normalization (NFC/NFKC, e.g.
+# Qwen's) can compose up to 4 characters into one before tokenizing: the bound allows for that.
+NORMALIZATION_SLACK = 4
 
 
 class InvalidRequest(ValueError):
-    """A request body the API refuses (400), naming the offending parameter."""
+    """A request body the API refuses (400), naming the offending parameter (and an OpenAI error code)."""
 
-    def __init__(self, message: str, param: str | None = None) -> None:
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
-        self.param = param
+        self.param, self.code = param, code
+
+
+def max_chars_per_token(tokenizer: PreTrainedTokenizerBase) -> int:
+    """More characters than one token of ``tokenizer`` can stand for: a prompt with more characters than a limit
+    of tokens times this cannot fit it, and is refused without being tokenized."""
+    return NORMALIZATION_SLACK * max(map(len, tokenizer.get_vocab()))
 
 
 @dataclass(frozen=True)
@@ -63,8 +76,9 @@ def _stop(body: dict[str, Any]) -> tuple[str, ...]:
         return ()
     stops = [stop] if isinstance(stop, str) else stop
     if (not isinstance(stops, list) or len(stops) > MAX_STOP_SEQUENCES
-            or not all(isinstance(s, str) and s for s in stops)):
-        raise InvalidRequest(f"'stop' must be a non-empty string or a list of up to {MAX_STOP_SEQUENCES}", "stop")
+            or not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS for s in stops)):
+        raise InvalidRequest(f"'stop' must be a string or a list of up to {MAX_STOP_SEQUENCES}, each of 1 to "
+                             f"{MAX_STOP_CHARS} characters", "stop")
     return tuple(stops)
 
 
@@ -82,6 +96,11 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
             raise InvalidRequest(f"'{choice}' is not supported by this server", choice)
 
 
+def _max_tokens_key(body: dict[str, Any], preferred: str) -> str:
+    """The key that limits the completion: ``preferred`` (chat's max_completion_tokens) when given."""
+    return preferred if body.get(preferred) is not None else "max_tokens"
+
+
 def _params(body: dict[str, Any], default_max_tokens: int, max_tokens_key: str, room: int) -> SamplingParams:
     """The sampling parameters; without a limit, up to ``default_max_tokens`` or the ``room`` the prompt leaves
     (at least 1, so that a prompt that fills the context alone is refused for its length)."""
@@ -89,7 +108,7 @@ def _params(body: dict[str, Any], default_max_tokens: int, max_tokens_key: str, 
     for name in ("n", "best_of"):
         if _get(body, name, int, 1) != 1:
             raise InvalidRequest(f"'{name}' must be 1", name)
-    key = max_tokens_key if body.get(max_tokens_key) is not None else "max_tokens"
+    key = _max_tokens_key(body, max_tokens_key)
     max_tokens = _get(body, key, int)
     if max_tokens is None:
         max_tokens = min(default_max_tokens, max(room, 1))
@@ -108,28 +127,69 @@ def _params(body: dict[str, Any], default_max_tokens: int, max_tokens_key: str, 
 def _streaming(body: dict[str, Any]) -> tuple[bool, bool]:
     stream = _get(body, "stream", bool, False)
     options = _get(body, "stream_options", dict, {})
+    if body.get("stream_options") is not None and not stream:
+        raise InvalidRequest("'stream_options' is only allowed when 'stream' is true", "stream_options")
     return stream, bool(stream and _get(options, "include_usage", bool, False))
 
 
-def parse_completion(body: dict[str, Any], tokenizer: PreTrainedTokenizerBase, max_request_tokens: int
-                     ) -> ParsedRequest:
-    """Validate a /v1/completions body; the prompt is a string, or one string or token list in a list.
-    ``max_request_tokens`` (prompt + completion) bounds the default completion length."""
-    prompt = body.get("prompt")
+def _unicode(text: str, param: str) -> str:
+    """``text``, refused if it holds a lone surrogate (JSON allows the escape; no tokenizer can encode it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(f"'{param}' is not valid Unicode: a lone surrogate at character {exc.start}",
+                             param) from None
+    return text
+
+
+def _refuse_too_many_chars(chars: int, max_request_tokens: int, max_prompt_chars: int, param: str) -> None:
+    if chars > max_prompt_chars:
+        raise InvalidRequest(f"the prompt's {chars} characters cannot fit in this server's limit of "
+                             f"{max_request_tokens} tokens per request (at most {max_prompt_chars} characters)",
+                             param, "context_length_exceeded")
+
+
+def _check_length(prompt_tokens: int, params: SamplingParams, max_request_tokens: int, prompt_param: str,
+                  max_tokens_key: str) -> None:
+    """Refuse a request that can never fit, naming the prompt when it leaves no room on its own."""
+    if prompt_tokens >= max_request_tokens:
+        raise InvalidRequest(f"the prompt ({prompt_tokens} tokens) leaves no room for a completion within this "
+                             f"server's limit of {max_request_tokens} tokens per request", prompt_param,
+                             "context_length_exceeded")
+    need = prompt_tokens + params.max_tokens
+    if need > max_request_tokens:
+        raise InvalidRequest(f"prompt ({prompt_tokens} tokens) + {max_tokens_key} ({params.max_tokens}) = {need} "
+                             f"exceeds this server's limit of {max_request_tokens} tokens per request",
+                             max_tokens_key, "context_length_exceeded")
+
+
+def _prompt_ids(prompt: Any, tokenizer: PreTrainedTokenizerBase, max_request_tokens: int,
+                max_prompt_chars: int) -> list[int]:
+    """The token ids of a completion prompt: a string, or one string or token list in a list."""
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
         prompt = prompt[0]
     if isinstance(prompt, str):
-        prompt_ids = list(tokenizer(prompt)["input_ids"])
-    elif isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+        _refuse_too_many_chars(len(prompt), max_request_tokens, max_prompt_chars, "prompt")
+        return list(tokenizer(_unicode(prompt, "prompt"))["input_ids"])
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
         if any(not 0 <= t < len(tokenizer) for t in prompt):
             raise InvalidRequest("'prompt' holds a token id outside the vocabulary", "prompt")
-        prompt_ids = list(prompt)
-    else:
-        raise InvalidRequest("'prompt' must be a string or a list of token ids (one prompt per request)", "prompt")
+        return list(prompt)
+    raise InvalidRequest("'prompt' must be a string or a list of token ids (one prompt per request)", "prompt")
+
+
+def parse_completion(body: dict[str, Any], tokenizer: PreTrainedTokenizerBase, max_request_tokens: int,
+                     max_prompt_chars: int) -> ParsedRequest:
+    """Validate a /v1/completions body. A request that cannot fit in ``max_request_tokens`` (prompt + completion)
+    is refused, without tokenizing a prompt longer than ``max_prompt_chars`` characters."""
+    prompt_ids = _prompt_ids(body.get("prompt"), tokenizer, max_request_tokens, max_prompt_chars)
     if not prompt_ids:
         raise InvalidRequest("the prompt is empty", "prompt")
+    if body.get("logprobs") is not None:  # even 0, which asks for the sampled tokens' logprobs
+        raise InvalidRequest("'logprobs' is not supported by this server", "logprobs")
     stream, include_usage = _streaming(body)
     params = _params(body, COMPLETION_DEFAULT_MAX_TOKENS, "max_tokens", max_request_tokens - len(prompt_ids))
+    _check_length(len(prompt_ids), params, max_request_tokens, "prompt", "max_tokens")
     return ParsedRequest(prompt_ids, params, stream, include_usage)
 
 
@@ -145,23 +205,31 @@ def _message_text(message: Any) -> dict[str, str]:
         content = "".join(parts)
     if not isinstance(content, str):
         raise InvalidRequest("each message needs a string 'content'", "messages")
-    return {"role": message["role"], "content": content}
+    return {"role": _unicode(message["role"], "messages"), "content": _unicode(content, "messages")}
 
 
-def parse_chat(body: dict[str, Any], tokenizer: PreTrainedTokenizerBase, max_request_tokens: int) -> ParsedRequest:
-    """Validate a /v1/chat/completions body and apply the tokenizer's chat template. ``max_request_tokens``
-    (prompt + completion) bounds the default completion length."""
+def parse_chat(body: dict[str, Any], tokenizer: PreTrainedTokenizerBase, max_request_tokens: int,
+               max_prompt_chars: int) -> ParsedRequest:
+    """Validate a /v1/chat/completions body and apply the tokenizer's chat template. A request that cannot fit in
+    ``max_request_tokens`` (prompt + completion) is refused, without rendering messages of more than
+    ``max_prompt_chars`` characters."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' must be a non-empty list", "messages")
     conversation = [_message_text(m) for m in messages]
+    _refuse_too_many_chars(sum(len(m["content"]) for m in conversation), max_request_tokens, max_prompt_chars,
+                           "messages")
     try:
         encoded = tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True)
     except Exception as exc:  # the template is user-facing Jinja: any failure is the request's fault
         raise InvalidRequest(f"the chat template rejected the messages: {exc}", "messages") from exc
     prompt_ids = list(encoded["input_ids"] if isinstance(encoded, dict) or hasattr(encoded, "keys") else encoded)
+    if not prompt_ids:
+        raise InvalidRequest("the chat template made an empty prompt of the messages", "messages")
     stream, include_usage = _streaming(body)
     params = _params(body, CHAT_DEFAULT_MAX_TOKENS, "max_completion_tokens", max_request_tokens - len(prompt_ids))
+    _check_length(len(prompt_ids), params, max_request_tokens, "messages",
+                  _max_tokens_key(body, "max_completion_tokens"))
     return ParsedRequest(prompt_ids, params, stream, include_usage)
 
 

@@ -7,10 +7,11 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import psutil
 from aiohttp import web
@@ -53,8 +54,19 @@ def _load_and_start(args: argparse.Namespace, metrics: ServerMetrics) -> Engine:
     return engine
 
 
+def _abandon_load() -> NoReturn:
+    """Exit 0 now: a thread cannot be stopped, and the interpreter would wait at exit for the loading thread to
+    finish the whole load (minutes, holding the GPU, for a large model)."""
+    log.info("stopped while loading the model: the load is abandoned")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 async def serve(args: argparse.Namespace, name: str) -> int:
-    """Answer /health at once, /ready once warmed; on SIGTERM drain and exit 0. Exit 1 if loading fails."""
+    """Answer /health at once, /ready once warmed; on SIGTERM drain and exit 0 (at once while loading). Exit 1 if
+    loading fails."""
     disable_created_metrics()  # vLLM exports no *_created series
     metrics = ServerMetrics(name)
     state = ServerState(name, metrics, args.api_key or None, args.max_body_bytes)
@@ -82,10 +94,8 @@ async def serve(args: argparse.Namespace, name: str) -> int:
     first: list[asyncio.Future[Any]] = [loading, stopping]
     await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
     if not loading.done():
-        log.info("stopped while loading the model")
-        executor.shutdown(wait=False, cancel_futures=True)
         await runner.cleanup()
-        return 0
+        _abandon_load()
     try:
         engine = loading.result()
     except ModelLoadError as exc:

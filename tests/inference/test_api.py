@@ -123,6 +123,9 @@ def test_sse_ends_with_done(server: Server) -> None:
     ({"prompt": "x", "temperature": 10**400}, "temperature"),  # an int too large for a float
     ({"prompt": "x", "top_p": 10**400}, "top_p"),
     ({"prompt": ""}, "prompt"),  # not a context length exceeded on max_tokens
+    ({"prompt": "x", "logprobs": 0}, "logprobs"),  # 0 asks for the sampled tokens' logprobs, which are not served
+    ({"prompt": "x", "stream_options": {"include_usage": True}}, "stream_options"),  # without "stream": true
+    ({"prompt": "x", "stop": "#" * 257}, "stop"),  # each stop string: 256 characters at most
 ])
 def test_bad_parameters_are_400_in_openai_shape(server: Server, body: dict, param: str) -> None:
     rsp = requests.post(f"{server.url}/v1/completions", headers=server.headers, json=body, timeout=10)
@@ -131,6 +134,40 @@ def test_bad_parameters_are_400_in_openai_shape(server: Server, body: dict, para
     assert error["type"] == "invalid_request_error"
     assert error["param"] == param
     assert error["message"]
+
+
+def test_text_that_is_not_unicode_is_a_400_in_openai_shape(server: Server) -> None:
+    # JSON can escape a lone surrogate, which no tokenizer encodes: the completion prompt was a plain-text 500
+    invalid = server.metric("foresail:requests_rejected_total", reason="invalid")
+    cases: list[tuple[str, dict[str, Any], str]] = [
+        ("completions", {"prompt": "caf\udce9", "max_tokens": 2}, "prompt"),
+        ("completions", {"prompt": ["\ud83d"], "max_tokens": 2}, "prompt"),
+        ("chat/completions", {"messages": [{"role": "user", "content": "caf\udce9"}], "max_tokens": 2}, "messages"),
+    ]
+    for path, body, param in cases:
+        rsp = requests.post(f"{server.url}/v1/{path}", headers=server.headers, json=body, timeout=30)
+        assert rsp.status_code == 400, rsp.text
+        assert rsp.json()["error"]["param"] == param
+        assert "not valid Unicode: a lone surrogate" in rsp.json()["error"]["message"]
+    assert server.metric("foresail:requests_rejected_total", reason="invalid") == invalid + 3
+
+
+def test_a_request_that_cannot_fit_names_what_is_too_long(server: Server) -> None:
+    # every such refusal named max_tokens, even when the chat request gave max_completion_tokens or none
+    hello = [{"role": "user", "content": "Hello"}]
+    cases: list[tuple[str, dict[str, Any], str]] = [
+        ("chat/completions", {"messages": hello, "max_completion_tokens": 4000}, "max_completion_tokens"),
+        ("chat/completions", {"messages": hello, "max_tokens": 4000}, "max_tokens"),
+        ("chat/completions", {"messages": [{"role": "user", "content": "hi " * 3000}]}, "messages"),
+        ("completions", {"prompt": [1] * 2048, "max_tokens": 1}, "prompt"),  # the prompt alone fills the context
+        ("completions", {"prompt": [1] * 2000, "max_tokens": 100}, "max_tokens"),
+    ]
+    for path, body, param in cases:
+        rsp = requests.post(f"{server.url}/v1/{path}", headers=server.headers, json=body, timeout=30)
+        assert rsp.status_code == 400, rsp.text
+        error = rsp.json()["error"]
+        assert (error["code"], error["param"]) == ("context_length_exceeded", param), error
+        assert "2048 tokens per request" in error["message"]
 
 
 def test_parameters_that_would_change_the_output_are_refused_unless_they_are_no_ops(server: Server) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import socket
 import subprocess
 import sys
 import threading
@@ -67,6 +68,32 @@ def test_bad_flags_stop_the_server_before_it_loads_anything() -> None:
         for proc in procs.values():
             proc.kill()
             proc.wait()
+
+
+def test_sigterm_while_the_model_loads_exits_without_waiting_for_the_load(tmp_path: Path) -> None:
+    # The load ran on in its thread after SIGTERM, and the interpreter waited for it at exit: 19.5 s for
+    # SmolLM2, minutes holding the GPU for a large model. Here the load waits on a Hub that never answers.
+    with socket.create_server(("127.0.0.1", 0)) as hub:
+        env = {**server_env(), "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": f"http://127.0.0.1:{hub.getsockname()[1]}",
+               "HF_HUB_ETAG_TIMEOUT": "600", "HF_HUB_DOWNLOAD_TIMEOUT": "600", "NO_PROXY": "127.0.0.1",
+               "no_proxy": "127.0.0.1"}
+        log_path = tmp_path / "serve.log"
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "foresail", "serve", "--port", "0", "--model",
+                                     "foresail-test/slow-model", "--cache-dir", str(tmp_path / "cache")],
+                                    env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            hub.settimeout(60)
+            connection, _ = hub.accept()  # the load is under way, waiting for the Hub's answer
+            with connection:
+                proc.terminate()
+                assert proc.wait(timeout=30) == 0
+        finally:
+            proc.kill()
+            proc.wait()
+    out = log_path.read_text()
+    assert "stopped while loading the model: the load is abandoned" in out, out
+    assert "Traceback" not in out, out
 
 
 def test_cold_start_metric_is_within_the_time_the_parent_waited() -> None:

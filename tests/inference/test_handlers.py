@@ -1,0 +1,228 @@
+"""The server's application and engine in this process, with the tiny model and transformers' real manager: where
+prompts are tokenized, what an early-leaving stream gives back, unexpected errors, and the tokens a stop string
+counts. (A late reader and a client gone before the headers are set up here, where no timing can decide them.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from transformers.generation.continuous_batching import RequestStatus
+
+from foresail_inference.api import ServerState, build_app
+from foresail_inference.detokenizer import Detokenizer
+from foresail_inference.engine import Engine, Generation, Limits, _safe_end
+from foresail_inference.metrics import ServerMetrics
+from foresail_inference.models import BUILTIN_TINY, load_model
+from foresail_inference.sampling import SamplingParams
+
+pytestmark = pytest.mark.timeout(120)
+MODEL = BUILTIN_TINY
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Engine]:
+    """The tiny model's engine, its generation thread running; 1,024 tokens per request at most."""
+    loaded = load_model(BUILTIN_TINY, device="cpu")
+    engine = Engine(loaded, Limits(max_waiting=8, max_tokens_in_flight=1024), ServerMetrics(MODEL),
+                    "prefill-step-first")
+    engine.start()
+    yield engine
+    engine.stop()
+
+
+class Tokenizer:
+    """The engine's real tokenizer, recording the thread of each call and failing on the prompt ``fail_on``."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.threads: list[int] = []
+        self.fail_on: str | None = None
+
+    def __call__(self, text: str, **kwargs: Any) -> Any:
+        self.threads.append(threading.get_ident())
+        if text == self.fail_on:
+            raise RuntimeError("a bug in the tokenizer")
+        return self.tokenizer(text, **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.tokenizer)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.tokenizer, name)
+
+
+@pytest.fixture()
+def tokenizer(engine: Engine) -> Iterator[Tokenizer]:
+    spy = Tokenizer(engine.tokenizer)
+    engine.tokenizer = spy  # type: ignore[assignment]
+    yield spy
+    engine.tokenizer = spy.tokenizer
+
+
+@asynccontextmanager
+async def serving(engine: Engine, on_prepare: Callable[..., Any] | None = None) -> AsyncIterator[tuple[str, int]]:
+    """The application on 127.0.0.1, set up as `foresail serve` sets it up, serving ``engine``."""
+    state = ServerState(MODEL, engine.metrics, None, 1 << 20)
+    state.engine, state.ready = engine, True
+    app = build_app(state)
+    if on_prepare is not None:
+        app.on_response_prepare.append(on_prepare)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=5)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield runner.addresses[0][:2]
+    finally:
+        await runner.cleanup()
+
+
+def sample(engine: Engine, name: str, **labels: str) -> float:
+    value = engine.metrics.registry.get_sample_value(name, {"model_name": MODEL, **labels})
+    assert value is not None, name
+    return value
+
+
+async def post(host: str, port: int, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"http://{host}:{port}/v1/{path}", json=body) as rsp:
+            return rsp.status, await rsp.json()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 30) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+
+
+async def test_a_stream_whose_client_left_before_its_headers_gives_its_slot_back(engine: Engine) -> None:
+    # Admitted, then gone before the headers were written: prepare() raised (closing transport, or the handler's
+    # cancellation) before the generation's steps began, so nothing released it: its tokens stayed in flight, the
+    # waiting gauge up, and SIGTERM waited out the whole drain timeout. Here prepare() waits until the client leaves.
+    held = asyncio.Event()
+
+    async def hold_the_headers(request: web.Request, response: web.StreamResponse) -> None:
+        held.set()
+        await asyncio.Event().wait()  # until the handler is cancelled
+
+    aborted = sample(engine, "vllm:request_success_total", finished_reason="abort")
+    async with serving(engine, on_prepare=hold_the_headers) as (host, port):
+        _, writer = await asyncio.open_connection(host, port)
+        body = json.dumps({"prompt": "a long story", "max_tokens": 500, "stream": True}).encode()
+        writer.write(b"POST /v1/completions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        await asyncio.wait_for(held.wait(), 30)
+        assert len(engine.in_flight) == 1 and engine.tokens_in_flight > 0  # admitted
+        writer.close()
+        await until(lambda: not engine.in_flight)
+    assert not engine.in_flight, "the generation was never released: a drain would wait for it"
+    assert engine.tokens_in_flight == 0
+    assert sample(engine, "vllm:num_requests_waiting") == 0
+    assert sample(engine, "vllm:request_success_total", finished_reason="abort") == aborted + 1
+
+
+async def test_prompts_are_tokenized_off_the_event_loop_and_an_oversized_one_not_at_all(
+        engine: Engine, tokenizer: Tokenizer) -> None:
+    loop_thread = threading.get_ident()
+    async with serving(engine) as (host, port):
+        status, body = await post(host, port, "completions", {"prompt": "Hello there", "max_tokens": 2})
+        assert status == 200, body
+        assert tokenizer.threads and loop_thread not in tokenizer.threads
+        tokenizer.threads.clear()
+        # 53,248 characters: 1,024 tokens of at most 13 characters (the longest in the tiny vocabulary), times 4
+        oversized = "x" * (engine.max_prompt_chars + 1)
+        refusals = [(await post(host, port, "completions", {"prompt": oversized, "max_tokens": 1}), "prompt")]
+        assert tokenizer.threads == []  # refused before tokenizing
+        refusals.append((await post(host, port, "chat/completions",
+                                    {"messages": [{"role": "user", "content": oversized}]}), "messages"))
+    for (status, body), param in refusals:
+        error = body["error"]
+        assert status == 400
+        assert error["code"] == "context_length_exceeded"
+        assert error["param"] == param
+        assert f"prompt's {len(oversized)} characters cannot fit" in error["message"]
+
+
+async def test_an_unexpected_error_is_a_500_in_openai_shape_counted_and_logged_once(
+        engine: Engine, tokenizer: Tokenizer, caplog: pytest.LogCaptureFixture) -> None:
+    tokenizer.fail_on = "a prompt the tokenizer fails on"
+    errors = sample(engine, "foresail:requests_rejected_total", reason="error")
+    with caplog.at_level(logging.ERROR):
+        async with serving(engine) as (host, port):
+            status, body = await post(host, port, "completions", {"prompt": tokenizer.fail_on, "max_tokens": 2})
+            assert (await post(host, port, "completions", {"prompt": "Hello", "max_tokens": 2}))[0] == 200
+    assert status == 500
+    assert body["error"]["type"] == "server_error" and body["error"]["message"]
+    assert "a bug in the tokenizer" not in body["error"]["message"]
+    assert sample(engine, "foresail:requests_rejected_total", reason="error") == errors + 1
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1 and "POST /v1/completions failed" in tracebacks[0].getMessage()
+    assert "a bug in the tokenizer" in caplog.text
+    assert not engine.in_flight
+
+
+async def generated_before_reading(engine: Engine, prompt_ids: list[int], params: SamplingParams
+                                   ) -> tuple[Generation, list[int]]:
+    """Admit a request and let the manager finish it before reading it, as a reader late by the whole generation
+    would: its steps then get all its tokens in one output."""
+    generation = engine.submit(prompt_ids, params)
+    output = await asyncio.wait_for(generation.queue.get(), 60)
+    while output.status != RequestStatus.FINISHED:
+        output = await asyncio.wait_for(generation.queue.get(), 60)
+    generation.queue.put_nowait(output)
+    return generation, list(output.generated_tokens)
+
+
+async def test_a_stop_string_counts_only_the_tokens_up_to_the_one_that_completed_it(engine: Engine) -> None:
+    # The tokens that came after the stop string in the same output were counted (usage and
+    # vllm:generation_tokens_total): the same seeded request reported 8 tokens on an idle server, 21 to 52 on a busy one
+    prompt_ids = engine.tokenizer("Sphinx of black quartz")["input_ids"]
+    params = SamplingParams(max_tokens=40, temperature=1.0, seed=3)
+    generation, tokens = await generated_before_reading(engine, prompt_ids, params)
+    text = "".join([step.text async for step in generation.steps(incremental=False)])
+    detokenizer = Detokenizer(engine.tokenizer, prompt_ids)
+    texts = [detokenizer.update(tokens[:n]) for n in range(1, len(tokens) + 1)]
+    # two characters first seen near the middle of the text, where their token is followed by others
+    firsts = [i for i in range(len(text) - 1) if text.find(text[i:i + 2]) == i and "\ufffd" not in text[i:i + 2]
+              and next(n for n, t in enumerate(texts, 1) if text[i:i + 2] in t) < len(tokens) - 2]
+    assert firsts, text
+    at = firsts[len(firsts) // 2]
+    stop = text[at:at + 2]
+    completed_by = next(n for n, t in enumerate(texts, 1) if stop in t)
+    generated = sample(engine, "vllm:generation_tokens_total")
+    generation, _ = await generated_before_reading(engine, prompt_ids, replace(params, stop=(stop,)))
+    steps = [step async for step in generation.steps(incremental=False)]
+    assert "".join(step.text for step in steps) == text[:at]
+    assert steps[-1].finish_reason == "stop"
+    assert steps[-1].completion_tokens == completed_by
+    assert sample(engine, "vllm:generation_tokens_total") - generated == completed_by
+
+
+def _held_back_one_prefix_at_a_time(text: str, stops: tuple[str, ...]) -> int:
+    """``_safe_end`` as it was: each prefix of each stop string compared in turn (quadratic in their length)."""
+    end = len(text.rstrip("\ufffd"))
+    for stop in stops:
+        for k in range(min(len(stop) - 1, end), 0, -1):
+            if text.endswith(stop[:k], 0, end):
+                end -= k
+                break
+    return end
+
+
+def test_the_text_held_back_for_stop_strings_is_the_same_when_only_their_first_characters_are_searched() -> None:
+    rng = random.Random(0)
+    for _ in range(5000):
+        text = "".join(rng.choice("ab\ufffd") for _ in range(rng.randint(0, 12)))
+        stops = tuple("".join(rng.choice("ab") for _ in range(rng.randint(1, 6))) for _ in range(rng.randint(1, 4)))
+        assert _safe_end(text, stops) == _held_back_one_prefix_at_a_time(text, stops), (text, stops)
