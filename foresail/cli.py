@@ -3,7 +3,8 @@
 Each subcommand lives in the module that owns the job and exposes two functions,
 ``add_arguments(parser)`` and ``run(args) -> int``. Command modules keep heavy imports
 (torch, transformers, kopf) inside ``run`` so that ``foresail --help`` stays fast and the
-operator never imports torch.
+operator never imports torch; only the module of the command given is imported, so that one
+command does not carry what another's module imports (numpy, pandas, scikit-learn).
 """
 
 from __future__ import annotations
@@ -34,20 +35,22 @@ EXTRAS: dict[str, tuple[str, ...]] = {
 NEEDS: dict[str, tuple[str, ...]] = {"serve": ("inference",), "dev": ("dev",), "demo": ("dev", "inference")}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the parser with every subcommand whose module is installed."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Build the parser with every subcommand whose module is installed, and the flags of ``command`` (the
+    only module imported)."""
     parser = argparse.ArgumentParser(prog="foresail", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if not module_name.startswith(exc.name or "\0"):
-                raise
+            if importlib.util.find_spec(module_name) is None:
+                continue
+        except ModuleNotFoundError:  # its package is not installed
             continue
-        command = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(command)
-        command.set_defaults(_run=module.run)
+        subparser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            module = importlib.import_module(module_name)
+            module.add_arguments(subparser)
+            subparser.set_defaults(_run=module.run)
     return parser
 
 
@@ -63,7 +66,8 @@ def missing_extra(command: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `foresail` console script."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(next((a for a in argv if not a.startswith("-")), None)).parse_args(argv)
     problem = missing_extra(args.command)
     if problem:
         print(f"error: {problem}", file=sys.stderr)

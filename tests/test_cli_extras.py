@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from foresail.cli import EXTRAS
+from foresail.cli import COMMANDS, EXTRAS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,3 +48,18 @@ def test_a_command_without_its_extra_says_what_to_install(tmp_path: Path, comman
 def _normalise(name: str) -> str:
     """A distribution or module name as pip compares them."""
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_a_command_imports_its_own_module_only_and_help_lists_every_command() -> None:
+    """`foresail activator` (a process kept running, in a pod with a memory limit) must not carry what another
+    command's module imports: numpy, pandas, scipy and scikit-learn (`foresail history`'s). `foresail --help`
+    still lists every command, and a command's own flags are there."""
+    code = ("import sys\nfrom foresail.cli import main\ntry:\n    main(['activator', '--help'])\nexcept SystemExit:\n"
+            "    pass\nprint(sorted(m for m in ('numpy', 'pandas', 'scipy', 'sklearn', 'torch') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--max-held-mib" in done.stdout and done.stdout.splitlines()[-1] == "[]", done.stdout[-500:]
+    listing = subprocess.run([sys.executable, "-m", "foresail", "--help"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=120)
+    assert listing.returncode == 0, listing.stderr
+    assert [name for name in COMMANDS if not re.search(rf"^ +{name}\b", listing.stdout, re.M)] == []

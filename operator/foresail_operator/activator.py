@@ -6,14 +6,20 @@ else its name) and forwarded to the ready pod of that deployment with the fewest
 requests in flight (endpoints.py: its Service's EndpointSlices; the Service itself where they cannot be
 read or list no ready pod), the answer streamed back as it comes. The LLMDeployments and the
 EndpointSlices of every Foresail Service are watched (informer.py), not read per request.
-While the deployment has no ready replica the request is held: the activator stamps the annotation
+Only paths under /v1/ are forwarded (as the client wrote them, never decoded or resolved: a path whose
+``..`` segments resolve outside /v1/ gets a 404), over as many connections as the pods take.
+While the deployment has no ready replica the request is held (and again should its last replica go as
+it is sent): the activator stamps the annotation
 ``activator.foresail.dev/requested-at`` on the LLMDeployment, with the number of requests held
 (again every ``STAMP_EVERY_S`` while requests wait), the operator scales a deployment at zero to one
 replica at once and counts the held requests as queued demand, and the request goes through as soon as
 a watch shows a ready replica (in the status, or a ready pod in the Service's EndpointSlices, should the
-operator be late to write it), or gets a 503 with Retry-After after the hold timeout. It counts the
+operator be late to write it), or gets a 503 with Retry-After after the hold timeout. A held request keeps
+its raw body alone (not the parsed JSON), and the bodies held, all deployments together, are bounded in
+bytes (``max_held_bytes``): past it, a 503 with Retry-After. It counts the
 requests that arrive for each deployment (``foresail_activator_arrivals_total``, from 0 for every
-deployment it knows of), which the operator reads from Prometheus as demand while no pod reports any.
+deployment it knows of), which the operator reads from Prometheus as demand while no pod reports any, and
+drops a deleted deployment's series once its last request is answered.
 The part of Knative's activator and KubeAI's proxy that scale-to-zero needs, and KubeAI's load
 balancing: least requests in flight, or (``routing="prefix"``) by prefix with a bound on load.
 """
@@ -24,7 +30,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import posixpath
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Collection, Mapping
@@ -33,6 +41,7 @@ import aiohttp
 import prometheus_client
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from foresail_operator import GROUP, PLURAL, VERSION
 from foresail_operator.activation import ARRIVALS_METRIC, HELD_METRIC, HELD_REQUESTS, REQUESTED_AT, STAMP_EVERY_S
@@ -57,6 +66,10 @@ FORESAIL_SLICES = "app.kubernetes.io/managed-by=foresail"
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "content-length", "host"}
 MAX_BODY_BYTES = 64 * 1024 * 1024  # a larger request body gets a 413
+MAX_HELD_MIB = 256  # the request bodies held at once, all deployments together, before new ones get a 503
+# of the request's JSON, only these fields are kept as it is parsed: the model, and what the routing key reads
+MODEL_FIELD = frozenset({"model"})
+ROUTING_FIELDS = MODEL_FIELD | {"prompt", "messages", "role", "content", "text"}
 
 REQUESTS = prometheus_client.Counter(
     "foresail_activator_requests_total", "Requests by outcome: forwarded, held (then forwarded), timeout, "
@@ -117,14 +130,16 @@ class Activator:
 
     def __init__(self, client: KubeClient, upstream: Callable[[str, str], str], namespaces: tuple[str, ...] = (),
                  hold_timeout_s: float = 600.0, max_held: int = 1000, routing: str = "pods",
-                 prefix_load_factor: float = LOAD_FACTOR) -> None:
+                 prefix_load_factor: float = LOAD_FACTOR, max_held_bytes: int = MAX_HELD_MIB * 2 ** 20) -> None:
         """``upstream(namespace, name)``: the base URL of a deployment's Service; ``routing``: ``pods``
         (the least loaded ready pod), ``prefix`` (the pod for the request's routing key, unless it has more
-        than ``prefix_load_factor`` times the mean load) or ``service`` (always the Service)."""
+        than ``prefix_load_factor`` times the mean load) or ``service`` (always the Service); ``max_held``:
+        requests held per deployment, ``max_held_bytes``: their bodies' bytes, all deployments together."""
         if routing not in ROUTINGS:
             raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}, not {routing!r}")
         self.client, self.namespaces, self.upstream = client, namespaces, upstream
-        self.hold_timeout_s, self.max_held = hold_timeout_s, max_held
+        self.hold_timeout_s, self.max_held, self.max_held_bytes = hold_timeout_s, max_held, max_held_bytes
+        self._held_bytes = 0
         self.to_pods, self.by_prefix = routing != "service", routing == "prefix"
         self._deployments = Informer(client, f"{GROUP}/{VERSION}", PLURAL, namespaces, on_change=self._deployment_event)
         self._slices = Informer(client, "discovery.k8s.io/v1", "endpointslices", namespaces, FORESAIL_SLICES,
@@ -132,17 +147,19 @@ class Activator:
         self._pods: dict[Key, list[str]] = {}  # ready pod URLs by (namespace, Service)
         self._load = LeastLoaded(prefix_load_factor)
         self._holds: dict[Key, _Hold] = {}
+        self._active: Counter[Key] = Counter()  # requests being answered, by deployment
         self._watches: list[asyncio.Task] = []
         self._session: aiohttp.ClientSession | None = None
 
     def app(self) -> web.Application:
-        """The aiohttp application: /v1/* (routed), /v1/models, /v1/models/{model}, /healthz, /metrics."""
+        """The aiohttp application: /v1/models, /v1/models/{model}, /healthz, /metrics, and /v1/* (routed;
+        any other path gets a 404)."""
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/v1/models/{model:.+}", self._model)
-        app.router.add_route("*", "/v1/{tail:.*}", self._route)
+        app.router.add_route("*", "/{tail:.*}", self._route)
         app.on_startup.append(self._start)
         app.on_cleanup.append(self._close)
         return app
@@ -153,10 +170,12 @@ class Activator:
 
     # ---- what the watches show -------------------------------------------------------------
     def _deployment_event(self, kind: str, body: dict[str, Any]) -> None:
-        """Export a deployment's arrivals from 0 while it exists, and wake what is held for it."""
+        """Export a deployment's arrivals from 0 while it exists (its series go with it, once no request for it
+        is being answered), and wake what is held for it."""
         key = key_of(body)
         if kind == "DELETED":
-            ARRIVALS.remove(*key)
+            if key not in self._active:
+                _forget(key)
         else:
             ARRIVALS.labels(*key)  # exported from 0 (a no-op once it exists)
         if key in self._holds:
@@ -166,8 +185,12 @@ class Activator:
         """Recompute the ready pods of the Service whose EndpointSlice was added, changed or deleted."""
         ns, service = key_of(piece)[0], _service_of(piece)
         if service:
-            self._pods[(ns, service)] = ready_urls([s for s in self._slices.objects.values()
-                                                    if key_of(s)[0] == ns and _service_of(s) == service])
+            urls = ready_urls([s for s in self._slices.objects.values()
+                               if key_of(s)[0] == ns and _service_of(s) == service])
+            if urls:
+                self._pods[(ns, service)] = urls
+            else:
+                self._pods.pop((ns, service), None)
             if (ns, service) in self._holds:  # a pod ready before the status says so wakes what is held
                 self._holds[(ns, service)].changed.set()
 
@@ -175,6 +198,12 @@ class Activator:
         """The ready pods of the deployment's Service as the watch shows them; [] with ``to_pods`` off or
         while the EndpointSlices cannot be read."""
         return [] if not self.to_pods or self._slices.error else self._pods.get(key, [])
+
+    def _at_zero(self, key: Key) -> bool:
+        """Whether the watch shows the deployment gone, or with no ready replica in its status and no ready pod
+        in its Service's EndpointSlices."""
+        body = self._deployments.objects.get(key)
+        return (body is None or ready_replicas(body) == 0) and not self._pods_of(key)
 
     async def _listed(self) -> list[dict[str, Any]]:
         """The LLMDeployments in the watched namespaces, as the watch last showed them (while the API server
@@ -224,27 +253,18 @@ class Activator:
     async def _route(self, request: web.Request) -> web.StreamResponse:
         labels = ("", "")
         try:
-            body, parsed, model = await _read(request)
+            if not posixpath.normpath(request.path).startswith("/v1/"):  # decoded, its ".." resolved
+                raise Refusal(404, "bad_request", f"the activator serves /v1/* only, not {request.path!r}")
+            body, model, affinity = await _read(request, self.by_prefix)
             try:
                 target = await self._find(model)
             except ApiError as exc:
                 raise Refusal(503, "api_error", f"cannot look up model {model!r}: {exc.message}", 5) from exc
             labels = key_of(target)
+            self._active[labels] += 1
             ARRIVALS.labels(*labels).inc()
-            affinity = routing_key(parsed, request.headers) if self.by_prefix else None
-            held = ready_replicas(target) == 0 and not self._pods_of(labels)
-            if not held:
-                try:
-                    response, outcome = await self._forward(request, body, labels, affinity=affinity)
-                except Refusal as refusal:
-                    if refusal.outcome != "unreachable":
-                        raise
-                    held = True  # its replicas may have just gone
-            if held:
-                await self._hold(labels)
-                # the Service's endpoints may trail the status by a moment
-                response, outcome = await self._forward(request, body, labels, retry_s=10.0, affinity=affinity)
-            REQUESTS.labels(*labels, "held" if held and outcome == "forwarded" else outcome).inc()
+            response, outcome = await self._send(request, body, labels, affinity)
+            REQUESTS.labels(*labels, outcome).inc()
             return response
         except Refusal as refusal:
             REQUESTS.labels(*labels, refusal.outcome).inc()
@@ -252,15 +272,52 @@ class Activator:
         except asyncio.CancelledError:  # the client closed its connection (handler_cancellation, activator_cli.py)
             REQUESTS.labels(*labels, "client_gone").inc()
             raise
+        finally:
+            self._done(labels)
+
+    async def _send(self, request: web.Request, body: bytes, key: Key,
+                    affinity: str | None) -> tuple[web.StreamResponse, str]:
+        """Forward the request, held first while the deployment has no ready replica, and held again should its
+        last replica go as it is sent (nothing answers, and then the watch shows none ready); the answer and its
+        outcome, ``held`` for a request held, then forwarded."""
+        held = self._at_zero(key)
+        while True:
+            if held:
+                await self._hold(key, len(body))
+            try:
+                # once held, the Service's endpoints may trail the status by a moment
+                response, outcome = await self._forward(request, body, key, retry_s=10.0 if held else 0.0,
+                                                        affinity=affinity)
+            except Refusal as refusal:
+                if refusal.outcome != "unreachable" or (held and not self._at_zero(key)):
+                    raise
+                held = True  # its replicas may have just gone: held, the watch shows it in a moment
+                continue
+            return response, "held" if held and outcome == "forwarded" else outcome
+
+    def _done(self, key: Key) -> None:
+        """A request for ``key`` is answered: the deployment's series go if it was deleted meanwhile."""
+        if key in self._active:
+            self._active[key] -= 1
+            if not self._active[key]:
+                del self._active[key]
+                if key not in self._deployments.objects:
+                    _forget(key)
 
     # ---- holding ------------------------------------------------------------------------
-    async def _hold(self, key: Key) -> None:
-        """Wait until the deployment has a ready replica, waking it; Refusal after the hold timeout."""
+    async def _hold(self, key: Key, size: int) -> None:
+        """Wait until the deployment has a ready replica, waking it, with a body of ``size`` bytes; Refusal after
+        the hold timeout, or at once past ``max_held`` requests for it or ``max_held_bytes`` for all."""
+        if self._held_bytes + size > self.max_held_bytes:
+            raise Refusal(503, "overloaded", "with this request, the requests waiting for replicas would take "
+                               f"{(self._held_bytes + size) / 2 ** 20:.1f} MiB, past the "
+                               f"{self.max_held_bytes / 2 ** 20:.0f} MiB the activator may hold; try again later", 30)
         hold = self._holds.setdefault(key, _Hold())
         if hold.waiters >= self.max_held:
             raise Refusal(503, "overloaded", f"{self.max_held} requests are already waiting for {key[0]}/{key[1]} to "
                                "start a replica; try again later", 30)
         hold.waiters += 1
+        self._held_bytes += size
         HELD.labels(*key).inc()
         if hold.task is None:
             hold.task = asyncio.create_task(self._wake(key, hold))
@@ -273,6 +330,7 @@ class Activator:
             raise Refusal(503, "timeout", self._timeout_message(key), 30) from None
         finally:
             hold.waiters -= 1
+            self._held_bytes -= size
             HELD.labels(*key).dec()
             HOLD_SECONDS.observe(time.monotonic() - started)
 
@@ -343,11 +401,14 @@ class Activator:
         answer back; the answer and its outcome (``_relay``). A connection refused or timed out (nothing
         was sent) goes on to the next pod (the pod is passed over for EJECT_S), then the Service, and is
         retried for ``retry_s``; a pod's 429 or 503 (full, or draining: it refused the request before any
-        work) goes on to the next pod, the last one's refusal being the answer. ``affinity``: the routing
-        key, if any."""
+        work) goes on to the next pod, the last one's refusal being the answer; ``unreachable`` at once once
+        the watch shows no ready replica. ``affinity``: the routing key, if any. The path and query go on as
+        the client wrote them (percent-encoded, ``..`` unresolved)."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(auto_decompress=False, timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=10))
+            # no cap on the connections (aiohttp's default: 100 for every pod together, and a request past them
+            # waits unseen, counted in no queue): each pod's own queue decides, which the operator reads
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), auto_decompress=False,
+                                                  timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
         # aiohttp has decoded the body: it goes on without its Content-Encoding
         headers = _end_to_end(request.headers, drop={"content-encoding"})
         service = self.upstream(*key)
@@ -355,7 +416,7 @@ class Activator:
         refused: set[str] = set()
         while True:
             base = self._load.pick((u for u in await self._ready_pods(key) if u not in refused), affinity) or service
-            url = base.rstrip("/") + request.rel_url.path_qs
+            url = URL(base.rstrip("/") + request.rel_url.raw_path_qs, encoded=True)
             with self._load.sending(base):
                 try:
                     upstream = await self._session.request(request.method, url, data=body, headers=headers)
@@ -366,7 +427,7 @@ class Activator:
                                     base, exc, EJECT_S)
                         self._load.eject(base)
                         continue
-                    if time.monotonic() >= deadline:
+                    if time.monotonic() >= deadline or self._at_zero(key):
                         raise Refusal(502, "unreachable", f"cannot reach {key[0]}/{key[1]} at {url}: {exc}",
                                       5) from exc
                     refused.clear()
@@ -412,23 +473,29 @@ class Activator:
         await self.client.close()
 
 
-async def _read(request: web.Request) -> tuple[bytes, dict[str, Any], str]:
-    """The request's body, parsed, and the model it names; Refusal when it cannot be read or names none."""
+async def _read(request: web.Request, by_prefix: bool) -> tuple[bytes, str, str | None]:
+    """The request's body, the model it names and (``by_prefix``) its routing key; Refusal when it cannot be read
+    or names no model. Of the parsed JSON, only the fields these read are built (MODEL_FIELD, ROUTING_FIELDS),
+    and none is kept."""
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise Refusal(413, "bad_request", f"the request body is larger than {MAX_BODY_BYTES // 2 ** 20} MiB") from None
     except web.RequestPayloadError as exc:  # a body its Content-Encoding or chunks do not describe
         raise Refusal(400, "bad_request", f"cannot read the request body: {exc.__cause__ or exc}") from None
+    fields = ROUTING_FIELDS if by_prefix else MODEL_FIELD
     try:
-        parsed = json.loads(body or b"{}")
+        parsed = json.loads(body or b"{}", object_pairs_hook=lambda pairs: {k: v for k, v in pairs if k in fields}
+                            or None)  # an object without any of the fields: None
         model = parsed.get("model")
+    except RecursionError:
+        raise Refusal(400, "bad_request", "the request body's JSON is nested too deeply") from None
     except (ValueError, AttributeError):
         parsed, model = {}, None
     if not isinstance(model, str) or not model:
         raise Refusal(400, "bad_request", "the request body must be a JSON object with a \"model\" "
                                           "field naming the model (GET /v1/models lists them)")
-    return body, parsed, model
+    return body, model, routing_key(parsed, request.headers) if by_prefix else None
 
 
 def _card(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -444,6 +511,13 @@ def _end_to_end(headers: CIMultiDictProxy[str], drop: Collection[str] = ()) -> C
     named = {token.strip().lower() for value in headers.getall("Connection", ()) for token in value.split(",")}
     left_out = HOP_BY_HOP | named | set(drop)
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in left_out)
+
+
+def _forget(key: Key) -> None:
+    """Drop a deleted deployment's series."""
+    labels = {"namespace": key[0], "llmdeployment": key[1]}
+    for metric in (ARRIVALS, HELD, REQUESTS):
+        metric.remove_by_labels(labels)
 
 
 def _service_of(piece: dict[str, Any]) -> str | None:

@@ -17,7 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, else $KUBECONFIG)")
     parser.add_argument("--namespace", "-n", action="append", default=[],
                         help="route only to LLMDeployments in this namespace (repeatable; default: all)")
-    parser.add_argument("--host", default=env("FORESAIL_ACTIVATOR_HOST", "0.0.0.0"), help="address to listen on")
+    parser.add_argument("--host", default=env("FORESAIL_ACTIVATOR_HOST") or None,
+                        help="address to listen on (FORESAIL_ACTIVATOR_HOST, default: every IPv4 and IPv6 address; "
+                             "IPv4 only where the host has no IPv6)")
     parser.add_argument("--port", type=int, default=env("FORESAIL_ACTIVATOR_PORT", "8080"),
                         help="port of /v1/*, /healthz and /metrics (FORESAIL_ACTIVATOR_PORT, default 8080)")
     parser.add_argument("--upstream", default=env("FORESAIL_ACTIVATOR_UPSTREAM", "http://{name}.{namespace}.svc:8000"),
@@ -28,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(FORESAIL_ACTIVATOR_HOLD_TIMEOUT, default 600)")
     parser.add_argument("--max-held", type=int, default=env("FORESAIL_ACTIVATOR_MAX_HELD", "1000"),
                         help="requests held per deployment before new ones get a 503 (default 1000)")
+    parser.add_argument("--max-held-mib", type=int, default=env("FORESAIL_ACTIVATOR_MAX_HELD_MIB", "256"),
+                        help="MiB of request bodies held, all deployments together, before new ones get a 503 "
+                             "(FORESAIL_ACTIVATOR_MAX_HELD_MIB, default 256)")
     parser.add_argument("--routing", choices=ROUTINGS,
                         default=env("FORESAIL_ACTIVATOR_ROUTING", "pods"),
                         help="pods: each request to the ready pod with the fewest requests in flight, read from the "
@@ -48,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from foresail_operator.activator import Activator
-    from foresail_operator.kube import KubeClient
+    from foresail_operator.kube import SERVICE_ACCOUNT_TOKEN, KubeClient
 
     if args.routing not in ROUTINGS:  # argparse checks choices on the command line, not on defaults
         raise SystemExit(f"FORESAIL_ACTIVATOR_ROUTING must be one of {', '.join(ROUTINGS)}, not {args.routing!r}")
@@ -59,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--hold-timeout must be seconds >= 0, not {args.hold_timeout:g}")
         if args.max_held < 1:
             raise ValueError(f"--max-held must be at least 1, not {args.max_held}")
+        if args.max_held_mib < 1:
+            raise ValueError(f"--max-held-mib must be at least 1, not {args.max_held_mib}")
         check_load_factor("--prefix-load-factor", args.prefix_load_factor)
         info = use_kubeconfig(args.kubeconfig)
     except ValueError as exc:
@@ -68,10 +75,15 @@ def run(args: argparse.Namespace) -> int:
     def upstream(namespace: str, name: str) -> str:
         return str(args.upstream).format(namespace=namespace, name=name)
 
-    activator = Activator(KubeClient(info), upstream, tuple(args.namespace), args.hold_timeout, args.max_held,
-                          routing=args.routing, prefix_load_factor=args.prefix_load_factor)
+    # logged in from the pod's service account (as kopf does where its token file is): the token is read again
+    # as the kubelet rotates it
+    token_file = SERVICE_ACCOUNT_TOKEN if os.path.exists(SERVICE_ACCOUNT_TOKEN) else None
+    activator = Activator(KubeClient(info, token_file=token_file), upstream, tuple(args.namespace), args.hold_timeout,
+                          args.max_held, routing=args.routing, prefix_load_factor=args.prefix_load_factor,
+                          max_held_bytes=args.max_held_mib * 2 ** 20)
     # on SIGTERM (a rollout) new connections stop, and what is held or streaming gets its answer first; a
-    # client that closes its connection cancels its request (held, or sent on: the pod's connection closes)
+    # client that closes its connection cancels its request (held, or sent on: the pod's connection closes);
+    # no --host: every address of both families (asyncio leaves out a family the host has not)
     web.run_app(activator.app(), host=args.host, port=args.port, print=None, access_log=None,
                 shutdown_timeout=args.hold_timeout + 30, handler_cancellation=True)
     return 0

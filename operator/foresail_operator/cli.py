@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import random
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,13 +50,47 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     kopf.configure(verbose=args.verbose)
-    kopf.run(
-        clusterwide=not config.namespaces,
-        namespaces=config.namespaces,
-        standalone=config.standalone,
-        peering_name=config.peering,
-        priority=args.priority if args.priority is not None else random.randint(1, 2**31 - 1),
-        liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port else None,
-        memo=kopf.Memo(config=config),
-    )
+    with contextlib.suppress(asyncio.CancelledError):  # as kopf.run
+        asyncio.run(_operate(
+            health_port,
+            clusterwide=not config.namespaces,
+            namespaces=config.namespaces,
+            standalone=config.standalone,
+            peering_name=config.peering,
+            priority=args.priority if args.priority is not None else random.randint(1, 2**31 - 1),
+            memo=kopf.Memo(config=config),
+        ))
     return 0
+
+
+async def _operate(health_port: int, **options: Any) -> None:
+    """kopf's operator, as ``kopf.run`` runs it, with /healthz on ``health_port`` unless 0 (``_serve_health``)."""
+    import kopf
+
+    runner = await _serve_health(health_port) if health_port else None
+    try:
+        await kopf.operator(**options)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+
+
+async def _serve_health(port: int) -> web.AppRunner:
+    """/healthz as kopf's liveness endpoint answers it with no probe handler (``{}``, while the operator's loop
+    runs), but on every IPv4 and IPv6 address (IPv4 only where the host has no IPv6): kopf's binds the one
+    address its URL names."""
+    from aiohttp import web
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    try:  # no host: every address of each family there is
+        await web.TCPSite(runner, None, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise SystemExit(f"error: cannot serve /healthz on port {port}: {exc.strerror}") from None
+    return runner

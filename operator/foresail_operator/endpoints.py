@@ -41,8 +41,8 @@ def routing_key(body: Mapping[str, Any], headers: Mapping[str, str]) -> str | No
     messages = body.get("messages")
     if isinstance(messages, list):
         text = next((m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"), None)
-        if isinstance(text, list):  # content parts: their text, in order
-            text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
+        if isinstance(text, list):  # content parts: their text, in order (a part's text that is no string: none)
+            text = "".join(p["text"] for p in text if isinstance(p, dict) and isinstance(p.get("text"), str))
     if isinstance(text, list) and text and isinstance(text[0], str):  # a batch of prompts: the first
         text = text[0]
     return text[:PREFIX_CHARS] if isinstance(text, str) and text else None

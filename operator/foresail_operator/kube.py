@@ -1,8 +1,10 @@
 """A small async Kubernetes REST client on kopf's credentials.
 
 kopf watches and dispatches; the operator's own reads and writes (owned objects, status, scale)
-go through this client, which shares kopf's login (in-cluster service account or kubeconfig).
-Errors come back as ApiError with the Status object's reason and message.
+go through this client, which shares kopf's login (in-cluster service account or kubeconfig); given the
+token's file, it reads the token again whenever the file changes, as client-go does (the kubelet rotates a
+service account's projected token, and the old one expires). Errors come back as ApiError with the Status
+object's reason and message.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 from typing import Any, AsyncGenerator, AsyncIterator, Mapping
 
@@ -22,6 +25,7 @@ from foresail_operator.telemetry import API_ERRORS
 MERGE_PATCH = "application/merge-patch+json"
 RETRY_STATUSES = {409, 429, 500, 502, 503, 504}
 USER_AGENT = "foresail-operator/0.1.0"
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # where kopf's login reads it in a pod
 log = logging.getLogger("foresail.kube")
 
 
@@ -60,9 +64,12 @@ def _kubelet_version(node: Mapping[str, Any]) -> tuple[int, int] | None:
 class KubeClient:
     """Async JSON calls to the Kubernetes API with one shared connection pool."""
 
-    def __init__(self, info: kopf.ConnectionInfo, timeout_s: float = 30.0) -> None:
+    def __init__(self, info: kopf.ConnectionInfo, timeout_s: float = 30.0, token_file: str | None = None) -> None:
+        """``token_file``: where ``info``'s bearer token was read, to read again whenever it changes."""
         self._server = info.server.rstrip("/")
         self._headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **info.as_http_headers()}
+        self._token_file = token_file
+        self._token_read = self._token_version()
         self._ssl: Any = info.as_ssl_context() if self._server.startswith("https") else None
         if self._ssl is not None and info.insecure:
             self._ssl = False
@@ -78,6 +85,7 @@ class KubeClient:
                       retries: int = 3) -> dict[str, Any]:
         """Call the API; retry conflicts, throttling and server errors with backoff; raise ApiError."""
         session = self._open_session()
+        self._reread_token()
         data = None if body is None else json.dumps(body)
         headers = dict(self._headers, **({"Content-Type": content_type} if body is not None else {}))
         for attempt in range(retries + 1):
@@ -167,6 +175,7 @@ class KubeClient:
         """Open a watch and give its events (``{"type", "object"}``, one per line) until the server ends it;
         ApiError when it cannot be opened or breaks off (no read for ``timeout_s``: a dead connection)."""
         session = self._open_session()
+        self._reread_token()
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout.total, sock_read=timeout_s)
         try:
             async with session.get(self._server + path, params={**params, "watch": "true"},
@@ -177,6 +186,30 @@ class KubeClient:
                     yield events
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise ApiError(503, "ServiceUnavailable", f"cannot watch {path}: {exc!r}") from exc
+
+    def _token_version(self) -> tuple[int, int] | None:
+        """The token file's inode and modification time, which change as it is rewritten or replaced; None without
+        one."""
+        try:
+            found = os.stat(self._token_file) if self._token_file else None
+        except OSError:
+            return None
+        return (found.st_ino, found.st_mtime_ns) if found else None
+
+    def _reread_token(self) -> None:
+        """Send the token file's token from now on, if the file changed since it was last read."""
+        version = self._token_version()
+        if self._token_file is None or version is None or version == self._token_read:
+            return
+        try:
+            with open(self._token_file, encoding="utf-8") as f:
+                token = f.read().strip()
+        except OSError:
+            return
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+            self._token_read = version
+            log.info("read the rotated token in %s", self._token_file)
 
     def _open_session(self) -> aiohttp.ClientSession:
         """The connection pool, opened on first use; ApiError once the client is closed."""

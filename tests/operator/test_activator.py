@@ -339,3 +339,33 @@ def test_the_arrivals_it_counts_reach_the_operators_metrics_path_through_a_real_
                      timeout=30, what="quiet's count gone after its deletion")
     finally:
         upstream.shutdown()
+
+
+def series(url: str, name: str) -> list[str]:
+    """The activator's series of one deployment (requests by outcome, held, arrivals)."""
+    return [ln for ln in requests.get(url + "/metrics", timeout=5).text.splitlines()
+            if ln.startswith("foresail_activator_") and f'llmdeployment="{name}"' in ln]
+
+
+def test_a_deleted_deployments_series_go_once_its_requests_are_answered(cluster, tmp_path: Path):
+    """Its requests by outcome and its held gauge go as its arrivals do: those of one deleted while idle at once,
+    those of one deleted while a request waits once that request has its 404 (counted, then gone)."""
+    with running_activator(cluster, tmp_path, "http://127.0.0.1:9", "--hold-timeout", "30") as (url, _):
+        deploy(cluster, url, "idle", timeout=10, **AT_ZERO_OFF)
+        deploy(cluster, url, "busy", timeout=10, **AT_ZERO_OFF)
+        cluster.kube.merge(LLMD.format(ns="default") + "/idle/status", {"status": {"readyReplicas": 1}})
+        wait_for(lambda: chat(url, "idle").status_code == 502, timeout=30, what="idle's request answered")
+        answers: list[requests.Response] = []
+        waiting = threading.Thread(target=lambda: answers.append(chat(url, "busy")))
+        waiting.start()
+        wait_for(lambda: requested_at(cluster.kube.get(LLMD.format(ns="default") + "/busy") or {}), what="the stamp")
+        families = {"foresail_activator_requests_total", "foresail_activator_held_requests"}
+        assert families <= {s.split("{")[0] for s in series(url, "idle")}
+        assert "foresail_activator_held_requests" in {s.split("{")[0] for s in series(url, "busy")}
+        for name in ("idle", "busy"):
+            cluster.kube.delete(LLMD.format(ns="default") + f"/{name}")
+        waiting.join(timeout=30)
+        assert answers[0].status_code == 404, answers[0].text
+        wait_for(lambda: not series(url, "idle") and not series(url, "busy"), timeout=10,
+                 what="no series of the deleted deployments")
+        assert metric(url, "unknown_model") == 0  # gone with busy's series

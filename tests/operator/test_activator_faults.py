@@ -1,7 +1,8 @@
 """The activator (the real `foresail activator` process over HTTP) when a client, a pod or the API server
 misbehaves, and the requests and headers it must pass on with care: a client that gives up, a pod that
 breaks off mid-answer or never answers the connection, a throttled stamp, compressed bodies, hop-by-hop
-headers, bodies over the limit, and `GET /v1/models/{model}` (the OpenAI SDK's `models.retrieve`)."""
+headers, bodies over the limit, malformed bodies, the last replica going as a request is sent, and
+`GET /v1/models/{model}` (the OpenAI SDK's `models.retrieve`)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
 import requests
 
+from foresail.demo.prometheus import free_port
+from foresail_operator.activation import requested_at
 from tests.helpers import wait_for
 from tests.operator.conftest import LLMD
 from tests.operator.test_activator import AT_ZERO_OFF, Answer, chat, deploy, llmd, metric, running_activator, served
@@ -279,3 +283,70 @@ def test_one_model_is_retrieved_and_an_oversized_body_is_refused_in_openais_shap
         assert rsp.json()["error"] == {"message": "the request body is larger than 64 MiB",
                                        "type": "invalid_request_error", "code": 413}
         assert metric(url, "bad_request") == 1
+
+
+def arrivals(url: str) -> float:
+    """The requests that arrived at the activator for a deployment, by its counter."""
+    text = requests.get(url + "/metrics", timeout=5).text
+    return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
+               if ln.startswith("foresail_activator_arrivals_total{"))
+
+
+@pytest.mark.parametrize("routing", ["service", "pods"])
+def test_a_request_sent_as_the_last_replica_goes_is_held_and_wakes_the_deployment(cluster, tmp_path: Path,
+                                                                                 routing: str):
+    """The status still says one replica is ready (the operator is a moment late) but nothing answers: the request
+    is sent and its connection retried; once the watch shows no ready replica it is held as at zero, the
+    LLMDeployment stamped, and it goes through once a replica is ready, not a 502 after the retries."""
+    port = free_port()  # the Service: nothing listens there until a replica is ready again
+    path = LLMD.format(ns="default") + "/tiny"
+    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
+    cluster.kube.merge(path + "/status", {"status": {"readyReplicas": 1}})
+    with running_activator(cluster, tmp_path, f"http://127.0.0.1:{port}", "--hold-timeout", "60",
+                           "--routing", routing) as (url, _):
+        wait_for(lambda: served(url) == ["tiny"], timeout=10, what="tiny in /v1/models")
+        answers: list[requests.Response] = []
+        waiting = threading.Thread(target=lambda: answers.append(chat(url, "tiny", timeout=90)))
+        waiting.start()
+        wait_for(lambda: arrivals(url) == 1, timeout=10, what="the request at the activator")
+        time.sleep(0.5)  # its connection refused, and retried
+        cluster.kube.merge(path + "/status", {"status": {"readyReplicas": 0}})  # the operator catches up
+        wait_for(lambda: requested_at(cluster.kube.get(path) or {}), timeout=8, what="the stamp asking for a replica")
+        assert held(url) == 1 and not answers
+        upstream = http.server.ThreadingHTTPServer(("127.0.0.1", port), Answer)
+        threading.Thread(target=upstream.serve_forever, daemon=True).start()
+        try:
+            cluster.kube.merge(path + "/status", {"status": {"readyReplicas": 1}})
+            waiting.join(timeout=60)
+            assert answers[0].status_code == 200, answers[0].text
+            assert (metric(url, "held"), metric(url, "unreachable")) == (1, 0)
+        finally:
+            upstream.shutdown()
+
+
+def test_malformed_bodies_get_a_400_or_go_on_never_a_crash(cluster, tmp_path: Path):
+    """With prefix routing, a content part whose text is null, a number or an object gives the routing key no text
+    (the request goes on: the pod judges it); JSON nested deeper than the parser recurses gets a 400 in OpenAI's
+    shape, counted as bad_request. Never aiohttp's bare 500 and a traceback."""
+    upstream = serve(Answer)
+    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
+    cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
+    try:
+        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{upstream.server_address[1]}",
+                               "--routing", "prefix") as (url, _):
+            wait_for(lambda: served(url) == ["tiny"], timeout=10, what="tiny in /v1/models")
+            for text in (None, 5, {"a": 1}):
+                body: dict[str, Any] = {"model": "tiny", "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": text}]}]}
+                rsp = requests.post(url + "/v1/chat/completions", json=body, timeout=30)
+                assert rsp.status_code == 200, (text, rsp.text)
+            for nested in (b'{"model": "tiny", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+                           b'{"model": "tiny", "x": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5000 + b"}"):
+                rsp = requests.post(url + "/v1/chat/completions", data=nested, timeout=30)
+                assert rsp.status_code == 400, rsp.text
+                assert rsp.json()["error"] == {"message": "the request body's JSON is nested too deeply",
+                                               "type": "invalid_request_error", "code": 400}
+            assert (metric(url, "forwarded"), metric(url, "bad_request")) == (3, 2)
+        assert "Traceback" not in (tmp_path / "activator.log").read_text()
+    finally:
+        upstream.shutdown()

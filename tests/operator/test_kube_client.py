@@ -168,3 +168,33 @@ async def test_the_nodes_are_read_a_page_at_a_time() -> None:
         finally:
             await client.close()
     assert asked == [{"limit": "500"}, {"limit": "500", "continue": "page-2"}]
+
+
+async def test_a_rotated_service_account_token_is_read_again(tmp_path: Path) -> None:
+    """The kubelet replaces a projected token before it expires, and the API server then refuses the old one: the
+    client sends the file's new token from the next call on, calls and watches alike (as client-go does)."""
+    token = tmp_path / "token"
+    token.write_text("token-A\n")
+    accepted = {"token": "token-A"}
+
+    async def namespaces(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {accepted['token']}":
+            return web.json_response({"kind": "Status", "reason": "Unauthorized", "message": "Unauthorized",
+                                      "code": 401}, status=401)
+        if request.query.get("watch") == "true":
+            return web.Response(text="")  # a watch the server ends at once
+        return web.json_response({"kind": "NamespaceList", "metadata": {"resourceVersion": "1"}, "items": []})
+
+    async with http_server("/api/v1/namespaces", namespaces) as url:
+        client = KubeClient(kopf.ConnectionInfo(server=url, token="token-A"), token_file=str(token))
+        try:
+            assert (await client.request("GET", "/api/v1/namespaces"))["items"] == []
+            rotated = tmp_path / "token.new"  # written beside, then swapped in, as the kubelet's atomic writer does
+            rotated.write_text("token-B\n")
+            rotated.replace(token)
+            accepted["token"] = "token-B"
+            assert (await client.request("GET", "/api/v1/namespaces"))["items"] == []
+            async with client.watch("/api/v1/namespaces", {}, timeout_s=5) as events:
+                assert [event async for event in events] == []
+        finally:
+            await client.close()
