@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         use_kubeconfig(args.kubeconfig)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
-    kopf.configure(verbose=args.verbose)
+    kopf.configure(verbose=args.verbose, log_prefix=True)  # each object's lines start [namespace/name]
     with contextlib.suppress(asyncio.CancelledError):  # as kopf.run
         asyncio.run(_operate(
             health_port,

@@ -47,6 +47,8 @@ def test_no_scale_down_while_a_ready_pod_is_not_scraped(cluster, tmp_path: Path,
             prometheus.write_targets([])
     log = operator.text()
     assert "only 2 of the 3 ready pods' metrics are scraped" in log and "every ready pod is scraped again" in log
+    # the line names its object, as kopf's per-object lines do with log_prefix
+    assert "[default/tiny] default/tiny: only 2 of the 3" in log
 
 
 @pytest.mark.parametrize(("scraped", "learned"), [("2", False), ("3", True), (None, True)])
