@@ -137,6 +137,7 @@ _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 # Kubernetes' suffixes: decimal k, M, ... E (a lower-case k), binary Ki ... Ei, or a decimal exponent (1e9).
 _BYTES = re.compile(r"^[0-9]+(\.[0-9]+)?([kMGTPE]|[KMGTPE]i|[eE][0-9]+)?$")
 _QUANTITIES = {"cpu": re.compile(r"^[0-9]+(\.[0-9]+)?m?$"), "memory": _BYTES, "ephemeralStorage": _BYTES}
+_DIVISOR = re.compile(r"^[0-9]+(\.[0-9]+)?(m|[kMGTPE]|[KMGTPE]i)?$")  # a resourceFieldRef's: milli too
 
 
 def _count_or_percent(value: Any, least: int) -> bool:
@@ -285,6 +286,15 @@ def _key_ref(ref: Mapping[str, Any], where: str) -> None:
         raise SpecError(f"{where}.key: {key!r} must be a valid config key: letters, digits, '-', '_' or '.'")
 
 
+def _divisor(value: Any, i: int) -> None:
+    """An env var's resourceFieldRef.divisor, if any: a quantity with Kubernetes' suffixes."""
+    if value is None or isinstance(value, int) and not isinstance(value, bool) and value >= 0 or \
+            isinstance(value, str) and _DIVISOR.match(value):
+        return
+    raise SpecError(f"spec.runtime.env[{i}].valueFrom.resourceFieldRef.divisor: {value!r} is not a quantity "
+                    "(e.g. 1Mi, 1k or 1m)")
+
+
 def _token_secret(ref: Mapping[str, Any]) -> str | None:
     """spec.model.tokenSecretRef's Secret name (checked with its key), or None."""
     if ref:
@@ -299,6 +309,7 @@ def _env(runtime: Mapping[str, Any]) -> tuple[tuple[Mapping[str, Any], ...], tup
         for kind in ("secretKeyRef", "configMapKeyRef"):
             if (var.get("valueFrom") or {}).get(kind) is not None:
                 _key_ref(var["valueFrom"][kind], f"spec.runtime.env[{i}].valueFrom.{kind}")
+        _divisor(((var.get("valueFrom") or {}).get("resourceFieldRef") or {}).get("divisor"), i)
     for i, source in enumerate(env_from):
         prefix = source.get("prefix") or ""
         if prefix and not _ENV_NAME.match(prefix):

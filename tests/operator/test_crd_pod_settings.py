@@ -118,6 +118,11 @@ REFUSED: dict[str, tuple[str, dict[str, Any], str, str]] = {
     "memory-upper-case-k": ("resources", {"memory": "32K"}, "spec.resources.memory", "should match"),
     "ephemeral-storage-lower-case-ki": ("resources", {"ephemeralStorage": "200gi"},
                                         "spec.resources.ephemeralStorage", "should match"),
+    # a divisor's suffixes are Kubernetes' too: 1mi (milli is no binary prefix) and 1ki are no quantities
+    "divisor-milli-binary": ("runtime", env(resourceFieldRef={"resource": "limits.memory", "divisor": "1mi"}),
+                             "spec.runtime.env[0].valueFrom.resourceFieldRef.divisor", "should match"),
+    "divisor-lower-case-ki": ("runtime", env(resourceFieldRef={"resource": "limits.memory", "divisor": "1ki"}),
+                              "spec.runtime.env[0].valueFrom.resourceFieldRef.divisor", "should match"),
     "secret-key-ref-bad-name": ("runtime", env(secretKeyRef={"name": "HF_Token", "key": "token"}),
                                 "spec.runtime.env[0].valueFrom.secretKeyRef.name", "should match"),
     "secret-key-ref-no-name": ("runtime", env(secretKeyRef={"key": "token"}),
@@ -166,6 +171,9 @@ ACCEPTED: dict[str, tuple[str, dict[str, Any]]] = {
     "priorityclass-subdomain": ("resources", {"priorityClassName": "inference-high.example.com"}),
     "cpu-millicores": ("resources", {"cpu": "500m", "memory": "32Gi", "ephemeralStorage": "200Gi"}),
     "quantities-int": ("resources", {"cpu": 4, "memory": 0, "ephemeralStorage": 10 ** 11}),
+    "divisors": ("runtime", {"env": [{"name": n, "valueFrom": {"resourceFieldRef": {"resource": "limits.memory",
+                                                                                    "divisor": d}}}
+                                     for n, d in (("A", "1Mi"), ("B", "1m"), ("C", "1k"), ("D", 1))]}),
     "quantities-decimal-suffix-and-exponent": ("resources", {"memory": "500k", "ephemeralStorage": "1e11"}),
     "key-refs": ("runtime", {"env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "hf-token",
                                                                                   "key": "HF_TOKEN.v1"}}},
