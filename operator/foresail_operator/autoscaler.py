@@ -90,6 +90,7 @@ class Loop:
     unscraped: str | None = None  # why scale-down is held for pods Prometheus does not scrape, while it is
     overrides: int = 0  # decisions in a row that found another count there
     writer: str | None = None  # the autoscalers found targeting the Deployment when that was reported
+    manual: tuple[int, float] | None = None  # the replicas of the last manual scale (kubectl scale), and when
     view: dict[str, Any] = field(default_factory=dict)
     learned: list[dict[str, Any]] = field(default_factory=list)  # the learned windows last logged
 
@@ -546,6 +547,8 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     status = body.get("status") or {}
     if (unscraped or _manual_hold(status, spec, now)) and target < current:
         target = current
+    if loop.manual is not None and now - loop.manual[1] < spec.autoscaling.scale_down_stabilization_s:
+        target = max(target, spec.clamp(loop.manual[0]))  # held here too: the status read may predate it
     acting = spec.autoscaling.mode in ("predictive", "reactive") and deployment is not None
     overridden = await _overridden(loop, acting, current, body, client, logger)
     refused = None

@@ -59,6 +59,8 @@ class OperatorConfig:
             "pre_stop": _choice("FORESAIL_PRE_STOP", "auto", PRE_STOP_HOOKS),
         }
         values.update({k: v for k, v in overrides.items() if v not in (None, ())})
+        if not values["peering"]:  # kopf would write to the peering collection, and exit with tracebacks
+            raise ValueError("FORESAIL_PEERING (--peering) must name the peering object, not ''")
         return cls(**values)  # type: ignore[arg-type]
 
 

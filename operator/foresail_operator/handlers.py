@@ -7,8 +7,12 @@ the pod plan in plan.py; status and conditions in status.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
 import logging
-from typing import Any
+import socket
+import time
+from typing import Any, Iterator
 
 import kopf
 import prometheus_client
@@ -17,7 +21,7 @@ from foresail_operator import GROUP, PLURAL, VERSION, telemetry
 from foresail_operator.activation import requested_at
 from foresail_operator.autoscaler import Loop, backfill, step
 from foresail_operator.collector import Collector
-from foresail_operator.kube import ApiError, KubeClient
+from foresail_operator.kube import ApiError, KubeClient, path_for
 from foresail_operator.metrics import PrometheusSource
 from foresail_operator.plan import OWNER_LABEL
 from foresail_operator.reconciler import llmd_path, out_of_plan, reconcile, refresh_status
@@ -26,9 +30,22 @@ from foresail_operator.spec import SpecError, parse_spec
 from foresail_operator.status import PodSummary, pod_warnings
 
 OWNED = {OWNER_LABEL: kopf.PRESENT}
+OWNED_KINDS = (("v1", "services"), ("apps/v1", "deployments"), ("policy/v1", "poddisruptionbudgets"))
 INVALID_SPEC_RECHECK_S = 5.0  # how often a decision loop looks again at a spec it cannot act on
+# how often the owned objects the watch caches are read back: kopf tells no deletion made while a watch was down
+VANISHED_CHECK_S = 60.0
 _locks: dict[tuple[str, str], asyncio.Lock] = {}  # one status refresh at a time per object
 _reconciling: dict[tuple[str, str], asyncio.Lock] = {}  # one reconcile at a time per object
+_first_ready: dict[str, float] = {}  # pod uid -> when it was first seen ready (owned_pods)
+_vanished_checked: dict[tuple[str, str], float] = {}  # when each object's owned objects were last read back
+
+
+class ApiBackoffs:
+    """kopf's waits before retrying a failed API request: 1, 2, 5, 10 s, then 30 s for ever, afresh for each request.
+    A finite list would stop the operator (exit 1) once an API outage outlasts it."""
+
+    def __iter__(self) -> Iterator[float]:
+        return itertools.chain((1, 2, 5, 10), itertools.repeat(30))
 
 
 @kopf.on.startup()
@@ -38,7 +55,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="foresail.dev", key="last-handled-configuration")
     settings.posting.level = logging.INFO
-    settings.networking.error_backoffs = [1, 2, 5, 10, 30]
+    settings.networking.error_backoffs = ApiBackoffs()
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.peering.mandatory = False
@@ -59,7 +76,9 @@ async def start_collector(memo: kopf.Memo, logger: logging.Logger, **_: Any) -> 
     memo.owned = {"services": {}, "poddisruptionbudgets": {}}  # plural -> (namespace, owner) -> object (on_owned)
     memo.collector_task = asyncio.create_task(memo.collector.run(logger))
     if config.metrics_port:
-        prometheus_client.start_http_server(config.metrics_port)
+        # on "::", IPv4 too (Linux's net.ipv6.bindv6only is off by default); "0.0.0.0" where the host has no IPv6
+        address = "::" if socket.has_dualstack_ipv6() else "0.0.0.0"
+        prometheus_client.start_http_server(config.metrics_port, addr=address)
         logger.info("serving the operator's metrics on :%d/metrics", config.metrics_port)
 
 
@@ -95,8 +114,13 @@ def owned_deployments(namespace: str, labels: kopf.Labels, body: kopf.Body, **_:
 
 @kopf.index("", "v1", "pods", labels=OWNED)
 def owned_pods(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict:
-    """Summaries of owned pods by (namespace, owner name)."""
-    return {(namespace, labels[OWNER_LABEL]): PodSummary.of(body)}
+    """Summaries of owned pods by (namespace, owner name), with when each was first seen ready (its cold start's
+    end: the Ready condition tells only the last time it became ready)."""
+    summary = PodSummary.of(body)
+    uid = body.get("metadata", {}).get("uid", "")
+    if uid not in _first_ready and summary.ready_since is not None:
+        _first_ready[uid] = summary.ready_since
+    return {(namespace, labels[OWNER_LABEL]): dataclasses.replace(summary, first_ready=_first_ready.get(uid))}
 
 
 def _first(index: kopf.Index, key: tuple[str, str]) -> Any:
@@ -109,10 +133,10 @@ async def _refresh(memo: kopf.Memo, key: tuple[str, str], llmdeployments: kopf.I
                    body: dict | None = None, deployment: dict | None = None) -> None:
     """Recompute one LLMDeployment's status from the indexes, or the `body` and `deployment` given (one at a time
     per object)."""
+    body = body or _first(llmdeployments, key)
+    if body is None or body["metadata"].get("deletionTimestamp"):  # no lock kept for a deleted one (forget)
+        return
     async with _locks.setdefault(key, asyncio.Lock()):
-        body = body or _first(llmdeployments, key)
-        if body is None or body["metadata"].get("deletionTimestamp"):
-            return
         loop = memo.loops.get(key)
         failure = memo.failures.get(key)
         await refresh_status(memo.client, body, deployment or _first(owned_deployments, key),
@@ -140,16 +164,29 @@ async def _restore(memo: kopf.Memo, key: tuple[str, str], logger: logging.Logger
 
 async def _restore_if_astray(memo: kopf.Memo, key: tuple[str, str], body: dict, logger: logging.Logger,
                              owned_deployments: kopf.Index) -> None:
-    """_restore where an owned object (as last seen) is missing or strayed from the plan: no API call while all is
-    in order."""
+    """_restore where an owned object (as last seen) is missing or strayed from the plan, or (read back every
+    ``VANISHED_CHECK_S``) is gone; no other API call while all is in order."""
     owned = memo.owned
     live = (owned["services"].get(key), _first(owned_deployments, key), owned["poddisruptionbudgets"].get(key))
     try:
         astray = await out_of_plan(memo.client, memo.config, body, live)
+        if not astray and time.monotonic() - _vanished_checked.get(key, -VANISHED_CHECK_S) >= VANISHED_CHECK_S:
+            _vanished_checked[key] = time.monotonic()
+            astray = await _vanished(memo.client, live)
     except (ApiError, SpecError):  # reported by on_llmdeployment
         return
     if astray:
         await _restore(memo, key, logger)
+
+
+async def _vanished(client: KubeClient, live: tuple[dict | None, ...]) -> bool:
+    """Whether an owned object as last seen is gone: deleted while a watch was down, which kopf never tells (after
+    a 410 Gone it lists again, but sends no DELETED for what went meanwhile). One GET per object."""
+    for (api_version, plural), obj in zip(OWNED_KINDS, live, strict=True):
+        if obj is not None and await client.get(
+                path_for(api_version, plural, obj["metadata"]["namespace"], obj["metadata"]["name"])) is None:
+            return True
+    return False
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -165,6 +202,8 @@ async def on_llmdeployment(body: kopf.Body, reason: str, diff: kopf.Diff, old: A
         wake = requested_at(new or {}) != requested_at(old or {})  # the activator stamped it anew
     raw = dict(body)
     key = (namespace, name)
+    if manual is not None and key in memo.loops:  # the decision loop holds it from now (autoscaler.step)
+        memo.loops[key].manual = (manual, time.time())
     try:
         async with _reconciling.setdefault(key, asyncio.Lock()):
             live = await reconcile(memo.client, memo.config, raw, logger, manual_replicas=manual, wake=wake,
@@ -187,6 +226,7 @@ async def forget(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
     """Drop what the handlers keep for a deleted LLMDeployment (its locks and last failure)."""
     _locks.pop((namespace, name), None)
     _reconciling.pop((namespace, name), None)
+    _vanished_checked.pop((namespace, name), None)
     memo.failures.pop((namespace, name), None)
 
 
@@ -231,6 +271,8 @@ async def on_pod(type: str | None, body: kopf.Body, namespace: str, labels: kopf
     """Pods carry readiness, cold starts and start-up failures into the owner's status, and evictions and
     containers killed for memory into a Warning Event on the owner, once each."""
     key = (namespace, labels[OWNER_LABEL])
+    if type == "DELETED":
+        _first_ready.pop(body.get("metadata", {}).get("uid", ""), None)
     _warn_once(type, body, _first(llmdeployments, key), memo.warned, logger)
     await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods)
 
@@ -306,8 +348,9 @@ async def autoscale(stopped: kopf.DaemonStopped, name: str, namespace: str, logg
                 loop.configure(spec, None, body.get("status"))
                 await backfill(loop, memo.collector, runtime_for(spec).name, logger)
             try:
-                await step(loop, memo.client, memo.collector, body, spec, _first(owned_deployments, key),
-                           pods, logger)
+                async with _reconciling.setdefault(key, asyncio.Lock()):  # not while a manual scale is applied
+                    await step(loop, memo.client, memo.collector, body, spec, _first(owned_deployments, key),
+                               pods, logger)
                 await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods)
             except ApiError as exc:
                 logger.warning("decision not applied: %s", exc)

@@ -52,6 +52,7 @@ class PodSummary:
     deletion_cost: str | None = None  # its controller.kubernetes.io/pod-deletion-cost annotation
     metrics_url: str | None = None  # its own /metrics (pod IP, prometheus.io/port and /path annotations)
     terminating: bool = False  # deleted, shutting down (metadata.deletionTimestamp)
+    first_ready: float | None = None  # when it first became ready, where known (handlers.owned_pods remembers it)
 
     @classmethod
     def of(cls, pod: Mapping[str, Any]) -> "PodSummary":
@@ -83,10 +84,11 @@ class PodSummary:
 
     @property
     def cold_start_s(self) -> float | None:
-        """Seconds from pod creation to readiness, once ready."""
-        if self.created is None or self.ready_since is None:
+        """Seconds from pod creation to its first readiness (not a later one: a readiness blip, a restart)."""
+        ready = self.first_ready if self.first_ready is not None else self.ready_since
+        if self.created is None or ready is None:
             return None
-        return max(0.0, self.ready_since - self.created)
+        return max(0.0, ready - self.created)
 
 
 OOM_HINT = "raise resources.memory, the container's memory limit"

@@ -128,6 +128,7 @@ def test_the_commands_exit_at_once_on_bad_flags(args: list[str], message: str) -
     ("FORESAIL_RATE_WINDOW", "30s30s", "FORESAIL_RATE_WINDOW must be a Prometheus duration above zero"),
     ("FORESAIL_RATE_WINDOW", "1m1h", "FORESAIL_RATE_WINDOW must be a Prometheus duration above zero"),
     ("FORESAIL_PRE_STOP", "none", "FORESAIL_PRE_STOP must be one of auto, sleep, exec, not 'none'"),
+    ("FORESAIL_PEERING", "", r"FORESAIL_PEERING \(--peering\) must name the peering object, not ''"),
 ])
 def test_bad_environment_variables_are_named(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
                                              message: str) -> None:

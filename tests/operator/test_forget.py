@@ -21,3 +21,12 @@ async def test_a_deleted_llmdeployment_leaves_no_lock_or_failure_behind() -> Non
         assert memo.failures == {kept: ("InvalidSpec", "y")}
     finally:
         handlers._locks.clear()
+
+
+async def test_a_pod_event_after_the_owner_went_keeps_no_lock() -> None:
+    """The terminating pods' events come after `forget`: their status refresh finds no owner and keeps nothing."""
+    try:
+        await handlers._refresh(kopf.Memo(loops={}, failures={}), ("default", "gone"), {}, {}, {})
+        assert ("default", "gone") not in handlers._locks
+    finally:
+        handlers._locks.clear()

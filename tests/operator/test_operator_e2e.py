@@ -462,7 +462,7 @@ INVALID = [
      "spec.autoscaling.forecast.quantile"),
     ({"model": {"source": "a/b"}, "autoscaling": {"forecast": {"horizon": "soon"}}},
      "spec.autoscaling.forecast.horizon"),
-    ({"model": {"source": "a/b"}, "replicas": 20, "maxReplicas": 4}, "replicas"),
+    ({"model": {"source": "a/b"}, "replicas": 20, "maxReplicas": 4, "autoscaling": {"mode": "off"}}, "replicas"),
     ({"model": {"source": "a/b"}, "disruptionBudget": {"maxUnavailable": 0}}, "spec.disruptionBudget.maxUnavailable"),
     ({"model": {"source": "a/b"}, "disruptionBudget": {"maxUnavailable": "half"}},
      "spec.disruptionBudget.maxUnavailable"),
