@@ -230,6 +230,16 @@ async def forget(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
     memo.failures.pop((namespace, name), None)
 
 
+async def _refresh_on_event(memo: kopf.Memo, key: tuple[str, str], llmdeployments: kopf.Index,
+                            owned_deployments: kopf.Index, owned_pods: kopf.Index, logger: logging.Logger) -> None:
+    """_refresh from an event handler, which kopf does not retry: an API error is one warning line (the next event
+    or decision refreshes the status), not a traceback."""
+    try:
+        await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods)
+    except ApiError as exc:
+        logger.warning("cannot refresh the status of %s/%s: %s", *key, exc.message)
+
+
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)
 async def on_deployment(type: str, namespace: str, labels: kopf.Labels, logger: logging.Logger,
                         memo: kopf.Memo, llmdeployments: kopf.Index, owned_deployments: kopf.Index,
@@ -242,7 +252,7 @@ async def on_deployment(type: str, namespace: str, labels: kopf.Labels, logger: 
     if type == "DELETED":
         logger.info("Deployment %s was deleted; recreating it", key[1])
         await _restore(memo, key, logger)
-    await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods)
+    await _refresh_on_event(memo, key, llmdeployments, owned_deployments, owned_pods, logger)
 
 
 @kopf.on.event("", "v1", "services", labels=OWNED)
@@ -274,7 +284,7 @@ async def on_pod(type: str | None, body: kopf.Body, namespace: str, labels: kopf
     if type == "DELETED":
         _first_ready.pop(body.get("metadata", {}).get("uid", ""), None)
     _warn_once(type, body, _first(llmdeployments, key), memo.warned, logger)
-    await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods)
+    await _refresh_on_event(memo, key, llmdeployments, owned_deployments, owned_pods, logger)
 
 
 def _warn_once(type_: str | None, pod: kopf.Body, owner: dict | None, warned: set[str],

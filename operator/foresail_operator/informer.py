@@ -3,10 +3,11 @@
 Each watched namespace (or the whole cluster) is listed once, then watched from the list's
 resourceVersion: every ADDED, MODIFIED and DELETED event updates the cache and is passed to a callback, a
 BOOKMARK moves the resourceVersion on, and a watch the server ends (its timeout) is opened again from
-there. A 410 Gone (the version is too old) lists anew at once, the callback seeing what changed meanwhile.
-A list or watch that fails (an error, an ERROR event, a broken connection, garbage) lists anew after a
-backoff (1 s, doubling to 30 s, until a watch opens again), the cache kept as it was meanwhile
-(fail-static) and the failure logged once per spell.
+there. A 410 Gone (the version is too old) after a working watch lists anew at once, the callback seeing what
+changed meanwhile. A list or watch that fails (an error, an ERROR event, a broken connection, garbage, or a 410
+again before a watch worked) lists anew after a backoff (1 s, doubling to 30 s, until a watch delivers an event or
+a bookmark, or ends as the server times it out), the cache kept as it was meanwhile (fail-static) and the failure
+logged once per spell.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Informer:
         self.on_change = on_change
         self.objects: dict[Key, dict[str, Any]] = {}
         self._errors: dict[str | None, ApiError] = {}  # why a namespace's last list or watch failed
+        self._waits: dict[str | None, float] = {}  # the next backoff of a namespace whose watch has not worked since
         self._unlisted = set(self.namespaces)  # the namespaces never listed yet
         self._tried = asyncio.Event()  # set once every namespace was listed or failed to be
 
@@ -63,7 +65,6 @@ class Informer:
     async def _follow(self, ns: str | None) -> None:
         path = path_for(self.api_version, self.plural, ns)
         version: str | None = None  # None: list (again) before watching
-        backoff = BACKOFF_S[0]
         while True:
             try:
                 if version is None:
@@ -71,13 +72,14 @@ class Informer:
                 version = await self._watch(ns, path, version)
             except ApiError as exc:
                 version = None  # list again, as client-go's reflector does
-                if exc.status == 410:  # the version is too old to watch from: at once
+                backoff = self._waits.get(ns)
+                if backoff is None and exc.status == 410:  # a working watch's version is too old: at once
+                    self._waits[ns] = BACKOFF_S[0]
                     continue
-                if ns not in self._errors:  # a watch was open until now: the backoff starts afresh
-                    backoff = BACKOFF_S[0]
+                backoff = backoff or BACKOFF_S[0]
                 self._failed(ns, exc, backoff)
                 await asyncio.sleep(backoff)
-                backoff = min(2 * backoff, BACKOFF_S[1])
+                self._waits[ns] = min(2 * backoff, BACKOFF_S[1])
 
     async def _list(self, ns: str | None, path: str) -> str:
         """Replace the namespace's part of the cache with a fresh list; its resourceVersion."""
@@ -103,7 +105,6 @@ class Informer:
         params = {**self.selector, "resourceVersion": version, "allowWatchBookmarks": "true",
                   "timeoutSeconds": str(WATCH_TIMEOUT_S)}
         async with self.client.watch(path, params, timeout_s=WATCH_TIMEOUT_S + 30) as events:
-            self._recovered(ns)
             async for event in events:
                 kind, obj = event.get("type"), event.get("object")
                 if not isinstance(obj, dict):
@@ -117,6 +118,8 @@ class Informer:
                     if not _named(obj):
                         raise ApiError(500, "BadEvent", f"a {kind} event without an object name: {str(event)[:200]}")
                     self._apply(kind, obj)
+                self._recovered(ns)  # an event or a bookmark: the watch works
+        self._recovered(ns)  # the server ended the watch (its timeout), not a failure
         return version
 
     def _apply(self, kind: str, obj: dict[str, Any]) -> None:
@@ -136,6 +139,7 @@ class Informer:
         self._note_tried()
 
     def _recovered(self, ns: str | None) -> None:
+        self._waits.pop(ns, None)
         if self._errors.pop(ns, None) is not None:
             log.info("%s%s can be listed and watched again", self.plural, f" in {ns}" if ns else "")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
@@ -152,6 +153,64 @@ async def test_a_watch_it_may_not_open_keeps_the_listed_state_and_says_why(tmp_p
             assert informer.error is not None
             server.clear_faults()
             await until(lambda: informer.error is None, timeout=6)
+
+
+async def test_a_version_too_old_again_and_again_lists_again_less_often(tmp_path: Path,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """A server whose watches keep answering 410 Gone (its watch cache behind the versions its lists give): the
+    first 410 lists again at once, the next ones back off (1 s, doubling), with one warning."""
+    with start_apiserver(tmp_path, simulate_pods=False) as server:
+        Kube(server.url).create(CONFIGMAPS.format(ns="default"), configmap("a"))
+        server.faults(method="GET", path="watch=true", status=410, count=100000, message="too old resource version")
+        with caplog.at_level(logging.INFO, logger="foresail.informer"):
+            async with following(server) as (informer, _):
+                await informer.synced()
+                await asyncio.sleep(4.5)
+                assert calls(server) == ["list", "watch"] * 4  # at 0, 0, 1 and 3 s; the next at 7 s
+                assert informer.error is not None and informer.error.status == 410
+                assert list(informer.objects) == [("default", "a")]
+                server.clear_faults()
+                await until(lambda: informer.error is None, timeout=6)
+        assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"], caplog.text
+        assert "410" in caplog.records[0].getMessage()
+
+
+async def test_a_watch_that_opens_then_fails_backs_off_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """No API test server fails a watch it has opened, so a small HTTP server stands in: each watch opens, then
+    sends an ERROR event. That is a failure until a watch delivers an event: the tries back off (1 s, doubling)
+    and the spell is logged once, not once a second with a "works again" between."""
+    lists = 0
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        nonlocal lists
+        if request.query.get("watch") != "true":
+            lists += 1
+            return web.json_response({"metadata": {"resourceVersion": "2"}, "items": [
+                {"metadata": {"name": "a", "namespace": "default", "resourceVersion": "1"}}]})
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b'{"type": "ERROR", "object": {"kind": "Status", "code": 500, "reason": "InternalError", '
+                             b'"message": "etcdserver: request timed out"}}\n')
+        return response
+
+    async with http_server("/api/v1/configmaps", handle) as url:
+        client = KubeClient(kopf.ConnectionInfo(server=url, insecure=True))
+        informer = Informer(client, "v1", "configmaps")
+        with caplog.at_level(logging.INFO, logger="foresail.informer"):
+            task = asyncio.create_task(informer.run())
+            try:
+                await informer.synced()
+                await asyncio.sleep(4.5)
+                assert lists == 3  # at 0, 1 and 3 s; the next at 7 s
+                assert informer.error is not None and informer.error.status == 500
+                assert list(informer.objects) == [("default", "a")]
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await client.close()
+        assert [r.levelname for r in caplog.records] == ["WARNING"], caplog.text
+        assert "etcdserver: request timed out" in caplog.records[0].getMessage()
 
 
 async def test_garbage_from_the_server_is_an_error_it_recovers_from(monkeypatch: pytest.MonkeyPatch) -> None:
