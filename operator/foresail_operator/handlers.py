@@ -170,7 +170,8 @@ async def _restore_if_astray(memo: kopf.Memo, key: tuple[str, str], body: dict, 
     live = (owned["services"].get(key), _first(owned_deployments, key), owned["poddisruptionbudgets"].get(key))
     try:
         astray = await out_of_plan(memo.client, memo.config, body, live)
-        if not astray and time.monotonic() - _vanished_checked.get(key, -VANISHED_CHECK_S) >= VANISHED_CHECK_S:
+        # the first read back a period after the first look: the watch has just listed them
+        if not astray and time.monotonic() - _vanished_checked.setdefault(key, time.monotonic()) >= VANISHED_CHECK_S:
             _vanished_checked[key] = time.monotonic()
             astray = await _vanished(memo.client, live)
     except (ApiError, SpecError):  # reported by on_llmdeployment
