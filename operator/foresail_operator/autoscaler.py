@@ -553,7 +553,8 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     overridden = await _overridden(loop, acting, current, body, client, logger)
     refused = None
     if acting and target != current:
-        refused = await _scale(loop, client, body, spec, current, target, decision.reason, pods, logger)
+        reason = decision.reason if target == decision.replicas else f"hold {target}: a manual scale's floor"
+        refused = await _scale(loop, client, body, spec, current, target, reason, pods, logger)
     left = current if refused else target  # what the next decision checks another writer against
     loop.left = left if acting else None
     action = "up" if acting and left > current else "down" if acting and left < current else "hold"
