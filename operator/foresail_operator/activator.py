@@ -65,7 +65,7 @@ RETRY_S = 0.5  # how often a Service that refuses connections is tried again whi
 FORESAIL_SLICES = "app.kubernetes.io/managed-by=foresail"
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "content-length", "host"}
-MAX_BODY_BYTES = 64 * 1024 * 1024  # a larger request body gets a 413
+MAX_BODY_MIB = 64  # a larger request body gets a 413 (parsed, one of small numbers takes 4 to 5 times its size)
 MAX_HELD_MIB = 256  # the request bodies held at once, all deployments together, before new ones get a 503
 # of the request's JSON, only these fields are kept as it is parsed: the model, and what the routing key reads
 MODEL_FIELD = frozenset({"model"})
@@ -130,15 +130,18 @@ class Activator:
 
     def __init__(self, client: KubeClient, upstream: Callable[[str, str], str], namespaces: tuple[str, ...] = (),
                  hold_timeout_s: float = 600.0, max_held: int = 1000, routing: str = "pods",
-                 prefix_load_factor: float = LOAD_FACTOR, max_held_bytes: int = MAX_HELD_MIB * 2 ** 20) -> None:
+                 prefix_load_factor: float = LOAD_FACTOR, max_held_bytes: int = MAX_HELD_MIB * 2 ** 20,
+                 max_body_bytes: int = MAX_BODY_MIB * 2 ** 20) -> None:
         """``upstream(namespace, name)``: the base URL of a deployment's Service; ``routing``: ``pods``
         (the least loaded ready pod), ``prefix`` (the pod for the request's routing key, unless it has more
         than ``prefix_load_factor`` times the mean load) or ``service`` (always the Service); ``max_held``:
-        requests held per deployment, ``max_held_bytes``: their bodies' bytes, all deployments together."""
+        requests held per deployment, ``max_held_bytes``: their bodies' bytes, all deployments together;
+        ``max_body_bytes``: a request's body, past which it gets a 413."""
         if routing not in ROUTINGS:
             raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}, not {routing!r}")
         self.client, self.namespaces, self.upstream = client, namespaces, upstream
         self.hold_timeout_s, self.max_held, self.max_held_bytes = hold_timeout_s, max_held, max_held_bytes
+        self.max_body_bytes = max_body_bytes
         self._held_bytes = 0
         self.to_pods, self.by_prefix = routing != "service", routing == "prefix"
         self._deployments = Informer(client, f"{GROUP}/{VERSION}", PLURAL, namespaces, on_change=self._deployment_event)
@@ -154,7 +157,7 @@ class Activator:
     def app(self) -> web.Application:
         """The aiohttp application: /v1/models, /v1/models/{model}, /healthz, /metrics, and /v1/* (routed;
         any other path gets a 404)."""
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app = web.Application(client_max_size=self.max_body_bytes)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/v1/models", self._models)
@@ -196,8 +199,8 @@ class Activator:
 
     def _pods_of(self, key: Key) -> list[str]:
         """The ready pods of the deployment's Service as the watch shows them; [] with ``to_pods`` off or
-        while the EndpointSlices cannot be read."""
-        return [] if not self.to_pods or self._slices.error else self._pods.get(key, [])
+        while the EndpointSlices of its namespace cannot be read (other namespaces' keep their pods)."""
+        return [] if not self.to_pods or self._slices.error_in(key[0]) else self._pods.get(key, [])
 
     def _at_zero(self, key: Key) -> bool:
         """Whether the watch shows the deployment gone, or with no ready replica in its status and no ready pod
@@ -386,11 +389,11 @@ class Activator:
     # ---- forwarding ---------------------------------------------------------------------
     async def _ready_pods(self, key: Key) -> list[str]:
         """The URLs of the deployment's ready pods from its Service's EndpointSlices, as the watch shows
-        them; [] (the Service) while they cannot be read or with ``to_pods`` off."""
+        them; [] (the Service) while those of its namespace cannot be read or with ``to_pods`` off."""
         if not self.to_pods:
             return []
         try:
-            await self._slices.synced()
+            await self._slices.synced(key[0])
         except ApiError:
             return []
         return self._pods_of(key)
@@ -480,7 +483,8 @@ async def _read(request: web.Request, by_prefix: bool) -> tuple[bytes, str, str 
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise Refusal(413, "bad_request", f"the request body is larger than {MAX_BODY_BYTES // 2 ** 20} MiB") from None
+        limit = request.client_max_size / 2 ** 20
+        raise Refusal(413, "bad_request", f"the request body is larger than {limit:g} MiB") from None
     except web.RequestPayloadError as exc:  # a body its Content-Encoding or chunks do not describe
         raise Refusal(400, "bad_request", f"cannot read the request body: {exc.__cause__ or exc}") from None
     fields = ROUTING_FIELDS if by_prefix else MODEL_FIELD
@@ -499,10 +503,20 @@ async def _read(request: web.Request, by_prefix: bool) -> tuple[bytes, str, str 
 
 
 def _card(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The model an LLMDeployment serves, as OpenAI's /v1/models lists a model."""
-    return {"id": served_name(body), "object": "model", "owned_by": "foresail",
+    """The model an LLMDeployment serves, as OpenAI's /v1/models lists a model (``created``: when the
+    LLMDeployment was, in seconds since the epoch; 0 when its metadata does not say)."""
+    return {"id": served_name(body), "object": "model", "created": _created(body), "owned_by": "foresail",
             "llmdeployment": f"{body['metadata']['namespace']}/{body['metadata']['name']}",
             "ready_replicas": ready_replicas(body)}
+
+
+def _created(body: Mapping[str, Any]) -> int:
+    """An object's creationTimestamp (RFC 3339) in seconds since the epoch; 0 when missing or unreadable."""
+    stamp = body["metadata"].get("creationTimestamp")
+    try:
+        return int(datetime.fromisoformat(stamp).timestamp()) if isinstance(stamp, str) else 0
+    except ValueError:
+        return 0
 
 
 def _end_to_end(headers: CIMultiDictProxy[str], drop: Collection[str] = ()) -> CIMultiDict[str]:

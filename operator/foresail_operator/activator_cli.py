@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-held-mib", type=int, default=env("FORESAIL_ACTIVATOR_MAX_HELD_MIB", "256"),
                         help="MiB of request bodies held, all deployments together, before new ones get a 503 "
                              "(FORESAIL_ACTIVATOR_MAX_HELD_MIB, default 256)")
+    parser.add_argument("--max-body-mib", type=int, default=env("FORESAIL_ACTIVATOR_MAX_BODY_MIB", "64"),
+                        help="MiB a request's body may take; a larger one gets a 413 (FORESAIL_ACTIVATOR_MAX_BODY_MIB, "
+                             "default 64; parsed, a body of small numbers takes 4 to 5 times its size)")
     parser.add_argument("--routing", choices=ROUTINGS,
                         default=env("FORESAIL_ACTIVATOR_ROUTING", "pods"),
                         help="pods: each request to the ready pod with the fewest requests in flight, read from the "
@@ -66,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--max-held must be at least 1, not {args.max_held}")
         if args.max_held_mib < 1:
             raise ValueError(f"--max-held-mib must be at least 1, not {args.max_held_mib}")
+        if args.max_body_mib < 1:
+            raise ValueError(f"--max-body-mib must be at least 1, not {args.max_body_mib}")
         check_load_factor("--prefix-load-factor", args.prefix_load_factor)
         info = use_kubeconfig(args.kubeconfig)
     except ValueError as exc:
@@ -80,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     token_file = SERVICE_ACCOUNT_TOKEN if os.path.exists(SERVICE_ACCOUNT_TOKEN) else None
     activator = Activator(KubeClient(info, token_file=token_file), upstream, tuple(args.namespace), args.hold_timeout,
                           args.max_held, routing=args.routing, prefix_load_factor=args.prefix_load_factor,
-                          max_held_bytes=args.max_held_mib * 2 ** 20)
+                          max_held_bytes=args.max_held_mib * 2 ** 20, max_body_bytes=args.max_body_mib * 2 ** 20)
     # on SIGTERM (a rollout) new connections stop, and what is held or streaming gets its answer first; a
     # client that closes its connection cancels its request (held, or sent on: the pod's connection closes);
     # no --host: every address of both families (asyncio leaves out a family the host has not)

@@ -52,15 +52,23 @@ class Informer:
         """Why a list or watch is failing now; None while all work."""
         return next(iter(self._errors.values()), None)
 
+    def error_in(self, namespace: str) -> ApiError | None:
+        """Why the list or watch that covers ``namespace`` (its own, or the whole cluster's) is failing now; None
+        while it works, whatever other namespaces do."""
+        return self._errors.get(namespace) or self._errors.get(None)
+
     async def run(self) -> None:
         """List and watch every namespace until cancelled."""
         await asyncio.gather(*(self._follow(ns) for ns in self.namespaces))
 
-    async def synced(self) -> None:
-        """Wait for the first list of every namespace; ApiError (the last failure) while one was never listed."""
+    async def synced(self, namespace: str | None = None) -> None:
+        """Wait for the first list of every namespace; ApiError (the last failure) while one (``namespace``, or the
+        whole cluster that covers it, when given) was never listed."""
         await self._tried.wait()
-        if self._unlisted:
-            raise self.error or ApiError(503, "ServiceUnavailable", f"{self.plural} not listed yet")
+        unlisted = self._unlisted if namespace is None else self._unlisted & {namespace, None}
+        if unlisted:
+            raise (self.error if namespace is None else self.error_in(namespace)) or ApiError(
+                503, "ServiceUnavailable", f"{self.plural} not listed yet")
 
     async def _follow(self, ns: str | None) -> None:
         path = path_for(self.api_version, self.plural, ns)

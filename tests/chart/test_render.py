@@ -48,7 +48,11 @@ VALUE_SETS: dict[str, dict[str, Any]] = {"defaults": {}, "namespaced": NAMESPACE
                           "monitoring": {"dashboard": {"enabled": False}}},
               # The optional activator (tests/chart/test_activator.py), with what shapes its objects.
               "activator": {"activator": {"enabled": True}, "watchNamespaces": ["team-a"],
-                            "networkPolicy": {"enabled": True}, "monitoring": {"podMonitor": {"enabled": True}}}}
+                            "networkPolicy": {"enabled": True}, "monitoring": {"podMonitor": {"enabled": True}}},
+              # OpenShift's restricted-v2 SCC: the pods run as the user and group it assigns
+              "openshift": {"podSecurityContext": {"runAsUser": None, "runAsGroup": None},
+                            "activator": {"enabled": True,
+                                          "podSecurityContext": {"runAsUser": None, "runAsGroup": None}}}}
 
 
 def pod_templates(objects: list[dict]) -> list[dict]:
@@ -100,6 +104,23 @@ def test_every_pod_runs_with_least_privilege(tmp_path: Path, name: str):
         assert not spec.get("hostNetwork") and not spec.get("hostPID")
     for account in find(objects, "ServiceAccount"):
         assert account["automountServiceAccountToken"] is False
+
+
+def test_the_pods_security_context_comes_from_the_values(tmp_path: Path):
+    """By default the operator and the activator pods run as user and group 10001; OpenShift's value set leaves
+    both out (its SCC assigns them) and keeps the rest; a field added (fsGroup) goes on as given."""
+    def contexts(values: dict[str, Any]) -> dict[str, dict]:
+        objects = render(tmp_path, values)
+        return {d["metadata"]["name"]: d["spec"]["template"]["spec"]["securityContext"]
+                for d in find(objects, "Deployment")}
+
+    default = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+               "seccompProfile": {"type": "RuntimeDefault"}}
+    assert contexts({"activator": {"enabled": True}}) == {"fs-foresail": default, "fs-foresail-activator": default}
+    assigned = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert contexts(VALUE_SETS["openshift"]) == {"fs-foresail": assigned, "fs-foresail-activator": assigned}
+    grouped = contexts({"podSecurityContext": {"fsGroup": 2000}, "activator": {"enabled": True}})
+    assert grouped == {"fs-foresail": {**default, "fsGroup": 2000}, "fs-foresail-activator": default}
 
 
 def test_defaults_watch_every_namespace_with_two_replicas(tmp_path: Path):
@@ -260,6 +281,15 @@ BAD_VALUES = [
     ({"activator": {"service": {"type": "ExternalName"}}},
      "activator.service.type: activator.service.type must be one of"),
     ({"activator": {"replicas": 2}}, "activator: Additional property replicas is not allowed"),
+    ({"activator": {"maxHeld": 0}}, "activator.maxHeld: Must be greater than or equal to 1"),
+    ({"activator": {"maxHeldMiB": 0}}, "activator.maxHeldMiB: Must be greater than or equal to 1"),
+    ({"activator": {"maxBodyMiB": 0}}, "activator.maxBodyMiB: Must be greater than or equal to 1"),
+    # the pods' user may be left to the platform (OpenShift), never root
+    ({"podSecurityContext": {"runAsNonRoot": False}}, "podSecurityContext.runAsNonRoot must be one of the following"),
+    ({"podSecurityContext": {"runAsNonRoot": None}}, "podSecurityContext: runAsNonRoot is required"),
+    ({"podSecurityContext": {"runAsUser": 0}}, "podSecurityContext.runAsUser: Must be greater than or equal to 1"),
+    ({"activator": {"podSecurityContext": {"runAsNonRoot": False}}},
+     "activator.podSecurityContext.runAsNonRoot must be one of the following"),
 ]
 
 

@@ -230,6 +230,34 @@ def test_without_readable_endpointslices_requests_go_to_the_service(cluster, tmp
     assert logged == (routing == "pods")
 
 
+@pytest.mark.parametrize("when", ["from-the-start", "after-a-list"])
+def test_endpointslices_forbidden_in_one_namespace_send_only_that_namespaces_requests_to_the_service(
+        cluster, tmp_path: Path, pods: list[Pod], when: str):
+    """Two watched namespaces, the EndpointSlices of one forbidden (403, from the start or once listed): the
+    deployments of the other one still get their requests sent to their ready pods."""
+    cluster.kube.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "b"}})
+    ready_deployment(cluster)
+    service, pod = pods[0], pods[1]
+    service.go.set()
+    pod.go.set()
+    cluster.kube.create(SLICES, endpoint_slice("tiny", pod.server_address[1]))
+    forbid = functools.partial(cluster.faults, method="GET", path="namespaces/b/endpointslices", status=403,
+                               count=100000, message="endpointslices.discovery.k8s.io is forbidden in b")
+    if when == "from-the-start":
+        forbid()
+    log = tmp_path / "activator.log"
+    with running_activator(cluster, tmp_path, service.url, "--namespace", "default", "--namespace", "b") as (url, _):
+        if when == "after-a-list":
+            assert chat(url, "tiny").status_code == 200
+            forbid()
+            cluster.drop_watches()
+        wait_for(lambda: "cannot list or watch endpointslices in b" in log.read_text(), what="b's failure")
+        served = service.got, pod.got
+        assert [chat(url, "tiny").status_code for _ in range(4)] == [200] * 4
+        assert (service.got - served[0], pod.got - served[1]) == (0, 4)
+    cluster.clear_faults()
+
+
 @pytest.mark.parametrize("status", [429, 503], ids=["full", "draining"])
 def test_a_pod_that_refuses_before_any_work_passes_the_request_on(cluster, tmp_path: Path, pods: list[Pod],
                                                                     status: int):

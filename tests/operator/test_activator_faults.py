@@ -6,6 +6,7 @@ headers, bodies over the limit, malformed bodies, the last replica going as a re
 
 from __future__ import annotations
 
+import calendar
 import gzip
 import http.server
 import json
@@ -23,6 +24,7 @@ import requests
 
 from foresail.demo.prometheus import free_port
 from foresail_operator.activation import requested_at
+from foresail_operator.activator import _card
 from tests.helpers import wait_for
 from tests.operator.conftest import LLMD
 from tests.operator.test_activator import AT_ZERO_OFF, Answer, chat, deploy, llmd, metric, running_activator, served
@@ -265,15 +267,17 @@ def test_headers_go_on_end_to_end_and_a_compressed_body_goes_on_decoded(cluster,
 
 def test_one_model_is_retrieved_and_an_oversized_body_is_refused_in_openais_shape(cluster, tmp_path: Path):
     """`GET /v1/models/{model}` as the OpenAI SDK sends it (a "/" in the name percent-encoded): the card
-    /v1/models lists, or a 404; a body over 64 MiB: a 413 in OpenAI's error shape, counted as bad_request."""
+    /v1/models lists (``created``: the LLMDeployment's creationTimestamp), or a 404; a body over 64 MiB: a 413 in
+    OpenAI's error shape, counted as bad_request."""
     with running_activator(cluster, tmp_path, "http://127.0.0.1:9") as (url, _):
-        cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF, model={
-            "source": "builtin:tiny", "servedModelName": "org/tiny"}))
+        created = cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF, model={
+            "source": "builtin:tiny", "servedModelName": "org/tiny"}))["metadata"]["creationTimestamp"]
         wait_for(lambda: served(url) == ["org/tiny"], timeout=10, what="org/tiny in /v1/models")
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
         card = client.models.retrieve("org/tiny")
         assert (card.id, card.object, card.owned_by, card.model_extra) == (
             "org/tiny", "model", "foresail", {"llmdeployment": "default/tiny", "ready_replicas": 0})
+        assert card.created == calendar.timegm(time.strptime(created, "%Y-%m-%dT%H:%M:%SZ")) > 0
         assert requests.get(url + "/v1/models/org/tiny", timeout=10).json() == requests.get(
             url + "/v1/models", timeout=10).json()["data"][0]
         with pytest.raises(openai.NotFoundError, match="no LLMDeployment serves model 'gpt-4'"):
@@ -283,6 +287,12 @@ def test_one_model_is_retrieved_and_an_oversized_body_is_refused_in_openais_shap
         assert rsp.json()["error"] == {"message": "the request body is larger than 64 MiB",
                                        "type": "invalid_request_error", "code": 413}
         assert metric(url, "bad_request") == 1
+
+
+@pytest.mark.parametrize("stamp,created", [(None, 0), ("yesterday", 0), ("2026-01-02T03:04:05Z", 1767323045)])
+def test_a_cards_created_is_the_creation_time_in_unix_seconds_or_0(stamp: str | None, created: int):
+    meta = {"name": "tiny", "namespace": "default", **({"creationTimestamp": stamp} if stamp else {})}
+    assert _card({"metadata": meta})["created"] == created
 
 
 def arrivals(url: str) -> float:

@@ -1,16 +1,22 @@
 """What the activator (the real `foresail activator` process over HTTP) keeps and sends at once: as many
 requests to the pods as they take (no pool of 100 connections shared by every deployment), request bodies
-held within a byte budget, and no pods kept for a Service whose EndpointSlices are gone."""
+held within a byte budget, a request body within its configured limit, and no pods kept for a Service whose
+EndpointSlices are gone."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
 import kopf
+import pytest
 import requests
 from aiohttp import web
 
@@ -94,6 +100,38 @@ def test_the_bodies_held_are_bounded_in_bytes_for_every_deployment_together(clus
             assert (metric(url, "overloaded"), metric(url, "held")) == (1, 2)
     finally:
         upstream.shutdown()
+
+
+def test_a_body_over_the_configured_limit_gets_a_413_in_openais_shape(cluster, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch):
+    """FORESAIL_ACTIVATOR_MAX_BODY_MIB=1: a body of 1 MiB goes on, one a byte over gets a 413 in OpenAI's error
+    shape, counted as bad_request."""
+    upstream = serve(Answer)
+    monkeypatch.setenv("FORESAIL_ACTIVATOR_MAX_BODY_MIB", "1")
+    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
+    cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
+    padding = 2 ** 20 - len(json.dumps(chat_of(0)))
+    try:
+        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{upstream.server_address[1]}") as (url, _):
+            for size, status in ((padding, 200), (padding + 1, 413)):
+                body = json.dumps(chat_of(size)).encode()
+                assert len(body) == 2 ** 20 + status // 413
+                rsp = requests.post(url + "/v1/chat/completions", data=body, timeout=30)
+                assert rsp.status_code == status, rsp.text
+            assert rsp.json()["error"] == {"message": "the request body is larger than 1 MiB",
+                                           "type": "invalid_request_error", "code": 413}
+            assert (metric(url, "forwarded"), metric(url, "bad_request")) == (1, 1)
+    finally:
+        upstream.shutdown()
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_a_body_limit_below_1_mib_is_refused_at_start(how: str):
+    flag, env = (["--max-body-mib", "0"], {}) if how == "flag" else ([], {"FORESAIL_ACTIVATOR_MAX_BODY_MIB": "0"})
+    done = subprocess.run([sys.executable, "-m", "foresail", "activator", *flag], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **env})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr == "error: --max-body-mib must be at least 1, not 0\n"
 
 
 async def test_a_service_whose_endpointslices_are_gone_keeps_no_entry(cluster):

@@ -136,6 +136,33 @@ async def test_until_it_has_listed_readers_get_the_failure(tmp_path: Path) -> No
             assert informer.objects == {}
 
 
+async def test_a_namespace_it_may_not_read_fails_for_that_namespace_only(tmp_path: Path) -> None:
+    """Two namespaces, one of them forbidden (a Role missing there): readers of the other one are served and
+    told nothing fails; those of the forbidden one, or of every namespace, get its failure. A cluster-wide
+    informer's failure is every namespace's."""
+    with start_apiserver(tmp_path, simulate_pods=False) as server:
+        kube = Kube(server.url)
+        for ns in ("one", "two"):
+            kube.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        kube.create(CONFIGMAPS.format(ns="one"), configmap("a"))
+        server.faults(method="GET", path="namespaces/two/configmaps", status=403, count=1000,
+                      message="configmaps is forbidden in two")
+        async with following(server, "one", "two") as (informer, _):
+            await informer.synced("one")
+            assert list(informer.objects) == [("one", "a")] and informer.error_in("one") is None
+            for namespace in ("two", None):
+                with pytest.raises(ApiError, match="forbidden in two"):
+                    await informer.synced(namespace)
+            failure = informer.error_in("two")
+            assert failure is not None and failure.status == 403
+        server.clear_faults()
+        server.faults(method="GET", path="configmaps", status=403, count=1000, message="configmaps is forbidden")
+        async with following(server) as (everywhere, _):
+            with pytest.raises(ApiError, match="configmaps is forbidden"):
+                await everywhere.synced("one")
+            assert everywhere.error_in("one") is everywhere.error_in("two") is not None
+
+
 async def test_a_watch_it_may_not_open_keeps_the_listed_state_and_says_why(tmp_path: Path) -> None:
     """A service account with list but not watch (an RBAC left from an older chart): the list serves its
     readers, the error stays until a watch opens, and the tries back off."""
