@@ -14,6 +14,13 @@ from foresail_operator.runtimes import RUNTIMES
 # the `sleep` binary of the runtime's image (any version); `auto`, `sleep` where the API server and every
 # node's kubelet are 1.30 or later (reconciler.kubelet_sleeps).
 PRE_STOP_HOOKS = ("auto", "sleep", "exec")
+# The seconds each period may take. Prometheus is read at least once per longest decision interval (the CRD's
+# intervalSeconds maximum), a read counting stale after three periods; a forecast step stands for one minute of
+# the traces the forecaster was trained on (autoscaler/features.py), so a day is 1,440 of them; a rate() window
+# holds two samples of a 1-s scrape at least and spans an hour at most, else demand is an average over hours.
+COLLECT_PERIODS_S = (1.0, 600.0)
+FORECAST_STEPS_S = (1.0, 3600.0)
+RATE_WINDOWS_S = (2.0, 3600.0)
 
 
 @dataclass(frozen=True)
@@ -52,10 +59,10 @@ class OperatorConfig:
             "images": images,
             "fetch_image": env.get("FORESAIL_IMAGE_FETCH") or FETCH_IMAGE,
             "peering": env.get("FORESAIL_PEERING", "foresail"),
-            "metrics_port": int(_number("FORESAIL_METRICS_PORT", "0", whole=True)),
-            "collect_period_s": _number("FORESAIL_COLLECT_PERIOD", "15", positive=True),
-            "forecast_step_s": _number("FORESAIL_FORECAST_STEP", "60", positive=True),
-            "rate_window": _duration("FORESAIL_RATE_WINDOW", "2m"),
+            "metrics_port": int(_number("FORESAIL_METRICS_PORT", "0")),
+            "collect_period_s": _number("FORESAIL_COLLECT_PERIOD", "15", within=COLLECT_PERIODS_S),
+            "forecast_step_s": _number("FORESAIL_FORECAST_STEP", "60", within=FORECAST_STEPS_S),
+            "rate_window": _duration("FORESAIL_RATE_WINDOW", "2m", RATE_WINDOWS_S),
             "pre_stop": _choice("FORESAIL_PRE_STOP", "auto", PRE_STOP_HOOKS),
         }
         values.update({k: v for k, v in overrides.items() if v not in (None, ())})
@@ -64,27 +71,31 @@ class OperatorConfig:
         return cls(**values)  # type: ignore[arg-type]
 
 
-def _number(name: str, default: str, whole: bool = False, positive: bool = False) -> float:
-    """A numeric FORESAIL_* variable; ValueError names it and says what it must be."""
+def _number(name: str, default: str, within: tuple[float, float] | None = None) -> float:
+    """A numeric FORESAIL_* variable: a whole number, or with ``within`` (lowest, highest) a number of seconds in that
+    range; ValueError names it and says what it must be."""
     text = os.environ.get(name, default)
-    kind = "a whole number" if whole else ("a number of seconds > 0" if positive else "a number")
+    kind = f"a number of seconds from {within[0]:g} to {within[1]:g}" if within else "a whole number"
     try:
-        value = int(text) if whole else float(text)
+        value = float(text) if within else int(text)
     except ValueError:
         raise ValueError(f"{name} must be {kind}, not {text!r}") from None
-    if not math.isfinite(value) or (positive and value <= 0):
+    if not math.isfinite(value) or (within is not None and not within[0] <= value <= within[1]):
         raise ValueError(f"{name} must be {kind}, not {text!r}")
     return value
 
 
-def _duration(name: str, default: str) -> str:
-    """A PromQL duration FORESAIL_* variable (``30s``, ``1m``, ``1h30m``); ValueError names it."""
+def _duration(name: str, default: str, within: tuple[float, float]) -> str:
+    """A PromQL duration FORESAIL_* variable (``30s``, ``1m``, ``1h30m``) ``within`` (lowest, highest seconds);
+    ValueError names it."""
     text = os.environ.get(name, default)
     try:
-        duration_seconds(text)
+        seconds = duration_seconds(text)
     except ValueError:
-        raise ValueError(f"{name} must be a Prometheus duration above zero such as 30s, 2m or 1h30m (each unit "
-                         f"once, the largest first), not {text!r}") from None
+        seconds = 0.0
+    if not within[0] <= seconds <= within[1]:
+        raise ValueError(f"{name} must be a Prometheus duration from {within[0]:g}s to {within[1]:g}s such "
+                         f"as 30s, 2m or 1h30m (each unit once, the largest first), not {text!r}")
     return text
 
 

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import json
 import logging
+import math
 import os
 import re
+import time
+from datetime import timezone
 from typing import Any, AsyncGenerator, AsyncIterator, Mapping
 
 import aiohttp
@@ -25,6 +29,7 @@ from foresail_operator.telemetry import API_ERRORS
 MERGE_PATCH = "application/merge-patch+json"
 RETRY_STATUSES = {409, 429, 500, 502, 503, 504}
 USER_AGENT = "foresail-operator/0.1.0"
+MAX_RETRY_AFTER_S = 60.0  # the longest wait a Retry-After header gets; a longer one is cut to it
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # where kopf's login reads it in a pod
 log = logging.getLogger("foresail.kube")
 
@@ -96,7 +101,7 @@ class KubeClient:
                     if rsp.status < 400:
                         return json.loads(text) if text else {}
                     error = _api_error(rsp.status, text)
-                    retry_after = float(rsp.headers.get("Retry-After", 0) or 0)
+                    retry_after = _retry_after(rsp.headers.get("Retry-After"))
             except RuntimeError:
                 if not self._closed:
                     raise
@@ -240,6 +245,22 @@ async def _events(rsp: aiohttp.ClientResponse, path: str) -> AsyncGenerator[dict
                     yield event
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
         raise ApiError(503, "ServiceUnavailable", f"the watch of {path} broke off: {exc!r}") from exc
+
+
+def _retry_after(value: str | None) -> float:
+    """The seconds a Retry-After header asks to wait, given as seconds or as an HTTP date (RFC 9110: proxies send
+    dates), at most ``MAX_RETRY_AFTER_S``; 0 where there is none, it has passed or it is neither."""
+    if not value:
+        return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except ValueError:
+            return 0.0
+        seconds = when.replace(tzinfo=when.tzinfo or timezone.utc).timestamp() - time.time()  # no zone: UTC
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S) if math.isfinite(seconds) else 0.0
 
 
 def _api_error(status: int, text: str) -> ApiError:

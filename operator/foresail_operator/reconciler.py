@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
@@ -26,6 +27,11 @@ from foresail_operator.status import PodSummary, now_iso, workload_status
 TAKE_OVER_HINTS = {"PodDisruptionBudget": ", or set spec.disruptionBudget.enabled: false to keep it"}
 UNPATCHED = ("selector", "replicas", "clusterIP")  # spec fields of the plan that an update leaves as they are
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"  # what `kubectl rollout restart` sets on the pod template
+# How long a reconcile's finding stands that an object this LLMDeployment does not own is where one of its own
+# belongs (a Deployment of the same name): out_of_plan leaves the owned objects missing meanwhile to the failure
+# reported, instead of each decision reading them (and warning) again. As handlers.VANISHED_CHECK_S.
+IN_THE_WAY_S = 60.0
+_in_the_way: dict[str, float] = {}  # owner uid -> when a reconcile last found another's object in the way
 
 
 def llmd_path(namespace: str, name: str, subresource: str | None = None) -> str:
@@ -45,6 +51,7 @@ async def _ensure(client: KubeClient, body: dict[str, Any], plural: str, api_ver
     """Create the object, or replace its spec when the plan changed; return the live object."""
     meta = body["metadata"]
     path = path_for(api_version, plural, meta["namespace"], meta["name"])
+    _in_the_way.pop(owner["metadata"]["uid"], None)
     current = await client.get(path)
     kind = body["kind"]
     if current is None:
@@ -62,6 +69,7 @@ async def _ensure(client: KubeClient, body: dict[str, Any], plural: str, api_ver
             return created
         current = created
     if not _owned_by(current, owner):
+        _found_in_the_way(owner["metadata"]["uid"])
         raise ApiError(409, "AlreadyExists", f"a {kind} named {meta['name']} exists that this LLMDeployment does "
                                              f"not own: delete or rename it{TAKE_OVER_HINTS.get(kind, '')}")
     want = meta["annotations"][plan.HASH_ANNOTATION]
@@ -132,6 +140,21 @@ def _amount(value: Any) -> Decimal | None:
         return None
 
 
+def _found_in_the_way(uid: str) -> None:
+    """Note that a reconcile of the owner ``uid`` found another's object in the way (``_in_the_way``), forgetting
+    the findings that no longer stand (those of LLMDeployments deleted since)."""
+    now = time.monotonic()
+    for stale in [k for k, found in _in_the_way.items() if now - found >= IN_THE_WAY_S]:
+        del _in_the_way[stale]
+    _in_the_way[uid] = now
+
+
+def _in_the_way_lately(owner: Mapping[str, Any]) -> bool:
+    """Whether a reconcile of ``owner`` found another's object in the way less than ``IN_THE_WAY_S`` ago."""
+    found = _in_the_way.get(owner["metadata"]["uid"])
+    return found is not None and time.monotonic() - found < IN_THE_WAY_S
+
+
 def _owned_by(obj: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:
     """Whether an ownerReference of `obj` names `owner` (by uid)."""
     uid = owner["metadata"]["uid"]
@@ -184,7 +207,9 @@ async def out_of_plan(client: KubeClient, config: OperatorConfig, body: Mapping[
                       live: tuple[Mapping[str, Any] | None, ...]) -> bool:
     """Whether a reconcile has something to put back: of the owned Service, Deployment and PodDisruptionBudget as
     last seen (`live`, None where there is none), one is missing, strayed from the plan, or a budget the spec
-    disables. An object this LLMDeployment does not own is left to the reconcile's report."""
+    disables. An object this LLMDeployment does not own is left to the reconcile's report, and so are those missing
+    while a reconcile found another's object in the way less than IN_THE_WAY_S ago: it stopped there, and the other
+    object is not watched."""
     planned = await plan_for(client, config, body, parse_spec(body.get("spec") or {}))
     for want, have in zip(planned, live, strict=True):
         if have is not None and not _owned_by(have, body):
@@ -192,7 +217,10 @@ async def out_of_plan(client: KubeClient, config: OperatorConfig, body: Mapping[
         if want is None:
             if have is not None:
                 return True
-        elif have is None or drift(want, have) or (have["metadata"].get("annotations") or {}).get(
+        elif have is None:
+            if not _in_the_way_lately(body):
+                return True
+        elif drift(want, have) or (have["metadata"].get("annotations") or {}).get(
                 plan.HASH_ANNOTATION) != want["metadata"]["annotations"][plan.HASH_ANNOTATION]:
             return True
     return False

@@ -119,14 +119,24 @@ def test_the_commands_exit_at_once_on_bad_flags(args: list[str], message: str) -
 
 
 @pytest.mark.parametrize("name, value, message", [
-    ("FORESAIL_COLLECT_PERIOD", "x", "FORESAIL_COLLECT_PERIOD must be a number of seconds > 0, not 'x'"),
-    ("FORESAIL_FORECAST_STEP", "0", "FORESAIL_FORECAST_STEP must be a number of seconds > 0, not '0'"),
+    ("FORESAIL_COLLECT_PERIOD", "x", "FORESAIL_COLLECT_PERIOD must be a number of seconds from 1 to 600, not 'x'"),
+    ("FORESAIL_FORECAST_STEP", "0", "FORESAIL_FORECAST_STEP must be a number of seconds from 1 to 3600, not '0'"),
+    # absurd periods: Prometheus read continually with every read stale at once, or read once and kept for days;
+    # a forecaster with billions of steps between two decisions, or a "day" of 1,440 days
+    ("FORESAIL_COLLECT_PERIOD", "1e-9", "FORESAIL_COLLECT_PERIOD must be a number of seconds from 1 to 600"),
+    ("FORESAIL_COLLECT_PERIOD", "86400", "FORESAIL_COLLECT_PERIOD must be a number of seconds from 1 to 600"),
+    ("FORESAIL_COLLECT_PERIOD", "nan", "FORESAIL_COLLECT_PERIOD must be a number of seconds from 1 to 600"),
+    ("FORESAIL_FORECAST_STEP", "1e-9", "FORESAIL_FORECAST_STEP must be a number of seconds from 1 to 3600"),
+    ("FORESAIL_FORECAST_STEP", "86400", "FORESAIL_FORECAST_STEP must be a number of seconds from 1 to 3600"),
     ("FORESAIL_METRICS_PORT", "1.5", "FORESAIL_METRICS_PORT must be a whole number"),
-    ("FORESAIL_RATE_WINDOW", "1min", "FORESAIL_RATE_WINDOW must be a Prometheus duration"),
+    ("FORESAIL_RATE_WINDOW", "1min", "FORESAIL_RATE_WINDOW must be a Prometheus duration from 2s to 3600s"),
     # each of these Prometheus refuses in a query (400): a zero, a unit twice, units out of order
-    ("FORESAIL_RATE_WINDOW", "0m", "FORESAIL_RATE_WINDOW must be a Prometheus duration above zero"),
-    ("FORESAIL_RATE_WINDOW", "30s30s", "FORESAIL_RATE_WINDOW must be a Prometheus duration above zero"),
-    ("FORESAIL_RATE_WINDOW", "1m1h", "FORESAIL_RATE_WINDOW must be a Prometheus duration above zero"),
+    ("FORESAIL_RATE_WINDOW", "0m", "FORESAIL_RATE_WINDOW must be a Prometheus duration from 2s to 3600s"),
+    ("FORESAIL_RATE_WINDOW", "30s30s", "FORESAIL_RATE_WINDOW must be a Prometheus duration from 2s to 3600s"),
+    ("FORESAIL_RATE_WINDOW", "1m1h", "FORESAIL_RATE_WINDOW must be a Prometheus duration from 2s to 3600s"),
+    # Prometheus takes these, but no scrape puts two samples in a millisecond, and a year's rate is no demand
+    ("FORESAIL_RATE_WINDOW", "1ms", "FORESAIL_RATE_WINDOW must be a Prometheus duration from 2s to 3600s"),
+    ("FORESAIL_RATE_WINDOW", "1y", "FORESAIL_RATE_WINDOW must be a Prometheus duration from 2s to 3600s"),
     ("FORESAIL_PRE_STOP", "none", "FORESAIL_PRE_STOP must be one of auto, sleep, exec, not 'none'"),
     ("FORESAIL_PEERING", "", r"FORESAIL_PEERING \(--peering\) must name the peering object, not ''"),
 ])
@@ -139,14 +149,21 @@ def test_bad_environment_variables_are_named(monkeypatch: pytest.MonkeyPatch, na
 
 def test_good_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in (("FORESAIL_COLLECT_PERIOD", "7.5"), ("FORESAIL_METRICS_PORT", "9100"),
-                        ("FORESAIL_RATE_WINDOW", "1h30m"), ("FORESAIL_PRE_STOP", "exec")):
+                        ("FORESAIL_RATE_WINDOW", "1h"), ("FORESAIL_PRE_STOP", "exec")):
         monkeypatch.setenv(name, value)
     config = OperatorConfig.from_env()
     assert (config.collect_period_s, config.metrics_port, config.rate_window, config.pre_stop) == (
-        7.5, 9100, "1h30m", "exec")
+        7.5, 9100, "1h", "exec")
+    for name, value in (("FORESAIL_COLLECT_PERIOD", "1"), ("FORESAIL_FORECAST_STEP", "3600"),
+                        ("FORESAIL_RATE_WINDOW", "2s")):  # the ends of the ranges
+        monkeypatch.setenv(name, value)
+    config = OperatorConfig.from_env()
+    assert (config.collect_period_s, config.forecast_step_s, config.rate_window) == (1.0, 3600.0, "2s")
 
 
 @pytest.mark.parametrize("name, value, args, message", [
+    ("FORESAIL_COLLECT_PERIOD", "1e-9", [],
+     "error: FORESAIL_COLLECT_PERIOD must be a number of seconds from 1 to 600, not '1e-9'\n"),
     ("FORESAIL_HEALTH_PORT", "abc", [], "error: FORESAIL_HEALTH_PORT must be a port from 0 to 65535, not 'abc'\n"),
     ("FORESAIL_HEALTH_PORT", "70000", [], "error: FORESAIL_HEALTH_PORT must be a port from 0 to 65535, not 70000\n"),
     ("FORESAIL_METRICS_PORT", "70000", [], "error: FORESAIL_METRICS_PORT must be a port from 0 to 65535, not 70000\n"),
@@ -154,8 +171,8 @@ def test_good_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) ->
     ("FORESAIL_HEALTH_PORT", "8080", ["--metrics-port", "8080"],
      "error: the health port and the metrics port must differ (both 8080)\n"),
 ])
-def test_the_operators_ports_set_in_the_environment_are_named_by_their_variable(name: str, value: str,
-                                                                                 args: list[str], message: str) -> None:
+def test_the_operators_settings_in_the_environment_are_named_by_their_variable(name: str, value: str,
+                                                                              args: list[str], message: str) -> None:
     done = subprocess.run([sys.executable, "-m", "foresail", "operator", "--standalone", *args], capture_output=True,
                           text=True, timeout=60, env={**os.environ, name: value})
     assert done.returncode == 1 and done.stderr.startswith(message) and "Traceback" not in done.stderr, done.stderr

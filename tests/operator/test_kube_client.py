@@ -1,5 +1,7 @@
 """The operator's API client against the Kubernetes API test server: retries, shutdown, the server version."""
+import email.utils
 import logging
+import time
 from pathlib import Path
 
 import kopf
@@ -9,7 +11,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 
 from foresail.kubetest.testing import start_apiserver
-from foresail_operator.kube import ApiError, KubeClient
+from foresail_operator.kube import MAX_RETRY_AFTER_S, ApiError, KubeClient, _retry_after
 from foresail_operator.reconciler import kubelet_sleeps
 from tests.helpers import http_server
 
@@ -48,6 +50,43 @@ async def test_counts_writes_that_fail_but_not_reads(tmp_path: Path) -> None:
         assert failed("403") - before_403 == 1, "the failed PATCH counts, the failed GET does not"
         assert failed("500") == before_500, "a write that succeeds on a retry is no failure"
         await client.close()
+
+
+def _http_date(offset_s: float) -> str:
+    return email.utils.formatdate(time.time() + offset_s, usegmt=True)
+
+
+@pytest.mark.parametrize("retry_after", [
+    lambda: _http_date(1), lambda: _http_date(-60), lambda: "Wed, 21 Oct 2015 07:28:00 -0000", lambda: "1",
+    lambda: "soon", lambda: "Wed, 32 Oct 2015 07:28:00 GMT", lambda: "nan",
+], ids=["date-ahead", "date-passed", "date-utc-unnamed", "seconds", "garbage", "bad-date", "nan"])
+async def test_a_throttled_call_is_retried_whatever_form_its_retry_after_takes(retry_after) -> None:
+    """429 Too Many Requests, then the answer: a Retry-After as an HTTP date (RFC 9110 allows it; proxies send
+    it) or as garbage is a wait or none, never a ValueError out of the call."""
+    calls = []
+
+    async def namespaces(_: web.Request) -> web.Response:
+        calls.append(time.time())
+        if len(calls) == 1:
+            return web.json_response({"kind": "Status", "reason": "TooManyRequests", "message": "slow down"},
+                                     status=429, headers={"Retry-After": retry_after()})
+        return web.json_response({"kind": "NamespaceList", "metadata": {}, "items": []})
+
+    async with http_server("/api/v1/namespaces", namespaces) as url:
+        client = KubeClient(kopf.ConnectionInfo(server=url, insecure=True))
+        try:
+            assert (await client.request("GET", "/api/v1/namespaces"))["items"] == []
+        finally:
+            await client.close()
+    assert len(calls) == 2
+
+
+def test_retry_after_is_read_as_seconds_or_a_date_and_capped() -> None:
+    assert _retry_after("3") == 3.0 and _retry_after(None) == _retry_after("") == 0.0
+    assert 25 < _retry_after(_http_date(30)) <= 30  # the date has whole seconds
+    assert _retry_after(_http_date(-30)) == _retry_after("-4") == 0.0  # passed: no wait
+    assert _retry_after(_http_date(24 * 3600)) == _retry_after("86400") == MAX_RETRY_AFTER_S  # a day: cut short
+    assert _retry_after("soon") == _retry_after("inf") == _retry_after("Wed, 21 Oct") == 0.0
 
 
 async def test_reads_the_server_version_once(tmp_path: Path) -> None:
