@@ -128,6 +128,13 @@ def _first(index: kopf.Index, key: tuple[str, str]) -> Any:
     return next(iter(store), None) if store else None
 
 
+def _live(llmdeployments: kopf.Index, key: tuple[str, str]) -> dict | None:
+    """The LLMDeployment as last seen, None once it is deleted or being deleted: from then on nothing is kept for it
+    (`forget` drops what was), also by a handler still running since before."""
+    body = _first(llmdeployments, key)
+    return None if body is None or body["metadata"].get("deletionTimestamp") else body
+
+
 async def _refresh(memo: kopf.Memo, key: tuple[str, str], llmdeployments: kopf.Index,
                    owned_deployments: kopf.Index, owned_pods: kopf.Index,
                    body: dict | None = None, deployment: dict | None = None) -> None:
@@ -144,9 +151,11 @@ async def _refresh(memo: kopf.Memo, key: tuple[str, str], llmdeployments: kopf.I
                              autoscaler=loop.view if loop is not None else None, config=memo.config)
 
 
-async def _restore(memo: kopf.Memo, key: tuple[str, str], logger: logging.Logger) -> None:
+async def _restore(memo: kopf.Memo, key: tuple[str, str], logger: logging.Logger, llmdeployments: kopf.Index) -> None:
     """Reconcile from the LLMDeployment as stored now, to put back an owned object deleted or changed outside the
     operator; a failure is kept for the status until a reconcile succeeds."""
+    if _live(llmdeployments, key) is None:
+        return
     async with _reconciling.setdefault(key, asyncio.Lock()):
         try:
             owner = await memo.client.get(llmd_path(*key))
@@ -156,28 +165,35 @@ async def _restore(memo: kopf.Memo, key: tuple[str, str], logger: logging.Logger
         except SpecError:  # reported by on_llmdeployment (InvalidSpec)
             return
         except ApiError as exc:
-            memo.failures[key] = ("ReconcileFailed", f"cannot apply the spec: {exc.message}")
+            if _live(llmdeployments, key) is not None:
+                memo.failures[key] = ("ReconcileFailed", f"cannot apply the spec: {exc.message}")
             logger.warning("cannot put back the objects of %s/%s: %s", *key, exc.message)
         else:
             memo.failures.pop(key, None)
 
 
-async def _restore_if_astray(memo: kopf.Memo, key: tuple[str, str], body: dict, logger: logging.Logger,
-                             owned_deployments: kopf.Index) -> None:
+async def _restore_if_astray(memo: kopf.Memo, key: tuple[str, str], logger: logging.Logger,
+                             llmdeployments: kopf.Index, owned_deployments: kopf.Index) -> None:
     """_restore where an owned object (as last seen) is missing or strayed from the plan, or (read back every
     ``VANISHED_CHECK_S``) is gone; no other API call while all is in order."""
+    body = _live(llmdeployments, key)
+    if body is None:
+        return
     owned = memo.owned
     live = (owned["services"].get(key), _first(owned_deployments, key), owned["poddisruptionbudgets"].get(key))
+    # the first read back a period after the first look (the watch has just listed them); timed before any await
+    now = time.monotonic()
+    due = now - _vanished_checked.setdefault(key, now) >= VANISHED_CHECK_S
+    if due:
+        _vanished_checked[key] = now
     try:
         astray = await out_of_plan(memo.client, memo.config, body, live)
-        # the first read back a period after the first look: the watch has just listed them
-        if not astray and time.monotonic() - _vanished_checked.setdefault(key, time.monotonic()) >= VANISHED_CHECK_S:
-            _vanished_checked[key] = time.monotonic()
+        if not astray and due:
             astray = await _vanished(memo.client, live)
     except (ApiError, SpecError):  # reported by on_llmdeployment
         return
     if astray:
-        await _restore(memo, key, logger)
+        await _restore(memo, key, logger, llmdeployments)
 
 
 async def _vanished(client: KubeClient, live: tuple[dict | None, ...]) -> bool:
@@ -231,10 +247,10 @@ async def forget(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
     memo.failures.pop((namespace, name), None)
 
 
-async def _refresh_on_event(memo: kopf.Memo, key: tuple[str, str], llmdeployments: kopf.Index,
-                            owned_deployments: kopf.Index, owned_pods: kopf.Index, logger: logging.Logger) -> None:
-    """_refresh from an event handler, which kopf does not retry: an API error is one warning line (the next event
-    or decision refreshes the status), not a traceback."""
+async def _refresh_or_warn(memo: kopf.Memo, key: tuple[str, str], llmdeployments: kopf.Index,
+                           owned_deployments: kopf.Index, owned_pods: kopf.Index, logger: logging.Logger) -> None:
+    """_refresh from an event handler or a timer: an API error is one warning line (the next event, timer or
+    decision refreshes the status), not a traceback."""
     try:
         await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods)
     except ApiError as exc:
@@ -247,13 +263,12 @@ async def on_deployment(type: str, namespace: str, labels: kopf.Labels, logger: 
                         owned_pods: kopf.Index, **_: Any) -> None:
     """Mirror the Deployment into the owner's status; recreate it if someone deleted it."""
     key = (namespace, labels[OWNER_LABEL])
-    owner = _first(llmdeployments, key)
-    if owner is None or owner["metadata"].get("deletionTimestamp"):
+    if _live(llmdeployments, key) is None:
         return
     if type == "DELETED":
         logger.info("Deployment %s was deleted; recreating it", key[1])
-        await _restore(memo, key, logger)
-    await _refresh_on_event(memo, key, llmdeployments, owned_deployments, owned_pods, logger)
+        await _restore(memo, key, logger, llmdeployments)
+    await _refresh_or_warn(memo, key, llmdeployments, owned_deployments, owned_pods, logger)
 
 
 @kopf.on.event("", "v1", "services", labels=OWNED)
@@ -269,10 +284,9 @@ async def on_owned(type: str | None, body: kopf.Body, resource: kopf.Resource, n
         seen[key] = dict(body)
         return
     seen.pop(key, None)
-    owner = _first(llmdeployments, key)
-    if owner is not None and not owner["metadata"].get("deletionTimestamp"):
+    if _live(llmdeployments, key) is not None:
         logger.info("%s %s was deleted; reconciling", resource.kind, key[1])
-        await _restore(memo, key, logger)
+        await _restore(memo, key, logger, llmdeployments)
 
 
 @kopf.on.event("", "v1", "pods", labels=OWNED)
@@ -285,7 +299,7 @@ async def on_pod(type: str | None, body: kopf.Body, namespace: str, labels: kopf
     if type == "DELETED":
         _first_ready.pop(body.get("metadata", {}).get("uid", ""), None)
     _warn_once(type, body, _first(llmdeployments, key), memo.warned, logger)
-    await _refresh_on_event(memo, key, llmdeployments, owned_deployments, owned_pods, logger)
+    await _refresh_or_warn(memo, key, llmdeployments, owned_deployments, owned_pods, logger)
 
 
 def _warn_once(type_: str | None, pod: kopf.Body, owner: dict | None, warned: set[str],
@@ -309,14 +323,15 @@ def _degraded(status: kopf.Status, **_: Any) -> bool:
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=20, initial_delay=20, when=_degraded)
-async def recheck_degraded(name: str, namespace: str, memo: kopf.Memo, llmdeployments: kopf.Index,
-                           owned_deployments: kopf.Index, owned_pods: kopf.Index, **_: Any) -> None:
+async def recheck_degraded(name: str, namespace: str, logger: logging.Logger, memo: kopf.Memo,
+                           llmdeployments: kopf.Index, owned_deployments: kopf.Index, owned_pods: kopf.Index,
+                           **_: Any) -> None:
     """Look again at a degraded LLMDeployment: a missing Secret may have been created since."""
     try:
         parse_spec((_first(llmdeployments, (namespace, name)) or {}).get("spec") or {})
     except SpecError:
         return
-    await _refresh(memo, (namespace, name), llmdeployments, owned_deployments, owned_pods)
+    await _refresh_or_warn(memo, (namespace, name), llmdeployments, owned_deployments, owned_pods, logger)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=60, initial_delay=60, when=lambda spec, **_: not _autoscaling_on(spec))
@@ -325,10 +340,8 @@ async def resync(name: str, namespace: str, logger: logging.Logger, memo: kopf.M
     """Periodic resync of a fixed-size LLMDeployment (the decision loop does it otherwise): put back owned objects
     that strayed from the plan, and refresh the status."""
     key = (namespace, name)
-    body = _first(llmdeployments, key)
-    if body is not None:
-        await _restore_if_astray(memo, key, body, logger, owned_deployments)
-    await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods)
+    await _restore_if_astray(memo, key, logger, llmdeployments, owned_deployments)
+    await _refresh_or_warn(memo, key, llmdeployments, owned_deployments, owned_pods, logger)
 
 
 def _autoscaling_on(spec: kopf.Spec, **_: Any) -> bool:
@@ -353,11 +366,13 @@ async def autoscale(stopped: kopf.DaemonStopped, name: str, namespace: str, logg
             except SpecError:  # reported by the reconciler (Degraded, InvalidSpec); decide again once fixed
                 await stopped.wait(INVALID_SPEC_RECHECK_S)
                 continue
-            await _restore_if_astray(memo, key, body, logger, owned_deployments)
+            await _restore_if_astray(memo, key, logger, llmdeployments, owned_deployments)
             pods = list(owned_pods.get(key, ()))
             if loop.needs_backfill(spec):
                 loop.configure(spec, None, body.get("status"))
                 await backfill(loop, memo.collector, runtime_for(spec).name, logger)
+            if _live(llmdeployments, key) is None:  # deleted meanwhile: the loop is told to stop
+                return
             try:
                 async with _reconciling.setdefault(key, asyncio.Lock()):  # not while a manual scale is applied
                     await step(loop, memo.client, memo.collector, body, spec, _first(owned_deployments, key),

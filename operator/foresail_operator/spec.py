@@ -87,7 +87,7 @@ class AutoscalingSpec:
         if self.horizon != "auto":
             value = int(self.horizon[:-1])
             return float(value * 60 if self.horizon.endswith("m") else value)
-        return (measured_cold_start_s or self.cold_start_s) + self.interval_s
+        return (self.cold_start_s if measured_cold_start_s is None else measured_cold_start_s) + self.interval_s
 
 
 @dataclass(frozen=True)

@@ -195,6 +195,27 @@ def _replica_failures(name: str, dep_status: Mapping[str, Any]) -> list[tuple[st
             if c.get("type") == "ReplicaFailure" and c.get("status") == "True"]
 
 
+def _timed_out(name: str, dep_status: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The Deployment's Progressing=False ProgressDeadlineExceeded condition as a problem: its controller gave up
+    on the rollout or scale-up after spec.progressDeadlineSeconds without progress (pods never ready)."""
+    return [("ProgressDeadlineExceeded", f"Deployment {name}: {c.get('message') or 'no message'}")
+            for c in dep_status.get("conditions") or []
+            if c.get("type") == "Progressing" and c.get("status") == "False"
+            and c.get("reason") == "ProgressDeadlineExceeded"]
+
+
+def _progressing(rolled: bool, ready: int, updated: int, replicas: int, desired: int,
+                 timed_out: list[tuple[str, str]]) -> tuple[bool, str, str]:
+    """The Progressing condition of an existing Deployment: False once its controller gave up (`timed_out`)."""
+    if timed_out:
+        return (False, *timed_out[0])
+    if not rolled or updated < desired or ready < desired or replicas > desired:
+        verb = "rolling out" if rolled and updated < desired else "scaling"
+        return (True, "RollingOut" if verb == "rolling out" else "Scaling",
+                f"{verb}: {ready} ready, {updated} updated, {replicas} running, {desired} desired")
+    return False, "Stable", f"{ready} replicas ready and up to date"
+
+
 def workload_status(
     *,
     name: str,
@@ -224,7 +245,11 @@ def workload_status(
     rolled = deployment is not None and planned and dep_status.get("observedGeneration") == dep_meta.get("generation")
     conds = Conditions(list(previous.get("conditions") or []), generation)
 
-    problems = problems + _replica_failures(name, dep_status) + [p.problem for p in pods if p.problem is not None]
+    # a timed-out rollout of the current plan (of an older one, the Deployment is about to change), last: what the
+    # pods or the ReplicaSet say is more precise
+    timed_out = _timed_out(name, dep_status) if rolled else []
+    problems = (problems + _replica_failures(name, dep_status) + [p.problem for p in pods if p.problem is not None]
+                + timed_out)
     if problems:
         reason, message = problems[0]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -245,12 +270,7 @@ def workload_status(
             conds.set("Ready", True, "ReplicasReady", f"{ready}/{desired} replicas ready")
         else:
             conds.set("Ready", False, "ReplicasNotReady", f"{ready}/{desired} replicas ready")
-        if not rolled or updated < desired or ready < desired or replicas > desired:
-            verb = "rolling out" if rolled and updated < desired else "scaling"
-            conds.set("Progressing", True, "RollingOut" if verb == "rolling out" else "Scaling",
-                      f"{verb}: {ready} ready, {updated} updated, {replicas} running, {desired} desired")
-        else:
-            conds.set("Progressing", False, "Stable", f"{ready} replicas ready and up to date")
+        conds.set("Progressing", *_progressing(rolled, ready, updated, replicas, desired, timed_out))
 
     if autoscaling_on and autoscaler:
         for type_, value in autoscaler.items():

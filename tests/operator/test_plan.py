@@ -97,6 +97,14 @@ def test_foresail_runtime_is_least_privilege():
     assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
 
+def test_the_foresail_server_listens_on_ipv4_and_ipv6():
+    # --host 0.0.0.0 listened on IPv4 only: the pods were unreachable on an IPv6-only cluster ("": every address
+    # of each family, tests/inference/test_lifecycle.py::test_with_an_empty_host_the_server_listens_on_ipv4_and_ipv6)
+    spec = parse_spec(example("minimal.yaml")["spec"])
+    command = container(plan.deployment("tiny", "default", spec, runtime_for(spec)))["command"]
+    assert command[command.index("--host") + 1] == ""
+
+
 def test_model_change_changes_the_plan_and_replicas_do_not():
     body = example("predictive.yaml")["spec"]
     a = plan.deployment("q", "d", parse_spec(body), runtime_for(parse_spec(body)))
@@ -373,6 +381,7 @@ def test_horizon_auto_uses_the_measured_cold_start():
     spec = parse_spec({"model": {"source": "a"}, "autoscaling": {"intervalSeconds": 15}})
     assert spec.autoscaling.horizon_s(None) == 135
     assert spec.autoscaling.horizon_s(200) == 215
+    assert spec.autoscaling.horizon_s(0.0) == 15  # a pod ready in the second it was created: measured, not unknown
     fixed = parse_spec({"model": {"source": "a"}, "autoscaling": {"forecast": {"horizon": "5m"}}})
     assert fixed.autoscaling.horizon_s(200) == 300
 

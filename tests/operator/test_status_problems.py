@@ -1,27 +1,34 @@
 """What the status says when no pod shows the problem (a ReplicaSet that cannot create pods, a mounted ConfigMap or
-Secret that does not exist), and when a Deployment is rolled out. The operator's own `workload_status`, and
-`refresh_status` with its `KubeClient` against the Kubernetes API test server."""
+Secret that does not exist, a rollout past its deadline), and when a Deployment is rolled out. The operator's own
+`workload_status`, `refresh_status` with its `KubeClient` against the Kubernetes API test server, and the operator."""
 
 from __future__ import annotations
 
 import logging
+import signal
+from pathlib import Path
 from typing import Any
 
 import kopf
+import yaml
 from kopf._core.engines.posting import settings_var  # what kopf.warn reads, set as a running operator sets it
 
+from foresail.kubetest.testing import start_apiserver
 from foresail_operator import plan
 from foresail_operator.config import OperatorConfig
 from foresail_operator.kube import KubeClient
 from foresail_operator.reconciler import plan_for, refresh_status
 from foresail_operator.spec import parse_spec
 from foresail_operator.status import workload_status
-from tests.helpers import condition
-from tests.operator.conftest import LLMD
+from tests.helpers import Kube, condition, wait_for
+from tests.operator.conftest import CRDS, LLMD, Operator
 
 PATH = LLMD.format(ns="default") + "/tiny"
+EVENTS = "/api/v1/namespaces/default/events"
 FORBIDDEN = ('pods "llama-7d9f-" is forbidden: error looking up service account default/llm-runner: '
              'serviceaccount "llm-runner" not found')
+TIMED_OUT = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+             "message": 'ReplicaSet "tiny-5d8c" has timed out progressing.'}
 
 
 def deployment(generation: int = 1, observed: int = 1, plan_hash: str = "abc", conditions: Any = ()) -> dict:
@@ -54,6 +61,9 @@ def test_a_deployment_of_another_plan_or_an_unseen_generation_is_not_rolled_out(
     assert progressing(deployment())[:2] == ("False", "Stable")
     assert progressing(deployment(plan_hash="older"))[0] == "True"  # the spec changed, the Deployment not yet
     assert progressing(deployment(generation=2, observed=1))[0] == "True"  # changed, its controller not there yet
+    assert progressing(deployment(conditions=[TIMED_OUT]))[:2] == ("False", "ProgressDeadlineExceeded")
+    # the deadline of the plan before: the Deployment is about to change
+    assert progressing(deployment(plan_hash="older", conditions=[TIMED_OUT]))[:2] == ("True", "Scaling")
 
 
 async def test_the_status_refresh_compares_the_deployment_with_the_specs_plan(cluster) -> None:
@@ -103,3 +113,53 @@ async def test_a_mounted_config_map_or_secret_that_does_not_exist_degrades_namin
         assert condition(kube.read(PATH), "Degraded")["status"] == "False"
     finally:
         await client.close()
+
+
+def test_a_rollout_past_its_deadline_is_reported_once_then_recovers(tmp_path: Path) -> None:
+    """The Deployment's controller gives up (Progressing=False, ProgressDeadlineExceeded: pods never ready, with
+    no pod problem to show): the LLMDeployment says so, with one Warning, until the Deployment progresses again.
+    The real operator; the test writes the Deployment's status, as its controller would."""
+    with start_apiserver(tmp_path, simulate_pods=False) as server:
+        kube = Kube(server.url)
+        for crd in CRDS:
+            for doc in yaml.safe_load_all(crd.read_text()):
+                kube.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", doc)
+        wait_for(lambda: kube.get("/apis/foresail.dev/v1alpha1"), what="CRD discovery")
+        operator = Operator(server.kubeconfig, tmp_path / "operator.log", "--standalone").start()
+        try:
+            kube.create(LLMD.format(ns="default"), {
+                "apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": "tiny"},
+                "spec": {"model": {"source": "builtin:tiny"}, "replicas": 1, "autoscaling": {"mode": "off"}}})
+            deployment_path = "/apis/apps/v1/namespaces/default/deployments/tiny"
+            generation = wait_for(lambda: (kube.get(deployment_path) or {}).get("metadata", {}).get("generation"),
+                                  timeout=30, what="the Deployment")
+
+            def write(ready: int, progressing: dict, marker: str) -> None:
+                kube.merge(deployment_path + "/status", {"status": {
+                    "observedGeneration": generation, "replicas": 1, "updatedReplicas": 1, "readyReplicas": ready,
+                    "conditions": [{**progressing, "lastUpdateTime": marker}]}})
+
+            def told(reason: str) -> int:
+                return sum(e.get("count", 1) for e in kube.read(EVENTS)["items"]
+                           if e["involvedObject"]["name"] == "tiny" and e["reason"] == reason)
+
+            write(0, TIMED_OUT, "2026-01-01T00:00:00Z")
+            wait_for(lambda: condition(kube.read(PATH), "Progressing").get("status") == "False", timeout=30,
+                     what="Progressing False")
+            message = f'Deployment tiny: {TIMED_OUT["message"]}'
+            status = conditions(kube.read(PATH)["status"])
+            assert status["Progressing"] == ("False", "ProgressDeadlineExceeded", message)
+            assert status["Degraded"] == ("True", "ProgressDeadlineExceeded", message)
+            assert status["Ready"][:2] == ("False", "ReplicasNotReady")
+            write(0, TIMED_OUT, "2026-01-01T00:01:00Z")  # another event of the Deployment, still timed out
+            wait_for(lambda: told("ProgressDeadlineExceeded"), what="the Warning")
+            write(1, {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+                      "message": 'ReplicaSet "tiny-5d8c" has successfully progressed.'}, "2026-01-01T00:02:00Z")
+            wait_for(lambda: told("Recovered"), timeout=30, what="the Recovered event")
+            status = conditions(kube.read(PATH)["status"])
+            assert status["Progressing"][:2] == ("False", "Stable") and status["Degraded"][0] == "False"
+            warnings = [e for e in kube.read(EVENTS)["items"] if e["reason"] == "ProgressDeadlineExceeded"]
+            assert [(e["type"], e.get("count", 1)) for e in warnings] == [("Warning", 1)]
+        finally:
+            operator.kill(signal.SIGTERM)
+            print(operator.text()[-4000:])
