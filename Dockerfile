@@ -40,4 +40,5 @@ RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128
     && pip install "$(ls /wheels/foresail-*.whl)[inference]" --find-links /wheels && rm -rf /wheels
 USER 10001:10001
 EXPOSE 8000
-ENTRYPOINT ["foresail", "serve", "--host", "0.0.0.0", "--port", "8000"]
+# --host "": every IPv4 and IPv6 address (IPv4 only where the host has no IPv6), for IPv6-only clusters too
+ENTRYPOINT ["foresail", "serve", "--host", "", "--port", "8000"]

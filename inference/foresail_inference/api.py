@@ -116,9 +116,17 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def not_serving(state: ServerState) -> web.Response:
+    """The 503 of an API request before the model is loaded and warmed, or while draining (counted)."""
+    state.metrics.rejected["unavailable"].inc()
+    return json_error(503, "the server is not ready", "service_unavailable", headers={"Retry-After": "1"})
+
+
 async def models(request: web.Request) -> web.Response:
-    """The one served model."""
+    """The one served model, once it serves (vLLM answers nothing before its model is loaded)."""
     state = request.app[STATE]
+    if not state.serving:
+        return not_serving(state)
     card = {"id": state.model_name, "object": "model", "created": 0, "owned_by": "foresail"}
     return web.json_response({"object": "list", "data": [card]})
 
@@ -154,8 +162,7 @@ async def _admit(request: web.Request, state: ServerState, chat: bool
     """Read, tokenize (in a worker thread: a long prompt takes a second) and admit a request, or the error that
     refuses it."""
     if not state.serving or state.engine is None:
-        state.metrics.rejected["unavailable"].inc()
-        return json_error(503, "the server is not ready", "service_unavailable", headers={"Retry-After": "1"})
+        return not_serving(state)
     engine = state.engine
     try:
         body = await read_body(request)

@@ -13,7 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--revision", default=None, help="Hugging Face revision (branch, tag or commit)")
     parser.add_argument("--cache-dir", default=None, help="Hugging Face cache folder")
     parser.add_argument("--served-model-name", default=None, help="model name in the API and metrics")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (containers: 0.0.0.0)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on; '' (as containers run it): every IPv4 and IPv6 address (IPv4 "
+                             "only where the host has no IPv6)")
     parser.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one and prints it")
     parser.add_argument("--max-waiting", type=int, default=256,
                         help="requests admitted but not yet generating; past it: 429")

@@ -85,7 +85,7 @@ class Generation:
         self.budget = budget
         self.detokenizer = Detokenizer(engine.tokenizer, prompt_ids)
         self.arrival = time.perf_counter()
-        self.queue: asyncio.Queue[GenerationOutput] = asyncio.Queue()
+        self.queue: asyncio.Queue[GenerationOutput] = asyncio.Queue(maxsize=1)  # the latest output (``deliver``)
         self.first_token_at: float | None = None
         self.last_token_at = self.arrival
         self.tokens_seen = 0
@@ -104,8 +104,6 @@ class Generation:
         try:
             while True:
                 output = await self.queue.get()
-                while not self.queue.empty():  # each output carries all tokens so far: keep the latest
-                    output = self.queue.get_nowait()
                 if output.error is not None:
                     raise EngineError(output.error)
                 tokens = output.generated_tokens
@@ -126,6 +124,13 @@ class Generation:
                     return
         finally:
             self.release()
+
+    def deliver(self, output: GenerationOutput) -> None:
+        """Keep only the latest output (on the event loop, as the manager hands each over): each carries a copy of
+        all the tokens so far, and a reader stalled on its client (who stopped reading) would hold one per step."""
+        if self.queue.full():
+            self.queue.get_nowait()
+        self.queue.put_nowait(output)
 
     def release(self) -> None:
         """Forget this request, cancelling it in the manager if it has not finished (done once; again is a no-op)."""
@@ -308,7 +313,7 @@ class Engine:
         generation = Generation(self, request_id, prompt_ids, params, budget)
         self.in_flight[request_id] = generation
         self.tokens_in_flight += budget
-        self.manager.register_result_handler(request_id, generation.queue.put_nowait)
+        self.manager.register_result_handler(request_id, generation.deliver)
         self.manager.add_request(prompt_ids, request_id=request_id, max_new_tokens=params.max_tokens,
                                  streaming=True, eos_token_id=self.eos_ids or -1, **params.processor_kwargs())
         return generation

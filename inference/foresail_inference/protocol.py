@@ -266,7 +266,7 @@ class ResponseBuilder:
         """One streamed chunk."""
         if self.chat:
             delta: dict[str, Any] = {"role": "assistant", "content": text} if first else {"content": text}
-            if finish_reason and not text:
+            if finish_reason and not text and not first:  # the first chunk names the role, even as the last
                 delta = {}
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
             return self._envelope("chat.completion.chunk", [choice])

@@ -36,6 +36,12 @@ def seconds_since_process_start() -> float:
         return time.time() - psutil.Process().create_time()
 
 
+def _url(address: Any) -> str:
+    """The URL of a listening socket's address (an IPv6 one in brackets)."""
+    host, port = address[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def _load_and_start(args: argparse.Namespace, metrics: ServerMetrics) -> Engine:
     """Load the model and start its batching engine (runs in a worker thread)."""
     import torch
@@ -80,8 +86,9 @@ async def serve(args: argparse.Namespace, name: str) -> int:
         log.error("cannot listen on %s:%s: %s", args.host, args.port, exc)
         await runner.cleanup()
         return 1
-    host, port = runner.addresses[0][:2]
-    print(f"listening on http://{host}:{port}", flush=True)
+    urls = [_url(address) for address in runner.addresses]
+    for url in urls:  # one per address: --host '' listens on each family's, on a port of its own with --port 0
+        print(f"listening on {url}", flush=True)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -111,9 +118,8 @@ async def serve(args: argparse.Namespace, name: str) -> int:
     state.ready = True
     cold_start = seconds_since_process_start()
     metrics.cold_start_seconds.set(cold_start)
-    log.info("ready on http://%s:%s (cold start %.2f s, model load %.2f s)", host, port, cold_start,
-             engine.loaded.load_seconds)
-    print(f"ready on http://{host}:{port}", flush=True)
+    log.info("ready on %s (cold start %.2f s, model load %.2f s)", urls[0], cold_start, engine.loaded.load_seconds)
+    print(f"ready on {urls[0]}", flush=True)
 
     await stopping
     log.info("draining: %d requests in flight, up to %.0f s", len(engine.in_flight), args.drain_timeout)

@@ -33,7 +33,7 @@ class Runtime:
         revision = spec.model.revision
         if self.name == "foresail":
             cmd = ["foresail", "serve", "--model", model, "--served-model-name", served_name,
-                   "--host", "0.0.0.0", "--port", str(PORT), "--cache-dir", f"{CACHE_DIR}/hf",
+                   "--host", "", "--port", str(PORT), "--cache-dir", f"{CACHE_DIR}/hf",  # "": IPv4 and IPv6
                    "--drain-timeout", str(spec.runtime.drain_s)]
             cmd += ["--revision", revision] if revision else []
         elif self.name == "vllm":

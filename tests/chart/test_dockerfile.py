@@ -1,5 +1,6 @@
 """Static checks of the Dockerfile (no Docker engine runs here): targets, pinned bases, non-root users,
 no torch or build tools in the operator image."""
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -59,3 +60,11 @@ def test_the_inference_image_caps_malloc_arenas_as_the_memory_test_runs_the_serv
     conftest = (ROOT / "tests" / "inference" / "conftest.py").read_text()
     assert re.search(r"^ENV .*\bMALLOC_ARENA_MAX=2\b", stages()["inference"], flags=re.M)
     assert '"MALLOC_ARENA_MAX": "2"' in conftest
+
+
+def test_the_inference_image_listens_on_ipv4_and_ipv6():
+    # --host 0.0.0.0 listened on IPv4 only ("": every address of each family, as the operator's pods run it)
+    entrypoint = re.search(r"^ENTRYPOINT (.+)$", stages()["inference"], flags=re.M)
+    assert entrypoint is not None
+    command = json.loads(entrypoint.group(1))
+    assert command[:2] == ["foresail", "serve"] and command[command.index("--host") + 1] == ""

@@ -101,6 +101,18 @@ def test_chat_streaming_with_usage(client) -> None:
     assert chunks[-1].usage.total_tokens == plain.usage.total_tokens
 
 
+def test_a_chat_stream_whose_first_step_is_its_last_names_the_role(client) -> None:
+    # A stop string at the very start made the first chunk the last, an empty delta without the role
+    args: dict[str, Any] = dict(model=MODEL, messages=[{"role": "user", "content": "Hello"}], max_tokens=8,
+                                temperature=0)
+    text = client.chat.completions.create(**args).choices[0].message.content
+    assert text
+    chunks = list(client.chat.completions.create(**args, stop=[text[0]], stream=True))
+    assert [c.choices[0].finish_reason for c in chunks] == ["stop"]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[0].choices[0].delta.content == ""
+
+
 def test_sse_ends_with_done(server: Server) -> None:
     rsp = requests.post(f"{server.url}/v1/completions", headers=server.headers, stream=True, timeout=30,
                         json={"model": MODEL, "prompt": "Hi", "max_tokens": 3, "stream": True})

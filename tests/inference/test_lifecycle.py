@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import socket
 import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, cast
 
@@ -70,9 +72,10 @@ def test_bad_flags_stop_the_server_before_it_loads_anything() -> None:
             proc.wait()
 
 
-def test_sigterm_while_the_model_loads_exits_without_waiting_for_the_load(tmp_path: Path) -> None:
-    # The load ran on in its thread after SIGTERM, and the interpreter waited for it at exit: 19.5 s for
-    # SmolLM2, minutes holding the GPU for a large model. Here the load waits on a Hub that never answers.
+@contextmanager
+def loading_forever(tmp_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen, Path]]:
+    """A server whose model load waits on a Hub that never answers: it listens, and never gets ready. Yields the
+    process, once the load is under way, and its log; kills it after."""
     with socket.create_server(("127.0.0.1", 0)) as hub:
         env = {**server_env(), "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": f"http://127.0.0.1:{hub.getsockname()[1]}",
                "HF_HUB_ETAG_TIMEOUT": "600", "HF_HUB_DOWNLOAD_TIMEOUT": "600", "NO_PROXY": "127.0.0.1",
@@ -80,20 +83,77 @@ def test_sigterm_while_the_model_loads_exits_without_waiting_for_the_load(tmp_pa
         log_path = tmp_path / "serve.log"
         with open(log_path, "w") as log:
             proc = subprocess.Popen([sys.executable, "-m", "foresail", "serve", "--port", "0", "--model",
-                                     "foresail-test/slow-model", "--cache-dir", str(tmp_path / "cache")],
+                                     "foresail-test/slow-model", "--cache-dir", str(tmp_path / "cache"), *args],
                                     env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         try:
             hub.settimeout(60)
             connection, _ = hub.accept()  # the load is under way, waiting for the Hub's answer
             with connection:
-                proc.terminate()
-                assert proc.wait(timeout=30) == 0
+                yield proc, log_path
         finally:
             proc.kill()
             proc.wait()
+
+
+def listening(log_path: Path) -> list[str]:
+    """The URLs the server printed that it listens on (printed before it loads the model)."""
+    return re.findall(r"listening on (http://\S+)", log_path.read_text())
+
+
+def test_sigterm_while_the_model_loads_exits_without_waiting_for_the_load(tmp_path: Path) -> None:
+    # The load ran on in its thread after SIGTERM, and the interpreter waited for it at exit: 19.5 s for
+    # SmolLM2, minutes holding the GPU for a large model. Here the load waits on a Hub that never answers.
+    with loading_forever(tmp_path) as (proc, log_path):
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
     out = log_path.read_text()
     assert "stopped while loading the model: the load is abandoned" in out, out
     assert "Traceback" not in out, out
+
+
+def test_before_the_model_is_loaded_the_api_is_a_503_in_openai_shape(tmp_path: Path) -> None:
+    # /v1/models listed the model while /ready was 503 and every completion a 503: vLLM answers nothing before load
+    with loading_forever(tmp_path, "--api-key", "sk-loading") as (proc, log_path):
+        [url] = listening(log_path)
+        headers = {"Authorization": "Bearer sk-loading"}
+        answers = [requests.get(f"{url}/v1/models", headers=headers, timeout=10),
+                   requests.post(f"{url}/v1/completions", headers=headers, json={"prompt": "x"}, timeout=10)]
+        ready, health = requests.get(f"{url}/ready", timeout=10), requests.get(f"{url}/health", timeout=10)
+        metrics = requests.get(f"{url}/metrics", timeout=10).text
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    assert (ready.status_code, health.status_code) == (503, 200)
+    for rsp in answers:
+        assert rsp.status_code == 503, rsp.text
+        assert rsp.headers["Retry-After"] == "1"
+        assert rsp.json()["error"]["type"] == "service_unavailable"
+    labels = 'model_name="foresail-test/slow-model",reason="unavailable"'
+    assert f"foresail:requests_rejected_total{{{labels}}} 2.0" in metrics
+
+
+def has_ipv6_loopback() -> bool:
+    """Whether this machine can listen on ::1."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def test_with_an_empty_host_the_server_listens_on_ipv4_and_ipv6(tmp_path: Path) -> None:
+    # The image and the operator's pods gave --host 0.0.0.0: IPv4 only, unreachable on an IPv6-only cluster.
+    # (On every address of the machine for the few seconds before SIGTERM, with a model that never loads.)
+    with loading_forever(tmp_path, "--host", "") as (proc, log_path):
+        urls = listening(log_path)  # --port 0: each family's socket has a port of its own
+        loopbacks = [url.replace("0.0.0.0", "127.0.0.1") for url in urls if url.startswith("http://0.0.0.0:")]
+        if has_ipv6_loopback():
+            loopbacks += [url.replace("[::]", "[::1]") for url in urls if url.startswith("http://[::]:")]
+        answers = [requests.get(f"{url}/health", timeout=10).status_code for url in loopbacks]
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    assert len(loopbacks) == (2 if has_ipv6_loopback() else 1), urls
+    assert answers == [200] * len(loopbacks)
 
 
 def test_cold_start_metric_is_within_the_time_the_parent_waited() -> None:
