@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 import yaml
@@ -47,16 +48,30 @@ class Operator:
         return self.log_path.read_text()
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[KubeServer]:
-    """An API test server with the CRDs installed and pods simulated."""
-    with start_apiserver(tmp_path, simulate_pods=True, ready_delay_s=0.5) as server:
+@contextlib.contextmanager
+def crd_apiserver(tmp_path: Path, **options: Any) -> Iterator[KubeServer]:
+    """An API test server (``options`` as start_apiserver takes them) with the CRDs installed."""
+    with start_apiserver(tmp_path, **options) as server:
         kube = Kube(server.url)
         for path in CRDS:
             for doc in yaml.safe_load_all(path.read_text()):
                 kube.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", doc)
         wait_for(lambda: kube.get("/apis/foresail.dev/v1alpha1"), what="CRD discovery")
         yield KubeServer(server, kube)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[KubeServer]:
+    """An API test server with the CRDs installed and pods simulated."""
+    with crd_apiserver(tmp_path, simulate_pods=True, ready_delay_s=0.5) as server:
+        yield server
+
+
+@pytest.fixture
+def unsimulated(tmp_path: Path) -> Iterator[KubeServer]:
+    """An API test server with the CRDs and no pods: nothing but the test and the operator changes a thing."""
+    with crd_apiserver(tmp_path, simulate_pods=False) as server:
+        yield server
 
 
 @pytest.fixture

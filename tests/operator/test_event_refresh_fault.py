@@ -8,19 +8,16 @@ from __future__ import annotations
 import logging
 import signal
 from pathlib import Path
-from typing import Iterator
 
 import kopf
 import pytest
-import yaml
 from kopf._core.engines.posting import settings_var  # what kopf.info reads, set as a running operator sets it
 
-from foresail.kubetest.testing import start_apiserver
 from foresail_operator import handlers
 from foresail_operator.config import OperatorConfig
 from foresail_operator.kube import KubeClient
-from tests.helpers import Kube, KubeServer, condition, wait_for
-from tests.operator.conftest import CRDS, LLMD, Operator
+from tests.helpers import KubeServer, condition, wait_for
+from tests.operator.conftest import LLMD, Operator
 
 PATH = LLMD.format(ns="default") + "/tiny"
 PODS = "/api/v1/namespaces/default/pods"
@@ -43,18 +40,6 @@ def test_a_failed_status_write_on_a_pod_event_is_one_warning_line(cluster, opera
     assert "Traceback" not in log and "failed with an exception" not in log, log[-3000:]
     line = next(li for li in log.splitlines() if "cannot refresh the status of default/tiny: " in li)
     assert "injected fault" in line, line
-
-
-@pytest.fixture
-def unsimulated(tmp_path: Path) -> Iterator[KubeServer]:
-    """An API test server with the CRDs and no pods: nothing but the test and the operator changes a thing."""
-    with start_apiserver(tmp_path, simulate_pods=False) as server:
-        kube = Kube(server.url)
-        for crd in CRDS:
-            for doc in yaml.safe_load_all(crd.read_text()):
-                kube.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", doc)
-        wait_for(lambda: kube.get("/apis/foresail.dev/v1alpha1"), what="CRD discovery")
-        yield KubeServer(server, kube)
 
 
 def test_a_failed_status_write_in_the_degraded_recheck_is_one_warning_line(unsimulated: KubeServer,

@@ -7,23 +7,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import kopf
 import pytest
-import yaml
 from kopf._cogs.aiokits.aioenums import AsyncFlagWaiter, FlagSetter  # kopf's `stopped` of a daemon
 from kopf._core.engines.posting import settings_var  # what kopf.info reads, set as a running operator sets it
 
-from foresail.kubetest.testing import start_apiserver
 from foresail_operator import handlers
 from foresail_operator.collector import Collector
 from foresail_operator.config import OperatorConfig
 from foresail_operator.kube import KubeClient
 from foresail_operator.reconciler import reconcile
-from tests.helpers import Kube, KubeServer, wait_for
-from tests.operator.conftest import CRDS, LLMD
+from tests.helpers import Kube, KubeServer
+from tests.operator.conftest import LLMD
 
 
 async def test_a_deleted_llmdeployment_leaves_no_lock_or_failure_behind() -> None:
@@ -77,18 +74,12 @@ class DeletedWhileReading(KubeClient):
 
 
 @pytest.fixture
-def unsimulated(tmp_path: Path) -> Iterator[KubeServer]:
-    """An API test server with the CRDs, no pods; kopf's event posting off (no operator here)."""
+def unsimulated(unsimulated: KubeServer) -> Iterator[KubeServer]:
+    """conftest's API test server with the CRDs, no pods; kopf's event posting off (no operator here)."""
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False
     settings_var.set(settings)
-    with start_apiserver(tmp_path, simulate_pods=False) as server:
-        kube = Kube(server.url)
-        for crd in CRDS:
-            for doc in yaml.safe_load_all(crd.read_text()):
-                kube.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", doc)
-        wait_for(lambda: kube.get("/apis/foresail.dev/v1alpha1"), what="CRD discovery")
-        yield KubeServer(server, kube)
+    yield unsimulated
     handlers._locks.clear()
     handlers._reconciling.clear()
     handlers._vanished_checked.clear()

@@ -8,12 +8,10 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-import yaml
 
-from foresail.kubetest.testing import start_apiserver
 from foresail_operator.status import OOM_HINT, PodSummary, pod_warnings
-from tests.helpers import Kube, condition, wait_for
-from tests.operator.conftest import CRDS, LLMD, Operator
+from tests.helpers import Kube, KubeServer, condition, wait_for
+from tests.operator.conftest import LLMD, Operator
 
 PODS = "/api/v1/namespaces/default/pods"
 EVENTS = "/api/v1/namespaces/default/events"
@@ -77,21 +75,15 @@ def test_a_container_started_again_after_a_failure_is_crash_looping_until_it_is_
 
 
 @pytest.fixture
-def unsimulated(tmp_path: Path) -> Iterator[tuple[Kube, Operator]]:
-    """An API test server that runs no pods (the test writes them, as a kubelet would), the CRDs, and the
+def unsimulated(unsimulated: KubeServer, tmp_path: Path) -> Iterator[tuple[Kube, Operator]]:
+    """conftest's API test server that runs no pods (the test writes them, as a kubelet would), with the
     operator."""
-    with start_apiserver(tmp_path, simulate_pods=False) as server:
-        kube = Kube(server.url)
-        for path in CRDS:
-            for doc in yaml.safe_load_all(path.read_text()):
-                kube.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", doc)
-        wait_for(lambda: kube.get("/apis/foresail.dev/v1alpha1"), what="CRD discovery")
-        operator = Operator(server.kubeconfig, tmp_path / "operator.log", "--standalone").start()
-        try:
-            yield kube, operator
-        finally:
-            operator.kill(signal.SIGTERM)
-            print(operator.text()[-4000:])
+    operator = Operator(unsimulated.kubeconfig, tmp_path / "operator.log", "--standalone").start()
+    try:
+        yield unsimulated.kube, operator
+    finally:
+        operator.kill(signal.SIGTERM)
+        print(operator.text()[-4000:])
 
 
 def test_the_owner_hears_of_each_eviction_and_death_by_memory_once(unsimulated: tuple[Kube, Operator]):

@@ -10,18 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import kopf
-import yaml
 from kopf._core.engines.posting import settings_var  # what kopf.warn reads, set as a running operator sets it
 
-from foresail.kubetest.testing import start_apiserver
 from foresail_operator import plan
 from foresail_operator.config import OperatorConfig
 from foresail_operator.kube import KubeClient
 from foresail_operator.reconciler import plan_for, refresh_status
 from foresail_operator.spec import parse_spec
 from foresail_operator.status import workload_status
-from tests.helpers import Kube, condition, wait_for
-from tests.operator.conftest import CRDS, LLMD, Operator
+from tests.helpers import condition, wait_for
+from tests.operator.conftest import LLMD, Operator, crd_apiserver
 
 PATH = LLMD.format(ns="default") + "/tiny"
 EVENTS = "/api/v1/namespaces/default/events"
@@ -119,12 +117,8 @@ def test_a_rollout_past_its_deadline_is_reported_once_then_recovers(tmp_path: Pa
     """The Deployment's controller gives up (Progressing=False, ProgressDeadlineExceeded: pods never ready, with
     no pod problem to show): the LLMDeployment says so, with one Warning, until the Deployment progresses again.
     The real operator; the test writes the Deployment's status, as its controller would."""
-    with start_apiserver(tmp_path, simulate_pods=False) as server:
-        kube = Kube(server.url)
-        for crd in CRDS:
-            for doc in yaml.safe_load_all(crd.read_text()):
-                kube.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", doc)
-        wait_for(lambda: kube.get("/apis/foresail.dev/v1alpha1"), what="CRD discovery")
+    with crd_apiserver(tmp_path, simulate_pods=False) as server:
+        kube = server.kube
         operator = Operator(server.kubeconfig, tmp_path / "operator.log", "--standalone").start()
         try:
             kube.create(LLMD.format(ns="default"), {
