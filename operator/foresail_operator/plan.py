@@ -18,7 +18,9 @@ from foresail_operator.spec import LLMDeploymentSpec
 OWNER_LABEL = "foresail.dev/llmdeployment"
 HASH_ANNOTATION = "foresail.dev/plan-hash"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "foresail"}
-FETCH_IMAGE = "busybox:1.37"  # the default image of the init container that downloads an http(s) model
+# The default image of the init container that downloads an http(s) model: curl checks TLS certificates, and
+# busybox's wget does not.
+FETCH_IMAGE = "curlimages/curl:8.22.0"
 # Before SIGTERM the pod serves this long while the EndpointSlices, kube-proxy and the activator stop
 # sending to it (they learn of its removal at the same time as the kubelet does).
 PRE_STOP_S = 5
@@ -60,9 +62,22 @@ def selector_string(name: str) -> str:
     return ",".join(f"{k}={v}" for k, v in selector(name).items())
 
 
+# The fetch-model init container's script ($1: the file, $2: the URL). A file already there is kept; else curl or,
+# in an image without it, wget downloads to $1.part, moved into place once complete; a failed download fails the
+# container and leaves nothing behind. A cache folder it cannot write (a hostPath is root's) is named, with the uid.
+FETCH_SCRIPT = "\n".join((
+    '[ -s "$1" ] && exit 0',
+    'd=$(dirname "$1")',
+    'mkdir -p "$d" && [ -w "$d" ] || { echo "fetch-model: uid $(id -u) cannot write to $d: make the model cache'
+    ' (model.cache.hostPath on the node, or the PVC) writable by uid $(id -u)" >&2; exit 1; }',
+    'if command -v curl >/dev/null; then curl -fsSL --retry 3 -o "$1.part" "$2"; else wget -q -O "$1.part" "$2"; fi'
+    ' && mv "$1.part" "$1" || { rm -f "$1.part"; exit 1; }',
+))
+
+
 def _model_location(spec: LLMDeploymentSpec, fetch_image: str) -> tuple[str, list[dict], list[dict], list[dict]]:
     """Resolve the model source into (model argument, volumes, mounts, init containers); an http(s) source is
-    downloaded by an init container of `fetch_image` (with `sh` and `wget`)."""
+    downloaded by an init container of `fetch_image` (with `sh`, and `curl` or `wget`)."""
     source = spec.model.source
     volumes: list[dict] = []
     mounts: list[dict] = []
@@ -78,9 +93,9 @@ def _model_location(spec: LLMDeploymentSpec, fetch_image: str) -> tuple[str, lis
         init.append({
             "name": "fetch-model",
             "image": fetch_image,
-            "command": ["sh", "-c", 'mkdir -p "$(dirname "$1")" && { [ -s "$1" ] || '
-                        '{ wget -q -O "$1.part" "$2" && mv "$1.part" "$1"; }; }', "fetch", target, source],
+            "command": ["sh", "-c", FETCH_SCRIPT, "fetch", target, source],
             "volumeMounts": [{"name": "model-cache", "mountPath": CACHE_DIR}],
+            "terminationMessagePolicy": "FallbackToLogsOnError",  # the pod's status shows why a download failed
             "securityContext": _container_security(non_root=True),
         })
         return target, volumes, mounts, init

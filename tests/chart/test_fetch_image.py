@@ -1,6 +1,7 @@
 """runtimeImages.fetch: the image of the init container that downloads an http(s) model, mirrored like the runtime
-images (air-gapped clusters cannot pull busybox from Docker Hub). The chart passes it as FORESAIL_IMAGE_FETCH, and
-the real operator, with the chart's environment against the API test server, plans the init container with it."""
+images (air-gapped clusters cannot pull curlimages/curl from Docker Hub). The chart passes it as
+FORESAIL_IMAGE_FETCH, and the real operator, with the chart's environment against the API test server, plans the init
+container with it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tests.chart.test_rbac import install, operator_env
 from tests.chart.test_render import env_of
 from tests.helpers import ROOT, Kube, logged_process, wait_for
 
-MIRROR = "registry.internal/mirror/busybox:1.37"
+MIRROR = "registry.internal/mirror/curl:8.22.0"
 DEPLOYMENTS = "/apis/apps/v1/namespaces/team-a/deployments"
 
 

@@ -142,8 +142,8 @@ def test_model_sources(source, expect_arg, volume):
 
 
 def test_the_model_download_image_can_be_mirrored(monkeypatch):
-    """FORESAIL_IMAGE_FETCH (the chart's runtimeImages.fetch) names the init container's image; busybox:1.37
-    without it."""
+    """FORESAIL_IMAGE_FETCH (the chart's runtimeImages.fetch) names the init container's image; curl's without it
+    (curl checks TLS certificates, busybox's wget does not)."""
     spec = parse_spec({"model": {"source": "https://example.com/m/tiny.gguf"}})
 
     def fetch_image() -> str:
@@ -153,9 +153,9 @@ def test_the_model_download_image_can_be_mirrored(monkeypatch):
         return init["image"]
 
     monkeypatch.delenv("FORESAIL_IMAGE_FETCH", raising=False)
-    assert fetch_image() == "busybox:1.37"
-    monkeypatch.setenv("FORESAIL_IMAGE_FETCH", "registry.internal/mirror/busybox:1.37")
-    assert fetch_image() == "registry.internal/mirror/busybox:1.37"
+    assert fetch_image() == "curlimages/curl:8.22.0"
+    monkeypatch.setenv("FORESAIL_IMAGE_FETCH", "registry.internal/mirror/curl:8.22.0")
+    assert fetch_image() == "registry.internal/mirror/curl:8.22.0"
 
 
 def test_image_override_order():
