@@ -106,12 +106,14 @@ def _retrying(cs: Mapping[str, Any], unready_since: float | None) -> bool:
 
 
 def _last_exit(cs: Mapping[str, Any]) -> str:
-    """How a container that restarts last ended, e.g. " (last exit: OOMKilled, code 137: raise ...)"."""
+    """How a container that restarts last ended, e.g. " (last exit: OOMKilled, code 137: raise ...)", with the
+    container's termination message (the last line of a failed model download's log), cut to 200 characters."""
     last = (cs.get("lastState") or {}).get("terminated") or {}
     if not last.get("reason"):
         return ""
     hint = f": {OOM_HINT}" if last["reason"] == "OOMKilled" else ""
-    return f" (last exit: {last['reason']}, code {last.get('exitCode')}{hint})"
+    said = " ".join(str(last.get("message") or "").split())[-200:]
+    return f" (last exit: {last['reason']}, code {last.get('exitCode')}{hint}{': ' + said if said else ''})"
 
 
 def pod_warnings(pod: Mapping[str, Any]) -> list[tuple[str, str, str]]:

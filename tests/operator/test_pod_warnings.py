@@ -48,6 +48,21 @@ def test_a_crash_loop_says_how_the_container_last_ended():
                                             f"(last exit: OOMKilled, code 137: {OOM_HINT})")
 
 
+def test_a_failing_init_container_says_what_it_last_said():
+    """The fetch-model init container's termination message (FallbackToLogsOnError: its log's end) reaches the
+    problem, on one line and cut to its last 200 characters."""
+    said = "curl: (60) SSL certificate problem\nfetch-model: uid 10001 cannot write to /models-cache/downloads"
+    fetch = {"name": "fetch-model", "restartCount": 2, "ready": False,
+             "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s"}},
+             "lastState": {"terminated": {"reason": "Error", "exitCode": 1, "message": said}}}
+    summary = PodSummary.of({"metadata": {"name": "tiny-1"}, "status": {"initContainerStatuses": [fetch]}})
+    assert summary.problem == ("CrashLoop", "container fetch-model: CrashLoopBackOff: back-off 20s (last exit: "
+                                            "Error, code 1: " + " ".join(said.split()) + ")")
+    fetch["lastState"]["terminated"]["message"] = "x" * 300 + "the end"
+    assert PodSummary.of({"metadata": {"name": "tiny-1"}, "status": {"initContainerStatuses": [fetch]}}).problem[1] \
+        .endswith("x" * 193 + "the end)")
+
+
 def running(restarts: int, ready: bool = False) -> dict:
     """A container status started again (at 01:00) after it was killed for memory."""
     ended = {"terminated": {"reason": "OOMKilled", "exitCode": 137, "containerID": f"c://{restarts}"}}
