@@ -14,7 +14,10 @@ it is sent): the activator stamps the annotation
 (again every ``STAMP_EVERY_S`` while requests wait), the operator scales a deployment at zero to one
 replica at once and counts the held requests as queued demand, and the request goes through as soon as
 a watch shows a ready replica (in the status, or a ready pod in the Service's EndpointSlices, should the
-operator be late to write it), or gets a 503 with Retry-After after the hold timeout. A held request keeps
+operator be late to write it), or gets a 503 with Retry-After after the hold timeout. A pod that sends no
+response headers within the response timeout of the request gets its connection closed, and the client a 504;
+an idle connection to a pod is kept ``KEEPALIVE_S``, less than uvicorn's 5 s (vLLM's, SGLang's), and a request
+whose kept connection the pod closes before answering is sent again once, on a new connection. A held request keeps
 its raw body alone (not the parsed JSON), and the bodies held, all deployments together, are bounded in
 bytes (``max_held_bytes``): past it, a 503 with Retry-After. It counts the
 requests that arrive for each deployment (``foresail_activator_arrivals_total``, from 0 for every
@@ -35,6 +38,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Any, Callable, Collection, Mapping
 
 import aiohttp
@@ -61,6 +65,9 @@ from foresail_operator.kube import ApiError, KubeClient, path_for
 # EndpointSlice still lists it. The request goes on to another pod.
 REFUSED_BEFORE_WORK = (429, 503)
 RETRY_S = 0.5  # how often a Service that refuses connections is tried again while a request may wait
+# how long an idle connection to a pod is kept: less than uvicorn's keep-alive timeout (5 s; vLLM's and SGLang's
+# servers), so that the pod never closes one as the activator sends a request on it
+KEEPALIVE_S = 4.0
 # The EndpointSlice controller copies a Service's labels onto its slices: this one selects Foresail's.
 FORESAIL_SLICES = "app.kubernetes.io/managed-by=foresail"
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -72,9 +79,10 @@ MODEL_FIELD = frozenset({"model"})
 ROUTING_FIELDS = MODEL_FIELD | {"prompt", "messages", "role", "content", "text"}
 
 REQUESTS = prometheus_client.Counter(
-    "foresail_activator_requests_total", "Requests by outcome: forwarded, held (then forwarded), timeout, "
-    "unknown_model, bad_request, overloaded, api_error, unreachable, upstream_error (failed before answering, or "
-    "broke off mid-answer), client_gone (the client closed its connection before its answer was complete)",
+    "foresail_activator_requests_total", "Requests by outcome: forwarded, held (then forwarded), timeout (held "
+    "past the hold timeout, or no response headers within the response timeout), unknown_model, bad_request, "
+    "overloaded, api_error, unreachable, upstream_error (failed before answering, or broke off mid-answer), "
+    "client_gone (the client closed its connection before its answer was complete)",
     ["namespace", "llmdeployment", "outcome"])
 ARRIVALS = prometheus_client.Counter(
     ARRIVALS_METRIC, "Requests for each LLMDeployment as they arrive, whatever their outcome; 0 from the first "
@@ -125,23 +133,56 @@ class _Hold:
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # the watch saw the LLMDeployment change
 
 
+@dataclass
+class _Sending:
+    """One sending of a request to a pod, as aiohttp's trace signals report it: whether it went on a connection kept
+    from an earlier request; ``timer``, the response timeout's, is set once the request's headers are sent."""
+
+    response_timeout_s: float
+    timer: asyncio.Timeout | None = None
+    reused: bool = False
+
+
+async def _on_reused(_: aiohttp.ClientSession, trace: SimpleNamespace, __: object) -> None:
+    trace.trace_request_ctx.reused = True
+
+
+async def _on_headers_sent(_: aiohttp.ClientSession, trace: SimpleNamespace, __: object) -> None:
+    sending: _Sending = trace.trace_request_ctx
+    if sending.response_timeout_s and sending.timer is not None:
+        sending.timer.reschedule(asyncio.get_running_loop().time() + sending.response_timeout_s)
+
+
+def _pods_session(**connector: Any) -> aiohttp.ClientSession:
+    """A session for the pods' connections (``connector``: TCPConnector's options), whose requests report _Sending.
+    No cap on the connections (aiohttp's default: 100 for every pod together, and a request past them waits unseen,
+    counted in no queue): each pod's own queue decides, which the operator reads."""
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_reuseconn.append(_on_reused)
+    trace.on_request_headers_sent.append(_on_headers_sent)
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, **connector), auto_decompress=False,
+                                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10), trace_configs=[trace])
+
+
 class Activator:
     """Routes, holds and forwards requests; see the module docstring."""
 
     def __init__(self, client: KubeClient, upstream: Callable[[str, str], str], namespaces: tuple[str, ...] = (),
                  hold_timeout_s: float = 600.0, max_held: int = 1000, routing: str = "pods",
                  prefix_load_factor: float = LOAD_FACTOR, max_held_bytes: int = MAX_HELD_MIB * 2 ** 20,
-                 max_body_bytes: int = MAX_BODY_MIB * 2 ** 20) -> None:
+                 max_body_bytes: int = MAX_BODY_MIB * 2 ** 20, response_timeout_s: float = 600.0) -> None:
         """``upstream(namespace, name)``: the base URL of a deployment's Service; ``routing``: ``pods``
         (the least loaded ready pod), ``prefix`` (the pod for the request's routing key, unless it has more
         than ``prefix_load_factor`` times the mean load) or ``service`` (always the Service); ``max_held``:
         requests held per deployment, ``max_held_bytes``: their bodies' bytes, all deployments together;
-        ``max_body_bytes``: a request's body, past which it gets a 413."""
+        ``max_body_bytes``: a request's body, past which it gets a 413; ``response_timeout_s``: how long a pod may
+        take to send its response headers once the request's are sent (0: no limit), past which the client gets a
+        504."""
         if routing not in ROUTINGS:
             raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}, not {routing!r}")
         self.client, self.namespaces, self.upstream = client, namespaces, upstream
         self.hold_timeout_s, self.max_held, self.max_held_bytes = hold_timeout_s, max_held, max_held_bytes
-        self.max_body_bytes = max_body_bytes
+        self.max_body_bytes, self.response_timeout_s = max_body_bytes, response_timeout_s
         self._held_bytes = 0
         self.to_pods, self.by_prefix = routing != "service", routing == "prefix"
         self._deployments = Informer(client, f"{GROUP}/{VERSION}", PLURAL, namespaces, on_change=self._deployment_event)
@@ -152,7 +193,8 @@ class Activator:
         self._holds: dict[Key, _Hold] = {}
         self._active: Counter[Key] = Counter()  # requests being answered, by deployment
         self._watches: list[asyncio.Task] = []
-        self._session: aiohttp.ClientSession | None = None
+        # to the pods: one keeping idle connections KEEPALIVE_S, one opening a new connection for each request
+        self._sessions: tuple[aiohttp.ClientSession, aiohttp.ClientSession] | None = None
 
     def app(self) -> web.Application:
         """The aiohttp application: /v1/models, /v1/models/{model}, /healthz, /metrics, and /v1/* (routed;
@@ -405,24 +447,27 @@ class Activator:
         was sent) goes on to the next pod (the pod is passed over for EJECT_S), then the Service, and is
         retried for ``retry_s``; a pod's 429 or 503 (full, or draining: it refused the request before any
         work) goes on to the next pod, the last one's refusal being the answer; ``unreachable`` at once once
-        the watch shows no ready replica. ``affinity``: the routing key, if any. The path and query go on as
+        the watch shows no ready replica. A kept connection that fails before the answer's headers (the pod closed
+        it as the request was sent) is tried again once, on a new connection; no response headers within the
+        response timeout: a 504 (``timeout``). ``affinity``: the routing key, if any. The path and query go on as
         the client wrote them (percent-encoded, ``..`` unresolved)."""
-        if self._session is None:
-            # no cap on the connections (aiohttp's default: 100 for every pod together, and a request past them
-            # waits unseen, counted in no queue): each pod's own queue decides, which the operator reads
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), auto_decompress=False,
-                                                  timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        if self._sessions is None:
+            self._sessions = _pods_session(keepalive_timeout=KEEPALIVE_S), _pods_session(force_close=True)
         # aiohttp has decoded the body: it goes on without its Content-Encoding
         headers = _end_to_end(request.headers, drop={"content-encoding"})
         service = self.upstream(*key)
         deadline = time.monotonic() + retry_s
         refused: set[str] = set()
+        fresh = False
         while True:
             base = self._load.pick((u for u in await self._ready_pods(key) if u not in refused), affinity) or service
             url = URL(base.rstrip("/") + request.rel_url.raw_path_qs, encoded=True)
+            sending = _Sending(self.response_timeout_s)
             with self._load.sending(base):
                 try:
-                    upstream = await self._session.request(request.method, url, data=body, headers=headers)
+                    async with asyncio.timeout(None) as sending.timer:  # set once the headers are sent
+                        upstream = await self._sessions[fresh].request(
+                            request.method, url, data=body, headers=headers, trace_request_ctx=sending)
                 except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:  # nothing was sent
                     refused.add(base)
                     if base != service:
@@ -436,9 +481,15 @@ class Activator:
                     refused.clear()
                     await asyncio.sleep(RETRY_S)
                     continue
-                except aiohttp.ClientError as exc:  # sent, maybe: not retried
+                except aiohttp.ClientError as exc:  # sent, maybe: not retried, but on a kept connection the pod closed
+                    if sending.reused and isinstance(exc, aiohttp.ClientConnectionError):
+                        fresh = True  # closed as the request went on it (keep-alive): once more, on a new connection
+                        continue
                     raise Refusal(502, "upstream_error", f"{key[0]}/{key[1]} at {url} failed before answering: "
                                                          f"{exc}", 5) from exc
+                except TimeoutError:  # the response timeout's (aiohttp's own are ClientErrors): the connection closed
+                    raise Refusal(504, "timeout", f"{key[0]}/{key[1]} at {url} sent no response within "
+                                                  f"{self.response_timeout_s:g} s") from None
                 async with upstream:
                     if upstream.status in REFUSED_BEFORE_WORK and base != service:
                         refused.add(base)
@@ -471,8 +522,8 @@ class Activator:
         for hold in self._holds.values():
             if hold.task is not None:
                 hold.task.cancel()
-        if self._session is not None:
-            await self._session.close()
+        for session in self._sessions or ():
+            await session.close()
         await self.client.close()
 
 

@@ -28,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hold-timeout", type=float, default=env("FORESAIL_ACTIVATOR_HOLD_TIMEOUT", "600"),
                         help="seconds a request waits for a ready replica before a 503 "
                              "(FORESAIL_ACTIVATOR_HOLD_TIMEOUT, default 600)")
+    parser.add_argument("--response-timeout", type=float, default=env("FORESAIL_ACTIVATOR_RESPONSE_TIMEOUT", "600"),
+                        help="seconds a pod may take to send its response headers once the request is sent; past "
+                             "them its connection is closed and the client gets a 504 (a stream whose headers came "
+                             "is not cut; FORESAIL_ACTIVATOR_RESPONSE_TIMEOUT, default 600, 0: no limit)")
     parser.add_argument("--max-held", type=int, default=env("FORESAIL_ACTIVATOR_MAX_HELD", "1000"),
                         help="requests held per deployment before new ones get a 503 (default 1000)")
     parser.add_argument("--max-held-mib", type=int, default=env("FORESAIL_ACTIVATOR_MAX_HELD_MIB", "256"),
@@ -65,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         check_upstream(args.upstream)
         if not 0 <= args.hold_timeout < float("inf"):
             raise ValueError(f"--hold-timeout must be seconds >= 0, not {args.hold_timeout:g}")
+        if not 0 <= args.response_timeout < float("inf"):
+            raise ValueError(f"--response-timeout must be seconds >= 0 (0: no limit), not {args.response_timeout:g}")
         if args.max_held < 1:
             raise ValueError(f"--max-held must be at least 1, not {args.max_held}")
         if args.max_held_mib < 1:
@@ -85,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     token_file = SERVICE_ACCOUNT_TOKEN if os.path.exists(SERVICE_ACCOUNT_TOKEN) else None
     activator = Activator(KubeClient(info, token_file=token_file), upstream, tuple(args.namespace), args.hold_timeout,
                           args.max_held, routing=args.routing, prefix_load_factor=args.prefix_load_factor,
-                          max_held_bytes=args.max_held_mib * 2 ** 20, max_body_bytes=args.max_body_mib * 2 ** 20)
+                          max_held_bytes=args.max_held_mib * 2 ** 20, max_body_bytes=args.max_body_mib * 2 ** 20,
+                          response_timeout_s=args.response_timeout)
     # on SIGTERM (a rollout) new connections stop, and what is held or streaming gets its answer first; a
     # client that closes its connection cancels its request (held, or sent on: the pod's connection closes);
     # no --host: every address of both families (asyncio leaves out a family the host has not)

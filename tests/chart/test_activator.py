@@ -85,7 +85,8 @@ def test_no_activator_unless_enabled(tmp_path: Path, values: dict):
 def test_the_activator_runs_foresail_activator_with_the_values(tmp_path: Path):
     values: dict[str, Any] = {
         "activator": {"enabled": True, "replicaCount": 3, "port": 18081, "holdTimeoutSeconds": 120,
-                      "routing": "service", "prefixLoadFactor": 2, "maxHeld": 50, "maxHeldMiB": 32, "maxBodyMiB": 8,
+                      "responseTimeoutSeconds": 90, "routing": "service", "prefixLoadFactor": 2, "maxHeld": 50,
+                      "maxHeldMiB": 32, "maxBodyMiB": 8,
                       "service": {"type": "NodePort", "port": 8080},
                       "resources": {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}},
         "image": {"repository": "registry.example.com/foresail", "tag": "1.2.3", "pullPolicy": "Always"},
@@ -101,8 +102,8 @@ def test_the_activator_runs_foresail_activator_with_the_values(tmp_path: Path):
         == "registry.example.com/foresail:1.2.3"
     assert main["imagePullPolicy"] == "Always" and pod["imagePullSecrets"] == [{"name": "regcred"}]
     assert command_line(objects) == ["foresail", "activator", "--port", "18081", "--hold-timeout", "120",
-                                     "--routing", "service", "--prefix-load-factor", "2", "--max-held", "50",
-                                     "--max-held-mib", "32", "--max-body-mib", "8"]
+                                     "--response-timeout", "90", "--routing", "service", "--prefix-load-factor", "2",
+                                     "--max-held", "50", "--max-held-mib", "32", "--max-body-mib", "8"]
     assert main["ports"] == [{"name": "http", "containerPort": 18081, "protocol": "TCP"}]
     assert main["resources"] == values["activator"]["resources"]
     for probe in ("livenessProbe", "readinessProbe"):
@@ -130,10 +131,10 @@ def test_the_activator_runs_foresail_activator_with_the_values(tmp_path: Path):
 @pytest.mark.parametrize("namespaces", [[], ["team-a"], ["team-a", "team-b"]])
 def test_the_activator_serves_the_watched_namespaces(tmp_path: Path, namespaces: list[str]):
     args = command_line(render(tmp_path, {**ENABLED, "watchNamespaces": namespaces}))
-    assert args[:16] == ["foresail", "activator", "--port", "8080", "--hold-timeout", "600", "--routing", "pods",
-                         "--prefix-load-factor", "1.25", "--max-held", "1000", "--max-held-mib", "256",
-                         "--max-body-mib", "64"]
-    assert args[16:] == [a for ns in namespaces for a in ("--namespace", ns)]
+    assert args[:18] == ["foresail", "activator", "--port", "8080", "--hold-timeout", "600", "--response-timeout",
+                         "600", "--routing", "pods", "--prefix-load-factor", "1.25", "--max-held", "1000",
+                         "--max-held-mib", "256", "--max-body-mib", "64"]
+    assert args[18:] == [a for ns in namespaces for a in ("--namespace", ns)]
 
 
 def test_the_command_line_is_one_the_activator_parses(tmp_path: Path):
@@ -145,14 +146,14 @@ def test_the_command_line_is_one_the_activator_parses(tmp_path: Path):
     parser = argparse.ArgumentParser(exit_on_error=False)
     activator_cli.add_arguments(parser)
     args = command_line(render(tmp_path, {"activator": {"enabled": True, "port": 9001, "holdTimeoutSeconds": 30,
-                                                        "prefixLoadFactor": 1.5, "maxHeld": 7, "maxHeldMiB": 9,
-                                                        "maxBodyMiB": 3},
+                                                        "responseTimeoutSeconds": 0, "prefixLoadFactor": 1.5,
+                                                        "maxHeld": 7, "maxHeldMiB": 9, "maxBodyMiB": 3},
                                           "watchNamespaces": ["team-a", "team-b"]}))
     assert args[:2] == ["foresail", "activator"]
     parsed = parser.parse_args(args[2:])
     assert (parsed.port, parsed.hold_timeout, parsed.routing, parsed.prefix_load_factor, parsed.namespace) == (
         9001, 30, "pods", 1.5, ["team-a", "team-b"])
-    assert (parsed.max_held, parsed.max_held_mib, parsed.max_body_mib) == (7, 9, 3)
+    assert (parsed.max_held, parsed.max_held_mib, parsed.max_body_mib, parsed.response_timeout) == (7, 9, 3, 0)
 
 
 @pytest.mark.parametrize("routing", ["pods", "prefix", "service"])

@@ -274,6 +274,8 @@ BAD_VALUES = [
     ({"tolerations": [{"key": "a", "operator": "In"}]}, "tolerations.0.operator must be one of the following"),
     ({"tolerations": [{"key": "a", "efect": "NoSchedule"}]}, "tolerations.0: Additional property efect is not allowed"),
     ({"activator": {"holdTimeoutSeconds": 0}}, "activator.holdTimeoutSeconds: Must be greater than or equal to 1"),
+    ({"activator": {"responseTimeoutSeconds": -1}},
+     "activator.responseTimeoutSeconds: Must be greater than or equal to 0"),
     ({"activator": {"routing": "random"}}, "activator.routing: activator.routing must be one of the following"),
     ({"activator": {"prefixLoadFactor": 0.8}}, "activator.prefixLoadFactor: Must be greater than or equal to 1"),
     ({"activator": {"port": 0}}, "activator.port: Must be greater than or equal to 1"),
