@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import kopf
 import prometheus_client
 
-from foresail_operator import GROUP, PLURAL, VERSION, telemetry
+from foresail_operator import GROUP, PLURAL, VERSION, reconciler, telemetry
 from foresail_operator.activation import requested_at
 from foresail_operator.autoscaler import Loop, backfill, step
 from foresail_operator.collector import Collector
@@ -128,6 +128,14 @@ def _first(index: kopf.Index, key: tuple[str, str]) -> Any:
     return next(iter(store), None) if store else None
 
 
+def _deployment(owned_deployments: kopf.Index, key: tuple[str, str]) -> dict | None:
+    """The owned Deployment as last seen: of those the index holds under ``key`` named like the owner, the last one
+    first seen. kopf keeps a Deployment deleted while a watch was down (listing again after a 410 Gone, it sends no
+    DELETED): once recreated (``_vanished``), the new one comes after it."""
+    named = [d for d in owned_deployments.get(key, ()) if d["metadata"]["name"] == key[1]]
+    return named[-1] if named else None
+
+
 def _live(llmdeployments: kopf.Index, key: tuple[str, str]) -> dict | None:
     """The LLMDeployment as last seen, None once it is deleted or being deleted: from then on nothing is kept for it
     (`forget` drops what was), also by a handler still running since before."""
@@ -146,7 +154,7 @@ async def _refresh(memo: kopf.Memo, key: tuple[str, str], llmdeployments: kopf.I
     async with _locks.setdefault(key, asyncio.Lock()):
         loop = memo.loops.get(key)
         failure = memo.failures.get(key)
-        await refresh_status(memo.client, body, deployment or _first(owned_deployments, key),
+        await refresh_status(memo.client, body, deployment or _deployment(owned_deployments, key),
                              owned_pods.get(key, ()), extra_problems=[failure] if failure else None,
                              autoscaler=loop.view if loop is not None else None, config=memo.config)
 
@@ -180,7 +188,7 @@ async def _restore_if_astray(memo: kopf.Memo, key: tuple[str, str], logger: logg
     if body is None:
         return
     owned = memo.owned
-    live = (owned["services"].get(key), _first(owned_deployments, key), owned["poddisruptionbudgets"].get(key))
+    live = (owned["services"].get(key), _deployment(owned_deployments, key), owned["poddisruptionbudgets"].get(key))
     # the first read back a period after the first look (the watch has just listed them); timed before any await
     now = time.monotonic()
     due = now - _vanished_checked.setdefault(key, now) >= VANISHED_CHECK_S
@@ -240,7 +248,9 @@ async def on_llmdeployment(body: kopf.Body, reason: str, diff: kopf.Diff, old: A
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
 async def forget(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
-    """Drop what the handlers keep for a deleted LLMDeployment (its locks and last failure)."""
+    """Drop what the handlers and the reconciler keep for a deleted LLMDeployment (its locks, last failure, and the
+    fields the API server leaves out of its objects)."""
+    reconciler.forget(namespace, name)
     _locks.pop((namespace, name), None)
     _reconciling.pop((namespace, name), None)
     _vanished_checked.pop((namespace, name), None)
@@ -375,7 +385,7 @@ async def autoscale(stopped: kopf.DaemonStopped, name: str, namespace: str, logg
                 return
             try:
                 async with _reconciling.setdefault(key, asyncio.Lock()):  # not while a manual scale is applied
-                    await step(loop, memo.client, memo.collector, body, spec, _first(owned_deployments, key),
+                    await step(loop, memo.client, memo.collector, body, spec, _deployment(owned_deployments, key),
                                pods, logger)
                 await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods)
             except ApiError as exc:

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import time
 from decimal import Decimal
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import kopf
 from kubernetes.utils.quantity import parse_quantity
@@ -32,6 +32,10 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"  # what `kubectl rollout rest
 # reported, instead of each decision reading them (and warning) again. As handlers.VANISHED_CHECK_S.
 IN_THE_WAY_S = 60.0
 _in_the_way: dict[str, float] = {}  # owner uid -> when a reconcile last found another's object in the way
+# (namespace, owner name) -> kind -> (plan hash, paths): the planned fields the API server left out of an owned object
+# when the operator last wrote that plan (one an older server does not know, an empty one it omits), which drift
+# skips. Learned again after a restart by one write of each object that lacks one (_ensure); only those are kept.
+_left_out: dict[tuple[str, str], dict[str, tuple[str, frozenset[str]]]] = {}
 
 
 def llmd_path(namespace: str, name: str, subresource: str | None = None) -> str:
@@ -64,6 +68,7 @@ async def _ensure(client: KubeClient, body: dict[str, Any], plural: str, api_ver
                 raise
             created = await client.request("GET", path)  # made by us before a restart, or by someone else
         else:
+            _learn(owner, body, created)
             logger.info("created %s %s", kind, meta["name"])
             kopf.info(owner, reason="Created", message=f"Created {kind} {meta['name']}")
             return created
@@ -74,8 +79,9 @@ async def _ensure(client: KubeClient, body: dict[str, Any], plural: str, api_ver
                                              f"not own: delete or rename it{TAKE_OVER_HINTS.get(kind, '')}")
     want = meta["annotations"][plan.HASH_ANNOTATION]
     have = (current.get("metadata", {}).get("annotations") or {}).get(plan.HASH_ANNOTATION)
-    strayed = drift(body, current) if want == have else None
+    strayed = drift(body, current, left_out(owner, body)) if want == have else None
     if want != have or strayed:
+        before = current
         # "add" sets a member whether or not it is there: a field an older server dropped, or a field
         # new in this plan, is written where "replace" would fail.
         ops = [{"op": "add", "path": f"/spec/{key}", "value": _kept(key, value, current)}
@@ -85,10 +91,13 @@ async def _ensure(client: KubeClient, body: dict[str, Any], plural: str, api_ver
                     **(current["metadata"].get("annotations") or {}), **meta["annotations"]}},
                 {"op": "replace", "path": "/metadata/ownerReferences", "value": meta["ownerReferences"]}]
         current = await client.request("PATCH", path, ops, content_type="application/json-patch+json")
+        # a field still missing after this write is one the server leaves out, not one removed outside Foresail
+        left = _learn(owner, body, current)
+        strayed = strayed and drift(body, before, left)
         if strayed:
             logger.info("restored %s %s: %s was changed outside Foresail", kind, meta["name"], strayed)
             kopf.info(owner, reason="Restored", message=f"Restored {kind} {meta['name']}: {strayed} was changed")
-        else:
+        elif want != have:
             logger.info("updated %s %s (plan %s -> %s)", kind, meta["name"], have, want)
             kopf.info(owner, reason="Updated", message=f"Updated {kind} {meta['name']} to the new spec")
     return current
@@ -105,29 +114,68 @@ def _kept(key: str, planned: Any, current: Mapping[str, Any]) -> Any:
     return {**planned, "metadata": {**meta, "annotations": {**(meta.get("annotations") or {}), RESTARTED_AT: stamp}}}
 
 
-def drift(planned: Mapping[str, Any], live: Mapping[str, Any]) -> str | None:
-    """The first label or planned spec field (not UNPATCHED) of an owned object that differs from its plan, or None.
+def drift(planned: Mapping[str, Any], live: Mapping[str, Any], left: frozenset[str] = frozenset()) -> str | None:
+    """The first label or planned spec field (not UNPATCHED) of an owned object that differs from its plan or is
+    missing, or None.
 
-    Only what the plan sets counts, so the fields the API server adds or defaults do not; nor does a planned field
-    the live object lacks (an older server drops the fields it does not know). Quantities compare by amount (the
-    server writes 0.5 CPU as 500m)."""
+    Only what the plan sets counts, so the fields the API server adds or defaults do not; nor do those of `left`, the
+    planned fields the server left out when the operator wrote them (see left_out). Quantities compare by amount
+    (the server writes 0.5 CPU as 500m)."""
+    return next((path for path, _lacks in _strays(planned, live) if path not in left), None)
+
+
+def left_out(owner: Mapping[str, Any], planned: Mapping[str, Any]) -> frozenset[str]:
+    """The planned fields the API server left out of `owner`'s object of `planned`'s kind when the operator last
+    wrote this plan of it (``_left_out``)."""
+    plan_hash, paths = _left_out.get(_key(owner), {}).get(planned["kind"], ("", frozenset()))
+    return paths if plan_hash == planned["metadata"]["annotations"][plan.HASH_ANNOTATION] else frozenset()
+
+
+def _learn(owner: Mapping[str, Any], planned: Mapping[str, Any], written: Mapping[str, Any]) -> frozenset[str]:
+    """Keep (``_left_out``) and return the planned fields that `written`, the server's answer to the operator's
+    write of `planned`, lacks."""
+    paths = frozenset(path for path, lacks in _strays(planned, written) if lacks)
+    kinds = _left_out.setdefault(_key(owner), {})
+    kinds[planned["kind"]] = (planned["metadata"]["annotations"][plan.HASH_ANNOTATION], paths)
+    if not paths:
+        del kinds[planned["kind"]]
+        if not kinds:
+            del _left_out[_key(owner)]
+    return paths
+
+
+def _key(owner: Mapping[str, Any]) -> tuple[str, str]:
+    return owner["metadata"]["namespace"], owner["metadata"]["name"]
+
+
+def forget(namespace: str, name: str) -> None:
+    """Drop what is kept for a deleted LLMDeployment (``_left_out``)."""
+    _left_out.pop((namespace, name), None)
+
+
+def _strays(planned: Mapping[str, Any], live: Mapping[str, Any]) -> Iterator[tuple[str, bool]]:
+    """Each label and planned spec field (not UNPATCHED) of an owned object that differs from its plan (see drift):
+    its path, and whether the object lacks it."""
     labels = (live.get("metadata") or {}).get("labels") or {}
-    changed = [f"metadata.labels.{k}" for k, v in planned["metadata"]["labels"].items() if labels.get(k) != v]
+    yield from ((f"metadata.labels.{k}", k not in labels) for k, v in planned["metadata"]["labels"].items()
+                if labels.get(k) != v)
     spec = {k: v for k, v in planned["spec"].items() if k not in UNPATCHED}
-    return changed[0] if changed else _differs(spec, live.get("spec") or {}, "spec")
+    yield from _differs(spec, live.get("spec") or {}, "spec")
 
 
-def _differs(planned: Any, live: Any, path: str) -> str | None:
-    """The path of the first value of `planned` that `live` sets otherwise (see drift), or None."""
+def _differs(planned: Any, live: Any, path: str) -> Iterator[tuple[str, bool]]:
+    """Each value of `planned` that `live` lacks or sets otherwise: its path, and whether `live` lacks it."""
     if isinstance(planned, Mapping) and isinstance(live, Mapping):
-        found = (_differs(value, live[key], f"{path}.{key}") for key, value in planned.items() if key in live)
-        return next((p for p in found if p), None)
-    if isinstance(planned, list) and isinstance(live, list) and len(planned) == len(live):
-        found = (_differs(a, b, f"{path}[{i}]") for i, (a, b) in enumerate(zip(planned, live, strict=True)))
-        return next((p for p in found if p), None)
-    if planned == live or (_amount(planned) is not None and _amount(planned) == _amount(live)):
-        return None
-    return path
+        for key, value in planned.items():
+            if key in live:
+                yield from _differs(value, live[key], f"{path}.{key}")
+            else:
+                yield f"{path}.{key}", True
+    elif isinstance(planned, list) and isinstance(live, list) and len(planned) == len(live):
+        for i, (a, b) in enumerate(zip(planned, live, strict=True)):
+            yield from _differs(a, b, f"{path}[{i}]")
+    elif planned != live and (_amount(planned) is None or _amount(planned) != _amount(live)):
+        yield path, False
 
 
 def _amount(value: Any) -> Decimal | None:
@@ -220,7 +268,7 @@ async def out_of_plan(client: KubeClient, config: OperatorConfig, body: Mapping[
         elif have is None:
             if not _in_the_way_lately(body):
                 return True
-        elif drift(want, have) or (have["metadata"].get("annotations") or {}).get(
+        elif drift(want, have, left_out(body, want)) or (have["metadata"].get("annotations") or {}).get(
                 plan.HASH_ANNOTATION) != want["metadata"]["annotations"][plan.HASH_ANNOTATION]:
             return True
     return False

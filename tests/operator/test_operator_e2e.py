@@ -355,8 +355,9 @@ def test_a_deleted_service_or_budget_is_recreated_at_once(cluster, operator):
 
 def test_an_owned_object_edited_outside_the_operator_is_put_back(cluster, operator):
     """The decision loop puts back what the plan sets (the Deployment's image, the Service's port, the labels the
-    LLMDeployment's are copied to), keeping a `kubectl rollout restart` stamp, and then writes nothing while nothing
-    changes, not even for a budget field the server dropped (as one older than Kubernetes 1.27 does)."""
+    LLMDeployment's are copied to), also fields removed (the pod template's env, a label, the preStop hook, a budget's
+    field), keeping a `kubectl rollout restart` stamp, and then writes nothing while nothing changes (a field the
+    server itself leaves out: test_left_out_fields.py)."""
     doc = load("minimal.yaml")
     doc["metadata"]["labels"] = {"team": "a"}
     doc["spec"]["autoscaling"] = {"intervalSeconds": 5}
@@ -373,14 +374,24 @@ def test_an_owned_object_edited_outside_the_operator_is_put_back(cluster, operat
     wait_for(lambda: deployment(cluster, "tiny")["spec"]["template"]["spec"]["containers"][0]["image"] == image
              and cluster.kube.read(f"{SERVICES}/tiny")["spec"]["ports"][0]["port"] == 8000, timeout=30,
              what="the image and the port put back")
+    template = deployment(cluster, "tiny")["spec"]["template"]
+    removed = ["/spec/template/spec/containers/0/env", "/spec/template/spec/containers/0/lifecycle/preStop",
+               "/spec/template/metadata/labels/app.kubernetes.io~1part-of",
+               "/spec/template/spec/automountServiceAccountToken"]
+    cluster.kube.call("PATCH", f"{DEPLOY}/tiny", [{"op": "remove", "path": path} for path in removed], json_patch)
+    cluster.kube.merge(f"{BUDGETS}/tiny", {"spec": {"unhealthyPodEvictionPolicy": None}})
+    wait_for(lambda: deployment(cluster, "tiny")["spec"]["template"] == template
+             and cluster.kube.read(f"{BUDGETS}/tiny")["spec"].get("unhealthyPodEvictionPolicy") == "AlwaysAllow",
+             timeout=30, what="the removed fields put back")
     wait_for(lambda: {e["message"] for e in events_for(cluster, "tiny") if e["reason"] == "Restored"} >= {
         "Restored Deployment tiny: spec.template.spec.containers[0].image was changed",
-        "Restored Service tiny: spec.ports[0].port was changed"}, what="the Restored events")
+        "Restored Service tiny: spec.ports[0].port was changed",
+        "Restored Deployment tiny: spec.template.metadata.labels.app.kubernetes.io/part-of was changed",
+        "Restored PodDisruptionBudget tiny: spec.unhealthyPodEvictionPolicy was changed"}, what="the Restored events")
     assert deployment(cluster, "tiny")["spec"]["template"]["metadata"]["annotations"].items() >= restarted.items()
     cluster.kube.merge(f"{LLMD.format(ns=NS)}/tiny", {"metadata": {"labels": {"team": "b"}}})
     wait_for(lambda: deployment(cluster, "tiny")["metadata"]["labels"]["team"]
              == cluster.kube.read(f"{SERVICES}/tiny")["metadata"]["labels"]["team"] == "b", what="the new label")
-    cluster.kube.merge(f"{BUDGETS}/tiny", {"spec": {"unhealthyPodEvictionPolicy": None}})
     cluster.clear_audit()
     time.sleep(12)  # more than two decision intervals
     writes = [(e["verb"], e["resource"]) for e in cluster.audit()

@@ -457,7 +457,9 @@ def test_from_kubernetes_1_30_the_kubelet_sleeps_in_pre_stop():
     assert pod["terminationGracePeriodSeconds"] == plan.PRE_STOP_S + 110 + plan.SHUTDOWN_S
 
 
-def test_only_a_planned_value_changed_is_drift_not_what_the_server_adds_drops_or_rewrites():
+def test_only_a_planned_value_changed_or_removed_is_drift_not_what_the_server_adds_drops_or_rewrites():
+    """A field the server left out on the operator's own write (`left`, see reconciler.left_out) is not drift; one
+    missing otherwise is."""
     spec = parse_spec({"model": {"source": "a"}, "resources": {"cpu": "0.5", "memory": "1024Mi", "gpus": 1}})
     planned = plan.deployment("m", "ns", spec, runtime_for(spec))
     live = copy.deepcopy(planned)
@@ -469,13 +471,18 @@ def test_only_a_planned_value_changed_is_drift_not_what_the_server_adds_drops_or
     pod["containers"][0]["resources"] = {"requests": {"cpu": "500m", "memory": "1Gi"},  # canonical quantities
                                          "limits": {"cpu": "500m", "memory": "1Gi", "nvidia.com/gpu": "1"}}
     del pod["securityContext"]["seccompProfile"]  # dropped by a server that does not know it
-    assert drift(planned, live) is None
+    left = frozenset({"spec.template.spec.securityContext.seccompProfile"})
+    assert drift(planned, live, left) is None
+    assert drift(planned, live) == "spec.template.spec.securityContext.seccompProfile"  # removed by someone
+    edited = copy.deepcopy(live)
+    del edited["spec"]["template"]["spec"]["containers"][0]["lifecycle"]
+    assert drift(planned, edited, left) == "spec.template.spec.containers[0].lifecycle"
     edited = copy.deepcopy(live)
     edited["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] = "2Gi"
-    assert drift(planned, edited) == "spec.template.spec.containers[0].resources.limits.memory"
+    assert drift(planned, edited, left) == "spec.template.spec.containers[0].resources.limits.memory"
     edited = copy.deepcopy(live)
     edited["metadata"]["labels"]["app.kubernetes.io/instance"] = "other"
-    assert drift(planned, edited) == "metadata.labels.app.kubernetes.io/instance"
+    assert drift(planned, edited, left) == "metadata.labels.app.kubernetes.io/instance"
     edited = copy.deepcopy(live)
     edited["spec"]["template"]["spec"]["volumes"].append({"name": "extra", "emptyDir": {}})
-    assert drift(planned, edited) == "spec.template.spec.volumes"
+    assert drift(planned, edited, left) == "spec.template.spec.volumes"

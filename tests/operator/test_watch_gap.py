@@ -1,6 +1,6 @@
 """An owned Deployment deleted while the operator's watches are down, the server's event window moving past the
 deletion meanwhile (so the watch resumes with a 410 Gone and kopf lists again, sending no DELETED): the decision
-loop finds it gone and recreates it."""
+loop finds it gone and recreates it, and from then on follows the new one (kopf keeps the old one in its index)."""
 
 from __future__ import annotations
 
@@ -34,8 +34,9 @@ def test_a_deployment_deleted_during_a_watch_gap_is_recreated(small_window: Kube
         "apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": "x"},
         "spec": {"model": {"source": "builtin:tiny"}, "autoscaling": {"mode": "predictive", "intervalSeconds": 5}}})
     op = Operator(small_window.kubeconfig, tmp_path / "operator.log", "--standalone").start()
+    path = f"{LLMD.format(ns='default')}/x"
     try:
-        wait_for(lambda: condition(kube.get(f"{LLMD.format(ns='default')}/x"), "Ready").get("status") == "True",
+        wait_for(lambda: condition(kube.get(path), "Ready").get("status") == "True",
                  timeout=60, what="Ready")
         time.sleep(1)  # the operator has seen all of it
         first = found(kube.get(f"{DEP}/x"))
@@ -52,6 +53,16 @@ def test_a_deployment_deleted_during_a_watch_gap_is_recreated(small_window: Kube
         # the owned objects are read back every 60 s
         again = wait_for(lambda: kube.get(f"{DEP}/x"), timeout=90, what="the Deployment recreated")
         assert found(again)["metadata"]["uid"] != first["metadata"]["uid"]
+        kube.merge(f"{path}/scale", {"spec": {"replicas": 3}})
+
+        def status() -> dict:
+            return found(kube.get(path)).get("status") or {}
+
+        wait_for(lambda: status().get("readyReplicas") == status().get("desiredReplicas") == 3, timeout=30,
+                 what="the status of the new Deployment's 3 ready replicas")
+        time.sleep(11)  # two decisions: each would scale "1 -> 3" again if it read the old one
+        assert [h["reason"] for h in status()["history"]] == ["manual scale: 1 -> 3"]
+        assert condition(kube.get(path), "ScalingLimited").get("reason") != "ReplicasOverridden"
         assert op.alive()
     finally:
         op.kill(signal.SIGTERM)
