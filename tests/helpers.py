@@ -117,13 +117,13 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0, interval: float = 
 
 @contextlib.asynccontextmanager
 async def http_server(path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-                      more: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] | None = None
-                      ) -> AsyncIterator[str]:
-    """An aiohttp server on 127.0.0.1 answering GET ``path`` with ``handler`` (and each path of ``more``
-    with its handler), for answers no API test server gives; yields its URL."""
+                      more: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] | None = None,
+                      method: str = "GET") -> AsyncIterator[str]:
+    """An aiohttp server on 127.0.0.1 answering ``method`` (``*``: any) ``path`` with ``handler`` (and each path
+    of ``more`` with its handler), for answers no API test server gives; yields its URL."""
     app = web.Application()
     for route, answer in {path: handler, **(more or {})}.items():
-        app.router.add_get(route, answer)
+        app.router.add_route(method, route, answer)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()

@@ -24,6 +24,18 @@ PODS = "/api/v1/namespaces/default/pods"
 FAILED_WRITE = r"/llmdeployments/tiny/status$"
 
 
+def assert_one_warning_line(server: KubeServer, operator: Operator, timeout: float) -> None:
+    """Once the failed refresh is logged (within ``timeout`` s), the faults go, and the log has it as one warning
+    line naming the fault, with no traceback."""
+    wait_for(lambda: any(s in operator.text() for s in ("cannot refresh the status", "failed with an exception")),
+             timeout=timeout, what="the failed refresh logged")
+    server.clear_faults()
+    log = operator.text()
+    assert "Traceback" not in log and "failed with an exception" not in log, log[-3000:]
+    line = next(li for li in log.splitlines() if "cannot refresh the status of default/tiny: " in li)
+    assert "injected fault" in line, line
+
+
 def test_a_failed_status_write_on_a_pod_event_is_one_warning_line(cluster, operator: Operator) -> None:
     kube = cluster.kube
     kube.create(LLMD.format(ns="default"), {
@@ -33,13 +45,7 @@ def test_a_failed_status_write_on_a_pod_event_is_one_warning_line(cluster, opera
     cluster.faults(method="PATCH", path=FAILED_WRITE, status=503, count=1000)
     pods = kube.get(PODS + "?labelSelector=foresail.dev/llmdeployment%3Dtiny")["items"]
     kube.delete(PODS + "/" + pods[0]["metadata"]["name"])  # pod (and Deployment) events: status refreshes
-    wait_for(lambda: any(s in operator.text() for s in ("cannot refresh the status", "failed with an exception")),
-             timeout=30, what="the failed refresh logged")
-    cluster.clear_faults()
-    log = operator.text()
-    assert "Traceback" not in log and "failed with an exception" not in log, log[-3000:]
-    line = next(li for li in log.splitlines() if "cannot refresh the status of default/tiny: " in li)
-    assert "injected fault" in line, line
+    assert_one_warning_line(cluster, operator, timeout=30)
 
 
 def test_a_failed_status_write_in_the_degraded_recheck_is_one_warning_line(unsimulated: KubeServer,
@@ -58,13 +64,7 @@ def test_a_failed_status_write_in_the_degraded_recheck_is_one_warning_line(unsim
         unsimulated.faults(method="PATCH", path=FAILED_WRITE, status=503, count=1000)
         kube.create("/api/v1/namespaces/default/configmaps", {
             "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "chat-templates"}, "data": {"k": "v"}})
-        wait_for(lambda: any(s in operator.text() for s in ("cannot refresh the status", "failed with an exception")),
-                 timeout=45, what="the failed refresh logged (the recheck runs every 20 s)")
-        unsimulated.clear_faults()
-        log = operator.text()
-        assert "Traceback" not in log and "failed with an exception" not in log, log[-3000:]
-        line = next(li for li in log.splitlines() if "cannot refresh the status of default/tiny: " in li)
-        assert "injected fault" in line, line
+        assert_one_warning_line(unsimulated, operator, timeout=45)  # the recheck runs every 20 s
     finally:
         operator.kill(signal.SIGTERM)
         print(operator.text()[-4000:])

@@ -21,7 +21,7 @@ from kopf._core.engines.posting import settings_var  # what kopf.info reads, set
 from foresail_operator import reconciler
 from foresail_operator.config import OperatorConfig
 from foresail_operator.kube import KubeClient
-from tests.helpers import KubeServer
+from tests.helpers import KubeServer, http_server
 from tests.operator.conftest import LLMD
 
 DROPPED = "unhealthyPodEvictionPolicy"
@@ -50,15 +50,8 @@ async def older_server(upstream: str) -> AsyncIterator[str]:
                                        headers=headers) as rsp:
                 return web.Response(status=rsp.status, body=await rsp.read(), content_type="application/json")
 
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", forward)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        try:
-            yield "http://127.0.0.1:%d" % runner.addresses[0][1]
-        finally:
-            await runner.cleanup()
+        async with http_server("/{tail:.*}", forward, method="*") as url:
+            yield url
 
 
 async def test_a_field_the_server_leaves_out_is_not_written_again_and_one_removed_is_put_back(
