@@ -23,7 +23,7 @@ from foresail_operator.autoscaler import Loop, backfill, step
 from foresail_operator.collector import Collector
 from foresail_operator.kube import ApiError, KubeClient, path_for
 from foresail_operator.metrics import PrometheusSource
-from foresail_operator.plan import OWNER_LABEL
+from foresail_operator.plan import OWNER_LABEL, selector_string
 from foresail_operator.reconciler import llmd_path, out_of_plan, reconcile, refresh_status
 from foresail_operator.runtimes import runtime_for
 from foresail_operator.spec import SpecError, parse_spec
@@ -38,6 +38,9 @@ _locks: dict[tuple[str, str], asyncio.Lock] = {}  # one status refresh at a time
 _reconciling: dict[tuple[str, str], asyncio.Lock] = {}  # one reconcile at a time per object
 _first_ready: dict[str, float] = {}  # pod uid -> when it was first seen ready (owned_pods)
 _vanished_checked: dict[tuple[str, str], float] = {}  # when each object's owned objects were last read back
+PodId = tuple[str, float | None]  # a pod's name and creation time (owned_pods keeps no uid)
+# per object: the pods owned_pods held when they were last listed (_pods), and those of them the LIST did not return
+_pods_listed: dict[tuple[str, str], tuple[frozenset[PodId], frozenset[PodId]]] = {}
 
 
 class ApiBackoffs:
@@ -136,6 +139,31 @@ def _deployment(owned_deployments: kopf.Index, key: tuple[str, str]) -> dict | N
     return named[-1] if named else None
 
 
+def _pod_id(pod: PodSummary) -> PodId:
+    return pod.name, pod.created
+
+
+async def _pods(client: KubeClient, owned_pods: kopf.Index, key: tuple[str, str],
+                deployment: dict | None) -> list[PodSummary]:
+    """The owned pods as last seen, less those a LIST found gone: kopf keeps a pod deleted while a watch was down
+    (after a 410 Gone it lists again, but sends no DELETED). They are listed where the index holds more pods than
+    the Deployment has (status.replicas), once for each set of pods it holds; no API call while it holds no more."""
+    listed, gone = _pods_listed.get(key, (frozenset(), frozenset()))
+    pods = [p for p in owned_pods.get(key, ()) if _pod_id(p) not in gone]
+    held = frozenset(map(_pod_id, pods))
+    if len(pods) <= int(((deployment or {}).get("status") or {}).get("replicas") or 0) or held == listed:
+        return pods
+    try:
+        items = (await client.request("GET", path_for("v1", "pods", key[0]),
+                                      params={"labelSelector": selector_string(key[1])})).get("items") or []
+    except ApiError:  # listed at the next call
+        return pods
+    there = {_pod_id(PodSummary.of(item)) for item in items}
+    gone = _pods_listed.get(key, (listed, gone))[1]  # read again: another call may have listed meanwhile
+    _pods_listed[key] = (held, gone | (held - there))
+    return [p for p in pods if _pod_id(p) in there]
+
+
 def _live(llmdeployments: kopf.Index, key: tuple[str, str]) -> dict | None:
     """The LLMDeployment as last seen, None once it is deleted or being deleted: from then on nothing is kept for it
     (`forget` drops what was), also by a handler still running since before."""
@@ -154,8 +182,9 @@ async def _refresh(memo: kopf.Memo, key: tuple[str, str], llmdeployments: kopf.I
     async with _locks.setdefault(key, asyncio.Lock()):
         loop = memo.loops.get(key)
         failure = memo.failures.get(key)
-        await refresh_status(memo.client, body, deployment or _deployment(owned_deployments, key),
-                             owned_pods.get(key, ()), extra_problems=[failure] if failure else None,
+        deployment = deployment or _deployment(owned_deployments, key)
+        await refresh_status(memo.client, body, deployment, await _pods(memo.client, owned_pods, key, deployment),
+                             extra_problems=[failure] if failure else None,
                              autoscaler=loop.view if loop is not None else None, config=memo.config)
 
 
@@ -231,8 +260,9 @@ async def on_llmdeployment(body: kopf.Body, reason: str, diff: kopf.Diff, old: A
         memo.loops[key].manual = (manual, time.time())
     try:
         async with _reconciling.setdefault(key, asyncio.Lock()):
+            pods = await _pods(memo.client, owned_pods, key, _deployment(owned_deployments, key))
             live = await reconcile(memo.client, memo.config, raw, logger, manual_replicas=manual, wake=wake,
-                                   pods=owned_pods.get(key, ()))
+                                   pods=pods)
     except SpecError as exc:
         memo.failures[key] = ("InvalidSpec", str(exc))
         await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods, body=raw)
@@ -254,6 +284,7 @@ async def forget(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
     _locks.pop((namespace, name), None)
     _reconciling.pop((namespace, name), None)
     _vanished_checked.pop((namespace, name), None)
+    _pods_listed.pop((namespace, name), None)
     memo.failures.pop((namespace, name), None)
 
 
@@ -377,16 +408,16 @@ async def autoscale(stopped: kopf.DaemonStopped, name: str, namespace: str, logg
                 await stopped.wait(INVALID_SPEC_RECHECK_S)
                 continue
             await _restore_if_astray(memo, key, logger, llmdeployments, owned_deployments)
-            pods = list(owned_pods.get(key, ()))
             if loop.needs_backfill(spec):
                 loop.configure(spec, None, body.get("status"))
                 await backfill(loop, memo.collector, runtime_for(spec).name, logger)
             if _live(llmdeployments, key) is None:  # deleted meanwhile: the loop is told to stop
                 return
+            deployment = _deployment(owned_deployments, key)
+            pods = await _pods(memo.client, owned_pods, key, deployment)
             try:
                 async with _reconciling.setdefault(key, asyncio.Lock()):  # not while a manual scale is applied
-                    await step(loop, memo.client, memo.collector, body, spec, _deployment(owned_deployments, key),
-                               pods, logger)
+                    await step(loop, memo.client, memo.collector, body, spec, deployment, pods, logger)
                 await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods)
             except ApiError as exc:
                 logger.warning("decision not applied: %s", exc)
