@@ -22,7 +22,8 @@ def test_prefix_routing_finds_more_of_the_prompts_cached(tmp_path: Path, capsys)
     # 48 requests a round over 8 documents of ~400 tokens, in 4096-token caches: least in flight (a random pick
     # among idle servers) computes most documents on both servers; prefix routing computes each once, at most
     # 40 of 48 finding their ~25 pages of ~26. Measured 0.44 and 0.45 against 0.70 and 0.78
-    assert prefix["hit_rate"] > pods["hit_rate"] + 0.15
+    # (least in flight's own rate varies from run to run: 0.47 to 0.60 over four rounds; prefix routing's 0.69 to 0.79)
+    assert prefix["hit_rate"] > pods["hit_rate"] + 0.05 and prefix["hit_rate"] > 0.6
     assert prefix["hit_rate"] < 40 / 48
     assert 0.5 <= pods["busier_pod_share"] < 0.7, "least in flight shares the prompt tokens about evenly"
     for run in (pods, prefix):
