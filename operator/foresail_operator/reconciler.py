@@ -31,7 +31,7 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"  # what `kubectl rollout rest
 # belongs (a Deployment of the same name): out_of_plan leaves the owned objects missing meanwhile to the failure
 # reported, instead of each decision reading them (and warning) again. As handlers.VANISHED_CHECK_S.
 IN_THE_WAY_S = 60.0
-_in_the_way: dict[str, float] = {}  # owner uid -> when a reconcile last found another's object in the way
+_in_the_way: dict[tuple[str, str], float] = {}  # (namespace, owner) -> when a reconcile last found one in the way
 # (namespace, owner name) -> kind -> (plan hash, paths): the planned fields the API server left out of an owned object
 # when the operator last wrote that plan (one an older server does not know, an empty one it omits), which drift
 # skips. Learned again after a restart by one write of each object that lacks one (_ensure); only those are kept.
@@ -55,7 +55,7 @@ async def _ensure(client: KubeClient, body: dict[str, Any], plural: str, api_ver
     """Create the object, or replace its spec when the plan changed; return the live object."""
     meta = body["metadata"]
     path = path_for(api_version, plural, meta["namespace"], meta["name"])
-    _in_the_way.pop(owner["metadata"]["uid"], None)
+    _in_the_way.pop(_key(owner), None)
     current = await client.get(path)
     kind = body["kind"]
     if current is None:
@@ -74,7 +74,7 @@ async def _ensure(client: KubeClient, body: dict[str, Any], plural: str, api_ver
             return created
         current = created
     if not _owned_by(current, owner):
-        _found_in_the_way(owner["metadata"]["uid"])
+        _in_the_way[_key(owner)] = time.monotonic()
         raise ApiError(409, "AlreadyExists", f"a {kind} named {meta['name']} exists that this LLMDeployment does "
                                              f"not own: delete or rename it{TAKE_OVER_HINTS.get(kind, '')}")
     want = meta["annotations"][plan.HASH_ANNOTATION]
@@ -149,8 +149,9 @@ def _key(owner: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def forget(namespace: str, name: str) -> None:
-    """Drop what is kept for a deleted LLMDeployment (``_left_out``)."""
+    """Drop what is kept for a deleted LLMDeployment (``_left_out``, ``_in_the_way``)."""
     _left_out.pop((namespace, name), None)
+    _in_the_way.pop((namespace, name), None)
 
 
 def _strays(planned: Mapping[str, Any], live: Mapping[str, Any]) -> Iterator[tuple[str, bool]]:
@@ -188,18 +189,9 @@ def _amount(value: Any) -> Decimal | None:
         return None
 
 
-def _found_in_the_way(uid: str) -> None:
-    """Note that a reconcile of the owner ``uid`` found another's object in the way (``_in_the_way``), forgetting
-    the findings that no longer stand (those of LLMDeployments deleted since)."""
-    now = time.monotonic()
-    for stale in [k for k, found in _in_the_way.items() if now - found >= IN_THE_WAY_S]:
-        del _in_the_way[stale]
-    _in_the_way[uid] = now
-
-
 def _in_the_way_lately(owner: Mapping[str, Any]) -> bool:
     """Whether a reconcile of ``owner`` found another's object in the way less than ``IN_THE_WAY_S`` ago."""
-    found = _in_the_way.get(owner["metadata"]["uid"])
+    found = _in_the_way.get(_key(owner))
     return found is not None and time.monotonic() - found < IN_THE_WAY_S
 
 
