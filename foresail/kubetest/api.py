@@ -37,6 +37,7 @@ _SUBDOMAIN_RULE = (_DNS_SUBDOMAIN, 253, "a lowercase RFC 1123 subdomain must con
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _POLICIES = ("Foreground", "Background", "Orphan")
+_CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 
 
 @dataclass
@@ -153,7 +154,12 @@ def _changes_generation(rt: ResourceType, old: Obj, new: Obj) -> bool:
 
 
 def _is_crd(rt: ResourceType) -> bool:
-    return rt.group == "apiextensions.k8s.io" and rt.plural == "customresourcedefinitions"
+    return rt.key == _CRD_KEY
+
+
+def _instances_key(crd: Obj) -> tuple[str, str]:
+    """The storage key of a CRD's custom resources."""
+    return crd["spec"]["group"], crd["spec"]["names"]["plural"]
 
 
 def _metadata_causes(rt: ResourceType, meta: dict[str, Any]) -> list[Cause]:
@@ -245,6 +251,9 @@ class Api:
             meta["name"] = meta["generateName"] + random_suffix()
         if rt.namespaced:
             self._require_namespace(meta["namespace"])
+        crd = self.store.get(_CRD_KEY, "", f"{rt.plural}.{rt.group}") if rt.custom else None
+        if crd and crd["metadata"].get("deletionTimestamp"):
+            raise ApiError(405, "create not allowed while custom resource definition is terminating")
         if self.store.get(rt.key, namespace_of(obj), meta["name"]) is not None:
             raise already_exists(rt.plural, rt.group, meta["name"])
         for key in ("deletionTimestamp", "deletionGracePeriodSeconds"):
@@ -342,8 +351,13 @@ class Api:
         except ApiError as exc:
             if content_type != APPLY_PATCH or exc.code != 404 or subresource:
                 raise
-            body = dict(patch or {})
-            body.setdefault("metadata", {}).setdefault("name", name)
+            if not isinstance(patch, dict):
+                raise bad_request("patch body must be a JSON object") from None
+            body = copy.deepcopy(patch)
+            meta = body.setdefault("metadata", {})
+            if isinstance(meta, dict) and meta.setdefault("name", name) != name:
+                raise bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL "
+                                  f"({name})") from None
             return self.create(rt, namespace, body, strict), True
         new = apply_patch(content_type, old, patch)
         if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
@@ -380,7 +394,8 @@ class Api:
         if result == old:
             return self._present(rt, old)
         if meta.get("deletionTimestamp") and not meta.get("finalizers") and \
-                not meta.get("deletionGracePeriodSeconds"):
+                not meta.get("deletionGracePeriodSeconds") and \
+                not (_is_crd(rt) and self.store.stored(_instances_key(result))):  # a CRD waits for its instances
             return self._remove(rt, result)
         return self._present(rt, self.store.put(rt.key, result, old))
 
@@ -459,6 +474,8 @@ class Api:
         policy = propagation_policy(options)
         if rt.kind == "Namespace" and not rt.group:
             return self._delete_namespace(rt, obj)
+        if _is_crd(rt):
+            return self._delete_crd(rt, obj)
         if rt.kind == "Pod" and not rt.group:
             grace, pending = pod_grace_period(obj, options), meta.get("deletionGracePeriodSeconds")
             if pending and (options.get("gracePeriodSeconds") is None or grace >= pending):
@@ -505,10 +522,10 @@ class Api:
         if gone is None:
             return obj
         if _is_crd(rt):
-            for served in crds.unregister(self.registry, gone):
-                for item in self.store.objects(served.key):
-                    self.store.remove(served.key, namespace_of(item), name_of(item))
+            crds.unregister(self.registry, gone)
         self._collect_dependents(gone["metadata"]["uid"], orphan=False)
+        if rt.custom:
+            self._finish_crd(f"{rt.plural}.{rt.group}")
         if namespace_of(gone):
             self._finish_namespace(namespace_of(gone))
         return self._present(rt, gone)
@@ -555,6 +572,31 @@ class Api:
         self._finish_namespace(name)
         remaining = self.store.get(rt.key, "", name)
         return self._present(rt, remaining or ns)
+
+    def _delete_crd(self, rt: ResourceType, crd: Obj) -> Obj:
+        """A CRD's DELETE as its finalizer controller carries it out: the CRD is marked for deletion, each of its
+        custom resources deleted (their finalizers honoured, their dependents collected), and the CRD goes once
+        none is left (and it has no finalizers)."""
+        if not crd["metadata"].get("deletionTimestamp"):
+            new = copy.deepcopy(crd)
+            new["metadata"].update(deletionTimestamp=now(), deletionGracePeriodSeconds=0)
+            crd = self.store.put(rt.key, new, crd)
+        key = _instances_key(crd)
+        served = self._type_of_key(key)
+        if served is not None:
+            for obj in self.store.objects(key):
+                if self.store.get(key, namespace_of(obj), name_of(obj)) is not None:
+                    self.delete(served, namespace_of(obj), name_of(obj))
+        self._finish_crd(name_of(crd))
+        return self._present(rt, self.store.get(rt.key, "", name_of(crd)) or crd)
+
+    def _finish_crd(self, name: str) -> None:
+        """Remove a CRD being deleted once none of its custom resources is left and it has no finalizers."""
+        crd = self.store.get(_CRD_KEY, "", name)
+        if crd is None or not crd["metadata"].get("deletionTimestamp") or crd["metadata"].get("finalizers") or \
+                self.store.stored(_instances_key(crd)):
+            return
+        self._remove(self.resource(_CRD_KEY[0], "v1", _CRD_KEY[1]), crd)
 
     def _finish_namespace(self, name: str) -> None:
         """Remove a terminating namespace once it holds nothing and has no finalizers."""

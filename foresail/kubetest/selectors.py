@@ -11,7 +11,7 @@ from .errors import bad_request
 
 _LABEL_REQ = re.compile(
     r"^\s*(?P<neg>!)?\s*(?P<key>[A-Za-z0-9_./-]+)\s*"
-    r"(?:(?P<op>==|=|!=|>|<|\s+in\s+|\s+notin\s+)\s*(?P<value>\(.*\)|[^,()]*?))?\s*$")
+    r"(?:(?P<op>==|=|!=|>|<|\s+in\b|\s+notin\b)\s*(?P<value>\(.*\)|[^,()]*?))?\s*$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 Matcher = Callable[[dict[str, Any]], bool]
@@ -45,7 +45,7 @@ class Requirement:
 
 
 def _split_top_level(text: str) -> list[str]:
-    """Split on commas outside parentheses."""
+    """Split on commas outside parentheses (blank parts kept)."""
     parts, depth, current = [], 0, ""
     for ch in text:
         if ch == "(":
@@ -58,13 +58,20 @@ def _split_top_level(text: str) -> list[str]:
         else:
             current += ch
     parts.append(current)
-    return [p for p in parts if p.strip()]
+    return parts
 
 
 def parse_label_selector(text: str) -> list[Requirement]:
-    """Parse ``a=b,c!=d,e in (f,g),h notin (i),j,!k``; 400 BadRequest if malformed."""
+    """Parse ``a=b,c!=d,e in (f,g),h notin (i),j,!k``; 400 BadRequest if malformed (as the real parser: no
+    empty requirement around a comma; ``in ()`` is ``in ("")``)."""
+    if not (text or "").strip():
+        return []
     requirements = []
-    for part in _split_top_level(text or ""):
+    parts = _split_top_level(text)
+    for index, part in enumerate(parts):
+        if not part.strip():
+            raise bad_request("found ',', expected: !, identifier, or 'end of string'" if index == 0 else
+                              f"found '{',' if index < len(parts) - 1 else ''}', expected: identifier after ','")
         m = _LABEL_REQ.match(part)
         if not m or (m.group("neg") and m.group("op")):
             raise bad_request(f"unable to parse requirement: {part!r}")
@@ -75,7 +82,7 @@ def parse_label_selector(text: str) -> list[Requirement]:
         if op in ("in", "notin"):
             if not (raw.startswith("(") and raw.endswith(")")):
                 raise bad_request(f"unable to parse requirement: {part!r}: expected '('")
-            values = tuple(v.strip() for v in raw[1:-1].split(",") if v.strip())
+            values = tuple(v.strip() for v in raw[1:-1].split(","))
         else:
             values = (raw.strip(),)
         if op in (">", "<") and not re.fullmatch(r"-?\d+", values[0]):
@@ -130,7 +137,7 @@ def field_value(obj: dict[str, Any], path: str) -> str:
 def field_matcher(text: str | None, allowed: tuple[str, ...]) -> Matcher:
     """A predicate for a field selector; 400 BadRequest for fields the type does not support."""
     terms: list[tuple[str, bool, str]] = []
-    for part in _split_top_level(text or ""):
+    for part in filter(str.strip, _split_top_level(text or "")):
         m = re.fullmatch(r"\s*([A-Za-z0-9_.]+)\s*(==|=|!=)\s*(.*?)\s*", part)
         if not m:
             raise bad_request(f"invalid selector: '{text}'; can't understand '{part}'")

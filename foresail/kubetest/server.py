@@ -17,7 +17,7 @@ from .faults import AuditLog, Faults
 from .patch import PATCH_TYPES, parse_body
 from .resources import ResourceType
 from .tables import to_table, wants_table
-from .watch import serve_watch
+from .watch import flag, serve_watch
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,8 @@ KUBERNETES_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-foresa
 _NAMESPACE_SUBRESOURCES = ("status", "finalize")
 # application/octet-stream is what aiohttp reports when a client sends no Content-Type.
 _BODY_TYPES = ("application/json", "application/yaml", "application/octet-stream")
+# dryRun is not emulated: refused, so that a dry run (kubectl --dry-run=server, kubectl diff) never changes anything
+_NO_DRY_RUN = "dryRun is not supported by the Kubernetes API test server"
 
 
 @dataclass
@@ -75,7 +77,7 @@ class RequestInfo:
 def parse_resource_path(parts: list[str], query: Any) -> RequestInfo:
     """Parse ``[watch/][namespaces/NS/]PLURAL[/NAME[/SUB]]`` after the group/version."""
     group, version, rest = parts[0], parts[1], parts[2:]
-    watch = query.get("watch") in ("true", "1")
+    watch = flag(query, "watch")
     if rest and rest[0] == "watch":
         watch, rest = True, rest[1:]
     namespace = ""
@@ -195,6 +197,8 @@ async def resource_request(request: web.Request) -> web.StreamResponse:
     if fault:
         raise fault
     rt = api.resource(info.group, info.version, info.plural)
+    if request.method != "GET" and any(request.query.getall("dryRun", [])):
+        raise bad_request(_NO_DRY_RUN)
     if info.namespace and not rt.namespaced:
         raise ApiError(404, "the server could not find the requested resource")
     if info.subresource and info.subresource not in (
@@ -262,12 +266,14 @@ async def _delete_options(request: web.Request) -> dict[str, Any]:
     options = await _body(request) or {}
     if not isinstance(options, dict):
         raise bad_request("the body of the request was in an unknown format: expected DeleteOptions")
+    if options.get("dryRun"):
+        raise bad_request(_NO_DRY_RUN)
     query = request.query
     for key in ("propagationPolicy", "gracePeriodSeconds"):
         if query.get(key):
             options[key] = query[key]
-    if "orphanDependents" in query:  # a boolean parameter is false only as "0" or "false"
-        options["orphanDependents"] = query["orphanDependents"].lower() not in ("0", "false")
+    if "orphanDependents" in query:
+        options["orphanDependents"] = flag(query, "orphanDependents")
     return options
 
 

@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 _LIVENESS_CHECK_S = 1.0  # how often an idle stream checks that its client is still there
 
 
+def flag(query: Any, name: str) -> bool:
+    """A boolean query parameter as the real server reads one: true unless absent, "0" or "false" (any case)."""
+    return name in query and query[name].lower() not in ("0", "false")
+
+
 def _line(kind: str, obj: Obj) -> bytes:
     return json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n"
 
@@ -87,7 +92,7 @@ async def serve_watch(request: web.Request, store: Store, rt: ResourceType,
         raise bad_request(f"strconv.ParseInt: parsing {json.dumps(raw_timeout, ensure_ascii=False)}: invalid syntax")
     # 0: no timeout (the real server then picks 30 to 60 minutes); a negative one ends the stream at once
     timeout = int(raw_timeout) or None
-    bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+    bookmarks = flag(query, "allowWatchBookmarks")
 
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     response.enable_chunked_encoding()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import urllib.parse
 from typing import Any
 
 import kubernetes
@@ -167,6 +168,38 @@ def test_merge_json_strategic_and_apply_patches(kube: Kube, namespace: str) -> N
     assert status == 201 and body["data"] == {"k": "v"}
     status, body = kube.patch(f"{path}/p", {"spec": {}}, "text/plain")
     assert status == 415
+
+
+@pytest.mark.parametrize("body,message", [
+    (b"- a\n", "patch body must be a JSON object"),
+    (b"just text\n", "patch body must be a JSON object"),
+    (b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: other\n",
+     "the name of the object (other) does not match the name on the URL (new)"),
+])
+def test_an_apply_that_would_create_checks_its_body(kube: Kube, namespace: str, body: bytes, message: str) -> None:
+    """An apply patch of an object not there yet: a body that is no object, or that names another object, is a
+    400 BadRequest (not an internal error, nor an object of the body's name)."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    status, answer = kube.request("PATCH", f"{path}/new?fieldManager=test", body, "application/apply-patch+yaml")
+    assert (status, answer["reason"], answer["message"]) == (400, "BadRequest", message)
+    assert kube.get(path)[1]["items"] == []
+
+
+def test_a_dry_run_is_refused_and_changes_nothing(kube: Kube, namespace: str) -> None:
+    """dryRun is not emulated: a request with it (kubectl --dry-run=server, kubectl diff) is a 400, never carried
+    out."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    assert kube.post(path, {"metadata": {"name": "kept"}, "data": {"k": "1"}})[0] == 201
+    for method, url, body in (
+            ("POST", f"{path}?dryRun=All", {"metadata": {"name": "new"}}),
+            ("PATCH", f"{path}/kept?dryRun=All", {"data": {"k": "2"}}),
+            ("DELETE", f"{path}/kept?dryRun=All", None),
+            ("DELETE", f"{path}/kept", {"apiVersion": "v1", "kind": "DeleteOptions", "dryRun": ["All"]}),
+            ("DELETE", f"{path}?dryRun=All", None)):
+        status, answer = kube.request(method, url, body, "application/merge-patch+json" if method == "PATCH"
+                                      else "application/json")
+        assert (status, answer.get("message")) == (400, "dryRun is not supported by the Kubernetes API test server")
+    assert [(o["metadata"]["name"], o["data"]) for o in kube.get(path)[1]["items"]] == [("kept", {"k": "1"})]
 
 
 def test_generation_bumps_only_on_spec_changes(kube: Kube, widgets: str, namespace: str) -> None:
@@ -406,6 +439,25 @@ def test_label_selectors_on_list(kube: Kube, namespace: str, selector: str,
         _configuration(kube.url)))
     listed = core.list_namespaced_config_map(namespace, label_selector=selector)
     assert [filled(i.metadata).name for i in listed.items] == expected
+
+
+@pytest.mark.parametrize("selector,expected", [
+    ("tier in(db)", ["b"]), ("tier notin(db)", ["a", "c"]),  # no space needed before the parenthesis
+    ("tier in ()", ["c"]), ("tier in (db,)", ["b", "c"]),  # an empty value in a set is the empty string
+    ("app=web,", "found '', expected: identifier after ','"),
+    (",app=web", "found ',', expected: !, identifier, or 'end of string'"),
+    ("app=web,,tier", "found ',', expected: identifier after ','"),
+])
+def test_label_selectors_parse_as_the_real_parser_does(kube: Kube, namespace: str, selector: str,
+                                                       expected: list[str] | str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    for name, labels in (("a", {"app": "web"}), ("b", {"tier": "db"}), ("c", {"tier": ""})):
+        kube.post(path, {"metadata": {"name": name, "labels": labels}})
+    status, body = kube.get(f"{path}?labelSelector={urllib.parse.quote(selector)}")
+    if isinstance(expected, str):
+        assert (status, body["reason"], body["message"]) == (400, "BadRequest", expected)
+    else:
+        assert (status, [i["metadata"]["name"] for i in body["items"]]) == (200, expected)
 
 
 def _configuration(url: str) -> kubernetes.client.Configuration:

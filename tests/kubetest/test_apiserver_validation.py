@@ -149,6 +149,41 @@ def test_crd_is_established_and_deleting_it_unregisters(kube: Kube) -> None:
     kube.delete(f"{path}/gadgets.kubetest.foresail.dev")
 
 
+def test_deleting_a_crd_deletes_its_instances_as_a_delete_does(kube: Kube, namespace: str) -> None:
+    """As the real CRD finalizer: each instance is deleted (its finalizers honoured, what it owns collected), the
+    CRD waits, marked for deletion and refusing new instances, until none is left (docs/install.md, Uninstall)."""
+    crd = _crd()
+    crd["metadata"]["name"] = "gizmos.kubetest.foresail.dev"
+    crd["spec"]["names"] = {"plural": "gizmos", "kind": "Gizmo"}
+    path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gizmos.kubetest.foresail.dev"
+    gizmos = f"/apis/kubetest.foresail.dev/v1alpha1/namespaces/{namespace}/gizmos"
+    assert kube.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)[0] == 201
+    for name, finalizers in (("free", []), ("held", ["example.com/hold"])):
+        status, owner = kube.post(gizmos, {"apiVersion": "kubetest.foresail.dev/v1alpha1", "kind": "Gizmo",
+                                           "metadata": {"name": name, "finalizers": finalizers},
+                                           "spec": {"model": "m"}})
+        assert status == 201, owner
+        assert kube.post(f"/api/v1/namespaces/{namespace}/configmaps", {"metadata": {
+            "name": f"of-{name}", "ownerReferences": [{"apiVersion": "kubetest.foresail.dev/v1alpha1",
+                                                       "kind": "Gizmo", "name": name,
+                                                       "uid": owner["metadata"]["uid"]}]}})[0] == 201
+
+    assert kube.delete(path)[0] == 200
+    assert kube.get(f"{gizmos}/free")[0] == 404
+    assert kube.get(f"/api/v1/namespaces/{namespace}/configmaps/of-free")[0] == 404, "collected with its owner"
+    assert kube.get(f"{gizmos}/held")[1]["metadata"]["deletionTimestamp"]
+    assert kube.get(f"/api/v1/namespaces/{namespace}/configmaps/of-held")[0] == 200
+    status, terminating = kube.get(path)
+    assert status == 200 and terminating["metadata"]["deletionTimestamp"]
+    status, body = kube.post(gizmos, {"metadata": {"name": "late"}, "spec": {"model": "m"}})
+    assert status == 405 and body["message"] == "create not allowed while custom resource definition is terminating"
+
+    assert kube.patch(f"{gizmos}/held", {"metadata": {"finalizers": None}})[0] == 200
+    assert kube.get(f"/api/v1/namespaces/{namespace}/configmaps/of-held")[0] == 404
+    assert kube.get(path)[0] == 404
+    assert kube.get(gizmos)[0] == 404
+
+
 def _deployment(**template_spec: Any) -> dict[str, Any]:
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
             "spec": {"selector": {"matchLabels": {"app": "d"}}, "template": {

@@ -67,6 +67,17 @@ def test_watch_bookmarks(kube: Kube, namespace: str) -> None:
         "no bookmarks unless asked for"
 
 
+@pytest.mark.parametrize("value", ["True", "t", "yes"])
+def test_boolean_parameters_are_read_as_the_real_server_reads_them(kube: Kube, namespace: str, value: str) -> None:
+    """Any value but "0" or "false" (any case) is true (Convert_Slice_string_To_bool): ?watch=True is a watch."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    kube.post(path, {"metadata": {"name": "one"}})
+    events = list(kube.watch(f"{path}?watch={value}&allowWatchBookmarks={value}&timeoutSeconds=1"))
+    assert _names(events[:1]) == [("ADDED", "one")]
+    assert "BOOKMARK" in {e["type"] for e in events}
+    assert kube.get(f"{path}?watch=FALSE")[1]["kind"] == "ConfigMapList"
+
+
 def test_watch_with_label_selector_sees_objects_enter_and_leave(kube: Kube,
                                                                 namespace: str) -> None:
     path = f"/api/v1/namespaces/{namespace}/configmaps"
