@@ -373,7 +373,7 @@ class DemandForecaster:
     def _quantile_offsets(self, bucket: int) -> dict[float, np.ndarray]:
         """Per-horizon log-scale offsets for each quantile: own errors where enough, else the prior's (or the
         own ones above the median, where ``calib_early`` were scored and they are the narrower)."""
-        if self._qcache and bucket - self._qcache_at < 30:
+        if self._qcache and 0 <= bucket - self._qcache_at < 30:  # not from a later bucket: the clock went back
             return self._qcache
         H = self.model_steps_
         out: dict[float, np.ndarray] = {}

@@ -364,7 +364,8 @@ class ForesailPolicy:
 
     def _absorb_clock_jump(self, now_s: float) -> None:
         """Count a wall-clock jump (backwards, or forward by more than 10 intervals) as one interval:
-        shift the times the stabilisation window, burst memory, ramp, forecast checks, asks and idle timer keep.
+        shift the times the stabilisation window, burst memory, ramp, forecast checks, asks, idle timer and the
+        hourly look for recurring windows keep.
         A jump longer than the forecaster's history (a clock read in milliseconds, or reset to 1970) leaves
         that history nowhere to stand on the new clock: the forecaster starts again, from the prior."""
         last, self._last_obs_s = self._last_obs_s, now_s
@@ -383,6 +384,8 @@ class ForesailPolicy:
         self._recent = deque(((t + shift, d) for t, d in self._recent), maxlen=self._recent.maxlen)
         if self._last_demand_s is not None:
             self._last_demand_s += shift
+        if self._learned_at is not None:
+            self._learned_at += shift
 
     def decide(self, obs: Observation) -> Decision:
         """One decision for the metrics in ``obs``."""
@@ -520,12 +523,17 @@ class ForesailPolicy:
         self._learned = as_schedules(self.learned)
 
     def _scheduled(self, now_s: float, replicas: int, why: str) -> tuple[int, str]:
-        """``replicas`` raised to the floor of a schedule open now or opening within the horizon, and why."""
+        """``replicas`` raised to the floor of a schedule open now or opening within the horizon, and why; from
+        zero, to ``min_replicas`` at least (with scale to zero, never between zero and it)."""
         c = self.config
         floor = scheduled_floor(c.schedules + self._learned, now_s, c.horizon_s)
-        if floor is None or min(floor.replicas, c.max_replicas) <= replicas:
+        if floor is None or floor.replicas <= 0:
             return replicas, why
-        return min(floor.replicas, c.max_replicas), f"{floor.reason} (demand and forecast: {replicas}; {why})"
+        held = min(max(floor.replicas, c.min_replicas), c.max_replicas)
+        if held <= replicas:
+            return replicas, why
+        above = f", minReplicas {c.min_replicas} above zero" if held > floor.replicas else ""
+        return held, f"{floor.reason}{above} (demand and forecast: {replicas}; {why})"
 
     def _foretold(self, now_s: float, demand: float) -> bool:
         """True when the last interval's demand came in a scheduled window whose floor serves it: the schedule
@@ -745,6 +753,9 @@ class ForesailPolicy:
                    f"(headroom x{need.headroom:.2f}{self._covered()})")
         elif target == min(need.floor, c.max_replicas) and need.floor > 0:
             why = self._floor_reason(need)
+        elif target == 1 > c.min_replicas and c.scale_to_zero:  # the fewest above zero, where nothing needs one
+            why = (f"nothing needs a replica now; 1 is kept until scale to zero (after {c.idle_s:.0f} s with no "
+                   "demand and none forecast)")
         elif target == 0 and c.scale_to_zero and need.unseen:
             why = ("at zero replicas no demand is seen; a replica is asked for a cold start ahead of demand that "
                    "came a day or a week earlier")

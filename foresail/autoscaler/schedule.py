@@ -83,8 +83,9 @@ def scheduled_floor(schedules: Iterable[Schedule], now: float, lead_s: float) ->
         for opens, closes in schedule.windows(now, now + lead_s):
             if opens <= now + lead_s and closes > now and (best is None or schedule.min_replicas > best.replicas):
                 when = f", {opens - now:.0f} s before it opens (the cold start)" if opens > now else ""
-                best = Floor(schedule.min_replicas, f"schedule {schedule.name} ({schedule.describe()}) holds at "
-                                                    f"least {schedule.min_replicas} replicas{when}")
+                n = schedule.min_replicas
+                best = Floor(n, f"schedule {schedule.name} ({schedule.describe()}) holds at least {n} "
+                                f"replica{'s' if n != 1 else ''}{when}")
     return best
 
 

@@ -279,3 +279,19 @@ def test_the_last_row_counts_zero_steps_over_the_whole_hour_as_the_matrix_the_pr
     zeros = FEATURE_NAMES.index("zeros_60")
     assert row[0, zeros] == X[-1, zeros] == pytest.approx(15 / 60)
     assert np.allclose(row[0], X[-1], atol=1e-9)
+
+
+def test_the_quantiles_follow_the_errors_after_the_clock_goes_back():
+    """Two calm days give a narrow p90; then the clock goes back three days and the demand swings between 1 and
+    40 every step. The quantiles are computed again from the errors made since, not kept from the later clock
+    until it catches up (three days)."""
+    rng = np.random.default_rng(0)
+    t = 20 * 86400.0 + 60 * np.arange(1, 2 * 1440 + 1)
+    f = DemandForecaster(horizon_s=300.0).fit(t, 5.0 + rng.normal(0, 0.05, len(t)))
+    calm = f.predict(t[-1])
+    assert calm.quantiles[0.9][0] < 1.1 * calm.median[0]
+    back = 17 * 86400.0
+    for k in range(1, 401):
+        f.observe(back + 60 * k, 1.0 if k % 2 else 40.0)
+        swinging = f.predict(back + 60 * k)
+    assert swinging.ready and swinging.quantiles[0.9][0] > 2 * swinging.median[0]

@@ -205,8 +205,11 @@ def test_scale_to_zero_after_idle():
     p.warm_start(np.arange(-86400.0, -86400.0 + 3600, 60.0) + 60, np.zeros(60))  # a day ago: watched, idle
     current = p.decide(obs(0.0, 0.5, 1)).replicas
     for k in range(1, 10):
-        current = p.decide(obs(k * 60.0, 0.0, current)).replicas
+        d = p.decide(obs(k * 60.0, 0.0, current))
+        current = d.replicas
         assert current == 1
+        assert d.reason == ("hold 1: nothing needs a replica now; 1 is kept until scale to zero (after 600 s with no "
+                            "demand and none forecast)")  # not "bounds min 0", which 1 is not
     d = p.decide(obs(11 * 60.0, 0.0, current))
     assert d.replicas == 0 and "zero" in d.reason
     assert p.decide(obs(12 * 60.0, 0.2, 0)).replicas == 1
@@ -770,3 +773,31 @@ def test_forecast_coverage_starts_again_with_another_quantile_and_is_none_while_
     for k in range(50, 70):
         d = p.decide(obs(t[-1] + 60.0 * k, 2.0, d.replicas))
     assert p.forecast_coverage() is None and "reactive" in d.reason
+
+
+@pytest.mark.parametrize("demand", [0.0, None])
+def test_a_schedule_wakes_a_deployment_at_zero_to_min_replicas_at_least(demand):
+    """With scale to zero and minReplicas 2, a window whose floor is 1 wakes the deployment to 2, never to 1
+    (a count between zero and minReplicas), with metrics or without; the reason says why it is more than the
+    floor, and a floor of 1 is "1 replica"."""
+    config = replace(SCHEDULED, min_replicas=2, scale_to_zero=True, schedules=parse_schedules(
+        [{"name": "batch", "start": "10:00", "end": "11:00", "minReplicas": 1}]))
+    d = ForesailPolicy(config).decide(Observation(TEN - 120, demand, 0.0, 0, 0, counted=True))
+    assert (d.replicas, d.action) == (2, "scale up"), d.reason
+    assert d.reason.startswith("scale up 0\u21922: schedule batch (10:00-11:00 UTC) holds at least 1 replica, 120 s "
+                               "before it opens (the cold start), minReplicas 2 above zero (demand and forecast: 0; ")
+
+
+def test_recurring_windows_are_looked_for_again_after_the_clock_goes_back():
+    """A day of the job at minutes 20 to 30 is learned; then the clock goes back 20 days (more than the history
+    holds: the forecaster starts again) and the job runs at minutes 40 to 50. A day and an hour later the
+    policy holds the new window, not the old one, as the jump counts as one interval for the hourly look too."""
+    t, demand = hourly_job_history(26)
+    p = ForesailPolicy(PolicyConfig(capacity=2.0, cold_start_s=120.0, interval_s=60.0, max_replicas=20,
+                                    learn_schedules=True))
+    p.warm_start(t + 30 * 86400.0, demand)
+    current = p.decide(obs(30 * 86400.0 + t[-1] + 60.0, 1.0, 1)).replicas
+    assert [w.name for w in p.learned] == ["hourly-20"]
+    for now, rate in zip(t + 10 * 86400.0, np.roll(demand, 20), strict=True):
+        current = p.decide(obs(now, float(rate), current)).replicas
+    assert [w.name for w in p.learned] == ["hourly-40"]
