@@ -372,7 +372,7 @@ async def backfill(loop: Loop, collector: Collector, runtime: str, logger: loggi
         return
     now = time.time()
     step_s = loop.forecast_step_s
-    end = now if loop.live_from is None else min(now, math.floor(loop.live_from / step_s) * step_s)
+    end = math.floor((now if loop.live_from is None else min(now, loop.live_from)) / step_s) * step_s  # on the steps
     span = min(BACKFILL_S, step_s * MAX_POINTS)
     try:
         times, values = await asyncio.to_thread(

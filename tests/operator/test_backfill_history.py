@@ -89,3 +89,20 @@ def test_a_backfill_that_fails_is_tried_again_and_keeps_what_the_decisions_saw(h
     history = loop.policy.forecaster.history_
     assert history is not None and history[~np.isnan(history)][-1] == pytest.approx(4.5)  # the decision's step
     assert loop.policy._last_demand_s is not None and loop.policy._last_demand_s >= decided
+
+
+def test_a_first_backfill_ends_on_a_forecast_step(hourly_job: Path) -> None:
+    """At start (no decision yet) the backfill ends where the current forecast step begins: its points are the
+    forecaster's steps, each whole, so the 5 hours' 3,000 requests are all there and the step now under way is
+    left to the decisions (before, the points ended at the second the backfill ran: each straddled two steps,
+    the last one counted a part of a step as a whole one, and up to 60 of the 3,000 requests were lost)."""
+    loop = Loop(KEY, forecast_step_s=60.0)
+    loop.configure(SPEC, None, {})
+    with PrometheusServer(hourly_job) as prometheus:
+        collector = Collector(PrometheusSource(prometheus.url, window="2m"), period_s=15.0)
+        started = time.time()
+        asyncio.run(backfill(loop, collector, "foresail", logging.getLogger("test.backfill")))
+    assert loop.policy is not None
+    forecaster = loop.policy.forecaster
+    assert forecaster.last_seen_ is not None and forecaster.last_seen_ < started // 60
+    assert np.nansum(forecaster.history_) * 60 == pytest.approx(3000.0, rel=0.005)
