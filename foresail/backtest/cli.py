@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the backtest; 2 on bad input."""
+    """Run the backtest; 2 on bad input, 1 where an output file could not be written."""
     from foresail.backtest.experiment import prepare
     from foresail.backtest.traces import load_trace
 
@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         ]
         for p in prepared:
             check_capacity(p)
+            check_cold_start(p)
         if hours:
             check_plot_hours(prepared[0], hours)
     except ValueError as exc:  # a TraceError is one
@@ -97,14 +98,14 @@ def run(args: argparse.Namespace) -> int:
         for i, p in enumerate(prepared):
             p.name = f"{p.name}#{i + 1}"
     results, settings = run_policies(args, policies, prepared)
-    write_results(args, prepared, results, settings, schedules, hours)
-    return 0
+    return 0 if write_results(args, prepared, results, settings, schedules, hours) else 1
 
 
 def write_results(args: argparse.Namespace, prepared: list[Prepared], results: dict[str, dict[str, SimResult]],
                   settings: dict[str, float | None], schedules: tuple[Schedule, ...],
-                  hours: tuple[float, float] | None) -> None:
-    """The table on the terminal, and the files the flags ask for (JSON summary, timeline, plot)."""
+                  hours: tuple[float, float] | None) -> bool:
+    """The table on the terminal, and the files the flags ask for (JSON summary, timeline, plot); False, with an
+    error that says why, where one of them could not be written."""
     from foresail.backtest import report
 
     summary = report.summarise(results, {
@@ -126,12 +127,16 @@ def write_results(args: argparse.Namespace, prepared: list[Prepared], results: d
     for trace, found in summary["settings"]["learned"].items():
         if args.learn_schedules:
             print(f"foresail learned on {trace}: " + ("; ".join(found) or "no recurring window"))
+    ok = True
     if args.json:
-        report.write_json(args.json, summary)
+        ok &= report.written("--json", args.json, lambda: report.write_json(args.json, summary))
     if args.timeline:
-        report.write_timeline(args.timeline, prepared, results)
+        ok &= report.written("--timeline", args.timeline,
+                             lambda: report.write_timeline(args.timeline, prepared, results))
     if args.plot:
-        report.plot(args.plot, prepared[0], results[prepared[0].name], hours)
+        ok &= report.written("--plot", args.plot,
+                             lambda: report.plot(args.plot, prepared[0], results[prepared[0].name], hours))
+    return ok
 
 
 def check_arguments(args: argparse.Namespace) -> tuple[float | None, tuple[Schedule, ...], tuple[float, float] | None]:
@@ -153,6 +158,8 @@ def check_arguments(args: argparse.Namespace) -> tuple[float | None, tuple[Sched
     if args.slots < 1:
         raise ValueError(f"--slots is the number of requests one replica runs at once, at least 1, not {args.slots}")
     schedules = load_schedules(args.schedule) if args.schedule else ()
+    if args.plot_hours and not args.plot:
+        raise ValueError("--plot-hours chooses the window of the plot: it needs --plot FILE.png")
     hours = parse_hours(args.plot_hours) if args.plot_hours else None
     for flag, path in (("--json", args.json), ("--timeline", args.timeline)):
         if path:
@@ -171,6 +178,14 @@ def check_capacity(p: Prepared) -> None:
     if not (most > 0 and p.arrivals.max() <= most):
         raise ValueError(f"--capacity {p.sim.capacity:g} {p.sim.unit} is too small for {p.name}: its busiest step "
                          f"would need more than {MAX_NEED:g} replicas")
+
+
+def check_cold_start(p: Prepared) -> None:
+    """ValueError where no replica asked for in ``p`` could serve before it ends: a cold start as long as the trace
+    (Foresail would forecast that far ahead at every step, for hours)."""
+    if p.sim.cold_steps >= len(p.arrivals):
+        raise ValueError(f"--cold-start {p.sim.cold_start_s:g} s is as long as {p.name} ({len(p.arrivals)} steps of "
+                         f"{p.sim.interval_s:g} s): no replica asked for would serve before it ends")
 
 
 def check_plot_hours(p: Prepared, hours: tuple[float, float]) -> None:

@@ -41,10 +41,10 @@ def _row(s: HorizonScore, methods: list[str], q: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Score the forecaster against the references; 2 on bad input."""
+    """Score the forecaster against the references; 2 on bad input, 1 where the JSON could not be written."""
     from foresail.backtest.accuracy import evaluate
-    from foresail.backtest.report import write_json
-    from foresail.backtest.traces import TraceError, load_trace
+    from foresail.backtest.report import write_json, written
+    from foresail.backtest.traces import load_trace
     from foresail.checks import check_writable
 
     horizons = tuple(60.0 * h for h in (args.horizon or [10, 30, 60]))
@@ -60,16 +60,22 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        traces = [load_trace(path) for path in args.trace]
+        traces = [trace.fill_gaps() for trace in traces] if args.fill_gaps else traces
+    except ValueError as exc:  # a TraceError is one
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if len({trace.name for trace in traces}) != len(traces):  # one JSON entry each, as foresail backtest names them
+        for i, trace in enumerate(traces):
+            trace.name = f"{trace.name}#{i + 1}"
     out = {}
     methods = ["foresail", "persistence", "seasonal-naive", "holt-winters"]
-    for path in args.trace:
+    for trace in traces:
         try:
-            trace = load_trace(path)
-            if args.fill_gaps:
-                trace = trace.fill_gaps()
             scores = evaluate(trace, horizons, (0.5, args.quantile), train_fraction=args.train_fraction,
                               progress=not args.no_progress, note=lambda text: print(f"note: {text}", file=sys.stderr))
-        except (TraceError, ValueError) as exc:
+        except ValueError as exc:  # a TraceError is one
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(f"== {trace.name} (WAPE; MASE in brackets; quantiles of the foresail forecast; window: the "
@@ -86,6 +92,6 @@ def run(args: argparse.Namespace) -> int:
              "window_coverage": {str(k): v for k, v in s.window_coverage.items()}}
             for s in scores
         ]
-    if args.json:
-        write_json(args.json, out)
+    if args.json and not written("--json", args.json, lambda: write_json(args.json, out)):
+        return 1
     return 0

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
+import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +93,41 @@ def write_json(path: str | Path, data: dict) -> None:
             return [clean(v) for v in o]
         return o
 
-    Path(path).write_text(json.dumps(clean(data), indent=2))
+    write_text(path, json.dumps(clean(data), indent=2))
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """``text`` to the file ``path``, all or nothing (``write_file``)."""
+    write_file(path, lambda to: to.write_text(text))
+
+
+def written(flag: str, path: str | Path, write: Callable[[], object]) -> bool:
+    """Whether ``write`` wrote the file ``path`` that ``flag`` names; where it failed (OSError), an error on
+    stderr says why."""
+    try:
+        write()
+    except OSError as exc:
+        print(f"error: {flag} {path}: cannot write it ({exc.strerror or exc})", file=sys.stderr)
+        return False
+    return True
+
+
+def write_file(path: str | Path, write: Callable[[Path], object]) -> None:
+    """Write ``path`` by calling ``write`` with the path to write to, all or nothing: a new or regular file by way of
+    a partial file beside it, moved into place once whole, so a failed write leaves no half-written file and the
+    old one as it was; anything else (a link, /dev/stdout) in place. OSError says why a write failed."""
+    target = Path(path)
+    if target.is_symlink() or (target.exists() and not target.is_file()):
+        write(target)
+        return
+    partial = target.with_name(f".{target.name[:200]}.partial")  # a name the folder takes if it takes the target's
+    try:
+        write(partial)
+        os.replace(partial, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise
 
 
 def write_timeline(path: str | Path, prepared: list[Prepared], results: Results) -> None:
@@ -97,6 +135,10 @@ def write_timeline(path: str | Path, prepared: list[Prepared], results: Results)
 
     With several traces a leading ``trace`` column says which.
     """
+    write_file(path, lambda to: _write_timeline(to, prepared, results))
+
+
+def _write_timeline(path: Path, prepared: list[Prepared], results: Results) -> None:
     many = len(prepared) > 1
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
@@ -148,5 +190,7 @@ def plot(
     fig.suptitle(f"{p.name}: cold start {sim.cold_start_s:.0f} s, capacity {sim.capacity:.3g} {sim.unit} per replica",
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:  # the format from the name given: the partial file's name ends in .partial
+        write_file(path, lambda to: fig.savefig(to, dpi=110, format=Path(path).suffix.lstrip(".").lower() or None))
+    finally:
+        plt.close(fig)

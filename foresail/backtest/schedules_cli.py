@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from pathlib import Path
 
 SEARCHES = {"hour": "hourly", "day": "daily", "weekday": "weekday"}  # the windows of each period
 
@@ -31,13 +31,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the windows found, as YAML with the evidence in comments; 2 on bad input."""
+    """Print the windows found, as YAML with the evidence in comments; 2 on bad input, 1 where ``--out`` could not
+    be written."""
     import numpy as np
 
     from foresail.autoscaler.recurrence import PERIODS_S, find_recurring, not_searched, step_misfit
     from foresail.backtest.cli import parse_capacity
     from foresail.backtest.experiment import prepare
-    from foresail.backtest.traces import TraceError, load_trace
+    from foresail.backtest.report import write_text, written
+    from foresail.backtest.traces import load_trace
     from foresail.checks import check_writable
 
     try:
@@ -48,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not 0 < args.min_share <= 1 or not args.min_ratio > 1 or not args.interval > 0 or (
-            args.days is not None and not args.days > 0):
-        print("error: --min-share must be in (0, 1], --min-ratio above 1, --interval and --days positive",
-              file=sys.stderr)
+            args.days is not None and not 0 < args.days < math.inf):
+        print("error: --min-share must be in (0, 1], --min-ratio above 1, --interval and --days positive (and "
+              "finite)", file=sys.stderr)
         return 2
     if all(step_misfit(args.interval, period) for period in PERIODS_S):
         print(f"error: --interval must divide the hour (3600 s) or the day (86400 s) into two steps or more, "
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         p = prepare(load_trace(args.trace), args.interval, capacity=capacity, unit=args.unit)
-    except TraceError as exc:
+    except ValueError as exc:  # a TraceError is one
         print(f"error: {exc}", file=sys.stderr)
         return 2
     rate = p.arrivals / p.sim.interval_s
@@ -87,6 +89,6 @@ def run(args: argparse.Namespace) -> int:
                   f'minReplicas: {e["minReplicas"]}}}']
     text = "\n".join(lines) + "\n"
     print(text, end="")
-    if args.out:
-        Path(args.out).write_text(text)
+    if args.out and not written("--out", args.out, lambda: write_text(args.out, text)):
+        return 1
     return 0

@@ -14,6 +14,7 @@ import io
 import json
 import math
 import tarfile
+import warnings
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -96,10 +97,11 @@ class Trace:
         """The same trace on another step: sums when coarser, spreads evenly when finer."""
         if math.isclose(step_s, self.step_s):
             return self
-        n_new = max(1, int(math.floor(self.duration_s / step_s + 1e-9)))
-        if n_new > MAX_STEPS:
-            raise TraceError(f"{self.name}: {self.duration_s:,.0f} s in steps of {step_s:g} s is {n_new:,} steps "
+        steps = self.duration_s / step_s  # compared as a float: an infinite one has no int
+        if steps > MAX_STEPS:
+            raise TraceError(f"{self.name}: {self.duration_s:.4g} s in steps of {step_s:g} s is {steps:.4g} steps "
                              f"(more than {MAX_STEPS:,}); check the time column's unit or the step")
+        n_new = max(1, int(math.floor(steps + 1e-9)))
         edges_old = np.arange(len(self.arrivals) + 1) * self.step_s
         edges_new = np.arange(n_new + 1) * step_s
 
@@ -155,6 +157,17 @@ def _check_columns(path: Path, df: pd.DataFrame, needed: list[str]) -> None:
         raise TraceError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}")
 
 
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A CSV with a header row. A row with more fields than the header is refused: pandas would take its first
+    field for the row's label and shift the others under the wrong columns (a trailing comma is fine)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        try:
+            return pd.read_csv(path, index_col=False)
+        except pd.errors.ParserWarning:
+            raise TraceError(f"{path}: rows have more fields than the header names") from None
+
+
 def _numeric(path: Path, df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     for c in cols:
         values = pd.to_numeric(df[c], errors="coerce")
@@ -171,7 +184,7 @@ def _numeric(path: Path, df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
 
 def load_azure(path: Path) -> Trace:
     """Azure LLM inference trace 2023: ``TIMESTAMP,ContextTokens,GeneratedTokens``."""
-    df = pd.read_csv(path)
+    df = _read_csv(path)
     _check_columns(path, df, ["TIMESTAMP", "ContextTokens", "GeneratedTokens"])
     if df.empty:
         raise TraceError(f"{path}: the trace is empty")
@@ -223,12 +236,13 @@ def _on_grid(path: Path, name: str, t: np.ndarray, rate_per_step: np.ndarray, to
     if np.any(np.diff(t) <= 0):
         raise TraceError(f"{path}: time_s is not strictly increasing (unsorted or duplicated rows)")
     step = float(np.min(np.diff(t))) if len(t) > 1 else 60.0
+    steps = (t[-1] - t[0]) / step + 1  # checked before the cast to int, which a span past 2**63 steps would wrap
+    if steps > MAX_STEPS:
+        raise TraceError(f"{path}: the trace spans {steps:.4g} steps of {step:g} s "
+                         f"(more than {MAX_STEPS:,}); check the time column's unit")
     idx = np.round((t - t[0]) / step).astype(int)
     if np.any(np.abs(idx * step - (t - t[0])) > 1e-6 * step + 1e-6):
         raise TraceError(f"{path}: rows are not on a regular interval (step {step:g} s)")
-    if idx[-1] + 1 > MAX_STEPS:
-        raise TraceError(f"{path}: the trace spans {idx[-1] + 1:,} steps of {step:g} s "
-                         f"(more than {MAX_STEPS:,}); check the time column's unit")
     arrivals = np.zeros(idx[-1] + 1)
     arrivals[idx] = rate_per_step
     tok = None
@@ -242,7 +256,7 @@ def load_generic(path: Path) -> Trace:
     """Generic CSV ``time_s,arrivals[,input_tokens,output_tokens]``, one row per step. A step without a row
     is zero demand, and a collection gap that ``fill_gaps`` bridges (``foresail history`` writes no row
     where Prometheus has no point)."""
-    df = pd.read_csv(path)
+    df = _read_csv(path)
     _check_columns(path, df, ["time_s", "arrivals"])
     if df.empty:
         raise TraceError(f"{path}: the trace is empty")
@@ -278,7 +292,7 @@ def _servegen_client_trace(path: Path, df: pd.DataFrame, name: str, group: str) 
 
 def load_servegen_aggregate(path: Path) -> Trace:
     """ServeGen service aggregate ``servegen-<service>-10min.csv`` (requests per 10-min window)."""
-    df = pd.read_csv(path)
+    df = _read_csv(path)
     _check_columns(path, df, ["t_start_s", "rate_rps"])
     if df.empty:
         raise TraceError(f"{path}: the trace is empty")
@@ -363,6 +377,8 @@ def _load_by_format(p: Path) -> Trace:
     """The trace in ``p``, read by the format its name or first line shows (the generic CSV otherwise)."""
     if p.name.endswith((".jsonl", ".jsonl.gz")):
         return load_mooncake(p)
+    if tarfile.is_tarfile(p):  # pandas would read a lone member, and list every one of ServeGen's thousands else
+        raise TraceError(f"{p}: an archive; name one ServeGen customer in it, as {p}:<service>/chunk-<i>")
     with (gzip.open if p.suffix == ".gz" else open)(p, "rb") as fh:  # pandas reads a .gz name as gzip too
         head = fh.readline().decode("utf-8-sig", errors="replace").strip()  # a BOM is no part of the header
     if head.startswith("TIMESTAMP"):

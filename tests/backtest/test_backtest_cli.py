@@ -76,6 +76,9 @@ def test_bad_input_is_an_error_not_a_crash(tmp_path, capsys):
     ("backtest", ["--cold-start", "-1"], "--cold-start and --slo-wait must be >= 0"),
     ("backtest", ["--cold-start", "nan"], "--cold-start and --slo-wait must be >= 0"),  # NaN passed every bound
     ("backtest", ["--cold-start", "inf"], "--cold-start and --slo-wait must be >= 0"),
+    ("backtest", ["--cold-start", "1e300"],  # was a ValueError from numpy, deep in Foresail's forecast
+     "--cold-start 1e+300 s is as long as trace (2880 steps of 60 s): no replica asked for would serve before it ends"),
+    ("backtest", ["--cold-start", "172800"], "--cold-start 172800 s is as long as trace"),  # was a run of it
     ("backtest", ["--interval", "nan"], "--interval > 0, in seconds (not NaN or inf)"),
     ("backtest", ["--slo-wait", "nan"], "--cold-start and --slo-wait must be >= 0"),
     ("backtest", ["--slo-target", "1"], "--slo-target is an attainment in [0.5, 1)"),
@@ -99,6 +102,8 @@ def test_bad_flags_are_an_error_that_says_which(tmp_path, capsys, command, flags
     ("backtest", ["--plot", "{tmp}/p.txt"], "the name must end in one of"),
     ("backtest", ["--plot", "{tmp}/p.png", "--plot-hours", "5:2"], "--plot-hours is START:END"),
     ("backtest", ["--plot", "{tmp}/p.png", "--plot-hours", "x"], "--plot-hours is START:END"),
+    ("backtest", ["--json", "{tmp}/r.json", "--plot-hours", "1:2"], "--plot-hours chooses the window of the plot: "
+     "it needs --plot FILE.png"),  # was a run that drew nothing
     ("backtest", ["--plot", "{tmp}/p.png", "--plot-hours", "100:200"],
      "--plot-hours 100:200 holds no step of trace, which lasts 48 hours"),  # was an empty plot
     ("forecast", ["--json", "{missing}/f.json"], "is not a folder this user can write to"),
@@ -263,3 +268,73 @@ def test_the_timeline_keeps_fractional_seconds_and_every_digit_of_the_arrivals(t
     with open(tmp_path / "t.csv") as fh:
         rows = [(r["time_s"], r["arrivals"]) for r in csv.DictReader(fh) if r["policy"] == "static"]
     assert rows == [("0", "12345678"), ("0.5", "12345678"), ("1", "0.5"), ("1.5", "0.5"), ("2", "1.5"), ("2.5", "1.5")]
+
+
+def test_forecast_keeps_the_scores_of_two_traces_of_the_same_name(tmp_path, capsys):
+    """Two files named short.csv: the JSON had one entry, the second trace's scores over the first's."""
+    (tmp_path / "other").mkdir()
+    steady, varied = tmp_path / "short.csv", tmp_path / "other" / "short.csv"
+    steady.write_text("time_s,arrivals\n" + "".join(f"{60 * i},600\n" for i in range(120)))
+    varied.write_text("time_s,arrivals\n" + "".join(f"{60 * i},{600 + 60 * (i % 7)}\n" for i in range(120)))
+    assert main(["forecast", "--trace", str(steady), "--trace", str(varied), "--horizon", "10", "--no-progress",
+                 "--json", str(tmp_path / "f.json")]) == 0
+    data = json.loads((tmp_path / "f.json").read_text())
+    assert list(data) == ["short#1", "short#2"]
+    assert data["short#1"][0]["wape"]["persistence"] == 0 < data["short#2"][0]["wape"]["persistence"]
+    assert "== short#1 " in capsys.readouterr().out
+
+
+def test_forecast_checks_every_trace_before_scoring_any(tmp_path, capsys):
+    good = make_trace(tmp_path)
+    assert main(["forecast", "--trace", str(good), "--trace", str(tmp_path / "missing.csv"), "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert "missing.csv: no such file" in captured.err and captured.out == ""  # was the first trace scored, then this
+
+
+@pytest.mark.parametrize("command, flag", [("backtest", "--json"), ("backtest", "--timeline"), ("backtest", "--plot"),
+                                           ("forecast", "--json"), ("schedules", "--out")])
+def test_an_output_that_fails_to_write_after_the_run_is_an_error_not_a_traceback(tmp_path, capsys, command, flag):
+    """A name longer than the folder takes passes the checks made before the run, and failed at the end of it."""
+    p = make_trace(tmp_path)
+    long = str(tmp_path / ("x" * 300 + ".png"))
+    extra = ["--json", str(tmp_path / "r.json")] if flag != "--json" and command == "backtest" else []
+    flags = [flag, long, *extra] + (["--horizon", "10"] if command == "forecast" else [])
+    assert main([command, "--trace", str(p), *flags] + (["--no-progress"] if command != "schedules" else [])) == 1
+    assert f"error: {flag} {long}: cannot write it (File name too long)" in capsys.readouterr().err
+    assert not extra or json.loads((tmp_path / "r.json").read_text())["traces"]  # the other outputs are written
+    assert not [f for f in tmp_path.iterdir() if "partial" in f.name]
+
+
+def test_a_write_that_fails_part_way_leaves_the_old_file_and_no_partial_one(tmp_path):
+    from foresail.backtest.report import write_file
+
+    old = tmp_path / "t.csv"
+    old.write_text("the old timeline\n")
+
+    def fail_part_way(to):
+        to.write_text("half a timel")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        write_file(old, fail_part_way)
+    assert old.read_text() == "the old timeline\n" and [f.name for f in tmp_path.iterdir()] == ["t.csv"]
+    write_file(old, lambda to: to.write_text("the new one\n"))
+    assert old.read_text() == "the new one\n" and [f.name for f in tmp_path.iterdir()] == ["t.csv"]
+
+
+@pytest.mark.parametrize("command", ["backtest", "forecast", "schedules"])
+def test_an_archive_named_without_a_customer_is_an_error_that_says_how_to_name_one(tmp_path, capsys, command):
+    """Was pandas' list of every member (a traceback from schedules), and for one member, that file read."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for chunk in (1, 2):
+            data = "".join(f"{600 * i},{i % 3},1.0,Gamma,1,1\n" for i in range(50)).encode()
+            member = tarfile.TarInfo(f"data/language/svc/chunk-{chunk}-trace.csv")
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    p = tmp_path / "clients.tar.gz"
+    p.write_bytes(buf.getvalue())
+    assert len(load_trace(f"{p}:svc/chunk-2").arrivals) == 50
+    assert main([command, "--trace", str(p)] + (["--no-progress"] if command != "schedules" else [])) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {p}: an archive; name one ServeGen customer in it, as {p}:<service>/chunk-<i>\n"

@@ -97,6 +97,8 @@ def test_servegen_client_and_gap_filling(tmp_path):
          "nan.jsonl: line 2 is not a Mooncake record (the timestamp and token counts must be finite numbers)"),
         ("inf.jsonl", '{"timestamp": 0}\n{"timestamp": Infinity}\n', "inf.jsonl: line 2 is not a Mooncake record"),
         ("span.jsonl", '{"timestamp": 0}\n{"timestamp": 1e300}\n', "the trace spans 1e\\+297 s"),
+        ("span.csv", "time_s,arrivals\n0,1\n60,2\n6e20,3\n",  # was "not on a regular interval": 1e19 wrapped as int
+         "span.csv: the trace spans 1e\\+19 steps of 60 s (more than 10,000,000)"),
     ],
 )
 def test_bad_traces_get_a_clear_error(tmp_path, name, text, message):
@@ -107,3 +109,26 @@ def test_bad_traces_get_a_clear_error(tmp_path, name, text, message):
 def test_missing_file(tmp_path):
     with pytest.raises(TraceError, match="no such file"):
         load_trace(tmp_path / "nope.csv")
+
+
+@pytest.mark.parametrize("name, text", [
+    ("generic.csv", "time_s,arrivals\n0,10,5\n60,20,5\n"),  # was read as time_s 10, 20 and arrivals 5, 5
+    ("ragged.csv", "time_s,arrivals\n0,10,5\n60,20\n"),  # was an error about row 2, the good one
+    ("servegen-x-10min.csv", "t_start_s,rate_rps\n0,1,7\n600,2,7\n"),
+    ("AzureLLMInferenceTrace_x.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03,4,1,9\n"),
+])
+def test_rows_with_more_fields_than_the_header_are_an_error_not_shifted_columns(tmp_path, name, text):
+    with pytest.raises(TraceError, match=f"{name}: rows have more fields than the header names"):
+        load_trace(write(tmp_path, name, text))
+
+
+def test_a_trailing_comma_on_each_row_is_no_extra_column(tmp_path):
+    tr = load_trace(write(tmp_path, "t.csv", "time_s,arrivals\r\n0,10,\r\n60,20,\r\n"))
+    assert tr.step_s == 60 and tr.start_s == 0 and list(tr.arrivals) == [10, 20]
+
+
+@pytest.mark.parametrize("step_s, steps", [(1e-320, "inf"), (60.0, "3.333e\\+298")])
+def test_a_grid_too_fine_to_count_is_an_error_not_an_overflow(step_s, steps):
+    tr = Trace("t", 1e300, np.array([1.0, 2.0]))  # 2e300 s: was an OverflowError turning inf steps into an int
+    with pytest.raises(TraceError, match=f"is {steps} steps \\(more than 10,000,000\\); check the time column"):
+        tr.resample(step_s)

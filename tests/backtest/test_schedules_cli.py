@@ -56,6 +56,7 @@ def test_a_daily_job_needs_days_of_evidence(tmp_path, capsys):
     (["--min-share", "0"], "--min-share must be in"),
     (["--min-ratio", "1"], "--min-ratio above 1"),
     (["--days", "-2"], "--days positive"),
+    (["--days", "inf"], "--days positive (and finite)"),  # was an OverflowError
     (["--capacity", "-1"], "--capacity must be a positive number"),
     (["--interval", "420"], "--interval must divide the hour (3600 s) or the day (86400 s) into two steps or more"),
     (["--interval", "86400"], "--interval must divide the hour (3600 s) or the day (86400 s) into two steps or more"),
