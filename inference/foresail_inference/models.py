@@ -19,7 +19,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from .sources import BUILTIN_TINY, ModelLoadError, ModelSource, check_fits, hub_offline, resolve_source, weight_files
+from .sources import BUILTIN_TINY, ModelLoadError, ModelSource, check_fits, hub_offline, resolve_source
 
 __all__ = ["BUILTIN_TINY", "LoadedModel", "ModelLoadError", "load_model"]
 
@@ -137,7 +137,7 @@ def _load_builtin_tiny() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
 
 def _load_pretrained(source: ModelSource, revision: str | None, cache_dir: str | None,
                      dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    check_fits(weight_files(source))
+    check_fits(source, dtype.itemsize)
     kwargs: dict[str, Any] = {}
     location = source.location
     if source.kind == "gguf":

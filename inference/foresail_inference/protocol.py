@@ -21,6 +21,16 @@ MAX_STOP_CHARS = 256
 # per byte; SentencePiece's and WordPiece's markers only add characters). Unicode normalization (NFC/NFKC, e.g.
 # Qwen's) can compose up to 4 characters into one before tokenizing: the bound allows for that.
 NORMALIZATION_SLACK = 4
+# vLLM's own request parameters that would change the output, with their no-op values: a client written for vLLM
+# (its benchmark's ignore_eos, a top_k, a guided_choice) gets a 400 rather than an output that silently ignores them.
+VLLM_EXTRAS: dict[str, tuple[Any, ...]] = {
+    "top_k": (0, -1), "min_p": (0,), "repetition_penalty": (1,), "length_penalty": (1,), "min_tokens": (0,),
+    "ignore_eos": (False,), "use_beam_search": (False,), "include_stop_str_in_output": (False,),
+    "skip_special_tokens": (True,), "stop_token_ids": ([],), "bad_words": ([],), "allowed_token_ids": (),
+    "prompt_logprobs": (), "truncate_prompt_tokens": (), "guided_json": (), "guided_regex": (), "guided_choice": (),
+    "guided_grammar": (), "structured_outputs": (), "chat_template": (), "continue_final_message": (False,),
+    "add_generation_prompt": (True,),
+}
 
 
 class InvalidRequest(ValueError):
@@ -94,6 +104,9 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
     for choice in ("tool_choice", "function_call"):  # function_call: tool_choice's deprecated name
         if body.get(choice) not in (None, "none", "auto"):
             raise InvalidRequest(f"'{choice}' is not supported by this server", choice)
+    for name, no_ops in VLLM_EXTRAS.items():
+        if body.get(name) is not None and body[name] not in no_ops:
+            raise InvalidRequest(f"'{name}' (vLLM's) is not supported by this server", name)
 
 
 def _max_tokens_key(body: dict[str, Any], preferred: str) -> str:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 BUILTIN_TINY = "builtin:tiny"
 
@@ -44,11 +48,14 @@ def resolve_source(model: str) -> ModelSource:
     return ModelSource("hub", model)
 
 
-def check_fits(paths: list[Path]) -> None:
-    """Refuse a model whose weight files alone exceed the memory left on this machine."""
+def check_fits(source: ModelSource, bytes_per_parameter: int) -> None:
+    """Refuse a model whose weights alone, as loaded, exceed the memory left on this machine."""
     import psutil
 
-    size = sum(p.stat().st_size for p in paths if p.is_file())
+    try:
+        size = loaded_weights_bytes(source, bytes_per_parameter)
+    except (OSError, ValueError, KeyError, TypeError, struct.error) as exc:  # a truncated or corrupt file
+        raise ModelLoadError(f"cannot read the weights of {source.location}: {exc}") from exc
     available = psutil.virtual_memory().available
     if size > available:
         raise ModelLoadError(
@@ -56,13 +63,85 @@ def check_fits(paths: list[Path]) -> None:
         )
 
 
-def weight_files(source: ModelSource) -> list[Path]:
-    """The files whose size bounds the model's memory (none known for a Hub id before download)."""
+def loaded_weights_bytes(source: ModelSource, bytes_per_parameter: int) -> int:
+    """The memory the weights take once loaded (none known for a Hub id before download): a GGUF file's dequantized
+    to float32 (4 to 8 times the file), safetensors' at ``bytes_per_parameter``, and at least the files' size."""
     if source.kind == "gguf":
-        return [Path(source.location)]
-    if source.kind == "folder":
-        return [p for p in Path(source.location).iterdir() if p.suffix in (".safetensors", ".bin")]
-    return []
+        path = Path(source.location)
+        return max(path.stat().st_size, 4 * gguf_parameters(path))
+    if source.kind != "folder":
+        return 0
+    size = 0
+    for path in Path(source.location).iterdir():
+        if path.suffix in (".safetensors", ".bin") and path.is_file():
+            parameters = safetensors_parameters(path) if path.suffix == ".safetensors" else 0
+            size += max(path.stat().st_size, bytes_per_parameter * parameters)
+    return size
+
+
+def safetensors_parameters(path: Path) -> int:
+    """The number of parameters in a safetensors file, from its JSON header."""
+    with path.open("rb") as file:
+        (length,) = struct.unpack("<Q", file.read(8))
+        header = json.loads(file.read(length))
+    return sum(math.prod(tensor["shape"]) for name, tensor in header.items() if name != "__metadata__")
+
+
+# GGUF's metadata value types (gguf-py's GGUFValueType) and the bytes of the fixed-size ones
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+_GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+
+
+def gguf_parameters(path: Path) -> int:
+    """The number of parameters in a GGUF file (v2 or v3), from its tensor infos; the metadata before them (a
+    vocabulary of 100,000 strings) is skipped, not decoded."""
+    with path.open("rb") as file:
+        data = file.read(8 + 16)
+        if data[:4] != b"GGUF":
+            raise ModelLoadError(f"{path} is not a GGUF file")
+        n_tensors, n_kv = struct.unpack_from("<QQ", data, 8)
+        reader = _GGUFReader(file)
+        for _ in range(n_kv):
+            reader.skip_string()
+            reader.skip_value(reader.unpack("<I"))
+        parameters = 0
+        for _ in range(n_tensors):
+            reader.skip_string()
+            n_dims = reader.unpack("<I")
+            parameters += math.prod(reader.unpack("<Q") for _ in range(n_dims))
+            reader.file.seek(4 + 8, os.SEEK_CUR)  # the tensor's type and offset
+        return parameters
+
+
+class _GGUFReader:
+    """Reads and skips GGUF header fields."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+
+    def unpack(self, fmt: str) -> int:
+        """One little-endian integer."""
+        return int(struct.unpack(fmt, self.file.read(struct.calcsize(fmt)))[0])
+
+    def skip_string(self) -> None:
+        """Skip a length-prefixed string."""
+        self.file.seek(self.unpack("<Q"), os.SEEK_CUR)
+
+    def skip_value(self, value_type: int) -> None:
+        """Skip a metadata value of ``value_type`` (an array's elements one by one only when they are strings)."""
+        if value_type == _GGUF_STRING:
+            self.skip_string()
+        elif value_type == _GGUF_ARRAY:
+            element_type, count = self.unpack("<I"), self.unpack("<Q")
+            if element_type in _GGUF_SCALARS:
+                self.file.seek(count * struct.calcsize("<" + _GGUF_SCALARS[element_type]), os.SEEK_CUR)
+            else:
+                for _ in range(count):
+                    self.skip_value(element_type)
+        elif value_type in _GGUF_SCALARS:
+            self.file.seek(struct.calcsize("<" + _GGUF_SCALARS[value_type]), os.SEEK_CUR)
+        else:
+            raise ModelLoadError(f"{self.file.name} has a GGUF metadata value of unknown type {value_type}")
 
 
 def hub_offline() -> bool:

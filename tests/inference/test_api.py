@@ -215,6 +215,29 @@ def test_parameters_that_would_change_the_output_are_refused_unless_they_are_no_
         assert same.json()["choices"] == plain.json()["choices"]
 
 
+def test_vllms_own_parameters_are_refused_unless_they_are_no_ops(server: Server) -> None:
+    # a client written for vLLM got an output that silently ignored its top_k, ignore_eos or guided_choice
+    url = f"{server.url}/v1/completions"
+    body: dict[str, Any] = {"model": MODEL, "prompt": "Hello there", "max_tokens": 8, "temperature": 0}
+    refused: list[tuple[str, Any]] = [("top_k", 1), ("repetition_penalty", 1.3), ("ignore_eos", True),
+                                      ("min_tokens", 4), ("guided_choice", ["yes", "no"]),
+                                      ("skip_special_tokens", False)]
+    for param, value in refused:
+        rsp = requests.post(url, headers=server.headers, json={**body, param: value}, timeout=30)
+        assert rsp.status_code == 400, param
+        assert rsp.json()["error"]["param"] == param
+    chat: dict[str, Any] = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4,
+                            "continue_final_message": True}
+    rsp = requests.post(f"{server.url}/v1/chat/completions", headers=server.headers, json=chat, timeout=30)
+    assert rsp.status_code == 400 and rsp.json()["error"]["param"] == "continue_final_message"
+    no_ops: dict[str, Any] = {"top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0, "ignore_eos": False,
+                              "min_tokens": 0, "stop_token_ids": [], "skip_special_tokens": True, "guided_json": None}
+    plain = requests.post(url, headers=server.headers, json=body, timeout=30)
+    same = requests.post(url, headers=server.headers, json={**body, **no_ops}, timeout=30)
+    assert plain.status_code == same.status_code == 200, same.text
+    assert same.json()["choices"] == plain.json()["choices"]
+
+
 def test_a_temperature_too_small_to_divide_by_is_greedy(server: Server) -> None:
     url = f"{server.url}/v1/completions"
     body: dict[str, Any] = {"model": MODEL, "prompt": "The sea", "max_tokens": 12}
