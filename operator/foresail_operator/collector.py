@@ -1,7 +1,7 @@
 """One background task that reads every deployment's signals from Prometheus each period.
 
 The decision loops look their deployment up here instead of querying Prometheus themselves, so
-the number of queries per period is fixed (a few per runtime family), whatever the number of
+the number of queries per period is fixed (one per signal, over every runtime's names), whatever the number of
 LLMDeployments.
 """
 

@@ -62,18 +62,24 @@ class Signals:
     scraped: float | None = None  # the pods' scrape targets up (Prometheus's `up`); None: no target has the labels
 
 
-def queries(metric_names: dict[str, str | None], window: str) -> dict[str, str]:
-    """PromQL per canonical signal for one runtime's metric names."""
+def _series(names: list[str]) -> str:
+    """The selector of the series of one metric name, or of several (the runtimes' names of one signal)."""
+    return names[0] if len(names) == 1 else '{__name__=~"' + "|".join(sorted(names)) + '"}'
+
+
+def queries(metric_names: dict[str, list[str]], window: str) -> dict[str, str]:
+    """PromQL per canonical signal over the runtimes' metric names of each: one query per signal, so that the
+    pods of a deployment that run two runtimes at once (a rollout from tgi to vllm) all count."""
     out: dict[str, str] = {}
     for signal in COUNTERS:
         if metric_names.get(signal):
-            out[signal] = f"sum by ({BY}) (rate({metric_names[signal]}[{window}]))"
+            out[signal] = f"sum by ({BY}) (rate({_series(metric_names[signal])}[{window}]))"
     for signal, agg in GAUGES.items():
         if metric_names.get(signal):
-            out[signal] = f"{agg} by ({BY}) ({metric_names[signal]})"
+            out[signal] = f"{agg} by ({BY}) ({_series(metric_names[signal])})"
     if metric_names.get("ttft"):
-        out["ttft_p90"] = (f"histogram_quantile(0.9, sum by (le, {BY}) "
-                           f"(rate({metric_names['ttft']}_bucket[{window}])))")
+        buckets = _series([f"{name}_bucket" for name in metric_names["ttft"]])
+        out["ttft_p90"] = f"histogram_quantile(0.9, sum by (le, {BY}) (rate({buckets}[{window}])))"
     return out
 
 
@@ -185,8 +191,12 @@ class PrometheusSource:
         """Current signals of every deployment of the given runtimes (the queries run ``QUERY_THREADS`` at a
         time)."""
         out: dict[Key, Signals] = {}
-        name_sets = {tuple(sorted((k, v or "") for k, v in RUNTIMES[r].metrics.items())) for r in set(runtimes)}
-        promqls = [item for names in name_sets for item in queries(dict(names), self.window).items()]
+        names: dict[str, list[str]] = {}  # per signal, the runtimes' metric names of it
+        for runtime in set(runtimes):
+            for signal, name in RUNTIMES[runtime].metrics.items():
+                if name and name not in names.setdefault(signal, []):
+                    names[signal].append(name)
+        promqls = list(queries(names, self.window).items())
         promqls.append(("arrivals", f"sum by ({BY}) (rate({ARRIVALS_METRIC}[{self.window}]))"))
         # last: only for deployments with demand
         promqls.append(("held", f"sum by ({BY}) ({HELD_METRIC})"))

@@ -85,8 +85,7 @@ class AutoscalingSpec:
     def horizon_s(self, measured_cold_start_s: float | None) -> float:
         """The forecast horizon: a fixed duration, or the (measured) cold start plus one interval."""
         if self.horizon != "auto":
-            value = int(self.horizon[:-1])
-            return float(value * 60 if self.horizon.endswith("m") else value)
+            return float(_duration_s(self.horizon))
         return (self.cold_start_s if measured_cold_start_s is None else measured_cold_start_s) + self.interval_s
 
 
@@ -126,6 +125,9 @@ class SpecError(ValueError):
 
 
 _DURATION = re.compile(r"^(auto|[0-9]+(s|m))$")
+# A horizon beyond a day forecasts nothing more (past 60 steps the forecaster holds its last forecast), and
+# windows of schedules raised that far ahead are counted one by one at each decision.
+MAX_HORIZON_S = 86400
 _QUALIFIED_NAME = re.compile(  # a label or annotation key: [DNS subdomain/]name
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _PERCENT = re.compile(r"^([0-9]|[1-9][0-9]|100)%$")
@@ -138,6 +140,11 @@ _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _BYTES = re.compile(r"^[0-9]+(\.[0-9]+)?([kMGTPE]|[KMGTPE]i|[eE][0-9]+)?$")
 _QUANTITIES = {"cpu": re.compile(r"^[0-9]+(\.[0-9]+)?m?$"), "memory": _BYTES, "ephemeralStorage": _BYTES}
 _DIVISOR = re.compile(r"^[0-9]+(\.[0-9]+)?(m|[kMGTPE]|[KMGTPE]i)?$")  # a resourceFieldRef's: milli too
+
+
+def _duration_s(text: str) -> int:
+    """A forecast horizon such as ``300s`` or ``5m`` in seconds."""
+    return int(text[:-1]) * (60 if text.endswith("m") else 1)
 
 
 def _count_or_percent(value: Any, least: int) -> bool:
@@ -248,9 +255,12 @@ def _affinity(affinity: Any) -> dict[str, Any]:
     """spec.resources.affinity, its selectors checked as Kubernetes checks a pod's."""
     affinity = dict(affinity or {})
     node, where = affinity.get("nodeAffinity") or {}, "spec.resources.affinity.nodeAffinity"
+    required = node.get("requiredDuringSchedulingIgnoredDuringExecution")
+    if required is not None and not required.get("nodeSelectorTerms"):
+        raise SpecError(f"{where}.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms: must have at "
+                        "least one node selector term")
     terms = [(f"{where}.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[{i}]", term) for i, term in
-             enumerate((node.get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms")
-                       or ())]
+             enumerate((required or {}).get("nodeSelectorTerms") or ())]
     terms += [(f"{where}.preferredDuringSchedulingIgnoredDuringExecution[{i}].preference", p.get("preference") or {})
               for i, p in enumerate(node.get("preferredDuringSchedulingIgnoredDuringExecution") or ())]
     for at, term in terms:
@@ -271,6 +281,10 @@ def _affinity(affinity: Any) -> dict[str, Any]:
 
 
 def _topology_spread(items: Any) -> tuple[Mapping[str, Any], ...]:
+    pairs = [(c.get("topologyKey"), c.get("whenUnsatisfiable")) for c in items or ()]
+    if len(set(pairs)) < len(pairs):
+        raise SpecError("spec.resources.topologySpreadConstraints: two constraints have the same topologyKey and "
+                        "whenUnsatisfiable: Kubernetes takes one of each pair")
     for i, constraint in enumerate(items or ()):
         _label_selector(constraint.get("labelSelector"), f"spec.resources.topologySpreadConstraints[{i}].labelSelector")
         _topology_key(constraint, f"spec.resources.topologySpreadConstraints[{i}]")
@@ -337,8 +351,8 @@ def _rollout(rollout: Mapping[str, Any]) -> tuple[int | str, int | str]:
 def _pod_metadata(spec: Mapping[str, Any], kind: str) -> dict[str, str]:
     """spec.podMetadata.labels or .annotations, each key checked as Kubernetes checks it."""
     values = dict((spec.get("podMetadata") or {}).get(kind) or {})
-    for key in values:
-        if not _label_key(key):
+    for key in values:  # Kubernetes checks an annotation key in lower case: its prefix may have capitals
+        if not _label_key(key.lower() if kind == "annotations" else key):
             raise SpecError(f"spec.podMetadata.{kind}: {key!r} is not a valid key (an optional DNS-subdomain "
                             "prefix and '/', then a name of at most 63 letters, digits, '-', '_' or '.')")
     return values
@@ -385,8 +399,9 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
     if demand_unit not in DEMAND_UNITS:
         raise SpecError(f"spec.autoscaling.demandUnit must be one of {', '.join(DEMAND_UNITS)}")
     horizon = str(forecast.get("horizon", "auto"))
-    if not _DURATION.match(horizon):
-        raise SpecError("spec.autoscaling.forecast.horizon must be auto or a duration such as 300s or 5m")
+    if not _DURATION.fullmatch(horizon) or horizon != "auto" and _duration_s(horizon) > MAX_HORIZON_S:
+        raise SpecError("spec.autoscaling.forecast.horizon must be auto or a duration of at most a day (86400s or "
+                        "1440m), such as 300s or 5m")
     parsed = LLMDeploymentSpec(
         model=ModelSpec(
             source=str(model["source"]),
