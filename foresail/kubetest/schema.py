@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime
+import functools
 import re
 from typing import Any
 
@@ -96,8 +97,8 @@ def _type_of(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, int):
-        return "integer"
+    if isinstance(value, int):  # one past int64 the real server's JSON decoder reads as a float
+        return "integer" if -(2 ** 63) <= value < 2 ** 63 else "number"
     if isinstance(value, float):
         return "number"
     if isinstance(value, str):
@@ -191,6 +192,24 @@ def _validate_number(value: float, schema: Schema, path: str, where: str) -> lis
     return causes
 
 
+@functools.lru_cache(maxsize=256)
+def _go_pattern(pattern: str) -> str:
+    """A schema ``pattern`` (Go's RE2, as the API server reads it) for Python's ``re``: a ``$`` outside a character
+    class ends the text (``\\Z``), as in Go, where Python's also matches before a final newline."""
+    out, escaped, in_class = [], False, False
+    for ch in pattern:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch in "[]":
+            in_class = ch == "["
+        elif ch == "$" and not in_class:
+            ch = "\\Z"
+        out.append(ch)
+    return "".join(out)
+
+
 def _validate_string(value: str, schema: Schema, path: str, where: str) -> list[Cause]:
     causes = []
     if "minLength" in schema and len(value) < schema["minLength"]:
@@ -199,7 +218,7 @@ def _validate_string(value: str, schema: Schema, path: str, where: str) -> list[
     if "maxLength" in schema and len(value) > schema["maxLength"]:
         causes.append(Cause("FieldValueTooLong",
                             f"Too long: may not be more than {schema['maxLength']} bytes", path))
-    if "pattern" in schema and not re.search(schema["pattern"], value):
+    if "pattern" in schema and not re.search(_go_pattern(schema["pattern"]), value):
         causes.append(_invalid(path, value, f"{where} in body should match "
                                f"'{schema['pattern']}'"))
     if schema.get("format") and not _format_ok(value, schema["format"]):

@@ -22,9 +22,14 @@ def _causes(body: dict[str, Any]) -> dict[str, str]:
     ({"replicas": -1}, "spec.replicas", "FieldValueInvalid", "greater than or equal to 0"),
     ({"maxReplicas": 9}, "spec.maxReplicas", "FieldValueInvalid", "less than or equal to 8"),
     ({"model": "Has Spaces"}, "spec.model", "FieldValueInvalid", "should match"),
+    # Go's `$` ends the text; Python's also matches before a final newline
+    ({"model": "abc\n"}, "spec.model", "FieldValueInvalid", "should match"),
     ({"model": "x" * 21}, "spec.model", "FieldValueTooLong", "may not be more than 20"),
     ({"tags": ["a", "b", "c"]}, "spec.tags", "FieldValueTooMany", "must have at most 2 items"),
     ({"port": 1.5}, "spec.port", "FieldValueTypeInvalid", "integer or string"),
+    # past int64 the real server's JSON decoder reads a float (here, CEL overflowed: a 500)
+    ({"minReplicas": 1, "maxReplicas": 10**30}, "spec.maxReplicas", "FieldValueTypeInvalid",
+     'must be of type integer: "number"'),
     # a map's key joins the path with a dot, as the real server writes it (not as [key])
     ({"labels": {"team": 1}}, "spec.labels.team", "FieldValueTypeInvalid", "spec.labels.team in body must be "
                                                                           "of type string"),
