@@ -4,12 +4,25 @@ ValueError with a message that names the flag."""
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit
 
 
 def check_port(flag: str, port: int | None) -> None:
     """ValueError unless ``port`` (None: not set) is a TCP port number."""
     if port is not None and not 0 <= port <= 65535:
         raise ValueError(f"{flag} must be a port from 0 to 65535, not {port}")
+
+
+def check_url(flag: str, url: str) -> None:
+    """ValueError unless ``url`` is an http:// or https:// URL with a host (``prometheus:9090`` has no scheme: it
+    would fail at every request)."""
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port is None or parts.port > 0)
+    except ValueError:  # a port that is no number, or beyond 65535
+        ok = False
+    if not ok:
+        raise ValueError(f"{flag} must be an http:// or https:// URL such as http://prometheus:9090, not {url!r}")
 
 
 def check_writable(flag: str, path: str) -> None:

@@ -233,12 +233,14 @@ def _run_stack(args: argparse.Namespace, work: Path, step_rates: list[float]) ->
     from foresail.demo.load import replay
     from foresail.demo.stack import LocalStack
 
-    print("Starting the Kubernetes API test server, Prometheus, the pod runner, the operator and the activator ...")
+    # flushed: piped (`| tee`), these lines would wait for the first minute's, a minute or more away
+    print("Starting the Kubernetes API test server, Prometheus, the pod runner, the operator and the activator ...",
+          flush=True)
     with contextlib.ExitStack() as running:
         try:
             stack = running.enter_context(LocalStack(work, cold_start_s=args.cold_start, activator=True))
             _apply(stack, args)
-            print("Applied LLMDeployment 'demo'; waiting for the first replica ...")
+            print("Applied LLMDeployment 'demo'; waiting for the first replica ...", flush=True)
             stack.wait_ready("demo", 1, timeout_s=60 + 2 * args.cold_start)
         except (RuntimeError, TimeoutError, requests.RequestException) as exc:
             raise DemoError(f"error: {exc}") from None

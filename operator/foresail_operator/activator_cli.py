@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import socket
 
 from foresail.checks import check_port
 from foresail_operator.endpoints import LOAD_FACTOR, ROUTINGS, check_load_factor
 from foresail_operator.flags import check_upstream, use_kubeconfig
+
+# why a listening socket cannot be made: the port is taken or privileged, or the address is not this host's
+LISTEN_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,6 +101,12 @@ def run(args: argparse.Namespace) -> int:
     # on SIGTERM (a rollout) new connections stop, and what is held or streaming gets its answer first; a
     # client that closes its connection cancels its request (held, or sent on: the pod's connection closes);
     # no --host: every address of both families (asyncio leaves out a family the host has not)
-    web.run_app(activator.app(), host=args.host, port=args.port, print=None, access_log=None,
-                shutdown_timeout=args.hold_timeout + 30, handler_cancellation=True)
+    try:
+        web.run_app(activator.app(), host=args.host, port=args.port, print=None, access_log=None,
+                    shutdown_timeout=args.hold_timeout + 30, handler_cancellation=True)
+    except OSError as exc:  # before anything is served
+        if exc.errno not in LISTEN_ERRORS and not isinstance(exc, socket.gaierror):
+            raise
+        where = f"--host {args.host} --port {args.port}" if args.host else f"--port {args.port}"
+        raise SystemExit(f"error: cannot serve on {where}: {exc.strerror}") from None
     return 0

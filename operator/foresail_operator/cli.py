@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import random
+import socket
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
                                          metrics_port=metrics_port)
         if health_port and health_port == metrics_port:
             raise ValueError(f"the health port and the metrics port must differ (both {health_port})")
+        if metrics_port:
+            _check_free(metrics_port)
         use_kubeconfig(args.kubeconfig)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
@@ -61,6 +64,18 @@ def run(args: argparse.Namespace) -> int:
             memo=kopf.Memo(config=config),
         ))
     return 0
+
+
+def _check_free(port: int) -> None:
+    """ValueError where /metrics cannot listen on ``port`` as the startup handler will (handlers.startup): there, a
+    port in use is a traceback, and the operator runs on without its metrics."""
+    family, address = (socket.AF_INET6, "::") if socket.has_dualstack_ipv6() else (socket.AF_INET, "0.0.0.0")
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the metrics server does
+        try:
+            probe.bind((address, port))
+        except OSError as exc:
+            raise ValueError(f"cannot serve /metrics on port {port}: {exc.strerror}") from None
 
 
 async def _operate(health_port: int, **options: Any) -> None:

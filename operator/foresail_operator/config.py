@@ -6,6 +6,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
+from foresail.checks import check_url
 from foresail_operator.metrics import duration_seconds, parse_headers
 from foresail_operator.plan import FETCH_IMAGE
 from foresail_operator.runtimes import RUNTIMES
@@ -47,6 +48,7 @@ class OperatorConfig:
     def from_env(cls, **overrides: object) -> "OperatorConfig":
         """Read FORESAIL_* variables; explicit overrides (flags) win."""
         env = os.environ
+        flags = {k: v for k, v in overrides.items() if v not in (None, ())}
         images = {name: env[f"FORESAIL_IMAGE_{name.upper()}"] for name in RUNTIMES
                   if env.get(f"FORESAIL_IMAGE_{name.upper()}")}
         values: dict[str, object] = {
@@ -59,13 +61,17 @@ class OperatorConfig:
             "images": images,
             "fetch_image": env.get("FORESAIL_IMAGE_FETCH") or FETCH_IMAGE,
             "peering": env.get("FORESAIL_PEERING", "foresail"),
-            "metrics_port": int(_number("FORESAIL_METRICS_PORT", "0")),
+            # a flag's port was checked (flags.port_setting): the variable it replaces is not read
+            "metrics_port": 0 if "metrics_port" in flags else int(_number("FORESAIL_METRICS_PORT", "0")),
             "collect_period_s": _number("FORESAIL_COLLECT_PERIOD", "15", within=COLLECT_PERIODS_S),
             "forecast_step_s": _number("FORESAIL_FORECAST_STEP", "60", within=FORECAST_STEPS_S),
             "rate_window": _duration("FORESAIL_RATE_WINDOW", "2m", RATE_WINDOWS_S),
             "pre_stop": _choice("FORESAIL_PRE_STOP", "auto", PRE_STOP_HOOKS),
         }
-        values.update({k: v for k, v in overrides.items() if v not in (None, ())})
+        values.update(flags)
+        if values["prometheus_url"]:
+            check_url("--prometheus-url" if "prometheus_url" in flags else "FORESAIL_PROMETHEUS_URL",
+                      str(values["prometheus_url"]))
         if not values["peering"]:  # kopf would write to the peering collection, and exit with tracebacks
             raise ValueError("FORESAIL_PEERING (--peering) must name the peering object, not ''")
         return cls(**values)  # type: ignore[arg-type]

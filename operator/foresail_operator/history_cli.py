@@ -17,7 +17,7 @@ import re
 import time
 from typing import Iterator
 
-from foresail.checks import check_writable
+from foresail.checks import check_url, check_writable
 from foresail_operator.metrics import MAX_POINTS, MetricsError, PrometheusSource, parse_headers
 from foresail_operator.runtimes import RUNTIMES
 
@@ -59,6 +59,12 @@ def span_seconds(text: str, flag: str = "--span") -> float:
     return float(match.group(1)) * UNIT_S[match.group(2)]
 
 
+def promql_duration(seconds: float) -> str:
+    """``seconds`` as a PromQL duration: whole seconds (``1000000s``; ``:g`` writes ``1e+06s``, which neither
+    Prometheus nor the source takes), else milliseconds."""
+    return f"{seconds:.0f}s" if seconds.is_integer() else f"{seconds * 1000:.0f}ms"
+
+
 def windows(start: float, end: float, step_s: float, max_points: int = MAX_POINTS) -> Iterator[tuple[float, float]]:
     """[start, end] cut into consecutive ranges of at most ``max_points`` steps that share no point."""
     while start <= end:
@@ -82,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --step must be a whole number of seconds, at least 1, not {args.step:g}")
         return 1
     try:
+        check_url("--prometheus", args.prometheus)
         check_writable("--out", args.out)  # before the queries, not after hours of them
         span = span_seconds(args.span)
         window = max(span_seconds(args.window, "--window"), args.step)  # a narrower one leaves part of each step out
@@ -91,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}")
         return 1
     source = PrometheusSource(args.prometheus, os.environ.get("FORESAIL_PROMETHEUS_TOKEN"), timeout_s=60.0,
-                              window=f"{window:g}s", token_file=args.token_file, ca_file=args.ca_file, headers=headers)
+                              window=promql_duration(window), token_file=args.token_file, ca_file=args.ca_file,
+                              headers=headers)
     key = (namespace, name)
     end = math.floor(time.time() / args.step) * args.step
     start = end - span

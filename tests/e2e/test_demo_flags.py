@@ -1,5 +1,8 @@
 """`foresail demo` says what is wrong with its flags, before or as the local stack starts, without a traceback."""
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -47,3 +50,19 @@ def test_missing_crds_are_one_line_before_anything_starts(tmp_path, capsys, monk
     out = capsys.readouterr().out
     assert f"error: cannot find the CRD llmdeployment.yaml in {tmp_path / 'no-crds'}: reinstall foresail\n" in out, out
     assert time.monotonic() - started < 10 and not (tmp_path / "out" / "apiserver").exists()
+
+
+def test_piped_progress_comes_as_it_happens(tmp_path):
+    """Piped (`| tee`, block-buffered), "Starting ..." comes as the stack starts, not with the last lines."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    command = [sys.executable, "-m", "foresail", "demo", "--max-replicas", "5000", "--out", str(tmp_path / "out")]
+    demo = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        first = [demo.stdout.readline(), demo.stdout.readline()]
+        # the logs are copied to --out as the demo ends: without the flush, the lines came after that
+        copied = (tmp_path / "out" / "apiserver").exists()
+        rest, _ = demo.communicate(timeout=120)
+    finally:
+        demo.kill()
+    assert first[1].startswith("Starting the Kubernetes API test server") and not copied, first
+    assert demo.returncode == 2 and "the API server rejects" in rest, rest
