@@ -134,6 +134,17 @@ def start_apiserver(directory: Path, *, simulate_pods: bool = True, ready_delay_
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
                                    cwd=Path(__file__).resolve().parents[2])
+    try:
+        return _wait_until_it_answers(process, kubeconfig, log, timeout_s)
+    except BaseException:  # a timeout, or Ctrl-C / SIGTERM while waiting: no server left running
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        raise
+
+
+def _wait_until_it_answers(process: subprocess.Popen, kubeconfig: Path, log: Path,
+                           timeout_s: float) -> ApiServerProcess:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -147,7 +158,5 @@ def start_apiserver(directory: Path, *, simulate_pods: bool = True, ready_delay_
             except (urllib.error.URLError, OSError):
                 pass
         time.sleep(0.05)
-    process.kill()
-    process.wait()
     raise TimeoutError(f"the API test server did not answer within {timeout_s} s:\n"
                        f"{log.read_text()}")

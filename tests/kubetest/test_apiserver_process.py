@@ -68,3 +68,33 @@ def test_yaml_bodies_are_accepted(server: ApiServerProcess, namespace: str) -> N
         assert response.status == 201
     core = kubernetes.client.CoreV1Api(server.api_client())
     assert core.read_namespaced_config_map("from-yaml", namespace).data == {"a": "b"}
+
+
+def test_an_interrupt_while_waiting_for_it_leaves_no_server_running(tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C (or a SIGTERM turned into an exception) while ``start_apiserver`` waits for the server to answer
+    stops the server it started (it was left running, with the demo's folders)."""
+    started: list[subprocess.Popen] = []
+    popen = subprocess.Popen
+
+    def recording_popen(*args, **kwargs) -> subprocess.Popen:
+        started.append(popen(*args, **kwargs))
+        return started[-1]
+
+    def interrupted(_: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)
+    monkeypatch.setattr(time, "sleep", interrupted)
+    try:
+        start_apiserver(tmp_path, simulate_pods=False)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the interrupt did not reach the caller")
+    monkeypatch.undo()
+    try:
+        assert len(started) == 1 and started[0].poll() is not None, "the server it started is stopped"
+    finally:
+        for process in started:
+            process.kill()
+            process.wait()
