@@ -16,6 +16,14 @@ from aiohttp import web
 from foresail.kubetest.testing import ApiServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
+# a kubeconfig that parses and names a server nobody listens on (port 9)
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "http://127.0.0.1:9"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+"""
 
 
 class Kube:

@@ -13,14 +13,7 @@ import pytest
 from foresail.cli import main
 from foresail.demo.prometheus import PrometheusServer
 from foresail_operator.config import OperatorConfig
-
-KUBECONFIG = """apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "http://127.0.0.1:9"}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-"""
+from tests.helpers import KUBECONFIG
 
 
 @pytest.mark.parametrize("command, message", [

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import requests
 import yaml
 
 from foresail.kubetest.testing import start_apiserver
@@ -18,6 +19,37 @@ from tests.helpers import ROOT, Kube, KubeServer, wait_for
 
 CRDS = [ROOT / "crds" / "llmdeployment.yaml", ROOT / "crds" / "kopf-peering.yaml"]
 LLMD = "/apis/foresail.dev/v1alpha1/namespaces/{ns}/llmdeployments"
+
+
+def post(server: KubeServer, path: str, body: dict[str, Any]) -> requests.Response:
+    """POST ``body`` to ``path``, the answer as it came (admission tests read refusals)."""
+    return requests.post(server.url + path, json=body, timeout=10)
+
+
+def doc(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """An LLMDeployment named ``name`` with ``spec``."""
+    return {"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": name}, "spec": spec}
+
+
+def assert_applies_and_plans(server: KubeServer, name: str, spec: dict[str, Any], case: str) -> None:
+    """The LLMDeployment ``spec`` is accepted in the default namespace, and so is the Deployment the operator plans
+    for it (both deleted after)."""
+    from foresail_operator import plan
+    from foresail_operator.runtimes import runtime_for
+    from foresail_operator.spec import parse_spec
+    from tests.reliability.support import DEPLOYS, LLMDS
+
+    rsp = post(server, LLMDS, doc(name, spec))
+    assert rsp.status_code == 201, f"{case}: refused: {rsp.text[:800]}"
+    try:
+        parsed = parse_spec(rsp.json()["spec"])
+        deployment = plan.deployment(name, "default", parsed, runtime_for(parsed))
+        deployment["spec"]["replicas"] = 1
+        created = post(server, DEPLOYS, deployment)
+        assert created.status_code == 201, f"{case}: the planned Deployment was refused: {created.text[:800]}"
+        server.kube.delete(f"{DEPLOYS}/{name}")
+    finally:
+        server.kube.delete(f"{LLMDS}/{name}")
 
 
 class Operator:

@@ -12,16 +12,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-import requests
 import yaml
 
 from foresail.kubetest.testing import start_apiserver
-from foresail_operator import plan
-from foresail_operator.runtimes import runtime_for
 from foresail_operator.spec import SpecError, parse_spec
 from tests.helpers import ROOT, KubeServer
+from tests.operator.conftest import assert_applies_and_plans, doc, post
 from tests.reliability.conftest import install_crds
-from tests.reliability.support import DEPLOYS, LLMDS
+from tests.reliability.support import LLMDS
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 _names = itertools.count()
@@ -198,14 +196,6 @@ def spec_with(section: str, value: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def post(server: KubeServer, path: str, body: dict[str, Any]) -> requests.Response:
-    return requests.post(server.url + path, json=body, timeout=10)
-
-
-def doc(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": name}, "spec": spec}
-
-
 @pytest.mark.parametrize("case", REFUSED)
 def test_the_crd_refuses_pod_settings_kubernetes_refuses_naming_the_field(server, case):
     section, value, field, words = REFUSED[case]
@@ -230,18 +220,7 @@ def test_parse_spec_refuses_them_too_naming_the_field(case):
 @pytest.mark.parametrize("case", ACCEPTED)
 def test_the_valid_neighbours_are_accepted_and_planned_into_a_valid_deployment(server, case):
     section, value = ACCEPTED[case]
-    name = f"accepted-{next(_names)}"
-    rsp = post(server, LLMDS, doc(name, spec_with(section, value)))
-    assert rsp.status_code == 201, f"{case}: refused: {rsp.text[:800]}"
-    try:
-        parsed = parse_spec(rsp.json()["spec"])
-        deployment = plan.deployment(name, "default", parsed, runtime_for(parsed))
-        deployment["spec"]["replicas"] = 1
-        created = post(server, DEPLOYS, deployment)
-        assert created.status_code == 201, f"{case}: the planned Deployment was refused: {created.text[:800]}"
-        server.kube.delete(f"{DEPLOYS}/{name}")
-    finally:
-        server.kube.delete(f"{LLMDS}/{name}")
+    assert_applies_and_plans(server, f"accepted-{next(_names)}", spec_with(section, value), case)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])

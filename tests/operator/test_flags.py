@@ -14,6 +14,7 @@ import pytest
 from foresail.checks import check_port
 from foresail_operator.config import OperatorConfig
 from foresail_operator.flags import check_upstream, use_kubeconfig
+from tests.helpers import KUBECONFIG
 
 
 def test_ports_kubeconfigs_and_upstreams_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,13 +41,6 @@ def test_ports_kubeconfigs_and_upstreams_are_checked(tmp_path: Path, monkeypatch
         check_upstream("http://{name")
 
 
-KUBECONFIG = """apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "http://127.0.0.1:9"}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-"""
 BAD_KUBECONFIGS = {  # file text -> the problem said
     "garbage: [\n": "is not YAML: expected the node content, but found '<stream end>' (line 2)",
     "apiVersion: v1\nkind: Config\n": "is not a kubeconfig to log in with (LoginError: Current context is not set",
