@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "them its connection is closed and the client gets a 504 (a stream whose headers came "
                              "is not cut; FORESAIL_ACTIVATOR_RESPONSE_TIMEOUT, default 600, 0: no limit)")
     parser.add_argument("--max-held", type=int, default=env("FORESAIL_ACTIVATOR_MAX_HELD", "1000"),
-                        help="requests held per deployment before new ones get a 503 (default 1000)")
+                        help="requests held per deployment before new ones get a 503 "
+                             "(FORESAIL_ACTIVATOR_MAX_HELD, default 1000)")
     parser.add_argument("--max-held-mib", type=int, default=env("FORESAIL_ACTIVATOR_MAX_HELD_MIB", "256"),
                         help="MiB of request bodies held, all deployments together, before new ones get a 503 "
                              "(FORESAIL_ACTIVATOR_MAX_HELD_MIB, default 256)")
