@@ -22,7 +22,7 @@ import yaml
 
 from foresail.demo.prometheus import free_port
 from foresail.kubetest.testing import start_apiserver
-from tests.chart.helm import CHART, RELEASE, RELEASE_NS, allowed, crds, find, grants, helm_binary, render
+from tests.chart.helm import CHART, RELEASE, RELEASE_NS, allowed, crds, find, grants, helm, helm_binary, render
 from tests.chart.test_rbac import api_calls, fetch
 from tests.helpers import ROOT, Kube, logged_process, wait_for
 from tests.operator.test_activator import Answer
@@ -154,6 +154,37 @@ def test_the_command_line_is_one_the_activator_parses(tmp_path: Path):
     assert (parsed.port, parsed.hold_timeout, parsed.routing, parsed.prefix_load_factor, parsed.namespace) == (
         9001, 30, "pods", 1.5, ["team-a", "team-b"])
     assert (parsed.max_held, parsed.max_held_mib, parsed.max_body_mib, parsed.response_timeout) == (7, 9, 3, 0)
+
+
+def test_a_million_from_a_values_file_reaches_the_activator_as_a_whole_number(tmp_path: Path):
+    """A values file's numbers are floats to helm, which prints 1000000 as 1e+06: the activator's int flags
+    would refuse it and the pod crash-loop."""
+    import argparse
+
+    from foresail_operator import activator_cli
+
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    activator_cli.add_arguments(parser)
+    args = command_line(render(tmp_path, {"activator": {"enabled": True, "maxHeld": 1_000_000,
+                                                        "maxHeldMiB": 2_000_000, "maxBodyMiB": 1_500_000}}))
+    parsed = parser.parse_args(args[2:])
+    assert (parsed.max_held, parsed.max_held_mib, parsed.max_body_mib) == (1_000_000, 2_000_000, 1_500_000)
+
+
+@pytest.mark.parametrize("release, override, refused", [
+    ("2nd-try", "", True), ("ml.serving", "", True), ("2nd-try", "second-try", False), ("ok-one", "", False)])
+def test_a_release_name_that_cannot_name_the_activator_service_is_refused_before_install(
+        tmp_path: Path, release: str, override: str, refused: bool):
+    """Helm takes release names with a leading digit or a dot, which a Service name may not have: the API server
+    would refuse the activator's Service halfway through `helm install`, leaving a failed release behind."""
+    values = {"activator": {"enabled": True}, "fullnameOverride": override}
+    done = helm("template", release, str(CHART), values=values, tmp=tmp_path, check=False)
+    if refused:
+        assert done.returncode != 0 and "set fullnameOverride" in done.stderr, done.stderr
+    else:
+        assert done.returncode == 0, done.stderr
+        [service] = find([d for d in yaml.safe_load_all(done.stdout) if d], "Service")
+        assert service["metadata"]["name"] == f"{override or release + '-foresail'}-activator"
 
 
 @pytest.mark.parametrize("routing", ["pods", "prefix", "service"])

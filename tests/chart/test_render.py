@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -302,6 +303,65 @@ def test_bad_values_are_refused_with_a_clear_message(tmp_path: Path, values: dic
         done = helm(*args, values=values, tmp=tmp_path, check=False)
         assert done.returncode != 0, f"helm {command} accepted {values}"
         assert message in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("url", [
+    "http://prometheus-operated.monitoring.svc:9090", "https://thanos-querier.openshift-monitoring.svc:9091",
+    "http://10.0.0.7", "http://[fd00::7]:9090/prom", "http://user:secret@prometheus:65535/a/b",
+    "http://:9090", "http://prometheus:0", "http://prometheus:65536", "http://prometheus:99999",
+    "http://prometheus:9o90", "https://@:443"])
+def test_a_prometheus_url_the_chart_takes_is_one_the_operator_takes(tmp_path: Path, url: str):
+    """The operator stops at start on a URL without a host or with a port that is no port (check_url): the
+    schema refuses those rather than letting the operator crash-loop, and takes every URL the operator takes."""
+    from foresail.checks import check_url
+
+    try:
+        check_url("FORESAIL_PROMETHEUS_URL", url)
+        operator_takes = True
+    except ValueError:
+        operator_takes = False
+    done = helm("template", "fs", str(CHART), values={"prometheus": {"url": url}}, tmp=tmp_path, check=False)
+    if operator_takes:
+        assert done.returncode == 0, done.stderr
+        assert env_of([d for d in yaml.safe_load_all(done.stdout) if d])["FORESAIL_PROMETHEUS_URL"]["value"] == url
+    else:
+        assert done.returncode != 0 and "prometheus.url: Does not match pattern" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("sets, refused", [
+    (["operator.collectPeriodSeconds=7.5", "operator.forecastStepSeconds=30.5", "activator.prefixLoadFactor=1.5"],
+     None),
+    (["operator.collectPeriodSeconds=0.5"], "operator.collectPeriodSeconds (0.5) must be from 1 to 600 seconds"),
+    (["operator.forecastStepSeconds=3600.5"], "operator.forecastStepSeconds (3600.5) must be from 1 to 3600 seconds"),
+    (["activator.prefixLoadFactor=0.9"], "activator.prefixLoadFactor (0.9) must be at least 1"),
+    (["activator.prefixLoadFactor=1.5x"], "activator.prefixLoadFactor: Does not match pattern")])
+def test_a_decimal_value_given_with_set_is_taken_within_its_range(tmp_path: Path, sets: list[str], refused: str | None,
+                                                                 monkeypatch: pytest.MonkeyPatch):
+    """`helm --set` passes 7.5 as a string (only whole numbers become numbers): the chart takes it as the number it
+    is, as the operator and the activator do, and refuses one out of their range as it does a number."""
+    import argparse
+
+    from foresail_operator import activator_cli
+    from foresail_operator.config import OperatorConfig
+
+    args = [a for s in ["activator.enabled=true", *sets] for a in ("--set", s)]
+    done = helm("template", "fs", str(CHART), *args, tmp=tmp_path, check=False)
+    if refused:
+        assert done.returncode != 0 and refused in done.stderr, done.stderr
+        return
+    assert done.returncode == 0, done.stderr
+    objects = [d for d in yaml.safe_load_all(done.stdout) if d]
+    for name in [n for n in os.environ if n.startswith("FORESAIL_")]:
+        monkeypatch.delenv(name)
+    for name, item in env_of(find(objects, "Deployment", "fs-foresail")).items():
+        if "value" in item:
+            monkeypatch.setenv(name, item["value"])
+    config = OperatorConfig.from_env()
+    assert (config.collect_period_s, config.forecast_step_s) == (7.5, 30.5)
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    activator_cli.add_arguments(parser)
+    [activator] = find(objects, "Deployment", "fs-foresail-activator")
+    assert parser.parse_args(activator["spec"]["template"]["spec"]["containers"][0]["args"]).prefix_load_factor == 1.5
 
 
 def test_every_value_is_described_and_has_a_default() -> None:
