@@ -91,12 +91,14 @@ class Loop:
     overrides: int = 0  # decisions in a row that found another count there
     writer: str | None = None  # the autoscalers found targeting the Deployment when that was reported
     manual: tuple[int, float] | None = None  # the replicas of the last manual scale (kubectl scale), and when
+    cold_start: float | None = None  # the last measured cold start: it holds while no pod is ready (zero replicas)
     view: dict[str, Any] = field(default_factory=dict)
     learned: list[dict[str, Any]] = field(default_factory=list)  # the learned windows last logged
 
     def configure(self, spec: LLMDeploymentSpec, cold_start_s: float | None,
                   status: dict[str, Any] | None = None) -> PolicyConfig:
-        """(Re)build the policy configuration from the spec and the measured cold start. The capacity model
+        """(Re)build the policy configuration from the spec and the measured cold start (None where no pod is
+        ready: the last one measured, else the status's, still holds, and the horizon with it). The capacity model
         starts over when the starting figure or what a replica's capacity depends on (``capacity_basis``)
         changed; a new one carries on from the one ``status.capacity`` shows, where that was learned in the
         same unit, from the same starting figure, for the same basis: after a restart, replicas sized by the
@@ -123,6 +125,10 @@ class Loop:
             self.logged_capacity = self.capacity.capacity
         # the saturation thresholds apply from the next scrape; what was learned under the old ones stays
         self.capacity.ttft_slo_s, self.capacity.kv_saturation = a.ttft_s, a.kv_cache_saturation
+        if cold_start_s is None:
+            cold_start_s = self.cold_start if self.cold_start is not None else _figure(
+                (status or {}).get("coldStartSeconds"))
+        self.cold_start = cold_start_s
         horizon = a.horizon_s(cold_start_s)
         config = PolicyConfig(
             min_replicas=spec.min_replicas, max_replicas=spec.max_replicas,
@@ -528,8 +534,8 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
     ns, name = loop.key
     current = int(((deployment or {}).get("spec") or {}).get("replicas") or 0)
     ready = int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0)
-    cold_start = measured_cold_start(pods)
-    loop.configure(spec, cold_start, body.get("status"))
+    loop.configure(spec, measured_cold_start(pods), body.get("status"))
+    cold_start = loop.cold_start
     assert loop.policy is not None and loop.capacity is not None
     signals, error = collector.lookup(loop.key, replicas=current)
     measured = loop.read(signals, collector.taken_at or now) if signals is not None else None

@@ -67,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_free(port: int) -> None:
-    """ValueError where /metrics cannot listen on ``port`` as the startup handler will (handlers.startup): there, a
-    port in use is a traceback, and the operator runs on without its metrics."""
+    """ValueError where /metrics cannot listen on ``port`` as the startup handler will
+    (handlers.start_collector): there, a port taken since stops the operator (kopf.PermanentError)."""
     family, address = (socket.AF_INET6, "::") if socket.has_dualstack_ipv6() else (socket.AF_INET, "0.0.0.0")
     with socket.socket(family) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the metrics server does

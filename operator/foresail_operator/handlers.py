@@ -66,8 +66,17 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.on.startup()
 async def start_collector(memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
-    """Start reading Prometheus, and serve the operator's own /metrics."""
+    """Serve the operator's own /metrics, and start reading Prometheus. A port taken since the command checked it
+    (cli._check_free) stops the operator: kopf would retry the startup for ever, the operator never ready."""
     config = memo.config
+    if config.metrics_port:
+        # on "::", IPv4 too (Linux's net.ipv6.bindv6only is off by default); "0.0.0.0" where the host has no IPv6
+        address = "::" if socket.has_dualstack_ipv6() else "0.0.0.0"
+        try:
+            prometheus_client.start_http_server(config.metrics_port, addr=address)
+        except OSError as exc:
+            raise kopf.PermanentError(f"cannot serve /metrics on port {config.metrics_port}: {exc.strerror}") from exc
+        logger.info("serving the operator's metrics on :%d/metrics", config.metrics_port)
     source = (PrometheusSource(config.prometheus_url, config.prometheus_token, window=config.rate_window,
                                token_file=config.prometheus_token_file, ca_file=config.prometheus_ca_file,
                                headers=config.prometheus_headers)
@@ -78,11 +87,6 @@ async def start_collector(memo: kopf.Memo, logger: logging.Logger, **_: Any) -> 
     memo.warned = set()  # keys of the pod warnings already told (status.pod_warnings)
     memo.owned = {"services": {}, "poddisruptionbudgets": {}}  # plural -> (namespace, owner) -> object (on_owned)
     memo.collector_task = asyncio.create_task(memo.collector.run(logger))
-    if config.metrics_port:
-        # on "::", IPv4 too (Linux's net.ipv6.bindv6only is off by default); "0.0.0.0" where the host has no IPv6
-        address = "::" if socket.has_dualstack_ipv6() else "0.0.0.0"
-        prometheus_client.start_http_server(config.metrics_port, addr=address)
-        logger.info("serving the operator's metrics on :%d/metrics", config.metrics_port)
 
 
 @kopf.on.login()
@@ -118,10 +122,11 @@ def owned_deployments(namespace: str, labels: kopf.Labels, body: kopf.Body, **_:
 @kopf.index("", "v1", "pods", labels=OWNED)
 def owned_pods(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict:
     """Summaries of owned pods by (namespace, owner name), with when each was first seen ready (its cold start's
-    end: the Ready condition tells only the last time it became ready)."""
+    end: the Ready condition tells only the last time it became ready; not known of a pod first seen ready after a
+    container restarted)."""
     summary = PodSummary.of(body)
     uid = body.get("metadata", {}).get("uid", "")
-    if uid not in _first_ready and summary.ready_since is not None:
+    if uid not in _first_ready and summary.ready_since is not None and not summary.restarted:
         _first_ready[uid] = summary.ready_since
     return {(namespace, labels[OWNER_LABEL]): dataclasses.replace(summary, first_ready=_first_ready.get(uid))}
 

@@ -53,6 +53,7 @@ class PodSummary:
     metrics_url: str | None = None  # its own /metrics (pod IP, prometheus.io/port and /path annotations)
     terminating: bool = False  # deleted, shutting down (metadata.deletionTimestamp)
     first_ready: float | None = None  # when it first became ready, where known (handlers.owned_pods remembers it)
+    restarted: bool = False  # a container of it restarted: its readiness may be a later one than its first
 
     @classmethod
     def of(cls, pod: Mapping[str, Any]) -> "PodSummary":
@@ -80,12 +81,14 @@ class PodSummary:
         annotations = meta.get("annotations") or {}
         return cls(meta.get("name", ""), parse_time(meta.get("creationTimestamp")), ready_since, problem,
                    annotations.get(DELETION_COST), _metrics_url(status.get("podIP"), annotations),
-                   bool(meta.get("deletionTimestamp")))
+                   bool(meta.get("deletionTimestamp")),
+                   restarted=any(cs.get("restartCount") for cs in status.get("containerStatuses") or []))
 
     @property
     def cold_start_s(self) -> float | None:
-        """Seconds from pod creation to its first readiness (not a later one: a readiness blip, a restart)."""
-        ready = self.first_ready if self.first_ready is not None else self.ready_since
+        """Seconds from pod creation to its first readiness (not a later one: a readiness blip, a restart); None
+        for a pod first seen ready after a container restarted (an operator started since): that is not known."""
+        ready = self.first_ready if self.first_ready is not None else None if self.restarted else self.ready_since
         if self.created is None or ready is None:
             return None
         return max(0.0, ready - self.created)
