@@ -156,12 +156,14 @@ async def _on_headers_sent(_: aiohttp.ClientSession, trace: SimpleNamespace, __:
 def _pods_session(**connector: Any) -> aiohttp.ClientSession:
     """A session for the pods' connections (``connector``: TCPConnector's options), whose requests report _Sending.
     No cap on the connections (aiohttp's default: 100 for every pod together, and a request past them waits unseen,
-    counted in no queue): each pod's own queue decides, which the operator reads."""
+    counted in no queue): each pod's own queue decides, which the operator reads. No cookie jar: a cookie a pod sets
+    is the client's, and aiohttp's would send it with every other client's requests."""
     trace = aiohttp.TraceConfig()
     trace.on_connection_reuseconn.append(_on_reused)
     trace.on_request_headers_sent.append(_on_headers_sent)
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, **connector), auto_decompress=False,
-                                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10), trace_configs=[trace])
+                                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10), trace_configs=[trace],
+                                 cookie_jar=aiohttp.DummyCookieJar())
 
 
 class Activator:
@@ -453,8 +455,9 @@ class Activator:
         the client wrote them (percent-encoded, ``..`` unresolved)."""
         if self._sessions is None:
             self._sessions = _pods_session(keepalive_timeout=KEEPALIVE_S), _pods_session(force_close=True)
-        # aiohttp has decoded the body: it goes on without its Content-Encoding
-        headers = _end_to_end(request.headers, drop={"content-encoding"})
+        # aiohttp has decoded the body: it goes on without its Content-Encoding; and it has answered the client's
+        # Expect: 100-continue, a pod that ignores it (HTTP/1.0) would leave aiohttp waiting for a 100 that never comes
+        headers = _end_to_end(request.headers, drop={"content-encoding", "expect"})
         service = self.upstream(*key)
         deadline = time.monotonic() + retry_s
         refused: set[str] = set()
@@ -466,8 +469,9 @@ class Activator:
             with self._load.sending(base):
                 try:
                     async with asyncio.timeout(None) as sending.timer:  # set once the headers are sent
-                        upstream = await self._sessions[fresh].request(
-                            request.method, url, data=body, headers=headers, trace_request_ctx=sending)
+                        upstream = await self._sessions[fresh].request(  # a redirect is the client's to follow
+                            request.method, url, data=body, headers=headers, trace_request_ctx=sending,
+                            allow_redirects=False)
                 except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:  # nothing was sent
                     refused.add(base)
                     if base != service:
