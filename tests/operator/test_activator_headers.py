@@ -6,21 +6,20 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 from pathlib import Path
 
 import requests
 
 from tests.operator.conftest import LLMD
 from tests.operator.test_activator import AT_ZERO_OFF, Answer, llmd, metric, running_activator
+from tests.operator.test_activator_faults import serve
 
 
 def test_a_clients_expect_100_continue_is_answered_by_the_activator_and_does_not_go_on(cluster, tmp_path: Path):
     """curl sends `Expect: 100-continue` with a large body; the activator answers it and reads the whole body, so
     the pod gets none: one that ignores it (Python's http.server, speaking HTTP/1.0) must not leave the request
     waiting for a 100 it never sends (a 504 at the response timeout before)."""
-    pod = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
-    threading.Thread(target=pod.serve_forever, daemon=True).start()
+    pod = serve(Answer)
     cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
     cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
     try:
@@ -64,8 +63,7 @@ def test_a_pods_redirect_goes_back_to_the_client_unfollowed(cluster, tmp_path: P
     outside /v1/ that the client never asked for, and answered with that. The client gets the 302 as the pod sent
     it, and the pod sees only the POST."""
     _Redirects.seen.clear()
-    pod = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirects)
-    threading.Thread(target=pod.serve_forever, daemon=True).start()
+    pod = serve(_Redirects)
     cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
     cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
     try:
@@ -102,8 +100,7 @@ def test_a_cookie_a_pod_sets_for_one_client_never_goes_with_anothers_requests(cl
     cookie set for the first client and sent it with the second's request. Each client gets the Set-Cookie; the pod
     gets a Cookie only from a client that sends one."""
     _SetsCookie.cookies.clear()
-    pod = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SetsCookie)
-    threading.Thread(target=pod.serve_forever, daemon=True).start()
+    pod = serve(_SetsCookie)
     cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
     cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
     try:
