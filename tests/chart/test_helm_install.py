@@ -72,3 +72,34 @@ def test_install_upgrade_uninstall(tmp_path: Path):
         assert kube.get("/apis/rbac.authorization.k8s.io/v1/clusterroles/fs-foresail-cluster") is None
         assert kube.get("/apis/kopf.dev/v1/namespaces/team-b/kopfpeerings/foresail") is None
         assert kube.get(CRD) is not None  # helm keeps CRDs: deleting them is a deliberate step
+
+
+def test_install_with_names_yaml_reads_as_numbers_or_booleans(tmp_path: Path):
+    """helm takes the release name 123, and Kubernetes the namespaces 123 and on: unquoted, YAML reads them as a
+    number and a boolean, and helm could not decode its own manifest ("ReadString: expects \" or n")."""
+    with start_apiserver(tmp_path / "api", simulate_pods=False) as server:
+        kube = Kube(server.url)
+        for name in ("7", "123", "on"):
+            kube.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        run_helm(server, tmp_path, "install", "123", str(CHART), "-n", "7", "--disable-openapi-validation",
+                 values={"watchNamespaces": ["123", "on"], "fullnameOverride": "fs", "serviceAccount": {"name": "0"},
+                         "prometheus": {"url": "", "bearerTokenSecret": {"name": "1", "key": "2"}},
+                         "activator": {"enabled": True}, "monitoring": {"scrapeConfig": {"enabled": True}}})
+        deployment = kube.read("/apis/apps/v1/namespaces/7/deployments/fs")
+        assert deployment["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"] == "123"
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == "0"
+        token = next(e for e in pod["containers"][0]["env"] if e["name"] == "FORESAIL_PROMETHEUS_TOKEN")
+        assert token["valueFrom"]["secretKeyRef"] == {"name": "1", "key": "2"}
+        activator = kube.read("/apis/apps/v1/namespaces/7/deployments/fs-activator")
+        assert activator["spec"]["template"]["spec"]["containers"][0]["args"][-4:] == \
+            ["--namespace", "123", "--namespace", "on"]
+        for namespace in ("123", "on"):
+            assert kube.get(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles/fs")
+            assert kube.get(f"/apis/kopf.dev/v1/namespaces/{namespace}/kopfpeerings/foresail")
+        scrape = yaml.safe_load(kube.read("/api/v1/namespaces/7/configmaps/fs-scrape-config")["data"]
+                                ["scrape-configs.yaml"])
+        operator_job = next(job for job in scrape if job["job_name"] == "foresail-operator")
+        assert operator_job["kubernetes_sd_configs"][0]["namespaces"]["names"] == ["7"]
+        assert {"source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_instance"], "regex": "123",
+                "action": "keep"} in operator_job["relabel_configs"]

@@ -240,6 +240,16 @@ BAD_VALUES = [
     ({"prometheus": {"url": "", "bearerTokenFile": "token"}}, "prometheus.bearerTokenFile: Does not match pattern"),
     ({"prometheus": {"url": "", "headers": {"X-Scope-OrgID": "a,b"}}},
      "prometheus.headers.X-Scope-OrgID: Does not match pattern"),
+    # a line break would make every query fail (requests refuses the header), not add a header
+    ({"prometheus": {"url": "", "headers": {"X-Scope-OrgID": "team-a\nX-Other: 1"}}},
+     "prometheus.headers.X-Scope-OrgID: Does not match pattern"),
+    # Kubernetes' data keys: the API server would refuse the Deployment halfway through `helm install`
+    ({"prometheus": {"url": "", "bearerTokenSecret": {"name": "prom", "key": "my token"}}},
+     "prometheus.bearerTokenSecret.key: Does not match pattern"),
+    ({"prometheus": {"url": "", "bearerTokenSecret": {"name": "prom", "key": "..token"}}},
+     "prometheus.bearerTokenSecret.key: Does not match pattern"),
+    ({"prometheus": {"url": "", "caConfigMap": {"name": "ca", "key": ".."}}},
+     "prometheus.caConfigMap.key: Does not match pattern"),
     ({"image": {"pullPolicy": "Sometimes"}}, "image.pullPolicy: image.pullPolicy must be one of the following"),
     # image references a kubelet can parse (InvalidImageName otherwise); a digest goes in image.digest
     ({"image": {"tag": "sha256:" + "0" * 64}}, "image.tag: Does not match pattern"),
@@ -326,6 +336,58 @@ def test_a_prometheus_url_the_chart_takes_is_one_the_operator_takes(tmp_path: Pa
         assert env_of([d for d in yaml.safe_load_all(done.stdout) if d])["FORESAIL_PROMETHEUS_URL"]["value"] == url
     else:
         assert done.returncode != 0 and "prometheus.url: Does not match pattern" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("value, taken", [
+    ("team-a", True), ("a b\tc=d;e|f", True), ("", True),
+    ("team-a\nX-Other: 1", False), ("a\rb", False), ("t\u00ebam-\u65e5", False)])
+def test_a_header_the_chart_takes_reaches_prometheus(tmp_path: Path, value: str, taken: bool,
+                                                    monkeypatch: pytest.MonkeyPatch):
+    """prometheus.headers go to the operator in one variable; a value the chart takes arrives at Prometheus as it
+    is; one it refuses (a line break, a character beyond ASCII) would have failed every query of the operator."""
+    import http.server
+    import threading
+
+    from foresail_operator.config import OperatorConfig
+    from foresail_operator.metrics import MetricsError, PrometheusSource
+
+    received: list[str | None] = []
+
+    class Prometheus(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            received.append(self.headers.get("X-Scope-OrgID"))
+            body = b'{"status": "success", "data": {"resultType": "vector", "result": []}}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    done = helm("template", "fs", str(CHART), values={"prometheus": {"url": "", "headers": {"X-Scope-OrgID": value}}},
+                tmp=tmp_path, check=False)
+    headers = f"X-Scope-OrgID={value}"
+    if taken:
+        assert done.returncode == 0, done.stderr
+        headers = env_of([d for d in yaml.safe_load_all(done.stdout) if d])["FORESAIL_PROMETHEUS_HEADERS"]["value"]
+    else:
+        assert done.returncode != 0 and "prometheus.headers.X-Scope-OrgID: Does not match pattern" in done.stderr
+    monkeypatch.setenv("FORESAIL_PROMETHEUS_HEADERS", headers)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Prometheus)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        source = PrometheusSource(f"http://127.0.0.1:{server.server_address[1]}",
+                                  headers=OperatorConfig.from_env().prometheus_headers)
+        if taken:
+            assert source._query("up") == [] and received == [value.strip()]
+        else:
+            with pytest.raises(MetricsError):
+                source._query("up")
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.mark.parametrize("sets, refused", [

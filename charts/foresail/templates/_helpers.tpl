@@ -18,8 +18,8 @@
 
 {{/* Labels of the operator pods (the Deployment's selector: keep them stable). */}}
 {{- define "foresail.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "foresail.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/name: {{ include "foresail.name" . | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 app.kubernetes.io/component: operator
 {{- end -}}
 
@@ -33,8 +33,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/* Labels of the activator pods (its Deployment's and Service's selector: keep them stable). */}}
 {{- define "foresail.activatorSelectorLabels" -}}
-app.kubernetes.io/name: {{ include "foresail.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/name: {{ include "foresail.name" . | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 app.kubernetes.io/component: activator
 {{- end -}}
 
