@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .engine import Draining, Engine, EngineError, Generation, Overloaded
 from .metrics import ServerMetrics
-from .protocol import InvalidRequest, ParsedRequest, ResponseBuilder, error_body, parse_chat, parse_completion
+from .protocol import InvalidRequest, ParsedRequest, ResponseBuilder, error_body, parse_chat, parse_completion, usage
 
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})  # never behind the API key
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -211,7 +211,8 @@ async def _stream(request: web.Request, builder: ResponseBuilder, generation: Ge
         await response.prepare(request)
         async with aclosing(generation.steps()) as steps:
             async for step in steps:
-                await _send(response, builder.chunk(step.text, step.finish_reason, first))
+                so_far = usage(generation.prompt_tokens, step.completion_tokens) if parsed.continuous_usage else None
+                await _send(response, builder.chunk(step.text, step.finish_reason, first, so_far))
                 first, completion_tokens = False, step.completion_tokens
         if parsed.include_usage:
             await _send(response, builder.usage_chunk(generation.prompt_tokens, completion_tokens))

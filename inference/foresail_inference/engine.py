@@ -286,8 +286,7 @@ class Engine:
         assert self.manager is not None
         done: asyncio.Future[GenerationOutput] = asyncio.get_running_loop().create_future()
         self.manager.register_result_handler("warm-up", done.set_result)
-        self.manager.add_request(self.tokenizer("Hello")["input_ids"], request_id="warm-up", max_new_tokens=4,
-                                 eos_token_id=self.eos_ids or -1, **SamplingParams(4, temperature=0).processor_kwargs())
+        self._add(self.tokenizer("Hello")["input_ids"], "warm-up", SamplingParams(4, temperature=0), streaming=False)
         output = await done
         if output.error is not None:
             raise EngineError(f"warm-up failed: {output.error}")
@@ -311,12 +310,21 @@ class Engine:
             raise Overloaded(f"{self.tokens_in_flight} tokens are already in flight")
         request_id = f"req-{next(self._ids)}"
         generation = Generation(self, request_id, prompt_ids, params, budget)
-        self.in_flight[request_id] = generation
-        self.tokens_in_flight += budget
         self.manager.register_result_handler(request_id, generation.deliver)
-        self.manager.add_request(prompt_ids, request_id=request_id, max_new_tokens=params.max_tokens,
-                                 streaming=True, eos_token_id=self.eos_ids or -1, **params.processor_kwargs())
+        self._add(prompt_ids, request_id, params, streaming=True)
+        self.in_flight[request_id] = generation  # its outputs are delivered on this event loop, after this
+        self.tokens_in_flight += budget
         return generation
+
+    def _add(self, prompt_ids: list[int], request_id: str, params: SamplingParams, streaming: bool) -> None:
+        """Hand a request to the manager, or raise ``EngineError`` when its thread has stopped (the manager then
+        drops the request with only a warning, and its reader would wait forever)."""
+        assert self.manager is not None
+        if self.manager.add_request(prompt_ids, request_id=request_id, max_new_tokens=params.max_tokens,
+                                    streaming=streaming, eos_token_id=self.eos_ids or -1,
+                                    **params.processor_kwargs()) is None:
+            error = self.manager.background_thread_status.fatal_error
+            raise EngineError(f"the generation loop has stopped{f': {error}' if error else ''}")
 
     def _release(self, generation: Generation) -> None:
         """Forget a request; cancel it in the manager if it has not finished."""

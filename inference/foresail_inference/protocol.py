@@ -55,6 +55,7 @@ class ParsedRequest:
     params: SamplingParams
     stream: bool
     include_usage: bool
+    continuous_usage: bool = False  # vLLM's stream_options.continuous_usage_stats: usage in every chunk
 
 
 def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
@@ -137,12 +138,16 @@ def _params(body: dict[str, Any], default_max_tokens: int, max_tokens_key: str, 
     )
 
 
-def _streaming(body: dict[str, Any]) -> tuple[bool, bool]:
+def _streaming(body: dict[str, Any]) -> tuple[bool, bool, bool]:
+    """``stream``, and whether the stream ends with a usage chunk and carries usage in every chunk. vLLM's
+    ``continuous_usage_stats`` asks for both, unless ``include_usage`` is false (vLLM's default is true)."""
     stream = _get(body, "stream", bool, False)
     options = _get(body, "stream_options", dict, {})
-    if body.get("stream_options") is not None and not stream:
+    if options and not stream:  # an empty object passes, as in vLLM
         raise InvalidRequest("'stream_options' is only allowed when 'stream' is true", "stream_options")
-    return stream, bool(stream and _get(options, "include_usage", bool, False))
+    include_usage = _get(options, "include_usage", bool)
+    continuous = bool(_get(options, "continuous_usage_stats", bool, False) and include_usage is not False)
+    return stream, bool(include_usage) or continuous, continuous
 
 
 def _unicode(text: str, param: str) -> str:
@@ -200,10 +205,10 @@ def parse_completion(body: dict[str, Any], tokenizer: PreTrainedTokenizerBase, m
         raise InvalidRequest("the prompt is empty", "prompt")
     if body.get("logprobs") is not None:  # even 0, which asks for the sampled tokens' logprobs
         raise InvalidRequest("'logprobs' is not supported by this server", "logprobs")
-    stream, include_usage = _streaming(body)
+    stream, include_usage, continuous_usage = _streaming(body)
     params = _params(body, COMPLETION_DEFAULT_MAX_TOKENS, "max_tokens", max_request_tokens - len(prompt_ids))
     _check_length(len(prompt_ids), params, max_request_tokens, "prompt", "max_tokens")
-    return ParsedRequest(prompt_ids, params, stream, include_usage)
+    return ParsedRequest(prompt_ids, params, stream, include_usage, continuous_usage)
 
 
 def _message_text(message: Any) -> dict[str, str]:
@@ -239,11 +244,11 @@ def parse_chat(body: dict[str, Any], tokenizer: PreTrainedTokenizerBase, max_req
     prompt_ids = list(encoded["input_ids"] if isinstance(encoded, dict) or hasattr(encoded, "keys") else encoded)
     if not prompt_ids:
         raise InvalidRequest("the chat template made an empty prompt of the messages", "messages")
-    stream, include_usage = _streaming(body)
+    stream, include_usage, continuous_usage = _streaming(body)
     params = _params(body, CHAT_DEFAULT_MAX_TOKENS, "max_completion_tokens", max_request_tokens - len(prompt_ids))
     _check_length(len(prompt_ids), params, max_request_tokens, "messages",
                   _max_tokens_key(body, "max_completion_tokens"))
-    return ParsedRequest(prompt_ids, params, stream, include_usage)
+    return ParsedRequest(prompt_ids, params, stream, include_usage, continuous_usage)
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -275,16 +280,21 @@ class ResponseBuilder:
         body["usage"] = usage(prompt_tokens, completion_tokens)
         return body
 
-    def chunk(self, text: str, finish_reason: str | None, first: bool = False) -> dict[str, Any]:
-        """One streamed chunk."""
+    def chunk(self, text: str, finish_reason: str | None, first: bool = False,
+              usage_so_far: dict[str, int] | None = None) -> dict[str, Any]:
+        """One streamed chunk, with the usage so far if given."""
         if self.chat:
             delta: dict[str, Any] = {"role": "assistant", "content": text} if first else {"content": text}
             if finish_reason and not text and not first:  # the first chunk names the role, even as the last
                 delta = {}
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-            return self._envelope("chat.completion.chunk", [choice])
-        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
-        return self._envelope("text_completion", [choice])
+            body = self._envelope("chat.completion.chunk", [choice])
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+            body = self._envelope("text_completion", [choice])
+        if usage_so_far is not None:
+            body["usage"] = usage_so_far
+        return body
 
     def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
         """The final chunk of a stream that asked for usage."""

@@ -18,7 +18,7 @@ from aiohttp import web
 from prometheus_client import disable_created_metrics
 
 from .api import ServerState, build_app
-from .engine import Engine, Limits
+from .engine import Engine, EngineError, Limits
 from .metrics import ServerMetrics
 from .sources import ModelLoadError
 
@@ -114,7 +114,13 @@ async def serve(args: argparse.Namespace, name: str) -> int:
         await runner.cleanup()
         return 1
     state.engine = engine
-    await engine.warm_up()
+    try:
+        await engine.warm_up()
+    except EngineError as exc:  # e.g. a KV cache (--max-tokens-in-flight) too large for the memory
+        log.error("cannot start the model %s: %s", args.model, exc)
+        await asyncio.to_thread(engine.stop)
+        await runner.cleanup()
+        return 1
     state.ready = True
     cold_start = seconds_since_process_start()
     metrics.cold_start_seconds.set(cold_start)

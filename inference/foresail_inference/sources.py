@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 BUILTIN_TINY = "builtin:tiny"
+CGROUP_ROOT = Path("/sys/fs/cgroup")  # where the container's cgroup is mounted (v2; v1's memory controller below)
+# cgroup v1 writes "no limit" as the largest page-aligned 64-bit number (v2 writes "max")
+_CGROUP_NO_LIMIT = 1 << 62
 
 
 class ModelLoadError(RuntimeError):
@@ -48,19 +51,65 @@ def resolve_source(model: str) -> ModelSource:
     return ModelSource("hub", model)
 
 
-def check_fits(source: ModelSource, bytes_per_parameter: int) -> None:
-    """Refuse a model whose weights alone, as loaded, exceed the memory left on this machine."""
-    import psutil
-
+def check_fits(source: ModelSource, bytes_per_parameter: int, cgroup_root: Path | None = None) -> None:
+    """Refuse a model whose weights alone, as loaded, exceed the memory left on this machine or in this container
+    (its cgroup, under ``cgroup_root``, default ``CGROUP_ROOT``)."""
     try:
         size = loaded_weights_bytes(source, bytes_per_parameter)
     except (OSError, ValueError, KeyError, TypeError, struct.error) as exc:  # a truncated or corrupt file
         raise ModelLoadError(f"cannot read the weights of {source.location}: {exc}") from exc
-    available = psutil.virtual_memory().available
+    available, where = memory_left(cgroup_root or CGROUP_ROOT)
     if size > available:
         raise ModelLoadError(
-            f"the model's weights ({size / 2**30:.1f} GiB) do not fit in the {available / 2**30:.1f} GiB of memory left"
+            f"the model's weights ({size / 2**30:.1f} GiB) do not fit in the {available / 2**30:.1f} GiB of memory "
+            f"left {where}"
         )
+
+
+def memory_left(cgroup_root: Path) -> tuple[int, str]:
+    """The bytes left for the weights and where: the machine's available memory, or less under the memory limit
+    of the container's cgroup (mounted at ``cgroup_root``), which the kernel enforces by killing the process."""
+    import psutil
+
+    available, where = psutil.virtual_memory().available, "on this machine"
+    cgroup = cgroup_memory(cgroup_root)
+    if cgroup is not None and cgroup[0] - cgroup[1] < available:
+        limit, used, limit_file = cgroup
+        available = max(limit - used, 0)
+        where = f"under the container's memory limit of {limit / 2**30:.1f} GiB ({limit_file})"
+    return available, where
+
+
+def cgroup_memory(root: Path) -> tuple[int, int, Path] | None:
+    """The memory limit of the cgroup mounted at ``root`` (v2, else v1), its usage less the inactive page cache
+    (reclaimed before the kernel kills; the kubelet counts usage the same) and the file of the limit; None
+    without a limit or a readable cgroup."""
+    for limit_file, usage_file, stat_file, inactive in (
+        (root / "memory.max", root / "memory.current", root / "memory.stat", "inactive_file"),
+        (root / "memory/memory.limit_in_bytes", root / "memory/memory.usage_in_bytes", root / "memory/memory.stat",
+         "total_inactive_file"),
+    ):
+        try:
+            limit_text = limit_file.read_text().strip()
+            if limit_text == "max" or int(limit_text) >= _CGROUP_NO_LIMIT:
+                continue
+            used = int(usage_file.read_text())
+        except (OSError, ValueError):
+            continue
+        return int(limit_text), max(used - _stat_value(stat_file, inactive), 0), limit_file
+    return None
+
+
+def _stat_value(path: Path, key: str) -> int:
+    """One value of a cgroup's memory.stat, 0 when it is not there."""
+    try:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def loaded_weights_bytes(source: ModelSource, bytes_per_parameter: int) -> int:

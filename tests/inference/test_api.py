@@ -101,6 +101,32 @@ def test_chat_streaming_with_usage(client) -> None:
     assert chunks[-1].usage.total_tokens == plain.usage.total_tokens
 
 
+def test_continuous_usage_stats_puts_the_usage_in_every_chunk(server: Server) -> None:
+    # vLLM's stream_options.continuous_usage_stats (include_usage defaults to true there) was ignored: a client
+    # that reads the usage from each chunk got none at all
+    def usages(path: str, options: dict[str, bool]) -> list[dict[str, int] | None]:
+        body: dict[str, Any] = {"model": MODEL, "max_tokens": 6, "temperature": 0, "stream": True,
+                                "stream_options": options, "messages": [{"role": "user", "content": "Hello"}],
+                                "prompt": "Hello"}
+        rsp = requests.post(f"{server.url}{path}", headers=server.headers, json=body, timeout=30)
+        assert rsp.status_code == 200, rsp.text
+        return [json.loads(line[6:]).get("usage") for line in rsp.text.splitlines() if line.startswith("data: {")]
+
+    for path in ("/v1/chat/completions", "/v1/completions"):
+        chunks = usages(path, {"continuous_usage_stats": True})
+        every = [u for u in chunks if u]
+        assert len(every) == len(chunks) >= 2, chunks
+        completion = [u["completion_tokens"] for u in every]
+        assert completion == sorted(completion) and completion[-1] == completion[-2]  # the last: the final usage
+        assert {u["total_tokens"] - u["completion_tokens"] for u in every} == {every[-1]["prompt_tokens"]}
+        assert not any(usages(path, {"include_usage": False, "continuous_usage_stats": True}))
+    assert not any(usages("/v1/completions", {"include_usage": True})[:-1])
+    # an empty stream_options without a stream is no stream option (vLLM accepts it)
+    rsp = requests.post(f"{server.url}/v1/completions", headers=server.headers, timeout=30,
+                        json={"model": MODEL, "prompt": "Hi", "max_tokens": 2, "stream_options": {}})
+    assert rsp.status_code == 200, rsp.text
+
+
 def test_a_chat_stream_whose_first_step_is_its_last_names_the_role(client) -> None:
     # A stop string at the very start made the first chunk the last, an empty delta without the role
     args: dict[str, Any] = dict(model=MODEL, messages=[{"role": "user", "content": "Hello"}], max_tokens=8,

@@ -21,7 +21,7 @@ from transformers.generation.continuous_batching import RequestStatus
 
 from foresail_inference.api import ServerState, build_app
 from foresail_inference.detokenizer import Detokenizer
-from foresail_inference.engine import Engine, Generation, Limits, _safe_end
+from foresail_inference.engine import Engine, EngineError, Generation, Limits, _safe_end
 from foresail_inference.metrics import ServerMetrics
 from foresail_inference.models import BUILTIN_TINY, load_model
 from foresail_inference.sampling import SamplingParams
@@ -246,3 +246,19 @@ def test_the_text_held_back_for_stop_strings_is_the_same_when_only_their_first_c
         text = "".join(rng.choice("ab\ufffd") for _ in range(rng.randint(0, 12)))
         stops = tuple("".join(rng.choice("ab") for _ in range(rng.randint(1, 6))) for _ in range(rng.randint(1, 4)))
         assert _safe_end(text, stops) == _held_back_one_prefix_at_a_time(text, stops), (text, stops)
+
+
+async def test_a_request_for_a_generation_loop_that_has_stopped_fails_at_once() -> None:
+    # the manager's thread dies when it cannot allocate its KV cache (here 4 TB); a request it is handed after that
+    # is dropped with a warning: the warm-up waited for it forever, and the process never started nor exited
+    loaded = load_model(BUILTIN_TINY, device="cpu")
+    engine = Engine(loaded, Limits(max_tokens_in_flight=10**9), ServerMetrics(MODEL), "prefill-step-first")
+    engine.start()
+    assert engine.manager is not None
+    for _ in range(300):
+        if not engine.manager.is_running():
+            break
+        await asyncio.sleep(0.1)
+    with pytest.raises(EngineError, match="the generation loop has stopped: Memory footprint"):
+        await asyncio.wait_for(engine.warm_up(), 30)
+    engine.stop()

