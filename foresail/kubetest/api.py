@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import builtin_admission, cel, crds, schema
-from .errors import ApiError, Cause, already_exists, bad_request, conflict, invalid, not_found
+from .errors import ApiError, Cause, already_exists, bad_request, conflict, format_value, invalid, not_found
 from .patch import APPLY_PATCH, STRATEGIC_PATCH, apply_patch
 from .resources import Registry, ResourceType
 from .selectors import field_matcher, label_matcher, selector_to_string
@@ -187,7 +187,7 @@ def _metadata_causes(rt: ResourceType, meta: dict[str, Any]) -> list[Cause]:
         if not isinstance(value, str):
             causes.append(Cause("FieldValueInvalid", "Invalid value: annotation values must be "
                                 "strings", f"metadata.annotations[{key}]"))
-    return causes
+    return causes + builtin_admission.annotation_causes(meta.get("annotations"), "metadata.annotations")
 
 
 class Api:
@@ -230,7 +230,10 @@ class Api:
                 "metadata": {"resourceVersion": str(self.store.resource_version)}, "items": items}
 
     def _present(self, rt: ResourceType, obj: Obj) -> Obj:
-        """An object as served at ``rt``'s version (CR versions share storage)."""
+        """An object as served at ``rt``'s version (CR versions share storage; a custom resource pruned and
+        defaulted by that version's schema, as the real server does on reading from storage)."""
+        if rt.custom:
+            schema.on_read(obj, rt.schema)
         obj["apiVersion"] = rt.api_version
         obj["kind"] = rt.kind
         return obj
@@ -331,6 +334,10 @@ class Api:
                               f"match the name on the URL ({name})")
         new["metadata"]["name"] = name
         old = self.get(rt, namespace, name)
+        uid = new["metadata"].get("uid")
+        if uid and uid != old["metadata"]["uid"]:  # the real server takes a PUT's uid as a precondition
+            raise ApiError(409, f"Precondition failed: UID in precondition: {uid}, UID in object meta: "
+                                f"{old['metadata']['uid']}", "Conflict")
         if rt.custom and not new["metadata"].get("resourceVersion"):  # no unconditional update of a custom resource
             raise invalid(rt.plural, rt.group, name, [Cause("FieldValueInvalid", "Invalid value: 0x0: must be "
                                                             "specified for an update", "metadata.resourceVersion")])
@@ -375,6 +382,10 @@ class Api:
         if meta_new.get("resourceVersion") and meta_new["resourceVersion"] != \
                 meta_old["resourceVersion"]:
             raise conflict(rt.plural, rt.group, meta_old["name"])
+        if meta_new.get("uid") and meta_new["uid"] != meta_old["uid"]:
+            raise invalid(rt.kind, rt.group, meta_old["name"], [Cause(
+                "FieldValueInvalid", f"Invalid value: {format_value(meta_new['uid'])}: field is immutable",
+                "metadata.uid")])
         result = _written(rt, old, new, subresource)
         meta = result["metadata"]
         if meta_old.get("deletionTimestamp"):

@@ -5,7 +5,8 @@ Validation uses the official Kubernetes 1.32 JSON schemas shipped by ``kubernete
 server makes that a schema cannot express (a Deployment's selector must match its template's
 labels, containers need a name and an image, Secret data must be base64, a Pod's or pod template's
 deletion cost must be a 32-bit integer, a rolling update's maxUnavailable and maxSurge must be counts or
-percentages).
+percentages, no ``..`` in a hostPath volume's path, an env var's fieldRef and resourceFieldRef name a field and a
+resource that exist, annotation keys are qualified names and all annotations together at most 256 KiB).
 """
 
 from __future__ import annotations
@@ -28,6 +29,16 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 _COST = re.compile(r"^(0|-[0-9]+|[1-9][0-9]*)$")  # Go's ParseInt, after its check of the first digit
 _PERCENT = re.compile(r"^[0-9]+%$")
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+ANNOTATIONS_LIMIT_B = 256 * 1024  # TotalAnnotationSizeLimitB: the keys and values of an object's annotations
+# the fields and resources an env var's valueFrom may reference (validEnvDownwardAPIFieldPathExpressions and
+# validContainerResourceFieldPathExpressions of Kubernetes 1.32; metadata.labels['k'] and annotations['k'] too)
+_ENV_FIELD_PATHS = frozenset({"metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName",
+                              "spec.serviceAccountName", "status.hostIP", "status.hostIPs", "status.podIP",
+                              "status.podIPs"})
+_ENV_RESOURCES = frozenset({"limits.cpu", "limits.memory", "limits.ephemeral-storage", "requests.cpu",
+                            "requests.memory", "requests.ephemeral-storage"})
 _PERCENT_ERROR = ("a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or "
                   "'93%', regex used for validation is '[0-9]+%')")
 
@@ -103,6 +114,70 @@ def _pod_spec_causes(spec: dict[str, Any], path: str) -> list[Cause]:
             causes.append(Cause("FieldValueRequired", "Required value", f"{where}.image"))
     if isinstance(spec.get("containers"), list) and not spec["containers"]:
         causes.append(Cause("FieldValueRequired", "Required value", f"{path}.containers"))
+    return causes + _pod_refs_causes(spec, path)
+
+
+def _items(value: Any) -> list[tuple[int, dict[str, Any]]]:
+    """The objects of a list field, with their index (anything else the schema reports)."""
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _env_source_causes(source: Any, where: str) -> list[Cause]:
+    """validateEnvVarValueFrom's checks of a ``fieldRef`` (a supported field, v1) and a ``resourceFieldRef``
+    (a supported resource) that the schema cannot make."""
+    source = source if isinstance(source, dict) else {}
+    causes = []
+    field_ref, resource_ref = source.get("fieldRef"), source.get("resourceFieldRef")
+    if isinstance(field_ref, dict) and isinstance(field_ref.get("fieldPath"), str) and field_ref["fieldPath"]:
+        field_path, version = field_ref["fieldPath"], field_ref.get("apiVersion") or "v1"
+        subscripted = re.fullmatch(r"(metadata\.(?:labels|annotations))\['[^']*'\]", field_path)
+        if version != "v1":
+            causes.append(Cause("FieldValueInvalid", f"Invalid value: {format_value(field_path)}: error converting "
+                                f"fieldPath: unsupported pod version: {version}", f"{where}.fieldRef.fieldPath"))
+        elif not subscripted and field_path not in _ENV_FIELD_PATHS:
+            causes.append(Cause("FieldValueNotSupported", f"Unsupported value: {format_value(field_path)}: supported "
+                                f"values: {', '.join(map(format_value, sorted(_ENV_FIELD_PATHS)))}",
+                                f"{where}.fieldRef.fieldPath"))
+    if isinstance(resource_ref, dict) and isinstance(resource_ref.get("resource"), str) and \
+            resource_ref["resource"] not in _ENV_RESOURCES and not resource_ref["resource"].startswith(
+                ("limits.hugepages-", "requests.hugepages-")):
+        causes.append(Cause("FieldValueNotSupported", f"Unsupported value: {format_value(resource_ref['resource'])}: "
+                            f"supported values: {', '.join(map(format_value, sorted(_ENV_RESOURCES)))}",
+                            f"{where}.resourceFieldRef.resource"))
+    return causes
+
+
+def _pod_refs_causes(spec: dict[str, Any], path: str) -> list[Cause]:
+    """The pod spec checks the real server makes on paths and references: no ``..`` in a hostPath volume's path,
+    env ``valueFrom`` field and resource references that exist."""
+    causes = []
+    for index, volume in _items(spec.get("volumes")):
+        host_path = (volume.get("hostPath") or {}).get("path") if isinstance(volume.get("hostPath"), dict) else None
+        if isinstance(host_path, str) and ".." in host_path.split("/"):
+            causes.append(Cause("FieldValueInvalid", f"Invalid value: {format_value(host_path)}: must not contain "
+                                "'..'", f"{path}.volumes[{index}].hostPath.path"))
+    for kind in ("initContainers", "containers"):
+        for index, container in _items(spec.get(kind)):
+            for env_index, env in _items(container.get("env")):
+                causes += _env_source_causes(env.get("valueFrom"), f"{path}.{kind}[{index}].env[{env_index}].valueFrom")
+    return causes
+
+
+def annotation_causes(annotations: Any, path: str) -> list[Cause]:
+    """ValidateAnnotations: each key a qualified name (in lower case), keys and values together at most 256 KiB."""
+    if not isinstance(annotations, dict):
+        return []
+    causes = []
+    for key in annotations:
+        prefix, _, name = str(key).lower().rpartition("/")
+        if not _QUALIFIED_NAME.match(name) or len(name) > 63 or "/" in prefix or (
+                prefix and (not _DNS_SUBDOMAIN.match(prefix) or len(prefix) > 253)) or str(key).startswith("/"):
+            causes.append(Cause("FieldValueInvalid", f"Invalid value: {format_value(key)}: name part must consist of "
+                                "alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric "
+                                "character", path))
+    size = sum(len(str(k).encode()) + len(v.encode() if isinstance(v, str) else b"") for k, v in annotations.items())
+    if size > ANNOTATIONS_LIMIT_B:
+        causes.append(Cause("FieldValueTooLong", f"Too long: may not be more than {ANNOTATIONS_LIMIT_B} bytes", path))
     return causes
 
 
@@ -163,6 +238,9 @@ def _deployment_causes(obj: dict[str, Any]) -> list[Cause]:
     spec = obj.get("spec") or {}
     template = spec.get("template") or {}
     causes = _pod_spec_causes(template.get("spec") or {}, "spec.template.spec")
+    template_meta = template.get("metadata")
+    annotations = template_meta.get("annotations") if isinstance(template_meta, dict) else None
+    causes += annotation_causes(annotations, "spec.template.metadata.annotations")
     causes += _deletion_cost_causes(template.get("metadata"), "spec.template.annotations")
     if obj.get("kind") == "Deployment":
         causes += _strategy_causes(spec.get("strategy"))

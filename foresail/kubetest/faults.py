@@ -26,6 +26,14 @@ class Fault:
                 "count": self.count, "retryAfter": self.retry_after, "message": self.message}
 
 
+def _count(spec: dict[str, Any], key: str, default: int, least: int) -> int:
+    """An integer field of a fault spec, at least ``least``; 400 BadRequest otherwise."""
+    value = spec.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise bad_request(f"a fault's {key} must be an integer of at least {least}, not {value!r}")
+    return value
+
+
 class Faults:
     """Pending injected faults."""
 
@@ -37,16 +45,17 @@ class Faults:
         if not isinstance(spec, dict):
             raise bad_request("a fault must be a JSON object")
         status = spec.get("status", 500)
-        if status not in REASONS:
+        if isinstance(status, bool) or not isinstance(status, int) or status not in REASONS:
             raise bad_request(f"unsupported fault status {status}; use one of {sorted(REASONS)}")
         try:
             pattern = re.compile(spec.get("path") or ".*")
-        except re.error as exc:
+        except (re.error, TypeError) as exc:
             raise bad_request(f"invalid path regex: {exc}") from exc
-        method = spec.get("method")
-        fault = Fault(method.upper() if method else None, pattern, int(status),
-                      int(spec.get("count", 1)), int(spec.get("retryAfter", 1)),
-                      str(spec.get("message") or f"injected fault: {REASONS[status]}"))
+        method, message = spec.get("method"), spec.get("message")
+        if not isinstance(method, (str, type(None))) or not isinstance(message, (str, type(None))):
+            raise bad_request("a fault's method and message must be strings")
+        fault = Fault(method.upper() if method else None, pattern, int(status), _count(spec, "count", 1, 1),
+                      _count(spec, "retryAfter", 1, 0), message or f"injected fault: {REASONS[status]}")
         self._faults.append(fault)
         return fault
 

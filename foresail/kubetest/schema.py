@@ -92,6 +92,14 @@ def apply_defaults(value: Any, schema: Schema | None) -> Any:
     return value
 
 
+def on_read(obj: dict[str, Any], schema: Schema | None) -> dict[str, Any]:
+    """A custom resource as the real server decodes it from storage (in place): pruned and defaulted by the
+    current schema, so an object stored before a field was dropped or a ``default`` added reads as if written
+    now (nothing is written back)."""
+    prune(obj, schema, root=True)
+    return apply_defaults(obj, schema)
+
+
 def _type_of(value: Any) -> str:
     if value is None:
         return "null"

@@ -107,19 +107,20 @@ def label_matcher(text: str | None) -> Matcher:
 
 
 def selector_to_string(selector: dict[str, Any] | None) -> str:
-    """A ``LabelSelector`` object (matchLabels/matchExpressions) as a selector string."""
+    """A ``LabelSelector`` object (matchLabels/matchExpressions) as a selector string, as Go's
+    ``LabelSelectorAsSelector(...).String()`` writes it: the requirements sorted by key, set values sorted."""
     selector = selector or {}
-    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    parts = [(k, f"{k}={v}") for k, v in (selector.get("matchLabels") or {}).items()]
     ops = {"In": "in", "NotIn": "notin"}
     for expr in selector.get("matchExpressions") or []:
         op, key = expr.get("operator"), expr.get("key")
         if op in ops:
-            parts.append(f"{key} {ops[op]} ({','.join(expr.get('values') or [])})")
+            parts.append((key, f"{key} {ops[op]} ({','.join(sorted(map(str, expr.get('values') or [])))})"))
         elif op == "Exists":
-            parts.append(key)
+            parts.append((key, key))
         elif op == "DoesNotExist":
-            parts.append(f"!{key}")
-    return ",".join(parts)
+            parts.append((key, f"!{key}"))
+    return ",".join(text for _, text in sorted(parts, key=lambda part: str(part[0])))
 
 
 def field_value(obj: dict[str, Any], path: str) -> str:

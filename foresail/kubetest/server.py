@@ -75,18 +75,20 @@ class RequestInfo:
 
 
 def parse_resource_path(parts: list[str], query: Any) -> RequestInfo:
-    """Parse ``[watch/][namespaces/NS/]PLURAL[/NAME[/SUB]]`` after the group/version."""
+    """Parse ``[watch/][namespaces/NS/]PLURAL[/NAME[/SUB]]`` after the group/version; ``?watch`` makes a watch of
+    a collection only (on one object's path the real server ignores it: a get)."""
     group, version, rest = parts[0], parts[1], parts[2:]
-    watch = flag(query, "watch")
-    if rest and rest[0] == "watch":
-        watch, rest = True, rest[1:]
+    watch_path = bool(rest) and rest[0] == "watch"
+    if watch_path:
+        rest = rest[1:]
     namespace = ""
     if len(rest) > 2 and rest[0] == "namespaces" and rest[2] not in _NAMESPACE_SUBRESOURCES:
         namespace, rest = rest[1], rest[2:]
     if not rest or len(rest) > 3:
         raise ApiError(404, "the server could not find the requested resource")
-    return RequestInfo(group, version, rest[0], namespace, rest[1] if len(rest) > 1 else "",
-                       rest[2] if len(rest) > 2 else "", watch)
+    name = rest[1] if len(rest) > 1 else ""
+    return RequestInfo(group, version, rest[0], namespace, name, rest[2] if len(rest) > 2 else "",
+                       watch_path or (not name and flag(query, "watch")))
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -197,6 +199,8 @@ async def resource_request(request: web.Request) -> web.StreamResponse:
     if fault:
         raise fault
     rt = api.resource(info.group, info.version, info.plural)
+    if parts[2] == "watch" and request.method != "GET":  # the real server routes a /watch/ path for GET only
+        raise ApiError(405, "the server does not allow this method on the requested resource")
     if request.method != "GET" and any(request.query.getall("dryRun", [])):
         raise bad_request(_NO_DRY_RUN)
     if info.namespace and not rt.namespaced:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import logging
 import re
@@ -12,6 +13,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from . import schema
 from .errors import ApiError, bad_request
 from .resources import ResourceType
 from .selectors import Matcher, field_matcher, label_matcher
@@ -64,6 +66,8 @@ class WatchFilter:
     def present(self, obj: Obj) -> Obj:
         """An object as served at the watched version (a one-row Table if asked for; only the
         first Table carries the column definitions, as with the real server)."""
+        if self.rt.custom:  # pruned and defaulted as read from storage (a copy: the store's objects stay as stored)
+            obj = schema.on_read(copy.deepcopy(obj), self.rt.schema)
         obj = {**obj, "apiVersion": self.rt.api_version, "kind": self.rt.kind}
         if not self.as_table:
             return obj

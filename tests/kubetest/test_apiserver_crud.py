@@ -479,3 +479,63 @@ def test_field_selectors_on_list(kube: Kube, namespace: str) -> None:
     status, body = kube.get(f"/api/v1/namespaces/{namespace}/configmaps?fieldSelector="
                             "spec.nothing%3Dx")
     assert status == 400 and "field label not supported" in body["message"]
+
+
+@pytest.mark.parametrize("method,suffix", [("POST", ""), ("PUT", "/w"), ("PATCH", "/w"), ("DELETE", "")])
+def test_a_watch_path_serves_only_get(kube: Kube, namespace: str, method: str, suffix: str) -> None:
+    """The real server routes /watch/ paths for GET only: any other verb there is a 405, and changes nothing."""
+    path = f"/apis/apps/v1/watch/namespaces/{namespace}/deployments{suffix}"
+    status, body = kube.request(method, path, {"metadata": {"name": "w"}},
+                                "application/merge-patch+json" if method == "PATCH" else "application/json")
+    assert (status, body["reason"]) == (405, "MethodNotAllowed")
+    assert kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments")[1]["items"] == []
+
+
+def test_a_scales_selector_is_written_as_the_real_server_writes_it(kube: Kube, namespace: str) -> None:
+    """Requirements sorted by key (matchLabels and matchExpressions together) and a set's values sorted, as
+    Go's LabelSelectorAsSelector(...).String(): what an HPA or KEDA reads from the Scale."""
+    labels = {"zone": "a", "app": "d", "tier": "x"}
+    status, body = kube.post(f"/apis/apps/v1/namespaces/{namespace}/deployments", {
+        "metadata": {"name": "d"}, "spec": {
+            "selector": {"matchLabels": {"zone": "a", "app": "d"}, "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["y", "x"]},
+                {"key": "canary", "operator": "DoesNotExist"}]},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "i:1"}]}}}})
+    assert status == 201, body
+    scale = kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/d/scale")[1]
+    assert scale["status"]["selector"] == "app=d,!canary,tier in (x,y),zone=a"
+
+
+def test_a_put_with_another_objects_uid_is_a_failed_precondition(kube: Kube, namespace: str) -> None:
+    """The real server takes a PUT's metadata.uid as a precondition (an object deleted and created again under the
+    same name is not overwritten by an update meant for the old one), and a patch may not change it."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    _, old = kube.post(path, {"metadata": {"name": "u"}, "data": {"v": "old"}})
+    assert kube.delete(f"{path}/u")[0] == 200
+    _, new = kube.post(path, {"metadata": {"name": "u"}, "data": {"v": "new"}})
+    status, body = kube.put(f"{path}/u", {"metadata": {"name": "u", "uid": old["metadata"]["uid"]},
+                                          "data": {"v": "stale"}})
+    assert (status, body["reason"]) == (409, "Conflict")
+    assert body["message"] == (f"Precondition failed: UID in precondition: {old['metadata']['uid']}, "
+                               f"UID in object meta: {new['metadata']['uid']}")
+    status, body = kube.patch(f"{path}/u", {"metadata": {"uid": old["metadata"]["uid"]}})
+    assert (status, list(_field_causes(body))) == (422, ["metadata.uid"])
+    assert kube.get(f"{path}/u")[1]["data"] == {"v": "new"}
+    status, body = kube.put(f"{path}/u", {"metadata": {"name": "u", "uid": new["metadata"]["uid"]}, "data": {"v": "2"}})
+    assert (status, body["data"]) == (200, {"v": "2"})
+
+
+def _field_causes(body: dict[str, Any]) -> dict[str, str]:
+    return {c["field"]: c["message"] for c in body["details"]["causes"]}
+
+
+def test_watch_on_one_objects_path_is_a_get(kube: Kube, namespace: str) -> None:
+    """?watch on an object's path is a get on the real server (its RequestInfo makes a watch of a collection
+    only); the deprecated /watch/ path still watches the one object."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    kube.post(path, {"metadata": {"name": "one"}})
+    kube.post(path, {"metadata": {"name": "other"}})
+    status, body = kube.get(f"{path}/one?watch=true&timeoutSeconds=1")
+    assert (status, body["kind"], body["metadata"]["name"]) == (200, "ConfigMap", "one")
+    events = list(kube.watch(f"/api/v1/watch/namespaces/{namespace}/configmaps/one?timeoutSeconds=1"))
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "one")]

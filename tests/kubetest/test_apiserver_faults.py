@@ -44,13 +44,21 @@ def test_faults_reach_the_kubernetes_client_and_can_be_cleared(server: ApiServer
     assert core.list_namespaced_config_map(namespace).items == []
 
 
-def test_bad_fault_is_refused(server: ApiServerProcess) -> None:
-    request = urllib.request.Request(f"{server.url}/_kubetest/faults", method="POST",
-                                     data=b'{"status": 299}',
-                                     headers={"Content-Type": "application/json"})
-    with pytest.raises(urllib.error.HTTPError) as error:
-        urllib.request.urlopen(request, timeout=5)
-    assert error.value.code == 400
+@pytest.mark.parametrize("spec,message", [
+    ({"status": 299}, "unsupported fault status 299"),
+    ({"status": [500]}, "unsupported fault status"),
+    ({"count": "abc"}, "count must be an integer of at least 1, not 'abc'"),
+    ({"count": -1}, "count must be an integer of at least 1, not -1"),
+    ({"count": 0}, "count must be an integer of at least 1, not 0"),
+    ({"retryAfter": "x"}, "retryAfter must be an integer of at least 0"),
+    ({"path": 5}, "invalid path regex"),
+    ({"method": 5}, "method and message must be strings"),
+])
+def test_bad_fault_is_refused(kube: Kube, spec: dict[str, object], message: str) -> None:
+    """A bad fault is a 400 that says why (not a 500), and nothing is added."""
+    status, body = kube.post("/_kubetest/faults", {"path": "^/never$", **spec})
+    assert (status, body["reason"]) == (400, "BadRequest") and message in body["message"], body
+    assert all(f["path"] != "^/never$" for f in kube.get("/_kubetest/faults")[1])
 
 
 def test_audit_records_kubernetes_verbs(server: ApiServerProcess, kube: Kube,

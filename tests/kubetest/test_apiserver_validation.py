@@ -189,6 +189,34 @@ def test_deleting_a_crd_deletes_its_instances_as_a_delete_does(kube: Kube, names
     assert kube.get(gizmos)[0] == 404
 
 
+def test_objects_stored_before_a_schema_change_are_read_pruned_and_defaulted(kube: Kube, namespace: str) -> None:
+    """As the real server decodes what it reads from etcd: a default added to the CRD later, and a field it
+    drops, show on get, list and watch, while the stored object (its resourceVersion) stays as it was."""
+    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    crd = _crd()
+    crd["metadata"]["name"] = "doodads.kubetest.foresail.dev"
+    crd["spec"]["names"] = {"plural": "doodads", "kind": "Doodad"}
+    assert kube.post(crds, crd)[0] == 201
+    doodads = f"/apis/kubetest.foresail.dev/v1alpha1/namespaces/{namespace}/doodads"
+    try:
+        status, created = kube.post(doodads, {"metadata": {"name": "old"}, "spec": {"model": "m", "tags": ["a"]}})
+        assert status == 201, created
+        status, current = kube.get(f"{crds}/doodads.kubetest.foresail.dev")
+        spec_schema = current["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        del spec_schema["properties"]["tags"]
+        spec_schema["properties"]["flavor"] = {"type": "string", "default": "plain"}
+        assert kube.put(f"{crds}/doodads.kubetest.foresail.dev", current)[0] == 200
+
+        status, read = kube.get(f"{doodads}/old")
+        assert status == 200 and read["spec"]["flavor"] == "plain" and "tags" not in read["spec"]
+        assert read["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"], "nothing written"
+        assert kube.get(doodads)[1]["items"][0]["spec"] == read["spec"]
+        event = next(kube.watch(f"{doodads}?watch=true&timeoutSeconds=2"))
+        assert (event["type"], event["object"]["spec"]) == ("ADDED", read["spec"])
+    finally:
+        kube.delete(f"{crds}/doodads.kubetest.foresail.dev")
+
+
 def _deployment(**template_spec: Any) -> dict[str, Any]:
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
             "spec": {"selector": {"matchLabels": {"app": "d"}}, "template": {
@@ -280,3 +308,67 @@ def test_a_pod_templates_deletion_cost_must_be_a_32bit_integer(kube: Kube, names
     assert status == 422, body
     assert _causes(body) == {"spec.template.annotations[controller.kubernetes.io/pod-deletion-cost]":
                              'Invalid value: "lots": must be a 32bit integer'}
+
+
+def _env(value_from: dict[str, Any]) -> dict[str, Any]:
+    return {"containers": [{"name": "c", "image": "i:1", "env": [{"name": "E", "valueFrom": value_from}]}]}
+
+
+_ENV = "spec.template.spec.containers[0].env[0].valueFrom"
+_FIELDS = ('"metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName", "spec.serviceAccountName", '
+           '"status.hostIP", "status.hostIPs", "status.podIP", "status.podIPs"')
+
+
+@pytest.mark.parametrize("template_spec,field,message", [
+    ({"volumes": [{"name": "cache", "hostPath": {"path": "/data/../etc"}}]},
+     "spec.template.spec.volumes[0].hostPath.path", "Invalid value: \"/data/../etc\": must not contain '..'"),
+    (_env({"fieldRef": {"fieldPath": "status.podIp"}}), f"{_ENV}.fieldRef.fieldPath",
+     f'Unsupported value: "status.podIp": supported values: {_FIELDS}'),
+    (_env({"fieldRef": {"fieldPath": "metadata.labels"}}), f"{_ENV}.fieldRef.fieldPath",
+     f'Unsupported value: "metadata.labels": supported values: {_FIELDS}'),
+    (_env({"fieldRef": {"apiVersion": "v2", "fieldPath": "metadata.name"}}), f"{_ENV}.fieldRef.fieldPath",
+     'Invalid value: "metadata.name": error converting fieldPath: unsupported pod version: v2'),
+    (_env({"resourceFieldRef": {"resource": "limits.gpu"}}), f"{_ENV}.resourceFieldRef.resource",
+     'Unsupported value: "limits.gpu": supported values: "limits.cpu", "limits.ephemeral-storage", '
+     '"limits.memory", "requests.cpu", "requests.ephemeral-storage", "requests.memory"'),
+])
+def test_a_pod_templates_paths_and_references_are_checked(kube: Kube, namespace: str, template_spec: dict[str, Any],
+                                                          field: str, message: str) -> None:
+    """What an LLMDeployment's model.cache.hostPath and env valueFrom can carry into the Deployment the operator
+    writes: the real server refuses these (the CRD's schema lets them through)."""
+    status, body = kube.post(f"/apis/apps/v1/namespaces/{namespace}/deployments", _deployment(**template_spec))
+    assert status == 422, body
+    assert _causes(body) == {field: message}
+
+
+@pytest.mark.parametrize("template_spec", [
+    {"volumes": [{"name": "cache", "hostPath": {"path": "/data/..cache/x.."}}]},
+    _env({"fieldRef": {"fieldPath": "metadata.labels['app']"}}),
+    _env({"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIPs"}}),
+    _env({"resourceFieldRef": {"resource": "limits.hugepages-2Mi"}}),
+])
+def test_valid_paths_and_references_are_accepted(kube: Kube, namespace: str, template_spec: dict[str, Any]) -> None:
+    status, body = kube.post(f"/apis/apps/v1/namespaces/{namespace}/deployments", _deployment(**template_spec))
+    assert status == 201, body
+
+
+@pytest.mark.parametrize("where", ["object", "template"])
+def test_annotations_are_checked_as_the_real_server_does(kube: Kube, namespace: str, where: str) -> None:
+    """Keys are qualified names (any case), and keys and values together are at most 256 KiB
+    (TotalAnnotationSizeLimitB): a pod template's annotations (an LLMDeployment's podMetadata.annotations) as the
+    object's own."""
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    field = "metadata.annotations" if where == "object" else "spec.template.metadata.annotations"
+
+    def post(name: str, annotations: dict[str, str]) -> tuple[int, Any]:
+        deployment = _deployment()
+        deployment["metadata"]["name"] = name
+        meta = deployment["metadata"] if where == "object" else deployment["spec"]["template"]["metadata"]
+        meta["annotations"] = annotations
+        return kube.post(path, deployment)
+
+    status, body = post("big", {"a": "x" * (256 * 1024)})
+    assert status == 422 and _causes(body) == {field: "Too long: may not be more than 262144 bytes"}, body
+    status, body = post("badkey", {"no spaces": "1"})
+    assert status == 422 and list(_causes(body)) == [field], body
+    assert post("fits", {"Example.COM/Some-Key": "x" * (256 * 1024 - 21)})[0] == 201
