@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 
@@ -17,11 +18,18 @@ SUITES = ("operator", "decision_loop", "inference", "backtest", "forecaster", "p
 
 
 def main(argv: list[str]) -> int:
-    chosen = argv or list(SUITES)
+    """Run the benchmarks ``argv`` names (all without a name), each at its defaults; exit status 2 (argparse's)
+    for a name that is none of them."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="Run the benchmarks named (default: all), one after another, each at "
+        "its defaults; each prints its own table.",
+        epilog="Each one also runs alone with its own flags: python -m bench.NAME --help. Run from the repository "
+        "root (PYTHONPATH=.).")
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"a benchmark: {', '.join(SUITES)}")
+    chosen = parser.parse_args(argv).names or list(SUITES)
     unknown = set(chosen) - set(SUITES)
     if unknown:
-        print(f"unknown benchmark(s): {', '.join(sorted(unknown))}; choose from {', '.join(SUITES)}")
-        return 2
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}; choose from {', '.join(SUITES)}")
     for name in chosen:
         print(f"\n=== bench.{name} ===", flush=True)
         status = importlib.import_module(f"bench.{name}").main([])

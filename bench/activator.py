@@ -31,7 +31,7 @@ import requests
 import yaml
 from tqdm import tqdm
 
-from bench.table import print_table
+from bench.table import output_file, print_table
 from foresail.demo.prometheus import free_port
 from foresail.kubetest.testing import start_apiserver
 
@@ -137,7 +137,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--settle", type=float, default=0.5,
                         help="seconds a deployment is at zero before each wake (default 0.5; an activator that "
                              "polls its listing needs more than its period)")
-    parser.add_argument("--json", help="write the figures as JSON")
+    parser.add_argument("--json", type=output_file, help="write the figures as JSON")
     args = parser.parse_args(argv)
     rows: list[dict] = []
     out: list[dict] = []

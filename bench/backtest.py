@@ -36,6 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench import TRACES
+from bench.table import output_file, plot_file, workers
 from foresail.backtest.accuracy import evaluate
 from foresail.backtest.baselines import POLICIES
 from foresail.backtest.experiment import QUEUES, prepare, run_policy
@@ -171,8 +172,18 @@ def run_all(pool: Executor, fn: Callable, work: list, desc: str) -> list:
 
 
 def show_saved(report: Path, plot: Path | None) -> int:
-    """Print the tables of a saved ``--out`` file, and plot it where asked."""
-    saved = json.loads(report.read_text())
+    """Print the tables of a saved ``--out`` file, and plot it where asked; 2, with an error, where the file is
+    no such report."""
+    try:
+        saved = json.loads(report.read_text())
+    except OSError as exc:
+        print(f"error: --report {report}: {exc.strerror or exc}")
+        return 2
+    except ValueError:  # not JSON, or not text
+        saved = None
+    if not (isinstance(saved, dict) and isinstance(saved.get("cold_starts"), dict)):
+        print(f"error: --report {report}: not a report of this benchmark (its --out file)")
+        return 2
     print_report(saved)
     if plot:
         plot_customers(saved, plot)
@@ -182,8 +193,8 @@ def show_saved(report: Path, plot: Path | None) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traces", type=Path, default=TRACES)
-    parser.add_argument("--out", type=Path, default=Path("bench-backtest.json"))
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=output_file, default=Path("bench-backtest.json"))
+    parser.add_argument("--workers", type=workers, default=2)
     parser.add_argument("--customers", type=int, default=12,
                         help="largest customers per ServeGen service (0: every customer series)")
     parser.add_argument("--cold-starts", type=lambda v: tuple(float(x) for x in v.split(",")), default=COLD_STARTS,
@@ -198,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"--queue requests, which takes about a second per million per run, at most "
                              f"{MAX_REQUESTS:,})")
     parser.add_argument("--report", type=Path, metavar="JSON", help="print the tables of a saved --out file and exit")
-    parser.add_argument("--plot", type=Path, metavar="PNG",
+    parser.add_argument("--plot", type=plot_file, metavar="PNG",
                         help="plot the customer series' figures (with --report too)")
     args = parser.parse_args(argv)
     if args.report:

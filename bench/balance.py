@@ -45,7 +45,7 @@ import requests
 
 from bench import TRACES
 from bench.activator import _wait_http, ready_llmdeployment
-from bench.table import print_table
+from bench.table import output_file, print_table
 from foresail.backtest.traces import TraceError
 from foresail.demo.prometheus import free_port
 from foresail.kubetest.testing import start_apiserver
@@ -301,7 +301,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--prefix-requests", type=int, default=2000, help="requests, prefix scenario")
     parser.add_argument("--prefix-load-factor", type=float, default=1.25,
                         help="the prefix routing activator's --prefix-load-factor (default 1.25)")
-    parser.add_argument("--json", help="write the figures as JSON")
+    parser.add_argument("--json", type=output_file, help="write the figures as JSON")
     args = parser.parse_args(argv)
     try:
         lengths = output_lengths(args.trace)

@@ -23,7 +23,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from bench.table import print_table
+from bench.table import output_file, print_table
 from foresail.demo.prometheus import PrometheusServer
 from foresail_operator.autoscaler import Loop, step
 from foresail_operator.collector import Collector
@@ -133,7 +133,7 @@ def measure(size: int, exporter: Exporter, prometheus: PrometheusServer, rounds:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,100,1000")
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--json", type=output_file)
     args = parser.parse_args(argv)
     exporter = Exporter()
     rows = []

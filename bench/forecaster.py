@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from bench import TRACES
-from bench.table import print_table
+from bench.table import output_file, print_table
 from foresail.autoscaler import features
 from foresail.autoscaler.forecast import DemandForecaster
 from foresail.backtest.traces import TraceError, load_trace
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="BLAS and OpenMP threads (default 2)")
     ap.add_argument("--horizon-min", type=int, default=60, help="forecast horizons up to this many minutes")
     ap.add_argument("--repeats", type=int, default=3, help="fits timed, the best kept")
-    ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--json", type=output_file, help="also write the figures here")
     args = ap.parse_args(argv)
     if args.threads < 1 or args.repeats < 1 or args.horizon_min < 1:
         ap.error("--threads, --repeats and --horizon-min must be at least 1")

@@ -54,6 +54,8 @@ from typing import Any
 import aiohttp
 import requests
 
+from bench.table import output_file
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "builtin:tiny"
 _HAS_TEXT = re.compile(rb'"text":\s*"[^"]')  # a chunk whose text is not empty
@@ -382,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="runs per figure, the best kept")
     parser.add_argument("--per-slot", type=int, default=8, help="requests per concurrency slot: N = max(16, K C)")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the cold start measurements")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--json", type=output_file, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     figures = run_bench([int(c) for c in args.concurrency.split(",")], args.mean_tokens, args.threads,
                         args.repeats, not args.no_cold_start, args.per_slot, args.model, args.device)

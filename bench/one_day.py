@@ -20,6 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bench import TRACES
+from bench.table import workers
 from foresail.backtest.experiment import QUEUES, prepare, run_policy
 from foresail.backtest.report import geomean
 from foresail.backtest.traces import Trace, TraceError, iter_servegen_clients
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--traces", type=Path, default=TRACES)
     ap.add_argument("--services", nargs="+", default=["deepseek-r1", "mm-image"])
     ap.add_argument("--cold-starts", default="120,300", help="seconds, comma-separated (default 120,300)")
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=workers, default=2)
     ap.add_argument("--queue", choices=QUEUES, default="fluid",
                     help="the simulator's queue (foresail backtest --queue; default fluid)")
     args = ap.parse_args(argv)

@@ -24,7 +24,7 @@ import psutil
 import requests
 import yaml
 
-from bench.table import print_table
+from bench.table import output_file, print_table
 from foresail.kubetest.testing import start_apiserver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,7 +115,7 @@ def measure(size: int, workdir: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,100,1000")
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--json", type=output_file)
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,11 +22,10 @@ import argparse
 import asyncio
 import json
 import random
-from pathlib import Path
 from typing import Any
 
 from bench.inference import TINY, metric, open_session, server_closed_loop, start_server, stop_server
-from bench.table import print_table
+from bench.table import output_file, print_table
 
 WORDS = ("sail", "harbour", "tide", "lantern", "compass", "rope", "gull", "anchor", "storm", "chart", "keel",
          "mast", "reef", "current", "beacon", "voyage")
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=8, help="tokens generated per request")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each server")
     parser.add_argument("--repeats", type=int, default=3, help="rounds; each figure is the best round's")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--json", type=output_file, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     figures = run_bench([int(c) for c in args.concurrency.split(",")], args.requests, args.system_prompts,
                         args.system_words, args.max_tokens, args.threads, args.repeats)

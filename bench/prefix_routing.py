@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -34,7 +33,7 @@ import aiohttp
 from bench.balance import activators
 from bench.inference import TINY, open_session, server_closed_loop, start_server, stop_server
 from bench.prefix_cache import cache_counters, requests_for, system_prompts
-from bench.table import print_table
+from bench.table import output_file, print_table
 
 MODEL = "chat"  # the LLMDeployment's name and the servers' model name
 
@@ -109,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load-factors", default="1.25,2",
                         help="comma-separated --prefix-load-factor of the prefix routing activators")
     parser.add_argument("--model", default=TINY, help="the servers' --model (default: the built-in tiny model)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--json", type=output_file, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     figures = run_bench([int(c) for c in args.concurrency.split(",")], args.documents, args.document_words,
                         args.cache_tokens, args.requests, args.max_tokens, args.repeats,

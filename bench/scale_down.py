@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from bench.balance import TRACE
-from bench.table import print_table
+from bench.table import output_file, print_table
 from foresail.backtest.traces import TraceError
 
 
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=300.0, help="seconds before the first (default 300)")
     ap.add_argument("--scrape", type=float, default=15.0, help="Prometheus's scrape interval (default 15 s)")
     ap.add_argument("--drain", type=float, default=110.0, help="drain timeout, runtime.drainSeconds (110)")
-    ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--json", type=output_file, help="write the figures here")
     args = ap.parse_args(argv)
     if not 0 < args.remove < args.pods:
         ap.error("--remove must be at least 1 and fewer than --pods")

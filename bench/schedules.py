@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench import TRACES
+from bench.table import output_file, workers
 from foresail.autoscaler.recurrence import find_recurring
 from foresail.autoscaler.schedule import parse_schedules
 from foresail.backtest.experiment import Prepared, prepare, run_policy
@@ -126,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--traces", type=Path, default=TRACES)
     ap.add_argument("--cold-starts", default="120,300", metavar="S,S")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--out", type=Path, help="write every series' figures as JSON")
+    ap.add_argument("--workers", type=workers, default=2)
+    ap.add_argument("--out", type=output_file, help="write every series' figures as JSON")
     args = ap.parse_args(argv)
     try:
         traces = series(args.traces)

@@ -1,8 +1,12 @@
-"""Print benchmark rows as a right-aligned table."""
+"""What the benchmarks share: a right-aligned table of rows, and the files their flags name to write."""
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
 from typing import Any
+
+from foresail.checks import check_plot, check_writable
 
 
 def print_table(rows: list[dict[str, Any]], columns: dict[str, str]) -> None:
@@ -11,3 +15,32 @@ def print_table(rows: list[dict[str, Any]], columns: dict[str, str]) -> None:
     print("\n" + " ".join(f"{h:>{widths[k]}}" for k, h in columns.items()))
     for r in rows:
         print(" ".join(f"{r[k]!s:>{widths[k]}}" for k in columns))
+
+
+def output_file(path: str) -> Path:
+    """An argparse ``type`` for a file written at the end of a run: refused before the run where it cannot be
+    written (``check_writable``), not a traceback after it."""
+    try:
+        check_writable("", path)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).strip()) from None
+    return Path(path)
+
+
+def plot_file(path: str) -> Path:
+    """``output_file`` for a plot: also a name in a format matplotlib writes (``check_plot``; none: ``.png``)."""
+    try:
+        return Path(check_plot("", path))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).strip()) from None
+
+
+def workers(text: str) -> int:
+    """An argparse ``type`` for ``--workers``: a whole number of processes, at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"a number of processes, at least 1, not {text!r}")
+    return n

@@ -36,6 +36,7 @@ class HorizonScore:
     pinball: dict[float, float] = field(default_factory=dict)  # quantile -> mean pinball loss / mean demand
     coverage: dict[float, float] = field(default_factory=dict)  # quantile -> share of actuals at or below it
     window_coverage: dict[float, float] = field(default_factory=dict)  # the same for the window's highest
+    mase_scale: float = math.nan  # MASE's divisor: the mean change per step of the trace in the part learned from
 
 
 def _wape(err: np.ndarray, actual: np.ndarray) -> float:
@@ -146,7 +147,7 @@ def evaluate(
         if note and scored.any() and not forecast.any():
             note(f"{trace.name}: at {h * step_s / 60:g} min the forecaster was not ready at any of the {scored.sum()} "
                  "steps scored (it needs a few of the last 60 steps to have data): the references are scored alone")
-        score = HorizonScore(h * step_s, int(ok.sum()))
+        score = HorizonScore(h * step_s, int(ok.sum()), mase_scale=scale)
         for name, pred in refs.items():
             valid = ok & ~np.isnan(pred)
             if valid.sum() < ok.sum() or ok.sum() == 0:

@@ -14,13 +14,15 @@ if TYPE_CHECKING:
     from foresail.backtest.simulate import SimResult
 
 POLICY_NAMES = ["foresail", "hpa", "kpa", "apa", "holt-winters", "static", "oracle"]
+SLOTS = 8  # --slots' default
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `foresail backtest`."""
     parser.add_argument("--trace", action="append", required=True, metavar="FILE",
                         help="trace file (Azure CSV, Mooncake JSONL, ServeGen CSV, ARCHIVE.tar.gz:<service>/chunk-<i>, "
-                             "or a CSV time_s,arrivals[,input_tokens,output_tokens]); repeat for several")
+                             "or a CSV time_s,arrivals[,input_tokens,output_tokens]; a file may be .gz, .bz2, .xz "
+                             "or .zip); repeat for several")
     parser.add_argument("--policy", action="append", choices=POLICY_NAMES, metavar="NAME",
                         help=f"policy to run (repeatable; default all: {', '.join(POLICY_NAMES)})")
     parser.add_argument("--cold-start", type=float, default=120.0, metavar="SECONDS",
@@ -56,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fluid (default): demand drains as a liquid at the ready capacity; requests: single "
                              "requests wait first come, first served for one of --slots per ready replica and meet "
                              "the SLO when they start within --slo-wait (README, The simulation model)")
-    parser.add_argument("--slots", type=int, default=8, metavar="N",
+    parser.add_argument("--slots", type=int, metavar="N",
                         help="with --queue requests: requests one replica runs at once, each at capacity / N "
                              "(default 8)")
     parser.add_argument("--fill-gaps", action="store_true",
@@ -142,24 +144,25 @@ def write_results(args: argparse.Namespace, prepared: list[Prepared], results: d
 def check_arguments(args: argparse.Namespace) -> tuple[float | None, tuple[Schedule, ...], tuple[float, float] | None]:
     """The capacity (None for auto), the scheduled floors and the plot's hours from the flags, once the flags'
     bounds and the output paths are checked; ValueError says what is wrong. Normalises ``args.plot``."""
+    from foresail.backtest.simulate import MAX_NEED
     from foresail.checks import check_plot, check_writable
 
     capacity = parse_capacity(args.capacity)
     if not (0 <= args.cold_start < math.inf and 0 < args.interval < math.inf and 0 <= args.slo_wait < math.inf):
         raise ValueError("--cold-start and --slo-wait must be >= 0 and --interval > 0, in seconds (not NaN or inf)")
-    if not 0 <= args.min_replicas <= args.max_replicas or args.max_replicas < 1:
-        raise ValueError("need 0 <= --min-replicas <= --max-replicas and --max-replicas >= 1")
+    if not 0 <= args.min_replicas <= args.max_replicas <= MAX_NEED or args.max_replicas < 1:
+        raise ValueError(f"need 0 <= --min-replicas <= --max-replicas <= {MAX_NEED:g} and --max-replicas >= 1")
     if args.min_replicas == 0 and not args.scale_to_zero:  # as the CRD refuses minReplicas 0 without scaleToZero
         raise ValueError("--min-replicas 0 needs --scale-to-zero")
     if args.slo_target is not None and not 0.5 <= args.slo_target < 1:
         raise ValueError("--slo-target is an attainment in [0.5, 1), e.g. 0.99")
     if args.match_slo is not None and not 0 < args.match_slo <= 1:
         raise ValueError("--match-slo is an attainment in (0, 1], e.g. 0.99")
+    check_combinations(args)
+    args.slots = SLOTS if args.slots is None else args.slots
     if args.slots < 1:
         raise ValueError(f"--slots is the number of requests one replica runs at once, at least 1, not {args.slots}")
     schedules = load_schedules(args.schedule) if args.schedule else ()
-    if args.plot_hours and not args.plot:
-        raise ValueError("--plot-hours chooses the window of the plot: it needs --plot FILE.png")
     hours = parse_hours(args.plot_hours) if args.plot_hours else None
     for flag, path in (("--json", args.json), ("--timeline", args.timeline)):
         if path:
@@ -167,6 +170,16 @@ def check_arguments(args: argparse.Namespace) -> tuple[float | None, tuple[Sched
     if args.plot:
         args.plot = check_plot("--plot", args.plot)
     return capacity, schedules, hours
+
+
+def check_combinations(args: argparse.Namespace) -> None:
+    """ValueError for a flag that only means something with another one, given without it."""
+    if args.plot_hours and not args.plot:
+        raise ValueError("--plot-hours chooses the window of the plot: it needs --plot FILE.png")
+    if args.no_activator and not args.scale_to_zero:  # with replicas always up, the activator has nothing to hold
+        raise ValueError("--no-activator takes away what holds requests at zero replicas: it needs --scale-to-zero")
+    if args.slots is not None and args.queue != "requests":
+        raise ValueError("--slots is the batching slots of single requests: it needs --queue requests")
 
 
 def check_capacity(p: Prepared) -> None:

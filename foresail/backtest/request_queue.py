@@ -81,7 +81,8 @@ class RequestQueue:
     def __init__(self, requests: Requests, capacity: float, slots: int, slo_wait_s: float) -> None:
         self.req, self.slots, self.slo_wait_s = requests, slots, slo_wait_s
         self.hold_s = requests.sizes * slots / capacity  # how long each request holds its slot
-        self.free: list[float] = []  # when each slot of the ready replicas is next free (a heap)
+        self.free: list[float] = []  # when each busy slot of the ready replicas is next free (a heap)
+        self.idle = 0  # and how many are free now: a count, so that slots past the requests cost nothing
         self.head = 0  # the first request not started
         self.met = np.zeros(len(requests.sizes), dtype=bool)
         self._waiting = np.concatenate(([0.0], np.cumsum(requests.sizes)))  # for the backlog in O(1)
@@ -89,14 +90,23 @@ class RequestQueue:
     def advance(self, k: int, ready: int, t0: float, t1: float) -> float:
         """Serve what the ``ready`` replicas can start in step ``k`` (from ``t0`` to ``t1`` s); the demand left
         waiting. With no replica the requests wait for one."""
-        self._resize(ready * self.slots, t0)
+        free = self.free
+        while free and free[0] <= t0:  # free by now: a slot free since earlier serves from t0 as well
+            heapq.heappop(free)
+            self.idle += 1
+        self._resize(ready * self.slots)
         tail = int(self.req.bounds[k + 1])
-        times, free = self.req.times_s, self.free
-        while self.head < tail and free:
-            start = max(times[self.head], free[0])
+        times = self.req.times_s
+        while self.head < tail and (self.idle or free):
+            # a request waiting from an earlier step arrived before t0, when no slot was free
+            start = max(times[self.head], t0) if self.idle else max(times[self.head], free[0])
             if start >= t1:
                 break
-            heapq.heapreplace(free, start + self.hold_s[self.head])
+            if self.idle:
+                self.idle -= 1
+                heapq.heappush(free, start + self.hold_s[self.head])
+            else:
+                heapq.heapreplace(free, start + self.hold_s[self.head])
             self.met[self.head] = start - times[self.head] <= self.slo_wait_s + 1e-9
             self.head += 1
         return float(self._waiting[tail] - self._waiting[self.head])
@@ -113,11 +123,13 @@ class RequestQueue:
         """Per step: whether every request that arrived in it met the SLO."""
         return np.bincount(self.req.steps[~self.met], minlength=n) == 0
 
-    def _resize(self, want: int, now: float) -> None:
-        """Keep ``want`` slots: new ones free at ``now``; fewer, those that free first leave."""
-        if want > len(self.free):
-            for _ in range(want - len(self.free)):
-                heapq.heappush(self.free, now)
-        else:
-            for _ in range(len(self.free) - want):
-                heapq.heappop(self.free)
+    def _resize(self, want: int) -> None:
+        """Keep ``want`` slots: new ones free now; fewer, those that free first leave (the free ones first)."""
+        drop = self.idle + len(self.free) - want
+        if drop <= 0:
+            self.idle -= drop
+            return
+        gone = min(drop, self.idle)
+        self.idle -= gone
+        for _ in range(drop - gone):
+            heapq.heappop(self.free)

@@ -3,22 +3,27 @@
 Formats (see ../shared/traces/README.md): Azure LLM 2023 (one row per request), Mooncake FAST'25 JSONL
 (``.jsonl`` or ``.jsonl.gz``), ServeGen per-customer CSVs (headerless, 600-s windows; also read straight
 from ``servegen-clients.tar.gz``), ServeGen service aggregates (``servegen-*-10min.csv``), and a generic
-CSV ``time_s,arrivals[,input_tokens,output_tokens]`` with one row per step at any fixed interval. A CSV may
-be gzipped (a name ending in ``.gz``).
+CSV ``time_s,arrivals[,input_tokens,output_tokens]`` with one row per step at any fixed interval. Any of them
+may be compressed, as its name says: ``.gz``, ``.bz2``, ``.xz``, or ``.zip`` holding that one file.
 """
 
 from __future__ import annotations
 
+import bz2
+import contextlib
 import gzip
 import io
 import json
+import lzma
 import math
 import tarfile
 import warnings
+import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -26,7 +31,10 @@ import pandas as pd
 from foresail.autoscaler.forecast import MAX_RATE
 
 MAX_STEPS = 10_000_000  # a bigger grid is a unit mistake, not a trace
-UNREADABLE = (OSError, EOFError, zlib.error, tarfile.TarError)  # no permission, a folder, a broken gzip or tar file
+# no permission, a folder, a broken compressed file or tar file
+UNREADABLE = (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile, tarfile.TarError)
+# the compressions pandas reads by the name, with .zip
+OPENERS: dict[str, Callable[..., Any]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 
 
 class TraceError(ValueError):
@@ -151,6 +159,40 @@ def _from_requests(name: str, times_s: np.ndarray, tokens: np.ndarray | None, gr
     return Trace(name, 1.0, arrivals, tok, float(t0), group=group, request_times_s=times_s - t0, request_tokens=tokens)
 
 
+def _base_name(path: Path) -> str:
+    """The file's name without the suffix of its compression (``a.csv`` for ``a.csv.gz``)."""
+    name = path.name
+    for suffix in (*OPENERS, ".zip", ".zst"):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _stem(path: Path) -> str:
+    """The file's name without its compression's suffix nor its format's (``a`` for ``a.csv.gz``)."""
+    return Path(_base_name(path)).stem
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[IO[bytes]]:
+    """The file's bytes, decompressed where its name says so, as pandas decompresses it; TraceError for a ZIP
+    file of other than one file, or a compression not read here."""
+    suffix = path.suffix.lower()
+    if suffix == ".zst":  # pandas reads it only with the zstandard package, which Foresail does not install
+        raise TraceError(f"{path}: a zstd-compressed file, which is not read; decompress it (zstd -d), or compress "
+                         "it with gzip, bzip2, xz or zip")
+    if suffix != ".zip":
+        with OPENERS.get(suffix, open)(path, "rb") as fh:
+            yield fh
+        return
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        if len(names) != 1:
+            raise TraceError(f"{path}: a ZIP file of {len(names)} files; a trace in a ZIP file is the only file in it")
+        with archive.open(names[0]) as fh:
+            yield fh
+
+
 def _check_columns(path: Path, df: pd.DataFrame, needed: list[str]) -> None:
     missing = [c for c in needed if c not in df.columns]
     if missing:
@@ -205,10 +247,9 @@ def load_azure(path: Path) -> Trace:
 
 def load_mooncake(path: Path) -> Trace:
     """Mooncake FAST'25 JSONL: ``timestamp`` (ms), ``input_length``, ``output_length``."""
-    opener = gzip.open if path.suffix == ".gz" else open
     times, tokens = [], []
     try:
-        with opener(path, "rt") as fh:
+        with _opened(path) as raw, io.TextIOWrapper(raw) as fh:
             for k, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
@@ -267,7 +308,7 @@ def load_generic(path: Path) -> Trace:
     if has_tokens:
         tokens = sum(df[c].to_numpy(float) for c in ("input_tokens", "output_tokens") if c in df.columns)
     t = df["time_s"].to_numpy(float)
-    trace = _on_grid(path, path.stem, t, df["arrivals"].to_numpy(float), tokens)
+    trace = _on_grid(path, _stem(path), t, df["arrivals"].to_numpy(float), tokens)
     gaps = np.ones(len(trace.arrivals), bool)
     gaps[np.round((t - t[0]) / trace.step_s).astype(int)] = False
     trace.gaps = gaps if gaps.any() else None
@@ -299,7 +340,7 @@ def load_servegen_aggregate(path: Path) -> Trace:
     df = _numeric(path, df, ["t_start_s", "rate_rps"])
     t = df["t_start_s"].to_numpy(float)
     step = float(np.min(np.diff(t))) if len(t) > 1 else 600.0
-    service = path.stem.replace("servegen-", "").replace("-10min", "")
+    service = _stem(path).replace("servegen-", "").replace("-10min", "")
     trace = _on_grid(path, f"servegen-{service}", t, df["rate_rps"].to_numpy(float) * step, None)
     active = df["active_clients"].to_numpy(float) if "active_clients" in df.columns else None
     empty = df["rate_rps"].to_numpy(float) <= 0
@@ -375,11 +416,11 @@ def _load_archive_member(spec: str) -> Trace:
 
 def _load_by_format(p: Path) -> Trace:
     """The trace in ``p``, read by the format its name or first line shows (the generic CSV otherwise)."""
-    if p.name.endswith((".jsonl", ".jsonl.gz")):
+    if _base_name(p).endswith(".jsonl"):
         return load_mooncake(p)
     if tarfile.is_tarfile(p):  # pandas would read a lone member, and list every one of ServeGen's thousands else
         raise TraceError(f"{p}: an archive; name one ServeGen customer in it, as {p}:<service>/chunk-<i>")
-    with (gzip.open if p.suffix == ".gz" else open)(p, "rb") as fh:  # pandas reads a .gz name as gzip too
+    with _opened(p) as fh:  # pandas decompresses by the name too
         head = fh.readline().decode("utf-8-sig", errors="replace").strip()  # a BOM is no part of the header
     if head.startswith("TIMESTAMP"):
         return load_azure(p)
@@ -387,7 +428,7 @@ def _load_by_format(p: Path) -> Trace:
         return load_servegen_aggregate(p)
     if _servegen_client_row(head.split(",")):
         df = _servegen_client_frame(p, p)
-        return _servegen_client_trace(p, df, p.stem.replace("-trace", ""), "servegen-client")
+        return _servegen_client_trace(p, df, _stem(p).replace("-trace", ""), "servegen-client")
     return load_generic(p)
 
 

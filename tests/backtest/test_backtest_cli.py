@@ -72,6 +72,8 @@ def test_bad_input_is_an_error_not_a_crash(tmp_path, capsys):
     ("backtest", ["--min-replicas", "5", "--max-replicas", "2"], "--min-replicas <= --max-replicas"),
     ("backtest", ["--max-replicas", "0"], "--max-replicas >= 1"),
     ("backtest", ["--min-replicas", "0"], "--min-replicas 0 needs --scale-to-zero"),  # the baselines went to 0
+    ("backtest", ["--min-replicas", str(10**20), "--max-replicas", str(10**20)],
+     "--max-replicas <= 1e+12 and"),  # was an OverflowError at the first step: no int64 holds it
     ("backtest", ["--interval", "1e9"], "less than one decision step"),
     ("backtest", ["--cold-start", "-1"], "--cold-start and --slo-wait must be >= 0"),
     ("backtest", ["--cold-start", "nan"], "--cold-start and --slo-wait must be >= 0"),  # NaN passed every bound
@@ -84,6 +86,9 @@ def test_bad_input_is_an_error_not_a_crash(tmp_path, capsys):
     ("backtest", ["--slo-target", "1"], "--slo-target is an attainment in [0.5, 1)"),
     ("backtest", ["--match-slo", "0"], "--match-slo is an attainment in (0, 1]"),
     ("backtest", ["--schedule", "{missing}/s.yaml"], "--schedule {missing}/s.yaml: No such file"),
+    ("backtest", ["--no-activator"], "--no-activator takes away what holds requests at zero replicas: it needs "
+     "--scale-to-zero"),  # was a run exactly as without it: with replicas always up nothing is held
+    ("backtest", ["--slots", "4"], "--slots is the batching slots of single requests: it needs --queue requests"),
     ("forecast", ["--horizon", "0"], "--horizon is a number of minutes > 0"),
     ("forecast", ["--horizon", "-5"], "--horizon is a number of minutes > 0"),
 ])
@@ -338,3 +343,32 @@ def test_an_archive_named_without_a_customer_is_an_error_that_says_how_to_name_o
     assert main([command, "--trace", str(p)] + (["--no-progress"] if command != "schedules" else [])) == 2
     captured = capsys.readouterr()
     assert captured.err == f"error: {p}: an archive; name one ServeGen customer in it, as {p}:<service>/chunk-<i>\n"
+
+
+def test_forecast_shows_an_undefined_mase_as_n_a_and_says_why(tmp_path, capsys):
+    """The half learned from is flat: no change per step to scale MASE by. The table showed [nan]."""
+    p = tmp_path / "flat.csv"
+    p.write_text("time_s,arrivals\n" + "".join(f"{60 * i},{600 if i < 120 else 600 + 60 * (i % 7)}\n"
+                                               for i in range(240)))
+    assert main(["forecast", "--trace", str(p), "--horizon", "10", "--no-progress", "--json",
+                 str(tmp_path / "f.json")]) == 0
+    out = capsys.readouterr().out
+    assert "nan" not in out and out.count("[n/a]") == 4
+    assert ("[n/a]: MASE divides the error by the mean change from one of the trace's steps to the next in the part "
+            "it learns from, and that part never changes") in out
+    assert "seasonal-naive n/a: it forecasts the demand of a day before, which the trace does not have" in out
+    (row,) = json.loads((tmp_path / "f.json").read_text())["flat"]
+    assert row["mase_scale"] == 0 and row["mase"]["persistence"] is None and row["wape"]["persistence"] > 0
+
+
+def test_forecast_scores_a_horizon_between_minutes_once_at_the_minute_and_says_so(tmp_path, capsys):
+    """--horizon 0.5 --horizon 1 printed two rows of 1 min, the same scores twice, and two JSON entries."""
+    p = tmp_path / "short.csv"
+    p.write_text("time_s,arrivals\n" + "".join(f"{60 * i},{600 + 60 * (i % 7)}\n" for i in range(120)))
+    assert main(["forecast", "--trace", str(p), "--horizon", "0.5", "--horizon", "1", "--horizon", "10.2",
+                 "--no-progress", "--json", str(tmp_path / "f.json")]) == 0
+    captured = capsys.readouterr()
+    assert "note: --horizon 0.5 is scored at 1 min: the forecaster's steps are whole minutes" in captured.err
+    assert "note: --horizon 10.2 is scored at 10 min" in captured.err and "--horizon 1 " not in captured.err
+    assert [r["horizon_s"] for r in json.loads((tmp_path / "f.json").read_text())["short"]] == [60.0, 600.0]
+    assert [line.split()[0] for line in captured.out.splitlines()[2:4]] == ["1m", "10m"]

@@ -1,7 +1,11 @@
 """Trace loading: supported formats, and a clear error for bad traces."""
 
+import bz2
 import gzip
+import io
 import json
+import lzma
+import zipfile
 
 import numpy as np
 import pytest
@@ -132,3 +136,45 @@ def test_a_grid_too_fine_to_count_is_an_error_not_an_overflow(step_s, steps):
     tr = Trace("t", 1e300, np.array([1.0, 2.0]))  # 2e300 s: was an OverflowError turning inf steps into an int
     with pytest.raises(TraceError, match=f"is {steps} steps \\(more than 10,000,000\\); check the time column"):
         tr.resample(step_s)
+
+
+def zipped(name: str, data: bytes) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr(name, data)
+    return out.getvalue()
+
+
+COMPRESS = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}
+MOONCAKE = "".join(json.dumps({"timestamp": ts, "input_length": 100, "output_length": 10}) + "\n"
+                   for ts in (0, 0, 2500))
+PLAIN = [("AzureLLMInferenceTrace_code.csv", AZURE, "azure-code"),
+         ("servegen-chat-10min.csv", "t_start_s,rate_rps\n0,1\n600,2\n", "servegen-chat"),
+         ("chunk-1-trace.csv", "0,1.0,1.0,Gamma,1,1\n600,2.0,1.0,Gamma,1,1\n", "chunk-1"),
+         ("steps.csv", "time_s,arrivals\n0,5\n60,7\n", "steps"),
+         ("conversation_trace.jsonl", MOONCAKE, "mooncake-conversation")]
+
+
+@pytest.mark.parametrize("how", ["gz", "bz2", "xz", "zip"])
+@pytest.mark.parametrize("name, text, trace_name", PLAIN, ids=[p[0] for p in PLAIN])
+def test_a_compressed_trace_of_each_format_reads_as_the_file_itself(tmp_path, how, name, text, trace_name):
+    plain = load_trace(write(tmp_path, name, text))
+    data = zipped(name, text.encode()) if how == "zip" else COMPRESS[how](text.encode())
+    (tmp_path / f"{name}.{how}").write_bytes(data)
+    tr = load_trace(tmp_path / f"{name}.{how}")  # a .bz2 was read as a generic CSV: "missing column(s) time_s"
+    assert tr.name == plain.name == trace_name and tr.step_s == plain.step_s and tr.start_s == plain.start_s
+    assert np.array_equal(tr.arrivals, plain.arrivals)
+    with pytest.raises(TraceError, match=f"{name}.{how}: cannot read the file"):  # not what its name says
+        load_trace(write(tmp_path, f"{name}.{how}", text))
+
+
+def test_a_zip_of_several_files_and_a_zstd_file_are_refused_with_a_reason(tmp_path):
+    two = tmp_path / "two.csv.zip"
+    with zipfile.ZipFile(two, "w") as archive:
+        archive.writestr("a.csv", "time_s,arrivals\n0,1\n")
+        archive.writestr("b.csv", "time_s,arrivals\n0,1\n")
+    with pytest.raises(TraceError, match="two.csv.zip: a ZIP file of 2 files; a trace in a ZIP file is the only"):
+        load_trace(two)
+    (tmp_path / "t.csv.zst").write_bytes(bytes.fromhex("28b52ffd") + b"\0" * 20)  # pandas wanted zstandard: ImportError
+    with pytest.raises(TraceError, match=r"t.csv.zst: a zstd-compressed file, which is not read; decompress it"):
+        load_trace(tmp_path / "t.csv.zst")

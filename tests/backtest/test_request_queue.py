@@ -150,3 +150,17 @@ def test_the_command_runs_the_request_level_queue_and_says_so(tmp_path, capsys):
     trace.write_text("time_s,arrivals\n0,30000000\n60,1\n")
     assert main([*args, "--queue", "requests"]) == 2
     assert "more than --queue requests replays" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(60)  # one slot per request waited in a list: ten billion of them never came back
+def test_slots_past_the_requests_cost_nothing_and_serve_every_request_on_arrival(tmp_path, capsys):
+    q = RequestQueue(requests([0.0, 0.0, 30.0, 70.0], steps=2), capacity=1e9, slots=10**10, slo_wait_s=0.0)
+    assert q.advance(0, 1000, 0.0, 60.0) == 0.0  # ten trillion slots, three requests
+    q.advance(1, 1, 60.0, 120.0)  # one replica left: its slots are free, the busy ones of the others drain
+    assert q.met.all() and q.attainment() == 1.0
+    trace = tmp_path / "t.csv"
+    trace.write_text("time_s,arrivals\n" + "".join(f"{60 * i},{40 + (i % 7) * 5}\n" for i in range(30)))
+    out = tmp_path / "r.json"
+    assert main(["backtest", "--trace", str(trace), "--policy", "static", "--queue", "requests", "--slots",
+                 str(10**8), "--json", str(out), "--no-progress"]) == 0
+    assert json.loads(out.read_text())["traces"]["t"]["static"]["slo_attainment"] == 1.0

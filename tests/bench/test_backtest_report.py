@@ -171,3 +171,15 @@ def test_the_forecast_ratio_pairs_each_series_wapes_and_leaves_out_a_series_with
                     for i, (f, p) in enumerate(scores)])
     out = capsys.readouterr().out
     assert "n=  3  WAPE foresail  30.0% vs persistence  60.0% (median over series; ratio 0.50)" in out
+
+
+@pytest.mark.parametrize("text", [None, "nope", '{"traces": {}}', "[1, 2]"],
+                         ids=["missing", "not-json", "foresail-backtest-json", "a-list"])
+def test_a_report_that_is_missing_or_not_one_is_an_error_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                        text: str | None) -> None:
+    saved = tmp_path / "report.json"
+    if text is not None:
+        saved.write_text(text)
+    assert main(["--report", str(saved)]) == 2  # was FileNotFoundError, JSONDecodeError, KeyError, TypeError
+    why = "No such file or directory" if text is None else "not a report of this benchmark (its --out file)"
+    assert f"error: --report {saved}: {why}" in capsys.readouterr().out
