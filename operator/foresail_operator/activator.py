@@ -72,6 +72,9 @@ KEEPALIVE_S = 4.0
 FORESAIL_SLICES = "app.kubernetes.io/managed-by=foresail"
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "content-length", "host"}
+# headers aiohttp's client adds to a request that has none: one the client did not send does not go on (a FastAPI
+# server, vLLM's or SGLang's, reads a body without Content-Type as JSON, and one of application/octet-stream as bytes)
+AUTO_HEADERS = ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
 MAX_BODY_MIB = 64  # a larger request body gets a 413 (parsed, one of small numbers takes 4 to 5 times its size)
 MAX_HELD_MIB = 256  # the request bodies held at once, all deployments together, before new ones get a 503
 # of the request's JSON, only these fields are kept as it is parsed: the model, and what the routing key reads
@@ -458,6 +461,7 @@ class Activator:
         # aiohttp has decoded the body: it goes on without its Content-Encoding; and it has answered the client's
         # Expect: 100-continue, a pod that ignores it (HTTP/1.0) would leave aiohttp waiting for a 100 that never comes
         headers = _end_to_end(request.headers, drop={"content-encoding", "expect"})
+        unsent = [name for name in AUTO_HEADERS if name not in headers]
         service = self.upstream(*key)
         deadline = time.monotonic() + retry_s
         refused: set[str] = set()
@@ -471,7 +475,7 @@ class Activator:
                     async with asyncio.timeout(None) as sending.timer:  # set once the headers are sent
                         upstream = await self._sessions[fresh].request(  # a redirect is the client's to follow
                             request.method, url, data=body, headers=headers, trace_request_ctx=sending,
-                            allow_redirects=False)
+                            allow_redirects=False, skip_auto_headers=unsent)
                 except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:  # nothing was sent
                     refused.add(base)
                     if base != service:
@@ -505,8 +509,13 @@ class Activator:
                      key: Key) -> tuple[web.StreamResponse, str]:
         """Stream an upstream answer back as it comes; the response and its outcome: ``forwarded``,
         ``client_gone`` or ``upstream_error`` (the pod broke off: the client's connection is closed without
-        the body's end, so that the client sees the answer cut short, not complete)."""
-        response = web.StreamResponse(status=upstream.status, headers=_end_to_end(upstream.headers))
+        the body's end, so that the client sees the answer cut short, not complete). The pod's Content-Length goes
+        on (its body goes on as sent, undecoded): without it, a client over HTTP/1.0 (nginx's default to an
+        upstream) reads an answer until the connection closes, and would take one cut short for the whole."""
+        headers = _end_to_end(upstream.headers)
+        if upstream.content_length is not None and "Transfer-Encoding" not in upstream.headers:
+            headers["Content-Length"] = str(upstream.content_length)
+        response = web.StreamResponse(status=upstream.status, headers=headers)
         try:
             await response.prepare(request)
             async for chunk in upstream.content.iter_any():

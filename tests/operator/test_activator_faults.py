@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 import gzip
+import http.client
 import http.server
 import json
 import select
@@ -134,6 +135,26 @@ def test_an_answer_the_pod_breaks_off_reaches_the_client_cut_short(cluster, tmp_
         with running_activator(cluster, tmp_path, f"http://127.0.0.1:{pod.server_address[1]}") as (url, _):
             with pytest.raises(requests.exceptions.ChunkedEncodingError):
                 chat(url, "tiny")
+            assert (metric(url, "upstream_error"), metric(url, "forwarded")) == (1, 0)
+    finally:
+        pod.shutdown()
+
+
+def test_an_answer_cut_short_shows_so_over_http_1_0(cluster, tmp_path: Path):
+    """A client over HTTP/1.0 (as nginx is to an upstream by default) reads an answer without Content-Length until the
+    connection closes: the pod's Content-Length goes on, so that one cut short cannot pass for the whole."""
+    pod = serve(_BreaksOff)
+    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
+    cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
+    try:
+        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{pod.server_address[1]}") as (url, _):
+            with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=30) as connection:
+                connection.sendall(b'POST /v1/chat/completions HTTP/1.0\r\nContent-Length: 17\r\n\r\n{"model": "tiny"}')
+                answer = http.client.HTTPResponse(connection)
+                answer.begin()
+                assert (answer.status, answer.headers["Content-Length"]) == (200, "1000")
+                with pytest.raises(http.client.IncompleteRead):
+                    answer.read()
             assert (metric(url, "upstream_error"), metric(url, "forwarded")) == (1, 0)
     finally:
         pod.shutdown()

@@ -4,6 +4,7 @@ the client, never followed by the activator."""
 
 from __future__ import annotations
 
+import http.client
 import http.server
 import json
 from pathlib import Path
@@ -112,5 +113,42 @@ def test_a_cookie_a_pod_sets_for_one_client_never_goes_with_anothers_requests(cl
                                 headers={"Cookie": "session=bob"})
             assert rsp.status_code == 200, rsp.text
             assert _SetsCookie.cookies == [None, None, "session=bob"]
+    finally:
+        pod.shutdown()
+
+
+class _Notes(Answer):
+    """Stands in for a pod: notes each request's headers, and answers as Answer does."""
+
+    seen: list[dict[str, str]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (the http.server convention)
+        self.seen.append(dict(self.headers.items()))
+        super().do_POST()
+
+
+def test_headers_the_client_did_not_send_are_not_added(cluster, tmp_path: Path):
+    """A body without Content-Type reaches the pod without one (aiohttp's client would add application/octet-stream,
+    which a FastAPI server, vLLM's or SGLang's, reads as bytes, not JSON: a 422), and without an Accept-Encoding the
+    client did not send (the pod could answer compressed), Accept or User-Agent; those a client sends go on."""
+    _Notes.seen.clear()
+    pod = serve(_Notes)
+    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
+    cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
+    body = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    sent = {"Content-Type": "application/json", "Accept": "application/json", "Accept-Encoding": "br",
+            "User-Agent": "OpenAI/Python 1.0"}
+    try:
+        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{pod.server_address[1]}") as (url, _):
+            for headers in ({}, sent):
+                connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=30)
+                connection.putrequest("POST", "/v1/chat/completions", skip_accept_encoding=True)
+                for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                    connection.putheader(name, value)
+                connection.endheaders(body)
+                assert connection.getresponse().status == 200
+                connection.close()
+        names = ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
+        assert [{n: seen.get(n) for n in names} for seen in _Notes.seen] == [dict.fromkeys(names), sent]
     finally:
         pod.shutdown()
