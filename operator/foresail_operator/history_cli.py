@@ -120,7 +120,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: Prometheus has no demand for {namespace}/{name} over the last {args.span} "
               "(check the namespace, the name and --runtime)")
         return 1
-    _write(args.out, rows)
+    try:
+        _write(args.out, rows)
+    except OSError as exc:  # a full disk, a file the user cannot write
+        print(f"error: cannot write --out {args.out}: {exc.strerror or exc}")
+        return 1
     times = sorted(rows)
     total = sum(row[0] for row in rows.values())
     peak = max(row[0] for row in rows.values()) / args.step

@@ -10,6 +10,7 @@ more counts the pods' scrape targets that are up, so that a deployment only part
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from foresail_operator.activation import ARRIVALS_METRIC, HELD_METRIC
 from foresail_operator.runtimes import RUNTIMES
 
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
+_HEADER_VALUE = re.compile(r"[\t -~]*")  # printable ASCII and tabs, as the chart's schema takes
 MAX_POINTS = 10_000  # per range query: Prometheus refuses more than 11,000 points per series
 QUERY_THREADS = 8  # a snapshot's queries run this many at a time: a slow Prometheus delays it by a few answers
 # prometheus-api-client's own retries (3, backed off 0, 2 and 4 s, on these statuses), without sleeping a
@@ -78,9 +80,20 @@ def queries(metric_names: dict[str, list[str]], window: str) -> dict[str, str]:
         if metric_names.get(signal):
             out[signal] = f"{agg} by ({BY}) ({_series(metric_names[signal])})"
     if metric_names.get("ttft"):
-        buckets = _series([f"{name}_bucket" for name in metric_names["ttft"]])
-        out["ttft_p90"] = f"histogram_quantile(0.9, sum by (le, {BY}) (rate({buckets}[{window}])))"
+        out["ttft_p90"] = _ttft_p90(sorted(metric_names["ttft"]), window)
     return out
+
+
+def _ttft_p90(names: list[str], window: str) -> str:
+    """The p90 TTFT: one quantile per runtime's histogram, the largest where the pods run two (the runtimes'
+    buckets differ, and a sum by `le` across them mixes the counts of different bounds: 3x the true p90)."""
+    def p90(name: str) -> str:
+        return f"histogram_quantile(0.9, sum by (le, {BY}) (rate({name}_bucket[{window}])))"
+
+    if len(names) == 1:
+        return p90(names[0])
+    apart = " or ".join(f'label_replace({p90(name)}, "histogram", "{name}", "", "")' for name in names)
+    return f"max by ({BY}) ({apart})"
 
 
 def duration_seconds(text: str) -> float:
@@ -114,7 +127,24 @@ def _series_key(item: object) -> Key | None:
     labels = item["metric"]
     if "namespace" not in labels or "llmdeployment" not in labels:
         return None
+    if not isinstance(labels["namespace"], str) or not isinstance(labels["llmdeployment"], str):
+        raise MetricsError(f"Prometheus answered a malformed series: {str(item)[:200]}")
     return labels["namespace"], labels["llmdeployment"]
+
+
+def _vector(answer: list) -> dict[Key, float | None]:
+    """The value of each deployment in an instant query's answer; a MetricsError where two series have the same
+    deployment (a `sum by` answers one each: a proxy merged answers, and which one is right is not known)."""
+    out: dict[Key, float | None] = {}
+    for item in answer:
+        key = _series_key(item)
+        value = item.get("value")
+        if key is None or not isinstance(value, list) or len(value) != 2:
+            continue
+        if key in out:
+            raise MetricsError(f"Prometheus answered two series for {key[0]}/{key[1]} in one query")
+        out[key] = _value(value[1])
+    return out
 
 
 # requests' errors are OSErrors, as is its refusal of a CA bundle path that does not exist; a body that is not
@@ -124,9 +154,11 @@ QUERY_ERRORS = (PrometheusApiClientException, OSError, ValueError, KeyError, Typ
 
 
 def _failure(exc: Exception) -> str:
-    """What went wrong with a query, in words: the error, or that the answer had no data.result."""
+    """What went wrong with a query, in words: the error, that the answer had no data.result or was not JSON."""
     if isinstance(exc, KeyError | TypeError):
         return f"the answer has no data.result ({type(exc).__name__}: {exc})"
+    if isinstance(exc, json.JSONDecodeError):  # an HTML page of a proxy or a login, answered with 200
+        return f"the answer is not JSON ({exc}): {exc.doc[:100]!r}"
     return str(exc)
 
 
@@ -154,6 +186,8 @@ def parse_headers(text: str) -> dict[str, str]:
         name, sep, value = item.partition("=")
         if not sep or not _HEADER_NAME.match(name.strip()):
             raise ValueError(f"{item!r} is not a header as Name=value (a name is letters, digits and -)")
+        if not _HEADER_VALUE.fullmatch(value.strip()):  # requests refused it at every query: metrics never read
+            raise ValueError(f"{item!r}: a header value is printable ASCII, without line breaks")
         headers[name.strip()] = value.strip()
     return headers
 
@@ -204,13 +238,9 @@ class PrometheusSource:
         with ThreadPoolExecutor(max_workers=QUERY_THREADS) as pool:  # a failure drops the queries not started yet
             answers = list(pool.map(self._query, [promql for _, promql in promqls]))
         for (signal, _), answer in zip(promqls, answers, strict=True):
-            for item in answer:
-                key = _series_key(item)
-                value = item.get("value") if isinstance(item, dict) else None
-                if key is None or not isinstance(value, list) or len(value) != 2 or \
-                        (signal in ("held", "scraped") and key not in out):
-                    continue
-                setattr(out.setdefault(key, Signals()), signal, _value(value[1]))
+            for key, value in _vector(answer).items():
+                if signal not in ("held", "scraped") or key in out:
+                    setattr(out.setdefault(key, Signals()), signal, value)
         return out
 
     def demand_history(
@@ -222,7 +252,7 @@ class PrometheusSource:
         reported nothing, as the decision loop reads demand (in tokens, at the tokens per request the pods'
         counters show over the span, else ``tokens_per_request``). Token counters are read one metric at a
         time and added up by timestamp (a single rate() over both would drop their names and collide)."""
-        if end <= start:
+        if end < start:  # end == start: one point (the last window of `foresail history` may hold one)
             return [], []
         total = self._history(key, runtime, start, end, step_s, unit)
         window = self._range_window(step_s)

@@ -32,12 +32,13 @@ SPEC = parse_spec({"model": {"source": "builtin:tiny"}, "minReplicas": 1, "maxRe
 
 @pytest.fixture(scope="module")
 def hourly_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Prometheus data folder holding 5 hours of the job's counter, up to a second ago."""
+    """A Prometheus data folder holding 5 hours of the job's counter, up to a second ago, and none of its requests
+    in the hour under way (run in its minute 57, the tests counted part of a sixth hour's)."""
     folder = tmp_path_factory.mktemp("hourly")
     lines, count = ["# TYPE vllm:request_success counter"], 0.0
     now = int(time.time())
     for t in range(now // 3600 * 3600 - 5 * 3600, now, 15):
-        count += 150.0 if (t % 3600) // 60 == 57 else 0.0
+        count += 150.0 if (t % 3600) // 60 == 57 and t < now // 3600 * 3600 else 0.0
         lines.append(f"{SERIES} {count} {t}")
     (folder / "data.om").write_text("\n".join([*lines, "# EOF"]) + "\n")
     subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(folder / "data.om"),
