@@ -36,11 +36,16 @@ INVALID_SPEC_RECHECK_S = 5.0  # how often a decision loop looks again at a spec 
 VANISHED_CHECK_S = 60.0
 _locks: dict[tuple[str, str], asyncio.Lock] = {}  # one status refresh at a time per object
 _reconciling: dict[tuple[str, str], asyncio.Lock] = {}  # one reconcile at a time per object
-_first_ready: dict[str, float] = {}  # pod uid -> when it was first seen ready (owned_pods)
+# pod uid -> when it was first seen ready (owned_pods); None: not known (first seen ready, or restarted by then)
+_first_ready: dict[str, float | None] = {}
+_unready: set[str] = set()  # the uids of the pods seen not ready yet (owned_pods)
 _vanished_checked: dict[tuple[str, str], float] = {}  # when each object's owned objects were last read back
-PodId = tuple[str, float | None]  # a pod's name and creation time (owned_pods keeps no uid)
-# per object: the pods owned_pods held when they were last listed (_pods), and those of them the LIST did not return
-_pods_listed: dict[tuple[str, str], tuple[frozenset[PodId], frozenset[PodId]]] = {}
+# per object: the object its last status write answered (_refresh), and the resourceVersions that write and those
+# before it (since the index last caught up) were computed over: while the index shows one of them, it lags behind
+_written: dict[tuple[str, str], tuple[frozenset[str], dict]] = {}
+# per object: the uids of the pods owned_pods held when they were last listed (_pods), and of those of them the LIST
+# did not return
+_pods_listed: dict[tuple[str, str], tuple[frozenset[str], frozenset[str]]] = {}
 
 
 class ApiBackoffs:
@@ -122,13 +127,18 @@ def owned_deployments(namespace: str, labels: kopf.Labels, body: kopf.Body, **_:
 @kopf.index("", "v1", "pods", labels=OWNED)
 def owned_pods(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict:
     """Summaries of owned pods by (namespace, owner name), with when each was first seen ready (its cold start's
-    end: the Ready condition tells only the last time it became ready; not known of a pod first seen ready after a
-    container restarted)."""
-    summary = PodSummary.of(body)
-    uid = body.get("metadata", {}).get("uid", "")
-    if uid not in _first_ready and summary.ready_since is not None and not summary.restarted:
-        _first_ready[uid] = summary.ready_since
-    return {(namespace, labels[OWNER_LABEL]): dataclasses.replace(summary, first_ready=_first_ready.get(uid))}
+    end: the Ready condition tells only the last time it became ready). Not known of a pod first seen ready (by an
+    operator started since, or created while a watch was down: it may have gone NotReady and back since), nor of
+    one whose container restarted before it was first seen ready."""
+    summary, uid = PodSummary.of(body), body.get("metadata", {}).get("uid", "")
+    if uid not in _first_ready:
+        if summary.ready_since is None:
+            _unready.add(uid)
+        else:
+            _first_ready[uid] = summary.ready_since if uid in _unready and not summary.restarted else None
+            _unready.discard(uid)
+    return {(namespace, labels[OWNER_LABEL]): dataclasses.replace(summary, first_ready=_first_ready.get(uid),
+                                                                  watched=True)}
 
 
 def _first(index: kopf.Index, key: tuple[str, str]) -> Any:
@@ -144,8 +154,10 @@ def _deployment(owned_deployments: kopf.Index, key: tuple[str, str]) -> dict | N
     return named[-1] if named else None
 
 
-def _pod_id(pod: PodSummary) -> PodId:
-    return pod.name, pod.created
+def _forget_pod(uid: str) -> None:
+    """Drop what owned_pods keeps for a pod that is gone."""
+    _first_ready.pop(uid, None)
+    _unready.discard(uid)
 
 
 async def _pods(client: KubeClient, owned_pods: kopf.Index, key: tuple[str, str],
@@ -154,8 +166,8 @@ async def _pods(client: KubeClient, owned_pods: kopf.Index, key: tuple[str, str]
     (after a 410 Gone it lists again, but sends no DELETED). They are listed where the index holds more pods than
     the Deployment has (status.replicas), once for each set of pods it holds; no API call while it holds no more."""
     listed, gone = _pods_listed.get(key, (frozenset(), frozenset()))
-    pods = [p for p in owned_pods.get(key, ()) if _pod_id(p) not in gone]
-    held = frozenset(map(_pod_id, pods))
+    pods = [p for p in owned_pods.get(key, ()) if p.uid not in gone]
+    held = frozenset(p.uid for p in pods)
     if len(pods) <= int(((deployment or {}).get("status") or {}).get("replicas") or 0) or held == listed:
         return pods
     try:
@@ -163,10 +175,12 @@ async def _pods(client: KubeClient, owned_pods: kopf.Index, key: tuple[str, str]
                                       params={"labelSelector": selector_string(key[1])})).get("items") or []
     except ApiError:  # listed at the next call
         return pods
-    there = {_pod_id(PodSummary.of(item)) for item in items}
+    there = {(item.get("metadata") or {}).get("uid", "") for item in items}
     gone = _pods_listed.get(key, (listed, gone))[1]  # read again: another call may have listed meanwhile
     _pods_listed[key] = (held, gone | (held - there))
-    return [p for p in pods if _pod_id(p) in there]
+    for uid in held - there:
+        _forget_pod(uid)
+    return [p for p in pods if p.uid in there]
 
 
 def _live(llmdeployments: kopf.Index, key: tuple[str, str]) -> dict | None:
@@ -180,17 +194,33 @@ async def _refresh(memo: kopf.Memo, key: tuple[str, str], llmdeployments: kopf.I
                    owned_deployments: kopf.Index, owned_pods: kopf.Index,
                    body: dict | None = None, deployment: dict | None = None) -> None:
     """Recompute one LLMDeployment's status from the indexes, or the `body` and `deployment` given (one at a time
-    per object)."""
-    body = body or _first(llmdeployments, key)
+    per object), over the status this process last wrote where the index has not seen that write yet: the
+    refresh before may have written it while this one waited (else it is written again, and its Degraded or
+    Recovered Event posted again)."""
+    given = body
+    body = given or _first(llmdeployments, key)
     if body is None or body["metadata"].get("deletionTimestamp"):  # no lock kept for a deleted one (forget)
         return
     async with _locks.setdefault(key, asyncio.Lock()):
+        body = given or _first(llmdeployments, key) or body
+        over, written = _written.get(key, (frozenset(), None))
+        if written is not None and _version(body) in over:
+            body = written
+        else:
+            over = frozenset()
         loop = memo.loops.get(key)
         failure = memo.failures.get(key)
         deployment = deployment or _deployment(owned_deployments, key)
-        await refresh_status(memo.client, body, deployment, await _pods(memo.client, owned_pods, key, deployment),
-                             extra_problems=[failure] if failure else None,
-                             autoscaler=loop.view if loop is not None else None, config=memo.config)
+        patched = await refresh_status(memo.client, body, deployment,
+                                       await _pods(memo.client, owned_pods, key, deployment),
+                                       extra_problems=[failure] if failure else None,
+                                       autoscaler=loop.view if loop is not None else None, config=memo.config)
+        if patched is not None and _live(llmdeployments, key) is not None:
+            _written[key] = (over | {_version(body)}, patched)
+
+
+def _version(obj: dict) -> str:
+    return str(obj["metadata"].get("resourceVersion") or "")
 
 
 async def _restore(memo: kopf.Memo, key: tuple[str, str], logger: logging.Logger, llmdeployments: kopf.Index) -> None:
@@ -290,6 +320,7 @@ async def forget(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
     _reconciling.pop((namespace, name), None)
     _vanished_checked.pop((namespace, name), None)
     _pods_listed.pop((namespace, name), None)
+    _written.pop((namespace, name), None)
     memo.failures.pop((namespace, name), None)
 
 
@@ -343,7 +374,7 @@ async def on_pod(type: str | None, body: kopf.Body, namespace: str, labels: kopf
     containers killed for memory into a Warning Event on the owner, once each."""
     key = (namespace, labels[OWNER_LABEL])
     if type == "DELETED":
-        _first_ready.pop(body.get("metadata", {}).get("uid", ""), None)
+        _forget_pod(body.get("metadata", {}).get("uid", ""))
     _warn_once(type, body, _first(llmdeployments, key), memo.warned, logger)
     await _refresh_or_warn(memo, key, llmdeployments, owned_deployments, owned_pods, logger)
 

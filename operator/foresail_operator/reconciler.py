@@ -82,11 +82,11 @@ async def _ensure(client: KubeClient, body: dict[str, Any], plural: str, api_ver
     strayed = drift(body, current, left_out(owner, body)) if want == have else None
     if want != have or strayed:
         before = current
-        # "add" sets a member whether or not it is there: a field an older server dropped, or a field
-        # new in this plan, is written where "replace" would fail.
+        # "add" sets a member whether or not it is there: a field an older server dropped, a field new in this
+        # plan, or labels someone removed all of, is written where "replace" would fail.
         ops = [{"op": "add", "path": f"/spec/{key}", "value": _kept(key, value, current)}
                for key, value in body["spec"].items() if key not in UNPATCHED]
-        ops += [{"op": "replace", "path": "/metadata/labels", "value": meta["labels"]},
+        ops += [{"op": "add", "path": "/metadata/labels", "value": meta["labels"]},
                 {"op": "add", "path": "/metadata/annotations", "value": {
                     **(current["metadata"].get("annotations") or {}), **meta["annotations"]}},
                 {"op": "replace", "path": "/metadata/ownerReferences", "value": meta["ownerReferences"]}]
@@ -362,8 +362,9 @@ def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
 async def refresh_status(client: KubeClient, body: Mapping[str, Any], deployment: Mapping[str, Any] | None,
                          pods: Iterable[PodSummary], extra_problems: list[tuple[str, str]] | None = None,
-                         autoscaler: Mapping[str, Any] | None = None, config: OperatorConfig | None = None) -> bool:
-    """Recompute the status and patch it when it changed; True if patched.
+                         autoscaler: Mapping[str, Any] | None = None, config: OperatorConfig | None = None
+                         ) -> dict[str, Any] | None:
+    """Recompute the status and patch it when it changed; the LLMDeployment as patched, None where unchanged.
 
     `autoscaler` is the decision loop's view (see autoscaler.py): its conditions and its status
     fields (recommendedReplicas, forecast) are written together with the workload's, so that one
@@ -393,8 +394,8 @@ async def refresh_status(client: KubeClient, body: Mapping[str, Any], deployment
     if autoscaling_on:  # else a loop still stopping may hand in a last view
         new.update((autoscaler or {}).get("fields") or {})
     if _same(new, previous):
-        return False
-    await client.merge_patch(llmd_path(meta["namespace"], meta["name"], "status"), {"status": new})
+        return None
+    patched = await client.merge_patch(llmd_path(meta["namespace"], meta["name"], "status"), {"status": new})
     degraded = next(c for c in new["conditions"] if c["type"] == "Degraded")
     old_degraded: dict[str, Any] = next(
         (c for c in previous.get("conditions") or [] if c.get("type") == "Degraded"), {})
@@ -403,4 +404,4 @@ async def refresh_status(client: KubeClient, body: Mapping[str, Any], deployment
         kopf.warn(dict(body), reason=degraded["reason"], message=degraded["message"])
     elif degraded["status"] == "False" and old_degraded.get("status") == "True":
         kopf.info(dict(body), reason="Recovered", message="the problem is gone: " + old_degraded.get("message", ""))
-    return True
+    return patched

@@ -309,6 +309,14 @@ def _divisor(value: Any, i: int) -> None:
                     "(e.g. 1Mi, 1k or 1m)")
 
 
+def _argument(model: Mapping[str, Any], key: str) -> str | None:
+    """spec.model's ``key``, passed to the server as a command-line argument: not one that reads as an option."""
+    value = model.get(key)
+    if value is not None and str(value).startswith("-"):
+        raise SpecError(f"spec.model.{key}: {value!r} must not start with '-': the server would read it as an option")
+    return value
+
+
 def _token_secret(ref: Mapping[str, Any]) -> str | None:
     """spec.model.tokenSecretRef's Secret name (checked with its key), or None."""
     if ref:
@@ -405,8 +413,8 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
     parsed = LLMDeploymentSpec(
         model=ModelSpec(
             source=str(model["source"]),
-            revision=model.get("revision"),
-            served_model_name=model.get("servedModelName"),
+            revision=_argument(model, "revision"),
+            served_model_name=_argument(model, "servedModelName"),
             token_secret=_token_secret(token),
             token_secret_key=token.get("key", "token"),
             cache_pvc=cache.get("pvc"),

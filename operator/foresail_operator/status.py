@@ -54,6 +54,9 @@ class PodSummary:
     terminating: bool = False  # deleted, shutting down (metadata.deletionTimestamp)
     first_ready: float | None = None  # when it first became ready, where known (handlers.owned_pods remembers it)
     restarted: bool = False  # a container of it restarted: its readiness may be a later one than its first
+    uid: str = ""
+    # first_ready is as handlers.owned_pods saw it; None: its first readiness was not seen (it was first seen ready)
+    watched: bool = False
 
     @classmethod
     def of(cls, pod: Mapping[str, Any]) -> "PodSummary":
@@ -82,13 +85,16 @@ class PodSummary:
         return cls(meta.get("name", ""), parse_time(meta.get("creationTimestamp")), ready_since, problem,
                    annotations.get(DELETION_COST), _metrics_url(status.get("podIP"), annotations),
                    bool(meta.get("deletionTimestamp")),
-                   restarted=any(cs.get("restartCount") for cs in status.get("containerStatuses") or []))
+                   restarted=any(cs.get("restartCount") for cs in status.get("containerStatuses") or []),
+                   uid=meta.get("uid", ""))
 
     @property
     def cold_start_s(self) -> float | None:
         """Seconds from pod creation to its first readiness (not a later one: a readiness blip, a restart); None
-        for a pod first seen ready after a container restarted (an operator started since): that is not known."""
-        ready = self.first_ready if self.first_ready is not None else None if self.restarted else self.ready_since
+        where that is not known: a pod handlers.owned_pods first saw ready (``watched``, no first_ready), or one
+        first seen ready after a container restarted."""
+        ready = self.first_ready if self.watched or self.first_ready is not None else (
+            None if self.restarted else self.ready_since)
         if self.created is None or ready is None:
             return None
         return max(0.0, ready - self.created)

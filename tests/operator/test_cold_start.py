@@ -32,3 +32,22 @@ def test_a_readiness_blip_is_no_cold_start() -> None:
         assert seen[-1].ready_since == T0 + 3602  # still ready, as the scaler reads it
     finally:
         handlers._first_ready.clear()
+        handlers._unready.clear()
+
+
+def test_a_pod_first_seen_ready_measures_no_cold_start() -> None:
+    """An operator started since (or back from a watch gap) lists a pod ready an hour after its creation, no container
+    restarted: it may have been ready 30 s after it and gone NotReady for a moment since; its Ready condition tells
+    the last readiness only. Not measured (the status keeps the cold start measured before), unlike a pod seen not
+    ready first."""
+    labels = {handlers.OWNER_LABEL: "x"}
+    try:
+        listed = handlers.owned_pods(namespace="default", labels=labels, body=_pod("True", T0 + 3602))
+        assert measured_cold_start([listed[("default", "x")]]) is None
+        assert listed[("default", "x")].ready_since == T0 + 3602  # ready, as the scaler reads it
+        handlers.owned_pods(namespace="default", labels=labels, body=_pod("False", T0 + 3700))
+        again = handlers.owned_pods(namespace="default", labels=labels, body=_pod("True", T0 + 3730))
+        assert measured_cold_start([again[("default", "x")]]) is None  # still not its first readiness
+    finally:
+        handlers._first_ready.clear()
+        handlers._unready.clear()

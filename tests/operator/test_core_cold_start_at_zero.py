@@ -64,3 +64,4 @@ def test_a_pod_first_seen_ready_after_a_restart_measures_no_cold_start() -> None
         assert measured_cold_start([PodSummary.of(fresh)]) == 120
     finally:
         handlers._first_ready.pop("u-restarted", None)
+        handlers._unready.discard("u-restarted")

@@ -3,7 +3,8 @@ a day (a decision with a schedule then overflowed or counted windows for seconds
 event loop), pod label or annotation keys Kubernetes refuses (the operator then reported InvalidSpec
 instead of `kubectl apply` failing), and placement kube-apiserver refuses in the Deployment (a required node
 affinity without a term, two spread constraints of the same topologyKey and whenUnsatisfiable:
-pkg/apis/core/validation; the operator then reported ReconcileFailed). The CRD refuses them naming the
+pkg/apis/core/validation; the operator then reported ReconcileFailed), and a served model name or revision
+starting with '-' (the server read it as an option: a crash loop). The CRD refuses them naming the
 field, `parse_spec` too (an operator newer than the CRD installed), and the valid neighbours are accepted and
 planned into a Deployment the API test server accepts: an annotation key's prefix may have capitals, as
 Kubernetes checks it in lower case.
@@ -57,6 +58,12 @@ REFUSED: dict[str, tuple[dict[str, Any], str, str]] = {
     "spread-constraints-repeated": ({"resources": {"topologySpreadConstraints": [
         SPREAD, {**SPREAD, "maxSkew": 2}]}}, "spec.resources.topologySpreadConstraints",
         "the same topologyKey and whenUnsatisfiable"),
+    # passed to the server as `--served-model-name -x` or `--revision --help`: argparse reads it as an option, and
+    # the pod crash-loops
+    "served-model-name-like-an-option": ({"model": {"source": "org/name", "servedModelName": "-x"}},
+                                         "spec.model.servedModelName", "must not start with '-'"),
+    "revision-like-an-option": ({"model": {"source": "org/name", "revision": "--help"}}, "spec.model.revision",
+                                "must not start with '-'"),
 }
 
 ACCEPTED: dict[str, dict[str, Any]] = {
@@ -72,6 +79,8 @@ ACCEPTED: dict[str, dict[str, Any]] = {
     "spread-constraints-of-two-pairs": {"resources": {"topologySpreadConstraints": [
         SPREAD, {**SPREAD, "whenUnsatisfiable": "DoNotSchedule", "maxSkew": 2},
         {**SPREAD, "topologyKey": "kubernetes.io/hostname"}]}},
+    "served-model-name-and-revision-with-a-dash-inside": {"model": {"source": "org/name", "servedModelName": "my-x-",
+                                                                   "revision": "v2-rc1"}},
 }
 
 

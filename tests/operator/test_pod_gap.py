@@ -9,11 +9,14 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
+import kopf
 import pytest
 
 from foresail.kubetest.testing import start_apiserver
+from foresail_operator import handlers
+from foresail_operator.kube import KubeClient
 from tests.helpers import Kube, KubeServer, condition, found, wait_for
 from tests.operator.conftest import LLMD, Operator
 from tests.reliability.conftest import install_crds
@@ -82,3 +85,38 @@ def test_a_pod_deleted_during_a_watch_gap_leaves_the_status(small_window: KubeSe
     finally:
         op.kill(signal.SIGTERM)
         print(op.text()[-4000:])
+
+
+def _pod(kube: Kube, name: str) -> dict[str, Any]:
+    """A pod of LLMDeployment x created, as owned_pods saw it: not ready, then ready."""
+    pod = kube.create(PODS, {"apiVersion": "v1", "kind": "Pod",
+                             "metadata": {"name": name, "labels": {handlers.OWNER_LABEL: "x"}},
+                             "spec": {"containers": [{"name": "server", "image": "i"}]}})
+    for ready in ("False", "True"):
+        pod["status"] = {"conditions": [{"type": "Ready", "status": ready,
+                                         "lastTransitionTime": pod["metadata"]["creationTimestamp"]}]}
+        summary = handlers.owned_pods(namespace="default", labels={handlers.OWNER_LABEL: "x"}, body=kopf.Body(pod))
+    return {"uid": pod["metadata"]["uid"], "summary": summary[("default", "x")]}
+
+
+async def test_what_is_kept_for_a_pod_gone_during_a_watch_gap_is_dropped(tmp_path: Path) -> None:
+    """A pod deleted while the watch was down never gets its DELETED event: once a LIST finds it gone, the operator
+    drops its first readiness (kept for every pod otherwise: memory that grows with each one gone unseen)."""
+    key = ("default", "x")
+    try:
+        with start_apiserver(tmp_path, simulate_pods=False) as server:
+            kube = Kube(server.url)
+            gone, kept = _pod(kube, "x-1"), _pod(kube, "x-2")
+            kube.delete(f"{PODS}/x-1")
+            client = KubeClient(kopf.ConnectionInfo(server=server.url, insecure=True))
+            try:
+                pods = await handlers._pods(client, {key: [gone["summary"], kept["summary"]]},  # type: ignore[arg-type]
+                                            key, {"status": {"replicas": 1}})
+            finally:
+                await client.close()
+        assert [p.name for p in pods] == ["x-2"]
+        assert gone["uid"] not in handlers._first_ready
+        assert handlers._first_ready.get(kept["uid"]) is not None  # its cold start still measured
+    finally:
+        handlers._first_ready.clear()
+        handlers._pods_listed.pop(key, None)
