@@ -140,6 +140,18 @@ _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _BYTES = re.compile(r"^[0-9]+(\.[0-9]+)?([kMGTPE]|[KMGTPE]i|[eE][0-9]+)?$")
 _QUANTITIES = {"cpu": re.compile(r"^[0-9]+(\.[0-9]+)?m?$"), "memory": _BYTES, "ephemeralStorage": _BYTES}
 _DIVISOR = re.compile(r"^[0-9]+(\.[0-9]+)?(m|[kMGTPE]|[KMGTPE]i)?$")  # a resourceFieldRef's: milli too
+# what an env var's fieldRef and resourceFieldRef may name (validEnvDownwardAPIFieldPathExpressions and
+# validContainerResourceFieldPathExpressions; metadata.labels['KEY'] and metadata.annotations['KEY'] too)
+_FIELD_PATHS = ("metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName", "spec.serviceAccountName",
+                "status.hostIP", "status.hostIPs", "status.podIP", "status.podIPs")
+_SUBSCRIPTED_FIELD = re.compile(r"^metadata\.(labels|annotations)\['(.*)'\]$")
+_RESOURCES = ("limits.cpu", "limits.memory", "limits.ephemeral-storage", "requests.cpu", "requests.memory",
+              "requests.ephemeral-storage")
+_INT32_MAX = 2**31 - 1
+# Kubernetes allows 256 KiB of annotations on a pod (keys and values, in bytes): 1 KiB is left for the operator's own
+_ANNOTATIONS_MAX_B = 255 * 1024
+_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+_DELETION_COST_VALUE = re.compile(r"^(0|-[0-9]{1,10}|[1-9][0-9]{0,9})$")  # Go's ParseInt, no '+' or leading 0
 
 
 def _duration_s(text: str) -> int:
@@ -281,6 +293,7 @@ def _affinity(affinity: Any) -> dict[str, Any]:
 
 
 def _topology_spread(items: Any) -> tuple[Mapping[str, Any], ...]:
+    """spec.resources.topologySpreadConstraints, checked as Kubernetes checks a pod's."""
     pairs = [(c.get("topologyKey"), c.get("whenUnsatisfiable")) for c in items or ()]
     if len(set(pairs)) < len(pairs):
         raise SpecError("spec.resources.topologySpreadConstraints: two constraints have the same topologyKey and "
@@ -288,6 +301,10 @@ def _topology_spread(items: Any) -> tuple[Mapping[str, Any], ...]:
     for i, constraint in enumerate(items or ()):
         _label_selector(constraint.get("labelSelector"), f"spec.resources.topologySpreadConstraints[{i}].labelSelector")
         _topology_key(constraint, f"spec.resources.topologySpreadConstraints[{i}]")
+        for key in ("maxSkew", "minDomains"):
+            if constraint.get(key) is not None and constraint[key] > _INT32_MAX:
+                raise SpecError(f"spec.resources.topologySpreadConstraints[{i}].{key}: {constraint[key]} is more "
+                                f"than {_INT32_MAX} (a 32-bit integer)")
     return tuple(items or ())
 
 
@@ -309,6 +326,35 @@ def _divisor(value: Any, i: int) -> None:
                     "(e.g. 1Mi, 1k or 1m)")
 
 
+def _field_ref(ref: Mapping[str, Any], where: str) -> None:
+    """An env var's fieldRef: a field Kubernetes can put in an environment variable, of the v1 pod."""
+    if ref.get("apiVersion") not in (None, "", "v1"):
+        raise SpecError(f"{where}.apiVersion: {ref['apiVersion']!r} must be v1 (the only version of a pod's fields)")
+    path = ref.get("fieldPath")
+    subscripted = _SUBSCRIPTED_FIELD.match(path) if isinstance(path, str) else None
+    if path in _FIELD_PATHS or subscripted and _label_key(
+            subscripted[2].lower() if subscripted[1] == "annotations" else subscripted[2]):
+        return
+    raise SpecError(f"{where}.fieldPath: {path!r} must be one of {', '.join(_FIELD_PATHS)}, or "
+                    "metadata.labels['KEY'] or metadata.annotations['KEY'] with KEY a label or annotation key")
+
+
+def _resource_ref(ref: Mapping[str, Any], where: str) -> None:
+    """An env var's resourceFieldRef: a resource Kubernetes can put in an environment variable."""
+    resource = ref.get("resource")
+    if resource not in _RESOURCES and not str(resource).startswith(("limits.hugepages-", "requests.hugepages-")):
+        raise SpecError(f"{where}.resource: {resource!r} must be one of {', '.join(_RESOURCES)}, "
+                        "limits.hugepages-SIZE or requests.hugepages-SIZE")
+
+
+def _host_path(cache: Mapping[str, Any]) -> str | None:
+    """spec.model.cache.hostPath, without a '..' component (Kubernetes refuses the volume)."""
+    path = cache.get("hostPath")
+    if path is not None and ".." in str(path).split("/"):
+        raise SpecError(f"spec.model.cache.hostPath: {path!r} must not contain a '..' path component")
+    return path
+
+
 def _argument(model: Mapping[str, Any], key: str) -> str | None:
     """spec.model's ``key``, passed to the server as a command-line argument: not one that reads as an option."""
     value = model.get(key)
@@ -328,10 +374,15 @@ def _env(runtime: Mapping[str, Any]) -> tuple[tuple[Mapping[str, Any], ...], tup
     """spec.runtime.env and envFrom, the Secrets and ConfigMaps they name checked as Kubernetes checks a pod's."""
     env, env_from = tuple(runtime.get("env") or ()), tuple(runtime.get("envFrom") or ())
     for i, var in enumerate(env):
+        value_from, where = var.get("valueFrom") or {}, f"spec.runtime.env[{i}].valueFrom"
         for kind in ("secretKeyRef", "configMapKeyRef"):
-            if (var.get("valueFrom") or {}).get(kind) is not None:
-                _key_ref(var["valueFrom"][kind], f"spec.runtime.env[{i}].valueFrom.{kind}")
-        _divisor(((var.get("valueFrom") or {}).get("resourceFieldRef") or {}).get("divisor"), i)
+            if value_from.get(kind) is not None:
+                _key_ref(value_from[kind], f"{where}.{kind}")
+        if value_from.get("fieldRef") is not None:
+            _field_ref(value_from["fieldRef"], f"{where}.fieldRef")
+        if value_from.get("resourceFieldRef") is not None:
+            _resource_ref(value_from["resourceFieldRef"], f"{where}.resourceFieldRef")
+        _divisor((value_from.get("resourceFieldRef") or {}).get("divisor"), i)
     for i, source in enumerate(env_from):
         prefix = source.get("prefix") or ""
         if prefix and not _ENV_NAME.match(prefix):
@@ -363,6 +414,15 @@ def _pod_metadata(spec: Mapping[str, Any], kind: str) -> dict[str, str]:
         if not _label_key(key.lower() if kind == "annotations" else key):
             raise SpecError(f"spec.podMetadata.{kind}: {key!r} is not a valid key (an optional DNS-subdomain "
                             "prefix and '/', then a name of at most 63 letters, digits, '-', '_' or '.')")
+    size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in values.items())
+    if kind == "annotations" and size > _ANNOTATIONS_MAX_B:
+        raise SpecError(f"spec.podMetadata.annotations: keys and values together are {size} bytes, more than "
+                        f"{_ANNOTATIONS_MAX_B} (255 KiB): Kubernetes allows 256 KiB of annotations on a pod and the "
+                        "operator adds its own")
+    cost = values.get(_DELETION_COST) if kind == "annotations" else None
+    if cost is not None and not (_DELETION_COST_VALUE.match(str(cost)) and -2**31 <= int(cost) < 2**31):
+        raise SpecError(f"spec.podMetadata.annotations: {_DELETION_COST} {cost!r} must be a 32-bit integer (e.g. 0 "
+                        "or -5, no '+' or leading zeros)")
     return values
 
 
@@ -418,7 +478,7 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
             token_secret=_token_secret(token),
             token_secret_key=token.get("key", "token"),
             cache_pvc=cache.get("pvc"),
-            cache_host_path=cache.get("hostPath"),
+            cache_host_path=_host_path(cache),
         ),
         runtime=RuntimeSpec(
             name=runtime.get("name", "foresail"),

@@ -38,6 +38,13 @@ def pod_anti_affinity(selector: dict[str, Any], topology_key: str = "kubernetes.
         {"labelSelector": selector, "topologyKey": topology_key}]}}}
 
 
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+FIELD_REF = "spec.runtime.env[0].valueFrom.fieldRef"
+FIELD_PATHS = ("metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName", "spec.serviceAccountName",
+               "status.hostIP", "status.hostIPs", "status.podIP", "status.podIPs", "metadata.labels['team']",
+               "metadata.labels['app.kubernetes.io/name']", "metadata.annotations['Example.com/Owner_ID']")
+
+
 def env(**value_from: dict[str, Any]) -> dict[str, Any]:
     return {"env": [{"name": "X", "valueFrom": value_from}]}
 
@@ -139,6 +146,40 @@ REFUSED: dict[str, tuple[str, dict[str, Any], str, str]] = {
                               "should match"),
     "token-secret-bad-key": ("model", {"tokenSecretRef": {"name": "hf", "key": "hf token"}},
                              "spec.model.tokenSecretRef.key", "should match"),
+    # what the pod spec's validation refuses beyond formats: a backstep in a hostPath, env fields and resources
+    # a pod does not have, 32-bit integers, 256 KiB of annotations
+    "cache-host-path-backstep": ("model", {"cache": {"hostPath": "/var/cache/../etc"}}, "spec.model.cache.hostPath",
+                                 "must not contain a '..' path component"),
+    "cache-host-path-trailing-backstep": ("model", {"cache": {"hostPath": "/mnt/models/.."}},
+                                          "spec.model.cache.hostPath", "must not contain a '..'"),
+    "field-ref-unsupported": ("runtime", env(fieldRef={"fieldPath": "spec.nodeSelector"}),
+                              f"{FIELD_REF}.fieldPath", "must be one of metadata.name"),
+    "field-ref-labels-without-key": ("runtime", env(fieldRef={"fieldPath": "metadata.labels"}),
+                                     f"{FIELD_REF}.fieldPath", "must be one of"),
+    "field-ref-bad-label-key": ("runtime", env(fieldRef={"fieldPath": "metadata.labels['my team']"}),
+                                f"{FIELD_REF}.fieldPath", "a label or annotation key"),
+    "field-ref-api-version-v2": ("runtime", env(fieldRef={"fieldPath": "metadata.name", "apiVersion": "v2"}),
+                                 f"{FIELD_REF}.apiVersion", "must be v1"),
+    "resource-field-ref-unsupported": ("runtime", env(resourceFieldRef={"resource": "limits.nvidia.com/gpu"}),
+                                       "spec.runtime.env[0].valueFrom.resourceFieldRef.resource",
+                                       "must be limits.cpu"),
+    "spread-max-skew-over-int32": ("resources", {"topologySpreadConstraints": [
+        {"maxSkew": 2**31, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}]},
+        "spec.resources.topologySpreadConstraints[0].maxSkew", "less than or equal to 2147483647"),
+    "spread-min-domains-over-int32": ("resources", {"topologySpreadConstraints": [
+        {"maxSkew": 1, "minDomains": 2**31, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}]},
+        "spec.resources.topologySpreadConstraints[0].minDomains", "less than or equal to 2147483647"),
+    "annotations-over-255-kib": ("podMetadata", {"annotations": {f"example.com/k{i}": "v" * 10000 for i in range(27)}},
+                                 "spec.podMetadata.annotations", "at most 261120 bytes"),
+    # bytes are counted, not characters: 131000 characters of two bytes each
+    "annotations-over-255-kib-in-bytes": ("podMetadata", {"annotations": {"note": "\u00e9" * 131000}},
+                                          "spec.podMetadata.annotations", "at most 261120 bytes"),
+    "deletion-cost-not-a-number": ("podMetadata", {"annotations": {DELETION_COST: "high"}},
+                                   "spec.podMetadata.annotations", "pod-deletion-cost must be a 32-bit integer"),
+    "deletion-cost-over-int32": ("podMetadata", {"annotations": {DELETION_COST: str(2**31)}},
+                                 "spec.podMetadata.annotations", "must be a 32-bit integer"),
+    "deletion-cost-leading-zero": ("podMetadata", {"annotations": {DELETION_COST: "007"}},
+                                   "spec.podMetadata.annotations", "must be a 32-bit integer"),
 }
 
 ACCEPTED: dict[str, tuple[str, dict[str, Any]]] = {
@@ -180,6 +221,20 @@ ACCEPTED: dict[str, tuple[str, dict[str, Any]]] = {
                                                                                      "optional": True}}}],
                              "envFrom": [{"secretRef": {"name": "keys"}, "prefix": "K_"}]}),
     "token-secret": ("model", {"tokenSecretRef": {"name": "hf-token", "key": "token"}}),
+    "cache-host-path-dots-in-names": ("model", {"cache": {"hostPath": "/mnt/..models/v1../.cache/."}}),
+    "field-refs": ("runtime", {"env": [{"name": f"F{i}", "valueFrom": {"fieldRef": {"fieldPath": path}}}
+                                       for i, path in enumerate(FIELD_PATHS)]
+                               + [{"name": "V", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid",
+                                                                           "apiVersion": "v1"}}}]}),
+    "resource-field-refs": ("runtime", {"env": [{"name": f"R{i}", "valueFrom": {"resourceFieldRef": {"resource": r}}}
+                                                for i, r in enumerate(("limits.cpu", "requests.memory",
+                                                                       "limits.ephemeral-storage",
+                                                                       "requests.hugepages-2Mi"))]}),
+    "spread-int32-max": ("resources", {"topologySpreadConstraints": [
+        {"maxSkew": 2**31 - 1, "minDomains": 2**31 - 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}]}),
+    "annotations-255-kib": ("podMetadata", {"annotations": {"example.com/note": "v" * (255 * 1024 - 16)}}),
+    "deletion-cost-int32-min": ("podMetadata", {"annotations": {DELETION_COST: str(-2**31)}}),
+    "deletion-cost-int32-max": ("podMetadata", {"annotations": {DELETION_COST: str(2**31 - 1)}}),
 }
 
 
