@@ -77,6 +77,7 @@ class Loop:
     capacity: CapacityModel | None = None
     last_in_system: float | None = None
     last_time: float | None = None  # when the snapshot that ``last_in_system`` came from was taken
+    last_scraped: float | None = None  # the pods' scrape targets up in that snapshot
     growth: float = 0.0  # the queue's growth per second between the last two snapshots
     unit: str = "requests"  # the spec's autoscaling.demandUnit
     tokens_per_request: float = DEFAULT_TOKENS_PER_REQUEST  # completed tokens per completed request, lately
@@ -162,12 +163,14 @@ class Loop:
         Arrivals are completions plus the growth of what is in the system (queued + running requests), or the
         requests the activator counted arriving where that is more (it counts them before any pod does, also
         those it holds while replicas start) or no pod reports. The growth is timed by the snapshots, not by the
-        decisions: decisions between two snapshots read the growth the last two showed. A request counts for 1,
-        or in tokens for the tokens per completed request lately (``DEFAULT_TOKENS_PER_REQUEST`` until a
+        decisions: decisions between two snapshots read the growth the last two showed. Where the two counted a
+        different number of pods' scrape targets up (a scrape failed, so one pod's gauges left the sums for one
+        snapshot; a pod came or went), the sums are not of the same pods and there is no growth. A request counts
+        for 1, or in tokens for the tokens per completed request lately (``DEFAULT_TOKENS_PER_REQUEST`` until a
         completion was seen)."""
         if signals.requests is None and signals.arrivals is not None:  # no pod reports
             each = self.tokens_per_request if self.unit == "tokens" else 1.0
-            self.last_in_system = self.last_time = None  # the pods' count starts again when they report
+            self.last_in_system = self.last_time = self.last_scraped = None  # it starts again when pods report
             return Reading(0.0, signals.arrivals * each, each, at_door=True)
         each = 1.0
         done = signals.requests or 0.0
@@ -181,9 +184,10 @@ class Loop:
         in_system = (signals.waiting or 0.0) + (signals.running or 0.0)
         if taken_at != self.last_time:  # a new snapshot: the growth since the one before
             self.growth = 0.0
-            if self.last_in_system is not None and self.last_time is not None and taken_at > self.last_time:
+            if self.last_in_system is not None and self.last_time is not None and taken_at > self.last_time \
+                    and signals.scraped == self.last_scraped:  # as many pods scraped: no failed scrape, no new pod
                 self.growth = max(0.0, (in_system - self.last_in_system) / (taken_at - self.last_time))
-            self.last_in_system, self.last_time = in_system, taken_at
+            self.last_in_system, self.last_time, self.last_scraped = in_system, taken_at, signals.scraped
         demand = done + self.growth * each
         if signals.arrivals is not None:
             demand = max(demand, signals.arrivals * each)
