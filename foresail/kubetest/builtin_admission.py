@@ -6,15 +6,18 @@ server makes that a schema cannot express (a Deployment's selector must match it
 labels, containers need a name and an image, Secret data must be base64, a Pod's or pod template's
 deletion cost must be a 32-bit integer, a rolling update's maxUnavailable and maxSurge must be counts or
 percentages, no ``..`` in a hostPath volume's path, an env var's fieldRef and resourceFieldRef name a field and a
-resource that exist, annotation keys are qualified names and all annotations together at most 256 KiB).
+resource that exist and a divisor the resource supports, a Pod's container images have no leading or trailing
+whitespace, annotation keys are qualified names and all annotations together at most 256 KiB).
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import math
 import random
 import re
+from fractions import Fraction
 from typing import Any
 
 import jsonschema
@@ -39,6 +42,13 @@ _ENV_FIELD_PATHS = frozenset({"metadata.name", "metadata.namespace", "metadata.u
                               "status.podIPs"})
 _ENV_RESOURCES = frozenset({"limits.cpu", "limits.memory", "limits.ephemeral-storage", "requests.cpu",
                             "requests.memory", "requests.ephemeral-storage"})
+# resource.Quantity's syntax (a sign, a number, a decimal SI or binary suffix or a decimal exponent), and the
+# divisors validateContainerResourceDivisor accepts for each kind of resource (as Quantity.String() writes them)
+_QUANTITY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))([numkMGTPE]|[KMGTPE]i|[eE][-+]?[0-9]+)?$")
+_SI_EXPONENTS = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+_BYTE_DIVISORS = ("1", "1k", "1M", "1G", "1T", "1P", "1E", "1Ki", "1Mi", "1Gi", "1Ti", "1Pi", "1Ei")
+_DIVISORS = {"cpu": (("1m", "1"), "1m and 1", "cpu"), "memory": (_BYTE_DIVISORS, ", ".join(_BYTE_DIVISORS), "memory"),
+             "ephemeral-storage": (_BYTE_DIVISORS, ", ".join(_BYTE_DIVISORS), "local ephemeral storage")}
 _PERCENT_ERROR = ("a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or "
                   "'93%', regex used for validation is '[0-9]+%')")
 
@@ -117,6 +127,14 @@ def _pod_spec_causes(spec: dict[str, Any], path: str) -> list[Cause]:
     return causes + _pod_refs_causes(spec, path)
 
 
+def _pod_image_causes(spec: dict[str, Any]) -> list[Cause]:
+    """validateContainersOnlyForPod: a Pod's (not a template's) images have no leading or trailing whitespace."""
+    return [Cause("FieldValueInvalid", f"Invalid value: {format_value(image)}: must not have leading or trailing "
+                  "whitespace", f"spec.{kind}[{index}].image")
+            for kind in ("containers", "initContainers") for index, container in _items(spec.get(kind))
+            if isinstance(image := container.get("image"), str) and image != image.strip()]
+
+
 def _items(value: Any) -> list[tuple[int, dict[str, Any]]]:
     """The objects of a list field, with their index (anything else the schema reports)."""
     return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)] if isinstance(value, list) else []
@@ -144,7 +162,43 @@ def _env_source_causes(source: Any, where: str) -> list[Cause]:
         causes.append(Cause("FieldValueNotSupported", f"Unsupported value: {format_value(resource_ref['resource'])}: "
                             f"supported values: {', '.join(map(format_value, sorted(_ENV_RESOURCES)))}",
                             f"{where}.resourceFieldRef.resource"))
+    if isinstance(resource_ref, dict) and isinstance(resource_ref.get("resource"), str):
+        causes += _divisor_causes(resource_ref["resource"], resource_ref.get("divisor"), f"{where}.resourceFieldRef")
     return causes
+
+
+def _divisor_string(divisor: Any) -> str | None:
+    """Quantity.String() of ``divisor`` where that is 0, 1, 1m, 1k ... 1E or 1Ki ... 1Ei; "" for any other
+    quantity, None for no quantity (the schema's business)."""
+    match = _QUANTITY.match(str(divisor)) if isinstance(divisor, (int, str)) and not isinstance(divisor, bool) else None
+    if not match:
+        return None
+    number, suffix = Fraction(match[1]), match[2] or ""
+    exponent = len(suffix) > 1 and not suffix.endswith("i")  # e3, E-3 (E alone: exa)
+    if suffix.endswith("i"):
+        value = number * 1024 ** ("KMGTPE".index(suffix[0]) + 1)
+    else:
+        value = number * Fraction(10) ** (int(suffix[1:]) if exponent else _SI_EXPONENTS[suffix])
+    value = Fraction(math.ceil(value * 10**9), 10**9)  # ParseQuantity rounds up to nano
+    if value in (0, 1):
+        return str(value)
+    if exponent:  # written back as 1e3, 1e-3 ...
+        return ""
+    if suffix.endswith("i") and value >= 1024:  # binary, in powers of 1024 (else in decimal SI)
+        return next((f"1{p}i" for n, p in enumerate("KMGTPE", 1) if value == 1024 ** n), "")
+    return next((f"1{p}" for n, p in enumerate("mkMGTPE") if value == Fraction(1000) ** (n or -1)), "")
+
+
+def _divisor_causes(resource: str, divisor: Any, where: str) -> list[Cause]:
+    """validateContainerResourceDivisor: a resourceFieldRef's divisor (0: none) is one its resource supports."""
+    scope, _, kind = resource.partition(".")
+    allowed, listed, name = _DIVISORS["memory"][:2] + ("hugepages",) if kind.startswith("hugepages-") else \
+        _DIVISORS.get(kind, ((), "", ""))
+    written = _divisor_string(divisor)
+    if scope not in ("limits", "requests") or not listed or written is None or written == "0" or written in allowed:
+        return []
+    return [Cause("FieldValueInvalid", f"Invalid value: {format_value(resource)}: only divisor's values {listed} are "
+                  f"supported with the {name} resource", f"{where}.divisor")]
 
 
 def _pod_refs_causes(spec: dict[str, Any], path: str) -> list[Cause]:
@@ -276,7 +330,7 @@ def validate_builtin(obj: dict[str, Any], strict: bool = False) -> list[Cause]:
     if kind in ("Deployment", "ReplicaSet"):
         causes += _deployment_causes(obj)
     elif kind == "Pod":
-        causes += _pod_spec_causes(obj.get("spec") or {}, "spec")
+        causes += _pod_spec_causes(obj.get("spec") or {}, "spec") + _pod_image_causes(obj.get("spec") or {})
         causes += _deletion_cost_causes(obj.get("metadata"), "metadata.annotations")
     elif kind == "Secret":
         causes += _secret_causes(obj)

@@ -140,6 +140,9 @@ _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _BYTES = re.compile(r"^[0-9]+(\.[0-9]+)?([kMGTPE]|[KMGTPE]i|[eE][0-9]+)?$")
 _QUANTITIES = {"cpu": re.compile(r"^[0-9]+(\.[0-9]+)?m?$"), "memory": _BYTES, "ephemeralStorage": _BYTES}
 _DIVISOR = re.compile(r"^[0-9]+(\.[0-9]+)?(m|[kMGTPE]|[KMGTPE]i)?$")  # a resourceFieldRef's: milli too
+# the divisors validateContainerResourceDivisor accepts: cpu's, and memory's (ephemeral-storage's, hugepages')
+_CPU_DIVISORS = ("1m", "1")
+_BYTE_DIVISORS = ("1", "1k", "1M", "1G", "1T", "1P", "1E", "1Ki", "1Mi", "1Gi", "1Ti", "1Pi", "1Ei")
 # what an env var's fieldRef and resourceFieldRef may name (validEnvDownwardAPIFieldPathExpressions and
 # validContainerResourceFieldPathExpressions; metadata.labels['KEY'] and metadata.annotations['KEY'] too)
 _FIELD_PATHS = ("metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName", "spec.serviceAccountName",
@@ -317,13 +320,26 @@ def _key_ref(ref: Mapping[str, Any], where: str) -> None:
         raise SpecError(f"{where}.key: {key!r} must be a valid config key: letters, digits, '-', '_' or '.'")
 
 
-def _divisor(value: Any, i: int) -> None:
-    """An env var's resourceFieldRef.divisor, if any: a quantity with Kubernetes' suffixes."""
-    if value is None or isinstance(value, int) and not isinstance(value, bool) and value >= 0 or \
-            isinstance(value, str) and _DIVISOR.match(value):
+def _divisor(ref: Mapping[str, Any], i: int) -> None:
+    """An env var's resourceFieldRef.divisor, if any: one Kubernetes accepts for its resource (1m or 1 for cpu;
+    1, 1k ... 1E or 1Ki ... 1Ei for memory, ephemeral-storage and hugepages)."""
+    value, where = ref.get("divisor"), f"spec.runtime.env[{i}].valueFrom.resourceFieldRef.divisor"
+    if value is None:
         return
-    raise SpecError(f"spec.runtime.env[{i}].valueFrom.resourceFieldRef.divisor: {value!r} is not a quantity "
-                    "(e.g. 1Mi, 1k or 1m)")
+    if isinstance(value, bool) or not (isinstance(value, int) and value >= 0 or
+                                       isinstance(value, str) and _DIVISOR.match(value)):
+        raise SpecError(f"{where}: {value!r} is not a quantity (e.g. 1Mi, 1k or 1m)")
+    cpu = ref.get("resource") in ("limits.cpu", "requests.cpu")
+    if str(value) not in (_CPU_DIVISORS if cpu else _BYTE_DIVISORS):
+        raise SpecError(f"{where}: {value!r} is not a divisor Kubernetes accepts for {ref.get('resource')}: "
+                        f"one of {', '.join(_CPU_DIVISORS if cpu else _BYTE_DIVISORS)}")
+
+
+def _image(image: str | None) -> str | None:
+    """spec.runtime.image, without leading or trailing whitespace (Kubernetes refuses such a pod)."""
+    if image is not None and image != image.strip():
+        raise SpecError(f"spec.runtime.image: {image!r} must not have leading or trailing whitespace")
+    return image
 
 
 def _field_ref(ref: Mapping[str, Any], where: str) -> None:
@@ -382,7 +398,7 @@ def _env(runtime: Mapping[str, Any]) -> tuple[tuple[Mapping[str, Any], ...], tup
             _field_ref(value_from["fieldRef"], f"{where}.fieldRef")
         if value_from.get("resourceFieldRef") is not None:
             _resource_ref(value_from["resourceFieldRef"], f"{where}.resourceFieldRef")
-        _divisor((value_from.get("resourceFieldRef") or {}).get("divisor"), i)
+            _divisor(value_from["resourceFieldRef"], i)
     for i, source in enumerate(env_from):
         prefix = source.get("prefix") or ""
         if prefix and not _ENV_NAME.match(prefix):
@@ -482,7 +498,7 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
         ),
         runtime=RuntimeSpec(
             name=runtime.get("name", "foresail"),
-            image=runtime.get("image"),
+            image=_image(runtime.get("image")),
             args=tuple(str(a) for a in runtime.get("args") or ()),
             env=env,
             env_from=env_from,

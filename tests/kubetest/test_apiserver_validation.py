@@ -315,6 +315,7 @@ def _env(value_from: dict[str, Any]) -> dict[str, Any]:
 
 
 _ENV = "spec.template.spec.containers[0].env[0].valueFrom"
+_BYTES = "1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei"
 _FIELDS = ('"metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName", "spec.serviceAccountName", '
            '"status.hostIP", "status.hostIPs", "status.podIP", "status.podIPs"')
 
@@ -331,6 +332,17 @@ _FIELDS = ('"metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeNam
     (_env({"resourceFieldRef": {"resource": "limits.gpu"}}), f"{_ENV}.resourceFieldRef.resource",
      'Unsupported value: "limits.gpu": supported values: "limits.cpu", "limits.ephemeral-storage", '
      '"limits.memory", "requests.cpu", "requests.ephemeral-storage", "requests.memory"'),
+    # validateContainerResourceDivisor compares Quantity.String() with a fixed set per resource
+    (_env({"resourceFieldRef": {"resource": "limits.memory", "divisor": "1m"}}), f"{_ENV}.resourceFieldRef.divisor",
+     f'Invalid value: "limits.memory": only divisor\'s values {_BYTES} are supported with the memory resource'),
+    (_env({"resourceFieldRef": {"resource": "requests.cpu", "divisor": 1000}}), f"{_ENV}.resourceFieldRef.divisor",
+     'Invalid value: "requests.cpu": only divisor\'s values 1m and 1 are supported with the cpu resource'),
+    (_env({"resourceFieldRef": {"resource": "limits.ephemeral-storage", "divisor": "1024"}}),
+     f"{_ENV}.resourceFieldRef.divisor", f'Invalid value: "limits.ephemeral-storage": only divisor\'s values '
+                                         f"{_BYTES} are supported with the local ephemeral storage resource"),
+    (_env({"resourceFieldRef": {"resource": "limits.hugepages-2Mi", "divisor": "1e3"}}),
+     f"{_ENV}.resourceFieldRef.divisor", f'Invalid value: "limits.hugepages-2Mi": only divisor\'s values '
+                                         f"{_BYTES} are supported with the hugepages resource"),
 ])
 def test_a_pod_templates_paths_and_references_are_checked(kube: Kube, namespace: str, template_spec: dict[str, Any],
                                                           field: str, message: str) -> None:
@@ -346,6 +358,11 @@ def test_a_pod_templates_paths_and_references_are_checked(kube: Kube, namespace:
     _env({"fieldRef": {"fieldPath": "metadata.labels['app']"}}),
     _env({"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIPs"}}),
     _env({"resourceFieldRef": {"resource": "limits.hugepages-2Mi"}}),
+    # the same quantities written otherwise, and 0 (no divisor)
+    *[_env({"resourceFieldRef": {"resource": resource, "divisor": divisor}}) for resource, divisor in (
+        ("limits.cpu", "1000m"), ("requests.cpu", "0.001"), ("limits.cpu", 1), ("limits.memory", "1024Ki"),
+        ("requests.memory", 1000), ("limits.ephemeral-storage", "1Gi"), ("requests.hugepages-1Gi", "1M"),
+        ("limits.memory", "0"), ("limits.memory", "1Ei"))],
 ])
 def test_valid_paths_and_references_are_accepted(kube: Kube, namespace: str, template_spec: dict[str, Any]) -> None:
     status, body = kube.post(f"/apis/apps/v1/namespaces/{namespace}/deployments", _deployment(**template_spec))
@@ -372,3 +389,21 @@ def test_annotations_are_checked_as_the_real_server_does(kube: Kube, namespace: 
     status, body = post("badkey", {"no spaces": "1"})
     assert status == 422 and list(_causes(body)) == [field], body
     assert post("fits", {"Example.COM/Some-Key": "x" * (256 * 1024 - 21)})[0] == 201
+
+
+def test_a_pods_image_has_no_leading_or_trailing_whitespace(kube: Kube, namespace: str) -> None:
+    """validateContainersOnlyForPod: the real server refuses such a Pod, not the Deployment (whose pods then fail
+    to be created: FailedCreate)."""
+    spec = {"containers": [{"name": "c", "image": "vllm/vllm-openai:v0.6 "}],
+            "initContainers": [{"name": "i", "image": "\tbusybox"}]}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec}
+    status, body = kube.post(f"/api/v1/namespaces/{namespace}/pods", pod)
+    assert status == 422, body
+    assert _causes(body) == {
+        "spec.containers[0].image": 'Invalid value: "vllm/vllm-openai:v0.6 ": must not have leading or trailing '
+                                    "whitespace",
+        "spec.initContainers[0].image": 'Invalid value: "\\tbusybox": must not have leading or trailing whitespace'}
+    status, body = kube.post(f"/apis/apps/v1/namespaces/{namespace}/deployments", _deployment(**spec))
+    assert status == 201, body
+    pod["spec"] = {"containers": [{"name": "c", "image": "vllm/vllm-openai:v0.6"}]}
+    assert kube.post(f"/api/v1/namespaces/{namespace}/pods", pod)[0] == 201

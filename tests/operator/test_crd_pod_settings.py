@@ -128,6 +128,24 @@ REFUSED: dict[str, tuple[str, dict[str, Any], str, str]] = {
                              "spec.runtime.env[0].valueFrom.resourceFieldRef.divisor", "should match"),
     "divisor-lower-case-ki": ("runtime", env(resourceFieldRef={"resource": "limits.memory", "divisor": "1ki"}),
                               "spec.runtime.env[0].valueFrom.resourceFieldRef.divisor", "should match"),
+    # kube-apiserver takes only some divisors (validateContainerResourceDivisor): milli is no divisor of bytes, and a
+    # cpu count is divided by 1 or 1m
+    "divisor-milli-of-memory": ("runtime", env(resourceFieldRef={"resource": "limits.memory", "divisor": "1m"}),
+                                "spec.runtime.env[0].valueFrom.resourceFieldRef.divisor", "1Ki, 1Mi, 1Gi"),
+    "divisor-kilo-of-cpu": ("runtime", env(resourceFieldRef={"resource": "requests.cpu", "divisor": "1k"}),
+                            "spec.runtime.env[0].valueFrom.resourceFieldRef.divisor", "must be 1m or 1 for limits.cpu"),
+    "divisor-int-2-of-cpu": ("runtime", env(resourceFieldRef={"resource": "limits.cpu", "divisor": 2}),
+                             "spec.runtime.env[0].valueFrom.resourceFieldRef.divisor", "must be 1m or 1 for"),
+    "divisor-not-a-unit": ("runtime", env(resourceFieldRef={"resource": "limits.ephemeral-storage",
+                                                            "divisor": "512Mi"}),
+                           "spec.runtime.env[0].valueFrom.resourceFieldRef.divisor", "1Ki, 1Mi, 1Gi"),
+    "divisor-hugepages-milli": ("runtime", env(resourceFieldRef={"resource": "limits.hugepages-2Mi", "divisor": "1m"}),
+                                "spec.runtime.env[0].valueFrom.resourceFieldRef.divisor", "1Ki, 1Mi, 1Gi"),
+    # the real server refuses a pod whose image has leading or trailing whitespace (validateContainersOnlyForPod)
+    "image-trailing-space": ("runtime", {"image": "vllm/vllm-openai:v0.6 "}, "spec.runtime.image",
+                             "must not have leading or trailing whitespace"),
+    "image-leading-newline": ("runtime", {"image": "\nvllm/vllm-openai:v0.6"}, "spec.runtime.image",
+                              "must not have leading or trailing whitespace"),
     "secret-key-ref-bad-name": ("runtime", env(secretKeyRef={"name": "HF_Token", "key": "token"}),
                                 "spec.runtime.env[0].valueFrom.secretKeyRef.name", "should match"),
     "secret-key-ref-no-name": ("runtime", env(secretKeyRef={"key": "token"}),
@@ -212,7 +230,12 @@ ACCEPTED: dict[str, tuple[str, dict[str, Any]]] = {
     "quantities-int": ("resources", {"cpu": 4, "memory": 0, "ephemeralStorage": 10 ** 11}),
     "divisors": ("runtime", {"env": [{"name": n, "valueFrom": {"resourceFieldRef": {"resource": "limits.memory",
                                                                                     "divisor": d}}}
-                                     for n, d in (("A", "1Mi"), ("B", "1m"), ("C", "1k"), ("D", 1))]}),
+                                     for n, d in (("A", "1Mi"), ("B", "1"), ("C", "1k"), ("D", 1), ("E", "1Ei"))]
+                             + [{"name": n, "valueFrom": {"resourceFieldRef": {"resource": r, "divisor": d}}}
+                                for n, r, d in (("F", "requests.cpu", "1m"), ("G", "limits.cpu", 1),
+                                                ("H", "limits.ephemeral-storage", "1G"),
+                                                ("I", "requests.hugepages-1Gi", "1Gi"))]}),
+    "image-with-registry-port-and-digest": ("runtime", {"image": "registry.example.com:5000/vllm@sha256:" + "a" * 64}),
     "quantities-decimal-suffix-and-exponent": ("resources", {"memory": "500k", "ephemeralStorage": "1e11"}),
     "key-refs": ("runtime", {"env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "hf-token",
                                                                                   "key": "HF_TOKEN.v1"}}},
