@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from foresail.autoscaler.recurrence import Recurring
 
 SEARCHES = {"hour": "hourly", "day": "daily", "weekday": "weekday"}  # the windows of each period
+CRD_MAX_REPLICAS = 1000  # the most minReplicas (and maxReplicas) the LLMDeployment CRD accepts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-ratio", type=float, default=2.0, metavar="RATIO",
                         help="how far above the hour's (day's) median, and above the 10 min before, demand must "
                              "jump (default 2)")
+    parser.add_argument("--max-replicas", type=int, default=CRD_MAX_REPLICAS, metavar="N",
+                        help="the most replicas a window's floor asks for, the deployment's maxReplicas (default "
+                             f"{CRD_MAX_REPLICAS}, the most the LLMDeployment accepts)")
     parser.add_argument("-o", "--out", metavar="FILE.yaml", help="also write the schedules there")
 
 
@@ -50,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not 0 < args.min_share <= 1 or not args.min_ratio > 1 or not args.interval > 0 or (
-            args.days is not None and not 0 < args.days < math.inf):
-        print("error: --min-share must be in (0, 1], --min-ratio above 1, --interval and --days positive (and "
-              "finite)", file=sys.stderr)
+            args.days is not None and not 0 < args.days < math.inf) or not 1 <= args.max_replicas <= CRD_MAX_REPLICAS:
+        print(f"error: --min-share must be in (0, 1], --min-ratio above 1, --max-replicas in [1, {CRD_MAX_REPLICAS}], "
+              "--interval and --days positive (and finite)", file=sys.stderr)
         return 2
     if all(step_misfit(args.interval, period) for period in PERIODS_S):
         print(f"error: --interval must divide the hour (3600 s) or the day (86400 s) into two steps or more, "
@@ -82,13 +90,20 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"# none: no demand jumped at the same {', or '.join(searched)}")
     lines += [f"# {SEARCHES[period]} windows not searched: {why}" for period, why in skipped.items()]
     for w in found:
-        e = w.entry()
-        days = f"days: [{', '.join(e['days'])}], " if "days" in e else ""
-        lines += [f"# {w.name}: {w.evidence(p.sim.unit)}",
-                  f'- {{name: {e["name"]}, {days}start: "{e["start"]}", end: "{e["end"]}", '
-                  f'minReplicas: {e["minReplicas"]}}}']
+        lines += _window(w, p.sim.unit, args.max_replicas)
     text = "\n".join(lines) + "\n"
     print(text, end="")
     if args.out and not written("--out", args.out, lambda: write_text(args.out, text)):
         return 1
     return 0
+
+
+def _window(w: Recurring, unit: str, max_replicas: int) -> list[str]:
+    """A window's evidence as a comment and its entry, its floor capped at ``max_replicas`` (the comment says so)."""
+    e = w.entry()
+    days = f"days: [{', '.join(e['days'])}], " if "days" in e else ""
+    needs = e["minReplicas"]
+    floor = min(needs, max_replicas)
+    capped = f"; capped at {floor} (--max-replicas), the window needs {needs}" if floor < needs else ""
+    return [f"# {w.name}: {w.evidence(unit)}{capped}",
+            f'- {{name: {e["name"]}, {days}start: "{e["start"]}", end: "{e["end"]}", minReplicas: {floor}}}']

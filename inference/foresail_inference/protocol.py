@@ -220,7 +220,7 @@ def _message_text(message: Any) -> dict[str, str]:
                             if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)]
         if len(parts) != len(content):
             raise InvalidRequest("only text content parts are supported", "messages")
-        content = "".join(parts)
+        content = "\n".join(parts)  # as vLLM joins them (entrypoints/chat_utils.py, for string chat templates)
     if not isinstance(content, str):
         raise InvalidRequest("each message needs a string 'content'", "messages")
     return {"role": _unicode(message["role"], "messages"), "content": _unicode(content, "messages")}

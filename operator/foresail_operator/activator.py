@@ -329,11 +329,16 @@ class Activator:
                     affinity: str | None) -> tuple[web.StreamResponse, str]:
         """Forward the request, held first while the deployment has no ready replica, and held again should its
         last replica go as it is sent (nothing answers, and then the watch shows none ready); the answer and its
-        outcome, ``held`` for a request held, then forwarded."""
+        outcome, ``held`` for a request held, then forwarded. Its holds together last the hold timeout at most."""
         held = self._at_zero(key)
+        deadline: float | None = None
         while True:
             if held:
-                await self._hold(key, len(body))
+                if deadline is None:
+                    deadline = time.monotonic() + self.hold_timeout_s
+                elif time.monotonic() >= deadline:
+                    raise Refusal(503, "timeout", self._timeout_message(key), 30)
+                await self._hold(key, len(body), max(deadline - time.monotonic(), 0.0))
             try:
                 # once held, the Service's endpoints may trail the status by a moment
                 response, outcome = await self._forward(request, body, key, retry_s=10.0 if held else 0.0,
@@ -355,9 +360,9 @@ class Activator:
                     _forget(key)
 
     # ---- holding ------------------------------------------------------------------------
-    async def _hold(self, key: Key, size: int) -> None:
+    async def _hold(self, key: Key, size: int, timeout_s: float) -> None:
         """Wait until the deployment has a ready replica, waking it, with a body of ``size`` bytes; Refusal after
-        the hold timeout, or at once past ``max_held`` requests for it or ``max_held_bytes`` for all."""
+        ``timeout_s``, or at once past ``max_held`` requests for it or ``max_held_bytes`` for all."""
         if self._held_bytes + size > self.max_held_bytes:
             raise Refusal(503, "overloaded", "with this request, the requests waiting for replicas would take "
                                f"{(self._held_bytes + size) / 2 ** 20:.1f} MiB, past the "
@@ -373,7 +378,7 @@ class Activator:
             hold.task = asyncio.create_task(self._wake(key, hold))
         started = time.monotonic()
         try:
-            await asyncio.wait_for(hold.ready.wait(), self.hold_timeout_s)
+            await asyncio.wait_for(hold.ready.wait(), timeout_s)
             if hold.gone:
                 raise Refusal(404, "unknown_model", f"{key[0]}/{key[1]} was deleted while the request waited")
         except asyncio.TimeoutError:

@@ -39,6 +39,7 @@ _reconciling: dict[tuple[str, str], asyncio.Lock] = {}  # one reconcile at a tim
 # pod uid -> when it was first seen ready (owned_pods); None: not known (first seen ready, or restarted by then)
 _first_ready: dict[str, float | None] = {}
 _unready: set[str] = set()  # the uids of the pods seen not ready yet (owned_pods)
+_warned: set[str] = set()  # keys ("uid/...") of the pod warnings already told (status.pod_warnings, _warn_once)
 _vanished_checked: dict[tuple[str, str], float] = {}  # when each object's owned objects were last read back
 # per object: the object its last status write answered (_refresh), and the resourceVersions that write and those
 # before it (since the index last caught up) were computed over: while the index shows one of them, it lags behind
@@ -89,7 +90,6 @@ async def start_collector(memo: kopf.Memo, logger: logging.Logger, **_: Any) -> 
     memo.collector = Collector(source, period_s=config.collect_period_s)
     memo.loops = {}
     memo.failures = {}  # (namespace, name) -> (reason, message) of the last failed reconcile
-    memo.warned = set()  # keys of the pod warnings already told (status.pod_warnings)
     memo.owned = {"services": {}, "poddisruptionbudgets": {}}  # plural -> (namespace, owner) -> object (on_owned)
     memo.collector_task = asyncio.create_task(memo.collector.run(logger))
 
@@ -155,9 +155,10 @@ def _deployment(owned_deployments: kopf.Index, key: tuple[str, str]) -> dict | N
 
 
 def _forget_pod(uid: str) -> None:
-    """Drop what owned_pods keeps for a pod that is gone."""
+    """Drop what owned_pods and _warn_once keep for a pod that is gone."""
     _first_ready.pop(uid, None)
     _unready.discard(uid)
+    _warned.difference_update([k for k in _warned if k.startswith(f"{uid}/")])
 
 
 async def _pods(client: KubeClient, owned_pods: kopf.Index, key: tuple[str, str],
@@ -375,21 +376,19 @@ async def on_pod(type: str | None, body: kopf.Body, namespace: str, labels: kopf
     key = (namespace, labels[OWNER_LABEL])
     if type == "DELETED":
         _forget_pod(body.get("metadata", {}).get("uid", ""))
-    _warn_once(type, body, _first(llmdeployments, key), memo.warned, logger)
+    _warn_once(type, body, _first(llmdeployments, key), logger)
     await _refresh_or_warn(memo, key, llmdeployments, owned_deployments, owned_pods, logger)
 
 
-def _warn_once(type_: str | None, pod: kopf.Body, owner: dict | None, warned: set[str],
-               logger: logging.Logger) -> None:
+def _warn_once(type_: str | None, pod: kopf.Body, owner: dict | None, logger: logging.Logger) -> None:
     """A Warning Event on ``owner`` for each of ``pod_warnings`` not told yet. What the first listing shows
-    (at start, after a restart) counts as told: it happened before this operator watched."""
-    uid = pod.get("metadata", {}).get("uid", "")
+    (at start, after a restart) counts as told: it happened before this operator watched. A pod gone is
+    forgotten by ``_forget_pod``."""
     if type_ == "DELETED":
-        warned.difference_update({k for k in warned if k.startswith(f"{uid}/")})
         return
     for key, reason, message in pod_warnings(pod):
-        if key not in warned:
-            warned.add(key)
+        if key not in _warned:
+            _warned.add(key)
             if type_ is not None and owner is not None:
                 logger.warning("%s: %s", reason, message)
                 kopf.warn(owner, reason=reason, message=message)

@@ -1,9 +1,11 @@
 """`foresail schedules` end to end: the schedules it finds in a trace replay with `foresail backtest --schedule`."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from foresail.backtest.cli import load_schedules
 from foresail.cli import main
@@ -60,10 +62,32 @@ def test_a_daily_job_needs_days_of_evidence(tmp_path, capsys):
     (["--capacity", "-1"], "--capacity must be a positive number"),
     (["--interval", "420"], "--interval must divide the hour (3600 s) or the day (86400 s) into two steps or more"),
     (["--interval", "86400"], "--interval must divide the hour (3600 s) or the day (86400 s) into two steps or more"),
+    (["--max-replicas", "1001"], "--max-replicas in [1, 1000]"),
+    (["--max-replicas", "0"], "--max-replicas in [1, 1000]"),
 ])
 def test_bad_flags_are_an_error_that_says_why(tmp_path, capsys, flags, message):
     assert main(["schedules", "--trace", str(make_trace(tmp_path)), *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_floor_above_what_the_crd_accepts_is_capped_and_says_so(tmp_path, capsys):
+    """At 0.01 req/s per replica the job needs 3000 replicas: more than the CRD's schedules[].minReplicas
+    maximum, which kubectl apply would refuse; the floor is capped there (or at --max-replicas)."""
+    crd = yaml.safe_load((Path(__file__).parents[2] / "crds" / "llmdeployment.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    bound = spec["autoscaling"]["properties"]["schedules"]["items"]["properties"]["minReplicas"]["maximum"]
+    p = job_trace(tmp_path, 3600, 0, 600)
+    found = tmp_path / "found.yaml"
+    assert main(["schedules", "--trace", str(p), "--capacity", "0.01", "-o", str(found)]) == 0
+    out = capsys.readouterr().out
+    assert f'- {{name: hourly-00, start: "*:00", end: "*:10", minReplicas: {bound}}}' in out
+    assert f"; capped at {bound} (--max-replicas), the window needs 3000" in out
+    assert [s.min_replicas for s in load_schedules(str(found))] == [bound]
+    assert main(["schedules", "--trace", str(p), "--capacity", "0.01", "--max-replicas", "40"]) == 0
+    out = capsys.readouterr().out
+    assert 'minReplicas: 40}' in out and "; capped at 40 (--max-replicas), the window needs 3000" in out
+    assert main(["schedules", "--trace", str(p), "--capacity", "1", "--max-replicas", "40"]) == 0
+    assert "capped" not in capsys.readouterr().out  # 30 replicas: under the cap
 
 
 def test_a_missing_trace_is_an_error_that_names_it(tmp_path, capsys):

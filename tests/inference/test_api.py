@@ -75,8 +75,10 @@ def test_text_content_parts_are_one_text_and_other_parts_are_refused(server: Ser
         return requests.post(url, headers=server.headers, timeout=30, json={
             "messages": [{"role": "user", "content": content}], "max_tokens": 8, "temperature": 0})
 
-    plain = ask("Hello there")
-    parts = ask([{"type": "text", "text": "Hello "}, {"type": "text", "text": "there"}])
+    # vLLM joins a message's text parts with "\n" (vllm/entrypoints/chat_utils.py, _parse_chat_message_content_parts:
+    # text_prompt = "\n".join(texts)), and so does the server, so that the same request makes the same prompt
+    plain = ask("Hello\nthere")
+    parts = ask([{"type": "text", "text": "Hello"}, {"type": "text", "text": "there"}])
     assert plain.status_code == parts.status_code == 200
     assert parts.json()["usage"]["prompt_tokens"] == plain.json()["usage"]["prompt_tokens"]
     assert parts.json()["choices"][0]["message"] == plain.json()["choices"][0]["message"]

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
@@ -20,11 +21,12 @@ import pytest
 import requests
 from aiohttp import web
 
+from foresail_operator.activation import REQUESTED_AT
 from foresail_operator.activator import Activator
 from foresail_operator.kube import KubeClient
 from tests.helpers import wait_for
 from tests.operator.conftest import LLMD
-from tests.operator.test_activator import AT_ZERO_OFF, Answer, deploy, llmd, metric, running_activator
+from tests.operator.test_activator import AT_ZERO_OFF, TIMEOUT_S, Answer, chat, deploy, llmd, metric, running_activator
 from tests.operator.test_activator_balance import SLICES, Pod, endpoint_slice
 from tests.operator.test_activator_faults import held, serve
 
@@ -132,6 +134,33 @@ def test_a_body_limit_below_1_mib_is_refused_at_start(how: str):
                           timeout=60, env={**os.environ, **env})
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stderr == "error: --max-body-mib must be at least 1, not 0\n"
+
+
+def test_a_request_held_again_keeps_the_deadline_of_its_first_hold(cluster, tmp_path: Path):
+    """--hold-timeout is the most a request waits for a ready replica: one whose deployment shows a ready replica
+    and goes back to zero before the request reaches it is not held (nor the deployment stamped) again for another
+    timeout once its first hold's deadline has passed, but answered its timeout."""
+    path = LLMD.format(ns="default") + "/tiny"
+    answers: list[requests.Response] = []
+    with running_activator(cluster, tmp_path, "http://127.0.0.1:9") as (url, _):  # the Service never answers
+        deploy(cluster, url, "tiny", **AT_ZERO_OFF)
+        client = threading.Thread(target=lambda: answers.append(chat(url, "tiny")))
+        client.start()
+        wait_for(lambda: held(url) == 1, what="the request held")
+        cluster.kube.merge(path + "/status", {"status": {"readyReplicas": 1}})
+        wait_for(lambda: held(url) == 0, what="the request sent to the ready replica (in vain: it retries)")
+        stamp = cluster.kube.get(path)["metadata"]["annotations"][REQUESTED_AT]
+        time.sleep(TIMEOUT_S + 0.5)  # past the first hold's deadline, within the 10 s the Service is retried
+        cluster.kube.merge(path + "/status", {"status": {"readyReplicas": 0}})
+        client.join(timeout=30)
+        rsp = answers[0]
+        assert rsp.status_code == 503 and rsp.headers["Retry-After"] == "30", rsp.text
+        assert rsp.json()["error"]["message"].startswith(f"default/tiny has no ready replica after {TIMEOUT_S} s")
+        assert metric(url, "timeout") == 1
+        holds = [ln for ln in requests.get(url + "/metrics", timeout=5).text.splitlines()
+                 if ln.startswith("foresail_activator_hold_seconds_count")]
+        assert holds == ["foresail_activator_hold_seconds_count 1.0"]  # held once, not twice
+    assert cluster.kube.get(path)["metadata"]["annotations"][REQUESTED_AT] == stamp  # no new stamp
 
 
 async def test_a_service_whose_endpointslices_are_gone_keeps_no_entry(cluster):

@@ -4,13 +4,18 @@ crash-looping container's last exit reaches the Degraded condition, which stays 
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import signal
 import time
 from pathlib import Path
 from typing import Iterator
 
+import kopf
 import pytest
 
+from foresail.kubetest.testing import start_apiserver
+from foresail_operator import handlers
+from foresail_operator.kube import KubeClient
 from foresail_operator.status import OOM_HINT, PodSummary, pod_warnings
 from tests.helpers import Kube, KubeServer, condition, wait_for
 from tests.operator.conftest import LLMD, Operator
@@ -202,3 +207,32 @@ def test_pods_that_change_at_once_tell_each_problem_and_recovery_once(unsimulate
     told = [e["reason"] for e in kube.read(EVENTS)["items"]
             if e["involvedObject"]["name"] == "tiny" and e["reason"] in ("CrashLoop", "Recovered")]
     assert sorted(told) == ["CrashLoop"] * 2 + ["Recovered"] * 2
+
+
+async def test_the_warnings_told_for_a_pod_gone_during_a_watch_gap_are_dropped(tmp_path: Path) -> None:
+    """A pod deleted while the watch was down never gets its DELETED event: once a LIST finds it gone, the keys of
+    the warnings told for it are dropped too (kept for every evicted pod otherwise), those of a pod still there
+    kept (it is not told again)."""
+    key = ("default", "tiny")
+    with start_apiserver(tmp_path, simulate_pods=False) as server:
+        kube = Kube(server.url)
+        uids = []
+        for name in ("tiny-1", "tiny-2"):
+            pod = kube.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": LABELS},
+                                     "spec": {"containers": [{"name": "server", "image": "i"}]}})
+            pod["status"] = EVICTED
+            handlers._warn_once(None, kopf.Body(pod), None, logging.getLogger("test"))  # as the first listing
+            uids.append(pod["metadata"]["uid"])
+        kube.delete(f"{PODS}/tiny-1")
+        client = KubeClient(kopf.ConnectionInfo(server=server.url, insecure=True))
+        try:
+            index = {key: [PodSummary(f"tiny-{i + 1}", None, None, None, uid=uid) for i, uid in enumerate(uids)]}
+            pods = await handlers._pods(client, index, key, {"status": {"replicas": 1}})  # type: ignore[arg-type]
+        finally:
+            await client.close()
+            handlers._pods_listed.pop(key, None)
+    try:
+        assert [p.name for p in pods] == ["tiny-2"]
+        assert f"{uids[0]}/evicted" not in handlers._warned and f"{uids[1]}/evicted" in handlers._warned
+    finally:
+        handlers._warned.clear()
