@@ -7,7 +7,7 @@ import contextlib
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
@@ -15,15 +15,15 @@ from foresail.demo.prometheus import PrometheusServer
 from tests.helpers import Kube
 
 
-def serve(registry: CollectorRegistry) -> ThreadingHTTPServer:
+def serve(registry: CollectorRegistry, failing: Callable[[], bool] = lambda: False) -> ThreadingHTTPServer:
     """Serve ``registry`` on 127.0.0.1 in the text format, as the inference server and the activator do
     (prometheus_client's own server answers Prometheus in OpenMetrics, whose names turn vLLM's colons into
-    underscores)."""
+    underscores); an empty 500 while ``failing()``."""
 
     class Metrics(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            body = generate_latest(registry)
-            self.send_response(200)
+            body = b"" if failing() else generate_latest(registry)
+            self.send_response(500 if failing() else 200)
             self.send_header("Content-Type", CONTENT_TYPE_LATEST)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

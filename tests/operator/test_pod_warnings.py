@@ -36,6 +36,14 @@ def oom(restarts: int, container_id: str, now: bool = False) -> dict:
                                              "lastState": ended})}
 
 
+def create_tiny(kube: Kube) -> None:
+    """An LLMDeployment ``tiny`` in ``default`` with autoscaling off, once the operator has given it a status."""
+    kube.create(LLMD.format(ns="default"), {"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment",
+                                            "metadata": {"name": "tiny"}, "spec": {
+                                                "model": {"source": "builtin:tiny"}, "autoscaling": {"mode": "off"}}})
+    wait_for(lambda: kube.read(f"{LLMD.format(ns='default')}/tiny").get("status"), timeout=30, what="a status")
+
+
 def test_an_eviction_and_each_death_by_memory_are_told_with_what_to_raise():
     pod = {"metadata": {"uid": "u1", "name": "tiny-1"}, "status": EVICTED}
     [(key, reason, message)] = pod_warnings(pod)
@@ -110,10 +118,7 @@ def unsimulated(unsimulated: KubeServer, tmp_path: Path) -> Iterator[tuple[Kube,
 
 def test_the_owner_hears_of_each_eviction_and_death_by_memory_once(unsimulated: tuple[Kube, Operator]):
     kube, operator = unsimulated
-    kube.create(LLMD.format(ns="default"), {"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment",
-                                            "metadata": {"name": "tiny"}, "spec": {
-                                                "model": {"source": "builtin:tiny"}, "autoscaling": {"mode": "off"}}})
-    wait_for(lambda: kube.read(f"{LLMD.format(ns='default')}/tiny").get("status"), timeout=30, what="a status")
+    create_tiny(kube)
     for name in ("tiny-a", "tiny-b"):
         kube.create(PODS, {"metadata": {"name": name, "labels": LABELS},
                            "spec": {"containers": [{"name": "server", "image": "vllm"}]}})
@@ -146,10 +151,7 @@ def test_a_crash_loop_stays_degraded_between_restarts_with_one_warning(unsimulat
     so the owner gets one Warning for the crash loop, and one Recovered once the pod is ready."""
     kube, _ = unsimulated
     path = f"{LLMD.format(ns='default')}/tiny"
-    kube.create(LLMD.format(ns="default"), {"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment",
-                                            "metadata": {"name": "tiny"}, "spec": {
-                                                "model": {"source": "builtin:tiny"}, "autoscaling": {"mode": "off"}}})
-    wait_for(lambda: kube.read(path).get("status"), timeout=30, what="a status")
+    create_tiny(kube)
     kube.create(PODS, {"metadata": {"name": "tiny-a", "labels": LABELS},
                        "spec": {"containers": [{"name": "server", "image": "vllm"}]}})
 
@@ -182,10 +184,7 @@ def test_pods_that_change_at_once_tell_each_problem_and_recovery_once(unsimulate
     again: 9 and 14 Events for 3 of each."""
     kube, _ = unsimulated
     path = f"{LLMD.format(ns='default')}/tiny"
-    kube.create(LLMD.format(ns="default"), {"apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment",
-                                            "metadata": {"name": "tiny"}, "spec": {
-                                                "model": {"source": "builtin:tiny"}, "autoscaling": {"mode": "off"}}})
-    wait_for(lambda: kube.read(path).get("status"), timeout=30, what="a status")
+    create_tiny(kube)
     names = [f"tiny-{i}" for i in range(6)]
     for name in names:
         kube.create(PODS, {"metadata": {"name": name, "labels": LABELS},

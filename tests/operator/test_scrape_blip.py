@@ -10,20 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from foresail.demo.prometheus import PrometheusServer
 from foresail_operator.autoscaler import Loop, step
 from foresail_operator.collector import Collector
 from foresail_operator.metrics import PrometheusSource, Signals
 from tests.operator.advisory import BODY, KEY, THREE_READY
-from tests.operator.exporters import counting
+from tests.operator.exporters import counting, serve
 from tests.operator.test_queue_growth import SPEC
 from tests.reliability.fake_prometheus import FakePrometheus
 
@@ -71,22 +69,7 @@ class Pod:
         Gauge("vllm:num_requests_running", "running", registry=registry).set(30)
         Gauge("vllm:num_requests_waiting", "waiting", registry=registry).set(0)
         self.done = Counter("vllm:request_success", "completed", registry=registry)
-        pod = self
-
-        class Metrics(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                body = b"" if pod.failing else generate_latest(registry)
-                self.send_response(500 if pod.failing else 200)
-                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve(registry, lambda: self.failing)
         self.address = f"127.0.0.1:{self.server.server_address[1]}"
 
 
