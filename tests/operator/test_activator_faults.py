@@ -7,6 +7,7 @@ headers, bodies over the limit, malformed bodies, the last replica going as a re
 from __future__ import annotations
 
 import calendar
+import contextlib
 import gzip
 import http.client
 import http.server
@@ -17,7 +18,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import openai
 import pytest
@@ -44,6 +45,21 @@ def serve(handler: type[http.server.BaseHTTPRequestHandler]) -> http.server.Thre
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+@contextlib.contextmanager
+def behind_activator(cluster: Any, tmp_path: Path, handler: type[http.server.BaseHTTPRequestHandler], *args: str,
+                     host: str = "127.0.0.1") -> Iterator[str]:
+    """A ready LLMDeployment ``tiny`` whose pod is ``handler``, served on ``host``, and the activator (with ``args``)
+    in front of it: the activator's URL."""
+    pod = serve(handler)
+    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
+    cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
+    try:
+        with running_activator(cluster, tmp_path, f"http://{host}:{pod.server_address[1]}", *args) as (url, _):
+            yield url
+    finally:
+        pod.shutdown()
 
 
 class Generating(http.server.ThreadingHTTPServer):
@@ -128,36 +144,24 @@ class _BreaksOff(http.server.BaseHTTPRequestHandler):
 def test_an_answer_the_pod_breaks_off_reaches_the_client_cut_short(cluster, tmp_path: Path):
     """The status line is sent by then, so the client cannot get a 502; its connection closes before the end
     of the body (as the pod's did), so that it cannot take the part for the whole answer."""
-    pod = serve(_BreaksOff)
-    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
-    cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
-    try:
-        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{pod.server_address[1]}") as (url, _):
-            with pytest.raises(requests.exceptions.ChunkedEncodingError):
-                chat(url, "tiny")
-            assert (metric(url, "upstream_error"), metric(url, "forwarded")) == (1, 0)
-    finally:
-        pod.shutdown()
+    with behind_activator(cluster, tmp_path, _BreaksOff) as url:
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            chat(url, "tiny")
+        assert (metric(url, "upstream_error"), metric(url, "forwarded")) == (1, 0)
 
 
 def test_an_answer_cut_short_shows_so_over_http_1_0(cluster, tmp_path: Path):
     """A client over HTTP/1.0 (as nginx is to an upstream by default) reads an answer without Content-Length until the
     connection closes: the pod's Content-Length goes on, so that one cut short cannot pass for the whole."""
-    pod = serve(_BreaksOff)
-    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
-    cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
-    try:
-        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{pod.server_address[1]}") as (url, _):
-            with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=30) as connection:
-                connection.sendall(b'POST /v1/chat/completions HTTP/1.0\r\nContent-Length: 17\r\n\r\n{"model": "tiny"}')
-                answer = http.client.HTTPResponse(connection)
-                answer.begin()
-                assert (answer.status, answer.headers["Content-Length"]) == (200, "1000")
-                with pytest.raises(http.client.IncompleteRead):
-                    answer.read()
-            assert (metric(url, "upstream_error"), metric(url, "forwarded")) == (1, 0)
-    finally:
-        pod.shutdown()
+    with behind_activator(cluster, tmp_path, _BreaksOff) as url:
+        with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=30) as connection:
+            connection.sendall(b'POST /v1/chat/completions HTTP/1.0\r\nContent-Length: 17\r\n\r\n{"model": "tiny"}')
+            answer = http.client.HTTPResponse(connection)
+            answer.begin()
+            assert (answer.status, answer.headers["Content-Length"]) == (200, "1000")
+            with pytest.raises(http.client.IncompleteRead):
+                answer.read()
+        assert (metric(url, "upstream_error"), metric(url, "forwarded")) == (1, 0)
 
 
 def unanswered(listener: socket.socket) -> list[socket.socket]:
@@ -262,28 +266,22 @@ def test_headers_go_on_end_to_end_and_a_compressed_body_goes_on_decoded(cluster,
     client's nor the pod's go on; a header that comes twice (Set-Cookie) comes twice. A gzip body that
     is not gzip gets a 400 (and aiohttp logs the decoding error as it drains the body)."""
     _Echo.seen.clear()
-    pod = serve(_Echo)
-    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
-    cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
     body = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}).encode()
-    try:
-        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{pod.server_address[1]}") as (url, _):
-            rsp = requests.post(url + "/v1/chat/completions", data=gzip.compress(body), timeout=30, headers={
-                "Content-Encoding": "gzip", "Content-Type": "application/json", "Authorization": "Bearer sk-1",
-                "Connection": "keep-alive, X-Client-Hop", "X-Client-Hop": "1"})
-            assert rsp.status_code == 200, rsp.text
-            assert "X-Pod-Hop" not in rsp.headers and rsp.raw.headers.getlist("Set-Cookie") == ["a=1", "b=2"]
-            headers, received = _Echo.seen[-1]
-            names = {name.lower() for name, _ in headers}
-            assert received == body and "content-encoding" not in names and "x-client-hop" not in names
-            assert ("Authorization", "Bearer sk-1") in headers
-            rsp = requests.post(url + "/v1/chat/completions", data=body, timeout=30,
-                                headers={"Content-Encoding": "gzip"})
-            assert rsp.status_code == 400 and "cannot read the request body" in rsp.json()["error"]["message"]
-            assert len(_Echo.seen) == 1
-            assert (metric(url, "forwarded"), metric(url, "bad_request")) == (1, 1)
-    finally:
-        pod.shutdown()
+    with behind_activator(cluster, tmp_path, _Echo) as url:
+        rsp = requests.post(url + "/v1/chat/completions", data=gzip.compress(body), timeout=30, headers={
+            "Content-Encoding": "gzip", "Content-Type": "application/json", "Authorization": "Bearer sk-1",
+            "Connection": "keep-alive, X-Client-Hop", "X-Client-Hop": "1"})
+        assert rsp.status_code == 200, rsp.text
+        assert "X-Pod-Hop" not in rsp.headers and rsp.raw.headers.getlist("Set-Cookie") == ["a=1", "b=2"]
+        headers, received = _Echo.seen[-1]
+        names = {name.lower() for name, _ in headers}
+        assert received == body and "content-encoding" not in names and "x-client-hop" not in names
+        assert ("Authorization", "Bearer sk-1") in headers
+        rsp = requests.post(url + "/v1/chat/completions", data=body, timeout=30,
+                            headers={"Content-Encoding": "gzip"})
+        assert rsp.status_code == 400 and "cannot read the request body" in rsp.json()["error"]["message"]
+        assert len(_Echo.seen) == 1
+        assert (metric(url, "forwarded"), metric(url, "bad_request")) == (1, 1)
 
 
 def test_one_model_is_retrieved_and_an_oversized_body_is_refused_in_openais_shape(cluster, tmp_path: Path):
@@ -359,25 +357,18 @@ def test_malformed_bodies_get_a_400_or_go_on_never_a_crash(cluster, tmp_path: Pa
     """With prefix routing, a content part whose text is null, a number or an object gives the routing key no text
     (the request goes on: the pod judges it); JSON nested deeper than the parser recurses gets a 400 in OpenAI's
     shape, counted as bad_request. Never aiohttp's bare 500 and a traceback."""
-    upstream = serve(Answer)
-    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
-    cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
-    try:
-        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{upstream.server_address[1]}",
-                               "--routing", "prefix") as (url, _):
-            wait_for(lambda: served(url) == ["tiny"], timeout=10, what="tiny in /v1/models")
-            for text in (None, 5, {"a": 1}):
-                body: dict[str, Any] = {"model": "tiny", "messages": [
-                    {"role": "user", "content": [{"type": "text", "text": text}]}]}
-                rsp = requests.post(url + "/v1/chat/completions", json=body, timeout=30)
-                assert rsp.status_code == 200, (text, rsp.text)
-            for nested in (b'{"model": "tiny", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
-                           b'{"model": "tiny", "x": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5000 + b"}"):
-                rsp = requests.post(url + "/v1/chat/completions", data=nested, timeout=30)
-                assert rsp.status_code == 400, rsp.text
-                assert rsp.json()["error"] == {"message": "the request body's JSON is nested too deeply",
-                                               "type": "invalid_request_error", "code": 400}
-            assert (metric(url, "forwarded"), metric(url, "bad_request")) == (3, 2)
-        assert "Traceback" not in (tmp_path / "activator.log").read_text()
-    finally:
-        upstream.shutdown()
+    with behind_activator(cluster, tmp_path, Answer, "--routing", "prefix") as url:
+        wait_for(lambda: served(url) == ["tiny"], timeout=10, what="tiny in /v1/models")
+        for text in (None, 5, {"a": 1}):
+            body: dict[str, Any] = {"model": "tiny", "messages": [
+                {"role": "user", "content": [{"type": "text", "text": text}]}]}
+            rsp = requests.post(url + "/v1/chat/completions", json=body, timeout=30)
+            assert rsp.status_code == 200, (text, rsp.text)
+        for nested in (b'{"model": "tiny", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+                       b'{"model": "tiny", "x": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5000 + b"}"):
+            rsp = requests.post(url + "/v1/chat/completions", data=nested, timeout=30)
+            assert rsp.status_code == 400, rsp.text
+            assert rsp.json()["error"] == {"message": "the request body's JSON is nested too deeply",
+                                           "type": "invalid_request_error", "code": 400}
+        assert (metric(url, "forwarded"), metric(url, "bad_request")) == (3, 2)
+    assert "Traceback" not in (tmp_path / "activator.log").read_text()

@@ -11,28 +11,20 @@ from pathlib import Path
 
 import requests
 
-from tests.operator.conftest import LLMD
-from tests.operator.test_activator import AT_ZERO_OFF, Answer, llmd, metric, running_activator
-from tests.operator.test_activator_faults import serve
+from tests.operator.test_activator import Answer, metric
+from tests.operator.test_activator_faults import behind_activator
 
 
 def test_a_clients_expect_100_continue_is_answered_by_the_activator_and_does_not_go_on(cluster, tmp_path: Path):
     """curl sends `Expect: 100-continue` with a large body; the activator answers it and reads the whole body, so
     the pod gets none: one that ignores it (Python's http.server, speaking HTTP/1.0) must not leave the request
     waiting for a 100 it never sends (a 504 at the response timeout before)."""
-    pod = serve(Answer)
-    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
-    cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
-    try:
-        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{pod.server_address[1]}",
-                               "--response-timeout", "5") as (url, _):
-            rsp = requests.post(url + "/v1/chat/completions", timeout=30, headers={"Expect": "100-continue"},
-                                data=json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}))
-            assert rsp.status_code == 200, rsp.text
-            assert rsp.json()["choices"][0]["message"]["content"] == "hi"
-            assert (metric(url, "forwarded"), metric(url, "timeout")) == (1, 0)
-    finally:
-        pod.shutdown()
+    with behind_activator(cluster, tmp_path, Answer, "--response-timeout", "5") as url:
+        rsp = requests.post(url + "/v1/chat/completions", timeout=30, headers={"Expect": "100-continue"},
+                            data=json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}))
+        assert rsp.status_code == 200, rsp.text
+        assert rsp.json()["choices"][0]["message"]["content"] == "hi"
+        assert (metric(url, "forwarded"), metric(url, "timeout")) == (1, 0)
 
 
 class _Redirects(http.server.BaseHTTPRequestHandler):
@@ -64,18 +56,12 @@ def test_a_pods_redirect_goes_back_to_the_client_unfollowed(cluster, tmp_path: P
     outside /v1/ that the client never asked for, and answered with that. The client gets the 302 as the pod sent
     it, and the pod sees only the POST."""
     _Redirects.seen.clear()
-    pod = serve(_Redirects)
-    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
-    cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
-    try:
-        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{pod.server_address[1]}") as (url, _):
-            rsp = requests.post(url + "/v1/chat/completions", json={"model": "tiny"}, timeout=30,
-                                allow_redirects=False)
-            assert (rsp.status_code, rsp.headers["Location"]) == (302, "/internal/admin"), rsp.text
-            assert _Redirects.seen == [("POST", "/v1/chat/completions")]
-            assert metric(url, "forwarded") == 1
-    finally:
-        pod.shutdown()
+    with behind_activator(cluster, tmp_path, _Redirects) as url:
+        rsp = requests.post(url + "/v1/chat/completions", json={"model": "tiny"}, timeout=30,
+                            allow_redirects=False)
+        assert (rsp.status_code, rsp.headers["Location"]) == (302, "/internal/admin"), rsp.text
+        assert _Redirects.seen == [("POST", "/v1/chat/completions")]
+        assert metric(url, "forwarded") == 1
 
 
 class _SetsCookie(http.server.BaseHTTPRequestHandler):
@@ -101,20 +87,14 @@ def test_a_cookie_a_pod_sets_for_one_client_never_goes_with_anothers_requests(cl
     cookie set for the first client and sent it with the second's request. Each client gets the Set-Cookie; the pod
     gets a Cookie only from a client that sends one."""
     _SetsCookie.cookies.clear()
-    pod = serve(_SetsCookie)
-    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
-    cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
-    try:
-        with running_activator(cluster, tmp_path, f"http://localhost:{pod.server_address[1]}") as (url, _):
-            for _ in range(2):
-                rsp = requests.post(url + "/v1/chat/completions", json={"model": "tiny"}, timeout=30)
-                assert rsp.status_code == 200 and rsp.headers["Set-Cookie"] == "session=alice; Path=/", rsp.text
-            rsp = requests.post(url + "/v1/chat/completions", json={"model": "tiny"}, timeout=30,
-                                headers={"Cookie": "session=bob"})
-            assert rsp.status_code == 200, rsp.text
-            assert _SetsCookie.cookies == [None, None, "session=bob"]
-    finally:
-        pod.shutdown()
+    with behind_activator(cluster, tmp_path, _SetsCookie, host="localhost") as url:
+        for _ in range(2):
+            rsp = requests.post(url + "/v1/chat/completions", json={"model": "tiny"}, timeout=30)
+            assert rsp.status_code == 200 and rsp.headers["Set-Cookie"] == "session=alice; Path=/", rsp.text
+        rsp = requests.post(url + "/v1/chat/completions", json={"model": "tiny"}, timeout=30,
+                            headers={"Cookie": "session=bob"})
+        assert rsp.status_code == 200, rsp.text
+        assert _SetsCookie.cookies == [None, None, "session=bob"]
 
 
 class _Notes(Answer):
@@ -132,23 +112,17 @@ def test_headers_the_client_did_not_send_are_not_added(cluster, tmp_path: Path):
     which a FastAPI server, vLLM's or SGLang's, reads as bytes, not JSON: a 422), and without an Accept-Encoding the
     client did not send (the pod could answer compressed), Accept or User-Agent; those a client sends go on."""
     _Notes.seen.clear()
-    pod = serve(_Notes)
-    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
-    cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
     body = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}).encode()
     sent = {"Content-Type": "application/json", "Accept": "application/json", "Accept-Encoding": "br",
             "User-Agent": "OpenAI/Python 1.0"}
-    try:
-        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{pod.server_address[1]}") as (url, _):
-            for headers in ({}, sent):
-                connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=30)
-                connection.putrequest("POST", "/v1/chat/completions", skip_accept_encoding=True)
-                for name, value in {**headers, "Content-Length": str(len(body))}.items():
-                    connection.putheader(name, value)
-                connection.endheaders(body)
-                assert connection.getresponse().status == 200
-                connection.close()
-        names = ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
-        assert [{n: seen.get(n) for n in names} for seen in _Notes.seen] == [dict.fromkeys(names), sent]
-    finally:
-        pod.shutdown()
+    with behind_activator(cluster, tmp_path, _Notes) as url:
+        for headers in ({}, sent):
+            connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=30)
+            connection.putrequest("POST", "/v1/chat/completions", skip_accept_encoding=True)
+            for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                connection.putheader(name, value)
+            connection.endheaders(body)
+            assert connection.getresponse().status == 200
+            connection.close()
+    names = ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
+    assert [{n: seen.get(n) for n in names} for seen in _Notes.seen] == [dict.fromkeys(names), sent]

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.operator.conftest import LLMD
-from tests.operator.test_activator import AT_ZERO_OFF, llmd, metric, running_activator
-from tests.operator.test_activator_faults import serve
+from tests.operator.test_activator import metric
+from tests.operator.test_activator_faults import behind_activator
 
 BODY = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "hi"}]})
 
@@ -53,14 +52,8 @@ def send(url: str, method: str, target: str) -> tuple[int, dict]:
 def forwarding(cluster, tmp_path: Path):
     """The activator in front of a ready deployment whose pod notes the paths it gets."""
     _Paths.seen.clear()
-    pod = serve(_Paths)
-    cluster.kube.create(LLMD.format(ns="default"), llmd("tiny", **AT_ZERO_OFF))
-    cluster.kube.merge(LLMD.format(ns="default") + "/tiny/status", {"status": {"readyReplicas": 1}})
-    try:
-        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{pod.server_address[1]}") as (url, _):
-            yield url
-    finally:
-        pod.shutdown()
+    with behind_activator(cluster, tmp_path, _Paths) as url:
+        yield url
 
 
 def test_paths_outside_v1_are_refused_in_openais_shape_and_never_reach_a_pod(forwarding: str):
