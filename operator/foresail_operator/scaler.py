@@ -57,10 +57,12 @@ async def in_flight(pods: Iterable[PodSummary], runtime: str) -> dict[str, float
 
 def deletion_costs(pods: Iterable[PodSummary], in_flight: dict[str, float]) -> dict[str, str | None]:
     """The annotation values to write before a scale-down, for the pods whose value changes: each pod's
-    requests in flight, or none (read as 0) for a pod without a figure."""
+    requests in flight; for a ready pod without a figure the highest cost (it may be busy: the pods known
+    idle go first); none for a pod not ready (the ReplicaSet controller removes those first anyway)."""
     out: dict[str, str | None] = {}
     for pod in pods:
-        cost = str(min(MAX_COST, round(in_flight[pod.name]))) if pod.name in in_flight else None
+        cost = str(min(MAX_COST, round(in_flight[pod.name]))) if pod.name in in_flight else \
+            str(MAX_COST) if pod.ready_since is not None else None
         if cost != pod.deletion_cost:
             out[pod.name] = cost
     return out
@@ -68,16 +70,17 @@ def deletion_costs(pods: Iterable[PodSummary], in_flight: dict[str, float]) -> d
 
 async def mark_idlest(client: KubeClient, key: tuple[str, str], runtime: str, pods: Iterable[PodSummary],
                       logger: logging.Logger) -> None:
-    """Before a scale-down: write each pod's requests in flight as its deletion cost. A pod that cannot be
-    read or annotated is logged and left to Kubernetes' own order; the scale-down goes ahead either way. Pods
+    """Before a scale-down: write each pod's requests in flight as its deletion cost. A ready pod that cannot
+    be read is logged and ranked last (it may be busy); at a pod that cannot be annotated the marking stops,
+    logged; the scale-down goes ahead either way. Pods
     already terminating (an earlier scale-down's, draining) are not the ReplicaSet's to choose: left alone."""
     ns, name = key
     pods = [p for p in pods if not p.terminating]
     figures = await in_flight(pods, runtime)
     unread = sorted(p.name for p in pods if p.ready_since is not None and p.name not in figures)
     if unread:
-        logger.warning("%s/%s: requests in flight unknown for %s (their /metrics could not be read); "
-                       "Kubernetes ranks those pods in its own order", ns, name, ", ".join(unread))
+        logger.warning("%s/%s: requests in flight unknown for %s (their /metrics could not be read); those pods "
+                       "are ranked last, in Kubernetes' own order among themselves", ns, name, ", ".join(unread))
     for pod, cost in deletion_costs(pods, figures).items():
         try:
             await client.merge_patch(path_for("v1", "pods", ns, pod), {"metadata": {"annotations": {

@@ -48,7 +48,10 @@ def pod(name: str, cost: str | None = None, url: str | None = None) -> PodSummar
 def test_each_pod_costs_its_requests_in_flight_and_only_changes_are_written():
     pods = [pod("new"), pod("same", "3"), pod("huge", "1"), pod("unknown"), pod("unread", "5")]
     figures = {"new": 2.4, "same": 3.0, "huge": 1e12, "not-ours": 8.0}
-    assert deletion_costs(pods, figures) == {"new": "2", "huge": "2147483647", "unread": None}
+    # a ready pod without a figure may be busy: ranked last; one not ready goes first whatever its cost
+    pods += [PodSummary("starting", None, None, None, "4", None)]
+    assert deletion_costs(pods, figures) == {"new": "2", "huge": "2147483647", "unknown": "2147483647",
+                                             "unread": "2147483647", "starting": None}
 
 
 def test_the_requests_in_flight_are_the_runtimes_running_and_queued_samples_added_up():
@@ -61,20 +64,35 @@ def test_the_requests_in_flight_are_the_runtimes_running_and_queued_samples_adde
     assert requests_in("vllm:num_requests_running{ 3\n", names) is None  # garbage
 
 
-async def test_pods_that_cannot_be_read_get_no_figure_and_a_warning(caplog: pytest.LogCaptureFixture):
+async def test_pods_that_cannot_be_read_get_no_figure_a_warning_and_go_last(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    """A ready pod whose /metrics cannot be read may be busy: it gets the highest cost, so the pods known to be
+    idle go first; a pod not ready gets none (the ReplicaSet controller removes those first anyway)."""
     closed = f"http://127.0.0.1:{free_port()}/metrics"
-    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections, never answers
+    with start_apiserver(tmp_path, simulate_pods=False) as server, \
+            socket.create_server(("127.0.0.1", 0)) as silent, serving({"idle": 0}) as urls:  # silent: never answers
+        kube = Kube(server.url)
+        for name in ("refuses", "no-address", "hangs", "starting", "idle"):
+            kube.create("/api/v1/namespaces/default/pods", {"metadata": {"name": name}, "spec": {
+                "containers": [{"name": "server", "image": "vllm"}]}})
         hangs = f"http://127.0.0.1:{silent.getsockname()[1]}/metrics"
         pods = [pod("refuses", url=closed), pod("no-address"), pod("hangs", url=hangs),
-                PodSummary("starting", None, None, None, None, closed)]
+                PodSummary("starting", None, None, None, None, closed), pod("idle", url=urls["idle"])]
         started = time.monotonic()
-        assert await in_flight(pods, "vllm") == {}
+        assert await in_flight(pods, "vllm") == {"idle": 0.0}
         assert time.monotonic() - started < 3 * READ_TIMEOUT_S  # bounded, not a hang: the reads run at once
-        with caplog.at_level(logging.INFO):
-            await mark_idlest(None, ("default", "tiny"), "vllm", pods,  # type: ignore[arg-type]
-                              logging.getLogger("test"))
+        client = KubeClient(kopf.ConnectionInfo(server=server.url, insecure=True))
+        try:
+            with caplog.at_level(logging.INFO):
+                await mark_idlest(client, ("default", "tiny"), "vllm", pods, logging.getLogger("test"))
+        finally:
+            await client.close()
+        costs = {p["metadata"]["name"]: (p["metadata"].get("annotations") or {}).get(DELETION_COST)
+                 for p in kube.get("/api/v1/namespaces/default/pods")["items"]}
+    assert costs == {"refuses": "2147483647", "no-address": "2147483647", "hangs": "2147483647", "starting": None,
+                     "idle": "0"}
     assert "requests in flight unknown for hangs, no-address, refuses" in caplog.text  # not the pod starting
-    assert "fewest requests in flight first" not in caplog.text
+    assert "ranked last" in caplog.text and "fewest requests in flight first (idle 0)" in caplog.text
 
 
 async def test_pods_already_terminating_are_neither_read_nor_marked(caplog: pytest.LogCaptureFixture):
