@@ -19,7 +19,8 @@ response headers within the response timeout of the request gets its connection 
 an idle connection to a pod is kept ``KEEPALIVE_S``, less than uvicorn's 5 s (vLLM's, SGLang's), and a request
 whose kept connection the pod closes before answering is sent again once, on a new connection. A held request keeps
 its raw body alone (not the parsed JSON), and the bodies held, all deployments together, are bounded in
-bytes (``max_held_bytes``): past it, a 503 with Retry-After. It counts the
+bytes (``max_held_bytes``): past it, a 503 with Retry-After (a 413 for a body larger than the whole bound,
+which could never be held). It counts the
 requests that arrive for each deployment (``foresail_activator_arrivals_total``, from 0 for every
 deployment it knows of), which the operator reads from Prometheus as demand while no pod reports any, and
 drops a deleted deployment's series once its last request is answered.
@@ -362,7 +363,12 @@ class Activator:
     # ---- holding ------------------------------------------------------------------------
     async def _hold(self, key: Key, size: int, timeout_s: float) -> None:
         """Wait until the deployment has a ready replica, waking it, with a body of ``size`` bytes; Refusal after
-        ``timeout_s``, or at once past ``max_held`` requests for it or ``max_held_bytes`` for all."""
+        ``timeout_s``, or at once past ``max_held`` requests for it or ``max_held_bytes`` for all (a 413 for a body
+        larger than ``max_held_bytes`` alone: it can never be held)."""
+        if size > self.max_held_bytes:
+            raise Refusal(413, "bad_request", f"the request body ({size / 2 ** 20:.1f} MiB) is larger than the "
+                                              f"{self.max_held_bytes / 2 ** 20:g} MiB the activator may hold while "
+                                              f"{key[0]}/{key[1]} has no ready replica")
         if self._held_bytes + size > self.max_held_bytes:
             raise Refusal(503, "overloaded", "with this request, the requests waiting for replicas would take "
                                f"{(self._held_bytes + size) / 2 ** 20:.1f} MiB, past the "

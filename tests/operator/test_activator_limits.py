@@ -104,6 +104,33 @@ def test_the_bodies_held_are_bounded_in_bytes_for_every_deployment_together(clus
         upstream.shutdown()
 
 
+def test_a_body_larger_than_the_bytes_it_may_hold_gets_a_413_at_zero_and_goes_on_once_a_replica_is_ready(
+        cluster, tmp_path: Path):
+    """--max-held-mib 1 under --max-body-mib 4: at zero, a 2-MiB body can never be held, so it gets a 413 naming the
+    limit (counted bad_request; it was a 503 "try again later" with Retry-After), is not held and stamps nothing;
+    once a replica is ready the same body goes on."""
+    upstream = serve(Answer)
+    path = LLMD.format(ns="default") + "/tiny"
+    try:
+        with running_activator(cluster, tmp_path, f"http://127.0.0.1:{upstream.server_address[1]}", "--max-held-mib",
+                               "1", "--max-body-mib", "4") as (url, _):
+            deploy(cluster, url, "tiny", timeout=10, **AT_ZERO_OFF)
+            refused = requests.post(url + "/v1/chat/completions", json=chat_of(2 * 2 ** 20), timeout=30)
+            assert refused.status_code == 413 and "Retry-After" not in refused.headers, refused.text
+            assert refused.json()["error"] == {
+                "message": "the request body (2.0 MiB) is larger than the 1 MiB the activator may hold while "
+                           "default/tiny has no ready replica", "type": "invalid_request_error", "code": 413}
+            assert REQUESTED_AT not in (cluster.kube.get(path)["metadata"].get("annotations") or {})
+            assert (metric(url, "bad_request"), metric(url, "overloaded"), held(url)) == (1, 0, 0)
+            cluster.kube.merge(path + "/status", {"status": {"readyReplicas": 1}})
+            wait_for(lambda: requests.get(url + "/v1/models/tiny", timeout=5).json()["ready_replicas"] == 1,
+                     what="the ready replica in the activator's watch")
+            sent = requests.post(url + "/v1/chat/completions", json=chat_of(2 * 2 ** 20), timeout=30)
+            assert sent.status_code == 200 and metric(url, "forwarded") == 1, sent.text
+    finally:
+        upstream.shutdown()
+
+
 def test_a_body_over_the_configured_limit_gets_a_413_in_openais_shape(cluster, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch):
     """FORESAIL_ACTIVATOR_MAX_BODY_MIB=1: a body of 1 MiB goes on, one a byte over gets a 413 in OpenAI's error
