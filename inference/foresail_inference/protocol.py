@@ -31,6 +31,12 @@ VLLM_EXTRAS: dict[str, tuple[Any, ...]] = {
     "guided_grammar": (), "structured_outputs": (), "chat_template": (), "continue_final_message": (False,),
     "add_generation_prompt": (True,),
 }
+# vLLM's boolean request fields (and chat's "logprobs"): its pydantic models read them in lax mode, where "true",
+# "off", 1 or 0.0 are booleans too; the same values mean the same here, in the no-op checks included.
+BOOL_FIELDS = ("stream", "echo", "use_beam_search", "include_stop_str_in_output", "ignore_eos", "skip_special_tokens",
+               "continue_final_message", "add_generation_prompt")
+_BOOL_WORDS = {**dict.fromkeys(("true", "t", "yes", "y", "on", "1"), True),
+               **dict.fromkeys(("false", "f", "no", "n", "off", "0"), False)}
 
 
 class InvalidRequest(ValueError):
@@ -72,6 +78,23 @@ def _get(body: dict[str, Any], name: str, types: type | tuple[type, ...], defaul
     if not isinstance(value, types):
         raise InvalidRequest(f"'{name}' has the wrong type", name)
     return value
+
+
+def _as_bool(value: Any, name: str, param: str) -> bool | None:
+    """A boolean field as pydantic's lax mode reads it: a bool, 0 or 1, or one of its words in any case ("true",
+    "off", "y"...); None stays None, anything else is refused."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in _BOOL_WORDS:
+        return _BOOL_WORDS[value.lower()]
+    raise InvalidRequest(f"'{name}' must be a boolean", param)
+
+
+def _with_bools(body: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """``body`` with its boolean fields ``names`` read as booleans."""
+    return {**body, **{name: _as_bool(body[name], name, name) for name in names if name in body}}
 
 
 def _number(body: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
@@ -145,8 +168,9 @@ def _streaming(body: dict[str, Any]) -> tuple[bool, bool, bool]:
     options = _get(body, "stream_options", dict, {})
     if options and not stream:  # an empty object passes, as in vLLM
         raise InvalidRequest("'stream_options' is only allowed when 'stream' is true", "stream_options")
-    include_usage = _get(options, "include_usage", bool)
-    continuous = bool(_get(options, "continuous_usage_stats", bool, False) and include_usage is not False)
+    include_usage = _as_bool(options.get("include_usage"), "stream_options.include_usage", "stream_options")
+    continuous = bool(_as_bool(options.get("continuous_usage_stats"), "stream_options.continuous_usage_stats",
+                               "stream_options") and include_usage is not False)
     return stream, bool(include_usage) or continuous, continuous
 
 
@@ -200,6 +224,7 @@ def parse_completion(body: dict[str, Any], tokenizer: PreTrainedTokenizerBase, m
                      max_prompt_chars: int) -> ParsedRequest:
     """Validate a /v1/completions body. A request that cannot fit in ``max_request_tokens`` (prompt + completion)
     is refused, without tokenizing a prompt longer than ``max_prompt_chars`` characters."""
+    body = _with_bools(body, BOOL_FIELDS)
     prompt_ids = _prompt_ids(body.get("prompt"), tokenizer, max_request_tokens, max_prompt_chars)
     if not prompt_ids:
         raise InvalidRequest("the prompt is empty", "prompt")
@@ -215,7 +240,9 @@ def _message_text(message: Any) -> dict[str, str]:
     if not isinstance(message, dict) or not isinstance(message.get("role"), str):
         raise InvalidRequest("each message must be an object with a 'role'", "messages")
     content = message.get("content")
-    if isinstance(content, list):
+    if content is None:  # null or left out (an assistant turn of tool calls): no text, as vLLM reads it
+        content = ""
+    elif isinstance(content, list):
         parts: list[str] = [p["text"] for p in content
                             if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)]
         if len(parts) != len(content):
@@ -231,6 +258,7 @@ def parse_chat(body: dict[str, Any], tokenizer: PreTrainedTokenizerBase, max_req
     """Validate a /v1/chat/completions body and apply the tokenizer's chat template. A request that cannot fit in
     ``max_request_tokens`` (prompt + completion) is refused, without rendering messages of more than
     ``max_prompt_chars`` characters."""
+    body = _with_bools(body, (*BOOL_FIELDS, "logprobs"))  # chat's logprobs is a boolean, completions' a number
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' must be a non-empty list", "messages")

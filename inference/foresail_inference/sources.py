@@ -7,11 +7,14 @@ import math
 import os
 import struct
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 BUILTIN_TINY = "builtin:tiny"
 CGROUP_ROOT = Path("/sys/fs/cgroup")  # where the container's cgroup is mounted (v2; v1's memory controller below)
+# this process's cgroups: without a cgroup namespace (cgroup v1, Docker's --cgroupns=host) the mount holds the host's
+# whole tree, and the process's own cgroup is the folder this file names
+PROC_CGROUP = Path("/proc/self/cgroup")
 # cgroup v1 writes "no limit" as the largest page-aligned 64-bit number (v2 writes "max")
 _CGROUP_NO_LIMIT = 1 << 62
 
@@ -66,13 +69,13 @@ def check_fits(source: ModelSource, bytes_per_parameter: int, cgroup_root: Path 
         )
 
 
-def memory_left(cgroup_root: Path) -> tuple[int, str]:
+def memory_left(cgroup_root: Path, proc_cgroup: Path | None = None) -> tuple[int, str]:
     """The bytes left for the weights and where: the machine's available memory, or less under the memory limit
     of the container's cgroup (mounted at ``cgroup_root``), which the kernel enforces by killing the process."""
     import psutil
 
     available, where = psutil.virtual_memory().available, "on this machine"
-    cgroup = cgroup_memory(cgroup_root)
+    cgroup = cgroup_memory(cgroup_root, proc_cgroup)
     if cgroup is not None and cgroup[0] - cgroup[1] < available:
         limit, used, limit_file = cgroup
         available = max(limit - used, 0)
@@ -80,15 +83,17 @@ def memory_left(cgroup_root: Path) -> tuple[int, str]:
     return available, where
 
 
-def cgroup_memory(root: Path) -> tuple[int, int, Path] | None:
-    """The memory limit of the cgroup mounted at ``root`` (v2, else v1), its usage less the inactive page cache
-    (reclaimed before the kernel kills; the kubelet counts usage the same) and the file of the limit; None
-    without a limit or a readable cgroup."""
-    for limit_file, usage_file, stat_file, inactive in (
-        (root / "memory.max", root / "memory.current", root / "memory.stat", "inactive_file"),
-        (root / "memory/memory.limit_in_bytes", root / "memory/memory.usage_in_bytes", root / "memory/memory.stat",
-         "total_inactive_file"),
-    ):
+def cgroup_memory(root: Path, proc_cgroup: Path | None = None) -> tuple[int, int, Path] | None:
+    """The memory limit of this process's cgroup under the mount ``root`` (v2, else v1), its usage less the inactive
+    page cache (reclaimed before the kernel kills; the kubelet counts usage the same) and the file of the limit; None
+    without a limit or a readable cgroup. The nearest limit counts: of the cgroup that ``proc_cgroup`` (default
+    ``PROC_CGROUP``) names, of its parents, or of the mount's root (the container's own in a cgroup namespace)."""
+    own_v2, own_v1 = _own_cgroups(proc_cgroup or PROC_CGROUP)
+    folders = [(folder, "memory.max", "memory.current", "inactive_file") for folder in _cgroup_folders(root, own_v2)]
+    folders += [(folder, "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+                for folder in _cgroup_folders(root / "memory", own_v1)]
+    for folder, limit_name, usage_name, inactive in folders:
+        limit_file, usage_file, stat_file = folder / limit_name, folder / usage_name, folder / "memory.stat"
         try:
             limit_text = limit_file.read_text().strip()
             if limit_text == "max" or int(limit_text) >= _CGROUP_NO_LIMIT:
@@ -98,6 +103,27 @@ def cgroup_memory(root: Path) -> tuple[int, int, Path] | None:
             continue
         return int(limit_text), max(used - _stat_value(stat_file, inactive), 0), limit_file
     return None
+
+
+def _own_cgroups(proc_cgroup: Path) -> tuple[str, str]:
+    """This process's cgroup paths, as /proc/self/cgroup gives them: v2's and v1's memory controller's ("/" if none)."""
+    v2 = v1 = "/"
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return v2, v1
+    for hierarchy, controllers, path in (line.split(":", 2) for line in lines if line.count(":") >= 2):
+        if hierarchy == "0":
+            v2 = path
+        elif "memory" in controllers.split(","):
+            v1 = path
+    return v2, v1
+
+
+def _cgroup_folders(mount: Path, own: str) -> list[Path]:
+    """The folders of the cgroup ``own`` and of its parents under ``mount``, nearest first, ``mount`` last."""
+    relative = PurePosixPath(own.lstrip("/"))
+    return [mount / folder for folder in (relative, *relative.parents)]
 
 
 def _stat_value(path: Path, key: str) -> int:
@@ -121,11 +147,25 @@ def loaded_weights_bytes(source: ModelSource, bytes_per_parameter: int) -> int:
     if source.kind != "folder":
         return 0
     size = 0
-    for path in Path(source.location).iterdir():
-        if path.suffix in (".safetensors", ".bin") and path.is_file():
-            parameters = safetensors_parameters(path) if path.suffix == ".safetensors" else 0
-            size += max(path.stat().st_size, bytes_per_parameter * parameters)
+    for path in weight_files(Path(source.location)):
+        parameters = safetensors_parameters(path) if path.suffix == ".safetensors" else 0
+        size += max(path.stat().st_size, bytes_per_parameter * parameters)
     return size
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The weight files transformers loads from a model folder, where it finds them in its order: model.safetensors,
+    the shards its index names, pytorch_model.bin, the shards of that one's index (a folder may hold the same weights
+    twice: both formats, or Mistral's consolidated.safetensors beside its shards). Without any: every .safetensors
+    and .bin file."""
+    for single, index in (("model.safetensors", "model.safetensors.index.json"),
+                          ("pytorch_model.bin", "pytorch_model.bin.index.json")):
+        if (folder / single).is_file():
+            return [folder / single]
+        if (folder / index).is_file():
+            shards = dict(json.loads((folder / index).read_text())["weight_map"]).values()
+            return [folder / name for name in sorted(set(shards))]
+    return [path for path in folder.iterdir() if path.suffix in (".safetensors", ".bin") and path.is_file()]
 
 
 def safetensors_parameters(path: Path) -> int:

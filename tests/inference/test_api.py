@@ -89,6 +89,64 @@ def test_text_content_parts_are_one_text_and_other_parts_are_refused(server: Ser
         assert rsp.json()["error"]["message"] == "only text content parts are supported"
 
 
+def test_a_message_without_text_is_empty_text(server: Server) -> None:
+    # an assistant turn of tool calls has "content": null (and may leave it out): vLLM reads no text, this server
+    # answered 400
+    def ask(assistant: dict[str, Any]) -> requests.Response:
+        messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", **assistant},
+                    {"role": "user", "content": "Hello"}]
+        return requests.post(f"{server.url}/v1/chat/completions", headers=server.headers, timeout=30,
+                             json={"messages": messages, "max_tokens": 4, "temperature": 0})
+
+    empty = ask({"content": ""})
+    assert empty.status_code == 200, empty.text
+    for assistant in ({"content": None}, {}):
+        rsp = ask(assistant)
+        assert rsp.status_code == 200, rsp.text
+        assert rsp.json()["usage"] == empty.json()["usage"]
+        assert rsp.json()["choices"] == empty.json()["choices"]
+    assert ask({"content": 5}).status_code == 400
+
+
+def test_boolean_fields_are_read_as_vllm_reads_them(server: Server) -> None:
+    # vLLM's pydantic models read "true", "off", 1 or 0 as booleans: {"include_usage": "true"} was a 400 here, and a
+    # no-op "echo": "false" was refused as an echo
+    def post(path: str, **body: Any) -> requests.Response:
+        base: dict[str, Any] = {"model": MODEL, "max_tokens": 4, "temperature": 0, "prompt": "Hello there",
+                                "messages": [{"role": "user", "content": "Hello there"}]}
+        return requests.post(f"{server.url}/v1/{path}", headers=server.headers, json={**base, **body}, timeout=30)
+
+    def usages(rsp: requests.Response) -> list[dict[str, int] | None]:
+        assert rsp.status_code == 200, rsp.text
+        return [json.loads(line[6:]).get("usage") for line in rsp.text.splitlines() if line.startswith("data: {")]
+
+    for path in ("completions", "chat/completions"):
+        plain = post(path)
+        assert plain.status_code == 200, plain.text
+        with_usage = usages(post(path, stream="true", stream_options={"include_usage": "true"}))
+        assert not any(with_usage[:-1]) and with_usage[-1] == plain.json()["usage"]
+        assert not any(usages(post(path, stream=1, stream_options={"include_usage": "False"})))
+        assert all(usages(post(path, stream="on", stream_options={"continuous_usage_stats": 1})))
+        no_ops = {"stream": "false", "echo": "0", "ignore_eos": "off", "skip_special_tokens": "yes",
+                  "include_stop_str_in_output": 0.0, "use_beam_search": "f"}
+        if path == "chat/completions":
+            no_ops.update(logprobs="false", add_generation_prompt="true", continue_final_message="n")
+        same = post(path, **no_ops)
+        assert same.status_code == 200, same.text
+        assert same.json()["choices"] == plain.json()["choices"]
+        for param, value in (("echo", "true"), ("ignore_eos", 1), ("skip_special_tokens", "no")):
+            rsp = post(path, **{param: value})
+            assert rsp.status_code == 400 and rsp.json()["error"]["param"] == param, rsp.text
+            assert "not supported" in rsp.json()["error"]["message"]
+        # what vLLM refuses too: any other value
+        for param, body in (("stream", {"stream": "maybe"}), ("stream", {"stream": 2}), ("echo", {"echo": []}),
+                            ("stream_options", {"stream": True, "stream_options": {"include_usage": "sure"}})):
+            rsp = post(path, **body)
+            assert rsp.status_code == 400, body
+            assert rsp.json()["error"]["param"] == param
+            assert "must be a boolean" in rsp.json()["error"]["message"]
+
+
 def test_chat_streaming_with_usage(client) -> None:
     stream = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hello"}],
                                             max_tokens=15, temperature=0, stream=True,

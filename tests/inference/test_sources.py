@@ -31,15 +31,21 @@ def with_memory_left(monkeypatch: pytest.MonkeyPatch, available: int) -> None:
 
 def cgroup_root(root: Path, version: int, limit: str, usage: int, inactive_file: int = 0) -> Path:
     """A cgroup mount as a container sees it (v2: memory.max; v1: the memory controller's folder)."""
+    cgroup_folder(root if version == 2 else root / "memory", version, limit, usage, inactive_file)
+    return root
+
+
+def cgroup_folder(folder: Path, version: int, limit: str, usage: int, inactive_file: int = 0) -> Path:
+    """One cgroup's memory files (v2's, or those of v1's memory controller) in ``folder``."""
     if version == 2:
         files = {"memory.max": limit, "memory.current": usage, "memory.stat": f"anon 1\ninactive_file {inactive_file}"}
     else:
-        files = {"memory/memory.limit_in_bytes": limit, "memory/memory.usage_in_bytes": usage,
-                 "memory/memory.stat": f"inactive_file 0\ntotal_inactive_file {inactive_file}"}
+        files = {"memory.limit_in_bytes": limit, "memory.usage_in_bytes": usage,
+                 "memory.stat": f"inactive_file 0\ntotal_inactive_file {inactive_file}"}
+    folder.mkdir(parents=True, exist_ok=True)
     for name, value in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(f"{value}\n")
-    return root
+        (folder / name).write_text(f"{value}\n")
+    return folder
 
 
 def save_tiny_model(path: Path) -> int:
@@ -74,6 +80,31 @@ def test_bfloat16_weights_loaded_as_float32_count_twice(monkeypatch: pytest.Monk
         load_model(str(tmp_path), device="cpu")
     with_memory_left(monkeypatch, int(2.5 * stored))
     assert load_model(str(tmp_path), device="cpu").model.dtype == torch.float32
+
+
+def test_weights_stored_twice_count_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Hub repos often hold their weights in both formats (model.safetensors and pytorch_model.bin), Mistral's a
+    # consolidated.safetensors beside the shards: transformers loads one set, and the check counted every file
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id)
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    weights = save_tiny_model(single)
+    torch.save(model.state_dict(), single / "pytorch_model.bin")
+    model.save_pretrained(sharded, max_shard_size="1MB")
+    tokenizer.save_pretrained(sharded)
+    assert len(list(sharded.glob("model-*.safetensors"))) > 1
+    for folder in (single, sharded):
+        (folder / "consolidated.safetensors").write_bytes((single / "model.safetensors").read_bytes())
+    with_memory_left(monkeypatch, int(1.5 * weights))
+    for folder in (single, sharded):
+        assert load_model(str(folder), device="cpu").model.dtype == torch.float32
+    with_memory_left(monkeypatch, weights // 2)  # still refused when one set does not fit
+    for folder in (single, sharded):
+        with pytest.raises(ModelLoadError, match="do not fit"):
+            load_model(str(folder), device="cpu")
+    (sharded / "model.safetensors.index.json").write_text('{"weight_map": {"w": "model-09-of-09.safetensors"}}')
+    with pytest.raises(ModelLoadError, match="cannot read the weights of"):  # a shard the index names is missing
+        load_model(str(sharded), device="cpu")
 
 
 def test_a_corrupt_weights_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -119,3 +150,32 @@ def test_the_smaller_of_machine_and_cgroup_memory_counts(monkeypatch: pytest.Mon
     assert sources.memory_left(root) == (6 << 30, f"under the container's memory limit of 8.0 GiB ({root}/memory.max)")
     with_memory_left(monkeypatch, 4 << 30)  # the node is short of memory before the pod reaches its limit
     assert sources.memory_left(root) == (4 << 30, "on this machine")
+
+
+@pytest.mark.parametrize("version", [2, 1])
+def test_the_process_own_cgroup_limit_counts_without_a_cgroup_namespace(monkeypatch: pytest.MonkeyPatch,
+                                                                         tmp_path: Path, version: int) -> None:
+    # without a cgroup namespace (cgroup v1 hosts, Docker's --cgroupns=host) the mount holds the host's whole tree:
+    # its root has no limit, and the pod's is in the folder that /proc/self/cgroup names, which was never read
+    model = tmp_path / "model"
+    weights = save_tiny_model(model)
+    with_memory_left(monkeypatch, 100 * weights)
+    proc = tmp_path / "proc-self-cgroup"
+    own = "/kubepods/burstable/pod-1/ctr"
+    proc.write_text(f"0::{own}\n" if version == 2 else f"5:cpu,cpuacct:/other\n4:memory:{own}\n0::/\n")
+    monkeypatch.setattr(sources, "PROC_CGROUP", proc)
+    root = cgroup_root(tmp_path / "cgroup", version, "max" if version == 2 else str(1 << 63), 50 * weights)
+    monkeypatch.setattr(sources, "CGROUP_ROOT", root)
+    mount = root if version == 2 else root / "memory"
+    limit, usage = str(10 * weights), 10 * weights - weights // 2  # half the weights left
+    pod = cgroup_folder(mount / "kubepods/burstable/pod-1", version, limit, usage)  # the limit on the pod's cgroup
+    with pytest.raises(ModelLoadError, match=r"do not fit .* under the container's memory limit .*/pod-1/memory"):
+        load_model(str(model), device="cpu")
+    container = cgroup_folder(pod / "ctr", version, limit, usage)  # the nearest limit counts
+    limit_file = "memory.max" if version == 2 else "memory.limit_in_bytes"
+    assert sources.cgroup_memory(root) == (10 * weights, usage, container / limit_file)
+    # where the process's cgroup is not under the mount (Docker on cgroup v1 mounts the container's own cgroup as the
+    # root), the root's limit counts, as before
+    proc.write_text("0::/docker/abc\n4:memory:/docker/abc\n")
+    cgroup_root(root, version, str(20 * weights), 19 * weights)
+    assert sources.cgroup_memory(root) == (20 * weights, 19 * weights, mount / limit_file)
