@@ -88,7 +88,7 @@ async def test_pods_that_cannot_be_read_get_no_figure_a_warning_and_go_last(
         finally:
             await client.close()
         costs = {p["metadata"]["name"]: (p["metadata"].get("annotations") or {}).get(DELETION_COST)
-                 for p in kube.get("/api/v1/namespaces/default/pods")["items"]}
+                 for p in kube.read("/api/v1/namespaces/default/pods")["items"]}
     assert costs == {"refuses": "2147483647", "no-address": "2147483647", "hangs": "2147483647", "starting": None,
                      "idle": "0"}
     assert "requests in flight unknown for hangs, no-address, refuses" in caplog.text  # not the pod starting
