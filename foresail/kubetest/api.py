@@ -244,19 +244,21 @@ class Api:
         """Create an object (201 semantics): fills server-managed metadata, admits, stores."""
         obj = self._check_body(rt, namespace, body)
         meta = obj["metadata"]
-        if meta.get("resourceVersion"):
-            raise bad_request("resourceVersion should not be set on objects to be created")
+        if rt.namespaced:  # the NamespaceLifecycle admission, before the name is generated
+            self._require_namespace(rt, meta["namespace"], str(meta.get("name") or ""))
         if not meta.get("name"):
             if not meta.get("generateName"):
                 raise invalid(rt.kind, rt.group, "", [Cause(
                     "FieldValueRequired", "Required value: name or generateName is required",
                     "metadata.name")])
             meta["name"] = meta["generateName"] + random_suffix()
-        if rt.namespaced:
-            self._require_namespace(meta["namespace"])
         crd = self.store.get(_CRD_KEY, "", f"{rt.plural}.{rt.group}") if rt.custom else None
         if crd and crd["metadata"].get("deletionTimestamp"):
             raise ApiError(405, "create not allowed while custom resource definition is terminating")
+        # the storage's check: a version it can parse ("0" and garbage pass), answered as an error without a Status
+        # of its own (500, no reason)
+        if re.fullmatch(r"[0-9]+", str(meta.get("resourceVersion") or "")) and 0 < int(meta["resourceVersion"]) < 2**64:
+            raise ApiError(500, "resourceVersion should not be set on objects to be created", "Unknown")
         if self.store.get(rt.key, namespace_of(obj), meta["name"]) is not None:
             raise already_exists(rt.plural, rt.group, meta["name"])
         for key in ("deletionTimestamp", "deletionGracePeriodSeconds"):
@@ -295,14 +297,19 @@ class Api:
             meta.pop("namespace", None)
         return obj
 
-    def _require_namespace(self, namespace: str) -> None:
+    def _require_namespace(self, rt: ResourceType, namespace: str, name: str) -> None:
+        """The NamespaceLifecycle admission of a create: 404 without the namespace, 403 (cause NamespaceTerminating)
+        while it is being deleted."""
         ns = self.store.get(("", "namespaces"), "", namespace)
         if ns is None:
             raise not_found("namespaces", "", namespace)
         if ns["metadata"].get("deletionTimestamp"):
-            raise ApiError(403, f"unable to create new content in namespace {namespace} because "
-                                "it is being terminated", "Forbidden",
-                           details={"name": namespace, "kind": "namespaces"})
+            what = (f"{rt.plural}.{rt.group}" if rt.group else rt.plural) + (f' "{name}"' if name else "")
+            raise ApiError(403, f"{what} is forbidden: unable to create new content in namespace {namespace} because "
+                                "it is being terminated", details={
+                                    "name": name, "group": rt.group, "kind": rt.plural, "causes": [
+                                        Cause("NamespaceTerminating", f"namespace {namespace} is being terminated",
+                                              "metadata.namespace").to_dict()]})
 
     def _admit(self, rt: ResourceType, obj: Obj, old: Obj | None, strict: bool) -> Obj:
         """Default and validate an object about to be stored; 422 Invalid lists every cause."""

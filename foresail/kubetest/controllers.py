@@ -18,9 +18,9 @@ What it does:
   object and error, and skipped; the other objects go on.
 - As the kubelet, every Pod becomes Running and Ready ``ready_delay_s`` after it is first seen,
   unless an image matches ``unpullable_images`` (waiting ``ErrImagePull``, later
-  ``ImagePullBackOff``) or its env/envFrom references a missing Secret or ConfigMap (waiting
-  ``CreateContainerConfigError``, e.g. ``secret "x" not found``); it recovers once the cause is
-  gone.
+  ``ImagePullBackOff``) or its env/envFrom references a missing Secret or ConfigMap, or an env var's
+  ``resourceFieldRef.containerName`` names no container of the pod (waiting ``CreateContainerConfigError``, e.g.
+  ``secret "x" not found``, ``container x not found``); it recovers once the cause is gone.
 - Pods to remove go in the ReplicaSet controller's order: not ready first, then the lowest
   ``controller.kubernetes.io/pod-deletion-cost``, then the most recently ready, then the newest.
 - As the kubelet, it registers Node ``kubetest-node`` (``status.nodeInfo.kubeletVersion`` the server's
@@ -113,6 +113,19 @@ def termination_times(pod_spec: dict[str, Any]) -> tuple[float, float]:
 def _is_ready(pod: Obj) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def _missing_container(pod: Obj, container: dict[str, Any]) -> str | None:
+    """The kubelet's error for an env var's resourceFieldRef whose containerName names no container of the pod (the
+    API server accepts any name; the kubelet finds none and cannot create the container)."""
+    spec = pod.get("spec") or {}
+    names = {c.get("name") for kind in ("containers", "initContainers") for c in spec.get(kind) or []
+             if isinstance(c, dict)}
+    for env in container.get("env") or []:
+        ref = ((env or {}).get("valueFrom") or {}).get("resourceFieldRef") or {}
+        if ref.get("containerName") and ref["containerName"] not in names:
+            return f"container {ref['containerName']} not found"
+    return None
 
 
 def deletion_cost(pod: Obj) -> int:
@@ -492,7 +505,7 @@ class Simulator:
                        f'rpc error: code = NotFound desc = failed to pull and unpack image '
                        f'"{image}": not found')
             return {**base, "state": {"waiting": {"reason": reason, "message": message}}}
-        problem = self._config_problem(namespace_of(pod), container)
+        problem = self._config_problem(namespace_of(pod), container) or _missing_container(pod, container)
         if problem:
             return {**base, "state": {"waiting": {"reason": "CreateContainerConfigError",
                                                   "message": problem}}}

@@ -65,8 +65,11 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
-        if self.details:
-            body["details"] = self.details
+        if self.reason == "Unknown":  # StatusReasonUnknown is "", left out as every empty field of a Status
+            del body["reason"]
+        details = {k: v for k, v in self.details.items() if v not in ("", None, 0, [])}
+        if details:
+            body["details"] = details
         return body
 
 
@@ -103,6 +106,15 @@ def invalid(kind: str, group: str, name: str, causes: list[Cause]) -> ApiError:
     return ApiError(422, f'{qualified(kind, group)} "{name}" is invalid: {listed}',
                     details={"name": name, "group": group, "kind": kind,
                              "causes": [c.to_dict() for c in causes]})
+
+
+def too_large_resource_version(wanted: int, current: int) -> ApiError:
+    """504 Timeout for a read at a resourceVersion the server has not reached (storage.NewTooLargeResourceVersionError,
+    as the watch cache answers it: retry after 1 s)."""
+    return ApiError(504, f"Timeout: Too large resource version: {wanted}, current: {current}",
+                    details={"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                             "retryAfterSeconds": 1},
+                    headers={"Retry-After": "1"})
 
 
 def bad_request(message: str) -> ApiError:

@@ -96,20 +96,30 @@ def _merge_list(target: list[Any], patch: list[Any], field: str) -> list[Any]:
     return result
 
 
+def _not_applied(detail: str) -> ApiError:
+    """422 as the real server answers a JSON patch that does not apply: a fixed message, the reason in a cause (an
+    UnexpectedServerResponse, as NewGenericServerResponse writes it)."""
+    return ApiError(422, "the server rejected our request due to an error in our request",
+                    details={"causes": [{"reason": "UnexpectedServerResponse", "message": detail}]})
+
+
 def json_patch(target: dict[str, Any], operations: Any) -> dict[str, Any]:
-    """RFC 6902 JSON patch; a failed ``test`` is 422 Invalid, a bad path 422 too, bad form 400."""
+    """RFC 6902 JSON patch, all or nothing: an operation that does not apply (a failed ``test``, a missing path) is
+    422 Invalid naming it, as json-patch words it; a patch of the wrong form is 400."""
     if not isinstance(operations, list):
         raise bad_request("json patch must be a list of operations")
-    try:
-        return jsonpatch.apply_patch(target, operations)
-    except jsonpatch.JsonPatchTestFailed as exc:
-        raise ApiError(422, f"the server rejected our request due to an error in our request: "
-                            f"testing value failed: {exc}") from exc
-    except (jsonpatch.JsonPatchConflict, jsonpointer.JsonPointerException) as exc:
-        raise ApiError(422, f"the server rejected our request due to an error in our request: "
-                            f"{exc}") from exc
-    except (jsonpatch.InvalidJsonPatch, TypeError, KeyError) as exc:
-        raise bad_request(f"invalid json patch: {exc}") from exc
+    result = target
+    for op in operations:
+        try:
+            result = jsonpatch.apply_patch(result, [op])
+        except jsonpatch.JsonPatchTestFailed as exc:
+            raise _not_applied(f"testing value {op.get('path')} failed: test failed") from exc
+        except (jsonpatch.JsonPatchConflict, jsonpointer.JsonPointerException) as exc:
+            raise _not_applied(f"{op.get('op')} operation does not apply: doc is missing path: {op.get('path')}: "
+                               "missing value") from exc
+        except (jsonpatch.InvalidJsonPatch, TypeError, KeyError, AttributeError) as exc:
+            raise bad_request(f"invalid json patch: {exc}") from exc
+    return copy.deepcopy(result) if result is target else result
 
 
 def apply_patch(content_type: str, target: dict[str, Any], patch: Any) -> dict[str, Any]:

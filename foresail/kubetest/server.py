@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +13,7 @@ import yaml
 from aiohttp import web
 
 from .api import Api, ApiConfig
-from .errors import ApiError, bad_request
+from .errors import ApiError, bad_request, too_large_resource_version
 from .faults import AuditLog, Faults
 from .patch import PATCH_TYPES, parse_body
 from .resources import ResourceType
@@ -29,6 +30,7 @@ _NAMESPACE_SUBRESOURCES = ("status", "finalize")
 _BODY_TYPES = ("application/json", "application/yaml", "application/octet-stream")
 # dryRun is not emulated: refused, so that a dry run (kubectl --dry-run=server, kubectl diff) never changes anything
 _NO_DRY_RUN = "dryRun is not supported by the Kubernetes API test server"
+_FRESH_WAIT_S = 3.0  # how long a get or list waits for a resourceVersion still to come (the watch cache's)
 
 
 @dataclass
@@ -213,6 +215,8 @@ async def resource_request(request: web.Request) -> web.StreamResponse:
 
 async def _dispatch(request: web.Request, api: Api, state: ServerState, rt: ResourceType,
                     info: RequestInfo) -> web.StreamResponse:
+    if request.method == "GET" and not info.watch:
+        await _fresh_enough(api, request.query.get("resourceVersion") or "")
     if request.method == "GET" and info.watch:
         if info.name:  # a watch on one object: the collection's, narrowed to its name
             query = request.query
@@ -226,6 +230,14 @@ async def _dispatch(request: web.Request, api: Api, state: ServerState, rt: Reso
     if info.subresource == "scale":
         return await _scale(request, api, rt, info)
     return await _object(request, api, rt, info)
+
+
+async def _fresh_enough(api: Api, raw_rv: str) -> None:
+    """A get or list at a resourceVersion the server has not reached waits for it, then fails, as the real watch
+    cache serves one: "not older than" that version, waiting up to 3 s (its blockTimeout), then 504 Timeout with
+    cause ResourceVersionTooLarge. (A watch from such a version waits for it without a limit, as the real one.)"""
+    if re.fullmatch(r"[0-9]+", raw_rv) and not await api.store.reached(int(raw_rv), _FRESH_WAIT_S):
+        raise too_large_resource_version(int(raw_rv), api.store.resource_version)
 
 
 async def _collection(request: web.Request, api: Api, rt: ResourceType, ns: str) -> web.Response:

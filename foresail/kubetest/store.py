@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -134,6 +135,18 @@ class Store:
         sub = Subscription(key, droppable)
         self._subscriptions.add(sub)
         return replay, sub
+
+    async def reached(self, version: int, wait_s: float) -> bool:
+        """Whether the store's resourceVersion is at least ``version``, waiting up to ``wait_s`` seconds for it."""
+        deadline = asyncio.get_running_loop().time() + wait_s
+        _, sub = self.subscribe(None, None, droppable=False)
+        try:
+            while self._rv < version and (left := deadline - asyncio.get_running_loop().time()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(sub.queue.get(), left)
+        finally:
+            self.unsubscribe(sub)
+        return self._rv >= version
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Stop delivering events to a subscription."""

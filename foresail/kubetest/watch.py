@@ -180,11 +180,14 @@ async def _stream(request: web.Request, response: web.StreamResponse, store: Sto
         now = time.monotonic()
         if end and now >= end:
             return "timeoutSeconds reached"
-        # A bookmark's version is the store's newest: only true once every queued event is out.
+        # A bookmark's version is the store's newest: only true once every queued event is out. None older than
+        # the version watched from (the real watch cache sends nothing older): a watch from a version still to
+        # come gets none until the store reaches it.
         if next_bookmark and now >= next_bookmark and sub.queue.empty():
-            rt = watch_filter.rt
-            await response.write(_line("BOOKMARK", {
-                "kind": rt.kind, "apiVersion": rt.api_version,
-                "metadata": {"resourceVersion": str(store.resource_version)}}))
+            if store.resource_version >= since:
+                rt = watch_filter.rt
+                await response.write(_line("BOOKMARK", {
+                    "kind": rt.kind, "apiVersion": rt.api_version,
+                    "metadata": {"resourceVersion": str(store.resource_version)}}))
             next_bookmark = now + (bookmark_every or 0)
     return "client disconnected"

@@ -151,6 +151,7 @@ _SUBSCRIPTED_FIELD = re.compile(r"^metadata\.(labels|annotations)\['(.*)'\]$")
 _RESOURCES = ("limits.cpu", "limits.memory", "limits.ephemeral-storage", "requests.cpu", "requests.memory",
               "requests.ephemeral-storage")
 _INT32_MAX = 2**31 - 1
+_CONTAINER = "server"  # the inference container, where spec.runtime.env goes (plan.pod_template)
 # Kubernetes allows 256 KiB of annotations on a pod (keys and values, in bytes): 1 KiB is left for the operator's own
 _ANNOTATIONS_MAX_B = 255 * 1024
 _DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
@@ -356,11 +357,17 @@ def _field_ref(ref: Mapping[str, Any], where: str) -> None:
 
 
 def _resource_ref(ref: Mapping[str, Any], where: str) -> None:
-    """An env var's resourceFieldRef: a resource Kubernetes can put in an environment variable."""
+    """An env var's resourceFieldRef: a resource Kubernetes can put in an environment variable, of the inference
+    container, where the env goes (the API server accepts any containerName; the kubelet does not start a container
+    whose env names one it does not find)."""
     resource = ref.get("resource")
     if resource not in _RESOURCES and not str(resource).startswith(("limits.hugepages-", "requests.hugepages-")):
         raise SpecError(f"{where}.resource: {resource!r} must be one of {', '.join(_RESOURCES)}, "
                         "limits.hugepages-SIZE or requests.hugepages-SIZE")
+    if ref.get("containerName") not in (None, "", _CONTAINER):
+        raise SpecError(f"{where}.containerName: {ref['containerName']!r} must be {_CONTAINER!r} (the inference "
+                        "container, where spec.runtime.env goes) or left out: the kubelet does not start a container "
+                        "whose env names one it does not find (CreateContainerConfigError)")
 
 
 def _host_path(cache: Mapping[str, Any]) -> str | None:

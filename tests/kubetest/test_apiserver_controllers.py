@@ -128,6 +128,27 @@ def test_missing_secret_is_create_container_config_error(kube: Kube, namespace: 
     wait_for(lambda: (s := state()) and "running" in s)
 
 
+def test_a_resource_field_ref_to_no_container_is_create_container_config_error(kube: Kube, namespace: str) -> None:
+    """The API server accepts any containerName in an env var's resourceFieldRef; the kubelet finds no such container
+    and cannot create this one. A name of the pod's containers works."""
+    def deployment(name: str, container_name: str) -> dict:
+        env = [{"name": "CPU", "valueFrom": {"resourceFieldRef": {"containerName": container_name,
+                                                                  "resource": "limits.cpu"}}}]
+        return _deployment(name, 1, env=env)
+
+    def state(name: str) -> Any:
+        pods = _pods(kube, namespace, name)
+        statuses = pods and pods[0]["status"].get("containerStatuses")
+        return statuses and statuses[0]["state"]
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    assert kube.post(path, deployment("elsewhere", "sidecar"))[0] == 201
+    assert kube.post(path, deployment("here", "main"))[0] == 201
+    waiting = wait_for(lambda: (s := state("elsewhere")) and "waiting" in s and s["waiting"][
+        "reason"] == "CreateContainerConfigError" and s["waiting"])
+    assert waiting["message"] == "container sidecar not found"
+    wait_for(lambda: (s := state("here")) and "running" in s)
+
+
 def test_deleting_a_deployment_collects_its_pods(kube: Kube, namespace: str) -> None:
     path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
     kube.post(path, _deployment("gone", 2))

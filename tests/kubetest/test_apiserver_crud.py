@@ -49,7 +49,20 @@ def test_create_twice_is_already_exists(kube: Kube, namespace: str) -> None:
     assert body["kind"] == "Status" and body["status"] == "Failure"
     assert body["reason"] == "AlreadyExists" and body["code"] == 409
     assert body["message"] == 'configmaps "dup" already exists'
-    assert body["details"] == {"name": "dup", "group": "", "kind": "configmaps"}
+    assert body["details"] == {"name": "dup", "kind": "configmaps"}, "a Status leaves out its empty fields (group)"
+
+
+def test_create_with_a_resource_version_fails_in_storage(kube: Kube, namespace: str) -> None:
+    """As the real storage refuses it: an error that is no Status of its own (500, no reason); a version it cannot
+    parse, or 0, counts as none."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    status, body = kube.post(path, {"metadata": {"name": "x", "resourceVersion": "7"}})
+    assert (status, body["message"], "reason" in body) == (
+        500, "resourceVersion should not be set on objects to be created", False)
+    assert kube.get(f"{path}/x")[0] == 404
+    for index, version in enumerate(("0", "-1", "v7")):
+        status, created = kube.post(path, {"metadata": {"name": f"rv{index}", "resourceVersion": version}})
+        assert status == 201 and int(created["metadata"]["resourceVersion"]) > 0, (version, created)
 
 
 def test_missing_namespace_and_object_are_not_found(kube: Kube) -> None:
@@ -69,8 +82,6 @@ def test_bad_bodies_are_bad_request(kube: Kube, namespace: str) -> None:
     assert (status, body["reason"]) == (400, "BadRequest")
     status, body = kube.post(path, {"apiVersion": "v1", "kind": "Secret",
                                     "metadata": {"name": "x"}})
-    assert status == 400
-    status, body = kube.post(path, {"metadata": {"name": "x", "resourceVersion": "7"}})
     assert status == 400
     status, body = kube.post(path, {"metadata": {"name": "Not_A_Name"}})
     assert (status, body["reason"]) == (422, "Invalid")
@@ -157,6 +168,15 @@ def test_merge_json_strategic_and_apply_patches(kube: Kube, namespace: str) -> N
     status, body = kube.patch(f"{path}/p", [{"op": "test", "path": "/spec/replicas",
                                              "value": 99}], "application/json-patch+json")
     assert (status, body["reason"]) == (422, "Invalid")
+    # as the real server words it (NewGenericServerResponse): a fixed message, json-patch's reason in a cause
+    assert body["message"] == "the server rejected our request due to an error in our request"
+    assert body["details"] == {"causes": [{"reason": "UnexpectedServerResponse",
+                                           "message": "testing value /spec/replicas failed: test failed"}]}
+    status, body = kube.patch(f"{path}/p", [{"op": "replace", "path": "/spec/paused", "value": True}],
+                              "application/json-patch+json")
+    assert (status, body["message"]) == (422, "the server rejected our request due to an error in our request")
+    assert body["details"]["causes"][0]["message"] == (
+        "replace operation does not apply: doc is missing path: /spec/paused: missing value"), "not the object's dump"
     status, body = kube.request(
         "PATCH", f"{path}/p?fieldManager=test", b"spec:\n  replicas: 0\n",
         "application/apply-patch+yaml")
@@ -411,6 +431,14 @@ def test_namespace_deletion_removes_its_objects(kube: Kube) -> None:
     assert kube.get("/api/v1/namespaces/doomed/configmaps/a")[0] == 404
     status, body = kube.post("/api/v1/namespaces/doomed/configmaps", {"metadata": {"name": "b"}})
     assert (status, body["reason"]) == (403, "Forbidden")
+    assert body["message"] == ('configmaps "b" is forbidden: unable to create new content in namespace doomed '
+                               "because it is being terminated")
+    assert body["details"] == {"name": "b", "kind": "configmaps", "causes": [{
+        "reason": "NamespaceTerminating", "message": "namespace doomed is being terminated",
+        "field": "metadata.namespace"}]}
+    status, body = kube.post("/apis/apps/v1/namespaces/doomed/deployments", {"metadata": {"generateName": "d-"}})
+    assert (status, body["message"]) == (403, "deployments.apps is forbidden: unable to create new content in "
+                                              "namespace doomed because it is being terminated")
     kube.patch("/api/v1/namespaces/doomed/configmaps/held", {"metadata": {"finalizers": None}})
     wait_for(lambda: kube.get("/api/v1/namespaces/doomed")[0] == 404)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterable
@@ -176,3 +177,38 @@ def test_a_negative_watch_timeout_ends_the_stream_at_once(kube: Kube, namespace:
     started = time.monotonic()
     assert list(kube.watch(f"/api/v1/namespaces/{namespace}/configmaps?watch=1&timeoutSeconds=-1")) == []
     assert time.monotonic() - started < 1
+
+
+def test_watch_from_a_version_still_to_come_waits_for_it(kube: Kube, namespace: str) -> None:
+    """As the real watch cache: no error and no bookmark older than the version asked for (a client would move
+    back to it), and the events after that version once the store reaches it."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    since = int(kube.get(path)[1]["metadata"]["resourceVersion"]) + 2
+    timer = threading.Timer(0.5, lambda: [kube.post(path, {"metadata": {"name": f"c{i}"}}) for i in range(3)])
+    timer.start()
+    events = list(kube.watch(f"{path}?watch=1&resourceVersion={since}&allowWatchBookmarks=true&timeoutSeconds=3"))
+    timer.join()
+    assert [e for e in events if int(e["object"]["metadata"]["resourceVersion"]) < since] == []
+    assert ("ADDED", "c2") in _names(events) and "BOOKMARK" in {e["type"] for e in events}
+
+
+def test_get_and_list_at_a_version_still_to_come(server: ApiServerProcess, kube: Kube, namespace: str) -> None:
+    """A read "not older than" a resourceVersion the server has not reached waits for it (up to 3 s, as the real
+    watch cache), then fails: 504 Timeout, cause ResourceVersionTooLarge, Retry-After 1."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    wanted = int(kube.get(path)[1]["metadata"]["resourceVersion"]) + 1
+    timer = threading.Timer(0.3, lambda: kube.post(path, {"metadata": {"name": "soon"}}))
+    timer.start()
+    status, listed = kube.get(f"{path}?resourceVersion={wanted}")
+    timer.join()
+    assert status == 200 and [o["metadata"]["name"] for o in listed["items"]] == ["soon"]
+    assert int(listed["metadata"]["resourceVersion"]) >= wanted
+    assert kube.get(f"{path}/soon?resourceVersion={wanted}")[0] == 200
+    core = kubernetes.client.CoreV1Api(server.api_client())
+    with pytest.raises(kubernetes.client.ApiException) as raised:
+        core.list_namespaced_config_map(namespace, resource_version=str(wanted + 1000))
+    assert raised.value.status == 504 and (raised.value.headers or {}).get("Retry-After") == "1"
+    body = json.loads(raised.value.body or "null")
+    assert (body["reason"], body["details"]["retryAfterSeconds"]) == ("Timeout", 1)
+    assert body["message"].startswith(f"Timeout: Too large resource version: {wanted + 1000}, current: ")
+    assert body["details"]["causes"] == [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}]

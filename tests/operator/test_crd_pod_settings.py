@@ -181,6 +181,12 @@ REFUSED: dict[str, tuple[str, dict[str, Any], str, str]] = {
     "resource-field-ref-unsupported": ("runtime", env(resourceFieldRef={"resource": "limits.nvidia.com/gpu"}),
                                        "spec.runtime.env[0].valueFrom.resourceFieldRef.resource",
                                        "must be limits.cpu"),
+    # the API server takes any containerName; the kubelet does not start a container whose env names one it does
+    # not find (CreateContainerConfigError): runtime.env goes to the inference container, "server"
+    "resource-field-ref-other-container": ("runtime", env(resourceFieldRef={"containerName": "vllm",
+                                                                            "resource": "limits.cpu"}),
+                                           "spec.runtime.env[0].valueFrom.resourceFieldRef.containerName",
+                                           "must be server"),
     "spread-max-skew-over-int32": ("resources", {"topologySpreadConstraints": [
         {"maxSkew": 2**31, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}]},
         "spec.resources.topologySpreadConstraints[0].maxSkew", "less than or equal to 2147483647"),
@@ -253,6 +259,8 @@ ACCEPTED: dict[str, tuple[str, dict[str, Any]]] = {
                                                 for i, r in enumerate(("limits.cpu", "requests.memory",
                                                                        "limits.ephemeral-storage",
                                                                        "requests.hugepages-2Mi"))]}),
+    "resource-field-ref-own-container": ("runtime", env(resourceFieldRef={"containerName": "server",
+                                                                         "resource": "limits.memory"})),
     "spread-int32-max": ("resources", {"topologySpreadConstraints": [
         {"maxSkew": 2**31 - 1, "minDomains": 2**31 - 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}]}),
     "annotations-255-kib": ("podMetadata", {"annotations": {"example.com/note": "v" * (255 * 1024 - 16)}}),
