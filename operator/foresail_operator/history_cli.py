@@ -15,10 +15,10 @@ import math
 import os
 import re
 import time
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from foresail.checks import check_url, check_writable
-from foresail_operator.metrics import MAX_POINTS, MetricsError, PrometheusSource, parse_headers
+from foresail_operator.metrics import MAX_POINTS, RETRY, MetricsError, PrometheusSource, parse_headers, timed_out
 from foresail_operator.runtimes import RUNTIMES
 
 SPAN = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd])$")
@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", default="2m",
                         help="rate() window: at least two scrape intervals (default 2m; widened to --step, so that "
                              "each row counts its whole step)")
+    parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="how long to wait for Prometheus to connect and to answer each query (default 60); a "
+                             "query it does not answer in time fails the command, it is not sent again")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -87,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.step) and args.step >= 1 and args.step.is_integer()):
         print(f"error: --step must be a whole number of seconds, at least 1, not {args.step:g}")
         return 1
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        print(f"error: --timeout must be a number of seconds above 0, not {args.timeout:g}")
+        return 1
     try:
         check_url("--prometheus", args.prometheus)
         check_writable("--out", args.out)  # before the queries, not after hours of them
@@ -97,28 +103,24 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}")
         return 1
-    source = PrometheusSource(args.prometheus, os.environ.get("FORESAIL_PROMETHEUS_TOKEN"), timeout_s=60.0,
+    source = PrometheusSource(args.prometheus, os.environ.get("FORESAIL_PROMETHEUS_TOKEN"), timeout_s=args.timeout,
                               window=promql_duration(window), token_file=args.token_file, ca_file=args.ca_file,
-                              headers=headers)
+                              headers=headers, retry=RETRY.new(connect=0, read=0))  # a silent one: --timeout once
     key = (namespace, name)
     end = math.floor(time.time() / args.step) * args.step
     start = end - span
-    rows: dict[float, list[float]] = {}  # time -> [requests, prompt tokens, generated tokens] per step
     try:
         runtime = _runtime(source, key, args.runtime, start, end, span / 1000)
-        token_signals = [s for s in ("prompt_tokens", "generation_tokens") if RUNTIMES[runtime].metrics.get(s)]
         parts = list(windows(start, end, args.step))
-        for lo, hi in tqdm(parts, desc=f"history {namespace}/{name}", disable=args.no_progress or len(parts) < 2):
-            times, rates = source.demand_history(key, runtime, lo, hi, args.step)
-            tokens = [source.rate_history(key, runtime, s, lo, hi, args.step) for s in token_signals]
-            for t, rate in zip(times, rates, strict=True):
-                rows[t] = [rate * args.step] + [by_time.get(t, 0.0) * args.step for by_time in tokens]
+        rows = _rows(source, key, runtime, args.step,
+                     tqdm(parts, desc=f"history {namespace}/{name}", disable=args.no_progress or len(parts) < 2))
     except MetricsError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}" + (f" (--timeout {args.timeout:g} s; raise it for a slow Prometheus)"
+                                 if timed_out(exc) else ""))
         return 1
     if not rows:
-        print(f"error: Prometheus has no demand for {namespace}/{name} over the last {args.span} "
-              "(check the namespace, the name and --runtime)")
+        print(f"error: Prometheus has no demand for {namespace}/{name} over the last {args.span} (check the namespace, "
+              f"the name and --runtime, and that --window, {promql_duration(window)}, spans two scrape intervals)")
         return 1
     try:
         _write(args.out, rows)
@@ -135,8 +137,26 @@ def run(args: argparse.Namespace) -> int:
           f"count), mean {total / (len(times) * args.step):.3g} req/s, peak {peak:.3g} req/s"
           + (f"; {missing} steps had no data (no row: zero demand in the replay, bridged with --fill-gaps)"
              if missing else ""))
-    print(f"replay it: foresail backtest --trace {args.out} --cold-start SECONDS --capacity REQ_PER_S")
+    print(f"replay it: foresail backtest --trace {args.out} --cold-start SECONDS --capacity REQ_PER_S"
+          + (" --unit requests (without it, a trace with tokens replays in tokens: --capacity TOKENS_PER_S)"
+             if len(rows[times[0]]) > 1 else ""))
     return 0
+
+
+def _rows(source: PrometheusSource, key: tuple[str, str], runtime: str, step_s: float,
+          parts: Iterable[tuple[float, float]]) -> dict[float, list[float]]:
+    """Per step (by time): requests, then prompt and generated tokens where Prometheus has any of the pods' token
+    counts (none: no token columns, which the backtester would replay as zero tokens, its default unit)."""
+    signals = [s for s in ("prompt_tokens", "generation_tokens") if RUNTIMES[runtime].metrics.get(s)]
+    rows: dict[float, list[float]] = {}
+    seen = False
+    for lo, hi in parts:
+        times, rates = source.demand_history(key, runtime, lo, hi, step_s)
+        tokens = [source.rate_history(key, runtime, s, lo, hi, step_s) for s in signals]
+        seen = seen or any(tokens)
+        for t, rate in zip(times, rates, strict=True):
+            rows[t] = [rate * step_s] + [by_time.get(t, 0.0) * step_s for by_time in tokens]
+    return rows if seen else {t: row[:1] for t, row in rows.items()}
 
 
 def _runtime(source: PrometheusSource, key: tuple[str, str], wanted: str, start: float, end: float,

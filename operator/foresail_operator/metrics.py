@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
 
 import requests
+import urllib3
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
@@ -153,13 +155,30 @@ def _vector(answer: list) -> dict[Key, float | None]:
 QUERY_ERRORS = (PrometheusApiClientException, OSError, ValueError, KeyError, TypeError)
 
 
+def _timeout(exc: BaseException) -> BaseException | None:
+    """urllib3's timeout behind requests' error (retried or not; its text names the server and the timeout), or
+    None."""
+    first = exc.args[0] if isinstance(exc, requests.RequestException) and exc.args else None
+    reason = getattr(first, "reason", first)
+    refused = isinstance(reason, urllib3.exceptions.NewConnectionError)  # a ConnectTimeoutError in urllib3 2
+    return reason if isinstance(reason, urllib3.exceptions.TimeoutError) and not refused else None
+
+
+def timed_out(exc: BaseException) -> bool:
+    """Whether a query failed (or its MetricsError was raised) because Prometheus did not connect or answer in
+    time."""
+    return _timeout(exc.__cause__ if isinstance(exc, MetricsError) and exc.__cause__ else exc) is not None
+
+
 def _failure(exc: Exception) -> str:
-    """What went wrong with a query, in words: the error, that the answer had no data.result or was not JSON."""
+    """What went wrong with a query, in words: the error, that the answer had no data.result or was not JSON, or
+    that it timed out (the server and the timeout, not the query's whole URL)."""
     if isinstance(exc, KeyError | TypeError):
         return f"the answer has no data.result ({type(exc).__name__}: {exc})"
     if isinstance(exc, json.JSONDecodeError):  # an HTML page of a proxy or a login, answered with 200
         return f"the answer is not JSON ({exc}): {exc.doc[:100]!r}"
-    return str(exc)
+    timeout = _timeout(exc)  # the last argument of urllib3's: its message, without the connection object
+    return f"no answer in time: {timeout.args[-1] if timeout.args else timeout}" if timeout else str(exc)
 
 
 class TokenFileAuth(requests.auth.AuthBase):
@@ -197,24 +216,26 @@ class PrometheusSource:
 
     Authentication: a fixed bearer `token`, or a `token_file` read before each query. TLS: the system's
     trust store, or the PEM bundle `ca_file` for a Prometheus whose certificate a private CA signs.
-    `headers` go with every query (a tenant: Mimir's and Cortex's `X-Scope-OrgID`).
+    `headers` go with every query (a tenant: Mimir's and Cortex's `X-Scope-OrgID`). `retry`: when a query is
+    sent again (``RETRY``).
     """
 
     def __init__(self, url: str, token: str | None = None, timeout_s: float = 5.0, window: str = "2m",
                  token_file: str | None = None, ca_file: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, retry: Retry = RETRY) -> None:
         headers = dict(headers or {})
         if token and not token_file:
             headers["Authorization"] = f"Bearer {token}"
         session = requests.Session()
         session.verify = ca_file or True
         self.client = PrometheusConnect(url=url, headers=headers or None, session=session, timeout=timeout_s,
-                                        auth=TokenFileAuth(token_file) if token_file else None, retry=RETRY)
+                                        auth=TokenFileAuth(token_file) if token_file else None, retry=retry)
         self.window = window
 
-    def _query(self, promql: str) -> list:
+    def _query(self, promql: str, at: float | None = None) -> list:
+        """An instant query's vector, evaluated at the Unix time ``at`` (Prometheus's now where None)."""
         try:
-            result = self.client.custom_query(promql)
+            result = self.client.custom_query(promql, params=None if at is None else {"time": f"{at:.3f}"})
         except QUERY_ERRORS as exc:
             raise MetricsError(f"Prometheus query failed: {_failure(exc)}") from exc
         if not isinstance(result, list):
@@ -223,7 +244,7 @@ class PrometheusSource:
 
     def snapshot(self, runtimes: Iterable[str]) -> dict[Key, Signals]:
         """Current signals of every deployment of the given runtimes (the queries run ``QUERY_THREADS`` at a
-        time)."""
+        time, all evaluated at the time it starts)."""
         out: dict[Key, Signals] = {}
         names: dict[str, list[str]] = {}  # per signal, the runtimes' metric names of it
         for runtime in set(runtimes):
@@ -235,8 +256,9 @@ class PrometheusSource:
         # last: only for deployments with demand
         promqls.append(("held", f"sum by ({BY}) ({HELD_METRIC})"))
         promqls.append(("scraped", f"sum by ({BY}) (up)"))
+        at = [time.time()] * len(promqls)  # all at one time: a scrape landing between two does not mix two states
         with ThreadPoolExecutor(max_workers=QUERY_THREADS) as pool:  # a failure drops the queries not started yet
-            answers = list(pool.map(self._query, [promql for _, promql in promqls]))
+            answers = list(pool.map(self._query, [promql for _, promql in promqls], at))
         for (signal, _), answer in zip(promqls, answers, strict=True):
             for key, value in _vector(answer).items():
                 if signal not in ("held", "scraped") or key in out:
