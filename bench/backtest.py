@@ -36,7 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench import TRACES
-from bench.table import output_file, plot_file, workers
+from bench.table import cold_starts, output_file, plot_file, workers
 from foresail.backtest.accuracy import evaluate
 from foresail.backtest.baselines import POLICIES
 from foresail.backtest.experiment import QUEUES, prepare, run_policy
@@ -50,6 +50,7 @@ SWITCH_ON_BINS = (0.0, 0.01, 0.03, 0.10, 1.0)
 TARGET = 0.99
 BASELINES = ["hpa", "kpa", "apa", "holt-winters", "static"]
 SLO_WAIT_S = 10.0  # --slo-wait of every run
+OUT = "bench-backtest.json"  # --out's default
 SLOTS = 8  # batching slots per replica, with --queue requests
 REQUESTS_REPLAYED = 2_000_000  # --queue requests: the series of more are left out unless --max-requests says
 
@@ -163,6 +164,19 @@ def summarise_group(rows: list[dict]) -> dict:
     return out
 
 
+def backtest_jobs(groups: dict[str, list[Trace]], colds: tuple[float, ...]) -> list[tuple[str, float, Trace, bool]]:
+    """(group, cold start, series, gaps filled) for every run, each aggregate with collection gaps also with them
+    filled, as its own group; the longest series first."""
+    jobs: list[tuple[str, float, Trace, bool]] = []
+    for cold in colds:
+        for g, traces in groups.items():
+            for tr in traces:
+                jobs.append((g, cold, tr, False))
+                if tr.gaps is not None and g == "servegen-aggregates":
+                    jobs.append((g + " (gaps filled)", cold, tr, True))
+    return sorted(jobs, key=lambda j: -len(j[2].arrivals) * j[2].step_s)
+
+
 def run_all(pool: Executor, fn: Callable, work: list, desc: str) -> list:
     """``fn`` over ``work`` in ``pool``, in ``work``'s order; the bar moves as each job ends, in any order."""
     futures = [pool.submit(fn, w) for w in work]
@@ -186,19 +200,23 @@ def show_saved(report: Path, plot: Path | None) -> int:
         return 2
     print_report(saved)
     if plot:
-        plot_customers(saved, plot)
+        try:
+            plot_customers(saved, plot)
+        except ValueError as exc:  # a report without customer series
+            print(f"error: --plot {plot}: {exc}")
+            return 2
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traces", type=Path, default=TRACES)
-    parser.add_argument("--out", type=output_file, default=Path("bench-backtest.json"))
+    parser.add_argument("--out", type=output_file, help=f"the report as JSON (default {OUT})")
     parser.add_argument("--workers", type=workers, default=2)
     parser.add_argument("--customers", type=int, default=12,
                         help="largest customers per ServeGen service (0: every customer series)")
-    parser.add_argument("--cold-starts", type=lambda v: tuple(float(x) for x in v.split(",")), default=COLD_STARTS,
-                        metavar="S,S", help="cold starts in seconds (default 120,300)")
+    parser.add_argument("--cold-starts", type=cold_starts, default=COLD_STARTS, metavar="S,S",
+                        help="cold starts in seconds (default 120,300)")
     parser.add_argument("--skip-forecast", action="store_true")
     parser.add_argument("--slo-target", type=float, metavar="ATTAINMENT",
                         help="run Foresail with its SLO governor for this attainment (default: shipped defaults, off)")
@@ -214,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.report:
         return show_saved(args.report, args.plot)
+    try:  # the default is checked too, but not where --report leaves it unwritten
+        args.out = args.out or output_file(OUT)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(f"argument --out: {exc}")
     t_all = time.perf_counter()
     try:
         groups = load_groups(args.traces, args.customers)
@@ -222,17 +244,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     big = max(groups["servegen-aggregates"], key=lambda t: t.duration_s)  # timed below
     groups = within(groups, args.max_requests or (REQUESTS_REPLAYED if args.queue == "requests" else None))
-    jobs: list[tuple[str, float, Trace, bool]] = []
-    for cold in args.cold_starts:
-        for g, traces in groups.items():
-            for tr in traces:
-                jobs.append((g, cold, tr, False))
-                if tr.gaps is not None and g == "servegen-aggregates":
-                    jobs.append((g + " (gaps filled)", cold, tr, True))
-    jobs.sort(key=lambda j: -len(j[2].arrivals) * j[2].step_s)  # longest first
+    customers = groups.get("servegen-customers", [])  # a group --max-requests left empty is left out
+    if not any(groups.values()) or (args.plot and not customers):
+        print(f"error: no {'ServeGen customer series to --plot' if any(groups.values()) else 'series to run'}")
+        return 2
+    jobs = backtest_jobs(groups, args.cold_starts)
     report: dict = {"target": TARGET, "cold_starts": {}, "customers_per_service": args.customers, "queue": args.queue,
                     "slots": SLOTS, "slo_wait_s": SLO_WAIT_S, "foresail_slo_target": args.slo_target,
-                    "switch_on_share": {t.name: switch_on_share(t) for t in groups["servegen-customers"]}}
+                    "switch_on_share": {t.name: switch_on_share(t) for t in customers}}
     with ProcessPoolExecutor(args.workers) as pool:
         work = [(tr, cold, fill, args.slo_target, args.queue) for _, cold, tr, fill in jobs]
         results = run_all(pool, run_trace, work, "backtests")
@@ -240,12 +259,12 @@ def main(argv: list[str] | None = None) -> int:
         for (g, cold, _, _), res in zip(jobs, results, strict=True):
             by.setdefault(cold, {}).setdefault(g, []).append(res)
         for cold in args.cold_starts:
-            report["cold_starts"][str(int(cold))] = {g: summarise_group(sorted(rows, key=lambda r: r["name"]))
+            report["cold_starts"][f"{cold:g}"] = {g: summarise_group(sorted(rows, key=lambda r: r["name"]))
                                                       for g, rows in sorted(by[cold].items())}
         if not args.skip_forecast:
             fjobs = [(tr, False) for g in ("servegen-aggregates", "servegen-customers", "azure", "mooncake")
-                     for tr in groups[g]]
-            fjobs += [(tr, True) for tr in groups["servegen-aggregates"] if tr.gaps is not None]
+                     for tr in groups.get(g, [])]
+            fjobs += [(tr, True) for tr in groups.get("servegen-aggregates", []) if tr.gaps is not None]
             report["forecast"] = run_all(pool, score_trace, fjobs, "forecasts")
     t_backtest = time.perf_counter() - t_all
     # timing: a 14-day one-minute backtest with all policies at their defaults, one process

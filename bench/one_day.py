@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bench import TRACES
-from bench.table import workers
+from bench.table import cold_starts, workers
 from foresail.backtest.experiment import QUEUES, prepare, run_policy
 from foresail.backtest.report import geomean
 from foresail.backtest.traces import Trace, TraceError, iter_servegen_clients
@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--traces", type=Path, default=TRACES)
     ap.add_argument("--services", nargs="+", default=["deepseek-r1", "mm-image"])
-    ap.add_argument("--cold-starts", default="120,300", help="seconds, comma-separated (default 120,300)")
+    ap.add_argument("--cold-starts", type=cold_starts, default="120,300",
+                    help="seconds, comma-separated (default 120,300)")
     ap.add_argument("--workers", type=workers, default=2)
     ap.add_argument("--queue", choices=QUEUES, default="fluid",
                     help="the simulator's queue (foresail backtest --queue; default fluid)")
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     except TraceError as exc:
         print(f"error: {exc}")
         return 2
-    for cold_start_s in (float(s) for s in args.cold_starts.split(",")):
+    for cold_start_s in args.cold_starts:
         jobs = [(trace, cold_start_s, args.queue) for trace in traces]
         with ProcessPoolExecutor(args.workers) as pool:
             done = [r for r in tqdm(pool.map(replay, jobs), total=len(jobs), desc=f"{cold_start_s:.0f} s",

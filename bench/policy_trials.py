@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from bench import TRACES
 from bench.backtest import TARGET, load_groups
-from bench.table import print_table
+from bench.table import cold_starts, print_table
 from foresail.autoscaler.policy import Decision, ForesailPolicy, Observation, PolicyConfig
 from foresail.backtest.baselines import foresail_config
 from foresail.backtest.experiment import Prepared, prepare, run_instance, run_policy
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("trial", nargs="?", help="FIELD=V1,V2: a PolicyConfig field and its values to try")
     ap.add_argument("--traces", type=Path, default=TRACES)
     ap.add_argument("--customers", type=int, default=3, help="largest customers per ServeGen service")
-    ap.add_argument("--cold-starts", default="120", help="cold starts in seconds (default 120)")
+    ap.add_argument("--cold-starts", type=cold_starts, default="120", help="cold starts in seconds (default 120)")
     args = ap.parse_args(argv)
     try:
         name, values = parse_trial(args.trial) if args.trial else ("", [None])  # None: shipped
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}")
         return 2
     rows = []
-    for cold in (float(c) for c in args.cold_starts.split(",")):
+    for cold in args.cold_starts:
         preps = {g: [prepare(t, cold_start_s=cold) for t in ts] for g, ts in groups.items()}
         oracle = {g: [run_policy(p, "oracle") for p in ps] for g, ps in preps.items()}
         for value in values:

@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench import TRACES
-from bench.table import output_file, workers
+from bench.table import cold_starts, output_file, workers
 from foresail.autoscaler.recurrence import find_recurring
 from foresail.autoscaler.schedule import parse_schedules
 from foresail.backtest.experiment import Prepared, prepare, run_policy
@@ -126,7 +126,7 @@ def summary(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--traces", type=Path, default=TRACES)
-    ap.add_argument("--cold-starts", default="120,300", metavar="S,S")
+    ap.add_argument("--cold-starts", type=cold_starts, default="120,300", metavar="S,S")
     ap.add_argument("--workers", type=workers, default=2)
     ap.add_argument("--out", type=output_file, help="write every series' figures as JSON")
     args = ap.parse_args(argv)
@@ -135,9 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     except TraceError as exc:
         print(f"error: {exc}")
         return 2
-    colds = tuple(float(c) for c in args.cold_starts.split(","))
     with ProcessPoolExecutor(args.workers) as pool:
-        rows = [r for rs in tqdm(pool.map(run_trace, [(t, colds) for t in traces]), total=len(traces),
+        rows = [r for rs in tqdm(pool.map(run_trace, [(t, args.cold_starts) for t in traces]), total=len(traces),
                                  desc="series", unit="series") for r in rs]
     print(summary(rows))
     for r in rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,17 @@ def plot_file(path: str) -> Path:
         return Path(check_plot("", path))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc).strip()) from None
+
+
+def cold_starts(text: str) -> tuple[float, ...]:
+    """An argparse ``type`` for ``--cold-starts``: comma-separated seconds, each a finite number >= 0, each once."""
+    try:
+        values = tuple(dict.fromkeys(float(x) for x in text.split(",")))
+    except ValueError:
+        values = (math.nan,)
+    if not all(0 <= v < math.inf for v in values):
+        raise argparse.ArgumentTypeError(f"seconds, comma-separated, each a number >= 0, not {text!r}")
+    return values
 
 
 def workers(text: str) -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import TRACES
+from bench.table import output_file
 from foresail.autoscaler.prior import PRIOR_PATH, train_prior
 from foresail.backtest.traces import Trace, TraceError, iter_servegen_clients, load_trace
 
@@ -46,7 +47,7 @@ def first_half(trace: Trace) -> tuple[str, np.ndarray, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traces", type=Path, default=TRACES)
-    parser.add_argument("--out", type=Path, default=PRIOR_PATH)
+    parser.add_argument("--out", type=output_file, default=str(PRIOR_PATH))  # a str: argparse checks it too
     parser.add_argument("--rows-per-series", type=int, default=1000)
     parser.add_argument("--alpha", type=float, default=30.0)
     args = parser.parse_args(argv)
@@ -58,7 +59,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     prior = train_prior(series, step_s=STEP_S, horizon_steps=60, rows_per_series=args.rows_per_series, alpha=args.alpha)
     prior.meta.update({"trained_on": "first half (in time) of every series in ../shared/traces, 60-s steps"})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(prior.to_json(), separators=(",", ":")))
     print(f"prior: {prior.meta['rows']} rows from {prior.meta['series']} series, "
           f"{args.out.stat().st_size / 1024:.0f} KiB -> {args.out} in {time.perf_counter() - t0:.1f} s")

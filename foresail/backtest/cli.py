@@ -20,7 +20,8 @@ SLOTS = 8  # --slots' default
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `foresail backtest`."""
     parser.add_argument("--trace", action="append", required=True, metavar="FILE",
-                        help="trace file (Azure CSV, Mooncake JSONL, ServeGen CSV, ARCHIVE.tar.gz:<service>/chunk-<i>, "
+                        help="trace file (Azure CSV, Mooncake JSONL, ServeGen CSV, ARCHIVE.tar.gz:<service>/chunk-<i> "
+                             "(or .tar, .tgz, .tar.bz2, .tar.xz), "
                              "or a CSV time_s,arrivals[,input_tokens,output_tokens]; a file may be .gz, .bz2, .xz "
                              "or .zip); repeat for several")
     parser.add_argument("--policy", action="append", choices=POLICY_NAMES, metavar="NAME",

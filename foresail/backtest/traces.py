@@ -2,9 +2,10 @@
 
 Formats (see ../shared/traces/README.md): Azure LLM 2023 (one row per request), Mooncake FAST'25 JSONL
 (``.jsonl`` or ``.jsonl.gz``), ServeGen per-customer CSVs (headerless, 600-s windows; also read straight
-from ``servegen-clients.tar.gz``), ServeGen service aggregates (``servegen-*-10min.csv``), and a generic
-CSV ``time_s,arrivals[,input_tokens,output_tokens]`` with one row per step at any fixed interval. Any of them
-may be compressed, as its name says: ``.gz``, ``.bz2``, ``.xz``, or ``.zip`` holding that one file.
+from ``servegen-clients.tar.gz``, or from it as .tar, .tgz, .tar.bz2 or .tar.xz), ServeGen service
+aggregates (``servegen-*-10min.csv``), and a generic CSV ``time_s,arrivals[,input_tokens,output_tokens]`` with
+one row per step at any fixed interval. Any of them may be compressed, as its name says: ``.gz``, ``.bz2``,
+``.xz``, or ``.zip`` holding that one file.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import io
 import json
 import lzma
 import math
+import re
 import tarfile
 import warnings
 import zipfile
@@ -23,7 +25,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -35,6 +37,11 @@ MAX_STEPS = 10_000_000  # a bigger grid is a unit mistake, not a trace
 UNREADABLE = (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile, tarfile.TarError)
 # the compressions pandas reads by the name, with .zip
 OPENERS: dict[str, Callable[..., Any]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+# a tar archive's name, and the mode it is read in; ARCHIVE:<service>/chunk-<i> names one customer in one
+TarMode = Literal["r:*", "r:", "r:gz", "r:bz2", "r:xz"]
+TAR_MODES: dict[str, TarMode] = {".tar": "r:", ".tar.gz": "r:gz", ".tgz": "r:gz", ".tar.bz2": "r:bz2",
+                                 ".tar.xz": "r:xz"}
+ARCHIVE_MEMBER = re.compile(f"(.+?(?:{'|'.join(map(re.escape, TAR_MODES))})):(.+)", re.IGNORECASE | re.DOTALL)
 
 
 class TraceError(ValueError):
@@ -353,7 +360,8 @@ def load_servegen_aggregate(path: Path) -> Trace:
 
 
 def iter_servegen_clients(tar_path: str | Path, services: list[str] | None = None) -> Iterator[Trace]:
-    """Every customer series in ``servegen-clients.tar.gz`` (optionally only some services).
+    """Every customer series in ``servegen-clients.tar.gz`` (optionally only some services), or the same
+    archive under another name of ``TAR_MODES``, compressed as it says.
 
     A window where every customer of the service reports zero is marked as a collection gap.
     """
@@ -362,7 +370,8 @@ def iter_servegen_clients(tar_path: str | Path, services: list[str] | None = Non
         raise TraceError(f"{tar_path}: no such file")
     frames: dict[str, list[tuple[str, pd.DataFrame]]] = {}
     try:
-        with tarfile.open(tar_path, "r:gz") as tar:
+        mode: TarMode = next((m for suffix, m in TAR_MODES.items() if tar_path.name.lower().endswith(suffix)), "r:*")
+        with tarfile.open(tar_path, mode) as tar:
             for member in tar:
                 if not (member.isfile() and member.name.endswith("-trace.csv")):
                     continue
@@ -401,17 +410,15 @@ def _servegen_client_row(fields: list[str]) -> bool:
     return True
 
 
-def _load_archive_member(spec: str) -> Trace:
+def _load_archive_member(tar_path: str, member: str) -> Trace:
     """``archive.tar.gz:<service>/chunk-<i>``: that ServeGen customer's series from the tarball."""
-    tar_path, member = spec.split(".tar.gz:", 1)
-    tar_path += ".tar.gz"
     if not Path(tar_path).exists():
         raise TraceError(f"{tar_path}: no such file")
     want = member.replace("data/", "").replace("-trace.csv", "").split("/")[-2:]
     for tr in iter_servegen_clients(tar_path, [want[0]]):
         if tr.name == "/".join(want):
             return tr
-    raise TraceError(f"{spec}: no such customer in the archive (expected <service>/chunk-<i>)")
+    raise TraceError(f"{tar_path}:{member}: no such customer in the archive (expected <service>/chunk-<i>)")
 
 
 def _load_by_format(p: Path) -> Trace:
@@ -419,7 +426,10 @@ def _load_by_format(p: Path) -> Trace:
     if _base_name(p).endswith(".jsonl"):
         return load_mooncake(p)
     if tarfile.is_tarfile(p):  # pandas would read a lone member, and list every one of ServeGen's thousands else
-        raise TraceError(f"{p}: an archive; name one ServeGen customer in it, as {p}:<service>/chunk-<i>")
+        if ARCHIVE_MEMBER.fullmatch(f"{p}:x"):
+            raise TraceError(f"{p}: an archive; name one ServeGen customer in it, as {p}:<service>/chunk-<i>")
+        raise TraceError(f"{p}: a tar archive; one ServeGen customer is read from an archive named "
+                         f"{', '.join(TAR_MODES)}, as ARCHIVE:<service>/chunk-<i>")
     with _opened(p) as fh:  # pandas decompresses by the name too
         head = fh.readline().decode("utf-8-sig", errors="replace").strip()  # a BOM is no part of the header
     if head.startswith("TIMESTAMP"):
@@ -433,10 +443,11 @@ def _load_by_format(p: Path) -> Trace:
 
 
 def load_trace(path: str | Path) -> Trace:
-    """Load any supported trace; ``archive.tar.gz:member`` names one ServeGen customer in the tarball."""
+    """Load any supported trace; ``archive.tar.gz:member`` (or .tar, .tgz, .tar.bz2, .tar.xz) names one ServeGen
+    customer in the tarball."""
     spec = str(path)
-    if ".tar.gz:" in spec:
-        return _load_archive_member(spec)
+    if archive := ARCHIVE_MEMBER.fullmatch(spec):
+        return _load_archive_member(*archive.groups())
     p = Path(spec)
     if not p.exists():
         raise TraceError(f"{p}: no such file")

@@ -372,3 +372,25 @@ def test_forecast_scores_a_horizon_between_minutes_once_at_the_minute_and_says_s
     assert "note: --horizon 10.2 is scored at 10 min" in captured.err and "--horizon 1 " not in captured.err
     assert [r["horizon_s"] for r in json.loads((tmp_path / "f.json").read_text())["short"]] == [60.0, 600.0]
     assert [line.split()[0] for line in captured.out.splitlines()[2:4]] == ["1m", "10m"]
+
+
+@pytest.mark.parametrize("name, mode", [("clients.tar.xz", "w:xz"), ("clients.tar.bz2", "w:bz2"),
+                                        ("clients.tgz", "w:gz"), ("clients.tar", "w")])
+def test_an_archive_compressed_otherwise_is_named_as_its_hint_says(tmp_path, capsys, name, mode):
+    """The hint offered ARCHIVE:<service>/chunk-<i> for any tar file, but only a .tar.gz one was read so: for
+    the others that was `no such file`."""
+    p = tmp_path / name
+    with tarfile.open(p, mode) as tar:
+        data = "".join(f"{600 * i},{i % 3},1.0,Gamma,1,1\n" for i in range(50)).encode()
+        member = tarfile.TarInfo("data/language/svc/chunk-2-trace.csv")
+        member.size = len(data)
+        tar.addfile(member, io.BytesIO(data))
+    assert main(["backtest", "--trace", str(p), "--no-progress"]) == 2
+    assert capsys.readouterr().err == f"error: {p}: an archive; name one ServeGen customer in it, as " \
+        f"{p}:<service>/chunk-<i>\n"
+    assert main(["backtest", "--trace", f"{p}:svc/chunk-2", "--policy", "oracle", "--no-progress"]) == 0
+    assert "oracle         100.00%" in capsys.readouterr().out
+    renamed = p.rename(tmp_path / "clients.dat")  # a tar archive by its bytes, not its name: no such form to offer
+    assert main(["backtest", "--trace", str(renamed), "--no-progress"]) == 2
+    assert capsys.readouterr().err == f"error: {renamed}: a tar archive; one ServeGen customer is read from an " \
+        "archive named .tar, .tar.gz, .tgz, .tar.bz2, .tar.xz, as ARCHIVE:<service>/chunk-<i>\n"

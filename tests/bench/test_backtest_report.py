@@ -183,3 +183,49 @@ def test_a_report_that_is_missing_or_not_one_is_an_error_not_a_traceback(tmp_pat
     assert main(["--report", str(saved)]) == 2  # was FileNotFoundError, JSONDecodeError, KeyError, TypeError
     why = "No such file or directory" if text is None else "not a report of this benchmark (its --out file)"
     assert f"error: --report {saved}: {why}" in capsys.readouterr().out
+
+
+def _small_traces(root: Path) -> Path:
+    """A traces folder of one ServeGen customer (about 540,000 requests over 33 hours) and one service aggregate
+    (about 360,000), and no Azure or Mooncake trace."""
+    (root / "servegen").mkdir(parents=True)
+    text = "".join(f"{600 * i},{1 + i % 7}.5,1.0,Gamma,0.1,0.2\n" for i in range(200)).encode()
+    with tarfile.open(root / "servegen" / "servegen-clients.tar.gz", "w:gz") as tar:
+        info = tarfile.TarInfo("data/language/svc/chunk-1-trace.csv")
+        info.size = len(text)
+        tar.addfile(info, io.BytesIO(text))
+    (root / "servegen" / "servegen-x-10min.csv").write_text(
+        "t_start_s,rate_rps\n" + "".join(f"{600 * i},{1 + i % 5}.0\n" for i in range(200)))
+    return root
+
+
+def test_a_request_limit_with_a_group_left_empty_still_writes_the_report(tmp_path: Path) -> None:
+    """With --max-requests (or --queue requests, its 2-million default) the groups left empty were left out of
+    the groups, and the forecasts, after every backtest had run, stopped on KeyError 'azure': no report."""
+    out = tmp_path / "report.json"
+    assert main(["--traces", str(_small_traces(tmp_path / "traces")), "--out", str(out), "--workers", "1",
+                 "--cold-starts", "120,120.5", "--max-requests", "10000000"]) == 0
+    report = json.loads(out.read_text())
+    assert list(report["cold_starts"]) == ["120", "120.5"]  # 120.5 s was saved as "120", over the 120 s figures
+    assert sorted(report["cold_starts"]["120"]) == ["servegen-aggregates", "servegen-customers"]
+    assert sorted(f["name"] for f in report["forecast"]) == ["servegen-x", "svc/chunk-1"]
+
+
+@pytest.mark.parametrize("limit, flags, why", [("450000", ["--plot", "p.png"], "no ServeGen customer series to --plot"),
+                                               ("1000", [], "no series to run")])
+def test_a_request_limit_that_leaves_nothing_to_run_or_plot_is_an_error_before_the_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], limit: str, flags: list[str], why: str) -> None:
+    """Was a KeyError traceback (switch_on_share of the customers left out)."""
+    out = tmp_path / "report.json"
+    assert main(["--traces", str(_small_traces(tmp_path / "traces")), "--out", str(out), "--max-requests", limit,
+                 *flags]) == 2
+    assert capsys.readouterr().out.endswith(f"\nerror: {why}\n") and not out.exists()
+
+
+def test_a_saved_report_without_customer_series_is_no_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    saved = tmp_path / "report.json"
+    saved.write_text(json.dumps({"cold_starts": {"120": {}},
+                                 "timing_14_day": {"trace": "t", "steps": 1, "seconds": 1.0, "per_policy_s": {}}}))
+    assert main(["--report", str(saved), "--plot", str(tmp_path / "p.png")]) == 2  # was the ValueError's traceback
+    assert capsys.readouterr().out.endswith(f"error: --plot {tmp_path / 'p.png'}: the report has no ServeGen "
+                                            "customer group to plot\n")
