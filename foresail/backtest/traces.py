@@ -97,14 +97,21 @@ class Trace:
 
     @property
     def default_unit(self) -> str:
-        """The demand unit used unless one is asked for: ``tokens`` where the trace has them, else ``requests``."""
-        return "tokens" if self.tokens is not None else "requests"
+        """The demand unit used unless one is asked for: ``tokens`` where the trace counts them, else ``requests``."""
+        return "tokens" if self.tokens is not None and not self._tokens_all_zero() else "requests"
+
+    def _tokens_all_zero(self) -> bool:
+        """Whether the token columns are zeros beside requests: no counts (a runtime that did not count them)."""
+        return self.tokens is not None and not np.nansum(self.tokens) > 0 and np.nansum(self.arrivals) > 0
 
     def demand(self, unit: str = "requests") -> np.ndarray:
         """Demand per step in ``requests`` or ``tokens``."""
         if unit == "tokens":
             if self.tokens is None:
                 raise TraceError(f"{self.name}: the trace has no token counts")
+            if self._tokens_all_zero():
+                raise TraceError(f"{self.name}: the token columns are all zero beside "
+                                 f"{np.nansum(self.arrivals):.0f} requests: replay it in requests (--unit requests)")
             return self.tokens
         return self.arrivals
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from foresail.backtest.traces import Trace, TraceError, load_trace
+from foresail.cli import main
 
 
 def write(tmp_path, name, text):
@@ -29,6 +30,23 @@ def test_generic_csv_with_tokens_and_resampling(tmp_path):
     assert list(coarse.arrivals) == [9, 9]
     fine = tr.resample(15)
     assert np.allclose(fine.arrivals, [3, 3, 1.5, 1.5, 0, 0, 4.5, 4.5])
+
+
+def test_token_columns_of_zeros_beside_requests_are_no_token_counts(tmp_path):
+    """A runtime that did not count tokens leaves columns of zeros: replayed in requests by default (in tokens the
+    demand was nothing and KPA divided by zero), and a clear error where tokens are asked for."""
+    p = write(tmp_path, "t.csv", "time_s,arrivals,input_tokens,output_tokens\n" +
+              "".join(f"{60 * i},{5 + i % 3},0,0\n" for i in range(60)))
+    tr = load_trace(p)
+    assert tr.default_unit == "requests" and list(tr.demand()) == list(tr.arrivals)
+    with pytest.raises(TraceError, match="token columns are all zero beside 360 requests.*--unit requests"):
+        tr.demand("tokens")
+    out = tmp_path / "r.json"
+    assert main(["backtest", "--trace", str(p), "--cold-start", "120", "--capacity", "2", "--no-progress",
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["settings"]["unit"] == {"t": "req/s"}
+    quiet = write(tmp_path, "quiet.csv", "time_s,arrivals,input_tokens,output_tokens\n0,0,0,0\n60,0,0,0\n")
+    assert load_trace(quiet).default_unit == "tokens"  # no requests either: the columns may be counts
 
 
 def test_missing_rows_of_a_generic_csv_are_zero_and_gaps_that_can_be_bridged(tmp_path):
