@@ -21,6 +21,8 @@ replays. Rules:
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import math
 import time
@@ -38,6 +40,7 @@ from foresail_operator.collector import Collector
 from foresail_operator.kube import ApiError, KubeClient, path_for
 from foresail_operator.metrics import MAX_POINTS, MetricsError, Signals
 from foresail_operator.reconciler import record_scale
+from foresail_operator.runtimes import runtime_for
 from foresail_operator.scaler import set_replicas
 from foresail_operator.spec import LLMDeploymentSpec
 from foresail_operator.status import PodSummary, measured_cold_start, parse_time
@@ -81,6 +84,7 @@ class Loop:
     growth: float = 0.0  # the queue's growth per second between the last two snapshots
     unit: str = "requests"  # the spec's autoscaling.demandUnit
     tokens_per_request: float = DEFAULT_TOKENS_PER_REQUEST  # completed tokens per completed request, lately
+    images: dict[str, str] = field(default_factory=dict)  # the operator's default image per runtime (config.images)
     basis: str = ""  # what the capacity model was learned for (capacity_basis)
     logged_capacity: float = DEFAULT_CAPACITY["requests"]  # the capacity the log last reported
     backfilled: bool = False  # whether the policy's history was loaded from Prometheus (once per policy)
@@ -107,7 +111,7 @@ class Loop:
         status too (``_carry_on``)."""
         a = spec.autoscaling
         initial = a.capacity_per_replica or DEFAULT_CAPACITY[a.demand_unit]
-        basis = capacity_basis(spec)
+        basis = capacity_basis(spec, self.images)
         if a.demand_unit != self.unit:  # history, capacity and forecasts were counted in the other unit
             telemetry.forget_figures(*self.key, self.unit)
             self.unit, self.policy, self.capacity = a.demand_unit, None, None
@@ -116,10 +120,10 @@ class Loop:
         if self.capacity is None or self.capacity.initial != initial or self.basis != basis:
             self.capacity, self.basis = CapacityModel(initial), basis
             saved = (status or {}).get("capacity")
-            # a status without a basis was written by an operator before it was kept: taken as this basis,
-            # so that an upgrade keeps what was learned
+            # a status without a basis, or with one without the image, was written by an operator before they were
+            # kept: taken as this basis, so that an upgrade keeps what was learned
             if isinstance(saved, dict) and saved.get("unit") == a.demand_unit and saved.get("initial") == initial \
-                    and saved.get("basis", basis) == basis:
+                    and saved.get("basis", basis) in (basis, _replica_basis(spec)):
                 estimate, samples = _figure(saved.get("perReplica")), _figure(saved.get("samples"))
                 if estimate is not None and samples is not None:
                     self.capacity.resume(estimate, int(samples))
@@ -215,9 +219,17 @@ def _figure(value: object) -> float | None:
     return None
 
 
-def capacity_basis(spec: LLMDeploymentSpec) -> str:
+def capacity_basis(spec: LLMDeploymentSpec, images: dict[str, str] | None = None) -> str:
     """What one replica's capacity depends on, as status.capacity.basis: the runtime, the model and its
-    revision, and the GPUs per replica, e.g. ``vllm/org/model@main x2 nvidia.com/gpu``."""
+    revision, the GPUs per replica, the image the pods run (the spec's, else ``images``' or the runtime's
+    default) and the args (a hash of them), e.g. ``vllm/org/model@main x2 nvidia.com/gpu vllm/vllm-openai:v0.11.0
+    args 1f2e3d4c``."""
+    args = hashlib.sha256(json.dumps(spec.runtime.args).encode()).hexdigest()[:8] if spec.runtime.args else ""
+    return f"{_replica_basis(spec)} {runtime_for(spec, images).image}" + (f" args {args}" if args else "")
+
+
+def _replica_basis(spec: LLMDeploymentSpec) -> str:
+    """The basis without the image and args, as operators before they were kept wrote it."""
     revision = f"@{spec.model.revision}" if spec.model.revision else ""
     return (f"{spec.runtime.name}/{spec.model.source}{revision} x{spec.resources.gpus} "
             f"{spec.resources.gpu_resource}")
@@ -233,12 +245,13 @@ def _capacity_source(model: CapacityModel, spec: LLMDeploymentSpec) -> str:
     return f"default {DEFAULT_CAPACITY[unit]:g} {UNIT_LABEL[unit]} until learned"
 
 
-def _capacity_status(model: CapacityModel, spec: LLMDeploymentSpec, signals: Signals | None) -> dict[str, Any]:
+def _capacity_status(model: CapacityModel, spec: LLMDeploymentSpec, basis: str,
+                     signals: Signals | None) -> dict[str, Any]:
     """status.capacity: demand per replica in use (req/s or tok/s), where that figure comes from, the KV
     cache's use, and what a restart needs to carry on learning (unit, starting figure, basis, samples)."""
     out: dict[str, Any] = {"perReplica": _sig(model.capacity), "source": _capacity_source(model, spec),
                            "unit": spec.autoscaling.demand_unit, "initial": model.initial,
-                           "basis": capacity_basis(spec), "samples": model.n_samples_,
+                           "basis": basis, "samples": model.n_samples_,
                            "kvCacheUsage": None}  # null: the merge patch removes a figure the pods stopped giving
     if signals is not None and signals.kv_cache is not None:
         out["kvCacheUsage"] = round(signals.kv_cache, 2)
@@ -581,7 +594,7 @@ async def step(loop: Loop, client: KubeClient, collector: Collector, body: dict[
         "fields": {"recommendedReplicas": decision.replicas,
                    "sloGovernor": _sig(loop.policy.governor) if spec.autoscaling.attainment_target else None,
                    "forecast": _forecast_status(loop, spec, decision, demand, coverage),
-                   "capacity": _capacity_status(loop.capacity, spec, signals),
+                   "capacity": _capacity_status(loop.capacity, spec, loop.basis, signals),
                    "learnedSchedules": _learned(loop, spec, UNIT_LABEL[loop.unit], logger)},
     }
     telemetry.LOOP_SECONDS.observe(time.perf_counter() - started)

@@ -301,15 +301,17 @@ async def on_llmdeployment(body: kopf.Body, reason: str, diff: kopf.Diff, old: A
                                    pods=pods)
     except SpecError as exc:
         memo.failures[key] = ("InvalidSpec", str(exc))
+        # a failed status write raises, for kopf to retry: the decision loop does not refresh an invalid spec's status
         await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods, body=raw)
         raise kopf.PermanentError(str(exc)) from exc
     except ApiError as exc:
         # Kept until a reconcile succeeds, so that no status refresh reports "no problem" meanwhile.
         memo.failures[key] = ("ReconcileFailed", f"cannot apply the spec: {exc.message}")
-        await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods, body=raw)
+        await _refresh_or_warn(memo, key, llmdeployments, owned_deployments, owned_pods, logger, body=raw)
         raise kopf.TemporaryError(memo.failures[key][1], delay=30) from exc
     memo.failures.pop(key, None)
-    await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods, body=raw, deployment=live)
+    await _refresh_or_warn(memo, key, llmdeployments, owned_deployments, owned_pods, logger, body=raw,
+                           deployment=live)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
@@ -326,11 +328,12 @@ async def forget(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
 
 
 async def _refresh_or_warn(memo: kopf.Memo, key: tuple[str, str], llmdeployments: kopf.Index,
-                           owned_deployments: kopf.Index, owned_pods: kopf.Index, logger: logging.Logger) -> None:
-    """_refresh from an event handler or a timer: an API error is one warning line (the next event, timer or
-    decision refreshes the status), not a traceback."""
+                           owned_deployments: kopf.Index, owned_pods: kopf.Index, logger: logging.Logger,
+                           body: dict | None = None, deployment: dict | None = None) -> None:
+    """_refresh from a handler or a timer: an API error is one warning line (the next event, timer or decision
+    refreshes the status), not a traceback, nor a reconcile retried or failed for it."""
     try:
-        await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods)
+        await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods, body, deployment)
     except ApiError as exc:
         logger.warning("cannot refresh the status of %s/%s: %s", *key, exc.message)
 
@@ -431,7 +434,7 @@ async def autoscale(stopped: kopf.DaemonStopped, name: str, namespace: str, logg
     """The decision loop: every autoscaling.intervalSeconds, put back owned objects that strayed from the plan,
     then metrics -> forecast -> policy -> scale."""
     key = (namespace, name)
-    loop = memo.loops[key] = Loop(key, forecast_step_s=memo.config.forecast_step_s)
+    loop = memo.loops[key] = Loop(key, forecast_step_s=memo.config.forecast_step_s, images=memo.config.images)
     try:
         while not stopped:
             body = _first(llmdeployments, key)
@@ -450,12 +453,9 @@ async def autoscale(stopped: kopf.DaemonStopped, name: str, namespace: str, logg
                 return
             deployment = _deployment(owned_deployments, key)
             pods = await _pods(memo.client, owned_pods, key, deployment)
-            try:
-                async with _reconciling.setdefault(key, asyncio.Lock()):  # not while a manual scale is applied
-                    await step(loop, memo.client, memo.collector, body, spec, deployment, pods, logger)
-                await _refresh(memo, key, llmdeployments, owned_deployments, owned_pods)
-            except ApiError as exc:
-                logger.warning("decision not applied: %s", exc)
+            async with _reconciling.setdefault(key, asyncio.Lock()):  # not while a manual scale is applied
+                await step(loop, memo.client, memo.collector, body, spec, deployment, pods, logger)  # reports refusals
+            await _refresh_or_warn(memo, key, llmdeployments, owned_deployments, owned_pods, logger)
             await stopped.wait(spec.autoscaling.interval_s)
     finally:
         memo.loops.pop(key, None)

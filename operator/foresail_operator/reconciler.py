@@ -274,6 +274,7 @@ async def reconcile(client: KubeClient, config: OperatorConfig, body: Mapping[st
     `manual_replicas` is a replica count written through the scale subresource (kubectl scale)
     while autoscaling is on: it is applied at once, clamped to [minReplicas, maxReplicas].
     `wake`: the activator holds a request for this deployment, so one at zero gets a replica at once.
+    Otherwise a count outside [minReplicas, maxReplicas] is brought within them, except in advisory mode.
     `pods`: the owned pods, of which a scale-down removes those with the fewest requests in flight first.
     """
     meta = body["metadata"]
@@ -291,14 +292,18 @@ async def reconcile(client: KubeClient, config: OperatorConfig, body: Mapping[st
         target, why = spec.clamp(manual_replicas), "manual scale"
     elif wake and current == 0 and spec.autoscaling.mode != "advisory":
         target, why = spec.clamp(1), "a request is waiting at the activator"
-    elif spec.clamp(current) != current:
+    elif spec.clamp(current) != current and spec.autoscaling.mode != "advisory":  # advisory never writes them
         target, why = spec.clamp(current), "minReplicas/maxReplicas"
     if target is not None and target != current:
         await set_replicas(client, (namespace, name), current, target, spec.runtime.name, pods, logger)
         live.setdefault("spec", {})["replicas"] = target
         logger.info("scaled %s from %d to %d (%s)", name, current, target, why)
         kopf.info(owner, reason="Scaled", message=f"Scaled Deployment {name} from {current} to {target} ({why})")
-        await record_scale(client, namespace, name, current, target, f"{why}: {current} -> {target}")
+        try:
+            await record_scale(client, namespace, name, current, target, f"{why}: {current} -> {target}")
+        except ApiError as exc:  # the replicas are set: only their record in the status failed, no reconcile failure
+            logger.warning("scaled %s/%s %d -> %d, but cannot record it in the status: %s", namespace, name, current,
+                           target, exc)
     # Last: a budget the operator may not write (an image upgraded before its chart's RBAC) leaves the
     # workload served and scaled, and the error in the Degraded condition.
     if budget is not None:
@@ -322,28 +327,37 @@ async def record_scale(client: KubeClient, namespace: str, name: str, old: int, 
 
 async def secret_problems(client: KubeClient, namespace: str, spec: LLMDeploymentSpec) -> list[tuple[str, str]]:
     """Problems the schema cannot see: the token Secret (or its key), or a ConfigMap or Secret of runtime.mounts,
-    that does not exist (the pods wait for a volume in ContainerCreating). A kind the operator may not read (403:
-    a chart without the right) goes unchecked."""
+    that does not exist (the pods wait for a volume in ContainerCreating). One the operator may not read (403:
+    a chart or RBAC without the right) goes unchecked, and the status is still written."""
     problems = []
     if spec.model.token_secret:
-        secret = await client.get(path_for("v1", "secrets", namespace, spec.model.token_secret))
-        if secret is None:
+        readable, secret = await _read(client, path_for("v1", "secrets", namespace, spec.model.token_secret))
+        if readable and secret is None:
             problems.append(("SecretNotFound", f"Secret {spec.model.token_secret} (spec.model.tokenSecretRef) does "
                                                f"not exist in namespace {namespace}"))
-        elif spec.model.token_secret_key not in (secret.get("data") or {}) | (secret.get("stringData") or {}):
+        elif secret is not None and \
+                spec.model.token_secret_key not in (secret.get("data") or {}) | (secret.get("stringData") or {}):
             problems.append(("SecretKeyNotFound",
                              f"Secret {spec.model.token_secret} has no key {spec.model.token_secret_key}"))
     for i, mount in enumerate(spec.runtime.mounts):
         kind, plural, name = (("ConfigMap", "configmaps", mount["configMap"]) if "configMap" in mount
                               else ("Secret", "secrets", mount["secret"]))
-        try:
-            if await client.get(path_for("v1", plural, namespace, name)) is None:
-                problems.append((f"{kind}NotFound", f"{kind} {name} (spec.runtime.mounts[{i}]) does not exist in "
-                                                    f"namespace {namespace}: the pods wait for it to mount it"))
-        except ApiError as exc:
-            if exc.status != 403:
-                raise
+        readable, found = await _read(client, path_for("v1", plural, namespace, name))
+        if readable and found is None:
+            problems.append((f"{kind}NotFound", f"{kind} {name} (spec.runtime.mounts[{i}]) does not exist in "
+                                                f"namespace {namespace}: the pods wait for it to mount it"))
     return problems
+
+
+async def _read(client: KubeClient, path: str) -> tuple[bool, dict[str, Any] | None]:
+    """Whether the operator may read the object at ``path`` (not a 403: a chart or RBAC without the right), and the
+    object (None where there is none, or it may not be read)."""
+    try:
+        return True, await client.get(path)
+    except ApiError as exc:
+        if exc.status != 403:
+            raise
+        return False, None
 
 
 def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

@@ -50,8 +50,9 @@ async def test_a_cache_with_room_keeps_the_spec_capacity(caplog: pytest.LogCaptu
         loop = await cache_at("0.5", logger)
     capacity = loop.view["fields"]["capacity"]
     assert capacity == {"perReplica": 1.0, "source": "spec (slo.capacityPerReplica)", "kvCacheUsage": 0.5,
-                        "unit": "requests", "initial": 1.0, "basis": "foresail/builtin:tiny x0 nvidia.com/gpu",
-                        "samples": 0}
+                        "unit": "requests", "initial": 1.0, "samples": 0,
+                        "basis": "foresail/builtin:tiny x0 nvidia.com/gpu "
+                                 "ghcr.io/foresail-dev/foresail-inference:0.1.0"}
     assert loop.view["fields"]["recommendedReplicas"] == 3  # the stabilisation window keeps the 3 found
     assert "capacity per replica" not in caplog.text
     await decisions(SPEC, loop=loop, series=False)  # the pods stop reporting: the figure goes, none stale

@@ -1,7 +1,8 @@
-"""A status write that fails while a pod or Deployment event is handled, or in a timer (an API hiccup on PATCH
-.../status) is one warning line naming the LLMDeployment, not kopf's "failed with an exception" and a traceback:
-event handlers are not retried, timers come again, and the next event, timer or decision refreshes the status
-again. The real operator process (and its handlers in this process) against the Kubernetes API test server."""
+"""A status write that fails while a pod or Deployment event is handled, in a timer, or after a decision (an API
+hiccup on PATCH .../status) is one warning line naming the LLMDeployment, not kopf's "failed with an exception" and
+a traceback (nor "decision not applied" for a decision that was): event handlers are not retried, timers come again,
+and the next event, timer or decision refreshes the status again. The real operator process (and its handlers in
+this process) against the Kubernetes API test server."""
 
 from __future__ import annotations
 
@@ -96,3 +97,23 @@ async def test_a_failed_status_write_in_the_resync_is_one_warning_line(unsimulat
     assert kube.get("/apis/apps/v1/namespaces/default/deployments/tiny") is not None  # put back: the timer ran
     [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert line.startswith("cannot refresh the status of default/tiny: ") and "injected fault" in line, line
+
+
+def test_a_failed_status_write_after_a_decision_is_one_warning_line(cluster, operator: Operator) -> None:
+    """The decision loop's status refresh fails (the spec's capacity changed, so each decision's view does): one
+    warning line per decision, as for events; it used to say "decision not applied", of a decision that was."""
+    kube = cluster.kube
+    kube.create(LLMD.format(ns="default"), {
+        "apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": "tiny"},
+        "spec": {"model": {"source": "builtin:tiny"}, "autoscaling": {"mode": "predictive", "intervalSeconds": 5}}})
+    wait_for(lambda: condition(kube.get(PATH), "Ready").get("status") == "True", timeout=60, what="Ready")
+    wait_for(lambda: condition(kube.get(PATH), "MetricsAvailable").get("reason") == "NotConfigured", timeout=30,
+             what="the first decision's status")  # and no pod event comes any more
+    cluster.faults(method="PATCH", path=FAILED_WRITE, status=503, count=1000)
+    kube.merge(PATH, {"spec": {"autoscaling": {"slo": {"capacityPerReplica": 2}}}})
+    # the update's own refresh is one line; two more are the decisions'
+    wait_for(lambda: operator.text().count("cannot refresh the status of default/tiny: ") >= 3, timeout=30,
+             what="the decisions' failed refreshes logged")
+    cluster.clear_faults()
+    log = operator.text()
+    assert "decision not applied" not in log and "Traceback" not in log, log[-3000:]

@@ -9,6 +9,8 @@ restarted process.
 from __future__ import annotations
 
 import logging
+import signal
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -19,8 +21,9 @@ from foresail_operator.collector import Collector
 from foresail_operator.kube import KubeClient
 from foresail_operator.reconciler import refresh_status
 from foresail_operator.spec import LLMDeploymentSpec, parse_spec
+from tests.helpers import wait_for
 from tests.operator.advisory import KEY, decisions
-from tests.operator.conftest import LLMD
+from tests.operator.conftest import LLMD, Operator
 from tests.operator.test_capacity_learning import SPEC, cache_at, spec
 
 
@@ -138,13 +141,15 @@ OTHER_REPLICAS: dict[str, dict[str, Any]] = {  # the same LLMDeployment edited t
     "runtime": {"runtime": {"name": "vllm"}},
     "gpus": {"resources": {"gpus": 1}},
     "gpuResource": {"resources": {"gpus": 1, "gpuResource": "amd.com/gpu"}},
+    "image": {"runtime": {"image": "ghcr.io/foresail-dev/foresail-inference:0.2.0"}},  # a new engine version
+    "args": {"runtime": {"args": ["--max-num-seqs", "4"]}},  # fewer sequences batched at once
 }
 
 
 @pytest.mark.parametrize("change", [None, *OTHER_REPLICAS])
 async def test_a_change_of_model_runtime_or_gpus_starts_capacity_learning_over(change: str | None) -> None:
-    """Capacity learned on one model, runtime or GPU count says nothing of another's: the live loop starts
-    from the spec's figure again when the spec changes any of them, and keeps what it learned otherwise."""
+    """Capacity learned on one model, runtime, image, args or GPU count says nothing of another's: the live loop
+    starts from the spec's figure again when the spec changes any of them, and keeps what it learned otherwise."""
     loop = await cache_at("0.96", logging.getLogger("test.capacity"))
     assert loop.view["fields"]["capacity"]["source"] == "learned from 6 saturated scrapes"
     after = edited(**OTHER_REPLICAS[change]) if change else SPEC
@@ -163,14 +168,41 @@ async def test_a_change_of_model_runtime_or_gpus_starts_capacity_learning_over(c
 async def test_a_restarted_operator_carries_capacity_on_only_for_the_same_model_runtime_and_gpus(cluster) -> None:
     """status.capacity.basis, kept through the CRD's schema, names what the figure was learned for: a restart
     onto a spec edited meanwhile starts from the spec's figure. A status without it, written by an operator
-    before it was kept, carries on (so an upgrade keeps what was learned)."""
+    before it was kept, or with one without the image and args, carries on (so an upgrade keeps what was learned).
+    The image is the one the pods run: the operator's default for the runtime where the spec names none."""
     learned = (await cache_at("0.96", logging.getLogger("test.capacity"))).view
     body = await written(cluster, learned)
-    assert body["status"]["capacity"]["basis"] == "foresail/builtin:tiny x0 nvidia.com/gpu"
+    assert body["status"]["capacity"]["basis"] == \
+        "foresail/builtin:tiny x0 nvidia.com/gpu ghcr.io/foresail-dev/foresail-inference:0.1.0"
     for change, changes in OTHER_REPLICAS.items():
         restarted, _ = await decisions(edited(**changes), body=body, values={"kv_cache": "0.5"})
         assert restarted.view["fields"]["capacity"]["source"] == "spec (slo.capacityPerReplica)", change
-    older = {**body, "status": {"capacity": {k: v for k, v in body["status"]["capacity"].items() if k != "basis"}}}
-    for status_body in (body, older):
+    mirrored = Loop(KEY, forecast_step_s=60.0, images={"foresail": "mirror/foresail-inference:0.2.0"})
+    restarted, _ = await decisions(SPEC, body=body, values={"kv_cache": "0.5"}, loop=mirrored)
+    assert restarted.view["fields"]["capacity"]["source"] == "spec (slo.capacityPerReplica)"
+    saved = body["status"]["capacity"]
+    older = [{**body, "status": {"capacity": {k: v for k, v in saved.items() if k != "basis"}}},
+             {**body, "status": {"capacity": {**saved, "basis": "foresail/builtin:tiny x0 nvidia.com/gpu"}}}]
+    for status_body in (body, *older):
         restarted, _ = await decisions(SPEC, body=status_body, values={"kv_cache": "0.5"})
         assert restarted.view["fields"]["capacity"]["source"] == "learned from 6 saturated scrapes"
+
+
+def test_the_basis_names_the_image_the_operators_configuration_gives(cluster, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real operator process, its default image for the runtime configured (the chart's images.foresail): the
+    basis names the image the pods run, so that a new default image starts capacity learning over."""
+    image = "mirror.example/foresail-inference:0.2.0"
+    monkeypatch.setenv("FORESAIL_IMAGE_FORESAIL", image)
+    cluster.kube.create(LLMD.format(ns="default"), {
+        "apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": "tiny"},
+        "spec": {"model": {"source": "builtin:tiny"}, "autoscaling": {"mode": "predictive", "intervalSeconds": 5}}})
+    op = Operator(cluster.kubeconfig, tmp_path / "operator.log", "--standalone").start()
+    try:
+        capacity = wait_for(lambda: ((cluster.kube.get(LLMD.format(ns="default") + "/tiny") or {}).get("status")
+                                     or {}).get("capacity"), timeout=60, what="status.capacity")
+        assert capacity["basis"] == f"foresail/builtin:tiny x0 nvidia.com/gpu {image}"
+        deployment = cluster.kube.get("/apis/apps/v1/namespaces/default/deployments/tiny")
+        assert deployment is not None and deployment["spec"]["template"]["spec"]["containers"][0]["image"] == image
+    finally:
+        op.kill(signal.SIGTERM)

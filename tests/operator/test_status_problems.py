@@ -113,6 +113,32 @@ async def test_a_mounted_config_map_or_secret_that_does_not_exist_degrades_namin
         await client.close()
 
 
+async def test_a_token_secret_the_operator_may_not_read_goes_unchecked(cluster) -> None:
+    """spec.model.tokenSecretRef names a Secret: missing, then without its key, then one the operator may not read
+    (403: RBAC without `get` on Secrets, as some clusters keep them from operators). That one is unchecked and the
+    status still written, as for runtime.mounts; before, every status refresh of it failed."""
+    kube = cluster.kube
+    kube.create(LLMD.format(ns="default"), {
+        "apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": "tiny"},
+        "spec": {"model": {"source": "org/model", "tokenSecretRef": {"name": "hf"}}, "autoscaling": {"mode": "off"}}})
+    settings = kopf.OperatorSettings()
+    settings.posting.enabled, settings.posting.level = False, logging.ERROR  # no event queue outside an operator
+    settings_var.set(settings)
+    client = KubeClient(kopf.ConnectionInfo(server=cluster.url, insecure=True))
+    try:
+        await refresh_status(client, kube.read(PATH), None, [])
+        assert condition(kube.read(PATH), "Degraded")["reason"] == "SecretNotFound"
+        kube.create("/api/v1/namespaces/default/secrets", {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hf"}, "stringData": {"other": "x"}})
+        await refresh_status(client, kube.read(PATH), None, [])
+        assert condition(kube.read(PATH), "Degraded")["reason"] == "SecretKeyNotFound"
+        cluster.faults(method="GET", path="/secrets/hf", status=403)
+        await refresh_status(client, kube.read(PATH), None, [])
+        assert condition(kube.read(PATH), "Degraded")["status"] == "False"
+    finally:
+        await client.close()
+
+
 def test_a_rollout_past_its_deadline_is_reported_once_then_recovers(tmp_path: Path) -> None:
     """The Deployment's controller gives up (Progressing=False, ProgressDeadlineExceeded: pods never ready, with
     no pod problem to show): the LLMDeployment says so, with one Warning, until the Deployment progresses again.
