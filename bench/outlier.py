@@ -11,14 +11,15 @@ one minute at each of ``--spikes`` times on its last day (10:00):
 - the same with one minute at ``--recurring`` times (default 20) every 30, 60 and 180 minutes over the last
   two days, and Foresail's most replicas 10 to 20 minutes after the first and the second of them;
 - the operator's view of a counter glitch (its defaults: 15-s decisions on ``rate()`` over the last
-  minute, 60-s forecast steps; closed loop without cold start or queue): a counter that jumps by
+  2 minutes, 60-s forecast steps; closed loop without cold start or queue): a counter that jumps by
   ``--spikes`` times a minute of demand at 10:00:20 on the fourth day, after a backfill to 10:00, and
-  Foresail's most replicas 10 to 60 minutes after, its replica-hours over the 4 hours after and its
-  median forecast 30 min after (in both, the policy lets go of a run of at most two forecast steps more
-  than ``LONE`` = e^5 = 148 times the demand before and after it, or more than ``NEW_HIGH`` = 10 times
-  that and the week's highest before it, once the interval after it shows it); again with the operator
-  restarted at 10:01:15 and at 10:05:15, its history backfilled from the per-minute rates recorded (the
-  backfill is judged alike, its last two steps by the decisions after the restart);
+  Foresail's most replicas 10 to 60 minutes after, its replica-hours over the 4 hours from the jump (the
+  decisions that read it included) and its median forecast 30 min after (in both, the policy lets go of a
+  run of at most two forecast steps, or as many as the window spans, more than ``LONE`` = e^5 = 148 times
+  the demand before and after it, or more than ``NEW_HIGH`` = 10 times that and the week's highest before
+  it, once the interval after it shows it); again with the operator restarted at 10:01:15 and at 10:05:15,
+  its history backfilled from the rates recorded (the backfill is judged alike, its last steps by the
+  decisions after the restart);
 - the forecaster fitted on the series with one minute, some minutes before its end, multiplied by 100 to
   a million: its median at +1, +10 and +30 min against the clean series' (the forecaster alone, as
   ``foresail forecast`` runs it, damps a minute more than ``LONE`` times both neighbours once the next is
@@ -45,6 +46,8 @@ from foresail.autoscaler.forecast import DemandForecaster
 from foresail.autoscaler.policy import ForesailPolicy, Observation, PolicyConfig
 from foresail.backtest.experiment import prepare, run_policy
 from foresail.backtest.traces import Trace, TraceError, iter_servegen_clients
+from foresail_operator.config import OperatorConfig
+from foresail_operator.metrics import duration_seconds
 
 DAY = 1440  # minutes
 SPIKE_AT = 600  # minutes into the last day
@@ -52,6 +55,7 @@ AGES = (30, 120, 1000)  # minutes before the end of the series
 SIZES = (100.0, 1e3, 1e4, 1e6)
 TIMES = (10.0, 100.0, LONE)  # the multiples of the lone windows counted
 EVERY = (30, 60, 180)  # minutes between the bursts that recur
+RATE_WINDOW_S = duration_seconds(OperatorConfig.rate_window)  # the operator's default rate() window
 RESTARTS = (1, 5)  # the operator's restarts in the operator's view, minutes after 10:00 (plus one decision)
 
 
@@ -92,12 +96,15 @@ def _replayed(label: str, series: np.ndarray) -> tuple[dict, np.ndarray]:
              "oracle": f"{oracle.replica_hours:.1f}"}, ours.provisioned)
 
 
-def operator_view(spikes: Iterable[float], restart_min: int | None = None) -> list[dict]:
-    """Foresail at the operator's defaults after a counter jump of each of ``spikes`` times a minute of demand;
-    with ``restart_min``, the operator restarts before the decision that many minutes and 15 s after 10:00 and
-    backfills its history from the per-minute rates Prometheus recorded."""
-    rows = []
-    config = PolicyConfig(capacity=5.0, cold_start_s=120.0, interval_s=15.0, max_replicas=5000)
+def operator_view(spikes: Iterable[float], restart_min: int | None = None,
+                  window_s: float = RATE_WINDOW_S) -> list[dict]:
+    """Foresail at the operator's defaults after a counter jump of each of ``spikes`` times a minute of demand, read
+    through ``rate()`` over ``window_s`` (the operator's default, 2 min) every 15 s; with ``restart_min``, the
+    operator restarts before the decision that many minutes and 15 s after 10:00 and backfills its history from the
+    rates Prometheus recorded (the backfill's window is the decisions' one, at one point a minute). Replica-hours
+    are counted from the jump, the decisions that read it included."""
+    rows, samples = [], round(window_s / 15.0)
+    config = PolicyConfig(capacity=5.0, cold_start_s=120.0, interval_s=15.0, max_replicas=5000, rate_window_s=window_s)
     for spike in [0.0, *spikes]:
         rng = np.random.default_rng(0)
         backfill = np.arange(1, 3 * DAY + SPIKE_AT + 1) * 60.0  # to 10:00 on the fourth day
@@ -113,15 +120,15 @@ def operator_view(spikes: Iterable[float], restart_min: int | None = None) -> li
             if restart_min is not None and k == 4 * restart_min:
                 policy = ForesailPolicy(config)
                 policy.warm_start(*recorded)
-            jumped = spike * 20.0 * 60.0 if now - 60.0 < jump_s <= now else 0.0
-            rate = (counts[max(0, k - 3) : k + 1].sum() + jumped) / 60.0  # rate() over the last minute
+            jumped = spike * 20.0 * 60.0 if now - window_s < jump_s <= now else 0.0
+            rate = (counts[max(0, k - samples + 1) : k + 1].sum() + jumped) / window_s  # rate() over the window
             if k % 4 == 3:  # a whole minute
                 recorded[0].append(float(now))
                 recorded[1].append(rate)
             d = policy.decide(Observation(float(now), rate, 0.0, current, current))
             replicas[k], medians_[k], current = d.replicas, d.forecast_median or 0.0, d.replicas
         rows.append({"spike": "none" if spike == 0 else f"x{spike:g}", "after": int(replicas[40:241].max()),
-                     "hours": f"{replicas[4:964].sum() * 15 / 3600:.0f}", "median": f"{medians_[121]:.1f}"})
+                     "hours": f"{replicas[1:961].sum() * 15 / 3600:.0f}", "median": f"{medians_[121]:.1f}"})
     return rows
 
 
@@ -200,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     print_table(recurring(a, args.recurring), {"series": "series", "slo": "Foresail SLO", "hours": "replica-hours",
                                                "oracle": "oracle's", "first": "most replicas 10-20 min after the "
                                                "first", "second": "... the second"})
-    print("\nThe operator's view: a counter jump read through rate() over 1 min, every 15 s")
-    columns = {"spike": "jump", "after": "most replicas 10-60 min after", "hours": "replica-hours, 4 h after",
+    print(f"\nThe operator's view: a counter jump read through rate() over {RATE_WINDOW_S:g} s, every 15 s")
+    columns = {"spike": "jump", "after": "most replicas 10-60 min after", "hours": "replica-hours, 4 h from it",
                "median": "median 30 min after"}
     print_table(operator_view(args.spikes), columns)
     for minute in RESTARTS:

@@ -70,14 +70,15 @@ class PolicyConfig:
     schedules: tuple[Schedule, ...] = ()  # floors held from a horizon before each window opens until it closes
     learn_schedules: bool = False  # also hold the floors of windows recurring in the demand history (looked for hourly)
     unit: str = "req/s"
+    rate_window_s: float = 60.0  # demand is a rate() over this window, which spreads a counter glitch over it
 
     def __post_init__(self) -> None:
         if self.capacity <= 0:
             raise ValueError("capacity must be positive")
         if self.min_replicas < 0 or self.max_replicas < max(self.min_replicas, 1):
             raise ValueError("need 0 <= min_replicas <= max_replicas and max_replicas >= 1")
-        if self.interval_s <= 0 or self.cold_start_s < 0:
-            raise ValueError("interval_s must be positive and cold_start_s not negative")
+        if self.interval_s <= 0 or self.cold_start_s < 0 or not self.rate_window_s > 0:
+            raise ValueError("interval_s and rate_window_s must be positive and cold_start_s not negative")
         if not 0.5 <= self.quantile < 1:
             raise ValueError("quantile must be in [0.5, 1)")
         if self.widen_to_peak < 0:
@@ -218,13 +219,13 @@ class ForesailPolicy:
     def _let_go(self, history: np.ndarray) -> np.ndarray:
         """The backfilled ``history`` with the runs ``decide`` lets go counted as the demand around them; the
         first bursts among them join the week's record (``_firsts``)."""
-        revised, firsts = let_go_runs(history)
+        revised, firsts = let_go_runs(history, self._lone_steps)
         start = self.forecaster.start_bucket_ or 0
         self._firsts.extend(((start + j) * self._step_s, peak) for j, peak in firsts)
         return revised
 
     def _hand_over(self) -> None:
-        """Make the backfill's last ``LONE_STEPS`` steps the fresh intervals ``decide`` judges, and the step
+        """Make the backfill's last ``_lone_steps`` steps the fresh intervals ``decide`` judges, and the step
         before them the one before those: a restart within two steps of a lone outlier or a first burst lets
         it go once the decisions after it show it, as without the restart. The steps of the burst window
         before them are burst memory's peaks, as they would be without the restart."""
@@ -232,7 +233,7 @@ class ForesailPolicy:
         if f.start_bucket_ is None or f.last_seen_ is None:
             return
         hist, last = f.history_, f.last_seen_ - f.start_bucket_
-        first = max(0, last - LONE_STEPS + 1)
+        first = max(0, last - self._lone_steps + 1)
         self._before = float(hist[first - 1]) if first > 0 and not math.isnan(hist[first - 1]) else None
         self._fresh.clear()
         self._peaks.clear()
@@ -599,7 +600,7 @@ class ForesailPolicy:
 
     def _remember_peak(self, now_s: float, demand: float, keep: float, since: float | None, need: _Need) -> float:
         """Burst memory: the highest demand of the last ``burst_window_s`` (a decreasing deque of peaks), this
-        interval's ``keep`` included. An interval joins the deque once ``LONE_STEPS`` forecast steps have
+        interval's ``keep`` included. An interval joins the deque once ``_lone_steps`` forecast steps have
         passed, time for the intervals after it to show whether it was part of a lone outlier: a run of
         intervals that short, each ``LONE`` times the demand before and after it (as the forecaster's features
         judge steps), or ``NEW_HIGH`` times that and the week's highest before it (demand never seen). Such a
@@ -619,7 +620,7 @@ class ForesailPolicy:
                     self._forget_lone_run(m, ref, need, high)
                     break
         fresh.append((now_s, demand, keep, since))
-        while fresh[0][0] <= now_s - LONE_STEPS * self._step_s:
+        while fresh[0][0] <= now_s - self._lone_steps * self._step_s:
             t, self._before, k, _ = fresh.popleft()
             while self._peaks and self._peaks[-1][1] <= k:
                 self._peaks.pop()
@@ -628,6 +629,12 @@ class ForesailPolicy:
             self._peaks.popleft()
         recent = [k for t, _, k, _ in fresh if t > now_s - self.config.burst_window_s]
         return max(([self._peaks[0][1]] if self._peaks else []) + recent + [keep])
+
+    @property
+    def _lone_steps(self) -> int:
+        """The longest run of forecast steps that can be a lone outlier: ``LONE_STEPS``, or as many steps as the
+        rate() window, which spreads one glitching minute over that long (and a backfill over as many points)."""
+        return max(LONE_STEPS, math.ceil(self.config.rate_window_s / self._step_s - 1e-9))
 
     def _step_of(self, fresh: tuple[float, float, float, float | None]) -> float:
         """The start of the forecast step a fresh interval began in."""
@@ -799,9 +806,9 @@ class ForesailPolicy:
         return why
 
 
-def let_go_runs(x: np.ndarray) -> tuple[np.ndarray, list[tuple[int, float]]]:
+def let_go_runs(x: np.ndarray, lone_steps: int = LONE_STEPS) -> tuple[np.ndarray, list[tuple[int, float]]]:
     """``x`` (demand per forecast step, NaN = gap) with each run ``decide`` lets go set to the higher of the
-    steps just before and after it: a run of at most ``LONE_STEPS`` steps each more than ``LONE`` times those
+    steps just before and after it: a run of at most ``lone_steps`` steps each more than ``LONE`` times those
     (a lone outlier), or ``NEW_HIGH`` times those and the highest demand of the week before it (a first burst;
     the first bursts found before it count at their peak). Also the (index, peak) of each first burst, oldest
     first. The longest run from a step wins; a run that reaches the last step, whose next is unknown, is kept."""
@@ -810,7 +817,7 @@ def let_go_runs(x: np.ndarray) -> tuple[np.ndarray, list[tuple[int, float]]]:
     with np.errstate(invalid="ignore"):
         starts = np.flatnonzero(out[1:] > NEW_HIGH * out[:-1]) + 1
     for j in starts.tolist():
-        for k in range(min(LONE_STEPS, len(out) - 1 - j), 0, -1):
+        for k in range(min(lone_steps, len(out) - 1 - j), 0, -1):
             ref, low = float(np.maximum(out[j - 1], out[j + k])), float(out[j : j + k].min())
             if not (ref > 0 and low > NEW_HIGH * ref):  # NaN (a gap beside or inside the run) is not judged
                 continue

@@ -76,6 +76,7 @@ class Loop:
 
     key: tuple[str, str]
     forecast_step_s: float
+    rate_window_s: float = 120.0  # the rate() window demand is read over (config.rate_window)
     policy: ForesailPolicy | None = None
     capacity: CapacityModel | None = None
     last_in_system: float | None = None
@@ -142,7 +143,7 @@ class Loop:
             scale_down_stabilization_s=a.scale_down_stabilization_s, scale_to_zero=a.scale_to_zero,
             idle_s=a.idle_s, predictive=a.mode in ("predictive", "advisory"),
             slo_target=a.attainment_target or 0.0, slo_wait_s=a.ttft_s, schedules=a.schedules,
-            learn_schedules=a.learn_schedules, unit=UNIT_LABEL[a.demand_unit],
+            learn_schedules=a.learn_schedules, unit=UNIT_LABEL[a.demand_unit], rate_window_s=self.rate_window_s,
         )
         if self.policy is None:
             self.policy = ForesailPolicy(config, forecast_step_s=self.forecast_step_s)

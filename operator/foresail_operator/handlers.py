@@ -22,7 +22,7 @@ from foresail_operator.activation import requested_at
 from foresail_operator.autoscaler import Loop, backfill, step
 from foresail_operator.collector import Collector
 from foresail_operator.kube import ApiError, KubeClient, path_for
-from foresail_operator.metrics import PrometheusSource
+from foresail_operator.metrics import PrometheusSource, duration_seconds
 from foresail_operator.plan import OWNER_LABEL, selector_string
 from foresail_operator.reconciler import llmd_path, out_of_plan, reconcile, refresh_status
 from foresail_operator.runtimes import runtime_for
@@ -434,7 +434,8 @@ async def autoscale(stopped: kopf.DaemonStopped, name: str, namespace: str, logg
     """The decision loop: every autoscaling.intervalSeconds, put back owned objects that strayed from the plan,
     then metrics -> forecast -> policy -> scale."""
     key = (namespace, name)
-    loop = memo.loops[key] = Loop(key, forecast_step_s=memo.config.forecast_step_s, images=memo.config.images)
+    loop = memo.loops[key] = Loop(key, forecast_step_s=memo.config.forecast_step_s, images=memo.config.images,
+                                  rate_window_s=duration_seconds(memo.config.rate_window))
     try:
         while not stopped:
             body = _first(llmdeployments, key)

@@ -449,6 +449,19 @@ def test_the_slo_attainment_target_turns_on_the_policys_governor():
     assert (on.slo_target, on.slo_wait_s) == (0.99, 1.5)
 
 
+def test_the_policy_judges_lone_outliers_over_the_rate_window_the_demand_is_read_through():
+    """A counter glitch reaches the policy for as long as rate() reads it: a 5-min window spreads it over five
+    forecast steps, which the policy must see as one run to let it go (bench.outlier at 300 s: 5,000 replicas
+    held for an hour where it judged two steps)."""
+    from foresail_operator.autoscaler import Loop
+
+    spec = parse_spec({"model": {"source": "builtin:tiny"}})
+    assert Loop(("ns", "a"), forecast_step_s=60.0).configure(spec, None).rate_window_s == 120.0  # the default
+    loop = Loop(("ns", "b"), forecast_step_s=60.0, rate_window_s=300.0)
+    assert loop.configure(spec, None).rate_window_s == 300.0
+    assert loop.policy is not None and loop.policy._lone_steps == 5
+
+
 def test_from_kubernetes_1_30_the_kubelet_sleeps_in_pre_stop():
     """No `sleep` binary needed in the runtime's image (distroless ones have none)."""
     spec = parse_spec({"model": {"source": "a"}})
