@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from foresail_operator.activator import Activator
-    from foresail_operator.kube import SERVICE_ACCOUNT_TOKEN, KubeClient
+    from foresail_operator.kube import KubeClient
 
     if args.routing not in ROUTINGS:  # argparse checks choices on the command line, not on defaults
         raise SystemExit(f"FORESAIL_ACTIVATOR_ROUTING must be one of {', '.join(ROUTINGS)}, not {args.routing!r}")
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         if args.max_body_mib < 1:
             raise ValueError(f"--max-body-mib must be at least 1, not {args.max_body_mib}")
         check_load_factor("--prefix-load-factor", args.prefix_load_factor)
-        info = use_kubeconfig(args.kubeconfig)
+        info, token_file = use_kubeconfig(args.kubeconfig)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -92,9 +92,6 @@ def run(args: argparse.Namespace) -> int:
     def upstream(namespace: str, name: str) -> str:
         return str(args.upstream).format(namespace=namespace, name=name)
 
-    # logged in from the pod's service account (as kopf does where its token file is): the token is read again
-    # as the kubelet rotates it
-    token_file = SERVICE_ACCOUNT_TOKEN if os.path.exists(SERVICE_ACCOUNT_TOKEN) else None
     activator = Activator(KubeClient(info, token_file=token_file), upstream, tuple(args.namespace), args.hold_timeout,
                           args.max_held, routing=args.routing, prefix_load_factor=args.prefix_load_factor,
                           max_held_bytes=args.max_held_mib * 2 ** 20, max_body_bytes=args.max_body_mib * 2 ** 20,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from string import Formatter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -18,23 +18,34 @@ if TYPE_CHECKING:
 UPSTREAM_FIELDS = ("name", "namespace")
 
 
-def use_kubeconfig(path: str | None) -> kopf.ConnectionInfo:
-    """Point ``KUBECONFIG`` at ``path`` when given, and log in as the operator does: from the pod's service account,
-    else from the kubeconfig files. ValueError naming the file and the problem where that fails (kopf would retry
-    the login every minute for ever)."""
+def kube_login(**kwargs: Any) -> tuple[kopf.ConnectionInfo | None, str | None]:
+    """Log in as kubectl does: with the kubeconfig ``KUBECONFIG`` names where it is set (``--kubeconfig`` sets it),
+    else from the pod's service account, else from ~/.kube/config; ``kwargs`` are kopf's login arguments. Also the
+    file of the service account's token, which the kubelet rotates (None for a kubeconfig)."""
+    import kopf
+
+    from foresail_operator.kube import SERVICE_ACCOUNT_TOKEN
+
+    if not os.environ.get("KUBECONFIG"):
+        info = kopf.login_with_service_account(**kwargs)
+        if info is not None:
+            return info, SERVICE_ACCOUNT_TOKEN
+    return kopf.login_with_kubeconfig(**kwargs), None
+
+
+def use_kubeconfig(path: str | None) -> tuple[kopf.ConnectionInfo, str | None]:
+    """Point ``KUBECONFIG`` at ``path`` when given, and log in as the operator does (``kube_login``): the connection
+    and the service account's token file where it logged in with that. ValueError naming the file and the problem
+    where that fails (kopf would retry the login every minute for ever)."""
     import kopf
 
     if path:
         if not os.path.isfile(path) or not os.access(path, os.R_OK):
             raise ValueError(f"--kubeconfig {path} is not a file this user can read")
         os.environ["KUBECONFIG"] = os.path.abspath(path)
-    settings = kopf.OperatorSettings()
-    info = kopf.login_with_service_account(settings=settings)
-    if info is not None:
-        return info
     source = _kubeconfig_source(path)
     try:
-        info = kopf.login_with_kubeconfig(settings=settings)
+        info, token_file = kube_login(settings=kopf.OperatorSettings())
     except OSError as exc:
         raise ValueError(f"{source}: cannot read {exc.filename}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
@@ -44,7 +55,7 @@ def use_kubeconfig(path: str | None) -> kopf.ConnectionInfo:
     if info is None:
         raise ValueError("no Kubernetes credentials: run in a pod with a service account, pass --kubeconfig or set "
                          "KUBECONFIG")
-    return info
+    return info, token_file
 
 
 def _kubeconfig_source(path: str | None) -> str:

@@ -21,6 +21,7 @@ from foresail_operator import GROUP, PLURAL, VERSION, reconciler, telemetry
 from foresail_operator.activation import requested_at
 from foresail_operator.autoscaler import Loop, backfill, step
 from foresail_operator.collector import Collector
+from foresail_operator.flags import kube_login
 from foresail_operator.kube import ApiError, KubeClient, path_for
 from foresail_operator.metrics import PrometheusSource, duration_seconds
 from foresail_operator.plan import OWNER_LABEL, selector_string
@@ -96,10 +97,11 @@ async def start_collector(memo: kopf.Memo, logger: logging.Logger, **_: Any) -> 
 
 @kopf.on.login()
 def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
-    """Log in from the pod's service account, else from a kubeconfig; share it with our client."""
-    info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    """Log in as kubectl does (``kube_login``: the kubeconfig where one is set, else the pod's service account);
+    share it with our client, which reads the service account's token again as the kubelet rotates it."""
+    info, token_file = kube_login(**kwargs)
     if info is not None:
-        memo.client = KubeClient(info)
+        memo.client = KubeClient(info, token_file=token_file)
     return info
 
 

@@ -9,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import kopf
 import pytest
 
 from foresail.checks import check_port
 from foresail_operator.config import OperatorConfig
 from foresail_operator.flags import check_upstream, use_kubeconfig
+from foresail_operator.kube import SERVICE_ACCOUNT_TOKEN
 from tests.helpers import KUBECONFIG
 
 
@@ -25,7 +27,8 @@ def test_ports_kubeconfigs_and_upstreams_are_checked(tmp_path: Path, monkeypatch
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(KUBECONFIG)
     monkeypatch.delenv("KUBECONFIG", raising=False)
-    assert use_kubeconfig(str(kubeconfig)).server == "http://127.0.0.1:9"
+    info, token_file = use_kubeconfig(str(kubeconfig))
+    assert info.server == "http://127.0.0.1:9" and token_file is None
     assert os.environ["KUBECONFIG"] == str(kubeconfig)
     for missing in (tmp_path / "nowhere", tmp_path):
         with pytest.raises(ValueError, match="is not a file this user can read"):
@@ -39,6 +42,21 @@ def test_ports_kubeconfigs_and_upstreams_are_checked(tmp_path: Path, monkeypatch
         assert str(refused.value).endswith(f"only {{name}} and {{namespace}} may be filled in, not {field}")
     with pytest.raises(ValueError, match=re.escape("may be filled in (expected '}' before end of string)")):
         check_upstream("http://{name")
+
+
+def test_a_kubeconfig_given_wins_over_the_pods_service_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As kubectl: --kubeconfig or KUBECONFIG is used in a pod too (the service account was logged in with first,
+    the file ignored); without one, the service account's token file is returned, to be read again as the kubelet
+    rotates it. No pod runs here: kopf's service-account login is replaced by one that finds a token."""
+    in_pod = kopf.ConnectionInfo(server="https://10.96.0.1:443", token="sa-token")
+    monkeypatch.setattr(kopf, "login_with_service_account", lambda **_: in_pod)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(KUBECONFIG)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    info, token_file = use_kubeconfig(str(kubeconfig))
+    assert info.server == "http://127.0.0.1:9" and token_file is None
+    monkeypatch.delenv("KUBECONFIG")
+    assert use_kubeconfig(None) == (in_pod, SERVICE_ACCOUNT_TOKEN)
 
 
 BAD_KUBECONFIGS = {  # file text -> the problem said
