@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from bench import TRACES
 from bench.backtest import hours_at_slo
-from bench.table import print_table
+from bench.table import print_table, seconds
 from foresail.backtest.baselines import POLICIES
 from foresail.backtest.experiment import prepare, run_policy
 from foresail.backtest.report import geomean
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--traces", type=Path, default=TRACES)
     ap.add_argument("--series", nargs="+", default=list(SERIES), help="ServeGen customer series, service/chunk-N")
-    ap.add_argument("--cold-start", type=float, default=120.0, help="seconds (default 120)")
+    ap.add_argument("--cold-start", type=seconds, default=120.0, help="seconds (default 120)")
     args = ap.parse_args(argv)
     try:
         traces = load_series(args.traces, tuple(args.series))

@@ -36,15 +36,23 @@ def plot_file(path: str) -> Path:
         raise argparse.ArgumentTypeError(str(exc).strip()) from None
 
 
-def cold_starts(text: str) -> tuple[float, ...]:
-    """An argparse ``type`` for ``--cold-starts``: comma-separated seconds, each a finite number >= 0, each once."""
+def seconds(text: str) -> float:
+    """An argparse ``type`` for a time in seconds: a finite number >= 0."""
     try:
-        values = tuple(dict.fromkeys(float(x) for x in text.split(",")))
+        value = float(text)
     except ValueError:
-        values = (math.nan,)
-    if not all(0 <= v < math.inf for v in values):
-        raise argparse.ArgumentTypeError(f"seconds, comma-separated, each a number >= 0, not {text!r}")
-    return values
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"seconds, a number >= 0, not {text!r}")
+    return value
+
+
+def cold_starts(text: str) -> tuple[float, ...]:
+    """An argparse ``type`` for ``--cold-starts``: comma-separated seconds (``seconds``), each once."""
+    try:
+        return tuple(dict.fromkeys(seconds(x) for x in text.split(",")))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"seconds, comma-separated, each a number >= 0, not {text!r}") from None
 
 
 def workers(text: str) -> int:

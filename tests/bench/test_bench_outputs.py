@@ -100,6 +100,16 @@ def test_cold_starts_that_are_no_seconds_are_refused_before_the_run(tmp_path: Pa
         in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", ["two", "nan", "-5", "inf"])
+def test_scale_to_zero_refuses_a_cold_start_that_is_no_seconds(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              value: str) -> None:
+    """Was a traceback deep in the simulation (nan), or a run at a negative cold start."""
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module("bench.scale_to_zero").main(["--traces", str(tmp_path), "--cold-start", value])
+    assert exit_info.value.code == 2
+    assert f"argument --cold-start: seconds, a number >= 0, not '{value}'" in capsys.readouterr().err
+
+
 def test_a_cold_start_given_twice_runs_once() -> None:
     from bench.table import cold_starts
 
