@@ -41,8 +41,14 @@ def _row(s: HorizonScore, methods: list[str], q: float) -> str:
                 "it, is a collection gap)")
     cells = "".join(_cell(s.wape[m], f"{100 * s.wape[m]:.1f}% {_mase(s.mase[m])}", 22) for m in methods)
     return (f"{s.horizon_s / 60:>6.0f}m {cells}{_cell(s.pinball[0.5], f'{s.pinball[0.5]:.4f}', 12)}"
-            f"{_cell(s.pinball[q], f'{s.pinball[q]:.4f}', 12)}{_cell(s.coverage[q], f'{100 * s.coverage[q]:.1f}%', 10)}"
+            f"{_cell(s.pinball[q], f'{s.pinball[q]:.4f}', _pinball_width(q))}"
+            f"{_cell(s.coverage[q], f'{100 * s.coverage[q]:.1f}%', 10)}"
             f"{_cell(s.window_coverage[q], f'{100 * s.window_coverage[q]:.1f}%', 9)}")
+
+
+def _pinball_width(q: float) -> int:
+    """The width of the upper quantile's pinball column: 12, wider where its name is longer ("pinball p99.9")."""
+    return max(12, len(f"pinball p{q * 100:g}") + 1)
 
 
 def _footnotes(scores: list[HorizonScore]) -> list[str]:
@@ -66,7 +72,7 @@ def _print_table(name: str, scores: list[HorizonScore], methods: list[str], q: f
     print(f"== {name} (WAPE; MASE in brackets; quantiles of the foresail forecast; window: the "
           "highest forecast over the horizon against the highest demand, as the policy uses it)")
     print(f"{'horizon':>8} " + "".join(f"{m:>22}" for m in methods)
-          + f"{'pinball p50':>12}{'pinball p' + str(round(q * 100)):>12}{'coverage':>10}{'window':>9}")
+          + f"{'pinball p50':>12}{f'pinball p{q * 100:g}':>{_pinball_width(q)}}{'coverage':>10}{'window':>9}")
     for s in scores:
         print(_row(s, methods, q))
     for line in _footnotes(scores):

@@ -173,6 +173,14 @@ def test_forecast_command(tmp_path, capsys):
     assert "persistence" in capsys.readouterr().out
 
 
+def test_the_upper_quantiles_column_is_named_for_it_and_kept_apart(tmp_path, capsys):
+    """--quantile 0.999 was "pinball p100", run into the column before it."""
+    p = make_trace(tmp_path)
+    assert main(["forecast", "--trace", str(p), "--horizon", "10", "--quantile", "0.999", "--no-progress"]) == 0
+    header = next(line for line in capsys.readouterr().out.splitlines() if line.lstrip().startswith("horizon"))
+    assert header.split()[-5:] == ["p50", "pinball", "p99.9", "coverage", "window"] and "p50 pinball p99.9" in header
+
+
 def test_slo_target_turns_on_foresails_governor(tmp_path, capsys):
     p = make_trace(tmp_path)
     runs = {}
