@@ -103,3 +103,25 @@ def test_install_with_names_yaml_reads_as_numbers_or_booleans(tmp_path: Path):
         assert operator_job["kubernetes_sd_configs"][0]["namespaces"]["names"] == ["7"]
         assert {"source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_instance"], "regex": "123",
                 "action": "keep"} in operator_job["relabel_configs"]
+
+
+def test_the_notes_warn_of_a_prometheus_port_the_network_policy_leaves_out(tmp_path: Path):
+    """docs/install.md's thanos-querier on 9091 with networkPolicy.enabled: the operator's NetworkPolicy let it reach
+    443, 6443 and 9090 only, so every Prometheus read timed out, and nothing at install said why."""
+    url = "https://thanos-querier.openshift-monitoring.svc:9091"
+    with start_apiserver(tmp_path / "api", simulate_pods=False) as server:
+        Kube(server.url).create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                       "metadata": {"name": RELEASE_NS}})
+        notes = run_helm(server, tmp_path, "install", RELEASE, str(CHART), "-n", RELEASE_NS,
+                         "--disable-openapi-validation",
+                         values={"prometheus": {"url": url}, "networkPolicy": {"enabled": True}})
+        assert "WARNING: prometheus.url names port 9091, which networkPolicy.egressPorts (443, 6443, 9090)" in notes
+        for values in ({"prometheus": {"url": url}, "networkPolicy": {"enabled": True, "egressPorts": [443, 9091]}},
+                       {"prometheus": {"url": url}},  # no NetworkPolicy
+                       {"prometheus": {"url": "http://prometheus-operated.monitoring.svc:9090"},
+                        "networkPolicy": {"enabled": True}},
+                       {"prometheus": {"url": "https://prometheus.example.com/api"},
+                        "networkPolicy": {"enabled": True}}):
+            notes = run_helm(server, tmp_path, "upgrade", RELEASE, str(CHART), "-n", RELEASE_NS,
+                             "--disable-openapi-validation", values=values)
+            assert "Foresail" in notes and "names port" not in notes, values

@@ -145,13 +145,16 @@ def run_scenario(kube: Kube) -> None:
     wait_for(lambda: kube.get(f"{LLMD}/tiny") is None, timeout=30, what="deletion")
 
 
-@pytest.mark.parametrize("mode", ["all-namespaces", "namespaced"])
+@pytest.mark.parametrize("mode", ["all-namespaces", "namespaced", "preStop-exec"])
 def test_the_chart_grants_every_call_the_operator_makes_and_no_more(tmp_path: Path, mode: str):
+    """preStop-exec: the operator reads no kubelet version, so it may not list the nodes either."""
     health, metrics = free_port(), free_port()
-    values = {"operator": {"healthPort": health, "metricsPort": metrics},
-              "networkPolicy": {"enabled": True}, "monitoring": {"scrapeConfig": {"enabled": True}}}
+    values: dict[str, Any] = {"operator": {"healthPort": health, "metricsPort": metrics},
+                              "networkPolicy": {"enabled": True}, "monitoring": {"scrapeConfig": {"enabled": True}}}
     if mode == "namespaced":
         values["watchNamespaces"] = [WATCHED]
+    if mode == "preStop-exec":
+        values["operator"]["preStop"] = "exec"
     objects = render(tmp_path, values)
     account = the(objects, "ServiceAccount")["metadata"]["name"]
     rules = grants(objects, RELEASE_NS, account)

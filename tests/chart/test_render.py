@@ -147,7 +147,8 @@ def test_defaults_watch_every_namespace_with_two_replicas(tmp_path: Path):
 def test_a_drain_evicts_one_replica_at_a_time_where_there_are_several(tmp_path: Path, replicas: int,
                                                                       activator_replicas: int):
     """A PodDisruptionBudget of one unavailable replica for the operator and for the activator, each
-    selecting exactly its Deployment's pods; none for a single replica (it would block the drain)."""
+    selecting exactly its Deployment's pods; none for a single replica (it would block the drain). A replica that
+    is not ready may always be evicted: by default, with both crash-looping, a drain waited on them for ever."""
     objects = render(tmp_path, {"replicaCount": replicas,
                                 "activator": {"enabled": True, "replicaCount": activator_replicas}})
     budgets = {b["metadata"]["name"]: b for b in find(objects, "PodDisruptionBudget")}
@@ -157,7 +158,8 @@ def test_a_drain_evicts_one_replica_at_a_time_where_there_are_several(tmp_path: 
             assert budget is None
             continue
         assert budget is not None, f"no PodDisruptionBudget for {deployment['metadata']['name']}"
-        assert budget["spec"] == {"maxUnavailable": 1, "selector": deployment["spec"]["selector"]}
+        assert budget["spec"] == {"maxUnavailable": 1, "selector": deployment["spec"]["selector"],
+                                  "unhealthyPodEvictionPolicy": "AlwaysAllow"}
         assert budget["metadata"]["namespace"] == RELEASE_NS
     assert not budgets, budgets  # none without its Deployment
 
@@ -206,8 +208,11 @@ def test_values_reach_the_operator(tmp_path: Path):
 
 
 def test_every_environment_variable_is_one_the_operator_reads(tmp_path: Path):
-    """A renamed FORESAIL_* variable in the operator must not leave the chart setting a dead one."""
+    """A renamed FORESAIL_* variable in the operator must not leave the chart setting a dead one (POD_ID: kopf's)."""
+    import kopf
+
     source = "".join(p.read_text() for p in (ROOT / "operator" / "foresail_operator").glob("*.py"))
+    source += (Path(kopf.__file__).parent / "_core" / "engines" / "peering.py").read_text()
     for name in env_of(render(tmp_path, EVERYTHING)):
         literal = name if not name.startswith("FORESAIL_IMAGE_") else "FORESAIL_IMAGE_"
         assert literal in source, f"the chart sets {name}, which the operator never reads"
@@ -277,6 +282,13 @@ BAD_VALUES = [
     ({"resources": {"requests": {"memroy": "1Gi"}}}, 'resources.requests: Property name of "memroy" does not match'),
     ({"activator": {"resources": {"limits": {"memory": -1}}}},
      "activator.resources.limits.memory: Must be greater than or equal to 0"),
+    # a request above its limit (helm keeps the default limit beside a raised request): the API server refuses the
+    # Deployment halfway through the install
+    ({"resources": {"requests": {"memory": "1Gi"}}},
+     "resources.requests.memory (1Gi) is above resources.limits.memory (512Mi)"),
+    ({"resources": {"requests": {"memory": 6e8}}}, "resources.requests.memory (6e+08) is above"),
+    ({"activator": {"enabled": True, "resources": {"limits": {"cpu": "0.5e-1"}}}},
+     "activator.resources.requests.cpu (100m) is above activator.resources.limits.cpu (0.5e-1)"),
     # Kubernetes' toleration rules: no key only with operator Exists, Exists without a value,
     # tolerationSeconds only with effect NoExecute
     ({"tolerations": [{"effect": "NoSchedule"}]}, "tolerations.0: operator is required"),
@@ -389,6 +401,25 @@ def test_a_header_the_chart_takes_reaches_prometheus(tmp_path: Path, value: str,
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("resources", [
+    {"requests": {"memory": "512Mi"}, "limits": {"memory": "0.5Gi"}},
+    {"requests": {"memory": 536870912}, "limits": {"memory": "512Mi"}},
+    {"requests": {"memory": "1e6"}, "limits": {"memory": 1000000}},
+    {"requests": {"cpu": "300m"}, "limits": {"cpu": "0.3"}},
+    {"requests": {"cpu": "0.3"}, "limits": {"cpu": "300m"}},
+    {"requests": {"cpu": "1500m"}, "limits": {"cpu": "1.5e0"}},
+    {"requests": {"cpu": ".1", "ephemeral-storage": "1G"}, "limits": {"cpu": "100000u", "ephemeral-storage": "1Gi"}}])
+def test_a_request_up_to_its_limit_is_taken_however_spelt(tmp_path: Path, resources: dict) -> None:
+    """The check of a request against its limit (BAD_VALUES) compares quantities, not their spelling."""
+    for key in ("resources", "activator"):
+        values = {"resources": resources} if key == "resources" else {"activator": {"enabled": True,
+                                                                                   "resources": resources}}
+        objects = render(tmp_path, values)
+        deployment = find(objects, "Deployment", "fs-foresail" if key == "resources" else "fs-foresail-activator")[0]
+        taken = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
+        assert all(set(given) <= set(taken[kind]) for kind, given in resources.items()), taken
 
 
 @pytest.mark.parametrize("sets, refused", [
@@ -646,7 +677,60 @@ def test_network_policy_allows_scrapes_dns_api_prometheus_and_the_inference_pods
                       for p in rule["ports"])
     assert anywhere == [(53, "TCP"), (53, "UDP"), (443, "TCP"), (6443, "TCP"), (9090, "TCP")]
     # the pods' own /metrics, read before a scale-down: only the inference pods' port, only to them
-    [inference] = [rule for rule in policy["spec"]["egress"] if "to" in rule]
+    [inference] = [rule for rule in policy["spec"]["egress"] if "to" in rule and rule != DNS_ON_OPENSHIFT]
     assert inference == {"ports": [{"port": 8000, "protocol": "TCP"}], "to": [{
         "podSelector": {"matchLabels": {"app.kubernetes.io/managed-by": "foresail"}}, "namespaceSelector": {
             "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a"]}]}}]}
+
+
+# OpenShift's cluster DNS (namespace openshift-dns): its Service dns-default maps 53 to the CoreDNS pods' 5353
+DNS_ON_OPENSHIFT = {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "openshift-dns"}}}],
+                    "ports": [{"port": 5353, "protocol": "UDP"}, {"port": 5353, "protocol": "TCP"}]}
+
+
+def peer_matches(peer: dict, namespace: str, pod_labels: dict[str, str], policy_namespace: str) -> bool:
+    """A NetworkPolicy peer (no ipBlock) against a pod: a namespaceSelector on the namespace's labels (only
+    kubernetes.io/metadata.name here), a podSelector on the pod's, without a namespaceSelector the policy's own."""
+    def selects(selector: dict, labels: dict[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items()) and all(
+            (labels.get(e["key"]) in e["values"]) == (e["operator"] == "In") for e in selector.get("matchExpressions")
+            or [])
+
+    if "namespaceSelector" in peer:
+        if not selects(peer["namespaceSelector"], {"kubernetes.io/metadata.name": namespace}):
+            return False
+    elif namespace != policy_namespace:
+        return False
+    return "podSelector" not in peer or selects(peer["podSelector"], pod_labels)
+
+
+def egress_allowed(policy: dict, namespace: str, pod_labels: dict[str, str], port: int, protocol: str) -> bool:
+    """Whether a NetworkPolicy lets its pods open a connection to that pod's port, as Kubernetes defines it: some
+    egress rule whose peers (none: anywhere) and ports (none: any) both match; the port is the pod's, the one a
+    Service's targetPort maps to."""
+    return any((not rule.get("to") or any(peer_matches(peer, namespace, pod_labels, policy["metadata"]["namespace"])
+                                          for peer in rule["to"]))
+               and (not rule.get("ports") or any(p.get("port") == port and p.get("protocol", "TCP") == protocol
+                                                 for p in rule["ports"]))
+               for rule in policy["spec"]["egress"])
+
+
+@pytest.mark.parametrize("namespaces", [[], ["team-a"]])
+def test_the_network_policies_let_the_operator_and_the_activator_resolve_names_on_kubernetes_and_openshift(
+        tmp_path: Path, namespaces: list[str]) -> None:
+    """Both look Services up by name (Prometheus, {name}.{namespace}.svc): the cluster DNS is CoreDNS on 53 in
+    kube-system, or, on OpenShift, CoreDNS pods on 5353 in openshift-dns behind dns-default's 53, and a policy
+    matches the pod's port. Port 53 alone dropped every lookup on OpenShift."""
+    objects = render(tmp_path, {"networkPolicy": {"enabled": True}, "activator": {"enabled": True},
+                                "watchNamespaces": namespaces})
+    policies = find(objects, "NetworkPolicy")
+    assert len(policies) == 2
+    coredns = {"k8s-app": "kube-dns"}
+    openshift_dns = {"dns.operator.openshift.io/daemonset-dns": "default"}
+    for policy in policies:
+        for protocol in ("UDP", "TCP"):
+            assert egress_allowed(policy, "kube-system", coredns, 53, protocol)
+            assert egress_allowed(policy, "openshift-dns", openshift_dns, 5353, protocol)
+            assert not egress_allowed(policy, "team-b", {}, 5353, protocol)  # 5353 to OpenShift's DNS only
+        assert egress_allowed(policy, "team-a", {"app.kubernetes.io/managed-by": "foresail"}, 8000, "TCP")
+        assert not egress_allowed(policy, "team-a", {"app": "other"}, 8000, "TCP")

@@ -184,6 +184,27 @@ to see ready replicas, and patches an annotation on one to ask the operator for 
 {{- end }}
 
 {{/*
+NetworkPolicy egress to the cluster DNS: port 53 anywhere, and OpenShift's CoreDNS pods, which listen on 5353 behind
+their Service's 53 (a policy sees the pod's port: 53 alone dropped every lookup there).
+*/}}
+{{- define "foresail.dnsEgress" -}}
+- ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: openshift-dns
+  ports:
+    - port: 5353
+      protocol: UDP
+    - port: 5353
+      protocol: TCP
+{{- end -}}
+
+{{/*
 NetworkPolicy egress to the inference pods' port (8000) in the namespaces Foresail serves.
 */}}
 {{- define "foresail.inferenceEgress" -}}
@@ -204,4 +225,45 @@ NetworkPolicy egress to the inference pods' port (8000) in the namespaces Foresa
   ports:
     - port: 8000
       protocol: TCP
+{{- end -}}
+
+{{/* A resource quantity (100m, 512Mi, 1.5G, 2e3, a number) as a float: cores, bytes or a count. */}}
+{{- define "foresail.quantity" -}}
+{{- $text := toString . -}}
+{{- $number := regexFind "^([0-9]+(\\.[0-9]*)?|\\.[0-9]+)" $text -}}
+{{- $suffix := trimPrefix $number $text -}}
+{{- $up := dict "" 1 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824
+  "Ti" 1099511627776 "Pi" 1125899906842624 "Ei" 1152921504606846976 -}}
+{{- $down := dict "n" 1e9 "u" 1e6 "m" 1e3 -}}
+{{- if not (or (hasKey $up $suffix) (hasKey $down $suffix)) -}}
+{{- /* a decimal exponent, e3 or E-2: ten to its power up or down */ -}}
+{{- $exponent := regexReplaceAll "^[eE]\\+?" $suffix "" | atoi -}}
+{{- $power := 1.0 -}}
+{{- range until (ternary (sub 0 $exponent) $exponent (lt $exponent 0) | int) -}}
+{{- $power = mulf $power 10 -}}
+{{- end -}}
+{{- $_ := set (ternary $down $up (lt $exponent 0)) $suffix $power -}}
+{{- end -}}
+{{- if hasKey $down $suffix -}}
+{{- divf (float64 $number) (get $down $suffix) -}}
+{{- else -}}
+{{- mulf (float64 $number) (get $up $suffix) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Fail where a container's request is above its limit (helm merges a raised request with the default limit), as the
+API server would refuse the Deployment midway through the install. Takes (dict "what" VALUE-PATH "resources" MAP).
+*/}}
+{{- define "foresail.checkResources" -}}
+{{- $limits := .resources.limits | default (dict) -}}
+{{- range $name, $request := .resources.requests | default (dict) -}}
+{{- if hasKey $limits $name -}}
+{{- $limit := get $limits $name -}}
+{{- /* a hair of slack: 300m and 0.3 may differ in the last bit of a float */ -}}
+{{- if gt (include "foresail.quantity" $request | float64) (mulf (include "foresail.quantity" $limit | float64) 1.000000001) -}}
+{{- fail (printf "%s.requests.%s (%v) is above %s.limits.%s (%v), which Kubernetes refuses: raise the limit too" $.what $name $request $.what $name $limit) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
