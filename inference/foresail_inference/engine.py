@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import queue
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -197,6 +198,15 @@ def _stop_prefix_start(text: str, end: int, stop: str) -> int:
     return end if start < 0 else start
 
 
+class _Dropped(queue.Queue[GenerationOutput]):
+    """The manager's queue for outputs that no handler takes, which nothing here reads: only the output of the step
+    under way when a request is released (its handler is gone by then, and the cancellation applies at the next
+    step). Kept, each would hold the request's tokens for the life of the process."""
+
+    def put(self, item: GenerationOutput, block: bool = True, timeout: float | None = None) -> None:
+        """Drop the output."""
+
+
 class Engine:
     """Runs one model with continuous batching and admits requests within ``Limits``; ``scheduler`` is a
     key of ``scheduling.SCHEDULERS``; ``prefix_cache`` keeps finished requests' pages for prompts that
@@ -277,6 +287,7 @@ class Engine:
         manager = model.init_continuous_batching(generation_config=generation_config,
                                                  continuous_batching_config=config)
         manager.logit_processor = build_processors()
+        manager.output_router.output_queue = _Dropped()
         manager.start()
         self.manager = manager
         self.metrics.track_state(lambda: self.running, lambda: self.waiting, self.kv_cache_usage)
@@ -339,7 +350,7 @@ class Engine:
         self.metrics.e2e_request_latency.observe(time.perf_counter() - generation.arrival)
 
     def _cancel(self, request_id: str) -> None:
-        """Stop generating for a request and drop its handler (the manager sends nothing after a cancel)."""
+        """Stop generating for a request and drop its handler (the output of a step under way is then dropped)."""
         assert self.manager is not None
         self.manager.cancel_request(request_id)
         router = self.manager.output_router
@@ -358,6 +369,17 @@ class Engine:
         """Stop the generation thread (pending requests are failed)."""
         if self.manager is not None and self.manager.is_running():
             self.manager.stop(block=True, timeout=5, hard_stop=True)
+
+    async def shutdown(self) -> None:
+        """Stop the generation thread, then fail the requests it dropped: a hard stop fails those it runs or
+        schedules, but not those still in its input queue, whose readers would wait until the server closed."""
+        await asyncio.to_thread(self.stop)
+        if self.manager is None or self.manager.is_running():  # not stopped within the time given: it may still answer
+            return
+        router = self.manager.output_router  # by now the failed requests' handlers went, with their outputs
+        for generation in [g for g in self.in_flight.values() if g.request_id in router.result_handlers]:
+            generation.deliver(GenerationOutput(generation.request_id, status=RequestStatus.FAILED,
+                                                error="the server stopped before this request started"))
 
 
 def _eos_ids(loaded: LoadedModel) -> list[int]:

@@ -134,7 +134,7 @@ async def serve(args: argparse.Namespace, name: str) -> int:
         log.warning("drain timeout: abandoning %d requests", len(engine.in_flight))
     # the engine first: stopping it fails the requests left, so their handlers end and the runner closes at once
     # (instead of waiting its shutdown_timeout for them)
-    await asyncio.to_thread(engine.stop)
+    await engine.shutdown()
     await runner.cleanup()
     log.info("stopped")
     return 0

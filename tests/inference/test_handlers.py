@@ -229,6 +229,62 @@ async def test_a_reader_that_stops_reading_holds_only_the_latest_output(engine: 
     assert not engine.in_flight
 
 
+async def test_a_request_released_while_a_step_runs_leaves_no_output_behind(engine: Engine) -> None:
+    # Its handler went at once, the cancellation applies at the next step, and the output of the step under way went
+    # to the manager's shared queue, which nothing reads: one output (all the tokens so far, and the prompt) kept for
+    # every client that left while a step ran, for the life of the process. Here the client leaves while the loop is
+    # paused after reading its queues, so the step that follows still runs the request.
+    assert engine.manager is not None
+    router = engine.manager.output_router
+    prompt_ids = engine.tokenizer("Tell me a story")["input_ids"]
+    generation = engine.submit(prompt_ids, SamplingParams(max_tokens=500, temperature=0))
+    await asyncio.wait_for(generation.queue.get(), 30)  # decoding
+    paused = engine.manager.pause()
+    await asyncio.to_thread(paused.__enter__)
+    try:
+        generation.release()
+    finally:
+        paused.__exit__(None, None, None)
+    later = engine.submit(prompt_ids, SamplingParams(max_tokens=2, temperature=0))
+    steps = [step async for step in later.steps()]  # generated in the steps after that one
+    assert steps[-1].finish_reason in ("stop", "length")
+    assert router.output_queue.qsize() == 0
+    assert not engine.in_flight and generation.request_id not in router.result_handlers
+
+
+async def test_a_request_still_queued_for_the_generation_loop_when_it_stops_fails_at_once() -> None:
+    # After SIGTERM (at once with --drain-timeout 0) the loop is hard-stopped: it fails the requests it runs or has
+    # scheduled, but one still in its input queue was dropped without an output: its reader waited for ever (in the
+    # server, until the runner's 5-s shutdown timeout cut the client off, with no error). Here a step is held while
+    # that request is admitted and the stop asked for.
+    loaded = load_model(BUILTIN_TINY, device="cpu")
+    engine = Engine(loaded, Limits(), ServerMetrics(MODEL), "prefill-step-first")
+    engine.start()
+    assert engine.manager is not None
+    status = engine.manager.background_thread_status
+    in_step, go_on = threading.Event(), threading.Event()
+    forward = loaded.model.forward
+
+    def held_forward(*args: Any, **kwargs: Any) -> Any:
+        in_step.set()
+        go_on.wait(30)
+        return forward(*args, **kwargs)
+
+    prompt_ids = engine.tokenizer("Tell me a story")["input_ids"]
+    running = engine.submit(prompt_ids, SamplingParams(max_tokens=100, temperature=0))
+    loaded.model.forward = held_forward
+    assert await asyncio.to_thread(in_step.wait, 30)
+    queued = engine.submit(prompt_ids, SamplingParams(max_tokens=100, temperature=0))
+    stopping = asyncio.create_task(engine.shutdown())
+    await until(lambda: status.can_accept_new_requests() is not None)  # the stop is asked for
+    go_on.set()
+    await asyncio.wait_for(stopping, 30)
+    for generation in (running, queued):
+        with pytest.raises(EngineError):
+            await asyncio.wait_for(generation.steps().__anext__(), 10)
+    assert not engine.in_flight and engine.tokens_in_flight == 0
+
+
 def _held_back_one_prefix_at_a_time(text: str, stops: tuple[str, ...]) -> int:
     """``_safe_end`` as it was: each prefix of each stop string compared in turn (quadratic in their length)."""
     end = len(text.rstrip("\ufffd"))
