@@ -74,23 +74,28 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):
-            try:
-                obj = self.stack.llmd(self.name)
-            except Exception:  # the API server is stopping
-                continue
-            st = obj.get("status") or {}
-            fc = st.get("forecast") or {}
-            self.rows.append({
-                "t": round(time.monotonic() - self.t0, 1), "offered": self.offered,
-                "demand": fc.get("demand"), "forecast": fc.get("upper"),
-                "desired": st.get("desiredReplicas"), "recommended": st.get("recommendedReplicas"),
-                "ready": self.stack.runner.ready_count("default", self.name),
-                "pods": self.stack.runner.running_count("default", self.name),
-                "capacity": (st.get("capacity") or {}).get("perReplica"),
-                "reason": st.get("lastScaleReason", ""),
-            })
+            self._sample()
+
+    def _sample(self) -> None:
+        try:
+            obj = self.stack.llmd(self.name)
+        except Exception:  # the API server is stopping
+            return
+        st = obj.get("status") or {}
+        fc = st.get("forecast") or {}
+        self.rows.append({
+            "t": round(time.monotonic() - self.t0, 1), "offered": self.offered,
+            "demand": fc.get("demand"), "forecast": fc.get("upper"),
+            "desired": st.get("desiredReplicas"), "recommended": st.get("recommendedReplicas"),
+            "ready": self.stack.runner.ready_count("default", self.name),
+            "pods": self.stack.runner.running_count("default", self.name),
+            "capacity": (st.get("capacity") or {}).get("perReplica"),
+            "reason": st.get("lastScaleReason", ""),
+        })
 
     def start(self) -> "Sampler":
+        """Take the first sample now (the first minute's line shows it), then one a second."""
+        self._sample()
         self._thread.start()
         return self
 
@@ -247,19 +252,30 @@ def _run_stack(args: argparse.Namespace, work: Path, step_rates: list[float]) ->
         sampler = Sampler(stack, "demo").start()
 
         def on_step(i: int, rate: float) -> None:
+            _check(stack)
             sampler.offered = rate
             row = sampler.rows[-1] if sampler.rows else {}
             if i % 3 == 0:
                 fc = row.get("forecast")
                 print(f"  minute {i:3d}  offered {rate:5.2f} req/s | seen {row.get('demand') or 0:5.2f} | "
-                      f"forecast p90 {fc if fc is not None else '-':>5} | desired {row.get('desired')} "
+                      f"forecast p90 {f'{fc:5.2f}' if fc is not None else '    -'} | desired {row.get('desired')} "
                       f"ready {row.get('ready')} | {row.get('reason', '')[:70]}", flush=True)
 
         # as clients of a chart install: to the activator, which spreads them over the ready pods
-        outcomes = asyncio.run(replay(step_rates, args.step, lambda: [stack.activator_url], model="demo",
-                                      on_step=on_step))
-        sampler.stop()
+        try:
+            outcomes = asyncio.run(replay(step_rates, args.step, lambda: [stack.activator_url], model="demo",
+                                          on_step=on_step))
+            _check(stack)
+        finally:
+            sampler.stop()
         return outcomes, sampler, stack.llmd("demo")
+
+
+def _check(stack: LocalStack) -> None:
+    """A DemoError if a process of the stack has exited during the replay: its figures would not be the system's."""
+    problem = stack.exited()
+    if problem:
+        raise DemoError(f"error: during the replay, {problem}")
 
 
 def keep_logs(work: Path, out: Path) -> None:
@@ -304,6 +320,9 @@ def run(args: argparse.Namespace) -> int:
     _plot(rows, args.capacity, args.out / "demo.png", f"foresail demo ({args.mode}): {name}")
     (args.out / "timeline.json").write_text(json.dumps(rows))
     print(f"  plot: {args.out / 'demo.png'}; timeline: {args.out / 'timeline.json'}; logs: {args.out}")
+    if not outcomes:  # the Poisson arrivals of a low --peak-rps x --step x --minutes can be none at all
+        print("  no request was sent: raise --peak-rps, --step or --minutes")
+        return 1
     if not any(o.ok for o in outcomes):
         print(f"  no request was answered: see the failures above and the pods' logs in {args.out / 'pods'}")
         return 1

@@ -68,8 +68,8 @@ class LocalPod:
     owner: str
     template_key: str
     start_at: float  # when the process starts (creation + cold-start delay)
+    port: int
     labels: dict[str, str] = field(default_factory=dict)
-    port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
     ready: bool = False
     terminating: bool = False
@@ -254,7 +254,7 @@ class PodRunner:
 
     def _create(self, ns: str, owner: str, key: str, template: dict, dep: dict) -> LocalPod:
         pod = LocalPod(f"{owner}-{uuid.uuid4().hex[:5]}", ns, owner, key, time.time() + self.cold_start_s,
-                       labels=dict(template["metadata"].get("labels") or {}),
+                       labels=dict(template["metadata"].get("labels") or {}), port=self._free_port(),
                        stop_times=termination_times(template["spec"]))
         annotations = {**(template["metadata"].get("annotations") or {}), "prometheus.io/port": str(pod.port)}
         body: dict[str, Any] = {
@@ -269,6 +269,16 @@ class PodRunner:
             self.pods[pod.name] = pod
         log.info("pod %s created; process starts in %.0f s", pod.name, self.cold_start_s)
         return pod
+
+    def _free_port(self) -> int:
+        """A free port no pod holds: one still in its cold start has not bound its port yet, and the kernel may
+        hand the same one out again (the second server could not listen, and its pod's URL reached the first)."""
+        with self.lock:
+            held = {p.port for p in list(self.pods.values()) + list(self.terminating.values())}
+        port = free_port()
+        while port in held:
+            port = free_port()
+        return port
 
     def _advance(self, pod: LocalPod, container: dict) -> None:
         if pod.proc is None and time.time() >= pod.start_at:

@@ -56,6 +56,7 @@ class LocalStack:
         self.activator_url = ""
         self._stack = contextlib.ExitStack()
         self.operator: subprocess.Popen | None = None
+        self.activator: subprocess.Popen | None = None
         self.http = requests.Session()
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -107,6 +108,7 @@ class LocalStack:
             stdout=log, stderr=subprocess.STDOUT, env=child_env())
         log.close()
         self._stack.callback(_stop, proc)
+        self.activator = proc
         self.activator_url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while True:
@@ -123,6 +125,17 @@ class LocalStack:
         """Stop the operator (SIGKILL to simulate a crash)."""
         if self.operator is not None:
             _stop(self.operator, sig)
+
+    def exited(self) -> str | None:
+        """Which of the stack's processes has exited, as "the operator exited with -9; see LOG", or None."""
+        processes = [("the Kubernetes API test server", self.api.process, self.api.log),
+                     ("Prometheus", self.prometheus.proc, self.workdir / "prometheus" / "prometheus.log"),
+                     ("the operator", self.operator, self.workdir / "operator.log"),
+                     ("the activator", self.activator, self.workdir / "activator.log")]
+        for what, proc, log in processes:
+            if proc is not None and proc.poll() is not None:
+                return f"{what} exited with {proc.returncode}; see {log}"
+        return None
 
     # ---- the API ------------------------------------------------------------------------
     def apply(self, doc: dict[str, Any], namespace: str = "default") -> None:

@@ -4,6 +4,7 @@ children's environment, SIGTERM and SIGHUP, and Pods deleted through the API or 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import psutil
 import pytest
@@ -117,49 +118,80 @@ def test_a_start_up_failure_is_one_line_naming_a_log_that_is_kept(tmp_path, monk
     assert (out / "apiserver" / "apiserver.log").exists()
 
 
+class StandInRunner:
+    """The pod runner's counts: one pod, ready."""
+
+    def ready_count(self, namespace: str, owner: str) -> int:
+        return 1
+
+    def running_count(self, namespace: str, owner: str) -> int:
+        return 1
+
+
+class StandInStack:
+    """A local stack whose one replica is ready and whose operator wants one."""
+
+    runner, activator_url = StandInRunner(), "http://127.0.0.1:9"
+
+    def __init__(self, workdir: Path, **_: Any) -> None:
+        (workdir / "operator.log").write_text("operator log\n")
+
+    def __enter__(self) -> StandInStack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def apply(self, doc: dict) -> None:
+        pass
+
+    def wait_ready(self, name: str, replicas: int, timeout_s: float) -> None:
+        pass
+
+    def llmd(self, name: str) -> dict:
+        return {"status": {"desiredReplicas": 1, "forecast": {"demand": 0.0, "upper": 3.83e-11}}}
+
+    def exited(self) -> str | None:
+        return None
+
+
+def stand_ins(monkeypatch: pytest.MonkeyPatch, replay: Callable[..., Awaitable[list[Outcome]]]) -> None:
+    """`foresail demo` on StandInStack, replaying with ``replay``."""
+    monkeypatch.setattr("foresail.demo.stack.LocalStack", StandInStack)
+    monkeypatch.setattr("foresail.demo.load.replay", replay)
+    monkeypatch.setattr("foresail.demo.prometheus.find_binary", lambda: "prometheus")
+
+
 def test_a_run_in_which_no_request_is_answered_says_why_and_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """The stack and the replay are stand-ins: every request gets a 401."""
 
-    class Runner:
-        def ready_count(self, namespace: str, owner: str) -> int:
-            return 1
-
-        def running_count(self, namespace: str, owner: str) -> int:
-            return 1
-
-    class Stack:
-        runner, activator_url = Runner(), "http://127.0.0.1:9"
-
-        def __init__(self, workdir: Path, **_: Any) -> None:
-            (workdir / "operator.log").write_text("operator log\n")
-
-        def __enter__(self) -> Stack:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            pass
-
-        def apply(self, doc: dict) -> None:
-            pass
-
-        def wait_ready(self, name: str, replicas: int, timeout_s: float) -> None:
-            pass
-
-        def llmd(self, name: str) -> dict:
-            return {"status": {"desiredReplicas": 1}}
-
     async def replay(step_rates, step_s, endpoints, model, on_step):
         return [Outcome(i, 0.01, False, "401") for i in range(3)]
 
-    monkeypatch.setattr("foresail.demo.stack.LocalStack", Stack)
-    monkeypatch.setattr("foresail.demo.load.replay", replay)
-    monkeypatch.setattr("foresail.demo.prometheus.find_binary", lambda: "prometheus")
+    stand_ins(monkeypatch, replay)
     out = tmp_path / "out"
     assert main(["demo", "--minutes", "1", "--out", str(out)]) == 1
     text = capsys.readouterr().out
     assert "answered 0 (0.0 %), failed 3 (3 x 401)" in text and "no request was answered" in text
     assert (out / "operator.log").read_text() == "operator log\n"
+
+
+def test_the_first_minutes_line_shows_the_replicas_already_ready(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The first progress line comes as the replay starts, before the sampler's first tick a second later: it
+    showed "desired None ready None" with one replica ready. The forecast has two decimals, as the demand has (the
+    operator's first, before any load, showed as 3.83e-11)."""
+
+    async def replay(step_rates, step_s, endpoints, model, on_step):
+        on_step(0, step_rates[0])
+        return [Outcome(0.0, 0.01, True, "200")]
+
+    stand_ins(monkeypatch, replay)
+    assert main(["demo", "--minutes", "1", "--out", str(tmp_path / "out")]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if "minute   0" in x]
+    assert "desired 1 ready 1" in line and "forecast p90  0.00 |" in line, line
+    assert json.loads((tmp_path / "out" / "timeline.json").read_text())[0]["t"] == 0.0
 
 
 def test_a_peak_rate_planning_too_many_requests_is_refused(tmp_path, capsys):
@@ -258,3 +290,59 @@ def test_a_pod_deleted_through_the_api_is_stopped_and_replaced_and_restarts_are_
         finally:
             runner.stop()
 
+
+@pytest.mark.slow
+@needs_prometheus
+def test_an_operator_that_dies_during_the_replay_ends_the_demo_naming_its_log(tmp_path: Path) -> None:
+    """The replay went on to a summary of a run nobody scaled ("scale events: 0"), exit status 0; now the demo
+    stops at the next minute, says which process exited and where its log is kept, and leaves nothing running."""
+    out = tmp_path / "out"
+    demo = subprocess.Popen([sys.executable, "-m", "foresail", "demo", "--minutes", "4", "--step", "3",
+                             "--cold-start", "0", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    stream = demo.stdout
+    assert stream is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(stream.readline, "")), daemon=True)
+    reader.start()
+    children: list[psutil.Process] = []
+    try:
+        wait_for(lambda: any("minute   0" in line for line in lines) or demo.poll() is not None, timeout=120,
+                 what="the replay started")
+        assert demo.poll() is None, "".join(lines)
+        children = psutil.Process(demo.pid).children(recursive=True)
+        (operator,) = [p for p in children if "operator" in p.cmdline()]
+        operator.kill()
+        assert demo.wait(timeout=90) == 2
+        reader.join(timeout=10)
+        assert "Summary" not in "".join(lines)
+        assert lines[-1].strip() == (f"error: during the replay, the operator exited with -{signal.SIGKILL:d}; "
+                                     f"see {out / 'operator.log'}"), "".join(lines)
+        assert (out / "operator.log").exists()
+        left = [p.cmdline() for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert left == [], left
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+
+
+def test_a_run_that_sends_no_request_says_so_not_that_none_was_answered(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--minutes 1 --peak-rps 0.2` plans one request at 5 s a minute, and its Poisson arrivals send none: the demo
+    blamed "the failures above and the pods' logs", and there were neither."""
+    from foresail.demo.load import replay as real_replay
+
+    sent: list[list[Outcome]] = []
+
+    async def replay(step_rates, step_s, endpoints, model, on_step):  # the real arrivals, without the stack
+        sent.append(await real_replay(step_rates, step_s, endpoints, model, on_step=on_step))
+        return sent[-1]
+
+    stand_ins(monkeypatch, replay)
+    assert main(["demo", "--minutes", "1", "--peak-rps", "0.2", "--step", "5", "--out", str(tmp_path / "out")]) == 1
+    text = capsys.readouterr().out
+    assert sent == [[]] and "requests sent 0" in text, text
+    assert "no request was sent: raise --peak-rps, --step or --minutes" in text and "failures above" not in text
