@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -202,6 +204,47 @@ def test_a_peak_rate_planning_too_many_requests_is_refused(tmp_path, capsys):
 
 @pytest.mark.slow
 @needs_prometheus
+@dataclass
+class RunningDemo:
+    """A `foresail demo` process, its output lines (a thread reads on) and its children once the replay started."""
+
+    proc: subprocess.Popen
+    lines: list[str]
+    children: list[psutil.Process]
+    reader: threading.Thread
+
+    def wait(self, timeout: float) -> int:
+        """The exit status, once all the output is read."""
+        status = self.proc.wait(timeout=timeout)
+        self.reader.join(timeout=10)
+        return status
+
+
+@contextlib.contextmanager
+def demo_in_replay(args: list[str], env: dict[str, str] | None = None) -> Iterator[RunningDemo]:
+    """`foresail demo ARGS`, once its replay started (its first minute's line); it and every child killed after."""
+    proc = subprocess.Popen([sys.executable, "-m", "foresail", "demo", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    stream = proc.stdout
+    assert stream is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(stream.readline, "")), daemon=True)
+    reader.start()
+    demo = RunningDemo(proc, lines, [], reader)
+    try:
+        wait_for(lambda: any("minute   0" in line for line in lines) or proc.poll() is not None, timeout=120,
+                 what="the replay started")
+        assert proc.poll() is None, "".join(lines)
+        demo.children.extend(psutil.Process(proc.pid).children(recursive=True))
+        yield demo
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for child in demo.children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_sigterm_and_sighup_stop_everything_the_demo_started(tmp_path: Path, sig: signal.Signals) -> None:
     """As Ctrl-C does: every child stopped, the temp folder removed, the logs kept. The user's FORESAIL_*
@@ -211,38 +254,20 @@ def test_sigterm_and_sighup_stop_everything_the_demo_started(tmp_path: Path, sig
     temp.mkdir()
     env = {**os.environ, "TMPDIR": str(temp), "FORESAIL_NAMESPACES": "prod", "FORESAIL_API_KEY": "the user's key"}
     out = tmp_path / "out"
-    demo = subprocess.Popen([sys.executable, "-m", "foresail", "demo", "--minutes", "2", "--cold-start", "0",
-                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    stream = demo.stdout
-    assert stream is not None
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(stream.readline, "")), daemon=True)
-    reader.start()
-    children: list[psutil.Process] = []
-    try:
-        wait_for(lambda: any("minute   0" in line for line in lines) or demo.poll() is not None, timeout=120,
-                 what="the replay started")
-        assert demo.poll() is None, "".join(lines)
-        children = psutil.Process(demo.pid).children(recursive=True)
+    with demo_in_replay(["--minutes", "2", "--cold-start", "0", "--out", str(out)], env) as demo:
+        lines, children = demo.lines, demo.children
         servers = [p for p in children if "serve" in p.cmdline()]
         assert servers and len(children) >= 5  # API server, Prometheus, operator, activator, a pod
         # the operator, the activator and the pods (the API server is started by foresail.kubetest.testing)
         started = [p for p in children if "foresail" in p.cmdline() and "apiserver" not in p.cmdline()]
         assert len(started) >= 3 and all("FORESAIL_API_KEY" not in p.environ() for p in started)
         assert all(p.environ()["HOME"] == "/tmp" for p in servers)  # the pod spec's env
-        demo.send_signal(sig)
+        demo.proc.send_signal(sig)
         assert demo.wait(timeout=90) == 128 + sig
-        reader.join(timeout=10)
         left = [p.cmdline() for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
         assert left == [], "".join(lines)
         assert list(temp.iterdir()) == []
         assert (out / "operator.log").exists() and list((out / "pods").glob("*.log"))
-    finally:
-        if demo.poll() is None:
-            demo.kill()
-        for child in children:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                child.kill()
 
 
 @pytest.mark.slow
@@ -297,36 +322,16 @@ def test_an_operator_that_dies_during_the_replay_ends_the_demo_naming_its_log(tm
     """The replay went on to a summary of a run nobody scaled ("scale events: 0"), exit status 0; now the demo
     stops at the next minute, says which process exited and where its log is kept, and leaves nothing running."""
     out = tmp_path / "out"
-    demo = subprocess.Popen([sys.executable, "-m", "foresail", "demo", "--minutes", "4", "--step", "3",
-                             "--cold-start", "0", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    stream = demo.stdout
-    assert stream is not None
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(stream.readline, "")), daemon=True)
-    reader.start()
-    children: list[psutil.Process] = []
-    try:
-        wait_for(lambda: any("minute   0" in line for line in lines) or demo.poll() is not None, timeout=120,
-                 what="the replay started")
-        assert demo.poll() is None, "".join(lines)
-        children = psutil.Process(demo.pid).children(recursive=True)
-        (operator,) = [p for p in children if "operator" in p.cmdline()]
+    with demo_in_replay(["--minutes", "4", "--step", "3", "--cold-start", "0", "--out", str(out)]) as demo:
+        (operator,) = [p for p in demo.children if "operator" in p.cmdline()]
         operator.kill()
         assert demo.wait(timeout=90) == 2
-        reader.join(timeout=10)
-        assert "Summary" not in "".join(lines)
-        assert lines[-1].strip() == (f"error: during the replay, the operator exited with -{signal.SIGKILL:d}; "
-                                     f"see {out / 'operator.log'}"), "".join(lines)
+        assert "Summary" not in "".join(demo.lines)
+        assert demo.lines[-1].strip() == (f"error: during the replay, the operator exited with -{signal.SIGKILL:d}; "
+                                          f"see {out / 'operator.log'}"), "".join(demo.lines)
         assert (out / "operator.log").exists()
-        left = [p.cmdline() for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        left = [p.cmdline() for p in demo.children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
         assert left == [], left
-    finally:
-        if demo.poll() is None:
-            demo.kill()
-        for child in children:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                child.kill()
 
 
 def test_a_run_that_sends_no_request_says_so_not_that_none_was_answered(

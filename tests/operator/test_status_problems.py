@@ -82,16 +82,22 @@ async def test_the_status_refresh_compares_the_deployment_with_the_specs_plan(cl
         await client.close()
 
 
-async def test_a_mounted_config_map_or_secret_that_does_not_exist_degrades_naming_it(cluster) -> None:
-    kube = cluster.kube
-    mounts = [{"path": "/etc/templates", "configMap": "chat-templates"}, {"path": "/etc/keys", "secret": "keys"}]
-    kube.create(LLMD.format(ns="default"), {
-        "apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": "tiny"},
-        "spec": {"model": {"source": "builtin:tiny"}, "autoscaling": {"mode": "off"}, "runtime": {"mounts": mounts}}})
+def llmd_and_client(cluster, spec: dict[str, Any]) -> KubeClient:
+    """The LLMDeployment ``tiny`` with ``spec``, and the operator's client for ``refresh_status`` outside an operator
+    (its Events not posted)."""
+    cluster.kube.create(LLMD.format(ns="default"), {
+        "apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": "tiny"}, "spec": spec})
     settings = kopf.OperatorSettings()
     settings.posting.enabled, settings.posting.level = False, logging.ERROR  # no event queue outside an operator
     settings_var.set(settings)
-    client = KubeClient(kopf.ConnectionInfo(server=cluster.url, insecure=True))
+    return KubeClient(kopf.ConnectionInfo(server=cluster.url, insecure=True))
+
+
+async def test_a_mounted_config_map_or_secret_that_does_not_exist_degrades_naming_it(cluster) -> None:
+    kube = cluster.kube
+    mounts = [{"path": "/etc/templates", "configMap": "chat-templates"}, {"path": "/etc/keys", "secret": "keys"}]
+    client = llmd_and_client(cluster, {"model": {"source": "builtin:tiny"}, "autoscaling": {"mode": "off"},
+                                       "runtime": {"mounts": mounts}})
     try:
         await refresh_status(client, kube.read(PATH), None, [])
         degraded = condition(kube.read(PATH), "Degraded")
@@ -118,13 +124,8 @@ async def test_a_token_secret_the_operator_may_not_read_goes_unchecked(cluster) 
     (403: RBAC without `get` on Secrets, as some clusters keep them from operators). That one is unchecked and the
     status still written, as for runtime.mounts; before, every status refresh of it failed."""
     kube = cluster.kube
-    kube.create(LLMD.format(ns="default"), {
-        "apiVersion": "foresail.dev/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": "tiny"},
-        "spec": {"model": {"source": "org/model", "tokenSecretRef": {"name": "hf"}}, "autoscaling": {"mode": "off"}}})
-    settings = kopf.OperatorSettings()
-    settings.posting.enabled, settings.posting.level = False, logging.ERROR  # no event queue outside an operator
-    settings_var.set(settings)
-    client = KubeClient(kopf.ConnectionInfo(server=cluster.url, insecure=True))
+    client = llmd_and_client(cluster, {"model": {"source": "org/model", "tokenSecretRef": {"name": "hf"}},
+                                       "autoscaling": {"mode": "off"}})
     try:
         await refresh_status(client, kube.read(PATH), None, [])
         assert condition(kube.read(PATH), "Degraded")["reason"] == "SecretNotFound"
