@@ -105,7 +105,9 @@ def _model_location(spec: LLMDeploymentSpec, fetch_image: str) -> tuple[str, lis
 
 
 def _container_security(non_root: bool) -> dict[str, Any]:
-    """Least privilege for a container; third-party engine images often need to run as root."""
+    """Least privilege for a container; third-party engine images often need to run as root, which keeps
+    DAC_OVERRIDE: without it root may not write to a model cache folder of uid 10001 (a hostPath made as
+    docs/install.md says, or what fetch-model and the foresail runtime made in a shared cache)."""
     context: dict[str, Any] = {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
@@ -113,6 +115,8 @@ def _container_security(non_root: bool) -> dict[str, Any]:
     }
     if non_root:
         context.update(runAsNonRoot=True, runAsUser=10001, runAsGroup=10001, readOnlyRootFilesystem=True)
+    else:
+        context["capabilities"]["add"] = ["DAC_OVERRIDE"]
     return context
 
 
@@ -211,7 +215,8 @@ def pod_template(name: str, spec: LLMDeploymentSpec, runtime: Runtime, sleep_act
         "env": _env(spec),
         "resources": _resources(spec),
         # Loading weights can take many minutes: the startup probe holds off liveness until then.
-        "startupProbe": {**probe, "periodSeconds": 10, "failureThreshold": startup_checks(spec)},
+        "startupProbe": {**probe, "periodSeconds": 10, "failureThreshold": startup_checks(spec),
+                         "timeoutSeconds": runtime.health_timeout_s},
         "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 6, "timeoutSeconds": 5},
         "readinessProbe": {"httpGet": {"path": runtime.ready_path, "port": "http"},
                            "periodSeconds": 5, "failureThreshold": 2, "timeoutSeconds": 3},

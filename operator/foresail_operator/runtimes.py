@@ -6,7 +6,7 @@ signals, so the autoscaler reads every runtime the same way (see metrics.py for 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from foresail_operator.spec import LLMDeploymentSpec
 
@@ -26,32 +26,37 @@ class Runtime:
     # canonical signal -> the engine's Prometheus metric name (None: the engine has no such metric)
     metrics: dict[str, str | None] = field(default_factory=dict)
     non_root: bool = False
+    # how long the engine's health check may take: SGLang's sends a one-token request and answers after 1 s at the
+    # soonest (the kubelet's default probe timeout is 1 s)
+    health_timeout_s: int = 1
 
     def command(self, spec: LLMDeploymentSpec, model: str, served_name: str) -> list[str]:
-        """The container's command line (args from the spec are appended)."""
-        gpus = max(1, spec.resources.gpus)
-        revision = spec.model.revision
+        """The container's command line: the engine's flags, less those that the spec's args set (TGI's launcher
+        refuses a flag given twice; the others take the last), then the spec's args."""
+        gpus = str(max(1, spec.resources.gpus))
         if self.name == "foresail":
-            cmd = ["foresail", "serve", "--model", model, "--served-model-name", served_name,
-                   "--host", "", "--port", str(PORT), "--cache-dir", f"{CACHE_DIR}/hf",  # "": IPv4 and IPv6
-                   "--drain-timeout", str(spec.runtime.drain_s)]
-            cmd += ["--revision", revision] if revision else []
+            head = ["foresail", "serve"]
+            flags = [("--model", model), ("--served-model-name", served_name), ("--host", ""),  # "": IPv4 and IPv6
+                     ("--port", str(PORT)), ("--cache-dir", f"{CACHE_DIR}/hf"),
+                     ("--drain-timeout", str(spec.runtime.drain_s))]
         elif self.name == "vllm":
-            cmd = ["vllm", "serve", model, "--served-model-name", served_name, "--host", "0.0.0.0",
-                   "--port", str(PORT), "--tensor-parallel-size", str(gpus)]
-            cmd += ["--revision", revision] if revision else []
+            head = ["vllm", "serve", model]
+            flags = [("--served-model-name", served_name), ("--host", "0.0.0.0"), ("--port", str(PORT)),
+                     ("--tensor-parallel-size", gpus)]
         elif self.name == "tgi":
-            cmd = ["text-generation-launcher", "--model-id", model, "--hostname", "0.0.0.0",
-                   "--port", str(PORT), "--num-shard", str(gpus)]
-            cmd += ["--revision", revision] if revision else []
+            head = ["text-generation-launcher"]
+            flags = [("--model-id", model), ("--hostname", "0.0.0.0"), ("--port", str(PORT)), ("--num-shard", gpus)]
         elif self.name == "sglang":
-            cmd = ["python3", "-m", "sglang.launch_server", "--model-path", model,
-                   "--served-model-name", served_name, "--host", "0.0.0.0", "--port", str(PORT),
-                   "--tp", str(gpus), "--enable-metrics"]
-            cmd += ["--revision", revision] if revision else []
+            # --tp-size: SGLang has no --tp (argparse took it as an abbreviation while no other flag began so)
+            head = ["python3", "-m", "sglang.launch_server", "--enable-metrics"]
+            flags = [("--model-path", model), ("--served-model-name", served_name), ("--host", "0.0.0.0"),
+                     ("--port", str(PORT)), ("--tp-size", gpus)]
         else:  # pragma: no cover - RUNTIMES and this table are kept in step by a test
             raise ValueError(f"unknown runtime {self.name}")
-        return cmd + list(spec.runtime.args)
+        flags += [("--revision", spec.model.revision)] if spec.model.revision else []
+        given = {arg.split("=", 1)[0] for arg in spec.runtime.args}
+        return head + [part for flag, value in flags if flag not in given for part in (flag, value)] \
+            + list(spec.runtime.args)
 
 
 _VLLM_METRICS = {
@@ -77,7 +82,7 @@ RUNTIMES: dict[str, Runtime] = {
         "kv_cache": None,
         "ttft": None,
     }),
-    "sglang": Runtime("sglang", "lmsysorg/sglang:v0.5.2-cu126", "/health", "/health", {
+    "sglang": Runtime("sglang", "lmsysorg/sglang:v0.5.2-cu126", "/health", "/health", health_timeout_s=3, metrics={
         "requests": "sglang:num_requests_total",
         "prompt_tokens": "sglang:prompt_tokens_total",
         "generation_tokens": "sglang:generation_tokens_total",
@@ -95,5 +100,4 @@ def runtime_for(spec: LLMDeploymentSpec, image_overrides: dict[str, str] | None 
     image = spec.runtime.image or (image_overrides or {}).get(runtime.name) or runtime.image
     if image == runtime.image:
         return runtime
-    return Runtime(runtime.name, image, runtime.health_path, runtime.ready_path,
-                   runtime.metrics, runtime.non_root)
+    return replace(runtime, image=image)
