@@ -151,6 +151,10 @@ _SUBSCRIPTED_FIELD = re.compile(r"^metadata\.(labels|annotations)\['(.*)'\]$")
 _RESOURCES = ("limits.cpu", "limits.memory", "limits.ephemeral-storage", "requests.cpu", "requests.memory",
               "requests.ephemeral-storage")
 _INT32_MAX = 2**31 - 1
+# runtime.args flags the plan sets and relies on: the value here would break the pods or their routing
+_PORT_USE = "the probes, the Service and the metrics scrape use port 8000"
+_OWNED_FLAGS = {"--port": _PORT_USE, "-p": _PORT_USE, "--served-model-name": "set spec.model.servedModelName (the "
+                "activator routes by it; the runtime answers 404 for another name)"}
 _CONTAINER = "server"  # the inference container, where spec.runtime.env goes (plan.pod_template)
 # Kubernetes allows 256 KiB of annotations on a pod (keys and values, in bytes): 1 KiB is left for the operator's own
 _ANNOTATIONS_MAX_B = 255 * 1024
@@ -356,6 +360,16 @@ def _field_ref(ref: Mapping[str, Any], where: str) -> None:
                     "metadata.labels['KEY'] or metadata.annotations['KEY'] with KEY a label or annotation key")
 
 
+def _args(args: Any) -> tuple[str, ...]:
+    """spec.runtime.args, without a flag the operator's plan relies on (``_OWNED_FLAGS``)."""
+    out = tuple(str(a) for a in args)
+    for i, arg in enumerate(out):
+        flag = arg.split("=", 1)[0]
+        if flag in _OWNED_FLAGS:
+            raise SpecError(f"spec.runtime.args[{i}]: {flag} is set by the operator: {_OWNED_FLAGS[flag]}")
+    return out
+
+
 def _resource_ref(ref: Mapping[str, Any], where: str) -> None:
     """An env var's resourceFieldRef: a resource Kubernetes can put in an environment variable, of the inference
     container, where the env goes (the API server accepts any containerName; the kubelet does not start a container
@@ -506,7 +520,7 @@ def parse_spec(spec: Mapping[str, Any]) -> LLMDeploymentSpec:
         runtime=RuntimeSpec(
             name=runtime.get("name", "foresail"),
             image=_image(runtime.get("image")),
-            args=tuple(str(a) for a in runtime.get("args") or ()),
+            args=_args(runtime.get("args") or ()),
             env=env,
             env_from=env_from,
             mounts=tuple(runtime.get("mounts") or ()),

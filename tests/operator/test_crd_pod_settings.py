@@ -204,9 +204,18 @@ REFUSED: dict[str, tuple[str, dict[str, Any], str, str]] = {
                                  "spec.podMetadata.annotations", "must be a 32-bit integer"),
     "deletion-cost-leading-zero": ("podMetadata", {"annotations": {DELETION_COST: "007"}},
                                    "spec.podMetadata.annotations", "must be a 32-bit integer"),
+    # the plan's port (probes, Service, scrape) and served model name (the activator's routing) are not the args'
+    "args-port": ("runtime", {"args": ["--port", "9000"]}, "spec.runtime.args", "must not set --port"),
+    "args-port-equals": ("runtime", {"args": ["--max-model-len=4096", "--port=9000"]}, "spec.runtime.args",
+                         "must not set --port"),
+    "args-tgi-short-port": ("runtime", {"name": "tgi", "args": ["-p", "9000"]}, "spec.runtime.args", "--port"),
+    "args-served-model-name": ("runtime", {"args": ["--served-model-name", "x"]}, "spec.runtime.args",
+                               "--served-model-name"),
 }
 
 ACCEPTED: dict[str, tuple[str, dict[str, Any]]] = {
+    "args-other-flags": ("runtime", {"args": ["--max-model-len", "4096", "--pipeline-parallel-size=1", "-pp", "1",
+                                              "--portal"]}),
     "toleration-exists-without-value": ("resources", {"tolerations": [
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}),
     "toleration-exists-empty-value": ("resources", {"tolerations": [
