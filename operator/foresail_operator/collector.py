@@ -26,7 +26,9 @@ class Collector:
         self.source = source
         self.period_s = period_s
         self.snapshot: dict[Key, Signals] = {}
-        self.taken_at: float | None = None
+        self.taken_at: float | None = None  # when the snapshot's queries were evaluated
+        self.read_at: float | None = None  # when its answers were all in: how fresh the collector keeps it
+        self.read_s = 0.0  # how long that took: the next read comes a period and about as long after it
         self.error: str | None = None if source else (
             "NotConfigured: no Prometheus URL is configured (--prometheus-url or FORESAIL_PROMETHEUS_URL)")
 
@@ -36,14 +38,23 @@ class Collector:
             return
         started = time.perf_counter()
         try:
-            self.snapshot = await asyncio.to_thread(self.source.snapshot, RUNTIMES)
+            at, self.snapshot = await asyncio.to_thread(self._take)
         except MetricsError as exc:
             reason = "PrometheusUnavailable"
             self.error = f"{reason}: {exc}"
             telemetry.METRICS_ERRORS.labels(reason).inc()
         else:
-            self.taken_at, self.error = time.time(), None
+            self.taken_at, self.read_at, self.error = at, time.time(), None
+            self.read_s = time.perf_counter() - started
         telemetry.COLLECT_SECONDS.observe(time.perf_counter() - started)
+
+    def _take(self) -> tuple[float, dict[Key, Signals]]:
+        """A snapshot and the time its queries are evaluated at (they all are at its start, not when the last
+        answer came: a slow answer would otherwise stretch the time between two snapshots that the growth of the
+        requests in the system is divided by, and make its figures look newer than they are)."""
+        assert self.source is not None
+        at = time.time()
+        return at, self.source.snapshot(RUNTIMES)
 
     async def run(self, logger: logging.Logger) -> None:
         """Collect every period until cancelled; log when metrics go and come back. An unexpected exception is
@@ -69,10 +80,10 @@ class Collector:
         """The signals of one deployment, or None and the reason they are missing."""
         if self.error:
             return None, self.error
-        if self.taken_at is None:
+        if self.read_at is None:
             return None, NOT_READ_YET
-        age = time.time() - self.taken_at
-        if age > 3 * self.period_s:
+        age = time.time() - self.read_at
+        if age > 3 * self.period_s + self.read_s:  # a Prometheus slower than two periods that answers is not stale
             return None, f"MetricsStale: the last good read is {age:.0f} s old"
         window = self.source.window if self.source is not None else ""
         if key in self.snapshot:

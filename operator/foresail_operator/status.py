@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping
 from foresail_operator.plan import HASH_ANNOTATION
 
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"  # the ReplicaSet controller removes low costs first
+AUTOSCALING_OFF = "AutoscalingOff"  # the reason of the decision loop's conditions while autoscaling.mode is off
 CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "MetricsAvailable", "ForecastReady", "ScalingLimited")
 # The status fields only the decision loop writes, removed when autoscaling is off. status.capacity stays: a loop
 # started again (autoscaling on) carries on from what was learned for the same replicas.
@@ -185,10 +186,11 @@ class Conditions:
             "observedGeneration": self.generation,
         }
 
-    def keep(self, type_: str, default: tuple[bool | None, str, str]) -> None:
-        """Keep a condition another component owns, or set a default if it has none yet."""
+    def keep(self, type_: str, default: tuple[bool | None, str, str], unless: str = "") -> None:
+        """Keep a condition another component owns, or set a default if it has none yet (or one of reason
+        ``unless``: written before that component ran)."""
         old = next((c for c in self.previous if c.get("type") == type_), None)
-        if old is not None:
+        if old is not None and not (unless and old.get("reason") == unless):
             self.out[type_] = dict(old)
         else:
             self.set(type_, *default)
@@ -286,13 +288,13 @@ def workload_status(
     if autoscaling_on and autoscaler:
         for type_, value in autoscaler.items():
             conds.set(type_, *value)
-    elif autoscaling_on:
-        conds.keep("MetricsAvailable", (None, "Pending", "the autoscaler has not read metrics yet"))
-        conds.keep("ForecastReady", (None, "Pending", "the forecaster has not run yet"))
-        conds.keep("ScalingLimited", (None, "Pending", "the autoscaler has not decided yet"))
+    elif autoscaling_on:  # the loop's, until it decides; not "off" from before autoscaling was turned on
+        conds.keep("MetricsAvailable", (None, "Pending", "the autoscaler has not read metrics yet"), AUTOSCALING_OFF)
+        conds.keep("ForecastReady", (None, "Pending", "the forecaster has not run yet"), AUTOSCALING_OFF)
+        conds.keep("ScalingLimited", (None, "Pending", "the autoscaler has not decided yet"), AUTOSCALING_OFF)
     else:
         for type_ in ("MetricsAvailable", "ForecastReady", "ScalingLimited"):
-            conds.set(type_, False, "AutoscalingOff", "autoscaling.mode is off")
+            conds.set(type_, False, AUTOSCALING_OFF, "autoscaling.mode is off")
 
     status: dict[str, Any] = {
         "observedGeneration": generation,

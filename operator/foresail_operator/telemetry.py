@@ -47,7 +47,8 @@ LOOP_SECONDS = Histogram(
 COLLECT_SECONDS = Histogram(
     "foresail_metrics_collect_seconds",
     "Time of one Prometheus collection for all LLMDeployments.",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    # beyond the default 15-s period: a Prometheus that does not answer holds one for about a minute (retries)
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0),
 )
 
 

@@ -70,3 +70,33 @@ async def test_a_slow_prometheus_that_answers_in_time_never_reads_as_stale() -> 
             await task
         fake.stop()
     assert states == ["fresh"] * 30, {s: states.count(s) for s in set(states)}
+
+
+async def test_a_collection_longer_than_two_periods_that_answers_never_reads_as_stale() -> None:
+    """Every answer takes 0.7 s and the collector reads every 0.4 s: one collection takes over two periods, so the
+    last read was older than three periods (1.2 s) for part of each cycle (MetricsStale, every replica held, the
+    condition flapping) although every read succeeded. The next read is due a period and a collection after the
+    last: only a read later than that is stale."""
+    fake = FakePrometheus([KEY], delay_s=0.7).start()
+    fake.mode = "slow"
+    collector = Collector(PrometheusSource(fake.url, timeout_s=5.0), period_s=0.4)
+    task = asyncio.create_task(collector.run(logging.getLogger("test.slower")))
+    try:
+        deadline = time.monotonic() + 10
+        while collector.taken_at is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        states = []
+        for _ in range(40):
+            signals, error = collector.lookup(KEY, replicas=3)
+            states.append("fresh" if signals is not None else str(error).split(":")[0])
+            await asyncio.sleep(0.1)
+        last = collector.taken_at
+        while collector.taken_at == last and time.monotonic() < deadline + 10:  # no query left in flight
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        fake.stop()
+    assert collector.error is None and collector.read_s > 2 * collector.period_s
+    assert states == ["fresh"] * 40, {s: states.count(s) for s in set(states)}
