@@ -54,7 +54,7 @@ class Collector:
         requests in the system is divided by, and make its figures look newer than they are)."""
         assert self.source is not None
         at = time.time()
-        return at, self.source.snapshot(RUNTIMES)
+        return at, self.source.snapshot(RUNTIMES, at)
 
     async def run(self, logger: logging.Logger) -> None:
         """Collect every period until cancelled; log when metrics go and come back. An unexpected exception is

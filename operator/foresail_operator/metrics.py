@@ -242,9 +242,9 @@ class PrometheusSource:
             raise MetricsError(f"Prometheus answered a non-vector result: {str(result)[:200]}")
         return result
 
-    def snapshot(self, runtimes: Iterable[str]) -> dict[Key, Signals]:
+    def snapshot(self, runtimes: Iterable[str], at: float | None = None) -> dict[Key, Signals]:
         """Current signals of every deployment of the given runtimes (the queries run ``QUERY_THREADS`` at a
-        time, all evaluated at the time it starts)."""
+        time, all evaluated at the Unix time ``at``, default now)."""
         out: dict[Key, Signals] = {}
         names: dict[str, list[str]] = {}  # per signal, the runtimes' metric names of it
         for runtime in set(runtimes):
@@ -256,9 +256,9 @@ class PrometheusSource:
         # last: only for deployments with demand
         promqls.append(("held", f"sum by ({BY}) ({HELD_METRIC})"))
         promqls.append(("scraped", f"sum by ({BY}) (up)"))
-        at = [time.time()] * len(promqls)  # all at one time: a scrape landing between two does not mix two states
+        when = [time.time() if at is None else at] * len(promqls)  # one time: a scrape between two mixes no states
         with ThreadPoolExecutor(max_workers=QUERY_THREADS) as pool:  # a failure drops the queries not started yet
-            answers = list(pool.map(self._query, [promql for _, promql in promqls], at))
+            answers = list(pool.map(self._query, [promql for _, promql in promqls], when))
         for (signal, _), answer in zip(promqls, answers, strict=True):
             for key, value in _vector(answer).items():
                 if signal not in ("held", "scraped") or key in out:
